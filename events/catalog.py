@@ -1,0 +1,223 @@
+"""The domain events: every fact the log can hold about workflows and jobs.
+
+Workflow actor events live on ``evt.<wf>.wf.<Type>``, job actor events on
+``evt.<wf>.job.<job>.<Type>``. Each class is one past-tense fact; ``type`` is its tag.
+Add a field with a default to evolve a schema; bump ``v`` when meaning changes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from events import subjects
+from events.base import Event
+from events.definition import WorkflowDefinition
+
+
+class JobStatus(StrEnum):
+    PENDING = "pending"
+    QUEUED = "queued"
+    RUNNING = "running"
+    RETRYING = "retrying"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL_JOB
+
+
+_TERMINAL_JOB = frozenset(
+    {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.SKIPPED, JobStatus.CANCELLED}
+)
+
+
+class WorkflowStatus(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not WorkflowStatus.RUNNING
+
+
+class JobSpec(BaseModel):
+    """What a worker needs to run one attempt: rendered command, env, inputs, upstream data."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    run: str | None = None
+    uses: str | None = None
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    env: dict[str, str] = Field(default_factory=dict)
+    labels: tuple[str, ...] = ()
+    timeout: float | None = None
+    upstream_outputs: dict[str, dict[str, str]] = Field(default_factory=dict)
+
+
+# --- workflow actor -------------------------------------------------------------------------
+
+
+class WorkflowEvent(Event):
+    actor_kind: ClassVar[str] = "wf"
+    workflow_id: str
+
+    def subject(self) -> str:
+        return subjects.workflow_event(self.workflow_id, self.event_type)
+
+
+class WorkflowStarted(WorkflowEvent):
+    type: Literal["WorkflowStarted"] = "WorkflowStarted"
+    definition: WorkflowDefinition
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+    started_at: datetime
+
+
+class WorkflowCancelRequested(WorkflowEvent):
+    type: Literal["WorkflowCancelRequested"] = "WorkflowCancelRequested"
+    reason: str = "cancelled by user"
+    requested_at: datetime
+
+
+class WorkflowSucceeded(WorkflowEvent):
+    type: Literal["WorkflowSucceeded"] = "WorkflowSucceeded"
+    ended_at: datetime
+
+
+class WorkflowFailed(WorkflowEvent):
+    type: Literal["WorkflowFailed"] = "WorkflowFailed"
+    reason: str
+    failed_jobs: tuple[str, ...] = ()
+    ended_at: datetime
+
+
+class WorkflowCancelled(WorkflowEvent):
+    type: Literal["WorkflowCancelled"] = "WorkflowCancelled"
+    reason: str
+    ended_at: datetime
+
+
+# --- job actor ------------------------------------------------------------------------------
+
+
+class JobEvent(Event):
+    actor_kind: ClassVar[str] = "job"
+    workflow_id: str
+    job: str
+
+    def subject(self) -> str:
+        return subjects.job_event(self.workflow_id, self.job, self.event_type)
+
+
+class JobQueued(JobEvent):
+    """Attempt ``attempt`` may be claimed from ``not_before`` on (delays, ``at``, backoff)."""
+
+    type: Literal["JobQueued"] = "JobQueued"
+    attempt: int = Field(ge=1)
+    spec: JobSpec
+    queued_at: datetime
+    not_before: datetime | None = None
+
+
+class JobSkipped(JobEvent):
+    type: Literal["JobSkipped"] = "JobSkipped"
+    reason: str
+    at: datetime
+
+
+class JobStarted(JobEvent):
+    """A worker claimed the job. ``epoch`` is the fencing token: it grows with every claim."""
+
+    type: Literal["JobStarted"] = "JobStarted"
+    attempt: int
+    epoch: int
+    worker_id: str
+    delivery: int = 1
+    dispatch_seq: int = 0
+    lease_ttl: float
+    started_at: datetime
+
+
+class JobSucceeded(JobEvent):
+    type: Literal["JobSucceeded"] = "JobSucceeded"
+    attempt: int
+    epoch: int
+    worker_id: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+    result: Any = None
+    ended_at: datetime
+
+
+class JobFailed(JobEvent):
+    """An attempt failed. ``will_retry`` says whether a ``JobRetryScheduled`` follows."""
+
+    type: Literal["JobFailed"] = "JobFailed"
+    attempt: int
+    epoch: int
+    worker_id: str | None = None
+    error: str
+    retryable: bool = True
+    timed_out: bool = False
+    will_retry: bool = False
+    ended_at: datetime
+
+
+class JobRetryScheduled(JobEvent):
+    type: Literal["JobRetryScheduled"] = "JobRetryScheduled"
+    attempt: int
+    delay: float
+    not_before: datetime
+
+
+class JobCancelRequested(JobEvent):
+    type: Literal["JobCancelRequested"] = "JobCancelRequested"
+    reason: str
+    requested_at: datetime
+
+
+class JobCancelled(JobEvent):
+    type: Literal["JobCancelled"] = "JobCancelled"
+    reason: str
+    worker_id: str | None = None
+    at: datetime
+
+
+class JobResultRejected(JobEvent):
+    """A result arrived from an attempt that no longer holds the lease (fencing)."""
+
+    type: Literal["JobResultRejected"] = "JobResultRejected"
+    attempt: int
+    epoch: int
+    worker_id: str | None = None
+    outcome: str
+    reason: str
+    at: datetime
+
+
+WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
+    WorkflowStarted,
+    WorkflowCancelRequested,
+    WorkflowSucceeded,
+    WorkflowFailed,
+    WorkflowCancelled,
+)
+JOB_EVENTS: tuple[type[JobEvent], ...] = (
+    JobQueued,
+    JobSkipped,
+    JobStarted,
+    JobSucceeded,
+    JobFailed,
+    JobRetryScheduled,
+    JobCancelRequested,
+    JobCancelled,
+    JobResultRejected,
+)

@@ -1,0 +1,48 @@
+"""Bytes <-> events, at the edge only. Decoding goes by the ``type`` tag (discriminated union)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Union
+
+import orjson
+from pydantic import Field, TypeAdapter, ValidationError
+
+from events.base import Event
+from events.catalog import JOB_EVENTS, WORKFLOW_EVENTS
+from events.errors import UndecodableEvent
+
+_ALL_EVENTS = (*WORKFLOW_EVENTS, *JOB_EVENTS)
+EVENT_TYPES: frozenset[str] = frozenset(cls.__name__ for cls in _ALL_EVENTS)
+
+AnyEvent = Annotated[Union[_ALL_EVENTS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
+_ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
+
+
+def encode(event: Event) -> bytes:
+    """Serialise an event to JSON bytes (aliases used, so ``with``/``if`` keep their names)."""
+    return event.__pydantic_serializer__.to_json(event, by_alias=True)
+
+
+def decode(data: bytes, *, subject: str = "?", seq: int = 0) -> Event:
+    """Parse one stored event; raise ``UndecodableEvent`` naming the subject and sequence."""
+    try:
+        return _ADAPTER.validate_json(data)
+    except ValidationError as exc:
+        raise UndecodableEvent(subject=subject, seq=seq, reason=_explain(data, exc)) from None
+
+
+def _explain(data: bytes, exc: ValidationError) -> str:
+    try:
+        raw: Any = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        return f"not valid JSON ({err})"
+    if not isinstance(raw, dict):
+        return f"expected a JSON object, got {type(raw).__name__}"
+    tag = raw.get("type")
+    if tag is None:
+        return "missing the 'type' tag"
+    if tag not in EVENT_TYPES:
+        return f"unknown event type {tag!r}"
+    first = exc.errors()[:3]
+    parts = [f"{'.'.join(str(p) for p in e['loc'][1:]) or '<root>'}: {e['msg']}" for e in first]
+    return f"invalid {tag}: " + "; ".join(parts)

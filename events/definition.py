@@ -1,0 +1,91 @@
+"""Validated, normalised workflow definitions: pure data.
+
+These models are what a workflow *is* once validated (durations in seconds, names checked).
+Parsing YAML or a builder into them, and reporting every problem with its location, lives in
+``actors.definitions``. ``WorkflowStarted`` carries a ``WorkflowDefinition`` so that a workflow's
+history is self-contained: replay never needs the original file.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+class Backoff(StrEnum):
+    NONE = "none"
+    FIXED = "fixed"
+    EXPONENTIAL = "exponential"
+    LINEAR = "linear"
+
+
+class OnFailure(StrEnum):
+    FAIL_WORKFLOW = "fail_workflow"
+    CONTINUE = "continue"
+    RETRY_FOREVER = "retry_forever"
+
+
+class RetryPolicy(_Frozen):
+    """How often a job is attempted and how long to wait between attempts (seconds)."""
+
+    max_attempts: int = Field(default=1, ge=1)
+    backoff: Backoff = Backoff.NONE
+    delay: float = Field(default=0.0, ge=0)
+    max_delay: float | None = Field(default=None, ge=0)
+
+    def delay_before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2 = first retry). Attempt 1 never waits."""
+        if attempt <= 1 or self.backoff is Backoff.NONE:
+            return 0.0
+        retry = attempt - 1
+        if self.backoff is Backoff.FIXED:
+            wait = self.delay
+        elif self.backoff is Backoff.LINEAR:
+            wait = self.delay * retry
+        else:
+            wait = self.delay * (2 ** (retry - 1))
+        return min(wait, self.max_delay) if self.max_delay is not None else wait
+
+
+class InputSpec(_Frozen):
+    default: Any = None
+    required: bool = False
+    description: str | None = None
+
+
+class JobDefinition(_Frozen):
+    """One job of the DAG. Exactly one of ``run`` (shell) or ``uses`` (named handler) is set."""
+
+    name: str
+    run: str | None = None
+    uses: str | None = None
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    labels: tuple[str, ...] = ()
+    needs: tuple[str, ...] = ()
+    needs_any: tuple[str, ...] = ()
+    if_: str | None = Field(default=None, alias="if")
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0)
+    retry: RetryPolicy = RetryPolicy()
+    on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
+    delay: float | None = Field(default=None, ge=0)
+    at: datetime | None = None
+
+    @property
+    def upstream(self) -> tuple[str, ...]:
+        return self.needs + tuple(n for n in self.needs_any if n not in self.needs)
+
+
+class WorkflowDefinition(_Frozen):
+    name: str
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    env: dict[str, str] = Field(default_factory=dict)
+    timeout: float | None = Field(default=None, gt=0)
+    jobs: dict[str, JobDefinition]

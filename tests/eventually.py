@@ -1,0 +1,41 @@
+"""``assert_eventually``: poll a condition instead of sleeping a guessed amount of time."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+async def assert_eventually(
+    probe: Callable[[], T | Awaitable[T]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition never became true",
+) -> T:
+    """Call ``probe`` until it returns a truthy value (returned) or raises no AssertionError.
+
+    ``probe`` may be sync or async. On timeout the last AssertionError (or ``message``) is raised.
+    """
+    deadline = time.monotonic() + timeout
+    last_error: AssertionError | None = None
+    while True:
+        try:
+            result = probe()
+            if inspect.isawaitable(result):
+                result = await result
+            if result:
+                return result  # type: ignore[return-value]
+            last_error = None
+        except AssertionError as exc:
+            last_error = exc
+        if time.monotonic() >= deadline:
+            if last_error is not None:
+                raise AssertionError(f"{message} within {timeout}s: {last_error}") from last_error
+            raise AssertionError(f"{message} within {timeout}s")
+        await asyncio.sleep(interval)
