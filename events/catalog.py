@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from events import subjects
 from events.base import Event
-from events.definition import WorkflowDefinition
+from events.definition import OnFailure, RetryPolicy, WorkflowDefinition
 
 
 class JobStatus(StrEnum):
@@ -94,9 +94,12 @@ class WorkflowSucceeded(WorkflowEvent):
 
 
 class WorkflowFailed(WorkflowEvent):
+    """``failed_jobs`` lists the jobs that failed the workflow; ``timed_out`` marks its timeout."""
+
     type: Literal["WorkflowFailed"] = "WorkflowFailed"
     reason: str
     failed_jobs: tuple[str, ...] = ()
+    timed_out: bool = False
     ended_at: datetime
 
 
@@ -119,11 +122,17 @@ class JobEvent(Event):
 
 
 class JobQueued(JobEvent):
-    """Attempt ``attempt`` may be claimed from ``not_before`` on (delays, ``at``, backoff)."""
+    """Attempt ``attempt`` may be claimed from ``not_before`` on (delays, ``at``).
+
+    It carries the job's ``retry`` policy and ``on_failure`` so that the job actor can decide
+    retries from its own history alone: workers decide their own results without the workflow.
+    """
 
     type: Literal["JobQueued"] = "JobQueued"
     attempt: int = Field(ge=1)
     spec: JobSpec
+    retry: RetryPolicy = RetryPolicy()
+    on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
     queued_at: datetime
     not_before: datetime | None = None
 
@@ -158,7 +167,12 @@ class JobSucceeded(JobEvent):
 
 
 class JobFailed(JobEvent):
-    """An attempt failed. ``will_retry`` says whether a ``JobRetryScheduled`` follows."""
+    """An attempt failed. ``will_retry`` says whether a ``JobRetryScheduled`` follows.
+
+    ``attempt == 0`` means the job failed before it was ever queued: its condition or its
+    templates could not be evaluated. ``worker_id`` is None when the engine decided the failure
+    (a job timeout) rather than a worker reporting it.
+    """
 
     type: Literal["JobFailed"] = "JobFailed"
     attempt: int

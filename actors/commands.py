@@ -1,0 +1,121 @@
+"""Commands: imperative requests that an actor decides into events (or refuses).
+
+Every command carries ``now`` (the caller's clock) and the ids it needs, so that ``decide`` stays
+pure. Job commands name their actor (``workflow_id`` + ``job``) so that a host can route them;
+each has a ``type`` tag so that commands can travel as JSON on command subjects.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import Field
+
+from events.base import Command
+from events.definition import WorkflowDefinition
+
+# --- job actor ------------------------------------------------------------------------------
+
+
+class JobCommand(Command):
+    workflow_id: str
+    job: str
+    now: datetime
+
+
+class ClaimJob(JobCommand):
+    """A worker got dispatch message ``dispatch_seq`` (its ``delivery``-th time) for ``attempt``."""
+
+    type: Literal["ClaimJob"] = "ClaimJob"
+    attempt: int = Field(ge=1)
+    worker_id: str
+    delivery: int = Field(default=1, ge=1)
+    dispatch_seq: int = 0
+    lease_ttl: float = Field(gt=0)
+
+
+class CompleteJob(JobCommand):
+    """The holder of lease ``epoch`` finished successfully."""
+
+    type: Literal["CompleteJob"] = "CompleteJob"
+    epoch: int
+    worker_id: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+    result: Any = None
+
+
+class FailJob(JobCommand):
+    """The holder of lease ``epoch`` failed; ``retryable=False`` forbids any retry."""
+
+    type: Literal["FailJob"] = "FailJob"
+    epoch: int
+    worker_id: str | None = None
+    error: str
+    retryable: bool = True
+    timed_out: bool = False
+
+
+class TimeoutJob(JobCommand):
+    """The job's timeout timer, armed when lease ``epoch`` started, fired."""
+
+    type: Literal["TimeoutJob"] = "TimeoutJob"
+    epoch: int
+
+
+class RequeueJob(JobCommand):
+    """The retry timer fired. ``attempt`` (if given) guards against a stale timer."""
+
+    type: Literal["RequeueJob"] = "RequeueJob"
+    attempt: int | None = None
+
+
+class CancelJob(JobCommand):
+    type: Literal["CancelJob"] = "CancelJob"
+    reason: str = "cancelled"
+
+
+class ConfirmCancelled(JobCommand):
+    """The holder of lease ``epoch`` stopped the job after a cancel request."""
+
+    type: Literal["ConfirmCancelled"] = "ConfirmCancelled"
+    epoch: int
+    worker_id: str | None = None
+
+
+# --- workflow actor -------------------------------------------------------------------------
+
+
+class WorkflowCommand(Command):
+    workflow_id: str
+    now: datetime
+
+
+class StartWorkflow(WorkflowCommand):
+    type: Literal["StartWorkflow"] = "StartWorkflow"
+    definition: WorkflowDefinition
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = None
+
+
+class CancelWorkflow(WorkflowCommand):
+    type: Literal["CancelWorkflow"] = "CancelWorkflow"
+    reason: str = "cancelled by user"
+
+
+class Advance(WorkflowCommand):
+    """Internal reaction run after any event: what must follow from the workflow's state."""
+
+    type: Literal["Advance"] = "Advance"
+
+
+class TimeoutWorkflow(WorkflowCommand):
+    """The workflow's durable timeout timer fired."""
+
+    type: Literal["TimeoutWorkflow"] = "TimeoutWorkflow"
+
+
+AnyJobCommand = (
+    ClaimJob | CompleteJob | FailJob | TimeoutJob | RequeueJob | CancelJob | ConfirmCancelled
+)
+AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow
