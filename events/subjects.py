@@ -5,6 +5,7 @@ Subject layout (see docs/architecture.md):
 - ``evt.<wf>.job.<job>.<EventType>``     job actor events
 - ``cmd.<name>.<wf>``                    commands (start, cancel, ...)
 - ``job.<labelset>``                     job dispatch, one subject per canonical label set
+- ``jobsched.<id>``                      delayed dispatch (a message schedule onto job.<labelset>)
 - ``log.<wf>.<job>``                     job log chunks
 - ``timer.set.<id>`` / ``timer.fire.<id>`` durable timers (message schedules)
 """
@@ -24,6 +25,7 @@ DEAD_LETTERS_STREAM: Final = "JW_DEAD_LETTERS"
 EVENTS_ALL: Final = "evt.>"
 COMMANDS_ALL: Final = "cmd.>"
 JOBS_ALL: Final = "job.>"
+JOB_SCHEDULES_ALL: Final = "jobsched.>"
 LOGS_ALL: Final = "log.>"
 TIMERS_ALL: Final = "timer.>"
 DEAD_LETTERS_ALL: Final = "dlq.>"
@@ -75,8 +77,10 @@ def job_event(wf_id: str, job: str, event_type: str) -> str:
 
 def events_of_type(event_type: str) -> str:
     """Every event of one type across all workflows, e.g. all ``JobFailed``."""
-    return f"evt.*.wf.{event_type}" if event_type.startswith("Workflow") else (
-        f"evt.*.job.*.{event_type}"
+    return (
+        f"evt.*.wf.{event_type}"
+        if event_type.startswith("Workflow")
+        else (f"evt.*.job.*.{event_type}")
     )
 
 
@@ -86,6 +90,11 @@ def command(name: str, wf_id: str) -> str:
 
 def dispatch(labelset_token: str) -> str:
     return f"job.{labelset_token}"
+
+
+def job_schedule(schedule_id: str) -> str:
+    """Where a delayed dispatch waits (a message schedule) until it fires onto its job subject."""
+    return f"jobsched.{schedule_id}"
 
 
 def log(wf_id: str, job: str) -> str:

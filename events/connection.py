@@ -1,0 +1,84 @@
+"""Connecting to NATS: settings, reconnect policy, and translation of connection errors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+from nats.aio.client import Client as NATS
+
+import nats
+from events.errors import ServerUnavailable
+
+DEFAULT_URL = "nats://127.0.0.1:4222"
+_log = structlog.get_logger("jetwork.nats")
+_INITIAL_ATTEMPTS = 2
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NatsSettings:
+    """How to reach NATS. ``from_env`` reads ``JETWORK_NATS_URL``."""
+
+    url: str = DEFAULT_URL
+    name: str = "jetwork"
+    connect_timeout: float = 2.0
+    # Keep reconnecting forever: engines and workers must survive a server restart by themselves.
+    max_reconnect_attempts: int = -1
+    reconnect_wait: float = 0.25
+
+    @classmethod
+    def from_env(
+        cls,
+        environ: Mapping[str, str] = os.environ,
+        *,
+        url: str | None = None,
+        name: str = "jetwork",
+    ) -> NatsSettings:
+        return cls(url=url or environ.get("JETWORK_NATS_URL") or DEFAULT_URL, name=name)
+
+
+async def connect(settings: NatsSettings) -> NATS:
+    """Connect, or raise ``ServerUnavailable`` naming the URL (never a raw nats-py error).
+
+    The first connection is tried a bounded number of times so that a wrong URL fails fast;
+    once connected, the client reconnects forever (``max_reconnect_attempts``), because engines,
+    projectors and workers must survive a server restart by themselves.
+    """
+    connected = False
+
+    async def on_disconnect() -> None:
+        _log.warning("nats disconnected", url=settings.url, client=settings.name)
+
+    async def on_reconnect() -> None:
+        _log.info("nats reconnected", url=settings.url, client=settings.name)
+
+    async def on_error(exc: Exception) -> None:
+        if connected:  # failures of the first connect are reported once, below
+            _log.warning("nats error", error=str(exc) or type(exc).__name__, client=settings.name)
+
+    try:
+        nc = await nats.connect(
+            settings.url,
+            name=settings.name,
+            connect_timeout=settings.connect_timeout,
+            allow_reconnect=True,
+            max_reconnect_attempts=_INITIAL_ATTEMPTS,
+            reconnect_time_wait=settings.reconnect_wait,
+            disconnected_cb=on_disconnect,
+            reconnected_cb=on_reconnect,
+            error_cb=on_error,
+            max_outstanding_pings=3,
+            ping_interval=5,
+        )
+    except Exception as exc:  # nats-py raises several unrelated types here
+        raise ServerUnavailable(
+            f"cannot reach the NATS server at {settings.url} ({exc or type(exc).__name__}). "
+            "Is it running? Set JETWORK_NATS_URL or pass --nats URL, or leave both unset to "
+            "start the embedded server."
+        ) from None
+    connected = True
+    # nats-py reads this option on every reconnect; from now on never give up.
+    nc.options["max_reconnect_attempts"] = settings.max_reconnect_attempts
+    return nc

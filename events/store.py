@@ -1,0 +1,391 @@
+"""The event store: conditional appends per actor, replay, history and live subscription.
+
+Append protocol (docs/architecture.md, "Appending"): every append names the actor's subject filter
+and the last sequence the writer saw on it (``Nats-Expected-Last-Subject-Sequence`` +
+``-Subject``), so exactly one writer wins each sequence. Several events of one decision go in one
+atomic batch. ``Nats-Msg-Id`` is ``<command_id>:<index>``: a retry after a lost ack is recognised,
+either by the server's de-duplication or by finding our own id at the sequence a conflict reports.
+
+Reads use batched direct get (one request, many messages, no consumer) because replaying one actor
+is the hot path of every decision; ``subscribe`` uses an ordered consumer for live tails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from events import subjects
+from events.base import Event, RecordedEvent
+from events.codec import decode, encode
+from events.errors import ConcurrencyConflict, PayloadTooLarge, StoreError, UndecodableEvent
+
+_log = structlog.get_logger("jetwork.store")
+
+_CONFLICT_CODES = frozenset({10071, 10164})
+_BATCH_DUPLICATE_ID = 10201
+_LAST_SEQ = re.compile(r"(\d+)\s*$")
+# Headers a stored message carries that are protocol, not payload.
+_EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
+_EXPECTED_FILTER = "Nats-Expected-Last-Subject-Sequence-Subject"
+_MSG_ID = "Nats-Msg-Id"
+_READ_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class ActorRef:
+    """One actor's stream of events, identified by its subject filter (``...<id>.*``)."""
+
+    filter: str
+
+    @classmethod
+    def workflow(cls, wf_id: str) -> ActorRef:
+        return cls(subjects.workflow_actor_filter(wf_id))
+
+    @classmethod
+    def job(cls, wf_id: str, job: str) -> ActorRef:
+        return cls(subjects.job_actor_filter(wf_id, job))
+
+    def owns(self, subject: str) -> bool:
+        prefix = self.filter[:-1]  # filters end in "*": one more token, no dots
+        return subject.startswith(prefix) and "." not in subject[len(prefix) :]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A raw message read back by sequence (used to recognise our own earlier writes)."""
+
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+    time: datetime
+
+
+class EventStore:
+    """Reads and conditionally appends events on the events stream."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        stream: str = subjects.EVENTS_STREAM,
+        request_timeout: float = 5.0,
+        attempts: int = 3,
+    ) -> None:
+        self._nc = nc
+        self._stream = stream
+        self._timeout = request_timeout
+        self._attempts = attempts
+        self._replies: dict[str, _PendingRead] = {}
+        self._inbox: str | None = None
+        self._inbox_lock = asyncio.Lock()
+
+    @property
+    def max_payload(self) -> int:
+        return int(self._nc.max_payload)
+
+    # --- appending ---------------------------------------------------------------------------
+
+    async def append(
+        self,
+        actor: ActorRef,
+        events: Sequence[Event],
+        *,
+        expected_seq: int,
+        command_id: str,
+    ) -> int:
+        """Append ``events`` to ``actor`` if its last sequence is still ``expected_seq``.
+
+        Returns the stream sequence of the last appended event. Raises ``ConcurrencyConflict``
+        when another writer got there first, ``PayloadTooLarge`` for an oversized event.
+        """
+        if not events:
+            return expected_seq
+        messages = [self._prepare(actor, event) for event in events]
+        msg_ids = [f"{command_id}:{index}" for index in range(len(messages))]
+        for attempt in range(1, self._attempts + 1):
+            try:
+                reply = await self._publish(actor, messages, msg_ids, expected_seq)
+            except (TimeoutError, NatsTimeoutError):
+                # The ack may be lost while the write landed: retrying with the same ids is safe.
+                _log.warning("append timed out, retrying", actor=actor.filter, attempt=attempt)
+                continue
+            return await self._settle(actor, reply, msg_ids, expected_seq)
+        raise StoreError(
+            f"append to {actor.filter} got no answer after {self._attempts} attempts",
+            retryable=True,
+        )
+
+    def _prepare(self, actor: ActorRef, event: Event) -> tuple[str, bytes]:
+        subject: str = event.subject()  # type: ignore[attr-defined]
+        if not actor.owns(subject):
+            raise ValueError(f"event {event.event_type} on {subject} does not belong to {actor}")
+        payload = encode(event)
+        # Headers add a few hundred bytes; keep a margin so the server never has to refuse.
+        limit = self.max_payload - 1024
+        if len(payload) > limit:
+            raise PayloadTooLarge(
+                what=f"{event.event_type} for {subject}", size=len(payload), limit=limit
+            )
+        return subject, payload
+
+    async def _publish(
+        self,
+        actor: ActorRef,
+        messages: list[tuple[str, bytes]],
+        msg_ids: list[str],
+        expected_seq: int,
+    ) -> dict[str, Any]:
+        cas = {_EXPECTED_SEQ: str(expected_seq), _EXPECTED_FILTER: actor.filter}
+        try:
+            if len(messages) == 1:
+                subject, payload = messages[0]
+                msg = await self._nc.request(
+                    subject, payload, timeout=self._timeout, headers={_MSG_ID: msg_ids[0], **cas}
+                )
+            else:
+                msg = await self._publish_batch(messages, msg_ids, cas)
+        except NoRespondersError:
+            raise StoreError(
+                f"no JetStream stream answers on {messages[0][0]}: is the topology created "
+                "(events.topology.ensure_topology)?"
+            ) from None
+        reply: dict[str, Any] = orjson.loads(msg.data)
+        return reply
+
+    async def _publish_batch(
+        self, messages: list[tuple[str, bytes]], msg_ids: list[str], cas: dict[str, str]
+    ) -> Msg:
+        # Atomic batch: all or nothing. The CAS check rides on the first message; nats-py has no
+        # batch API, so messages 1..n-1 are plain publishes and the commit is a request.
+        batch_id = uuid.uuid4().hex
+        last = len(messages)
+        for index, (subject, payload) in enumerate(messages[:-1], start=1):
+            headers = {"Nats-Batch-Id": batch_id, "Nats-Batch-Sequence": str(index)}
+            headers[_MSG_ID] = msg_ids[index - 1]
+            if index == 1:
+                headers.update(cas)
+            await self._nc.publish(subject, payload, headers=headers)
+        subject, payload = messages[-1]
+        commit = {
+            "Nats-Batch-Id": batch_id,
+            "Nats-Batch-Sequence": str(last),
+            "Nats-Batch-Commit": "1",
+            _MSG_ID: msg_ids[-1],
+        }
+        return await self._nc.request(subject, payload, timeout=self._timeout, headers=commit)
+
+    async def _settle(
+        self, actor: ActorRef, reply: dict[str, Any], msg_ids: list[str], expected_seq: int
+    ) -> int:
+        error = reply.get("error")
+        if error is None:
+            return int(reply["seq"])
+        code = int(error.get("err_code", 0))
+        description = str(error.get("description", ""))
+        if code in _CONFLICT_CODES:
+            match = _LAST_SEQ.search(description)
+            actual = int(match.group(1)) if match else None
+            if actual is not None and await self._holds_our_write(actual, msg_ids[-1]):
+                return actual
+            raise ConcurrencyConflict(
+                actor=actor.filter, expected_seq=expected_seq, actual_seq=actual
+            )
+        if code == _BATCH_DUPLICATE_ID:
+            # A previous attempt of this very batch landed; find where.
+            found = await self._find_own_write(actor, msg_ids[-1])
+            if found is not None:
+                return found
+            raise ConcurrencyConflict(
+                actor=actor.filter, expected_seq=expected_seq, actual_seq=None
+            )
+        raise StoreError(f"append to {actor.filter} refused by JetStream: {description} ({code})")
+
+    async def _holds_our_write(self, seq: int, msg_id: str) -> bool:
+        message = await self.get(seq)
+        return message is not None and message.headers.get(_MSG_ID) == msg_id
+
+    async def _find_own_write(self, actor: ActorRef, msg_id: str) -> int | None:
+        last = await self._last_message(actor.filter)
+        if last is not None and last.headers.get(_MSG_ID) == msg_id:
+            return last.seq
+        return None
+
+    # --- reading ------------------------------------------------------------------------------
+
+    async def load(self, actor: ActorRef, *, from_seq: int = 1) -> list[RecordedEvent]:
+        """Every event of one actor from ``from_seq`` on, in order."""
+        return await self.read(actor.filter, from_seq=from_seq)
+
+    async def history(self, wf_id: str, *, from_seq: int = 1) -> list[RecordedEvent]:
+        """The whole history of one workflow (workflow and job actors), in log order."""
+        return await self.read(subjects.workflow_events(wf_id), from_seq=from_seq)
+
+    async def read(self, filter_subject: str, *, from_seq: int = 1) -> list[RecordedEvent]:
+        """Decode every event on ``filter_subject`` from ``from_seq``; raise on a bad one."""
+        return [
+            self._decode(message)
+            for message in await self.read_raw(filter_subject, from_seq=from_seq)
+        ]
+
+    async def read_raw(self, filter_subject: str, *, from_seq: int = 1) -> list[StoredMessage]:
+        messages: list[StoredMessage] = []
+        next_seq = max(1, from_seq)
+        while True:
+            request = {"seq": next_seq, "next_by_subj": filter_subject, "batch": _READ_BATCH}
+            batch, pending = await self._direct_batch(request)
+            messages.extend(batch)
+            if not batch or pending == 0:
+                return messages
+            next_seq = batch[-1].seq + 1
+
+    async def get(self, seq: int) -> StoredMessage | None:
+        batch, _ = await self._direct_batch({"seq": seq})
+        return batch[0] if batch else None
+
+    async def _last_message(self, filter_subject: str) -> StoredMessage | None:
+        # Direct get's last_by_subj takes wildcards: the newest message matching the filter.
+        batch, _ = await self._direct_batch({"last_by_subj": filter_subject})
+        return batch[0] if batch else None
+
+    async def last_seq(self, actor: ActorRef) -> int:
+        """The actor's last sequence (0 when it has no events): what the next append expects."""
+        last = await self._last_message(actor.filter)
+        return last.seq if last else 0
+
+    async def _direct_batch(self, request: dict[str, Any]) -> tuple[list[StoredMessage], int]:
+        """One direct-get request; the replies are collected by ``_on_reply`` up to the end."""
+        inbox = await self._reply_inbox()
+        token = uuid.uuid4().hex
+        pending = _PendingRead(batched="batch" in request)
+        self._replies[token] = pending
+        try:
+            await self._nc.publish(
+                subjects.direct_get(self._stream), orjson.dumps(request), reply=f"{inbox}.{token}"
+            )
+            status, remaining = await asyncio.wait_for(pending.done, self._timeout)
+        except TimeoutError:
+            raise StoreError(f"reading {self._stream} timed out", retryable=True) from None
+        finally:
+            self._replies.pop(token, None)
+        if status in ("204", "404", None):
+            return pending.messages, remaining
+        if status == "503":
+            raise StoreError(f"stream {self._stream} not found: is the topology created?")
+        raise StoreError(f"direct get on {self._stream} failed: status {status}")
+
+    async def _reply_inbox(self) -> str:
+        if self._inbox is None:
+            async with self._inbox_lock:
+                if self._inbox is None:
+                    inbox = self._nc.new_inbox()
+                    await self._nc.subscribe(f"{inbox}.*", cb=self._on_reply)
+                    self._inbox = inbox
+        return self._inbox
+
+    async def _on_reply(self, msg: Msg) -> None:
+        # Runs once per reply message: collect here, wake the reader only at the end of a batch.
+        pending = self._replies.get(msg.subject.rsplit(".", 1)[-1])
+        if pending is None or pending.done.done():
+            return
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            pending.messages.append(_stored(msg))
+            if not pending.batched:
+                pending.done.set_result((None, 0))
+            return
+        remaining = int(msg.headers.get("Nats-Num-Pending", "0") or 0)  # type: ignore[union-attr]
+        pending.done.set_result((status, remaining))
+
+    def _decode(self, message: StoredMessage) -> RecordedEvent:
+        event = decode(message.data, subject=message.subject, seq=message.seq)
+        return RecordedEvent(
+            seq=message.seq,
+            subject=message.subject,
+            time=message.time,
+            event=event,
+            msg_id=message.headers.get(_MSG_ID),
+        )
+
+    # --- live subscription ---------------------------------------------------------------------
+
+    async def subscribe(
+        self, filter_subject: str = subjects.EVENTS_ALL, *, from_seq: int | None = None
+    ) -> AsyncIterator[RecordedEvent]:
+        """Yield events on ``filter_subject`` as they are appended (from ``from_seq`` if given).
+
+        An undecodable message is logged and skipped: a live tail must not die on garbage.
+        """
+        js = self._nc.jetstream()
+        config = ConsumerConfig(
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE if from_seq else DeliverPolicy.NEW,
+            opt_start_seq=from_seq,
+        )
+        sub = await js.subscribe(
+            filter_subject, stream=self._stream, ordered_consumer=True, config=config
+        )
+        try:
+            async for msg in sub.messages:
+                meta = msg.metadata
+                try:
+                    event = decode(msg.data, subject=msg.subject, seq=meta.sequence.stream)
+                except UndecodableEvent as exc:
+                    _log.error("skipping undecodable event", error=str(exc))
+                    continue
+                yield RecordedEvent(
+                    seq=meta.sequence.stream,
+                    subject=msg.subject,
+                    time=meta.timestamp,
+                    event=event,
+                    msg_id=(msg.headers or {}).get(_MSG_ID),
+                )
+        finally:
+            await sub.unsubscribe()
+
+
+class _PendingRead:
+    __slots__ = ("batched", "done", "messages")
+
+    def __init__(self, *, batched: bool) -> None:
+        self.batched = batched
+        self.messages: list[StoredMessage] = []
+        self.done: asyncio.Future[tuple[str | None, int]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+
+def _stored(msg: Msg) -> StoredMessage:
+    headers = dict(msg.headers or {})
+    return StoredMessage(
+        seq=int(headers["Nats-Sequence"]),
+        subject=headers["Nats-Subject"],
+        data=msg.data,
+        headers=headers,
+        time=parse_nats_time(headers.get("Nats-Time-Stamp", "")),
+    )
+
+
+def parse_nats_time(value: str) -> datetime:
+    """Parse JetStream's RFC 3339 timestamps, which carry nanoseconds (Python takes micro)."""
+    if not value:
+        return datetime.fromtimestamp(0, UTC)
+    head, _, rest = value.partition(".")
+    if not rest:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    digits = "".join(ch for ch in rest if ch.isdigit())
+    zone = rest[len(digits) :].replace("Z", "+00:00") or "+00:00"
+    return datetime.fromisoformat(f"{head}.{digits[:6].ljust(6, '0')}{zone}")

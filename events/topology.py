@@ -1,0 +1,201 @@
+"""The JetStream topology — every stream and KV bucket — declared once, created idempotently.
+
+Why each setting is what it is, is in docs/architecture.md ("Streams").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import APIError, BadRequestError, NotFoundError
+
+from events import subjects
+from events.errors import StoreError
+
+MINUTE = 60.0
+DAY = 24 * 3600.0
+
+# De-duplication is the second line of defence behind CAS: it makes a retried append after a lost
+# ack harmless. Two minutes covers any client retry; longer windows cost server memory per msg id.
+DUPLICATE_WINDOW = 2 * MINUTE
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """All streams and buckets. ``replicas`` is 1 on a single node, 3 on a cluster."""
+
+    replicas: int = 1
+    log_max_age: float = 7 * DAY
+    log_max_bytes: int = 1 << 30
+    dead_letter_max_age: float = 30 * DAY
+
+    def streams(self) -> list[StreamConfig]:
+        return [
+            self.events(),
+            self.commands(),
+            self.jobs(),
+            self.logs(),
+            self.timers(),
+            self.dead_letters(),
+        ]
+
+    def events(self) -> StreamConfig:
+        # The source of truth: file storage, no limits (so nothing is ever discarded: the discard
+        # policy never applies; "old" because message schedules refuse "new"), no delete or purge.
+        return StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            description="jetwork events: the source of truth",
+            subjects=[subjects.EVENTS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            num_replicas=self.replicas,
+            duplicate_window=DUPLICATE_WINDOW,
+            deny_delete=True,
+            deny_purge=True,
+            allow_direct=True,
+            allow_atomic=True,
+            allow_msg_schedules=True,
+        )
+
+    def commands(self) -> StreamConfig:
+        # A work queue: each command is consumed once by one engine, then removed.
+        return StreamConfig(
+            name=subjects.COMMANDS_STREAM,
+            description="jetwork commands (start, cancel, ...)",
+            subjects=[subjects.COMMANDS_ALL],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=DUPLICATE_WINDOW,
+        )
+
+    def jobs(self) -> StreamConfig:
+        # Dispatch: one subject per label set, one durable pull consumer per subject (routing A).
+        # Message schedules let a delayed or backed-off job appear only when it becomes claimable.
+        return StreamConfig(
+            name=subjects.JOBS_STREAM,
+            description="jetwork job dispatch (work queue per label set)",
+            subjects=[subjects.JOBS_ALL, subjects.JOB_SCHEDULES_ALL],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=DUPLICATE_WINDOW,
+            allow_msg_schedules=True,
+        )
+
+    def logs(self) -> StreamConfig:
+        # Logs are bulky and not the source of truth: bounded by age and size, oldest dropped.
+        return StreamConfig(
+            name=subjects.LOGS_STREAM,
+            description="jetwork job logs",
+            subjects=[subjects.LOGS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self.log_max_age,
+            max_bytes=self.log_max_bytes,
+            num_replicas=self.replicas,
+            allow_direct=True,
+        )
+
+    def timers(self) -> StreamConfig:
+        # Durable timers: a schedule on timer.set.<id> fires a message on timer.fire.<id>, consumed
+        # (and so removed) by an engine. They survive a restart of every process.
+        return StreamConfig(
+            name=subjects.TIMERS_STREAM,
+            description="jetwork durable timers (message schedules)",
+            subjects=[subjects.TIMERS_ALL],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=DUPLICATE_WINDOW,
+            allow_msg_schedules=True,
+        )
+
+    def dead_letters(self) -> StreamConfig:
+        return StreamConfig(
+            name=subjects.DEAD_LETTERS_STREAM,
+            description="jetwork dead letters: input that could not be processed",
+            subjects=[subjects.DEAD_LETTERS_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.OLD,
+            max_age=self.dead_letter_max_age,
+            num_replicas=self.replicas,
+            allow_direct=True,
+        )
+
+    def buckets(self) -> list[KeyValueConfig]:
+        def bucket(
+            name: str, description: str, *, history: int = 1, ttl: float = 0
+        ) -> KeyValueConfig:
+            return KeyValueConfig(
+                bucket=name,
+                description=description,
+                history=history,
+                ttl=ttl or None,
+                storage=StorageType.FILE,
+                replicas=self.replicas,
+                direct=True,
+            )
+
+        return [
+            bucket(subjects.KV_WORKFLOWS, "projection: workflow summaries"),
+            bucket(subjects.KV_JOBS, "projection: per-job state"),
+            bucket(subjects.KV_WORKERS, "live workers (entries expire when not refreshed)", ttl=60),
+            bucket(subjects.KV_LABELSETS, "label sets in use (dispatch subjects)"),
+            bucket(subjects.KV_PROJECTOR, "projector checkpoints"),
+        ]
+
+
+async def ensure_topology(js: JetStreamContext, topology: Topology | None = None) -> None:
+    """Create or update every stream and bucket. Safe to call from every process at start-up."""
+    topology = topology or Topology()
+    for config in topology.streams():
+        await _ensure_stream(js, config)
+    for bucket in topology.buckets():
+        await _ensure_bucket(js, bucket)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    try:
+        await js.add_stream(config)
+    except BadRequestError as exc:
+        # 10058: the stream exists with a different configuration: bring it up to date.
+        if exc.err_code != 10058:
+            raise StoreError(f"cannot create stream {config.name}: {exc.description}") from None
+        try:
+            await js.update_stream(config)
+        except BadRequestError as update_exc:
+            raise StoreError(
+                f"stream {config.name} exists with a configuration that cannot be updated: "
+                f"{update_exc.description}"
+            ) from None
+    except APIError as exc:
+        raise StoreError(f"cannot create stream {config.name}: {exc.description}") from None
+
+
+async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
+    try:
+        await js.key_value(config.bucket)
+    except NotFoundError:
+        try:
+            await js.create_key_value(config)
+        except BadRequestError as exc:
+            if exc.err_code != 10058:  # created concurrently by another process: fine
+                raise StoreError(
+                    f"cannot create bucket {config.bucket}: {exc.description}"
+                ) from None
+
+
+def with_replicas(topology: Topology, replicas: int) -> Topology:
+    return replace(topology, replicas=replicas)

