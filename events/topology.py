@@ -48,22 +48,23 @@ class Topology:
         ]
 
     def events(self) -> StreamConfig:
-        # The source of truth: file storage, no limits (so nothing is ever discarded: the discard
-        # policy never applies; "old" because message schedules refuse "new"), no delete or purge.
+        # The source of truth: file storage, no limits, discard "new" (were a server limit ever hit,
+        # writes are refused rather than history dropped), no delete or purge. No message
+        # schedules here: with allow_msg_schedules the server silently turns deny_purge off
+        # (verified on 2.15.1), so durable timers live on their own stream.
         return StreamConfig(
             name=subjects.EVENTS_STREAM,
             description="jetwork events: the source of truth",
             subjects=[subjects.EVENTS_ALL],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
-            discard=DiscardPolicy.OLD,
+            discard=DiscardPolicy.NEW,
             num_replicas=self.replicas,
             duplicate_window=DUPLICATE_WINDOW,
             deny_delete=True,
             deny_purge=True,
             allow_direct=True,
             allow_atomic=True,
-            allow_msg_schedules=True,
         )
 
     def commands(self) -> StreamConfig:

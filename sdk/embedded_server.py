@@ -118,10 +118,15 @@ class EmbeddedServer:
             "-l", str(self.log_file.resolve()),
         ]  # fmt: skip
         env = {**os.environ, "JETWORK_NATS_SYNC_INTERVAL": self.sync_interval}
-        self._process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, env=env,
-        )  # fmt: skip
+        try:
+            self._process = subprocess.Popen(
+                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, env=env,
+            )  # fmt: skip
+        except OSError as exc:
+            raise ServerBinaryNotFound(
+                f"cannot run nats-server at {binary}: {exc.strerror}"
+            ) from None
         self._wait_until_ready(log_offset)
         return self
 

@@ -1,0 +1,63 @@
+"""Fixtures: a real nats-server per test session, a clean JetStream topology per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client as NATS
+
+from events.connection import NatsSettings, connect
+from events.topology import ensure_topology
+from sdk.embedded_server import EmbeddedServer
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServer]:
+    """One real JetStream server on a free port with a temporary store, for the whole session.
+
+    Tests use sync_interval 2m for speed; fsync behaviour is covered by the reliability docs.
+    """
+    server = EmbeddedServer(data_dir=tmp_path_factory.mktemp("nats"), sync_interval="2m")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_url(nats_server: EmbeddedServer) -> str:
+    return nats_server.url
+
+
+@pytest.fixture
+async def nc(nats_url: str) -> AsyncIterator[NATS]:
+    client = await connect(NatsSettings(url=nats_url, name="jetwork-test"))
+    yield client
+    await client.close()
+
+
+@pytest.fixture
+async def clean_nats(nc: NATS) -> NATS:
+    """A connection to a server whose jetwork streams and buckets were just created afresh.
+
+    Every stream (KV buckets are streams too) is deleted first, so a test sees no event, consumer
+    or command left by an earlier test.
+    """
+    js = nc.jetstream()
+    for name in [info.config.name for info in await js.streams_info()]:
+        await js.delete_stream(name)
+    await ensure_topology(js)
+    return nc
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A unique token for ids in this test (workflow ids, job names) when streams are shared."""
+    return "t" + uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent

@@ -1,0 +1,45 @@
+"""The JetStream topology: created idempotently, with the settings the design depends on."""
+
+from __future__ import annotations
+
+from nats.aio.client import Client as NATS
+from nats.js.api import RetentionPolicy, StorageType
+
+from events import subjects
+from events.topology import Topology, ensure_topology
+
+
+async def test_ensure_topology_is_idempotent_and_complete(clean_nats: NATS) -> None:
+    js = clean_nats.jetstream()
+    await ensure_topology(js)
+    await ensure_topology(js)
+    names = {info.config.name for info in await js.streams_info()}
+    expected = {config.name for config in Topology().streams()}
+    assert expected <= names
+    for bucket in Topology().buckets():
+        assert f"KV_{bucket.bucket}" in names
+
+
+async def test_event_stream_is_the_durable_source_of_truth(clean_nats: NATS) -> None:
+    config = (await clean_nats.jetstream().stream_info(subjects.EVENTS_STREAM)).config
+    assert config.storage == StorageType.FILE
+    assert config.retention == RetentionPolicy.LIMITS
+    assert config.deny_purge and config.deny_delete
+    assert config.allow_direct and config.allow_atomic
+    assert config.max_age in (0, None) and config.max_msgs in (-1, None)
+    assert config.duplicate_window == 120
+
+
+async def test_changed_settings_are_applied_to_existing_streams(clean_nats: NATS) -> None:
+    js = clean_nats.jetstream()
+    await ensure_topology(js, Topology(log_max_bytes=123 << 20))
+    assert (await js.stream_info(subjects.LOGS_STREAM)).config.max_bytes == 123 << 20
+    await ensure_topology(js)
+    assert (await js.stream_info(subjects.LOGS_STREAM)).config.max_bytes == 1 << 30
+
+
+async def test_work_queues_and_timers(clean_nats: NATS) -> None:
+    js = clean_nats.jetstream()
+    for name in (subjects.COMMANDS_STREAM, subjects.JOBS_STREAM, subjects.TIMERS_STREAM):
+        assert (await js.stream_info(name)).config.retention == RetentionPolicy.WORK_QUEUE
+    assert (await js.stream_info(subjects.TIMERS_STREAM)).config.allow_msg_schedules
