@@ -1,0 +1,448 @@
+"""The default executor: ``sh -c <run>`` in its own process group, streamed line by line.
+
+What the command sees:
+
+- environment: a few inherited variables (``PATH``, ``HOME``, locale …, see
+  ``DEFAULT_INHERITED_ENV``), then the job's ``env``, then jetwork's own, which cannot be
+  overridden: ``JETWORK_WORKFLOW_ID``, ``JETWORK_JOB``, ``JETWORK_ATTEMPT``, ``JETWORK_WORKER_ID``,
+  ``JETWORK_OUTPUT`` (a file for outputs), ``JETWORK_UPSTREAM_OUTPUTS`` (JSON
+  ``{job: {key: value}}``, left out above 100 KiB, where the argument limit of ``exec`` looms) and
+  ``JETWORK_UPSTREAM_OUTPUTS_FILE`` (the same JSON, always);
+- stdin is ``/dev/null``; stdout and stderr become log chunks, one per line.
+
+Outputs: a stdout line ``::set-output key=value`` (or GitHub's ``::set-output name=key::value``)
+sets an output and is kept out of the log; so do ``key=value`` lines and
+``key<<DELIM … DELIM`` blocks (multi-line values) appended to ``$JETWORK_OUTPUT``, which win over
+stdout. Outputs over ``max_output_bytes`` fail the job without retry.
+
+Stopping: on cancel, timeout or lost lease the whole process group gets SIGTERM, then SIGKILL
+after ``kill_grace`` seconds. When the command exits, leftover background processes of its group
+are stopped the same way. A process that leaves the group (``setsid``) escapes this.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import tempfile
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Final
+
+import orjson
+
+from events.catalog import JobSpec
+from events.subjects import is_valid_token
+from sdk.executors.base import (
+    ExecutionResult,
+    Failed,
+    Interrupt,
+    Succeeded,
+    clip_error,
+    outputs_size,
+    supervise,
+    too_large,
+)
+from sdk.job_context import JobContext
+from sdk.log_buffer import LogStream
+from sdk.worker_config import KIB, WorkerConfig
+
+DEFAULT_INHERITED_ENV: Final = (
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+)
+MAX_UPSTREAM_ENV_BYTES: Final = 100 * KIB
+STDERR_TAIL_LINES: Final = 20
+_TAIL_LINE_CHARS: Final = 512
+_SET_OUTPUT: Final = "::set-output "
+
+
+class ShellExecutor:
+    """Runs ``spec.run`` with ``sh -c`` (see the module docstring for the full contract)."""
+
+    def __init__(
+        self,
+        *,
+        shell: Sequence[str] = ("sh", "-c"),
+        cwd: str | os.PathLike[str] | None = None,
+        inherit_env: Iterable[str] = DEFAULT_INHERITED_ENV,
+        environ: Mapping[str, str] | None = None,
+        kill_grace: float = 5.0,
+        max_output_bytes: int = 64 * KIB,
+        max_log_line_bytes: int = 16 * KIB,
+    ) -> None:
+        self._shell = tuple(shell)
+        self._cwd = cwd
+        self._inherit = tuple(inherit_env)
+        self._environ = environ
+        self.kill_grace = kill_grace
+        self.max_output_bytes = max_output_bytes
+        self.max_log_line_bytes = max_log_line_bytes
+
+    @classmethod
+    def from_config(cls, config: WorkerConfig, **options: object) -> ShellExecutor:
+        """An executor with the worker's limits; ``options`` are passed to the constructor."""
+        kwargs: dict[str, object] = {
+            "kill_grace": config.kill_grace,
+            "max_output_bytes": config.max_output_bytes,
+            "max_log_line_bytes": config.max_log_line_bytes,
+            **options,
+        }
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    async def execute(self, spec: JobSpec, ctx: JobContext) -> ExecutionResult:
+        if not spec.run:
+            return Failed("the job has no `run` command for the shell executor", retryable=False)
+        if ctx.lease_lost.is_set():
+            return Interrupt.LEASE_LOST.result(ctx, spec.timeout)
+        if ctx.cancelled.is_set():
+            return Interrupt.CANCELLED.result(ctx, spec.timeout)
+        with tempfile.TemporaryDirectory(prefix="jetwork-job-") as workdir:
+            return await _ShellRun(self, spec, ctx, Path(workdir)).run()
+
+    def environment(self, spec: JobSpec, ctx: JobContext, workdir: Path) -> dict[str, str]:
+        """The environment ``spec.run`` gets (writes the upstream outputs file in ``workdir``)."""
+        source = os.environ if self._environ is None else self._environ
+        env = {name: source[name] for name in self._inherit if name in source}
+        env.update(spec.env)
+        upstream = orjson.dumps(spec.upstream_outputs or dict(ctx.upstream_outputs))
+        upstream_file = workdir / "upstream_outputs.json"
+        upstream_file.write_bytes(upstream)
+        output_file = workdir / "output"
+        output_file.touch()
+        env.update(
+            JETWORK_WORKFLOW_ID=ctx.workflow_id,
+            JETWORK_JOB=ctx.job,
+            JETWORK_ATTEMPT=str(ctx.attempt),
+            JETWORK_WORKER_ID=ctx.worker_id,
+            JETWORK_OUTPUT=str(output_file),
+            JETWORK_UPSTREAM_OUTPUTS_FILE=str(upstream_file),
+        )
+        if len(upstream) <= MAX_UPSTREAM_ENV_BYTES:
+            env["JETWORK_UPSTREAM_OUTPUTS"] = upstream.decode()
+        else:
+            env.pop("JETWORK_UPSTREAM_OUTPUTS", None)
+            ctx.emit(
+                "system",
+                f"[jetwork] upstream outputs are {len(upstream)} bytes: "
+                "read them from $JETWORK_UPSTREAM_OUTPUTS_FILE ($JETWORK_UPSTREAM_OUTPUTS unset)",
+            )
+        return env
+
+
+class _ShellRun:
+    """One attempt: spawn, pump output, supervise, stop the group, judge the exit."""
+
+    def __init__(self, ex: ShellExecutor, spec: JobSpec, ctx: JobContext, workdir: Path) -> None:
+        self._ex = ex
+        self._spec = spec
+        self._ctx = ctx
+        self._workdir = workdir
+        self._outputs = _Outputs(ex.max_output_bytes)
+        self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+
+    async def run(self) -> ExecutionResult:
+        loop = asyncio.get_running_loop()
+        stdout_cap = max(self._ex.max_log_line_bytes, self._ex.max_output_bytes + 256)
+        try:
+            env = self._ex.environment(self._spec, self._ctx, self._workdir)
+            transport, protocol = await loop.subprocess_exec(
+                lambda: _PipeProtocol(self._line, stdout_cap, self._ex.max_log_line_bytes),
+                *self._ex._shell,
+                self._spec.run or "",
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=self._ex._cwd,
+                start_new_session=True,
+            )
+        except ValueError as exc:  # e.g. a NUL byte in env or command: it will never start
+            return Failed(f"cannot start the command: {exc}", retryable=False)
+        except OSError as exc:
+            return Failed(f"cannot start {self._ex._shell[0]!r}: {exc}", retryable=True)
+        pgid = transport.get_pid()
+        try:
+            interrupt = await supervise(protocol.exited, self._ctx, timeout=self._spec.timeout)
+            # Also after a normal exit: background processes it left behind die with the job.
+            await stop_process_group(pgid, protocol.exited, grace=self._ex.kill_grace)
+            # A process that escaped the group (setsid) may hold the pipes open: stop waiting.
+            await asyncio.wait([protocol.closed], timeout=1.0)
+        finally:
+            if not protocol.exited.done():
+                signal_group(pgid, signal.SIGKILL)
+            transport.close()
+        if interrupt is not None:
+            return interrupt.result(self._ctx, self._spec.timeout)
+        return self._judge(transport.get_returncode())
+
+    def _judge(self, returncode: int | None) -> ExecutionResult:
+        if returncode != 0:
+            if returncode is not None and returncode < 0:
+                reason = f"killed by signal {_signal_name(-returncode)}"
+            else:
+                reason = f"exit code {returncode}"
+            tail = "\n".join(self._stderr_tail)
+            return Failed(clip_error(f"{reason}\n{tail}" if tail else reason), retryable=True)
+        problem = self._read_output_file()
+        if problem is not None:
+            return problem
+        if self._outputs.overflow:
+            return too_large("outputs", self._outputs.attempted, self._ex.max_output_bytes)
+        return Succeeded(outputs=dict(self._outputs.values))
+
+    def _line(self, stream: LogStream, raw: bytes, dropped: int) -> None:
+        text = raw.decode("utf-8", "replace").removesuffix("\r")
+        if stream == "stdout" and text.startswith(_SET_OUTPUT):
+            self._set_output_command(text[len(_SET_OUTPUT) :], dropped)
+            return
+        if stream == "stderr":
+            self._stderr_tail.append(text[:_TAIL_LINE_CHARS])
+        self._ctx.emit(stream, text, dropped_bytes=dropped)
+
+    def _set_output_command(self, rest: str, dropped: int) -> None:
+        if rest.startswith("name=") and "::" in rest:
+            key, _, value = rest[len("name=") :].partition("::")
+        else:
+            key, _, value = rest.partition("=")
+        key = key.strip()
+        if not is_valid_token(key):
+            self._ctx.emit(
+                "system",
+                f"[jetwork] ignored ::set-output with invalid name {key[:64]!r}: "
+                "use `::set-output key=value` with 1-128 letters, digits, '_' or '-' as key",
+            )
+            return
+        self._outputs.set(key, value, extra_bytes=dropped)
+
+    def _read_output_file(self) -> Failed | None:
+        path = self._workdir / "output"
+        limit = self._ex.max_output_bytes
+        try:
+            size = path.stat().st_size
+            if size > limit:
+                return too_large("outputs written to $JETWORK_OUTPUT", size, limit)
+            text = path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return Failed(f"cannot read $JETWORK_OUTPUT: {exc}", retryable=True)
+        try:
+            pairs = parse_output_file(text)
+        except ValueError as exc:
+            return Failed(f"invalid $JETWORK_OUTPUT file: {exc}", retryable=False)
+        for key, value in pairs:
+            self._outputs.set(key, value)
+        return None
+
+
+class _PipeProtocol(asyncio.SubprocessProtocol):
+    """Splits stdout (fd 1) and stderr (fd 2) into lines as data arrives; tracks exit and EOF.
+
+    ``Process.wait()`` is not used: before Python 3.12 it also waits for every pipe to close,
+    which a leftover background process can postpone forever.
+    """
+
+    def __init__(
+        self, on_line: Callable[[LogStream, bytes, int], None], stdout_cap: int, stderr_cap: int
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self.exited: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self._on_line = on_line
+        self._splitters = {1: LineSplitter(stdout_cap), 2: LineSplitter(stderr_cap)}
+        self._streams: dict[int, LogStream] = {1: "stdout", 2: "stderr"}
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        raw = data.encode() if isinstance(data, str) else data
+        for line, dropped in self._splitters[fd].feed(raw):
+            self._on_line(self._streams[fd], line, dropped)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        splitter = self._splitters.pop(fd, None)
+        if splitter is not None and (last := splitter.finish()) is not None:
+            self._on_line(self._streams[fd], *last)
+        if not self._splitters and not self.closed.done():
+            self.closed.set_result(None)
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.process_exited()
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+
+class _Outputs:
+    """Outputs of one attempt, never holding more than ``limit`` bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.values: dict[str, str] = {}
+        self.size = 0
+        self.overflow = False
+        self.attempted = 0
+
+    def set(self, key: str, value: str, *, extra_bytes: int = 0) -> None:
+        old = self.values.pop(key, None)
+        if old is not None:
+            self.size -= outputs_size({key: old})
+        cost = outputs_size({key: value}) + extra_bytes
+        if self.overflow or self.size + cost > self.limit:
+            self.overflow = True
+            self.attempted = max(self.attempted, self.size + cost)
+            return
+        self.values[key] = value
+        self.size += cost
+
+
+class LineSplitter:
+    """Splits a byte stream into lines of at most ``max_bytes``; counts what it cut off."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self._max = max_bytes
+        self._buf = bytearray()
+        self._dropped = 0
+
+    def feed(self, data: bytes) -> list[tuple[bytes, int]]:
+        """Complete lines in ``data`` (without ``\\n``), each with its count of dropped bytes."""
+        lines: list[tuple[bytes, int]] = []
+        start = 0
+        while (end := data.find(b"\n", start)) >= 0:
+            self._add(data, start, end)
+            lines.append(self._take())
+            start = end + 1
+        self._add(data, start, len(data))
+        return lines
+
+    def finish(self) -> tuple[bytes, int] | None:
+        """The last line if the stream did not end with a newline."""
+        if not self._buf and not self._dropped:
+            return None
+        return self._take()
+
+    def _add(self, data: bytes, start: int, end: int) -> None:
+        room = self._max - len(self._buf)
+        keep = min(room, end - start)
+        if keep > 0:
+            self._buf += data[start : start + keep]
+        self._dropped += (end - start) - max(keep, 0)
+
+    def _take(self) -> tuple[bytes, int]:
+        line, dropped = bytes(self._buf), self._dropped
+        self._buf.clear()
+        self._dropped = 0
+        return line, dropped
+
+
+def parse_output_file(text: str) -> list[tuple[str, str]]:
+    """``key=value`` lines and ``key<<DELIM`` … ``DELIM`` blocks, in order; ValueError if bad."""
+    pairs: list[tuple[str, str]] = []
+    lines = text.split("\n")
+    i = 0
+    while i < len(lines):
+        line = lines[i].removesuffix("\r")
+        i += 1
+        if not line.strip():
+            continue
+        eq, heredoc = line.find("="), line.find("<<")
+        if heredoc >= 0 and (eq < 0 or heredoc < eq):
+            key, delimiter = line[:heredoc], line[heredoc + 2 :]
+            if not delimiter:
+                raise ValueError(f"line {i}: `{key}<<` needs a delimiter, e.g. `{key}<<EOF`")
+            body: list[str] = []
+            start = i
+            while i < len(lines) and lines[i].removesuffix("\r") != delimiter:
+                body.append(lines[i].removesuffix("\r"))
+                i += 1
+            if i >= len(lines):
+                raise ValueError(f"line {start}: delimiter {delimiter!r} never closes {key!r}")
+            i += 1
+            value = "\n".join(body)
+        elif eq >= 0:
+            key, value = line[:eq], line[eq + 1 :]
+        else:
+            raise ValueError(f"line {i}: expected `key=value` or `key<<DELIMITER`, got {line!r}")
+        if not is_valid_token(key):
+            raise ValueError(
+                f"line {i}: output name {key!r} is not valid: use 1-128 letters, digits, '_' or '-'"
+            )
+        pairs.append((key, value))
+    return pairs
+
+
+# --- process groups ---------------------------------------------------------------------------
+
+
+def signal_group(pgid: int, sig: signal.Signals) -> bool:
+    """Send ``sig`` to process group ``pgid``; False when the group no longer exists."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """True while a live (non-zombie) process remains in group ``pgid``.
+
+    Zombies count as gone: orphans are reaped by init, which may be slow or, in some containers,
+    never happen, and a zombie holds no pipe and does no work.
+    """
+    if not signal_group(pgid, signal.Signals(0)):
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return True
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if len(fields) > 2 and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+async def stop_process_group(
+    pgid: int, leader_exited: asyncio.Future[None], *, grace: float
+) -> None:
+    """SIGTERM process group ``pgid``; SIGKILL what is left after ``grace`` seconds.
+
+    Returns once the leader has exited and no live process remains in the group (or, after
+    SIGKILL, once the leader is reaped).
+    """
+    if not signal_group(pgid, signal.SIGTERM):
+        return
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    while loop.time() < deadline:
+        if leader_exited.done() and not group_alive(pgid):
+            return
+        await asyncio.sleep(0.02)
+    signal_group(pgid, signal.SIGKILL)
+    await asyncio.wait([leader_exited], timeout=1.0)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)

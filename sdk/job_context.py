@@ -1,0 +1,136 @@
+"""What a running job sees of the worker: who it is, its log, and its stop signals."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from events.errors import JetworkError, LeaseLost
+from sdk.log_buffer import LogStream, LogWriter, NullLogWriter
+
+
+class CancellationRequested(JetworkError):
+    """The job was asked to stop (``ctx.raise_if_cancelled()``); it ends as cancelled."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"job cancelled: {reason}")
+        self.reason = reason
+
+
+class JobLogger:
+    """Writes ``LEVEL message key=value …`` lines to the job's log (stream ``log``).
+
+    Safe to call from a sync handler running in a worker thread.
+    """
+
+    def __init__(self, ctx: JobContext) -> None:
+        self._ctx = ctx
+
+    def debug(self, message: str, **fields: Any) -> None:
+        self._write("DEBUG", message, fields)
+
+    def info(self, message: str, **fields: Any) -> None:
+        self._write("INFO", message, fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self._write("WARNING", message, fields)
+
+    def error(self, message: str, **fields: Any) -> None:
+        self._write("ERROR", message, fields)
+
+    def exception(self, message: str, **fields: Any) -> None:
+        """An ``ERROR`` line followed by the traceback of the exception being handled."""
+        self._write("ERROR", message, fields)
+        for line in traceback.format_exc().rstrip("\n").splitlines():
+            self._ctx.emit("log", line)
+
+    def _write(self, level: str, message: str, fields: Mapping[str, Any]) -> None:
+        extra = "".join(f" {key}={value!r}" for key, value in fields.items())
+        lines = f"{message}{extra}".splitlines() or [""]
+        self._ctx.emit("log", f"{level} {lines[0]}")
+        for line in lines[1:]:
+            self._ctx.emit("log", line)
+
+
+@dataclass(eq=False, kw_only=True)
+class JobContext:
+    """Handed to every executor and Python handler for one attempt of one job.
+
+    ``cancelled`` is set when the job was cancelled, ``lease_lost`` when this worker no longer
+    holds the job (its result would not count). Long-running handlers call
+    ``raise_if_cancelled()`` between steps; async handlers are also cancelled outright.
+    """
+
+    workflow_id: str
+    job: str
+    attempt: int = 1
+    epoch: int = 0
+    worker_id: str = ""
+    upstream_outputs: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    """Outputs of the jobs this one needs: ``{job: {key: value}}``."""
+    log_sink: LogWriter = field(default_factory=NullLogWriter)
+    cancelled: asyncio.Event = field(default_factory=asyncio.Event)
+    lease_lost: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_reason: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)
+    """Outputs set by a Python handler with ``set_output``; merged over those of its result."""
+    log: JobLogger = field(init=False)
+    _loop: asyncio.AbstractEventLoop | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.log = JobLogger(self)
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._loop = None
+
+    def emit(self, stream: LogStream, line: str, *, dropped_bytes: int = 0) -> None:
+        """Send one line to the job's log sink, from the event loop or from any thread."""
+        loop = self._loop
+        if loop is not None and _running_loop() is not loop:
+            # A closed loop means the attempt is over: the line has nowhere to go.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._write, stream, line, dropped_bytes)
+            return
+        self._write(stream, line, dropped_bytes)
+
+    def set_output(self, key: str, value: str) -> None:
+        """Publish ``key=value`` to downstream jobs (Python handlers)."""
+        if not isinstance(value, str):
+            raise TypeError(f"output {key!r} must be a string, got {type(value).__name__}")
+        self.outputs[key] = value
+
+    def request_cancel(self, reason: str = "cancelled by user") -> None:
+        """Mark the job cancelled; the executor stops it and reports ``cancelled``."""
+        if self.cancel_reason is None:
+            self.cancel_reason = reason
+        self.cancelled.set()
+
+    def mark_lease_lost(self) -> None:
+        """The worker lost the lease: the executor stops the job and nothing is reported."""
+        self.lease_lost.set()
+
+    @property
+    def is_cancelled(self) -> bool:
+        return self.cancelled.is_set() or self.lease_lost.is_set()
+
+    def raise_if_cancelled(self) -> None:
+        """Raise ``LeaseLost`` or ``CancellationRequested`` if the job must stop now."""
+        if self.lease_lost.is_set():
+            raise LeaseLost(f"worker {self.worker_id or '?'} lost the lease of job {self.job!r}")
+        if self.cancelled.is_set():
+            raise CancellationRequested(self.cancel_reason or "cancelled")
+
+    def _write(self, stream: LogStream, line: str, dropped_bytes: int) -> None:
+        self.log_sink.write(stream, line, dropped_bytes=dropped_bytes)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
