@@ -1,0 +1,217 @@
+"""Reading one job's fields into keyword arguments for ``JobDefinition``, logging every problem."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from actors.definitions import _fields as f
+from actors.definitions._problems import Path, ProblemLog
+from events.definition import Backoff, OnFailure
+
+JOB_FIELDS: Final = (
+    "run",
+    "uses",
+    "with",
+    "labels",
+    "needs",
+    "needs_any",
+    "if",
+    "env",
+    "timeout",
+    "retry",
+    "on_failure",
+    "delay",
+    "at",
+)
+RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
+
+
+@dataclass(frozen=True)
+class Expression:
+    """Text found in the definition that holds expressions, and where it was found."""
+
+    path: Path
+    text: str
+    is_condition: bool  # a bare `if:` expression rather than a ${{ }} template
+
+
+@dataclass
+class JobDraft:
+    """A job as read so far: model fields plus what the cross-job checks need."""
+
+    fields: dict[str, Any]
+    needs: list[tuple[str, Path]] = field(default_factory=list)
+    needs_any: list[tuple[str, Path]] = field(default_factory=list)
+    expressions: list[Expression] = field(default_factory=list)
+
+    @property
+    def upstream(self) -> list[tuple[str, Path]]:
+        return self.needs + self.needs_any
+
+
+def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
+    draft = JobDraft(fields={"name": name})
+    if not isinstance(body, Mapping):
+        log.add(path, f"a job must be a mapping of fields, got {f.describe(body)}")
+        return draft
+    f.check_fields(body, path, JOB_FIELDS, log)
+    _read_command(body, path, draft, log)
+    _read_dependencies(body, path, draft, log)
+    _read_condition(body.get("if"), (*path, "if"), draft, log)
+    _read_env(body.get("env"), (*path, "env"), draft, log)
+    _read_timing(body, path, draft, log)
+    if body.get("retry") is not None:
+        retry = read_retry(body["retry"], (*path, "retry"), log)
+        if retry is not None:
+            draft.fields["retry"] = retry
+    if body.get("on_failure") is not None:
+        _read_on_failure(body["on_failure"], (*path, "on_failure"), draft, log)
+    return draft
+
+
+def _read_command(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: ProblemLog) -> None:
+    run, uses = body.get("run"), body.get("uses")
+    if run is None and uses is None:
+        log.add(path, "a job needs run (a shell command) or uses (a handler name)")
+    elif run is not None and uses is not None:
+        log.add(path, "set run or uses, not both")
+    if run is not None and f.text(run, (*path, "run"), log, what="run") is not None:
+        draft.fields["run"] = run
+        draft.expressions.append(Expression((*path, "run"), run, is_condition=False))
+    if uses is not None and f.text(uses, (*path, "uses"), log, what="uses") is not None:
+        draft.fields["uses"] = uses
+    if body.get("with") is not None:
+        _read_with(body["with"], uses, (*path, "with"), draft, log)
+
+
+def _read_with(value: object, uses: object, path: Path, draft: JobDraft, log: ProblemLog) -> None:
+    if uses is None:
+        log.add(path, "with passes arguments to a uses handler; a run job has none")
+        return
+    if not isinstance(value, Mapping):
+        log.add(path, f"expected a mapping of arguments, got {f.describe(value)}")
+        return
+    arguments = f.json_value(value, path, log)
+    draft.fields["with"] = arguments
+    _collect_templates(arguments, path, draft)
+
+
+def _collect_templates(value: Any, path: Path, draft: JobDraft) -> None:
+    if isinstance(value, str):
+        draft.expressions.append(Expression(path, value, is_condition=False))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _collect_templates(item, (*path, key), draft)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _collect_templates(item, (*path, index), draft)
+
+
+def _read_dependencies(
+    body: Mapping[Any, Any], path: Path, draft: JobDraft, log: ProblemLog
+) -> None:
+    if body.get("labels") is not None:
+        labels = f.name_list(body["labels"], (*path, "labels"), log, what="label")
+        draft.fields["labels"] = tuple(label for label, _ in labels)
+    for key in ("needs", "needs_any"):
+        if body.get(key) is not None:
+            names = f.name_list(body[key], (*path, key), log, what="job name")
+            setattr(draft, key, names)
+            draft.fields[key] = tuple(name for name, _ in names)
+
+
+def _read_condition(value: object, path: Path, draft: JobDraft, log: ProblemLog) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool):  # `if: false` in YAML is a boolean, and a fine condition
+        value = "true" if value else "false"
+    elif isinstance(value, int | float):
+        value = str(value)
+    if not isinstance(value, str):
+        log.add(path, f"expected an expression, got {f.describe(value)}")
+        return
+    if value.strip():
+        draft.fields["if"] = value
+        draft.expressions.append(Expression(path, value, is_condition=True))
+
+
+def _read_env(value: object, path: Path, draft: JobDraft, log: ProblemLog) -> None:
+    if value is None:
+        return
+    env = f.env_map(value, path, log)
+    draft.fields["env"] = env
+    for name, text in env.items():
+        draft.expressions.append(Expression((*path, name), text, is_condition=False))
+
+
+def _read_timing(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: ProblemLog) -> None:
+    if body.get("timeout") is not None:
+        draft.fields["timeout"] = f.duration(
+            body["timeout"], (*path, "timeout"), log, positive=True
+        )
+    if body.get("delay") is not None:
+        draft.fields["delay"] = f.duration(body["delay"], (*path, "delay"), log, positive=False)
+    if body.get("at") is not None:
+        draft.fields["at"] = f.timestamp(body["at"], (*path, "at"), log)
+    if body.get("delay") is not None and body.get("at") is not None:
+        log.add(path, "set delay or at, not both: both say when the job may start")
+
+
+def _read_on_failure(value: object, path: Path, draft: JobDraft, log: ProblemLog) -> None:
+    choices = [choice.value for choice in OnFailure]
+    if value not in choices:
+        log.add(path, f"on_failure must be one of {', '.join(choices)}, got {f.short(value)}")
+        return
+    draft.fields["on_failure"] = value
+
+
+def read_retry(value: object, path: Path, log: ProblemLog) -> dict[str, Any] | None:
+    """``retry: 3`` or ``retry: {max_attempts, backoff, delay, max_delay}``.
+
+    A ``delay`` without a ``backoff`` means ``fixed``: nobody writes a delay meaning "ignore it".
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = {"max_attempts": value}
+    if not isinstance(value, Mapping):
+        log.add(path, f"expected a number of attempts or a mapping, got {f.describe(value)}")
+        return None
+    f.check_fields(value, path, RETRY_FIELDS, log)
+    retry: dict[str, Any] = {}
+    attempts = value.get("max_attempts")
+    if attempts is not None:
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1:
+            log.add(
+                (*path, "max_attempts"), f"must be a whole number >= 1, got {f.short(attempts)}"
+            )
+        else:
+            retry["max_attempts"] = attempts
+    for key in ("delay", "max_delay"):
+        if value.get(key) is not None:
+            retry[key] = f.duration(value[key], (*path, key), log, positive=False)
+    backoff = _read_backoff(value.get("backoff"), retry.get("delay"), path, log)
+    if backoff is not None:
+        retry["backoff"] = backoff
+    _check_retry_delays(retry, path, log)
+    return retry
+
+
+def _read_backoff(value: object, delay: float | None, path: Path, log: ProblemLog) -> str | None:
+    choices = [choice.value for choice in Backoff]
+    if value is None:
+        return Backoff.FIXED.value if delay else None
+    if value not in choices:
+        log.add((*path, "backoff"), f"must be one of {', '.join(choices)}, got {f.short(value)}")
+        return None
+    if value == Backoff.NONE.value and delay:
+        log.add((*path, "delay"), "has no effect with backoff: none; drop it or pick a backoff")
+    elif value != Backoff.NONE.value and not delay:
+        log.add((*path, "backoff"), f"{value} backoff needs a delay > 0, e.g. delay: 1s")
+    return str(value)
+
+
+def _check_retry_delays(retry: Mapping[str, Any], path: Path, log: ProblemLog) -> None:
+    delay, max_delay = retry.get("delay"), retry.get("max_delay")
+    if delay is not None and max_delay is not None and max_delay < delay:
+        log.add((*path, "max_delay"), f"max_delay ({max_delay}s) is shorter than delay ({delay}s)")

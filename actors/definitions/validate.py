@@ -1,0 +1,171 @@
+"""Turning a raw definition (from YAML or the builder) into a ``WorkflowDefinition``.
+
+Every problem is collected before anything is raised, each prefixed by where it is
+(``jobs.test.needs[0]: unknown job 'biuld'``), so one run shows everything to fix.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from typing import Any, Final
+
+from pydantic import ValidationError
+
+from actors.definitions import _fields as f
+from actors.definitions._graph import report_cycles
+from actors.definitions._jobs import JobDraft, read_job
+from actors.definitions._problems import Path, ProblemLog
+from actors.definitions._references import (
+    check_job_expressions,
+    check_job_needs,
+    check_workflow_env,
+)
+from events.definition import InputSpec, WorkflowDefinition
+
+__all__ = ["parse_workflow", "validate_inputs"]
+
+WORKFLOW_FIELDS: Final = ("name", "inputs", "env", "timeout", "jobs")
+INPUT_FIELDS: Final = ("default", "required", "description")
+
+
+def parse_workflow(raw: Mapping[str, Any], *, source: str | None = None) -> WorkflowDefinition:
+    """Validate ``raw`` and return the normalised definition.
+
+    Raises ``InvalidWorkflow`` listing every problem found, each with its location.
+    """
+    return build_definition(raw, ProblemLog(source=source))
+
+
+def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
+    """``parse_workflow`` with a log that may already hold problems (and know file lines)."""
+    if not isinstance(raw, Mapping):
+        log.add((), f"expected a mapping with name and jobs, got {f.describe(raw)}")
+        log.fail()
+    f.check_fields(raw, (), WORKFLOW_FIELDS, log)
+    fields: dict[str, Any] = {"name": _workflow_name(raw.get("name"), log)}
+    inputs = _read_inputs(raw.get("inputs"), log) if raw.get("inputs") is not None else {}
+    fields["inputs"] = inputs
+    if raw.get("env") is not None:
+        fields["env"] = f.env_map(raw["env"], ("env",), log)
+        check_workflow_env(fields["env"], inputs, log)
+    if raw.get("timeout") is not None:
+        fields["timeout"] = f.duration(raw["timeout"], ("timeout",), log, positive=True)
+    jobs = _read_jobs(raw.get("jobs"), inputs, log)
+    log.raise_if_any()
+    return _assemble(fields, jobs, log)
+
+
+def _workflow_name(value: object, log: ProblemLog) -> str | None:
+    if value is None:
+        log.add(("name",), "missing: every workflow needs a name")
+        return None
+    return f.token(value, ("name",), log, what="workflow name")
+
+
+def _read_inputs(value: object, log: ProblemLog) -> dict[str, dict[str, Any]]:
+    if not isinstance(value, Mapping):
+        log.add(("inputs",), f"expected a mapping of input names, got {f.describe(value)}")
+        return {}
+    inputs: dict[str, dict[str, Any]] = {}
+    for name, spec in value.items():
+        path: Path = ("inputs", name)
+        if f.token(name, path, log, what="input name") is None:
+            continue
+        inputs[name] = _read_input(spec, path, log)
+    return inputs
+
+
+def _read_input(spec: object, path: Path, log: ProblemLog) -> dict[str, Any]:
+    if spec is None:
+        return {}
+    if not isinstance(spec, Mapping):
+        log.add(
+            path, f"expected a mapping with default/required/description, got {f.describe(spec)}"
+        )
+        return {}
+    f.check_fields(spec, path, INPUT_FIELDS, log)
+    result: dict[str, Any] = {}
+    if "default" in spec:
+        result["default"] = f.json_value(spec["default"], (*path, "default"), log)
+    required = spec.get("required", False)
+    if not isinstance(required, bool):
+        log.add((*path, "required"), f"expected true or false, got {f.describe(required)}")
+    elif required and spec.get("default") is not None:
+        log.add(path, "required: true and a default contradict each other; drop one")
+    else:
+        result["required"] = required
+    description = spec.get("description")
+    if description is not None:
+        if isinstance(description, str):
+            result["description"] = description
+        else:
+            log.add((*path, "description"), f"expected text, got {f.describe(description)}")
+    return result
+
+
+def _read_jobs(value: object, inputs: Mapping[str, Any], log: ProblemLog) -> dict[str, JobDraft]:
+    if value is None:
+        log.add(("jobs",), "missing: a workflow needs at least one job")
+        return {}
+    if not isinstance(value, Mapping):
+        log.add(("jobs",), f"expected a mapping of job names to jobs, got {f.describe(value)}")
+        return {}
+    if not value:
+        log.add(("jobs",), "empty: a workflow needs at least one job")
+    jobs: dict[str, JobDraft] = {}
+    for name, body in value.items():
+        path: Path = ("jobs", name)
+        if f.token(name, path, log, what="job name") is not None:
+            jobs[name] = read_job(name, body, path, log)
+    check_job_needs(jobs, log)
+    report_cycles(
+        {
+            name: [(up, where) for up, where in draft.upstream if up in jobs and up != name]
+            for name, draft in jobs.items()
+        },
+        log,
+    )
+    check_job_expressions(jobs, inputs, log)
+    return jobs
+
+
+def _assemble(
+    fields: dict[str, Any], jobs: Mapping[str, JobDraft], log: ProblemLog
+) -> WorkflowDefinition:
+    # Everything was checked above; a model error here would be a gap in those checks, and is
+    # still reported as a located problem rather than escaping as a pydantic error.
+    try:
+        return WorkflowDefinition.model_validate(
+            {**fields, "jobs": {name: draft.fields for name, draft in jobs.items()}}
+        )
+    except ValidationError as error:
+        for item in error.errors():
+            log.add(tuple(item["loc"]), item["msg"])
+        log.fail()
+
+
+def validate_inputs(definition: WorkflowDefinition, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs a run starts with: ``given`` plus defaults.
+
+    Raises ``InvalidWorkflow`` naming each unknown input and each missing required one.
+    """
+    log = ProblemLog(source=definition.name)
+    for name in given:
+        if name not in definition.inputs:
+            known = ", ".join(definition.inputs) or "none"
+            log.add(("inputs", name), f"unknown input (this workflow takes: {known})")
+    values: dict[str, Any] = {}
+    for name, spec in definition.inputs.items():
+        values[name] = _input_value(name, spec, given, log)
+    log.raise_if_any()
+    return values
+
+
+def _input_value(name: str, spec: InputSpec, given: Mapping[str, Any], log: ProblemLog) -> Any:
+    if name in given:
+        return given[name]
+    if spec.required:
+        log.add(("inputs", name), "required input is missing")
+    # A copy, so that a run changing its inputs cannot change the definition's default.
+    return copy.deepcopy(spec.default)
