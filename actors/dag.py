@@ -1,0 +1,236 @@
+"""DAG semantics, pure: the order of jobs, whether a pending job runs, and what it runs.
+
+``judge`` decides one job from the results of its upstream jobs:
+
+- it waits until every upstream job (``needs`` and ``needs_any``) is terminal, so that its
+  condition, ``failure()`` and ``upstream_outputs`` always see final results;
+- ``needs``: all must have succeeded; ``needs_any``: at least one succeeded (a skipped or failed
+  member does not block the others);
+- the condition defaults to ``success()``; one that calls no status function is implicitly
+  ``success() && (...)``; ``failure()`` is true when any *ancestor* failed (as in GitHub, so a
+  job after a skipped chain still sees the failure that caused it); ``cancelled()`` is true once
+  the workflow's cancellation was requested;
+- a job that does not run is ``skipped``, or ``cancelled`` when the workflow is being cancelled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any, Protocol
+
+from actors.definitions.expressions import (
+    ExpressionContext,
+    evaluate_condition,
+    uses_status_function,
+)
+from actors.definitions.templating import render
+from events import subjects
+from events.catalog import JobSpec, JobStatus
+from events.definition import JobDefinition, WorkflowDefinition
+from events.errors import InvalidWorkflow
+
+# How ``needs.<job>.result`` spells each terminal status (GitHub's vocabulary).
+RESULT_NAMES = {
+    JobStatus.SUCCEEDED: "success",
+    JobStatus.FAILED: "failure",
+    JobStatus.SKIPPED: "skipped",
+    JobStatus.CANCELLED: "cancelled",
+}
+
+
+class Upstream(Protocol):
+    """What ``judge`` reads about another job (``actors.job.JobState`` provides it)."""
+
+    @property
+    def status(self) -> JobStatus: ...
+
+    @property
+    def outputs(self) -> Mapping[str, str]: ...
+
+
+class Verdict(StrEnum):
+    WAIT = "wait"
+    RUN = "run"
+    SKIP = "skip"
+    CANCEL = "cancel"
+    ERROR = "error"  # the condition cannot be evaluated: the job fails without running
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    verdict: Verdict
+    reason: str = ""
+    context: ExpressionContext | None = None  # set for RUN: what templates render with
+
+
+WAIT = Judgement(Verdict.WAIT)
+
+
+def topological_order(definition: WorkflowDefinition) -> tuple[str, ...]:
+    """Jobs ordered so that each comes after its upstream; raises ``InvalidWorkflow``.
+
+    Definitions are validated before they are started; this re-checks the little that would
+    otherwise make a workflow hang or misroute (unknown upstream, cycles, unusable names).
+    """
+    jobs = definition.jobs
+    problems = [
+        f"jobs.{name}: {error}" for name in jobs if (error := _name_problem(name)) is not None
+    ]
+    problems += [
+        f"jobs.{name}.needs: unknown job {up!r}"
+        for name, job in jobs.items()
+        for up in job.upstream
+        if up not in jobs
+    ]
+    if problems:
+        raise InvalidWorkflow(problems)
+    order: list[str] = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = placed
+    for name in sorted(jobs):
+        _visit(name, jobs, state, order, [])
+    return tuple(order)
+
+
+def _name_problem(name: str) -> str | None:
+    try:
+        subjects.require_token(name, what="job name")
+    except ValueError as error:
+        return str(error)
+    return None
+
+
+def _visit(
+    name: str,
+    jobs: Mapping[str, JobDefinition],
+    state: dict[str, int],
+    order: list[str],
+    path: list[str],
+) -> None:
+    if state.get(name) == 2:
+        return
+    if state.get(name) == 1:
+        cycle = [*path[path.index(name) :], name]
+        raise InvalidWorkflow([f"jobs.{name}.needs: cycle {' -> '.join(cycle)}"])
+    state[name] = 1
+    for up in jobs[name].upstream:
+        _visit(up, jobs, state, order, [*path, name])
+    state[name] = 2
+    order.append(name)
+
+
+def judge(
+    job: JobDefinition,
+    jobs: Mapping[str, Upstream],
+    *,
+    definition: WorkflowDefinition,
+    inputs: Mapping[str, Any],
+    cancelled: bool,
+) -> Judgement:
+    """What happens to the pending ``job`` given the states of all ``jobs``."""
+    try:
+        status_aware = job.if_ is not None and uses_status_function(job.if_)
+    except ValueError as error:
+        return Judgement(Verdict.ERROR, f"cannot read condition: {error}")
+    if cancelled and not status_aware:
+        return Judgement(Verdict.CANCEL, "the workflow was cancelled")
+    upstream = {name: jobs[name] for name in job.upstream}
+    if not all(up.status.is_terminal for up in upstream.values()):
+        return WAIT
+    deps_ok = _dependencies_met(job, upstream)
+    context = ExpressionContext(
+        needs={name: _needs_entry(up) for name, up in upstream.items()},
+        inputs=inputs,
+        env={**definition.env, **job.env},
+        success=deps_ok and not cancelled,
+        # Only a status-aware condition can call failure(); spare the walk up the graph.
+        failure=status_aware and _ancestor_failed(job, definition, jobs),
+        cancelled=cancelled,
+    )
+    try:
+        runs = evaluate_condition(job.if_, context)
+    except ValueError as error:
+        return Judgement(Verdict.ERROR, f"cannot evaluate condition: {error}")
+    if runs:
+        return Judgement(Verdict.RUN, context=context)
+    if cancelled:
+        return Judgement(Verdict.CANCEL, "the workflow was cancelled")
+    if not deps_ok:
+        return Judgement(Verdict.SKIP, _unmet_reason(job, upstream))
+    return Judgement(Verdict.SKIP, f"condition is false: {job.if_}")
+
+
+def _dependencies_met(job: JobDefinition, upstream: Mapping[str, Upstream]) -> bool:
+    if any(upstream[name].status is not JobStatus.SUCCEEDED for name in job.needs):
+        return False
+    return not job.needs_any or any(
+        upstream[name].status is JobStatus.SUCCEEDED for name in job.needs_any
+    )
+
+
+def _unmet_reason(job: JobDefinition, upstream: Mapping[str, Upstream]) -> str:
+    for name in job.needs:
+        if upstream[name].status is not JobStatus.SUCCEEDED:
+            return f"needs {name}, which {upstream[name].status}"
+    return f"none of {', '.join(job.needs_any)} succeeded"
+
+
+def _needs_entry(up: Upstream) -> dict[str, Any]:
+    return {"result": RESULT_NAMES.get(up.status, str(up.status)), "outputs": dict(up.outputs)}
+
+
+def _ancestor_failed(
+    job: JobDefinition, definition: WorkflowDefinition, jobs: Mapping[str, Upstream]
+) -> bool:
+    seen: set[str] = set()
+    todo = list(job.upstream)
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if jobs[name].status is JobStatus.FAILED:
+            return True
+        todo.extend(definition.jobs[name].upstream)
+    return False
+
+
+def render_spec(
+    job: JobDefinition, context: ExpressionContext, jobs: Mapping[str, Upstream]
+) -> JobSpec:
+    """The job's spec with ``${{ }}`` rendered in ``run``, ``env`` and ``with`` values.
+
+    Raises ``ValueError`` (``ExpressionError``) when a template cannot be evaluated.
+    """
+    return JobSpec(
+        run=render(job.run, context) if job.run is not None else None,
+        uses=job.uses,
+        with_=_render_value(job.with_, context),
+        env={key: render(value, context) for key, value in context.env.items()},
+        labels=job.labels,
+        timeout=job.timeout,
+        upstream_outputs={name: dict(jobs[name].outputs) for name in job.upstream},
+    )
+
+
+def _render_value(value: Any, context: ExpressionContext) -> Any:
+    if isinstance(value, str):
+        return render(value, context)
+    if isinstance(value, Mapping):
+        return {key: _render_value(item, context) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_render_value(item, context) for item in value]
+    return value
+
+
+def not_before(job: JobDefinition, now: datetime) -> datetime | None:
+    """When a job that became ready at ``now`` may be claimed: after ``delay`` and ``at``."""
+    moments = []
+    if job.at is not None:
+        # A naive ``at`` is taken as UTC rather than failing to compare with an aware clock.
+        moments.append(job.at if job.at.tzinfo is not None else job.at.replace(tzinfo=UTC))
+    if job.delay:
+        moments.append(now + timedelta(seconds=job.delay))
+    return max(moments) if moments else None

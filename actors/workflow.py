@@ -1,0 +1,403 @@
+"""The workflow actor: its own events on ``evt.<wf>.wf.*``, its state a fold of ``evt.<wf>.>``.
+
+The state folds the workflow's *whole* history, job events included (through the job actor's
+``evolve``), so ``Advance`` sees every job's status and outputs and can say what must follow:
+jobs to queue, skip or cancel, and the workflow's end. Its result may hold events of several
+actors; ``plan_appends`` groups them into one CAS append per actor, in order.
+
+``Advance`` reaches a fixpoint in one call: it judges pending jobs in topological order against
+the outcomes it has just decided, so a skip propagates down a whole chain at once, and running it
+again after its events are recorded yields nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from actors import dag, job
+from actors.commands import (
+    Advance,
+    AnyWorkflowCommand,
+    CancelJob,
+    CancelWorkflow,
+    StartWorkflow,
+    TimeoutWorkflow,
+)
+from actors.job import JobState
+from events import subjects
+from events.base import Event, RecordedEvent
+from events.catalog import (
+    JobEvent,
+    JobFailed,
+    JobQueued,
+    JobSkipped,
+    JobStatus,
+    WorkflowCancelled,
+    WorkflowCancelRequested,
+    WorkflowEvent,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowStatus,
+    WorkflowSucceeded,
+)
+from events.definition import JobDefinition, OnFailure, WorkflowDefinition
+from events.errors import InvalidWorkflow, WorkflowNotFound
+
+_ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING})
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowState:
+    workflow_id: str
+    status: WorkflowStatus | None = None  # None: not started
+    definition: WorkflowDefinition | None = None
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    started_at: datetime | None = None
+    order: tuple[str, ...] = ()  # the jobs in topological order
+    jobs: Mapping[str, JobState] = field(default_factory=dict)
+    cancel_reason: str | None = None
+    end_reason: str | None = None
+    ended_at: datetime | None = None
+    # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's
+    # last event (its CAS expectation) and the last event of the whole history folded so far.
+    last_seq: int = 0
+    stream_seq: int = 0
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel_reason is not None
+
+    def job(self, name: str) -> JobState:
+        """The job actor's state (pending if it has no event yet)."""
+        return self.jobs.get(name) or JobState(workflow_id=self.workflow_id, job=name)
+
+    def timeout_deadline(self) -> datetime | None:
+        """When the workflow times out (arm a ``TimeoutWorkflow`` timer for it), if ever."""
+        if self.definition is None or self.definition.timeout is None:
+            return None
+        assert self.started_at is not None  # set together with the definition
+        return self.started_at + timedelta(seconds=self.definition.timeout)
+
+
+# --- decide ---------------------------------------------------------------------------------
+
+
+def decide(state: WorkflowState, command: AnyWorkflowCommand) -> list[Event]:
+    """Events that follow from ``command``: the workflow's own and, for Advance and timeouts,
+    those of its jobs. [] when nothing changes. Raises ``InvalidWorkflow`` for a bad start and
+    ``WorkflowNotFound`` when cancelling a workflow that never started."""
+    match command:
+        case StartWorkflow():
+            return _start(state, command)
+        case CancelWorkflow():
+            return _cancel(state, command)
+        case Advance():
+            return _advance(state, command.now)
+        case TimeoutWorkflow():
+            return _timeout(state, command.now)
+
+
+def _start(state: WorkflowState, cmd: StartWorkflow) -> list[Event]:
+    if state.status is not None:
+        return []  # idempotent: the same workflow id was started already
+    subjects.require_token(cmd.workflow_id, what="workflow id")
+    dag.topological_order(cmd.definition)
+    return [
+        WorkflowStarted(
+            workflow_id=cmd.workflow_id,
+            definition=cmd.definition,
+            inputs=resolve_inputs(cmd.definition, cmd.inputs),
+            idempotency_key=cmd.idempotency_key,
+            started_at=cmd.now,
+        )
+    ]
+
+
+def resolve_inputs(definition: WorkflowDefinition, given: Mapping[str, Any]) -> dict[str, Any]:
+    """``given`` completed with the declared defaults; raises ``InvalidWorkflow`` on a mismatch.
+
+    The resolved inputs are recorded in ``WorkflowStarted``, so replay never needs defaults.
+    """
+    problems = [
+        f"inputs.{name}: the workflow declares no such input" for name in given
+        if name not in definition.inputs
+    ]  # fmt: skip
+    problems += [
+        f"inputs.{name}: required input is missing"
+        for name, spec in definition.inputs.items()
+        if spec.required and name not in given
+    ]
+    if problems:
+        raise InvalidWorkflow(problems, source=definition.name)
+    defaults = {name: spec.default for name, spec in definition.inputs.items()}
+    return {**defaults, **given}
+
+
+def _cancel(state: WorkflowState, cmd: CancelWorkflow) -> list[Event]:
+    if state.status is None:
+        raise WorkflowNotFound(cmd.workflow_id)
+    if state.status.is_terminal or state.cancel_requested:
+        return []
+    return [
+        WorkflowCancelRequested(
+            workflow_id=state.workflow_id, reason=cmd.reason, requested_at=cmd.now
+        )
+    ]
+
+
+def _advance(state: WorkflowState, now: datetime) -> list[Event]:
+    if state.status is None or state.definition is None:
+        return []
+    if state.status.is_terminal:
+        return _stop_leftovers(state, state.end_reason or "the workflow ended", now)
+    jobs = dict(state.jobs)  # working copy: later jobs are judged on earlier decisions
+    decided: list[Event] = []
+    for name in state.order:
+        events = _next_for_job(state, state.definition, jobs, jobs[name], now)
+        for event in events:
+            jobs[name] = job.evolve(jobs[name], event)
+        decided += events
+    if all(jobs[name].status.is_terminal for name in state.order):
+        decided.append(_ending(state, state.definition, jobs, now))
+    return decided
+
+
+def _next_for_job(
+    state: WorkflowState,
+    definition: WorkflowDefinition,
+    jobs: Mapping[str, JobState],
+    current: JobState,
+    now: datetime,
+) -> list[JobEvent]:
+    spec = definition.jobs[current.job]
+    if current.status is JobStatus.PENDING:
+        verdict = dag.judge(
+            spec, jobs, definition=definition, inputs=state.inputs, cancelled=state.cancel_requested
+        )
+        return _carry_out(current, spec, verdict, jobs, now)
+    if current.status in _ACTIVE and state.cancel_requested:
+        # A job whose condition still holds under cancellation (always(), cancelled(), ...)
+        # keeps running, as in CI; every other active job is withdrawn or asked to stop.
+        verdict = dag.judge(spec, jobs, definition=definition, inputs=state.inputs, cancelled=True)
+        if verdict.verdict is not dag.Verdict.RUN:
+            return job.decide(current, _cancel_job(current, state.cancel_reason, now))
+    return []
+
+
+def _carry_out(
+    current: JobState,
+    spec: JobDefinition,
+    verdict: dag.Judgement,
+    jobs: Mapping[str, JobState],
+    now: datetime,
+) -> list[JobEvent]:
+    ids = {"workflow_id": current.workflow_id, "job": current.job}
+    match verdict.verdict:
+        case dag.Verdict.WAIT:
+            return []
+        case dag.Verdict.SKIP:
+            return [JobSkipped(**ids, reason=verdict.reason, at=now)]
+        case dag.Verdict.CANCEL:
+            return job.decide(current, _cancel_job(current, verdict.reason, now))
+        case dag.Verdict.ERROR:
+            return [_failed_before_queued(current, verdict.reason, now)]
+    assert verdict.context is not None  # RUN always carries the context it was judged in
+    try:
+        rendered = dag.render_spec(spec, verdict.context, jobs)
+    except ValueError as error:
+        return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
+    return [
+        JobQueued(
+            **ids,
+            attempt=1,
+            spec=rendered,
+            retry=spec.retry,
+            on_failure=spec.on_failure,
+            queued_at=now,
+            not_before=dag.not_before(spec, now),
+        )
+    ]
+
+
+def _cancel_job(current: JobState, reason: str | None, now: datetime) -> CancelJob:
+    return CancelJob(
+        workflow_id=current.workflow_id, job=current.job, reason=reason or "cancelled", now=now
+    )
+
+
+def _failed_before_queued(current: JobState, error: str, now: datetime) -> JobFailed:
+    # A user-written condition or template that cannot be evaluated fails the job (attempt 0:
+    # it never ran) instead of stopping the engine or hanging the workflow.
+    return JobFailed(
+        workflow_id=current.workflow_id,
+        job=current.job,
+        attempt=0,
+        epoch=0,
+        error=error,
+        retryable=False,
+        ended_at=now,
+    )
+
+
+def _failed_jobs(definition: WorkflowDefinition, jobs: Mapping[str, JobState]) -> tuple[str, ...]:
+    return tuple(
+        name
+        for name, spec in definition.jobs.items()
+        if spec.on_failure is not OnFailure.CONTINUE
+        and name in jobs
+        and jobs[name].status is JobStatus.FAILED
+    )
+
+
+def _ending(
+    state: WorkflowState,
+    definition: WorkflowDefinition,
+    jobs: Mapping[str, JobState],
+    now: datetime,
+) -> WorkflowEvent:
+    wf = state.workflow_id
+    if state.cancel_reason is not None:
+        return WorkflowCancelled(workflow_id=wf, reason=state.cancel_reason, ended_at=now)
+    failed = _failed_jobs(definition, jobs)
+    if failed:
+        reason = f"{len(failed)} job(s) failed: {', '.join(failed)}"
+        return WorkflowFailed(workflow_id=wf, reason=reason, failed_jobs=failed, ended_at=now)
+    return WorkflowSucceeded(workflow_id=wf, ended_at=now)
+
+
+def _timeout(state: WorkflowState, now: datetime) -> list[Event]:
+    definition = state.definition
+    if state.status is not WorkflowStatus.RUNNING or definition is None:
+        return []
+    if definition.timeout is None:
+        return []  # nothing to time out: a timer from elsewhere
+    why = f"timed out after {definition.timeout:g}s"
+    # The end is recorded first: once it is in the log, no racing Advance can queue more work
+    # or end the workflow differently, and Advance cleans up jobs this append left behind.
+    failed = WorkflowFailed(
+        workflow_id=state.workflow_id,
+        reason=why,
+        failed_jobs=_failed_jobs(definition, state.jobs),
+        timed_out=True,
+        ended_at=now,
+    )
+    return [failed, *_stop_leftovers(state, f"the workflow {why}", now)]
+
+
+def _stop_leftovers(state: WorkflowState, reason: str, now: datetime) -> list[Event]:
+    """Withdraw or stop every job not yet terminal: a hard stop, no condition keeps one."""
+    stopped: list[Event] = []
+    for name in state.order:
+        current = state.job(name)
+        if not current.status.is_terminal:
+            stopped += job.decide(current, _cancel_job(current, reason, now))
+    return stopped
+
+
+# --- evolve ---------------------------------------------------------------------------------
+
+
+def evolve(state: WorkflowState, event: Event) -> WorkflowState:
+    """The state after ``event`` (a workflow event or a job event of this workflow)."""
+    if isinstance(event, JobEvent):
+        updated = job.evolve(state.job(event.job), event)
+        return replace(state, jobs={**state.jobs, event.job: updated})
+    match event:
+        case WorkflowStarted():
+            order = dag.topological_order(event.definition)
+            return replace(
+                state,
+                status=WorkflowStatus.RUNNING,
+                definition=event.definition,
+                inputs=event.inputs,
+                idempotency_key=event.idempotency_key,
+                started_at=event.started_at,
+                order=order,
+                jobs={name: state.job(name) for name in order} | dict(state.jobs),
+            )
+        case WorkflowCancelRequested():
+            return replace(state, cancel_reason=event.reason)
+        case WorkflowSucceeded():
+            return _ended(state, WorkflowStatus.SUCCEEDED, None, event.ended_at)
+        case WorkflowFailed():
+            return _ended(state, WorkflowStatus.FAILED, event.reason, event.ended_at)
+        case WorkflowCancelled():
+            return _ended(state, WorkflowStatus.CANCELLED, event.reason, event.ended_at)
+    return state
+
+
+def _ended(
+    state: WorkflowState, status: WorkflowStatus, reason: str | None, at: datetime
+) -> WorkflowState:
+    return replace(state, status=status, end_reason=reason, ended_at=at)
+
+
+def replay(
+    events: Iterable[Event | RecordedEvent], state: WorkflowState | None = None
+) -> WorkflowState:
+    """Fold a workflow's history (``evt.<wf>.>``) onto ``state``; same result as ``evolve``.
+
+    Recorded events also set ``last_seq`` of the actor they belong to and ``stream_seq``. Job
+    events are folded into one working copy of the job map, so replaying n events of a workflow
+    with many jobs costs O(n), not O(n x jobs) as folding with ``evolve`` one by one would.
+    """
+    current = state
+    jobs: dict[str, JobState] | None = None  # the working copy, while job events run
+    for item in events:
+        event = item.event if isinstance(item, RecordedEvent) else item
+        seq = item.seq if isinstance(item, RecordedEvent) else 0
+        if not isinstance(event, WorkflowEvent | JobEvent):
+            raise TypeError(f"not a workflow or job event: {event.event_type}")
+        if current is None:
+            current = WorkflowState(workflow_id=event.workflow_id)
+        if isinstance(event, JobEvent):
+            jobs = dict(current.jobs) if jobs is None else jobs
+            updated = job.evolve(jobs.get(event.job) or current.job(event.job), event)
+            jobs[event.job] = replace(updated, last_seq=seq) if seq else updated
+        else:
+            if jobs is not None:
+                current, jobs = replace(current, jobs=jobs), None
+            current = evolve(current, event)
+            current = replace(current, last_seq=seq) if seq else current
+        if seq:
+            current = replace(current, stream_seq=seq)
+    if current is None:
+        raise ValueError("replay of no events needs an initial state")
+    return replace(current, jobs=jobs) if jobs is not None else current
+
+
+# --- appends --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Append:
+    """One CAS append: ``events`` of one actor, expected to follow ``expected_last_seq``."""
+
+    actor_filter: str  # e.g. evt.<wf>.job.<job>.* (Nats-Expected-Last-Subject-Sequence-Subject)
+    expected_last_seq: int
+    events: tuple[WorkflowEvent | JobEvent, ...]
+
+
+def plan_appends(state: WorkflowState, events: Iterable[Event]) -> list[Append]:
+    """Group decided events per actor, in the order each actor first appears.
+
+    Append them in that order and stop at the first conflict: reload, then decide again
+    (Advance is idempotent, so what was appended before the conflict is not decided twice).
+    ``decide`` puts the workflow's normal end after the job events it follows from, and a
+    timeout's end before the cancellations it causes.
+    """
+    groups: dict[str, tuple[int, list[WorkflowEvent | JobEvent]]] = {}
+    for event in events:
+        if isinstance(event, JobEvent):
+            key = subjects.job_actor_filter(event.workflow_id, event.job)
+            last = state.job(event.job).last_seq
+        elif isinstance(event, WorkflowEvent):
+            key, last = subjects.workflow_actor_filter(event.workflow_id), state.last_seq
+        else:
+            raise TypeError(f"not a workflow or job event: {event.event_type}")
+        groups.setdefault(key, (last, []))[1].append(event)
+    return [Append(key, last, tuple(batch)) for key, (last, batch) in groups.items()]
