@@ -1,0 +1,226 @@
+"""Defining workflows in Python, equivalent to YAML files and validated by the same code.
+
+Example::
+
+    wf = Workflow("release", inputs={"version": "0.1.0"}, env={"REGION": "eu"}, timeout="30m")
+    build = wf.job("build", run="make build", labels=["linux"],
+                   retry=Retry(max_attempts=3, backoff="exponential", delay="1s"))
+    wf.job("test", run=f"./test.sh {build.output('artifact')}", needs=[build])
+    definition = wf.build()
+
+``to_dict()`` gives the raw mapping a YAML file would hold; ``build()`` runs it through
+``actors.definitions.parse_workflow``, so both front doors report the same problems the same way.
+Durations may be ``"500ms"``/``"1h30m"`` text, seconds, or ``timedelta``; pydantic models are
+accepted wherever data goes (``with_``, input defaults) and stored as their JSON form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from actors.definitions import parse_workflow
+from events.definition import Backoff, OnFailure, RetryPolicy, WorkflowDefinition
+from events.errors import InvalidWorkflow
+
+__all__ = ["Input", "JobRef", "Retry", "Workflow"]
+
+Duration = str | float | timedelta
+BackoffName = Backoff | Literal["none", "fixed", "exponential", "linear"]
+OnFailureName = OnFailure | Literal["fail_workflow", "continue", "retry_forever"]
+
+
+class Retry(BaseModel):
+    """How a job is retried; durations as text (``"1s"``), seconds or ``timedelta``.
+
+    A ``delay`` without a ``backoff`` means ``fixed``, as in YAML.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    max_attempts: int = 1
+    backoff: BackoffName | None = None
+    delay: Duration | None = None
+    max_delay: Duration | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``retry:`` mapping of a definition file."""
+        raw: dict[str, Any] = {"max_attempts": self.max_attempts}
+        if self.backoff is not None:
+            raw["backoff"] = str(Backoff(self.backoff))
+        for key in ("delay", "max_delay"):
+            value = getattr(self, key)
+            if value is not None:
+                raw[key] = _duration(value)
+        return raw
+
+
+class Input(BaseModel):
+    """A workflow input: a ``default``, or ``required=True`` for callers to supply it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    default: Any = None
+    required: bool = False
+    description: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``inputs.<name>:`` mapping of a definition file (only what was set)."""
+        raw = self.model_dump(exclude_unset=True)
+        if "default" in raw:
+            raw["default"] = _data(self.default)
+        return raw
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """A job added to a ``Workflow``; pass it to ``needs``/``needs_any`` of later jobs."""
+
+    name: str
+
+    @property
+    def result(self) -> str:
+        """The expression ``needs.<job>.result``, for conditions (``success``, ``failure``...)."""
+        return f"needs.{self.name}.result"
+
+    def output(self, key: str) -> str:
+        """A template reading one of this job's outputs: ``${{ needs.<job>.outputs.<key> }}``."""
+        return f"${{{{ needs.{self.name}.outputs.{key} }}}}"
+
+
+class Workflow:
+    """A workflow being defined: add jobs with ``job()``, then ``build()`` it."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        inputs: Mapping[str, Input | Any] | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: Duration | None = None,
+    ) -> None:
+        """``inputs`` maps names to an ``Input`` or, for short, to a default value."""
+        self.name = name
+        self._inputs: dict[str, Input] = {}
+        for input_name, spec in (inputs or {}).items():
+            self.input(input_name, **_input_fields(spec))
+        self._env = dict(env or {})
+        self._timeout = timeout
+        self._jobs: dict[str, dict[str, Any]] = {}
+
+    def input(
+        self,
+        name: str,
+        *,
+        default: Any = None,
+        required: bool = False,
+        description: str | None = None,
+    ) -> str:
+        """Declare an input; returns the template ``${{ inputs.<name> }}`` for use in jobs."""
+        fields: dict[str, Any] = {"required": True} if required else {}
+        if default is not None:
+            fields["default"] = default
+        if description is not None:
+            fields["description"] = description
+        self._inputs[name] = Input(**fields)
+        return f"${{{{ inputs.{name} }}}}"
+
+    def job(
+        self,
+        name: str,
+        *,
+        run: str | None = None,
+        uses: str | None = None,
+        with_: Mapping[str, Any] | BaseModel | None = None,
+        labels: Iterable[str] = (),
+        needs: Iterable[JobRef | str] | JobRef | str = (),
+        needs_any: Iterable[JobRef | str] | JobRef | str = (),
+        if_: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: Duration | None = None,
+        retry: Retry | RetryPolicy | int | None = None,
+        on_failure: OnFailureName | None = None,
+        delay: Duration | None = None,
+        at: datetime | str | None = None,
+    ) -> JobRef:
+        """Add a job; give exactly one of ``run`` (a shell command) or ``uses`` (a handler).
+
+        Problems in the job are reported by ``build()``, together with all others. A job name
+        used twice is reported at once, since the second job would silently replace the first.
+        """
+        if name in self._jobs:
+            raise InvalidWorkflow([f"jobs.{name}: duplicate job name"], source=self.name)
+        raw: dict[str, Any] = {}
+        _put(raw, "run", run)
+        _put(raw, "uses", uses)
+        _put(raw, "with", None if with_ is None else _data(with_))
+        _put(raw, "labels", list(labels) or None)
+        _put(raw, "needs", _names(needs) or None)
+        _put(raw, "needs_any", _names(needs_any) or None)
+        _put(raw, "if", if_)
+        _put(raw, "env", None if env is None else dict(env))
+        _put(raw, "timeout", None if timeout is None else _duration(timeout))
+        _put(raw, "retry", None if retry is None else _retry(retry))
+        _put(raw, "on_failure", None if on_failure is None else str(on_failure))
+        _put(raw, "delay", None if delay is None else _duration(delay))
+        _put(raw, "at", at.isoformat() if isinstance(at, datetime) else at)
+        self._jobs[name] = raw
+        return JobRef(name)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The raw mapping, exactly as a YAML definition file would hold it."""
+        raw: dict[str, Any] = {"name": self.name}
+        if self._inputs:
+            raw["inputs"] = {name: spec.to_dict() for name, spec in self._inputs.items()}
+        if self._env:
+            raw["env"] = dict(self._env)
+        if self._timeout is not None:
+            raw["timeout"] = _duration(self._timeout)
+        raw["jobs"] = {name: dict(job) for name, job in self._jobs.items()}
+        return raw
+
+    def build(self) -> WorkflowDefinition:
+        """The validated definition; raises ``InvalidWorkflow`` listing every problem."""
+        return parse_workflow(self.to_dict(), source=self.name)
+
+
+def _put(raw: dict[str, Any], key: str, value: Any) -> None:
+    if value is not None:
+        raw[key] = value
+
+
+def _names(refs: Iterable[JobRef | str] | JobRef | str) -> list[str]:
+    if isinstance(refs, JobRef | str):
+        refs = [refs]
+    return [ref.name if isinstance(ref, JobRef) else ref for ref in refs]
+
+
+def _duration(value: Duration) -> str | float:
+    return value.total_seconds() if isinstance(value, timedelta) else value
+
+
+def _data(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+def _retry(value: Retry | RetryPolicy | int) -> dict[str, Any] | int:
+    if isinstance(value, RetryPolicy):
+        raw: dict[str, Any] = {"max_attempts": value.max_attempts, "backoff": str(value.backoff)}
+        if value.backoff is not Backoff.NONE:
+            raw["delay"] = value.delay
+        if value.max_delay is not None:
+            raw["max_delay"] = value.max_delay
+        return raw
+    if isinstance(value, Retry):
+        return value.to_dict()
+    return value
+
+
+def _input_fields(spec: Input | Any) -> dict[str, Any]:
+    if isinstance(spec, Input):
+        return spec.model_dump(exclude_unset=True)
+    return {"default": spec}
