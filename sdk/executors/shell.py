@@ -172,14 +172,18 @@ class _ShellRun:
         except OSError as exc:
             return Failed(f"cannot start {self._ex._shell[0]!r}: {exc}", retryable=True)
         pgid = transport.get_pid()
+        stopped = False
         try:
-            interrupt = await supervise(protocol.exited, self._ctx, timeout=self._spec.timeout)
+            interrupt = await supervise(
+                asyncio.shield(protocol.exited), self._ctx, timeout=self._spec.timeout
+            )
             # Also after a normal exit: background processes it left behind die with the job.
             await stop_process_group(pgid, protocol.exited, grace=self._ex.kill_grace)
+            stopped = True
             # A process that escaped the group (setsid) may hold the pipes open: stop waiting.
             await asyncio.wait([protocol.closed], timeout=1.0)
         finally:
-            if not protocol.exited.done():
+            if not stopped:  # we are being cancelled ourselves: no time for a grace period
                 signal_group(pgid, signal.SIGKILL)
             transport.close()
         if interrupt is not None:
@@ -386,7 +390,7 @@ def parse_output_file(text: str) -> list[tuple[str, str]]:
 # --- process groups ---------------------------------------------------------------------------
 
 
-def signal_group(pgid: int, sig: signal.Signals) -> bool:
+def signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to process group ``pgid``; False when the group no longer exists."""
     try:
         os.killpg(pgid, sig)
@@ -403,7 +407,7 @@ def group_alive(pgid: int) -> bool:
     Zombies count as gone: orphans are reaped by init, which may be slow or, in some containers,
     never happen, and a zombie holds no pipe and does no work.
     """
-    if not signal_group(pgid, signal.Signals(0)):
+    if not signal_group(pgid, 0):
         return False
     proc = Path("/proc")
     if not proc.is_dir():
