@@ -194,13 +194,16 @@ class EventStore:
     ) -> int:
         error = reply.get("error")
         if error is None:
-            return int(reply["seq"])
+            seq = int(reply["seq"])
+            if reply.get("duplicate"):
+                await self._check_duplicate_is_ours(actor, seq, msg_ids[0])
+            return seq
         code = int(error.get("err_code", 0))
         description = str(error.get("description", ""))
         if code in _CONFLICT_CODES:
             match = _LAST_SEQ.search(description)
             actual = int(match.group(1)) if match else None
-            if actual is not None and await self._holds_our_write(actual, msg_ids[-1]):
+            if actual and await self._holds_our_write(actual, msg_ids[-1]):
                 return actual
             raise ConcurrencyConflict(
                 actor=actor.filter, expected_seq=expected_seq, actual_seq=actual
@@ -214,6 +217,17 @@ class EventStore:
                 actor=actor.filter, expected_seq=expected_seq, actual_seq=None
             )
         raise StoreError(f"append to {actor.filter} refused by JetStream: {description} ({code})")
+
+    async def _check_duplicate_is_ours(self, actor: ActorRef, seq: int, msg_id: str) -> None:
+        # De-duplication is by msg id alone: a command id reused for another actor would silently
+        # "succeed" with someone else's sequence. Refuse that loudly instead.
+        message = await self.get(seq)
+        if message is None or not actor.owns(message.subject):
+            where = message.subject if message else "a message no longer stored"
+            raise StoreError(
+                f"append to {actor.filter} was de-duplicated against {where} (msg id {msg_id}): "
+                "command ids must be unique per command"
+            )
 
     async def _holds_our_write(self, seq: int, msg_id: str) -> bool:
         message = await self.get(seq)

@@ -10,7 +10,7 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from events.catalog import JobRetryScheduled, JobSucceeded, WorkflowCancelRequested
-from events.errors import ConcurrencyConflict, PayloadTooLarge, UndecodableEvent
+from events.errors import ConcurrencyConflict, PayloadTooLarge, StoreError, UndecodableEvent
 from events.memory_store import MemoryEventStore
 from events.store import ActorRef, EventStore
 
@@ -263,3 +263,14 @@ class TestJetStreamEventStore(EventStoreContract):
         with pytest.raises(Exception, match="delete"):
             await js.delete_msg("JW_EVENTS", seq)
         assert len(await store.load(actor)) == 1
+
+
+async def test_reused_command_id_for_another_actor_is_refused(clean_nats: NATS) -> None:
+    store = EventStore(clean_nats)
+    await store.append(
+        ActorRef.job("w1", "a"), [retry_event("w1", "a", 1)], expected_seq=0, command_id="dup"
+    )
+    with pytest.raises(StoreError, match="command ids must be unique"):
+        await store.append(
+            ActorRef.job("w1", "b"), [retry_event("w1", "b", 1)], expected_seq=0, command_id="dup"
+        )

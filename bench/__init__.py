@@ -1,0 +1,1 @@
+"""jetwork benchmarks (`make bench`, `python -m bench`). Not part of the installed package."""
