@@ -99,8 +99,11 @@ class StartWorkflow(WorkflowCommand):
 
 
 class CancelWorkflow(WorkflowCommand):
+    """``force`` also stops jobs that run regardless of cancellation (``if: always()``)."""
+
     type: Literal["CancelWorkflow"] = "CancelWorkflow"
     reason: str = "cancelled by user"
+    force: bool = False
 
 
 class Advance(WorkflowCommand):

@@ -60,6 +60,7 @@ class WorkflowState:
     order: tuple[str, ...] = ()  # the jobs in topological order
     jobs: Mapping[str, JobState] = field(default_factory=dict)
     cancel_reason: str | None = None
+    cancel_forced: bool = False
     end_reason: str | None = None
     ended_at: datetime | None = None
     # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's
@@ -140,11 +141,13 @@ def resolve_inputs(definition: WorkflowDefinition, given: Mapping[str, Any]) -> 
 def _cancel(state: WorkflowState, cmd: CancelWorkflow) -> list[Event]:
     if state.status is None:
         raise WorkflowNotFound(cmd.workflow_id)
-    if state.status.is_terminal or state.cancel_requested:
+    if state.status.is_terminal or state.cancel_forced:
+        return []
+    if state.cancel_requested and not cmd.force:
         return []
     return [
         WorkflowCancelRequested(
-            workflow_id=state.workflow_id, reason=cmd.reason, requested_at=cmd.now
+            workflow_id=state.workflow_id, reason=cmd.reason, force=cmd.force, requested_at=cmd.now
         )
     ]
 
@@ -174,6 +177,8 @@ def _next_for_job(
     now: datetime,
 ) -> list[JobEvent]:
     spec = definition.jobs[current.job]
+    if state.cancel_forced and not current.status.is_terminal:
+        return job.decide(current, _cancel_job(current, state.cancel_reason, now))
     if current.status is JobStatus.PENDING:
         verdict = dag.judge(
             spec, jobs, definition=definition, inputs=state.inputs, cancelled=state.cancel_requested
@@ -320,7 +325,9 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
                 jobs={name: state.job(name) for name in order} | dict(state.jobs),
             )
         case WorkflowCancelRequested():
-            return replace(state, cancel_reason=event.reason)
+            # A forced request after a plain one keeps the first reason: it explains the end.
+            reason = state.cancel_reason or event.reason
+            return replace(state, cancel_reason=reason, cancel_forced=event.force)
         case WorkflowSucceeded():
             return _ended(state, WorkflowStatus.SUCCEEDED, None, event.ended_at)
         case WorkflowFailed():

@@ -83,8 +83,11 @@ class WorkflowStarted(WorkflowEvent):
 
 
 class WorkflowCancelRequested(WorkflowEvent):
+    """Jobs whose condition holds under cancellation (``always()``) still run, unless ``force``."""
+
     type: Literal["WorkflowCancelRequested"] = "WorkflowCancelRequested"
     reason: str = "cancelled by user"
+    force: bool = False
     requested_at: datetime
 
 

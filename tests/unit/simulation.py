@@ -26,7 +26,7 @@ from actors.commands import (
 )
 from actors.workflow import WorkflowState
 from events.base import Event, RecordedEvent
-from events.catalog import JobEvent, JobStatus
+from events.catalog import JobEvent, JobStatus, WorkflowStatus
 from events.definition import WorkflowDefinition
 from tests.unit.given_when_then import at
 
@@ -77,8 +77,8 @@ class Simulation:
         assert again == [], f"Advance is not idempotent: {again}"
         return events
 
-    def cancel(self, reason: str = "cancelled by user") -> list[Event]:
-        return self.decide(CancelWorkflow(**self.ids, reason=reason, now=self.now))
+    def cancel(self, reason: str = "cancelled by user", *, force: bool = False) -> list[Event]:
+        return self.decide(CancelWorkflow(**self.ids, reason=reason, force=force, now=self.now))
 
     def timeout(self) -> list[Event]:
         return self.decide(TimeoutWorkflow(**self.ids, now=self.now))
@@ -128,29 +128,42 @@ class Simulation:
             raise ValueError(f"unknown outcome {outcome!r}")
 
     def run(
-        self, outcomes: Mapping[str, Sequence[Outcome]] | None = None, *, steps: int = 100
+        self,
+        outcomes: Mapping[str, Sequence[Outcome]] | None = None,
+        *,
+        cancel_at_step: int | None = None,
+        steps: int = 100,
     ) -> None:
-        """Advance, run queued jobs (in log order) and fire due retry timers until quiet."""
+        """Advance, run queued jobs and fire due retry timers until nothing moves.
+
+        Unscripted attempts succeed. With ``cancel_at_step`` the workflow is cancelled then, and
+        running jobs asked to stop confirm it on the next step.
+        """
         scripts = {name: list(seq) for name, seq in (outcomes or {}).items()}
-        for _ in range(steps):
+        for step in range(steps):
+            if step == cancel_at_step and self.state.status is WorkflowStatus.RUNNING:
+                self.cancel()
             self.advance()
-            moved = False
-            for name in self.state.order:
-                current = self.state.job(name)
-                if current.status is JobStatus.QUEUED:
-                    self.tick()
-                    self.claim(name)
-                    script = scripts.get(name) or []
-                    self.finish(name, script.pop(0) if script else "ok")
-                    moved = True
-                elif current.status is JobStatus.RETRYING:
-                    self.clock = max(self.clock, _seconds(current.not_before))
-                    self.job(name, RequeueJob)
-                    moved = True
-            if not moved:
-                self.advance()
+            moved = [self._step_job(name, scripts) for name in self.state.order]  # each job steps
+            if not any(moved) and (cancel_at_step is None or step >= cancel_at_step):
                 return
         raise AssertionError("the workflow did not settle")
+
+    def _step_job(self, name: str, scripts: dict[str, list[Outcome]]) -> bool:
+        current = self.state.job(name)
+        if current.status is JobStatus.QUEUED:
+            self.tick()
+            self.claim(name)
+            script = scripts.get(name) or []
+            self.finish(name, script.pop(0) if script else "ok")
+        elif current.status is JobStatus.RETRYING:
+            self.clock = max(self.clock, _seconds(current.not_before))
+            self.job(name, RequeueJob)
+        elif current.status is JobStatus.RUNNING and current.cancel_requested:
+            self.stop(name)
+        else:
+            return False
+        return True
 
     def stop(self, name: str) -> None:
         """The holder of ``name``'s lease confirms it stopped after a cancel request."""

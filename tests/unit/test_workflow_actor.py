@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from actors import workflow
 from actors.commands import (
@@ -26,6 +30,7 @@ from events.catalog import (
     JobStatus,
     WorkflowCancelled,
     WorkflowCancelRequested,
+    WorkflowEvent,
     WorkflowFailed,
     WorkflowStarted,
     WorkflowStatus,
@@ -468,6 +473,38 @@ def test_cancellation_withdraws_queued_jobs_and_asks_running_ones_to_stop() -> N
     assert sim.statuses()["a"] == "cancelled"
 
 
+def test_a_running_job_that_runs_regardless_survives_a_cancel_but_not_a_forced_one() -> None:
+    sim = Simulation()
+    sim.start(dag(a={}, watch={"if": "always()"}))
+    sim.advance()
+    sim.claim("a")
+    sim.claim("watch")
+    sim.cancel()
+    assert kinds(sim.advance()) == [("JobCancelRequested", "a")]
+    sim.stop("a")
+    assert sim.advance() == []  # watch still runs: the workflow waits for it
+    reason = "cancelled by user"
+    assert sim.cancel("stop now", force=True) == [
+        WorkflowCancelRequested(workflow_id=WF, reason="stop now", force=True, requested_at=sim.now)
+    ]
+    assert sim.advance() == [
+        JobCancelRequested(workflow_id=WF, job="watch", reason=reason, requested_at=sim.now)
+    ]
+    sim.stop("watch")
+    assert sim.advance() == [WorkflowCancelled(workflow_id=WF, reason=reason, ended_at=sim.now)]
+
+
+def test_a_forced_cancel_stops_pending_cleanup_jobs_too() -> None:
+    sim = Simulation()
+    sim.start(dag(a={}, cleanup={"needs": ("a",), "if": "always()"}))
+    sim.advance()
+    sim.claim("a")
+    sim.cancel(force=True)
+    assert kinds(sim.advance()) == [("JobCancelRequested", "a"), ("JobCancelled", "cleanup")]
+    sim.stop("a")
+    assert kinds(sim.advance()) == [("WorkflowCancelled", "wf")]
+
+
 def test_cancelling_twice_or_after_the_end_does_nothing() -> None:
     given = WFA.given(started(CHAIN), WorkflowCancelRequested(workflow_id=WF, requested_at=T0))
     given.when(CancelWorkflow(workflow_id=WF, now=at(1))).then_nothing()
@@ -573,3 +610,94 @@ def test_plan_appends_groups_events_per_actor_in_order() -> None:
         (f"evt.{WF}.job.c.*", 0, 1),
         (f"evt.{WF}.wf.*", 0, 1),
     ]
+
+
+# --- invariants over random workflows -------------------------------------------------------
+
+_CONDITIONS = [
+    None,
+    None,
+    "always()",
+    "failure()",
+    "success()",
+    "cancelled()",
+    "!cancelled()",
+    "inputs.flag == 'yes'",
+    "needs.j0.outputs.k == 'v'",
+]
+
+
+@st.composite
+def random_runs(draw: st.DrawFn) -> tuple[WorkflowDefinition, dict[str, list[str]], int | None]:
+    names = [f"j{i}" for i in range(draw(st.integers(1, 6)))]
+    jobs: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(names):
+        upstream = draw(st.lists(st.sampled_from(names[:i]), unique=True, max_size=3)) if i else []
+        split = draw(st.integers(0, len(upstream)))
+        condition = draw(st.sampled_from(_CONDITIONS))
+        jobs[name] = {
+            "needs": tuple(upstream[:split]),
+            "needs_any": tuple(upstream[split:]),
+            "if": condition if condition is None or "j0" not in condition or i else None,
+            "on_failure": draw(st.sampled_from(list(OnFailure))),
+            "retry": RetryPolicy(max_attempts=draw(st.integers(1, 3))),
+        }
+    outcomes = {
+        name: draw(st.lists(st.sampled_from(["ok", "fail", "fatal", "hang"]), max_size=4))
+        for name in names
+    }
+    cancel_at = draw(st.none() | st.integers(0, 8))
+    if cancel_at is None:  # a job that hangs forever would need a cancel to end
+        outcomes = {name: [o for o in script if o != "hang"] for name, script in outcomes.items()}
+    definition = dag(inputs={"flag": InputSpec(default="yes")}, **jobs)
+    return definition, outcomes, cancel_at
+
+
+@settings(max_examples=int(os.environ.get("JW_EXAMPLES", "300")), deadline=None)
+@given(random_runs())
+def test_every_workflow_settles_consistently(
+    run: tuple[WorkflowDefinition, dict[str, list[str]], int | None],
+) -> None:
+    definition, outcomes, cancel_at = run
+    sim = Simulation()
+    sim.start(definition)
+    sim.run(outcomes, cancel_at_step=cancel_at)  # checks Advance idempotency at every step
+    if sim.state.status is WorkflowStatus.RUNNING:
+        # Only a hanging job that runs regardless of cancellation (always()) can hold it up.
+        assert sim.state.cancel_requested
+        sim.cancel(force=True)
+        sim.run()
+
+    state = sim.state
+    assert state.status is not None and state.status.is_terminal
+    assert all(state.job(name).status.is_terminal for name in definition.jobs)
+    events = [r.event for r in sim.log]
+    end = next(
+        i
+        for i, e in enumerate(events)
+        if isinstance(e, WorkflowEvent)
+        and e.event_type != "WorkflowStarted"
+        and e.event_type != "WorkflowCancelRequested"
+    )
+    assert end == len(events) - 1  # nothing happens after the end (no timeout here)
+    for name in definition.jobs:
+        queued = [(e.attempt) for e in events if isinstance(e, JobQueued) and e.job == name]
+        assert queued == list(range(1, len(queued) + 1))
+    if state.cancel_requested:
+        assert state.status is WorkflowStatus.CANCELLED
+    else:
+        must_fail = any(
+            state.job(name).status is JobStatus.FAILED
+            and definition.jobs[name].on_failure is not OnFailure.CONTINUE
+            for name in definition.jobs
+        )
+        assert (state.status is WorkflowStatus.FAILED) is must_fail
+    folded = WorkflowState(workflow_id=WF)
+    for event in events:
+        folded = workflow.evolve(folded, event)
+    assert workflow.replay(sim.log) == dataclasses.replace(
+        folded, last_seq=state.last_seq, stream_seq=state.stream_seq, jobs=state.jobs
+    )
+    assert {n: j.status for n, j in folded.jobs.items()} == {
+        n: j.status for n, j in state.jobs.items()
+    }
