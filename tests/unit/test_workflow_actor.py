@@ -61,6 +61,17 @@ def dag(
     inputs: dict[str, InputSpec] | None = None,
     **jobs: dict[str, Any],
 ) -> WorkflowDefinition:
+    return make_dag(jobs, timeout=timeout, env=env, inputs=inputs)
+
+
+def make_dag(
+    jobs: dict[str, dict[str, Any]],
+    *,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+    inputs: dict[str, InputSpec] | None = None,
+) -> WorkflowDefinition:
+    """A definition whose jobs run ``./<name>`` unless told otherwise."""
     return WorkflowDefinition(
         name="test",
         timeout=timeout,
@@ -649,7 +660,7 @@ def random_runs(draw: st.DrawFn) -> tuple[WorkflowDefinition, dict[str, list[str
     cancel_at = draw(st.none() | st.integers(0, 8))
     if cancel_at is None:  # a job that hangs forever would need a cancel to end
         outcomes = {name: [o for o in script if o != "hang"] for name, script in outcomes.items()}
-    definition = dag(inputs={"flag": InputSpec(default="yes")}, **jobs)
+    definition = make_dag(jobs, inputs={"flag": InputSpec(default="yes")})
     return definition, outcomes, cancel_at
 
 
