@@ -37,7 +37,9 @@ class Token:
 
 
 def fail(source: str, column: int, reason: str) -> ExpressionError:
-    return ExpressionError(f"{reason} (column {column} of {shorten(source.strip())!r})")
+    # Columns count within the expression as shown, i.e. without its surrounding blanks.
+    shown_column = max(1, column - (len(source) - len(source.lstrip())))
+    return ExpressionError(f"{reason} (column {shown_column} of {shorten(source.strip())!r})")
 
 
 def shorten(text: str, limit: int = 80) -> str:
@@ -52,7 +54,7 @@ def tokenize(source: str) -> list[Token]:
         while position < len(source) and source[position].isspace():
             position += 1
         if position >= len(source):
-            tokens.append(Token("end", "", position + 1))
+            tokens.append(Token("end", "", len(source.rstrip()) + 1))
             return tokens
         after_dot = bool(tokens) and tokens[-1].kind == "op" and tokens[-1].text == "."
         token = _next_token(source, position, after_dot=after_dot)

@@ -41,11 +41,13 @@ def describe(value: object) -> str:
         return f"a number ({value!r})" if len(repr(value)) <= 20 else "a number"
     if isinstance(value, str):
         return "text"
+    if isinstance(value, bytes | bytearray):
+        return "bytes"
     if isinstance(value, Mapping):
         return "a mapping"
     if isinstance(value, Sequence):
         return "a list"
-    return f"a {type(value).__name__}"
+    return f"a value of type {type(value).__name__}"
 
 
 def short(value: object) -> str:
@@ -180,7 +182,7 @@ def json_value(value: object, path: Path, log: ProblemLog) -> Any:
                 continue
             plain[key] = json_value(item, (*path, key), log)
         return plain
-    if isinstance(value, Sequence) and not isinstance(value, bytes):
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         return [json_value(item, (*path, index), log) for index, item in enumerate(value)]
     log.add(path, f"{describe(value)} cannot be stored: use text, numbers, lists or mappings")
     return None
@@ -199,6 +201,7 @@ def timestamp(value: object, path: Path, log: ProblemLog) -> datetime | None:
         log.add(path, f"expected an ISO 8601 time like 2026-12-01T08:00:00Z, got {describe(value)}")
         return None
     if moment.tzinfo is None or moment.utcoffset() is None:
-        log.add(path, f"{short(str(moment))} has no time zone: add one, e.g. Z or +02:00")
+        shown = short(value if isinstance(value, str) else str(moment))
+        log.add(path, f"{shown} has no time zone: add one, e.g. Z or +02:00")
         return None
     return moment

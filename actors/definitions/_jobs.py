@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from actors.definitions import _fields as f
 from actors.definitions._problems import Path, ProblemLog
+from actors.definitions.durations import format_duration
 from events.definition import Backoff, OnFailure
 
 JOB_FIELDS: Final = (
@@ -214,4 +215,5 @@ def _read_backoff(value: object, delay: float | None, path: Path, log: ProblemLo
 def _check_retry_delays(retry: Mapping[str, Any], path: Path, log: ProblemLog) -> None:
     delay, max_delay = retry.get("delay"), retry.get("max_delay")
     if delay is not None and max_delay is not None and max_delay < delay:
-        log.add((*path, "max_delay"), f"max_delay ({max_delay}s) is shorter than delay ({delay}s)")
+        cap, wait = format_duration(max_delay), format_duration(delay)
+        log.add((*path, "max_delay"), f"max_delay ({cap}) is shorter than delay ({wait})")
