@@ -393,7 +393,9 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 started_at=event.started_at,
             )
         case JobSucceeded():
-            return _settle(state, event.epoch, SUCCEEDED, event.ended_at, outputs=event.outputs)
+            return _settle(
+                state, event.epoch, SUCCEEDED, event.ended_at, outputs=event.outputs, error=None
+            )
         case JobFailed():
             status = JobStatus.RETRYING if event.will_retry else JobStatus.FAILED
             return _settle(state, event.epoch, FAILED, event.ended_at, status, error=event.error)

@@ -183,7 +183,7 @@ def _next_for_job(
         verdict = dag.judge(
             spec, jobs, definition=definition, inputs=state.inputs, cancelled=state.cancel_requested
         )
-        return _carry_out(current, spec, verdict, jobs, now)
+        return _carry_out(current, spec, verdict, jobs, state.cancel_reason, now)
     if current.status in _ACTIVE and state.cancel_requested:
         # A job whose condition still holds under cancellation (always(), cancelled(), ...)
         # keeps running, as in CI; every other active job is withdrawn or asked to stop.
@@ -198,6 +198,7 @@ def _carry_out(
     spec: JobDefinition,
     verdict: dag.Judgement,
     jobs: Mapping[str, JobState],
+    cancel_reason: str | None,
     now: datetime,
 ) -> list[JobEvent]:
     ids = {"workflow_id": current.workflow_id, "job": current.job}
@@ -207,7 +208,7 @@ def _carry_out(
         case dag.Verdict.SKIP:
             return [JobSkipped(**ids, reason=verdict.reason, at=now)]
         case dag.Verdict.CANCEL:
-            return job.decide(current, _cancel_job(current, verdict.reason, now))
+            return job.decide(current, _cancel_job(current, cancel_reason or verdict.reason, now))
         case dag.Verdict.ERROR:
             return [_failed_before_queued(current, verdict.reason, now)]
     assert verdict.context is not None  # RUN always carries the context it was judged in

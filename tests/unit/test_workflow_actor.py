@@ -473,7 +473,7 @@ def test_cancellation_withdraws_queued_jobs_and_asks_running_ones_to_stop() -> N
     assert sim.advance() == [
         JobCancelRequested(workflow_id=WF, job="a", reason=reason, requested_at=sim.now),
         JobCancelled(workflow_id=WF, job="b", reason=reason, at=sim.now),
-        JobCancelled(workflow_id=WF, job="c", reason="the workflow was cancelled", at=sim.now),
+        JobCancelled(workflow_id=WF, job="c", reason=reason, at=sim.now),
     ]
     assert sim.state.status is WorkflowStatus.RUNNING  # a still runs, d waits for it
     sim.stop("a")

@@ -1,0 +1,261 @@
+"""Golden event histories: recorded once, frozen, replayed through ``evolve`` on every run.
+
+Each ``tests/golden/<name>.json`` holds a workflow's whole history as it would sit in the
+stream, and the state it must fold to. A history in the log is a fact forever: when the schema
+or the actors change, these files must still decode and fold to the same states. Never edit one
+to make a test pass; add a new scenario instead. ``JW_REGENERATE_GOLDEN=1`` rewrites them from
+the scenarios below (only for a new file or a deliberate, reviewed change).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from actors import job, workflow
+from actors.commands import Advance, ClaimJob, CompleteJob
+from actors.workflow import WorkflowState
+from events import codec
+from events.base import RecordedEvent
+from events.catalog import JobEvent
+from events.definition import (
+    Backoff,
+    InputSpec,
+    JobDefinition,
+    OnFailure,
+    RetryPolicy,
+    WorkflowDefinition,
+)
+from tests.unit.simulation import Simulation
+
+GOLDEN = Path(__file__).parent.parent / "golden"
+
+
+def _definition(name: str, jobs: dict[str, dict[str, Any]], **extra: Any) -> WorkflowDefinition:
+    return WorkflowDefinition(
+        name=name,
+        jobs={n: JobDefinition(name=n, **{"run": f"./{n}.sh", **kw}) for n, kw in jobs.items()},
+        **extra,
+    )
+
+
+def release() -> Simulation:
+    """The issue's example: a retried build, templated test, failing lint (continue), notify."""
+    definition = _definition(
+        "release",
+        {
+            "build": {
+                "run": 'make build && echo "::set-output artifact=dist/app-${{ inputs.version }}"',
+                "labels": ("linux",),
+                "timeout": 600,
+                "retry": RetryPolicy(
+                    max_attempts=3, backoff=Backoff.EXPONENTIAL, delay=1, max_delay=30
+                ),
+            },
+            "test": {
+                "needs": ("build",),
+                "run": "./test.sh ${{ needs.build.outputs.artifact }}",
+                "env": {"ARTIFACT": "${{ needs.build.outputs.artifact }}"},
+            },
+            "lint": {"needs": ("build",), "on_failure": OnFailure.CONTINUE},
+            "notify": {"needs_any": ("test", "lint"), "if": "${{ always() }}", "delay": 5},
+        },
+        inputs={"version": InputSpec(default="0.1.0")},
+        env={"REGION": "eu"},
+        timeout=1800,
+    )
+    sim = Simulation(workflow_id="wf-release")
+    sim.start(definition, version="1.2.3")
+    sim.run({"build": ["fail", {"artifact": "dist/app-1.2.3"}], "lint": ["fatal"]})
+    return sim
+
+
+def skip_chain() -> Simulation:
+    """A permanent failure at the top of a chain: the rest is skipped, cleanup still runs."""
+    definition = _definition(
+        "chain",
+        {
+            "fetch": {},
+            "build": {"needs": ("fetch",)},
+            "package": {"needs": ("build",)},
+            "cleanup": {"needs": ("package",), "if": "always()"},
+        },
+    )
+    sim = Simulation(workflow_id="wf-chain")
+    sim.start(definition)
+    sim.run({"fetch": ["fatal"]})
+    return sim
+
+
+def fenced() -> Simulation:
+    """w1's lease expires mid-job; w2 gets the redelivery and finishes; w1's late result is
+    rejected; a second report by w2 adds nothing."""
+    sim = Simulation(workflow_id="wf-fenced")
+    sim.start(_definition("fenced", {"work": {}, "after": {"needs": ("work",)}}))
+    sim.advance()
+    sim.claim("work", worker="w1")
+    sim.tick(31)
+    sim.claim("work", worker="w2", delivery=2)
+    sim.tick(5)
+    sim.job("work", CompleteJob, epoch=1, worker_id="w1", outputs={"by": "w1"})
+    sim.job("work", CompleteJob, epoch=2, worker_id="w2", outputs={"by": "w2"})
+    sim.job("work", CompleteJob, epoch=2, worker_id="w2", outputs={"by": "w2"})
+    sim.run()
+    return sim
+
+
+def cancelled() -> Simulation:
+    """Cancelled mid-run: a running job asked to stop, a queued one withdrawn, cleanup runs."""
+    definition = _definition(
+        "cancel",
+        {
+            "long": {},
+            "waiting": {"delay": 3600},
+            "next": {"needs": ("long",)},
+            "cleanup": {"needs": ("long",), "if": "always()"},
+        },
+    )
+    sim = Simulation(workflow_id="wf-cancel")
+    sim.start(definition)
+    sim.advance()
+    sim.claim("long")
+    sim.tick(10)
+    sim.cancel("operator asked")
+    sim.advance()
+    sim.tick(1)
+    sim.stop("long")
+    sim.run()
+    return sim
+
+
+def timed_out() -> Simulation:
+    """The workflow's timeout fires while a job runs; its worker's late success is recorded."""
+    sim = Simulation(workflow_id="wf-timeout")
+    sim.start(_definition("slow", {"slow": {}, "after": {"needs": ("slow",)}}, timeout=60))
+    sim.advance()
+    epoch = sim.claim("slow")
+    sim.clock = 60
+    sim.timeout()
+    sim.advance()
+    sim.tick(2)
+    sim.job("slow", CompleteJob, epoch=epoch, worker_id="w1")
+    sim.advance()
+    return sim
+
+
+SCENARIOS: dict[str, Callable[[], Simulation]] = {
+    "release": release,
+    "skip_chain": skip_chain,
+    "fenced": fenced,
+    "cancelled": cancelled,
+    "timed_out": timed_out,
+}
+
+
+def _summary(state: WorkflowState) -> dict[str, Any]:
+    return {
+        "status": state.status,
+        "end_reason": state.end_reason,
+        "cancel_reason": state.cancel_reason,
+        "last_seq": state.last_seq,
+        "stream_seq": state.stream_seq,
+        "jobs": {
+            name: {
+                "status": j.status,
+                "attempt": j.attempt,
+                "epoch": j.epoch,
+                "worker_id": j.worker_id,
+                "outputs": dict(j.outputs),
+                "error": j.error,
+                "rejections": j.rejections,
+                "last_seq": j.last_seq,
+            }
+            for name, j in sorted(state.jobs.items())
+        },
+    }
+
+
+def _write(name: str, sim: Simulation) -> None:
+    document = {
+        "description": (SCENARIOS[name].__doc__ or "").strip(),
+        "workflow_id": sim.workflow_id,
+        "events": [
+            {
+                "seq": r.seq,
+                "subject": r.subject,
+                "time": r.time.isoformat(),
+                "event": orjson.loads(codec.encode(r.event)),
+            }
+            for r in sim.log
+        ],
+        "expected": _summary(sim.state),
+    }
+    data = orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    (GOLDEN / f"{name}.json").write_bytes(data + b"\n")
+
+
+def _load(name: str) -> tuple[list[RecordedEvent], dict[str, Any]]:
+    document = orjson.loads((GOLDEN / f"{name}.json").read_bytes())
+    recorded = [
+        RecordedEvent(
+            seq=item["seq"],
+            subject=item["subject"],
+            time=datetime.fromisoformat(item["time"]),
+            event=codec.decode(orjson.dumps(item["event"]), subject=item["subject"]),
+        )
+        for item in document["events"]
+    ]
+    return recorded, document["expected"]
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_golden_history_replays_to_its_recorded_state(name: str) -> None:
+    if os.environ.get("JW_REGENERATE_GOLDEN") == "1":
+        _write(name, SCENARIOS[name]())
+    recorded, expected = _load(name)
+    state = workflow.replay(recorded)
+    assert orjson.loads(orjson.dumps(_summary(state))) == expected
+    assert all(r.subject == r.event.subject() for r in recorded if hasattr(r.event, "subject"))
+
+    # Folding one event at a time with evolve agrees with replay.
+    folded = WorkflowState(workflow_id=state.workflow_id)
+    for r in recorded:
+        folded = workflow.evolve(folded, r.event)
+    assert {n: j.status for n, j in folded.jobs.items()} == {
+        n: j.status for n, j in state.jobs.items()
+    }
+    assert (folded.status, folded.end_reason) == (state.status, state.end_reason)
+
+    # Each job actor folded from its own subject alone agrees with the whole-history fold.
+    for name_, job_state in state.jobs.items():
+        own = [r for r in recorded if isinstance(r.event, JobEvent) and r.event.job == name_]
+        if own:
+            assert job.replay(own) == job_state
+
+    # A complete history leaves an engine that restarts on it nothing to do.
+    assert (
+        workflow.decide(state, Advance(workflow_id=state.workflow_id, now=recorded[-1].time)) == []
+    )
+
+
+def test_a_golden_history_still_fences_a_stale_claim() -> None:
+    recorded, _ = _load("fenced")
+    state = workflow.replay(recorded).job("work")
+    stale = ClaimJob(
+        workflow_id="wf-fenced",
+        job="work",
+        attempt=1,
+        worker_id="w1",
+        delivery=1,
+        dispatch_seq=1,
+        lease_ttl=30,
+        now=recorded[-1].time,
+    )
+    with pytest.raises(job.ClaimRefused):
+        job.decide(state, stale)
