@@ -47,8 +47,11 @@ async def connect(settings: NatsSettings) -> NATS:
     projectors and workers must survive a server restart by themselves.
     """
     connected = False
+    client: list[NATS] = []
 
     async def on_disconnect() -> None:
+        if client and (client[0].is_closed or client[0].is_draining):
+            return  # our own close(): not worth a warning
         _log.warning("nats disconnected", url=settings.url, client=settings.name)
 
     async def on_reconnect() -> None:
@@ -79,6 +82,7 @@ async def connect(settings: NatsSettings) -> NATS:
             "start the embedded server."
         ) from None
     connected = True
+    client.append(nc)
     # nats-py reads this option on every reconnect; from now on never give up.
     nc.options["max_reconnect_attempts"] = settings.max_reconnect_attempts
     return nc

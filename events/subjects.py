@@ -8,6 +8,7 @@ Subject layout (see docs/architecture.md):
 - ``jobsched.<id>``                      delayed dispatch (a message schedule onto job.<labelset>)
 - ``log.<wf>.<job>``                     job log chunks
 - ``timer.set.<id>`` / ``timer.fire.<id>`` durable timers (message schedules)
+- ``ctl.cancel.<wf>.<job>``              core NATS cancel notice to a running job's worker
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ JOB_SCHEDULES_ALL: Final = "jobsched.>"
 LOGS_ALL: Final = "log.>"
 TIMERS_ALL: Final = "timer.>"
 DEAD_LETTERS_ALL: Final = "dlq.>"
+CANCEL_NOTICES_ALL: Final = "ctl.cancel.>"
 
 KV_WORKFLOWS: Final = "jw_workflows"
 KV_JOBS: Final = "jw_jobs"
@@ -107,6 +109,11 @@ def timer_set(timer_id: str) -> str:
 
 def timer_fire(timer_id: str) -> str:
     return f"timer.fire.{timer_id}"
+
+
+def cancel_notice(wf_id: str, job: str) -> str:
+    """Core NATS push to the worker running a job: stop now (the job actor's log stays the truth)."""
+    return f"ctl.cancel.{wf_id}.{job}"
 
 
 def dead_letter(source: str) -> str:
