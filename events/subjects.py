@@ -112,7 +112,7 @@ def timer_fire(timer_id: str) -> str:
 
 
 def cancel_notice(wf_id: str, job: str) -> str:
-    """Core NATS push to the worker running a job: stop now (the job actor's log stays the truth)."""
+    """Core NATS push to a running job's worker: stop now (the job actor's log stays the truth)."""
     return f"ctl.cancel.{wf_id}.{job}"
 
 
