@@ -29,6 +29,7 @@ from events.definition import (
 from events.errors import InvalidWorkflow
 
 DATA = Path(__file__).parents[1] / "data" / "workflows"
+EXAMPLES = Path(__file__).parents[2] / "examples"
 INT_KEY: dict[Any, Any] = {7: 1}
 EXPECT = "# expect: "
 
@@ -62,7 +63,7 @@ def test_valid_fixture_loads(path: Path) -> None:
     assert isinstance(load_workflow_file(path), WorkflowDefinition)
 
 
-@pytest.mark.parametrize("path", sorted(Path("examples").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.yaml")), ids=lambda p: p.name)
 def test_examples_load(path: Path) -> None:
     assert load_workflow_file(path).jobs
 
