@@ -205,19 +205,24 @@ def render_spec(
     Raises ``ValueError`` (``ExpressionError``) when a template cannot be evaluated.
     """
     return JobSpec(
-        run=render(job.run, context) if job.run is not None else None,
+        run=_render(job.run, context) if job.run is not None else None,
         uses=job.uses,
         with_=_render_value(job.with_, context),
-        env={key: render(value, context) for key, value in context.env.items()},
+        env={key: _render(value, context) for key, value in context.env.items()},
         labels=job.labels,
         timeout=job.timeout,
         upstream_outputs={name: dict(jobs[name].outputs) for name in job.upstream},
     )
 
 
+def _render(template: str, context: ExpressionContext) -> str:
+    # Most values hold no template: skip the expression machinery for them.
+    return render(template, context) if "${{" in template else template
+
+
 def _render_value(value: Any, context: ExpressionContext) -> Any:
     if isinstance(value, str):
-        return render(value, context)
+        return _render(value, context)
     if isinstance(value, Mapping):
         return {key: _render_value(item, context) for key, item in value.items()}
     if isinstance(value, list | tuple):

@@ -13,10 +13,11 @@ counts only from the holder of the current epoch while the job runs; any other i
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from actors._state import updated
 from actors.commands import (
     AnyJobCommand,
     CancelJob,
@@ -49,6 +50,9 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
 
+# Shared defaults: both are frozen, and a workflow creates a pending state for every job.
+_NO_SPEC = JobSpec()
+_NO_RETRY = RetryPolicy()
 _WITHDRAWABLE = frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRYING})
 
 
@@ -66,7 +70,7 @@ class ClaimRefused(JetworkError):
         self.reason = reason
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class JobState:
     workflow_id: str
     job: str
@@ -75,8 +79,8 @@ class JobState:
     attempt: int = 0
     # The last lease granted; the fencing token results are checked against.
     epoch: int = 0
-    spec: JobSpec = field(default_factory=JobSpec)
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    spec: JobSpec = _NO_SPEC
+    retry: RetryPolicy = _NO_RETRY
     on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
     # Queued: claimable from then on. Retrying: when the next attempt may be queued.
     not_before: datetime | None = None
@@ -109,6 +113,14 @@ class JobState:
             return None
         assert self.started_at is not None  # RUNNING always comes with JobStarted
         return self.started_at + timedelta(seconds=self.spec.timeout)
+
+
+_PENDING = JobState(workflow_id="", job="")
+
+
+def pending(workflow_id: str, job: str) -> JobState:
+    """The state of a job actor with no event yet (cheaper than running ``__init__``)."""
+    return updated(_PENDING, workflow_id=workflow_id, job=job)
 
 
 # --- decide ---------------------------------------------------------------------------------
@@ -366,7 +378,7 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
     """The state after ``event``. Trusts the log: it never refuses a recorded fact."""
     match event:
         case JobQueued():
-            return replace(
+            return updated(
                 state,
                 status=JobStatus.QUEUED,
                 attempt=event.attempt,
@@ -379,9 +391,9 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 dispatch_seq=0,
             )
         case JobSkipped():
-            return replace(state, status=JobStatus.SKIPPED, ended_at=event.at)
+            return updated(state, status=JobStatus.SKIPPED, ended_at=event.at)
         case JobStarted():
-            return replace(
+            return updated(
                 state,
                 status=JobStatus.RUNNING,
                 attempt=event.attempt,
@@ -400,14 +412,14 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
             status = JobStatus.RETRYING if event.will_retry else JobStatus.FAILED
             return _settle(state, event.epoch, FAILED, event.ended_at, status, error=event.error)
         case JobRetryScheduled():
-            return replace(state, status=JobStatus.RETRYING, not_before=event.not_before)
+            return updated(state, status=JobStatus.RETRYING, not_before=event.not_before)
         case JobCancelRequested():
-            return replace(state, cancel_reason=event.reason)
+            return updated(state, cancel_reason=event.reason)
         case JobCancelled():
             reason = state.cancel_reason or event.reason
             return _settle(state, state.epoch, CANCELLED, event.at, cancel_reason=reason)
         case JobResultRejected():
-            return replace(state, rejections=state.rejections + 1)
+            return updated(state, rejections=state.rejections + 1)
     return state
 
 
@@ -419,7 +431,7 @@ def _settle(
     status: JobStatus | None = None,
     **changes: Any,
 ) -> JobState:
-    return replace(
+    return updated(
         state,
         status=status or JobStatus(outcome),
         settled_epoch=epoch,
@@ -440,10 +452,10 @@ def replay(events: Iterable[JobEvent | RecordedEvent], state: JobState | None = 
         if not isinstance(event, JobEvent):
             raise TypeError(f"not a job event: {event.event_type}")
         if current is None:
-            current = JobState(workflow_id=event.workflow_id, job=event.job)
+            current = pending(event.workflow_id, event.job)
         current = evolve(current, event)
         if isinstance(item, RecordedEvent):
-            current = replace(current, last_seq=item.seq)
+            current = updated(current, last_seq=item.seq)
     if current is None:
         raise ValueError("replay of no events needs an initial state")
     return current

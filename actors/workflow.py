@@ -13,11 +13,12 @@ again after its events are recorded yields nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from actors import dag, job
+from actors._state import updated
 from actors.commands import (
     Advance,
     AnyWorkflowCommand,
@@ -49,7 +50,7 @@ from events.errors import InvalidWorkflow, WorkflowNotFound
 _ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class WorkflowState:
     workflow_id: str
     status: WorkflowStatus | None = None  # None: not started
@@ -74,7 +75,7 @@ class WorkflowState:
 
     def job(self, name: str) -> JobState:
         """The job actor's state (pending if it has no event yet)."""
-        return self.jobs.get(name) or JobState(workflow_id=self.workflow_id, job=name)
+        return self.jobs.get(name) or job.pending(self.workflow_id, name)
 
     def timeout_deadline(self) -> datetime | None:
         """When the workflow times out (arm a ``TimeoutWorkflow`` timer for it), if ever."""
@@ -157,10 +158,20 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
         return []
     if state.status.is_terminal:
         return _stop_leftovers(state, state.end_reason or "the workflow ended", now)
-    jobs = dict(state.jobs)  # working copy: later jobs are judged on earlier decisions
+    # A working copy (a C-level dict copy: cheaper than any overlay): later jobs are judged on
+    # the decisions taken for earlier ones.
+    jobs = dict(state.jobs)
+    cancelling = state.cancel_requested
     decided: list[Event] = []
     for name in state.order:
-        events = _next_for_job(state, state.definition, jobs, jobs[name], now)
+        current = jobs[name]
+        # Only pending jobs, and active ones while cancelling, can have anything to do: the
+        # check stays inline because this loop runs over every job after every event.
+        if current.status is not JobStatus.PENDING and not (
+            cancelling and not current.status.is_terminal
+        ):
+            continue
+        events = _next_for_job(state, state.definition, jobs, current, now)
         for event in events:
             jobs[name] = job.evolve(jobs[name], event)
         decided += events
@@ -310,12 +321,12 @@ def _stop_leftovers(state: WorkflowState, reason: str, now: datetime) -> list[Ev
 def evolve(state: WorkflowState, event: Event) -> WorkflowState:
     """The state after ``event`` (a workflow event or a job event of this workflow)."""
     if isinstance(event, JobEvent):
-        updated = job.evolve(state.job(event.job), event)
-        return replace(state, jobs={**state.jobs, event.job: updated})
+        changed = job.evolve(state.job(event.job), event)
+        return updated(state, jobs={**state.jobs, event.job: changed})
     match event:
         case WorkflowStarted():
             order = dag.topological_order(event.definition)
-            return replace(
+            return updated(
                 state,
                 status=WorkflowStatus.RUNNING,
                 definition=event.definition,
@@ -328,7 +339,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
         case WorkflowCancelRequested():
             # A forced request after a plain one keeps the first reason: it explains the end.
             reason = state.cancel_reason or event.reason
-            return replace(state, cancel_reason=reason, cancel_forced=event.force)
+            return updated(state, cancel_reason=reason, cancel_forced=event.force)
         case WorkflowSucceeded():
             return _ended(state, WorkflowStatus.SUCCEEDED, None, event.ended_at)
         case WorkflowFailed():
@@ -341,7 +352,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
 def _ended(
     state: WorkflowState, status: WorkflowStatus, reason: str | None, at: datetime
 ) -> WorkflowState:
-    return replace(state, status=status, end_reason=reason, ended_at=at)
+    return updated(state, status=status, end_reason=reason, ended_at=at)
 
 
 def replay(
@@ -355,6 +366,7 @@ def replay(
     """
     current = state
     jobs: dict[str, JobState] | None = None  # the working copy, while job events run
+    stream_seq = 0
     for item in events:
         event = item.event if isinstance(item, RecordedEvent) else item
         seq = item.seq if isinstance(item, RecordedEvent) else 0
@@ -364,18 +376,19 @@ def replay(
             current = WorkflowState(workflow_id=event.workflow_id)
         if isinstance(event, JobEvent):
             jobs = dict(current.jobs) if jobs is None else jobs
-            updated = job.evolve(jobs.get(event.job) or current.job(event.job), event)
-            jobs[event.job] = replace(updated, last_seq=seq) if seq else updated
+            changed = job.evolve(jobs.get(event.job) or current.job(event.job), event)
+            jobs[event.job] = updated(changed, last_seq=seq) if seq else changed
         else:
             if jobs is not None:
-                current, jobs = replace(current, jobs=jobs), None
+                current, jobs = updated(current, jobs=jobs), None
             current = evolve(current, event)
-            current = replace(current, last_seq=seq) if seq else current
-        if seq:
-            current = replace(current, stream_seq=seq)
+            current = updated(current, last_seq=seq) if seq else current
+        stream_seq = seq or stream_seq
     if current is None:
         raise ValueError("replay of no events needs an initial state")
-    return replace(current, jobs=jobs) if jobs is not None else current
+    if jobs is not None:
+        current = updated(current, jobs=jobs)
+    return updated(current, stream_seq=stream_seq) if stream_seq else current
 
 
 # --- appends --------------------------------------------------------------------------------
