@@ -110,10 +110,12 @@ def _string_token(source: str, position: int) -> Token:
 
 def _number_value(source: str, token: str, column: int) -> int | float:
     try:
-        if token.startswith("0x"):
-            return int(token, 16)
-        if any(c in token for c in ".eE"):
+        if any(c in token for c in ".eE") and not token.startswith("0x"):
             return float(token)
-        return int(token)
+        value = int(token, 16 if token.startswith("0x") else 10)
     except ValueError:  # more digits than Python converts (sys.get_int_max_str_digits)
         raise fail(source, column, "number has too many digits") from None
+    # Beyond this a number cannot even be printed back; GitHub's numbers are doubles anyway.
+    if value.bit_length() > 1000:
+        raise fail(source, column, "number has too many digits")
+    return value

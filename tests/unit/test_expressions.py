@@ -216,6 +216,7 @@ class TestConditions:
         ("!" * 100 + "true", "nested too deeply"),
         ("1" + " == 1" * 400, "nested too deeply"),
         ("9" * 5000, "too many digits"),
+        ("0x" + "f" * 4000, "too many digits"),
     ],
 )
 def test_syntax_errors_say_what_and_where(expr: str, reason: str) -> None:
