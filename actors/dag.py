@@ -21,12 +21,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-from actors.definitions.expressions import (
+from actors.definitions import (
     ExpressionContext,
     evaluate_condition,
+    render,
     uses_status_function,
 )
-from actors.definitions.templating import render
 from events import subjects
 from events.catalog import JobSpec, JobStatus
 from events.definition import JobDefinition, WorkflowDefinition

@@ -28,6 +28,7 @@ from actors.commands import (
     RequeueJob,
     TimeoutJob,
 )
+from actors.definitions import format_duration
 from events.base import RecordedEvent
 from events.catalog import (
     JobCancelled,
@@ -251,7 +252,7 @@ def _timeout(state: JobState, cmd: TimeoutJob) -> list[JobEvent]:
     return _failure(
         state,
         worker_id=None,
-        error=f"timed out after {state.spec.timeout:g}s",
+        error=f"timed out after {format_duration(state.spec.timeout or 0)}",
         retryable=True,
         timed_out=True,
         now=cmd.now,

@@ -27,6 +27,7 @@ from actors.commands import (
     StartWorkflow,
     TimeoutWorkflow,
 )
+from actors.definitions import format_duration, validate_inputs
 from actors.job import JobState
 from events import subjects
 from events.base import Event, RecordedEvent
@@ -45,7 +46,7 @@ from events.catalog import (
     WorkflowSucceeded,
 )
 from events.definition import JobDefinition, OnFailure, WorkflowDefinition
-from events.errors import InvalidWorkflow, WorkflowNotFound
+from events.errors import WorkflowNotFound
 
 _ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING})
 
@@ -112,31 +113,11 @@ def _start(state: WorkflowState, cmd: StartWorkflow) -> list[Event]:
         WorkflowStarted(
             workflow_id=cmd.workflow_id,
             definition=cmd.definition,
-            inputs=resolve_inputs(cmd.definition, cmd.inputs),
+            inputs=validate_inputs(cmd.definition, cmd.inputs),
             idempotency_key=cmd.idempotency_key,
             started_at=cmd.now,
         )
     ]
-
-
-def resolve_inputs(definition: WorkflowDefinition, given: Mapping[str, Any]) -> dict[str, Any]:
-    """``given`` completed with the declared defaults; raises ``InvalidWorkflow`` on a mismatch.
-
-    The resolved inputs are recorded in ``WorkflowStarted``, so replay never needs defaults.
-    """
-    problems = [
-        f"inputs.{name}: the workflow declares no such input" for name in given
-        if name not in definition.inputs
-    ]  # fmt: skip
-    problems += [
-        f"inputs.{name}: required input is missing"
-        for name, spec in definition.inputs.items()
-        if spec.required and name not in given
-    ]
-    if problems:
-        raise InvalidWorkflow(problems, source=definition.name)
-    defaults = {name: spec.default for name, spec in definition.inputs.items()}
-    return {**defaults, **given}
 
 
 def _cancel(state: WorkflowState, cmd: CancelWorkflow) -> list[Event]:
@@ -292,7 +273,7 @@ def _timeout(state: WorkflowState, now: datetime) -> list[Event]:
         return []
     if definition.timeout is None:
         return []  # nothing to time out: a timer from elsewhere
-    why = f"timed out after {definition.timeout:g}s"
+    why = f"timed out after {format_duration(definition.timeout)}"
     # The end is recorded first: once it is in the log, no racing Advance can queue more work
     # or end the workflow differently, and Advance cleans up jobs this append left behind.
     failed = WorkflowFailed(

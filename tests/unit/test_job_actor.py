@@ -319,7 +319,7 @@ def test_a_job_timeout_fails_the_running_attempt_and_retries_it() -> None:
             **ids,
             attempt=1,
             epoch=1,
-            error="timed out after 60s",
+            error="timed out after 1m",
             timed_out=True,
             will_retry=True,
             ended_at=at(61),

@@ -130,7 +130,7 @@ def test_a_start_with_bad_inputs_lists_every_problem() -> None:
     command = StartWorkflow(workflow_id=WF, definition=definition, inputs={"x": 1}, now=T0)
     error = WFA.given().when(command).then_raises(InvalidWorkflow)
     assert error.problems == [
-        "inputs.x: the workflow declares no such input",
+        "inputs.x: unknown input (this workflow takes: v)",
         "inputs.v: required input is missing",
     ]
 
@@ -549,10 +549,10 @@ def test_a_workflow_timeout_ends_it_first_then_stops_every_job() -> None:
     sim.advance()
     sim.claim("a")
     sim.clock = 1800
-    why = "the workflow timed out after 1800s"
+    why = "the workflow timed out after 30m"
     assert sim.timeout() == [
         WorkflowFailed(
-            workflow_id=WF, reason="timed out after 1800s", timed_out=True, ended_at=sim.now
+            workflow_id=WF, reason="timed out after 30m", timed_out=True, ended_at=sim.now
         ),
         JobCancelRequested(workflow_id=WF, job="a", reason=why, requested_at=sim.now),
         JobCancelled(workflow_id=WF, job="done", reason=why, at=sim.now),
