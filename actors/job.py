@@ -12,12 +12,8 @@ counts only from the holder of the current epoch while the job runs; any other i
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from actors._state import updated
 from actors.commands import (
     AnyJobCommand,
     CancelJob,
@@ -29,7 +25,16 @@ from actors.commands import (
     TimeoutJob,
 )
 from actors.definitions import format_duration
-from events.base import RecordedEvent
+from actors.job_state import (
+    CANCELLED,
+    FAILED,
+    SUCCEEDED,
+    ActorIds,
+    JobState,
+    evolve,
+    pending,
+    replay,
+)
 from events.catalog import (
     JobCancelled,
     JobCancelRequested,
@@ -38,22 +43,15 @@ from events.catalog import (
     JobQueued,
     JobResultRejected,
     JobRetryScheduled,
-    JobSkipped,
-    JobSpec,
     JobStarted,
     JobStatus,
     JobSucceeded,
 )
-from events.definition import OnFailure, RetryPolicy
+from events.definition import OnFailure
 from events.errors import JetworkError
 
-SUCCEEDED = "succeeded"
-FAILED = "failed"
-CANCELLED = "cancelled"
+__all__ = ["ActorIds", "ClaimRefused", "JobState", "decide", "evolve", "pending", "replay"]
 
-# Shared defaults: both are frozen, and a workflow creates a pending state for every job.
-_NO_SPEC = JobSpec()
-_NO_RETRY = RetryPolicy()
 _WITHDRAWABLE = frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRYING})
 
 
@@ -69,59 +67,6 @@ class ClaimRefused(JetworkError):
     def __init__(self, reason: str, *, retryable: bool = False) -> None:
         super().__init__(f"claim refused: {reason}", retryable=retryable)
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class JobState:
-    workflow_id: str
-    job: str
-    status: JobStatus = JobStatus.PENDING
-    # The attempt queued, running, or last ended (0 before the first JobQueued).
-    attempt: int = 0
-    # The last lease granted; the fencing token results are checked against.
-    epoch: int = 0
-    spec: JobSpec = _NO_SPEC
-    retry: RetryPolicy = _NO_RETRY
-    on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
-    # Queued: claimable from then on. Retrying: when the next attempt may be queued.
-    not_before: datetime | None = None
-    worker_id: str | None = None
-    delivery: int = 0
-    dispatch_seq: int = 0
-    lease_ttl: float = 0.0
-    started_at: datetime | None = None
-    cancel_reason: str | None = None
-    outputs: Mapping[str, str] = field(default_factory=dict)
-    result: Any = None
-    error: str | None = None
-    ended_at: datetime | None = None
-    # The epoch whose result the log recorded, and what it was: a worker re-reporting the same
-    # result (its first append's ack was lost) gets no new event instead of a rejection.
-    settled_epoch: int = 0
-    settled_outcome: str | None = None
-    rejections: int = 0
-    # Stream sequence of this actor's last event (set by ``replay`` from RecordedEvents): the
-    # expected last sequence for the next CAS append. 0 means no event yet.
-    last_seq: int = 0
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self.cancel_reason is not None
-
-    def timeout_deadline(self) -> datetime | None:
-        """When the running attempt times out (arm a ``TimeoutJob`` timer for it), if ever."""
-        if self.status is not JobStatus.RUNNING or self.spec.timeout is None:
-            return None
-        assert self.started_at is not None  # RUNNING always comes with JobStarted
-        return self.started_at + timedelta(seconds=self.spec.timeout)
-
-
-_PENDING = JobState(workflow_id="", job="")
-
-
-def pending(workflow_id: str, job: str) -> JobState:
-    """The state of a job actor with no event yet (cheaper than running ``__init__``)."""
-    return updated(_PENDING, workflow_id=workflow_id, job=job)
 
 
 # --- decide ---------------------------------------------------------------------------------
@@ -192,8 +137,7 @@ def _why_not_claimable(state: JobState, cmd: ClaimJob) -> str:
 
 def _started(state: JobState, cmd: ClaimJob) -> JobStarted:
     return JobStarted(
-        workflow_id=state.workflow_id,
-        job=state.job,
+        **state.ids,
         attempt=cmd.attempt,
         epoch=state.epoch + 1,
         worker_id=cmd.worker_id,
@@ -216,8 +160,7 @@ def _complete(state: JobState, cmd: CompleteJob) -> list[JobEvent]:
     if _holds_lease(state, cmd.epoch):
         return [
             JobSucceeded(
-                workflow_id=state.workflow_id,
-                job=state.job,
+                **state.ids,
                 attempt=state.attempt,
                 epoch=cmd.epoch,
                 worker_id=cmd.worker_id,
@@ -233,14 +176,7 @@ def _complete(state: JobState, cmd: CompleteJob) -> list[JobEvent]:
 
 def _fail(state: JobState, cmd: FailJob) -> list[JobEvent]:
     if _holds_lease(state, cmd.epoch):
-        return _failure(
-            state,
-            worker_id=cmd.worker_id,
-            error=cmd.error,
-            retryable=cmd.retryable,
-            timed_out=cmd.timed_out,
-            now=cmd.now,
-        )
+        return _failure(state, cmd)
     if _already_settled(state, cmd.epoch, FAILED):
         return []
     return [_rejected(state, cmd.epoch, cmd.worker_id, FAILED, cmd.now)]
@@ -249,50 +185,34 @@ def _fail(state: JobState, cmd: FailJob) -> list[JobEvent]:
 def _timeout(state: JobState, cmd: TimeoutJob) -> list[JobEvent]:
     if not _holds_lease(state, cmd.epoch):
         return []  # the attempt the timer was armed for has ended: a stale timer
+    error = f"timed out after {format_duration(state.spec.timeout or 0)}"
     return _failure(
-        state,
-        worker_id=None,
-        error=f"timed out after {format_duration(state.spec.timeout or 0)}",
-        retryable=True,
-        timed_out=True,
-        now=cmd.now,
+        state, FailJob(**state.ids, epoch=cmd.epoch, error=error, timed_out=True, now=cmd.now)
     )
 
 
-def _failure(
-    state: JobState,
-    *,
-    worker_id: str | None,
-    error: str,
-    retryable: bool,
-    timed_out: bool,
-    now: datetime,
-) -> list[JobEvent]:
-    will_retry = _will_retry(state, retryable=retryable)
+def _failure(state: JobState, cmd: FailJob) -> list[JobEvent]:
+    will_retry = _will_retry(state, retryable=cmd.retryable)
     failed = JobFailed(
-        workflow_id=state.workflow_id,
-        job=state.job,
+        **state.ids,
         attempt=state.attempt,
         epoch=state.epoch,
-        worker_id=worker_id,
-        error=error,
-        retryable=retryable,
-        timed_out=timed_out,
+        worker_id=cmd.worker_id,
+        error=cmd.error,
+        retryable=cmd.retryable,
+        timed_out=cmd.timed_out,
         will_retry=will_retry,
-        ended_at=now,
+        ended_at=cmd.now,
     )
     if not will_retry:
         return [failed]
     attempt = state.attempt + 1
     delay = state.retry.delay_before(attempt)
-    scheduled = JobRetryScheduled(
-        workflow_id=state.workflow_id,
-        job=state.job,
-        attempt=attempt,
-        delay=delay,
-        not_before=now + timedelta(seconds=delay),
-    )
-    return [failed, scheduled]
+    not_before = cmd.now + timedelta(seconds=delay)
+    return [
+        failed,
+        JobRetryScheduled(**state.ids, attempt=attempt, delay=delay, not_before=not_before),
+    ]
 
 
 def _will_retry(state: JobState, *, retryable: bool) -> bool:
@@ -310,8 +230,7 @@ def _requeue(state: JobState, cmd: RequeueJob) -> list[JobEvent]:
         return []  # a stale or duplicate retry timer
     return [
         JobQueued(
-            workflow_id=state.workflow_id,
-            job=state.job,
+            **state.ids,
             attempt=attempt,
             spec=state.spec,
             retry=state.retry,
@@ -327,8 +246,7 @@ def _cancel(state: JobState, cmd: CancelJob) -> list[JobEvent]:
     if state.status is JobStatus.RUNNING and not state.cancel_requested:
         return [
             JobCancelRequested(
-                workflow_id=state.workflow_id,
-                job=state.job,
+                **state.ids,
                 reason=cmd.reason,
                 requested_at=cmd.now,
             )
@@ -346,9 +264,7 @@ def _confirm_cancelled(state: JobState, cmd: ConfirmCancelled) -> list[JobEvent]
 
 
 def _cancelled(state: JobState, reason: str, worker_id: str | None, now: datetime) -> JobCancelled:
-    return JobCancelled(
-        workflow_id=state.workflow_id, job=state.job, reason=reason, worker_id=worker_id, at=now
-    )
+    return JobCancelled(**state.ids, reason=reason, worker_id=worker_id, at=now)
 
 
 def _rejected(
@@ -361,8 +277,7 @@ def _rejected(
     else:
         reason = f"the job is {state.status}, not running"
     return JobResultRejected(
-        workflow_id=state.workflow_id,
-        job=state.job,
+        **state.ids,
         attempt=state.attempt,
         epoch=epoch,
         worker_id=worker_id,
@@ -370,93 +285,3 @@ def _rejected(
         reason=reason,
         at=now,
     )
-
-
-# --- evolve ---------------------------------------------------------------------------------
-
-
-def evolve(state: JobState, event: JobEvent) -> JobState:
-    """The state after ``event``. Trusts the log: it never refuses a recorded fact."""
-    match event:
-        case JobQueued():
-            return updated(
-                state,
-                status=JobStatus.QUEUED,
-                attempt=event.attempt,
-                spec=event.spec,
-                retry=event.retry,
-                on_failure=event.on_failure,
-                not_before=event.not_before,
-                worker_id=None,
-                delivery=0,
-                dispatch_seq=0,
-            )
-        case JobSkipped():
-            return updated(state, status=JobStatus.SKIPPED, ended_at=event.at)
-        case JobStarted():
-            return updated(
-                state,
-                status=JobStatus.RUNNING,
-                attempt=event.attempt,
-                epoch=event.epoch,
-                worker_id=event.worker_id,
-                delivery=event.delivery,
-                dispatch_seq=event.dispatch_seq,
-                lease_ttl=event.lease_ttl,
-                started_at=event.started_at,
-            )
-        case JobSucceeded():
-            return _settle(
-                state, event.epoch, SUCCEEDED, event.ended_at, outputs=event.outputs, error=None
-            )
-        case JobFailed():
-            status = JobStatus.RETRYING if event.will_retry else JobStatus.FAILED
-            return _settle(state, event.epoch, FAILED, event.ended_at, status, error=event.error)
-        case JobRetryScheduled():
-            return updated(state, status=JobStatus.RETRYING, not_before=event.not_before)
-        case JobCancelRequested():
-            return updated(state, cancel_reason=event.reason)
-        case JobCancelled():
-            reason = state.cancel_reason or event.reason
-            return _settle(state, state.epoch, CANCELLED, event.at, cancel_reason=reason)
-        case JobResultRejected():
-            return updated(state, rejections=state.rejections + 1)
-    return state
-
-
-def _settle(
-    state: JobState,
-    epoch: int,
-    outcome: str,
-    at: datetime,
-    status: JobStatus | None = None,
-    **changes: Any,
-) -> JobState:
-    return updated(
-        state,
-        status=status or JobStatus(outcome),
-        settled_epoch=epoch,
-        settled_outcome=outcome,
-        ended_at=at,
-        **changes,
-    )
-
-
-def replay(events: Iterable[JobEvent | RecordedEvent], state: JobState | None = None) -> JobState:
-    """Fold ``events`` (optionally recorded, which also tracks ``last_seq``) onto ``state``.
-
-    Without ``state`` the actor is named after the first event; replaying nothing then fails.
-    """
-    current = state
-    for item in events:
-        event = item.event if isinstance(item, RecordedEvent) else item
-        if not isinstance(event, JobEvent):
-            raise TypeError(f"not a job event: {event.event_type}")
-        if current is None:
-            current = pending(event.workflow_id, event.job)
-        current = evolve(current, event)
-        if isinstance(item, RecordedEvent):
-            current = updated(current, last_seq=item.seq)
-    if current is None:
-        raise ValueError("replay of no events needs an initial state")
-    return current

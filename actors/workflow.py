@@ -3,7 +3,7 @@
 The state folds the workflow's *whole* history, job events included (through the job actor's
 ``evolve``), so ``Advance`` sees every job's status and outputs and can say what must follow:
 jobs to queue, skip or cancel, and the workflow's end. Its result may hold events of several
-actors; ``plan_appends`` groups them into one CAS append per actor, in order.
+actors; ``actors.appends.plan_appends`` groups them into one CAS append per actor.
 
 ``Advance`` reaches a fixpoint in one call: it judges pending jobs in topological order against
 the outcomes it has just decided, so a skip propagates down a whole chain at once, and running it
@@ -370,36 +370,3 @@ def replay(
     if jobs is not None:
         current = updated(current, jobs=jobs)
     return updated(current, stream_seq=stream_seq) if stream_seq else current
-
-
-# --- appends --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Append:
-    """One CAS append: ``events`` of one actor, expected to follow ``expected_last_seq``."""
-
-    actor_filter: str  # e.g. evt.<wf>.job.<job>.* (Nats-Expected-Last-Subject-Sequence-Subject)
-    expected_last_seq: int
-    events: tuple[WorkflowEvent | JobEvent, ...]
-
-
-def plan_appends(state: WorkflowState, events: Iterable[Event]) -> list[Append]:
-    """Group decided events per actor, in the order each actor first appears.
-
-    Append them in that order and stop at the first conflict: reload, then decide again
-    (Advance is idempotent, so what was appended before the conflict is not decided twice).
-    ``decide`` puts the workflow's normal end after the job events it follows from, and a
-    timeout's end before the cancellations it causes.
-    """
-    groups: dict[str, tuple[int, list[WorkflowEvent | JobEvent]]] = {}
-    for event in events:
-        if isinstance(event, JobEvent):
-            key = subjects.job_actor_filter(event.workflow_id, event.job)
-            last = state.job(event.job).last_seq
-        elif isinstance(event, WorkflowEvent):
-            key, last = subjects.workflow_actor_filter(event.workflow_id), state.last_seq
-        else:
-            raise TypeError(f"not a workflow or job event: {event.event_type}")
-        groups.setdefault(key, (last, []))[1].append(event)
-    return [Append(key, last, tuple(batch)) for key, (last, batch) in groups.items()]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from actors import job, workflow
+from actors.appends import plan_appends
 from actors.commands import (
     Advance,
     AnyJobCommand,
@@ -50,7 +51,7 @@ class Simulation:
         return {"workflow_id": self.workflow_id}
 
     def record(self, events: Sequence[Event]) -> list[Event]:
-        for append in workflow.plan_appends(self.state, events):
+        for append in plan_appends(self.state, events):
             assert append.expected_last_seq == self._last_seq(append.actor_filter)
             start = len(self.log)
             self.log += [

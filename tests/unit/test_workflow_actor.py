@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from actors import workflow
+from actors.appends import plan_appends
 from actors.commands import (
     Advance,
     AnyWorkflowCommand,
@@ -615,7 +616,7 @@ def test_plan_appends_groups_events_per_actor_in_order() -> None:
         JobSkipped(workflow_id=WF, job="c", reason="r", at=T0),
         WorkflowSucceeded(workflow_id=WF, ended_at=T0),
     ]
-    plan = workflow.plan_appends(state, events)
+    plan = plan_appends(state, events)
     assert [(a.actor_filter, a.expected_last_seq, len(a.events)) for a in plan] == [
         (f"evt.{WF}.job.b.*", 0, 1),
         (f"evt.{WF}.job.c.*", 0, 1),

@@ -1,0 +1,191 @@
+"""The job actor's state and its fold: ``evolve(state, event) -> state``, ``replay(events)``.
+
+Split from ``actors.job`` (which re-exports all of it) to keep each module small: this half
+reads the log, that half decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypedDict
+
+from actors._state import updated
+from events.base import RecordedEvent
+from events.catalog import (
+    JobCancelled,
+    JobCancelRequested,
+    JobEvent,
+    JobFailed,
+    JobQueued,
+    JobResultRejected,
+    JobRetryScheduled,
+    JobSkipped,
+    JobSpec,
+    JobStarted,
+    JobStatus,
+    JobSucceeded,
+)
+from events.definition import OnFailure, RetryPolicy
+
+# What a settled epoch ended with (``JobState.settled_outcome``, ``JobResultRejected.outcome``).
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+CANCELLED = "cancelled"
+
+# Shared defaults: both are frozen, and a workflow creates a pending state for every job.
+_NO_SPEC = JobSpec()
+_NO_RETRY = RetryPolicy()
+
+
+class ActorIds(TypedDict):
+    workflow_id: str
+    job: str
+
+
+@dataclass(frozen=True)
+class JobState:
+    workflow_id: str
+    job: str
+    status: JobStatus = JobStatus.PENDING
+    # The attempt queued, running, or last ended (0 before the first JobQueued).
+    attempt: int = 0
+    # The last lease granted; the fencing token results are checked against.
+    epoch: int = 0
+    spec: JobSpec = _NO_SPEC
+    retry: RetryPolicy = _NO_RETRY
+    on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
+    # Queued: claimable from then on. Retrying: when the next attempt may be queued.
+    not_before: datetime | None = None
+    worker_id: str | None = None
+    delivery: int = 0
+    dispatch_seq: int = 0
+    lease_ttl: float = 0.0
+    started_at: datetime | None = None
+    cancel_reason: str | None = None
+    outputs: Mapping[str, str] = field(default_factory=dict)
+    result: Any = None
+    error: str | None = None
+    ended_at: datetime | None = None
+    # The epoch whose result the log recorded, and what it was: a worker re-reporting the same
+    # result (its first append's ack was lost) gets no new event instead of a rejection.
+    settled_epoch: int = 0
+    settled_outcome: str | None = None
+    rejections: int = 0
+    # Stream sequence of this actor's last event (set by ``replay`` from RecordedEvents): the
+    # expected last sequence for the next CAS append. 0 means no event yet.
+    last_seq: int = 0
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel_reason is not None
+
+    @property
+    def ids(self) -> ActorIds:
+        return {"workflow_id": self.workflow_id, "job": self.job}
+
+    def timeout_deadline(self) -> datetime | None:
+        """When the running attempt times out (arm a ``TimeoutJob`` timer for it), if ever."""
+        if self.status is not JobStatus.RUNNING or self.spec.timeout is None:
+            return None
+        assert self.started_at is not None  # RUNNING always comes with JobStarted
+        return self.started_at + timedelta(seconds=self.spec.timeout)
+
+
+_PENDING = JobState(workflow_id="", job="")
+
+
+def pending(workflow_id: str, job: str) -> JobState:
+    """The state of a job actor with no event yet (cheaper than running ``__init__``)."""
+    return updated(_PENDING, workflow_id=workflow_id, job=job)
+
+
+# --- evolve ---------------------------------------------------------------------------------
+
+
+def evolve(state: JobState, event: JobEvent) -> JobState:
+    """The state after ``event``. Trusts the log: it never refuses a recorded fact."""
+    match event:
+        case JobQueued():
+            return updated(
+                state,
+                status=JobStatus.QUEUED,
+                attempt=event.attempt,
+                spec=event.spec,
+                retry=event.retry,
+                on_failure=event.on_failure,
+                not_before=event.not_before,
+                worker_id=None,
+                delivery=0,
+                dispatch_seq=0,
+            )
+        case JobSkipped():
+            return updated(state, status=JobStatus.SKIPPED, ended_at=event.at)
+        case JobStarted():
+            return updated(
+                state,
+                status=JobStatus.RUNNING,
+                attempt=event.attempt,
+                epoch=event.epoch,
+                worker_id=event.worker_id,
+                delivery=event.delivery,
+                dispatch_seq=event.dispatch_seq,
+                lease_ttl=event.lease_ttl,
+                started_at=event.started_at,
+            )
+        case JobSucceeded():
+            return _settle(
+                state, event.epoch, SUCCEEDED, event.ended_at, outputs=event.outputs, error=None
+            )
+        case JobFailed():
+            status = JobStatus.RETRYING if event.will_retry else JobStatus.FAILED
+            return _settle(state, event.epoch, FAILED, event.ended_at, status, error=event.error)
+        case JobRetryScheduled():
+            return updated(state, status=JobStatus.RETRYING, not_before=event.not_before)
+        case JobCancelRequested():
+            return updated(state, cancel_reason=event.reason)
+        case JobCancelled():
+            reason = state.cancel_reason or event.reason
+            return _settle(state, state.epoch, CANCELLED, event.at, cancel_reason=reason)
+        case JobResultRejected():
+            return updated(state, rejections=state.rejections + 1)
+    return state
+
+
+def _settle(
+    state: JobState,
+    epoch: int,
+    outcome: str,
+    at: datetime,
+    status: JobStatus | None = None,
+    **changes: Any,
+) -> JobState:
+    return updated(
+        state,
+        status=status or JobStatus(outcome),
+        settled_epoch=epoch,
+        settled_outcome=outcome,
+        ended_at=at,
+        **changes,
+    )
+
+
+def replay(events: Iterable[JobEvent | RecordedEvent], state: JobState | None = None) -> JobState:
+    """Fold ``events`` (optionally recorded, which also tracks ``last_seq``) onto ``state``.
+
+    Without ``state`` the actor is named after the first event; replaying nothing then fails.
+    """
+    current = state
+    for item in events:
+        event = item.event if isinstance(item, RecordedEvent) else item
+        if not isinstance(event, JobEvent):
+            raise TypeError(f"not a job event: {event.event_type}")
+        if current is None:
+            current = pending(event.workflow_id, event.job)
+        current = evolve(current, event)
+        if isinstance(item, RecordedEvent):
+            current = updated(current, last_seq=item.seq)
+    if current is None:
+        raise ValueError("replay of no events needs an initial state")
+    return current
