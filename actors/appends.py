@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from actors.workflow import WorkflowState
 from events import subjects
 from events.base import Event
 from events.catalog import JobEvent, WorkflowEvent
+
+if TYPE_CHECKING:  # actors.workflow re-exports this module: no import at run time
+    from actors.workflow import WorkflowState
 
 
 @dataclass(frozen=True, slots=True)

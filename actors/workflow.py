@@ -19,6 +19,7 @@ from typing import Any
 
 from actors import dag, job
 from actors._state import updated
+from actors.appends import Append, plan_appends
 from actors.commands import (
     Advance,
     AnyWorkflowCommand,
@@ -47,6 +48,15 @@ from events.catalog import (
 )
 from events.definition import JobDefinition, OnFailure, WorkflowDefinition
 from events.errors import WorkflowNotFound
+
+__all__ = [
+    "Append",
+    "WorkflowState",
+    "decide",
+    "evolve",
+    "plan_appends",
+    "replay",
+]
 
 _ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING})
 
