@@ -203,7 +203,7 @@ def _carry_out(
     cancel_reason: str | None,
     now: datetime,
 ) -> list[JobEvent]:
-    ids = {"workflow_id": current.workflow_id, "job": current.job}
+    ids = current.ids
     match verdict.verdict:
         case dag.Verdict.WAIT:
             return []
@@ -232,23 +232,13 @@ def _carry_out(
 
 
 def _cancel_job(current: JobState, reason: str | None, now: datetime) -> CancelJob:
-    return CancelJob(
-        workflow_id=current.workflow_id, job=current.job, reason=reason or "cancelled", now=now
-    )
+    return CancelJob(**current.ids, reason=reason or "cancelled", now=now)
 
 
 def _failed_before_queued(current: JobState, error: str, now: datetime) -> JobFailed:
     # A user-written condition or template that cannot be evaluated fails the job (attempt 0:
     # it never ran) instead of stopping the engine or hanging the workflow.
-    return JobFailed(
-        workflow_id=current.workflow_id,
-        job=current.job,
-        attempt=0,
-        epoch=0,
-        error=error,
-        retryable=False,
-        ended_at=now,
-    )
+    return JobFailed(**current.ids, attempt=0, epoch=0, error=error, retryable=False, ended_at=now)
 
 
 def _failed_jobs(definition: WorkflowDefinition, jobs: Mapping[str, JobState]) -> tuple[str, ...]:
