@@ -16,7 +16,7 @@ import asyncio
 import re
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -73,6 +73,15 @@ class StoredMessage:
     data: bytes
     headers: dict[str, str]
     time: datetime
+
+
+@dataclass
+class Loaded:
+    """Events read tolerantly: the good ones, what was skipped, and the true last sequence."""
+
+    events: list[RecordedEvent] = field(default_factory=list)
+    skipped: list[tuple[StoredMessage, UndecodableEvent]] = field(default_factory=list)
+    last_seq: int = 0
 
 
 class EventStore:
@@ -255,6 +264,21 @@ class EventStore:
             self._decode(message)
             for message in await self.read_raw(filter_subject, from_seq=from_seq)
         ]
+
+    async def read_tolerant(self, filter_subject: str, *, from_seq: int = 1) -> Loaded:
+        """Like ``read``, but messages that are not events are skipped and reported, not raised.
+
+        ``last_seq`` still counts them: it is what the next CAS append on the filter expects.
+        For hosts that must keep working when someone published garbage on an event subject.
+        """
+        loaded = Loaded()
+        for message in await self.read_raw(filter_subject, from_seq=from_seq):
+            loaded.last_seq = message.seq
+            try:
+                loaded.events.append(self._decode(message))
+            except UndecodableEvent as exc:
+                loaded.skipped.append((message, exc))
+        return loaded
 
     async def read_raw(self, filter_subject: str, *, from_seq: int = 1) -> list[StoredMessage]:
         messages: list[StoredMessage] = []

@@ -1,0 +1,377 @@
+"""The engine: consumes commands, the events it reacts to, and fired timers; drives the actors.
+
+Three durable pull consumers (shared by every engine process, so engines share the work):
+``<prefix>-commands`` on JW_COMMANDS, ``<prefix>-events`` on JW_EVENTS (filtered to what the
+engine reacts to) and ``<prefix>-timers`` on JW_TIMERS. A message is acked only once everything it
+caused is in the log (or published), so a killed engine loses nothing: JetStream redelivers.
+Reactions are idempotent (CAS + state checks + msg-id de-dup), so a redelivery is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from pydantic import ValidationError
+
+from actors import job, workflow
+from actors.commands import (
+    Advance,
+    CancelWorkflow,
+    RequeueJob,
+    StartWorkflow,
+    TimeoutJob,
+    TimeoutWorkflow,
+)
+from actors.definitions import parse_workflow
+from actors.engine import reactions
+from actors.engine.host import WorkflowHost
+from actors.engine.settings import EngineSettings
+from actors.engine.timers import (
+    TIMERS,
+    JobTimeoutTimer,
+    RetryTimer,
+    Timers,
+    WorkflowTimeoutTimer,
+)
+from events import subjects
+from events.base import Event
+from events.codec import decode
+from events.dead_letters import record_dead_letter
+from events.errors import InvalidWorkflow, JetworkError, UndecodableEvent, WorkflowNotFound
+from events.requests import REQUESTS, CancelRequest, StartRequest
+from events.store import EventStore
+
+_log = structlog.get_logger("jetwork.engine")
+Clock = Callable[[], datetime]
+# After this many deliveries a message that keeps failing is dead-lettered instead of retried.
+_MAX_DELIVERIES = 5
+
+
+class DispatchPort(Protocol):
+    async def dispatch(
+        self,
+        *,
+        workflow_id: str,
+        job: str,
+        attempt: int,
+        labels: Sequence[str],
+        uses: str | None,
+        not_before: datetime | None,
+        now: datetime,
+    ) -> None: ...
+
+
+class Refused(JetworkError):
+    """Input that can never be processed: dead-letter it and move on."""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Engine:
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        settings: EngineSettings | None = None,
+        dispatcher: DispatchPort | None = None,
+        clock: Clock = utc_now,
+    ) -> None:
+        self._nc = nc
+        self._settings = settings or EngineSettings()
+        self._store = EventStore(nc)
+        self._host = WorkflowHost(nc, self._store, cache_size=self._settings.cache_size)
+        self._timers = Timers(nc)
+        self._dispatcher = dispatcher or _default_dispatcher(nc)
+        self._clock = clock
+        self._stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._limit = asyncio.Semaphore(self._settings.concurrency)
+
+    @property
+    def host(self) -> WorkflowHost:
+        return self._host
+
+    async def start(self) -> None:
+        js = self._nc.jetstream()
+        prefix = self._settings.consumer_prefix
+        loops = [
+            ("commands", subjects.COMMANDS_STREAM, (subjects.COMMANDS_ALL,), self._on_commands),
+            ("events", subjects.EVENTS_STREAM, reactions.REACTED_TO, self._on_events),
+            ("timers", subjects.TIMERS_STREAM, ("timer.fire.>",), self._on_timers),
+        ]
+        for name, stream, filters, handler in loops:
+            sub = await self._bind(js, stream, f"{prefix}-{name}", filters)
+            self._tasks.append(asyncio.create_task(self._consume(name, sub, handler)))
+        _log.info("engine started", consumers=[f"{prefix}-{name}" for name, *_ in loops])
+
+    async def stop(self) -> None:
+        """Finish the batches in hand, then return. Unacked work is redelivered elsewhere."""
+        self._stopping.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    # --- consuming --------------------------------------------------------------------------
+
+    async def _bind(
+        self, js: JetStreamContext, stream: str, durable: str, filters: Sequence[str]
+    ) -> JetStreamContext.PullSubscription:
+        config = ConsumerConfig(
+            name=durable,
+            durable_name=durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self._settings.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=max(1000, self._settings.batch * 8),
+            filter_subject=filters[0] if len(filters) == 1 else None,
+            filter_subjects=list(filters) if len(filters) > 1 else None,
+        )
+        await js.add_consumer(stream, config)  # create, or update to this configuration
+        return await js.pull_subscribe_bind(durable=durable, stream=stream)
+
+    async def _consume(
+        self,
+        name: str,
+        sub: JetStreamContext.PullSubscription,
+        handle: Callable[[list[Msg]], Awaitable[None]],
+    ) -> None:
+        poll = self._settings.poll_interval
+        while not self._stopping.is_set():
+            try:
+                # The outer timeout is a watchdog: nats-py fetches have been seen to stall.
+                messages = await asyncio.wait_for(
+                    sub.fetch(self._settings.batch, timeout=poll), poll + 5
+                )
+            except TimeoutError:
+                continue
+            except Exception as exc:  # connection trouble: keep trying, never die
+                _log.warning("fetch failed", consumer=name, error=str(exc) or type(exc).__name__)
+                await asyncio.sleep(poll)
+                continue
+            try:
+                await handle(messages)
+            except Exception:  # a bug must not stop the engine; the messages are redelivered
+                _log.exception("batch failed", consumer=name, size=len(messages))
+
+    async def _per_workflow(
+        self, groups: dict[str, list[Msg]], work: Callable[[str, list[Msg]], Awaitable[None]]
+    ) -> None:
+        async def guarded(wf_id: str, messages: list[Msg]) -> None:
+            async with self._limit:
+                try:
+                    await work(wf_id, messages)
+                except Exception as exc:
+                    await self._failed(messages, exc, workflow_id=wf_id)
+                    return
+                await asyncio.gather(*(msg.ack() for msg in messages))
+
+        await asyncio.gather(*(guarded(wf, msgs) for wf, msgs in groups.items()))
+
+    async def _failed(self, messages: list[Msg], exc: Exception, *, workflow_id: str) -> None:
+        for msg in messages:
+            refused = isinstance(exc, Refused | InvalidWorkflow | WorkflowNotFound)
+            if refused or msg.metadata.num_delivered >= _MAX_DELIVERIES:
+                if not refused:
+                    _log.error("giving up on a message", workflow=workflow_id, error=repr(exc))
+                await self._dead_letter(msg, str(exc) or repr(exc))
+                await msg.ack()
+            else:
+                _log.warning("will retry", workflow=workflow_id, error=str(exc) or repr(exc))
+                await msg.nak(delay=min(30.0, 0.5 * 2**msg.metadata.num_delivered))
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        source = msg.subject.split(".", 1)[0]
+        source = {"cmd": "commands", "evt": "events", "timer": "timers"}.get(source, source)
+        await record_dead_letter(
+            self._nc,
+            source=source,
+            subject=msg.subject,
+            payload=msg.data,
+            reason=reason,
+            seq=msg.metadata.sequence.stream,
+        )
+
+    # --- commands ---------------------------------------------------------------------------
+
+    async def _on_commands(self, messages: list[Msg]) -> None:
+        groups: dict[str, list[Msg]] = defaultdict(list)
+        for msg in messages:
+            try:
+                request = REQUESTS.validate_json(msg.data)
+            except ValidationError as exc:
+                await self._dead_letter(msg, f"malformed command: {_summary(exc)}")
+                await msg.ack()
+                continue
+            groups[request.workflow_id].append(msg)
+        await self._per_workflow(groups, self._run_commands)
+
+    async def _run_commands(self, wf_id: str, messages: list[Msg]) -> None:
+        for msg in messages:
+            request = REQUESTS.validate_json(msg.data)
+            if isinstance(request, StartRequest):
+                await self._start(request)
+            else:
+                await self._cancel(request)
+
+    async def _start(self, request: StartRequest) -> None:
+        definition = parse_workflow(request.definition, source=f"workflow {request.workflow_id}")
+        command = StartWorkflow(
+            workflow_id=request.workflow_id,
+            definition=definition,
+            inputs=request.inputs,
+            idempotency_key=request.idempotency_key,
+            now=self._clock(),
+        )
+        appended = await self._host.execute(
+            request.workflow_id, lambda state: workflow.decide(state, command), what="start"
+        )
+        if appended:
+            _log.info("workflow started", workflow=request.workflow_id, name=definition.name)
+
+    async def _cancel(self, request: CancelRequest) -> None:
+        command = CancelWorkflow(
+            workflow_id=request.workflow_id,
+            reason=request.reason,
+            force=request.force,
+            now=self._clock(),
+        )
+        await self._host.execute(
+            request.workflow_id, lambda state: workflow.decide(state, command), what="cancel"
+        )
+
+    # --- events -----------------------------------------------------------------------------
+
+    async def _on_events(self, messages: list[Msg]) -> None:
+        groups: dict[str, list[Msg]] = defaultdict(list)
+        for msg in messages:
+            try:
+                decode(msg.data, subject=msg.subject, seq=msg.metadata.sequence.stream)
+            except UndecodableEvent as exc:
+                await self._dead_letter(msg, str(exc))
+                await msg.ack()
+                continue
+            groups[msg.subject.split(".")[1]].append(msg)
+        await self._per_workflow(groups, self._react)
+
+    async def _react(self, wf_id: str, messages: list[Msg]) -> None:
+        events = [decode(msg.data, subject=msg.subject) for msg in messages]
+        state = await self._host.state(wf_id)
+        await self._carry_out(wf_id, reactions.plan(state, events))
+
+    async def _carry_out(self, wf_id: str, plan: reactions.Plan) -> None:
+        now = self._clock()
+        await asyncio.gather(
+            *(
+                self._dispatcher.dispatch(
+                    workflow_id=wf_id,
+                    job=item.job,
+                    attempt=item.attempt,
+                    labels=item.labels,
+                    uses=item.uses,
+                    not_before=item.not_before,  # type: ignore[arg-type]
+                    now=now,
+                )
+                for item in plan.dispatches
+            ),
+            *(self._timers.arm(timer) for timer in plan.timers),
+            *(
+                self._nc.publish(subjects.cancel_notice(wf_id, name), b"")
+                for name in plan.cancel_notices
+            ),
+        )
+        for name, attempt in plan.requeue_now:
+            await self._requeue(wf_id, name, attempt)
+        if plan.advance:
+            await self._advance(wf_id)
+
+    async def _advance(self, wf_id: str) -> list[Event]:
+        return await self._host.execute(
+            wf_id,
+            lambda state: workflow.decide(state, Advance(workflow_id=wf_id, now=self._clock())),
+            what="advance",
+        )
+
+    async def _requeue(self, wf_id: str, name: str, attempt: int) -> None:
+        def decision(state: workflow.WorkflowState) -> list[Event]:
+            command = RequeueJob(workflow_id=wf_id, job=name, attempt=attempt, now=self._clock())
+            return list(job.decide(state.job(name), command))
+
+        await self._host.execute(wf_id, decision, what="requeue")
+
+    # --- timers -----------------------------------------------------------------------------
+
+    async def _on_timers(self, messages: list[Msg]) -> None:
+        groups: dict[str, list[Msg]] = defaultdict(list)
+        for msg in messages:
+            try:
+                timer = TIMERS.validate_json(msg.data)
+            except ValidationError as exc:
+                await self._dead_letter(msg, f"malformed timer: {_summary(exc)}")
+                await msg.ack()
+                continue
+            groups[timer.workflow_id].append(msg)
+        await self._per_workflow(groups, self._fire)
+
+    async def _fire(self, wf_id: str, messages: list[Msg]) -> None:
+        for msg in messages:
+            timer = TIMERS.validate_json(msg.data)
+            if isinstance(timer, WorkflowTimeoutTimer):
+                await self._time_out_workflow(wf_id)
+            elif isinstance(timer, JobTimeoutTimer):
+                await self._time_out_job(wf_id, timer)
+            elif isinstance(timer, RetryTimer):
+                await self._requeue(wf_id, timer.job, timer.attempt)
+
+    async def _time_out_workflow(self, wf_id: str) -> None:
+        def decision(state: workflow.WorkflowState) -> list[Event]:
+            return workflow.decide(state, TimeoutWorkflow(workflow_id=wf_id, now=self._clock()))
+
+        await self._host.execute(wf_id, decision, what="workflow timeout")
+
+    async def _time_out_job(self, wf_id: str, timer: JobTimeoutTimer) -> None:
+        def decision(state: workflow.WorkflowState) -> list[Event]:
+            command = TimeoutJob(
+                workflow_id=wf_id, job=timer.job, epoch=timer.epoch, now=self._clock()
+            )
+            return list(job.decide(state.job(timer.job), command))
+
+        await self._host.execute(wf_id, decision, what="job timeout")
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = [
+        f"{'.'.join(str(p) for p in error['loc']) or '<root>'}: {error['msg']}"
+        for error in exc.errors()[:3]
+    ]
+    return "; ".join(parts)
+
+
+def _default_dispatcher(nc: NATS) -> DispatchPort:
+    from events.dispatch import Dispatcher  # type: ignore[import-not-found, unused-ignore]
+
+    dispatcher: DispatchPort = Dispatcher(nc)
+    return dispatcher

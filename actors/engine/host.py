@@ -1,0 +1,177 @@
+"""The workflow host: keeps workflow states current and appends decisions under CAS.
+
+State is a fold of the workflow's history. The host caches folded states (bounded, LRU) and
+catches up by reading only what was appended after the cached stream sequence: one direct-get
+request per decision when nothing changed, instead of a full replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Sequence
+
+import structlog
+from nats.aio.client import Client as NATS
+
+from actors import workflow
+from actors._state import updated
+from actors.workflow import WorkflowState
+from events import subjects
+from events.base import Event, RecordedEvent
+from events.codec import decode
+from events.dead_letters import record_dead_letter
+from events.errors import ConcurrencyConflict, StoreError, UndecodableEvent
+from events.store import ActorRef, EventStore, StoredMessage
+
+_log = structlog.get_logger("jetwork.engine")
+
+Decision = Callable[[WorkflowState], Sequence[Event]]
+
+
+class DecisionFailed(StoreError):
+    """A decision kept conflicting with other writers; the triggering message will be retried."""
+
+    retryable = True
+
+
+class WorkflowHost:
+    def __init__(
+        self,
+        nc: NATS,
+        store: EventStore,
+        *,
+        cache_size: int = 20_000,
+        max_conflicts: int = 20,
+    ) -> None:
+        self._nc = nc
+        self._store = store
+        self._cache: OrderedDict[str, WorkflowState] = OrderedDict()
+        self._cache_size = cache_size
+        self._max_conflicts = max_conflicts
+        self._garbage_seen: set[int] = set()
+
+    async def state(self, wf_id: str) -> WorkflowState:
+        """The workflow's state, up to the newest event in the log."""
+        cached = self._cache.get(wf_id)
+        from_seq = cached.stream_seq + 1 if cached else 1
+        messages = await self._store.read_raw(subjects.workflow_events(wf_id), from_seq=from_seq)
+        current = cached or WorkflowState(workflow_id=wf_id)
+        if messages:
+            current = await self._fold(current, messages)
+        self._remember(wf_id, current)
+        return current
+
+    def forget(self, wf_id: str) -> None:
+        self._cache.pop(wf_id, None)
+
+    async def execute(self, wf_id: str, decision: Decision, *, what: str) -> list[Event]:
+        """Decide on the current state and append the result; on a conflict, reload and redo.
+
+        Returns the events appended (empty when the decision found nothing to do).
+        """
+        for _ in range(self._max_conflicts):
+            state = await self.state(wf_id)
+            events = list(decision(state))
+            if not events:
+                return []
+            try:
+                await self._append_all(state, events)
+            except ConcurrencyConflict as conflict:
+                _log.debug(
+                    "conflict, deciding again", workflow=wf_id, what=what, error=str(conflict)
+                )
+                await asyncio.sleep(random.uniform(0, 0.01))  # de-synchronise racing engines
+                continue
+            return events
+        raise DecisionFailed(f"{what} for workflow {wf_id} conflicted {self._max_conflicts} times")
+
+    async def _append_all(self, state: WorkflowState, events: list[Event]) -> None:
+        """Append each actor's group under its CAS, in the planned order.
+
+        Runs of job-actor groups are independent of each other, so they go concurrently (a
+        fan-out of 1,000 jobs is not 1,000 round trips in a row); a workflow-actor group waits
+        for everything before it and everything after it waits for it, which keeps the order
+        ``plan_appends`` promises (a workflow ends after the job events it follows from).
+        """
+        decision_id = uuid.uuid4().hex
+        workflow_filter = subjects.workflow_actor_filter(state.workflow_id)
+        pending: list[Awaitable[int]] = []
+        for index, append in enumerate(workflow.plan_appends(state, events)):
+            call = self._store.append(
+                ActorRef(append.actor_filter),
+                append.events,
+                expected_seq=append.expected_last_seq,
+                command_id=f"{decision_id}.{index}",
+            )
+            if append.actor_filter == workflow_filter:
+                await _all_or_first_error(pending)
+                pending = []
+                await call
+            else:
+                pending.append(call)
+        await _all_or_first_error(pending)
+
+    async def _fold(self, state: WorkflowState, messages: list[StoredMessage]) -> WorkflowState:
+        recorded: list[RecordedEvent] = []
+        garbage: list[StoredMessage] = []
+        for message in messages:
+            try:
+                event = decode(message.data, subject=message.subject, seq=message.seq)
+            except UndecodableEvent as exc:
+                garbage.append(message)
+                await self._report_garbage(message, exc)
+                continue
+            recorded.append(RecordedEvent(message.seq, message.subject, message.time, event))
+        if recorded:
+            state = workflow.replay(recorded, state)
+        for message in garbage:
+            state = _skip_over(state, message)
+        return state
+
+    async def _report_garbage(self, message: StoredMessage, exc: UndecodableEvent) -> None:
+        if message.seq in self._garbage_seen:
+            return
+        self._garbage_seen.add(message.seq)
+        await record_dead_letter(
+            self._nc,
+            source="events",
+            subject=message.subject,
+            seq=message.seq,
+            payload=message.data,
+            reason=f"{exc}; skipped when folding the workflow",
+        )
+
+    def _remember(self, wf_id: str, state: WorkflowState) -> None:
+        self._cache[wf_id] = state
+        self._cache.move_to_end(wf_id)
+        while len(self._cache) > self._cache_size:
+            self._cache.popitem(last=False)
+
+
+async def _all_or_first_error(calls: list[Awaitable[int]]) -> None:
+    """Await every call (none is abandoned half-way), then raise the first error, if any."""
+    if not calls:
+        return
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+
+
+def _skip_over(state: WorkflowState, message: StoredMessage) -> WorkflowState:
+    """Account for a message that is not an event: its actor's next CAS must expect it."""
+    tokens = message.subject.split(".")
+    stream_seq = max(state.stream_seq, message.seq)
+    if len(tokens) == 5 and tokens[2] == "job":
+        job_state = state.job(tokens[3])
+        jobs = {
+            **state.jobs,
+            tokens[3]: updated(job_state, last_seq=max(job_state.last_seq, message.seq)),
+        }
+        return updated(state, jobs=jobs, stream_seq=stream_seq)
+    if len(tokens) == 4 and tokens[2] == "wf":
+        return updated(state, last_seq=max(state.last_seq, message.seq), stream_seq=stream_seq)
+    return updated(state, stream_seq=stream_seq)

@@ -1,0 +1,84 @@
+"""Durable timers on JetStream message schedules (stream JW_TIMERS).
+
+Arming a timer stores a schedule on ``timer.set.<id>``; when due, the server publishes its payload
+on ``timer.fire.<id>``, which an engine consumes. Both live in the stream, so a timer survives the
+restart of every process. A timer that fires late or twice is harmless: the command it carries is
+checked against the actor's state (``TimeoutJob`` names its epoch, ``RequeueJob`` its attempt).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from nats.aio.client import Client as NATS
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from events import subjects
+
+
+class _Timer(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workflow_id: str
+    due: datetime
+
+
+class WorkflowTimeoutTimer(_Timer):
+    kind: Literal["workflow_timeout"] = "workflow_timeout"
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.wf-timeout"
+
+
+class JobTimeoutTimer(_Timer):
+    kind: Literal["job_timeout"] = "job_timeout"
+    job: str
+    epoch: int
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.{self.job}.timeout-e{self.epoch}"
+
+
+class RetryTimer(_Timer):
+    kind: Literal["retry"] = "retry"
+    job: str
+    attempt: int
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.{self.job}.retry-a{self.attempt}"
+
+
+AnyTimer = Annotated[
+    WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer, Field(discriminator="kind")
+]
+TIMERS: TypeAdapter[WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer] = TypeAdapter(AnyTimer)
+
+
+def schedule_time(due: datetime) -> str:
+    """RFC 3339 in UTC with whole seconds, rounded up: a timer must never fire early."""
+    due = due.astimezone(UTC)
+    if due.microsecond:
+        due = due.replace(microsecond=0) + _ONE_SECOND
+    return due.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Timers:
+    def __init__(self, nc: NATS) -> None:
+        self._js = nc.jetstream()
+
+    async def arm(self, timer: WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer) -> None:
+        timer_id = timer.timer_id()
+        await self._js.publish(
+            subjects.timer_set(timer_id),
+            timer.model_dump_json().encode(),
+            headers={
+                "Nats-Schedule": f"@at {schedule_time(timer.due)}",
+                "Nats-Schedule-Target": subjects.timer_fire(timer_id),
+                # Re-arming the same timer (a reaction retried) is de-duplicated.
+                "Nats-Msg-Id": f"timer.{timer_id}",
+            },
+        )
+
+
+_ONE_SECOND = datetime(2000, 1, 1, 0, 0, 1) - datetime(2000, 1, 1, 0, 0, 0)

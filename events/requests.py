@@ -1,0 +1,60 @@
+"""Commands as they travel on ``cmd.<name>.<wf>``: plain JSON any client in any language can send.
+
+A start request carries the workflow definition *unvalidated* (the mapping a YAML file parses to):
+the engine validates it and dead-letters what is invalid. Workflow ids are chosen by the client so
+that it knows the id before the engine answers; an idempotency key maps to one id, always.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from events import subjects
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: int = 1
+    workflow_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")
+
+
+class StartRequest(_Request):
+    type: Literal["start"] = "start"
+    definition: dict[str, Any]
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, max_length=512)
+
+    def subject(self) -> str:
+        return subjects.command("start", self.workflow_id)
+
+
+class CancelRequest(_Request):
+    type: Literal["cancel"] = "cancel"
+    reason: str = Field(default="cancelled by user", max_length=2000)
+    force: bool = False
+
+    def subject(self) -> str:
+        return subjects.command("cancel", self.workflow_id)
+
+
+AnyRequest = Annotated[StartRequest | CancelRequest, Field(discriminator="type")]
+REQUESTS: TypeAdapter[StartRequest | CancelRequest] = TypeAdapter(AnyRequest)
+
+
+def new_workflow_id() -> str:
+    return f"wf-{uuid.uuid4().hex[:20]}"
+
+
+def workflow_id_for(idempotency_key: str) -> str:
+    """The one workflow id an idempotency key stands for (so a repeated start lands on it)."""
+    return "wf-k" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+
+
+def request_msg_id(request: StartRequest | CancelRequest) -> str:
+    # De-duplicates a client's retried publish within the commands stream's window.
+    return f"{request.type}.{request.workflow_id}"

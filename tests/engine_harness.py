@@ -1,0 +1,218 @@
+"""A minimal in-test job runner and helpers to drive the engine on a real nats-server.
+
+The runner stands in for workers: it takes dispatches from a recording dispatcher, claims the
+job through the real job actor and event store (CAS), and reports an outcome chosen by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client as NATS
+
+from actors import job
+from actors._state import updated
+from actors.commands import ClaimJob, CompleteJob, ConfirmCancelled, FailJob
+from actors.engine import Engine, EngineSettings
+from actors.job import ClaimRefused, JobState
+from events.base import RecordedEvent
+from events.catalog import JobStatus
+from events.errors import ConcurrencyConflict
+from events.requests import CancelRequest, StartRequest, request_msg_id
+from events.store import ActorRef, EventStore
+
+
+@dataclass(frozen=True)
+class Outcome:
+    outputs: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    retryable: bool = True
+    hang: bool = False  # never report: stands for a long job, cancelled or timed out
+
+
+Behaviour = Callable[[JobState], Outcome]
+
+
+def succeed(state: JobState) -> Outcome:
+    return Outcome()
+
+
+@dataclass
+class Dispatched:
+    workflow_id: str
+    job: str
+    attempt: int
+    labels: tuple[str, ...]
+    uses: str | None
+    not_before: datetime | None
+
+
+class RecordingDispatcher:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Dispatched] = asyncio.Queue()
+        self.seen: list[Dispatched] = []
+
+    async def dispatch(
+        self,
+        *,
+        workflow_id: str,
+        job: str,
+        attempt: int,
+        labels: Sequence[str],
+        uses: str | None,
+        not_before: datetime | None,
+        now: datetime,
+    ) -> None:
+        item = Dispatched(workflow_id, job, attempt, tuple(labels), uses, not_before)
+        self.seen.append(item)
+        await self.queue.put(item)
+
+
+class InTestRunner:
+    def __init__(self, store: EventStore, dispatcher: RecordingDispatcher, behaviour: Behaviour):
+        self.store = store
+        self.dispatcher = dispatcher
+        self.behaviour = behaviour
+        self.ran: list[tuple[str, str, int]] = []
+        self.hanging: list[tuple[str, str, int]] = []  # (wf, job, epoch) left running
+        self._task: asyncio.Task[None] | None = None
+        self._jobs: set[asyncio.Task[None]] = set()
+
+    def start(self) -> InTestRunner:
+        self._task = asyncio.create_task(self._loop())
+        return self
+
+    async def stop(self) -> None:
+        for task in [*self._jobs, *([self._task] if self._task else [])]:
+            task.cancel()
+        if self._task:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            item = await self.dispatcher.queue.get()
+            task = asyncio.create_task(self._run(item))
+            self._jobs.add(task)
+            task.add_done_callback(self._jobs.discard)
+
+    async def _run(self, item: Dispatched) -> None:
+        if item.not_before is not None:
+            # Stands in for the dispatcher's message schedule: the job is not claimable before.
+            wait = (item.not_before - datetime.now(UTC)).total_seconds()
+            if wait > 0:
+                await asyncio.sleep(wait)
+        actor = ActorRef.job(item.workflow_id, item.job)
+        state = await self._claim(actor, item)
+        if state is None:
+            return
+        self.ran.append((item.workflow_id, item.job, state.attempt))
+        outcome = self.behaviour(state)
+        if outcome.hang:
+            self.hanging.append((item.workflow_id, item.job, state.epoch))
+            return
+        now = datetime.now(UTC)
+        ids = {"workflow_id": item.workflow_id, "job": item.job, "now": now}
+        command: CompleteJob | FailJob
+        if outcome.error is None:
+            command = CompleteJob(
+                **ids, epoch=state.epoch, worker_id="runner", outputs=outcome.outputs
+            )
+        else:
+            command = FailJob(
+                **ids,
+                epoch=state.epoch,
+                worker_id="runner",
+                error=outcome.error,
+                retryable=outcome.retryable,
+            )
+        await self._append(actor, lambda current: job.decide(current, command))
+
+    async def _claim(self, actor: ActorRef, item: Dispatched) -> JobState | None:
+        def claim(current: JobState) -> list[Any]:
+            command = ClaimJob(
+                workflow_id=item.workflow_id,
+                job=item.job,
+                attempt=item.attempt,
+                worker_id="runner",
+                lease_ttl=30,
+                now=datetime.now(UTC),
+            )
+            return list(job.decide(current, command))
+
+        try:
+            return await self._append(actor, claim)
+        except ClaimRefused:
+            return None
+
+    async def confirm_cancelled(self, wf: str, name: str, epoch: int) -> None:
+        command = ConfirmCancelled(
+            workflow_id=wf, job=name, epoch=epoch, worker_id="runner", now=datetime.now(UTC)
+        )
+        await self._append(ActorRef.job(wf, name), lambda current: job.decide(current, command))
+
+    async def _append(self, actor: ActorRef, decision: Callable[[JobState], list[Any]]) -> JobState:
+        for _ in range(20):
+            loaded = await self.store.read_tolerant(actor.filter)
+            _, wf, _, name, _ = actor.filter.split(".")
+            current = job.replay(loaded.events, JobState(workflow_id=wf, job=name))
+            current = updated(current, last_seq=loaded.last_seq)
+            events = decision(current)
+            try:
+                await self.store.append(
+                    actor,
+                    events,
+                    expected_seq=current.last_seq,
+                    command_id=f"runner-{id(events)}-{current.last_seq}",
+                )
+            except ConcurrencyConflict:
+                continue
+            return job.replay(events, current)
+        raise AssertionError(f"runner could not append to {actor}")
+
+
+async def start_workflow(nc: NATS, wf_id: str, definition: dict[str, Any], **fields: Any) -> None:
+    request = StartRequest(workflow_id=wf_id, definition=definition, **fields)
+    await nc.jetstream().publish(
+        request.subject(),
+        request.model_dump_json().encode(),
+        headers={"Nats-Msg-Id": request_msg_id(request)},
+    )
+
+
+async def cancel_workflow(nc: NATS, wf_id: str, reason: str = "test") -> None:
+    request = CancelRequest(workflow_id=wf_id, reason=reason)
+    await nc.jetstream().publish(request.subject(), request.model_dump_json().encode())
+
+
+def types(history: list[RecordedEvent]) -> list[str]:
+    return [r.subject.split(".", 2)[2] for r in history]
+
+
+def ended(history: list[RecordedEvent]) -> str | None:
+    for recorded in history:
+        name = recorded.event.event_type
+        if name in ("WorkflowSucceeded", "WorkflowFailed", "WorkflowCancelled"):
+            return name
+    return None
+
+
+def job_status(history: list[RecordedEvent], name: str) -> JobStatus:
+    events = [r for r in history if r.subject.split(".")[2:4] == ["job", name]]
+    return job.replay(events).status if events else JobStatus.PENDING
+
+
+FAST = EngineSettings(ack_wait=2.0, poll_interval=0.2)
+
+
+async def running_engine(nc: NATS, dispatcher: RecordingDispatcher, **settings: Any) -> Engine:
+    engine = Engine(
+        nc, settings=EngineSettings(**{**FAST.__dict__, **settings}), dispatcher=dispatcher
+    )
+    await engine.start()
+    return engine
