@@ -1,0 +1,394 @@
+"""The worker: pulls jobs for its labels and handlers, runs them under leases, reports results.
+
+::
+
+    worker = Worker(WorkerConfig(labels={"linux"}, max_concurrent_jobs=4))
+
+    @worker.job("resize")
+    async def resize(ctx: JobContext, inp: ResizeIn) -> ResizeOut: ...
+
+    await worker.run()  # until SIGTERM/SIGINT
+
+How it works (see docs/architecture.md, "Workers"): the worker watches KV ``jw_labelsets`` and
+pulls from the durable consumer of every label set its capabilities (labels plus ``@<handler>``
+per handler) include. A consumer's ack wait is the lease; one heartbeat tick per worker renews
+the leases of all running jobs with ``in_progress()``. Claims and results are decided by the job
+actor and appended under CAS, so a stale attempt's result is rejected in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Final, Literal, TypeVar
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.kv import KeyValue
+from pydantic import BaseModel
+
+from events import subjects
+from events.connection import NatsSettings, connect
+from events.dispatch import InvalidDispatch, LabelSet, capabilities, serves
+from events.store import EventStore
+from events.topology import ensure_topology
+from sdk.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
+from sdk.handlers import HandlerRegistry
+from sdk.worker_attempt import Attempt, AttemptEnv, now
+from sdk.worker_config import WorkerConfig
+from sdk.worker_presence import PresenceBoard, RunningJob, WorkerPresence, host_and_pid
+from sdk.worker_pull import Puller, Slots
+from sdk.worker_signals import listen_for_shutdown
+
+F = TypeVar("F", bound=Callable[..., Any])
+Phase = Literal["new", "starting", "running", "draining", "stopped"]
+
+READY_TIMEOUT: Final = 10.0
+"""Seconds ``start()`` waits for the consumers of the label sets already in use."""
+
+_log = structlog.get_logger("jetwork.worker")
+
+
+class Worker:
+    """Runs jobs whose requirements its labels and handlers cover.
+
+    ``registry`` holds the Python handlers (``uses:`` jobs); ``executor`` replaces the default
+    (handlers for ``uses``, the shell for ``run``). Several workers may run in one process.
+    """
+
+    def __init__(
+        self,
+        config: WorkerConfig | None = None,
+        *,
+        registry: HandlerRegistry | None = None,
+        executor: Executor | None = None,
+    ) -> None:
+        self.config = config if config is not None else WorkerConfig.from_env()
+        self.registry = registry if registry is not None else HandlerRegistry()
+        self._executor = executor
+        self.phase: Phase = "new"
+        self.aborted = False
+        """True when running jobs were abandoned (second signal, shutdown grace expired)."""
+        self._nc: NATS | None = None
+        self._env: AttemptEnv | None = None
+        self._presence: PresenceBoard | None = None
+        self._slots = Slots(self.config.max_concurrent_jobs)
+        self._pullers: dict[str, Puller] = {}
+        self._attempts: dict[Attempt, asyncio.Task[None]] = {}
+        self._labelset_task: asyncio.Task[None] | None = None
+        self._heartbeat_task: asyncio.Task[None] | None = None
+        self._watcher: Any = None
+        self._shutdown_task: asyncio.Task[None] | None = None
+        self._shutdown_requested = False
+        self._closed = asyncio.Event()
+        self._started_at: datetime | None = None
+        self._log: Any = _log.bind(worker_id=self.config.worker_id)
+
+    # --- public surface --------------------------------------------------------------------------
+
+    @property
+    def worker_id(self) -> str:
+        return self.config.worker_id
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """Labels plus ``@<name>`` per registered handler: what this worker can run."""
+        return capabilities(self.config.labels, self.registry.names)
+
+    @property
+    def running(self) -> int:
+        """Jobs this worker holds right now (claiming, running or reporting)."""
+        return len(self._attempts)
+
+    def job(
+        self,
+        name: str,
+        *,
+        input_model: type[BaseModel] | None = None,
+        output_model: type[BaseModel] | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator registering a Python handler (``uses: name``) on this worker."""
+        if self.phase != "new":
+            raise RuntimeError("register handlers before the worker starts")
+        return self.registry.job(name, input_model=input_model, output_model=output_model)
+
+    async def run(self) -> None:
+        """Start, serve until SIGTERM/SIGINT (or ``request_shutdown``), shut down.
+
+        The first signal stops claiming and lets running jobs finish and report; a second one
+        aborts them (their process groups are killed, their leases lapse).
+        """
+        stop_listening = listen_for_shutdown(self._on_signal)
+        try:
+            await self.start()
+            await self.wait_closed()
+        finally:
+            stop_listening()
+
+    async def start(self) -> None:
+        """Connect, ensure the topology and consumers, announce the worker, start pulling."""
+        if self.phase != "new":
+            raise RuntimeError(f"worker {self.worker_id} was already started")
+        self.phase = "starting"
+        self._started_at = now()
+        nc = await connect(NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}"))
+        self._nc = nc
+        try:
+            await self._start(nc)
+        except BaseException:
+            self.phase = "stopped"
+            self._closed.set()
+            await self._close_connection()
+            raise
+        self.phase = "running"
+        self._log.info(
+            "worker started",
+            labels=sorted(self.config.labels),
+            handlers=list(self.registry.names),
+            concurrency=self.config.max_concurrent_jobs,
+            label_sets=sorted(self._pullers),
+        )
+        if self._shutdown_requested:
+            self._begin_shutdown()
+
+    async def stop(self, *, graceful: bool = True) -> None:
+        """Shut down and wait until done (see ``request_shutdown``)."""
+        self.request_shutdown(graceful=graceful)
+        await self.wait_closed()
+
+    def request_shutdown(self, graceful: bool = True) -> None:
+        """Stop claiming; running jobs finish and report. A second call (or ``graceful=False``)
+        aborts them: their processes are killed, nothing is reported, their leases lapse."""
+        if self.phase == "stopped":
+            return
+        if self._shutdown_requested and graceful:
+            graceful = False
+        self._shutdown_requested = True
+        if not graceful:
+            self._abort("shutdown without grace")
+        if self.phase == "running":
+            self._begin_shutdown()
+        elif self.phase == "new":
+            self.phase = "stopped"
+            self._closed.set()
+
+    async def wait_closed(self) -> None:
+        await self._closed.wait()
+
+    # --- start ---------------------------------------------------------------------------------
+
+    async def _start(self, nc: NATS) -> None:
+        js = nc.jetstream()
+        await ensure_topology(js)
+        self._env = AttemptEnv(
+            worker_id=self.worker_id,
+            config=self.config,
+            nc=nc,
+            js=js,
+            store=EventStore(nc),
+            executor=self._executor or self._default_executor(),
+            aborting=lambda: self.aborted,
+        )
+        self._presence = PresenceBoard(js, worker_id=self.worker_id)
+        await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
+        kv = await js.key_value(subjects.KV_LABELSETS)
+        await self._follow_initial_labelsets(kv)
+        await self._announce()
+        loop = asyncio.get_running_loop()
+        self._labelset_task = loop.create_task(self._follow_labelsets(), name="jw-labelsets")
+        self._heartbeat_task = loop.create_task(self._heartbeats(), name="jw-heartbeats")
+
+    def _default_executor(self) -> Executor:
+        python = PythonExecutor.from_config(self.registry, self.config) if self.registry else None
+        return RoutingExecutor(shell=ShellExecutor.from_config(self.config), python=python)
+
+    async def _follow_initial_labelsets(self, kv: KeyValue) -> None:
+        self._watcher = await kv.watchall()
+        while (entry := await self._watcher.updates(timeout=READY_TIMEOUT)) is not None:
+            await self._on_labelset(entry)
+        ready = [p.ready.wait() for p in self._pullers.values()]
+        if ready:
+            await asyncio.wait_for(asyncio.gather(*ready), READY_TIMEOUT)
+
+    async def _follow_labelsets(self) -> None:
+        while True:
+            entry = await self._watcher.updates(timeout=None)
+            if entry is not None:
+                await self._on_labelset(entry)
+
+    async def _on_labelset(self, entry: Any) -> None:
+        if entry.value is None or entry.operation is not None:
+            return  # a delete or purge marker: consumers stay until removed by operators
+        try:
+            labelset = LabelSet.decode(entry.value)
+        except InvalidDispatch as exc:
+            self._log.warning("ignoring label set entry", key=entry.key, error=str(exc))
+            return
+        if labelset.token in self._pullers or not serves(
+            self.capabilities, frozenset(labelset.requirements)
+        ):
+            return
+        assert self._nc is not None
+        puller = Puller(
+            self._nc,
+            labelset,
+            slots=self._slots,
+            lease_ttl=self.config.lease_ttl,
+            poll_interval=self.config.poll_interval,
+            on_message=self._on_dispatch,
+            peers=lambda: len(self._pullers),
+        )
+        self._pullers[labelset.token] = puller
+        await puller.start()
+        self._log.info("serving label set", labelset=labelset.token, consumer=labelset.consumer)
+
+    # --- jobs ----------------------------------------------------------------------------------
+
+    def _on_dispatch(self, msg: Msg, puller: Puller) -> None:
+        assert self._env is not None
+        attempt = Attempt(self._env, msg, lease_ttl=puller.lease_ttl)
+        task = asyncio.get_running_loop().create_task(self._run_attempt(attempt))
+        self._attempts[attempt] = task
+
+    async def _run_attempt(self, attempt: Attempt) -> None:
+        try:
+            await attempt.run()
+        except Exception:
+            self._log.exception("job attempt crashed", dispatch_seq=attempt.dispatch_seq)
+        finally:
+            self._attempts.pop(attempt, None)
+            self._slots.release()
+
+    async def _on_cancel_notice(self, msg: Msg) -> None:
+        parts = msg.subject.split(".")
+        if len(parts) != 4:
+            return
+        key = (parts[2], parts[3])
+        for attempt in list(self._attempts):
+            if attempt.key == key:
+                attempt.check_now()
+
+    # --- heartbeats and presence ---------------------------------------------------------------
+
+    def _heartbeat_period(self) -> float:
+        # A consumer made by another worker may have a shorter lease than ours: beat often enough.
+        leases = [p.lease_ttl for p in self._pullers.values()]
+        return min([self.config.heartbeat_interval, *(lease / 3 for lease in leases)])
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self._heartbeat_period())
+            await self._pulse()
+            await self._announce()
+
+    async def _pulse(self) -> None:
+        """Renew every held lease; a lease whose renewals fail for its whole length is lost."""
+        assert self._nc is not None
+        held = [a for a in self._attempts if not a.settled]
+        for attempt in held:
+            with contextlib.suppress(Exception):
+                await attempt.msg.in_progress()
+        try:
+            await self._nc.flush(timeout=max(1, int(self.config.heartbeat_interval)))
+            delivered = True
+        except Exception:
+            delivered = False
+        moment = time.monotonic()
+        for attempt in held:
+            if delivered:
+                attempt.heartbeat_ok_at = moment
+            elif moment - attempt.heartbeat_ok_at >= attempt.lease_ttl:
+                attempt.lose_lease(
+                    f"no heartbeat reached the server for {attempt.lease_ttl:g}s (lease)"
+                )
+
+    async def _announce(self) -> None:
+        if self._presence is None or self._started_at is None:
+            return
+        host, pid = host_and_pid()
+        running = [
+            RunningJob(
+                workflow_id=a.state.workflow_id,
+                job=a.state.job,
+                attempt=a.state.attempt,
+                epoch=a.epoch,
+            )
+            for a in list(self._attempts)
+            if a.state is not None and a.epoch is not None
+        ]
+        await self._presence.put(
+            WorkerPresence(
+                worker_id=self.worker_id,
+                labels=tuple(sorted(self.config.labels)),
+                handlers=self.registry.names,
+                concurrency=self.config.max_concurrent_jobs,
+                started_at=self._started_at,
+                last_seen=now(),
+                running=tuple(running),
+                host=host,
+                pid=pid,
+            )
+        )
+
+    # --- shutdown ------------------------------------------------------------------------------
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self._log.info("signal received", signal=sig.name, running=self.running)
+        self.request_shutdown(graceful=True)
+
+    def _begin_shutdown(self) -> None:
+        if self._shutdown_task is None:
+            self._shutdown_task = asyncio.get_running_loop().create_task(
+                self._shutdown(), name="jw-shutdown"
+            )
+
+    def _abort(self, reason: str) -> None:
+        if not self.aborted and self._attempts:
+            self._log.warning("aborting running jobs", reason=reason, running=self.running)
+        self.aborted = True
+        for attempt in list(self._attempts):
+            attempt.lose_lease(f"the worker aborted ({reason})")
+
+    async def _shutdown(self) -> None:
+        self.phase = "draining"
+        self._log.info("worker draining", running=self.running)
+        await _cancel(self._labelset_task)  # no new consumers
+        await asyncio.gather(*(p.stop() for p in self._pullers.values()))
+        pending = set(self._attempts.values())
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=self.config.shutdown_grace)
+            if pending:
+                self._abort(f"shutdown grace of {self.config.shutdown_grace:g}s expired")
+                await asyncio.wait(pending)
+        await _cancel(self._heartbeat_task)
+        if self._watcher is not None:
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+        if self._presence is not None:
+            await self._presence.delete()
+        await self._close_connection()
+        self.phase = "stopped"
+        self._log.info("worker stopped", aborted=self.aborted)
+        self._closed.set()
+
+    async def _close_connection(self) -> None:
+        nc, self._nc = self._nc, None
+        if nc is None or nc.is_closed:
+            return
+        with contextlib.suppress(Exception):
+            await nc.flush(timeout=2)  # acks are plain publishes: make sure they left
+        with contextlib.suppress(Exception):
+            await nc.close()
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is None:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

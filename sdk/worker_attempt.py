@@ -1,0 +1,395 @@
+"""One dispatch on this worker: claim the job, run it under its lease, report, ack.
+
+- **Claim**: load the job actor, decide ``ClaimJob`` and append it under CAS (a conflict reloads
+  and decides again). A refused claim is dropped; its message is acked unless another worker
+  holds it (acks are not fenced by JetStream: acking a redelivered message would take it away
+  from its current holder).
+- **Run**: the executor gets a ``JobContext``; a watcher checks the job actor every
+  ``cancellation_check_interval`` (or at once on a cancel notice) for ``JobCancelRequested``
+  (cancel the run) or a newer claim (lease lost: stop, report nothing, do not ack).
+- **Report**: the result is decided on the state known so far and appended under CAS; a
+  conflict reloads and decides again, so the decision is always made on the current log. A
+  stale epoch is recorded as ``JobResultRejected`` (the fencing). Then the message is acked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from actors.commands import ClaimJob, CompleteJob, ConfirmCancelled, FailJob
+from actors.job import ClaimRefused, JobState, decide, replay
+from events import subjects
+from events.catalog import JobCancelled, JobEvent, JobResultRejected, JobStatus
+from events.dispatch import DispatchMessage, InvalidDispatch
+from events.errors import ConcurrencyConflict, JetworkError, PayloadTooLarge, StoreError
+from events.store import ActorRef, EventStore
+from sdk.executors import ExecutionResult, Executor, Failed, Succeeded
+from sdk.executors.base import Cancelled
+from sdk.job_context import JobContext
+from sdk.log_buffer import LogBuffer
+from sdk.worker_config import WorkerConfig
+from sdk.worker_logs import log_publisher
+
+CLAIM_TRIES: Final = 5
+REPORT_TRIES: Final = 10
+DEAD_LETTER_SOURCE: Final = "dispatch"
+
+_log = structlog.get_logger("jetwork.worker")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptEnv:
+    """What every attempt of one worker shares."""
+
+    worker_id: str
+    config: WorkerConfig
+    nc: NATS
+    js: JetStreamContext
+    store: EventStore
+    executor: Executor
+    aborting: Callable[[], bool]
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def held_by_another(state: JobState, dispatch_seq: int, epoch: int | None = None) -> bool:
+    """True when another claim of this very dispatch message is running.
+
+    Its holder will ack the message; an ack from us would remove it from the work queue under
+    the holder's feet, and nothing would re-deliver it if that holder died.
+    """
+    return (
+        state.status is JobStatus.RUNNING
+        and state.dispatch_seq == dispatch_seq
+        and state.epoch != epoch
+    )
+
+
+class Attempt:
+    """The life of one dispatch message on this worker."""
+
+    def __init__(self, env: AttemptEnv, msg: Msg, *, lease_ttl: float) -> None:
+        self.env = env
+        self.msg = msg
+        self.lease_ttl = lease_ttl
+        meta = msg.metadata
+        self.delivery: int = meta.num_delivered
+        self.dispatch_seq: int = meta.sequence.stream
+        self.dispatch: DispatchMessage | None = None
+        self.state: JobState | None = None
+        self.epoch: int | None = None
+        self.ctx: JobContext | None = None
+        self.heartbeat_ok_at = time.monotonic()
+        self.settled = False
+        """Acked, released or abandoned: no more heartbeats for this message."""
+        self._lost: str | None = None
+        self._check = asyncio.Event()
+        self._log: Any = _log.bind(worker_id=env.worker_id, dispatch_seq=self.dispatch_seq)
+
+    @property
+    def key(self) -> tuple[str, str] | None:
+        return (self.dispatch.workflow_id, self.dispatch.job) if self.dispatch else None
+
+    @property
+    def actor(self) -> ActorRef:
+        assert self.dispatch is not None
+        return ActorRef.job(self.dispatch.workflow_id, self.dispatch.job)
+
+    def check_now(self) -> None:
+        """Look at the job actor now (a cancel notice arrived)."""
+        self._check.set()
+
+    def lose_lease(self, reason: str) -> None:
+        """Stop the run; nothing will be reported and the message is not acked."""
+        if self._lost is None:
+            self._lost = reason
+        if self.ctx is not None:
+            self.ctx.mark_lease_lost()
+
+    async def run(self) -> None:
+        try:
+            self.dispatch = DispatchMessage.decode(self.msg.data)
+        except InvalidDispatch as exc:
+            await self._dead_letter(str(exc))
+            return
+        self._log = self._log.bind(workflow_id=self.dispatch.workflow_id, job=self.dispatch.job)
+        try:
+            if not await self._claim():
+                return
+            started = time.monotonic()
+            result = await self._execute()
+            if not result.reportable or self._lost is not None:
+                self._log.warning("job abandoned", epoch=self.epoch, reason=self._lost or "")
+                self.settled = True
+                return
+            await self._report(result, time.monotonic() - started)
+        finally:
+            self.settled = True
+
+    # --- claim ---------------------------------------------------------------------------------
+
+    async def _claim(self) -> bool:
+        assert self.dispatch is not None
+        dispatch = self.dispatch
+        for attempt in range(1, CLAIM_TRIES + 1):
+            try:
+                state = await self._load()
+                command = ClaimJob(
+                    workflow_id=dispatch.workflow_id,
+                    job=dispatch.job,
+                    attempt=dispatch.attempt,
+                    worker_id=self.env.worker_id,
+                    delivery=self.delivery,
+                    dispatch_seq=self.dispatch_seq,
+                    lease_ttl=self.lease_ttl,
+                    now=now(),
+                )
+                if state is None:
+                    raise ClaimRefused("the job has no events yet", retryable=True)
+                events = decide(state, command)
+                seq = await self.env.store.append(
+                    self.actor,
+                    events,
+                    expected_seq=state.last_seq,
+                    command_id=f"{dispatch.msg_id}.d{self.dispatch_seq}.{self.delivery}.claim",
+                )
+            except ClaimRefused as refused:
+                if refused.retryable and attempt < CLAIM_TRIES:
+                    await asyncio.sleep(0.05 * attempt)
+                    continue
+                await self._drop(state, refused)
+                return False
+            except ConcurrencyConflict:
+                continue
+            except JetworkError as exc:  # the store failed, or the log holds an undecodable event
+                self._log.warning("cannot claim, releasing the job", error=str(exc))
+                await self._release()
+                return False
+            state = replace(replay(events, state), last_seq=seq)
+            self.state = state
+            if isinstance(events[-1], JobCancelled):
+                self._log.info("job cancelled before it ran again", attempt=state.attempt)
+                await self._ack()
+                return False
+            self.epoch = state.epoch
+            self._log = self._log.bind(attempt=state.attempt, epoch=state.epoch)
+            self._log.info("job claimed", delivery=self.delivery, lease_ttl=self.lease_ttl)
+            return True
+        self._log.warning("claim kept conflicting, releasing the job", tries=CLAIM_TRIES)
+        await self._release()
+        return False
+
+    async def _drop(self, state: JobState | None, refused: ClaimRefused) -> None:
+        if refused.retryable or state is None:
+            # The log does not show this attempt as queued yet: look again later.
+            self._log.warning("claim refused for now", reason=refused.reason)
+            await self._release()
+        elif held_by_another(state, self.dispatch_seq):
+            self._log.info("stale delivery dropped", reason=refused.reason)
+        else:
+            self._log.info("dispatch dropped", reason=refused.reason)
+            await self._ack()
+
+    async def _load(self) -> JobState | None:
+        events = await self.env.store.load(self.actor)
+        return replay(events) if events else None
+
+    # --- run -----------------------------------------------------------------------------------
+
+    async def _execute(self) -> ExecutionResult:
+        assert self.dispatch is not None and self.state is not None and self.epoch is not None
+        cfg = self.env.config
+        state = self.state
+        logs = LogBuffer(
+            log_publisher(
+                self.env.js,
+                workflow_id=state.workflow_id,
+                job=state.job,
+                attempt=state.attempt,
+                epoch=self.epoch,
+                worker_id=self.env.worker_id,
+                max_payload=int(self.env.nc.max_payload),
+            ),
+            interval=cfg.log_batch_interval,
+            max_line_bytes=cfg.max_log_line_bytes,
+            batch_max_lines=cfg.log_batch_max_lines,
+            batch_max_bytes=cfg.log_batch_max_bytes,
+            max_pending_lines=cfg.log_buffer_max_lines,
+            max_pending_bytes=cfg.log_buffer_max_bytes,
+        )
+        ctx = JobContext(
+            workflow_id=state.workflow_id,
+            job=state.job,
+            attempt=state.attempt,
+            epoch=self.epoch,
+            worker_id=self.env.worker_id,
+            upstream_outputs=state.spec.upstream_outputs,
+            log_sink=logs,
+        )
+        self.ctx = ctx
+        if self._lost is not None or self.env.aborting():
+            self.lose_lease(self._lost or "the worker is aborting")
+        watcher = asyncio.get_running_loop().create_task(self._watch(ctx))
+        try:
+            result = await self.env.executor.execute(state.spec, ctx)
+        except Exception as exc:  # executors return failures; this is a bug, fail retryably
+            self._log.exception("executor raised")
+            result = Failed(f"the worker's executor raised {exc!r}", retryable=True)
+        finally:
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            await logs.close()
+        return result
+
+    async def _watch(self, ctx: JobContext) -> None:
+        interval = self.env.config.cancellation_check_interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._check.wait(), interval)
+            self._check.clear()
+            try:
+                await self._refresh()
+            except JetworkError as exc:
+                self._log.warning("cannot check the job for cancellation", error=str(exc))
+                continue
+            state = self.state
+            assert state is not None
+            if state.epoch != self.epoch or state.status is not JobStatus.RUNNING:
+                held = f"epoch {state.epoch}, {state.status}"
+                self.lose_lease(f"the job moved on without this worker ({held})")
+                return
+            if state.cancel_requested and not ctx.cancelled.is_set():
+                self._log.info("cancel requested", reason=state.cancel_reason)
+                ctx.request_cancel(state.cancel_reason or "cancelled")
+
+    async def _refresh(self) -> None:
+        """Fold the job actor's newer events, if any, onto the known state."""
+        assert self.state is not None
+        known = self.state.last_seq
+        if await self.env.store.last_seq(self.actor) == known:
+            return
+        newer = await self.env.store.load(self.actor, from_seq=known + 1)
+        if newer:
+            self.state = replay(newer, self.state)
+
+    # --- report --------------------------------------------------------------------------------
+
+    async def _report(self, result: ExecutionResult, seconds: float) -> None:
+        delay = 0.1
+        while True:
+            if self._lost is not None:
+                self._log.warning("job abandoned before its result was recorded", reason=self._lost)
+                return
+            try:
+                events = await self._record(result)
+                break
+            except PayloadTooLarge as exc:
+                result = Failed(str(exc), retryable=False)
+            except StoreError as exc:
+                if not exc.retryable:
+                    self._log.error("cannot record the result", error=str(exc))
+                    return
+                self._log.warning("recording the result failed, retrying", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        assert self.state is not None
+        rejected = [e for e in events if isinstance(e, JobResultRejected)]
+        if rejected:
+            self._log.warning("job result rejected", outcome=result.kind, reason=rejected[0].reason)
+            if held_by_another(self.state, self.dispatch_seq, self.epoch):
+                return
+        else:
+            self._log.info(
+                "job finished",
+                outcome=result.kind,
+                seconds=round(seconds, 3),
+                **({"error": result.error[:200]} if isinstance(result, Failed) else {}),
+            )
+        await self._ack()
+
+    async def _record(self, result: ExecutionResult) -> list[JobEvent]:
+        assert self.dispatch is not None and self.epoch is not None
+        for _ in range(REPORT_TRIES):
+            assert self.state is not None
+            state = self.state
+            events = decide(state, self._command(result))
+            if not events:
+                return []  # this very result is already in the log (an earlier ack was lost)
+            try:
+                seq = await self.env.store.append(
+                    self.actor,
+                    events,
+                    expected_seq=state.last_seq,
+                    command_id=f"{self.dispatch.workflow_id}.{self.dispatch.job}"
+                    f".e{self.epoch}.result",
+                )
+            except ConcurrencyConflict:
+                await self._refresh()
+                continue
+            self.state = replace(replay(events, state), last_seq=seq)
+            return events
+        raise StoreError(f"the result of {self.actor.filter} kept conflicting", retryable=True)
+
+    def _command(self, result: ExecutionResult) -> CompleteJob | FailJob | ConfirmCancelled:
+        assert self.dispatch is not None and self.epoch is not None
+        ids = {
+            "workflow_id": self.dispatch.workflow_id,
+            "job": self.dispatch.job,
+            "epoch": self.epoch,
+            "worker_id": self.env.worker_id,
+            "now": now(),
+        }
+        if isinstance(result, Succeeded):
+            return CompleteJob(**ids, outputs=result.outputs, result=result.result)
+        if isinstance(result, Cancelled):
+            return ConfirmCancelled(**ids)
+        assert isinstance(result, Failed)
+        return FailJob(
+            **ids, error=result.error, retryable=result.retryable, timed_out=result.timed_out
+        )
+
+    # --- the dispatch message --------------------------------------------------------------------
+
+    async def _ack(self) -> None:
+        self.settled = True
+        with contextlib.suppress(Exception):
+            await self.msg.ack()
+
+    async def _release(self) -> None:
+        """Give the message back for a later delivery (here or elsewhere)."""
+        self.settled = True
+        with contextlib.suppress(Exception):
+            await self.msg.nak(delay=self.env.config.poll_interval)
+
+    async def _dead_letter(self, reason: str) -> None:
+        _log.error(
+            "undecodable dispatch moved to dead letters", reason=reason, seq=self.dispatch_seq
+        )
+        headers = {
+            "Jetwork-Reason": reason[:1000],
+            "Jetwork-Subject": self.msg.subject,
+            "Jetwork-Stream-Seq": str(self.dispatch_seq),
+        }
+        try:
+            await self.env.js.publish(
+                subjects.dead_letter(DEAD_LETTER_SOURCE), self.msg.data, headers=headers
+            )
+        except Exception as exc:
+            _log.error("cannot write the dead letter", error=repr(exc))
+        self.settled = True
+        with contextlib.suppress(Exception):
+            await self.msg.term()

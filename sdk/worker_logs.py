@@ -1,0 +1,88 @@
+"""Job logs on ``log.<wf>.<job>``: the batch format and the publisher a ``LogBuffer`` flushes to.
+
+One message is one batch of numbered lines of one attempt; ``seq`` restarts at 1 with every
+attempt, so ``(attempt, epoch, seq)`` orders a job's whole log. Batches are published with
+JetStream acks, one at a time per attempt, so they are stored in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import orjson
+from nats.js import JetStreamContext
+from pydantic import BaseModel, ConfigDict
+
+from events import subjects
+from sdk.log_buffer import FlushCallback, LogChunk, LogStream
+
+HEADER_MARGIN: Final = 1024
+
+
+class LogLine(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int
+    stream: LogStream
+    line: str
+    ts: float
+
+
+class LogBatch(BaseModel):
+    """The body of one message on ``log.<wf>.<job>``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workflow_id: str
+    job: str
+    attempt: int
+    epoch: int
+    worker_id: str
+    chunks: tuple[LogLine, ...]
+
+    @classmethod
+    def decode(cls, data: bytes) -> LogBatch:
+        return cls.model_validate_json(data)
+
+
+def log_publisher(
+    js: JetStreamContext,
+    *,
+    workflow_id: str,
+    job: str,
+    attempt: int,
+    epoch: int,
+    worker_id: str,
+    max_payload: int,
+    timeout: float = 5.0,
+) -> FlushCallback:
+    """The ``flush`` callback of one attempt's ``LogBuffer``.
+
+    A batch whose JSON would exceed the server's ``max_payload`` (escaping can grow a line
+    several times) is split in halves until each part fits.
+    """
+    subject = subjects.log(workflow_id, job)
+    limit = max_payload - HEADER_MARGIN
+    head = {
+        "workflow_id": workflow_id,
+        "job": job,
+        "attempt": attempt,
+        "epoch": epoch,
+        "worker_id": worker_id,
+    }
+
+    def encode(chunks: Sequence[LogChunk]) -> bytes:
+        lines = [{"seq": c.seq, "stream": c.stream, "line": c.line, "ts": c.ts} for c in chunks]
+        return orjson.dumps({**head, "chunks": lines})
+
+    async def publish(chunks: Sequence[LogChunk]) -> None:
+        data = encode(chunks)
+        if len(data) > limit and len(chunks) > 1:
+            middle = len(chunks) // 2
+            await publish(chunks[:middle])
+            await publish(chunks[middle:])
+            return
+        await js.publish(subject, data, timeout=timeout)
+
+    return publish

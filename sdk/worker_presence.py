@@ -1,0 +1,85 @@
+"""Worker presence in KV ``jw_workers``: who is alive, what it offers, what it runs.
+
+The entry (key: the worker id) is written at start and refreshed with every heartbeat tick; the
+bucket expires entries that were not refreshed for 60 s, so a crashed worker disappears by itself.
+A clean exit deletes its entry at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from datetime import datetime
+
+import orjson
+import structlog
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict
+
+from events import subjects
+
+_log = structlog.get_logger("jetwork.worker")
+
+
+class RunningJob(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workflow_id: str
+    job: str
+    attempt: int
+    epoch: int
+
+
+class WorkerPresence(BaseModel):
+    """The value of a ``jw_workers`` entry."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    worker_id: str
+    labels: tuple[str, ...]
+    handlers: tuple[str, ...]
+    concurrency: int
+    started_at: datetime
+    last_seen: datetime
+    running: tuple[RunningJob, ...] = ()
+    host: str = ""
+    pid: int = 0
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def decode(cls, data: bytes) -> WorkerPresence:
+        return cls.model_validate_json(data)
+
+
+class PresenceBoard:
+    """Writes one worker's presence entry; failures are logged, never fatal."""
+
+    def __init__(self, js: JetStreamContext, *, worker_id: str) -> None:
+        self._js = js
+        self._worker_id = worker_id
+        self._kv: KeyValue | None = None
+
+    async def put(self, presence: WorkerPresence) -> None:
+        try:
+            kv = await self._bucket()
+            await kv.put(self._worker_id, presence.encode())
+        except Exception as exc:  # best effort: a missed refresh is repaired by the next one
+            _log.warning("cannot announce worker", worker_id=self._worker_id, error=repr(exc))
+
+    async def delete(self) -> None:
+        with contextlib.suppress(Exception):
+            kv = await self._bucket()
+            await kv.delete(self._worker_id)
+
+    async def _bucket(self) -> KeyValue:
+        if self._kv is None:
+            self._kv = await self._js.key_value(subjects.KV_WORKERS)
+        return self._kv
+
+
+def host_and_pid() -> tuple[str, int]:
+    return socket.gethostname(), os.getpid()

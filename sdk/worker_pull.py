@@ -1,0 +1,301 @@
+"""Pulling dispatch messages: execution slots, label-set consumers and their pull loops.
+
+The worker speaks JetStream's pull protocol itself instead of using nats-py's ``fetch``: every
+pull request gets its own reply subject under one long-lived inbox subscription, so a message
+that arrives after its request ended is still seen (and run or released at once) rather than
+parked in a client-side queue while its lease runs out, and a request that never ends (a lost
+status after a reconnect, the reported fetch stalls) is abandoned by a watchdog.
+
+A pull asks for at most as many messages as the worker has free slots (shared between all its
+consumers). A message that arrives when no slot is left (several consumers raced for the last
+one) is released with ``nak`` for another worker; it was never claimed, so that is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+
+from events import subjects
+from events.dispatch import LabelSet
+from events.errors import StoreError
+
+MAX_ACK_PENDING: Final = 1 << 16
+"""Messages one consumer may have out at once, across all its workers (leased, not acked)."""
+MAX_PULL_BATCH: Final = 256
+WATCHDOG_MARGIN: Final = 2.0
+"""Seconds past a pull request's expiry after which it is given up for lost."""
+_CONSUMER_EXISTS: Final = 10148
+_NANOS: Final = 1_000_000_000
+
+_log = structlog.get_logger("jetwork.worker")
+
+
+class Slots:
+    """The worker's execution slots (``max_concurrent_jobs``), shared by all its consumers."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.used = 0
+        self._free = asyncio.Event()
+        self._free.set()
+
+    @property
+    def free(self) -> int:
+        return self.size - self.used
+
+    def try_take(self) -> bool:
+        if self.used >= self.size:
+            return False
+        self.used += 1
+        if self.used >= self.size:
+            self._free.clear()
+        return True
+
+    def release(self) -> None:
+        self.used = max(0, self.used - 1)
+        self._free.set()
+
+    async def wait_free(self) -> None:
+        await self._free.wait()
+
+
+async def ensure_consumer(
+    nc: NATS,
+    labelset: LabelSet,
+    *,
+    lease_ttl: float,
+    stream: str = subjects.JOBS_STREAM,
+    timeout: float = 5.0,
+) -> float:
+    """Create the label set's durable pull consumer if absent; return its lease (ack wait).
+
+    Create-if-absent (``action: create``): a consumer made by another worker with another lease
+    is used as it is, since workers sharing a label set share one lease; the caller gets the
+    lease that really applies.
+    """
+    name = labelset.consumer
+    config = {
+        "durable_name": name,
+        "name": name,
+        "deliver_policy": "all",
+        "ack_policy": "explicit",
+        "ack_wait": int(lease_ttl * _NANOS),
+        "max_deliver": -1,
+        "filter_subject": labelset.subject,
+        "max_ack_pending": MAX_ACK_PENDING,
+    }
+    request = {"stream_name": stream, "config": config, "action": "create"}
+    subject = f"$JS.API.CONSUMER.CREATE.{stream}.{name}.{labelset.subject}"
+    reply = await _api(nc, subject, orjson.dumps(request), timeout)
+    error = reply.get("error")
+    if error is None:
+        return lease_ttl
+    if int(error.get("err_code", 0)) != _CONSUMER_EXISTS:
+        raise StoreError(
+            f"cannot create consumer {name} for label set {labelset.token!r}: "
+            f"{error.get('description')}"
+        )
+    info = await _api(nc, f"$JS.API.CONSUMER.INFO.{stream}.{name}", b"", timeout)
+    if "error" in info:
+        raise StoreError(f"cannot read consumer {name}: {info['error'].get('description')}")
+    return int(info["config"]["ack_wait"]) / _NANOS
+
+
+async def _api(nc: NATS, subject: str, payload: bytes, timeout: float) -> dict[str, Any]:
+    try:
+        msg = await nc.request(subject, payload, timeout=timeout)
+    except (NatsTimeoutError, TimeoutError, NatsError) as exc:
+        raise StoreError(f"JetStream API {subject} failed: {exc!r}", retryable=True) from None
+    reply: dict[str, Any] = orjson.loads(msg.data)
+    return reply
+
+
+@dataclass(slots=True)
+class _Request:
+    batch: int
+    delivered: int = 0
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+OnMessage = Callable[[Msg, "Puller"], None]
+
+
+class Puller:
+    """Pulls one label set's consumer while the worker has free slots.
+
+    ``on_message(msg, puller)`` receives each dispatch together with the slot it took; the
+    receiver must ``slots.release()`` when done with it.
+    """
+
+    def __init__(
+        self,
+        nc: NATS,
+        labelset: LabelSet,
+        *,
+        slots: Slots,
+        lease_ttl: float,
+        poll_interval: float,
+        on_message: OnMessage,
+        peers: Callable[[], int] = lambda: 1,
+        stream: str = subjects.JOBS_STREAM,
+    ) -> None:
+        self._nc = nc
+        self.labelset = labelset
+        self._slots = slots
+        self._wanted_lease = lease_ttl
+        self.lease_ttl = lease_ttl
+        """The lease that applies (the consumer's ack wait, known once it is ensured)."""
+        self._poll = poll_interval
+        self._on_message = on_message
+        self._peers = peers
+        self._stream = stream
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{labelset.consumer}"
+        self._inbox = nc.new_inbox()
+        self._ids = itertools.count(1)
+        self._requests: dict[str, _Request] = {}
+        self._sub: Any = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._ensured = asyncio.Event()
+        self._missing = True
+        self.stalls = 0
+        """Pull requests given up by the watchdog (neither messages nor a status arrived)."""
+
+    @property
+    def ready(self) -> asyncio.Event:
+        """Set once the consumer exists (first successful ensure)."""
+        return self._ensured
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
+        self._task = asyncio.get_running_loop().create_task(
+            self._loop(), name=f"jetwork-pull-{self.labelset.consumer}"
+        )
+
+    async def stop(self) -> None:
+        """Stop pulling; whatever the server still sends for open requests is released (nak)."""
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._sub is not None:
+            # drain = UNSUB + a round trip: open pull requests lose interest and the server
+            # drops them; messages it had sent before are still handled (released) here.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sub.drain(), 5.0)
+            self._sub = None
+
+    async def _loop(self) -> None:
+        backoff = 0.1
+        while not self._stopping:
+            if self._missing:
+                try:
+                    await self._ensure()
+                except StoreError as exc:
+                    _log.warning(
+                        "cannot ensure consumer, retrying",
+                        labelset=self.labelset.token,
+                        error=str(exc),
+                        retry_in=backoff,
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._poll)
+                    continue
+                backoff = 0.1
+            await self._slots.wait_free()
+            if self._stopping:
+                return
+            await self._pull()
+
+    async def _ensure(self) -> None:
+        lease = await ensure_consumer(
+            self._nc, self.labelset, lease_ttl=self._wanted_lease, stream=self._stream
+        )
+        if abs(lease - self._wanted_lease) > 1e-6 and lease != self.lease_ttl:
+            _log.warning(
+                "label set consumer has another lease; using it",
+                labelset=self.labelset.token,
+                consumer=self.labelset.consumer,
+                lease_ttl=lease,
+                configured_lease_ttl=self._wanted_lease,
+            )
+        self.lease_ttl = lease
+        self._missing = False
+        self._ensured.set()
+
+    async def _pull(self) -> None:
+        free = max(1, self._slots.free)
+        batch = min(MAX_PULL_BATCH, max(1, free // max(1, self._peers())))
+        token = str(next(self._ids))
+        request = _Request(batch=batch)
+        self._requests[token] = request
+        body = {"batch": batch, "expires": int(self._poll * _NANOS)}
+        try:
+            await self._nc.publish(
+                self._next_subject, orjson.dumps(body), reply=f"{self._inbox}.{token}"
+            )
+            await asyncio.wait_for(request.done.wait(), self._poll + WATCHDOG_MARGIN)
+        except TimeoutError:
+            self.stalls += 1
+            _log.warning(
+                "pull request got no answer, pulling again",
+                labelset=self.labelset.token,
+                waited=self._poll + WATCHDOG_MARGIN,
+            )
+        except NatsError as exc:  # e.g. the connection is closed or reconnecting
+            _log.warning("pull request failed", labelset=self.labelset.token, error=repr(exc))
+            await asyncio.sleep(min(1.0, self._poll))
+        finally:
+            self._requests.pop(token, None)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        request = self._requests.get(msg.subject.rpartition(".")[2])
+        status = msg.headers.get("Status") if msg.headers and not msg.reply else None
+        if status is not None:
+            self._on_status(status, msg, request)
+            return
+        if request is not None:
+            request.delivered += 1
+            if request.delivered >= request.batch:
+                request.done.set()
+        if self._stopping or not self._slots.try_take():
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            return
+        try:
+            self._on_message(msg, self)
+        except Exception:
+            self._slots.release()
+            _log.exception("dispatch handler failed", labelset=self.labelset.token)
+            with contextlib.suppress(Exception):
+                await msg.nak()
+
+    def _on_status(self, status: str, msg: Msg, request: _Request | None) -> None:
+        if status == "100":  # idle heartbeat
+            return
+        if request is not None:
+            request.done.set()
+        if status in ("404", "408"):  # no messages / request expired: the normal end of a pull
+            return
+        description = (msg.headers or {}).get("Description", "")
+        if status == "503" or "Deleted" in description:
+            self._missing = True
+        _log.info(
+            "pull request ended",
+            labelset=self.labelset.token,
+            status=status,
+            description=description,
+        )

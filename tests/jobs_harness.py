@@ -1,0 +1,145 @@
+"""Drive single jobs the way the engine will: append ``JobQueued`` to the job actor, dispatch it.
+
+Until the engine host lands, worker tests queue, requeue and cancel jobs with these helpers and
+read the job actor's history back for their assertions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from nats.aio.client import Client as NATS
+
+from actors.commands import CancelJob
+from actors.job import decide, replay
+from events import subjects
+from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec
+from events.definition import RetryPolicy
+from events.dispatch import Dispatcher
+from events.store import ActorRef, EventStore
+from sdk.worker_config import WorkerConfig
+
+E = TypeVar("E", bound=JobEvent)
+
+
+def fast_config(nats_url: str, **overrides: Any) -> WorkerConfig:
+    """Worker settings that keep tests quick: 2 s lease, short polls and checks."""
+    values: dict[str, Any] = {
+        "nats_url": nats_url,
+        "lease_ttl": 2.0,
+        "heartbeat_interval": 0.5,
+        "poll_interval": 0.25,
+        "cancellation_check_interval": 0.5,
+        "log_batch_interval": 0.05,
+        "kill_grace": 1.0,
+    }
+    values.update(overrides)
+    return WorkerConfig(**values)
+
+
+class JobsHarness:
+    """Queues jobs (as the engine would) and reads their job actors back."""
+
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.store = EventStore(nc)
+        self.dispatcher = Dispatcher(nc)
+
+    async def queue(
+        self,
+        workflow_id: str,
+        job: str,
+        *,
+        run: str | None = None,
+        uses: str | None = None,
+        with_: dict[str, Any] | None = None,
+        labels: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        timeout: float | None = None,
+        upstream_outputs: dict[str, dict[str, str]] | None = None,
+        retry: RetryPolicy | None = None,
+        attempt: int = 1,
+        not_before: datetime | None = None,
+    ) -> JobQueued:
+        """Append ``JobQueued`` (CAS on the actor's current last sequence) and dispatch it."""
+        spec = JobSpec(
+            run=run,
+            uses=uses,
+            with_=with_ or {},
+            env=env or {},
+            labels=tuple(labels),
+            timeout=timeout,
+            upstream_outputs=upstream_outputs or {},
+        )
+        queued = JobQueued(
+            workflow_id=workflow_id,
+            job=job,
+            attempt=attempt,
+            spec=spec,
+            retry=retry or RetryPolicy(),
+            queued_at=datetime.now(UTC),
+            not_before=not_before,
+        )
+        await self._append_and_dispatch(queued)
+        return queued
+
+    async def requeue(self, workflow_id: str, job: str) -> JobQueued:
+        """What the engine does on ``JobRetryScheduled``: queue the next attempt, delayed."""
+        state = replay(await self.store.load(ActorRef.job(workflow_id, job)))
+        scheduled = (await self.events(workflow_id, job, JobRetryScheduled))[-1]
+        queued = JobQueued(
+            workflow_id=workflow_id,
+            job=job,
+            attempt=scheduled.attempt,
+            spec=state.spec,
+            retry=state.retry,
+            on_failure=state.on_failure,
+            queued_at=datetime.now(UTC),
+            not_before=scheduled.not_before,
+        )
+        await self._append_and_dispatch(queued)
+        return queued
+
+    async def _append_and_dispatch(self, queued: JobQueued) -> None:
+        actor = ActorRef.job(queued.workflow_id, queued.job)
+        await self.store.append(
+            actor,
+            [queued],
+            expected_seq=await self.store.last_seq(actor),
+            command_id=f"queue.{queued.workflow_id}.{queued.job}.{queued.attempt}",
+        )
+        await self.dispatcher.dispatch(
+            workflow_id=queued.workflow_id,
+            job=queued.job,
+            attempt=queued.attempt,
+            labels=queued.spec.labels,
+            uses=queued.spec.uses,
+            not_before=queued.not_before,
+            now=datetime.now(UTC),
+        )
+
+    async def cancel(self, workflow_id: str, job: str, reason: str = "cancelled by test") -> None:
+        """Decide ``CancelJob`` on the job actor, append it, push the cancel notice."""
+        actor = ActorRef.job(workflow_id, job)
+        recorded = await self.store.load(actor)
+        state = replay(recorded)
+        command = CancelJob(workflow_id=workflow_id, job=job, reason=reason, now=datetime.now(UTC))
+        events = decide(state, command)
+        await self.store.append(
+            actor, events, expected_seq=state.last_seq, command_id=f"cancel.{workflow_id}.{job}"
+        )
+        await self.nc.publish(subjects.cancel_notice(workflow_id, job), b"")
+
+    async def events(self, workflow_id: str, job: str, kind: type[E] | None = None) -> list[Any]:
+        recorded = await self.store.load(ActorRef.job(workflow_id, job))
+        events = [r.event for r in recorded]
+        return [e for e in events if kind is None or isinstance(e, kind)]
+
+    async def types(self, workflow_id: str, job: str) -> list[str]:
+        return [e.event_type for e in await self.events(workflow_id, job)]
+
+
+def soon(seconds: float) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
