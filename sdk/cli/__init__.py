@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sdk.cli import demo
+from sdk.cli import demo, worker
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -22,3 +22,4 @@ def main() -> None:
 
 
 main.add_command(demo.demo)
+main.add_command(worker.worker)

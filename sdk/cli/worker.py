@@ -1,0 +1,164 @@
+"""``jetwork worker``: a standalone worker that runs shell jobs, configured by flags or env vars."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from typing import Any
+
+import click
+import structlog
+
+from events.errors import JetworkError, ServerUnavailable
+from sdk.worker import Worker
+from sdk.worker_config import InvalidWorkerConfig, WorkerConfig, parse_duration
+
+EXIT_ABORTED = 3
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value!r}: {exc}") from None
+
+
+@click.command("worker")
+@click.option(
+    "--labels",
+    metavar="A,B",
+    help="Comma-separated labels; a job runs here only if all its labels are among them. "
+    "[env: JETWORK_WORKER_LABELS]",
+)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    metavar="N",
+    help="Jobs run at once (default 1). [env: JETWORK_WORKER_CONCURRENCY]",
+)
+@click.option(
+    "--nats",
+    "nats_url",
+    metavar="URL",
+    help="NATS server(s), comma-separated (default nats://127.0.0.1:4222). [env: JETWORK_NATS_URL]",
+)
+@click.option(
+    "--lease-ttl",
+    metavar="DURATION",
+    callback=_duration,
+    help="Lease of a running job: without heartbeats for this long it goes to another worker "
+    "(default 30s). [env: JETWORK_WORKER_LEASE_TTL]",
+)
+@click.option(
+    "--heartbeat",
+    metavar="DURATION",
+    callback=_duration,
+    help="Heartbeat interval, less than the lease (default 10s). "
+    "[env: JETWORK_WORKER_HEARTBEAT_INTERVAL]",
+)
+@click.option(
+    "--poll-interval",
+    metavar="DURATION",
+    callback=_duration,
+    help="How long an idle worker waits for work per poll (default 2s). "
+    "[env: JETWORK_WORKER_POLL_INTERVAL]",
+)
+@click.option(
+    "--id",
+    "worker_id",
+    metavar="ID",
+    help="Worker id (default: generated). [env: JETWORK_WORKER_ID]",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default="console",
+    show_default=True,
+    help="One line per event, as text or JSON.",
+)
+def worker(
+    labels: str | None,
+    concurrency: int | None,
+    nats_url: str | None,
+    lease_ttl: float | None,
+    heartbeat: float | None,
+    poll_interval: float | None,
+    worker_id: str | None,
+    log_format: str,
+) -> None:
+    """Run shell jobs (`run:`) whose labels this worker has.
+
+    Flags override the JETWORK_* environment variables. The first SIGTERM/SIGINT stops claiming,
+    lets running jobs finish and report, and exits 0; a second one kills them (their leases
+    lapse and another worker re-runs them).
+
+    \b
+    Examples:
+      jetwork worker --labels linux,docker --concurrency 4
+      jetwork worker --nats nats://10.0.0.5:4222 --lease-ttl 60s --heartbeat 20s
+      JETWORK_WORKER_LABELS=gpu JETWORK_WORKER_CONCURRENCY=2 jetwork worker
+    """
+    overrides: dict[str, Any] = {
+        "labels": labels,
+        "max_concurrent_jobs": concurrency,
+        "nats_url": nats_url,
+        "lease_ttl": lease_ttl,
+        "heartbeat_interval": heartbeat,
+        "poll_interval": poll_interval,
+        "worker_id": worker_id,
+    }
+    try:
+        config = WorkerConfig.from_env(**{k: v for k, v in overrides.items() if v is not None})
+    except InvalidWorkerConfig as exc:
+        raise click.ClickException(
+            "invalid worker configuration: " + "; ".join(exc.problems)
+        ) from None
+    configure_logging(log_format)
+    try:
+        aborted = _run(Worker(config))
+    except ServerUnavailable:
+        # The worker never starts a server itself: say so rather than the generic advice.
+        raise click.ClickException(
+            f"cannot reach the NATS server at {config.nats_url}: is it running? "
+            "Pass --nats URL or set JETWORK_NATS_URL."
+        ) from None
+    except JetworkError as exc:
+        raise click.ClickException(str(exc).splitlines()[0]) from None
+    if aborted:
+        sys.exit(EXIT_ABORTED)
+
+
+def _run(worker: Worker) -> bool:
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+    runner(worker.run())
+    return worker.aborted
+
+
+def configure_logging(log_format: str) -> None:
+    """structlog to stderr, one line per event."""
+    renderer: Any = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
