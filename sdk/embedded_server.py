@@ -58,7 +58,13 @@ def free_port() -> int:
 
 
 def port_is_free(port: int) -> bool:
+    """True when nats-server could listen on ``port``.
+
+    SO_REUSEADDR as nats-server (Go) sets it: connections of a server that just stopped linger in
+    TIME_WAIT on its port; they do not stop a new server from listening, and must not stop us.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
