@@ -4,10 +4,26 @@ from __future__ import annotations
 
 import click
 
-from sdk.cli import demo, worker
+from sdk.cli import (
+    cancel,
+    dead_letters,
+    demo,
+    history,
+    listing,
+    logs,
+    run,
+    server,
+    status,
+    watch,
+    worker,
+)
+from sdk.cli._common import JetworkGroup
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.group(
+    cls=JetworkGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="jetwork")
 def main() -> None:
     """jetwork: event-sourced workflows and jobs on NATS JetStream.
@@ -23,3 +39,12 @@ def main() -> None:
 
 main.add_command(demo.demo)
 main.add_command(worker.worker)
+main.add_command(server.server)
+main.add_command(run.run)
+main.add_command(status.status)
+main.add_command(listing.list_workflows)
+main.add_command(cancel.cancel)
+main.add_command(logs.logs)
+main.add_command(history.history)
+main.add_command(watch.watch)
+main.add_command(dead_letters.dead_letters)

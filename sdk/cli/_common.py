@@ -1,0 +1,129 @@
+"""What every ``jetwork`` command shares: the ``--nats`` option, the error handler, JSON output.
+
+Errors: every command raises ``JetworkError`` for anything the user can fix (unknown id, invalid
+file, unreachable server, bad option value); ``JetworkGroup`` prints it on stderr as
+``error: <message>`` and exits 1, without a traceback. Usage errors stay click's (exit 2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
+from typing import Any, TypeVar
+
+import click
+import orjson
+import structlog
+
+from events.errors import JetworkError
+from sdk.client import Client
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+NATS_HELP = "NATS server URL; overrides JETWORK_NATS_URL (default nats://127.0.0.1:4222)."
+
+
+class JetworkGroup(click.Group):
+    """A click group whose commands report ``JetworkError`` as one clear line, not a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except JetworkError as exc:
+            report_error(exc)
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+def report_error(exc: JetworkError) -> None:
+    click.echo(click.style("error: ", fg="red", bold=True) + str(exc), err=True)
+
+
+def nats_option(function: F) -> F:
+    """``--nats URL`` for a command: the server to talk to (``None``: environment or default)."""
+    decorated: F = click.option("--nats", "nats_url", metavar="URL", default=None, help=NATS_HELP)(
+        function
+    )
+    return decorated
+
+
+def json_option(what: str) -> Callable[[F], F]:
+    def decorate(function: F) -> F:
+        decorated: F = click.option(
+            "--json", "as_json", is_flag=True, help=f"Print {what} as JSON."
+        )(function)
+        return decorated
+
+    return decorate
+
+
+def run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine on a fresh event loop."""
+    return asyncio.run(coroutine)
+
+
+def with_client(nats_url: str | None, action: Callable[[Client], Awaitable[T]]) -> T:
+    """Connect (``--nats``, else ``JETWORK_NATS_URL``, else the default), act, disconnect."""
+
+    async def main() -> T:
+        async with Client.connect(nats_url, name="jetwork-cli") as client:
+            return await action(client)
+
+    configure_logging()
+    return run(main())
+
+
+def print_json(data: Any) -> None:
+    """Indented JSON on stdout (datetimes as RFC 3339, as the views serialise them)."""
+    click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
+
+
+def configure_logging(level: int = logging.WARNING) -> None:
+    """Structured logs go to stderr, so that stdout carries only what a command prints.
+
+    The level is filtered by a processor (not the wrapper class), so that tests capturing logs
+    with ``structlog.testing.capture_logs`` still see everything.
+    """
+
+    def drop_below_level(_: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+        if _LEVELS.get(method, logging.INFO) < level:
+            raise structlog.DropEvent
+        return event
+
+    structlog.configure(
+        processors=[
+            drop_below_level,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+        ],
+        logger_factory=lambda *_: _StderrLogger(),
+        cache_logger_on_first_use=False,
+    )
+
+
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "msg": logging.INFO,
+    "warn": logging.WARNING,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+    "exception": logging.ERROR,
+    "critical": logging.CRITICAL,
+    "fatal": logging.CRITICAL,
+}
+
+
+class _StderrLogger:
+    """Writes to ``sys.stderr`` as it is at each call (click's test runner swaps it)."""
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    debug = info = warn = warning = error = exception = critical = fatal = log = msg

@@ -1,0 +1,183 @@
+"""How the CLI draws workflows for people (rich tables); ``--json`` output bypasses all of this."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from events.base import RecordedEvent
+from projections.views import JobView, WorkflowView
+
+STATUS_STYLES = {
+    "pending": "dim",
+    "queued": "cyan",
+    "running": "bold yellow",
+    "retrying": "magenta",
+    "succeeded": "green",
+    "failed": "bold red",
+    "skipped": "dim",
+    "cancelled": "red",
+}
+_ENVELOPE_FIELDS = ("type", "v", "workflow_id", "job")
+
+
+def styled_status(status: str) -> Text:
+    return Text(status, style=STATUS_STYLES.get(status, ""))
+
+
+def format_seconds(seconds: float) -> str:
+    """``0.42s``, ``12.3s``, ``4m05s``, ``2h03m``."""
+    if seconds < 10:
+        return f"{seconds:.2f}s"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m"
+
+
+def elapsed(start: datetime | None, end: datetime | None, now: datetime) -> str:
+    if start is None:
+        return ""
+    return format_seconds(max(0.0, ((end or now) - start).total_seconds()))
+
+
+def _detail(job: JobView) -> Text:
+    if job.error:
+        return Text(job.error.splitlines()[0][:80] if job.error.strip() else "", style="red")
+    if job.outputs:
+        shown = ", ".join(f"{key}={value}" for key, value in job.outputs.items())
+        return Text(shown if len(shown) <= 80 else shown[:77] + "...", style="dim")
+    return Text("")
+
+
+def workflow_table(
+    view: WorkflowView,
+    *,
+    needs: Mapping[str, Sequence[str]] | None = None,
+    now: datetime | None = None,
+) -> Table:
+    """One row per job in DAG order: status, attempt, duration, worker, and outputs or error."""
+    now = now or datetime.now(UTC)
+    title = Text.assemble(
+        (view.name, "bold"),
+        f"  {view.workflow_id}  ",
+        styled_status(view.status),
+        f"  {elapsed(view.started_at, view.ended_at, now)}",
+    )
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("job")
+    if needs is not None:
+        table.add_column("needs", style="dim")
+    table.add_column("status")
+    table.add_column("attempt", justify="right")
+    table.add_column("duration", justify="right")
+    table.add_column("worker", style="dim")
+    table.add_column("outputs / error")
+    for name, job in view.jobs.items():
+        row: list[RenderableType] = [name]
+        if needs is not None:
+            row.append(", ".join(needs.get(name, ())))
+        row += [
+            styled_status(job.status),
+            str(job.attempts) if job.attempts else "",
+            elapsed(job.started_at, job.ended_at, now),
+            job.worker_id or "",
+            _detail(job),
+        ]
+        table.add_row(*row)
+    return table
+
+
+def workflow_panel(
+    view: WorkflowView, *, needs: Mapping[str, Sequence[str]] | None = None
+) -> RenderableType:
+    """The table, plus the reason the workflow ended when there is one."""
+    table = workflow_table(view, needs=needs)
+    if view.reason:
+        return Group(
+            table, Text(f"reason: {view.reason}", style=STATUS_STYLES.get(view.status, ""))
+        )
+    return table
+
+
+class LiveWorkflow:
+    """A renderable that recomputes durations each time it is drawn (rich ``Live`` refreshes)."""
+
+    def __init__(
+        self, workflow_id: str, *, needs: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
+        self.workflow_id = workflow_id
+        self.needs = needs
+        self.view: WorkflowView | None = None
+
+    def __rich__(self) -> RenderableType:
+        if self.view is None:
+            return Text(f"{self.workflow_id}: waiting for an engine to start it…", style="dim")
+        return workflow_panel(self.view, needs=self.needs)
+
+
+def actor_of(recorded: RecordedEvent) -> str:
+    """``workflow`` or ``job <name>``, from the event's subject."""
+    parts = recorded.subject.split(".")
+    return f"job {parts[3]}" if len(parts) > 4 and parts[2] == "job" else "workflow"
+
+
+def event_data(recorded: RecordedEvent) -> dict[str, Any]:
+    """The event's own fields, without what its subject already says."""
+    data: dict[str, Any] = recorded.event.model_dump(mode="json", by_alias=True)
+    for key in _ENVELOPE_FIELDS:
+        data.pop(key, None)
+    return data
+
+
+def event_record(recorded: RecordedEvent) -> dict[str, Any]:
+    """One history entry as JSON: sequence, time, subject, actor, type and data."""
+    return {
+        "seq": recorded.seq,
+        "time": recorded.time.isoformat(),
+        "subject": recorded.subject,
+        "actor": actor_of(recorded),
+        "type": recorded.event.event_type,
+        "data": event_data(recorded),
+    }
+
+
+def compact(data: Mapping[str, Any], limit: int = 160) -> str:
+    text = orjson.dumps(data).decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def history_table(workflow_id: str, history: Sequence[RecordedEvent]) -> Table:
+    table = Table(title=f"history of {workflow_id}", title_justify="left")
+    for column in ("seq", "time", "actor", "type", "data"):
+        table.add_column(column, justify="right" if column == "seq" else "left")
+    for recorded in history:
+        data = event_data(recorded)
+        data.pop("definition", None)  # shown by `jetwork history --json`; too long for a cell
+        table.add_row(
+            str(recorded.seq),
+            recorded.time.astimezone().strftime("%H:%M:%S.%f")[:-3],
+            actor_of(recorded),
+            recorded.event.event_type,
+            Text(compact(data), style="dim"),
+        )
+    return table
+
+
+def event_line(recorded: RecordedEvent) -> str:
+    """One line per event for ``jetwork watch``."""
+    parts = recorded.subject.split(".")
+    data = event_data(recorded)
+    data.pop("definition", None)
+    when = recorded.time.astimezone().strftime("%H:%M:%S.%f")[:-3]
+    what = f"{actor_of(recorded)}: {recorded.event.event_type}"
+    return f"{when} {recorded.seq:>7} {parts[1]} {what} {compact(data, 200)}"

@@ -1,0 +1,152 @@
+"""``jetwork run FILE``: validate a workflow file, start it, and optionally watch it to the end."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+from rich.console import Console
+from rich.live import Live
+
+from actors.definitions import load_workflow_file
+from events.definition import WorkflowDefinition
+from projections.views import WorkflowView
+from sdk.cli._common import json_option, nats_option, print_json, with_client
+from sdk.cli._render import LiveWorkflow, workflow_panel
+from sdk.client import Client
+from sdk.errors import InvalidArgument, WaitTimeout
+
+
+def parse_inputs(pairs: Iterable[str]) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs; a value that reads as JSON (``3``, ``true``, ``[1,2]``) is that value.
+
+    Anything else is text: ``--input version=0.1.0`` is the string ``"0.1.0"``. Quote JSON
+    strings to keep them text: ``--input n='"3"'``.
+    """
+    inputs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidArgument(f"--input {pair!r}: expected KEY=VALUE, e.g. --input who=world")
+        if key in inputs:
+            raise InvalidArgument(f"--input {key!r} is given twice")
+        inputs[key] = _value(raw)
+    return inputs
+
+
+def _value(raw: str) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw
+
+
+def needs_of(definition: WorkflowDefinition) -> dict[str, tuple[str, ...]]:
+    return {name: job.upstream for name, job in definition.jobs.items()}
+
+
+async def watch_live(
+    client: Client,
+    workflow_id: str,
+    *,
+    console: Console,
+    needs: dict[str, tuple[str, ...]] | None = None,
+) -> WorkflowView:
+    """Draw the workflow's DAG live until it ends; return the final view."""
+    live_view = LiveWorkflow(workflow_id, needs=needs)
+    final: WorkflowView | None = None
+    with Live(live_view, console=console, refresh_per_second=8, transient=False):
+        async for view in client.follow(workflow_id):
+            live_view.view = final = view
+    assert final is not None  # follow() ends only after yielding a final view
+    return final
+
+
+@click.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--input",
+    "-i",
+    "inputs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A workflow input (repeatable). JSON values (3, true, [1]) are typed, others are text.",
+)
+@click.option("--wait", "-w", is_flag=True, help="Watch the run live until it ends.")
+@json_option("the final status (with --wait) or the workflow id")
+@click.option("--idempotency-key", metavar="KEY", help="Start at most once per key.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="With --wait: give up waiting after this long (exit 1; the run goes on).",
+)
+@nats_option
+def run(
+    file: Path,
+    inputs: tuple[str, ...],
+    wait: bool,
+    as_json: bool,
+    idempotency_key: str | None,
+    timeout: float | None,
+    nats_url: str | None,
+) -> None:
+    """Start the workflow in FILE; print its id, or watch it with --wait.
+
+    The file and the inputs are validated before anything is sent: every problem is listed
+    with its line. With --wait the exit code is 0 when the workflow succeeded, 1 otherwise.
+
+    \b
+    Examples:
+      jetwork run examples/hello.yaml --input who=you
+      id=$(jetwork run examples/diamond.yaml) && jetwork status "$id"
+      jetwork run examples/diamond.yaml --wait
+      jetwork run examples/release.yaml -i version=1.2.0 --wait --json
+    """
+    given = parse_inputs(inputs)
+    definition = load_workflow_file(file)
+
+    async def action(client: Client) -> WorkflowView | None:
+        handle = await client.start(definition, inputs=given, idempotency_key=idempotency_key)
+        if not wait:
+            if as_json:
+                print_json({"workflow_id": handle.workflow_id})
+            else:
+                click.echo(handle.workflow_id)
+            return None
+        if as_json:
+            return await handle.wait(timeout=timeout)
+        console = Console()
+        console.print(f"started [bold]{handle.workflow_id}[/] ({definition.name})")
+        return await _watch(client, handle.workflow_id, console, definition, timeout)
+
+    final = with_client(nats_url, action)
+    if final is None:
+        return
+    if as_json:
+        print_json(final.to_json_dict())
+    sys.exit(0 if final.status == "succeeded" else 1)
+
+
+async def _watch(
+    client: Client,
+    workflow_id: str,
+    console: Console,
+    definition: WorkflowDefinition,
+    timeout: float | None,
+) -> WorkflowView:
+    try:
+        async with asyncio.timeout(timeout):
+            return await watch_live(
+                client, workflow_id, console=console, needs=needs_of(definition)
+            )
+    except TimeoutError:
+        current = await client.status(workflow_id)
+        console.print(workflow_panel(current, needs=needs_of(definition)))
+        raise WaitTimeout(workflow_id, timeout or 0.0, status=current.status) from None

@@ -1,0 +1,132 @@
+"""``jetwork server``: the engine and the projector, on an embedded or an existing nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Final, Protocol
+
+import click
+import structlog
+from nats.aio.client import Client as NATS
+from rich.console import Console
+
+from actors.engine import Engine, EngineSettings
+from events.connection import NatsSettings, connect
+from events.topology import ensure_topology
+from sdk.cli._common import configure_logging, nats_option
+from sdk.embedded_server import EmbeddedServer
+
+_log = structlog.get_logger("jetwork.server")
+STOP_TIMEOUT: Final = 15.0
+"""Seconds each part may take to stop before the server gives up on it."""
+
+
+class Service(Protocol):
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
+@click.command()
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".jetwork"),
+    show_default=True,
+    help="Where the embedded nats-server keeps its data (in <data-dir>/nats).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(min=0, max=65535),
+    default=4222,
+    show_default=True,
+    help="Port of the embedded nats-server (0: any free port).",
+)
+@click.option("--no-projector", is_flag=True, help="Run the engine only.")
+@nats_option
+def server(data_dir: Path, port: int, no_projector: bool, nats_url: str | None) -> None:
+    """Run the engine and the projector until SIGTERM or Ctrl-C.
+
+    With --nats or JETWORK_NATS_URL set it uses that server; otherwise it starts the embedded
+    nats-server (JetStream, data in <data-dir>/nats, fsync always) and prints its URL. It creates
+    the streams and buckets if needed. Run as many as you like: engines share the work.
+
+    \b
+    Examples:
+      jetwork server
+      jetwork server --port 4333 --data-dir /var/lib/jetwork
+      jetwork server --nats nats://nats.internal:4222
+    """
+    configure_logging(logging.INFO)
+    console = Console(stderr=True)
+    url = nats_url or os.environ.get("JETWORK_NATS_URL") or None
+    embedded: EmbeddedServer | None = None
+    if url is None:
+        embedded = EmbeddedServer(data_dir=data_dir / "nats", port=port, sync_interval="always")
+        embedded.start()
+        url = embedded.url
+        where = data_dir / "nats"
+        console.print(f"[bold]embedded nats-server[/] on [bold]{url}[/] (data in {where})")
+        console.print(f"point workers and clients at it:  [bold]export JETWORK_NATS_URL={url}[/]")
+    try:
+        asyncio.run(_serve(url, console, projector=not no_projector))
+    except asyncio.CancelledError:
+        console.print("forced to stop: unfinished work will be redelivered")
+        sys.exit(130)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    console.print("stopped")
+
+
+async def _serve(url: str, console: Console, *, projector: bool) -> None:
+    nc = await connect(NatsSettings(url=url, name="jetwork-server"))
+    services: list[Service] = []
+    try:
+        await ensure_topology(nc.jetstream())
+        services.append(Engine(nc, settings=EngineSettings.from_env()))
+        if projector:
+            services.append(_projector(nc))
+        for service in services:
+            await service.start()
+        what = "engine and projector" if projector else "engine"
+        console.print(f"[green]ready[/]: {what} on {url} (Ctrl-C to stop)")
+        await _until_signalled()
+        console.print("stopping… (Ctrl-C again to force)")
+    finally:
+        for service in reversed(services):
+            try:
+                await asyncio.wait_for(service.stop(), STOP_TIMEOUT)
+            except Exception as exc:
+                _log.warning("service did not stop cleanly", service=type(service).__name__,
+                             error=str(exc) or type(exc).__name__)  # fmt: skip
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(nc.drain(), STOP_TIMEOUT)
+
+
+def _projector(nc: NATS) -> Service:
+    from projections.projector import Projector  # type: ignore[import-not-found, unused-ignore]
+
+    projector: Service = Projector(nc)
+    return projector
+
+
+async def _until_signalled() -> None:
+    """Return on the first SIGINT/SIGTERM; a second one cancels the shutdown that follows."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+
+    def on_signal() -> None:
+        if stop.is_set() and main_task is not None:
+            main_task.cancel()
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    await stop.wait()

@@ -1,0 +1,36 @@
+"""``jetwork status ID``: a workflow's current state, folded from its history."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+
+from projections.views import WorkflowView
+from sdk.cli._common import json_option, nats_option, print_json, with_client
+from sdk.cli._render import workflow_panel
+from sdk.client import Client
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@json_option("the status (the stable WorkflowView documented in the README)")
+@nats_option
+def status(workflow_id: str, as_json: bool, nats_url: str | None) -> None:
+    """Show a workflow's status and each job's status, attempts, duration and outputs.
+
+    Read straight from the event log: always current, no projection lag.
+
+    \b
+    Examples:
+      jetwork status wf-3f2a9c0d1e4b5a6c7d8e
+      jetwork status "$id" --json | jq .jobs.build.outputs
+    """
+
+    async def action(client: Client) -> WorkflowView:
+        return await client.status(workflow_id)
+
+    view = with_client(nats_url, action)
+    if as_json:
+        print_json(view.to_json_dict())
+    else:
+        Console().print(workflow_panel(view))

@@ -1,0 +1,295 @@
+"""The ``jetwork`` CLI through its entry point, against a real nats-server.
+
+Most commands run in-process with click's ``CliRunner`` (in a thread: each command runs its own
+event loop, while the engine runs on the test's). The in-test runner stands in for workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from nats.aio.client import Client as NATS
+
+from actors.engine import Engine
+from actors.job import JobState
+from events.store import EventStore
+from sdk.cli import main
+from tests.engine_harness import InTestRunner, Outcome, RecordingDispatcher, running_engine
+from tests.eventually import assert_eventually
+from tests.integration.test_client import complete, publish_log
+
+VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs"}
+JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at"}
+COMMANDS = [
+    "run", "status", "list", "cancel", "logs", "history", "watch", "dead-letters", "server",
+]  # fmt: skip
+
+
+def greet(state: JobState) -> Outcome:
+    return Outcome(outputs={"greeting": "hello"})
+
+
+@dataclass
+class Cli:
+    nc: NATS
+    url: str
+    engine: Engine
+    runner: InTestRunner
+
+    async def __call__(self, *args: str) -> Result:
+        return await invoke(*args, "--nats", self.url)
+
+
+async def invoke(*args: str) -> Result:
+    return await asyncio.to_thread(CliRunner().invoke, main, list(args))
+
+
+@pytest.fixture
+async def cli(clean_nats: NATS, nats_url: str) -> AsyncIterator[Cli]:
+    dispatcher = RecordingDispatcher()
+    engine = await running_engine(clean_nats, dispatcher)
+    runner = InTestRunner(EventStore(clean_nats), dispatcher, greet).start()
+    try:
+        yield Cli(clean_nats, nats_url, engine, runner)
+    finally:
+        await runner.stop()
+        await engine.stop()
+
+
+@pytest.fixture
+def workflow_file(tmp_path: Path) -> Path:
+    path = tmp_path / "two.yaml"
+    path.write_text(
+        "name: two\n"
+        "inputs: {who: {default: world}}\n"
+        "jobs:\n"
+        "  a: {run: echo a}\n"
+        "  b: {needs: [a], run: 'echo ${{ needs.a.outputs.greeting }} ${{ inputs.who }}'}\n"
+    )
+    return path
+
+
+def ok(result: Result) -> Result:
+    assert result.exit_code == 0, (result.exit_code, result.output, result.exception)
+    return result
+
+
+def failed(result: Result, *fragments: str) -> str:
+    """A clean failure: exit 1, the message on stderr, no traceback."""
+    assert result.exit_code == 1, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert result.stderr.startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr, (fragment, result.stderr)
+    return result.stderr
+
+
+async def started(cli: Cli, path: Path, *args: str) -> str:
+    result = ok(await cli("run", str(path), *args))
+    workflow_id = result.stdout.strip()
+    assert workflow_id.startswith("wf-") and "\n" not in workflow_id
+    return workflow_id
+
+
+async def test_run_prints_the_id_alone_and_status_shows_it(cli: Cli, workflow_file: Path) -> None:
+    workflow_id = await started(cli, workflow_file, "--input", "who=cli")
+
+    async def succeeded() -> dict[str, object]:
+        result = await cli("status", workflow_id, "--json")
+        view = json.loads(result.stdout) if result.exit_code == 0 else {}
+        return view if view.get("status") == "succeeded" else {}
+
+    view = await assert_eventually(succeeded)
+    assert set(view) == VIEW_KEYS
+    assert view["workflow_id"] == workflow_id
+    jobs = view["jobs"]
+    assert isinstance(jobs, dict)
+    assert list(jobs) == ["a", "b"]
+    assert all(set(job) == JOB_KEYS for job in jobs.values())
+    assert jobs["a"]["outputs"] == {"greeting": "hello"}
+
+    human = ok(await cli("status", workflow_id)).stdout
+    assert "two" in human
+    assert "succeeded" in human
+    assert "greeting=hello" in human
+
+
+async def test_run_wait_exits_0_on_success_and_1_on_failure(cli: Cli, workflow_file: Path) -> None:
+    result = ok(await cli("run", str(workflow_file), "--wait"))
+    assert "succeeded" in result.stdout
+    for job in ("a", "b"):
+        assert job in result.stdout
+
+    cli.runner.behaviour = lambda state: Outcome(error="boom", retryable=False)
+    result = await cli("run", str(workflow_file), "--wait")
+    assert result.exit_code == 1, result.output
+    assert "failed" in result.stdout
+    assert "boom" in result.stdout
+
+
+async def test_run_wait_json_prints_the_final_view(cli: Cli, workflow_file: Path) -> None:
+    result = ok(await cli("run", str(workflow_file), "-i", "who=json", "--wait", "--json"))
+    view = json.loads(result.stdout)
+    assert set(view) == VIEW_KEYS
+    assert view["status"] == "succeeded"
+    assert view["jobs"]["b"]["status"] == "succeeded"
+    assert view["ended_at"] is not None
+
+    result = ok(await cli("run", str(workflow_file), "--json"))
+    assert json.loads(result.stdout).keys() == {"workflow_id"}
+
+
+async def test_run_with_an_idempotency_key_twice_is_one_workflow(
+    cli: Cli, workflow_file: Path
+) -> None:
+    first = await started(cli, workflow_file, "--idempotency-key", "deploy-7")
+    second = await started(cli, workflow_file, "--idempotency-key", "deploy-7")
+    assert first == second
+
+
+async def test_an_invalid_file_lists_every_located_problem(cli: Cli, tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\njobs:\n  a: {run: echo, needs: [nope]}\n  b: {retry: x}\n")
+    stderr = failed(await cli("run", str(path)), "invalid workflow", f"{path}:3", f"{path}:4")
+    assert stderr.count("\n  - ") >= 3
+    failed(await cli("run", str(tmp_path / "missing.yaml")), "cannot read")
+
+
+async def test_bad_inputs_are_clear_errors(cli: Cli, workflow_file: Path) -> None:
+    failed(await cli("run", str(workflow_file), "--input", "who"), "expected KEY=VALUE")
+    failed(await cli("run", str(workflow_file), "-i", "who=a", "-i", "who=b"), "given twice")
+    failed(await cli("run", str(workflow_file), "--input", "whom=x"), "unknown input")
+
+
+async def test_unknown_ids_are_clear_errors(cli: Cli) -> None:
+    for args in (["status", "wf-nope"], ["history", "wf-nope"], ["cancel", "wf-nope"],
+                 ["logs", "wf-nope", "a"]):  # fmt: skip
+        failed(await cli(*args), "workflow 'wf-nope' not found")
+    failed(await cli("status", "not.an.id"), "is not valid")
+
+
+async def test_an_unreachable_server_is_a_clear_error(workflow_file: Path) -> None:
+    for args in (["status", "wf-x"], ["run", str(workflow_file)], ["watch"]):
+        failed(await invoke(*args, "--nats", "nats://127.0.0.1:1"), "cannot reach the NATS server")
+
+
+async def test_cancel_then_status_shows_it_cancelled(cli: Cli, workflow_file: Path) -> None:
+    await cli.runner.stop()  # nobody claims: the first job stays queued
+    workflow_id = await started(cli, workflow_file)
+
+    async def cancelled() -> bool:
+        assert (await cli("cancel", workflow_id, "--reason", "no longer needed")).exit_code == 0
+        result = await cli("status", workflow_id, "--json")
+        return result.exit_code == 0 and json.loads(result.stdout)["status"] == "cancelled"
+
+    await assert_eventually(cancelled)
+    view = json.loads(ok(await cli("status", workflow_id, "--json")).stdout)
+    assert view["reason"] == "no longer needed"
+
+
+async def test_history_lists_every_event_in_order(cli: Cli, workflow_file: Path) -> None:
+    result = ok(await cli("run", str(workflow_file), "--wait", "--json"))
+    workflow_id = json.loads(result.stdout)["workflow_id"]
+    events = json.loads(ok(await cli("history", workflow_id, "--json")).stdout)
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    assert events[0]["type"] == "WorkflowStarted"
+    assert events[0]["actor"] == "workflow"
+    assert events[0]["data"]["definition"]["name"] == "two"
+    assert events[-1]["type"] == "WorkflowSucceeded"
+    assert {"seq", "time", "subject", "actor", "type", "data"} == set(events[1])
+    assert events[1]["actor"] == "job a"
+    human = ok(await cli("history", workflow_id)).stdout
+    assert "WorkflowStarted" in human
+    assert "JobSucceeded" in human
+
+
+async def test_logs_prints_lines_and_follows_until_the_job_ends(
+    cli: Cli, workflow_file: Path
+) -> None:
+    cli.runner.behaviour = lambda state: Outcome(hang=True)
+    workflow_id = await started(cli, workflow_file)
+    await assert_eventually(lambda: cli.runner.hanging, message="job never started")
+    await publish_log(cli.nc, workflow_id, "a", 1, ["first", "second"])
+    assert ok(await cli("logs", workflow_id, "a")).stdout == "first\nsecond\n"
+
+    follower = asyncio.create_task(cli("logs", workflow_id, "a", "--follow"))
+    await publish_log(cli.nc, workflow_id, "a", 1, ["third"])
+    cli.runner.behaviour = greet
+    _, name, epoch = cli.runner.hanging[0]
+    await complete(cli.runner, workflow_id, name, epoch)
+    result = ok(await asyncio.wait_for(follower, 15))
+    assert result.stdout == "first\nsecond\nthird\n"
+    failed(await cli("logs", workflow_id, "zzz"), "has no job 'zzz'")
+
+
+async def test_watch_prints_matching_events(cli: Cli, workflow_file: Path) -> None:
+    workflow_id = await started(cli, workflow_file)
+    result = ok(
+        await cli(
+            "watch",
+            "--workflow",
+            workflow_id,
+            "--type",
+            "JobSucceeded",
+            "--from-start",
+            "--count",
+            "2",
+            "--json",
+        )
+    )
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [(e["actor"], e["type"]) for e in lines] == [
+        ("job a", "JobSucceeded"),
+        ("job b", "JobSucceeded"),
+    ]
+    result = ok(await cli("watch", "--workflow", workflow_id, "--from-start", "--count", "1"))
+    assert "WorkflowStarted" in result.stdout
+    failed(await cli("watch", "--type", "Nope"), "unknown event type 'Nope'")
+
+
+async def test_dead_letters_lists_refused_input(cli: Cli) -> None:
+    assert "no dead letters" in ok(await cli("dead-letters")).stdout
+    await cli.nc.jetstream().publish("cmd.start.wf-garbage", b"{not json")
+
+    async def letters() -> list[dict[str, object]]:
+        rows: list[dict[str, object]] = json.loads(ok(await cli("dead-letters", "--json")).stdout)
+        return rows
+
+    rows = await assert_eventually(letters)
+    assert rows[0]["subject"] == "cmd.start.wf-garbage"
+    assert "malformed command" in str(rows[0]["reason"])
+    assert "cmd.start.wf-garbage" in ok(await cli("dead-letters")).stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+async def test_every_command_has_help_with_an_example_and_nats(command: str) -> None:
+    result = ok(await invoke(command, "--help"))
+    assert "Example" in result.stdout
+    assert "--nats" in result.stdout
+
+
+def run_module(args: Sequence[str]) -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    process = subprocess.run(
+        [sys.executable, "-m", "sdk.cli", *args], capture_output=True, text=True, timeout=60
+    )
+    return process.returncode, process.stdout, process.stderr
+
+
+async def test_the_module_entry_point_reports_errors_without_a_traceback(
+    clean_nats: NATS, nats_url: str
+) -> None:
+    code, stdout, stderr = await asyncio.to_thread(
+        run_module, ["status", "wf-nope", "--nats", nats_url]
+    )
+    assert code == 1
+    assert stdout == ""
+    assert stderr.strip() == "error: workflow 'wf-nope' not found"
