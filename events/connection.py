@@ -19,7 +19,11 @@ _INITIAL_ATTEMPTS = 2
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NatsSettings:
-    """How to reach NATS. ``from_env`` reads ``JETWORK_NATS_URL``."""
+    """How to reach NATS. ``from_env`` reads ``JETWORK_NATS_URL``.
+
+    ``url`` may list several servers of one cluster, comma-separated
+    (``nats://h1:4222,nats://h2:4222``): the client connects to any and fails over to the others.
+    """
 
     url: str = DEFAULT_URL
     name: str = "jetwork"
@@ -37,6 +41,10 @@ class NatsSettings:
         name: str = "jetwork",
     ) -> NatsSettings:
         return cls(url=url or environ.get("JETWORK_NATS_URL") or DEFAULT_URL, name=name)
+
+    def servers(self) -> list[str]:
+        """The server URLs in ``url`` (nats-py takes a list, not a comma-separated string)."""
+        return [part.strip() for part in self.url.split(",") if part.strip()]
 
 
 async def connect(settings: NatsSettings) -> NATS:
@@ -63,7 +71,7 @@ async def connect(settings: NatsSettings) -> NATS:
 
     try:
         nc = await nats.connect(
-            settings.url,
+            settings.servers(),
             name=settings.name,
             connect_timeout=settings.connect_timeout,
             allow_reconnect=True,
