@@ -124,6 +124,10 @@ async def _api(nc: NATS, subject: str, payload: bytes, timeout: float) -> dict[s
 
 @dataclass(slots=True)
 class _Request:
+    """The one open pull request of a puller (messages do not say which request they answer:
+    they keep their own subject; only status messages arrive on the request's reply subject)."""
+
+    token: str
     batch: int
     delivered: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -164,7 +168,7 @@ class Puller:
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{labelset.consumer}"
         self._inbox = nc.new_inbox()
         self._ids = itertools.count(1)
-        self._requests: dict[str, _Request] = {}
+        self._request: _Request | None = None
         self._sub: Any = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -240,8 +244,8 @@ class Puller:
         free = max(1, self._slots.free)
         batch = min(MAX_PULL_BATCH, max(1, free // max(1, self._peers())))
         token = str(next(self._ids))
-        request = _Request(batch=batch)
-        self._requests[token] = request
+        request = _Request(token=token, batch=batch)
+        self._request = request
         body = {"batch": batch, "expires": int(self._poll * _NANOS)}
         try:
             await self._nc.publish(
@@ -259,12 +263,14 @@ class Puller:
             _log.warning("pull request failed", labelset=self.labelset.token, error=repr(exc))
             await asyncio.sleep(min(1.0, self._poll))
         finally:
-            self._requests.pop(token, None)
+            self._request = None
 
     async def _on_reply(self, msg: Msg) -> None:
-        request = self._requests.get(msg.subject.rpartition(".")[2])
+        request = self._request
         status = msg.headers.get("Status") if msg.headers and not msg.reply else None
         if status is not None:
+            if request is not None and msg.subject.rpartition(".")[2] != request.token:
+                request = None  # the end of an earlier request the watchdog gave up on
             self._on_status(status, msg, request)
             return
         if request is not None:

@@ -120,8 +120,10 @@ class JobsHarness:
             now=datetime.now(UTC),
         )
 
-    async def cancel(self, workflow_id: str, job: str, reason: str = "cancelled by test") -> None:
-        """Decide ``CancelJob`` on the job actor, append it, push the cancel notice."""
+    async def cancel(
+        self, workflow_id: str, job: str, reason: str = "cancelled by test", *, notice: bool = True
+    ) -> None:
+        """Decide ``CancelJob`` on the job actor, append it, push the cancel notice (if asked)."""
         actor = ActorRef.job(workflow_id, job)
         recorded = await self.store.load(actor)
         state = replay(recorded)
@@ -130,7 +132,8 @@ class JobsHarness:
         await self.store.append(
             actor, events, expected_seq=state.last_seq, command_id=f"cancel.{workflow_id}.{job}"
         )
-        await self.nc.publish(subjects.cancel_notice(workflow_id, job), b"")
+        if notice:
+            await self.nc.publish(subjects.cancel_notice(workflow_id, job), b"")
 
     async def events(self, workflow_id: str, job: str, kind: type[E] | None = None) -> list[Any]:
         recorded = await self.store.load(ActorRef.job(workflow_id, job))
