@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 import structlog
+from rich.console import Console
 
 from events.errors import JetworkError
 from sdk.client import Client
@@ -76,6 +77,12 @@ def with_client(nats_url: str | None, action: Callable[[Client], Awaitable[T]]) 
 
     configure_logging()
     return run(main())
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A rich console; 120 columns when not on a terminal (logs, pipes), so tables stay legible."""
+    stream = sys.stderr if stderr else sys.stdout
+    return Console(stderr=stderr, width=None if stream.isatty() else 120)
 
 
 def print_json(data: Any) -> None:

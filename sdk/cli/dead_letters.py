@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from events.dead_letters import DeadLetter
-from sdk.cli._common import json_option, nats_option, print_json, with_client
+from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.client import Client
 
 
@@ -46,4 +45,4 @@ def dead_letters(limit: int, as_json: bool, nats_url: str | None) -> None:
             "" if letter.seq is None else str(letter.seq),
             letter.reason,
         )
-    Console().print(table)
+    make_console().print(table)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
 from events.base import RecordedEvent
-from sdk.cli._common import json_option, nats_option, print_json, with_client
+from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.cli._render import event_record, history_table
 from sdk.client import Client
 
@@ -33,4 +32,4 @@ def history(workflow_id: str, as_json: bool, nats_url: str | None) -> None:
     if as_json:
         print_json([event_record(recorded) for recorded in events])
     else:
-        Console().print(history_table(workflow_id, events))
+        make_console().print(history_table(workflow_id, events))

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from events.catalog import WorkflowStatus
 from projections.views import WorkflowSummary
-from sdk.cli._common import json_option, nats_option, print_json, with_client
+from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.cli._render import elapsed, styled_status
 from sdk.client import Client
 
@@ -62,4 +61,4 @@ def list_workflows(
             elapsed(row.started_at, row.ended_at, datetime.now(UTC)),
             counts,
         )
-    Console().print(table if rows else "no workflows")
+    make_console().print(table if rows else "no workflows")

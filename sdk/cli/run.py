@@ -16,7 +16,7 @@ from rich.live import Live
 from actors.definitions import load_workflow_file
 from events.definition import WorkflowDefinition
 from projections.views import WorkflowView
-from sdk.cli._common import json_option, nats_option, print_json, with_client
+from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.cli._render import LiveWorkflow, workflow_panel
 from sdk.client import Client
 from sdk.errors import InvalidArgument, WaitTimeout
@@ -122,7 +122,7 @@ def run(
             return None
         if as_json:
             return await handle.wait(timeout=timeout)
-        console = Console()
+        console = make_console()
         console.print(f"started [bold]{handle.workflow_id}[/] ({definition.name})")
         return await _watch(client, handle.workflow_id, console, definition, timeout)
 

@@ -19,7 +19,7 @@ from rich.console import Console
 from actors.engine import Engine, EngineSettings
 from events.connection import NatsSettings, connect
 from events.topology import ensure_topology
-from sdk.cli._common import configure_logging, nats_option
+from sdk.cli._common import configure_logging, make_console, nats_option
 from sdk.embedded_server import EmbeddedServer
 
 _log = structlog.get_logger("jetwork.server")
@@ -63,7 +63,7 @@ def server(data_dir: Path, port: int, no_projector: bool, nats_url: str | None) 
       jetwork server --nats nats://nats.internal:4222
     """
     configure_logging(logging.INFO)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     url = nats_url or os.environ.get("JETWORK_NATS_URL") or None
     embedded: EmbeddedServer | None = None
     if url is None:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 
 from projections.views import WorkflowView
-from sdk.cli._common import json_option, nats_option, print_json, with_client
+from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.cli._render import workflow_panel
 from sdk.client import Client
 
@@ -33,4 +32,4 @@ def status(workflow_id: str, as_json: bool, nats_url: str | None) -> None:
     if as_json:
         print_json(view.to_json_dict())
     else:
-        Console().print(workflow_panel(view))
+        make_console().print(workflow_panel(view))

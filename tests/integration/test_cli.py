@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +25,9 @@ from actors.engine import Engine
 from actors.job import JobState
 from events.store import EventStore
 from sdk.cli import main
+from sdk.cli._common import configure_logging
+from sdk.worker import Worker
+from sdk.worker_config import WorkerConfig
 from tests.engine_harness import InTestRunner, Outcome, RecordingDispatcher, running_engine
 from tests.eventually import assert_eventually
 from tests.integration.test_client import complete, publish_log
@@ -275,9 +283,6 @@ async def test_every_command_has_help_with_an_example_and_nats(command: str) -> 
 
 
 def run_module(args: Sequence[str]) -> tuple[int, str, str]:
-    import subprocess
-    import sys
-
     process = subprocess.run(
         [sys.executable, "-m", "sdk.cli", *args], capture_output=True, text=True, timeout=60
     )
@@ -293,3 +298,64 @@ async def test_the_module_entry_point_reports_errors_without_a_traceback(
     assert code == 1
     assert stdout == ""
     assert stderr.strip() == "error: workflow 'wf-nope' not found"
+
+
+def jetwork_script() -> str:
+    return str(Path(sys.executable).parent / "jetwork")
+
+
+def test_the_demo_runs_end_to_end_as_a_subprocess() -> None:
+    began = time.monotonic()
+    process = subprocess.run([jetwork_script(), "demo"], capture_output=True, text=True, timeout=90)
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert time.monotonic() - began < 45
+    out = process.stdout
+    assert "hello succeeded, diamond succeeded, release succeeded" in out
+    assert "demo-linux" in out and "demo-gpu" in out
+    assert "first attempt fails on purpose" in out  # the retried job's log
+    assert "Where to look next" in out
+    assert "Traceback" not in process.stderr
+
+
+async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
+    tmp_path: Path, repo_root: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "JETWORK_NATS_URL"}
+    server = await asyncio.create_subprocess_exec(
+        jetwork_script(), "server", "--port", "0", "--data-dir", str(tmp_path / "jw"),
+        "--no-projector",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+    )  # fmt: skip
+    assert server.stderr is not None
+    try:
+        lines: list[str] = []
+        while not any(line.startswith("ready") for line in lines):
+            line = (await asyncio.wait_for(server.stderr.readline(), 30)).decode()
+            assert line, "".join(lines)
+            lines.append(line)
+        url = next(line.split(" on ")[1].split()[0] for line in lines if "nats-server on" in line)
+        assert any(f"export JETWORK_NATS_URL={url}" in line for line in lines)
+
+        configure_logging()  # the worker's logs to stderr: CliRunner captures stdout process-wide
+        worker = Worker(WorkerConfig(nats_url=url, poll_interval=0.5))
+        await worker.start()
+        try:
+            result = await invoke(
+                "run", str(repo_root / "examples" / "hello.yaml"), "-i", "who=server",
+                "--wait", "--json", "--nats", url,
+            )  # fmt: skip
+            view = json.loads(ok(result).stdout)
+            assert view["status"] == "succeeded"
+            logs = ok(await invoke("logs", view["workflow_id"], "greet", "--nats", url))
+            assert logs.stdout == "hello, server\n"
+        finally:
+            await worker.stop()
+        server.send_signal(signal.SIGTERM)
+        _, rest = await asyncio.wait_for(server.communicate(), 30)
+        assert server.returncode == 0, rest
+        assert b"stopped" in rest
+        assert b"Traceback" not in rest
+    finally:
+        if server.returncode is None:
+            server.kill()
+            await server.wait()
