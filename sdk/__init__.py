@@ -1,1 +1,137 @@
-"""jetwork: sdk."""
+"""jetwork's public Python API: the client, workflow builder, worker SDK and the errors they raise.
+
+::
+
+    from sdk import Client, Workflow
+
+    async with Client.connect() as client:
+        handle = await client.start("examples/hello.yaml", inputs={"who": "you"})
+        view = await handle.wait(timeout=60)
+
+Names are imported lazily on first use, so ``import sdk.embedded_server`` (or any one module)
+stays cheap; ``__all__`` is the supported surface, guarded by ``tests/unit/test_sdk_public_api``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from events.base import RecordedEvent as RecordedEvent
+    from events.dead_letters import DeadLetter as DeadLetter
+    from events.definition import WorkflowDefinition as WorkflowDefinition
+    from events.errors import ConcurrencyConflict as ConcurrencyConflict
+    from events.errors import InvalidWorkflow as InvalidWorkflow
+    from events.errors import JetworkError as JetworkError
+    from events.errors import LeaseLost as LeaseLost
+    from events.errors import ServerUnavailable as ServerUnavailable
+    from events.errors import StoreError as StoreError
+    from events.errors import WorkflowNotFound as WorkflowNotFound
+    from projections.views import JobView as JobView
+    from projections.views import WorkflowSummary as WorkflowSummary
+    from projections.views import WorkflowView as WorkflowView
+    from sdk.builder import Input as Input
+    from sdk.builder import JobRef as JobRef
+    from sdk.builder import Retry as Retry
+    from sdk.builder import Workflow as Workflow
+    from sdk.client import Client as Client
+    from sdk.client import RunHandle as RunHandle
+    from sdk.client_logs import LogLine as LogLine
+    from sdk.embedded_server import EmbeddedServer as EmbeddedServer
+    from sdk.errors import InvalidArgument as InvalidArgument
+    from sdk.errors import JobNotFound as JobNotFound
+    from sdk.errors import WaitTimeout as WaitTimeout
+    from sdk.errors import WorkflowNotStarted as WorkflowNotStarted
+    from sdk.handlers import HandlerRegistry as HandlerRegistry
+    from sdk.handlers import PermanentError as PermanentError
+    from sdk.job_context import CancellationRequested as CancellationRequested
+    from sdk.job_context import JobContext as JobContext
+    from sdk.worker import Worker as Worker
+    from sdk.worker_config import WorkerConfig as WorkerConfig
+
+_SOURCES: dict[str, str] = {
+    # client
+    "Client": "sdk.client",
+    "RunHandle": "sdk.client",
+    "LogLine": "sdk.client_logs",
+    "WorkflowView": "projections.views",
+    "JobView": "projections.views",
+    "WorkflowSummary": "projections.views",
+    "RecordedEvent": "events.base",
+    "DeadLetter": "events.dead_letters",
+    # defining workflows
+    "Workflow": "sdk.builder",
+    "JobRef": "sdk.builder",
+    "Retry": "sdk.builder",
+    "Input": "sdk.builder",
+    "WorkflowDefinition": "events.definition",
+    # workers
+    "Worker": "sdk.worker",
+    "WorkerConfig": "sdk.worker_config",
+    "JobContext": "sdk.job_context",
+    "HandlerRegistry": "sdk.handlers",
+    "PermanentError": "sdk.handlers",
+    "CancellationRequested": "sdk.job_context",
+    # running a server
+    "EmbeddedServer": "sdk.embedded_server",
+    # errors
+    "JetworkError": "events.errors",
+    "WorkflowNotFound": "events.errors",
+    "WorkflowNotStarted": "sdk.errors",
+    "InvalidWorkflow": "events.errors",
+    "InvalidArgument": "sdk.errors",
+    "JobNotFound": "sdk.errors",
+    "WaitTimeout": "sdk.errors",
+    "ServerUnavailable": "events.errors",
+    "StoreError": "events.errors",
+    "ConcurrencyConflict": "events.errors",
+    "LeaseLost": "events.errors",
+}
+
+__all__ = [
+    "CancellationRequested",
+    "Client",
+    "ConcurrencyConflict",
+    "DeadLetter",
+    "EmbeddedServer",
+    "HandlerRegistry",
+    "Input",
+    "InvalidArgument",
+    "InvalidWorkflow",
+    "JetworkError",
+    "JobContext",
+    "JobNotFound",
+    "JobRef",
+    "JobView",
+    "LeaseLost",
+    "LogLine",
+    "PermanentError",
+    "RecordedEvent",
+    "Retry",
+    "RunHandle",
+    "ServerUnavailable",
+    "StoreError",
+    "WaitTimeout",
+    "Worker",
+    "WorkerConfig",
+    "Workflow",
+    "WorkflowDefinition",
+    "WorkflowNotFound",
+    "WorkflowNotStarted",
+    "WorkflowSummary",
+    "WorkflowView",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _SOURCES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'sdk' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # next time, a plain module attribute
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
