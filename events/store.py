@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -35,8 +36,18 @@ from events.errors import ConcurrencyConflict, PayloadTooLarge, StoreError, Unde
 
 _log = structlog.get_logger("jetwork.store")
 
-_CONFLICT_CODES = frozenset({10071, 10164})
+_WRONG_LAST_SEQ = 10071
+# Clustered streams: another append on the same filter is still being replicated (no sequence
+# given). On a first attempt that is another writer: a conflict. On a retry it may be our own
+# earlier attempt, so wait for it to settle and ask again.
+_WRONG_LAST_SEQ_IN_FLIGHT = 10164
+# Clustered streams: a message with this msg id (an earlier attempt of ours) is being replicated.
+_DUPLICATE_IN_FLIGHT = 10158
 _BATCH_DUPLICATE_ID = 10201
+# Pauses between attempts while no stream leader answers (a leader election takes 4-9 s with
+# nats-server's raft defaults; a restarting server about as long).
+_FIRST_PAUSE = 0.25
+_MAX_PAUSE = 2.0
 _LAST_SEQ = re.compile(r"(\d+)\s*$")
 # Headers a stored message carries that are protocol, not payload.
 _EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
@@ -94,11 +105,16 @@ class EventStore:
         stream: str = subjects.EVENTS_STREAM,
         request_timeout: float = 5.0,
         attempts: int = 3,
+        patience: float | None = None,
     ) -> None:
+        """``attempts`` bounds the appends sent without an answer (``request_timeout`` each);
+        ``patience`` (default: their product) bounds the time spent retrying an append that no
+        stream leader accepted (no responders, 503, a clustered write still in flight)."""
         self._nc = nc
         self._stream = stream
         self._timeout = request_timeout
         self._attempts = attempts
+        self._patience = attempts * request_timeout if patience is None else patience
         self._replies: dict[str, _PendingRead] = {}
         self._inbox: str | None = None
         self._inbox_lock = asyncio.Lock()
@@ -126,18 +142,36 @@ class EventStore:
             return expected_seq
         messages = [self._prepare(actor, event) for event in events]
         msg_ids = [f"{command_id}:{index}" for index in range(len(messages))]
-        for attempt in range(1, self._attempts + 1):
+        # Every retry sends the same msg ids: whatever an earlier attempt left in the log is
+        # recognised (de-dup, or our id at the sequence a conflict reports), never doubled.
+        deadline = time.monotonic() + self._patience
+        pause = _FIRST_PAUSE
+        sent = unanswered = 0
+        while True:
+            sent += 1
             try:
                 reply = await self._publish(actor, messages, msg_ids, expected_seq)
+                return await self._settle(actor, reply, msg_ids, expected_seq, retry=sent > 1)
             except (TimeoutError, NatsTimeoutError):
                 # The ack may be lost while the write landed: retrying with the same ids is safe.
-                _log.warning("append timed out, retrying", actor=actor.filter, attempt=attempt)
-                continue
-            return await self._settle(actor, reply, msg_ids, expected_seq)
-        raise StoreError(
-            f"append to {actor.filter} got no answer after {self._attempts} attempts",
-            retryable=True,
-        )
+                unanswered += 1
+                _log.warning("append timed out, retrying", actor=actor.filter, attempt=sent)
+                if unanswered >= self._attempts:
+                    raise StoreError(
+                        f"append to {actor.filter} got no answer after {unanswered} attempts",
+                        retryable=True,
+                    ) from None
+            except _Unsettled as unsettled:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise StoreError(
+                        f"append to {actor.filter} not accepted within {self._patience:.0f}s: "
+                        f"{unsettled}",
+                        retryable=True,
+                    ) from None
+                _log.info("append not settled, retrying", actor=actor.filter, why=str(unsettled))
+                await asyncio.sleep(min(pause, remaining))
+                pause = min(pause * 2, _MAX_PAUSE)
 
     def _prepare(self, actor: ActorRef, event: Event) -> tuple[str, bytes]:
         subject: str = event.subject()  # type: ignore[attr-defined]
@@ -169,9 +203,11 @@ class EventStore:
             else:
                 msg = await self._publish_batch(messages, msg_ids, cas)
         except NoRespondersError:
-            raise StoreError(
-                f"no JetStream stream answers on {messages[0][0]}: is the topology created "
-                "(events.topology.ensure_topology)?"
+            # No stream leader right now (a restarting server, a clustered leader election), or
+            # no stream at all (topology never created): the first passes, so retry either way.
+            raise _Unsettled(
+                f"no JetStream stream answers on {messages[0][0]} (no stream leader right now, "
+                "or the topology is not created: events.topology.ensure_topology)"
             ) from None
         reply: dict[str, Any] = orjson.loads(msg.data)
         return reply
@@ -199,7 +235,13 @@ class EventStore:
         return await self._nc.request(subject, payload, timeout=self._timeout, headers=commit)
 
     async def _settle(
-        self, actor: ActorRef, reply: dict[str, Any], msg_ids: list[str], expected_seq: int
+        self,
+        actor: ActorRef,
+        reply: dict[str, Any],
+        msg_ids: list[str],
+        expected_seq: int,
+        *,
+        retry: bool,
     ) -> int:
         error = reply.get("error")
         if error is None:
@@ -209,7 +251,11 @@ class EventStore:
             return seq
         code = int(error.get("err_code", 0))
         description = str(error.get("description", ""))
-        if code in _CONFLICT_CODES:
+        if code == _DUPLICATE_IN_FLIGHT or (code == _WRONG_LAST_SEQ_IN_FLIGHT and retry):
+            raise _Unsettled(f"an earlier attempt may still be replicating: {description}")
+        if int(error.get("code", 0)) == 503:
+            raise _Unsettled(f"JetStream unavailable: {description} ({code})")
+        if code in (_WRONG_LAST_SEQ, _WRONG_LAST_SEQ_IN_FLIGHT):
             match = _LAST_SEQ.search(description)
             actual = int(match.group(1)) if match else None
             if actual and await self._holds_our_write(actual, msg_ids[-1]):
@@ -323,7 +369,11 @@ class EventStore:
         if status in ("204", "404", None):
             return pending.messages, remaining
         if status == "503":
-            raise StoreError(f"stream {self._stream} not found: is the topology created?")
+            raise StoreError(
+                f"no server answers direct gets on {self._stream} (no stream leader or replica "
+                "right now, or the topology is not created)",
+                retryable=True,
+            )
         raise StoreError(f"direct get on {self._stream} failed: status {status}")
 
     async def _reply_inbox(self) -> str:
@@ -393,6 +443,10 @@ class EventStore:
                 )
         finally:
             await sub.unsubscribe()
+
+
+class _Unsettled(Exception):
+    """No stream leader took the append (yet): wait a moment and send the same ids again."""
 
 
 class _PendingRead:

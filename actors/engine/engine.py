@@ -19,8 +19,11 @@ from typing import Protocol
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.errors import ConnectionReconnectingError, NoRespondersError, OutboundBufferLimitError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 from pydantic import ValidationError
 
 from actors import job, workflow
@@ -55,6 +58,18 @@ _log = structlog.get_logger("jetwork.engine")
 Clock = Callable[[], datetime]
 # After this many deliveries a message that keeps failing is dead-lettered instead of retried.
 _MAX_DELIVERIES = 5
+# Trouble that passes by itself (a restarting server, a leader election, a lost connection): the
+# message is retried for as long as it lasts and never dead-lettered for it, or a long outage
+# would throw away the commands and events that arrived just before it.
+_TRANSIENT = (
+    TimeoutError,
+    NatsTimeoutError,
+    NoRespondersError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+    ConnectionReconnectingError,
+    OutboundBufferLimitError,
+)
 
 
 class DispatchPort(Protocol):
@@ -192,9 +207,10 @@ class Engine:
         await asyncio.gather(*(guarded(wf, msgs) for wf, msgs in groups.items()))
 
     async def _failed(self, messages: list[Msg], exc: Exception, *, workflow_id: str) -> None:
+        refused = isinstance(exc, Refused | InvalidWorkflow | WorkflowNotFound)
+        transient = not refused and _is_transient(exc)
         for msg in messages:
-            refused = isinstance(exc, Refused | InvalidWorkflow | WorkflowNotFound)
-            if refused or msg.metadata.num_delivered >= _MAX_DELIVERIES:
+            if refused or (not transient and msg.metadata.num_delivered >= _MAX_DELIVERIES):
                 if not refused:
                     _log.error("giving up on a message", workflow=workflow_id, error=repr(exc))
                 await self._dead_letter(msg, str(exc) or repr(exc))
@@ -360,6 +376,12 @@ class Engine:
             return list(job.decide(state.job(timer.job), command))
 
         await self._host.execute(wf_id, decision, what="job timeout")
+
+
+def _is_transient(exc: Exception) -> bool:
+    if isinstance(exc, JetworkError):
+        return exc.retryable
+    return isinstance(exc, _TRANSIENT)
 
 
 def _summary(exc: ValidationError) -> str:
