@@ -9,6 +9,7 @@ a real worker's dispatch message when the worker could not finish it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -107,3 +108,9 @@ def assert_chain_history_is_exact(history: Sequence[RecordedEvent], length: int)
     assert succeeded == [f"job.j{i}.JobSucceeded" for i in range(length)], kinds
     seqs = [r.seq for r in history]
     assert seqs == sorted(set(seqs))
+
+
+def longest_pause(finished_at: list[float], since: float) -> float:
+    """The longest time from ``since`` on during which no job completed."""
+    points = [since, *sorted(t for t in finished_at if t > since)]
+    return max((b - a for a, b in itertools.pairwise(points)), default=0.0)
