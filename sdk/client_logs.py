@@ -27,6 +27,7 @@ from events.store import ActorRef, EventStore, StoredMessage
 _log = structlog.get_logger("jetwork.client")
 # Upper bound on the wait between two reads while following, should a wake-up be missed.
 _FOLLOW_SAFETY_WAIT = 2.0
+_WORKFLOW_ENDS = frozenset({"WorkflowSucceeded", "WorkflowFailed", "WorkflowCancelled"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,8 +90,12 @@ class LogReader:
         return _flatten(decode_batch(self._workflow_id, self._job, m) for m in messages)
 
     async def job_ended(self) -> bool:
+        """The job is terminal, or its workflow has ended (a job it never reached stays pending)."""
         events = await self._events.load(ActorRef.job(self._workflow_id, self._job))
-        return bool(events) and job.replay(events).status.is_terminal
+        if events and job.replay(events).status.is_terminal:
+            return True
+        workflow_events = await self._events.load(ActorRef.workflow(self._workflow_id))
+        return any(r.event.event_type in _WORKFLOW_ENDS for r in workflow_events)
 
     async def lines(self, *, follow: bool) -> AsyncGenerator[LogLine, None]:
         if not follow:
@@ -107,6 +112,9 @@ class LogReader:
             await self._nc.subscribe(self._subject, cb=on_message),
             await self._nc.subscribe(
                 subjects.job_actor_filter(self._workflow_id, self._job), cb=on_message
+            ),
+            await self._nc.subscribe(
+                subjects.workflow_actor_filter(self._workflow_id), cb=on_message
             ),
         ]
         try:

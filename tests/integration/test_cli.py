@@ -187,6 +187,16 @@ async def test_an_unreachable_server_is_a_clear_error(workflow_file: Path) -> No
         failed(await invoke(*args, "--nats", "nats://127.0.0.1:1"), "cannot reach the NATS server")
 
 
+async def test_a_server_without_the_streams_says_to_run_jetwork_server(
+    clean_nats: NATS, nats_url: str, workflow_file: Path
+) -> None:
+    js = clean_nats.jetstream()
+    for stream in ("JW_COMMANDS", "JW_EVENTS"):
+        await js.delete_stream(stream)
+    failed(await invoke("run", str(workflow_file), "--nats", nats_url), "`jetwork server`")
+    failed(await invoke("status", "wf-x", "--nats", nats_url), "JW_EVENTS")
+
+
 async def test_cancel_then_status_shows_it_cancelled(cli: Cli, workflow_file: Path) -> None:
     await cli.runner.stop()  # nobody claims: the first job stays queued
     workflow_id = await started(cli, workflow_file)
