@@ -34,7 +34,7 @@ from events.base import RecordedEvent
 from events.catalog import JOB_EVENTS, WORKFLOW_EVENTS, WorkflowStatus
 from events.connection import NatsSettings, connect
 from events.dead_letters import DeadLetter, list_dead_letters
-from events.errors import JetworkError, WorkflowNotFound
+from events.errors import JetworkError, ServerUnavailable, WorkflowNotFound
 from events.requests import (
     CancelRequest,
     StartRequest,
@@ -403,7 +403,14 @@ class _Connecting:
         self._client: Client | None = None
 
     async def _open(self) -> Client:
-        nc = await connect(self._settings)
+        try:
+            nc = await connect(self._settings)
+        except ServerUnavailable:
+            # A client never starts a server: say what a client user can do.
+            raise ServerUnavailable(
+                f"cannot reach the NATS server at {self._settings.url}. Is `jetwork server` "
+                "running? Point at another server with --nats URL or JETWORK_NATS_URL."
+            ) from None
         return Client(nc, url=self._settings.url, owns_connection=True)
 
     def __await__(self) -> Generator[Any, None, Client]:
