@@ -28,7 +28,8 @@ def decode(data: bytes, *, subject: str = "?", seq: int = 0) -> Event:
     try:
         return _ADAPTER.validate_json(data)
     except ValidationError as exc:
-        raise UndecodableEvent(subject=subject, seq=seq, reason=_explain(data, exc)) from None
+        reason = _bounded(_explain(data, exc))
+        raise UndecodableEvent(subject=subject, seq=seq, reason=reason) from None
 
 
 def _explain(data: bytes, exc: ValidationError) -> str:
@@ -41,8 +42,15 @@ def _explain(data: bytes, exc: ValidationError) -> str:
     tag = raw.get("type")
     if tag is None:
         return "missing the 'type' tag"
-    if tag not in EVENT_TYPES:
-        return f"unknown event type {tag!r}"
+    if not isinstance(tag, str) or tag not in EVENT_TYPES:  # may be any JSON, even unhashable
+        return f"unknown event type {_bounded(repr(tag), 80)}"
     first = exc.errors()[:3]
     parts = [f"{'.'.join(str(p) for p in e['loc'][1:]) or '<root>'}: {e['msg']}" for e in first]
     return f"invalid {tag}: " + "; ".join(parts)
+
+
+def _bounded(text: str, limit: int = 1000) -> str:
+    # Reasons are logged and dead-lettered: a megabyte of garbage must not make a megabyte reason.
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
