@@ -16,6 +16,9 @@ from events import subjects
 
 _log = structlog.get_logger("jetwork.dead_letters")
 _MAX_KEPT_PAYLOAD = 64 * 1024
+# Reasons quote what they refuse (an unknown tag, a field): a huge input must not make a dead
+# letter too big to publish (max_payload), which would lose the record of it.
+_MAX_REASON = 2000
 
 
 class DeadLetter(BaseModel):
@@ -41,6 +44,8 @@ def _printable(payload: bytes) -> str:
 async def record_dead_letter(
     nc: NATS, *, source: str, subject: str, payload: bytes, reason: str, seq: int | None = None
 ) -> None:
+    if len(reason) > _MAX_REASON:
+        reason = f"{reason[:_MAX_REASON]}... ({len(reason) - _MAX_REASON} more characters)"
     letter = DeadLetter(
         source=source,
         subject=subject,
