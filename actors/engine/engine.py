@@ -51,6 +51,7 @@ from events.base import Event
 from events.codec import decode
 from events.dead_letters import record_dead_letter
 from events.errors import InvalidWorkflow, JetworkError, UndecodableEvent, WorkflowNotFound
+from events.pull import PullFeed
 from events.requests import REQUESTS, CancelRequest, StartRequest
 from events.store import EventStore
 
@@ -112,6 +113,7 @@ class Engine:
         self._clock = clock
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._feeds: list[PullFeed] = []
         self._limit = asyncio.Semaphore(self._settings.concurrency)
 
     @property
@@ -127,8 +129,9 @@ class Engine:
             ("timers", subjects.TIMERS_STREAM, ("timer.fire.>",), self._on_timers),
         ]
         for name, stream, filters, handler in loops:
-            sub = await self._bind(js, stream, f"{prefix}-{name}", filters)
-            self._tasks.append(asyncio.create_task(self._consume(name, sub, handler)))
+            feed = await self._bind(js, stream, f"{prefix}-{name}", filters)
+            self._feeds.append(feed)
+            self._tasks.append(asyncio.create_task(self._consume(name, feed, handler)))
         _log.info("engine started", consumers=[f"{prefix}-{name}" for name, *_ in loops])
 
     async def stop(self) -> None:
@@ -138,6 +141,9 @@ class Engine:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        for feed in self._feeds:
+            await feed.stop()
+        self._feeds.clear()
 
     async def run(self) -> None:
         await self.start()
@@ -153,7 +159,7 @@ class Engine:
 
     async def _bind(
         self, js: JetStreamContext, stream: str, durable: str, filters: Sequence[str]
-    ) -> JetStreamContext.PullSubscription:
+    ) -> PullFeed:
         config = ConsumerConfig(
             name=durable,
             durable_name=durable,
@@ -166,26 +172,25 @@ class Engine:
             filter_subjects=list(filters) if len(filters) > 1 else None,
         )
         await js.add_consumer(stream, config)  # create, or update to this configuration
-        return await js.pull_subscribe_bind(durable=durable, stream=stream)
+        feed = PullFeed(self._nc, stream=stream, consumer=durable, window=self._settings.batch * 2)
+        await feed.start()
+        return feed
 
     async def _consume(
         self,
         name: str,
-        sub: JetStreamContext.PullSubscription,
+        feed: PullFeed,
         handle: Callable[[list[Msg]], Awaitable[None]],
     ) -> None:
         poll = self._settings.poll_interval
         while not self._stopping.is_set():
             try:
-                # The outer timeout is a watchdog: nats-py fetches have been seen to stall.
-                messages = await asyncio.wait_for(
-                    sub.fetch(self._settings.batch, timeout=poll), poll + 5
-                )
-            except TimeoutError:
-                continue
+                messages = await feed.next_batch(self._settings.batch, timeout=poll)
             except Exception as exc:  # connection trouble: keep trying, never die
-                _log.warning("fetch failed", consumer=name, error=str(exc) or type(exc).__name__)
+                _log.warning("pull failed", consumer=name, error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(poll)
+                continue
+            if not messages:
                 continue
             try:
                 await handle(messages)

@@ -1,0 +1,109 @@
+"""A low-latency pull consumer for batch processors (engine, projector).
+
+nats-py's ``fetch(n)`` waits, once it has had to wait at all, for the full batch or its timeout:
+an idle engine would add a whole poll interval to every hop of a workflow. ``PullFeed`` speaks
+the pull protocol directly instead: it keeps up to ``window`` messages requested from the server
+at all times (several pull requests, each with its own reply subject under one inbox), and
+``next_batch`` returns as soon as at least one message is there, with everything else already
+delivered. A request whose end was never signalled (lost after a reconnect) is forgotten by a
+watchdog after its expiry, so credit is never stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+_NANOS = 1_000_000_000
+_ENDED = frozenset({"404", "408", "409"})  # no messages / request expired / request ended
+
+
+@dataclass
+class _Request:
+    remaining: int
+    deadline: float
+
+
+class PullFeed:
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        stream: str,
+        consumer: str,
+        window: int = 512,
+        expires: float = 10.0,
+    ) -> None:
+        self._nc = nc
+        self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
+        self._window = window
+        self._expires = expires
+        self._queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._requests: dict[str, _Request] = {}
+        self._ids = itertools.count()
+        self._inbox = ""
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._inbox = self._nc.new_inbox()
+        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_message)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
+
+    async def next_batch(self, max_messages: int, *, timeout: float) -> list[Msg]:
+        """Up to ``max_messages`` delivered messages; waits at most ``timeout`` for the first."""
+        await self._top_up()
+        try:
+            first = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return []
+        batch = [first]
+        while len(batch) < max_messages and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    @property
+    def outstanding(self) -> int:
+        return sum(request.remaining for request in self._requests.values())
+
+    async def _top_up(self) -> None:
+        now = time.monotonic()
+        for token, request in list(self._requests.items()):
+            if request.deadline < now:  # its end was never signalled: forget it
+                del self._requests[token]
+        wanted = self._window - self.outstanding - self._queue.qsize()
+        # Ask in chunks of at least half a window: fewer, larger requests.
+        if wanted < self._window // 2 or not self._inbox:
+            return
+        token = str(next(self._ids))
+        self._requests[token] = _Request(remaining=wanted, deadline=now + self._expires + 2.0)
+        pull = {"batch": wanted, "expires": int(self._expires * _NANOS)}
+        await self._nc.publish(
+            self._next_subject, orjson.dumps(pull), reply=f"{self._inbox}.{token}"
+        )
+
+    async def _on_message(self, msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            # Delivered messages keep their own subject, so which request they answer is not
+            # visible: the server fills requests in order, so charge the oldest one.
+            for token, request in self._requests.items():
+                request.remaining -= 1
+                if request.remaining <= 0:
+                    del self._requests[token]
+                break
+            self._queue.put_nowait(msg)
+            return
+        if status in _ENDED:  # status messages do arrive on the request's own reply subject
+            self._requests.pop(msg.subject.rsplit(".", 1)[-1], None)
+        # 100 = idle heartbeat; anything else is informational here.
