@@ -82,6 +82,7 @@ class Worker:
         self._attempts: dict[Attempt, asyncio.Task[None]] = {}
         self._labelset_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._announcing: asyncio.Task[None] | None = None
         self._watcher: Any = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._shutdown_requested = False
@@ -217,9 +218,15 @@ class Worker:
 
     async def _follow_labelsets(self) -> None:
         while True:
-            entry = await self._watcher.updates(timeout=None)
-            if entry is not None:
-                await self._on_labelset(entry)
+            try:
+                entry = await self._watcher.updates(timeout=None)
+                if entry is not None:
+                    await self._on_labelset(entry)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # never stop following: a missed label set strands its jobs
+                self._log.exception("following label sets failed, retrying")
+                await asyncio.sleep(self.config.poll_interval)
 
     async def _on_labelset(self, entry: Any) -> None:
         if entry.value is None or entry.operation is not None:
@@ -283,21 +290,29 @@ class Worker:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self._heartbeat_period())
-            await self._pulse()
-            await self._announce()
+            try:
+                await self._pulse()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log.exception("heartbeat tick failed")
+            # Presence is a KV request: never let a slow one delay the next lease renewal.
+            if self._announcing is None or self._announcing.done():
+                self._announcing = asyncio.get_running_loop().create_task(self._announce())
 
     async def _pulse(self) -> None:
         """Renew every held lease; a lease whose renewals fail for its whole length is lost."""
         assert self._nc is not None
         held = [a for a in self._attempts if not a.settled]
-        for attempt in held:
-            with contextlib.suppress(Exception):
-                await attempt.msg.in_progress()
-        try:
-            await self._nc.flush(timeout=max(1, int(self.config.heartbeat_interval)))
-            delivered = True
-        except Exception:
-            delivered = False
+        delivered = self._nc.is_connected
+        if delivered:
+            for attempt in held:
+                with contextlib.suppress(Exception):
+                    await attempt.msg.in_progress()
+            try:  # the round trip proves the renewals reached the server
+                await self._nc.flush(timeout=max(1, int(self.config.heartbeat_interval)))
+            except Exception:
+                delivered = False
         moment = time.monotonic()
         for attempt in held:
             if delivered:
@@ -366,6 +381,7 @@ class Worker:
                 self._abort(f"shutdown grace of {self.config.shutdown_grace:g}s expired")
                 await asyncio.wait(pending)
         await _cancel(self._heartbeat_task)
+        await _cancel(self._announcing)
         if self._watcher is not None:
             with contextlib.suppress(Exception):
                 await self._watcher.stop()

@@ -36,6 +36,7 @@ MAX_ACK_PENDING: Final = 1 << 16
 MAX_PULL_BATCH: Final = 256
 WATCHDOG_MARGIN: Final = 2.0
 """Seconds past a pull request's expiry after which it is given up for lost."""
+DRAIN_TIMEOUT: Final = 2.0
 _CONSUMER_EXISTS: Final = 10148
 _NANOS: Final = 1_000_000_000
 
@@ -199,7 +200,7 @@ class Puller:
             # drain = UNSUB + a round trip: open pull requests lose interest and the server
             # drops them; messages it had sent before are still handled (released) here.
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._sub.drain(), 5.0)
+                await asyncio.wait_for(self._sub.drain(), DRAIN_TIMEOUT)
             self._sub = None
 
     async def _loop(self) -> None:
@@ -266,6 +267,12 @@ class Puller:
             self._request = None
 
     async def _on_reply(self, msg: Msg) -> None:
+        try:
+            await self._handle_reply(msg)
+        except Exception:  # nats-py would swallow it silently
+            _log.exception("handling a pulled message failed", labelset=self.labelset.token)
+
+    async def _handle_reply(self, msg: Msg) -> None:
         request = self._request
         status = msg.headers.get("Status") if msg.headers and not msg.reply else None
         if status is not None:

@@ -34,6 +34,7 @@ def fast_config(nats_url: str, **overrides: Any) -> WorkerConfig:
         "cancellation_check_interval": 0.5,
         "log_batch_interval": 0.05,
         "kill_grace": 1.0,
+        "shutdown_grace": 10.0,  # a failing test must not wait for a `sleep 60` forever
     }
     values.update(overrides)
     return WorkerConfig(**values)

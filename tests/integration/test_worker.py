@@ -29,9 +29,11 @@ from events.catalog import (
     JobStarted,
     JobSucceeded,
 )
+from events.connection import NatsSettings, connect
 from events.definition import Backoff, RetryPolicy
 from events.dispatch import Dispatcher, LabelSet
 from events.store import ActorRef, EventStore
+from sdk.embedded_server import EmbeddedServer
 from sdk.handlers import PermanentError
 from sdk.job_context import JobContext
 from sdk.worker import Worker
@@ -285,6 +287,43 @@ async def test_abort_abandons_the_job_and_another_worker_reruns_it(
     ]
     assert done.epoch == 2
     assert rerun_after < 2.0 + 1.5, rerun_after  # the 2 s lease, then a prompt redelivery
+
+
+async def test_a_lease_is_lost_when_heartbeats_cannot_reach_the_server(tmp_path: Path) -> None:
+    """NATS down for longer than the lease: the job's process is stopped, nothing is reported;
+    once NATS is back the job is redelivered and runs again."""
+    server = EmbeddedServer(data_dir=tmp_path / "nats", sync_interval="always").start()
+    marker, pid_file = tmp_path / "ran-once", tmp_path / "pid"
+    script = f"[ -f {marker} ] && exit 0; touch {marker}; echo $$ > {pid_file}; exec sleep 60"
+    worker = Worker(fast_config(server.url, worker_id="w-cut-off"))
+    nc = None
+    try:
+        await worker.start()
+        nc = await connect(NatsSettings(url=server.url, name="test-harness"))
+        harness = JobsHarness(nc)
+        await harness.queue("wf", "job", run=script)
+        await settled(harness, "wf", "job", JobStarted)
+        await assert_eventually(pid_file.exists)
+        server.kill()
+        cut_at = time.monotonic()
+        await assert_eventually(lambda: process_gone(pid_file), timeout=10)
+        stopped_after = time.monotonic() - cut_at
+        assert 2.0 <= stopped_after < 2.0 + 1.5, stopped_after  # lease, plus one heartbeat tick
+        server.start()  # same port and store: both clients reconnect
+        done = await settled(harness, "wf", "job", JobSucceeded)
+        started = await harness.events("wf", "job", JobStarted)
+        assert [s.epoch for s in started] == [1, 2] and done.epoch == 2
+        assert await harness.types("wf", "job") == [
+            "JobQueued",
+            "JobStarted",
+            "JobStarted",
+            "JobSucceeded",
+        ]
+    finally:
+        await worker.stop()
+        if nc is not None:
+            await nc.close()
+        server.stop()
 
 
 # --- presence, shutdown, bad input -----------------------------------------------------------
