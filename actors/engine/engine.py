@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -114,6 +114,7 @@ class Engine:
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._feeds: list[PullFeed] = []
+        self._locks: dict[str, list[Any]] = {}  # workflow id -> [lock, users]
         self._limit = asyncio.Semaphore(self._settings.concurrency)
 
     @property
@@ -182,34 +183,71 @@ class Engine:
         feed: PullFeed,
         handle: Callable[[list[Msg]], Awaitable[None]],
     ) -> None:
+        """Pull and hand batches over without waiting for earlier ones to finish (bounded)."""
         poll = self._settings.poll_interval
+        in_flight: set[asyncio.Task[None]] = set()
+        slots = asyncio.Semaphore(self._settings.batches_in_flight)
         while not self._stopping.is_set():
+            await slots.acquire()
             try:
                 messages = await feed.next_batch(self._settings.batch, timeout=poll)
             except Exception as exc:  # connection trouble: keep trying, never die
+                slots.release()
                 _log.warning("pull failed", consumer=name, error=str(exc) or type(exc).__name__)
                 await asyncio.sleep(poll)
                 continue
             if not messages:
+                slots.release()
                 continue
-            try:
-                await handle(messages)
-            except Exception:  # a bug must not stop the engine; the messages are redelivered
-                _log.exception("batch failed", consumer=name, size=len(messages))
+            task = asyncio.create_task(self._handle_batch(name, messages, handle, slots))
+            in_flight.add(task)
+            task.add_done_callback(in_flight.discard)
+        if in_flight:
+            await asyncio.gather(*in_flight, return_exceptions=True)
+
+    async def _handle_batch(
+        self,
+        name: str,
+        messages: list[Msg],
+        handle: Callable[[list[Msg]], Awaitable[None]],
+        slots: asyncio.Semaphore,
+    ) -> None:
+        try:
+            await handle(messages)
+        except Exception:  # a bug must not stop the engine; the messages are redelivered
+            _log.exception("batch failed", consumer=name, size=len(messages))
+        finally:
+            slots.release()
 
     async def _per_workflow(
         self, groups: dict[str, list[Msg]], work: Callable[[str, list[Msg]], Awaitable[None]]
     ) -> None:
         async def guarded(wf_id: str, messages: list[Msg]) -> None:
-            async with self._limit:
+            # One workflow at a time across concurrent batches: its reactions never race
+            # each other (other engines may still race them: CAS settles that).
+            async with self._limit, self._workflow_lock(wf_id):
                 try:
                     await work(wf_id, messages)
                 except Exception as exc:
                     await self._failed(messages, exc, workflow_id=wf_id)
                     return
-                await asyncio.gather(*(msg.ack() for msg in messages))
+            await asyncio.gather(*(msg.ack() for msg in messages))
 
         await asyncio.gather(*(guarded(wf, msgs) for wf, msgs in groups.items()))
+
+    @contextlib.asynccontextmanager
+    async def _workflow_lock(self, wf_id: str) -> AsyncIterator[None]:
+        entry = self._locks.get(wf_id)
+        if entry is None:
+            entry = self._locks[wf_id] = [asyncio.Lock(), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self._locks[wf_id]
 
     async def _failed(self, messages: list[Msg], exc: Exception, *, workflow_id: str) -> None:
         refused = isinstance(exc, Refused | InvalidWorkflow | WorkflowNotFound)

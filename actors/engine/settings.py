@@ -11,8 +11,10 @@ from dataclasses import dataclass
 class EngineSettings:
     # Messages fetched per pull from each consumer.
     batch: int = 256
-    # Workflows processed at once within a batch (one task per workflow).
+    # Workflows processed at once (one task per workflow), across all batches in flight.
     concurrency: int = 64
+    # Batches being processed at once per consumer: pulling goes on while earlier ones finish.
+    batches_in_flight: int = 4
     # How long a message may be processed before JetStream redelivers it to another engine.
     ack_wait: float = 30.0
     # Folded workflow states kept in memory (least recently used ones are dropped).
