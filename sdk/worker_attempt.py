@@ -96,6 +96,7 @@ class Attempt:
         self.settled = False
         """Acked, released or abandoned: no more heartbeats for this message."""
         self._lost: str | None = None
+        self._ack_when_abandoned = False
         self._check = asyncio.Event()
         self._log: Any = _log.bind(worker_id=env.worker_id, dispatch_seq=self.dispatch_seq)
 
@@ -133,6 +134,8 @@ class Attempt:
             result = await self._execute()
             if not result.reportable or self._lost is not None:
                 self._log.warning("job abandoned", epoch=self.epoch, reason=self._lost or "")
+                if self._ack_when_abandoned:
+                    await self._ack()
                 self.settled = True
                 return
             await self._report(result, time.monotonic() - started)
@@ -269,6 +272,9 @@ class Attempt:
             state = self.state
             assert state is not None
             if state.epoch != self.epoch or state.status is not JobStatus.RUNNING:
+                # Ended by someone else (the engine's timeout, a cancel on redelivery) or claimed
+                # again. Only in the latter case does another worker hold this message.
+                self._ack_when_abandoned = not held_by_another(state, self.dispatch_seq, self.epoch)
                 held = f"epoch {state.epoch}, {state.status}"
                 self.lose_lease(f"the job moved on without this worker ({held})")
                 return

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from nats.aio.client import Client as NATS
 
-from actors.commands import CancelJob
+from actors.commands import CancelJob, TimeoutJob
 from actors.job import decide, replay
 from events import subjects
 from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec
@@ -135,6 +135,20 @@ class JobsHarness:
         )
         if notice:
             await self.nc.publish(subjects.cancel_notice(workflow_id, job), b"")
+
+    async def time_out(self, workflow_id: str, job: str) -> None:
+        """What the engine does when a running job's timeout timer fires."""
+        actor = ActorRef.job(workflow_id, job)
+        state = replay(await self.store.load(actor))
+        command = TimeoutJob(
+            workflow_id=workflow_id, job=job, epoch=state.epoch, now=datetime.now(UTC)
+        )
+        await self.store.append(
+            actor,
+            decide(state, command),
+            expected_seq=state.last_seq,
+            command_id=f"timeout.{workflow_id}.{job}.{state.epoch}",
+        )
 
     async def events(self, workflow_id: str, job: str, kind: type[E] | None = None) -> list[Any]:
         recorded = await self.store.load(ActorRef.job(workflow_id, job))

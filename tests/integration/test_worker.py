@@ -211,6 +211,7 @@ async def test_cancelling_a_running_sleep_ends_it_in_seconds(
         await harness.cancel("wf", "long", notice=notice)
         cancelled = await settled(harness, "wf", "long", JobCancelled)
         latency = time.monotonic() - asked
+        print(f"cancel ({'pushed' if notice else 'polled'}) recorded {latency:.3f}s after request")
         assert await assert_eventually(lambda: process_gone(pid_file))
         await assert_eventually(lambda: _empty(harness.nc))
     assert cancelled.worker_id is not None and cancelled.reason == "cancelled by test"
@@ -263,6 +264,20 @@ async def test_a_newer_claim_takes_the_lease_away(
     assert await jobs_in_queue(harness.nc) == 1  # not acked: the new holder owns the message
 
 
+async def test_a_job_ended_by_the_engine_is_stopped_and_its_dispatch_acked(
+    harness: JobsHarness, nats_url: str, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    async with running(Worker(fast_config(nats_url))):
+        await harness.queue("wf", "job", run=f"echo $$ > {pid_file}; exec sleep 60", timeout=60)
+        await settled(harness, "wf", "job", JobStarted)
+        await assert_eventually(pid_file.exists)
+        await harness.time_out("wf", "job")  # the engine's timeout timer fired first
+        assert await assert_eventually(lambda: process_gone(pid_file))
+        await assert_eventually(lambda: _empty(harness.nc))  # nobody else holds the message
+    assert await harness.types("wf", "job") == ["JobQueued", "JobStarted", "JobFailed"]
+
+
 async def test_abort_abandons_the_job_and_another_worker_reruns_it(
     harness: JobsHarness, nats_url: str, tmp_path: Path
 ) -> None:
@@ -308,6 +323,7 @@ async def test_a_lease_is_lost_when_heartbeats_cannot_reach_the_server(tmp_path:
         cut_at = time.monotonic()
         await assert_eventually(lambda: process_gone(pid_file), timeout=10)
         stopped_after = time.monotonic() - cut_at
+        print(f"job process stopped {stopped_after:.2f}s after NATS went down (lease 2s)")
         assert 2.0 <= stopped_after < 2.0 + 1.5, stopped_after  # lease, plus one heartbeat tick
         server.start()  # same port and store: both clients reconnect
         done = await settled(harness, "wf", "job", JobSucceeded)
