@@ -44,6 +44,8 @@ from sdk.worker_logs import log_publisher
 CLAIM_TRIES: Final = 5
 REPORT_TRIES: Final = 10
 DEAD_LETTER_SOURCE: Final = "dispatch"
+NOT_QUEUED_DELIVERIES: Final = 20
+"""A dispatch whose attempt the log never shows as queued goes to dead letters after this many."""
 
 _log = structlog.get_logger("jetwork.worker")
 
@@ -197,7 +199,11 @@ class Attempt:
 
     async def _drop(self, state: JobState | None, refused: ClaimRefused) -> None:
         if refused.retryable or state is None:
-            # The log does not show this attempt as queued yet: look again later.
+            # The log does not show this attempt as queued yet (a stale read): look again later,
+            # but not forever: the engine queues before it dispatches, so this is an anomaly.
+            if self.delivery >= NOT_QUEUED_DELIVERIES:
+                await self._dead_letter(f"{refused.reason} after {self.delivery} deliveries")
+                return
             self._log.warning("claim refused for now", reason=refused.reason)
             await self._release()
         elif held_by_another(state, self.dispatch_seq):

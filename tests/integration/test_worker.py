@@ -12,6 +12,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ from events import subjects
 from events.catalog import (
     JobCancelled,
     JobFailed,
+    JobQueued,
     JobRetryScheduled,
+    JobSpec,
     JobStarted,
     JobSucceeded,
 )
@@ -420,6 +423,35 @@ async def test_a_malformed_dispatch_goes_to_dead_letters(
         assert letter.data == b"garbage"
         assert "not a dispatch message" in (letter.headers or {})["Jetwork-Reason"]
         await assert_eventually(lambda: _empty(harness.nc))
+
+
+async def test_a_dispatch_seen_before_its_job_is_queued_is_claimed_later(
+    harness: JobsHarness, nats_url: str
+) -> None:
+    async with running(Worker(fast_config(nats_url))):
+        await harness.dispatcher.dispatch(
+            workflow_id="wf", job="early", attempt=1, labels=(), uses=None, not_before=None,
+            now=datetime.now(UTC),
+        )  # fmt: skip
+        js = harness.nc.jetstream()
+        consumer = LabelSet.of(()).consumer
+
+        async def delivered() -> bool:
+            info = await js.consumer_info(subjects.JOBS_STREAM, consumer)
+            return info.delivered.consumer_seq >= 2
+
+        # Refused (the log has no JobQueued yet), released and delivered again.
+        await assert_eventually(delivered)
+        queued = JobQueued(
+            workflow_id="wf", job="early", attempt=1, spec=JobSpec(run="true"),
+            queued_at=datetime.now(UTC),
+        )  # fmt: skip
+        await harness.store.append(
+            ActorRef.job("wf", "early"), [queued], expected_seq=0, command_id="late-queue"
+        )
+        started = await settled(harness, "wf", "early", JobStarted)
+        await settled(harness, "wf", "early", JobSucceeded)
+    assert started.delivery >= 2
 
 
 async def _empty(nc: NATS) -> bool:
