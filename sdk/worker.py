@@ -41,7 +41,7 @@ from sdk.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecut
 from sdk.handlers import HandlerRegistry
 from sdk.worker_attempt import Attempt, AttemptEnv, now
 from sdk.worker_config import WorkerConfig
-from sdk.worker_presence import PresenceBoard, RunningJob, WorkerPresence, host_and_pid
+from sdk.worker_presence import PresenceBoard
 from sdk.worker_pull import Puller, Slots
 from sdk.worker_signals import listen_for_shutdown
 
@@ -74,6 +74,7 @@ class Worker:
         self.phase: Phase = "new"
         self.aborted = False
         """True when running jobs were abandoned (second signal, shutdown grace expired)."""
+        self._aborting = False
         self._nc: NATS | None = None
         self._env: AttemptEnv | None = None
         self._presence: PresenceBoard | None = None
@@ -137,10 +138,11 @@ class Worker:
             raise RuntimeError(f"worker {self.worker_id} was already started")
         self.phase = "starting"
         self._started_at = now()
-        nc = await connect(NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}"))
-        self._nc = nc
         try:
-            await self._start(nc)
+            self._nc = await connect(
+                NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}")
+            )
+            await self._start(self._nc)
         except BaseException:
             self.phase = "stopped"
             self._closed.set()
@@ -193,7 +195,7 @@ class Worker:
             js=js,
             store=EventStore(nc),
             executor=self._executor or self._default_executor(),
-            aborting=lambda: self.aborted,
+            aborting=lambda: self._aborting,
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
         await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
@@ -325,29 +327,13 @@ class Worker:
     async def _announce(self) -> None:
         if self._presence is None or self._started_at is None:
             return
-        host, pid = host_and_pid()
-        running = [
-            RunningJob(
-                workflow_id=a.state.workflow_id,
-                job=a.state.job,
-                attempt=a.state.attempt,
-                epoch=a.epoch,
-            )
-            for a in list(self._attempts)
-            if a.state is not None and a.epoch is not None
-        ]
+        running = [a.running_job for a in list(self._attempts)]
         await self._presence.put(
-            WorkerPresence(
-                worker_id=self.worker_id,
-                labels=tuple(sorted(self.config.labels)),
-                handlers=self.registry.names,
-                concurrency=self.config.max_concurrent_jobs,
-                started_at=self._started_at,
-                last_seen=now(),
-                running=tuple(running),
-                host=host,
-                pid=pid,
-            )
+            labels=self.config.labels,
+            handlers=self.registry.names,
+            concurrency=self.config.max_concurrent_jobs,
+            started_at=self._started_at,
+            running=[job for job in running if job is not None],
         )
 
     # --- shutdown ------------------------------------------------------------------------------
@@ -363,9 +349,10 @@ class Worker:
             )
 
     def _abort(self, reason: str) -> None:
-        if not self.aborted and self._attempts:
+        self._aborting = True  # also stops what is still being claimed from running
+        if self._attempts:
             self._log.warning("aborting running jobs", reason=reason, running=self.running)
-        self.aborted = True
+            self.aborted = True
         for attempt in list(self._attempts):
             attempt.lose_lease(f"the worker aborted ({reason})")
 

@@ -27,19 +27,20 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from actors.commands import ClaimJob, CompleteJob, ConfirmCancelled, FailJob
+from actors.commands import ClaimJob
 from actors.job import ClaimRefused, JobState, decide, replay
 from events import subjects
 from events.catalog import JobCancelled, JobEvent, JobResultRejected, JobStatus
 from events.dispatch import DispatchMessage, InvalidDispatch
 from events.errors import ConcurrencyConflict, JetworkError, PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
-from sdk.executors import ExecutionResult, Executor, Failed, Succeeded
-from sdk.executors.base import Cancelled
+from sdk.executors import ExecutionResult, Executor, Failed
 from sdk.job_context import JobContext
 from sdk.log_buffer import LogBuffer
 from sdk.worker_config import WorkerConfig
 from sdk.worker_logs import log_publisher
+from sdk.worker_presence import RunningJob
+from sdk.worker_results import held_by_another, result_command
 
 CLAIM_TRIES: Final = 5
 REPORT_TRIES: Final = 10
@@ -65,19 +66,6 @@ class AttemptEnv:
 
 def now() -> datetime:
     return datetime.now(UTC)
-
-
-def held_by_another(state: JobState, dispatch_seq: int, epoch: int | None = None) -> bool:
-    """True when another claim of this very dispatch message is running.
-
-    Its holder will ack the message; an ack from us would remove it from the work queue under
-    the holder's feet, and nothing would re-deliver it if that holder died.
-    """
-    return (
-        state.status is JobStatus.RUNNING
-        and state.dispatch_seq == dispatch_seq
-        and state.epoch != epoch
-    )
 
 
 class Attempt:
@@ -110,6 +98,18 @@ class Attempt:
     def actor(self) -> ActorRef:
         assert self.dispatch is not None
         return ActorRef.job(self.dispatch.workflow_id, self.dispatch.job)
+
+    @property
+    def running_job(self) -> RunningJob | None:
+        """What presence shows of this attempt once it is claimed."""
+        if self.state is None or self.epoch is None:
+            return None
+        return RunningJob(
+            workflow_id=self.state.workflow_id,
+            job=self.state.job,
+            attempt=self.state.attempt,
+            epoch=self.epoch,
+        )
 
     def check_now(self) -> None:
         """Look at the job actor now (a cancel notice arrived)."""
@@ -338,7 +338,15 @@ class Attempt:
         for _ in range(REPORT_TRIES):
             assert self.state is not None
             state = self.state
-            events = decide(state, self._command(result))
+            command = result_command(
+                result,
+                workflow_id=self.dispatch.workflow_id,
+                job=self.dispatch.job,
+                epoch=self.epoch,
+                worker_id=self.env.worker_id,
+                now=now(),
+            )
+            events = decide(state, command)
             if not events:
                 return []  # this very result is already in the log (an earlier ack was lost)
             try:
@@ -355,24 +363,6 @@ class Attempt:
             self.state = replace(replay(events, state), last_seq=seq)
             return events
         raise StoreError(f"the result of {self.actor.filter} kept conflicting", retryable=True)
-
-    def _command(self, result: ExecutionResult) -> CompleteJob | FailJob | ConfirmCancelled:
-        assert self.dispatch is not None and self.epoch is not None
-        ids = {
-            "workflow_id": self.dispatch.workflow_id,
-            "job": self.dispatch.job,
-            "epoch": self.epoch,
-            "worker_id": self.env.worker_id,
-            "now": now(),
-        }
-        if isinstance(result, Succeeded):
-            return CompleteJob(**ids, outputs=result.outputs, result=result.result)
-        if isinstance(result, Cancelled):
-            return ConfirmCancelled(**ids)
-        assert isinstance(result, Failed)
-        return FailJob(
-            **ids, error=result.error, retryable=result.retryable, timed_out=result.timed_out
-        )
 
     # --- the dispatch message --------------------------------------------------------------------
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import UTC, datetime
 
 import orjson
 import structlog
@@ -63,7 +64,27 @@ class PresenceBoard:
         self._worker_id = worker_id
         self._kv: KeyValue | None = None
 
-    async def put(self, presence: WorkerPresence) -> None:
+    async def put(
+        self,
+        *,
+        labels: Iterable[str],
+        handlers: Iterable[str],
+        concurrency: int,
+        started_at: datetime,
+        running: Iterable[RunningJob],
+    ) -> None:
+        """Write (or refresh) the entry, stamped with ``last_seen`` = now."""
+        presence = WorkerPresence(
+            worker_id=self._worker_id,
+            labels=tuple(sorted(labels)),
+            handlers=tuple(handlers),
+            concurrency=concurrency,
+            started_at=started_at,
+            last_seen=datetime.now(UTC),
+            running=tuple(running),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
         try:
             kv = await self._bucket()
             await kv.put(self._worker_id, presence.encode())
@@ -79,7 +100,3 @@ class PresenceBoard:
         if self._kv is None:
             self._kv = await self._js.key_value(subjects.KV_WORKERS)
         return self._kv
-
-
-def host_and_pid() -> tuple[str, int]:
-    return socket.gethostname(), os.getpid()
