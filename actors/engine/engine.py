@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -37,7 +37,7 @@ from actors.commands import (
 )
 from actors.definitions import parse_workflow
 from actors.engine import reactions
-from actors.engine.host import WorkflowHost
+from actors.engine.host import Decision, WorkflowHost, decision_of
 from actors.engine.settings import EngineSettings
 from actors.engine.timers import (
     TIMERS,
@@ -59,6 +59,8 @@ _log = structlog.get_logger("jetwork.engine")
 Clock = Callable[[], datetime]
 # After this many deliveries a message that keeps failing is dead-lettered instead of retried.
 _MAX_DELIVERIES = 5
+# Decisions whose events were reacted to inline, remembered until the consumer delivers them.
+_REACTED_MEMORY = 100_000
 # Trouble that passes by itself (a restarting server, a leader election, a lost connection): the
 # message is retried for as long as it lasts and never dead-lettered for it, or a long outage
 # would throw away the commands and events that arrived just before it.
@@ -115,6 +117,7 @@ class Engine:
         self._tasks: list[asyncio.Task[None]] = []
         self._feeds: list[PullFeed] = []
         self._locks: dict[str, list[Any]] = {}  # workflow id -> [lock, users]
+        self._reacted_decisions: OrderedDict[str, None] = OrderedDict()
         self._limit = asyncio.Semaphore(self._settings.concurrency)
 
     @property
@@ -305,7 +308,7 @@ class Engine:
             idempotency_key=request.idempotency_key,
             now=self._clock(),
         )
-        appended = await self._host.execute(
+        appended = await self._execute(
             request.workflow_id, lambda state: workflow.decide(state, command), what="start"
         )
         if appended:
@@ -318,7 +321,7 @@ class Engine:
             force=request.force,
             now=self._clock(),
         )
-        await self._host.execute(
+        await self._execute(
             request.workflow_id, lambda state: workflow.decide(state, command), what="cancel"
         )
 
@@ -337,9 +340,34 @@ class Engine:
         await self._per_workflow(groups, self._react)
 
     async def _react(self, wf_id: str, messages: list[Msg]) -> None:
-        events = [decode(msg.data, subject=msg.subject) for msg in messages]
+        # Events this engine appended were reacted to when they were appended: skip them.
+        fresh = [msg for msg in messages if not self._reacted(msg)]
+        if not fresh:
+            return
+        events = [decode(msg.data, subject=msg.subject) for msg in fresh]
         state = await self._host.state(wf_id)
         await self._carry_out(wf_id, reactions.plan(state, events))
+
+    def _reacted(self, msg: Msg) -> bool:
+        decision = decision_of((msg.headers or {}).get("Nats-Msg-Id"))
+        return bool(decision) and decision in self._reacted_decisions
+
+    async def _execute(self, wf_id: str, decision: Decision, *, what: str) -> list[Event]:
+        """Decide and append, then react to what was appended right away (inline).
+
+        Reacting here saves every hop a round trip through the event consumer: a job queued by
+        ``Advance`` is dispatched at once. The decision is remembered only once its reaction is
+        complete, so the consumer still reacts if this failed half-way; both happen under the
+        workflow's lock, so the consumer never sees an event whose inline reaction is running.
+        """
+        appended = await self._host.execute(wf_id, decision, what=what)
+        if appended.events:
+            state = await self._host.state(wf_id)
+            await self._carry_out(wf_id, reactions.plan(state, appended.events))
+            self._reacted_decisions[appended.decision_id] = None
+            while len(self._reacted_decisions) > _REACTED_MEMORY:
+                self._reacted_decisions.popitem(last=False)
+        return appended.events
 
     async def _carry_out(self, wf_id: str, plan: reactions.Plan) -> None:
         now = self._clock()
@@ -368,7 +396,7 @@ class Engine:
             await self._advance(wf_id)
 
     async def _advance(self, wf_id: str) -> list[Event]:
-        return await self._host.execute(
+        return await self._execute(
             wf_id,
             lambda state: workflow.decide(state, Advance(workflow_id=wf_id, now=self._clock())),
             what="advance",
@@ -379,7 +407,7 @@ class Engine:
             command = RequeueJob(workflow_id=wf_id, job=name, attempt=attempt, now=self._clock())
             return list(job.decide(state.job(name), command))
 
-        await self._host.execute(wf_id, decision, what="requeue")
+        await self._execute(wf_id, decision, what="requeue")
 
     # --- timers -----------------------------------------------------------------------------
 
@@ -409,7 +437,7 @@ class Engine:
         def decision(state: workflow.WorkflowState) -> list[Event]:
             return workflow.decide(state, TimeoutWorkflow(workflow_id=wf_id, now=self._clock()))
 
-        await self._host.execute(wf_id, decision, what="workflow timeout")
+        await self._execute(wf_id, decision, what="workflow timeout")
 
     async def _time_out_job(self, wf_id: str, timer: JobTimeoutTimer) -> None:
         def decision(state: workflow.WorkflowState) -> list[Event]:
@@ -418,7 +446,7 @@ class Engine:
             )
             return list(job.decide(state.job(timer.job), command))
 
-        await self._host.execute(wf_id, decision, what="job timeout")
+        await self._execute(wf_id, decision, what="job timeout")
 
 
 def _is_transient(exc: Exception) -> bool:

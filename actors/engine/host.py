@@ -12,6 +12,7 @@ import random
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -35,6 +36,17 @@ class DecisionFailed(StoreError):
     """A decision kept conflicting with other writers; the triggering message will be retried."""
 
     retryable = True
+
+
+@dataclass(frozen=True)
+class Appended:
+    events: list[Event] = field(default_factory=list)
+    decision_id: str = ""
+
+
+def decision_of(msg_id: str | None) -> str:
+    """The decision id an engine put at the head of an event's msg id ('' if none)."""
+    return msg_id.split(".", 1)[0] if msg_id else ""
 
 
 class WorkflowHost:
@@ -67,28 +79,32 @@ class WorkflowHost:
     def forget(self, wf_id: str) -> None:
         self._cache.pop(wf_id, None)
 
-    async def execute(self, wf_id: str, decision: Decision, *, what: str) -> list[Event]:
+    async def execute(self, wf_id: str, decision: Decision, *, what: str) -> Appended:
         """Decide on the current state and append the result; on a conflict, reload and redo.
 
-        Returns the events appended (empty when the decision found nothing to do).
+        Returns the events appended (none when the decision found nothing to do) and the id of
+        the decision, which prefixes their msg ids (``<decision>.<n>:<i>``).
         """
         for _ in range(self._max_conflicts):
             state = await self.state(wf_id)
             events = list(decision(state))
             if not events:
-                return []
+                return Appended()
+            decision_id = uuid.uuid4().hex
             try:
-                await self._append_all(state, events)
+                await self._append_all(state, events, decision_id)
             except ConcurrencyConflict as conflict:
                 _log.debug(
                     "conflict, deciding again", workflow=wf_id, what=what, error=str(conflict)
                 )
                 await asyncio.sleep(random.uniform(0, 0.01))  # de-synchronise racing engines
                 continue
-            return events
+            return Appended(events, decision_id)
         raise DecisionFailed(f"{what} for workflow {wf_id} conflicted {self._max_conflicts} times")
 
-    async def _append_all(self, state: WorkflowState, events: list[Event]) -> None:
+    async def _append_all(
+        self, state: WorkflowState, events: list[Event], decision_id: str
+    ) -> None:
         """Append each actor's group under its CAS, in the planned order.
 
         Runs of job-actor groups are independent of each other, so they go concurrently (a
@@ -96,7 +112,6 @@ class WorkflowHost:
         for everything before it and everything after it waits for it, which keeps the order
         ``plan_appends`` promises (a workflow ends after the job events it follows from).
         """
-        decision_id = uuid.uuid4().hex
         workflow_filter = subjects.workflow_actor_filter(state.workflow_id)
         pending: list[Awaitable[int]] = []
         for index, append in enumerate(workflow.plan_appends(state, events)):

@@ -147,12 +147,21 @@ async def test_workflow_timeout_fires_from_a_durable_timer(rig) -> None:
     try:
         await start_workflow(nc, "wf-slow", definition)
         history = await finished(store, "wf-slow")
+
+        # The end is recorded first, the cancellation it causes right after.
+        async def stop_requested() -> list | None:
+            found = await store.history("wf-slow")
+            return found if "job.forever.JobCancelRequested" in types(found) else None
+
+        history = await assert_eventually(stop_requested)
     finally:
         await runner.stop()
         await engine.stop()
     failed = next(r.event for r in history if r.event.event_type == "WorkflowFailed")
     assert "timed out after 1s" in failed.reason
-    assert "job.forever.JobCancelRequested" in types(history)
+    assert types(history).index("wf.WorkflowFailed") < types(history).index(
+        "job.forever.JobCancelRequested"
+    )
 
 
 async def test_cancel_withdraws_queued_and_stops_running_jobs(rig) -> None:
