@@ -45,6 +45,7 @@ class Topology:
             self.logs(),
             self.timers(),
             self.dead_letters(),
+            self.index(),
         ]
 
     def events(self) -> StreamConfig:
@@ -132,6 +133,21 @@ class Topology:
             discard=DiscardPolicy.OLD,
             max_age=self.dead_letter_max_age,
             num_replicas=self.replicas,
+            allow_direct=True,
+        )
+
+    def index(self) -> StreamConfig:
+        # The projections' listing index (projections/index.py): one small entry per workflow on
+        # wfidx.<generation>.<status>.<name>, deleted when superseded, so it is not append-only.
+        # Rebuildable from the log like every projection.
+        return StreamConfig(
+            name=subjects.INDEX_STREAM,
+            description="jetwork projections: workflow listing index",
+            subjects=[subjects.INDEX_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=DUPLICATE_WINDOW,
             allow_direct=True,
         )
 
