@@ -332,7 +332,8 @@ async def test_a_lease_is_lost_when_heartbeats_cannot_reach_the_server(tmp_path:
         server.start()  # same port and store: both clients reconnect
         done = await settled(harness, "wf", "job", JobSucceeded)
         started = await harness.events("wf", "job", JobStarted)
-        assert [s.epoch for s in started] == [1, 2] and done.epoch == 2
+        assert [s.epoch for s in started] == [1, 2]
+        assert done.epoch == 2
         assert await harness.types("wf", "job") == [
             "JobQueued",
             "JobStarted",
