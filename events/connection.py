@@ -10,7 +10,10 @@ import structlog
 from nats.aio.client import Client as NATS
 
 import nats
+from events import nats_speedups
 from events.errors import ServerUnavailable
+
+nats_speedups.install()
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 _log = structlog.get_logger("jetwork.nats")
