@@ -1,0 +1,269 @@
+"""JetStream plumbing for the projections: direct gets and pipelined publishes on one inbox each.
+
+Everything here is one request (and, for reads, a batch of replies) on a long-lived wildcard
+inbox: no consumer is ever created to read, and writes are pipelined (``send`` returns once the
+message is buffered, the ack arrives on a future). nats-py exceptions stop at this module: callers
+see ``StoreError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+
+from events.errors import StoreError
+from events.store import parse_nats_time
+
+_MULTI_LAST_CHUNK = 200  # subjects per multi-last request (the server caps a request's size)
+_GONE = frozenset({"DEL", "PURGE"})  # KV operations that mean "no value"
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A message read back by direct get."""
+
+    seq: int
+    subject: str
+    data: bytes
+    headers: dict[str, str]
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.headers.get("KV-Operation") in _GONE
+
+    @property
+    def timestamp(self) -> float:
+        return parse_nats_time(self.headers.get("Nats-Time-Stamp", "")).timestamp()
+
+
+class _Read:
+    __slots__ = ("batched", "done", "messages")
+
+    def __init__(self, *, batched: bool) -> None:
+        self.batched = batched
+        self.messages: list[Stored] = []
+        self.done: asyncio.Future[tuple[str | None, int]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+
+class Inbox:
+    """One wildcard reply subscription shared by every request of one client object."""
+
+    def __init__(self, nc: NATS, *, timeout: float) -> None:
+        self._nc = nc
+        self.timeout = timeout
+        self._prefix: str | None = None
+        self._lock = asyncio.Lock()
+        self._tokens = itertools.count()
+
+    async def reply_subject(self) -> tuple[str, str]:
+        if self._prefix is None:
+            async with self._lock:
+                if self._prefix is None:
+                    prefix = self._nc.new_inbox()
+                    await self._nc.subscribe(f"{prefix}.*", cb=self._on_reply)
+                    self._prefix = prefix
+        token = str(next(self._tokens))
+        return token, f"{self._prefix}.{token}"
+
+    async def _on_reply(self, msg: Msg) -> None:
+        self.on_reply(msg.subject.rsplit(".", 1)[-1], msg)
+
+    def on_reply(self, token: str, msg: Msg) -> None:
+        raise NotImplementedError
+
+
+class Direct(Inbox):
+    """Direct gets on one stream (needs ``allow_direct``)."""
+
+    def __init__(self, nc: NATS, stream: str, *, timeout: float = 5.0) -> None:
+        super().__init__(nc, timeout=timeout)
+        self._api = f"$JS.API.DIRECT.GET.{stream}"
+        self.stream = stream
+        self._reads: dict[str, _Read] = {}
+
+    async def last(self, subject: str) -> Stored | None:
+        """The newest message on ``subject`` (wildcards allowed), if any."""
+        found, _ = await self._request({"last_by_subj": subject})
+        return found[0] if found else None
+
+    async def get(self, seq: int) -> Stored | None:
+        found, _ = await self._request({"seq": seq})
+        return found[0] if found else None
+
+    async def next(
+        self, filter_subject: str, *, from_seq: int, limit: int
+    ) -> tuple[list[Stored], int]:
+        """Up to ``limit`` messages on ``filter_subject`` from ``from_seq`` on, in stream order,
+        and how many more match after the last one returned."""
+        request = {"seq": max(1, from_seq), "next_by_subj": filter_subject, "batch": limit}
+        return await self._request(request)
+
+    async def all(self, filter_subject: str, *, page: int = 1000) -> list[Stored]:
+        """Every message on ``filter_subject`` (for small sets: live workers, one generation)."""
+        found: list[Stored] = []
+        next_seq = 1
+        while True:
+            batch, pending = await self.next(filter_subject, from_seq=next_seq, limit=page)
+            found += batch
+            if not batch or pending == 0:
+                return found
+            next_seq = batch[-1].seq + 1
+
+    async def last_of_each(self, subjects: Sequence[str]) -> dict[str, Stored]:
+        """The newest message of each literal subject that has one (one request per chunk)."""
+        chunks = [
+            list(subjects[i : i + _MULTI_LAST_CHUNK])
+            for i in range(0, len(subjects), _MULTI_LAST_CHUNK)
+        ]
+        replies = await asyncio.gather(
+            *(self._request({"multi_last": chunk, "batch": len(chunk)}) for chunk in chunks)
+        )
+        return {stored.subject: stored for found, _ in replies for stored in found}
+
+    async def _request(self, request: dict[str, Any]) -> tuple[list[Stored], int]:
+        token, reply = await self.reply_subject()
+        pending = _Read(batched="batch" in request)
+        self._reads[token] = pending
+        try:
+            await self._nc.publish(self._api, orjson.dumps(request), reply=reply)
+            status, remaining = await asyncio.wait_for(pending.done, self.timeout)
+        except TimeoutError:
+            raise StoreError(f"reading {self.stream} timed out", retryable=True) from None
+        except Exception as exc:
+            raise _store_error(f"reading {self.stream}", exc) from None
+        finally:
+            self._reads.pop(token, None)
+        if status in (None, "204", "404"):
+            return pending.messages, remaining
+        if status == "503":
+            raise StoreError(f"stream {self.stream} not found: is the topology created?")
+        raise StoreError(f"direct get on {self.stream} failed: status {status}", retryable=True)
+
+    def on_reply(self, token: str, msg: Msg) -> None:
+        pending = self._reads.get(token)
+        if pending is None or pending.done.done():
+            return
+        headers = msg.headers or {}
+        status = headers.get("Status")
+        if status is None:
+            pending.messages.append(_stored(msg))
+            if not pending.batched:
+                pending.done.set_result((None, 0))
+            return
+        pending.done.set_result((status, int(headers.get("Nats-Num-Pending", "0") or 0)))
+
+
+class Publisher(Inbox):
+    """Requests whose answers are JSON (JetStream publishes and API calls), pipelined."""
+
+    def __init__(self, nc: NATS, *, timeout: float = 5.0) -> None:
+        super().__init__(nc, timeout=timeout)
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
+
+    async def send(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> asyncio.Future[dict[str, Any]]:
+        """Publish; returns once the message is buffered, with a future of the JSON answer.
+
+        Messages sent one after the other from one task reach the server in that order.
+        """
+        token, reply = await self.reply_subject()
+        answer: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._answers[token] = answer
+        answer.add_done_callback(lambda _: self._answers.pop(token, None))
+        try:
+            await self._nc.publish(subject, payload, reply=reply, headers=headers)
+        except Exception as exc:
+            answer.cancel()
+            raise _store_error(f"publishing to {subject}", exc) from None
+        return answer
+
+    async def wait(self, answer: asyncio.Future[dict[str, Any]], what: str) -> dict[str, Any]:
+        try:
+            return await asyncio.wait_for(answer, self.timeout)
+        except TimeoutError:
+            raise StoreError(f"{what}: no answer", retryable=True) from None
+
+    async def call(self, subject: str, request: dict[str, Any], what: str) -> dict[str, Any]:
+        return await self.wait(await self.send(subject, orjson.dumps(request)), what)
+
+    def on_reply(self, token: str, msg: Msg) -> None:
+        answer = self._answers.get(token)
+        if answer is None or answer.done():
+            return
+        status = msg.headers.get("Status") if msg.headers else None
+        if status == "503":
+            answer.set_result({"error": {"code": 503, "description": "no responders"}})
+            return
+        try:
+            answer.set_result(orjson.loads(msg.data))
+        except orjson.JSONDecodeError:
+            answer.set_result({"error": {"code": 0, "description": "answer is not JSON"}})
+
+
+def error_code(answer: dict[str, Any]) -> int:
+    error = answer.get("error")
+    return int(error.get("err_code", 0) or error.get("code", 0)) if error else 0
+
+
+def describe(answer: dict[str, Any]) -> str:
+    error = answer.get("error") or {}
+    return f"{error.get('description', 'unknown error')} ({error_code(answer)})"
+
+
+def _stored(msg: Msg) -> Stored:
+    headers = dict(msg.headers or {})
+    return Stored(
+        seq=int(headers.get("Nats-Sequence", "0")),
+        subject=headers.get("Nats-Subject", ""),
+        data=msg.data,
+        headers=headers,
+    )
+
+
+def _store_error(what: str, exc: Exception) -> StoreError:
+    return StoreError(f"{what} failed: {exc or type(exc).__name__}", retryable=True)
+
+
+async def pull_now(
+    nc: NATS, *, stream: str, consumer: str, batch: int, timeout: float
+) -> list[Msg]:
+    """The messages a durable pull consumer can deliver right now (``no_wait``), at most ``batch``.
+
+    Unlike a waiting pull, nothing stays requested afterwards: a message published later is not
+    delivered to a reader that has gone (it would sit unacknowledged until its ack wait ends).
+    """
+    inbox = nc.new_inbox()
+    received: list[Msg] = []
+    ended = asyncio.get_running_loop().create_future()
+
+    async def on_message(msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers else None
+        if status is None:
+            received.append(msg)
+            if len(received) < batch:
+                return
+        if not ended.done():
+            ended.set_result(None)
+
+    sub = await nc.subscribe(inbox, cb=on_message)
+    try:
+        request = {"batch": batch, "no_wait": True}
+        await nc.publish(
+            f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}", orjson.dumps(request), reply=inbox
+        )
+        await asyncio.wait_for(ended, timeout)
+    except TimeoutError:
+        raise StoreError(f"pulling from {stream}/{consumer} timed out", retryable=True) from None
+    finally:
+        await sub.unsubscribe()
+    return received

@@ -1,0 +1,241 @@
+"""The listing index: newest-first listing by status and name without scanning every workflow.
+
+JetStream KV cannot list keys in order (a key listing walks the whole filter in stream order),
+and every operation with a wildcard filter costs the server time in proportion to the number of
+*subjects* it matches: with one subject per workflow, a listing of 100k workflows costs seconds.
+So the index keeps few subjects and many messages:
+
+- Stream ``JW_INDEX``, subject ``wfidx.g<generation>.<status>.<name>``: one small message per
+  workflow saying "this workflow is in this status". When a workflow ends, the projector
+  publishes its terminal entry and deletes the running one by sequence; a workflow's status
+  changes at most once (running to its end), so it has one or two entries in its life. Filters
+  (``wfidx.g1.failed.*``, ``wfidx.g1.*.release``) match at most statuses x names subjects.
+- Every entry carries ``bound``: the greatest ``started_at`` of all entries its generation's
+  writer published up to and including it. Bounds never decrease along the stream, so the entries
+  before any position all started at or before the bound found there.
+- A listing reads the filter backwards in windows of stream positions (direct get, which starts
+  at a sequence and goes forward: a probe of one message gives the number of matches from there
+  on, a second request fetches exactly the window's). After each window, every entry not yet read
+  started at or before the window's first bound: once ``limit`` results started after it, no
+  older entry can displace them, and the scan stops. Windows grow 4x when they come back thin,
+  so a rare status costs a few requests more, not a scan on the client.
+
+Entries are hints, never the truth: the reader keeps one only if the workflow's stored summary
+names the same index entry (see ``projections.store``), so a leftover entry of a crashed write
+is never shown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, TypeVar
+
+import orjson
+import structlog
+
+from events import subjects
+from events.errors import StoreError
+from projections._nats import Direct, Publisher, Stored, describe, error_code
+from projections.views import WorkflowView
+
+_log = structlog.get_logger("jetwork.projector")
+T = TypeVar("T")
+_PAGE = 1000
+_UNKNOWN_BOUND = 1 << 62  # no conclusion possible: keep reading
+_NO_MESSAGE = 10057  # deleting a message that is not there (any more): already done
+
+
+@dataclass(frozen=True, slots=True)
+class IndexEntry:
+    seq: int
+    workflow_id: str
+    name: str
+    status: str
+    started_us: int
+    bound_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Entries of one window (stream order) and what bounds every entry not yet returned."""
+
+    entries: list[IndexEntry]
+    # Every entry still unread started at or before this (µs since the epoch); None: none left.
+    older_bound_us: int | None
+
+
+def micros(moment: datetime | None) -> int:
+    return round(moment.timestamp() * 1_000_000) if moment is not None else 0
+
+
+def name_token(name: str) -> str:
+    """Workflow names are validated tokens; anything else is hashed into one."""
+    if subjects.is_valid_token(name) and not name.startswith("~"):
+        return name
+    return "~" + hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def entry_subject(generation: int, status: str, name: str) -> str:
+    return f"wfidx.g{generation}.{status}.{name_token(name)}"
+
+
+def entry_filter(generation: int, *, status: str | None, name: str | None) -> str:
+    return f"wfidx.g{generation}.{status or '*'}.{name_token(name) if name else '*'}"
+
+
+def decode_entry(stored: Stored) -> IndexEntry | None:
+    try:
+        doc = orjson.loads(stored.data)
+        return IndexEntry(
+            seq=stored.seq,
+            workflow_id=str(doc["wf"]),
+            name=str(doc["name"]),
+            status=str(doc["status"]),
+            started_us=int(doc["started"]),
+            bound_us=int(doc["bound"]),
+        )
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        _log.warning("skipping a malformed index entry", subject=stored.subject, seq=stored.seq)
+        return None
+
+
+class IndexWriter:
+    """Publishes and deletes one generation's entries. One writer per generation: bounds are
+    assigned in publishing order, which is the order the server stores them in."""
+
+    def __init__(self, direct: Direct, publisher: Publisher, *, generation: int) -> None:
+        self._direct = direct
+        self._publisher = publisher
+        self._generation = generation
+        self._bound_us: int | None = None
+        self._order = asyncio.Lock()
+
+    async def add(self, view: WorkflowView) -> int:
+        """Publish the entry for the view's status; returns its stream sequence.
+
+        The msg id is the same for every attempt (a workflow enters a status once), so a retry
+        after a lost ack or a crash finds the entry already published instead of adding another.
+        """
+        started = micros(view.started_at)
+        wf, status = view.workflow_id, view.status
+        async with self._order:
+            if self._bound_us is None:
+                self._bound_us = await self._last_bound()
+            self._bound_us = max(self._bound_us, started)
+            doc = {"wf": wf, "name": view.name, "status": status, "started": started}
+            doc["bound"] = self._bound_us
+            answer = await self._publisher.send(
+                entry_subject(self._generation, status, view.name),
+                orjson.dumps(doc),
+                {"Nats-Msg-Id": f"g{self._generation}:{wf}:{status}"},
+            )
+        reply = await self._publisher.wait(answer, f"indexing workflow {wf}")
+        if "error" in reply:
+            raise StoreError(f"indexing workflow {wf} failed: {describe(reply)}", retryable=True)
+        return int(reply["seq"])
+
+    async def remove(self, seq: int) -> None:
+        """Delete an entry (idempotent). ``no_erase``: overwriting the bytes is 8x slower."""
+        reply = await self._publisher.call(
+            f"$JS.API.STREAM.MSG.DELETE.{subjects.INDEX_STREAM}",
+            {"seq": seq, "no_erase": True},
+            f"deleting index entry {seq}",
+        )
+        if "error" in reply and error_code(reply) != _NO_MESSAGE:
+            raise StoreError(f"deleting index entry {seq} failed: {describe(reply)}")
+
+    async def _last_bound(self) -> int:
+        last = await self._direct.last(f"wfidx.g{self._generation}.>")
+        entry = decode_entry(last) if last is not None else None
+        return entry.bound_us if entry is not None else 0
+
+
+class Reads(Protocol):
+    """The two direct gets the scan needs (``projections._nats.Direct``)."""
+
+    async def last(self, subject: str) -> Stored | None: ...
+
+    async def next(
+        self, filter_subject: str, *, from_seq: int, limit: int
+    ) -> tuple[list[Stored], int]: ...
+
+
+Accept = Callable[[list[IndexEntry]], Awaitable[list[tuple[IndexEntry, T]]]]
+
+
+async def newest(
+    direct: Reads,
+    filter_subject: str,
+    *,
+    limit: int,
+    accept: Accept[T],
+    first_window: int = 256,
+) -> list[T]:
+    """The ``limit`` newest accepted entries on ``filter_subject``, newest first.
+
+    ``accept`` turns entries into rows, dropping those that are not current (one call per
+    window). Newest means greatest ``started_at``, then greatest workflow id.
+    """
+    chosen: dict[str, tuple[IndexEntry, T]] = {}
+    async for window in newest_first(direct, filter_subject, first_window=first_window):
+        fresh = [entry for entry in window.entries if entry.workflow_id not in chosen]
+        for entry, row in await accept(fresh) if fresh else []:
+            chosen.setdefault(entry.workflow_id, (entry, row))
+        bound = window.older_bound_us
+        if bound is None or sum(e.started_us > bound for e, _ in chosen.values()) >= limit:
+            break
+    ranked = sorted(
+        chosen.values(), key=lambda pair: (pair[0].started_us, pair[0].workflow_id), reverse=True
+    )
+    return [row for _, row in ranked[:limit]]
+
+
+async def newest_first(
+    direct: Reads, filter_subject: str, *, first_window: int = 256
+) -> AsyncIterator[Window]:
+    """Windows of entries on ``filter_subject``, from the end of the stream backwards."""
+    last = await direct.last(filter_subject)
+    if last is None:
+        return
+    hi = last.seq  # the window ends here
+    seen = 0  # matches after ``hi``, all returned already
+    size = first_window
+    while True:
+        lo = max(1, hi - size + 1)
+        probe, pending = await direct.next(filter_subject, from_seq=lo, limit=1)
+        if not probe:
+            return  # everything was deleted meanwhile
+        first = probe[0]
+        total = 1 + pending  # matches at lo or after
+        found = await _window(direct, filter_subject, first, hi, expected=total - seen)
+        seen = total
+        if lo == 1:
+            yield Window(found, None)
+            return
+        older = decode_entry(first)
+        yield Window(found, older.bound_us if older is not None else _UNKNOWN_BOUND)
+        hi = lo - 1
+        if len(found) < first_window:
+            size *= 4
+
+
+async def _window(
+    direct: Reads, filter_subject: str, first: Stored, hi: int, *, expected: int
+) -> list[IndexEntry]:
+    """The entries from ``first`` up to ``hi``. ``expected`` is a hint: entries come and go."""
+    if first.seq > hi:
+        return []
+    messages = [first]
+    cursor = first.seq + 1
+    while cursor <= hi:
+        wanted = min(_PAGE, max(16, expected - len(messages) + 16))
+        batch, pending = await direct.next(filter_subject, from_seq=cursor, limit=wanted)
+        messages += [message for message in batch if message.seq <= hi]
+        if not batch or pending == 0 or batch[-1].seq >= hi:
+            break
+        cursor = batch[-1].seq + 1
+    return [entry for entry in map(decode_entry, messages) if entry is not None]

@@ -1,0 +1,346 @@
+"""The projector: folds the event log into the views users query, in KV.
+
+One durable pull consumer per generation (``projector-g<n>``, ``evt.>``, see
+``projections.generations``). Each batch is grouped by workflow; a workflow's state is folded
+incrementally from the log itself (``read_tolerant`` from the cached state's stream sequence on),
+not from the batch, so events split across batches, redelivered or delivered out of order all
+end in the same state: the fold of the workflow's whole history. Folded states are cached
+(bounded, least recently used dropped); a miss replays the workflow's history once.
+
+Views are written newest-wins by stream sequence (``projections.store``), and messages are acked
+only once their workflow's view is stored, so the projector can be killed at any point and
+restarted: it converges to the same views. Messages that are not events are skipped and logged,
+never fatal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import time
+from collections import OrderedDict, defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from actors.workflow import WorkflowState, replay
+from events import subjects
+from events.base import RecordedEvent
+from events.pull import PullFeed
+from events.store import EventStore, StoredMessage
+from projections._nats import Publisher, pull_now
+from projections.generations import Generations, consumer_name
+from projections.store import ViewStore, Written, purge_generation
+from projections.views import workflow_view
+
+_log = structlog.get_logger("jetwork.projector")
+_GARBAGE_MEMORY = 10_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProjectorSettings:
+    # Messages pulled per batch.
+    batch: int = 256
+    # Workflows projected at once within a batch.
+    concurrency: int = 32
+    # How long a batch may take before JetStream redelivers its messages.
+    ack_wait: float = 30.0
+    # Folded workflow states kept in memory (least recently used ones are dropped).
+    cache_size: int = 20_000
+    # Wait of an idle pull before asking again.
+    poll_interval: float = 1.0
+    # How often a live projector looks for a new generation (after a rebuild).
+    generation_check: float = 1.0
+    # Durable consumer names are <prefix>-g<generation>.
+    consumer_prefix: str = "projector"
+    request_timeout: float = 5.0
+    # Largest KV value written in one piece (default: the server's max_payload minus headroom).
+    max_value: int | None = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> ProjectorSettings:
+        def number(name: str, default: float) -> float:
+            raw = environ.get(name)
+            if raw is None or raw == "":
+                return default
+            try:
+                return float(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r} is not a number") from None
+
+        return cls(
+            batch=int(number("JETWORK_PROJECTOR_BATCH", cls.batch)),
+            concurrency=int(number("JETWORK_PROJECTOR_CONCURRENCY", cls.concurrency)),
+            ack_wait=number("JETWORK_PROJECTOR_ACK_WAIT", cls.ack_wait),
+            cache_size=int(number("JETWORK_PROJECTOR_CACHE_SIZE", cls.cache_size)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class _Tracked:
+    state: WorkflowState
+    written: Written
+
+
+class Projector:
+    """Keeps the views of the current generation up to date (``generation=None``), or fills one
+    given generation (a rebuild: ``catch_up``)."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        settings: ProjectorSettings | None = None,
+        generation: int | None = None,
+    ) -> None:
+        self._nc = nc
+        self._settings = settings or ProjectorSettings()
+        self._follow = generation is None
+        self._generation = generation or 0
+        timeout = self._settings.request_timeout
+        self._events = EventStore(nc, request_timeout=timeout)
+        self._publisher = Publisher(nc, timeout=timeout)
+        self._generations = Generations(nc, publisher=self._publisher, timeout=timeout)
+        self._store: ViewStore | None = None
+        self._feed: PullFeed | None = None
+        self._cache: OrderedDict[str, _Tracked] = OrderedDict()
+        self._garbage_seen: OrderedDict[int, None] = OrderedDict()
+        self._limit = asyncio.Semaphore(self._settings.concurrency)
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.events_seen = 0  # messages handled (acked), for statistics
+        self.views_created = 0  # workflows given their first view in this generation
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    @property
+    def consumer(self) -> str:
+        return consumer_name(self._settings.consumer_prefix, self._generation)
+
+    # --- life cycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._follow:
+            self._generation = (await self._generations.ensure()).generation
+        await self._bind()
+        self._feed = await self._open_feed()
+        self._stopping.clear()
+        self._task = asyncio.create_task(self._consume())
+        _log.info("projector started", generation=self._generation, consumer=self.consumer)
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, then return. Unacked messages are redelivered later."""
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._feed is not None:
+            feed, self._feed = self._feed, None
+            await feed.stop()
+
+    async def run(self) -> None:
+        await self.start()
+        try:
+            await self._stopping.wait()
+        finally:
+            await self.stop()
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+
+    async def catch_up(self) -> None:
+        """Project everything the consumer holds, then return (nothing stays requested)."""
+        if self._follow and not self._generation:
+            self._generation = (await self._generations.ensure()).generation
+        await self._bind()
+        js = self._nc.jetstream()
+        while True:
+            messages = await pull_now(
+                self._nc,
+                stream=subjects.EVENTS_STREAM,
+                consumer=self.consumer,
+                batch=self._settings.batch,
+                timeout=self._settings.request_timeout,
+            )
+            if messages:
+                await self._handle(messages)
+                continue
+            info = await js.consumer_info(subjects.EVENTS_STREAM, self.consumer)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return
+            await asyncio.sleep(0.05)  # naked messages come back after their delay
+
+    # --- consuming ----------------------------------------------------------------------------
+
+    async def _bind(self) -> None:
+        config = ConsumerConfig(
+            name=self.consumer,
+            durable_name=self.consumer,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self._settings.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=max(1000, self._settings.batch * 8),
+            filter_subject=subjects.EVENTS_ALL,
+        )
+        await self._nc.jetstream().add_consumer(subjects.EVENTS_STREAM, config)
+        self._store = ViewStore(
+            self._nc,
+            generation=self._generation,
+            publisher=self._publisher,
+            timeout=self._settings.request_timeout,
+            max_value=self._settings.max_value,
+        )
+        self._cache.clear()
+
+    async def _open_feed(self) -> PullFeed:
+        feed = PullFeed(
+            self._nc,
+            stream=subjects.EVENTS_STREAM,
+            consumer=self.consumer,
+            window=self._settings.batch * 2,
+        )
+        await feed.start()
+        return feed
+
+    async def _consume(self) -> None:
+        poll = self._settings.poll_interval
+        next_check = time.monotonic() + self._settings.generation_check
+        while not self._stopping.is_set():
+            if self._follow and time.monotonic() >= next_check:
+                next_check = time.monotonic() + self._settings.generation_check
+                await self._follow_generation()
+            feed = self._feed
+            assert feed is not None
+            try:
+                # The outer timeout is a watchdog: a pull must never hang the projector.
+                messages = await asyncio.wait_for(
+                    feed.next_batch(self._settings.batch, timeout=poll), poll + 5
+                )
+            except Exception as exc:  # connection trouble: keep trying, never die
+                _log.warning("pull failed", consumer=self.consumer, error=str(exc) or repr(exc))
+                await asyncio.sleep(poll)
+                continue
+            if not messages:
+                continue
+            try:
+                await self._handle(messages)
+            except Exception:  # a bug must not stop the projector; the messages come back
+                _log.exception("batch failed", consumer=self.consumer, size=len(messages))
+
+    async def _follow_generation(self) -> None:
+        try:
+            pointer = await self._generations.current()
+            if pointer.generation <= self._generation:
+                return
+            old = self._generation
+            if self._feed is not None:
+                await self._feed.stop()
+            self._generation = pointer.generation
+            await self._bind()
+            self._feed = await self._open_feed()
+            _log.info("projector moved to a rebuilt generation", generation=self._generation)
+            await drop_generation(
+                self._nc, old, prefix=self._settings.consumer_prefix, publisher=self._publisher
+            )
+        except Exception as exc:
+            _log.warning("cannot follow the projection generation", error=str(exc) or repr(exc))
+
+    async def _handle(self, messages: list[Msg]) -> None:
+        groups: dict[str, list[Msg]] = defaultdict(list)
+        for msg in messages:
+            groups[_workflow_of(msg.subject)].append(msg)
+
+        async def project(wf: str, group: list[Msg]) -> None:
+            try:
+                async with self._limit:
+                    await self._project(wf)
+            except Exception as exc:
+                _log.warning("projecting failed, will retry", workflow=wf, error=repr(exc))
+                await asyncio.gather(*(msg.nak(delay=1.0) for msg in group))
+                return
+            await asyncio.gather(*(msg.ack() for msg in group))
+            self.events_seen += len(group)
+
+        await asyncio.gather(*(project(wf, group) for wf, group in groups.items()))
+
+    # --- folding and writing ------------------------------------------------------------------
+
+    async def _project(self, wf: str) -> None:
+        store = self._store
+        assert store is not None
+        tracked = self._cache.get(wf)
+        if tracked is None:
+            tracked = _Tracked(WorkflowState(workflow_id=wf), await store.written(wf))
+        state = tracked.state
+        loaded = await self._events.read_tolerant(
+            subjects.workflow_events(wf), from_seq=state.stream_seq + 1
+        )
+        for message, exc in loaded.skipped:
+            self._report_garbage(message, str(exc))
+        if loaded.events:
+            state = self._fold(state, loaded.events)
+        if loaded.last_seq > state.stream_seq:
+            state = dataclasses.replace(state, stream_seq=loaded.last_seq)
+        written = tracked.written
+        if state.status is not None and state.stream_seq > written.seq:
+            if not written.seq:
+                self.views_created += 1
+            written = await store.write(workflow_view(state), state.stream_seq, written)
+        self._remember(wf, _Tracked(state, written))
+
+    def _fold(self, state: WorkflowState, events: list[RecordedEvent]) -> WorkflowState:
+        try:
+            return replay(events, state)
+        except Exception:
+            pass  # one event the fold cannot take: find it, skip it, keep the others
+        for recorded in events:
+            try:
+                state = replay([recorded], state)
+            except Exception as exc:
+                _log.error(
+                    "skipping an event the workflow fold refused",
+                    subject=recorded.subject,
+                    seq=recorded.seq,
+                    error=str(exc) or repr(exc),
+                )
+        return state
+
+    def _report_garbage(self, message: StoredMessage, reason: str) -> None:
+        if message.seq in self._garbage_seen:
+            return
+        self._garbage_seen[message.seq] = None
+        while len(self._garbage_seen) > _GARBAGE_MEMORY:
+            self._garbage_seen.popitem(last=False)
+        _log.error("skipping a message that is not an event", seq=message.seq, reason=reason)
+
+    def _remember(self, wf: str, tracked: _Tracked) -> None:
+        self._cache[wf] = tracked
+        self._cache.move_to_end(wf)
+        while len(self._cache) > self._settings.cache_size:
+            self._cache.popitem(last=False)
+
+
+def _workflow_of(subject: str) -> str:
+    tokens = subject.split(".", 2)
+    return tokens[1] if len(tokens) > 1 else ""
+
+
+async def drop_generation(
+    nc: NATS, generation: int, *, prefix: str = "projector", publisher: Publisher | None = None
+) -> None:
+    """Delete a generation's views, index entries and consumer (all idempotent)."""
+    await purge_generation(publisher or Publisher(nc), generation)
+    with contextlib.suppress(Exception):
+        await nc.jetstream().delete_consumer(
+            subjects.EVENTS_STREAM, consumer_name(prefix, generation)
+        )

@@ -1,0 +1,192 @@
+"""The query side of the projections: what the client and the CLI call.
+
+Every call reads the current generation first (one direct get), so readers move to a rebuilt
+set of views the moment it is switched in. Reads are direct gets: no consumer is created per
+query.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from events import subjects
+from events.catalog import WorkflowStatus
+from events.errors import StoreError
+from projections import index
+from projections._nats import Direct, Publisher
+from projections.generations import Generations, consumer_name
+from projections.store import ViewStore
+from projections.views import WorkflowSummary, WorkflowView
+
+_log = structlog.get_logger("jetwork.projections")
+_STATUSES = frozenset(status.value for status in WorkflowStatus)
+
+
+class RunningJobInfo(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    workflow_id: str
+    job: str
+    attempt: int = 0
+    epoch: int = 0
+
+
+class WorkerInfo(BaseModel):
+    """A live worker, from its entry in KV ``jw_workers`` (refreshed on every heartbeat).
+
+    ``stale``: its last refresh is older than the reader's ``stale_after`` (3 heartbeats by
+    default); the entry itself disappears when the bucket's TTL runs out.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    worker_id: str
+    labels: tuple[str, ...] = ()
+    handlers: tuple[str, ...] = ()
+    concurrency: int = 0
+    started_at: datetime | None = None
+    last_seen: datetime | None = None
+    running: tuple[RunningJobInfo, ...] = ()
+    host: str = ""
+    pid: int = 0
+    stale: bool = False
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Views:
+    """Read the projections: one workflow's view, listings, live workers, projector lag."""
+
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        stale_after: float = 30.0,
+        timeout: float = 5.0,
+        consumer_prefix: str = "projector",
+        clock: Callable[[], datetime] = _utc_now,
+    ) -> None:
+        self._nc = nc
+        self._stale_after = timedelta(seconds=stale_after)
+        self._timeout = timeout
+        self._prefix = consumer_prefix
+        self._clock = clock
+        self._publisher = Publisher(nc, timeout=timeout)
+        self._generations = Generations(nc, publisher=self._publisher, timeout=timeout)
+        self._index = Direct(nc, subjects.INDEX_STREAM, timeout=timeout)
+        self._workers = Direct(nc, f"KV_{subjects.KV_WORKERS}", timeout=timeout)
+        self._stores: dict[int, ViewStore] = {}
+
+    async def generation(self) -> int:
+        """The generation readers are on (it changes when a rebuild is switched in)."""
+        return (await self._generations.current()).generation
+
+    async def get(self, workflow_id: str) -> WorkflowView | None:
+        """The workflow's view as projected so far; None when the projector has not seen it."""
+        if not subjects.is_valid_token(workflow_id):
+            return None
+        return await (await self._store()).view(workflow_id)
+
+    async def list(
+        self, *, status: str | None = None, name: str | None = None, limit: int = 50
+    ) -> builtins.list[WorkflowSummary]:
+        """Summaries newest first (by ``started_at``), optionally of one status and/or name."""
+        if status is not None and status not in _STATUSES:
+            raise ValueError(f"unknown status {status!r} (one of: {', '.join(sorted(_STATUSES))})")
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        store = await self._store()
+
+        async def accept(
+            entries: builtins.list[index.IndexEntry],
+        ) -> builtins.list[tuple[index.IndexEntry, WorkflowSummary]]:
+            stored = await store.summaries([entry.workflow_id for entry in entries])
+            rows = []
+            for entry in entries:
+                found = stored.get(entry.workflow_id)
+                # An entry counts only if the workflow's summary points at it: leftovers of a
+                # crashed write, or an entry being superseded right now, are not shown.
+                if found is None or found.index_seq != entry.seq:
+                    continue
+                if name is not None and found.summary.name != name:
+                    continue  # a hashed name token shared by two names
+                rows.append((entry, found.summary))
+            return rows
+
+        return await index.newest(
+            self._index,
+            index.entry_filter(store.generation, status=status, name=name),
+            limit=limit,
+            accept=accept,
+            first_window=max(256, limit),
+        )
+
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """Workers whose entry has not expired, by id; ``stale`` marks missed heartbeats."""
+        now = self._clock()
+        found: builtins.list[WorkerInfo] = []
+        for stored in await self._workers.all(f"$KV.{subjects.KV_WORKERS}.>"):
+            if stored.is_tombstone:
+                continue
+            try:
+                info = WorkerInfo.model_validate_json(stored.data)
+            except ValidationError:
+                _log.warning("skipping a malformed worker entry", subject=stored.subject)
+                continue
+            stale = info.last_seen is None or now - info.last_seen > self._stale_after
+            found.append(info.model_copy(update={"stale": stale}))
+        return sorted(found, key=lambda info: info.worker_id)
+
+    async def lag(self) -> int:
+        """Events not projected yet (in the current generation's consumer, delivered or not)."""
+        js = self._nc.jetstream()
+        generation = await self.generation()
+        try:
+            try:
+                info = await js.consumer_info(
+                    subjects.EVENTS_STREAM, consumer_name(self._prefix, generation)
+                )
+            except NotFoundError:  # no projector ever ran: nothing is projected
+                stream = await js.stream_info(subjects.EVENTS_STREAM)
+                return int(stream.state.messages)
+        except NotFoundError:
+            raise StoreError(f"stream {subjects.EVENTS_STREAM} not found") from None
+        except Exception as exc:
+            raise StoreError(
+                f"reading the projector's lag failed: {exc!r}", retryable=True
+            ) from None
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    async def wait_caught_up(self, *, timeout: float = 10.0, interval: float = 0.05) -> None:
+        """Return once every event appended so far is projected; ``StoreError`` on timeout."""
+        deadline = time.monotonic() + timeout
+        while await self.lag():
+            if time.monotonic() >= deadline:
+                raise StoreError(f"the projector did not catch up within {timeout:g}s")
+            await asyncio.sleep(interval)
+
+    async def _store(self) -> ViewStore:
+        generation = await self.generation()
+        store = self._stores.get(generation)
+        if store is None:
+            self._stores = {
+                generation: ViewStore(
+                    self._nc,
+                    generation=generation,
+                    publisher=self._publisher,
+                    timeout=self._timeout,
+                )
+            }
+            store = self._stores[generation]
+        return store

@@ -1,0 +1,455 @@
+"""The projector, the reader and rebuild on a real nats-server, fed by the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import orjson
+import pytest
+from nats.aio.client import Client as NATS
+
+from actors.job import JobState
+from actors.workflow import replay
+from events import subjects
+from events.base import RecordedEvent
+from events.connection import NatsSettings, connect
+from events.store import EventStore
+from projections import Projector, ProjectorSettings, Views, rebuild, workflow_view
+from projections.store import ViewStore, Written
+from projections.views import JobView, WorkflowView
+from tests.engine_harness import (
+    InTestRunner,
+    Outcome,
+    RecordingDispatcher,
+    cancel_workflow,
+    ended,
+    running_engine,
+    start_workflow,
+    types,
+)
+from tests.eventually import assert_eventually
+
+FAST = ProjectorSettings(poll_interval=0.1, ack_wait=2.0, generation_check=0.1)
+
+OK = {
+    "name": "diamond",
+    "jobs": {
+        "a": {"run": "echo a"},
+        "b": {"needs": ["a"], "run": "echo ${{ needs.a.outputs.greeting }}"},
+        "c": {"needs": ["a"], "run": "echo c"},
+        "d": {"needs": ["b", "c"], "run": "echo d"},
+    },
+}
+FLAKY = {"name": "flaky", "jobs": {"flaky": {"run": "x", "retry": {"max_attempts": 3}}}}
+BAD = {
+    "name": "doomed",
+    "jobs": {
+        "boom": {"run": "x", "retry": {"max_attempts": 2}},
+        "after": {"needs": ["boom"], "run": "y"},
+        "cleanup": {"needs": ["boom"], "if": "${{ always() }}", "run": "z"},
+    },
+}
+STOPPED = {
+    "name": "cancellable",
+    "jobs": {"long": {"run": "sleep 60"}, "later": {"needs": ["long"], "run": "echo"}},
+}
+
+
+def behaviour(state: JobState) -> Outcome:
+    if state.job == "boom":
+        return Outcome(error="boom")
+    if state.job == "flaky" and state.attempt < 2:
+        return Outcome(error="the first attempt fails")
+    if state.job == "long":
+        return Outcome(hang=True)
+    if state.job == "a":
+        return Outcome(outputs={"greeting": "hello"})
+    return Outcome()
+
+
+class Rig:
+    def __init__(self, nc: NATS) -> None:
+        self.nc = nc
+        self.store = EventStore(nc)
+        self.dispatcher = RecordingDispatcher()
+        self.runner = InTestRunner(self.store, self.dispatcher, behaviour)
+
+    async def finished(self, wf: str) -> None:
+        async def probe() -> bool:
+            return ended(await self.history(wf)) is not None
+
+        await assert_eventually(probe, timeout=20, message=f"workflow {wf} never ended")
+
+    async def run(self, wf: str, definition: dict) -> str:
+        await start_workflow(self.nc, wf, definition)
+        await self.finished(wf)
+        return wf
+
+    async def run_cancelled(self, wf: str) -> str:
+        await start_workflow(self.nc, wf, STOPPED)
+        await assert_eventually(lambda: any(h[0] == wf for h in self.runner.hanging))
+        await cancel_workflow(self.nc, wf, reason="changed my mind")
+
+        async def requested() -> bool:
+            return "job.long.JobCancelRequested" in types(await self.store.history(wf))
+
+        await assert_eventually(requested)
+        _, name, epoch = next(h for h in self.runner.hanging if h[0] == wf)
+        await self.runner.confirm_cancelled(wf, name, epoch)
+        await self.finished(wf)
+        return wf
+
+    async def mixed(self, tag: str = "") -> list[str]:
+        """Succeeded, retried, failed and cancelled workflows, all ended."""
+        return list(
+            await asyncio.gather(
+                self.run(f"ok{tag}", OK),
+                self.run(f"ok2{tag}", OK),
+                self.run(f"flaky{tag}", FLAKY),
+                self.run(f"bad{tag}", BAD),
+                self.run_cancelled(f"stop{tag}"),
+            )
+        )
+
+    async def history(self, wf: str) -> list[RecordedEvent]:
+        return (await self.store.read_tolerant(subjects.workflow_events(wf))).events
+
+    async def expected(self, wf: str) -> WorkflowView:
+        return workflow_view(replay(await self.history(wf)))
+
+
+@pytest.fixture
+async def rig(clean_nats: NATS) -> AsyncIterator[Rig]:
+    rig = Rig(clean_nats)
+    engine = await running_engine(clean_nats, rig.dispatcher)
+    rig.runner.start()
+    try:
+        yield rig
+    finally:
+        await rig.runner.stop()
+        await engine.stop()
+
+
+@contextlib.asynccontextmanager
+async def projecting(nc: NATS, settings: ProjectorSettings = FAST) -> AsyncIterator[Projector]:
+    projector = Projector(nc, settings=settings)
+    await projector.start()
+    try:
+        yield projector
+    finally:
+        await projector.stop()
+
+
+async def views_equal_folds(rig: Rig, views: Views, wfs: list[str]) -> None:
+    async def probe() -> bool:
+        for wf in wfs:
+            assert await views.get(wf) == await rig.expected(wf), wf
+        return True
+
+    await assert_eventually(probe, timeout=20, message="views never matched the folds")
+
+
+async def test_views_match_the_fold_of_each_history_after_a_mixed_run(rig: Rig) -> None:
+    views = Views(rig.nc)
+    async with projecting(rig.nc):
+        wfs = await rig.mixed()
+        await views_equal_folds(rig, views, wfs)
+        await views.wait_caught_up()
+    assert await views.lag() == 0
+    by_id = {wf: await views.get(wf) for wf in wfs}
+    assert {wf: view.status for wf, view in by_id.items() if view} == {
+        "ok": "succeeded",
+        "ok2": "succeeded",
+        "flaky": "succeeded",
+        "bad": "failed",
+        "stop": "cancelled",
+    }
+    flaky = by_id["flaky"]
+    assert flaky is not None
+    assert flaky.jobs["flaky"].attempts == 2
+    assert flaky.jobs["flaky"].worker_id == "runner"
+    bad = by_id["bad"]
+    assert bad is not None
+    assert bad.jobs["boom"].error == "boom"
+    assert bad.jobs["after"].status == "skipped"
+    ok = by_id["ok"]
+    assert ok is not None
+    assert ok.jobs["a"].outputs == {"greeting": "hello"}
+    assert ok.jobs["d"].started_at is not None
+    assert ok.jobs["d"].ended_at is not None
+    assert await views.get("never-started") is None
+    assert await views.get("not a valid id") is None
+
+
+async def test_listing_filters_orders_and_limits_a_mixed_run(rig: Rig) -> None:
+    views = Views(rig.nc)
+    async with projecting(rig.nc):
+        wfs = await rig.mixed()
+        await views_equal_folds(rig, views, wfs)
+    expected = sorted(
+        [await rig.expected(wf) for wf in wfs],
+        key=lambda v: (v.started_at, v.workflow_id),
+        reverse=True,
+    )
+    rows = await views.list()
+    assert [row.workflow_id for row in rows] == [v.workflow_id for v in expected]
+    assert [row.workflow_id for row in await views.list(limit=2)] == [
+        v.workflow_id for v in expected[:2]
+    ]
+    assert [row.workflow_id for row in await views.list(status="failed")] == ["bad"]
+    assert [row.workflow_id for row in await views.list(status="cancelled")] == ["stop"]
+    assert {row.workflow_id for row in await views.list(status="succeeded")} == {
+        "ok",
+        "ok2",
+        "flaky",
+    }
+    assert {row.workflow_id for row in await views.list(name="diamond")} == {"ok", "ok2"}
+    assert await views.list(status="running") == []
+    assert await views.list(name="nonesuch") == []
+    ok = next(row for row in rows if row.workflow_id == "ok")
+    assert ok.job_counts["succeeded"] == 4
+    assert ok.name == "diamond"
+    with pytest.raises(ValueError, match="unknown status"):
+        await views.list(status="sleeping")
+
+
+async def test_a_running_workflow_is_listed_as_running_then_as_ended(rig: Rig) -> None:
+    views = Views(rig.nc)
+    async with projecting(rig.nc):
+        await start_workflow(rig.nc, "slow", STOPPED)
+
+        async def listed(status: str) -> bool:
+            return [row.workflow_id for row in await views.list(status=status)] == ["slow"]
+
+        await assert_eventually(lambda: listed("running"))
+        await cancel_workflow(rig.nc, "slow")
+
+        async def requested() -> bool:
+            return "job.long.JobCancelRequested" in types(await rig.store.history("slow"))
+
+        await assert_eventually(requested)
+        _, name, epoch = next(h for h in rig.runner.hanging if h[0] == "slow")
+        await rig.runner.confirm_cancelled("slow", name, epoch)
+        await assert_eventually(lambda: listed("cancelled"))
+        assert await views.list(status="running") == []
+
+
+async def test_a_projector_killed_mid_stream_is_replaced_and_converges(
+    rig: Rig, nats_url: str
+) -> None:
+    views = Views(rig.nc)
+    settings = ProjectorSettings(poll_interval=0.1, ack_wait=1.0, batch=4, generation_check=0.1)
+    doomed = await connect(NatsSettings(url=nats_url, name="doomed-projector"))
+    first = Projector(doomed, settings=settings)
+    await first.start()
+    wfs = await rig.mixed()
+    # Killed, not stopped: its connection goes away with whatever it had pulled unacked.
+    await assert_eventually(lambda: first.events_seen > 0)
+    await doomed.close()
+    with contextlib.suppress(Exception):
+        await first.stop()
+    async with projecting(rig.nc, settings):
+        await views_equal_folds(rig, views, wfs)
+        await views.wait_caught_up()
+
+
+async def test_replayed_and_stale_events_never_move_a_view_backwards(rig: Rig) -> None:
+    views = Views(rig.nc)
+    js = rig.nc.jetstream()
+    writes: list[tuple[str, int]] = []
+
+    async def record(msg) -> None:
+        key = msg.subject.removeprefix(f"$KV.{subjects.KV_WORKFLOWS}.")
+        if key.startswith("g1.v."):
+            writes.append((key, int(msg.headers["Jw-Seq"])))
+
+    sub = await js.subscribe(
+        f"$KV.{subjects.KV_WORKFLOWS}.>", ordered_consumer=True, cb=record, deliver_policy=None
+    )
+    try:
+        async with projecting(rig.nc):
+            wfs = await rig.mixed()
+            await views_equal_folds(rig, views, wfs)
+            await views.wait_caught_up()
+        before = {wf: await views.get(wf) for wf in wfs}
+        count = len(writes)
+        # Every event delivered again, to a projector with nothing cached.
+        await js.delete_consumer(subjects.EVENTS_STREAM, "projector-g1")
+        async with projecting(rig.nc) as again:
+            await assert_eventually(lambda: again.events_seen >= count)
+            await views.wait_caught_up()
+        assert {wf: await views.get(wf) for wf in wfs} == before
+        # A writer holding an older state loses to the stored view.
+        store = ViewStore(rig.nc, generation=1)
+        old = before["ok"]
+        assert old is not None
+        stale = old.model_copy(update={"status": "running", "ended_at": None})
+        current = await store.write(stale, 3, Written())
+        assert current.seq > 3
+        assert await views.get("ok") == old
+    finally:
+        await sub.unsubscribe()
+    for key in {key for key, _ in writes}:
+        seqs = [seq for k, seq in writes if k == key]
+        assert seqs == sorted(seqs), key
+        assert len(seqs) == len(set(seqs)), f"{key} was written twice for one sequence"
+
+
+async def test_rebuild_yields_the_live_views_and_the_projector_moves_to_them(rig: Rig) -> None:
+    views = Views(rig.nc)
+    async with projecting(rig.nc) as live:
+        wfs = await rig.mixed()
+        await views_equal_folds(rig, views, wfs)
+        await views.wait_caught_up()
+        snapshot = {wf: await views.get(wf) for wf in wfs}
+        listing = await views.list()
+        failed = await views.list(status="failed")
+
+        stats = await rebuild(rig.nc, settings=FAST)
+
+        assert stats.generation == 2
+        assert await views.generation() == 2
+        assert stats.workflows == len(wfs)
+        assert stats.events >= sum([len(await rig.store.history(wf)) for wf in wfs])
+        assert {wf: await views.get(wf) for wf in wfs} == snapshot
+        assert await views.list() == listing
+        assert await views.list(status="failed") == failed
+        # The live projector continues in the new generation.
+        await assert_eventually(lambda: live.generation == 2)
+        await rig.run("after-rebuild", OK)
+        await views_equal_folds(rig, views, ["after-rebuild"])
+        await views.wait_caught_up()
+    kv = await rig.nc.jetstream().stream_info(f"KV_{subjects.KV_WORKFLOWS}", subjects_filter=">")
+    assert kv.state.subjects
+    assert all(subject.split(".")[2] == "g2" for subject in kv.state.subjects)
+    index = await rig.nc.jetstream().stream_info(subjects.INDEX_STREAM, subjects_filter=">")
+    assert all(subject.split(".")[1] == "g2" for subject in index.state.subjects or {})
+
+
+async def test_rebuild_without_a_live_projector_then_a_projector_continues(rig: Rig) -> None:
+    views = Views(rig.nc)
+    wfs = await rig.mixed()
+    assert await views.lag() == sum([len(await rig.store.history(wf)) for wf in wfs])
+    stats = await rebuild(rig.nc, settings=FAST)
+    assert stats.generation == 2
+    assert await views.lag() == 0
+    await views_equal_folds(rig, views, wfs)
+    await rig.run("later", FLAKY)
+    assert await views.get("later") is None  # nothing projects until a projector runs
+    async with projecting(rig.nc) as projector:
+        assert projector.generation == 2
+        await views_equal_folds(rig, views, [*wfs, "later"])
+
+
+async def test_garbage_on_the_event_stream_is_skipped_and_the_projector_keeps_going(
+    rig: Rig,
+) -> None:
+    views = Views(rig.nc)
+    js = rig.nc.jetstream()
+    async with projecting(rig.nc) as projector:
+        await js.publish("evt.junk.job.a.JobSucceeded", b"{broken")
+        await js.publish("evt.nobody.wf.WorkflowStarted", b'{"type": "Nonsense"}')
+        await js.publish("evt.junk.wf.Whatever", orjson.dumps([1, 2, 3]))
+        await rig.run("junk", OK)
+        await views_equal_folds(rig, views, ["junk"])
+        await views.wait_caught_up()
+        assert projector.events_seen == 3 + len(await rig.history("junk"))
+    assert await views.get("nobody") is None
+    assert [row.workflow_id for row in await views.list()] == ["junk"]
+
+
+async def test_a_view_bigger_than_one_message_is_stored_in_chunks(rig: Rig) -> None:
+    views = Views(rig.nc)
+    settings = ProjectorSettings(poll_interval=0.1, ack_wait=2.0, max_value=600)
+    wide = {
+        "name": "wide",
+        "jobs": {f"job{i:02d}": {"run": f"echo {i}"} for i in range(24)},
+    }
+    async with projecting(rig.nc, settings):
+        await rig.run("wide", wide)
+        await views_equal_folds(rig, views, ["wide"])
+        await views.wait_caught_up()
+    view = await views.get("wide")
+    assert view is not None
+    assert len(view.model_dump_json()) > 600 * 3
+    info = await rig.nc.jetstream().stream_info(
+        f"KV_{subjects.KV_WORKFLOWS}", subjects_filter=f"$KV.{subjects.KV_WORKFLOWS}.g1.c.>"
+    )
+    chunk_sets = {subject.split(".")[5] for subject in info.state.subjects or {}}
+    assert len(chunk_sets) == 1  # older versions' chunks were removed
+
+
+async def test_workers_are_listed_with_staleness(clean_nats: NATS) -> None:
+    now = datetime.now(UTC)
+    kv = await clean_nats.jetstream().key_value(subjects.KV_WORKERS)
+
+    def entry(worker_id: str, seen: datetime) -> bytes:
+        return orjson.dumps(
+            {
+                "worker_id": worker_id,
+                "labels": ["linux"],
+                "handlers": ["resize"],
+                "concurrency": 4,
+                "started_at": (now - timedelta(hours=1)).isoformat(),
+                "last_seen": seen.isoformat(),
+                "running": [{"workflow_id": "wf", "job": "a", "attempt": 1, "epoch": 2}],
+                "host": "box",
+                "pid": 42,
+            }
+        )
+
+    await kv.put("w-fresh", entry("w-fresh", now))
+    await kv.put("w-old", entry("w-old", now - timedelta(minutes=5)))
+    await kv.put("w-gone", entry("w-gone", now))
+    await kv.delete("w-gone")
+    await kv.put("w-garbage", b"not json")
+    workers = await Views(clean_nats).workers()
+    assert [(w.worker_id, w.stale) for w in workers] == [("w-fresh", False), ("w-old", True)]
+    assert workers[0].labels == ("linux",)
+    assert workers[0].running[0].epoch == 2
+    assert workers[0].concurrency == 4
+
+
+async def test_listing_many_views_is_exact_for_every_filter(clean_nats: NATS) -> None:
+    """Views written in an order unrelated to their start times, with small windows."""
+    rng = random.Random(7)
+    store = ViewStore(clean_nats, generation=1)
+    base = datetime(2025, 1, 1, tzinfo=UTC)
+    truth: dict[str, WorkflowView] = {}
+    order = list(range(300))
+    rng.shuffle(order)
+    for seq, i in enumerate(order, start=1):
+        started = base + timedelta(seconds=rng.randrange(100_000))
+        view = WorkflowView(
+            workflow_id=f"wf{i:03d}",
+            name=rng.choice(["build", "deploy", "etl"]),
+            status="running",
+            started_at=started,
+            jobs={"only": JobView(status="running", attempts=1)},
+        )
+        written = await store.write(view, seq * 10, Written())
+        if rng.random() < 0.8:
+            status = rng.choice(["succeeded", "failed", "cancelled"])
+            view = view.model_copy(update={"status": status, "ended_at": started})
+            await store.write(view, seq * 10 + 1, written)
+        truth[view.workflow_id] = view
+    views = Views(clean_nats)
+    for status in [None, "running", "succeeded", "failed", "cancelled"]:
+        for name in [None, "build", "etl"]:
+            matching = [
+                v
+                for v in truth.values()
+                if (status is None or v.status == status) and (name is None or v.name == name)
+            ]
+            matching.sort(key=lambda v: (v.started_at, v.workflow_id), reverse=True)
+            for limit in (1, 7, 50, 400):
+                rows = await views.list(status=status, name=name, limit=limit)
+                assert [r.workflow_id for r in rows] == [v.workflow_id for v in matching[:limit]], (
+                    status,
+                    name,
+                    limit,
+                )
