@@ -308,8 +308,15 @@ class Engine:
             idempotency_key=request.idempotency_key,
             now=self._clock(),
         )
+        # A workflow this engine has not seen is most likely new: decide on an empty state
+        # without reading the log first. CAS (expected sequence 0) makes that create-if-absent;
+        # if it exists after all, the conflict reloads it and the start is a no-op.
+        known = self._host.cached(request.workflow_id)
         appended = await self._execute(
-            request.workflow_id, lambda state: workflow.decide(state, command), what="start"
+            request.workflow_id,
+            lambda state: workflow.decide(state, command),
+            what="start",
+            state=known or workflow.WorkflowState(workflow_id=request.workflow_id),
         )
         if appended:
             _log.info("workflow started", workflow=request.workflow_id, name=definition.name)
@@ -345,14 +352,23 @@ class Engine:
         if not fresh:
             return
         events = [decode(msg.data, subject=msg.subject) for msg in fresh]
+        if reactions.nothing_to_do(self._host.cached(wf_id), events):
+            return
         state = await self._host.state(wf_id)
-        await self._carry_out(wf_id, reactions.plan(state, events))
+        await self._carry_out(wf_id, reactions.plan(state, events), state)
 
     def _reacted(self, msg: Msg) -> bool:
         decision = decision_of((msg.headers or {}).get("Nats-Msg-Id"))
         return bool(decision) and decision in self._reacted_decisions
 
-    async def _execute(self, wf_id: str, decision: Decision, *, what: str) -> list[Event]:
+    async def _execute(
+        self,
+        wf_id: str,
+        decision: Decision,
+        *,
+        what: str,
+        state: workflow.WorkflowState | None = None,
+    ) -> list[Event]:
         """Decide and append, then react to what was appended right away (inline).
 
         Reacting here saves every hop a round trip through the event consumer: a job queued by
@@ -360,16 +376,19 @@ class Engine:
         complete, so the consumer still reacts if this failed half-way; both happen under the
         workflow's lock, so the consumer never sees an event whose inline reaction is running.
         """
-        appended = await self._host.execute(wf_id, decision, what=what)
+        appended = await self._host.execute(wf_id, decision, what=what, state=state)
+        if reactions.needs_reaction(appended.events):
+            current = await self._host.state(wf_id)
+            await self._carry_out(wf_id, reactions.plan(current, appended.events), current)
         if appended.events:
-            state = await self._host.state(wf_id)
-            await self._carry_out(wf_id, reactions.plan(state, appended.events))
             self._reacted_decisions[appended.decision_id] = None
             while len(self._reacted_decisions) > _REACTED_MEMORY:
                 self._reacted_decisions.popitem(last=False)
         return appended.events
 
-    async def _carry_out(self, wf_id: str, plan: reactions.Plan) -> None:
+    async def _carry_out(
+        self, wf_id: str, plan: reactions.Plan, state: workflow.WorkflowState
+    ) -> None:
         now = self._clock()
         await asyncio.gather(
             *(
@@ -393,13 +412,17 @@ class Engine:
         for name, attempt in plan.requeue_now:
             await self._requeue(wf_id, name, attempt)
         if plan.advance:
-            await self._advance(wf_id)
+            # Nothing above changed the workflow's log unless a requeue ran: reuse the state.
+            await self._advance(wf_id, None if plan.requeue_now else state)
 
-    async def _advance(self, wf_id: str) -> list[Event]:
+    async def _advance(
+        self, wf_id: str, state: workflow.WorkflowState | None = None
+    ) -> list[Event]:
         return await self._execute(
             wf_id,
-            lambda state: workflow.decide(state, Advance(workflow_id=wf_id, now=self._clock())),
+            lambda current: workflow.decide(current, Advance(workflow_id=wf_id, now=self._clock())),
             what="advance",
+            state=state,
         )
 
     async def _requeue(self, wf_id: str, name: str, attempt: int) -> None:

@@ -76,17 +76,31 @@ class WorkflowHost:
         self._remember(wf_id, current)
         return current
 
+    def cached(self, wf_id: str) -> WorkflowState | None:
+        """The folded state in memory, possibly behind the log (no I/O)."""
+        return self._cache.get(wf_id)
+
     def forget(self, wf_id: str) -> None:
         self._cache.pop(wf_id, None)
 
-    async def execute(self, wf_id: str, decision: Decision, *, what: str) -> Appended:
+    async def execute(
+        self,
+        wf_id: str,
+        decision: Decision,
+        *,
+        what: str,
+        state: WorkflowState | None = None,
+    ) -> Appended:
         """Decide on the current state and append the result; on a conflict, reload and redo.
 
         Returns the events appended (none when the decision found nothing to do) and the id of
-        the decision, which prefixes their msg ids (``<decision>.<n>:<i>``).
+        the decision, which prefixes their msg ids (``<decision>.<n>:<i>``). ``state``: a state
+        the caller has just loaded, used for the first attempt (saves a read; CAS still guards
+        it, and a conflict reloads).
         """
         for _ in range(self._max_conflicts):
-            state = await self.state(wf_id)
+            if state is None:
+                state = await self.state(wf_id)
             events = list(decision(state))
             if not events:
                 return Appended()
@@ -98,6 +112,7 @@ class WorkflowHost:
                     "conflict, deciding again", workflow=wf_id, what=what, error=str(conflict)
                 )
                 await asyncio.sleep(random.uniform(0, 0.01))  # de-synchronise racing engines
+                state = None
                 continue
             return Appended(events, decision_id)
         raise DecisionFailed(f"{what} for workflow {wf_id} conflicted {self._max_conflicts} times")

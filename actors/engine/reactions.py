@@ -56,6 +56,37 @@ REACTED_TO = (
 )
 
 
+# Events that can lead to a reaction of their own (see ``plan``); the others need no state read.
+_REACTIVE = (
+    *_ADVANCING,
+    JobQueued,
+    JobStarted,
+    JobRetryScheduled,
+    JobCancelRequested,
+)
+
+
+def needs_reaction(events: list[Event]) -> bool:
+    return any(isinstance(event, _REACTIVE) for event in events)
+
+
+def nothing_to_do(cached: WorkflowState | None, events: list[Event]) -> bool:
+    """True when the events surely need no reaction, judged on a cached state without I/O.
+
+    ``JobStarted`` only matters for a job with a timeout (its backstop timer); a job's spec never
+    changes, so a cached state that already knows the spec is enough to tell.
+    """
+    if cached is None:
+        return False
+    for event in events:
+        if not isinstance(event, JobStarted):
+            return False
+        known = cached.jobs.get(event.job)
+        if known is None or known.attempt == 0 or known.spec.timeout is not None:
+            return False
+    return True
+
+
 @dataclass(frozen=True, slots=True)
 class Dispatch:
     job: str
