@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -18,6 +19,7 @@ nats_speedups.install()
 DEFAULT_URL = "nats://127.0.0.1:4222"
 _log = structlog.get_logger("jetwork.nats")
 _INITIAL_ATTEMPTS = 2
+_ERROR_REPORT_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -68,8 +70,14 @@ async def connect(settings: NatsSettings) -> NATS:
     async def on_reconnect() -> None:
         _log.info("nats reconnected", url=settings.url, client=settings.name)
 
+    last_report = [0.0]
+
     async def on_error(exc: Exception) -> None:
-        if connected:  # failures of the first connect are reported once, below
+        # Failures of the first connect are reported once, below. While reconnecting, nats-py
+        # calls this on every attempt (every reconnect_wait): say it once every few seconds.
+        now = time.monotonic()
+        if connected and now - last_report[0] >= _ERROR_REPORT_INTERVAL:
+            last_report[0] = now
             _log.warning("nats error", error=str(exc) or type(exc).__name__, client=settings.name)
 
     try:
