@@ -43,6 +43,8 @@ from events.requests import (
     workflow_id_for,
 )
 from events.store import ActorRef, EventStore
+from projections.reader import Views, WorkerInfo
+from projections.rebuild import RebuildStats, rebuild
 from projections.views import WorkflowSummary, WorkflowView, workflow_view
 from sdk.client_definitions import (
     WorkflowSource,
@@ -315,28 +317,22 @@ class Client:
         if limit < 1:
             raise InvalidArgument(f"limit must be at least 1, got {limit}")
         with translated("listing workflows", url=self._url):
-            rows: builtins.list[WorkflowSummary] = await self._views().list(
-                status=status, name=name, limit=limit
-            )
-        return rows
+            return await Views(self._nc).list(status=status, name=name, limit=limit)
 
-    async def workers(self) -> builtins.list[Any]:
-        """The live workers (those that refreshed their entry within the last minute)."""
+    async def workers(self) -> builtins.list[WorkerInfo]:
+        """The live workers, by id (``stale`` marks one that missed its recent heartbeats)."""
         with translated("listing workers", url=self._url):
-            rows: builtins.list[Any] = await self._views().workers()
-        return rows
+            return await Views(self._nc).workers()
 
-    async def rebuild_projections(self) -> Any:
-        """Rebuild every projection from the event log; returns the rebuild's statistics."""
-        from projections.rebuild import rebuild  # type: ignore[import-not-found, unused-ignore]
+    async def lag(self) -> int:
+        """Events the projector has not applied yet (what ``list`` may be missing)."""
+        with translated("reading the projector's lag", url=self._url):
+            return await Views(self._nc).lag()
 
+    async def rebuild_projections(self) -> RebuildStats:
+        """Rebuild every view from the event log into a new generation and switch to it."""
         with translated("rebuilding projections", url=self._url):
             return await rebuild(self._nc)
-
-    def _views(self) -> Any:
-        from projections.reader import Views  # type: ignore[import-not-found, unused-ignore]
-
-        return Views(self._nc)
 
     # --- internals -------------------------------------------------------------------------------
 

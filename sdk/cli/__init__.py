@@ -11,11 +11,13 @@ from sdk.cli import (
     history,
     listing,
     logs,
+    projections,
     run,
     server,
     status,
     watch,
     worker,
+    workers,
 )
 from sdk.cli._common import JetworkGroup
 
@@ -48,3 +50,5 @@ main.add_command(logs.logs)
 main.add_command(history.history)
 main.add_command(watch.watch)
 main.add_command(dead_letters.dead_letters)
+main.add_command(workers.workers)
+main.add_command(projections.projections)

@@ -12,7 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from events.base import RecordedEvent
-from projections.views import JobView, WorkflowView
+from projections.reader import WorkerInfo
+from projections.views import JobView, WorkflowSummary, WorkflowView
 
 STATUS_STYLES = {
     "pending": "dim",
@@ -181,3 +182,49 @@ def event_line(recorded: RecordedEvent) -> str:
     when = recorded.time.astimezone().strftime("%H:%M:%S.%f")[:-3]
     what = f"{actor_of(recorded)}: {recorded.event.event_type}"
     return f"{when} {recorded.seq:>7} {parts[1]} {what} {compact(data, 200)}"
+
+
+def summary_table(rows: Sequence[WorkflowSummary]) -> Table:
+    """``jetwork list``: one row per workflow, newest first, with its job counts."""
+    now = datetime.now(UTC)
+    table = Table(title_justify="left")
+    for column in ("workflow", "name", "status", "started", "duration", "jobs"):
+        table.add_column(column, no_wrap=column != "jobs")
+    for row in rows:
+        counts = ", ".join(f"{n} {status}" for status, n in row.job_counts.items() if n)
+        started = (
+            row.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if row.started_at else ""
+        )
+        table.add_row(
+            row.workflow_id,
+            row.name,
+            styled_status(row.status),
+            started,
+            elapsed(row.started_at, row.ended_at, now),
+            counts,
+        )
+    return table
+
+
+def _local(when: datetime | None) -> str:
+    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else ""
+
+
+def workers_table(workers: Sequence[WorkerInfo]) -> Table:
+    """``jetwork workers``: one row per live worker."""
+    now = datetime.now(UTC)
+    table = Table(title_justify="left")
+    for column in ("worker", "labels", "handlers", "running", "last seen", "host"):
+        table.add_column(column)
+    for worker in workers:
+        running = ", ".join(f"{job.workflow_id}/{job.job}#{job.attempt}" for job in worker.running)
+        seen = f"{elapsed(worker.last_seen, None, now)} ago" if worker.last_seen else "never"
+        table.add_row(
+            worker.worker_id,
+            ", ".join(worker.labels),
+            ", ".join(worker.handlers),
+            f"{len(worker.running)}/{worker.concurrency}" + (f": {running}" if running else ""),
+            Text(seen + (" (stale)" if worker.stale else ""), style="red" if worker.stale else ""),
+            f"{worker.host}:{worker.pid}" if worker.host else "",
+        )
+    return table

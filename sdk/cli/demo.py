@@ -15,7 +15,6 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.console import Console
@@ -25,8 +24,11 @@ from actors.definitions import load_workflow_file
 from actors.engine import Engine, EngineSettings
 from events.connection import NatsSettings, connect
 from events.topology import ensure_topology
+from projections.projector import Projector, ProjectorSettings
+from projections.reader import Views
 from projections.views import WorkflowView
 from sdk.cli._common import configure_logging, make_console
+from sdk.cli._render import summary_table, workers_table
 from sdk.cli.run import needs_of, watch_live
 from sdk.client import Client
 from sdk.embedded_server import EmbeddedServer
@@ -110,7 +112,7 @@ async def _system(console: Console, url: str) -> AsyncIterator[Client]:
     nc = await connect(NatsSettings(url=url, name="jetwork-demo"))
     await ensure_topology(nc.jetstream())
     engine = Engine(nc, settings=EngineSettings(poll_interval=0.2))
-    projector = _projector(nc)
+    projector = Projector(nc, settings=ProjectorSettings(poll_interval=0.2))
     workers = [
         Worker(
             WorkerConfig(
@@ -127,37 +129,24 @@ async def _system(console: Console, url: str) -> AsyncIterator[Client]:
     ]
     try:
         await engine.start()
-        if projector is not None:
-            await projector.start()
+        await projector.start()
         await asyncio.gather(*(worker.start() for worker in workers))
-        parts = "engine, projector" if projector is not None else "engine"
         labels = ", ".join(f"{w.worker_id} (labels: {', '.join(sorted(w.config.labels))})"
                            for w in workers)  # fmt: skip
-        console.print(f"[bold]2.[/] {parts} and two workers: {labels}")
+        console.print(f"[bold]2.[/] engine, projector and two workers: {labels}")
         yield Client(nc, url=url)
     finally:
         await asyncio.gather(*(worker.stop() for worker in workers), return_exceptions=True)
-        if projector is not None:
-            with contextlib.suppress(Exception):
-                await projector.stop()
+        with contextlib.suppress(Exception):
+            await projector.stop()
         with contextlib.suppress(Exception):
             await engine.stop()
         with contextlib.suppress(Exception):
             await nc.drain()
 
 
-def _projector(nc: Any) -> Any:
-    try:
-        from projections.projector import (  # type: ignore[import-not-found, unused-ignore]
-            Projector,
-        )
-    except ImportError:  # projections not installed in this build: the demo runs without
-        return None
-    return Projector(nc)
-
-
 async def _show_audit(console: Console, client: Client, ran: Sequence[Ran]) -> None:
-    """The retried job's log, attempt by attempt, and the size of each run's history."""
+    """The retried job's log, the list and workers views, and the size of each run's history."""
     for item in ran:
         retried = [name for name, job in item.view.jobs.items() if job.attempts > 1]
         if not retried:
@@ -171,6 +160,11 @@ async def _show_audit(console: Console, client: Client, ran: Sequence[Ran]) -> N
             style = "red" if line.stream == "stderr" else ""
             console.print(f"  [dim]attempt {line.attempt}[/]  {line.line}", style=style)
         break
+    await Views(client.nc).wait_caught_up(timeout=10)
+    console.print("[bold]jetwork list[/] [dim](from the projections)[/]")
+    console.print(summary_table(await client.list(limit=10)))
+    console.print("[bold]jetwork workers[/]")
+    console.print(workers_table(await client.workers()))
     for item in ran:
         history = await client.history(item.view.workflow_id)
         kinds = sorted({recorded.event.event_type for recorded in history})

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import click
-from rich.table import Table
 
 from events.catalog import WorkflowStatus
 from projections.views import WorkflowSummary
 from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
-from sdk.cli._render import elapsed, styled_status
+from sdk.cli._render import summary_table
 from sdk.client import Client
 
 
@@ -45,20 +42,4 @@ def list_workflows(
     if as_json:
         print_json([row.model_dump(mode="json") for row in rows])
         return
-    table = Table(title_justify="left")
-    for column in ("workflow", "name", "status", "started", "duration", "jobs"):
-        table.add_column(column)
-    for row in rows:
-        counts = ", ".join(f"{n} {s}" for s, n in row.job_counts.items() if n)
-        started = (
-            row.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if row.started_at else ""
-        )
-        table.add_row(
-            row.workflow_id,
-            row.name,
-            styled_status(row.status),
-            started,
-            elapsed(row.started_at, row.ended_at, datetime.now(UTC)),
-            counts,
-        )
-    make_console().print(table if rows else "no workflows")
+    make_console().print(summary_table(rows) if rows else "no workflows")

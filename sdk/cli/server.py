@@ -13,12 +13,12 @@ from typing import Final, Protocol
 
 import click
 import structlog
-from nats.aio.client import Client as NATS
 from rich.console import Console
 
 from actors.engine import Engine, EngineSettings
 from events.connection import NatsSettings, connect
 from events.topology import ensure_topology
+from projections.projector import Projector, ProjectorSettings
 from sdk.cli._common import configure_logging, make_console, nats_option
 from sdk.embedded_server import EmbeddedServer
 
@@ -91,7 +91,7 @@ async def _serve(url: str, console: Console, *, projector: bool) -> None:
         await ensure_topology(nc.jetstream())
         services.append(Engine(nc, settings=EngineSettings.from_env()))
         if projector:
-            services.append(_projector(nc))
+            services.append(Projector(nc, settings=ProjectorSettings.from_env()))
         for service in services:
             await service.start()
         what = "engine and projector" if projector else "engine"
@@ -107,13 +107,6 @@ async def _serve(url: str, console: Console, *, projector: bool) -> None:
                              error=str(exc) or type(exc).__name__)  # fmt: skip
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.drain(), STOP_TIMEOUT)
-
-
-def _projector(nc: NATS) -> Service:
-    from projections.projector import Projector  # type: ignore[import-not-found, unused-ignore]
-
-    projector: Service = Projector(nc)
-    return projector
 
 
 async def _until_signalled() -> None:

@@ -24,18 +24,21 @@ from nats.aio.client import Client as NATS
 from actors.engine import Engine
 from actors.job import JobState
 from events.store import EventStore
+from projections.projector import Projector
+from projections.reader import Views
 from sdk.cli import main
 from sdk.cli._common import configure_logging
 from sdk.worker import Worker
 from sdk.worker_config import WorkerConfig
 from tests.engine_harness import InTestRunner, Outcome, RecordingDispatcher, running_engine
 from tests.eventually import assert_eventually
-from tests.integration.test_client import complete, publish_log
+from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 
 VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs"}
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at"}
 COMMANDS = [
-    "run", "status", "list", "cancel", "logs", "history", "watch", "dead-letters", "server",
+    ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],
+    ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"],
 ]  # fmt: skip
 
 
@@ -285,9 +288,41 @@ async def test_dead_letters_lists_refused_input(cli: Cli) -> None:
     assert "cmd.start.wf-garbage" in ok(await cli("dead-letters")).stdout
 
 
-@pytest.mark.parametrize("command", COMMANDS)
-async def test_every_command_has_help_with_an_example_and_nats(command: str) -> None:
-    result = ok(await invoke(command, "--help"))
+async def test_list_workers_and_rebuild(cli: Cli, workflow_file: Path) -> None:
+    projector = Projector(cli.nc, settings=FAST_PROJECTOR)
+    await projector.start()
+    worker = Worker(WorkerConfig(nats_url=cli.url, labels=frozenset({"linux"})))
+    try:
+        assert "no workflows" in ok(await cli("list")).stdout
+        ids = [json.loads(ok(await cli("run", str(workflow_file), "--wait", "--json")).stdout)
+               ["workflow_id"] for _ in range(2)]  # fmt: skip
+        await Views(cli.nc).wait_caught_up()
+        rows = json.loads(ok(await cli("list", "--json")).stdout)
+        assert [row["workflow_id"] for row in rows] == ids[::-1]
+        assert rows[0]["job_counts"]["succeeded"] == 2
+        assert json.loads(ok(await cli("list", "--status", "failed", "--json")).stdout) == []
+        assert ids[0] in ok(await cli("list", "--name", "two")).stdout
+        assert (await cli("list", "--status", "done")).exit_code == 2  # click's usage error
+
+        assert "no live workers" in ok(await cli("workers")).stdout
+        configure_logging()  # the worker's logs to stderr: CliRunner captures stdout process-wide
+        await worker.start()
+        found = json.loads(ok(await cli("workers", "--json")).stdout)
+        assert [(w["worker_id"], w["labels"]) for w in found] == [(worker.worker_id, ["linux"])]
+        assert worker.worker_id in ok(await cli("workers")).stdout
+
+        stats = json.loads(ok(await cli("projections", "rebuild", "--json")).stdout)
+        assert stats["workflows"] == 2
+        assert "rebuilt 2 workflow view(s)" in ok(await cli("projections", "rebuild")).stdout
+        assert json.loads(ok(await cli("list", "--json")).stdout) == rows
+    finally:
+        await worker.stop()
+        await projector.stop()
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
+async def test_every_command_has_help_with_an_example_and_nats(command: list[str]) -> None:
+    result = ok(await invoke(*command, "--help"))
     assert "Example" in result.stdout
     assert "--nats" in result.stdout
 
@@ -333,7 +368,6 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
     env = {k: v for k, v in os.environ.items() if k != "JETWORK_NATS_URL"}
     server = await asyncio.create_subprocess_exec(
         jetwork_script(), "server", "--port", "0", "--data-dir", str(tmp_path / "jw"),
-        "--no-projector",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     assert server.stderr is not None
@@ -358,6 +392,12 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
             assert view["status"] == "succeeded"
             logs = ok(await invoke("logs", view["workflow_id"], "greet", "--nats", url))
             assert logs.stdout == "hello, server\n"
+
+            async def listed() -> bool:
+                rows = json.loads(ok(await invoke("list", "--json", "--nats", url)).stdout)
+                return [row["workflow_id"] for row in rows] == [view["workflow_id"]]
+
+            await assert_eventually(listed)
         finally:
             await worker.stop()
         server.send_signal(signal.SIGTERM)

@@ -25,12 +25,17 @@ from events import subjects
 from events.errors import InvalidWorkflow, ServerUnavailable, WorkflowNotFound
 from events.requests import workflow_id_for
 from events.store import ActorRef, EventStore
+from projections.projector import Projector, ProjectorSettings
+from projections.reader import Views
 from sdk.builder import Workflow
 from sdk.client import Client, event_filter
 from sdk.errors import InvalidArgument, JobNotFound, WaitTimeout, WorkflowNotStarted
+from sdk.worker import Worker
+from sdk.worker_config import WorkerConfig
 from tests.engine_harness import InTestRunner, Outcome, RecordingDispatcher, running_engine
 from tests.eventually import assert_eventually
 
+FAST_PROJECTOR = ProjectorSettings(poll_interval=0.1, ack_wait=2.0, generation_check=0.1)
 TWO_STEPS = {
     "name": "two-steps",
     "inputs": {"who": {"default": "world"}},
@@ -307,6 +312,59 @@ async def test_dead_letters_show_what_the_engine_refused(rig: Rig) -> None:
     assert await assert_eventually(refused) == ["cmd.start.wf-garbage"]
     with pytest.raises(InvalidArgument):
         await rig.client.dead_letters(limit=0)
+
+
+@pytest.fixture
+async def projector(clean_nats: NATS) -> AsyncIterator[Views]:
+    running = Projector(clean_nats, settings=FAST_PROJECTOR)
+    await running.start()
+    try:
+        yield Views(clean_nats)
+    finally:
+        await running.stop()
+
+
+async def test_list_is_newest_first_and_filters(rig: Rig, projector: Views) -> None:
+    first = await rig.client.start(TWO_STEPS)
+    await first.wait(timeout=15)
+    other = await rig.client.start({"name": "other", "jobs": {"x": {"run": "echo x"}}})
+    await other.wait(timeout=15)
+    rig.runner.behaviour = lambda state: Outcome(error="boom", retryable=False)
+    broken = await rig.client.start(TWO_STEPS)
+    assert (await broken.wait(timeout=15)).status == "failed"
+    await projector.wait_caught_up()
+
+    rows = await rig.client.list()
+    assert [r.workflow_id for r in rows] == [
+        broken.workflow_id,
+        other.workflow_id,
+        first.workflow_id,
+    ]
+    assert rows[0].job_counts["failed"] == 1
+    failed = await rig.client.list(status="failed")
+    assert [r.workflow_id for r in failed] == [broken.workflow_id]
+    named = await rig.client.list(name="two-steps", limit=1)
+    assert [r.workflow_id for r in named] == [broken.workflow_id]
+    assert await rig.client.lag() == 0
+    with pytest.raises(InvalidArgument, match="unknown status 'done'"):
+        await rig.client.list(status="done")
+    with pytest.raises(InvalidArgument, match="limit"):
+        await rig.client.list(limit=0)
+
+    stats = await rig.client.rebuild_projections()
+    assert stats.workflows == 3
+    assert await rig.client.list() == rows
+
+
+async def test_workers_lists_the_live_ones(rig: Rig, nats_url: str) -> None:
+    assert await rig.client.workers() == []
+    worker = Worker(WorkerConfig(nats_url=nats_url, labels=frozenset({"gpu"})))
+    await worker.start()
+    try:
+        found = await rig.client.workers()
+    finally:
+        await worker.stop()
+    assert [(w.worker_id, w.labels) for w in found] == [(worker.worker_id, ("gpu",))]
 
 
 async def test_connect_uses_the_url_and_closes(nats_url: str) -> None:
