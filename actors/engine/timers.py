@@ -16,11 +16,15 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from events import subjects
 
+# Ids are subject tokens (``subjects.is_valid_token``): a fired timer naming anything else is
+# garbage to dead-letter, not a timer of some workflow that does not exist.
+_TOKEN = r"^[A-Za-z0-9_-]{1,128}$"
+
 
 class _Timer(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    workflow_id: str
+    workflow_id: str = Field(pattern=_TOKEN)
     due: datetime
 
 
@@ -33,7 +37,7 @@ class WorkflowTimeoutTimer(_Timer):
 
 class JobTimeoutTimer(_Timer):
     kind: Literal["job_timeout"] = "job_timeout"
-    job: str
+    job: str = Field(pattern=_TOKEN)
     epoch: int
 
     def timer_id(self) -> str:
@@ -42,7 +46,7 @@ class JobTimeoutTimer(_Timer):
 
 class RetryTimer(_Timer):
     kind: Literal["retry"] = "retry"
-    job: str
+    job: str = Field(pattern=_TOKEN)
     attempt: int
 
     def timer_id(self) -> str:
