@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from events.errors import ServerUnavailable as ServerUnavailable
     from events.errors import StoreError as StoreError
     from events.errors import WorkflowNotFound as WorkflowNotFound
+    from projections.reader import WorkerInfo as WorkerInfo
     from projections.views import JobView as JobView
     from projections.views import WorkflowSummary as WorkflowSummary
     from projections.views import WorkflowView as WorkflowView
@@ -60,6 +61,7 @@ _SOURCES: dict[str, str] = {
     "WorkflowSummary": "projections.views",
     "RecordedEvent": "events.base",
     "DeadLetter": "events.dead_letters",
+    "WorkerInfo": "projections.reader",
     # defining workflows
     "Workflow": "sdk.builder",
     "JobRef": "sdk.builder",
@@ -115,6 +117,7 @@ __all__ = [
     "WaitTimeout",
     "Worker",
     "WorkerConfig",
+    "WorkerInfo",
     "Workflow",
     "WorkflowDefinition",
     "WorkflowNotFound",

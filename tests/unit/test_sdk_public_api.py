@@ -16,8 +16,8 @@ EXPECTED = {
     "HandlerRegistry", "Input", "InvalidArgument", "InvalidWorkflow", "JetworkError", "JobContext",
     "JobNotFound", "JobRef", "JobView", "LeaseLost", "LogLine", "PermanentError", "RecordedEvent",
     "Retry", "RunHandle", "ServerUnavailable", "StoreError", "WaitTimeout", "Worker",
-    "WorkerConfig", "Workflow", "WorkflowDefinition", "WorkflowNotFound", "WorkflowNotStarted",
-    "WorkflowSummary", "WorkflowView",
+    "WorkerConfig", "WorkerInfo", "Workflow", "WorkflowDefinition", "WorkflowNotFound",
+    "WorkflowNotStarted", "WorkflowSummary", "WorkflowView",
 }  # fmt: skip
 
 
