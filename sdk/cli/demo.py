@@ -100,7 +100,6 @@ async def _tour(console: Console, url: str, paths: Sequence[Path]) -> list[Ran]:
             view = await watch_live(
                 client, handle.workflow_id, console=console, needs=needs_of(definition)
             )
-            console.print()
             ran.append(Ran(path, view))
         await _show_audit(console, client, ran)
         return ran

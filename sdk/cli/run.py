@@ -64,6 +64,8 @@ async def watch_live(
     with Live(live_view, console=console, refresh_per_second=8, transient=False):
         async for view in client.follow(workflow_id):
             live_view.view = final = view
+    if not console.is_terminal:
+        console.line()  # rich ends the final frame without a newline when not on a terminal
     assert final is not None  # follow() ends only after yielding a final view
     return final
 
