@@ -1,21 +1,273 @@
-"""`python -m bench [store] [--count N] [--sync always|2m]`: run jetwork's benchmarks."""
+"""``python -m bench [scenario] [--flags]``: jetwork's benchmarks (``make bench`` runs ``all``).
+
+Every scenario starts its own nats-server (temporary directory) and the engine, the projector and
+the workers as separate processes (``bench.roles``), warms up, measures, prints a table and writes
+``bench/results/<timestamp>.json``.
+
+  s0     raw nats-py ceiling (sync publish, pipelined publish, fetch+ack) and the event store
+  s1     10,000 single-job workflows, no-op Python jobs, 4 worker slots (median of 3)
+  s2     open-loop arrivals at 50 and 500 jobs/s: dispatch and completion latency
+  s3     one 1 → 1,000 → 1 fan-out/in, 100 chains x 10 jobs (median of 3), idle hops
+  s4     rebuild one 1,000-job workflow's state; rebuild all projections over ≥ 100k events
+  s5     10,000 open workflows: engine RSS, SIGKILL + restart, drain; a kill under load
+  all    everything above (the default)
+  store  the event store micro-benchmark alone (as before)
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from bench import store_micro
+from bench import recovery, store_micro, throughput
+from bench.common import NOOP, SHELL_TRUE, Deployment, WorkerSpec, deployment, run_batch
+from bench.procstat import load_average
+from bench.report import RESULTS_DIR, Result, median_of, save, table
+
+SCENARIOS = ("all", "s0", "s1", "s2", "s3", "s4", "s5", "store")
+
+
+def _options() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("scenario", nargs="?", default="all", choices=SCENARIOS)
+    parser.add_argument("--sync", default="always", help="nats-server sync_interval")
+    parser.add_argument(
+        "--s1-sync", default="always,2m", help="sync intervals S1 runs at (comma-separated)"
+    )
+    parser.add_argument("--jobs", type=int, default=10_000, help="S1/S5 workflows per run")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument("--slots", type=int, default=4, help="worker slots (S1-S3)")
+    parser.add_argument("--workers", type=int, default=1, help="worker processes (S1-S3)")
+    parser.add_argument("--shell", type=int, default=2_000, help="S1 shell `true` jobs (0: none)")
+    parser.add_argument(
+        "--best", default="2x64", help="S1 'best config' workers x slots ('' to skip)"
+    )
+    parser.add_argument("--width", type=int, default=1_000, help="S3 fan-out width")
+    parser.add_argument("--rates", default="50,500", help="S2 arrival rates (jobs/s)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="S2 seconds per rate")
+    parser.add_argument("--count", type=int, default=3_000, help="S0 operations per run")
+    parser.add_argument("--log-level", default="info", help="roles' log level")
+    parser.add_argument("--profile", action="store_true", help="pyinstrument in every role")
+    parser.add_argument(
+        "--py-spy",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="sample every role with py-spy during the first measured S1 run",
+    )
+    return parser.parse_args()
+
+
+def _workers(options: argparse.Namespace, slots: int | None = None) -> list[WorkerSpec]:
+    per = slots if slots is not None else max(1, options.slots // options.workers)
+    return [WorkerSpec(f"w{i + 1}", per) for i in range(options.workers)]
+
+
+def _role_args(options: argparse.Namespace, tag: str) -> dict[str, list[str]]:
+    base = ["--log-level", options.log_level]
+    if not options.profile:
+        return dict.fromkeys(("engine", "projector", "worker"), base)
+    stamp = time.strftime("%H%M%S")
+    return {
+        kind: [*base, "--profile", f"bench/results/profile-{tag}-{kind}-{stamp}.txt"]
+        for kind in ("engine", "projector", "worker")
+    }
+
+
+async def _warm_up(dep: Deployment) -> None:
+    await run_batch(dep, NOOP, 1_000, what="warmup")
+
+
+# --- scenario groups ---------------------------------------------------------------------------
+
+
+async def s0(options: argparse.Namespace, syncs: list[str]) -> list[Result]:
+    results = []
+    for sync in syncs:
+        figures = await store_micro.run(count=options.count, sync_interval=sync)
+        print(store_micro.report(figures, sync_interval=sync), flush=True)
+        for figure in figures:
+            results.append(
+                Result("S0", f"{figure.name}, sync {sync}", figures={figure.unit: figure.rate})
+            )
+    return results
+
+
+async def s1(options: argparse.Namespace, sync: str, dep: Deployment) -> list[Result]:
+    slots = f"{options.workers} worker x {options.slots // options.workers} slots"
+    runs = [
+        await throughput.independent(
+            dep, NOOP, options.jobs, variant=f"{options.jobs:,} no-op jobs, {slots}, sync {sync}"
+        )
+        for _ in range(options.repeats)
+    ]
+    results = [median_of(runs, "jobs/s")]
+    if options.shell:
+        results.append(
+            await throughput.independent(
+                dep, SHELL_TRUE, options.shell, variant=f"{options.shell:,} shell `true` jobs"
+            )
+        )
+    return results
+
+
+async def s1_best(options: argparse.Namespace, sync: str) -> list[Result]:
+    count, slots = (int(part) for part in options.best.split("x"))
+    specs = [WorkerSpec(f"w{i + 1}", slots) for i in range(count)]
+    async with deployment(
+        sync_interval=sync, workers=specs, role_args=_role_args(options, "best")
+    ) as dep:
+        await _warm_up(dep)
+        variant = f"best config: {count} workers x {slots} slots, sync {sync}"
+        runs = [
+            await throughput.independent(dep, NOOP, options.jobs, variant=variant)
+            for _ in range(options.repeats)
+        ]
+    return [median_of(runs, "jobs/s")]
+
+
+async def s2(options: argparse.Namespace, dep: Deployment) -> list[Result]:
+    rates = [float(rate) for rate in options.rates.split(",") if rate]
+    return [
+        await throughput.open_loop(dep, NOOP, rate=rate, seconds=options.seconds) for rate in rates
+    ]
+
+
+async def s3(options: argparse.Namespace, dep: Deployment) -> list[Result]:
+    fan = [await throughput.fan_out_in(dep, options.width) for _ in range(options.repeats)]
+    chains = [await throughput.chains(dep, 100, 10) for _ in range(options.repeats)]
+    idle = await throughput.idle_hops(dep, runs=10)
+    return [median_of(fan, "jobs/s"), median_of(chains, "jobs/s"), idle]
+
+
+async def s4(options: argparse.Namespace, dep: Deployment) -> list[Result]:
+    batch, _ = await run_batch(dep, throughput.fan_out(options.width), 1, what="s4wf")
+    return [
+        await recovery.replay_workflow(dep, batch.ids[0]),
+        await recovery.rebuild_projections(dep),
+    ]
+
+
+async def s5(options: argparse.Namespace) -> list[Result]:
+    async with deployment(
+        sync_interval=options.sync,
+        workers=[WorkerSpec("w1", 4)],
+        role_args=_role_args(options, "s5"),
+    ) as dep:
+        await _warm_up(dep)
+        results = await recovery.open_workflows(dep, options.jobs)
+        results.append(await recovery.kill_under_load(dep, 2_000))
+    return results
+
+
+async def _main(options: argparse.Namespace) -> list[Result]:
+    chosen = options.scenario
+    results: list[Result] = []
+
+    def want(name: str) -> bool:
+        return chosen in ("all", name)
+
+    async def group(name: str, body: Callable[[], Awaitable[list[Result]]]) -> None:
+        began = time.monotonic()
+        print(f"== {name} (load average {load_average():.2f})", flush=True)
+        found = await body()
+        results.extend(found)
+        print(table(found), flush=True)
+        print(f"   ({time.monotonic() - began:.0f} s)\n", flush=True)
+
+    s1_syncs = [sync for sync in options.s1_sync.split(",") if sync]
+    if want("s0"):
+        await group("S0 ceiling", lambda: s0(options, sorted(set(s1_syncs) | {options.sync})))
+    needs_main = [name for name in ("s1", "s2", "s3", "s4") if want(name)]
+    if needs_main:
+        async with deployment(
+            sync_interval=options.sync,
+            workers=_workers(options),
+            role_args=_role_args(options, "main"),
+        ) as dep:
+            await _warm_up(dep)
+            dep.profile_seconds = options.py_spy
+            dep.profile_dir = RESULTS_DIR / time.strftime("pyspy-%Y%m%d-%H%M%S")
+            if want("s1"):
+                await group(f"S1 sync {options.sync}", lambda: s1(options, options.sync, dep))
+            if want("s3"):
+                await group("S3 DAG", lambda: s3(options, dep))
+            if want("s2"):
+                await group("S2 latency", lambda: s2(options, dep))
+            if want("s4"):
+                await group("S4 replay", lambda: s4(options, dep))
+    if want("s1"):
+        for sync in s1_syncs:
+            if sync == options.sync:
+                continue
+            await group(f"S1 sync {sync}", lambda sync=sync: _s1_alone(options, sync))  # type: ignore[misc]
+        if options.best:
+            await group("S1 best config", lambda: s1_best(options, options.sync))
+    if want("s5"):
+        await group("S5 scale", lambda: s5(options))
+    if chosen == "store":
+        figures = await store_micro.run(count=options.count, sync_interval=options.sync)
+        print(store_micro.report(figures, sync_interval=options.sync))
+    return results
+
+
+async def _s1_alone(options: argparse.Namespace, sync: str) -> list[Result]:
+    async with deployment(
+        sync_interval=sync, workers=_workers(options), role_args=_role_args(options, sync)
+    ) as dep:
+        await _warm_up(dep)
+        return await s1(argparse.Namespace(**{**vars(options), "shell": 0}), sync, dep)
+
+
+def _ceiling_notes(results: list[Result]) -> None:
+    pipelined = next(
+        (
+            r.figures["msg/s"]
+            for r in results
+            if r.scenario == "S0" and r.variant.startswith(store_micro.PIPELINED)
+        ),
+        None,
+    )
+    if not pipelined:
+        return
+    for r in results:
+        if r.scenario == "S1" and "jobs/s" in r.figures:
+            share = r.figures["jobs/s"] * 4 / pipelined
+            r.notes.append(
+                f"ceiling ratio: {share:.0%} of the 4-operations-per-job bound "
+                f"({pipelined:,.0f} pipelined publishes/s ÷ 4 = {pipelined / 4:,.0f} jobs/s)"
+            )
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("scenario", nargs="?", default="store", choices=["store"])
-    parser.add_argument("--count", type=int, default=3000, help="operations per scenario run")
-    parser.add_argument("--sync", default="2m", help="nats-server sync_interval (always, 2m, ...)")
-    args = parser.parse_args()
-    figures = asyncio.run(store_micro.run(count=args.count, sync_interval=args.sync))
-    print(store_micro.report(figures, sync_interval=args.sync))
+    options = _options()
+    began = time.monotonic()
+    meta: dict[str, Any] = {
+        "argv": vars(options),
+        "load_average_start": round(load_average(), 2),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    try:
+        import uvloop
+
+        results = uvloop.run(_main(options))
+    except ImportError:
+        results = asyncio.run(_main(options))
+    if not results:
+        return
+    _ceiling_notes(results)
+    meta["seconds"] = round(time.monotonic() - began, 1)
+    meta["load_average_end"] = round(load_average(), 2)
+    print("== all results")
+    print(table(results))
+    print(f"\nwritten to {save(results, meta)} ({meta['seconds']:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from nats.aio.client import Client as NATS
 
+from bench.stack import server_duration
 from events.catalog import JobRetryScheduled
 from events.connection import NatsSettings, connect
 from events.store import ActorRef, EventStore
@@ -30,6 +31,8 @@ PIPELINED = "raw pipelined publish (1000 in flight)"
 STORE_SEQ = "store append, one actor, sequential CAS"
 STORE_MANY = "store append, many actors, 256 in flight"
 REPLAY = "store replay of one actor (direct get)"
+FETCH_ACK = "raw pull fetch(500) + ack"
+_RAW_STREAM = "BENCH_RAW"
 
 
 @dataclass
@@ -71,6 +74,38 @@ async def raw_pipelined_publish(nc: NATS, count: int, in_flight: int = 1000) -> 
         await asyncio.gather(*(one() for _ in range(count)))
 
     return await _timed(count, body)
+
+
+async def raw_fetch_ack(nc: NATS, count: int, run: int, batch: int = 500) -> float:
+    """Pull ``count`` messages from a durable consumer in fetches of ``batch``, acking each."""
+    js = nc.jetstream()
+    subject = f"bench.raw.{run}"
+    await js.add_stream(name=f"{_RAW_STREAM}_{run}", subjects=[subject])
+    await raw_pipelined_publish_to(nc, subject, count)
+    sub = await js.pull_subscribe(subject, durable=f"raw-{run}", stream=f"{_RAW_STREAM}_{run}")
+
+    async def body() -> None:
+        done = 0
+        while done < count:
+            for msg in await sub.fetch(batch, timeout=5):
+                await msg.ack()
+                done += 1
+        await nc.flush()
+
+    rate = await _timed(count, body)
+    await js.delete_stream(f"{_RAW_STREAM}_{run}")
+    return rate
+
+
+async def raw_pipelined_publish_to(nc: NATS, subject: str, count: int) -> None:
+    js = nc.jetstream()
+    limit = asyncio.Semaphore(1000)
+
+    async def one() -> None:
+        async with limit:
+            await js.publish(subject, b'{"n":1}')
+
+    await asyncio.gather(*(one() for _ in range(count)))
 
 
 async def store_sequential(store: EventStore, count: int, run: int) -> float:
@@ -120,7 +155,9 @@ async def store_replay(store: EventStore, count: int, run: int) -> float:
 
 async def run(*, count: int = 3000, repeats: int = 3, sync_interval: str = "2m") -> list[Figure]:
     with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedServer(data_dir=Path(tmp), sync_interval=sync_interval).start()
+        server = EmbeddedServer(
+            data_dir=Path(tmp), sync_interval=server_duration(sync_interval)
+        ).start()
         try:
             nc = await connect(NatsSettings(url=server.url, name="bench"))
             await ensure_topology(nc.jetstream())
@@ -128,6 +165,7 @@ async def run(*, count: int = 3000, repeats: int = 3, sync_interval: str = "2m")
             scenarios: list[tuple[str, str, Callable[[int], Awaitable[float]]]] = [
                 (SYNC, "msg/s", lambda _: raw_sync_publish(nc, count)),
                 (PIPELINED, "msg/s", lambda _: raw_pipelined_publish(nc, count * 3)),
+                (FETCH_ACK, "msg/s", lambda run: raw_fetch_ack(nc, count * 3, run)),
                 (STORE_SEQ, "events/s", lambda run: store_sequential(store, count, run)),
                 (STORE_MANY, "events/s", lambda run: store_many_actors(store, count * 3, run)),
                 (REPLAY, "events/s", lambda run: store_replay(store, count * 3, run)),

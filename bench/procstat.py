@@ -1,0 +1,46 @@
+"""CPU time and memory of a process, read from ``/proc`` (Linux).
+
+CPU is ``utime + stime`` of ``/proc/<pid>/stat`` (user + system seconds, this process only);
+memory is ``VmRSS`` (now) and ``VmHWM`` (the peak resident set since the process started) of
+``/proc/<pid>/status``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Final
+
+_TICKS: Final = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    cpu: float  # seconds of CPU (user + system) since the process started
+    rss: int  # bytes resident now
+    hwm: int  # bytes resident at the peak so far
+
+
+def sample(pid: int) -> Sample:
+    """The process's CPU seconds and memory now; zeros when it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read().decode()
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            status = handle.read().decode()
+    except (FileNotFoundError, ProcessLookupError):
+        return Sample(0.0, 0, 0)
+    # Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    fields = stat.rsplit(")", 1)[1].split()
+    cpu = (int(fields[11]) + int(fields[12])) / _TICKS
+    memory = {"VmRSS": 0, "VmHWM": 0}
+    for line in status.splitlines():
+        key, _, value = line.partition(":")
+        if key in memory:
+            memory[key] = int(value.split()[0]) * 1024  # kB
+    return Sample(cpu, memory["VmRSS"], memory["VmHWM"])
+
+
+def load_average() -> float:
+    """The 1-minute load average (the machine is shared: say how busy it was)."""
+    return os.getloadavg()[0]

@@ -1,0 +1,185 @@
+"""S4 replay (one big workflow's state, all projections) and S5 scale (many open workflows,
+engine killed and restarted with them open)."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from typing import Any, Final
+
+from actors import workflow
+from bench.common import NOOP, Deployment, Window, WorkerSpec, quiesce, run_batch
+from bench.report import Result
+from events import subjects
+from projections.rebuild import rebuild
+
+REBUILD_EVENTS: Final = 100_000
+HELD: Final[dict[str, Any]] = {"name": "held", "jobs": {"j": {"uses": "noop", "labels": ["held"]}}}
+
+
+# --- S4 ----------------------------------------------------------------------------------------
+
+
+async def replay_workflow(dep: Deployment, wf_id: str, *, repeats: int = 3) -> Result:
+    """Read one workflow's history (batched direct get + decode) and fold it (``replay``)."""
+    reads, folds = [], []
+    events = 0
+    for _ in range(repeats):
+        began = time.perf_counter()
+        history = await dep.driver.store.history(wf_id)
+        read = time.perf_counter()
+        state = workflow.replay(history)
+        folded = time.perf_counter()
+        reads.append(read - began)
+        folds.append(folded - read)
+        events = len(history)
+        assert state.status is not None
+    read_s, fold_s = statistics.median(reads), statistics.median(folds)
+    total = read_s + fold_s
+    return Result(
+        "S4",
+        f"rebuild one workflow's state ({len(state.jobs):,} jobs, {events:,} events)",
+        figures={
+            "ms": round(total * 1000, 1),
+            "events/s": round(events / total),
+            "read + decode (ms)": round(read_s * 1000, 1),
+            "fold (ms)": round(fold_s * 1000, 1),
+        },
+        notes=[f"median of {repeats}"],
+    )
+
+
+async def stream_events(dep: Deployment) -> int:
+    info = await dep.nc.jetstream().stream_info(subjects.EVENTS_STREAM)
+    return int(info.state.messages)
+
+
+async def rebuild_projections(dep: Deployment, *, at_least: int = REBUILD_EVENTS) -> Result:
+    """Rebuild every view from the log (``projections.rebuild``), in the driver process."""
+    topped_up = 0
+    while (have := await stream_events(dep)) < at_least:
+        count = min(10_000, (at_least - have) // 5 + 1)  # a single-job workflow is 5 events
+        await run_batch(dep, NOOP, count, what="s4fill")
+        topped_up += count
+    window = Window(dep).open()
+    stats = await rebuild(dep.nc)
+    window.close()
+    result = Result(
+        "S4",
+        f"rebuild all projections ({stats.events:,} events, {stats.workflows:,} workflows)",
+        figures={
+            "events/s": round(stats.events / stats.seconds),
+            "seconds": stats.seconds,
+        },
+    )
+    window.fill(result, max(1, stats.events // 1000) * 1000)
+    result.cpu_per_1k_jobs = {}  # per 1,000 events, not jobs: kept in figures instead
+    cpu = {k: v.cpu - window.before[k].cpu for k, v in window.after.items() if k in window.before}
+    result.figures["driver CPU-s (rebuild runs here)"] = round(cpu.get("driver", 0.0), 2)
+    result.figures["nats-server CPU-s"] = round(cpu.get("nats-server", 0.0), 2)
+    if topped_up:
+        result.notes.append(f"{topped_up:,} single-job workflows run first to reach the size")
+    return result
+
+
+# --- S5 ----------------------------------------------------------------------------------------
+
+
+async def open_workflows(dep: Deployment, count: int) -> list[Result]:
+    """``count`` workflows whose jobs need label ``held`` (no worker has it yet): all open.
+
+    Then the engine is SIGKILLed and started again; a fresh workflow submitted while it was down
+    shows when it processes again. Last, a worker with the label arrives and the jobs drain.
+    """
+    prefix = dep.next_prefix("s5")
+    batch = dep.driver.expect((f"{prefix}-{i}" for i in range(count)), queued=count)
+    window = Window(dep).open()
+    began = time.time()
+    await dep.driver.submit(batch, HELD)
+    await asyncio.wait_for(batch.all_queued.wait(), 600)
+    opened = time.time()
+    await quiesce(dep.nc)
+    window.close()
+    (engine,) = dep.stack.by_kind("engine")
+    memory = engine.sample()
+    opened_result = Result(
+        "S5",
+        f"{count:,} workflows open at once (jobs held)",
+        figures={
+            "seconds": round(opened - began, 2),
+            "workflows opened/s": round(count / (opened - began), 1),
+            "engine RSS (MB)": round(memory.rss / 2**20, 1),
+            "engine peak RSS (MB)": round(memory.hwm / 2**20, 1),
+        },
+    )
+    window.fill(opened_result, count)
+
+    engine.kill()
+    await engine.process.wait()
+    dep.stack.roles.remove(engine)
+    probe = dep.driver.expect([f"{prefix}-probe"])
+    await dep.driver.submit(probe, NOOP)
+    spawned = time.time()
+    await dep.stack.spawn("engine", "engine")
+    ready = time.time()
+    await dep.driver.wait(probe, timeout=120)
+    processed = probe.last_end
+    restart = Result(
+        "S5",
+        f"engine SIGKILLed and restarted with {count:,} open",
+        figures={
+            "seconds": round(processed - spawned, 2),
+            "process start → ready (s)": round(ready - spawned, 2),
+            "start → a new workflow done (s)": round(processed - spawned, 2),
+        },
+    )
+
+    drain_window = Window(dep).open()
+    released = time.time()
+    await dep.add_worker(WorkerSpec("w-held", 4, "held"))
+    if not await dep.driver.wait(batch, timeout=600):
+        raise TimeoutError(f"S5: {len(batch.ended)} of {count} held workflows ended")
+    drained = batch.last_end
+    await quiesce(dep.nc)
+    drain_window.close()
+    (engine,) = dep.stack.by_kind("engine")
+    drain = Result(
+        "S5",
+        f"{count:,} held jobs released after the restart (cold engine)",
+        figures={
+            "jobs/s": round(count / (drained - released), 1),
+            "engine peak RSS (MB)": round(engine.sample().hwm / 2**20, 1),
+        },
+        notes=["includes the new worker's start-up (a process with 4 slots)"],
+    )
+    drain_window.fill(drain, count)
+    return [opened_result, restart, drain]
+
+
+async def kill_under_load(dep: Deployment, count: int, *, after: float = 1.0) -> Result:
+    """SIGKILL the engine ``after`` s into a batch, restart it at once; when does all end?"""
+    prefix = dep.next_prefix("s5k")
+    batch = dep.driver.expect(f"{prefix}-{i}" for i in range(count))
+    began = time.time()
+    submitting = asyncio.create_task(dep.driver.submit(batch, NOOP))
+    await asyncio.sleep(after)
+    (engine,) = dep.stack.by_kind("engine")
+    engine.kill()
+    await engine.process.wait()
+    dep.stack.roles.remove(engine)
+    ended_before = len(batch.ended)
+    await dep.stack.spawn("engine", "engine")
+    await submitting
+    if not await dep.driver.wait(batch, timeout=300):
+        raise TimeoutError(f"S5 kill: {len(batch.ended)} of {count} ended")
+    await quiesce(dep.nc)
+    return Result(
+        "S5",
+        f"engine SIGKILLed {after:g} s into {count:,} workflows, restarted at once",
+        figures={"seconds": round(batch.last_end - began, 2)},
+        notes=[
+            f"{ended_before:,} workflows had ended at the kill",
+            "messages the killed engine held unacked come back after the consumer's ack_wait",
+        ],
+    )
