@@ -114,7 +114,7 @@ def workflows(draw: st.DrawFn) -> Workflow:
     return wf
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(workflows())
 def test_the_mapping_sent_parses_back_to_the_same_definition(wf: Workflow) -> None:
     try:
