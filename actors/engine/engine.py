@@ -125,6 +125,7 @@ class Engine:
         return self._host
 
     async def start(self) -> None:
+        self._stopping.clear()  # an engine that was stopped may be started again
         js = self._nc.jetstream()
         prefix = self._settings.consumer_prefix
         loops = [
