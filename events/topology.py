@@ -175,7 +175,10 @@ class Topology:
 
 
 async def ensure_topology(js: JetStreamContext, topology: Topology | None = None) -> None:
-    """Create or update every stream and bucket. Safe to call from every process at start-up."""
+    """Create or update every stream and bucket. Safe to call from every process at start-up.
+
+    ``topology.replicas`` applies to streams and buckets created here; existing ones keep theirs.
+    """
     topology = topology or Topology()
     for config in topology.streams():
         await _ensure_stream(js, config)
@@ -191,6 +194,11 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         if exc.err_code != 10058:
             raise StoreError(f"cannot create stream {config.name}: {exc.description}") from None
         try:
+            # The replica count is chosen when a stream is created and kept afterwards: every
+            # process runs this at start-up, and one with default settings (R1) must not scale a
+            # cluster's R3 streams down.
+            existing = await js.stream_info(config.name)
+            config = replace(config, num_replicas=existing.config.num_replicas)
             await js.update_stream(config)
         except BadRequestError as update_exc:
             raise StoreError(

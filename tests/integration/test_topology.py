@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 from nats.aio.client import Client as NATS
 from nats.js.api import RetentionPolicy, StorageType
 
 from events import subjects
+from events.connection import NatsSettings, connect
 from events.topology import Topology, ensure_topology
+from tests.cluster import LocalCluster
 
 
 async def test_ensure_topology_is_idempotent_and_complete(clean_nats: NATS) -> None:
@@ -43,3 +48,22 @@ async def test_work_queues_and_timers(clean_nats: NATS) -> None:
     for name in (subjects.COMMANDS_STREAM, subjects.JOBS_STREAM, subjects.TIMERS_STREAM):
         assert (await js.stream_info(name)).config.retention == RetentionPolicy.WORK_QUEUE
     assert (await js.stream_info(subjects.TIMERS_STREAM)).config.allow_msg_schedules
+
+
+@pytest.mark.cluster
+async def test_a_process_with_default_settings_keeps_a_cluster_s_replicas(tmp_path: Path) -> None:
+    # Every engine and worker runs ensure_topology() with the default (R1) at start-up; on a
+    # cluster whose streams were created R3 that must not scale them down.
+    with LocalCluster(tmp_path) as cluster:
+        nc = await connect(NatsSettings(url=cluster.url, name="topology-r3"))
+        try:
+            js = nc.jetstream()
+            await ensure_topology(js, Topology(replicas=3))
+            await ensure_topology(js, Topology(log_max_bytes=123 << 20))
+            logs = (await js.stream_info(subjects.LOGS_STREAM)).config
+            assert logs.max_bytes == 123 << 20  # other settings are still brought up to date
+            for config in Topology().streams():
+                info = await js.stream_info(config.name)
+                assert info.config.num_replicas == 3, config.name
+        finally:
+            await nc.close()
