@@ -197,7 +197,7 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
             # The replica count is chosen when a stream is created and kept afterwards: every
             # process runs this at start-up, and one with default settings (R1) must not scale a
             # cluster's R3 streams down.
-            existing = await js.stream_info(config.name)
+            existing = await js.stream_info(str(config.name))
             config = replace(config, num_replicas=existing.config.num_replicas)
             await js.update_stream(config)
         except BadRequestError as update_exc:
