@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import os
 import time
 from collections import OrderedDict, defaultdict
@@ -29,32 +28,36 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
-from actors.workflow import WorkflowState, replay
+from actors.workflow import WorkflowState
 from events import subjects
-from events.base import RecordedEvent
 from events.pull import PullFeed
-from events.store import EventStore, StoredMessage
-from projections._nats import Publisher, pull_now
+from events.store import EventStore
+from projections._nats import Direct, Publisher, pull_now
+from projections.folding import Continuity, Folder, is_birth
 from projections.generations import Generations, consumer_name
-from projections.store import ViewStore, Written, purge_generation
+from projections.index import micros
+from projections.recent import DEFAULT_SIZE, RecentWriter
+from projections.store import KV_PREFIX, KV_STREAM, ViewStore, Written, purge_generation
 from projections.views import workflow_view
 
 _log = structlog.get_logger("jetwork.projector")
-_GARBAGE_MEMORY = 10_000
 
 
 @dataclass(frozen=True, kw_only=True)
 class ProjectorSettings:
     # Messages pulled per batch.
-    batch: int = 256
+    batch: int = 512
     # Workflows projected at once within a batch.
-    concurrency: int = 32
+    concurrency: int = 128
     # How long a batch may take before JetStream redelivers its messages.
     ack_wait: float = 30.0
     # Folded workflow states kept in memory (least recently used ones are dropped).
     cache_size: int = 20_000
     # Wait of an idle pull before asking again.
     poll_interval: float = 1.0
+    # Once a batch has begun, how long to wait for more messages to join it: fewer, larger
+    # batches write each busy workflow's view once for many of its events.
+    linger: float = 0.01
     # How often a live projector looks for a new generation (after a rebuild).
     generation_check: float = 1.0
     # Durable consumer names are <prefix>-g<generation>.
@@ -62,6 +65,8 @@ class ProjectorSettings:
     request_timeout: float = 5.0
     # Largest KV value written in one piece (default: the server's max_payload minus headroom).
     max_value: int | None = None
+    # Workflows kept in each recent list (projections.recent); deeper listings scan the index.
+    recent_size: int = DEFAULT_SIZE
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ProjectorSettings:
@@ -86,6 +91,7 @@ class ProjectorSettings:
 class _Tracked:
     state: WorkflowState
     written: Written
+    epoch: int  # of projections.folding.Continuity, when the state was last brought up to date
 
 
 class Projector:
@@ -104,13 +110,14 @@ class Projector:
         self._follow = generation is None
         self._generation = generation or 0
         timeout = self._settings.request_timeout
-        self._events = EventStore(nc, request_timeout=timeout)
+        self._folder = Folder(EventStore(nc, request_timeout=timeout))
+        self._continuity = Continuity()
         self._publisher = Publisher(nc, timeout=timeout)
         self._generations = Generations(nc, publisher=self._publisher, timeout=timeout)
         self._store: ViewStore | None = None
+        self._recent: RecentWriter | None = None
         self._feed: PullFeed | None = None
         self._cache: OrderedDict[str, _Tracked] = OrderedDict()
-        self._garbage_seen: OrderedDict[int, None] = OrderedDict()
         self._limit = asyncio.Semaphore(self._settings.concurrency)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -200,7 +207,15 @@ class Projector:
             timeout=self._settings.request_timeout,
             max_value=self._settings.max_value,
         )
+        self._recent = RecentWriter(
+            Direct(self._nc, KV_STREAM, timeout=self._settings.request_timeout),
+            self._publisher,
+            prefix=KV_PREFIX,
+            generation=self._generation,
+            size=self._settings.recent_size,
+        )
         self._cache.clear()
+        self._continuity = Continuity()
 
     async def _open_feed(self) -> PullFeed:
         feed = PullFeed(
@@ -223,9 +238,7 @@ class Projector:
             assert feed is not None
             try:
                 # The outer timeout is a watchdog: a pull must never hang the projector.
-                messages = await asyncio.wait_for(
-                    feed.next_batch(self._settings.batch, timeout=poll), poll + 5
-                )
+                messages = await asyncio.wait_for(self._next_batch(feed), poll + 5)
             except Exception as exc:  # connection trouble: keep trying, never die
                 _log.warning("pull failed", consumer=self.consumer, error=str(exc) or repr(exc))
                 await asyncio.sleep(poll)
@@ -236,6 +249,18 @@ class Projector:
                 await self._handle(messages)
             except Exception:  # a bug must not stop the projector; the messages come back
                 _log.exception("batch failed", consumer=self.consumer, size=len(messages))
+
+    async def _next_batch(self, feed: PullFeed) -> list[Msg]:
+        size = self._settings.batch
+        messages = await feed.next_batch(size, timeout=self._settings.poll_interval)
+        deadline = time.monotonic() + self._settings.linger
+        while messages and len(messages) < size:
+            left = deadline - time.monotonic()
+            more = await feed.next_batch(size - len(messages), timeout=left) if left > 0 else []
+            if not more:
+                break
+            messages += more
+        return messages
 
     async def _follow_generation(self) -> None:
         try:
@@ -259,69 +284,69 @@ class Projector:
         groups: dict[str, list[Msg]] = defaultdict(list)
         for msg in messages:
             groups[_workflow_of(msg.subject)].append(msg)
+        continued = self._continuity.begin(messages)
 
-        async def project(wf: str, group: list[Msg]) -> None:
+        async def project(wf: str, group: list[Msg]) -> bool:
             try:
                 async with self._limit:
-                    await self._project(wf)
+                    await self._project(wf, group if continued else None)
             except Exception as exc:
                 _log.warning("projecting failed, will retry", workflow=wf, error=repr(exc))
-                await asyncio.gather(*(msg.nak(delay=1.0) for msg in group))
-                return
-            await asyncio.gather(*(msg.ack() for msg in group))
-            self.events_seen += len(group)
+                return False
+            return True
 
-        await asyncio.gather(*(project(wf, group) for wf, group in groups.items()))
+        done = await asyncio.gather(*(project(wf, group) for wf, group in groups.items()))
+        try:
+            assert self._recent is not None
+            await self._recent.flush()  # before any ack: a crash makes the batch come back
+        except Exception as exc:
+            _log.warning("writing recent lists failed, will retry", error=repr(exc))
+            done = [False] * len(done)
+        self._continuity.end(messages, complete=all(done))
+        for ok, group in zip(done, groups.values(), strict=True):
+            if ok:
+                await asyncio.gather(*(msg.ack() for msg in group))
+                self.events_seen += len(group)
+            else:
+                await asyncio.gather(*(msg.nak(delay=1.0) for msg in group))
 
     # --- folding and writing ------------------------------------------------------------------
 
-    async def _project(self, wf: str) -> None:
+    async def _project(self, wf: str, batch: list[Msg] | None) -> None:
+        """Bring the workflow's view up to date; ``batch``: its messages, when they continue
+        what its cached state reflects (``projections.folding.Continuity``)."""
         store = self._store
         assert store is not None
+        epoch = self._continuity.epoch
         tracked = self._cache.get(wf)
         if tracked is None:
-            tracked = _Tracked(WorkflowState(workflow_id=wf), await store.written(wf))
-        state = tracked.state
-        loaded = await self._events.read_tolerant(
-            subjects.workflow_events(wf), from_seq=state.stream_seq + 1
-        )
-        for message, exc in loaded.skipped:
-            self._report_garbage(message, str(exc))
-        if loaded.events:
-            state = self._fold(state, loaded.events)
-        if loaded.last_seq > state.stream_seq:
-            state = dataclasses.replace(state, stream_seq=loaded.last_seq)
+            if batch is not None and is_birth(wf, batch[0]):
+                # Born in this batch: nothing to read. Nothing stored either, normally; if
+                # something is, the first write's compare-and-set finds it.
+                tracked = _Tracked(WorkflowState(workflow_id=wf), Written(), epoch)
+            else:
+                written = await store.written(wf)
+                tracked = _Tracked(WorkflowState(workflow_id=wf), written, epoch - 1)
+        if batch is not None and tracked.epoch == epoch:
+            state = self._folder.from_messages(tracked.state, batch)
+        else:
+            state = await self._folder.from_log(tracked.state)
         written = tracked.written
-        if state.status is not None and state.stream_seq > written.seq:
-            if not written.seq:
-                self.views_created += 1
-            written = await store.write(workflow_view(state), state.stream_seq, written)
-        self._remember(wf, _Tracked(state, written))
-
-    def _fold(self, state: WorkflowState, events: list[RecordedEvent]) -> WorkflowState:
-        try:
-            return replay(events, state)
-        except Exception:
-            pass  # one event the fold cannot take: find it, skip it, keep the others
-        for recorded in events:
-            try:
-                state = replay([recorded], state)
-            except Exception as exc:
-                _log.error(
-                    "skipping an event the workflow fold refused",
-                    subject=recorded.subject,
-                    seq=recorded.seq,
-                    error=str(exc) or repr(exc),
-                )
-        return state
-
-    def _report_garbage(self, message: StoredMessage, reason: str) -> None:
-        if message.seq in self._garbage_seen:
-            return
-        self._garbage_seen[message.seq] = None
-        while len(self._garbage_seen) > _GARBAGE_MEMORY:
-            self._garbage_seen.popitem(last=False)
-        _log.error("skipping a message that is not an event", seq=message.seq, reason=reason)
+        if state.status is not None and state.definition is not None:
+            if state.stream_seq > written.seq:
+                if not written.seq:
+                    self.views_created += 1
+                written = await store.write(workflow_view(state), state.stream_seq, written)
+            assert self._recent is not None
+            # Every time, not only on a change: a crash may have come between the view and
+            # the recent lists, and noting again is free.
+            await self._recent.note(
+                wf,
+                name=state.definition.name,
+                status=state.status.value,
+                started_us=micros(state.started_at),
+            )
+        self._remember(wf, _Tracked(state, written, epoch))
 
     def _remember(self, wf: str, tracked: _Tracked) -> None:
         self._cache[wf] = tracked

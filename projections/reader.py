@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from events import subjects
 from events.catalog import WorkflowStatus
 from events.errors import StoreError
-from projections import index
+from projections import index, recent
 from projections._nats import Direct, Publisher
 from projections.generations import Generations, consumer_name
 from projections.store import ViewStore
@@ -76,8 +76,10 @@ class Views:
         timeout: float = 5.0,
         consumer_prefix: str = "projector",
         clock: Callable[[], datetime] = _utc_now,
+        recent_lists: bool = True,
     ) -> None:
         self._nc = nc
+        self._use_recent = recent_lists  # False: always scan the index (for comparisons)
         self._stale_after = timedelta(seconds=stale_after)
         self._timeout = timeout
         self._prefix = consumer_prefix
@@ -107,6 +109,13 @@ class Views:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         store = await self._store()
+        recent_list = recent.list_id(status=status, name=name) if self._use_recent else None
+        if recent_list is not None:
+            newest = await store.recent(recent_list)
+            if newest is None:
+                return []  # no workflow ever joined this list
+            if limit <= len(newest.entries) or not newest.truncated:
+                return await self._rows(store, newest.entries[:limit], name)
 
         async def accept(
             entries: builtins.list[index.IndexEntry],
@@ -131,6 +140,13 @@ class Views:
             accept=accept,
             first_window=max(256, limit),
         )
+
+    async def _rows(
+        self, store: ViewStore, entries: builtins.list[tuple[int, str]], name: str | None
+    ) -> builtins.list[WorkflowSummary]:
+        stored = await store.summaries([wf for _, wf in entries])
+        rows = [stored[wf].summary for _, wf in entries if wf in stored]
+        return [row for row in rows if name is None or row.name == name]
 
     async def workers(self) -> builtins.list[WorkerInfo]:
         """Workers whose entry has not expired, by id; ``stale`` marks missed heartbeats."""

@@ -6,6 +6,7 @@ Keys of generation ``n`` (``projections.generations``):
   one message (``max_payload``) is cut into chunks ``g<n>.c.<wf>.<seq>.<i>`` and the view key
   holds none of the body, only the ``Jw-Chunks`` header.
 - ``g<n>.s.<wf>``: the ``WorkflowSummary`` JSON (what ``list`` returns: no jobs, small).
+- ``g<n>.r.<list>``: the newest workflows of a listing (``projections.recent``).
 
 Bookkeeping rides in headers, so it is read without parsing a view: ``Jw-Seq`` (the stream
 sequence of the last event the view reflects), ``Jw-Index-Seq`` (the workflow's entry in the
@@ -29,12 +30,14 @@ from events import subjects
 from events.errors import StoreError
 from projections._nats import Direct, Publisher, Stored, describe, error_code
 from projections.index import IndexWriter
+from projections.recent import Recent, recent_key
+from projections.recent import decode as decode_recent
 from projections.views import WorkflowSummary, WorkflowView, summary
 
 _log = structlog.get_logger("jetwork.projector")
 
 KV_STREAM = f"KV_{subjects.KV_WORKFLOWS}"
-_PREFIX = f"$KV.{subjects.KV_WORKFLOWS}."
+KV_PREFIX = f"$KV.{subjects.KV_WORKFLOWS}."
 _CONFLICT_CODES = frozenset({10071, 10164})
 _SEQ = "Jw-Seq"
 _INDEX = "Jw-Index-Seq"
@@ -104,8 +107,8 @@ class ViewStore:
     async def written(self, wf: str) -> Written:
         """What is stored for ``wf``; finishes retiring an index entry a crash left behind."""
         view, stored_summary = await asyncio.gather(
-            self._kv.last(_PREFIX + view_key(self.generation, wf)),
-            self._kv.last(_PREFIX + summary_key(self.generation, wf)),
+            self._kv.last(KV_PREFIX + view_key(self.generation, wf)),
+            self._kv.last(KV_PREFIX + summary_key(self.generation, wf)),
         )
         if view is None or view.is_tombstone:
             return Written()
@@ -124,7 +127,7 @@ class ViewStore:
 
     async def view(self, wf: str) -> WorkflowView | None:
         for _ in range(_READ_ATTEMPTS):
-            stored = await self._kv.last(_PREFIX + view_key(self.generation, wf))
+            stored = await self._kv.last(KV_PREFIX + view_key(self.generation, wf))
             if stored is None or stored.is_tombstone:
                 return None
             chunks = _int(stored, _CHUNKS)
@@ -137,7 +140,7 @@ class ViewStore:
         raise StoreError(f"the view of {wf} keeps changing while being read", retryable=True)
 
     async def summaries(self, wfs: Sequence[str]) -> dict[str, StoredSummary]:
-        keys = {_PREFIX + summary_key(self.generation, wf): wf for wf in wfs}
+        keys = {KV_PREFIX + summary_key(self.generation, wf): wf for wf in wfs}
         found = await self._kv.last_of_each(list(keys))
         result: dict[str, StoredSummary] = {}
         for subject, stored in found.items():
@@ -150,8 +153,14 @@ class ViewStore:
             )
         return result
 
+    async def recent(self, list_name: str) -> Recent | None:
+        stored = await self._kv.last(KV_PREFIX + recent_key(self.generation, list_name))
+        if stored is None or stored.is_tombstone:
+            return None
+        return decode_recent(stored.data)
+
     async def _read_chunks(self, wf: str, seq: int, count: int) -> bytes | None:
-        names = [_PREFIX + _chunk_key(self.generation, wf, seq, i) for i in range(count)]
+        names = [KV_PREFIX + _chunk_key(self.generation, wf, seq, i) for i in range(count)]
         found = await self._kv.last_of_each(names)
         if len(found) != count:
             return None
@@ -181,7 +190,11 @@ class ViewStore:
                 headers[_CHUNKS] = str(await self._write_chunks(wf, seq, body))
                 body = b""
             key = view_key(self.generation, wf)
-            view_rev = await self._compare_and_set(key, body, headers, prev.view_rev)
+            # The summary is newest-wins on its own: it goes along with the view, not after it.
+            view_rev, summary_rev = await asyncio.gather(
+                self._compare_and_set(key, body, headers, prev.view_rev),
+                self._write_summary(view, seq, index_seq, prev.summary_rev),
+            )
             if view_rev is None:
                 current = await self.written(wf)
                 if current.seq >= seq:  # a newer view is stored: ours is obsolete
@@ -189,7 +202,6 @@ class ViewStore:
                     return current
                 prev = current  # an older one was written since we looked: write over it
                 continue
-            summary_rev = await self._write_summary(view, seq, index_seq, prev.summary_rev)
             if stale:
                 await self._index.remove(stale)
             if prev.chunk_seq and prev.chunk_seq != chunk_seq:
@@ -205,7 +217,7 @@ class ViewStore:
             written = await self._compare_and_set(key, body, headers, rev)
             if written is not None:
                 return written
-            stored = await self._kv.last(_PREFIX + key)
+            stored = await self._kv.last(KV_PREFIX + key)
             rev = stored.seq if stored is not None else 0
             if stored is not None and _int(stored, _SEQ) >= seq:
                 return rev
@@ -217,7 +229,7 @@ class ViewStore:
         """The new revision, or None when ``rev`` is not the key's current revision."""
         headers = {**headers, "Nats-Expected-Last-Subject-Sequence": str(rev)}
         answer = await self._publisher.wait(
-            await self._publisher.send(_PREFIX + key, body, headers), f"writing {key}"
+            await self._publisher.send(KV_PREFIX + key, body, headers), f"writing {key}"
         )
         if "error" not in answer:
             return int(answer["seq"])
@@ -229,7 +241,7 @@ class ViewStore:
         size = self._max_value
         parts = [body[i : i + size] for i in range(0, len(body), size)]
         answers = [
-            await self._publisher.send(_PREFIX + _chunk_key(self.generation, wf, seq, i), part)
+            await self._publisher.send(KV_PREFIX + _chunk_key(self.generation, wf, seq, i), part)
             for i, part in enumerate(parts)
         ]
         for answer in answers:
@@ -246,7 +258,7 @@ class ViewStore:
             await self._purge_chunks(wf, chunk_seq)
 
     async def _purge_chunks(self, wf: str, seq: int) -> None:
-        await self._purge(KV_STREAM, _PREFIX + f"g{self.generation}.c.{wf}.{seq}.>")
+        await self._purge(KV_STREAM, KV_PREFIX + f"g{self.generation}.c.{wf}.{seq}.>")
 
     async def _purge(self, stream: str, filter_subject: str) -> None:
         await purge(self._publisher, stream, filter_subject)
@@ -262,7 +274,7 @@ async def purge(publisher: Publisher, stream: str, filter_subject: str) -> None:
 
 async def purge_generation(publisher: Publisher, generation: int) -> None:
     """Delete every view, summary and index entry of ``generation``."""
-    await purge(publisher, KV_STREAM, _PREFIX + f"g{generation}.>")
+    await purge(publisher, KV_STREAM, KV_PREFIX + f"g{generation}.>")
     await purge(publisher, subjects.INDEX_STREAM, f"wfidx.g{generation}.>")
 
 

@@ -1,0 +1,148 @@
+"""Folding workflow histories for the projector: from the log, or from a batch in hand.
+
+The log is the reference: ``from_log`` reads what the workflow appended after the state's
+stream sequence (one direct get) and folds it. Reading costs the server a scan of the stream's
+tail, though, so when the projector knows a batch continues exactly where the state left off,
+``from_messages`` folds the batch's own messages instead (``Continuity`` says when).
+
+Messages that are not events, and events the fold refuses, are skipped and logged (once per
+stream sequence), never fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Sequence
+
+import structlog
+from nats.aio.msg import Msg
+
+from actors.workflow import WorkflowState, replay
+from events import subjects
+from events.base import RecordedEvent
+from events.codec import decode
+from events.errors import UndecodableEvent
+from events.store import EventStore
+
+_log = structlog.get_logger("jetwork.projector")
+_GARBAGE_MEMORY = 10_000
+
+
+class Folder:
+    def __init__(self, events: EventStore) -> None:
+        self._events = events
+        self._garbage_seen: OrderedDict[int, None] = OrderedDict()
+
+    async def from_log(self, state: WorkflowState) -> WorkflowState:
+        """``state`` brought up to the end of the log."""
+        loaded = await self._events.read_tolerant(
+            subjects.workflow_events(state.workflow_id), from_seq=state.stream_seq + 1
+        )
+        for message, exc in loaded.skipped:
+            self._garbage(message.seq, str(exc))
+        if loaded.events:
+            state = self._fold(state, loaded.events)
+        return _past(state, loaded.last_seq)
+
+    def from_messages(self, state: WorkflowState, messages: Sequence[Msg]) -> WorkflowState:
+        """``state`` with the messages it does not reflect yet (all of its workflow, in order)."""
+        recorded: list[RecordedEvent] = []
+        last = state.stream_seq
+        for msg in messages:
+            meta = msg.metadata
+            seq = meta.sequence.stream
+            if seq <= state.stream_seq:
+                continue  # read from the log already
+            last = seq
+            try:
+                event = decode(msg.data, subject=msg.subject, seq=seq)
+            except UndecodableEvent as exc:
+                self._garbage(seq, str(exc))
+                continue
+            recorded.append(RecordedEvent(seq, msg.subject, meta.timestamp, event))
+        if recorded:
+            state = self._fold(state, recorded)
+        return _past(state, last)
+
+    def _fold(self, state: WorkflowState, events: list[RecordedEvent]) -> WorkflowState:
+        try:
+            return replay(events, state)
+        except Exception:
+            pass  # one event the fold cannot take: find it, skip it, keep the others
+        for recorded in events:
+            try:
+                state = replay([recorded], state)
+            except Exception as exc:
+                self._garbage(recorded.seq, f"the workflow fold refused it: {exc!r}")
+        return state
+
+    def _garbage(self, seq: int, reason: str) -> None:
+        if seq in self._garbage_seen:
+            return
+        self._garbage_seen[seq] = None
+        while len(self._garbage_seen) > _GARBAGE_MEMORY:
+            self._garbage_seen.popitem(last=False)
+        _log.error("skipping a message the projection cannot use", seq=seq, reason=reason)
+
+
+def is_birth(wf: str, msg: Msg) -> bool:
+    """Whether ``msg`` is the workflow's first event: its start, appended under "no event yet".
+
+    Only the engine's start decision appends there with expected sequence 0, and job actors
+    only get events once their workflow started, so nothing of the workflow precedes it.
+    """
+    headers = msg.headers or {}
+    return (
+        msg.subject == subjects.workflow_event(wf, "WorkflowStarted")
+        and headers.get("Nats-Expected-Last-Subject-Sequence") == "0"
+        and headers.get("Nats-Expected-Last-Subject-Sequence-Subject")
+        == subjects.workflow_actor_filter(wf)
+    )
+
+
+def _past(state: WorkflowState, seq: int) -> WorkflowState:
+    # Skipped messages count too: the next read starts after them.
+    return dataclasses.replace(state, stream_seq=seq) if seq > state.stream_seq else state
+
+
+class Continuity:
+    """Tracks when a batch may be folded from the messages in hand instead of the log.
+
+    The consumer delivers the events stream in order, and its filter (``evt.>``) is all the
+    stream holds, with nothing ever deleted: a batch whose sequences run on without a gap from
+    the last one handled holds *every* event appended in that range. A workflow state brought up
+    to date in the current ``epoch`` (read from the log, or folded from such batches) therefore
+    reflects everything up to the previous batch, and can take this batch's messages as they are.
+    Anything else (a gap, a redelivery, a batch that failed, the first batch, another projector
+    sharing the consumer) starts a new epoch: every state goes back to the log once before the
+    fast path applies to it again.
+    """
+
+    def __init__(self) -> None:
+        self.epoch = 0
+        self._through: int | None = None
+
+    def begin(self, messages: Sequence[Msg]) -> bool:
+        """Whether ``messages`` continue the last batch (same epoch); else a new epoch."""
+        through = self._through
+        if through is None and messages and messages[0].metadata.sequence.stream == 1:
+            through = 0  # the very start of the log: nothing came before
+        continued = through is not None
+        expected = (through or 0) + 1
+        for msg in messages:
+            if not continued or msg.metadata.sequence.stream != expected:
+                continued = False
+                break
+            expected += 1
+        if not continued:
+            self.epoch += 1
+        return continued
+
+    def end(self, messages: Sequence[Msg], *, complete: bool) -> None:
+        """``complete``: every message of the batch was projected (and is being acked)."""
+        if complete and messages:
+            self._through = messages[-1].metadata.sequence.stream
+        else:
+            self.epoch += 1
+            self._through = None
