@@ -346,6 +346,14 @@ class EventStore:
         batch, _ = await self._direct_batch({"last_by_subj": filter_subject})
         return batch[0] if batch else None
 
+    async def last_event(self, actor: ActorRef) -> RecordedEvent | None:
+        """The actor's newest event, or None (one direct get by subject: no scan of the stream).
+
+        Raises ``UndecodableEvent`` when the newest message on the actor's subjects is not one.
+        """
+        last = await self._last_message(actor.filter)
+        return self._decode(last) if last else None
+
     async def last_seq(self, actor: ActorRef) -> int:
         """The actor's last sequence (0 when it has no events): what the next append expects."""
         last = await self._last_message(actor.filter)
