@@ -54,6 +54,9 @@ _EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _EXPECTED_FILTER = "Nats-Expected-Last-Subject-Sequence-Subject"
 _MSG_ID = "Nats-Msg-Id"
 _READ_BATCH = 1000
+# Waiting out a lagging replica: first pause, doubled each time, given up after this much.
+_LAG_FIRST_WAIT = 0.002
+_LAG_PATIENCE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,7 +329,31 @@ class EventStore:
                 loaded.skipped.append((message, exc))
         return loaded
 
-    async def read_raw(self, filter_subject: str, *, from_seq: int = 1) -> list[StoredMessage]:
+    async def read_raw(
+        self, filter_subject: str, *, from_seq: int = 1, min_seq: int = 0
+    ) -> list[StoredMessage]:
+        """Every message on ``filter_subject`` from ``from_seq``, in order.
+
+        ``min_seq``: a sequence on this filter the reader knows exists (the event it reacts to,
+        its own append). On a replicated stream any replica answers a direct get and a follower
+        may lag the leader; a read that does not reach ``min_seq`` came from a lagging replica
+        and is repeated (briefly) until one answers that has it.
+        """
+        delay = _LAG_FIRST_WAIT
+        while True:
+            messages = await self._read_once(filter_subject, from_seq)
+            if not min_seq or min_seq < from_seq or (messages and messages[-1].seq >= min_seq):
+                return messages
+            if delay > _LAG_PATIENCE:
+                raise StoreError(
+                    f"no replica of {self._stream} has sequence {min_seq} of {filter_subject} "
+                    "yet (replicas lagging)",
+                    retryable=True,
+                )
+            await asyncio.sleep(delay)
+            delay *= 2
+
+    async def _read_once(self, filter_subject: str, from_seq: int) -> list[StoredMessage]:
         messages: list[StoredMessage] = []
         next_seq = max(1, from_seq)
         while True:

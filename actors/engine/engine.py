@@ -59,6 +59,8 @@ _log = structlog.get_logger("jetwork.engine")
 Clock = Callable[[], datetime]
 # After this many deliveries a message that keeps failing is dead-lettered instead of retried.
 _MAX_DELIVERIES = 5
+# Deliveries of a command for a workflow that cannot be found before it is dead-lettered.
+_NOT_FOUND_TRIES = 3
 # Decisions whose events were reacted to inline, remembered until the consumer delivers them.
 _REACTED_MEMORY = 100_000
 # Trouble that passes by itself (a restarting server, a leader election, a lost connection): the
@@ -355,7 +357,8 @@ class Engine:
         events = [decode(msg.data, subject=msg.subject) for msg in fresh]
         if reactions.nothing_to_do(self._host.cached(wf_id), events):
             return
-        state = await self._host.state(wf_id)
+        newest = max(msg.metadata.sequence.stream for msg in fresh)
+        state = await self._host.state(wf_id, min_seq=newest)
         await self._carry_out(wf_id, reactions.plan(state, events), state)
 
     def _reacted(self, msg: Msg) -> bool:
@@ -379,7 +382,7 @@ class Engine:
         """
         appended = await self._host.execute(wf_id, decision, what=what, state=state)
         if reactions.needs_reaction(appended.events):
-            current = await self._host.state(wf_id)
+            current = await self._host.state(wf_id, min_seq=appended.last_seq)
             await self._carry_out(wf_id, reactions.plan(current, appended.events), current)
         if appended.events:
             self._reacted_decisions[appended.decision_id] = None

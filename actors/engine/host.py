@@ -42,6 +42,7 @@ class DecisionFailed(StoreError):
 class Appended:
     events: list[Event] = field(default_factory=list)
     decision_id: str = ""
+    last_seq: int = 0  # the highest stream sequence appended
 
 
 def decision_of(msg_id: str | None) -> str:
@@ -65,11 +66,18 @@ class WorkflowHost:
         self._max_conflicts = max_conflicts
         self._garbage_seen: set[int] = set()
 
-    async def state(self, wf_id: str) -> WorkflowState:
-        """The workflow's state, up to the newest event in the log."""
+    async def state(self, wf_id: str, *, min_seq: int = 0) -> WorkflowState:
+        """The workflow's state, up to the newest event in the log.
+
+        ``min_seq``: an event of this workflow the caller knows is in the log (what it reacts
+        to, what it appended); the state is guaranteed to include it even when a lagging replica
+        answers the read.
+        """
         cached = self._cache.get(wf_id)
         from_seq = cached.stream_seq + 1 if cached else 1
-        messages = await self._store.read_raw(subjects.workflow_events(wf_id), from_seq=from_seq)
+        messages = await self._store.read_raw(
+            subjects.workflow_events(wf_id), from_seq=from_seq, min_seq=min_seq
+        )
         current = cached or WorkflowState(workflow_id=wf_id)
         if messages:
             current = await self._fold(current, messages)
@@ -98,37 +106,39 @@ class WorkflowHost:
         the caller has just loaded, used for the first attempt (saves a read; CAS still guards
         it, and a conflict reloads).
         """
+        seen = 0  # the highest sequence a conflict told us about: the reload must include it
         for _ in range(self._max_conflicts):
             if state is None:
-                state = await self.state(wf_id)
+                state = await self.state(wf_id, min_seq=seen)
             events = list(decision(state))
             if not events:
                 return Appended()
             decision_id = uuid.uuid4().hex
             try:
-                await self._append_all(state, events, decision_id)
+                last = await self._append_all(state, events, decision_id)
             except ConcurrencyConflict as conflict:
+                seen = max(seen, conflict.actual_seq or 0)
                 _log.debug(
                     "conflict, deciding again", workflow=wf_id, what=what, error=str(conflict)
                 )
                 await asyncio.sleep(random.uniform(0, 0.01))  # de-synchronise racing engines
                 state = None
                 continue
-            return Appended(events, decision_id)
+            return Appended(events, decision_id, last)
         raise DecisionFailed(f"{what} for workflow {wf_id} conflicted {self._max_conflicts} times")
 
-    async def _append_all(
-        self, state: WorkflowState, events: list[Event], decision_id: str
-    ) -> None:
+    async def _append_all(self, state: WorkflowState, events: list[Event], decision_id: str) -> int:
         """Append each actor's group under its CAS, in the planned order.
 
         Runs of job-actor groups are independent of each other, so they go concurrently (a
         fan-out of 1,000 jobs is not 1,000 round trips in a row); a workflow-actor group waits
         for everything before it and everything after it waits for it, which keeps the order
         ``plan_appends`` promises (a workflow ends after the job events it follows from).
+        Returns the highest stream sequence appended.
         """
         workflow_filter = subjects.workflow_actor_filter(state.workflow_id)
         pending: list[Awaitable[int]] = []
+        last = 0
         for index, append in enumerate(workflow.plan_appends(state, events)):
             call = self._store.append(
                 ActorRef(append.actor_filter),
@@ -137,12 +147,11 @@ class WorkflowHost:
                 command_id=f"{decision_id}.{index}",
             )
             if append.actor_filter == workflow_filter:
-                await _all_or_first_error(pending)
+                last = max(last, await _all_or_first_error(pending), await call)
                 pending = []
-                await call
             else:
                 pending.append(call)
-        await _all_or_first_error(pending)
+        return max(last, await _all_or_first_error(pending))
 
     async def _fold(self, state: WorkflowState, messages: list[StoredMessage]) -> WorkflowState:
         recorded: list[RecordedEvent] = []
@@ -181,14 +190,18 @@ class WorkflowHost:
             self._cache.popitem(last=False)
 
 
-async def _all_or_first_error(calls: list[Awaitable[int]]) -> None:
-    """Await every call (none is abandoned half-way), then raise the first error, if any."""
+async def _all_or_first_error(calls: list[Awaitable[int]]) -> int:
+    """Await every call (none is abandoned half-way), then raise the first error, if any.
+
+    Returns the highest sequence the calls returned (0 for none).
+    """
     if not calls:
-        return
+        return 0
     results = await asyncio.gather(*calls, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
+    return max(result for result in results if isinstance(result, int))
 
 
 def _skip_over(state: WorkflowState, message: StoredMessage) -> WorkflowState:
