@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -32,6 +31,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from events import subjects
 from events.base import Event, RecordedEvent
 from events.codec import decode, encode
+from events.direct_get import DirectReader, StoredMessage, parse_nats_time
 from events.errors import ConcurrencyConflict, PayloadTooLarge, StoreError, UndecodableEvent
 
 _log = structlog.get_logger("jetwork.store")
@@ -53,10 +53,6 @@ _LAST_SEQ = re.compile(r"(\d+)\s*$")
 _EXPECTED_SEQ = "Nats-Expected-Last-Subject-Sequence"
 _EXPECTED_FILTER = "Nats-Expected-Last-Subject-Sequence-Subject"
 _MSG_ID = "Nats-Msg-Id"
-_READ_BATCH = 1000
-# Waiting out a lagging replica: first pause, doubled each time, given up after this much.
-_LAG_FIRST_WAIT = 0.002
-_LAG_PATIENCE = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,17 +74,6 @@ class ActorRef:
         return subject.startswith(prefix) and "." not in subject[len(prefix) :]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredMessage:
-    """A raw message read back by sequence (used to recognise our own earlier writes)."""
-
-    seq: int
-    subject: str
-    data: bytes
-    headers: dict[str, str]
-    time: datetime
-
-
 @dataclass
 class Loaded:
     """Events read tolerantly: the good ones, what was skipped, and the true last sequence."""
@@ -96,6 +81,9 @@ class Loaded:
     events: list[RecordedEvent] = field(default_factory=list)
     skipped: list[tuple[StoredMessage, UndecodableEvent]] = field(default_factory=list)
     last_seq: int = 0
+
+
+__all__ = ["ActorRef", "EventStore", "Loaded", "StoredMessage", "parse_nats_time"]
 
 
 class EventStore:
@@ -118,9 +106,7 @@ class EventStore:
         self._timeout = request_timeout
         self._attempts = attempts
         self._patience = attempts * request_timeout if patience is None else patience
-        self._replies: dict[str, _PendingRead] = {}
-        self._inbox: str | None = None
-        self._inbox_lock = asyncio.Lock()
+        self._reader = DirectReader(nc, stream=stream, timeout=request_timeout)
 
     @property
     def max_payload(self) -> int:
@@ -332,46 +318,14 @@ class EventStore:
     async def read_raw(
         self, filter_subject: str, *, from_seq: int = 1, min_seq: int = 0
     ) -> list[StoredMessage]:
-        """Every message on ``filter_subject`` from ``from_seq``, in order.
-
-        ``min_seq``: a sequence on this filter the reader knows exists (the event it reacts to,
-        its own append). On a replicated stream any replica answers a direct get and a follower
-        may lag the leader; a read that does not reach ``min_seq`` came from a lagging replica
-        and is repeated (briefly) until one answers that has it.
-        """
-        delay = _LAG_FIRST_WAIT
-        while True:
-            messages = await self._read_once(filter_subject, from_seq)
-            if not min_seq or min_seq < from_seq or (messages and messages[-1].seq >= min_seq):
-                return messages
-            if delay > _LAG_PATIENCE:
-                raise StoreError(
-                    f"no replica of {self._stream} has sequence {min_seq} of {filter_subject} "
-                    "yet (replicas lagging)",
-                    retryable=True,
-                )
-            await asyncio.sleep(delay)
-            delay *= 2
-
-    async def _read_once(self, filter_subject: str, from_seq: int) -> list[StoredMessage]:
-        messages: list[StoredMessage] = []
-        next_seq = max(1, from_seq)
-        while True:
-            request = {"seq": next_seq, "next_by_subj": filter_subject, "batch": _READ_BATCH}
-            batch, pending = await self._direct_batch(request)
-            messages.extend(batch)
-            if not batch or pending == 0:
-                return messages
-            next_seq = batch[-1].seq + 1
+        """Raw messages on ``filter_subject`` (see ``DirectReader.read_raw`` for ``min_seq``)."""
+        return await self._reader.read_raw(filter_subject, from_seq=from_seq, min_seq=min_seq)
 
     async def get(self, seq: int) -> StoredMessage | None:
-        batch, _ = await self._direct_batch({"seq": seq})
-        return batch[0] if batch else None
+        return await self._reader.get(seq)
 
     async def _last_message(self, filter_subject: str) -> StoredMessage | None:
-        # Direct get's last_by_subj takes wildcards: the newest message matching the filter.
-        batch, _ = await self._direct_batch({"last_by_subj": filter_subject})
-        return batch[0] if batch else None
+        return await self._reader.last(filter_subject)
 
     async def last_event(self, actor: ActorRef) -> RecordedEvent | None:
         """The actor's newest event, or None (one direct get by subject: no scan of the stream).
@@ -385,54 +339,6 @@ class EventStore:
         """The actor's last sequence (0 when it has no events): what the next append expects."""
         last = await self._last_message(actor.filter)
         return last.seq if last else 0
-
-    async def _direct_batch(self, request: dict[str, Any]) -> tuple[list[StoredMessage], int]:
-        """One direct-get request; the replies are collected by ``_on_reply`` up to the end."""
-        inbox = await self._reply_inbox()
-        token = uuid.uuid4().hex
-        pending = _PendingRead(batched="batch" in request)
-        self._replies[token] = pending
-        try:
-            await self._nc.publish(
-                subjects.direct_get(self._stream), orjson.dumps(request), reply=f"{inbox}.{token}"
-            )
-            status, remaining = await asyncio.wait_for(pending.done, self._timeout)
-        except TimeoutError:
-            raise StoreError(f"reading {self._stream} timed out", retryable=True) from None
-        finally:
-            self._replies.pop(token, None)
-        if status in ("204", "404", None):
-            return pending.messages, remaining
-        if status == "503":
-            raise StoreError(
-                f"no server answers direct gets on {self._stream} (no stream leader or replica "
-                "right now, or the topology is not created)",
-                retryable=True,
-            )
-        raise StoreError(f"direct get on {self._stream} failed: status {status}")
-
-    async def _reply_inbox(self) -> str:
-        if self._inbox is None:
-            async with self._inbox_lock:
-                if self._inbox is None:
-                    inbox = self._nc.new_inbox()
-                    await self._nc.subscribe(f"{inbox}.*", cb=self._on_reply)
-                    self._inbox = inbox
-        return self._inbox
-
-    async def _on_reply(self, msg: Msg) -> None:
-        # Runs once per reply message: collect here, wake the reader only at the end of a batch.
-        pending = self._replies.get(msg.subject.rsplit(".", 1)[-1])
-        if pending is None or pending.done.done():
-            return
-        status = msg.headers.get("Status") if msg.headers else None
-        if status is None:
-            pending.messages.append(_stored(msg))
-            if not pending.batched:
-                pending.done.set_result((None, 0))
-            return
-        remaining = int(msg.headers.get("Nats-Num-Pending", "0") or 0)  # type: ignore[union-attr]
-        pending.done.set_result((status, remaining))
 
     def _decode(self, message: StoredMessage) -> RecordedEvent:
         event = decode(message.data, subject=message.subject, seq=message.seq)
@@ -482,37 +388,3 @@ class EventStore:
 
 class _Unsettled(Exception):
     """No stream leader took the append (yet): wait a moment and send the same ids again."""
-
-
-class _PendingRead:
-    __slots__ = ("batched", "done", "messages")
-
-    def __init__(self, *, batched: bool) -> None:
-        self.batched = batched
-        self.messages: list[StoredMessage] = []
-        self.done: asyncio.Future[tuple[str | None, int]] = (
-            asyncio.get_running_loop().create_future()
-        )
-
-
-def _stored(msg: Msg) -> StoredMessage:
-    headers = dict(msg.headers or {})
-    return StoredMessage(
-        seq=int(headers["Nats-Sequence"]),
-        subject=headers["Nats-Subject"],
-        data=msg.data,
-        headers=headers,
-        time=parse_nats_time(headers.get("Nats-Time-Stamp", "")),
-    )
-
-
-def parse_nats_time(value: str) -> datetime:
-    """Parse JetStream's RFC 3339 timestamps, which carry nanoseconds (Python takes micro)."""
-    if not value:
-        return datetime.fromtimestamp(0, UTC)
-    head, _, rest = value.partition(".")
-    if not rest:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    digits = "".join(ch for ch in rest if ch.isdigit())
-    zone = rest[len(digits) :].replace("Z", "+00:00") or "+00:00"
-    return datetime.fromisoformat(f"{head}.{digits[:6].ljust(6, '0')}{zone}")
