@@ -1,0 +1,83 @@
+"""The engine on a store whose reads lag behind its writes, as a stream follower's do.
+
+On a replicated stream with ``allow_direct`` every replica answers direct gets, so a read right
+after an append may come from a follower that has not applied it yet: reads are eventually
+consistent (nats-server 2.15 has no read-after-write option). Found by the chaos run
+(``tests/chaos.py``): an engine that planned its reaction to its own append on such a read
+decided nothing, remembered the decision as reacted to, skipped the event when the consumer
+delivered it, and the workflow stopped for good (``WorkflowStarted`` and nothing else, or a job
+``JobQueued`` that was never dispatched).
+
+``LaggingStore`` hides every message younger than ``lag`` seconds (by its stream timestamp): a
+follower that far behind. The engine must still finish every workflow.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.aio.client import Client as NATS
+
+from events.store import EventStore, StoredMessage
+from tests.engine_harness import (
+    InTestRunner,
+    RecordingDispatcher,
+    ended,
+    running_engine,
+    start_workflow,
+    succeed,
+)
+from tests.eventually import assert_eventually
+from tests.faults import chain
+
+LAG = 0.3
+
+
+class LaggingStore(EventStore):
+    """Batched reads see the stream as it was ``lag`` seconds ago; appends go through at once."""
+
+    def __init__(self, nc: NATS, *, lag: float) -> None:
+        super().__init__(nc)
+        self.lag = lag
+        self.hidden = 0
+
+    async def _direct_batch(self, request: dict[str, Any]) -> tuple[list[StoredMessage], int]:
+        messages, pending = await super()._direct_batch(request)
+        if "batch" not in request:
+            return messages, pending
+        horizon = datetime.now(UTC).timestamp() - self.lag
+        visible = [m for m in messages if m.time.timestamp() <= horizon]
+        if len(visible) < len(messages):
+            self.hidden += len(messages) - len(visible)
+            pending = 0  # a follower knows nothing beyond what it has
+        return visible, pending
+
+
+async def test_the_engine_finishes_workflows_when_its_reads_lag_its_writes(
+    clean_nats: NATS,
+) -> None:
+    dispatcher = RecordingDispatcher()
+    engine = await running_engine(clean_nats, dispatcher)
+    lagging = LaggingStore(clean_nats, lag=LAG)
+    engine.host._store = lagging  # the engine reads (and appends) through a lagging follower
+    runner = InTestRunner(EventStore(clean_nats), dispatcher, succeed).start()
+    store = EventStore(clean_nats)
+    ids = [f"wf-lag-{n}" for n in range(3)]
+    began = time.monotonic()
+    try:
+        for wf in ids:
+            await start_workflow(clean_nats, wf, chain(4))
+
+        async def all_ended() -> bool:
+            return all([ended(await store.history(wf)) for wf in ids])
+
+        await assert_eventually(all_ended, timeout=30, interval=0.1, message="a workflow stalled")
+    finally:
+        await runner.stop()
+        await engine.stop()
+    assert lagging.hidden > 0, "the store never lagged: the test tests nothing"
+    for wf in ids:
+        assert ended(await store.history(wf)) == "WorkflowSucceeded"
+    print(f"\n3 chains of 4 through a store lagging {LAG}s: {time.monotonic() - began:.1f}s")
