@@ -5,8 +5,14 @@ Why each setting is what it is, is in docs/architecture.md ("Streams").
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
+from nats.errors import ConnectionReconnectingError, NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -15,7 +21,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import APIError, BadRequestError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, NotFoundError, ServiceUnavailableError
 
 from events import subjects
 from events.errors import StoreError
@@ -26,6 +32,17 @@ DAY = 24 * 3600.0
 # De-duplication is the second line of defence behind CAS: it makes a retried append after a lost
 # ack harmless. Two minutes covers any client retry; longer windows cost server memory per msg id.
 DUPLICATE_WINDOW = 2 * MINUTE
+# How long start-up waits for JetStream to answer (a restarting server, a cluster electing leaders
+# while a node is down) before it gives up with a StoreError.
+TOPOLOGY_PATIENCE = 30.0
+_TRANSIENT = (
+    NatsTimeoutError,
+    TimeoutError,
+    NoRespondersError,
+    ServiceUnavailableError,
+    ConnectionReconnectingError,
+    ConnectionError,  # the connection dropped while a request was in flight
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,16 +191,42 @@ class Topology:
         ]
 
 
-async def ensure_topology(js: JetStreamContext, topology: Topology | None = None) -> None:
+async def ensure_topology(
+    js: JetStreamContext,
+    topology: Topology | None = None,
+    *,
+    patience: float = TOPOLOGY_PATIENCE,
+) -> None:
     """Create or update every stream and bucket. Safe to call from every process at start-up.
 
     ``topology.replicas`` applies to streams and buckets created here; existing ones keep theirs.
+    JetStream not answering (timeouts, no responders, 503) is retried for up to ``patience``
+    seconds, then reported as a retryable ``StoreError``: a process started while a cluster node
+    is down waits for the leader elections instead of crashing.
     """
     topology = topology or Topology()
-    for config in topology.streams():
-        await _ensure_stream(js, config)
-    for bucket in topology.buckets():
-        await _ensure_bucket(js, bucket)
+    steps = [partial(_ensure_stream, js, config) for config in topology.streams()]
+    steps += [partial(_ensure_bucket, js, bucket) for bucket in topology.buckets()]
+    deadline = time.monotonic() + patience
+    for step in steps:
+        await _patiently(step, deadline)
+
+
+async def _patiently(step: Callable[[], Awaitable[None]], deadline: float) -> None:
+    pause = 0.25
+    while True:
+        try:
+            await step()
+            return
+        except _TRANSIENT as exc:
+            if time.monotonic() + pause > deadline:
+                raise StoreError(
+                    "JetStream did not answer while creating the streams and buckets: "
+                    f"{exc or type(exc).__name__}",
+                    retryable=True,
+                ) from None
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 2.0)
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
@@ -205,6 +248,8 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
                 f"stream {config.name} exists with a configuration that cannot be updated: "
                 f"{update_exc.description}"
             ) from None
+    except ServiceUnavailableError:
+        raise  # no leader right now: retried
     except APIError as exc:
         raise StoreError(f"cannot create stream {config.name}: {exc.description}") from None
 

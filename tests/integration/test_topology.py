@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,9 @@ from nats.js.api import RetentionPolicy, StorageType
 
 from events import subjects
 from events.connection import NatsSettings, connect
+from events.errors import StoreError
 from events.topology import Topology, ensure_topology
+from sdk.embedded_server import EmbeddedServer
 from tests.cluster import LocalCluster
 
 
@@ -66,4 +70,38 @@ async def test_a_process_with_default_settings_keeps_a_cluster_s_replicas(tmp_pa
                 info = await js.stream_info(config.name)
                 assert info.config.num_replicas == 3, config.name
         finally:
+            await nc.close()
+
+
+async def test_start_up_waits_for_a_server_that_comes_back(tmp_path: Path) -> None:
+    # A process started while JetStream does not answer (a restarting server, a cluster electing
+    # leaders) waits for it instead of crashing with a raw nats timeout.
+    server = EmbeddedServer(data_dir=tmp_path / "nats", sync_interval="2m").start()
+    nc = await connect(NatsSettings(url=server.url, name="topology-patience"))
+    try:
+        server.stop()
+        creating = asyncio.create_task(ensure_topology(nc.jetstream(timeout=1), patience=30))
+        await asyncio.sleep(1.5)  # the outage itself, not a synchronisation
+        assert not creating.done()
+        server = EmbeddedServer(
+            data_dir=server.data_dir, port=server.port, sync_interval="2m"
+        ).start()
+        await asyncio.wait_for(creating, 30)
+        names = {info.config.name for info in await nc.jetstream().streams_info()}
+        assert {config.name for config in Topology().streams()} <= names
+    finally:
+        await nc.close()
+        server.stop()
+
+
+async def test_start_up_gives_up_with_a_store_error_when_nothing_answers(tmp_path: Path) -> None:
+    server = EmbeddedServer(data_dir=tmp_path / "nats", sync_interval="2m").start()
+    nc = await connect(NatsSettings(url=server.url, name="topology-no-server"))
+    try:
+        server.stop()
+        with pytest.raises(StoreError, match="JetStream did not answer") as caught:
+            await ensure_topology(nc.jetstream(timeout=0.5), patience=1)
+        assert caught.value.retryable
+    finally:
+        with contextlib.suppress(ConnectionError):  # nats-py's close flushes to a dead server
             await nc.close()
