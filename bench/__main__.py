@@ -11,6 +11,7 @@ the workers as separate processes (``bench.roles``), warms up, measures, prints 
   s4     rebuild one 1,000-job workflow's state; rebuild all projections over ≥ 100k events
   s5     10,000 open workflows: engine RSS, SIGKILL + restart, drain; a kill under load
   all    everything above (the default)
+  worker the worker side alone (no engine: jobs queued and dispatched by the driver)
   store  the event store micro-benchmark alone (as before)
 """
 
@@ -22,12 +23,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import recovery, store_micro, throughput
+from bench import recovery, store_micro, throughput, worker_only
 from bench.common import NOOP, SHELL_TRUE, Deployment, WorkerSpec, deployment, run_batch
 from bench.procstat import load_average
 from bench.report import RESULTS_DIR, Result, median_of, save, table
 
-SCENARIOS = ("all", "s0", "s1", "s2", "s3", "s4", "s5", "store")
+SCENARIOS = ("all", "s0", "s1", "s2", "s3", "s4", "s5", "worker", "store")
 
 
 def _options() -> argparse.Namespace:
@@ -212,9 +213,33 @@ async def _main(options: argparse.Namespace) -> list[Result]:
             await group("S1 best config", lambda: s1_best(options, options.sync))
     if want("s5"):
         await group("S5 scale", lambda: s5(options))
+    if chosen == "worker":
+        await group("W worker side", lambda: worker_side(options))
     if chosen == "store":
         figures = await store_micro.run(count=options.count, sync_interval=options.sync)
         print(store_micro.report(figures, sync_interval=options.sync))
+    return results
+
+
+async def worker_side(options: argparse.Namespace) -> list[Result]:
+    results = []
+    for slots in sorted({options.slots, 64}):
+        async with deployment(
+            sync_interval=options.sync,
+            workers=[WorkerSpec("w1", slots)],
+            engine=False,
+            projector=False,
+            role_args=_role_args(options, "worker"),
+        ) as dep:
+            dep.profile_seconds = options.py_spy
+            dep.profile_dir = RESULTS_DIR / time.strftime("pyspy-%Y%m%d-%H%M%S")
+            await worker_only.drain(dep, 1_000, variant="warm-up")
+            variant = f"{options.jobs:,} no-op jobs, 1 worker x {slots} slots, sync {options.sync}"
+            runs = [
+                await worker_only.drain(dep, options.jobs, variant=variant)
+                for _ in range(options.repeats)
+            ]
+            results.append(median_of(runs, "jobs/s"))
     return results
 
 

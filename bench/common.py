@@ -67,6 +67,7 @@ async def deployment(
     sync_interval: str,
     workers: list[WorkerSpec],
     projector: bool = True,
+    engine: bool = True,
     role_args: dict[str, list[str]] | None = None,
 ) -> AsyncIterator[Deployment]:
     """Server + engine + projector + workers, each its own process, and a connected driver."""
@@ -76,7 +77,8 @@ async def deployment(
     try:
         nc = await connect(NatsSettings(url=stack.url, name="driver"))
         await ensure_topology(nc.jetstream())
-        await stack.spawn("engine", "engine", *extra.get("engine", []))
+        if engine:
+            await stack.spawn("engine", "engine", *extra.get("engine", []))
         if projector:
             await stack.spawn("projector", "projector", *extra.get("projector", []))
         for spec in workers:

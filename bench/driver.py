@@ -63,6 +63,8 @@ class Batch:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     all_queued: asyncio.Event = field(default_factory=asyncio.Event)
     expect_queued: int = 0
+    jobs_done: asyncio.Event = field(default_factory=asyncio.Event)
+    expect_jobs: int = 0
 
     @property
     def first_submit(self) -> float:
@@ -94,8 +96,8 @@ class Driver:
             self._subs.append(await self.nc.subscribe(f"evt.*.job.*.{kind}", cb=self._on_job_done))
         self._subs.append(await self.nc.subscribe("evt.*.job.*.JobQueued", cb=self._on_queued))
 
-    def expect(self, ids: Iterable[str], *, queued: int = 0) -> Batch:
-        batch = Batch(ids=list(ids), expect_queued=queued)
+    def expect(self, ids: Iterable[str], *, queued: int = 0, jobs: int = 0) -> Batch:
+        batch = Batch(ids=list(ids), expect_queued=queued, expect_jobs=jobs)
         for wf in batch.ids:
             self._batches[wf] = batch
         return batch
@@ -116,6 +118,8 @@ class Driver:
         batch = self._batches.get(wf)
         if batch is not None:
             batch.jobs_seen.setdefault((wf, job), now)
+            if batch.expect_jobs and len(batch.jobs_seen) >= batch.expect_jobs:
+                batch.jobs_done.set()
 
     async def _on_queued(self, msg: Msg) -> None:
         batch = self._batches.get(msg.subject.split(".")[1])

@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import random
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +37,7 @@ from events.catalog import (
     WorkflowSucceeded,
 )
 from events.connection import NatsSettings, connect
+from events.errors import StoreError
 from events.store import ActorRef, EventStore
 from events.topology import ensure_topology
 from projections import Projector, ProjectorSettings, Views
@@ -91,6 +93,7 @@ async def populate(nc: NATS, count: int) -> tuple[float, int]:
     store = ViewStore(nc, generation=1)
     recent = RecentWriter(Direct(nc, KV_STREAM), Publisher(nc), prefix=KV_PREFIX, generation=1)
     written: dict[int, Written] = {}
+    retries = [0]
     moments = _timeline(count, random.Random(42))
     began = time.perf_counter()
     for at in range(0, len(moments), 256):
@@ -98,7 +101,14 @@ async def populate(nc: NATS, count: int) -> tuple[float, int]:
         seqs = range(at + 1, at + 1 + len(chunk))
 
         async def write(i: int, view: WorkflowView, seq: int) -> None:
-            written[i] = await store.write(view, seq, written.get(i, Written()))
+            for attempt in range(5):  # as the projector would: retried when the server is slow
+                try:
+                    written[i] = await store.write(view, seq, written.get(i, Written()))
+                    break
+                except StoreError:
+                    if attempt == 4:
+                        raise
+                    retries[0] += 1
             started = micros(view.started_at)
             await recent.note(
                 view.workflow_id, name=view.name, status=view.status, started_us=started
@@ -108,6 +118,10 @@ async def populate(nc: NATS, count: int) -> tuple[float, int]:
             *(write(i, view, seq) for (_, i, view), seq in zip(chunk, seqs, strict=True))
         )
         await recent.flush()  # once per batch, as the projector does
+        if at % 25_600 == 0:
+            print(f"  … {at} writes, {time.perf_counter() - began:.0f}s", file=sys.stderr)
+    if retries[0]:
+        print(f"  {retries[0]} writes retried (server slow to answer)", file=sys.stderr)
     return time.perf_counter() - began, len(moments)
 
 

@@ -260,18 +260,19 @@ class Worker:
 
     def _on_dispatch(self, msg: Msg, puller: Puller) -> None:
         assert self._env is not None
-        attempt = Attempt(self._env, msg, lease_ttl=puller.lease_ttl)
-        task = asyncio.get_running_loop().create_task(self._run_attempt(attempt))
+        release = _once(self._slots.release)
+        attempt = Attempt(self._env, msg, lease_ttl=puller.lease_ttl, release_slot=release)
+        task = asyncio.get_running_loop().create_task(self._run_attempt(attempt, release))
         self._attempts[attempt] = task
 
-    async def _run_attempt(self, attempt: Attempt) -> None:
+    async def _run_attempt(self, attempt: Attempt, release_slot: Callable[[], None]) -> None:
         try:
             await attempt.run()
         except Exception:
             self._log.exception("job attempt crashed", dispatch_seq=attempt.dispatch_seq)
         finally:
             self._attempts.pop(attempt, None)
-            self._slots.release()
+            release_slot()
 
     async def _on_cancel_notice(self, msg: Msg) -> None:
         parts = msg.subject.split(".")
@@ -387,6 +388,20 @@ class Worker:
             await nc.flush(timeout=2)  # acks are plain publishes: make sure they left
         with contextlib.suppress(Exception):
             await nc.close()
+
+
+def _once(action: Callable[[], None]) -> Callable[[], None]:
+    """``action``, run by the first call only (a slot is freed once: after execution, or at the
+    end of an attempt that never ran)."""
+    done = False
+
+    def run() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            action()
+
+    return run
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

@@ -30,9 +30,15 @@ from nats.js import JetStreamContext
 from actors.commands import ClaimJob
 from actors.job import ClaimRefused, JobState, decide, replay
 from events import subjects
-from events.catalog import JobCancelled, JobEvent, JobResultRejected, JobStatus
+from events.catalog import JobCancelled, JobEvent, JobQueued, JobResultRejected, JobStatus
 from events.dispatch import DispatchMessage, InvalidDispatch
-from events.errors import ConcurrencyConflict, JetworkError, PayloadTooLarge, StoreError
+from events.errors import (
+    ConcurrencyConflict,
+    JetworkError,
+    PayloadTooLarge,
+    StoreError,
+    UndecodableEvent,
+)
 from events.store import ActorRef, EventStore
 from sdk.executors import ExecutionResult, Executor, Failed
 from sdk.job_context import JobContext
@@ -71,10 +77,19 @@ def now() -> datetime:
 class Attempt:
     """The life of one dispatch message on this worker."""
 
-    def __init__(self, env: AttemptEnv, msg: Msg, *, lease_ttl: float) -> None:
+    def __init__(
+        self,
+        env: AttemptEnv,
+        msg: Msg,
+        *,
+        lease_ttl: float,
+        release_slot: Callable[[], None] = lambda: None,
+    ) -> None:
         self.env = env
         self.msg = msg
         self.lease_ttl = lease_ttl
+        self._release_slot = release_slot
+        """Frees the execution slot: called once the job stopped running (before reporting)."""
         meta = msg.metadata
         self.delivery: int = meta.num_delivered
         self.dispatch_seq: int = meta.sequence.stream
@@ -88,6 +103,8 @@ class Attempt:
         self._lost: str | None = None
         self._ack_when_abandoned = False
         self._check = asyncio.Event()
+        self._watcher: asyncio.Task[None] | None = None
+        self._executed = False  # the executor returned: no more checks of the job actor
         self._log: Any = _log.bind(worker_id=env.worker_id, dispatch_seq=self.dispatch_seq)
 
     @property
@@ -114,6 +131,8 @@ class Attempt:
     def check_now(self) -> None:
         """Look at the job actor now (a cancel notice arrived)."""
         self._check.set()
+        if self.ctx is not None:
+            self._start_watching()
 
     def lose_lease(self, reason: str) -> None:
         """Stop the run; nothing will be reported and the message is not acked."""
@@ -134,6 +153,8 @@ class Attempt:
                 return
             started = time.monotonic()
             result = await self._execute()
+            # The job no longer runs: its slot may take the next one while this one reports.
+            self._release_slot()
             if not result.reportable or self._lost is not None:
                 self._log.warning("job abandoned", epoch=self.epoch, reason=self._lost or "")
                 if self._ack_when_abandoned:
@@ -149,9 +170,12 @@ class Attempt:
     async def _claim(self) -> bool:
         assert self.dispatch is not None
         dispatch = self.dispatch
+        quick = True
         for attempt in range(1, CLAIM_TRIES + 1):
+            state = None
             try:
-                state = await self._load()
+                state = await self._load(quick=quick)
+                quick = False  # a conflict or a refusal: look at the whole history next time
                 command = ClaimJob(
                     workflow_id=dispatch.workflow_id,
                     job=dispatch.job,
@@ -212,7 +236,24 @@ class Attempt:
             self._log.info("dispatch dropped", reason=refused.reason)
             await self._ack()
 
-    async def _load(self) -> JobState | None:
+    async def _load(self, *, quick: bool = False) -> JobState | None:
+        """The job actor's state; ``quick``: from its newest event alone when that suffices.
+
+        A first delivery of attempt 1 normally finds the actor as the engine left it: one
+        ``JobQueued`` (attempt 1 is always the actor's first event). Its newest event is one
+        direct get by subject; the whole history is a batched read, which the server answers by
+        scanning the stream from the actor's first event to the end. The claim's CAS checks that
+        nothing was appended since, and anything unexpected falls back to the whole history.
+        """
+        assert self.dispatch is not None
+        if quick and self.dispatch.attempt == 1 and self.delivery == 1:
+            with contextlib.suppress(UndecodableEvent):
+                last = await self.env.store.last_event(self.actor)
+                if last is None:
+                    return None  # not queued yet (a stale read): the claim is retried
+                event = last.event
+                if isinstance(event, JobQueued) and event.attempt == 1:
+                    return replay([last])
         events = await self.env.store.load(self.actor)
         return replay(events) if events else None
 
@@ -251,24 +292,35 @@ class Attempt:
         self.ctx = ctx
         if self._lost is not None or self.env.aborting():
             self.lose_lease(self._lost or "the worker is aborting")
-        watcher = asyncio.get_running_loop().create_task(self._watch(ctx))
+        # Most jobs end before their first check is due: start watching only then (or at a
+        # cancel notice), instead of a task per job that is cancelled right away.
+        loop = asyncio.get_running_loop()
+        due = loop.call_later(self.env.config.cancellation_check_interval, self._start_watching)
+        if self._check.is_set():  # a cancel notice arrived while claiming
+            self._start_watching()
         try:
             result = await self.env.executor.execute(state.spec, ctx)
         except Exception as exc:  # executors return failures; this is a bug, fail retryably
             self._log.exception("executor raised")
             result = Failed(f"the worker's executor raised {exc!r}", retryable=True)
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            due.cancel()
+            watcher, self._watcher = self._watcher, None
+            self._executed = True
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             await logs.close()
         return result
+
+    def _start_watching(self) -> None:
+        if self._watcher is None and not self._executed and self.ctx is not None:
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(self.ctx))
 
     async def _watch(self, ctx: JobContext) -> None:
         interval = self.env.config.cancellation_check_interval
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._check.wait(), interval)
             self._check.clear()
             try:
                 await self._refresh()
@@ -287,6 +339,8 @@ class Attempt:
             if state.cancel_requested and not ctx.cancelled.is_set():
                 self._log.info("cancel requested", reason=state.cancel_reason)
                 ctx.request_cancel(state.cancel_reason or "cancelled")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._check.wait(), interval)
 
     async def _refresh(self) -> None:
         """Fold the job actor's newer events, if any, onto the known state."""
