@@ -83,9 +83,22 @@ class DirectReader:
                 return messages
             next_seq = batch[-1].seq + 1
 
-    async def get(self, seq: int) -> StoredMessage | None:
-        batch, _ = await self.batch({"seq": seq})
-        return batch[0] if batch else None
+    async def get(self, seq: int, *, exists: bool = False) -> StoredMessage | None:
+        """The message at ``seq``, or None.
+
+        ``exists``: the server just named ``seq`` (a duplicate ack, a conflict's last sequence),
+        so a replica without it lags and is waited out as in ``read_raw``, rather than taken
+        for an answer (a lost ack would otherwise read as a conflict, or as a foreign msg id).
+        """
+        delay = _LAG_FIRST_WAIT
+        while True:
+            batch, _ = await self.batch({"seq": seq})
+            if batch or not exists:
+                return batch[0] if batch else None
+            if delay > _LAG_PATIENCE:
+                return None
+            await asyncio.sleep(delay)
+            delay *= 2
 
     async def last(self, filter_subject: str) -> StoredMessage | None:
         # Direct get's last_by_subj takes wildcards: the newest message matching the filter.

@@ -265,7 +265,7 @@ class EventStore:
     async def _check_duplicate_is_ours(self, actor: ActorRef, seq: int, msg_id: str) -> None:
         # De-duplication is by msg id alone: a command id reused for another actor would silently
         # "succeed" with someone else's sequence. Refuse that loudly instead.
-        message = await self.get(seq)
+        message = await self._reader.get(seq, exists=True)
         if message is None or not actor.owns(message.subject):
             where = message.subject if message else "a message no longer stored"
             raise StoreError(
@@ -274,7 +274,7 @@ class EventStore:
             )
 
     async def _holds_our_write(self, seq: int, msg_id: str) -> bool:
-        message = await self.get(seq)
+        message = await self._reader.get(seq, exists=True)
         return message is not None and message.headers.get(_MSG_ID) == msg_id
 
     async def _find_own_write(self, actor: ActorRef, msg_id: str) -> int | None:
