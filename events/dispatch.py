@@ -13,6 +13,7 @@ The routing functions are pure; ``Dispatcher`` is the engine's side of the I/O a
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -22,7 +23,12 @@ import orjson
 from nats.aio.client import Client as NATS
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import APIError, KeyWrongLastSequenceError, NoStreamResponseError
+from nats.js.errors import (
+    APIError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoStreamResponseError,
+)
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -35,6 +41,10 @@ HANDLER_PREFIX: Final = "@"
 SEPARATOR: Final = "+"
 CONSUMER_PREFIX: Final = "ls-"
 _HASH_HEX_DIGITS: Final = 16  # 64 bits: collisions are negligible for any real number of sets
+# Clustered streams answer a publish whose msg id is being stored by another publisher with this.
+_DUPLICATE_IN_FLIGHT: Final = 10158
+_IN_FLIGHT_TRIES: Final = 5
+_IN_FLIGHT_PAUSE: Final = 0.01
 
 
 def requirement_set(labels: Iterable[str], uses: str | None = None) -> frozenset[str]:
@@ -202,14 +212,26 @@ class Dispatcher:
             headers["Nats-Schedule"] = f"@at {schedule_time(not_before)}"
             headers["Nats-Schedule-Target"] = labelset.subject
             subject = subjects.job_schedule(schedule_id(message))
-        try:
-            await self._js.publish(subject, message.encode(), headers=headers)
-        except (NatsTimeoutError, TimeoutError, NoStreamResponseError, NoRespondersError):
-            raise StoreError(
-                f"dispatch of {message.msg_id} on {subject} was not acknowledged", retryable=True
-            ) from None
-        except APIError as exc:
-            raise StoreError(f"dispatch of {message.msg_id} refused: {exc.description}") from None
+        for attempt in range(_IN_FLIGHT_TRIES):
+            try:
+                await self._js.publish(subject, message.encode(), headers=headers)
+                return
+            except (NatsTimeoutError, TimeoutError, NoStreamResponseError, NoRespondersError):
+                raise StoreError(
+                    f"dispatch of {message.msg_id} on {subject} was not acknowledged",
+                    retryable=True,
+                ) from None
+            except APIError as exc:
+                if exc.err_code != _DUPLICATE_IN_FLIGHT:
+                    raise StoreError(
+                        f"dispatch of {message.msg_id} refused: {exc.description}"
+                    ) from None
+            # Another engine publishes this very dispatch right now (engines that both react to
+            # one JobQueued): once it is stored, ours is answered as a duplicate. Ask again.
+            await asyncio.sleep(_IN_FLIGHT_PAUSE * 2**attempt)
+        raise StoreError(
+            f"dispatch of {message.msg_id}: the same dispatch stayed in process", retryable=True
+        )
 
     async def register(self, labelset: LabelSet) -> None:
         """Record ``labelset`` in ``jw_labelsets`` once (create-if-absent, cached)."""
@@ -219,8 +241,11 @@ class Dispatcher:
             if self._labelsets is None:
                 self._labelsets = await self._js.key_value(subjects.KV_LABELSETS)
             await self._labelsets.create(labelset.consumer, labelset.encode())
-        except KeyWrongLastSequenceError:
-            pass  # registered before, by us or another engine
+        except (KeyWrongLastSequenceError, KeyNotFoundError):
+            # Registered before, by us or another engine. (nats-py's create reads the key back
+            # after a wrong-last-sequence answer; on a cluster a follower that has not stored the
+            # other engine's write yet answers "not found".)
+            pass
         except (NatsTimeoutError, TimeoutError, NoRespondersError):
             raise StoreError(
                 f"registering label set {labelset.token!r} timed out", retryable=True
