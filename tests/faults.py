@@ -33,8 +33,16 @@ class ResilientRunner(InTestRunner):
         self.job_seconds = job_seconds
         self.redeliveries = 0
         self.finished_at: list[float] = []  # monotonic time of each reported success
+        self.trouble: list[str] = []  # why claims or reports were retried, for diagnosis
 
     async def _run(self, item: Dispatched) -> None:
+        try:
+            await self._run_until_done(item)
+        except BaseException as exc:
+            self.trouble.append(f"{item.workflow_id}.{item.job} gave up: {exc!r}"[:300])
+            raise
+
+    async def _run_until_done(self, item: Dispatched) -> None:
         delivery = 1
         while True:
             try:
@@ -43,6 +51,7 @@ class ResilientRunner(InTestRunner):
             except (JetworkError, TimeoutError) as exc:
                 if isinstance(exc, ClaimRefused) and not exc.retryable:
                     return
+                self.trouble.append(f"{item.workflow_id}.{item.job}: {exc!r}"[:300])
                 # The dispatch was not acked: JetStream would hand it out again after the lease.
                 self.redeliveries += 1
                 delivery += 1
@@ -91,6 +100,23 @@ async def history_or_none(store: EventStore, wf: str) -> list[RecordedEvent] | N
     except JetworkError:
         return None
     return history if ended(history) else None
+
+
+async def all_histories(store: EventStore, ids: list[str]) -> list[list[RecordedEvent]]:
+    """Every workflow's history once all ended; an AssertionError naming the stragglers if not."""
+    histories: list[list[RecordedEvent]] = []
+    waiting: list[str] = []
+    for wf in ids:
+        try:
+            history = await store.history(wf)
+        except JetworkError as exc:
+            raise AssertionError(f"{wf}: {exc}") from None
+        if not ended(history):
+            last = history[-1].subject.split(".", 2)[2] if history else "nothing"
+            waiting.append(f"{wf} (last: {last})")
+        histories.append(history)
+    assert not waiting, f"{len(waiting)} not ended: {', '.join(waiting)}"
+    return histories
 
 
 def assert_chain_history_is_exact(history: Sequence[RecordedEvent], length: int) -> None:

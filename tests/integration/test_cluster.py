@@ -27,9 +27,9 @@ from tests.engine_harness import RecordingDispatcher, running_engine, start_work
 from tests.eventually import assert_eventually
 from tests.faults import (
     ResilientRunner,
+    all_histories,
     assert_chain_history_is_exact,
     chain,
-    history_or_none,
     longest_pause,
 )
 
@@ -105,13 +105,14 @@ async def test_killing_the_event_stream_leader_mid_run_loses_nothing(
         elected = await assert_eventually(new_leader, timeout=60, interval=0.05)
         elected_at = time.monotonic()
 
-        async def all_finished() -> list[list[object]] | None:
-            histories = [await history_or_none(store, wf) for wf in ids]
-            return histories if all(h is not None for h in histories) else None  # type: ignore[misc]
-
-        histories = await assert_eventually(
-            all_finished, timeout=90, interval=0.1, message="workflows never finished"
-        )
+        try:
+            histories = await assert_eventually(
+                lambda: all_histories(store, ids), timeout=90, interval=0.1
+            )
+        except AssertionError:
+            print("\nrunner trouble:", *runner.trouble[-20:], sep="\n  ")
+            print("dispatched:", [(d.workflow_id, d.job) for d in dispatcher.seen][-30:])
+            raise
     finally:
         await runner.stop()
         await engine.stop()
@@ -126,7 +127,7 @@ async def test_killing_the_event_stream_leader_mid_run_loses_nothing(
         f"{runner.redeliveries}"
     )
     for history in histories:
-        assert_chain_history_is_exact(history, CHAIN)  # type: ignore[arg-type]
+        assert_chain_history_is_exact(history, CHAIN)
     assert await list_dead_letters(cluster_nc) == []
 
     # The dead node comes back and catches up: all three replicas hold the same log again.

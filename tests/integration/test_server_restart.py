@@ -29,9 +29,9 @@ from tests.engine_harness import RecordingDispatcher, running_engine, start_work
 from tests.eventually import assert_eventually
 from tests.faults import (
     ResilientRunner,
+    all_histories,
     assert_chain_history_is_exact,
     chain,
-    history_or_none,
     longest_pause,
 )
 
@@ -104,12 +104,8 @@ async def _restart_mid_run(rig: Rig, *, kill: bool, down_for: float) -> None:
     restarted_at = await rig.restart_server(kill=kill, down_for=down_for)
     assert done_before < JOBS, "the fault must land mid-run"
 
-    async def all_finished() -> list[list[object]] | None:
-        histories = [await history_or_none(rig.store, wf) for wf in ids]
-        return histories if all(h is not None for h in histories) else None  # type: ignore[misc]
-
     histories = await assert_eventually(
-        all_finished, timeout=60, interval=0.1, message="workflows never finished"
+        lambda: all_histories(rig.store, ids), timeout=60, interval=0.1
     )
     resumed = [t for t in rig.runner.finished_at if t > restarted_at]
     assert resumed, "no job finished after the restart"
@@ -122,7 +118,7 @@ async def _restart_mid_run(rig: Rig, *, kill: bool, down_for: float) -> None:
         f"{rig.runner.redeliveries}"
     )
     for history in histories:
-        assert_chain_history_is_exact(history, CHAIN)  # type: ignore[arg-type]
+        assert_chain_history_is_exact(history, CHAIN)
     assert await list_dead_letters(rig.nc) == []
 
 
