@@ -88,6 +88,7 @@ class Violation:
 class Report:
     workflows: int = 0
     ends: Counter[str] = field(default_factory=Counter)
+    outcomes: dict[str, str] = field(default_factory=dict)  # workflow id -> its status
     jobs: int = 0
     events: int = 0
     executions: int = 0  # JobStarted: claims that ran a job
@@ -182,6 +183,7 @@ def _check_workflow(report: Report, wf: str, history: list[RecordedEvent]) -> No
         report.add(wf, None, "started once", f"{len(starts)} WorkflowStarted", *_lines(starts))
         if not starts:
             report.ends["never started"] += 1
+            report.outcomes[wf] = "never started"
             return
     start = starts[0]
     early = [r for r in history if r.seq < start.seq]
@@ -197,6 +199,7 @@ def _check_workflow(report: Report, wf: str, history: list[RecordedEvent]) -> No
     report.jobs += len(definition.jobs)
     ends = [r for r in history if isinstance(r.event, _ENDS)]
     report.ends[str(state.status)] += 1
+    report.outcomes[wf] = str(state.status)
     if len(ends) != 1:
         report.add(wf, None, "ends once", f"{len(ends)} end events", *_lines(ends))
 

@@ -1,0 +1,87 @@
+"""The chaos run's workflows: ~10 shell jobs each, in four shapes, with the end each must reach.
+
+Shapes (chosen by the workflow's index, so a run is reproducible):
+- ``chain``: ten jobs, each needing the one before;
+- ``fan``: one job, eight in parallel (on label set ``chaos``), one that needs them all;
+- ``retry``: two jobs that fail their first attempt and succeed on a retry (fixed 0.2 s backoff),
+  six in parallel, and one needing them all;
+- ``failing``: a job fails for good (the workflow fails), its dependant is skipped, a ``continue``
+  job fails without failing the workflow, an ``if: always()`` clean-up runs anyway.
+
+Jobs are ``true`` or ``sleep 0.05``: the faults, not the work, are under test. Whatever is killed,
+each shape ends the same way, so the end is known before the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+LABEL = "chaos"
+FLAKY = 'test "$JETWORK_ATTEMPT" -ge 2'  # fails attempt 1, succeeds from attempt 2 on
+SHAPES = ("chain", "fan", "chain", "retry", "fan", "chain", "retry", "fan", "chain", "failing")
+
+
+@dataclass(frozen=True)
+class Planned:
+    index: int
+    shape: str
+    definition: dict[str, Any]
+    expected: str  # "succeeded" or "failed"
+
+    @property
+    def idempotency_key(self) -> str:
+        return f"chaos-{self.index}"
+
+
+def _work(n: int) -> str:
+    return "sleep 0.05" if n % 2 else "true"
+
+
+def chain() -> dict[str, Any]:
+    jobs: dict[str, Any] = {"j0": {"run": _work(0)}}
+    jobs |= {f"j{n}": {"run": _work(n), "needs": [f"j{n - 1}"]} for n in range(1, 10)}
+    return jobs
+
+
+def fan() -> dict[str, Any]:
+    middle = [f"b{n}" for n in range(8)]
+    jobs: dict[str, Any] = {"a": {"run": "true"}}
+    for n, name in enumerate(middle):
+        jobs[name] = {"run": _work(n), "needs": ["a"], "labels": [LABEL]}
+    jobs["z"] = {"run": "true", "needs": middle}
+    return jobs
+
+
+def retry() -> dict[str, Any]:
+    policy = {"max_attempts": 3, "backoff": "fixed", "delay": "200ms"}
+    jobs: dict[str, Any] = {"a": {"run": "true"}}
+    jobs |= {f"r{n}": {"run": FLAKY, "needs": ["a"], "retry": policy} for n in range(2)}
+    jobs |= {f"p{n}": {"run": _work(n), "needs": ["a"]} for n in range(6)}
+    jobs["z"] = {"run": "true", "needs": ["r0", "r1", *(f"p{n}" for n in range(6))]}
+    return jobs
+
+
+def failing() -> dict[str, Any]:
+    return {
+        "a": {"run": "true"},
+        "b": {"run": "exit 3", "needs": ["a"]},
+        "c": {"run": "true", "needs": ["b"]},
+        "d": {"run": "false", "needs": ["a"], "on_failure": "continue"},
+        "e": {"run": "sleep 0.05", "needs": ["a"]},
+        "f": {"run": "true", "needs": ["e"]},
+        "g": {"run": "true", "needs": ["e"], "labels": [LABEL]},
+        "h": {"run": "true", "needs": ["d"], "if": "always()"},
+        "cleanup": {"run": "true", "needs": ["b", "c"], "if": "always()"},
+        "last": {"run": "true", "needs": ["f", "g"]},
+    }
+
+
+_BUILDERS = {"chain": chain, "fan": fan, "retry": retry, "failing": failing}
+
+
+def plan(index: int) -> Planned:
+    shape = SHAPES[index % len(SHAPES)]
+    definition = {"name": f"chaos-{shape}", "jobs": _BUILDERS[shape]()}
+    expected = "failed" if shape == "failing" else "succeeded"
+    return Planned(index, shape, definition, expected)
