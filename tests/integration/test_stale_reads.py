@@ -20,6 +20,8 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 
+from events import subjects
+from events.direct_get import DirectReader
 from events.store import EventStore, StoredMessage
 from tests.engine_harness import (
     InTestRunner,
@@ -35,16 +37,16 @@ from tests.faults import chain
 LAG = 0.3
 
 
-class LaggingStore(EventStore):
-    """Batched reads see the stream as it was ``lag`` seconds ago; appends go through at once."""
+class LaggingReader(DirectReader):
+    """Batched reads see the stream as it was ``lag`` seconds ago (a follower that far behind)."""
 
     def __init__(self, nc: NATS, *, lag: float) -> None:
-        super().__init__(nc)
+        super().__init__(nc, stream=subjects.EVENTS_STREAM, timeout=5.0)
         self.lag = lag
         self.hidden = 0
 
-    async def _direct_batch(self, request: dict[str, Any]) -> tuple[list[StoredMessage], int]:
-        messages, pending = await super()._direct_batch(request)
+    async def batch(self, request: dict[str, Any]) -> tuple[list[StoredMessage], int]:
+        messages, pending = await super().batch(request)
         if "batch" not in request:
             return messages, pending
         horizon = datetime.now(UTC).timestamp() - self.lag
@@ -53,6 +55,19 @@ class LaggingStore(EventStore):
             self.hidden += len(messages) - len(visible)
             pending = 0  # a follower knows nothing beyond what it has
         return visible, pending
+
+
+class LaggingStore(EventStore):
+    """An event store whose batched reads go through a ``LaggingReader``; appends go through."""
+
+    def __init__(self, nc: NATS, *, lag: float) -> None:
+        super().__init__(nc)
+        self.lagging = LaggingReader(nc, lag=lag)
+        self._reader = self.lagging
+
+    @property
+    def hidden(self) -> int:
+        return self.lagging.hidden
 
 
 async def test_the_engine_finishes_workflows_when_its_reads_lag_its_writes(
