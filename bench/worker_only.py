@@ -20,8 +20,9 @@ from events.store import ActorRef
 IN_FLIGHT = 256
 
 
-async def queue_jobs(dep: Deployment, ids: list[str], spec: JobSpec) -> list[JobQueued]:
-    """Append ``JobQueued`` (attempt 1) to job ``j`` of every workflow id (no dispatch yet)."""
+async def queue_jobs(dep: Deployment, ids: list[str], spec: JobSpec) -> list[tuple[JobQueued, int]]:
+    """Append ``JobQueued`` (attempt 1) to job ``j`` of every workflow id (no dispatch yet);
+    returns each event with its sequence."""
     limit = asyncio.Semaphore(IN_FLIGHT)
     store = dep.driver.store
     queued = [
@@ -29,20 +30,24 @@ async def queue_jobs(dep: Deployment, ids: list[str], spec: JobSpec) -> list[Job
         for wf in ids
     ]
 
-    async def one(event: JobQueued) -> None:
+    async def one(event: JobQueued) -> tuple[JobQueued, int]:
         async with limit:
             actor = ActorRef.job(event.workflow_id, event.job)
-            await store.append(actor, [event], expected_seq=0, command_id=f"{event.workflow_id}.q")
+            seq = await store.append(
+                actor, [event], expected_seq=0, command_id=f"{event.workflow_id}.q"
+            )
+            return event, seq
 
-    await asyncio.gather(*(one(event) for event in queued))
-    return queued
+    return await asyncio.gather(*(one(event) for event in queued))
 
 
-async def dispatch_all(dispatcher: Dispatcher, queued: list[JobQueued]) -> None:
+async def dispatch_all(
+    dispatcher: Dispatcher, queued: list[tuple[JobQueued, int]], *, hint: bool
+) -> None:
     limit = asyncio.Semaphore(IN_FLIGHT)
     now = datetime.now(UTC)
 
-    async def one(event: JobQueued) -> None:
+    async def one(event: JobQueued, seq: int) -> None:
         async with limit:
             await dispatcher.dispatch(
                 workflow_id=event.workflow_id,
@@ -52,12 +57,14 @@ async def dispatch_all(dispatcher: Dispatcher, queued: list[JobQueued]) -> None:
                 uses=event.spec.uses,
                 not_before=None,
                 now=now,
+                queued=event if hint else None,
+                queued_seq=seq if hint else None,
             )
 
-    await asyncio.gather(*(one(event) for event in queued))
+    await asyncio.gather(*(one(event, seq) for event, seq in queued))
 
 
-async def drain(dep: Deployment, count: int, *, variant: str) -> Result:
+async def drain(dep: Deployment, count: int, *, variant: str, hint: bool = False) -> Result:
     """Queue ``count`` no-op jobs, then dispatch them all and time the worker(s) draining them."""
     prefix = dep.next_prefix("wo")
     ids = [f"{prefix}-{i}" for i in range(count)]
@@ -66,7 +73,7 @@ async def drain(dep: Deployment, count: int, *, variant: str) -> Result:
     dispatcher = Dispatcher(dep.nc)
     window = Window(dep).open()
     began = time.time()
-    await dispatch_all(dispatcher, queued)
+    await dispatch_all(dispatcher, queued, hint=hint)
     await asyncio.wait_for(batch.jobs_done.wait(), 600)
     ended = max(batch.jobs_seen.values())
     await asyncio.sleep(0.5)  # the last acks and heartbeats

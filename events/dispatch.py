@@ -33,6 +33,7 @@ from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events import subjects
+from events.catalog import JobQueued
 from events.errors import JetworkError, StoreError
 
 EMPTY_TOKEN: Final = "~"
@@ -98,12 +99,27 @@ class _Frozen(BaseModel):
 class DispatchMessage(_Frozen):
     """The body of a dispatch on ``job.<token>``: which attempt of which job may be claimed.
 
-    Deliberately small: the worker loads the job actor's events for the spec.
+    ``queued`` and ``queued_seq`` are a claim hint for attempt 1: the ``JobQueued`` event as
+    appended and its stream sequence (then the job actor's whole history). With them a worker
+    decides its claim without reading the log; the claim's CAS (expected sequence
+    ``queued_seq``) proves the hint current, and a conflict falls back to reading the actor.
+    Without them (a retry, an engine that does not send them) the worker reads the job actor.
     """
 
     workflow_id: str
     job: str
     attempt: int = Field(ge=1)
+    queued_seq: int | None = Field(default=None, ge=1)
+    queued: JobQueued | None = None
+
+    def hint(self) -> tuple[JobQueued, int] | None:
+        """The hint, if present and about this very job and attempt 1."""
+        queued, seq = self.queued, self.queued_seq
+        if queued is None or seq is None or self.attempt != 1:
+            return None
+        if (queued.workflow_id, queued.job, queued.attempt) != (self.workflow_id, self.job, 1):
+            return None
+        return queued, seq
 
     @property
     def msg_id(self) -> str:
@@ -111,7 +127,9 @@ class DispatchMessage(_Frozen):
         return f"{self.workflow_id}.{self.job}.{self.attempt}"
 
     def encode(self) -> bytes:
-        return orjson.dumps(self.model_dump(mode="json"))
+        # Aliases as the event store writes events (``with``); no hint, no hint keys.
+        unhinted = {"queued", "queued_seq"} if self.queued is None else None
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude=unhinted)
 
     @classmethod
     def decode(cls, data: bytes) -> DispatchMessage:
@@ -197,15 +215,26 @@ class Dispatcher:
         uses: str | None,
         not_before: datetime | None,
         now: datetime,
+        queued: JobQueued | None = None,
+        queued_seq: int | None = None,
     ) -> None:
         """Make ``attempt`` of ``job`` claimable: now, or from ``not_before`` on (a schedule).
 
+        ``queued`` / ``queued_seq``: the ``JobQueued`` event of attempt 1 and its sequence, when
+        the caller knows them (the claim hint, see ``DispatchMessage``); ignored otherwise.
         Idempotent within the duplicate window (``Nats-Msg-Id`` is ``<wf>.<job>.<attempt>``).
         Raises ``StoreError`` (retryable) when JetStream does not acknowledge.
         """
         labelset = LabelSet.of(requirement_set(labels, uses))
         await self.register(labelset)
-        message = DispatchMessage(workflow_id=workflow_id, job=job, attempt=attempt)
+        hinted = attempt == 1 and queued is not None and queued_seq is not None
+        message = DispatchMessage(
+            workflow_id=workflow_id,
+            job=job,
+            attempt=attempt,
+            queued=queued if hinted else None,
+            queued_seq=queued_seq if hinted else None,
+        )
         headers = {"Nats-Msg-Id": message.msg_id}
         subject = labelset.subject
         if not_before is not None and not_before > now:

@@ -28,7 +28,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from actors.commands import ClaimJob
-from actors.job import ClaimRefused, JobState, decide, replay
+from actors.job import ClaimRefused, JobState, decide, evolve, pending, replay
 from events import subjects
 from events.catalog import JobCancelled, JobEvent, JobQueued, JobResultRejected, JobStatus
 from events.dispatch import DispatchMessage, InvalidDispatch
@@ -237,16 +237,23 @@ class Attempt:
             await self._ack()
 
     async def _load(self, *, quick: bool = False) -> JobState | None:
-        """The job actor's state; ``quick``: from its newest event alone when that suffices.
+        """The job actor's state; ``quick``: without reading its whole history when possible.
 
         A first delivery of attempt 1 normally finds the actor as the engine left it: one
-        ``JobQueued`` (attempt 1 is always the actor's first event). Its newest event is one
-        direct get by subject; the whole history is a batched read, which the server answers by
-        scanning the stream from the actor's first event to the end. The claim's CAS checks that
-        nothing was appended since, and anything unexpected falls back to the whole history.
+        ``JobQueued`` (attempt 1 is always the actor's first event). The dispatch may carry it
+        with its sequence (the claim hint: no read at all); else the newest event is one direct
+        get by subject. The whole history is a batched read, which the server answers by
+        scanning the stream from the actor's first event to its end. The claim's CAS checks
+        that nothing was appended since; a conflict falls back to the whole history.
         """
         assert self.dispatch is not None
         if quick and self.dispatch.attempt == 1 and self.delivery == 1:
+            hint = self.dispatch.hint()
+            if hint is not None:
+                queued, seq = hint
+                return replace(
+                    evolve(pending(queued.workflow_id, queued.job), queued), last_seq=seq
+                )
             with contextlib.suppress(UndecodableEvent):
                 last = await self.env.store.last_event(self.actor)
                 if last is None:

@@ -21,7 +21,7 @@ from actors.commands import ClaimJob, CompleteJob, ConfirmCancelled, FailJob
 from actors.engine import Engine, EngineSettings
 from actors.job import ClaimRefused, JobState
 from events.base import RecordedEvent
-from events.catalog import JobStatus
+from events.catalog import JobQueued, JobStatus
 from events.errors import ConcurrencyConflict
 from events.requests import CancelRequest, StartRequest, request_msg_id
 from events.store import ActorRef, EventStore
@@ -50,6 +50,7 @@ class Dispatched:
     labels: tuple[str, ...]
     uses: str | None
     not_before: datetime | None
+    queued_seq: int | None = None  # the claim hint's sequence, when the engine gave one
 
 
 class RecordingDispatcher:
@@ -67,8 +68,10 @@ class RecordingDispatcher:
         uses: str | None,
         not_before: datetime | None,
         now: datetime,
+        queued: JobQueued | None = None,
+        queued_seq: int | None = None,
     ) -> None:
-        item = Dispatched(workflow_id, job, attempt, tuple(labels), uses, not_before)
+        item = Dispatched(workflow_id, job, attempt, tuple(labels), uses, not_before, queued_seq)
         self.seen.append(item)
         await self.queue.put(item)
 

@@ -43,6 +43,7 @@ from actors.engine.timers import (
 )
 from events import subjects
 from events.base import Event
+from events.catalog import JobQueued
 from events.codec import decode
 from events.errors import UndecodableEvent
 from events.requests import REQUESTS, CancelRequest, StartRequest
@@ -65,6 +66,8 @@ class DispatchPort(Protocol):
         uses: str | None,
         not_before: datetime | None,
         now: datetime,
+        queued: JobQueued | None = None,
+        queued_seq: int | None = None,
     ) -> None: ...
 
 
@@ -230,6 +233,8 @@ class Engine(MessageLoops):
                     uses=item.uses,
                     not_before=item.not_before,  # type: ignore[arg-type]
                     now=now,
+                    queued=item.queued,
+                    queued_seq=item.queued_seq,
                 )
                 for item in plan.dispatches
             ),

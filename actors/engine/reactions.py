@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from actors import job_state
+from actors._state import updated
 from actors.engine.timers import JobTimeoutTimer, RetryTimer, WorkflowTimeoutTimer
 from actors.workflow import WorkflowState
 from events.base import Event
@@ -94,6 +96,10 @@ class Dispatch:
     labels: tuple[str, ...]
     uses: str | None
     not_before: object  # datetime | None; kept loose to stay a plain record
+    # The claim hint (``events.dispatch.DispatchMessage``): the job actor's only event and its
+    # sequence, so the worker decides its claim without reading the log. None when unsure.
+    queued: JobQueued | None = None
+    queued_seq: int | None = None
 
 
 @dataclass
@@ -136,6 +142,7 @@ def _plan_dispatch(state: WorkflowState, event: JobQueued, result: Plan) -> None
     current = state.job(event.job)
     if current.status is not JobStatus.QUEUED or current.attempt != event.attempt:
         return  # claimed, cancelled or superseded since: nothing to dispatch
+    hinted = _queued_alone(state, event)
     result.dispatches.append(
         Dispatch(
             job=event.job,
@@ -143,8 +150,24 @@ def _plan_dispatch(state: WorkflowState, event: JobQueued, result: Plan) -> None
             labels=event.spec.labels,
             uses=event.spec.uses,
             not_before=event.not_before,
+            queued=event if hinted else None,
+            queued_seq=current.last_seq if hinted else None,
         )
     )
+
+
+def _queued_alone(state: WorkflowState, event: JobQueued) -> bool:
+    """True when the job actor's state is ``event`` folded onto nothing, at a known sequence.
+
+    Then a worker given ``event`` and that sequence rebuilds the very state the log holds, and
+    its claim's CAS (expecting that sequence) proves nothing was appended since. Only attempt 1
+    qualifies: a retry's state depends on the attempts before it.
+    """
+    current = state.job(event.job)
+    if event.attempt != 1 or current.last_seq == 0:
+        return False
+    alone = job_state.evolve(job_state.pending(state.workflow_id, event.job), event)
+    return updated(current, last_seq=0) == alone
 
 
 def _plan_job_timeout(state: WorkflowState, event: JobStarted, result: Plan) -> None:

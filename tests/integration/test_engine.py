@@ -77,6 +77,21 @@ async def test_a_dag_runs_to_success_with_outputs_downstream(rig) -> None:
     assert types(history)[-1] == "wf.WorkflowSucceeded"
 
 
+async def test_first_attempts_are_dispatched_with_the_queued_event_s_sequence(rig) -> None:
+    nc, store, dispatcher = rig
+    engine = await running_engine(nc, dispatcher)
+    runner = InTestRunner(store, dispatcher, succeed).start()
+    try:
+        await start_workflow(nc, "wf-hinted", DIAMOND)
+        history = await finished(store, "wf-hinted")
+    finally:
+        await runner.stop()
+        await engine.stop()
+    queued_at = {r.event.job: r.seq for r in history if r.event.event_type == "JobQueued"}
+    hints = {item.job: item.queued_seq for item in dispatcher.seen if item.attempt == 1}
+    assert hints == queued_at  # the claim hint names the very append a worker's CAS expects
+
+
 async def test_retries_with_backoff_run_on_durable_timers(rig) -> None:
     nc, store, dispatcher = rig
     failures = Counter[str]()

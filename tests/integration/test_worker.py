@@ -458,3 +458,25 @@ async def test_a_dispatch_seen_before_its_job_is_queued_is_claimed_later(
 
 async def _empty(nc: NATS) -> bool:
     return await jobs_in_queue(nc) == 0
+
+
+@pytest.mark.parametrize("stale", [False, True])
+async def test_a_claim_hint_saves_the_read_and_a_stale_one_falls_back_to_it(
+    harness: JobsHarness, nats_url: str, stale: bool
+) -> None:
+    wf = f"hinted-{stale}"
+    queued = JobQueued(
+        workflow_id=wf, job="j", attempt=1, spec=JobSpec(run="true"), queued_at=datetime.now(UTC)
+    )
+    seq = await harness.store.append(
+        ActorRef.job(wf, "j"), [queued], expected_seq=0, command_id=f"{wf}-queue"
+    )
+    async with running(Worker(fast_config(nats_url))):
+        await harness.dispatcher.dispatch(
+            workflow_id=wf, job="j", attempt=1, labels=(), uses=None, not_before=None,
+            now=datetime.now(UTC), queued=queued, queued_seq=seq + 1000 if stale else seq,
+        )  # fmt: skip
+        await settled(harness, wf, "j", JobSucceeded)
+    started = await harness.events(wf, "j", JobStarted)
+    assert [event.epoch for event in started] == [1]  # one claim, whichever way it was decided
+    assert await harness.types(wf, "j") == ["JobQueued", "JobStarted", "JobSucceeded"]

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from events.catalog import JobQueued, JobSpec
 from events.dispatch import (
     DispatchMessage,
     InvalidDispatch,
@@ -109,6 +110,49 @@ def test_dispatch_message_round_trips() -> None:
     message = DispatchMessage(workflow_id="wf1", job="build", attempt=2)
     assert DispatchMessage.decode(message.encode()) == message
     assert message.msg_id == "wf1.build.2"
+
+
+def _queued(wf: str = "wf1", job: str = "build", attempt: int = 1) -> JobQueued:
+    spec = JobSpec(uses="resize", with_={"size": 3})
+    return JobQueued(
+        workflow_id=wf,
+        job=job,
+        attempt=attempt,
+        spec=spec,
+        queued_at=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+
+
+def test_a_claim_hint_round_trips_with_the_event_as_the_store_writes_it() -> None:
+    message = DispatchMessage(
+        workflow_id="wf1", job="build", attempt=1, queued=_queued(), queued_seq=42
+    )
+    data = message.encode()
+    assert b'"with":{"size":3}' in data  # aliases, as in the log
+    decoded = DispatchMessage.decode(data)
+    assert decoded == message
+    assert decoded.hint() == (_queued(), 42)
+
+
+@pytest.mark.parametrize(
+    ("attempt", "queued"),
+    [
+        (2, _queued(attempt=2)),  # retries carry no hint: their state needs the whole history
+        (1, _queued(job="other")),  # about another job
+        (1, _queued(wf="wf2")),
+    ],
+)
+def test_a_claim_hint_about_anything_else_is_ignored(attempt: int, queued: JobQueued) -> None:
+    message = DispatchMessage(
+        workflow_id="wf1", job="build", attempt=attempt, queued=queued, queued_seq=7
+    )
+    assert message.hint() is None
+
+
+def test_without_a_hint_the_message_stays_small() -> None:
+    assert DispatchMessage(workflow_id="w", job="j", attempt=1).encode() == (
+        b'{"workflow_id":"w","job":"j","attempt":1}'
+    )
 
 
 @pytest.mark.parametrize(
