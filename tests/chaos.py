@@ -38,7 +38,7 @@ from nats.js.errors import KeyNotFoundError
 from events import subjects
 from events.connection import NatsSettings, connect
 from events.dead_letters import list_dead_letters
-from events.errors import JetworkError
+from events.errors import JetworkError, ServerUnavailable, StoreError
 from events.store import EventStore
 from events.topology import Topology, ensure_topology
 from sdk.client import Client
@@ -135,6 +135,7 @@ class _Run:
         self.workers: list[Managed] = []
         self.nc: NATS | None = None
         self.submitted = 0
+        self.client_retries = 0
         self.started_at = time.monotonic()
 
     def say(self, text: str) -> None:
@@ -258,6 +259,10 @@ class _Run:
                     max(0.0, began + window * (wave + 1) / waves - time.monotonic())
                 )
         self.result.timings["submitted"] = time.monotonic() - began
+        if self.client_retries:
+            self.result.notes.append(
+                f"{self.client_retries} start request(s) sent again after a client error"
+            )
         return ids
 
     async def _start_one(self, client: Client, planned: Planned) -> str:
@@ -267,9 +272,13 @@ class _Run:
                     planned.definition, idempotency_key=planned.idempotency_key
                 )
                 return handle.workflow_id
-            except JetworkError as exc:  # a node is down or a leader is being elected
-                if not exc.retryable or attempt == _SUBMIT_TRIES:
+            except (StoreError, ServerUnavailable):
+                # A node is down or a leader is being elected; the client calls some of that
+                # "no stream answers" (not retryable). The same idempotency key makes a retry
+                # the same workflow.
+                if attempt == _SUBMIT_TRIES:
                     raise
+                self.client_retries += 1
                 await asyncio.sleep(1.0)
         raise AssertionError("unreachable")
 
