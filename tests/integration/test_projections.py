@@ -333,6 +333,31 @@ async def test_rebuild_yields_the_live_views_and_the_projector_moves_to_them(rig
     assert all(subject.split(".")[1] == "g2" for subject in index.state.subjects or {})
 
 
+async def test_a_rebuild_while_workflows_run_misses_nothing(rig: Rig) -> None:
+    views = Views(rig.nc)
+    async with projecting(rig.nc) as live:
+        before = await rig.mixed()
+        running = asyncio.gather(*(rig.run(f"during{i}", OK) for i in range(4)))
+        stats = await rebuild(rig.nc, settings=FAST)
+        during = await running
+        await assert_eventually(lambda: live.generation == stats.generation)
+        await views_equal_folds(rig, views, [*before, *during])
+        await views.wait_caught_up()
+        listed = {row.workflow_id for row in await views.list(limit=100)}
+    assert listed == {*before, *during}
+
+
+async def test_two_projectors_sharing_the_work_agree_with_the_folds(rig: Rig) -> None:
+    views = Views(rig.nc)
+    settings = ProjectorSettings(poll_interval=0.1, ack_wait=2.0, batch=3, generation_check=0.1)
+    async with projecting(rig.nc, settings), projecting(rig.nc, settings):
+        wfs = await rig.mixed()
+        await views_equal_folds(rig, views, wfs)
+        await views.wait_caught_up()
+        rows = await views.list()
+    assert {row.workflow_id for row in rows} == set(wfs)
+
+
 async def test_rebuild_without_a_live_projector_then_a_projector_continues(rig: Rig) -> None:
     views = Views(rig.nc)
     wfs = await rig.mixed()
