@@ -81,7 +81,12 @@ def _read_command(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: Pro
     if run is not None and f.text(run, (*path, "run"), log, what="run") is not None:
         draft.fields["run"] = run
         draft.expressions.append(Expression((*path, "run"), run, is_condition=False))
-    if uses is not None and f.text(uses, (*path, "uses"), log, what="uses") is not None:
+    # A handler name is a routing token (``job.@<uses>``), as workers require when registering.
+    if (
+        uses is not None
+        and f.text(uses, (*path, "uses"), log, what="uses") is not None
+        and f.token(uses, (*path, "uses"), log, what="handler name") is not None
+    ):
         draft.fields["uses"] = uses
     if body.get("with") is not None:
         _read_with(body["with"], uses, (*path, "with"), draft, log)

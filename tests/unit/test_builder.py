@@ -96,7 +96,7 @@ def test_python_values_are_accepted() -> None:
     wf.input("token", required=True)
     first = wf.job(
         "first",
-        uses="s3.put",
+        uses="s3_put",
         with_=Target(bucket="b", when=moment),
         timeout=timedelta(seconds=90),
         retry=RetryPolicy(max_attempts=4, backoff=Backoff.LINEAR, delay=2.0, max_delay=5.0),

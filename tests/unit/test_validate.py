@@ -109,7 +109,7 @@ def test_yaml_1_1_words_keep_their_meaning() -> None:
 def test_uses_with_and_at() -> None:
     definition = load_workflow_file(DATA / "valid" / "uses_with.yaml")
     fetch, store = definition.jobs["fetch"], definition.jobs["store"]
-    assert fetch.uses == "http.get"
+    assert fetch.uses == "http_get"
     assert fetch.with_["headers"] == {"Accept": "application/json"}
     assert fetch.at == datetime(2026, 12, 1, 8, tzinfo=UTC)
     assert store.retry.backoff is Backoff.LINEAR
