@@ -2,7 +2,10 @@
 
 A start request carries the workflow definition *unvalidated* (the mapping a YAML file parses to):
 the engine validates it and dead-letters what is invalid. Workflow ids are chosen by the client so
-that it knows the id before the engine answers; an idempotency key maps to one id, always.
+that it knows the id before the engine answers; an idempotency key maps to one id, always. A start
+may name a ``reply_to`` subject (a core NATS inbox): the engine then publishes a ``StartAnswer``
+there once it has started the workflow or refused it, so a client in any language learns the
+outcome without reading the log.
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ class StartRequest(_Request):
     definition: dict[str, Any]
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, max_length=512)
+    # Where the engine answers (no wildcards: a subject one can publish to).
+    reply_to: str | None = Field(
+        default=None, max_length=256, pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
+    )
 
     def subject(self) -> str:
         return subjects.command("start", self.workflow_id)
@@ -40,6 +47,22 @@ class CancelRequest(_Request):
 
     def subject(self) -> str:
         return subjects.command("cancel", self.workflow_id)
+
+
+class StartAnswer(BaseModel):
+    """The engine's answer to a start that named ``reply_to``.
+
+    ``accepted``: the workflow exists (``created`` says whether this start created it or it
+    existed already, e.g. a repeated idempotency key). Otherwise ``error`` says why it was refused
+    (every problem of an invalid definition or inputs); the request is also dead-lettered.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workflow_id: str
+    accepted: bool
+    created: bool = False
+    error: str | None = None
 
 
 AnyRequest = Annotated[StartRequest | CancelRequest, Field(discriminator="type")]

@@ -32,7 +32,7 @@ from actors.commands import (
 from actors.definitions import parse_workflow
 from actors.engine import reactions
 from actors.engine.host import Decision, WorkflowHost, decision_of
-from actors.engine.loops import Handler, MessageLoops
+from actors.engine.loops import Handler, MessageLoops, Refused
 from actors.engine.settings import EngineSettings
 from actors.engine.timers import (
     TIMERS,
@@ -45,8 +45,8 @@ from events import subjects
 from events.base import Event
 from events.catalog import JobQueued
 from events.codec import decode
-from events.errors import UndecodableEvent
-from events.requests import REQUESTS, CancelRequest, StartRequest
+from events.errors import InvalidWorkflow, UndecodableEvent
+from events.requests import REQUESTS, CancelRequest, StartAnswer, StartRequest
 from events.store import EventStore
 
 _log = structlog.get_logger("jetwork.engine")
@@ -132,6 +132,17 @@ class Engine(MessageLoops):
                 await self._cancel(request)
 
     async def _start(self, request: StartRequest) -> None:
+        try:
+            created = await self._start_workflow(request)
+        except (InvalidWorkflow, Refused) as exc:  # never startable: answer, then dead-letter
+            refusal = StartAnswer(workflow_id=request.workflow_id, accepted=False, error=str(exc))
+            await self._answer(request, refusal)
+            raise
+        await self._answer(
+            request, StartAnswer(workflow_id=request.workflow_id, accepted=True, created=created)
+        )
+
+    async def _start_workflow(self, request: StartRequest) -> bool:
         definition = parse_workflow(request.definition, source=f"workflow {request.workflow_id}")
         command = StartWorkflow(
             workflow_id=request.workflow_id,
@@ -152,6 +163,15 @@ class Engine(MessageLoops):
         )
         if appended:
             _log.info("workflow started", workflow=request.workflow_id, name=definition.name)
+        return bool(appended)
+
+    async def _answer(self, request: StartRequest, answer: StartAnswer) -> None:
+        if request.reply_to is None:
+            return
+        try:
+            await self._nc.publish(request.reply_to, answer.model_dump_json().encode())
+        except Exception as exc:  # the answer is a courtesy: the log holds the outcome
+            _log.warning("could not answer a start", workflow=request.workflow_id, error=repr(exc))
 
     async def _cancel(self, request: CancelRequest) -> None:
         command = CancelWorkflow(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import orjson
 import pytest
 from nats.aio.client import Client as NATS
 
@@ -90,6 +91,39 @@ async def test_first_attempts_are_dispatched_with_the_queued_event_s_sequence(ri
     queued_at = {r.event.job: r.seq for r in history if r.event.event_type == "JobQueued"}
     hints = {item.job: item.queued_seq for item in dispatcher.seen if item.attempt == 1}
     assert hints == queued_at  # the claim hint names the very append a worker's CAS expects
+
+
+async def test_a_start_sent_as_plain_json_is_answered_on_its_reply_subject(rig) -> None:
+    nc, _, dispatcher = rig
+    answers: asyncio.Queue[dict] = asyncio.Queue()
+
+    async def collect(msg) -> None:
+        await answers.put(orjson.loads(msg.data))
+
+    await nc.subscribe("answers.lang", cb=collect)
+    engine = await running_engine(nc, dispatcher)
+    good = {"name": "one", "jobs": {"a": {"run": "true"}}}
+    bad = {"name": "bad", "jobs": {"a": {"run": "true", "needs": ["ghost"]}}}
+    try:
+        for sent, (wf, definition) in enumerate(
+            [("wf-json", good), ("wf-json", good), ("wf-bad", bad)], start=1
+        ):
+            body = {"type": "start", "workflow_id": wf, "definition": definition,
+                    "reply_to": "answers.lang"}  # fmt: skip
+            # What any NATS client can send: JSON on cmd.start.<wf> (no msg id: not de-duplicated).
+            await nc.jetstream().publish(f"cmd.start.{wf}", orjson.dumps(body))
+            await assert_eventually(
+                lambda sent=sent: answers.qsize() == sent, message=f"no answer for {wf}"
+            )
+        first, again, refused = [answers.get_nowait() for _ in range(3)]
+    finally:
+        await engine.stop()
+    assert first == {"workflow_id": "wf-json", "accepted": True, "created": True, "error": None}
+    assert again == {"workflow_id": "wf-json", "accepted": True, "created": False, "error": None}
+    assert refused["workflow_id"] == "wf-bad"
+    assert refused["accepted"] is False
+    assert "jobs.a.needs" in refused["error"]
+    assert "ghost" in refused["error"]
 
 
 async def test_retries_with_backoff_run_on_durable_timers(rig) -> None:
