@@ -97,6 +97,9 @@ class Client:
         self._url = url or _connected_url(nc)
         self._owns_connection = owns_connection
         self._store = EventStore(nc)
+        # One reader for the client's life: each ``Views`` subscribes reply inboxes that stay
+        # until the connection closes, so a ``Views`` per call would leak subscriptions.
+        self._views: Views | None = None
 
     @classmethod
     def connect(cls, url: str | None = None, *, name: str = "jetwork-client") -> _Connecting:
@@ -118,7 +121,12 @@ class Client:
         return self._nc
 
     async def close(self) -> None:
-        """Close the connection if this client opened it."""
+        """Close the connection if this client opened it.
+
+        On a connection the caller owns, the few reply subscriptions of the projection reader
+        stay until that connection closes.
+        """
+        self._views = None
         if self._owns_connection and not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.drain()
@@ -317,17 +325,17 @@ class Client:
         if limit < 1:
             raise InvalidArgument(f"limit must be at least 1, got {limit}")
         with translated("listing workflows", url=self._url):
-            return await Views(self._nc).list(status=status, name=name, limit=limit)
+            return await self._reader().list(status=status, name=name, limit=limit)
 
     async def workers(self) -> builtins.list[WorkerInfo]:
         """The live workers, by id (``stale`` marks one that missed its recent heartbeats)."""
         with translated("listing workers", url=self._url):
-            return await Views(self._nc).workers()
+            return await self._reader().workers()
 
     async def lag(self) -> int:
         """Events the projector has not applied yet (what ``list`` may be missing)."""
         with translated("reading the projector's lag", url=self._url):
-            return await Views(self._nc).lag()
+            return await self._reader().lag()
 
     async def rebuild_projections(self) -> RebuildStats:
         """Rebuild every view from the event log into a new generation and switch to it."""
@@ -335,6 +343,11 @@ class Client:
             return await rebuild(self._nc)
 
     # --- internals -------------------------------------------------------------------------------
+
+    def _reader(self) -> Views:
+        if self._views is None:
+            self._views = Views(self._nc)
+        return self._views
 
     async def _state(self, workflow_id: str) -> WorkflowState:
         require_id(workflow_id)

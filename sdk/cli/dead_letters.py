@@ -11,7 +11,13 @@ from sdk.client import Client
 
 
 @click.command(name="dead-letters")
-@click.option("--limit", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="At most this many, the newest.",
+)
 @json_option("the dead letters")
 @nats_option
 def dead_letters(limit: int, as_json: bool, nats_url: str | None) -> None:

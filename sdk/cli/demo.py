@@ -2,6 +2,8 @@
 
 An embedded nats-server, the engine, the projector and two workers with different labels run in
 this process; the example workflows run with the live view; then the demo says where to go next.
+With ``--nats URL`` the demo uses that server instead of the embedded one. ``JETWORK_NATS_URL``
+is deliberately ignored: ``make demo`` must work whatever the environment points at.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import sys
 import tempfile
 import time
@@ -23,6 +26,7 @@ from rich.panel import Panel
 from actors.definitions import load_workflow_file
 from actors.engine import Engine, EngineSettings
 from events.connection import NatsSettings, connect
+from events.errors import ServerUnavailable
 from events.topology import ensure_topology
 from projections.projector import Projector, ProjectorSettings
 from projections.reader import Views
@@ -54,18 +58,31 @@ class Ran:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Workflow file(s) to run instead of examples/hello, diamond and release (repeatable).",
 )
-def demo(examples: tuple[Path, ...]) -> None:
-    """Run example workflows end to end on a throw-away local setup (no --nats: self-contained).
+@click.option(
+    "--nats",
+    "nats_url",
+    metavar="URL",
+    default=None,
+    help="Run against this NATS server instead of an embedded one. JETWORK_NATS_URL is ignored.",
+)
+def demo(examples: tuple[Path, ...], nats_url: str | None) -> None:
+    """Run example workflows end to end on a throw-away local setup.
 
     Starts an embedded nats-server in a temporary directory, the engine, the projector and two
     workers (labels `linux` and `gpu`), runs the examples with a live view of each DAG (parallel
     jobs, outputs passed downstream, a retry, conditions, a delayed job), then shows their
     history and logs and prints the commands to try next. Exit 0 when every run succeeded.
 
+    With --nats URL it uses that server instead (still with its own engine, projector and
+    workers, which join any already running there; the runs stay in that server's history).
+    Only --nats does this: JETWORK_NATS_URL is ignored, so `make demo` is self-contained
+    whatever the environment says.
+
     \b
-    Example:
+    Examples:
       jetwork demo
       jetwork demo --example examples/diamond.yaml
+      jetwork demo --nats nats://127.0.0.1:4222
     """
     configure_logging(logging.ERROR)
     console = make_console()
@@ -73,24 +90,27 @@ def demo(examples: tuple[Path, ...]) -> None:
     for path in paths:
         load_workflow_file(path)  # every problem, located, before anything starts
     began = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="jetwork-demo-") as tmp:
-        server = EmbeddedServer(data_dir=Path(tmp) / "nats", sync_interval="always")
-        server.start()
-        console.print(
-            f"[bold]1.[/] embedded nats-server with JetStream on [bold]{server.url}[/] "
-            f"[dim](data in {tmp}, removed at the end)[/]"
-        )
-        try:
-            ran = asyncio.run(_tour(console, server.url, paths))
-        finally:
-            server.stop()
+    if nats_url is not None:
+        ran = asyncio.run(_tour(console, nats_url, paths, embedded=False))
+    else:
+        with tempfile.TemporaryDirectory(prefix="jetwork-demo-") as tmp:
+            server = EmbeddedServer(data_dir=Path(tmp) / "nats", sync_interval="always")
+            server.start()
+            console.print(
+                f"[bold]1.[/] embedded nats-server with JetStream on [bold]{server.url}[/] "
+                f"[dim](data in {tmp}, removed at the end)[/]"
+            )
+            try:
+                ran = asyncio.run(_tour(console, server.url, paths, embedded=True))
+            finally:
+                server.stop()
     succeeded = all(item.view.status == "succeeded" for item in ran)
     _next_steps(console, ran, time.monotonic() - began)
     sys.exit(0 if succeeded else 1)
 
 
-async def _tour(console: Console, url: str, paths: Sequence[Path]) -> list[Ran]:
-    async with _system(console, url) as client:
+async def _tour(console: Console, url: str, paths: Sequence[Path], *, embedded: bool) -> list[Ran]:
+    async with _system(console, url, embedded=embedded) as client:
         ran: list[Ran] = []
         for step, path in enumerate(paths, start=3):
             definition = load_workflow_file(path)
@@ -106,17 +126,32 @@ async def _tour(console: Console, url: str, paths: Sequence[Path]) -> list[Ran]:
 
 
 @contextlib.asynccontextmanager
-async def _system(console: Console, url: str) -> AsyncIterator[Client]:
-    """Engine, projector and two workers on ``url``; yields a client, stops everything after."""
-    nc = await connect(NatsSettings(url=url, name="jetwork-demo"))
-    await ensure_topology(nc.jetstream())
+async def _system(console: Console, url: str, *, embedded: bool) -> AsyncIterator[Client]:
+    """Engine, projector and two workers on ``url``; yields a client, stops everything after.
+
+    On a server of the user's (not ``embedded``) each worker id gets a random suffix, so that two
+    demos on one server, or a worker someone named ``demo-linux``, do not share an id.
+    """
+    try:
+        nc = await connect(NatsSettings(url=url, name="jetwork-demo"))
+    except ServerUnavailable:
+        raise ServerUnavailable(
+            f"cannot reach the NATS server at {url}. Is it running? Leave out --nats to run the "
+            "demo on its own embedded server."
+        ) from None
+    if not embedded:
+        console.print(
+            f"[bold]1.[/] your nats-server on [bold]{url}[/] "
+            "[dim](the demo's runs stay in its history)[/]"
+        )
+    suffix = "" if embedded else f"-{secrets.token_hex(3)}"
     engine = Engine(nc, settings=EngineSettings(poll_interval=0.2))
     projector = Projector(nc, settings=ProjectorSettings(poll_interval=0.2))
     workers = [
         Worker(
             WorkerConfig(
                 nats_url=url,
-                worker_id=worker_id,
+                worker_id=worker_id + suffix,
                 labels=labels,
                 max_concurrent_jobs=4,
                 poll_interval=0.5,
@@ -127,6 +162,7 @@ async def _system(console: Console, url: str) -> AsyncIterator[Client]:
         for worker_id, labels in WORKERS
     ]
     try:
+        await ensure_topology(nc.jetstream())
         await engine.start()
         await projector.start()
         await asyncio.gather(*(worker.start() for worker in workers))

@@ -18,7 +18,13 @@ from sdk.client import Client
     help="Only workflows in this status.",
 )
 @click.option("--name", metavar="NAME", help="Only workflows with this name.")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=50,
+    show_default=True,
+    help="At most this many rows.",
+)
 @json_option("the rows")
 @nats_option
 def list_workflows(

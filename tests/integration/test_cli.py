@@ -28,6 +28,7 @@ from projections.projector import Projector
 from projections.reader import Views
 from sdk.cli import main
 from sdk.cli._common import configure_logging
+from sdk.client import Client
 from sdk.worker import Worker
 from sdk.worker_config import WorkerConfig
 from tests.engine_harness import InTestRunner, Outcome, RecordingDispatcher, running_engine
@@ -38,8 +39,15 @@ VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason"
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at"}
 COMMANDS = [
     ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],
-    ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"],
+    ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],
 ]  # fmt: skip
+# Every command that connects to a server, with the arguments it needs to get that far.
+CONNECTING = [
+    ["list"], ["cancel", "wf-x"], ["logs", "wf-x", "a"], ["history", "wf-x"], ["workers"],
+    ["dead-letters"], ["projections", "rebuild"], ["status", "wf-x"], ["run", "FILE"],
+    ["watch"], ["server"], ["demo", "--example", "FILE"],
+]  # fmt: skip
+UNREACHABLE = "nats://127.0.0.1:1"
 
 
 def greet(state: JobState) -> Outcome:
@@ -185,9 +193,14 @@ async def test_unknown_ids_are_clear_errors(cli: Cli) -> None:
     failed(await cli("status", "not.an.id"), "is not valid")
 
 
-async def test_an_unreachable_server_is_a_clear_error(workflow_file: Path) -> None:
-    for args in (["status", "wf-x"], ["run", str(workflow_file)], ["watch"]):
-        failed(await invoke(*args, "--nats", "nats://127.0.0.1:1"), "cannot reach the NATS server")
+@pytest.mark.parametrize("command", CONNECTING, ids=" ".join)
+async def test_an_unreachable_server_is_a_one_line_error(
+    command: list[str], workflow_file: Path
+) -> None:
+    args = [str(workflow_file) if arg == "FILE" else arg for arg in command]
+    stderr = failed(await invoke(*args, "--nats", UNREACHABLE), "cannot reach the NATS server")
+    assert stderr.count("\n") == 1, stderr  # one line, no log or traceback around it
+    assert UNREACHABLE in stderr
 
 
 async def test_a_server_without_the_streams_says_to_run_jetwork_server(
@@ -350,8 +363,12 @@ def jetwork_script() -> str:
 
 
 def test_the_demo_runs_end_to_end_as_a_subprocess() -> None:
+    # `make demo` is self-contained: a JETWORK_NATS_URL left in the environment does not matter.
+    env = {**os.environ, "JETWORK_NATS_URL": UNREACHABLE}
     began = time.monotonic()
-    process = subprocess.run([jetwork_script(), "demo"], capture_output=True, text=True, timeout=90)
+    process = subprocess.run(
+        [jetwork_script(), "demo"], capture_output=True, text=True, timeout=90, env=env
+    )
     assert process.returncode == 0, process.stdout + process.stderr
     assert time.monotonic() - began < 45
     out = process.stdout
@@ -360,6 +377,29 @@ def test_the_demo_runs_end_to_end_as_a_subprocess() -> None:
     assert "first attempt fails on purpose" in out  # the retried job's log
     assert "Where to look next" in out
     assert "Traceback" not in process.stderr
+
+
+async def test_the_demo_runs_on_the_server_given_with_nats(
+    clean_nats: NATS, nats_url: str, repo_root: Path
+) -> None:
+    examples = [repo_root / "examples" / name for name in ("hello.yaml", "diamond.yaml")]
+    command = [jetwork_script(), "demo", "--nats", nats_url]
+    for path in examples:
+        command += ["--example", str(path)]
+    process = await asyncio.to_thread(
+        subprocess.run, command, capture_output=True, text=True, timeout=90
+    )
+    assert process.returncode == 0, process.stdout + process.stderr
+    assert f"your nats-server on {nats_url}" in process.stdout
+    assert "embedded" not in process.stdout
+    assert "hello succeeded, diamond succeeded" in process.stdout
+    assert "Traceback" not in process.stderr
+    # The runs are in that server's log and views: the demo caught the projector up before listing.
+    rows = await Client(clean_nats).list()
+    assert sorted((row.name, row.status) for row in rows) == [
+        ("diamond", "succeeded"),
+        ("hello", "succeeded"),
+    ]
 
 
 async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(

@@ -367,6 +367,22 @@ async def test_workers_lists_the_live_ones(rig: Rig, nats_url: str) -> None:
     assert [(w.worker_id, w.labels) for w in found] == [(worker.worker_id, ("gpu",))]
 
 
+async def test_projection_reads_reuse_one_reader_and_add_no_subscriptions(
+    clean_nats: NATS, nats_url: str
+) -> None:
+    async with Client.connect(nats_url) as client:  # its own connection: only its subscriptions
+        assert await client.list() == []
+        assert await client.workers() == []
+        await client.lag()
+        opened = len(client.nc._subs)  # the reader's reply inboxes, opened once
+        for _ in range(20):
+            await client.list(limit=5)
+            await client.workers()
+            await client.lag()
+        assert len(client.nc._subs) == opened
+    assert client.nc.is_closed
+
+
 async def test_connect_uses_the_url_and_closes(nats_url: str) -> None:
     async with Client.connect(nats_url) as client:
         assert client.url == nats_url
