@@ -14,6 +14,12 @@ pulls from the durable consumer of every label set its capabilities (labels plus
 per handler) include. A consumer's ack wait is the lease; one heartbeat tick per worker renews
 the leases of all running jobs with ``in_progress()``. Claims and results are decided by the job
 actor and appended under CAS, so a stale attempt's result is rejected in the log.
+
+A handler's jobs run with its own settings (``handler_config``: ``JETWORK_WORKER_<NAME>_<FIELD>``
+variables and the decorator's keywords over the worker's config): the label sets naming it
+(``@<name>``) get its lease and poll interval, its jobs its concurrency (within the worker's),
+cancellation checks, log and output limits; the heartbeat tick runs as often as the most
+demanding of them asks.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import asyncio
 import contextlib
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
 
@@ -42,7 +48,7 @@ from sdk.handlers import HandlerRegistry
 from sdk.worker_attempt import Attempt, AttemptEnv, now
 from sdk.worker_config import WorkerConfig
 from sdk.worker_presence import PresenceBoard
-from sdk.worker_pull import Puller, Slots
+from sdk.worker_pull import Lane, Puller, Slots, handler_of, lanes_for
 from sdk.worker_signals import listen_for_shutdown
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -58,7 +64,9 @@ class Worker:
     """Runs jobs whose requirements its labels and handlers cover.
 
     ``registry`` holds the Python handlers (``uses:`` jobs); ``executor`` replaces the default
-    (handlers for ``uses``, the shell for ``run``). Several workers may run in one process.
+    (handlers for ``uses``, the shell for ``run``). ``environ`` (default ``os.environ``) is where
+    the config (when not given) and the per-handler variables are read. Several workers may run
+    in one process.
     """
 
     def __init__(
@@ -67,10 +75,14 @@ class Worker:
         *,
         registry: HandlerRegistry | None = None,
         executor: Executor | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
-        self.config = config if config is not None else WorkerConfig.from_env()
+        self.config = config if config is not None else WorkerConfig.from_env(environ)
         self.registry = registry if registry is not None else HandlerRegistry()
         self._executor = executor
+        self._environ = environ
+        self._handler_settings: dict[str, dict[str, Any]] = {}
+        self._lanes: dict[str | None, Lane] = {}
         self.phase: Phase = "new"
         self.aborted = False
         """True when running jobs were abandoned (second signal, shutdown grace expired)."""
@@ -113,11 +125,35 @@ class Worker:
         *,
         input_model: type[BaseModel] | None = None,
         output_model: type[BaseModel] | None = None,
+        **settings: Any,
     ) -> Callable[[F], F]:
-        """Decorator registering a Python handler (``uses: name``) on this worker."""
+        """Decorator registering a Python handler (``uses: name``) on this worker.
+
+        ``settings`` (``lease_ttl=300``, ``max_concurrent_jobs=2``, …) override the worker's
+        config for this handler's jobs, over its ``JETWORK_WORKER_<NAME>_<FIELD>`` variables;
+        they are checked now (``InvalidWorkerConfig``). See ``handler_config``.
+        """
         if self.phase != "new":
             raise RuntimeError("register handlers before the worker starts")
-        return self.registry.job(name, input_model=input_model, output_model=output_model)
+        register = self.registry.job(name, input_model=input_model, output_model=output_model)
+        self.config.for_handler(name, self._environ, **settings)
+
+        def decorate(fn: F) -> F:
+            register(fn)
+            self._handler_settings[name] = settings
+            return fn
+
+        return decorate
+
+    def handler_config(self, name: str) -> WorkerConfig:
+        """The settings the jobs of handler ``name`` run with.
+
+        The worker's config, then ``JETWORK_WORKER_<NAME>_<FIELD>`` variables, then the keywords
+        given to ``@worker.job`` (``WorkerConfig.for_handler``). The lease and poll interval are
+        those of the handler's consumers; ``max_concurrent_jobs`` bounds its jobs within the
+        worker's own bound; the heartbeat tick runs at the smallest interval any of them needs.
+        """
+        return self.config.for_handler(name, self._environ, **self._handler_settings.get(name, {}))
 
     async def run(self) -> None:
         """Start, serve until SIGTERM/SIGINT (or ``request_shutdown``), shut down.
@@ -139,6 +175,7 @@ class Worker:
         self.phase = "starting"
         self._started_at = now()
         try:
+            self._lanes = self._build_lanes()
             self._nc = await connect(
                 NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}")
             )
@@ -194,7 +231,7 @@ class Worker:
             nc=nc,
             js=js,
             store=EventStore(nc),
-            executor=self._executor or self._default_executor(),
+            executor=self._lanes[None].executor,
             aborting=lambda: self._aborting,
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
@@ -206,9 +243,15 @@ class Worker:
         self._labelset_task = loop.create_task(self._follow_labelsets(), name="jw-labelsets")
         self._heartbeat_task = loop.create_task(self._heartbeats(), name="jw-heartbeats")
 
-    def _default_executor(self) -> Executor:
-        python = PythonExecutor.from_config(self.registry, self.config) if self.registry else None
-        return RoutingExecutor(shell=ShellExecutor.from_config(self.config), python=python)
+    def _build_lanes(self) -> dict[str | None, Lane]:
+        handlers = {name: self.handler_config(name) for name in self.registry.names}
+        return lanes_for(self.config, handlers, slots=self._slots, executor=self._executor_for)
+
+    def _executor_for(self, config: WorkerConfig) -> Executor:
+        if self._executor is not None:
+            return self._executor
+        python = PythonExecutor.from_config(self.registry, config) if self.registry else None
+        return RoutingExecutor(shell=ShellExecutor.from_config(config), python=python)
 
     async def _follow_initial_labelsets(self, kv: KeyValue) -> None:
         self._watcher = await kv.watchall()
@@ -243,12 +286,13 @@ class Worker:
         ):
             return
         assert self._nc is not None
+        lane = self._lanes[handler_of(labelset)]
         puller = Puller(
             self._nc,
             labelset,
-            slots=self._slots,
-            lease_ttl=self.config.lease_ttl,
-            poll_interval=self.config.poll_interval,
+            slots=lane.slots,
+            lease_ttl=lane.config.lease_ttl,
+            poll_interval=lane.config.poll_interval,
             on_message=self._on_dispatch,
             peers=lambda: len(self._pullers),
         )
@@ -260,8 +304,16 @@ class Worker:
 
     def _on_dispatch(self, msg: Msg, puller: Puller) -> None:
         assert self._env is not None
-        release = _once(self._slots.release)
-        attempt = Attempt(self._env, msg, lease_ttl=puller.lease_ttl, release_slot=release)
+        lane = self._lanes[handler_of(puller.labelset)]
+        release = _once(puller.slots.release)
+        attempt = Attempt(
+            self._env,
+            msg,
+            lease_ttl=puller.lease_ttl,
+            config=lane.config,
+            executor=lane.executor,
+            release_slot=release,
+        )
         task = asyncio.get_running_loop().create_task(self._run_attempt(attempt, release))
         self._attempts[attempt] = task
 
@@ -286,15 +338,20 @@ class Worker:
     # --- heartbeats and presence ---------------------------------------------------------------
 
     def _heartbeat_period(self) -> float:
-        # A consumer made by another worker may have a shorter lease than ours: beat often enough.
-        leases = [p.lease_ttl for p in self._pullers.values()]
-        return min([self.config.heartbeat_interval, *(lease / 3 for lease in leases)])
+        # One tick renews every lease, so it runs as often as the most demanding consumer asks:
+        # its handler's heartbeat, or a third of its lease when another worker made it shorter.
+        periods = [self.config.heartbeat_interval]
+        for puller in self._pullers.values():
+            lane = self._lanes[handler_of(puller.labelset)]
+            periods += [lane.config.heartbeat_interval, puller.lease_ttl / 3]
+        return min(periods)
 
     async def _heartbeats(self) -> None:
         while True:
-            await asyncio.sleep(self._heartbeat_period())
+            period = self._heartbeat_period()
+            await asyncio.sleep(period)
             try:
-                await self._pulse()
+                await self._pulse(period)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -303,7 +360,7 @@ class Worker:
             if self._announcing is None or self._announcing.done():
                 self._announcing = asyncio.get_running_loop().create_task(self._announce())
 
-    async def _pulse(self) -> None:
+    async def _pulse(self, period: float) -> None:
         """Renew every held lease; a lease whose renewals fail for its whole length is lost."""
         assert self._nc is not None
         held = [a for a in self._attempts if not a.settled]
@@ -313,7 +370,7 @@ class Worker:
                 with contextlib.suppress(Exception):
                     await attempt.msg.in_progress()
             try:  # the round trip proves the renewals reached the server
-                await self._nc.flush(timeout=max(1, int(self.config.heartbeat_interval)))
+                await self._nc.flush(timeout=max(1, int(period)))
             except Exception:
                 delivered = False
         moment = time.monotonic()

@@ -83,11 +83,16 @@ class Attempt:
         msg: Msg,
         *,
         lease_ttl: float,
+        config: WorkerConfig | None = None,
+        executor: Executor | None = None,
         release_slot: Callable[[], None] = lambda: None,
     ) -> None:
         self.env = env
         self.msg = msg
         self.lease_ttl = lease_ttl
+        self.config = env.config if config is None else config
+        """The settings of this job's handler (``WorkerConfig.for_handler``) or the worker's."""
+        self.executor = env.executor if executor is None else executor
         self._release_slot = release_slot
         """Frees the execution slot: called once the job stopped running (before reporting)."""
         meta = msg.metadata
@@ -268,7 +273,7 @@ class Attempt:
 
     async def _execute(self) -> ExecutionResult:
         assert self.dispatch is not None and self.state is not None and self.epoch is not None
-        cfg = self.env.config
+        cfg = self.config
         state = self.state
         logs = LogBuffer(
             log_publisher(
@@ -302,11 +307,11 @@ class Attempt:
         # Most jobs end before their first check is due: start watching only then (or at a
         # cancel notice), instead of a task per job that is cancelled right away.
         loop = asyncio.get_running_loop()
-        due = loop.call_later(self.env.config.cancellation_check_interval, self._start_watching)
+        due = loop.call_later(self.config.cancellation_check_interval, self._start_watching)
         if self._check.is_set():  # a cancel notice arrived while claiming
             self._start_watching()
         try:
-            result = await self.env.executor.execute(state.spec, ctx)
+            result = await self.executor.execute(state.spec, ctx)
         except Exception as exc:  # executors return failures; this is a bug, fail retryably
             self._log.exception("executor raised")
             result = Failed(f"the worker's executor raised {exc!r}", retryable=True)
@@ -326,7 +331,7 @@ class Attempt:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self.ctx))
 
     async def _watch(self, ctx: JobContext) -> None:
-        interval = self.env.config.cancellation_check_interval
+        interval = self.config.cancellation_check_interval
         while True:
             self._check.clear()
             try:
@@ -436,7 +441,7 @@ class Attempt:
         """Give the message back for a later delivery (here or elsewhere)."""
         self.settled = True
         with contextlib.suppress(Exception):
-            await self.msg.nak(delay=self.env.config.poll_interval)
+            await self.msg.nak(delay=self.config.poll_interval)
 
     async def _dead_letter(self, reason: str) -> None:
         _log.error(

@@ -7,6 +7,10 @@ explicit keyword overrides beat the environment::
     JETWORK_WORKER_LEASE_TTL=60s              # every handler
     JETWORK_WORKER_RESIZE_IMAGE_LEASE_TTL=5m  # only for handler "resize-image"
 
+Only the settings of a handler's jobs and of its consumer can differ per handler
+(``HANDLER_FIELDS``); the connection, identity, labels and shutdown are the whole worker's
+(``WORKER_WIDE_FIELDS``), and a per-handler variable for one of them is an error.
+
 Durations accept plain seconds (``30``, ``1.5``) or one unit (``500ms``, ``30s``, ``2m``, ``1h``);
 sizes accept bytes (``65536``) or ``KiB``/``MiB``/``KB``/``MB`` (``64KiB``).
 """
@@ -119,41 +123,55 @@ class WorkerConfig:
         naming the variable and its value.
         """
         env = os.environ if environ is None else environ
-        unknown = sorted(set(overrides) - _FIELD_NAMES)
-        if unknown:
-            raise TypeError(
-                f"unknown WorkerConfig field(s): {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(_FIELD_NAMES))}"
-            )
-        values: dict[str, Any] = {}
-        sources: dict[str, str] = {}
+        _check_fields(overrides)
+        candidates = {name: [var] for name, var in ENV_VARS.items()}
         problems: list[str] = []
-        for name, var in ENV_VARS.items():
-            candidates = [var]
-            if handler is not None:
-                candidates.insert(0, handler_env_var(handler, name))
-            for candidate in candidates:
-                raw = env.get(candidate)
-                if raw is None or raw.strip() == "":
-                    continue
-                try:
-                    values[name] = _PARSERS[name](raw.strip())
-                except ValueError as exc:
-                    problems.append(f"{candidate}={raw!r}: {exc}")
-                sources[name] = f"{candidate}={raw!r}"
-                break
+        if handler is not None:
+            problems += _worker_wide_variables(env, handler)
+            for name in HANDLER_FIELDS:
+                candidates[name].insert(0, handler_env_var(handler, name))
+        values, sources, unparsed = _read_env(env, candidates)
+        problems += unparsed
         if problems:
             raise InvalidWorkerConfig(problems)
         values.update(overrides)
         try:
             return cls(**values)
         except InvalidWorkerConfig as exc:
-            used = [sources[n] for n in ENV_VARS if n in sources and n not in overrides]
-            if not used:
-                raise
-            raise InvalidWorkerConfig(
-                [*exc.problems, f"values taken from the environment: {', '.join(used)}"]
-            ) from None
+            raise _naming_sources(exc, sources, overrides) from None
+
+    def for_handler(
+        self,
+        handler: str,
+        environ: Mapping[str, str] | None = None,
+        **overrides: Any,
+    ) -> WorkerConfig:
+        """The settings the jobs of ``handler`` run with: this config, then the handler's
+        ``JETWORK_WORKER_<HANDLER>_<FIELD>`` variables in ``environ`` (default ``os.environ``),
+        then ``overrides`` (e.g. ``lease_ttl=300``).
+
+        Only ``HANDLER_FIELDS`` can differ per handler. A per-handler variable or override of a
+        worker-wide setting, an unparseable value or an inconsistent result (a heartbeat not
+        below the handler's lease) raises ``InvalidWorkerConfig`` naming the handler.
+        """
+        env = os.environ if environ is None else environ
+        _check_fields(overrides)
+        problems = _worker_wide_variables(env, handler)
+        problems += [
+            f"{name} is a setting of the whole worker and cannot be set for handler {handler!r}"
+            for name in sorted(set(overrides) & WORKER_WIDE_FIELDS)
+        ]
+        candidates = {name: [handler_env_var(handler, name)] for name in HANDLER_FIELDS}
+        values, sources, unparsed = _read_env(env, candidates)
+        problems += unparsed
+        if problems:
+            raise InvalidWorkerConfig(problems)
+        values.update(overrides)
+        try:
+            return replace(self, **values)
+        except InvalidWorkerConfig as exc:
+            found = _naming_sources(exc, sources, overrides).problems
+            raise InvalidWorkerConfig([f"handler {handler!r}: {p}" for p in found]) from None
 
 
 ENV_VARS: Final[Mapping[str, str]] = {
@@ -183,6 +201,69 @@ def handler_env_var(handler: str, field_name: str) -> str:
     general = ENV_VARS[field_name]
     suffix = general.removeprefix("JETWORK_WORKER_").removeprefix("JETWORK_")
     return f"JETWORK_WORKER_{handler.upper().replace('-', '_')}_{suffix}"
+
+
+WORKER_WIDE_FIELDS: Final = frozenset({"nats_url", "worker_id", "labels", "shutdown_grace"})
+"""Settings of the whole worker: one connection, one identity, one label set, one shutdown."""
+HANDLER_FIELDS: Final = tuple(name for name in ENV_VARS if name not in WORKER_WIDE_FIELDS)
+"""Settings a handler's jobs may override: the lease and poll of its consumer (``lease_ttl``,
+``poll_interval``), its concurrency within the worker's (``max_concurrent_jobs``), how often its
+jobs are renewed and checked (``heartbeat_interval``, ``cancellation_check_interval``), and
+its jobs' log and output limits (``log_*``, ``max_*``, ``kill_grace``)."""
+
+
+def _check_fields(overrides: Mapping[str, Any]) -> None:
+    unknown = sorted(set(overrides) - _FIELD_NAMES)
+    if unknown:
+        raise TypeError(
+            f"unknown WorkerConfig field(s): {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(_FIELD_NAMES))}"
+        )
+
+
+def _read_env(
+    env: Mapping[str, str], candidates: Mapping[str, list[str]]
+) -> tuple[dict[str, Any], dict[str, str], list[str]]:
+    """Parse the first set variable of each field's ``candidates``: values, sources, problems."""
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[str] = []
+    for name, variables in candidates.items():
+        for variable in variables:
+            raw = env.get(variable)
+            if raw is None or raw.strip() == "":
+                continue
+            try:
+                values[name] = _PARSERS[name](raw.strip())
+            except ValueError as exc:
+                problems.append(f"{variable}={raw!r}: {exc}")
+            sources[name] = f"{variable}={raw!r}"
+            break
+    return values, sources, problems
+
+
+def _worker_wide_variables(env: Mapping[str, str], handler: str) -> list[str]:
+    problems = []
+    for name in sorted(WORKER_WIDE_FIELDS):
+        variable = handler_env_var(handler, name)
+        if env.get(variable, "").strip():
+            problems.append(
+                f"{variable} is set, but {name} is a setting of the whole worker, not of one "
+                f"handler: use {ENV_VARS[name]}"
+            )
+    return problems
+
+
+def _naming_sources(
+    exc: InvalidWorkerConfig, sources: Mapping[str, str], overrides: Mapping[str, Any]
+) -> InvalidWorkerConfig:
+    """``exc`` with the environment variables its values came from (when any did)."""
+    used = [source for name, source in sources.items() if name not in overrides]
+    if not used:
+        return exc
+    return InvalidWorkerConfig(
+        [*exc.problems, f"values taken from the environment: {', '.join(used)}"]
+    )
 
 
 # --- parsing ----------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Pulling dispatch messages: execution slots, label-set consumers and their pull loops.
+"""Pulling dispatch messages: execution slots, lanes, label-set consumers and their pull loops.
 
 The worker speaks JetStream's pull protocol itself instead of using nats-py's ``fetch``: every
 pull request gets its own reply subject under one long-lived inbox subscription, so a message
@@ -7,8 +7,12 @@ parked in a client-side queue while its lease runs out, and a request that never
 status after a reconnect, the reported fetch stalls) is abandoned by a watchdog.
 
 A pull asks for at most as many messages as the worker has free slots (shared between all its
-consumers). A message that arrives when no slot is left (several consumers raced for the last
-one) is released with ``nak`` for another worker; it was never claimed, so that is harmless.
+consumers; a handler allowed fewer jobs at once than the worker also needs one of its own). A
+message that arrives when no slot is left (several consumers raced for the last one) is released
+with ``nak`` for another worker; it was never claimed, so that is harmless.
+
+A **lane** is what the jobs of one handler (label sets with ``@<handler>``) or of no handler run
+with: settings, slots and executor. Its settings give its consumers their lease and poll.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -28,8 +32,10 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 
 from events import subjects
-from events.dispatch import LabelSet
+from events.dispatch import HANDLER_PREFIX, LabelSet
 from events.errors import StoreError
+from sdk.executors import Executor
+from sdk.worker_config import WorkerConfig
 
 MAX_ACK_PENDING: Final = 1 << 16
 """Messages one consumer may have out at once, across all its workers (leased, not acked)."""
@@ -44,20 +50,25 @@ _log = structlog.get_logger("jetwork.worker")
 
 
 class Slots:
-    """The worker's execution slots (``max_concurrent_jobs``), shared by all its consumers."""
+    """Execution slots: the worker's (``max_concurrent_jobs``), shared by all its consumers, or
+    a handler's, taken ``within`` the worker's (a job holds one of each)."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, *, within: Slots | None = None) -> None:
         self.size = size
         self.used = 0
+        self._within = within
         self._free = asyncio.Event()
         self._free.set()
 
     @property
     def free(self) -> int:
-        return self.size - self.used
+        own = self.size - self.used
+        return own if self._within is None else min(own, self._within.free)
 
     def try_take(self) -> bool:
         if self.used >= self.size:
+            return False
+        if self._within is not None and not self._within.try_take():
             return False
         self.used += 1
         if self.used >= self.size:
@@ -65,11 +76,67 @@ class Slots:
         return True
 
     def release(self) -> None:
-        self.used = max(0, self.used - 1)
+        if self.used > 0:
+            self.used -= 1
+            if self._within is not None:
+                self._within.release()
         self._free.set()
 
     async def wait_free(self) -> None:
-        await self._free.wait()
+        while True:
+            await self._free.wait()
+            if self._within is None:
+                return
+            await self._within.wait_free()
+            if self.used < self.size:
+                return
+
+
+@dataclass(frozen=True, slots=True)
+class Lane:
+    """How the jobs of one handler (or all jobs naming no handler) run on a worker: with which
+    settings (``WorkerConfig.for_handler``), in which slots and by which executor."""
+
+    config: WorkerConfig
+    slots: Slots
+    executor: Executor
+
+
+def lanes_for(
+    config: WorkerConfig,
+    handlers: Mapping[str, WorkerConfig],
+    *,
+    slots: Slots,
+    executor: Callable[[WorkerConfig], Executor],
+) -> dict[str | None, Lane]:
+    """The lanes of a worker: its own (key ``None``: ``config`` and ``slots``) and one per handler.
+
+    A handler allowed fewer jobs at once than the worker gets slots of its own within the
+    worker's; one allowed more is still bound by the worker's (and a warning says so).
+    """
+    lanes: dict[str | None, Lane] = {None: Lane(config, slots, executor(config))}
+    for name, handler_config in handlers.items():
+        limit = handler_config.max_concurrent_jobs
+        own = slots
+        if limit < slots.size:
+            own = Slots(limit, within=slots)
+        elif limit > slots.size:
+            _log.warning(
+                "a handler cannot run more jobs at once than its worker",
+                handler=name,
+                handler_concurrency=limit,
+                concurrency=slots.size,
+            )
+        lanes[name] = Lane(handler_config, own, executor(handler_config))
+    return lanes
+
+
+def handler_of(labelset: LabelSet) -> str | None:
+    """The handler whose jobs a label set carries (at most one: a job ``uses`` one handler)."""
+    for member in labelset.requirements:
+        if member.startswith(HANDLER_PREFIX):
+            return member.removeprefix(HANDLER_PREFIX)
+    return None
 
 
 async def ensure_consumer(
@@ -138,10 +205,10 @@ OnMessage = Callable[[Msg, "Puller"], None]
 
 
 class Puller:
-    """Pulls one label set's consumer while the worker has free slots.
+    """Pulls one label set's consumer while ``slots`` has free ones.
 
     ``on_message(msg, puller)`` receives each dispatch together with the slot it took; the
-    receiver must ``slots.release()`` when done with it.
+    receiver must ``puller.slots.release()`` when done with it.
     """
 
     def __init__(
@@ -158,7 +225,7 @@ class Puller:
     ) -> None:
         self._nc = nc
         self.labelset = labelset
-        self._slots = slots
+        self.slots = slots
         self._wanted_lease = lease_ttl
         self.lease_ttl = lease_ttl
         """The lease that applies (the consumer's ack wait, known once it is ensured)."""
@@ -220,7 +287,7 @@ class Puller:
                     backoff = min(backoff * 2, self._poll)
                     continue
                 backoff = 0.1
-            await self._slots.wait_free()
+            await self.slots.wait_free()
             if self._stopping:
                 return
             await self._pull()
@@ -242,7 +309,7 @@ class Puller:
         self._ensured.set()
 
     async def _pull(self) -> None:
-        free = max(1, self._slots.free)
+        free = max(1, self.slots.free)
         batch = min(MAX_PULL_BATCH, max(1, free // max(1, self._peers())))
         token = str(next(self._ids))
         request = _Request(token=token, batch=batch)
@@ -284,14 +351,14 @@ class Puller:
             request.delivered += 1
             if request.delivered >= request.batch:
                 request.done.set()
-        if self._stopping or not self._slots.try_take():
+        if self._stopping or not self.slots.try_take():
             with contextlib.suppress(Exception):
                 await msg.nak()
             return
         try:
             self._on_message(msg, self)
         except Exception:
-            self._slots.release()
+            self.slots.release()
             _log.exception("dispatch handler failed", labelset=self.labelset.token)
             with contextlib.suppress(Exception):
                 await msg.nak()

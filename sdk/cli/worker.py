@@ -94,7 +94,9 @@ def worker(
 
     Flags override the JETWORK_* environment variables. The first SIGTERM/SIGINT stops claiming,
     lets running jobs finish and report, and exits 0; a second one kills them (their leases
-    lapse and another worker re-runs them).
+    lapse and another worker re-runs them) and exits 3. A bad setting or an unreachable server
+    prints `error: <what and why>` on stderr and exits 1. Every other setting has a
+    JETWORK_WORKER_* variable: see the README's "Workers" section.
 
     \b
     Examples:
@@ -114,20 +116,18 @@ def worker(
     try:
         config = WorkerConfig.from_env(**{k: v for k, v in overrides.items() if v is not None})
     except InvalidWorkerConfig as exc:
-        raise click.ClickException(
-            "invalid worker configuration: " + "; ".join(exc.problems)
-        ) from None
+        raise JetworkError("invalid worker configuration: " + "; ".join(exc.problems)) from None
     configure_logging(log_format)
     try:
         aborted = _run(Worker(config))
     except ServerUnavailable:
         # The worker never starts a server itself: say so rather than the generic advice.
-        raise click.ClickException(
+        raise JetworkError(
             f"cannot reach the NATS server at {config.nats_url}: is it running? "
             "Pass --nats URL or set JETWORK_NATS_URL."
         ) from None
     except JetworkError as exc:
-        raise click.ClickException(str(exc).splitlines()[0]) from None
+        raise JetworkError(str(exc).splitlines()[0]) from None
     if aborted:
         sys.exit(EXIT_ABORTED)
 

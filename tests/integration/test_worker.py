@@ -140,6 +140,62 @@ async def test_uses_jobs_reach_only_workers_with_the_handler(
             assert done.result == {"size": f"{10 + i}x{10 + i}"}
 
 
+async def test_a_handler_runs_with_its_own_lease_from_the_environment(
+    harness: JobsHarness, nats_url: str
+) -> None:
+    env = {"JETWORK_WORKER_SLOW_LEASE_TTL": "6s", "JETWORK_WORKER_SLOW_HEARTBEAT_INTERVAL": "1s"}
+    worker = Worker(fast_config(nats_url), environ=env)
+
+    @worker.job("slow")
+    async def slow(ctx: JobContext) -> None:
+        ctx.log.info("working")
+
+    async with running(worker):
+        await harness.queue("wf", "handled", uses="slow")
+        await harness.queue("wf", "shell", run="true")
+        handled = await settled(harness, "wf", "handled", JobStarted)
+        shell = await settled(harness, "wf", "shell", JobStarted)
+        await settled(harness, "wf", "handled", JobSucceeded)
+    assert (handled.lease_ttl, shell.lease_ttl) == (6.0, 2.0)
+    js = harness.nc.jetstream()
+    slow_consumer = await js.consumer_info(subjects.JOBS_STREAM, LabelSet.of({"@slow"}).consumer)
+    any_consumer = await js.consumer_info(subjects.JOBS_STREAM, LabelSet.of(()).consumer)
+    assert (slow_consumer.config.ack_wait, any_consumer.config.ack_wait) == (6.0, 2.0)
+
+
+async def test_a_handlers_concurrency_is_bounded_within_the_workers(
+    harness: JobsHarness, nats_url: str
+) -> None:
+    env = {"JETWORK_WORKER_ONE_AT_A_TIME_CONCURRENCY": "1"}
+    worker = Worker(fast_config(nats_url, max_concurrent_jobs=4), environ=env)
+    active: list[str] = []
+    peak = 0
+    finish: asyncio.Queue[None] = asyncio.Queue()
+
+    @worker.job("one-at-a-time")
+    async def one_at_a_time(ctx: JobContext) -> None:
+        nonlocal peak
+        active.append(ctx.job)
+        peak = max(peak, len(active))
+        await finish.get()
+        active.remove(ctx.job)
+
+    async with running(worker):
+        for i in range(3):
+            await harness.queue("wf", f"h{i}", uses="one-at-a-time")
+        for i in range(2):
+            await harness.queue("wf", f"s{i}", run="true")
+        for i in range(2):  # the worker's other slots stay free for other jobs
+            await settled(harness, "wf", f"s{i}", JobSucceeded)
+        for _ in range(3):
+            await assert_eventually(lambda: len(active) == 1)
+            assert peak == 1
+            finish.put_nowait(None)
+        for i in range(3):
+            await settled(harness, "wf", f"h{i}", JobSucceeded)
+    assert peak == 1
+
+
 # --- results, retries -----------------------------------------------------------------------------
 
 

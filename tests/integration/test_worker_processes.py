@@ -231,5 +231,6 @@ def test_the_cli_refuses_bad_settings_in_one_line(
     )
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.stderr
     assert expected in lines[0]

@@ -1,19 +1,27 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 
 import pytest
 
+from events.dispatch import LabelSet
 from events.errors import JetworkError
+from sdk.executors import Executor
+from sdk.job_context import JobContext
+from sdk.worker import Worker
 from sdk.worker_config import (
     ENV_VARS,
+    HANDLER_FIELDS,
     KIB,
+    WORKER_WIDE_FIELDS,
     InvalidWorkerConfig,
     WorkerConfig,
     handler_env_var,
     parse_duration,
     parse_size,
 )
+from sdk.worker_pull import Slots, handler_of, lanes_for
 
 
 def test_defaults_match_what_worker_users_expect() -> None:
@@ -221,6 +229,166 @@ def test_unknown_override_is_a_type_error() -> None:
 def test_shutdown_grace_none_from_env() -> None:
     env = {"JETWORK_WORKER_SHUTDOWN_GRACE": "none"}
     assert WorkerConfig.from_env(env).shutdown_grace is None
+
+
+# --- per-handler settings ---------------------------------------------------------------------
+
+
+def test_every_field_is_either_per_handler_or_worker_wide() -> None:
+    assert set(HANDLER_FIELDS) | WORKER_WIDE_FIELDS == set(ENV_VARS)
+    assert not set(HANDLER_FIELDS) & WORKER_WIDE_FIELDS
+    assert {"lease_ttl", "heartbeat_interval", "max_concurrent_jobs"} <= set(HANDLER_FIELDS)
+    assert "cancellation_check_interval" in HANDLER_FIELDS
+
+
+def test_for_handler_applies_the_handlers_variables_over_the_config() -> None:
+    base = WorkerConfig(
+        worker_id="w-1", labels=frozenset({"linux"}), lease_ttl=60, max_concurrent_jobs=8
+    )
+    env = {
+        "JETWORK_WORKER_RESIZE_IMAGE_LEASE_TTL": "5m",
+        "JETWORK_WORKER_RESIZE_IMAGE_HEARTBEAT_INTERVAL": "1m",
+        "JETWORK_WORKER_RESIZE_IMAGE_CONCURRENCY": "2",
+        "JETWORK_WORKER_RESIZE_IMAGE_CANCELLATION_CHECK_INTERVAL": "250ms",
+        "JETWORK_WORKER_LEASE_TTL": "10",  # general: the config already decided those
+        "JETWORK_WORKER_OTHER_LEASE_TTL": "7",
+    }
+    resize = base.for_handler("resize-image", env)
+    assert (resize.lease_ttl, resize.heartbeat_interval) == (300.0, 60.0)
+    assert (resize.max_concurrent_jobs, resize.cancellation_check_interval) == (2, 0.25)
+    assert (resize.worker_id, resize.labels) == ("w-1", frozenset({"linux"}))
+    assert resize.poll_interval == base.poll_interval
+    assert base.for_handler("plain", env) == base
+
+
+def test_for_handler_keywords_beat_the_handlers_variables() -> None:
+    env = {"JETWORK_WORKER_X_LEASE_TTL": "90", "JETWORK_WORKER_X_CONCURRENCY": "3"}
+    cfg = WorkerConfig().for_handler("x", env, lease_ttl=45.0)
+    assert (cfg.lease_ttl, cfg.max_concurrent_jobs) == (45.0, 3)
+
+
+def test_for_handler_agrees_with_from_env_for_the_handler() -> None:
+    env = {
+        "JETWORK_WORKER_ID": "w-2",
+        "JETWORK_WORKER_LEASE_TTL": "60",
+        "JETWORK_WORKER_CONCURRENCY": "4",
+        "JETWORK_WORKER_GPU_LEASE_TTL": "2m",
+        "JETWORK_WORKER_GPU_LOG_BATCH_INTERVAL": "1s",
+    }
+    assert WorkerConfig.from_env(env).for_handler("gpu", env) == WorkerConfig.from_env(
+        env, handler="gpu"
+    )
+
+
+@pytest.mark.parametrize("field_name", sorted(WORKER_WIDE_FIELDS))
+def test_a_worker_wide_setting_cannot_be_set_per_handler(field_name: str) -> None:
+    variable = handler_env_var("resize", field_name)
+    env = {variable: "x"}
+    with pytest.raises(InvalidWorkerConfig, match=f"{variable} is set, but {field_name} is"):
+        WorkerConfig().for_handler("resize", env)
+    with pytest.raises(InvalidWorkerConfig, match=f"use {ENV_VARS[field_name]}"):
+        WorkerConfig.from_env(env, handler="resize")
+    with pytest.raises(InvalidWorkerConfig, match="setting of the whole worker"):
+        WorkerConfig().for_handler("resize", {}, **{field_name: "x"})
+
+
+def test_an_inconsistent_handler_config_names_the_handler_and_the_variable() -> None:
+    base = WorkerConfig(lease_ttl=30, heartbeat_interval=10)
+    with pytest.raises(InvalidWorkerConfig) as info:
+        base.for_handler("fast", {"JETWORK_WORKER_FAST_LEASE_TTL": "5s"})
+    message = str(info.value)
+    assert "handler 'fast': heartbeat_interval (10s) must be less than lease_ttl (5s)" in message
+    assert "JETWORK_WORKER_FAST_LEASE_TTL='5s'" in message
+
+
+def test_an_unparseable_handler_variable_is_named() -> None:
+    with pytest.raises(InvalidWorkerConfig, match="JETWORK_WORKER_FAST_CONCURRENCY='lots'"):
+        WorkerConfig().for_handler("fast", {"JETWORK_WORKER_FAST_CONCURRENCY": "lots"})
+    with pytest.raises(TypeError, match="unknown WorkerConfig field"):
+        WorkerConfig().for_handler("fast", {}, lease=5)
+
+
+def test_a_worker_resolves_each_handlers_config() -> None:
+    env = {"JETWORK_WORKER_RESIZE_LEASE_TTL": "2m", "JETWORK_WORKER_RESIZE_CONCURRENCY": "1"}
+    worker = Worker(WorkerConfig(max_concurrent_jobs=4), environ=env)
+
+    @worker.job("resize")
+    async def resize(ctx: JobContext) -> None: ...
+
+    @worker.job("thumb", lease_ttl=90.0, heartbeat_interval=20.0)
+    async def thumb(ctx: JobContext) -> None: ...
+
+    assert (worker.handler_config("resize").lease_ttl, worker.config.lease_ttl) == (120.0, 30.0)
+    assert worker.handler_config("resize").max_concurrent_jobs == 1
+    thumb_config = worker.handler_config("thumb")
+    assert (thumb_config.lease_ttl, thumb_config.heartbeat_interval) == (90.0, 20.0)
+    assert thumb_config.max_concurrent_jobs == 4
+
+
+def test_bad_handler_settings_fail_when_the_decorator_is_applied() -> None:
+    worker = Worker(WorkerConfig(), environ={"JETWORK_WORKER_SLOW_LEASE_TTL": "5"})
+    with pytest.raises(InvalidWorkerConfig, match="handler 'slow'"):
+        worker.job("slow")
+    with pytest.raises(InvalidWorkerConfig, match="handler 'fast'"):
+        worker.job("fast", lease_ttl=1.0)
+    assert len(worker.registry) == 0
+
+
+def test_a_label_set_names_at_most_one_handler() -> None:
+    assert handler_of(LabelSet.of({"linux", "@resize"})) == "resize"
+    assert handler_of(LabelSet.of({"linux", "gpu"})) is None
+    assert handler_of(LabelSet.of(())) is None
+
+
+def _executor(config: WorkerConfig) -> Executor:
+    return object()  # type: ignore[return-value]  # lanes only carry it
+
+
+def test_lanes_give_each_handler_its_settings_and_bounded_slots() -> None:
+    base = WorkerConfig(max_concurrent_jobs=4)
+    handlers = {
+        "one": base.replace(max_concurrent_jobs=1, lease_ttl=60.0),
+        "same": base,
+        "more": base.replace(max_concurrent_jobs=9),
+    }
+    slots = Slots(4)
+    lanes = lanes_for(base, handlers, slots=slots, executor=_executor)
+    assert lanes[None].config == base and lanes[None].slots is slots
+    assert lanes["one"].config.lease_ttl == 60.0
+    assert lanes["one"].slots.size == 1
+    assert lanes["same"].slots is slots
+    assert lanes["more"].slots is slots  # the worker's bound holds
+
+
+def test_a_handlers_slots_are_taken_within_the_workers() -> None:
+    worker = Slots(2)
+    handler = Slots(1, within=worker)
+    assert handler.try_take()
+    assert (handler.free, worker.free) == (0, 1)
+    assert not handler.try_take()  # its own bound, though the worker has one left
+    assert worker.try_take()  # another lane's job takes the worker's last slot
+    handler.release()
+    assert (handler.free, worker.free) == (1, 1)
+    assert worker.try_take()
+    assert handler.free == 0  # the worker's bound holds too
+    assert not handler.try_take() and handler.used == 0
+    worker.release()
+    assert handler.try_take() and worker.used == 2
+    worker.release()
+    handler.release()
+    handler.release()  # a second release frees nothing more
+    assert (handler.used, worker.used) == (0, 0)
+
+
+async def test_a_handlers_slots_wait_for_the_worker_to_have_one() -> None:
+    worker = Slots(1)
+    handler = Slots(3, within=worker)
+    assert worker.try_take()
+    waiting = asyncio.ensure_future(handler.wait_free())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    worker.release()
+    await asyncio.wait_for(waiting, 1)
 
 
 @pytest.mark.parametrize(
