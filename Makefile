@@ -34,5 +34,10 @@ test-cluster: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
+# The long chaos run (docs/reliability.md): 500 workflows, 5 minutes of faults on a 3-node cluster.
+# `make test` runs a short version (tests/integration/test_chaos_short.py).
+chaos: $(STAMP)
+	$(BIN)/python -m tests.chaos --workflows 500 --seconds 300
+
 clean:
 	rm -rf $(VENV) .jetwork .pytest_cache .mypy_cache .ruff_cache
