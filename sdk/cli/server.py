@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import signal
 import sys
 from pathlib import Path
@@ -25,6 +26,15 @@ from sdk.embedded_server import EmbeddedServer
 _log = structlog.get_logger("jetwork.server")
 STOP_TIMEOUT: Final = 15.0
 """Seconds each part may take to stop before the server gives up on it."""
+
+
+_SYNC_INTERVAL: Final = re.compile(r"^(always|[1-9][0-9]*(ms|s|m|h))$")
+
+
+def _check_sync_interval(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    if not _SYNC_INTERVAL.match(value):
+        raise click.BadParameter(f"{value!r}: use 'always' or a duration such as 500ms, 10s, 2m")
+    return value
 
 
 class Service(Protocol):
@@ -47,9 +57,21 @@ class Service(Protocol):
     show_default=True,
     help="Port of the embedded nats-server (0: any free port).",
 )
+@click.option(
+    "--sync-interval",
+    envvar="JETWORK_NATS_SYNC_INTERVAL",
+    default="always",
+    show_default=True,
+    callback=_check_sync_interval,
+    help="fsync cadence of the embedded nats-server: 'always' (no acknowledged write lost on "
+    "power failure) or a duration such as 2m (NATS's default: faster, may lose that much of "
+    "acknowledged writes on an OS crash). [env: JETWORK_NATS_SYNC_INTERVAL]",
+)
 @click.option("--no-projector", is_flag=True, help="Run the engine only.")
 @nats_option
-def server(data_dir: Path, port: int, no_projector: bool, nats_url: str | None) -> None:
+def server(
+    data_dir: Path, port: int, sync_interval: str, no_projector: bool, nats_url: str | None
+) -> None:
     """Run the engine and the projector until SIGTERM or Ctrl-C.
 
     With --nats or JETWORK_NATS_URL set it uses that server; otherwise it starts the embedded
@@ -61,17 +83,23 @@ def server(data_dir: Path, port: int, no_projector: bool, nats_url: str | None) 
       jetwork server
       jetwork server --port 4333 --data-dir /var/lib/jetwork
       jetwork server --nats nats://nats.internal:4222
+      jetwork server --sync-interval 2m     # faster, see docs/reliability.md
     """
     configure_logging(logging.INFO)
     console = make_console(stderr=True)
     url = nats_url or os.environ.get("JETWORK_NATS_URL") or None
     embedded: EmbeddedServer | None = None
     if url is None:
-        embedded = EmbeddedServer(data_dir=data_dir / "nats", port=port, sync_interval="always")
+        embedded = EmbeddedServer(
+            data_dir=data_dir / "nats", port=port, sync_interval=sync_interval
+        )
         embedded.start()
         url = embedded.url
         where = data_dir / "nats"
-        console.print(f"[bold]embedded nats-server[/] on [bold]{url}[/] (data in {where})")
+        console.print(
+            f"[bold]embedded nats-server[/] on [bold]{url}[/] (data in {where}, "
+            f"sync_interval {sync_interval})"
+        )
         console.print(f"point workers and clients at it:  [bold]export JETWORK_NATS_URL={url}[/]")
     try:
         asyncio.run(_serve(url, console, projector=not no_projector))

@@ -186,6 +186,14 @@ async def test_bad_inputs_are_clear_errors(cli: Cli, workflow_file: Path) -> Non
     failed(await cli("run", str(workflow_file), "--input", "whom=x"), "unknown input")
 
 
+@pytest.mark.parametrize("value", ["sometimes", "2 minutes", "0s", "-1m", "10"])
+async def test_a_bad_sync_interval_is_refused_before_anything_starts(value: str) -> None:
+    result = await invoke("server", "--sync-interval", value)
+    assert result.exit_code == 2, result.output
+    assert "use 'always' or a duration" in result.output
+    assert "Traceback" not in result.output
+
+
 async def test_unknown_ids_are_clear_errors(cli: Cli) -> None:
     for args in (["status", "wf-nope"], ["history", "wf-nope"], ["cancel", "wf-nope"],
                  ["logs", "wf-nope", "a"]):  # fmt: skip
@@ -408,6 +416,7 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
     env = {k: v for k, v in os.environ.items() if k != "JETWORK_NATS_URL"}
     server = await asyncio.create_subprocess_exec(
         jetwork_script(), "server", "--port", "0", "--data-dir", str(tmp_path / "jw"),
+        "--sync-interval", "2m",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     assert server.stderr is not None
@@ -419,6 +428,7 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
             lines.append(line)
         url = next(line.split(" on ")[1].split()[0] for line in lines if "nats-server on" in line)
         assert any(f"export JETWORK_NATS_URL={url}" in line for line in lines)
+        assert any("sync_interval 2m" in line for line in lines)
 
         configure_logging()  # the worker's logs to stderr: CliRunner captures stdout process-wide
         worker = Worker(WorkerConfig(nats_url=url, poll_interval=0.5))
