@@ -21,6 +21,8 @@ from events import subjects
 from events.errors import StoreError
 
 _READ_BATCH = 1000
+# Up to this many messages pending, single indexed gets beat a batch (see ``_read_once``).
+_SINGLE_GETS_UP_TO = 8
 # Waiting out a lagging replica: first pause, doubled each time, given up after this much.
 _LAG_FIRST_WAIT = 0.002
 _LAG_PATIENCE = 1.0
@@ -73,15 +75,31 @@ class DirectReader:
             delay *= 2
 
     async def _read_once(self, filter_subject: str, from_seq: int) -> list[StoredMessage]:
-        messages: list[StoredMessage] = []
-        next_seq = max(1, from_seq)
-        while True:
-            request = {"seq": next_seq, "next_by_subj": filter_subject, "batch": _READ_BATCH}
-            batch, pending = await self.batch(request)
-            messages.extend(batch)
-            if not batch or pending == 0:
-                return messages
-            next_seq = batch[-1].seq + 1
+        """Every message on the filter from ``from_seq``, as the answering replica has them.
+
+        Why not one big batch: in batch mode nats-server 2.15 finds the first match through
+        its subject index but then scans every later message of the stream, up to the batch's
+        last match or, when fewer match, to the stream's end (measured on a 50k-message stream:
+        a batch read of one workflow's 5 events cost 6-7 ms of server CPU, a single indexed get
+        0.1 ms). So: the first message and how many follow (``batch: 1``, indexed), then a few
+        single indexed gets, or, for many, batches of exactly what is pending, so that the
+        scan stops at the last match instead of the end of the stream.
+        """
+        first, pending = await self.batch(
+            {"seq": max(1, from_seq), "next_by_subj": filter_subject, "batch": 1}
+        )
+        messages = list(first)
+        while messages and pending > 0:
+            request: dict[str, Any] = {"seq": messages[-1].seq + 1, "next_by_subj": filter_subject}
+            if pending <= _SINGLE_GETS_UP_TO:
+                found, _ = await self.batch(request)
+                pending -= 1
+            else:
+                found, pending = await self.batch({**request, "batch": min(pending, _READ_BATCH)})
+            if not found:
+                break
+            messages.extend(found)
+        return messages
 
     async def get(self, seq: int, *, exists: bool = False) -> StoredMessage | None:
         """The message at ``seq``, or None.

@@ -119,6 +119,33 @@ class EventStoreContract:
         loaded = await store.load(actor)
         assert [r.event.attempt for r in loaded] == list(range(2500))
 
+    @pytest.mark.parametrize("count", [1, 2, 9, 10, 1_201])
+    async def test_interleaved_actors_replay_exactly_their_own_events(
+        self, store: Any, count: int
+    ) -> None:
+        # Every read path of the JetStream reader (first + pending, single gets, exact batches
+        # of more than one request) on events spread among another actor's.
+        mine, other = ActorRef.job("w1", "mine"), ActorRef.job("w1", "other")
+        last = {mine.filter: 0, other.filter: 0}
+        seqs: list[int] = []
+        for n in range(count):
+            for actor in (other, mine) if n % 3 else (mine, other):
+                seq = await store.append(
+                    actor,
+                    [retry_event("w1", actor.filter.split(".")[3], n)],
+                    expected_seq=last[actor.filter],
+                    command_id=f"{actor.filter}-{n}",
+                )
+                last[actor.filter] = seq
+                if actor is mine:
+                    seqs.append(seq)
+        for start in {1, seqs[0], seqs[len(seqs) // 2], seqs[-1], seqs[-1] + 1}:
+            loaded = await store.load(mine, from_seq=start)
+            assert [r.seq for r in loaded] == [seq for seq in seqs if seq >= start]
+            assert [r.event.attempt for r in loaded] == [
+                n for n, seq in enumerate(seqs) if seq >= start
+            ]
+
     async def test_unknown_event_type_is_a_clear_error_with_subject_and_sequence(
         self, store: Any
     ) -> None:
