@@ -341,7 +341,8 @@ def replay(
 ) -> WorkflowState:
     """Fold a workflow's history (``evt.<wf>.>``) onto ``state``; same result as ``evolve``.
 
-    Recorded events also set ``last_seq`` of the actor they belong to and ``stream_seq``. Job
+    Recorded events also set ``last_seq`` of the actor they belong to and ``stream_seq``; one at
+    or below its actor's ``last_seq`` is already folded and skipped. Job
     events are folded into one working copy of the job map, so replaying n events of a workflow
     with many jobs costs O(n), not O(n x jobs) as folding with ``evolve`` one by one would.
     """
@@ -357,13 +358,16 @@ def replay(
             current = WorkflowState(workflow_id=event.workflow_id)
         if isinstance(event, JobEvent):
             jobs = dict(current.jobs) if jobs is None else jobs
-            changed = job.evolve(jobs.get(event.job) or current.job(event.job), event)
-            jobs[event.job] = updated(changed, last_seq=seq) if seq else changed
+            before = jobs.get(event.job) or current.job(event.job)
+            if not seq or seq > before.last_seq:  # else folded already (a host's own append)
+                changed = job.evolve(before, event)
+                jobs[event.job] = updated(changed, last_seq=seq) if seq else changed
         else:
             if jobs is not None:
                 current, jobs = updated(current, jobs=jobs), None
-            current = evolve(current, event)
-            current = updated(current, last_seq=seq) if seq else current
+            if not seq or seq > current.last_seq:
+                current = evolve(current, event)
+                current = updated(current, last_seq=seq) if seq else current
         stream_seq = seq or stream_seq
     if current is None:
         raise ValueError("replay of no events needs an initial state")

@@ -231,7 +231,7 @@ class Engine(MessageLoops):
         """
         appended = await self._host.execute(wf_id, decision, what=what, state=state)
         if reactions.needs_reaction(appended.events):
-            current = await self._host.state(wf_id, min_seq=appended.last_seq)
+            current = appended.state or await self._host.state(wf_id, min_seq=appended.last_seq)
             await self._carry_out(wf_id, reactions.plan(current, appended.events), current)
         if appended.events:
             self._reacted_decisions[appended.decision_id] = None

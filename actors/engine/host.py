@@ -13,12 +13,15 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Final
 
 import structlog
 from nats.aio.client import Client as NATS
 
 from actors import workflow
 from actors._state import updated
+from actors.appends import Append
 from actors.workflow import WorkflowState
 from events import subjects
 from events.base import Event, RecordedEvent
@@ -28,6 +31,8 @@ from events.errors import ConcurrencyConflict, StoreError, UndecodableEvent
 from events.store import ActorRef, EventStore, StoredMessage
 
 _log = structlog.get_logger("jetwork.engine")
+# RecordedEvent.time of an event folded from our own append (replay does not read it).
+_NO_TIME: Final = datetime.fromtimestamp(0, UTC)
 
 Decision = Callable[[WorkflowState], Sequence[Event]]
 
@@ -43,6 +48,9 @@ class Appended:
     events: list[Event] = field(default_factory=list)
     decision_id: str = ""
     last_seq: int = 0  # the highest stream sequence appended
+    # The decision's state with the appended events folded in (None: read it back), see
+    # ``WorkflowHost.execute``.
+    state: WorkflowState | None = None
 
 
 def decision_of(msg_id: str | None) -> str:
@@ -115,7 +123,7 @@ class WorkflowHost:
                 return Appended()
             decision_id = uuid.uuid4().hex
             try:
-                last = await self._append_all(state, events, decision_id)
+                landed = await self._append_all(state, events, decision_id)
             except ConcurrencyConflict as conflict:
                 seen = max(seen, conflict.actual_seq or 0)
                 _log.debug(
@@ -124,21 +132,27 @@ class WorkflowHost:
                 await asyncio.sleep(random.uniform(0, 0.01))  # de-synchronise racing engines
                 state = None
                 continue
-            return Appended(events, decision_id, last)
+            last = max(seq for _, seq in landed)
+            folded = _absorb(state, landed)
+            if folded is not None:
+                self._remember(wf_id, folded)
+            return Appended(events, decision_id, last, folded)
         raise DecisionFailed(f"{what} for workflow {wf_id} conflicted {self._max_conflicts} times")
 
-    async def _append_all(self, state: WorkflowState, events: list[Event], decision_id: str) -> int:
+    async def _append_all(
+        self, state: WorkflowState, events: list[Event], decision_id: str
+    ) -> list[tuple[Append, int]]:
         """Append each actor's group under its CAS, in the planned order.
 
         Runs of job-actor groups are independent of each other, so they go concurrently (a
         fan-out of 1,000 jobs is not 1,000 round trips in a row); a workflow-actor group waits
         for everything before it and everything after it waits for it, which keeps the order
         ``plan_appends`` promises (a workflow ends after the job events it follows from).
-        Returns the highest stream sequence appended.
+        Returns each append with the stream sequence of its last event.
         """
         workflow_filter = subjects.workflow_actor_filter(state.workflow_id)
-        pending: list[Awaitable[int]] = []
-        last = 0
+        landed: list[tuple[Append, int]] = []
+        pending: list[tuple[Append, Awaitable[int]]] = []
         for index, append in enumerate(workflow.plan_appends(state, events)):
             call = self._store.append(
                 ActorRef(append.actor_filter),
@@ -147,11 +161,12 @@ class WorkflowHost:
                 command_id=f"{decision_id}.{index}",
             )
             if append.actor_filter == workflow_filter:
-                last = max(last, await _all_or_first_error(pending), await call)
+                landed += await _all_or_first_error(pending)
+                landed.append((append, await call))
                 pending = []
             else:
-                pending.append(call)
-        return max(last, await _all_or_first_error(pending))
+                pending.append((append, call))
+        return landed + await _all_or_first_error(pending)
 
     async def _fold(self, state: WorkflowState, messages: list[StoredMessage]) -> WorkflowState:
         recorded: list[RecordedEvent] = []
@@ -190,18 +205,45 @@ class WorkflowHost:
             self._cache.popitem(last=False)
 
 
-async def _all_or_first_error(calls: list[Awaitable[int]]) -> int:
+async def _all_or_first_error(
+    calls: list[tuple[Append, Awaitable[int]]],
+) -> list[tuple[Append, int]]:
     """Await every call (none is abandoned half-way), then raise the first error, if any.
 
-    Returns the highest sequence the calls returned (0 for none).
+    Returns each append with the sequence its call returned.
     """
     if not calls:
-        return 0
-    results = await asyncio.gather(*calls, return_exceptions=True)
+        return []
+    results = await asyncio.gather(*(call for _, call in calls), return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result
-    return max(result for result in results if isinstance(result, int))
+    return [
+        (append, seq)
+        for (append, _), seq in zip(calls, results, strict=True)
+        if isinstance(seq, int)
+    ]
+
+
+def _absorb(state: WorkflowState, landed: list[tuple[Append, int]]) -> WorkflowState | None:
+    """``state`` with the events just appended folded in, or None when that is not certain.
+
+    Each append was conditional on its actor's last sequence in ``state``, so that actor's
+    events up to the new sequence are exactly its state's plus ours; events of *other* actors
+    appended meanwhile are not in ``state``, but actors fold independently (a job's events
+    change that job only, the workflow's the workflow only), so they are missing, not
+    misapplied, and the next read adds them. ``stream_seq`` stays where the last read left
+    it, so that read starts there; ``replay`` skips what an actor has folded already. Saves
+    reading back every append the engine reacts to. A group of several events (an atomic
+    batch) is read back instead: its sequences are not returned one by one.
+    """
+    if any(len(append.events) != 1 for append, _ in landed):
+        return None
+    recorded = [
+        RecordedEvent(seq, append.actor_filter, _NO_TIME, append.events[0])
+        for append, seq in sorted(landed, key=lambda item: item[1])
+    ]
+    return updated(workflow.replay(recorded, state), stream_seq=state.stream_seq)
 
 
 def _skip_over(state: WorkflowState, message: StoredMessage) -> WorkflowState:
