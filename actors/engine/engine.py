@@ -29,8 +29,8 @@ from actors.commands import (
     TimeoutJob,
     TimeoutWorkflow,
 )
-from actors.definitions import parse_workflow
 from actors.engine import reactions
+from actors.engine.definition_cache import DefinitionCache
 from actors.engine.host import Decision, WorkflowHost, decision_of
 from actors.engine.loops import Handler, MessageLoops, Refused
 from actors.engine.settings import EngineSettings
@@ -87,6 +87,7 @@ class Engine(MessageLoops):
         super().__init__(nc, settings or EngineSettings())
         self._store = EventStore(nc)
         self._host = WorkflowHost(nc, self._store, cache_size=self._settings.cache_size)
+        self._definitions = DefinitionCache()
         self._timers = Timers(nc)
         self._dispatcher = dispatcher or _default_dispatcher(nc)
         self._clock = clock
@@ -143,7 +144,8 @@ class Engine(MessageLoops):
         )
 
     async def _start_workflow(self, request: StartRequest) -> bool:
-        definition = parse_workflow(request.definition, source=f"workflow {request.workflow_id}")
+        source = f"workflow {request.workflow_id}"
+        definition = self._definitions.parse(request.definition, source=source)
         command = StartWorkflow(
             workflow_id=request.workflow_id,
             definition=definition,
