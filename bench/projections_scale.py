@@ -118,6 +118,7 @@ async def populate(nc: NATS, count: int) -> tuple[float, int]:
             *(write(i, view, seq) for (_, i, view), seq in zip(chunk, seqs, strict=True))
         )
         await recent.flush()  # once per batch, as the projector does
+        await store.mark_index()  # likewise: bounds the listing scan
         if at % 25_600 == 0:
             print(f"  … {at} writes, {time.perf_counter() - began:.0f}s", file=sys.stderr)
     if retries[0]:

@@ -10,15 +10,21 @@ So the index keeps few subjects and many messages:
   publishes its terminal entry and deletes the running one by sequence; a workflow's status
   changes at most once (running to its end), so it has one or two entries in its life. Filters
   (``wfidx.g1.failed.*``, ``wfidx.g1.*.release``) match at most statuses x names subjects.
-- Every entry carries ``bound``: the greatest ``started_at`` of all entries its generation's
-  writer published up to and including it. Bounds never decrease along the stream, so the entries
-  before any position all started at or before the bound found there.
+- Bound marks on ``wfidx.g<generation>.bounds``: ``{through, bound}`` says that every entry at
+  or before stream sequence ``through`` started at or before ``bound``. A mark is a fact read
+  from the stream, not a writer's memory: its writer takes the newest mark and reads every entry
+  after it up to the end (``through``: the last one it read). Entries are never added at or
+  before a sequence that exists already and deletions only remove some, so a mark stays true
+  however many projectors write entries or marks, in whatever order, and however late it is
+  published. A projector marks after each batch that added entries.
 - A listing reads the filter backwards in windows of stream positions (direct get, which starts
   at a sequence and goes forward: a probe of one message gives the number of matches from there
-  on, a second request fetches exactly the window's). After each window, every entry not yet read
-  started at or before the window's first bound: once ``limit`` results started after it, no
-  older entry can displace them, and the scan stops. Windows grow 4x when they come back thin,
-  so a rare status costs a few requests more, not a scan on the client.
+  on, a second request fetches exactly the window's). Alongside the probe it reads the first
+  marks at or after the window's start: one whose ``through`` reaches the window bounds every
+  entry not read yet. Once ``limit`` results started after that bound, no older entry can
+  displace them, and the scan stops. Without such a mark (entries newer than every mark, or
+  marks not written yet) the scan reads on: slower, never wrong. Windows grow 4x when they come
+  back thin, so a rare status costs a few requests more, not a scan on the client.
 
 Entries are hints, never the truth: the reader keeps one only if the workflow's stored summary
 names the same index entry (see ``projections.store``), so a leftover entry of a crashed write
@@ -47,6 +53,7 @@ T = TypeVar("T")
 _PAGE = 1000
 _UNKNOWN_BOUND = 1 << 62  # no conclusion possible: keep reading
 _NO_MESSAGE = 10057  # deleting a message that is not there (any more): already done
+_MARKS_READ = 8  # marks read after a window's start to find one that reaches it
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,14 @@ class IndexEntry:
     name: str
     status: str
     started_us: int
+
+
+@dataclass(frozen=True, slots=True)
+class BoundMark:
+    """Every entry at or before stream sequence ``through`` started at or before ``bound_us``."""
+
+    seq: int
+    through: int
     bound_us: int
 
 
@@ -87,6 +102,16 @@ def entry_filter(generation: int, *, status: str | None, name: str | None) -> st
     return f"wfidx.g{generation}.{status or '*'}.{name_token(name) if name else '*'}"
 
 
+def marks_subject(generation: int) -> str:
+    """One token shorter than an entry's subject: no listing filter matches it."""
+    return f"wfidx.g{generation}.bounds"
+
+
+def generation_filter(generation: int) -> str:
+    """Every entry and mark of the generation."""
+    return f"wfidx.g{generation}.>"
+
+
 def decode_entry(stored: Stored) -> IndexEntry | None:
     try:
         doc = orjson.loads(stored.data)
@@ -96,23 +121,62 @@ def decode_entry(stored: Stored) -> IndexEntry | None:
             name=str(doc["name"]),
             status=str(doc["status"]),
             started_us=int(doc["started"]),
-            bound_us=int(doc["bound"]),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         _log.warning("skipping a malformed index entry", subject=stored.subject, seq=stored.seq)
         return None
 
 
+def decode_mark(stored: Stored) -> BoundMark | None:
+    try:
+        doc = orjson.loads(stored.data)
+        return BoundMark(seq=stored.seq, through=int(doc["through"]), bound_us=int(doc["bound"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        _log.warning("skipping a malformed bound mark", subject=stored.subject, seq=stored.seq)
+        return None
+
+
+class Reads(Protocol):
+    """The two direct gets the scan and the marks need (``projections._nats.Direct``)."""
+
+    async def last(self, subject: str) -> Stored | None: ...
+
+    async def next(
+        self, filter_subject: str, *, from_seq: int, limit: int
+    ) -> tuple[list[Stored], int]: ...
+
+
+async def next_mark(direct: Reads, generation: int) -> dict[str, int] | None:
+    """A mark over every entry stored now, from the newest mark and the entries after it; None
+    when no entry came after it."""
+    marks = marks_subject(generation)
+    last = await direct.last(marks)
+    newest = decode_mark(last) if last is not None else None
+    through, bound = (newest.through, newest.bound_us) if newest is not None else (0, 0)
+    covered, cursor = through, through + 1
+    while True:
+        batch, pending = await direct.next(
+            generation_filter(generation), from_seq=cursor, limit=_PAGE
+        )
+        for stored in batch:
+            entry = decode_entry(stored) if stored.subject != marks else None
+            if entry is not None:
+                covered, bound = stored.seq, max(bound, entry.started_us)
+        if not batch or pending == 0:
+            break
+        cursor = batch[-1].seq + 1
+    return {"through": covered, "bound": bound} if covered > through else None
+
+
 class IndexWriter:
-    """Publishes and deletes one generation's entries. One writer per generation: bounds are
-    assigned in publishing order, which is the order the server stores them in."""
+    """Publishes and deletes one generation's entries, and marks bounds over them. Any number of
+    writers may share a generation: nothing here depends on what one of them remembers."""
 
     def __init__(self, direct: Direct, publisher: Publisher, *, generation: int) -> None:
         self._direct = direct
         self._publisher = publisher
         self._generation = generation
-        self._bound_us: int | None = None
-        self._order = asyncio.Lock()
+        self._added = 0  # entries added since this writer's last mark
 
     async def add(self, view: WorkflowView) -> int:
         """Publish the entry for the view's status; returns its stream sequence.
@@ -120,19 +184,14 @@ class IndexWriter:
         The msg id is the same for every attempt (a workflow enters a status once), so a retry
         after a lost ack or a crash finds the entry already published instead of adding another.
         """
-        started = micros(view.started_at)
         wf, status = view.workflow_id, view.status
-        async with self._order:
-            if self._bound_us is None:
-                self._bound_us = await self._last_bound()
-            self._bound_us = max(self._bound_us, started)
-            doc = {"wf": wf, "name": view.name, "status": status, "started": started}
-            doc["bound"] = self._bound_us
-            answer = await self._publisher.send(
-                entry_subject(self._generation, status, view.name),
-                orjson.dumps(doc),
-                {"Nats-Msg-Id": f"g{self._generation}:{wf}:{status}"},
-            )
+        doc = {"wf": wf, "name": view.name, "status": status, "started": micros(view.started_at)}
+        self._added += 1
+        answer = await self._publisher.send(
+            entry_subject(self._generation, status, view.name),
+            orjson.dumps(doc),
+            {"Nats-Msg-Id": f"g{self._generation}:{wf}:{status}"},
+        )
         reply = await self._publisher.wait(answer, f"indexing workflow {wf}")
         if "error" in reply:
             raise StoreError(f"indexing workflow {wf} failed: {describe(reply)}", retryable=True)
@@ -148,20 +207,22 @@ class IndexWriter:
         if "error" in reply and error_code(reply) != _NO_MESSAGE:
             raise StoreError(f"deleting index entry {seq} failed: {describe(reply)}")
 
-    async def _last_bound(self) -> int:
-        last = await self._direct.last(f"wfidx.g{self._generation}.>")
-        entry = decode_entry(last) if last is not None else None
-        return entry.bound_us if entry is not None else 0
-
-
-class Reads(Protocol):
-    """The two direct gets the scan needs (``projections._nats.Direct``)."""
-
-    async def last(self, subject: str) -> Stored | None: ...
-
-    async def next(
-        self, filter_subject: str, *, from_seq: int, limit: int
-    ) -> tuple[list[Stored], int]: ...
+    async def mark(self) -> None:
+        """Mark a bound over every entry stored so far, if this writer added any since its last
+        mark (another writer's entries are marked by that writer, or by the next mark anyone
+        writes). Marks only make listings faster: a failure costs speed, never correctness.
+        The projector calls it after each batch."""
+        added = self._added
+        if not added:
+            return
+        doc = await next_mark(self._direct, self._generation)
+        if doc is not None:
+            reply = await self._publisher.call(
+                marks_subject(self._generation), doc, "marking the index"
+            )
+            if "error" in reply:
+                raise StoreError(f"marking the index failed: {describe(reply)}")
+        self._added -= added
 
 
 Accept = Callable[[list[IndexEntry]], Awaitable[list[tuple[IndexEntry, T]]]]
@@ -169,19 +230,27 @@ Accept = Callable[[list[IndexEntry]], Awaitable[list[tuple[IndexEntry, T]]]]
 
 async def newest(
     direct: Reads,
-    filter_subject: str,
+    generation: int,
     *,
+    status: str | None,
+    name: str | None,
     limit: int,
     accept: Accept[T],
     first_window: int = 256,
 ) -> list[T]:
-    """The ``limit`` newest accepted entries on ``filter_subject``, newest first.
+    """The ``limit`` newest accepted entries of the status and name (None: any), newest first.
 
     ``accept`` turns entries into rows, dropping those that are not current (one call per
     window). Newest means greatest ``started_at``, then greatest workflow id.
     """
     chosen: dict[str, tuple[IndexEntry, T]] = {}
-    async for window in newest_first(direct, filter_subject, first_window=first_window):
+    windows = newest_first(
+        direct,
+        entry_filter(generation, status=status, name=name),
+        marks=marks_subject(generation),
+        first_window=first_window,
+    )
+    async for window in windows:
         fresh = [entry for entry in window.entries if entry.workflow_id not in chosen]
         for entry, row in await accept(fresh) if fresh else []:
             chosen.setdefault(entry.workflow_id, (entry, row))
@@ -195,9 +264,10 @@ async def newest(
 
 
 async def newest_first(
-    direct: Reads, filter_subject: str, *, first_window: int = 256
+    direct: Reads, filter_subject: str, *, marks: str, first_window: int = 256
 ) -> AsyncIterator[Window]:
-    """Windows of entries on ``filter_subject``, from the end of the stream backwards."""
+    """Windows of entries on ``filter_subject``, from the end of the stream backwards, each
+    with the bound the marks on ``marks`` give for the entries before it."""
     last = await direct.last(filter_subject)
     if last is None:
         return
@@ -206,7 +276,9 @@ async def newest_first(
     size = first_window
     while True:
         lo = max(1, hi - size + 1)
-        probe, pending = await direct.next(filter_subject, from_seq=lo, limit=1)
+        (probe, pending), bound = await asyncio.gather(
+            direct.next(filter_subject, from_seq=lo, limit=1), _bound_before(direct, marks, lo)
+        )
         if not probe:
             return  # everything was deleted meanwhile
         first = probe[0]
@@ -216,11 +288,24 @@ async def newest_first(
         if lo == 1:
             yield Window(found, None)
             return
-        older = decode_entry(first)
-        yield Window(found, older.bound_us if older is not None else _UNKNOWN_BOUND)
+        yield Window(found, bound)
         hi = lo - 1
         if len(found) < first_window:
             size *= 4
+
+
+async def _bound_before(direct: Reads, marks: str, lo: int) -> int:
+    """A bound on the start of every entry before ``lo``: the tightest of the first marks at
+    or after ``lo`` whose ``through`` reaches it (a mark is stored after what it covers)."""
+    if lo <= 1:
+        return 0
+    found, _ = await direct.next(marks, from_seq=lo, limit=_MARKS_READ)
+    bounds = [
+        mark.bound_us
+        for mark in map(decode_mark, found)
+        if mark is not None and mark.through >= lo - 1
+    ]
+    return min(bounds, default=_UNKNOWN_BOUND)
 
 
 async def _window(

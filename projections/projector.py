@@ -309,6 +309,11 @@ class Projector:
                 self.events_seen += len(group)
             else:
                 await asyncio.gather(*(msg.nak(delay=1.0) for msg in group))
+        try:
+            assert self._store is not None
+            await self._store.mark_index()  # after the acks: only listings' speed depends on it
+        except Exception as exc:
+            _log.warning("marking the listing index failed, will retry", error=repr(exc))
 
     # --- folding and writing ------------------------------------------------------------------
 

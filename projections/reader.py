@@ -135,7 +135,9 @@ class Views:
 
         return await index.newest(
             self._index,
-            index.entry_filter(store.generation, status=status, name=name),
+            store.generation,
+            status=status,
+            name=name,
             limit=limit,
             accept=accept,
             first_window=max(256, limit),

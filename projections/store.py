@@ -209,6 +209,10 @@ class ViewStore:
             return Written(seq, view_rev, summary_rev, index_seq, view.status, chunk_seq)
         raise StoreError(f"writing the view of {wf} kept conflicting", retryable=True)
 
+    async def mark_index(self) -> None:
+        """Bound the index entries stored so far (``projections.index``): call after a batch."""
+        await self._index.mark()
+
     async def _write_summary(self, view: WorkflowView, seq: int, index_seq: int, rev: int) -> int:
         body = WorkflowSummary.__pydantic_serializer__.to_json(summary(view))
         headers = {_SEQ: str(seq), _INDEX: str(index_seq)}

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import random
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -12,15 +14,23 @@ import orjson
 import pytest
 from nats.aio.client import Client as NATS
 
+from actors.definitions import parse_workflow
 from actors.job import JobState
 from actors.workflow import replay
 from events import subjects
 from events.base import RecordedEvent
+from events.catalog import (
+    WorkflowCancelled,
+    WorkflowEvent,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowSucceeded,
+)
 from events.connection import NatsSettings, connect
-from events.store import EventStore
-from projections import Projector, ProjectorSettings, Views, rebuild, workflow_view
-from projections._nats import Direct, Publisher
-from projections.index import micros
+from events.store import ActorRef, EventStore
+from projections import Projector, ProjectorSettings, Views, rebuild, summary, workflow_view
+from projections._nats import Direct, Publisher, Stored
+from projections.index import IndexEntry, decode_mark, micros, newest
 from projections.recent import RecentWriter
 from projections.store import KV_PREFIX, KV_STREAM, ViewStore, Written
 from projections.views import JobView, WorkflowView
@@ -358,6 +368,155 @@ async def test_two_projectors_sharing_the_work_agree_with_the_folds(rig: Rig) ->
     assert {row.workflow_id for row in rows} == set(wfs)
 
 
+class IndexSnapshot:
+    """A generation's index and which entry each summary names, read once, so that the scan
+    can be replayed in memory with any window size (smaller windows: more places to stop)."""
+
+    def __init__(self, messages: list[Stored], named: dict[str, int]) -> None:
+        self._messages = messages
+        self._named = named
+        self._matching: dict[str, tuple[list[int], list[Stored]]] = {}
+        marks = [m for m in messages if m.subject.endswith(".bounds")]
+        self.last_entry = max(m.seq for m in messages if not m.subject.endswith(".bounds"))
+        self.marked = max((mark.through for mark in map(decode_mark, marks) if mark), default=0)
+
+    @classmethod
+    async def load(cls, nc: NATS, *, generation: int) -> IndexSnapshot:
+        messages = await Direct(nc, subjects.INDEX_STREAM).all(f"wfidx.g{generation}.>")
+        summaries = await Direct(nc, KV_STREAM).all(f"{KV_PREFIX}g{generation}.s.>")
+        named = {
+            stored.subject.rsplit(".", 1)[-1]: int(stored.headers.get("Jw-Index-Seq", 0))
+            for stored in summaries
+        }
+        return cls(messages, named)
+
+    async def last(self, subject: str) -> Stored | None:
+        _, found = self._match(subject)
+        return found[-1] if found else None
+
+    async def next(
+        self, filter_subject: str, *, from_seq: int, limit: int
+    ) -> tuple[list[Stored], int]:
+        seqs, found = self._match(filter_subject)
+        at = bisect.bisect_left(seqs, from_seq)
+        return found[at : at + limit], max(0, len(found) - at - limit)
+
+    async def listing(
+        self, status: str | None, name: str | None, limit: int, window: int
+    ) -> list[str]:
+        async def accept(entries: list[IndexEntry]) -> list[tuple[IndexEntry, str]]:
+            return [(e, e.workflow_id) for e in entries if self._named.get(e.workflow_id) == e.seq]
+
+        return await newest(
+            self,
+            1,
+            status=status,
+            name=name,
+            limit=limit,
+            accept=accept,
+            first_window=window,
+        )
+
+    def _match(self, filter_subject: str) -> tuple[list[int], list[Stored]]:
+        if filter_subject not in self._matching:
+            want = filter_subject.split(".")
+            found = [m for m in self._messages if _matches(want, m.subject.split("."))]
+            self._matching[filter_subject] = ([m.seq for m in found], found)
+        return self._matching[filter_subject]
+
+
+def _matches(want: list[str], have: list[str]) -> bool:
+    if want[-1] == ">":
+        return len(have) >= len(want) and _matches(want[:-1], have[: len(want) - 1])
+    return len(want) == len(have) and all(w in ("*", h) for w, h in zip(want, have, strict=True))
+
+
+async def append_timeline(store: EventStore, count: int, rng: random.Random) -> list[str]:
+    """``count`` workflows started one a second by engines whose clocks differ by up to 20 s,
+    each ending (70% succeeded, 15% failed, 15% cancelled) up to 60 starts later or never (10%),
+    appended in that order."""
+    base = datetime(2025, 1, 1, tzinfo=UTC)
+    definitions = [
+        parse_workflow({"name": name, "jobs": {"only": {"run": "true"}}})
+        for name in ("build", "deploy", "etl")
+    ]
+    endings: dict[int, list[tuple[str, int]]] = {}
+    wfs = []
+    for step in range(count + 61):
+        if step < count:
+            wf = f"wf{step:04d}"
+            started = base + timedelta(seconds=step + rng.randrange(-20, 21))
+            start = WorkflowStarted(
+                workflow_id=wf, definition=rng.choice(definitions), started_at=started
+            )
+            first = await store.append(
+                ActorRef.workflow(wf), [start], expected_seq=0, command_id=f"{wf}-start"
+            )
+            wfs.append(wf)
+            if rng.random() < 0.9:
+                endings.setdefault(step + rng.randrange(61), []).append((wf, first))
+        for wf, first in endings.pop(step, []):
+            now, roll = base + timedelta(seconds=step), rng.random()
+            end: WorkflowEvent = (
+                WorkflowSucceeded(workflow_id=wf, ended_at=now)
+                if roll < 0.7
+                else WorkflowFailed(workflow_id=wf, reason="boom", ended_at=now)
+                if roll < 0.85
+                else WorkflowCancelled(workflow_id=wf, reason="stop", ended_at=now)
+            )
+            await store.append(
+                ActorRef.workflow(wf), [end], expected_seq=first, command_id=f"{wf}-end"
+            )
+    return wfs
+
+
+async def test_two_projectors_sharing_the_work_list_exactly_through_the_index(
+    clean_nats: NATS,
+) -> None:
+    """Two projectors catch up on a backlog together (after an outage, or several servers
+    starting), recent lists kept short: listings they cannot serve (``running``, deeper than
+    them, or with them turned off) scan the index both projectors wrote. Every one must equal
+    the folds, through the reader and through the same scan over the stored index with smaller
+    windows."""
+    store = EventStore(clean_nats)
+    wfs = await append_timeline(store, 2000, random.Random(11))
+    settings = ProjectorSettings(poll_interval=0.1, ack_wait=10.0, recent_size=8)
+    async with projecting(clean_nats, settings) as one, projecting(clean_nats, settings) as two:
+        await Views(clean_nats).wait_caught_up(timeout=60)
+    assert one.events_seen and two.events_seen, "both projectors must have done part of the work"
+    histories = await asyncio.gather(
+        *(store.read_tolerant(subjects.workflow_events(wf)) for wf in wfs)
+    )
+    folded = sorted(
+        (summary(workflow_view(replay(history.events))) for history in histories),
+        key=lambda row: (row.started_at, row.workflow_id),
+        reverse=True,
+    )
+    snapshot = await IndexSnapshot.load(clean_nats, generation=1)
+    # Each projector marks the index after every batch: stopped, they left no entry unmarked.
+    assert snapshot.marked == snapshot.last_entry
+    wrong = []
+    for status in (None, "running", "succeeded", "failed", "cancelled"):
+        for name in (None, "build", "etl"):
+            rows = [
+                row
+                for row in folded
+                if (status is None or row.status == status) and name in (None, row.name)
+            ]
+            ids = [row.workflow_id for row in rows]
+            for limit in (1, 3, 10, 30, 60, 100, 150, 200, 300, 500, 1300):
+                for views in (Views(clean_nats), Views(clean_nats, recent_lists=False)):
+                    if await views.list(status=status, name=name, limit=limit) != rows[:limit]:
+                        wrong.append(("reader", status, name, limit))
+            for window in (4, 32, 256):
+                for limit in range(1, len(ids) + 2, max(1, len(ids) // 40)):
+                    if await snapshot.listing(status, name, limit, window) != ids[:limit]:
+                        wrong.append((f"scan, window {window}", status, name, limit))
+    by_kind = Counter(kind for kind, *_ in wrong)
+    examples = sorted(wrong, key=lambda listing: listing[0] != "reader")[:6]
+    assert not wrong, f"listings that differ from the folds: {dict(by_kind)}, e.g. {examples}"
+
+
 async def test_rebuild_without_a_live_projector_then_a_projector_continues(rig: Rig) -> None:
     views = Views(rig.nc)
     wfs = await rig.mixed()
@@ -443,8 +602,9 @@ async def test_workers_are_listed_with_staleness(clean_nats: NATS) -> None:
 
 
 async def test_listing_many_views_is_exact_for_every_filter(clean_nats: NATS) -> None:
-    """Views written in an order unrelated to their start times; recent lists kept short so
-    that deep listings fall back to the index scan, which is also checked on its own."""
+    """Views written in an order unrelated to their start times, the index marked now and then
+    (as after a projector's batch); recent lists kept short so that deep listings fall back to
+    the index scan, which is also checked on its own."""
     rng = random.Random(7)
     store = ViewStore(clean_nats, generation=1)
     recent = RecentWriter(
@@ -482,6 +642,8 @@ async def test_listing_many_views_is_exact_for_every_filter(clean_nats: NATS) ->
             view = view.model_copy(update={"status": status, "ended_at": started})
             await write(view, seq * 10 + 1, written)
         truth[view.workflow_id] = view
+        if seq % 16 == 0:
+            await store.mark_index()
     for views in (Views(clean_nats), Views(clean_nats, recent_lists=False)):
         for status in [None, "running", "succeeded", "failed", "cancelled"]:
             for name in [None, "build", "etl"]:

@@ -1,9 +1,11 @@
-"""The listing index scan against an in-memory stream: exact newest-first for any write order."""
+"""The listing index scan against an in-memory stream: exact newest-first for any write order,
+any number of writers and any marks, however late they are published."""
 
 from __future__ import annotations
 
 import asyncio
 import os
+import random
 from dataclasses import dataclass, field
 
 import orjson
@@ -13,10 +15,13 @@ from hypothesis import strategies as st
 from projections._nats import Stored
 from projections.index import (
     IndexEntry,
+    decode_entry,
     entry_filter,
     entry_subject,
+    marks_subject,
     name_token,
     newest,
+    next_mark,
 )
 
 EXAMPLES = int(os.environ.get("JW_EXAMPLES", "200"))
@@ -40,7 +45,7 @@ class MemoryStream:
 
     messages: dict[int, Stored] = field(default_factory=dict)
     last_seq: int = 0
-    bound: int = 0
+    read: int = 0  # messages returned by ``next``
 
     def publish(self, subject: str, doc: dict[str, object]) -> int:
         self.last_seq += 1
@@ -61,6 +66,7 @@ class MemoryStream:
             ),
             key=lambda m: m.seq,
         )
+        self.read += len(found[:limit])
         return found[:limit], max(0, len(found) - limit)
 
 
@@ -74,25 +80,27 @@ class Workflow:
 
 
 class Index:
-    """The projector's side, in memory: one writer, bounds in publishing order."""
+    """Entries as any number of projectors write them: no writer remembers anything, so the
+    order of the entries is all there is. Marks are computed and published separately."""
 
     def __init__(self) -> None:
         self.stream = MemoryStream()
         self.workflows: dict[str, Workflow] = {}
 
     def enter(self, workflow: Workflow, status: str) -> None:
-        self.stream.bound = max(self.stream.bound, workflow.started)
-        doc = {
-            "wf": workflow.wf,
-            "name": workflow.name,
-            "status": status,
-            "started": workflow.started,
-            "bound": self.stream.bound,
-        }
+        doc = {"wf": workflow.wf, "name": workflow.name, "status": status}
+        doc["started"] = workflow.started
         seq = self.stream.publish(entry_subject(1, status, workflow.name), doc)
         if workflow.entry:
             del self.stream.messages[workflow.entry]
         workflow.status, workflow.entry = status, seq
+
+    def compute_mark(self) -> dict[str, int] | None:
+        return asyncio.run(next_mark(self.stream, 1))
+
+    def publish_mark(self, doc: dict[str, int] | None) -> None:
+        if doc is not None:
+            self.stream.publish(marks_subject(1), doc)
 
     async def listing(
         self, status: str | None, name: str | None, limit: int, window: int
@@ -104,7 +112,9 @@ class Index:
 
         return await newest(
             self.stream,
-            entry_filter(1, status=status, name=name),
+            1,
+            status=status,
+            name=name,
             limit=limit,
             accept=accept,
             first_window=window,
@@ -120,13 +130,16 @@ class Index:
         return [w.wf for w in rows[:limit]]
 
 
-# A history: workflows start (with a start time, in any order) and later end.
+# A history: workflows start (with any start time: clocks differ, and projectors publish their
+# entries in whatever order their batches end) and later end; marks are computed now and then
+# and published some operations later (a slow projector), or never (a crash).
 operations = st.lists(
     st.tuples(
         st.integers(min_value=-8, max_value=8),  # start time, as an offset from the step
         st.sampled_from(NAMES),
         st.sampled_from(STATUSES),  # final status ("running": never ends)
         st.integers(min_value=0, max_value=30),  # how many operations later it ends
+        st.integers(min_value=-1, max_value=20),  # a mark computed now, published this much later
     ),
     min_size=0,
     max_size=60,
@@ -136,27 +149,119 @@ operations = st.lists(
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(
     history=operations,
+    outlier=st.integers(min_value=0, max_value=40),
     window=st.integers(min_value=1, max_value=8),
     limit=st.integers(min_value=1, max_value=12),
     status=st.sampled_from((None, *STATUSES)),
     name=st.sampled_from((None, *NAMES)),
 )
-def test_the_scan_returns_exactly_the_newest(history, window, limit, status, name) -> None:
+def test_the_scan_returns_exactly_the_newest(history, outlier, window, limit, status, name) -> None:
     index = Index()
     endings: dict[int, list[tuple[Workflow, str]]] = {}
-    for step, (jitter, wf_name, final, later) in enumerate(history):
-        workflow = Workflow(f"wf{step:03d}", wf_name, 100 + step + jitter)
+    marks: dict[int, list[dict[str, int] | None]] = {}
+    for step, (jitter, wf_name, final, later, mark) in enumerate(history):
+        # One workflow from a clock far ahead: the newest of all, early in the stream.
+        started = 100 + step + jitter + (1000 if step == outlier else 0)
+        workflow = Workflow(f"wf{step:03d}", wf_name, started)
         index.workflows[workflow.wf] = workflow
         index.enter(workflow, "running")
         if final != "running":
             endings.setdefault(step + later, []).append((workflow, final))
         for ending, final_status in endings.pop(step, []):
             index.enter(ending, final_status)
+        if mark >= 0:
+            marks.setdefault(step + mark, []).append(index.compute_mark())
+        for doc in marks.pop(step, []):
+            index.publish_mark(doc)
     for pending in endings.values():
         for ending, final_status in pending:
             index.enter(ending, final_status)
+    for docs in marks.values():
+        for doc in docs:
+            index.publish_mark(doc)
     got = asyncio.run(index.listing(status, name, limit, window))
     assert got == index.truth(status, name, limit)
+
+
+def test_a_mark_covers_the_entries_after_the_newest_mark_and_nothing_twice() -> None:
+    index = Index()
+    assert index.compute_mark() is None  # nothing to cover
+    for i, started in enumerate([5, 50, 7]):
+        workflow = Workflow(f"wf{i}", "build", started)
+        index.workflows[workflow.wf] = workflow
+        index.enter(workflow, "running")
+    first = index.compute_mark()
+    assert first == {"through": 3, "bound": 50}
+    index.publish_mark(first)
+    assert index.compute_mark() is None  # the mark itself is not an entry
+    index.enter(index.workflows["wf0"], "succeeded")  # seq 5; entry 1 deleted
+    assert index.compute_mark() == {"through": 5, "bound": 50}
+
+
+def test_a_bound_from_another_writer_cannot_hide_the_newest_workflow() -> None:
+    """The case that per-writer bounds got wrong: the newest workflow's entry comes early in the
+    stream, then another writer publishes many older ones with what it believed the bound was."""
+    index = Index()
+    newest_one = Workflow("newest", "build", 10_000)
+    index.workflows["newest"] = newest_one
+    index.enter(newest_one, "running")
+    for i in range(40):
+        workflow = Workflow(f"old{i:02d}", "build", 100 + i)
+        index.workflows[workflow.wf] = workflow
+        doc = {"wf": workflow.wf, "name": "build", "status": "running", "started": 100 + i}
+        doc["bound"] = 100 + i  # what a writer that never saw "newest" used to write
+        workflow.entry = index.stream.publish(entry_subject(1, "running", "build"), doc)
+        if i % 5 == 4:
+            index.publish_mark(index.compute_mark())
+    for window in (1, 4, 16):
+        assert asyncio.run(index.listing("running", None, 1, window)) == ["newest"]
+        assert asyncio.run(index.listing(None, "build", 3, window)) == ["newest", "old39", "old38"]
+
+
+def test_a_mark_published_late_bounds_only_what_its_writer_read() -> None:
+    index = Index()
+
+    def start(wf: str, started: int) -> None:
+        index.workflows[wf] = Workflow(wf, "build", started)
+        index.enter(index.workflows[wf], "running")
+
+    for i in range(5):
+        start(f"early{i}", i)
+    late = index.compute_mark()  # through the 5 entries so far, bound 4
+    start("newest", 100)
+    for i in range(10):
+        start(f"old{i}", 10 + i)
+    index.publish_mark(late)  # after all of them, but it says nothing about them
+    for window in (1, 2, 4):
+        assert asyncio.run(index.listing(None, None, 1, window)) == ["newest"]
+        assert asyncio.run(index.listing("running", "build", 2, window)) == ["newest", "old9"]
+
+
+def test_marks_every_64_entries_keep_a_shallow_listing_to_a_window_or_two() -> None:
+    rng = random.Random(3)
+    index = Index()
+    running: list[Workflow] = []
+    for step in range(3000):
+        workflow = Workflow(f"wf{step:04d}", rng.choice(NAMES), step + rng.randrange(-20, 21))
+        index.workflows[workflow.wf] = workflow
+        index.enter(workflow, "running")
+        running.append(workflow)
+        if rng.random() < 0.5:
+            index.enter(running.pop(rng.randrange(len(running))), rng.choice(STATUSES[1:]))
+        if step % 32 == 31:
+            index.publish_mark(index.compute_mark())
+    for status in (None, *STATUSES):
+        index.stream.read = 0
+        got = asyncio.run(index.listing(status, None, 10, 256))
+        assert got == index.truth(status, None, 10)
+        read = index.stream.read
+        assert read < 600, (status, read)  # of 3,000 entries; without marks: all of them
+
+
+def test_entries_of_the_old_format_still_decode() -> None:
+    doc = {"wf": "a", "name": "build", "status": "running", "started": 5, "bound": 9}
+    entry = decode_entry(Stored(3, entry_subject(1, "running", "build"), orjson.dumps(doc), {}))
+    assert entry == IndexEntry(3, "a", "build", "running", 5)
 
 
 def test_an_entry_the_reader_rejects_is_not_listed_and_does_not_count() -> None:
@@ -168,8 +273,9 @@ def test_an_entry_the_reader_rejects_is_not_listed_and_does_not_count() -> None:
     # A leftover of a crashed write: an entry no summary points at.
     index.stream.publish(
         entry_subject(1, "running", "build"),
-        {"wf": "ghost", "name": "build", "status": "running", "started": 99, "bound": 99},
+        {"wf": "ghost", "name": "build", "status": "running", "started": 99},
     )
+    index.publish_mark(index.compute_mark())
     index.workflows["ghost"] = Workflow("ghost", "build", 99, entry=-1)
     assert asyncio.run(index.listing("running", None, 3, 2)) == ["wf9", "wf8", "wf7"]
 
@@ -184,3 +290,4 @@ def test_names_that_are_not_tokens_are_hashed_into_one() -> None:
     assert entry_filter(3, status=None, name=None) == "wfidx.g3.*.*"
     assert entry_filter(3, status="failed", name="etl") == "wfidx.g3.failed.etl"
     assert entry_subject(3, "running", "etl") == "wfidx.g3.running.etl"
+    assert marks_subject(3) == "wfidx.g3.bounds"  # one token short: no listing filter matches
