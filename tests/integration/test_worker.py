@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 from nats.aio.client import Client as NATS
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from pydantic import BaseModel
 
 from events import subjects
@@ -495,7 +495,10 @@ async def test_a_dispatch_seen_before_its_job_is_queued_is_claimed_later(
         consumer = LabelSet.of(()).consumer
 
         async def delivered() -> bool:
-            info = await js.consumer_info(subjects.JOBS_STREAM, consumer)
+            try:
+                info = await js.consumer_info(subjects.JOBS_STREAM, consumer)
+            except NotFoundError:  # the worker creates it once it sees the label set
+                return False
             return info.delivered.consumer_seq >= 2
 
         # Refused (the log has no JobQueued yet), released and delivered again.
