@@ -52,7 +52,9 @@ _log = structlog.get_logger("jetwork.projector")
 T = TypeVar("T")
 _PAGE = 1000
 _UNKNOWN_BOUND = 1 << 62  # no conclusion possible: keep reading
-_NO_MESSAGE = 10057  # deleting a message that is not there (any more): already done
+# Deleting a message that is not there (any more) is done already: 10057 for a gap inside the
+# stream, 10043 ("sequence not found") below its first sequence (the oldest entry, deleted).
+_ALREADY_GONE = frozenset({10057, 10043})
 _MARKS_READ = 8  # marks read after a window's start to find one that reaches it
 
 
@@ -204,7 +206,7 @@ class IndexWriter:
             {"seq": seq, "no_erase": True},
             f"deleting index entry {seq}",
         )
-        if "error" in reply and error_code(reply) != _NO_MESSAGE:
+        if "error" in reply and error_code(reply) not in _ALREADY_GONE:
             raise StoreError(f"deleting index entry {seq} failed: {describe(reply)}")
 
     async def mark(self) -> None:

@@ -30,7 +30,7 @@ from events.connection import NatsSettings, connect
 from events.store import ActorRef, EventStore
 from projections import Projector, ProjectorSettings, Views, rebuild, summary, workflow_view
 from projections._nats import Direct, Publisher, Stored
-from projections.index import IndexEntry, decode_mark, micros, newest
+from projections.index import IndexEntry, IndexWriter, decode_mark, micros, newest
 from projections.recent import RecentWriter
 from projections.store import KV_PREFIX, KV_STREAM, ViewStore, Written
 from projections.views import JobView, WorkflowView
@@ -658,3 +658,24 @@ async def test_listing_many_views_is_exact_for_every_filter(clean_nats: NATS) ->
                     assert [r.workflow_id for r in rows] == [
                         v.workflow_id for v in matching[:limit]
                     ], (status, name, limit)
+
+
+async def test_deleting_an_index_entry_that_is_gone_already_is_done(clean_nats: NATS) -> None:
+    # A killed projector may delete an entry its successor deletes again: the oldest one (below
+    # the stream's first sequence: 10043) or one inside the stream (10057). Both are done, not
+    # failures (the successor retried such a delete for ever, its workflow never acked).
+    writer = IndexWriter(
+        Direct(clean_nats, subjects.INDEX_STREAM), Publisher(clean_nats), generation=1
+    )
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+    seqs = [
+        await writer.add(
+            WorkflowView(workflow_id=f"wf{i}", name="n", status="running", started_at=started)
+        )
+        for i in range(3)
+    ]
+    for seq in (seqs[0], seqs[1]):  # the oldest, then one inside the stream
+        await writer.remove(seq)
+        await writer.remove(seq)
+    info = await clean_nats.jetstream().stream_info(subjects.INDEX_STREAM)
+    assert info.state.messages == 1
