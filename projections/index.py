@@ -52,8 +52,9 @@ _log = structlog.get_logger("jetwork.projector")
 T = TypeVar("T")
 _PAGE = 1000
 _UNKNOWN_BOUND = 1 << 62  # no conclusion possible: keep reading
-# Deleting a message that is not there (any more) is done already: 10057 for a gap inside the
-# stream, 10043 ("sequence not found") below its first sequence (the oldest entry, deleted).
+# Deleting a message that is not there (any more) is done already: nats-server 2.15 answers
+# 10043 ("sequence not found") for one deleted inside the stream, 10057 ("no message found") for
+# one below the stream's first sequence.
 _ALREADY_GONE = frozenset({10057, 10043})
 _MARKS_READ = 8  # marks read after a window's start to find one that reaches it
 

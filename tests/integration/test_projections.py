@@ -661,8 +661,8 @@ async def test_listing_many_views_is_exact_for_every_filter(clean_nats: NATS) ->
 
 
 async def test_deleting_an_index_entry_that_is_gone_already_is_done(clean_nats: NATS) -> None:
-    # A killed projector may delete an entry its successor deletes again: the oldest one (below
-    # the stream's first sequence: 10043) or one inside the stream (10057). Both are done, not
+    # A killed projector may delete an entry its successor deletes again: one inside the stream
+    # (10043) or the oldest (below the stream's first sequence: 10057). Both are done, not
     # failures (the successor retried such a delete for ever, its workflow never acked).
     writer = IndexWriter(
         Direct(clean_nats, subjects.INDEX_STREAM), Publisher(clean_nats), generation=1
@@ -674,7 +674,7 @@ async def test_deleting_an_index_entry_that_is_gone_already_is_done(clean_nats: 
         )
         for i in range(3)
     ]
-    for seq in (seqs[0], seqs[1]):  # the oldest, then one inside the stream
+    for seq in (seqs[1], seqs[0]):  # one inside the stream, then the oldest
         await writer.remove(seq)
         await writer.remove(seq)
     info = await clean_nats.jetstream().stream_info(subjects.INDEX_STREAM)
