@@ -8,6 +8,7 @@ end. See docs/architecture.md, "Reading".
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from events import subjects
 from events.errors import StoreError
@@ -48,6 +50,7 @@ class DirectReader:
         self._timeout = timeout
         self._replies: dict[str, _PendingRead] = {}
         self._inbox: str | None = None
+        self._subscription: Subscription | None = None
         self._inbox_lock = asyncio.Lock()
 
     async def read_raw(
@@ -153,9 +156,17 @@ class DirectReader:
             async with self._inbox_lock:
                 if self._inbox is None:
                     inbox = self._nc.new_inbox()
-                    await self._nc.subscribe(f"{inbox}.*", cb=self._on_reply)
+                    self._subscription = await self._nc.subscribe(f"{inbox}.*", cb=self._on_reply)
                     self._inbox = inbox
         return self._inbox
+
+    async def close(self) -> None:
+        """Drop the reply subscription (a later read subscribes again)."""
+        async with self._inbox_lock:
+            subscription, self._subscription, self._inbox = self._subscription, None, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):  # a closed connection has none left anyway
+                await subscription.unsubscribe()
 
     async def _on_reply(self, msg: Msg) -> None:
         # Runs once per reply message: collect here, wake the reader only at the end of a batch.

@@ -324,6 +324,10 @@ class EventStore:
     async def get(self, seq: int) -> StoredMessage | None:
         return await self._reader.get(seq)
 
+    async def close(self) -> None:
+        """Drop the reader's reply subscription (for a store on a connection that lives on)."""
+        await self._reader.close()
+
     async def _last_message(self, filter_subject: str) -> StoredMessage | None:
         return await self._reader.last(filter_subject)
 

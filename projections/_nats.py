@@ -9,6 +9,7 @@ see ``StoreError``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 
 from events.errors import StoreError
 from events.store import parse_nats_time
@@ -61,6 +63,7 @@ class Inbox:
         self._nc = nc
         self.timeout = timeout
         self._prefix: str | None = None
+        self._subscription: Subscription | None = None
         self._lock = asyncio.Lock()
         self._tokens = itertools.count()
 
@@ -69,10 +72,18 @@ class Inbox:
             async with self._lock:
                 if self._prefix is None:
                     prefix = self._nc.new_inbox()
-                    await self._nc.subscribe(f"{prefix}.*", cb=self._on_reply)
+                    self._subscription = await self._nc.subscribe(f"{prefix}.*", cb=self._on_reply)
                     self._prefix = prefix
         token = str(next(self._tokens))
         return token, f"{self._prefix}.{token}"
+
+    async def close(self) -> None:
+        """Drop the reply subscription (a later request subscribes again)."""
+        async with self._lock:
+            subscription, self._subscription, self._prefix = self._subscription, None, None
+        if subscription is not None:
+            with contextlib.suppress(Exception):  # a closed connection has none left anyway
+                await subscription.unsubscribe()
 
     async def _on_reply(self, msg: Msg) -> None:
         self.on_reply(msg.subject.rsplit(".", 1)[-1], msg)

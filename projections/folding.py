@@ -34,6 +34,9 @@ class Folder:
         self._events = events
         self._garbage_seen: OrderedDict[int, None] = OrderedDict()
 
+    async def close(self) -> None:
+        await self._events.close()
+
     async def from_log(self, state: WorkflowState) -> WorkflowState:
         """``state`` brought up to the end of the log."""
         loaded = await self._events.read_tolerant(

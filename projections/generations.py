@@ -50,7 +50,13 @@ class Generations:
         self, nc: NATS, *, publisher: Publisher | None = None, timeout: float = 5.0
     ) -> None:
         self._direct = Direct(nc, _BUCKET_STREAM, timeout=timeout)
+        self._own_publisher = publisher is None
         self._publisher = publisher or Publisher(nc, timeout=timeout)
+
+    async def close(self) -> None:
+        await self._direct.close()
+        if self._own_publisher:
+            await self._publisher.close()
 
     async def current(self) -> Pointer:
         stored = await self._direct.last(_subject(_POINTER))

@@ -116,6 +116,7 @@ class Projector:
         self._generations = Generations(nc, publisher=self._publisher, timeout=timeout)
         self._store: ViewStore | None = None
         self._recent: RecentWriter | None = None
+        self._recent_reads: Direct | None = None
         self._feed: PullFeed | None = None
         self._cache: OrderedDict[str, _Tracked] = OrderedDict()
         self._limit = asyncio.Semaphore(self._settings.concurrency)
@@ -153,6 +154,23 @@ class Projector:
         if self._feed is not None:
             feed, self._feed = self._feed, None
             await feed.stop()
+        await self.close()
+
+    async def close(self) -> None:
+        """Drop the reply subscriptions of its requests: for a projector on a connection that
+        lives on (a rebuild run by a client). It binds again if started later."""
+        await self._close_generation()
+        await self._folder.close()
+        await self._generations.close()
+        await self._publisher.close()
+
+    async def _close_generation(self) -> None:
+        store, self._store = self._store, None
+        reads, self._recent_reads = self._recent_reads, None
+        if store is not None:
+            await store.close()
+        if reads is not None:
+            await reads.close()
 
     async def run(self) -> None:
         await self.start()
@@ -200,6 +218,7 @@ class Projector:
             filter_subject=subjects.EVENTS_ALL,
         )
         await self._nc.jetstream().add_consumer(subjects.EVENTS_STREAM, config)
+        await self._close_generation()
         self._store = ViewStore(
             self._nc,
             generation=self._generation,
@@ -207,8 +226,9 @@ class Projector:
             timeout=self._settings.request_timeout,
             max_value=self._settings.max_value,
         )
+        self._recent_reads = Direct(self._nc, KV_STREAM, timeout=self._settings.request_timeout)
         self._recent = RecentWriter(
-            Direct(self._nc, KV_STREAM, timeout=self._settings.request_timeout),
+            self._recent_reads,
             self._publisher,
             prefix=KV_PREFIX,
             generation=self._generation,

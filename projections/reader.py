@@ -194,10 +194,21 @@ class Views:
                 raise StoreError(f"the projector did not catch up within {timeout:g}s")
             await asyncio.sleep(interval)
 
+    async def close(self) -> None:
+        """Drop every reply subscription this reader made (it works again if used later)."""
+        for store in self._stores.values():
+            await store.close()
+        self._stores = {}
+        await self._generations.close()
+        for inbox in (self._index, self._workers, self._publisher):
+            await inbox.close()
+
     async def _store(self) -> ViewStore:
         generation = await self.generation()
         store = self._stores.get(generation)
         if store is None:
+            for old in self._stores.values():  # a rebuild switched generations
+                await old.close()
             self._stores = {
                 generation: ViewStore(
                     self._nc,

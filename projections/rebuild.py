@@ -48,14 +48,22 @@ async def rebuild(nc: NATS, *, settings: ProjectorSettings | None = None) -> Reb
     generation = await generations.allocate()
     projector = Projector(nc, settings=settings, generation=generation)
     try:
-        await projector.catch_up()
-        await generations.switch(generation)
-    except BaseException:
-        await drop_generation(nc, generation, prefix=settings.consumer_prefix, publisher=publisher)
-        raise
-    for old in range(before.floor, generation):
-        await drop_generation(nc, old, prefix=settings.consumer_prefix, publisher=publisher)
-    await generations.raise_floor(generation)
+        try:
+            await projector.catch_up()
+            await generations.switch(generation)
+        except BaseException:
+            await drop_generation(
+                nc, generation, prefix=settings.consumer_prefix, publisher=publisher
+            )
+            raise
+        finally:
+            await projector.close()
+        for old in range(before.floor, generation):
+            await drop_generation(nc, old, prefix=settings.consumer_prefix, publisher=publisher)
+        await generations.raise_floor(generation)
+    finally:  # a client's connection lives on: leave no reply subscription behind
+        await generations.close()
+        await publisher.close()
     return RebuildStats(
         events=projector.events_seen,
         workflows=projector.views_created,

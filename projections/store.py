@@ -94,13 +94,18 @@ class ViewStore:
     ) -> None:
         self.generation = generation
         self._kv = Direct(nc, KV_STREAM, timeout=timeout)
+        self._own_publisher = publisher is None
         self._publisher = publisher or Publisher(nc, timeout=timeout)
-        self._index = IndexWriter(
-            Direct(nc, subjects.INDEX_STREAM, timeout=timeout),
-            self._publisher,
-            generation=generation,
-        )
+        self._index_reads = Direct(nc, subjects.INDEX_STREAM, timeout=timeout)
+        self._index = IndexWriter(self._index_reads, self._publisher, generation=generation)
         self._max_value = max_value or int(nc.max_payload) - _HEADROOM
+
+    async def close(self) -> None:
+        """Drop the reply subscriptions of its requests (the publisher's only if it made it)."""
+        await self._kv.close()
+        await self._index_reads.close()
+        if self._own_publisher:
+            await self._publisher.close()
 
     # --- reading ------------------------------------------------------------------------------
 

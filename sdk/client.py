@@ -123,10 +123,11 @@ class Client:
     async def close(self) -> None:
         """Close the connection if this client opened it.
 
-        On a connection the caller owns, the few reply subscriptions of the projection reader
-        stay until that connection closes.
+        On a connection the caller owns, the client only drops the reply subscriptions it made.
         """
-        self._views = None
+        views, self._views = self._views, None
+        if views is not None and not self._nc.is_closed:
+            await views.close()
         if self._owns_connection and not self._nc.is_closed:
             with contextlib.suppress(Exception):
                 await self._nc.drain()

@@ -22,6 +22,7 @@ from actors.definitions import load_workflow_file
 from actors.engine import Engine
 from actors.job import JobState
 from events import subjects
+from events.connection import NatsSettings, connect
 from events.errors import InvalidWorkflow, ServerUnavailable, WorkflowNotFound
 from events.requests import workflow_id_for
 from events.store import ActorRef, EventStore
@@ -381,6 +382,26 @@ async def test_projection_reads_reuse_one_reader_and_add_no_subscriptions(
             await client.lag()
         assert len(client.nc._subs) == opened
     assert client.nc.is_closed
+
+
+async def test_a_client_on_a_borrowed_connection_leaves_no_subscription_behind(
+    clean_nats: NATS,
+) -> None:
+    nc = await connect(NatsSettings(url=clean_nats.connected_url.geturl(), name="borrowed"))
+    try:
+        await nc.jetstream().account_info()  # nats-py's own request inbox, one per connection
+        before = len(nc._subs)
+        client = Client(nc)
+        await client.list()
+        await client.workers()
+        for _ in range(3):  # each rebuild made a publisher and a projector of its own
+            await client.rebuild_projections()
+        await client.list(status="running")
+        await client.close()
+        assert not nc.is_closed  # not the client's to close
+        assert len(nc._subs) == before
+    finally:
+        await nc.close()
 
 
 async def test_connect_uses_the_url_and_closes(nats_url: str) -> None:
