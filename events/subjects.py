@@ -35,7 +35,6 @@ CANCEL_NOTICES_ALL: Final = "ctl.cancel.>"
 INDEX_ALL: Final = "wfidx.>"
 
 KV_WORKFLOWS: Final = "jw_workflows"
-KV_JOBS: Final = "jw_jobs"
 KV_WORKERS: Final = "jw_workers"
 KV_LABELSETS: Final = "jw_labelsets"
 KV_PROJECTOR: Final = "jw_projector"

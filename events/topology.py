@@ -183,11 +183,10 @@ class Topology:
             )
 
         return [
-            bucket(subjects.KV_WORKFLOWS, "projection: workflow summaries"),
-            bucket(subjects.KV_JOBS, "projection: per-job state"),
+            bucket(subjects.KV_WORKFLOWS, "projections: workflow views, summaries, recent lists"),
             bucket(subjects.KV_WORKERS, "live workers (entries expire when not refreshed)", ttl=60),
             bucket(subjects.KV_LABELSETS, "label sets in use (dispatch subjects)"),
-            bucket(subjects.KV_PROJECTOR, "projector checkpoints"),
+            bucket(subjects.KV_PROJECTOR, "projections: the current generation"),
         ]
 
 
