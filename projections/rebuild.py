@@ -16,6 +16,7 @@ ones (tested against each other).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -47,7 +48,10 @@ async def rebuild(nc: NATS, *, settings: ProjectorSettings | None = None) -> Reb
     before = await generations.ensure()
     generation = await generations.allocate()
     projector = Projector(nc, settings=settings, generation=generation)
-    try:
+    async with contextlib.AsyncExitStack() as closing:
+        # A client's connection lives on: leave no reply subscription behind (last in, first out).
+        for close in (publisher.close, generations.close, projector.close):
+            closing.push_async_callback(close)
         try:
             await projector.catch_up()
             await generations.switch(generation)
@@ -56,14 +60,9 @@ async def rebuild(nc: NATS, *, settings: ProjectorSettings | None = None) -> Reb
                 nc, generation, prefix=settings.consumer_prefix, publisher=publisher
             )
             raise
-        finally:
-            await projector.close()
         for old in range(before.floor, generation):
             await drop_generation(nc, old, prefix=settings.consumer_prefix, publisher=publisher)
         await generations.raise_floor(generation)
-    finally:  # a client's connection lives on: leave no reply subscription behind
-        await generations.close()
-        await publisher.close()
     return RebuildStats(
         events=projector.events_seen,
         workflows=projector.views_created,
