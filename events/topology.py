@@ -35,6 +35,14 @@ DUPLICATE_WINDOW = 2 * MINUTE
 # How long start-up waits for JetStream to answer (a restarting server, a cluster electing leaders
 # while a node is down) before it gives up with a StoreError.
 TOPOLOGY_PATIENCE = 30.0
+# nats-server: "no suitable peers for placement" (a cluster node has not joined, or is down).
+_NO_PEERS = 10005
+
+
+class PeersNotReady(Exception):
+    """Too few cluster nodes are up to place a replicated stream: retried like a timeout."""
+
+
 _TRANSIENT = (
     NatsTimeoutError,
     TimeoutError,
@@ -42,6 +50,7 @@ _TRANSIENT = (
     ServiceUnavailableError,
     ConnectionReconnectingError,
     ConnectionError,  # the connection dropped while a request was in flight
+    PeersNotReady,
 )
 
 
@@ -232,6 +241,8 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         await js.add_stream(config)
     except BadRequestError as exc:
+        if exc.err_code == _NO_PEERS:
+            raise PeersNotReady(f"stream {config.name}: {exc.description}") from None
         # 10058: the stream exists with a different configuration: bring it up to date.
         if exc.err_code != 10058:
             raise StoreError(f"cannot create stream {config.name}: {exc.description}") from None
@@ -260,6 +271,8 @@ async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
         try:
             await js.create_key_value(config)
         except BadRequestError as exc:
+            if exc.err_code == _NO_PEERS:
+                raise PeersNotReady(f"bucket {config.bucket}: {exc.description}") from None
             if exc.err_code != 10058:  # created concurrently by another process: fine
                 raise StoreError(
                     f"cannot create bucket {config.bucket}: {exc.description}"

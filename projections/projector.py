@@ -9,14 +9,16 @@ end in the same state: the fold of the workflow's whole history. Folded states a
 
 Views are written newest-wins by stream sequence (``projections.store``), and messages are acked
 only once their workflow's view is stored, so the projector can be killed at any point and
-restarted: it converges to the same views. Messages that are not events are skipped and logged,
-never fatal.
+restarted: it converges to the same views. A running workflow's write is held up to ``settle``
+seconds so that its events of several batches make one write (``projections.holding``); an ended
+workflow is written at once. Messages that are not events are skipped and logged, never fatal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import time
 from collections import OrderedDict, defaultdict
@@ -35,6 +37,7 @@ from events.store import EventStore
 from projections._nats import Direct, Publisher, pull_now
 from projections.folding import Continuity, Folder, is_birth
 from projections.generations import Generations, consumer_name
+from projections.holding import Holds
 from projections.index import micros
 from projections.recent import DEFAULT_SIZE, RecentWriter
 from projections.store import KV_PREFIX, KV_STREAM, ViewStore, Written, purge_generation
@@ -58,6 +61,12 @@ class ProjectorSettings:
     # Once a batch has begun, how long to wait for more messages to join it: fewer, larger
     # batches write each busy workflow's view once for many of its events.
     linger: float = 0.01
+    # A running workflow's view is written at most this long after its events: the events of
+    # that window are written together (projections.holding). An ended workflow is written at
+    # once. 0: write after every batch. Capped at a quarter of ``ack_wait``.
+    settle: float = 0.25
+    # Messages held unacked at most (beyond it the oldest holds are written).
+    hold_limit: int = 16_384
     # How often a live projector looks for a new generation (after a rebuild).
     generation_check: float = 1.0
     # Durable consumer names are <prefix>-g<generation>.
@@ -84,6 +93,7 @@ class ProjectorSettings:
             concurrency=int(number("JETWORK_PROJECTOR_CONCURRENCY", cls.concurrency)),
             ack_wait=number("JETWORK_PROJECTOR_ACK_WAIT", cls.ack_wait),
             cache_size=int(number("JETWORK_PROJECTOR_CACHE_SIZE", cls.cache_size)),
+            settle=number("JETWORK_PROJECTOR_SETTLE", cls.settle),
         )
 
 
@@ -119,6 +129,8 @@ class Projector:
         self._recent_reads: Direct | None = None
         self._feed: PullFeed | None = None
         self._cache: OrderedDict[str, _Tracked] = OrderedDict()
+        self._holds = Holds(limit=self._settings.hold_limit)
+        self._settle = min(self._settings.settle, self._settings.ack_wait / 4)
         self._limit = asyncio.Semaphore(self._settings.concurrency)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -183,26 +195,35 @@ class Projector:
         self._stopping.set()
 
     async def catch_up(self) -> None:
-        """Project everything the consumer holds, then return (nothing stays requested)."""
+        """Project everything the consumer holds, then return (nothing stays requested).
+
+        Writes are held longer than live (a third of ``ack_wait``): a rebuild writes each
+        workflow about once, not once per batch that holds some of its events.
+        """
         if self._follow and not self._generation:
             self._generation = (await self._generations.ensure()).generation
         await self._bind()
+        self._settle = self._settings.ack_wait / 3
         js = self._nc.jetstream()
-        while True:
-            messages = await pull_now(
-                self._nc,
-                stream=subjects.EVENTS_STREAM,
-                consumer=self.consumer,
-                batch=self._settings.batch,
-                timeout=self._settings.request_timeout,
-            )
-            if messages:
-                await self._handle(messages)
-                continue
-            info = await js.consumer_info(subjects.EVENTS_STREAM, self.consumer)
-            if info.num_pending == 0 and info.num_ack_pending == 0:
-                return
-            await asyncio.sleep(0.05)  # naked messages come back after their delay
+        try:
+            while True:
+                messages = await pull_now(
+                    self._nc,
+                    stream=subjects.EVENTS_STREAM,
+                    consumer=self.consumer,
+                    batch=self._settings.batch,
+                    timeout=self._settings.request_timeout,
+                )
+                if messages:
+                    await self._handle(messages)
+                    continue
+                await self._release(everything=True)
+                info = await js.consumer_info(subjects.EVENTS_STREAM, self.consumer)
+                if info.num_pending == 0 and info.num_ack_pending == 0:
+                    return
+                await asyncio.sleep(0.05)  # naked messages come back after their delay
+        finally:
+            self._settle = min(self._settings.settle, self._settings.ack_wait / 4)
 
     # --- consuming ----------------------------------------------------------------------------
 
@@ -214,7 +235,8 @@ class Projector:
             deliver_policy=DeliverPolicy.ALL,
             ack_wait=self._settings.ack_wait,
             max_deliver=-1,
-            max_ack_pending=max(1000, self._settings.batch * 8),
+            # Room for the held messages besides the batches in flight.
+            max_ack_pending=max(1000, self._settings.batch * 8) + self._settings.hold_limit,
             filter_subject=subjects.EVENTS_ALL,
         )
         await self._nc.jetstream().add_consumer(subjects.EVENTS_STREAM, config)
@@ -235,6 +257,8 @@ class Projector:
             size=self._settings.recent_size,
         )
         self._cache.clear()
+        # Held messages of a former generation's consumer are dropped with it.
+        self._holds = Holds(limit=self._settings.hold_limit)
         self._continuity = Continuity()
 
     async def _open_feed(self) -> PullFeed:
@@ -263,16 +287,25 @@ class Projector:
                 _log.warning("pull failed", consumer=self.consumer, error=str(exc) or repr(exc))
                 await asyncio.sleep(poll)
                 continue
-            if not messages:
-                continue
             try:
-                await self._handle(messages)
+                if messages:
+                    await self._handle(messages)
+                else:
+                    await self._release()
             except Exception:  # a bug must not stop the projector; the messages come back
                 _log.exception("batch failed", consumer=self.consumer, size=len(messages))
+        try:
+            await self._release(everything=True)  # a graceful stop leaves nothing held
+        except Exception:
+            _log.exception("writing the held views failed", consumer=self.consumer)
 
     async def _next_batch(self, feed: PullFeed) -> list[Msg]:
         size = self._settings.batch
-        messages = await feed.next_batch(size, timeout=self._settings.poll_interval)
+        wait = self._settings.poll_interval
+        due = self._holds.next_due(self._settle)
+        if due is not None:  # wake up in time to write what is held
+            wait = min(wait, max(due - time.monotonic(), 0.001))
+        messages = await feed.next_batch(size, timeout=wait)
         deadline = time.monotonic() + self._settings.linger
         while messages and len(messages) < size:
             left = deadline - time.monotonic()
@@ -301,45 +334,75 @@ class Projector:
             _log.warning("cannot follow the projection generation", error=str(exc) or repr(exc))
 
     async def _handle(self, messages: list[Msg]) -> None:
+        now = time.monotonic()
         groups: dict[str, list[Msg]] = defaultdict(list)
         for msg in messages:
             groups[_workflow_of(msg.subject)].append(msg)
         continued = self._continuity.begin(messages)
 
-        async def project(wf: str, group: list[Msg]) -> bool:
+        async def project(wf: str, group: list[Msg]) -> bool | None:
             try:
                 async with self._limit:
-                    await self._project(wf, group if continued else None)
+                    return await self._project(wf, group if continued else None, now)
             except Exception as exc:
                 _log.warning("projecting failed, will retry", workflow=wf, error=repr(exc))
                 return False
-            return True
 
-        done = await asyncio.gather(*(project(wf, group) for wf, group in groups.items()))
+        outcomes = await asyncio.gather(*(project(wf, group) for wf, group in groups.items()))
+        due = [wf for wf in self._holds.due(now, self._settle) if wf not in groups]
+        released = await self._write_held(due)
+        settled: list[tuple[bool, list[Msg]]] = []
+        for (wf, group), outcome in zip(groups.items(), outcomes, strict=True):
+            if outcome is None:
+                self._holds.add(wf, group, now)
+            else:
+                settled.append((outcome, group + self._holds.take(wf)))
+        settled += [(ok, self._holds.take(wf)) for wf, ok in zip(due, released, strict=True)]
+        flushed = await self._settle_messages(settled)
+        self._continuity.end(messages, complete=flushed and False not in outcomes)
+
+    async def _release(self, *, everything: bool = False) -> None:
+        """Write the held views that are due (or all of them) and ack their messages."""
+        now = time.monotonic()
+        due = self._holds.everything() if everything else self._holds.due(now, self._settle)
+        if not due:
+            return
+        released = await self._write_held(due)
+        await self._settle_messages(
+            [(ok, self._holds.take(wf)) for wf, ok in zip(due, released, strict=True)]
+        )
+
+    async def _settle_messages(self, settled: list[tuple[bool, list[Msg]]]) -> bool:
+        """Ack the messages of written views, nak the others; False when nothing could be."""
         try:
             assert self._recent is not None
-            await self._recent.flush()  # before any ack: a crash makes the batch come back
+            await self._recent.flush()  # before any ack: a crash makes the messages come back
+            flushed = True
         except Exception as exc:
             _log.warning("writing recent lists failed, will retry", error=repr(exc))
-            done = [False] * len(done)
-        self._continuity.end(messages, complete=all(done))
-        for ok, group in zip(done, groups.values(), strict=True):
-            if ok:
-                await asyncio.gather(*(msg.ack() for msg in group))
-                self.events_seen += len(group)
+            flushed = False
+        for ok, messages in settled:
+            if ok and flushed:
+                for msg in messages:  # acks are plain publishes: no task each
+                    await msg.ack()
+                self.events_seen += len(messages)
             else:
-                await asyncio.gather(*(msg.nak(delay=1.0) for msg in group))
+                for msg in messages:
+                    await msg.nak(delay=1.0)
         try:
             assert self._store is not None
             await self._store.mark_index()  # after the acks: only listings' speed depends on it
         except Exception as exc:
             _log.warning("marking the listing index failed, will retry", error=repr(exc))
+        return flushed
 
     # --- folding and writing ------------------------------------------------------------------
 
-    async def _project(self, wf: str, batch: list[Msg] | None) -> None:
+    async def _project(self, wf: str, batch: list[Msg] | None, now: float) -> bool | None:
         """Bring the workflow's view up to date; ``batch``: its messages, when they continue
-        what its cached state reflects (``projections.folding.Continuity``)."""
+        what its cached state reflects (``projections.folding.Continuity``).
+
+        True: written (or nothing to write); None: held (``projections.holding``)."""
         store = self._store
         assert store is not None
         epoch = self._continuity.epoch
@@ -356,7 +419,39 @@ class Projector:
             state = self._folder.from_messages(tracked.state, batch)
         else:
             state = await self._folder.from_log(tracked.state)
-        written = tracked.written
+        if self._may_hold(wf, state, tracked.written, now):
+            self._remember(wf, _Tracked(state, tracked.written, epoch))
+            return None
+        written = await self._store_state(wf, state, tracked.written)
+        self._remember(wf, _Tracked(state, written, epoch))
+        return True
+
+    def _may_hold(self, wf: str, state: WorkflowState, written: Written, now: float) -> bool:
+        if self._settle <= 0 or state.status is None or state.status.is_terminal:
+            return False
+        if state.stream_seq <= written.seq:
+            return False  # nothing new to write
+        since = self._holds.since(wf)
+        return since is None or now - since < self._settle
+
+    async def _write_held(self, wfs: list[str]) -> list[bool]:
+        async def write(wf: str) -> bool:
+            tracked = self._cache[wf]  # held workflows are never dropped from the cache
+            try:
+                async with self._limit:
+                    written = await self._store_state(wf, tracked.state, tracked.written)
+            except Exception as exc:
+                _log.warning("writing a held view failed, will retry", workflow=wf, error=repr(exc))
+                return False
+            self._cache[wf] = _Tracked(tracked.state, written, tracked.epoch)
+            return True
+
+        return list(await asyncio.gather(*(write(wf) for wf in wfs)))
+
+    async def _store_state(self, wf: str, state: WorkflowState, written: Written) -> Written:
+        """Write the view of ``state`` unless what is stored reflects it; what is stored then."""
+        store = self._store
+        assert store is not None
         if state.status is not None and state.definition is not None:
             if state.stream_seq > written.seq:
                 if not written.seq:
@@ -371,13 +466,17 @@ class Projector:
                 status=state.status.value,
                 started_us=micros(state.started_at),
             )
-        self._remember(wf, _Tracked(state, written, epoch))
+        return written
 
     def _remember(self, wf: str, tracked: _Tracked) -> None:
         self._cache[wf] = tracked
         self._cache.move_to_end(wf)
-        while len(self._cache) > self._settings.cache_size:
-            self._cache.popitem(last=False)
+        excess = len(self._cache) - self._settings.cache_size
+        if excess > 0:
+            # The least recently used go, except held ones: their state is what gets written.
+            oldest = itertools.islice(self._cache, excess + len(self._holds))
+            for old in [wf for wf in oldest if wf not in self._holds][:excess]:
+                del self._cache[old]
 
 
 def _workflow_of(subject: str) -> str:

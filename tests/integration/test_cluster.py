@@ -49,9 +49,11 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 @pytest.fixture
 async def cluster_nc(cluster: LocalCluster) -> AsyncIterator[NATS]:
     nc = await connect(NatsSettings(url=cluster.url, name="cluster-test"))
-    await ensure_topology(nc.jetstream(), Topology(replicas=3))
-    yield nc
-    await nc.close()
+    try:  # closed even when the set-up fails: a client left reconnecting hangs the session
+        await ensure_topology(nc.jetstream(), Topology(replicas=3))
+        yield nc
+    finally:
+        await nc.close()
 
 
 async def _leader(nc: NATS, stream: str = subjects.EVENTS_STREAM) -> str | None:

@@ -33,13 +33,15 @@ JOBS = 20
 @pytest.fixture
 async def engines_ncs(tmp_path: Path) -> AsyncIterator[list[NATS]]:
     with LocalCluster(tmp_path) as cluster:
-        ncs = [
-            await connect(NatsSettings(url=cluster.url, name=f"engine-{n}")) for n in range(ENGINES)
-        ]
-        await ensure_topology(ncs[0].jetstream(), Topology(replicas=3))
-        yield ncs
-        for nc in ncs:
-            await nc.close()
+        ncs: list[NATS] = []
+        try:  # closed even when the set-up fails: a client left reconnecting hangs the session
+            for n in range(ENGINES):
+                ncs.append(await connect(NatsSettings(url=cluster.url, name=f"engine-{n}")))
+            await ensure_topology(ncs[0].jetstream(), Topology(replicas=3))
+            yield ncs
+        finally:
+            for nc in ncs:
+                await nc.close()
 
 
 async def test_engines_dispatching_one_job_at_once_all_succeed_and_one_message_is_kept(

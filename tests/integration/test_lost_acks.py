@@ -83,9 +83,11 @@ def cluster(tmp_path: Path) -> Iterator[LocalCluster]:
 @pytest.fixture
 async def cluster_nc(cluster: LocalCluster) -> AsyncIterator[NATS]:
     nc = await connect(NatsSettings(url=cluster.url, name="lost-ack-test"))
-    await ensure_topology(nc.jetstream(), Topology(replicas=3))
-    yield nc
-    await nc.close()
+    try:  # closed even when the set-up fails: a client left reconnecting hangs the session
+        await ensure_topology(nc.jetstream(), Topology(replicas=3))
+        yield nc
+    finally:
+        await nc.close()
 
 
 @pytest.mark.cluster

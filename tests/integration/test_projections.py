@@ -251,6 +251,79 @@ async def test_a_running_workflow_is_listed_as_running_then_as_ended(rig: Rig) -
         assert await views.list(status="running") == []
 
 
+async def hanging(rig: Rig, wf: str) -> tuple[str, str, int]:
+    await assert_eventually(lambda: any(h[0] == wf for h in rig.runner.hanging))
+    return next(h for h in rig.runner.hanging if h[0] == wf)
+
+
+async def test_a_running_workflow_is_written_once_for_its_held_events_and_its_end_at_once(
+    rig: Rig,
+) -> None:
+    """With a settle far longer than the test, only the end can cause a write: one write
+    carrying the whole history, not one per batch."""
+    views = Views(rig.nc)
+    writes: list[bytes] = []
+
+    async def on_write(msg: object) -> None:
+        writes.append(getattr(msg, "data", b""))
+
+    sub = await rig.nc.subscribe(f"{KV_PREFIX}*.v.slow", cb=on_write)
+    settings = ProjectorSettings(poll_interval=0.1, ack_wait=240.0, settle=60.0)
+    try:
+        async with projecting(rig.nc, settings):
+            await start_workflow(rig.nc, "slow", STOPPED)
+            _, name, epoch = await hanging(rig, "slow")
+            await cancel_workflow(rig.nc, "slow")
+
+            async def requested() -> bool:
+                return "job.long.JobCancelRequested" in types(await rig.store.history("slow"))
+
+            await assert_eventually(requested)
+            assert await views.get("slow") is None  # every event so far is held
+            await rig.runner.confirm_cancelled("slow", name, epoch)
+            await assert_eventually(
+                lambda: _status(views, "slow", "cancelled"),
+                timeout=15,  # far below the settle: the end is written at once
+                message="the ended workflow was held",
+            )
+            assert await views.get("slow") == await rig.expected("slow")
+            await rig.nc.flush()
+            assert len(writes) == 1
+    finally:
+        await sub.unsubscribe()
+
+
+async def test_a_graceful_stop_writes_what_is_held(rig: Rig) -> None:
+    views = Views(rig.nc)
+    settings = ProjectorSettings(poll_interval=0.1, ack_wait=240.0, settle=60.0)
+    projector = Projector(rig.nc, settings=settings)
+    await projector.start()
+    try:
+        await start_workflow(rig.nc, "slow", STOPPED)
+        await hanging(rig, "slow")
+        js = rig.nc.jetstream()
+        events = len(await rig.history("slow"))
+
+        async def all_held() -> bool:
+            info = await js.consumer_info(subjects.EVENTS_STREAM, projector.consumer)
+            return info.num_pending == 0 and info.num_ack_pending == events
+
+        await assert_eventually(all_held, message="the projector never held the events")
+        assert await views.get("slow") is None
+    finally:
+        await projector.stop()
+    view = await views.get("slow")
+    assert view is not None
+    assert view == await rig.expected("slow")
+    assert view.status == "running"
+    assert view.jobs["long"].status == "running"
+
+
+async def _status(views: Views, wf: str, status: str) -> bool:
+    view = await views.get(wf)
+    return view is not None and view.status == status
+
+
 async def test_a_projector_killed_mid_stream_is_replaced_and_converges(
     rig: Rig, nats_url: str
 ) -> None:
