@@ -5,7 +5,8 @@ the workers as separate processes (``bench.roles``), warms up, measures, prints 
 ``bench/results/<timestamp>.json``.
 
   s0     raw nats-py ceiling (sync publish, pipelined publish, fetch+ack) and the event store
-  s1     10,000 single-job workflows, no-op Python jobs, 4 worker slots (median of 3)
+  s1     10,000 single-job workflows, no-op Python jobs, 4 worker slots (median of 3 at the
+         headline sync interval, 2m; one run at the others and in the best config)
   s2     open-loop arrivals at 50 and 500 jobs/s: dispatch and completion latency
   s3     one 1 → 1,000 → 1 fan-out/in, 100 chains x 10 jobs (median of 3), idle hops
   s4     rebuild one 1,000-job workflow's state; rebuild all projections over ≥ 100k events
@@ -44,6 +45,15 @@ def _options() -> argparse.Namespace:
     )
     parser.add_argument("--jobs", type=int, default=10_000, help="S1/S5 workflows per run")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
+    parser.add_argument(
+        "--headline-sync",
+        default="2m",
+        help="the S1 sync interval compared with the target: it gets --repeats runs; S1 at "
+        "the other sync intervals and the best config get --side-repeats",
+    )
+    parser.add_argument(
+        "--side-repeats", type=int, default=1, help="runs of the other S1 figures (median)"
+    )
     parser.add_argument("--slots", type=int, default=4, help="worker slots (S1-S3)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (S1-S3)")
     parser.add_argument("--shell", type=int, default=2_000, help="S1 shell `true` jobs (0: none)")
@@ -101,13 +111,17 @@ async def s0(options: argparse.Namespace, syncs: list[str]) -> list[Result]:
     return results
 
 
+def _s1_repeats(options: argparse.Namespace, sync: str) -> int:
+    return options.repeats if sync == options.headline_sync else options.side_repeats
+
+
 async def s1(options: argparse.Namespace, sync: str, dep: Deployment) -> list[Result]:
     slots = f"{options.workers} worker x {options.slots // options.workers} slots"
     runs = [
         await throughput.independent(
             dep, NOOP, options.jobs, variant=f"{options.jobs:,} no-op jobs, {slots}, sync {sync}"
         )
-        for _ in range(options.repeats)
+        for _ in range(_s1_repeats(options, sync))
     ]
     results = [median_of(runs, "jobs/s")]
     if options.shell:
@@ -129,7 +143,7 @@ async def s1_best(options: argparse.Namespace, sync: str) -> list[Result]:
         variant = f"best config: {count} workers x {slots} slots, sync {sync}"
         runs = [
             await throughput.independent(dep, NOOP, options.jobs, variant=variant)
-            for _ in range(options.repeats)
+            for _ in range(options.side_repeats)
         ]
     return [median_of(runs, "jobs/s")]
 

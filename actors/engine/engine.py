@@ -114,6 +114,7 @@ class Engine(MessageLoops):
 
     async def _on_commands(self, messages: list[Msg]) -> None:
         groups: dict[str, list[Msg]] = defaultdict(list)
+        requests: dict[int, StartRequest | CancelRequest] = {}
         for msg in messages:
             try:
                 request = REQUESTS.validate_json(msg.data)
@@ -121,16 +122,18 @@ class Engine(MessageLoops):
                 await self._dead_letter(msg, f"malformed command: {_summary(exc)}")
                 await msg.ack()
                 continue
+            requests[id(msg)] = request
             groups[request.workflow_id].append(msg)
-        await self._per_workflow(groups, self._run_commands)
 
-    async def _run_commands(self, wf_id: str, messages: list[Msg]) -> None:
-        for msg in messages:
-            request = REQUESTS.validate_json(msg.data)
-            if isinstance(request, StartRequest):
-                await self._start(request)
-            else:
-                await self._cancel(request)
+        async def run(wf_id: str, group: list[Msg]) -> None:
+            for msg in group:
+                request = requests[id(msg)]
+                if isinstance(request, StartRequest):
+                    await self._start(request)
+                else:
+                    await self._cancel(request)
+
+        await self._per_workflow(groups, run)
 
     async def _start(self, request: StartRequest) -> None:
         try:
@@ -190,22 +193,32 @@ class Engine(MessageLoops):
 
     async def _on_events(self, messages: list[Msg]) -> None:
         groups: dict[str, list[Msg]] = defaultdict(list)
+        decoded: dict[int, Event] = {}
         for msg in messages:
+            if self._reacted(msg):
+                # Appended by this engine and reacted to already (inline): nothing to decode.
+                await msg.ack()
+                continue
+            seq = msg.metadata.sequence.stream
             try:
-                decode(msg.data, subject=msg.subject, seq=msg.metadata.sequence.stream)
+                decoded[seq] = decode(msg.data, subject=msg.subject, seq=seq)
             except UndecodableEvent as exc:
                 await self._dead_letter(msg, str(exc))
                 await msg.ack()
                 continue
             groups[msg.subject.split(".")[1]].append(msg)
-        await self._per_workflow(groups, self._react)
 
-    async def _react(self, wf_id: str, messages: list[Msg]) -> None:
+        async def react(wf_id: str, group: list[Msg]) -> None:
+            await self._react(wf_id, group, decoded)
+
+        await self._per_workflow(groups, react)
+
+    async def _react(self, wf_id: str, messages: list[Msg], decoded: dict[int, Event]) -> None:
         # Events this engine appended were reacted to when they were appended: skip them.
         fresh = [msg for msg in messages if not self._reacted(msg)]
         if not fresh:
             return
-        events = [decode(msg.data, subject=msg.subject) for msg in fresh]
+        events = [decoded[msg.metadata.sequence.stream] for msg in fresh]
         if reactions.nothing_to_do(self._host.cached(wf_id), events):
             return
         newest = max(msg.metadata.sequence.stream for msg in fresh)

@@ -175,7 +175,8 @@ class MessageLoops:
                 except Exception as exc:
                     await self._failed(messages, exc, workflow_id=wf_id)
                     return
-            await asyncio.gather(*(msg.ack() for msg in messages))
+            for msg in messages:  # acks are plain publishes: no task each
+                await msg.ack()
 
         await asyncio.gather(*(guarded(wf, msgs) for wf, msgs in groups.items()))
 
