@@ -26,6 +26,7 @@ from events.connection import NatsSettings, connect
 from events.topology import ensure_topology
 from projections.projector import Projector, ProjectorSettings
 from sdk.job_context import JobContext
+from sdk.runtime import run_service
 from sdk.worker import Worker
 from sdk.worker_config import WorkerConfig
 
@@ -154,12 +155,7 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="pyinstrument output file")
     args = parser.parse_args()
     configure_logging(args.log_level)
-    try:
-        import uvloop
-
-        uvloop.run(ROLES[args.role](args))
-    except ImportError:
-        asyncio.run(ROLES[args.role](args))
+    run_service(ROLES[args.role](args))
 
 
 if __name__ == "__main__":

@@ -211,7 +211,7 @@ class Projector:
                     self._nc,
                     stream=subjects.EVENTS_STREAM,
                     consumer=self.consumer,
-                    batch=self._settings.batch,
+                    batch=self._settings.batch * 8,  # a backlog: fewer, larger batches
                     timeout=self._settings.request_timeout,
                 )
                 if messages:

@@ -20,6 +20,7 @@ from rich.console import Console
 
 from events.errors import JetworkError
 from sdk.client import Client
+from sdk.runtime import tune_gc
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -64,7 +65,8 @@ def json_option(what: str) -> Callable[[F], F]:
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine on a fresh event loop."""
+    """Run a command's coroutine on a fresh event loop (a rebuild can be long: tuned collector)."""
+    tune_gc()
     return asyncio.run(coroutine)
 
 

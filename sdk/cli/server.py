@@ -22,6 +22,7 @@ from events.topology import ensure_topology
 from projections.projector import Projector, ProjectorSettings
 from sdk.cli._common import configure_logging, make_console, nats_option
 from sdk.embedded_server import EmbeddedServer
+from sdk.runtime import run_service
 
 _log = structlog.get_logger("jetwork.server")
 STOP_TIMEOUT: Final = 15.0
@@ -102,7 +103,7 @@ def server(
         )
         console.print(f"point workers and clients at it:  [bold]export JETWORK_NATS_URL={url}[/]")
     try:
-        asyncio.run(_serve(url, console, projector=not no_projector))
+        run_service(_serve(url, console, projector=not no_projector))
     except asyncio.CancelledError:
         console.print("forced to stop: unfinished work will be redelivered")
         sys.exit(130)

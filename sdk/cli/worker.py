@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from typing import Any
@@ -11,6 +10,7 @@ import click
 import structlog
 
 from events.errors import JetworkError, ServerUnavailable
+from sdk.runtime import run_service
 from sdk.worker import Worker
 from sdk.worker_config import InvalidWorkerConfig, WorkerConfig, parse_duration
 
@@ -133,13 +133,7 @@ def worker(
 
 
 def _run(worker: Worker) -> bool:
-    try:
-        import uvloop
-
-        runner: Any = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    runner(worker.run())
+    run_service(worker.run())
     return worker.aborted
 
 
