@@ -252,6 +252,8 @@ async def pull_now(
 
     Unlike a waiting pull, nothing stays requested afterwards: a message published later is not
     delivered to a reader that has gone (it would sit unacknowledged until its ack wait ends).
+    A request the server leaves open (``max_ack_pending`` reached part-way) returns what came
+    within ``timeout``; only one that brought nothing is an error.
     """
     inbox = nc.new_inbox()
     received: list[Msg] = []
@@ -274,7 +276,10 @@ async def pull_now(
         )
         await asyncio.wait_for(ended, timeout)
     except TimeoutError:
-        raise StoreError(f"pulling from {stream}/{consumer} timed out", retryable=True) from None
+        if not received:
+            raise StoreError(
+                f"pulling from {stream}/{consumer} timed out", retryable=True
+            ) from None
     finally:
         await sub.unsubscribe()
     return received

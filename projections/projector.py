@@ -32,6 +32,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from actors.workflow import WorkflowState
 from events import subjects
+from events.errors import StoreError
 from events.pull import PullFeed
 from events.store import EventStore
 from projections._nats import Direct, Publisher, pull_now
@@ -207,13 +208,19 @@ class Projector:
         js = self._nc.jetstream()
         try:
             while True:
-                messages = await pull_now(
-                    self._nc,
-                    stream=subjects.EVENTS_STREAM,
-                    consumer=self.consumer,
-                    batch=self._settings.batch * 8,  # a backlog: fewer, larger batches
-                    timeout=self._settings.request_timeout,
-                )
+                try:
+                    messages = await pull_now(
+                        self._nc,
+                        stream=subjects.EVENTS_STREAM,
+                        consumer=self.consumer,
+                        # A backlog: fewer, larger batches, with room left under max_ack_pending
+                        # beside the held messages (acks reach the consumer a little late).
+                        batch=self._settings.batch * 2,
+                        timeout=self._settings.request_timeout,
+                    )
+                except StoreError as exc:  # nothing came: write what is held, then look again
+                    _log.warning("pull failed", consumer=self.consumer, error=str(exc))
+                    messages = []
                 if messages:
                     await self._handle(messages)
                     continue
