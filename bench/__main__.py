@@ -67,7 +67,7 @@ def _options() -> argparse.Namespace:
     )
     parser.add_argument("--width", type=int, default=1_000, help="S3 fan-out width")
     parser.add_argument("--rates", default="50,500", help="S2 arrival rates (jobs/s)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="S2 seconds per rate")
+    parser.add_argument("--seconds", type=float, default=10.0, help="S2 seconds per rate")
     parser.add_argument("--count", type=int, default=3_000, help="S0 operations per run")
     parser.add_argument("--log-level", default="info", help="roles' log level")
     parser.add_argument("--profile", action="store_true", help="pyinstrument in every role")
