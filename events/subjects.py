@@ -74,6 +74,16 @@ def job_actor_filter(wf_id: str, job: str) -> str:
     return f"evt.{wf_id}.job.{job}.*"
 
 
+def actor_filter_of(event_subject: str) -> str | None:
+    """The actor filter an event subject belongs to (None when it has no actor's shape)."""
+    tokens = event_subject.split(".")
+    if len(tokens) == 4 and tokens[0] == "evt" and tokens[2] == "wf":
+        return workflow_actor_filter(tokens[1])
+    if len(tokens) == 5 and tokens[0] == "evt" and tokens[2] == "job":
+        return job_actor_filter(tokens[1], tokens[3])
+    return None
+
+
 def job_event(wf_id: str, job: str, event_type: str) -> str:
     return f"evt.{wf_id}.job.{job}.{event_type}"
 

@@ -31,6 +31,9 @@ from events.errors import ConcurrencyConflict, StoreError, UndecodableEvent
 from events.store import ActorRef, EventStore, StoredMessage
 
 _log = structlog.get_logger("jetwork.engine")
+# Workflows with at most this many jobs are read by their actors' chains (no stream scan); a
+# bigger one has many subjects per read, where reading forward costs less.
+_CHAINS_UP_TO = 16
 # RecordedEvent.time of an event folded from our own append (replay does not read it).
 _NO_TIME: Final = datetime.fromtimestamp(0, UTC)
 
@@ -82,6 +85,17 @@ class WorkflowHost:
         answers the read.
         """
         cached = self._cache.get(wf_id)
+        if cached is not None and cached.status is not None and len(cached.order) <= _CHAINS_UP_TO:
+            changed = await self._store.read_changed_actors(
+                wf_id, _known_actors(cached), min_seq=min_seq
+            )
+            if changed is not None:
+                current = await self._fold(cached, changed) if changed else cached
+                # Each actor is complete, but not necessarily every event up to the newest
+                # (multi_last is not one snapshot): a forward read must still start here.
+                current = updated(current, stream_seq=cached.stream_seq)
+                self._remember(wf_id, current)
+                return current
         from_seq = cached.stream_seq + 1 if cached else 1
         messages = await self._store.read_raw(
             subjects.workflow_events(wf_id), from_seq=from_seq, min_seq=min_seq
@@ -244,6 +258,15 @@ def _absorb(state: WorkflowState, landed: list[tuple[Append, int]]) -> WorkflowS
         for append, seq in sorted(landed, key=lambda item: item[1])
     ]
     return updated(workflow.replay(recorded, state), stream_seq=state.stream_seq)
+
+
+def _known_actors(state: WorkflowState) -> dict[str, int]:
+    """Each actor's last sequence folded into ``state`` (0: none yet)."""
+    wf = state.workflow_id
+    known = {subjects.workflow_actor_filter(wf): state.last_seq}
+    for name, job_state in state.jobs.items():
+        known[subjects.job_actor_filter(wf, name)] = job_state.last_seq
+    return known
 
 
 def _skip_over(state: WorkflowState, message: StoredMessage) -> WorkflowState:

@@ -301,3 +301,62 @@ async def test_reused_command_id_for_another_actor_is_refused(clean_nats: NATS) 
         await store.append(
             ActorRef.job("w1", "b"), [retry_event("w1", "b", 1)], expected_seq=0, command_id="dup"
         )
+
+
+# --- reading a workflow's changed actors by their CAS chains (no scan) --------------------------
+
+
+def cancel_event(wf: str) -> WorkflowCancelRequested:
+    return WorkflowCancelRequested(workflow_id=wf, reason="r", force=False, requested_at=NOW)
+
+
+async def _append(store: EventStore, actor: ActorRef, event: Any, after: int, cid: str) -> int:
+    return int(await store.append(actor, [event], expected_seq=after, command_id=cid))
+
+
+async def test_changed_actors_are_read_by_their_chains_exactly(clean_nats: NATS) -> None:
+    store = EventStore(clean_nats)
+    a, b, wf = ActorRef.job("w1", "a"), ActorRef.job("w1", "b"), ActorRef.workflow("w1")
+    a1 = await _append(store, a, retry_event("w1", "a", 1), 0, "a1")
+    w1 = await _append(store, wf, cancel_event("w1"), 0, "w1")
+    for i in range(30):  # other workflows' events in between: what a forward read scans
+        await _append(store, ActorRef.job(f"x{i}", "a"), retry_event(f"x{i}", "a", 1), 0, f"x{i}")
+    a2 = await _append(store, a, retry_event("w1", "a", 2), a1, "a2")
+    a3 = await _append(store, a, retry_event("w1", "a", 3), a2, "a3")
+    b1 = await _append(store, b, retry_event("w1", "b", 1), 0, "b1")
+    known = {a.filter: a1, wf.filter: w1}
+    changed = await store.read_changed_actors("w1", known, min_seq=b1)
+    assert changed is not None
+    assert [m.seq for m in changed] == [a2, a3, b1]
+    forward = await store.read_raw("evt.w1.>", from_seq=1)
+    assert [m.seq for m in forward if m.seq > known.get(_actor(m.subject), 0)] == [a2, a3, b1]
+    assert await store.read_changed_actors("w1", {**known, a.filter: a3, b.filter: b1}) == []
+
+
+def _actor(subject: str) -> str:
+    tokens = subject.split(".")
+    return ".".join([*tokens[:-1], "*"])
+
+
+async def test_chains_that_cannot_be_proven_fall_back_to_reading_forward(
+    clean_nats: NATS,
+) -> None:
+    store = EventStore(clean_nats)
+    a = ActorRef.job("w2", "a")
+    a1 = await _append(store, a, retry_event("w2", "a", 1), 0, "a1")
+    # Knowing more than the server holds (a lagging replica), or an event not yet there.
+    assert await store.read_changed_actors("w2", {a.filter: a1 + 5}) is None
+    assert await store.read_changed_actors("w2", {a.filter: a1}, min_seq=a1 + 5) is None
+    # A later message of an atomic batch carries no CAS headers.
+    await store.append(
+        a,
+        [retry_event("w2", "a", 2), retry_event("w2", "a", 3)],
+        expected_seq=a1,
+        command_id="batch",
+    )
+    assert await store.read_changed_actors("w2", {a.filter: a1}) is None
+    # Garbage published on an event subject has none either.
+    b = ActorRef.job("w3", "b")
+    await _append(store, b, retry_event("w3", "b", 1), 0, "b1")
+    await clean_nats.jetstream().publish("evt.w3.job.b.JobSucceeded", b"{broken")
+    assert await store.read_changed_actors("w3", {}) is None
