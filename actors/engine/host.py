@@ -85,15 +85,17 @@ class WorkflowHost:
         answers the read.
         """
         cached = self._cache.get(wf_id)
-        if cached is not None and cached.status is not None and len(cached.order) <= _CHAINS_UP_TO:
+        # Unknown (a cold engine) or small: by its actors' chains; a big one reads forward.
+        if cached is None or (cached.status is not None and len(cached.order) <= _CHAINS_UP_TO):
+            base = cached or WorkflowState(workflow_id=wf_id)
             changed = await self._store.read_changed_actors(
-                wf_id, _known_actors(cached), min_seq=min_seq
+                wf_id, _known_actors(base), min_seq=min_seq
             )
             if changed is not None:
-                current = await self._fold(cached, changed) if changed else cached
+                current = await self._fold(base, changed) if changed else base
                 # Each actor is complete, but not necessarily every event up to the newest
                 # (multi_last is not one snapshot): a forward read must still start here.
-                current = updated(current, stream_seq=cached.stream_seq)
+                current = updated(current, stream_seq=base.stream_seq)
                 self._remember(wf_id, current)
                 return current
         from_seq = cached.stream_seq + 1 if cached else 1
