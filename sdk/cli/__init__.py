@@ -20,6 +20,7 @@ from sdk.cli import (
     workers,
 )
 from sdk.cli._common import JetworkGroup
+from sdk.runtime import tune_gc
 
 
 @click.group(
@@ -52,3 +53,10 @@ main.add_command(watch.watch)
 main.add_command(dead_letters.dead_letters)
 main.add_command(workers.workers)
 main.add_command(projections.projections)
+
+
+def entry() -> None:
+    """The ``jetwork`` executable: ``main`` in a process of its own, so the collector is tuned
+    for long work (a rebuild, a server); ``main`` called in-process leaves it alone."""
+    tune_gc()
+    main()

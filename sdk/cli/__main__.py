@@ -1,3 +1,3 @@
-from sdk.cli import main
+from sdk.cli import entry
 
-main()
+entry()

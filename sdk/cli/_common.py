@@ -20,7 +20,6 @@ from rich.console import Console
 
 from events.errors import JetworkError
 from sdk.client import Client
-from sdk.runtime import tune_gc
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -65,8 +64,7 @@ def json_option(what: str) -> Callable[[F], F]:
 
 
 def run(coroutine: Coroutine[Any, Any, T]) -> T:
-    """Run a command's coroutine on a fresh event loop (a rebuild can be long: tuned collector)."""
-    tune_gc()
+    """Run a command's coroutine on a fresh event loop."""
     return asyncio.run(coroutine)
 
 
