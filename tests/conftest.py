@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import io
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -72,3 +74,27 @@ def namespace() -> str:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a pytest-timeout failure, add what every unfinished asyncio task was awaiting.
+
+    pytest-timeout prints the threads' stacks, and with an idle event loop those only show the
+    selector; the await chains of the tasks are what tells where a test hangs.
+    """
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed or call.excinfo is None:
+        return
+    if "Timeout" not in str(call.excinfo.value):
+        return
+    report.sections.append(("unfinished asyncio tasks at the timeout", _unfinished_tasks()))
+
+
+def _unfinished_tasks() -> str:
+    buffer = io.StringIO()
+    tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()]
+    for task in tasks:
+        task.print_stack(file=buffer)
+    return buffer.getvalue() or "none"
