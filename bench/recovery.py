@@ -121,7 +121,7 @@ async def open_workflows(dep: Deployment, count: int) -> list[Result]:
     # The server drops a dead client's pull requests a moment after its socket closes; a command
     # published before that is handed to the dead engine and waits for the ack_wait (30 s), which
     # measures the crash, not the restart (seen once). Submit once they are gone.
-    await _pull_requests_gone(dep, [(subjects.COMMANDS_STREAM, "engine-commands")])
+    await _pull_requests_gone(dep, subjects.COMMANDS_STREAM, "engine-commands")
     probe = dep.driver.expect([f"{prefix}-probe"])
     await dep.driver.submit(probe, NOOP)
     spawned = time.time()
@@ -162,16 +162,15 @@ async def open_workflows(dep: Deployment, count: int) -> list[Result]:
 
 
 async def _pull_requests_gone(
-    dep: Deployment, consumers: list[tuple[str, str]], *, timeout: float = 15.0
+    dep: Deployment, stream: str, consumer: str, *, timeout: float = 15.0
 ) -> None:
-    """Until no pull request waits on these consumers (pull requests expire after 10 s)."""
+    """Until no pull request waits on the consumer (pull requests expire after 10 s)."""
     js = dep.nc.jetstream()
     deadline = time.monotonic() + timeout
-    for stream, consumer in consumers:
-        while (await js.consumer_info(stream, consumer)).num_waiting:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"pull requests still wait on {consumer} after {timeout} s")
-            await asyncio.sleep(0.01)
+    while (await js.consumer_info(stream, consumer)).num_waiting:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"pull requests still wait on {consumer} after {timeout} s")
+        await asyncio.sleep(0.01)
 
 
 async def kill_under_load(dep: Deployment, count: int, *, after: float = 1.0) -> Result:

@@ -365,9 +365,11 @@ class EventStore:
     async def _chain_since(
         self, actor: str, newest: StoredMessage, known: int, by_seq: Mapping[int, StoredMessage]
     ) -> list[StoredMessage] | None:
+        if newest.seq <= known:  # nothing new; older than what is known: a lagging replica
+            return [] if newest.seq == known else None
         chain: list[StoredMessage] = []
         message = newest
-        while message.seq > known:
+        while True:
             chain.append(message)
             previous = message.headers.get(EXPECTED_SEQ_HEADER, "")
             if message.headers.get(EXPECTED_FILTER_HEADER) != actor or not previous.isdigit():
@@ -379,7 +381,6 @@ class EventStore:
             if found is None or subjects.actor_filter_of(found.subject) != actor:
                 return None
             message = found
-        return chain if message.seq == known else None
 
     async def get(self, seq: int) -> StoredMessage | None:
         return await self._reader.get(seq)

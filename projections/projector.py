@@ -131,7 +131,9 @@ class Projector:
         self._feed: PullFeed | None = None
         self._cache: OrderedDict[str, _Tracked] = OrderedDict()
         self._holds = Holds(limit=self._settings.hold_limit)
-        self._settle = min(self._settings.settle, self._settings.ack_wait / 4)
+        # Live: at most a quarter of ack_wait; catch_up holds longer while it runs.
+        self._live_settle = min(self._settings.settle, self._settings.ack_wait / 4)
+        self._settle = self._live_settle
         self._limit = asyncio.Semaphore(self._settings.concurrency)
         self._stopping = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -230,7 +232,7 @@ class Projector:
                     return
                 await asyncio.sleep(0.05)  # naked messages come back after their delay
         finally:
-            self._settle = min(self._settings.settle, self._settings.ack_wait / 4)
+            self._settle = self._live_settle
 
     # --- consuming ----------------------------------------------------------------------------
 

@@ -32,6 +32,6 @@ def run_service(coroutine: Coroutine[Any, Any, T]) -> T:
     tune_gc()
     try:
         import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; kept for odd platforms
+    except ImportError:  # pragma: no cover - not installed on Windows (pyproject marker)
         return asyncio.run(coroutine)
     return uvloop.run(coroutine)
