@@ -18,6 +18,7 @@ from rich.console import Console
 
 from actors.engine import Engine, EngineSettings
 from events.connection import NatsSettings, connect
+from events.errors import JetworkError
 from events.topology import ensure_topology
 from projections.projector import Projector, ProjectorSettings
 from sdk.cli._common import configure_logging, make_console, nats_option
@@ -86,6 +87,11 @@ def server(
       jetwork server --nats nats://nats.internal:4222
       jetwork server --sync-interval 2m     # faster, see docs/reliability.md
     """
+    try:  # before anything starts: a bad variable is one line, not a traceback
+        engine_settings = EngineSettings.from_env()
+        projector_settings = ProjectorSettings.from_env() if not no_projector else None
+    except ValueError as exc:
+        raise JetworkError(f"invalid setting: {exc}") from None
     configure_logging(logging.INFO)
     console = make_console(stderr=True)
     url = nats_url or os.environ.get("JETWORK_NATS_URL") or None
@@ -103,7 +109,7 @@ def server(
         )
         console.print(f"point workers and clients at it:  [bold]export JETWORK_NATS_URL={url}[/]")
     try:
-        run_service(_serve(url, console, projector=not no_projector))
+        run_service(_serve(url, console, engine_settings, projector_settings))
     except asyncio.CancelledError:
         console.print("forced to stop: unfinished work will be redelivered")
         sys.exit(130)
@@ -113,17 +119,22 @@ def server(
     console.print("stopped")
 
 
-async def _serve(url: str, console: Console, *, projector: bool) -> None:
+async def _serve(
+    url: str,
+    console: Console,
+    engine_settings: EngineSettings,
+    projector_settings: ProjectorSettings | None,
+) -> None:
     nc = await connect(NatsSettings(url=url, name="jetwork-server"))
     services: list[Service] = []
     try:
         await ensure_topology(nc.jetstream())
-        services.append(Engine(nc, settings=EngineSettings.from_env()))
-        if projector:
-            services.append(Projector(nc, settings=ProjectorSettings.from_env()))
+        services.append(Engine(nc, settings=engine_settings))
+        if projector_settings is not None:
+            services.append(Projector(nc, settings=projector_settings))
         for service in services:
             await service.start()
-        what = "engine and projector" if projector else "engine"
+        what = "engine and projector" if projector_settings is not None else "engine"
         console.print(f"[green]ready[/]: {what} on {url} (Ctrl-C to stop)")
         await _until_signalled()
         console.print("stopping… (Ctrl-C again to force)")

@@ -211,6 +211,16 @@ async def test_an_unreachable_server_is_a_one_line_error(
     assert UNREACHABLE in stderr
 
 
+@pytest.mark.parametrize("variable", ["JETWORK_PROJECTOR_SETTLE", "JETWORK_ENGINE_BATCH"])
+async def test_a_bad_server_setting_is_a_one_line_error_before_anything_starts(
+    variable: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv(variable, "soon")
+    stderr = failed(await invoke("server", "--data-dir", str(tmp_path)), variable, "'soon'")
+    assert stderr.count("\n") == 1, stderr
+    assert not (tmp_path / "nats").exists()  # no embedded server was started
+
+
 async def test_a_server_without_the_streams_says_to_run_jetwork_server(
     clean_nats: NATS, nats_url: str, workflow_file: Path
 ) -> None:
