@@ -25,10 +25,10 @@ from actors.engine import Engine, EngineSettings
 from events.connection import NatsSettings, connect
 from events.topology import ensure_topology
 from projections.projector import Projector, ProjectorSettings
-from sdk.job_context import JobContext
 from sdk.runtime import run_service
 from sdk.worker import Worker
-from sdk.worker_config import WorkerConfig
+from sdk.worker.config import WorkerConfig
+from sdk.worker.job_context import JobContext
 
 
 def configure_logging(level: str) -> None:

@@ -36,26 +36,26 @@ if TYPE_CHECKING:
     from sdk.builder import JobRef as JobRef
     from sdk.builder import Retry as Retry
     from sdk.builder import Workflow as Workflow
-    from sdk.client import Client as Client
-    from sdk.client import RunHandle as RunHandle
-    from sdk.client_logs import LogLine as LogLine
+    from sdk.client.core import Client as Client
+    from sdk.client.core import RunHandle as RunHandle
+    from sdk.client.logs import LogLine as LogLine
     from sdk.embedded_server import EmbeddedServer as EmbeddedServer
     from sdk.errors import InvalidArgument as InvalidArgument
     from sdk.errors import JobNotFound as JobNotFound
     from sdk.errors import WaitTimeout as WaitTimeout
     from sdk.errors import WorkflowNotStarted as WorkflowNotStarted
-    from sdk.handlers import HandlerRegistry as HandlerRegistry
-    from sdk.handlers import PermanentError as PermanentError
-    from sdk.job_context import CancellationRequested as CancellationRequested
-    from sdk.job_context import JobContext as JobContext
-    from sdk.worker import Worker as Worker
-    from sdk.worker_config import WorkerConfig as WorkerConfig
+    from sdk.worker.config import WorkerConfig as WorkerConfig
+    from sdk.worker.core import Worker as Worker
+    from sdk.worker.handlers import HandlerRegistry as HandlerRegistry
+    from sdk.worker.handlers import PermanentError as PermanentError
+    from sdk.worker.job_context import CancellationRequested as CancellationRequested
+    from sdk.worker.job_context import JobContext as JobContext
 
 _SOURCES: dict[str, str] = {
     # client
-    "Client": "sdk.client",
-    "RunHandle": "sdk.client",
-    "LogLine": "sdk.client_logs",
+    "Client": "sdk.client.core",
+    "RunHandle": "sdk.client.core",
+    "LogLine": "sdk.client.logs",
     "WorkflowView": "projections.views",
     "JobView": "projections.views",
     "WorkflowSummary": "projections.views",
@@ -69,12 +69,12 @@ _SOURCES: dict[str, str] = {
     "Input": "sdk.builder",
     "WorkflowDefinition": "events.definition",
     # workers
-    "Worker": "sdk.worker",
-    "WorkerConfig": "sdk.worker_config",
-    "JobContext": "sdk.job_context",
-    "HandlerRegistry": "sdk.handlers",
-    "PermanentError": "sdk.handlers",
-    "CancellationRequested": "sdk.job_context",
+    "Worker": "sdk.worker.core",
+    "WorkerConfig": "sdk.worker.config",
+    "JobContext": "sdk.worker.job_context",
+    "HandlerRegistry": "sdk.worker.handlers",
+    "PermanentError": "sdk.worker.handlers",
+    "CancellationRequested": "sdk.worker.job_context",
     # running a server
     "EmbeddedServer": "sdk.embedded_server",
     # errors

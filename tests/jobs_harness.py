@@ -19,7 +19,7 @@ from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec
 from events.definition import RetryPolicy
 from events.dispatch import Dispatcher
 from events.store import ActorRef, EventStore
-from sdk.worker_config import WorkerConfig
+from sdk.worker.config import WorkerConfig
 
 E = TypeVar("E", bound=JobEvent)
 

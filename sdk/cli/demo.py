@@ -37,7 +37,7 @@ from sdk.cli.run import needs_of, watch_live
 from sdk.client import Client
 from sdk.embedded_server import EmbeddedServer
 from sdk.worker import Worker
-from sdk.worker_config import WorkerConfig
+from sdk.worker.config import WorkerConfig
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 DEFAULT_EXAMPLES = ("hello.yaml", "diamond.yaml", "release.yaml")

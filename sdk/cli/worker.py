@@ -12,7 +12,7 @@ import structlog
 from events.errors import JetworkError, ServerUnavailable
 from sdk.runtime import run_service
 from sdk.worker import Worker
-from sdk.worker_config import InvalidWorkerConfig, WorkerConfig, parse_duration
+from sdk.worker.config import InvalidWorkerConfig, WorkerConfig, parse_duration
 
 EXIT_ABORTED = 3
 

@@ -30,7 +30,7 @@ from sdk.cli import main
 from sdk.cli._common import configure_logging
 from sdk.client import Client
 from sdk.worker import Worker
-from sdk.worker_config import WorkerConfig
+from sdk.worker.config import WorkerConfig
 from tests.engine_harness import InTestRunner, Outcome, RecordingDispatcher, running_engine
 from tests.eventually import assert_eventually
 from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log

@@ -32,7 +32,7 @@ from sdk.builder import Workflow
 from sdk.client import Client, event_filter
 from sdk.errors import InvalidArgument, JobNotFound, WaitTimeout, WorkflowNotStarted
 from sdk.worker import Worker
-from sdk.worker_config import WorkerConfig
+from sdk.worker.config import WorkerConfig
 from tests.engine_harness import InTestRunner, Outcome, RecordingDispatcher, running_engine
 from tests.eventually import assert_eventually
 

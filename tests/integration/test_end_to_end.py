@@ -19,9 +19,9 @@ from actors.engine import Engine, EngineSettings
 from events.base import RecordedEvent
 from events.catalog import JobStarted
 from events.store import EventStore
-from sdk.handlers import PermanentError
-from sdk.job_context import JobContext
 from sdk.worker import Worker
+from sdk.worker.handlers import PermanentError
+from sdk.worker.job_context import JobContext
 from tests.engine_harness import cancel_workflow, ended, start_workflow, types
 from tests.eventually import assert_eventually
 from tests.integration.test_worker_processes import ready, spawn  # noqa: F401  (fixture)

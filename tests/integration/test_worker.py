@@ -37,11 +37,11 @@ from events.definition import Backoff, RetryPolicy
 from events.dispatch import Dispatcher, LabelSet
 from events.store import ActorRef, EventStore
 from sdk.embedded_server import EmbeddedServer
-from sdk.handlers import PermanentError
-from sdk.job_context import JobContext
 from sdk.worker import Worker
-from sdk.worker_logs import LogBatch
-from sdk.worker_presence import WorkerPresence
+from sdk.worker.handlers import PermanentError
+from sdk.worker.job_context import JobContext
+from sdk.worker.logs import LogBatch
+from sdk.worker.presence import WorkerPresence
 from tests.eventually import assert_eventually
 from tests.jobs_harness import JobsHarness, fast_config
 

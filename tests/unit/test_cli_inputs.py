@@ -14,7 +14,7 @@ from actors.definitions import parse_workflow
 from events.errors import InvalidWorkflow
 from sdk.builder import Retry, Workflow
 from sdk.cli.run import parse_inputs
-from sdk.client_definitions import definition_mapping, resolve_definition
+from sdk.client.definitions import definition_mapping, resolve_definition
 from sdk.errors import InvalidArgument
 
 

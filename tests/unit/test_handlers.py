@@ -6,8 +6,8 @@ import pytest
 from pydantic import BaseModel
 
 from events.errors import JetworkError
-from sdk.handlers import HandlerRegistry, InvalidHandler, PermanentError
-from sdk.job_context import JobContext
+from sdk.worker.handlers import HandlerRegistry, InvalidHandler, PermanentError
+from sdk.worker.job_context import JobContext
 
 
 class ResizeIn(BaseModel):

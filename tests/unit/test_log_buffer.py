@@ -6,8 +6,8 @@ from collections.abc import Sequence
 
 import pytest
 
-from sdk.job_context import JobContext
-from sdk.log_buffer import LogBuffer, LogChunk, truncate_line
+from sdk.worker.job_context import JobContext
+from sdk.worker.log_buffer import LogBuffer, LogChunk, truncate_line
 from tests.eventually import assert_eventually
 
 

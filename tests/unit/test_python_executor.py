@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from events.catalog import JobSpec
 from events.errors import JetworkError
-from sdk.executors import (
+from sdk.worker.executors import (
     Abandoned,
     Cancelled,
     Failed,
@@ -20,9 +20,9 @@ from sdk.executors import (
     ShellExecutor,
     Succeeded,
 )
-from sdk.handlers import HandlerRegistry, PermanentError
-from sdk.job_context import JobContext
-from sdk.log_buffer import LogBuffer, LogChunk
+from sdk.worker.handlers import HandlerRegistry, PermanentError
+from sdk.worker.job_context import JobContext
+from sdk.worker.log_buffer import LogBuffer, LogChunk
 from tests.eventually import assert_eventually
 
 

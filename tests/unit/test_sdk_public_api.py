@@ -56,7 +56,7 @@ def test_star_import_and_lazy_loading() -> None:
     # Importing one module of the package does not import the client or the worker.
     code = (
         "import sdk.embedded_server, sys; "
-        "print('sdk.client' in sys.modules, 'sdk.worker' in sys.modules)"
+        "print('sdk.client.core' in sys.modules, 'sdk.worker.core' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]

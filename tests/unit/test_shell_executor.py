@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from events.catalog import JobSpec
-from sdk.executors import Abandoned, Cancelled, Failed, ShellExecutor, Succeeded
-from sdk.executors.shell import LineSplitter, parse_output_file
-from sdk.job_context import JobContext
-from sdk.log_buffer import LogBuffer, LogChunk
+from sdk.worker.executors import Abandoned, Cancelled, Failed, ShellExecutor, Succeeded
+from sdk.worker.executors.shell import LineSplitter, parse_output_file
+from sdk.worker.job_context import JobContext
+from sdk.worker.log_buffer import LogBuffer, LogChunk
 from tests.eventually import assert_eventually
 
 

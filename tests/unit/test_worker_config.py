@@ -7,10 +7,8 @@ import pytest
 
 from events.dispatch import LabelSet
 from events.errors import JetworkError
-from sdk.executors import Executor
-from sdk.job_context import JobContext
 from sdk.worker import Worker
-from sdk.worker_config import (
+from sdk.worker.config import (
     ENV_VARS,
     HANDLER_FIELDS,
     KIB,
@@ -21,7 +19,9 @@ from sdk.worker_config import (
     parse_duration,
     parse_size,
 )
-from sdk.worker_pull import Slots, handler_of, lanes_for
+from sdk.worker.executors import Executor
+from sdk.worker.job_context import JobContext
+from sdk.worker.pull import Slots, handler_of, lanes_for
 
 
 def test_defaults_match_what_worker_users_expect() -> None:

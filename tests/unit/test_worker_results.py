@@ -10,8 +10,8 @@ import pytest
 from actors.commands import CompleteJob, ConfirmCancelled, FailJob
 from actors.job import JobState
 from events.catalog import JobStatus
-from sdk.executors import Abandoned, Cancelled, Failed, Succeeded
-from sdk.worker_results import held_by_another, result_command
+from sdk.worker.executors import Abandoned, Cancelled, Failed, Succeeded
+from sdk.worker.results import held_by_another, result_command
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 IDS = {"workflow_id": "wf", "job": "build", "epoch": 3, "worker_id": "w-1", "now": NOW}

@@ -7,7 +7,7 @@ from datetime import datetime
 from actors.commands import CompleteJob, ConfirmCancelled, FailJob
 from actors.job import JobState
 from events.catalog import JobStatus
-from sdk.executors import Cancelled, ExecutionResult, Failed, Succeeded
+from sdk.worker.executors import Cancelled, ExecutionResult, Failed, Succeeded
 
 
 def result_command(

@@ -40,13 +40,13 @@ from events.errors import (
     UndecodableEvent,
 )
 from events.store import ActorRef, EventStore
-from sdk.executors import ExecutionResult, Executor, Failed
-from sdk.job_context import JobContext
-from sdk.log_buffer import LogBuffer
-from sdk.worker_config import WorkerConfig
-from sdk.worker_logs import log_publisher
-from sdk.worker_presence import RunningJob
-from sdk.worker_results import held_by_another, result_command
+from sdk.worker.config import WorkerConfig
+from sdk.worker.executors import ExecutionResult, Executor, Failed
+from sdk.worker.job_context import JobContext
+from sdk.worker.log_buffer import LogBuffer
+from sdk.worker.logs import log_publisher
+from sdk.worker.presence import RunningJob
+from sdk.worker.results import held_by_another, result_command
 
 CLAIM_TRIES: Final = 5
 REPORT_TRIES: Final = 10

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from events.catalog import JobSpec
-from sdk.executors.base import ExecutionResult, Executor, Failed
-from sdk.job_context import JobContext
+from sdk.worker.executors.base import ExecutionResult, Executor, Failed
+from sdk.worker.job_context import JobContext
 
 
 class RoutingExecutor:

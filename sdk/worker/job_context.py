@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from events.errors import JetworkError, LeaseLost
-from sdk.log_buffer import LogStream, LogWriter, NullLogWriter
+from sdk.worker.log_buffer import LogStream, LogWriter, NullLogWriter
 
 
 class CancellationRequested(JetworkError):

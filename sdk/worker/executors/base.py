@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from events.catalog import JobSpec
-from sdk.job_context import JobContext
+from sdk.worker.job_context import JobContext
 
 MAX_ERROR_CHARS: Final = 4096
 """Error messages are cut to this many characters (keeping the end, where the cause is)."""

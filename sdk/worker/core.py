@@ -43,13 +43,13 @@ from events.connection import NatsSettings, connect
 from events.dispatch import InvalidDispatch, LabelSet, capabilities, serves
 from events.store import EventStore
 from events.topology import ensure_topology
-from sdk.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
-from sdk.handlers import HandlerRegistry
-from sdk.worker_attempt import Attempt, AttemptEnv, now
-from sdk.worker_config import WorkerConfig
-from sdk.worker_presence import PresenceBoard
-from sdk.worker_pull import Lane, Puller, Slots, handler_of, lanes_for
-from sdk.worker_signals import listen_for_shutdown
+from sdk.worker.attempt import Attempt, AttemptEnv, now
+from sdk.worker.config import WorkerConfig
+from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
+from sdk.worker.handlers import HandlerRegistry
+from sdk.worker.presence import PresenceBoard
+from sdk.worker.pull import Lane, Puller, Slots, handler_of, lanes_for
+from sdk.worker.signals import listen_for_shutdown
 
 F = TypeVar("F", bound=Callable[..., Any])
 Phase = Literal["new", "starting", "running", "draining", "stopped"]

@@ -35,7 +35,8 @@ import orjson
 
 from events.catalog import JobSpec
 from events.subjects import is_valid_token
-from sdk.executors.base import (
+from sdk.worker.config import KIB, WorkerConfig
+from sdk.worker.executors.base import (
     ExecutionResult,
     Failed,
     Interrupt,
@@ -45,10 +46,9 @@ from sdk.executors.base import (
     supervise,
     too_large,
 )
-from sdk.executors.process_group import signal_group, stop_process_group
-from sdk.job_context import JobContext
-from sdk.log_buffer import LogStream
-from sdk.worker_config import KIB, WorkerConfig
+from sdk.worker.executors.process_group import signal_group, stop_process_group
+from sdk.worker.job_context import JobContext
+from sdk.worker.log_buffer import LogStream
 
 DEFAULT_INHERITED_ENV: Final = (
     "PATH",

@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 from events.errors import JetworkError
 from events.subjects import is_valid_token
-from sdk.job_context import JobContext
+from sdk.worker.job_context import JobContext
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -15,7 +15,7 @@ from nats.js import JetStreamContext
 from pydantic import BaseModel, ConfigDict
 
 from events import subjects
-from sdk.log_buffer import FlushCallback, LogChunk, LogStream
+from sdk.worker.log_buffer import FlushCallback, LogChunk, LogStream
 
 HEADER_MARGIN: Final = 1024
 

@@ -30,7 +30,8 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 from events.catalog import JobSpec
 from events.errors import JetworkError, LeaseLost
 from events.subjects import is_valid_token
-from sdk.executors.base import (
+from sdk.worker.config import KIB, WorkerConfig
+from sdk.worker.executors.base import (
     Abandoned,
     Cancelled,
     ExecutionResult,
@@ -42,9 +43,8 @@ from sdk.executors.base import (
     supervise,
     too_large,
 )
-from sdk.handlers import Handler, HandlerRegistry
-from sdk.job_context import CancellationRequested, JobContext
-from sdk.worker_config import KIB, WorkerConfig
+from sdk.worker.handlers import Handler, HandlerRegistry
+from sdk.worker.job_context import CancellationRequested, JobContext
 
 TRACEBACK_LINES: Final = 20
 

@@ -34,8 +34,8 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from events import subjects
 from events.dispatch import HANDLER_PREFIX, LabelSet
 from events.errors import StoreError
-from sdk.executors import Executor
-from sdk.worker_config import WorkerConfig
+from sdk.worker.config import WorkerConfig
+from sdk.worker.executors import Executor
 
 MAX_ACK_PENDING: Final = 1 << 16
 """Messages one consumer may have out at once, across all its workers (leased, not acked)."""

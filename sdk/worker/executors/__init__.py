@@ -1,6 +1,6 @@
 """Executors run one attempt of a job: the shell (default) or registered Python handlers."""
 
-from sdk.executors.base import (
+from sdk.worker.executors.base import (
     Abandoned,
     Cancelled,
     ExecutionResult,
@@ -9,9 +9,9 @@ from sdk.executors.base import (
     Interrupt,
     Succeeded,
 )
-from sdk.executors.python import PythonExecutor
-from sdk.executors.routing import RoutingExecutor
-from sdk.executors.shell import ShellExecutor
+from sdk.worker.executors.python import PythonExecutor
+from sdk.worker.executors.routing import RoutingExecutor
+from sdk.worker.executors.shell import ShellExecutor
 
 __all__ = [
     "Abandoned",

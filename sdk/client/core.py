@@ -46,14 +46,14 @@ from events.store import ActorRef, EventStore
 from projections.reader import Views, WorkerInfo
 from projections.rebuild import RebuildStats, rebuild
 from projections.views import WorkflowSummary, WorkflowView, workflow_view
-from sdk.client_definitions import (
+from sdk.client.definitions import (
     WorkflowSource,
     checked_inputs,
     definition_mapping,
     resolve_definition,
 )
-from sdk.client_logs import LogLine, LogReader
-from sdk.client_nats import require_id, translated
+from sdk.client.logs import LogLine, LogReader
+from sdk.client.translate import require_id, translated
 from sdk.errors import InvalidArgument, JobNotFound, WaitTimeout, WorkflowNotStarted
 
 _WORKFLOW_EVENT_TYPES = frozenset(cls.__name__ for cls in WORKFLOW_EVENTS)
