@@ -1,11 +1,12 @@
 """The client side of a benchmark: start workflows, see them end, read their timelines back.
 
-Workflows are started the way clients do (a ``StartRequest`` published to ``cmd.start.<wf>`` with
-``Nats-Msg-Id``). Their ends are seen on core subscriptions to the event subjects (as ``jetwork
-watch`` would see them): the receive time is "completion visible". After a run the events are read
-back from the log (batched direct get) and turned into per-job timelines from the events' own
-times (``JobQueued.queued_at``, ``JobStarted.started_at``, ``JobSucceeded.ended_at``: the engine's
-and the workers' clocks, on this one machine).
+Workflows are started the way clients do (a ``StartRequest`` published to
+``cmd.<p>.start.<wf>`` with ``Nats-Msg-Id``). Their ends are seen on core subscriptions to the
+event subjects (as ``jetwork watch`` would see them): the receive time is "completion
+visible". After a run the events are read back from the log (batched direct get) and turned
+into per-job timelines from the events' own times (``JobQueued.queued_at``,
+``JobStarted.started_at``, ``JobSucceeded.ended_at``: the engine's and the workers' clocks, on
+this one machine).
 """
 
 from __future__ import annotations
@@ -91,10 +92,16 @@ class Driver:
 
     async def start(self) -> None:
         for end in _ENDS:
-            self._subs.append(await self.nc.subscribe(f"evt.*.wf.{end}", cb=self._on_end))
+            self._subs.append(
+                await self.nc.subscribe(subjects.events_of_type(end), cb=self._on_end)
+            )
         for kind in ("JobSucceeded", "JobFailed"):
-            self._subs.append(await self.nc.subscribe(f"evt.*.job.*.{kind}", cb=self._on_job_done))
-        self._subs.append(await self.nc.subscribe("evt.*.job.*.JobQueued", cb=self._on_queued))
+            self._subs.append(
+                await self.nc.subscribe(subjects.events_of_type(kind), cb=self._on_job_done)
+            )
+        self._subs.append(
+            await self.nc.subscribe(subjects.events_of_type("JobQueued"), cb=self._on_queued)
+        )
 
     def expect(self, ids: Iterable[str], *, queued: int = 0, jobs: int = 0) -> Batch:
         batch = Batch(ids=list(ids), expect_queued=queued, expect_jobs=jobs)
@@ -104,7 +111,10 @@ class Driver:
 
     async def _on_end(self, msg: Msg) -> None:
         now = time.time()
-        _, wf, _, kind = msg.subject.split(".")
+        parsed = subjects.parse_event_subject(msg.subject)
+        if parsed is None:
+            return
+        wf, kind = parsed.workflow_id, parsed.event_type
         batch = self._batches.get(wf)
         if batch is None or wf in batch.ended:
             return
@@ -114,7 +124,10 @@ class Driver:
 
     async def _on_job_done(self, msg: Msg) -> None:
         now = time.time()
-        _, wf, _, job, _ = msg.subject.split(".")
+        parsed = subjects.parse_event_subject(msg.subject)
+        if parsed is None or parsed.job is None:
+            return
+        wf, job = parsed.workflow_id, parsed.job
         batch = self._batches.get(wf)
         if batch is not None:
             batch.jobs_seen.setdefault((wf, job), now)
@@ -122,7 +135,7 @@ class Driver:
                 batch.jobs_done.set()
 
     async def _on_queued(self, msg: Msg) -> None:
-        batch = self._batches.get(msg.subject.split(".")[1])
+        batch = self._batches.get(subjects.workflow_of(msg.subject))
         if batch is not None and batch.expect_queued:
             batch.queued_seen += 1
             if batch.queued_seen >= batch.expect_queued:
@@ -195,13 +208,13 @@ class Driver:
         wanted = set(ids)
         found: dict[str, WorkflowTimes] = {}
         for message in await self.store.read_raw(subjects.EVENTS_ALL, from_seq=from_seq + 1):
-            tokens = message.subject.split(".")
-            if len(tokens) < 4 or tokens[1] not in wanted:
+            parsed = subjects.parse_event_subject(message.subject)
+            if parsed is None or parsed.workflow_id not in wanted:
                 continue
-            wf = found.get(tokens[1])
+            wf = found.get(parsed.workflow_id)
             if wf is None:
-                wf = found[tokens[1]] = WorkflowTimes()
-            _apply(wf, tokens, orjson.loads(message.data))
+                wf = found[parsed.workflow_id] = WorkflowTimes()
+            _apply(wf, parsed, orjson.loads(message.data))
         return found
 
 
@@ -209,16 +222,16 @@ def _time(value: str | None) -> float | None:
     return datetime.fromisoformat(value).timestamp() if value else None
 
 
-def _apply(wf: WorkflowTimes, tokens: list[str], body: dict[str, Any]) -> None:
-    kind = tokens[-1]
-    if tokens[2] == "wf":
+def _apply(wf: WorkflowTimes, parsed: subjects.EventSubject, body: dict[str, Any]) -> None:
+    kind = parsed.event_type
+    if parsed.job is None:
         if kind == "WorkflowStarted":
             wf.started = _time(body.get("started_at"))
         elif kind in _ENDS:
             wf.ended = _time(body.get("ended_at"))
             wf.outcome = kind
         return
-    job = wf.job(tokens[3])
+    job = wf.job(parsed.job)
     if kind == "JobQueued":
         job.queued = _time(body.get("queued_at"))
     elif kind == "JobStarted":

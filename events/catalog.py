@@ -1,7 +1,8 @@
 """The domain events: every fact the log can hold about workflows and jobs.
 
-Workflow actor events live on ``evt.<wf>.wf.<Type>``, job actor events on
-``evt.<wf>.job.<job>.<Type>``. Each class is one past-tense fact; ``type`` is its tag.
+Workflow actor events live on ``evt.<p>.<wf>.wf.<Type>``, job actor events on
+``evt.<p>.<wf>.job.<job>.<Type>`` (``JobQueued`` with its label set as one more token: the event is
+the dispatch). Each class is one past-tense fact; ``type`` is its tag.
 Add a field with a default to evolve a schema; bump ``v`` when meaning changes.
 """
 
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from events import subjects
 from events.base import Event
 from events.definition import OnFailure, RetryPolicy, WorkflowDefinition
+from events.labels import token_of
 
 
 class JobStatus(StrEnum):
@@ -138,6 +140,14 @@ class JobQueued(JobEvent):
     on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
     queued_at: datetime
     not_before: datetime | None = None
+
+    def subject(self) -> str:
+        return subjects.job_queued(self.workflow_id, self.job, self.labelset_token)
+
+    @property
+    def labelset_token(self) -> str:
+        """The label set whose workers may claim it (the last token of its subject)."""
+        return token_of(self.spec.labels, self.spec.uses)
 
 
 class JobSkipped(JobEvent):

@@ -40,7 +40,10 @@ class PullFeed:
         consumer: str,
         window: int = 512,
         expires: float = 10.0,
+        wakeup: asyncio.Event | None = None,
     ) -> None:
+        """``wakeup``: set whenever a message arrives, for a reader of several feeds at once
+        (``take`` from each, ``top_up`` each)."""
         self._nc = nc
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._window = window
@@ -50,6 +53,7 @@ class PullFeed:
         self._ids = itertools.count()
         self._inbox = ""
         self._sub: Subscription | None = None
+        self._wakeup = wakeup
 
     async def start(self) -> None:
         self._inbox = self._nc.new_inbox()
@@ -71,6 +75,17 @@ class PullFeed:
         while len(batch) < max_messages and not self._queue.empty():
             batch.append(self._queue.get_nowait())
         return batch
+
+    def take(self, max_messages: int) -> list[Msg]:
+        """Up to ``max_messages`` delivered messages, without waiting."""
+        batch: list[Msg] = []
+        while len(batch) < max_messages and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        return batch
+
+    async def top_up(self) -> None:
+        """Ask for more messages when fewer than half a window are requested or waiting."""
+        await self._top_up()
 
     @property
     def outstanding(self) -> int:
@@ -103,6 +118,8 @@ class PullFeed:
                     del self._requests[token]
                 break
             self._queue.put_nowait(msg)
+            if self._wakeup is not None:
+                self._wakeup.set()
             return
         if status in _ENDED:  # status messages do arrive on the request's own reply subject
             self._requests.pop(msg.subject.rsplit(".", 1)[-1], None)

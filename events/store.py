@@ -59,7 +59,8 @@ _MULTI_LAST_BATCH = 512
 
 @dataclass(frozen=True, slots=True)
 class ActorRef:
-    """One actor's stream of events, identified by its subject filter (``...<id>.*``)."""
+    """One actor's stream of events, identified by its subject filter: ``evt.<p>.<wf>.wf.*`` for
+    a workflow, ``evt.<p>.<wf>.job.<job>.>`` for a job (whose ``JobQueued`` has one more token)."""
 
     filter: str
 
@@ -72,8 +73,10 @@ class ActorRef:
         return cls(subjects.job_actor_filter(wf_id, job))
 
     def owns(self, subject: str) -> bool:
-        prefix = self.filter[:-1]  # filters end in "*": one more token, no dots
-        return subject.startswith(prefix) and "." not in subject[len(prefix) :]
+        prefix = self.filter[:-1]  # "...wf.*" or "...job.<job>.>": the rest is the event's
+        if not subject.startswith(prefix):
+            return False
+        return self.filter[-1] == ">" or "." not in subject[len(prefix) :]
 
 
 @dataclass
@@ -131,7 +134,7 @@ class EventStore:
         """
         if not events:
             return expected_seq
-        messages = [self._prepare(actor, event) for event in events]
+        messages = [self.prepare(actor, event) for event in events]
         msg_ids = [f"{command_id}:{index}" for index in range(len(messages))]
         # Every retry sends the same msg ids: whatever an earlier attempt left in the log is
         # recognised (de-dup, or our id at the sequence a conflict reports), never doubled.
@@ -164,7 +167,8 @@ class EventStore:
                 await asyncio.sleep(min(pause, remaining))
                 pause = min(pause * 2, _MAX_PAUSE)
 
-    def _prepare(self, actor: ActorRef, event: Event) -> tuple[str, bytes]:
+    def prepare(self, actor: ActorRef, event: Event) -> tuple[str, bytes]:
+        """The subject and payload of ``event``; refuses one not of ``actor`` or too large."""
         subject: str = event.subject()  # type: ignore[attr-defined]
         if not actor.owns(subject):
             raise ValueError(f"event {event.event_type} on {subject} does not belong to {actor}")

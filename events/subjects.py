@@ -1,35 +1,32 @@
 """Every JetStream stream, subject and bucket name jetwork uses, in one place.
 
-Subject layout (see docs/architecture.md):
-- ``evt.<wf>.wf.<EventType>``            workflow actor events
-- ``evt.<wf>.job.<job>.<EventType>``     job actor events
-- ``cmd.<name>.<wf>``                    commands (start, cancel, ...)
-- ``job.<labelset>``                     job dispatch, one subject per canonical label set
-- ``jobsched.<id>``                      delayed dispatch (a message schedule onto job.<labelset>)
-- ``log.<wf>.<job>``                     job log chunks
-- ``timer.set.<id>`` / ``timer.fire.<id>`` durable timers (message schedules)
-- ``ctl.cancel.<wf>.<job>``              core NATS cancel notice to a running job's worker
+Subject layout (see docs/architecture.md, "Subjects"); ``<p>`` is the workflow's partition
+(``partition_of``), so that one consumer filter selects everything one engine owns:
+- ``evt.<p>.<wf>.wf.<EventType>``                     workflow actor events
+- ``evt.<p>.<wf>.job.<job>.<EventType>``              job actor events
+- ``evt.<p>.<wf>.job.<job>.JobQueued.<labelset>``     a queued job: the event is the dispatch
+- ``cmd.<p>.<name>.<wf>``                             commands (start, cancel, ...)
+- ``cmd.<p>.timer.<id>`` / ``cmdsched.<p>.<id>``      durable timers (message schedules)
+- ``log.<wf>.<job>``                                  job log chunks
+- ``ctl.cancel.<wf>.<job>``                           core NATS cancel notice to a running job
 """
 
 from __future__ import annotations
 
 import re
-from typing import Final
+import zlib
+from typing import Final, NamedTuple
 
 EVENTS_STREAM: Final = "JW_EVENTS"
 COMMANDS_STREAM: Final = "JW_COMMANDS"
-JOBS_STREAM: Final = "JW_JOBS"
 LOGS_STREAM: Final = "JW_LOGS"
-TIMERS_STREAM: Final = "JW_TIMERS"
 DEAD_LETTERS_STREAM: Final = "JW_DEAD_LETTERS"
 INDEX_STREAM: Final = "JW_INDEX"
 
 EVENTS_ALL: Final = "evt.>"
 COMMANDS_ALL: Final = "cmd.>"
-JOBS_ALL: Final = "job.>"
-JOB_SCHEDULES_ALL: Final = "jobsched.>"
+TIMER_SCHEDULES_ALL: Final = "cmdsched.>"
 LOGS_ALL: Final = "log.>"
-TIMERS_ALL: Final = "timer.>"
 DEAD_LETTERS_ALL: Final = "dlq.>"
 CANCEL_NOTICES_ALL: Final = "ctl.cancel.>"
 INDEX_ALL: Final = "wfidx.>"
@@ -38,6 +35,15 @@ KV_WORKFLOWS: Final = "jw_workflows"
 KV_WORKERS: Final = "jw_workers"
 KV_LABELSETS: Final = "jw_labelsets"
 KV_PROJECTOR: Final = "jw_projector"
+KV_PARTITIONS: Final = "jw_partitions"
+
+PARTITIONS: Final = 16
+"""How many partitions workflows are hashed into; one engine owns a partition at a time.
+
+Fixed for a deployment: every process must agree (``ensure_topology`` records it on the events
+stream and refuses a process with another count). See docs/architecture.md, "Partitions".
+"""
+JOB_QUEUED: Final = "JobQueued"
 
 # A token is what may stand between two dots. Ids and job names are restricted to this alphabet so
 # that they can never inject wildcards (`*`, `>`) or extra tokens (`.`) into a subject.
@@ -57,69 +63,123 @@ def require_token(value: str, *, what: str) -> str:
     return value
 
 
+def partition_of(wf_id: str) -> int:
+    """The partition of a workflow: CRC-32 (IEEE, as zlib's) of its id, modulo ``PARTITIONS``.
+
+    Any language has CRC-32, so any client can address a workflow's subjects.
+    """
+    return zlib.crc32(wf_id.encode()) % PARTITIONS
+
+
+def _prefix(wf_id: str) -> str:
+    return f"evt.{partition_of(wf_id)}.{wf_id}"
+
+
 def workflow_events(wf_id: str) -> str:
     """All events of one workflow, workflow and job actors alike, in log order."""
-    return f"evt.{wf_id}.>"
+    return f"{_prefix(wf_id)}.>"
 
 
 def workflow_actor_filter(wf_id: str) -> str:
-    return f"evt.{wf_id}.wf.*"
+    return f"{_prefix(wf_id)}.wf.*"
 
 
 def workflow_event(wf_id: str, event_type: str) -> str:
-    return f"evt.{wf_id}.wf.{event_type}"
+    return f"{_prefix(wf_id)}.wf.{event_type}"
 
 
 def job_actor_filter(wf_id: str, job: str) -> str:
-    return f"evt.{wf_id}.job.{job}.*"
+    # ``>``, not ``*``: a JobQueued subject has one more token, its label set.
+    return f"{_prefix(wf_id)}.job.{job}.>"
+
+
+def job_event(wf_id: str, job: str, event_type: str) -> str:
+    return f"{_prefix(wf_id)}.job.{job}.{event_type}"
+
+
+def job_queued(wf_id: str, job: str, labelset_token: str) -> str:
+    """Where a queued job is appended: a label set's workers consume exactly these."""
+    return f"{_prefix(wf_id)}.job.{job}.{JOB_QUEUED}.{labelset_token}"
+
+
+def queued_for(labelset_token: str) -> str:
+    """Every ``JobQueued`` of one label set, across workflows: that label set's dispatch."""
+    return f"evt.*.*.job.*.{JOB_QUEUED}.{labelset_token}"
+
+
+class EventSubject(NamedTuple):
+    """An event subject taken apart: ``job`` is None for a workflow actor's event."""
+
+    partition: str
+    workflow_id: str
+    job: str | None
+    event_type: str
+
+
+def parse_event_subject(subject: str) -> EventSubject | None:
+    """The parts of an event subject, or None when it has no event's shape."""
+    tokens = subject.split(".")
+    n = len(tokens)
+    if n < 5 or tokens[0] != "evt":
+        return None
+    if n == 5 and tokens[3] == "wf":
+        return EventSubject(tokens[1], tokens[2], None, tokens[4])
+    if tokens[3] == "job" and (n == 6 or (n == 7 and tokens[5] == JOB_QUEUED)):
+        return EventSubject(tokens[1], tokens[2], tokens[4], tokens[5])
+    return None
+
+
+def workflow_of(subject: str) -> str:
+    """The workflow id of an event subject ('' when it is not one)."""
+    tokens = subject.split(".", 3)
+    return tokens[2] if len(tokens) > 3 and tokens[0] == "evt" else ""
 
 
 def actor_filter_of(event_subject: str) -> str | None:
     """The actor filter an event subject belongs to (None when it has no actor's shape)."""
-    tokens = event_subject.split(".")
-    if len(tokens) == 4 and tokens[0] == "evt" and tokens[2] == "wf":
-        return workflow_actor_filter(tokens[1])
-    if len(tokens) == 5 and tokens[0] == "evt" and tokens[2] == "job":
-        return job_actor_filter(tokens[1], tokens[3])
-    return None
-
-
-def job_event(wf_id: str, job: str, event_type: str) -> str:
-    return f"evt.{wf_id}.job.{job}.{event_type}"
+    parsed = parse_event_subject(event_subject)
+    if parsed is None:
+        return None
+    if parsed.job is None:
+        return workflow_actor_filter(parsed.workflow_id)
+    return job_actor_filter(parsed.workflow_id, parsed.job)
 
 
 def events_of_type(event_type: str) -> str:
     """Every event of one type across all workflows, e.g. all ``JobFailed``."""
-    return (
-        f"evt.*.wf.{event_type}"
-        if event_type.startswith("Workflow")
-        else (f"evt.*.job.*.{event_type}")
-    )
+    if event_type.startswith("Workflow"):
+        return f"evt.*.*.wf.{event_type}"
+    if event_type == JOB_QUEUED:
+        return f"evt.*.*.job.*.{JOB_QUEUED}.*"
+    return f"evt.*.*.job.*.{event_type}"
+
+
+def partition_job_events(partition: int) -> str:
+    """Every job event of one partition but ``JobQueued`` (which the engine itself appends):
+    the results, claims and cancellations an engine owning the partition reacts to."""
+    return f"evt.{partition}.*.job.*.*"
 
 
 def command(name: str, wf_id: str) -> str:
-    return f"cmd.{name}.{wf_id}"
+    return f"cmd.{partition_of(wf_id)}.{name}.{wf_id}"
 
 
-def dispatch(labelset_token: str) -> str:
-    return f"job.{labelset_token}"
+def partition_commands(partition: int) -> str:
+    """Commands and fired timers of one partition: what its owning engine consumes."""
+    return f"cmd.{partition}.>"
 
 
-def job_schedule(schedule_id: str) -> str:
-    """Where a delayed dispatch waits (a message schedule) until it fires onto its job subject."""
-    return f"jobsched.{schedule_id}"
+def timer_set(partition: int, timer_id: str) -> str:
+    """Where a durable timer waits (a message schedule) until it fires onto ``timer_fire``."""
+    return f"cmdsched.{partition}.{timer_id}"
+
+
+def timer_fire(partition: int, timer_id: str) -> str:
+    return f"cmd.{partition}.timer.{timer_id}"
 
 
 def log(wf_id: str, job: str) -> str:
     return f"log.{wf_id}.{job}"
-
-
-def timer_set(timer_id: str) -> str:
-    return f"timer.set.{timer_id}"
-
-
-def timer_fire(timer_id: str) -> str:
-    return f"timer.fire.{timer_id}"
 
 
 def cancel_notice(wf_id: str, job: str) -> str:

@@ -37,6 +37,8 @@ DUPLICATE_WINDOW = 2 * MINUTE
 TOPOLOGY_PATIENCE = 30.0
 # nats-server: "no suitable peers for placement" (a cluster node has not joined, or is down).
 _NO_PEERS = 10005
+# The events stream's metadata key holding the partition count it was written with.
+PARTITIONS_KEY = "jetwork_partitions"
 
 
 class PeersNotReady(Exception):
@@ -67,9 +69,7 @@ class Topology:
         return [
             self.events(),
             self.commands(),
-            self.jobs(),
             self.logs(),
-            self.timers(),
             self.dead_letters(),
             self.index(),
         ]
@@ -78,7 +78,8 @@ class Topology:
         # The source of truth: file storage, no limits, discard "new" (were a server limit ever hit,
         # writes are refused rather than history dropped), no delete or purge. No message
         # schedules here: with allow_msg_schedules the server silently turns deny_purge off
-        # (verified on 2.15.1), so durable timers live on their own stream.
+        # (verified on 2.15.1), so durable timers live on the commands stream. The partition
+        # count is recorded in the metadata: every process must hash workflows alike.
         return StreamConfig(
             name=subjects.EVENTS_STREAM,
             description="jetwork events: the source of truth",
@@ -92,27 +93,17 @@ class Topology:
             deny_purge=True,
             allow_direct=True,
             allow_atomic=True,
+            metadata={PARTITIONS_KEY: str(subjects.PARTITIONS)},
         )
 
     def commands(self) -> StreamConfig:
-        # A work queue: each command is consumed once by one engine, then removed.
+        # A work queue: each command is consumed once by the engine owning its partition, then
+        # removed. Durable timers live here too: a schedule on cmdsched.<p>.<id> fires onto
+        # cmd.<p>.timer.<id>, a command like any other, so it survives every process's restart.
         return StreamConfig(
             name=subjects.COMMANDS_STREAM,
-            description="jetwork commands (start, cancel, ...)",
-            subjects=[subjects.COMMANDS_ALL],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            num_replicas=self.replicas,
-            duplicate_window=DUPLICATE_WINDOW,
-        )
-
-    def jobs(self) -> StreamConfig:
-        # Dispatch: one subject per label set, one durable pull consumer per subject (routing A).
-        # Message schedules let a delayed or backed-off job appear only when it becomes claimable.
-        return StreamConfig(
-            name=subjects.JOBS_STREAM,
-            description="jetwork job dispatch (work queue per label set)",
-            subjects=[subjects.JOBS_ALL, subjects.JOB_SCHEDULES_ALL],
+            description="jetwork commands (start, cancel, ...) and durable timers",
+            subjects=[subjects.COMMANDS_ALL, subjects.TIMER_SCHEDULES_ALL],
             retention=RetentionPolicy.WORK_QUEUE,
             storage=StorageType.FILE,
             num_replicas=self.replicas,
@@ -133,20 +124,6 @@ class Topology:
             max_bytes=self.log_max_bytes,
             num_replicas=self.replicas,
             allow_direct=True,
-        )
-
-    def timers(self) -> StreamConfig:
-        # Durable timers: a schedule on timer.set.<id> fires a message on timer.fire.<id>, consumed
-        # (and so removed) by an engine. They survive a restart of every process.
-        return StreamConfig(
-            name=subjects.TIMERS_STREAM,
-            description="jetwork durable timers (message schedules)",
-            subjects=[subjects.TIMERS_ALL],
-            retention=RetentionPolicy.WORK_QUEUE,
-            storage=StorageType.FILE,
-            num_replicas=self.replicas,
-            duplicate_window=DUPLICATE_WINDOW,
-            allow_msg_schedules=True,
         )
 
     def dead_letters(self) -> StreamConfig:
@@ -194,8 +171,9 @@ class Topology:
         return [
             bucket(subjects.KV_WORKFLOWS, "projections: workflow views, summaries, recent lists"),
             bucket(subjects.KV_WORKERS, "live workers (entries expire when not refreshed)", ttl=60),
-            bucket(subjects.KV_LABELSETS, "label sets in use (dispatch subjects)"),
+            bucket(subjects.KV_LABELSETS, "label sets in use (JobQueued subjects)"),
             bucket(subjects.KV_PROJECTOR, "projections: the current generation"),
+            bucket(subjects.KV_PARTITIONS, "engines: partition leases and live engines"),
         ]
 
 
@@ -213,7 +191,8 @@ async def ensure_topology(
     is down waits for the leader elections instead of crashing.
     """
     topology = topology or Topology()
-    steps = [partial(_ensure_stream, js, config) for config in topology.streams()]
+    steps: list[Callable[[], Awaitable[None]]] = [partial(_check_partitions, js)]
+    steps += [partial(_ensure_stream, js, config) for config in topology.streams()]
     steps += [partial(_ensure_bucket, js, bucket) for bucket in topology.buckets()]
     deadline = time.monotonic() + patience
     for step in steps:
@@ -235,6 +214,24 @@ async def _patiently(step: Callable[[], Awaitable[None]], deadline: float) -> No
                 ) from None
             await asyncio.sleep(pause)
             pause = min(pause * 2, 2.0)
+
+
+async def _check_partitions(js: JetStreamContext) -> None:
+    """Refuse an events stream written with another partition count (or none: an older layout)."""
+    try:
+        info = await js.stream_info(subjects.EVENTS_STREAM)
+    except NotFoundError:
+        return
+    recorded = (info.config.metadata or {}).get(PARTITIONS_KEY)
+    if recorded == str(subjects.PARTITIONS):
+        return
+    if recorded is None and not info.state.messages:
+        return  # empty: nothing was hashed yet
+    raise StoreError(
+        f"the events stream {subjects.EVENTS_STREAM} was written "
+        + (f"with {recorded} partitions" if recorded else "by an older jetwork without partitions")
+        + f", this jetwork uses {subjects.PARTITIONS}: use a fresh data directory or server"
+    )
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:

@@ -1,7 +1,7 @@
-"""Drive single jobs the way the engine will: append ``JobQueued`` to the job actor, dispatch it.
+"""Drive single jobs the way the engine does: record the label set, append ``JobQueued``.
 
-Until the engine host lands, worker tests queue, requeue and cancel jobs with these helpers and
-read the job actor's history back for their assertions.
+The appended event is the dispatch (its label set's consumer delivers it to workers). Worker tests
+queue, requeue and cancel jobs with these helpers and read the job actor's history back.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from actors.job import decide, replay
 from events import subjects
 from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec
 from events.definition import RetryPolicy
-from events.dispatch import Dispatcher
+from actors.engine.labelsets import LabelSets
 from events.store import ActorRef, EventStore
 from sdk.worker.config import WorkerConfig
 
@@ -46,7 +46,7 @@ class JobsHarness:
     def __init__(self, nc: NATS) -> None:
         self.nc = nc
         self.store = EventStore(nc)
-        self.dispatcher = Dispatcher(nc)
+        self.labelsets = LabelSets(nc)
 
     async def queue(
         self,
@@ -64,7 +64,7 @@ class JobsHarness:
         attempt: int = 1,
         not_before: datetime | None = None,
     ) -> JobQueued:
-        """Append ``JobQueued`` (CAS on the actor's current last sequence) and dispatch it."""
+        """Append ``JobQueued`` (CAS on the actor's current last sequence): that dispatches it."""
         spec = JobSpec(
             run=run,
             uses=uses,
@@ -104,21 +104,13 @@ class JobsHarness:
         return queued
 
     async def _append_and_dispatch(self, queued: JobQueued) -> None:
+        await self.labelsets.register([queued.labelset_token])
         actor = ActorRef.job(queued.workflow_id, queued.job)
         await self.store.append(
             actor,
             [queued],
             expected_seq=await self.store.last_seq(actor),
             command_id=f"queue.{queued.workflow_id}.{queued.job}.{queued.attempt}",
-        )
-        await self.dispatcher.dispatch(
-            workflow_id=queued.workflow_id,
-            job=queued.job,
-            attempt=queued.attempt,
-            labels=queued.spec.labels,
-            uses=queued.spec.uses,
-            not_before=queued.not_before,
-            now=datetime.now(UTC),
         )
 
     async def cancel(

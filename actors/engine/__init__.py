@@ -1,7 +1,6 @@
-"""The engine host: runs the pure actors against JetStream (commands, events, timers)."""
+"""The engine: owns partitions of workflows and runs the pure actors for them on JetStream."""
 
-from actors.engine.engine import DispatchPort, Engine
-from actors.engine.host import WorkflowHost
+from actors.engine.engine import Engine
 from actors.engine.settings import EngineSettings
 
-__all__ = ["DispatchPort", "Engine", "EngineSettings", "WorkflowHost"]
+__all__ = ["Engine", "EngineSettings"]

@@ -1,201 +1,249 @@
-"""What the engine does in response to events: the side effects and whether to advance.
+"""What the owner of a workflow does with what arrived for it: pure, no I/O.
 
-Pure planning (``plan``) is separated from carrying it out (``Engine``): given the events of one
-workflow just delivered and the workflow's current state, say which dispatches to publish, which
-timers to arm, which cancel notices to push, and whether the workflow actor must ``Advance``.
-Side effects are planned against the *current* state, so a redelivered event whose moment has
-passed (the job was claimed already, the retry ran already) causes nothing.
+``react(state, items, now)`` takes the workflow's state and the items a batch brought for it, in
+order — recorded events (worker results, claims …), start and cancel requests, fired timers — and
+returns everything that follows: the events to append (the workflow actor's and its jobs'), the
+timers to arm and the cancel notices to push. It folds as it goes, so later items are judged on
+what earlier ones decided, and ends with ``Advance`` run to its fixpoint: a start and the jobs it
+queues, or a job's result and the next job it makes ready, are one decision (and one round trip).
+
+Side effects are planned against the *current* state, so an item whose moment has passed (a
+redelivered result, a stale timer) causes nothing.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from actors import job_state
-from actors._state import updated
-from actors.engine.timers import JobTimeoutTimer, RetryTimer, WorkflowTimeoutTimer
+from actors import job, workflow
+from actors.appends import Append, plan_appends
+from actors.commands import (
+    Advance,
+    CancelWorkflow,
+    RequeueJob,
+    StartWorkflow,
+    TimeoutJob,
+    TimeoutWorkflow,
+)
+from actors.engine.timers import AnyTimer, JobTimeoutTimer, RetryTimer, WorkflowTimeoutTimer
 from actors.workflow import WorkflowState
-from events.base import Event
+from events.base import Event, RecordedEvent
 from events.catalog import (
-    JobCancelled,
     JobCancelRequested,
-    JobFailed,
-    JobQueued,
     JobRetryScheduled,
-    JobSkipped,
     JobStarted,
     JobStatus,
-    JobSucceeded,
-    WorkflowCancelRequested,
-    WorkflowFailed,
     WorkflowStarted,
 )
+from events.definition import WorkflowDefinition
+from events.errors import WorkflowNotFound
+from events.requests import CancelRequest, StartRequest
 
-# Events after which the DAG may move on.
-_ADVANCING = (
-    WorkflowStarted,
-    WorkflowCancelRequested,
-    WorkflowFailed,
-    JobSucceeded,
-    JobFailed,
-    JobSkipped,
-    JobCancelled,
-)
-# Subjects the engine's event consumer listens to: everything it reacts to, nothing else.
-REACTED_TO = (
-    "evt.*.wf.WorkflowStarted",
-    "evt.*.wf.WorkflowCancelRequested",
-    "evt.*.wf.WorkflowFailed",
-    "evt.*.job.*.JobQueued",
-    "evt.*.job.*.JobStarted",
-    "evt.*.job.*.JobSucceeded",
-    "evt.*.job.*.JobFailed",
-    "evt.*.job.*.JobSkipped",
-    "evt.*.job.*.JobCancelled",
-    "evt.*.job.*.JobRetryScheduled",
-    "evt.*.job.*.JobCancelRequested",
-)
-
-
-# Events that can lead to a reaction of their own (see ``plan``); the others need no state read.
-_REACTIVE = (
-    *_ADVANCING,
-    JobQueued,
-    JobStarted,
-    JobRetryScheduled,
-    JobCancelRequested,
-)
-
-
-def needs_reaction(events: list[Event]) -> bool:
-    return any(isinstance(event, _REACTIVE) for event in events)
-
-
-def nothing_to_do(cached: WorkflowState | None, events: list[Event]) -> bool:
-    """True when the events surely need no reaction, judged on a cached state without I/O.
-
-    ``JobStarted`` only matters for a job with a timeout (its backstop timer); a job's spec never
-    changes, so a cached state that already knows the spec is enough to tell.
-    """
-    if cached is None:
-        return False
-    for event in events:
-        if not isinstance(event, JobStarted):
-            return False
-        known = cached.jobs.get(event.job)
-        if known is None or known.attempt == 0 or known.spec.timeout is not None:
-            return False
-    return True
+# A job's backstop timer fires this long after the worker's own timeout should have: the worker
+# enforces the timeout and reports first; the timer is for a worker that died holding the lease.
+JOB_TIMEOUT_GRACE = timedelta(seconds=5)
 
 
 @dataclass(frozen=True, slots=True)
-class Dispatch:
-    job: str
-    attempt: int
-    labels: tuple[str, ...]
-    uses: str | None
-    not_before: object  # datetime | None; kept loose to stay a plain record
-    # The claim hint (``events.dispatch.DispatchMessage``): the job actor's only event and its
-    # sequence, so the worker decides its claim without reading the log. None when unsure.
-    queued: JobQueued | None = None
-    queued_seq: int | None = None
+class Start:
+    """A start request whose definition validated (``definition`` is the parsed one)."""
+
+    request: StartRequest
+    definition: WorkflowDefinition
+
+
+@dataclass(frozen=True, slots=True)
+class Cancel:
+    request: CancelRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """A timer that fired: from the stream (durable) or in process (exact)."""
+
+    timer: AnyTimer
+    from_stream: bool = False  # a command message to acknowledge (else an in-process timer)
+
+
+Item = RecordedEvent | Start | Cancel | Fired
 
 
 @dataclass
-class Plan:
-    advance: bool = False
-    dispatches: list[Dispatch] = field(default_factory=list)
-    timers: list[WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer] = field(default_factory=list)
-    requeue_now: list[tuple[str, int]] = field(default_factory=list)  # (job, attempt)
-    cancel_notices: list[str] = field(default_factory=list)  # job names
+class Reaction:
+    """What follows from one batch of items for one workflow."""
+
+    state: WorkflowState
+    """The state with every item and decided event folded (decided ones without sequences)."""
+    decided: list[Event] = field(default_factory=list)
+    timers: list[AnyTimer] = field(default_factory=list)
+    cancel_notices: list[str] = field(default_factory=list)
+    created: dict[int, bool] = field(default_factory=dict)
+    """Index of each ``Start`` item -> whether it created the workflow (False: it existed)."""
+    unknown: list[int] = field(default_factory=list)
+    """Indexes of ``Cancel`` items for a workflow that was never started."""
+
+    def stages(self, base: WorkflowState) -> list[list[Append]]:
+        """The decided events as CAS appends, stage by stage (see ``stages``)."""
+        return stages(plan_appends(base, self.decided))
 
 
-def plan(state: WorkflowState, events: list[Event]) -> Plan:
-    result = Plan()
-    for event in events:
-        if isinstance(event, _ADVANCING):
-            result.advance = True
+def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reaction:
+    """Fold and decide ``items`` in order, then advance the workflow as far as it goes."""
+    reaction = Reaction(state=state)
+    triggers: list[Event] = []
+    for index, item in enumerate(items):
+        if isinstance(item, RecordedEvent):
+            if item.seq > _actor_seq(reaction.state, item.event):  # else: folded already
+                reaction.state = workflow.replay([item], reaction.state)
+            # A trigger even when folded already (a state read after a takeover holds it): what
+            # it asks for is judged on the current state, so a moment passed causes nothing.
+            triggers.append(item.event)
+        elif isinstance(item, Start):
+            decided = workflow.decide(reaction.state, _start_command(item, now))
+            reaction.created[index] = bool(decided)
+            triggers += _apply(reaction, decided)
+        elif isinstance(item, Cancel):
+            try:
+                decided = workflow.decide(reaction.state, _cancel_command(item, now))
+            except WorkflowNotFound:
+                reaction.unknown.append(index)
+                continue
+            triggers += _apply(reaction, decided)
+        else:
+            triggers += _apply(reaction, _fire(reaction.state, item.timer, now))
+    _settle(reaction, triggers, now)
+    return reaction
+
+
+def _settle(reaction: Reaction, triggers: list[Event], now: datetime) -> None:
+    """Plan what the triggers ask for; requeue due retries and advance until nothing follows."""
+    while True:
+        requeue = _plan(reaction, triggers)
+        triggers = []
+        for name, attempt in requeue:
+            wf = reaction.state.workflow_id
+            command = RequeueJob(workflow_id=wf, job=name, attempt=attempt, now=now)
+            triggers += _apply(reaction, job.decide(reaction.state.job(name), command))
+        advance = Advance(workflow_id=reaction.state.workflow_id, now=now)
+        triggers += _apply(reaction, workflow.decide(reaction.state, advance))
+        if not triggers:
+            return
+
+
+def _actor_seq(state: WorkflowState, event: Event) -> int:
+    """The last sequence folded of the actor ``event`` belongs to."""
+    name = getattr(event, "job", None)
+    return state.last_seq if name is None else state.job(name).last_seq
+
+
+def _apply(reaction: Reaction, events: Iterable[Event]) -> list[Event]:
+    decided = list(events)
+    if decided:
+        reaction.state = workflow.replay(decided, reaction.state)
+        reaction.decided += decided
+    return decided
+
+
+def _start_command(item: Start, now: datetime) -> StartWorkflow:
+    request = item.request
+    return StartWorkflow(
+        workflow_id=request.workflow_id,
+        definition=item.definition,
+        inputs=request.inputs,
+        idempotency_key=request.idempotency_key,
+        now=now,
+    )
+
+
+def _cancel_command(item: Cancel, now: datetime) -> CancelWorkflow:
+    request = item.request
+    return CancelWorkflow(
+        workflow_id=request.workflow_id, reason=request.reason, force=request.force, now=now
+    )
+
+
+def _fire(state: WorkflowState, timer: AnyTimer, now: datetime) -> list[Event]:
+    wf = state.workflow_id
+    if isinstance(timer, WorkflowTimeoutTimer):
+        return workflow.decide(state, TimeoutWorkflow(workflow_id=wf, now=now))
+    if isinstance(timer, JobTimeoutTimer):
+        command = TimeoutJob(workflow_id=wf, job=timer.job, epoch=timer.epoch, now=now)
+        return list(job.decide(state.job(timer.job), command))
+    requeue = RequeueJob(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
+    return list(job.decide(state.job(timer.job), requeue))
+
+
+def _plan(reaction: Reaction, triggers: list[Event]) -> list[tuple[str, int]]:
+    """Timers and notices the triggers ask for; returns retries due now (job, attempt)."""
+    state = reaction.state
+    requeue: list[tuple[str, int]] = []
+    for event in triggers:
         if isinstance(event, WorkflowStarted):
-            _plan_workflow_timeout(state, result)
-        elif isinstance(event, JobQueued):
-            _plan_dispatch(state, event, result)
+            _plan_workflow_timeout(state, reaction)
         elif isinstance(event, JobStarted):
-            _plan_job_timeout(state, event, result)
+            _plan_job_timeout(state, event, reaction)
         elif isinstance(event, JobRetryScheduled):
-            _plan_retry(state, event, result)
+            current = state.job(event.job)
+            if current.status is not JobStatus.RETRYING or current.attempt + 1 != event.attempt:
+                continue
+            if event.delay <= 0:
+                requeue.append((event.job, event.attempt))
+            else:
+                reaction.timers.append(
+                    RetryTimer(
+                        workflow_id=state.workflow_id,
+                        job=event.job,
+                        attempt=event.attempt,
+                        due=event.not_before,
+                    )
+                )
         elif (
             isinstance(event, JobCancelRequested)
             and state.job(event.job).status is JobStatus.RUNNING
         ):
-            result.cancel_notices.append(event.job)
-    return result
+            reaction.cancel_notices.append(event.job)
+    return requeue
 
 
-def _plan_workflow_timeout(state: WorkflowState, result: Plan) -> None:
+def _plan_workflow_timeout(state: WorkflowState, reaction: Reaction) -> None:
     deadline = state.timeout_deadline()
     if deadline is not None and state.status is not None and not state.status.is_terminal:
-        result.timers.append(WorkflowTimeoutTimer(workflow_id=state.workflow_id, due=deadline))
+        reaction.timers.append(WorkflowTimeoutTimer(workflow_id=state.workflow_id, due=deadline))
 
 
-def _plan_dispatch(state: WorkflowState, event: JobQueued, result: Plan) -> None:
-    current = state.job(event.job)
-    if current.status is not JobStatus.QUEUED or current.attempt != event.attempt:
-        return  # claimed, cancelled or superseded since: nothing to dispatch
-    hinted = _queued_alone(state, event)
-    result.dispatches.append(
-        Dispatch(
-            job=event.job,
-            attempt=event.attempt,
-            labels=event.spec.labels,
-            uses=event.spec.uses,
-            not_before=event.not_before,
-            queued=event if hinted else None,
-            queued_seq=current.last_seq if hinted else None,
-        )
-    )
-
-
-def _queued_alone(state: WorkflowState, event: JobQueued) -> bool:
-    """True when the job actor's state is ``event`` folded onto nothing, at a known sequence.
-
-    Then a worker given ``event`` and that sequence rebuilds the very state the log holds, and
-    its claim's CAS (expecting that sequence) proves nothing was appended since. Only attempt 1
-    qualifies: a retry's state depends on the attempts before it.
-    """
-    current = state.job(event.job)
-    if event.attempt != 1 or current.last_seq == 0:
-        return False
-    alone = job_state.evolve(job_state.pending(state.workflow_id, event.job), event)
-    return updated(current, last_seq=0) == alone
-
-
-def _plan_job_timeout(state: WorkflowState, event: JobStarted, result: Plan) -> None:
+def _plan_job_timeout(state: WorkflowState, event: JobStarted, reaction: Reaction) -> None:
     current = state.job(event.job)
     if current.status is not JobStatus.RUNNING or current.epoch != event.epoch:
         return
     if current.spec.timeout is None:
         return
-    # A grace beyond the worker's own timeout: the worker enforces it and reports first; the
-    # timer is the backstop for a worker that died holding the lease.
-    due = event.started_at + timedelta(seconds=current.spec.timeout + 5)
-    result.timers.append(
+    due = event.started_at + timedelta(seconds=current.spec.timeout) + JOB_TIMEOUT_GRACE
+    reaction.timers.append(
         JobTimeoutTimer(workflow_id=state.workflow_id, job=event.job, epoch=event.epoch, due=due)
     )
 
 
-def _plan_retry(state: WorkflowState, event: JobRetryScheduled, result: Plan) -> None:
-    current = state.job(event.job)
-    if current.status is not JobStatus.RETRYING or current.attempt + 1 != event.attempt:
-        return
-    if event.delay <= 0:
-        result.requeue_now.append((event.job, event.attempt))
-    else:
-        result.timers.append(
-            RetryTimer(
-                workflow_id=state.workflow_id,
-                job=event.job,
-                attempt=event.attempt,
-                due=event.not_before,
-            )
-        )
+def stages(appends: list[Append]) -> list[list[Append]]:
+    """Group appends into stages appended one after the other; within a stage, concurrently.
+
+    Job actors are independent of each other, so a run of job appends is one stage (a fan-out of
+    1,000 jobs is one round trip, not 1,000). The workflow actor's append is a stage of its own,
+    after everything before it and before everything after it: a workflow starts before its
+    jobs are queued and ends after the job events it follows from, so a conflict part-way never
+    leaves the log saying more than was decided in order.
+    """
+    result: list[list[Append]] = []
+    current: list[Append] = []
+    for append in appends:
+        if append.actor_filter.endswith(".wf.*"):
+            if current:
+                result.append(current)
+                current = []
+            result.append([append])
+        else:
+            current.append(append)
+    if current:
+        result.append(current)
+    return result

@@ -9,20 +9,20 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, kw_only=True)
 class EngineSettings:
-    # Messages fetched per pull from each consumer.
-    batch: int = 256
-    # Workflows processed at once (one task per workflow), across all batches in flight.
-    concurrency: int = 64
-    # Batches being processed at once per consumer: pulling goes on while earlier ones finish.
-    batches_in_flight: int = 4
-    # How long a message may be processed before JetStream redelivers it to another engine.
-    ack_wait: float = 30.0
-    # Folded workflow states kept in memory (least recently used ones are dropped).
-    cache_size: int = 20_000
-    # Wait of an idle fetch before asking again.
+    # Messages taken from the partitions' consumers per batch (decided and appended together).
+    batch: int = 512
+    # How long a delivered message may stay unacknowledged before JetStream delivers it again;
+    # short, so that what a killed owner held comes back soon after its partitions move.
+    ack_wait: float = 5.0
+    # Messages a partition consumer may have delivered and not acknowledged.
+    max_ack_pending: int = 20_000
+    # Workflow states kept in memory (least recently used ones are dropped and read again).
+    cache_size: int = 50_000
+    # Longest wait of an idle loop before it looks again.
     poll_interval: float = 1.0
-    # Durable consumer names; engines sharing them share the work.
-    consumer_prefix: str = "engine"
+    # Partition leases: held this long after the last confirmed renewal, renewed this often.
+    lease_ttl: float = 4.0
+    renew_every: float = 1.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> EngineSettings:
@@ -37,7 +37,7 @@ class EngineSettings:
 
         return cls(
             batch=int(number("JETWORK_ENGINE_BATCH", cls.batch)),
-            concurrency=int(number("JETWORK_ENGINE_CONCURRENCY", cls.concurrency)),
             ack_wait=number("JETWORK_ENGINE_ACK_WAIT", cls.ack_wait),
             cache_size=int(number("JETWORK_ENGINE_CACHE_SIZE", cls.cache_size)),
+            lease_ttl=number("JETWORK_ENGINE_LEASE_TTL", cls.lease_ttl),
         )

@@ -1,15 +1,20 @@
-"""Durable timers on JetStream message schedules (stream JW_TIMERS).
+"""Durable timers on JetStream message schedules, kept in the commands stream.
 
-Arming a timer stores a schedule on ``timer.set.<id>``; when due, the server publishes its payload
-on ``timer.fire.<id>``, which an engine consumes. Both live in the stream, so a timer survives the
-restart of every process. A timer that fires late or twice is harmless: the command it carries is
-checked against the actor's state (``TimeoutJob`` names its epoch, ``RequeueJob`` its attempt).
+Arming a timer stores a schedule on ``cmdsched.<p>.<id>``; when due, the server publishes its
+payload on ``cmd.<p>.timer.<id>``, a command of the workflow's partition like any other, consumed
+by the engine that owns the partition. Both live in the stream, so a timer survives the restart
+of every process. Schedules fire on whole seconds, so the owning engine also keeps a timer in
+process for what is due soon (``Timers.arm``): it fires on time, the durable one a little later
+finds nothing left to do. A timer that fires late or twice is harmless: the command it carries
+is checked against the actor's state (``TimeoutJob`` names its epoch, ``RequeueJob`` its attempt).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Annotated, Literal
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Final, Literal
 
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -19,6 +24,9 @@ from events import subjects
 # Ids are subject tokens (``subjects.is_valid_token``): a fired timer naming anything else is
 # garbage to dead-letter, not a timer of some workflow that does not exist.
 _TOKEN = r"^[A-Za-z0-9_-]{1,128}$"
+# Timers due within this long also run in process, to the millisecond.
+IN_PROCESS_HORIZON: Final = 120.0
+_ONE_SECOND: Final = timedelta(seconds=1)
 
 
 class _Timer(BaseModel):
@@ -26,6 +34,9 @@ class _Timer(BaseModel):
 
     workflow_id: str = Field(pattern=_TOKEN)
     due: datetime
+
+    def timer_id(self) -> str:
+        raise NotImplementedError
 
 
 class WorkflowTimeoutTimer(_Timer):
@@ -53,14 +64,12 @@ class RetryTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.retry-a{self.attempt}"
 
 
-AnyTimer = Annotated[
-    WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer, Field(discriminator="kind")
-]
-TIMERS: TypeAdapter[WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer] = TypeAdapter(AnyTimer)
+AnyTimer = WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer
+TIMERS: TypeAdapter[AnyTimer] = TypeAdapter(Annotated[AnyTimer, Field(discriminator="kind")])
 
 
 def schedule_time(due: datetime) -> str:
-    """RFC 3339 in UTC with whole seconds, rounded up: a timer must never fire early."""
+    """RFC 3339 in UTC with whole seconds, rounded up: a durable timer must never fire early."""
     due = due.astimezone(UTC)
     if due.microsecond:
         due = due.replace(microsecond=0) + _ONE_SECOND
@@ -68,21 +77,45 @@ def schedule_time(due: datetime) -> str:
 
 
 class Timers:
-    def __init__(self, nc: NATS) -> None:
-        self._js = nc.jetstream()
+    """Arms durable timers and, for those due soon, in-process ones calling ``on_fire``."""
 
-    async def arm(self, timer: WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer) -> None:
+    def __init__(self, nc: NATS, *, on_fire: Callable[[AnyTimer], None]) -> None:
+        self._js = nc.jetstream()
+        self._on_fire = on_fire
+        self._handles: dict[str, asyncio.TimerHandle] = {}
+
+    async def arm(self, timer: AnyTimer, *, now: datetime) -> None:
         timer_id = timer.timer_id()
+        partition = subjects.partition_of(timer.workflow_id)
         await self._js.publish(
-            subjects.timer_set(timer_id),
+            subjects.timer_set(partition, timer_id),
             timer.model_dump_json().encode(),
             headers={
                 "Nats-Schedule": f"@at {schedule_time(timer.due)}",
-                "Nats-Schedule-Target": subjects.timer_fire(timer_id),
+                "Nats-Schedule-Target": subjects.timer_fire(partition, timer_id),
                 # Re-arming the same timer (a reaction retried) is de-duplicated.
                 "Nats-Msg-Id": f"timer.{timer_id}",
             },
         )
+        delay = (timer.due - now).total_seconds()
+        if delay <= IN_PROCESS_HORIZON and timer_id not in self._handles:
+            loop = asyncio.get_running_loop()
+            self._handles[timer_id] = loop.call_at(
+                loop.time() + max(0.0, delay), self._fire, timer_id, timer
+            )
 
+    def forget(self, keep: Callable[[str], bool]) -> None:
+        """Cancel the in-process timers of workflows ``keep`` rejects (a partition given up)."""
+        for timer_id, handle in list(self._handles.items()):
+            if not keep(timer_id.split(".", 1)[0]):
+                handle.cancel()
+                del self._handles[timer_id]
 
-_ONE_SECOND = datetime(2000, 1, 1, 0, 0, 1) - datetime(2000, 1, 1, 0, 0, 0)
+    def close(self) -> None:
+        for handle in self._handles.values():
+            handle.cancel()
+        self._handles.clear()
+
+    def _fire(self, timer_id: str, timer: AnyTimer) -> None:
+        self._handles.pop(timer_id, None)
+        self._on_fire(timer)

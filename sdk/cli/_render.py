@@ -11,6 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from events import subjects
 from events.base import RecordedEvent
 from projections.reader import WorkerInfo
 from projections.views import JobView, WorkflowSummary, WorkflowView
@@ -128,8 +129,8 @@ class LiveWorkflow:
 
 def actor_of(recorded: RecordedEvent) -> str:
     """``workflow`` or ``job <name>``, from the event's subject."""
-    parts = recorded.subject.split(".")
-    return f"job {parts[3]}" if len(parts) > 4 and parts[2] == "job" else "workflow"
+    parsed = subjects.parse_event_subject(recorded.subject)
+    return f"job {parsed.job}" if parsed is not None and parsed.job else "workflow"
 
 
 def event_data(recorded: RecordedEvent) -> dict[str, Any]:
@@ -176,12 +177,12 @@ def history_table(workflow_id: str, history: Sequence[RecordedEvent]) -> Table:
 
 def event_line(recorded: RecordedEvent) -> str:
     """One line per event for ``jetwork watch``."""
-    parts = recorded.subject.split(".")
     data = event_data(recorded)
     data.pop("definition", None)
     when = recorded.time.astimezone().strftime("%H:%M:%S.%f")[:-3]
     what = f"{actor_of(recorded)}: {recorded.event.event_type}"
-    return f"{when} {recorded.seq:>7} {parts[1]} {what} {compact(data, 200)}"
+    wf = subjects.workflow_of(recorded.subject)
+    return f"{when} {recorded.seq:>7} {wf} {what} {compact(data, 200)}"
 
 
 def summary_table(rows: Sequence[WorkflowSummary]) -> Table:

@@ -444,19 +444,24 @@ def event_filter(
     workflow_id: str | None = None, job: str | None = None, event_type: str | None = None
 ) -> str:
     """The subject filter for events of one workflow / job / type (``None``: any)."""
-    wf = require_id(workflow_id) if workflow_id is not None else "*"
+    prefix = "evt.*.*"
+    if workflow_id is not None:
+        wf = require_id(workflow_id)
+        prefix = f"evt.{subjects.partition_of(wf)}.{wf}"
     if job is not None:
         require_id(job, what="job name")
     if event_type is None:
         if job is not None:
-            return f"evt.{wf}.job.{job}.*"
-        return f"evt.{wf}.>" if workflow_id is not None else subjects.EVENTS_ALL
+            return f"{prefix}.job.{job}.>"
+        return f"{prefix}.>" if workflow_id is not None else subjects.EVENTS_ALL
     if event_type in _WORKFLOW_EVENT_TYPES:
         if job is not None:
             raise InvalidArgument(f"{event_type} is a workflow event: it has no job")
-        return f"evt.{wf}.wf.{event_type}"
+        return f"{prefix}.wf.{event_type}"
     if event_type in _JOB_EVENT_TYPES:
-        return f"evt.{wf}.job.{job or '*'}.{event_type}"
+        # A JobQueued subject has one more token: the label set it is dispatched to.
+        label_set = ".*" if event_type == subjects.JOB_QUEUED else ""
+        return f"{prefix}.job.{job or '*'}.{event_type}{label_set}"
     known = ", ".join(sorted(_WORKFLOW_EVENT_TYPES | _JOB_EVENT_TYPES))
     raise InvalidArgument(f"unknown event type {event_type!r} (one of: {known})")
 

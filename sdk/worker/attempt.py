@@ -1,7 +1,12 @@
 """One dispatch on this worker: claim the job, run it under its lease, report, ack.
 
-- **Claim**: load the job actor, decide ``ClaimJob`` and append it under CAS (a conflict reloads
-  and decides again). A refused claim is dropped; its message is acked unless another worker
+The dispatched message is the job's ``JobQueued`` event itself, delivered by its label set's
+consumer on the events stream (``events.dispatch``).
+
+- **Claim**: take the job actor's state from the event (a first delivery of attempt 1: the event
+  is the actor's whole history) or load it, decide ``ClaimJob`` and append it under CAS (a
+  conflict reloads and decides again). A job queued for later (``not_before``) is released
+  until it is due. A refused claim is dropped; its message is acked unless another worker
   holds it (acks are not fenced by JetStream: acking a redelivered message would take it away
   from its current holder).
 - **Run**: the executor gets a ``JobContext``; a watcher checks the job actor every
@@ -31,7 +36,8 @@ from actors.commands import ClaimJob
 from actors.job import ClaimRefused, JobState, decide, evolve, pending, replay
 from events import subjects
 from events.catalog import JobCancelled, JobEvent, JobQueued, JobResultRejected, JobStatus
-from events.dispatch import DispatchMessage, InvalidDispatch
+from events.codec import decode
+from events.dispatch import InvalidDispatch
 from events.errors import (
     ConcurrencyConflict,
     JetworkError,
@@ -55,6 +61,40 @@ NOT_QUEUED_DELIVERIES: Final = 20
 """A dispatch whose attempt the log never shows as queued goes to dead letters after this many."""
 
 _log = structlog.get_logger("jetwork.worker")
+
+
+@dataclass(frozen=True, slots=True)
+class Dispatch:
+    """A delivered ``JobQueued``: which attempt of which job may be claimed."""
+
+    queued: JobQueued
+
+    @property
+    def workflow_id(self) -> str:
+        return self.queued.workflow_id
+
+    @property
+    def job(self) -> str:
+        return self.queued.job
+
+    @property
+    def attempt(self) -> int:
+        return self.queued.attempt
+
+    @property
+    def msg_id(self) -> str:
+        return f"{self.workflow_id}.{self.job}.{self.attempt}"
+
+    @classmethod
+    def decode(cls, msg: Msg) -> Dispatch:
+        """The dispatch a message carries; ``InvalidDispatch`` says what is wrong with it."""
+        try:
+            event = decode(msg.data, subject=msg.subject, seq=msg.metadata.sequence.stream)
+        except UndecodableEvent as exc:
+            raise InvalidDispatch(str(exc)) from None
+        if not isinstance(event, JobQueued) or event.subject() != msg.subject:
+            raise InvalidDispatch(f"{msg.subject} does not hold the JobQueued its subject names")
+        return cls(event)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,7 +138,7 @@ class Attempt:
         meta = msg.metadata
         self.delivery: int = meta.num_delivered
         self.dispatch_seq: int = meta.sequence.stream
-        self.dispatch: DispatchMessage | None = None
+        self.dispatch: Dispatch | None = None
         self.state: JobState | None = None
         self.epoch: int | None = None
         self.ctx: JobContext | None = None
@@ -148,13 +188,13 @@ class Attempt:
 
     async def run(self) -> None:
         try:
-            self.dispatch = DispatchMessage.decode(self.msg.data)
+            self.dispatch = Dispatch.decode(self.msg)
         except InvalidDispatch as exc:
             await self._dead_letter(str(exc))
             return
         self._log = self._log.bind(workflow_id=self.dispatch.workflow_id, job=self.dispatch.job)
         try:
-            if not await self._claim():
+            if await self._not_due_yet() or not await self._claim():
                 return
             started = time.monotonic()
             result = await self._execute()
@@ -171,6 +211,20 @@ class Attempt:
             self.settled = True
 
     # --- claim ---------------------------------------------------------------------------------
+
+    async def _not_due_yet(self) -> bool:
+        """True (and the message released until then) for a job queued for later."""
+        assert self.dispatch is not None
+        not_before = self.dispatch.queued.not_before
+        if not_before is None:
+            return False
+        wait = (not_before - now()).total_seconds()
+        if wait <= 0:
+            return False
+        self.settled = True
+        with contextlib.suppress(Exception):
+            await self.msg.nak(delay=wait)
+        return True
 
     async def _claim(self) -> bool:
         assert self.dispatch is not None
@@ -242,30 +296,19 @@ class Attempt:
             await self._ack()
 
     async def _load(self, *, quick: bool = False) -> JobState | None:
-        """The job actor's state; ``quick``: without reading its whole history when possible.
+        """The job actor's state; ``quick``: without reading its history when possible.
 
-        A first delivery of attempt 1 normally finds the actor as the engine left it: one
-        ``JobQueued`` (attempt 1 is always the actor's first event). The dispatch may carry it
-        with its sequence (the claim hint: no read at all); else the newest event is one direct
-        get by subject. The whole history is a batched read, which the server answers by
-        scanning the stream from the actor's first event to its end. The claim's CAS checks
-        that nothing was appended since; a conflict falls back to the whole history.
+        Attempt 1's ``JobQueued`` is always the job actor's first event, so the delivered event
+        at its stream sequence *is* the actor's state as the engine left it: no read at all.
+        The claim's CAS (expecting that sequence) proves nothing was appended since (a
+        redelivery finds the earlier claim that way); a conflict reads the whole history.
         """
         assert self.dispatch is not None
-        if quick and self.dispatch.attempt == 1 and self.delivery == 1:
-            hint = self.dispatch.hint()
-            if hint is not None:
-                queued, seq = hint
-                return replace(
-                    evolve(pending(queued.workflow_id, queued.job), queued), last_seq=seq
-                )
-            with contextlib.suppress(UndecodableEvent):
-                last = await self.env.store.last_event(self.actor)
-                if last is None:
-                    return None  # not queued yet (a stale read): the claim is retried
-                event = last.event
-                if isinstance(event, JobQueued) and event.attempt == 1:
-                    return replay([last])
+        if quick and self.dispatch.attempt == 1:
+            queued = self.dispatch.queued
+            return replace(
+                evolve(pending(queued.workflow_id, queued.job), queued), last_seq=self.dispatch_seq
+            )
         events = await self.env.store.load(self.actor)
         return replay(events) if events else None
 

@@ -144,7 +144,7 @@ async def ensure_consumer(
     labelset: LabelSet,
     *,
     lease_ttl: float,
-    stream: str = subjects.JOBS_STREAM,
+    stream: str = subjects.EVENTS_STREAM,
     timeout: float = 5.0,
 ) -> float:
     """Create the label set's durable pull consumer if absent; return its lease (ack wait).
@@ -165,7 +165,7 @@ async def ensure_consumer(
         "max_ack_pending": MAX_ACK_PENDING,
     }
     request = {"stream_name": stream, "config": config, "action": "create"}
-    subject = f"$JS.API.CONSUMER.CREATE.{stream}.{name}.{labelset.subject}"
+    subject = f"$JS.API.CONSUMER.CREATE.{stream}.{name}"
     reply = await _api(nc, subject, orjson.dumps(request), timeout)
     error = reply.get("error")
     if error is None:
@@ -221,7 +221,7 @@ class Puller:
         poll_interval: float,
         on_message: OnMessage,
         peers: Callable[[], int] = lambda: 1,
-        stream: str = subjects.JOBS_STREAM,
+        stream: str = subjects.EVENTS_STREAM,
     ) -> None:
         self._nc = nc
         self.labelset = labelset

@@ -1,0 +1,351 @@
+"""One batch of the engine's loop: messages taken apart, decided per workflow, appended together.
+
+1. **Take apart.** Every message becomes an item of its workflow's ``Work``: a start (its
+   definition validated once per distinct content), a cancel, a fired timer, or a job event. An
+   event the workflow's state in memory has folded already (the engine's own append, a
+   redelivery) is acknowledged without being decoded.
+2. **Decide.** Each workflow's items are folded and decided in one ``react`` on its state in
+   memory (read from the log only when it is not there).
+3. **Append.** The decided events of all workflows go out together, stage by stage
+   (``reactions.stages``): one round trip per stage for the whole batch.
+4. **Carry out.** Each workflow whose appends landed gets its new state, its timers and notices,
+   its start answers, and then its messages are acknowledged. One whose append conflicted (a
+   worker wrote to a job meanwhile) is read from the log and decided again; one that fails for
+   another reason is retried with backoff (a store outage), or dead-lettered when it can never
+   succeed. Nothing is acknowledged before what it caused is in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import ConnectionReconnectingError, NoRespondersError, OutboundBufferLimitError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+from pydantic import ValidationError
+
+from actors.appends import Append
+from actors.engine.definition_cache import DefinitionCache
+from actors.engine.labelsets import LabelSets
+from actors.engine.reactions import Cancel, Fired, Item, Reaction, Start, react
+from actors.engine.states import States, absorb, skip_over
+from actors.engine.timers import TIMERS, AnyTimer, Timers
+from actors.workflow import WorkflowState
+from events import subjects
+from events.base import RecordedEvent
+from events.catalog import JobQueued
+from events.codec import decode
+from events.dead_letters import record_dead_letter
+from events.errors import ConcurrencyConflict, InvalidWorkflow, JetworkError, UndecodableEvent
+from events.pipeline import Pending, Pipeline
+from events.requests import REQUESTS, StartAnswer, StartRequest
+from events.store import ActorRef
+
+_log = structlog.get_logger("jetwork.engine")
+# A workflow whose processing keeps failing for a reason that does not pass: dead-lettered.
+_MAX_FAILURES = 5
+# Deliveries of a cancel for a workflow the log does not show before it is dead-lettered (a
+# lagging replica may not show a workflow started a moment ago).
+_NOT_FOUND_TRIES = 3
+_TRANSIENT = (
+    TimeoutError,
+    NatsTimeoutError,
+    NoRespondersError,
+    NoStreamResponseError,
+    ServiceUnavailableError,
+    ConnectionReconnectingError,
+    OutboundBufferLimitError,
+    ConnectionError,
+)
+
+
+@dataclass
+class Work:
+    """What one batch brought for one workflow, and how far it got."""
+
+    wf_id: str
+    partition: int
+    items: list[Item] = field(default_factory=list)
+    messages: list[tuple[Msg, Item]] = field(default_factory=list)  # to settle when done
+    fresh: bool = False  # only starts so far, for a workflow not in memory: presumed new
+    state: WorkflowState | None = None
+    reaction: Reaction | None = None
+    stages: list[list[tuple[Append, Pending]]] = field(default_factory=list)
+    failures: int = 0
+    error: Exception | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What every batch of one engine shares."""
+
+    nc: NATS
+    states: States
+    definitions: DefinitionCache
+    labelsets: LabelSets
+    pipeline: Pipeline
+    timers: Timers
+    holds: Callable[[int], bool]
+    clock: Callable[[], datetime]
+    stopping: Callable[[], bool]
+
+
+class Batch:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._works: dict[str, Work] = {}
+        self._done: list[Msg] = []  # acked once the batch is over (nothing depends on them)
+
+    # --- 1. take apart -------------------------------------------------------------------------
+
+    async def take(self, messages: list[Msg], fired: list[AnyTimer]) -> None:
+        for timer in fired:
+            self._work(timer.workflow_id).items.append(Fired(timer))
+        for msg in messages:
+            if msg.subject.startswith("evt."):
+                await self._take_event(msg)
+            else:
+                await self._take_command(msg)
+
+    def _work(self, wf_id: str) -> Work:
+        work = self._works.get(wf_id)
+        if work is None:
+            work = self._works[wf_id] = Work(wf_id, subjects.partition_of(wf_id))
+        return work
+
+    def _add(self, wf_id: str, item: Item, msg: Msg | None) -> None:
+        work = self._work(wf_id)
+        if not work.items:
+            work.fresh = isinstance(item, Start) and self._ctx.states.get(wf_id) is None
+        elif not isinstance(item, Start):
+            work.fresh = False
+        work.items.append(item)
+        if msg is not None:
+            work.messages.append((msg, item))
+
+    async def _take_event(self, msg: Msg) -> None:
+        parsed = subjects.parse_event_subject(msg.subject)
+        seq = msg.metadata.sequence.stream
+        if parsed is None:
+            self._done.append(msg)
+            return
+        cached = self._ctx.states.get(parsed.workflow_id)
+        if cached is not None and parsed.job is not None and seq <= cached.job(parsed.job).last_seq:
+            self._done.append(msg)  # folded already: our own append, or a redelivery
+            return
+        try:
+            event = decode(msg.data, subject=msg.subject, seq=seq)
+        except UndecodableEvent as exc:
+            await self._ctx.states.report_garbage(msg.subject, seq, msg.data, str(exc))
+            if cached is not None:
+                self._ctx.states.put(skip_over(cached, msg.subject, seq))
+            self._done.append(msg)
+            return
+        recorded = RecordedEvent(seq, msg.subject, msg.metadata.timestamp, event)
+        self._add(parsed.workflow_id, recorded, msg)
+
+    async def _take_command(self, msg: Msg) -> None:
+        if ".timer." in msg.subject:
+            try:
+                timer = TIMERS.validate_json(msg.data)
+            except ValidationError as exc:
+                await self._refuse(msg, f"malformed timer: {_summary(exc)}")
+                return
+            self._add(timer.workflow_id, Fired(timer, from_stream=True), msg)
+            return
+        try:
+            request = REQUESTS.validate_json(msg.data)
+        except ValidationError as exc:
+            await self._refuse(msg, f"malformed command: {_summary(exc)}")
+            return
+        if not isinstance(request, StartRequest):
+            self._add(request.workflow_id, Cancel(request), msg)
+            return
+        try:
+            definition = self._ctx.definitions.parse(request.definition, source=request.workflow_id)
+        except InvalidWorkflow as exc:
+            await self._answer(request, accepted=False, error=str(exc))
+            await self._refuse(msg, str(exc))
+            return
+        self._add(request.workflow_id, Start(request, definition), msg)
+
+    # --- 2-4. decide, append, carry out --------------------------------------------------------
+
+    async def settle(self) -> None:
+        """Decide and append until every workflow of the batch is done (or handed back)."""
+        works = [work for work in self._works.values() if self._ctx.holds(work.partition)]
+        while works and not self._ctx.stopping():
+            await self._load([work for work in works if work.state is None])
+            for work in works:
+                self._decide(work)
+            await self._ctx.labelsets.register(
+                event.labelset_token
+                for work in works
+                if work.reaction is not None
+                for event in work.reaction.decided
+                if isinstance(event, JobQueued)
+            )
+            works = [work for work in works if self._ctx.holds(work.partition)]  # fenced
+            await self._append(works)
+            retry = []
+            for work in works:
+                if work.error is None:
+                    await self._carry_out(work)
+                elif await self._failed(work):
+                    retry.append(work)
+            works = retry
+        for msg in self._done:
+            await msg.ack()
+
+    async def _load(self, works: list[Work]) -> None:
+        async def load(work: Work) -> None:
+            if work.fresh:
+                work.state = WorkflowState(workflow_id=work.wf_id)
+                return
+            cached = self._ctx.states.get(work.wf_id)
+            try:
+                work.state = cached or await self._ctx.states.load(work.wf_id)
+            except Exception as exc:
+                work.error = exc
+
+        await _gather([load(work) for work in works])
+
+    def _decide(self, work: Work) -> None:
+        if work.state is None:
+            return  # its load failed: work.error says why
+        try:
+            work.reaction = react(work.state, work.items, self._ctx.clock())
+        except Exception as exc:  # a bug in deciding: retried, then dead-lettered
+            work.error = exc
+            return
+        decision = uuid.uuid4().hex
+        work.stages = [
+            [
+                (
+                    append,
+                    Pending(
+                        ActorRef(append.actor_filter),
+                        append.events,
+                        append.expected_last_seq,
+                        f"{decision}.{stage_no}.{index}",
+                    ),
+                )
+                for index, append in enumerate(stage)
+            ]
+            for stage_no, stage in enumerate(work.reaction.stages(work.state))
+        ]
+
+    async def _append(self, works: list[Work]) -> None:
+        """Send stage k of every workflow together; a workflow stops at its first error."""
+        depth = max((len(work.stages) for work in works), default=0)
+        for stage_no in range(depth):
+            sending = [w for w in works if w.error is None and stage_no < len(w.stages)]
+            pending = [sent for work in sending for _, sent in work.stages[stage_no]]
+            if not pending:
+                continue
+            await self._ctx.pipeline.send(pending)
+            for work in sending:
+                for _, sent in work.stages[stage_no]:
+                    error = sent.future.exception()
+                    if error is not None and work.error is None:
+                        work.error = error  # type: ignore[assignment]
+
+    async def _carry_out(self, work: Work) -> None:
+        assert work.reaction is not None
+        reaction = work.reaction
+        landed = [(append, sent.future.result()) for stage in work.stages for append, sent in stage]
+        self._ctx.states.put(absorb(reaction.state, landed))
+        now = self._ctx.clock()
+        for timer in reaction.timers:
+            await self._ctx.timers.arm(timer, now=now)
+        for name in reaction.cancel_notices:
+            await self._ctx.nc.publish(subjects.cancel_notice(work.wf_id, name), b"")
+        for index, created in reaction.created.items():
+            start = work.items[index]
+            assert isinstance(start, Start)
+            await self._answer(start.request, accepted=True, created=created)
+        unknown = {id(work.items[index]) for index in reaction.unknown}
+        for msg, item in work.messages:
+            if id(item) in unknown:
+                await self._unknown_workflow(msg)
+            else:
+                await msg.ack()
+
+    async def _failed(self, work: Work) -> bool:
+        """Handle a workflow whose batch failed; True to try it again now."""
+        error, work.error = work.error, None
+        work.state, work.reaction, work.stages, work.fresh = None, None, [], False
+        if isinstance(error, ConcurrencyConflict):
+            _log.debug("conflict, deciding again", workflow=work.wf_id, error=str(error))
+            return True
+        work.failures += 1
+        assert error is not None
+        if work.failures >= _MAX_FAILURES and not _transient(error):
+            _log.error("giving up on a workflow's messages", workflow=work.wf_id, error=repr(error))
+            for msg, _ in work.messages:
+                await self._refuse(msg, str(error) or repr(error))
+            return False
+        _log.warning("will retry", workflow=work.wf_id, error=str(error) or repr(error))
+        await asyncio.sleep(min(2.0, 0.05 * 2**work.failures))
+        return True
+
+    async def _unknown_workflow(self, msg: Msg) -> None:
+        if msg.metadata.num_delivered >= _NOT_FOUND_TRIES:
+            await self._refuse(msg, f"workflow {msg.subject.rsplit('.', 1)[-1]} not found")
+        else:
+            await msg.nak(delay=0.5 * msg.metadata.num_delivered)
+
+    # --- answers and refusals ------------------------------------------------------------------
+
+    async def _answer(
+        self, request: StartRequest, *, accepted: bool, created: bool = False, error: str = ""
+    ) -> None:
+        if request.reply_to is None:
+            return
+        answer = StartAnswer(
+            workflow_id=request.workflow_id, accepted=accepted, created=created, error=error or None
+        )
+        try:
+            await self._ctx.nc.publish(request.reply_to, answer.model_dump_json().encode())
+        except Exception as exc:  # the answer is a courtesy: the log holds the outcome
+            _log.warning("could not answer a start", workflow=request.workflow_id, error=repr(exc))
+
+    async def _refuse(self, msg: Msg, reason: str) -> None:
+        """Input that can never be processed: dead-letter it, then ack it."""
+        await record_dead_letter(
+            self._ctx.nc,
+            source="commands" if msg.subject.startswith("cmd.") else "events",
+            subject=msg.subject,
+            payload=msg.data,
+            reason=reason,
+            seq=msg.metadata.sequence.stream,
+        )
+        await msg.ack()
+
+
+async def _gather(calls: list[Awaitable[None]]) -> None:
+    if len(calls) == 1:
+        await calls[0]
+    elif calls:
+        await asyncio.gather(*calls)
+
+
+def _transient(exc: BaseException) -> bool:
+    if isinstance(exc, JetworkError):
+        return exc.retryable
+    return isinstance(exc, _TRANSIENT)
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = [
+        f"{'.'.join(str(p) for p in error['loc']) or '<root>'}: {error['msg']}"
+        for error in exc.errors()[:3]
+    ]
+    return "; ".join(parts)

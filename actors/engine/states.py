@@ -1,0 +1,136 @@
+"""The workflow states an engine holds in memory, for the partitions it owns.
+
+The owner of a partition folds every event of its workflows as it happens — its own appends when
+they are acknowledged, the workers' events as its partition consumer delivers them — so it
+decides without reading the log back. A workflow it has not seen (after a takeover, or evicted
+from the bounded cache) is read from the log once, on its first message. A message that is not
+an event is skipped, dead-lettered once, and still counted in its actor's sequence (the next CAS
+append expects it).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable
+
+import structlog
+from nats.aio.client import Client as NATS
+
+from actors import workflow
+from actors._state import updated
+from actors.appends import Append
+from actors.workflow import WorkflowState
+from events import subjects
+from events.base import RecordedEvent
+from events.codec import decode
+from events.dead_letters import record_dead_letter
+from events.errors import UndecodableEvent
+from events.store import EventStore, StoredMessage
+
+_log = structlog.get_logger("jetwork.engine")
+_GARBAGE_MEMORY = 10_000
+
+
+class States:
+    def __init__(self, nc: NATS, store: EventStore, *, size: int) -> None:
+        self._nc = nc
+        self._store = store
+        self._size = size
+        self._states: OrderedDict[str, WorkflowState] = OrderedDict()
+        self._garbage_seen: OrderedDict[int, None] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, wf_id: str) -> WorkflowState | None:
+        state = self._states.get(wf_id)
+        if state is not None:
+            self._states.move_to_end(wf_id)
+        return state
+
+    def put(self, state: WorkflowState) -> None:
+        self._states[state.workflow_id] = state
+        self._states.move_to_end(state.workflow_id)
+        while len(self._states) > self._size:
+            self._states.popitem(last=False)
+
+    def forget(self, keep: Callable[[str], bool]) -> None:
+        """Drop every state whose workflow ``keep`` rejects (a partition given up)."""
+        for wf_id in [wf for wf in self._states if not keep(wf)]:
+            del self._states[wf_id]
+
+    def drop(self, wf_id: str) -> None:
+        self._states.pop(wf_id, None)
+
+    async def load(self, wf_id: str) -> WorkflowState:
+        """The workflow's state read from the log: every event of it, in order."""
+        messages = await self._store.read_raw(subjects.workflow_events(wf_id))
+        state = WorkflowState(workflow_id=wf_id)
+        recorded: list[RecordedEvent] = []
+        garbage: list[StoredMessage] = []
+        for message in messages:
+            try:
+                event = decode(message.data, subject=message.subject, seq=message.seq)
+            except UndecodableEvent as exc:
+                garbage.append(message)
+                await self.report_garbage(message.subject, message.seq, message.data, str(exc))
+                continue
+            recorded.append(RecordedEvent(message.seq, message.subject, message.time, event))
+        if recorded:
+            state = workflow.replay(recorded, state)
+        for message in garbage:
+            state = skip_over(state, message.subject, message.seq)
+        return state
+
+    async def report_garbage(self, subject: str, seq: int, data: bytes, reason: str) -> None:
+        """Dead-letter a message that is not an event, once per sequence."""
+        if seq in self._garbage_seen:
+            return
+        self._garbage_seen[seq] = None
+        while len(self._garbage_seen) > _GARBAGE_MEMORY:
+            self._garbage_seen.popitem(last=False)
+        _log.warning("not an event, skipped", subject=subject, seq=seq, reason=reason)
+        await record_dead_letter(
+            self._nc,
+            source="events",
+            subject=subject,
+            seq=seq,
+            payload=data,
+            reason=f"{reason}; skipped when folding the workflow",
+        )
+
+
+def absorb(state: WorkflowState, landed: list[tuple[Append, int]]) -> WorkflowState:
+    """``state`` (the decided events folded in already) with each appended actor's new sequence.
+
+    ``landed``: each append with the stream sequence of its last event. Each append was
+    conditional on its actor's last sequence, so that actor's events up to the new sequence are
+    exactly its state's: only the sequences were unknown when the events were decided.
+    """
+    wf_filter = subjects.workflow_actor_filter(state.workflow_id)
+    jobs = None
+    last_seq = state.last_seq
+    for append, seq in landed:
+        if append.actor_filter == wf_filter:
+            last_seq = max(last_seq, seq)
+            continue
+        name = append.events[0].job  # type: ignore[union-attr]
+        jobs = dict(state.jobs) if jobs is None else jobs
+        current = jobs.get(name) or state.job(name)
+        jobs[name] = updated(current, last_seq=max(current.last_seq, seq))
+    if jobs is None:
+        return updated(state, last_seq=last_seq)
+    return updated(state, last_seq=last_seq, jobs=jobs)
+
+
+def skip_over(state: WorkflowState, subject: str, seq: int) -> WorkflowState:
+    """Account for a message that is not an event: its actor's next CAS must expect it."""
+    parsed = subjects.parse_event_subject(subject)
+    stream_seq = max(state.stream_seq, seq)
+    if parsed is not None and parsed.job is not None:
+        job_state = state.job(parsed.job)
+        jobs = {**state.jobs, parsed.job: updated(job_state, last_seq=max(job_state.last_seq, seq))}
+        return updated(state, jobs=jobs, stream_seq=stream_seq)
+    if parsed is not None:
+        return updated(state, last_seq=max(state.last_seq, seq), stream_seq=stream_seq)
+    return updated(state, stream_seq=stream_seq)
