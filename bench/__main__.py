@@ -253,16 +253,12 @@ async def worker_side(options: argparse.Namespace) -> list[Result]:
             await worker_only.drain(dep, 1_000, variant="warm-up")
             dep.profile_seconds = options.py_spy
             dep.profile_dir = RESULTS_DIR / time.strftime("pyspy-%Y%m%d-%H%M%S")
-            for hint in (False, True):
-                variant = (
-                    f"{options.jobs:,} no-op jobs, 1 worker x {slots} slots, sync "
-                    f"{options.sync}, dispatch {'with' if hint else 'without'} claim hint"
-                )
-                runs = [
-                    await worker_only.drain(dep, options.jobs, variant=variant, hint=hint)
-                    for _ in range(options.repeats)
-                ]
-                results.append(median_of(runs, "jobs/s"))
+            variant = f"{options.jobs:,} no-op jobs, 1 worker x {slots} slots, sync {options.sync}"
+            runs = [
+                await worker_only.drain(dep, options.jobs, variant=variant)
+                for _ in range(options.repeats)
+            ]
+            results.append(median_of(runs, "jobs/s"))
     return results
 
 

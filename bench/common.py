@@ -106,7 +106,7 @@ async def quiesce(nc: NATS, *, timeout: float = QUIET_TIMEOUT) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         busy = 0
-        for stream in (subjects.EVENTS_STREAM, subjects.COMMANDS_STREAM, subjects.TIMERS_STREAM):
+        for stream in (subjects.EVENTS_STREAM, subjects.COMMANDS_STREAM):
             for info in await js.consumers_info(stream):
                 name = info.name or ""
                 if name.startswith(("engine-", "projector-")):

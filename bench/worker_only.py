@@ -1,8 +1,10 @@
-"""W: the worker side alone. No engine: the driver queues jobs as the engine would (``JobQueued``
-appended to each job actor, then the dispatch published), and one worker process drains them.
+"""W: the worker side alone. No engine: the driver queues jobs as the engine would (the label
+set recorded, ``JobQueued`` appended to each job actor: the event is the dispatch), and one worker
+process drains them.
 
 This isolates what a worker costs per job (its CPU, the server's CPU for its requests, its
-messages) from the engine and the projector, which S1 measures all together.
+messages) from the engine and the projector, which S1 measures all together. The timing starts
+before the first append: the driver's appends overlap the worker's first claims.
 """
 
 from __future__ import annotations
@@ -11,69 +13,41 @@ import asyncio
 import time
 from datetime import UTC, datetime
 
+from actors.engine.labelsets import LabelSets
 from bench.common import Deployment, Window
 from bench.report import Result
 from events.catalog import JobQueued, JobSpec
-from events.dispatch import Dispatcher
 from events.store import ActorRef
 
 IN_FLIGHT = 256
 
 
-async def queue_jobs(dep: Deployment, ids: list[str], spec: JobSpec) -> list[tuple[JobQueued, int]]:
-    """Append ``JobQueued`` (attempt 1) to job ``j`` of every workflow id (no dispatch yet);
-    returns each event with its sequence."""
+async def queue_jobs(dep: Deployment, ids: list[str], spec: JobSpec) -> None:
+    """Append ``JobQueued`` (attempt 1) to job ``j`` of every workflow id."""
     limit = asyncio.Semaphore(IN_FLIGHT)
     store = dep.driver.store
     queued = [
         JobQueued(workflow_id=wf, job="j", attempt=1, spec=spec, queued_at=datetime.now(UTC))
         for wf in ids
     ]
+    await LabelSets(dep.nc).register({event.labelset_token for event in queued})
 
-    async def one(event: JobQueued) -> tuple[JobQueued, int]:
+    async def one(event: JobQueued) -> None:
         async with limit:
             actor = ActorRef.job(event.workflow_id, event.job)
-            seq = await store.append(
-                actor, [event], expected_seq=0, command_id=f"{event.workflow_id}.q"
-            )
-            return event, seq
+            await store.append(actor, [event], expected_seq=0, command_id=f"{event.workflow_id}.q")
 
-    return await asyncio.gather(*(one(event) for event in queued))
+    await asyncio.gather(*(one(event) for event in queued))
 
 
-async def dispatch_all(
-    dispatcher: Dispatcher, queued: list[tuple[JobQueued, int]], *, hint: bool
-) -> None:
-    limit = asyncio.Semaphore(IN_FLIGHT)
-    now = datetime.now(UTC)
-
-    async def one(event: JobQueued, seq: int) -> None:
-        async with limit:
-            await dispatcher.dispatch(
-                workflow_id=event.workflow_id,
-                job=event.job,
-                attempt=event.attempt,
-                labels=event.spec.labels,
-                uses=event.spec.uses,
-                not_before=None,
-                now=now,
-                queued=event if hint else None,
-                queued_seq=seq if hint else None,
-            )
-
-    await asyncio.gather(*(one(event, seq) for event, seq in queued))
-
-
-async def drain(dep: Deployment, count: int, *, variant: str, hint: bool = False) -> Result:
-    """Queue ``count`` no-op jobs, then dispatch them all and time the worker(s) draining them."""
+async def drain(dep: Deployment, count: int, *, variant: str) -> Result:
+    """Queue ``count`` no-op jobs and time the worker(s) draining them."""
     prefix = dep.next_prefix("wo")
     ids = [f"{prefix}-{i}" for i in range(count)]
     batch = dep.driver.expect(ids, jobs=count)
-    queued = await queue_jobs(dep, ids, JobSpec(uses="noop"))
-    dispatcher = Dispatcher(dep.nc)
     window = Window(dep).open()
     began = time.time()
-    await dispatch_all(dispatcher, queued, hint=hint)
+    await queue_jobs(dep, ids, JobSpec(uses="noop"))
     await asyncio.wait_for(batch.jobs_done.wait(), 600)
     ended = max(batch.jobs_seen.values())
     await asyncio.sleep(0.5)  # the last acks and heartbeats

@@ -154,10 +154,15 @@ def events_of_type(event_type: str) -> str:
     return f"evt.*.*.job.*.{event_type}"
 
 
-def partition_job_events(partition: int) -> str:
-    """Every job event of one partition but ``JobQueued`` (which the engine itself appends):
-    the results, claims and cancellations an engine owning the partition reacts to."""
-    return f"evt.{partition}.*.job.*.*"
+# What workers append that the engine must react to: the end of an attempt. (Claims change no
+# decision: the engine treats a queued and a running job alike, and reads a job's claims when it
+# needs them, for a timeout or after a conflict.)
+RESULT_EVENTS: Final = ("JobSucceeded", "JobFailed", "JobRetryScheduled", "JobCancelled")
+
+
+def partition_results(partition: int) -> list[str]:
+    """The filters of the job events one partition's owning engine reacts to."""
+    return [f"evt.{partition}.*.job.*.{event_type}" for event_type in RESULT_EVENTS]
 
 
 def command(name: str, wf_id: str) -> str:

@@ -346,7 +346,7 @@ class Projector:
         now = time.monotonic()
         groups: dict[str, list[Msg]] = defaultdict(list)
         for msg in messages:
-            groups[_workflow_of(msg.subject)].append(msg)
+            groups[subjects.workflow_of(msg.subject)].append(msg)
         continued = self._continuity.begin(messages)
 
         async def project(wf: str, group: list[Msg]) -> bool | None:
@@ -486,11 +486,6 @@ class Projector:
             oldest = itertools.islice(self._cache, excess + len(self._holds))
             for old in [wf for wf in oldest if wf not in self._holds][:excess]:
                 del self._cache[old]
-
-
-def _workflow_of(subject: str) -> str:
-    tokens = subject.split(".", 2)
-    return tokens[1] if len(tokens) > 1 else ""
 
 
 async def drop_generation(

@@ -36,7 +36,7 @@ from actors.engine.definition_cache import DefinitionCache
 from actors.engine.labelsets import LabelSets
 from actors.engine.reactions import Cancel, Fired, Item, Reaction, Start, react
 from actors.engine.states import States, absorb, skip_over
-from actors.engine.timers import TIMERS, AnyTimer, Timers
+from actors.engine.timers import TIMERS, AnyTimer, JobTimeoutTimer, Timers
 from actors.workflow import WorkflowState
 from events import subjects
 from events.base import RecordedEvent
@@ -209,9 +209,12 @@ class Batch:
             if work.fresh:
                 work.state = WorkflowState(workflow_id=work.wf_id)
                 return
-            cached = self._ctx.states.get(work.wf_id)
+            states = self._ctx.states
             try:
-                work.state = cached or await self._ctx.states.load(work.wf_id)
+                state = states.get(work.wf_id) or await states.load(work.wf_id)
+                for name in _timed_out_jobs(work.items):
+                    state = await states.refresh_job(state, name)
+                work.state = state
             except Exception as exc:
                 work.error = exc
 
@@ -328,6 +331,15 @@ class Batch:
             seq=msg.metadata.sequence.stream,
         )
         await msg.ack()
+
+
+def _timed_out_jobs(items: list[Item]) -> set[str]:
+    """Jobs whose timeout timer fired: deciding it needs their claims, read from the log."""
+    return {
+        item.timer.job
+        for item in items
+        if isinstance(item, Fired) and isinstance(item.timer, JobTimeoutTimer)
+    }
 
 
 async def _gather(calls: list[Awaitable[None]]) -> None:

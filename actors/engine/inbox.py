@@ -2,8 +2,8 @@
 
 - ``engine-p<n>-cmd`` on JW_COMMANDS, filter ``cmd.<n>.>``: the partition's commands and fired
   timers (a work queue: each is removed once acknowledged);
-- ``engine-p<n>-evt`` on JW_EVENTS, filter ``evt.<n>.*.job.*.*``: every job event of the
-  partition but ``JobQueued`` (which the engine appends itself): claims, results, cancellations.
+- ``engine-p<n>-evt`` on JW_EVENTS, filtered to the partition's ``subjects.RESULT_EVENTS``: what
+  workers append that the engine reacts to (results, cancellations; not claims).
 
 Both are created by whichever engine takes the partition (create, or update to this
 configuration) and deliver everything not yet acknowledged, so a new owner resumes exactly where
@@ -26,18 +26,18 @@ from events import subjects
 from events.pull import PullFeed
 
 
-def consumers(partition: int) -> list[tuple[str, str, str]]:
-    """(stream, durable name, filter) of the consumers of one partition."""
+def consumers(partition: int) -> list[tuple[str, str, list[str]]]:
+    """(stream, durable name, filters) of the consumers of one partition."""
     return [
         (
             subjects.COMMANDS_STREAM,
             f"engine-p{partition}-cmd",
-            subjects.partition_commands(partition),
+            [subjects.partition_commands(partition)],
         ),
         (
             subjects.EVENTS_STREAM,
             f"engine-p{partition}-evt",
-            subjects.partition_job_events(partition),
+            subjects.partition_results(partition),
         ),
     ]
 
@@ -53,7 +53,7 @@ class Inbox:
         """Bind the partition's consumers (creating them if needed) and start pulling."""
         js = self._nc.jetstream()
         feeds = []
-        for stream, durable, filter_subject in consumers(partition):
+        for stream, durable, filters in consumers(partition):
             await js.add_consumer(
                 stream,
                 ConsumerConfig(
@@ -64,7 +64,8 @@ class Inbox:
                     ack_wait=self._settings.ack_wait,
                     max_deliver=-1,
                     max_ack_pending=self._settings.max_ack_pending,
-                    filter_subject=filter_subject,
+                    filter_subject=filters[0] if len(filters) == 1 else None,
+                    filter_subjects=filters if len(filters) > 1 else None,
                 ),
             )
             feed = PullFeed(

@@ -32,8 +32,8 @@ from actors.workflow import WorkflowState
 from events.base import Event, RecordedEvent
 from events.catalog import (
     JobCancelRequested,
+    JobQueued,
     JobRetryScheduled,
-    JobStarted,
     JobStatus,
     WorkflowStarted,
 )
@@ -112,7 +112,7 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
                 continue
             triggers += _apply(reaction, decided)
         else:
-            triggers += _apply(reaction, _fire(reaction.state, item.timer, now))
+            triggers += _apply(reaction, _fire(reaction, item.timer, now))
     _settle(reaction, triggers, now)
     return reaction
 
@@ -164,15 +164,39 @@ def _cancel_command(item: Cancel, now: datetime) -> CancelWorkflow:
     )
 
 
-def _fire(state: WorkflowState, timer: AnyTimer, now: datetime) -> list[Event]:
+def _fire(reaction: Reaction, timer: AnyTimer, now: datetime) -> list[Event]:
+    state = reaction.state
     wf = state.workflow_id
     if isinstance(timer, WorkflowTimeoutTimer):
         return workflow.decide(state, TimeoutWorkflow(workflow_id=wf, now=now))
     if isinstance(timer, JobTimeoutTimer):
-        command = TimeoutJob(workflow_id=wf, job=timer.job, epoch=timer.epoch, now=now)
-        return list(job.decide(state.job(timer.job), command))
+        return _job_timeout(reaction, timer, now)
     requeue = RequeueJob(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
     return list(job.decide(state.job(timer.job), requeue))
+
+
+def _job_timeout(reaction: Reaction, timer: JobTimeoutTimer, now: datetime) -> list[Event]:
+    """Time the attempt out once it has run past its timeout and grace; else look again then.
+
+    The state must hold the job's claims (the engine reads the job before a timeout timer is
+    decided: it does not follow claims as they happen).
+    """
+    current = reaction.state.job(timer.job)
+    timeout = current.spec.timeout
+    if current.attempt != timer.attempt or timeout is None:
+        return []  # another attempt since: a stale timer
+    limit = timedelta(seconds=timeout) + JOB_TIMEOUT_GRACE
+    if current.status is JobStatus.QUEUED:
+        due = now + limit  # not claimed yet: it cannot time out before it ran that long
+    elif current.status is JobStatus.RUNNING and current.started_at is not None:
+        due = current.started_at + limit
+        if due <= now:
+            command = TimeoutJob(**current.ids, epoch=current.epoch, now=now)
+            return list(job.decide(current, command))
+    else:
+        return []  # ended
+    reaction.timers.append(timer.model_copy(update={"due": due}))
+    return []
 
 
 def _plan(reaction: Reaction, triggers: list[Event]) -> list[tuple[str, int]]:
@@ -182,7 +206,7 @@ def _plan(reaction: Reaction, triggers: list[Event]) -> list[tuple[str, int]]:
     for event in triggers:
         if isinstance(event, WorkflowStarted):
             _plan_workflow_timeout(state, reaction)
-        elif isinstance(event, JobStarted):
+        elif isinstance(event, JobQueued):
             _plan_job_timeout(state, event, reaction)
         elif isinstance(event, JobRetryScheduled):
             current = state.job(event.job)
@@ -213,15 +237,15 @@ def _plan_workflow_timeout(state: WorkflowState, reaction: Reaction) -> None:
         reaction.timers.append(WorkflowTimeoutTimer(workflow_id=state.workflow_id, due=deadline))
 
 
-def _plan_job_timeout(state: WorkflowState, event: JobStarted, reaction: Reaction) -> None:
-    current = state.job(event.job)
-    if current.status is not JobStatus.RUNNING or current.epoch != event.epoch:
+def _plan_job_timeout(state: WorkflowState, event: JobQueued, reaction: Reaction) -> None:
+    timeout = event.spec.timeout
+    if timeout is None or state.job(event.job).attempt != event.attempt:
         return
-    if current.spec.timeout is None:
-        return
-    due = event.started_at + timedelta(seconds=current.spec.timeout) + JOB_TIMEOUT_GRACE
+    due = event.queued_at + timedelta(seconds=timeout) + JOB_TIMEOUT_GRACE
     reaction.timers.append(
-        JobTimeoutTimer(workflow_id=state.workflow_id, job=event.job, epoch=event.epoch, due=due)
+        JobTimeoutTimer(
+            workflow_id=state.workflow_id, job=event.job, attempt=event.attempt, due=due
+        )
     )
 
 

@@ -25,7 +25,7 @@ from events.base import RecordedEvent
 from events.codec import decode
 from events.dead_letters import record_dead_letter
 from events.errors import UndecodableEvent
-from events.store import EventStore, StoredMessage
+from events.store import ActorRef, EventStore, StoredMessage
 
 _log = structlog.get_logger("jetwork.engine")
 _GARBAGE_MEMORY = 10_000
@@ -81,6 +81,13 @@ class States:
         for message in garbage:
             state = skip_over(state, message.subject, message.seq)
         return state
+
+    async def refresh_job(self, state: WorkflowState, job: str) -> WorkflowState:
+        """``state`` with what the log holds of one job beyond it (its claims, which the engine
+        does not follow as they happen)."""
+        known = state.job(job).last_seq
+        recorded = await self._store.load(ActorRef.job(state.workflow_id, job), from_seq=known + 1)
+        return workflow.replay(recorded, state) if recorded else state
 
     async def report_garbage(self, subject: str, seq: int, data: bytes, reason: str) -> None:
         """Dead-letter a message that is not an event, once per sequence."""

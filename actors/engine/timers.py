@@ -47,12 +47,17 @@ class WorkflowTimeoutTimer(_Timer):
 
 
 class JobTimeoutTimer(_Timer):
+    """A backstop for a job with a timeout: armed when its attempt is queued, and armed again
+    until the attempt has run past its timeout (the engine does not follow claims as they
+    happen: the timer reads the job when it fires)."""
+
     kind: Literal["job_timeout"] = "job_timeout"
     job: str = Field(pattern=_TOKEN)
-    epoch: int
+    attempt: int
 
     def timer_id(self) -> str:
-        return f"{self.workflow_id}.{self.job}.timeout-e{self.epoch}"
+        due = int(self.due.timestamp() * 1000)
+        return f"{self.workflow_id}.{self.job}.timeout-a{self.attempt}-t{due}"
 
 
 class RetryTimer(_Timer):

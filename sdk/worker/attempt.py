@@ -274,7 +274,7 @@ class Attempt:
                 return False
             self.epoch = state.epoch
             self._log = self._log.bind(attempt=state.attempt, epoch=state.epoch)
-            self._log.info("job claimed", delivery=self.delivery, lease_ttl=self.lease_ttl)
+            self._log.debug("job claimed", delivery=self.delivery, lease_ttl=self.lease_ttl)
             return True
         self._log.warning("claim kept conflicting, releasing the job", tries=CLAIM_TRIES)
         await self._release()
