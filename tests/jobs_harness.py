@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 from nats.aio.client import Client as NATS
 
 from actors.commands import CancelJob, TimeoutJob
+from actors.engine.labelsets import LabelSets
 from actors.job import decide, replay
 from events import subjects
 from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec
 from events.definition import RetryPolicy
-from actors.engine.labelsets import LabelSets
 from events.store import ActorRef, EventStore
 from sdk.worker.config import WorkerConfig
 

@@ -77,7 +77,10 @@ class Work:
     fresh: bool = False  # only starts so far, for a workflow not in memory: presumed new
     state: WorkflowState | None = None
     reaction: Reaction | None = None
-    stages: list[list[tuple[Append, Pending]]] = field(default_factory=list)
+    stages: list[list[Append]] = field(default_factory=list)
+    decision: str = ""
+    landed: list[tuple[Append, int]] = field(default_factory=list)
+    landed_seq: dict[str, int] = field(default_factory=dict)
     failures: int = 0
     error: Exception | None = None
 
@@ -228,43 +231,48 @@ class Batch:
         except Exception as exc:  # a bug in deciding: retried, then dead-lettered
             work.error = exc
             return
-        decision = uuid.uuid4().hex
-        work.stages = [
-            [
-                (
-                    append,
-                    Pending(
-                        ActorRef(append.actor_filter),
-                        append.events,
-                        append.expected_last_seq,
-                        f"{decision}.{stage_no}.{index}",
-                    ),
-                )
-                for index, append in enumerate(stage)
-            ]
-            for stage_no, stage in enumerate(work.reaction.stages(work.state))
-        ]
+        work.decision = uuid.uuid4().hex
+        work.stages = work.reaction.stages(work.state)
 
     async def _append(self, works: list[Work]) -> None:
-        """Send stage k of every workflow together; a workflow stops at its first error."""
+        """Send stage k of every workflow together; a workflow stops at its first error.
+
+        An actor appended to in an earlier stage of the same decision expects the sequence that
+        append landed at."""
         depth = max((len(work.stages) for work in works), default=0)
         for stage_no in range(depth):
-            sending = [w for w in works if w.error is None and stage_no < len(w.stages)]
-            pending = [sent for work in sending for _, sent in work.stages[stage_no]]
-            if not pending:
+            sending: list[tuple[Work, list[Pending]]] = []
+            for work in works:
+                if work.error is None and stage_no < len(work.stages):
+                    sending.append((work, self._pending(work, stage_no)))
+            if not sending:
                 continue
-            await self._ctx.pipeline.send(pending)
-            for work in sending:
-                for _, sent in work.stages[stage_no]:
+            await self._ctx.pipeline.send([p for _, pending in sending for p in pending])
+            for work, pending in sending:
+                for append, sent in zip(work.stages[stage_no], pending, strict=True):
                     error = sent.future.exception()
-                    if error is not None and work.error is None:
+                    if error is None:
+                        seq = sent.future.result()
+                        work.landed.append((append, seq))
+                        work.landed_seq[append.actor_filter] = seq
+                    elif work.error is None:
                         work.error = error  # type: ignore[assignment]
+
+    def _pending(self, work: Work, stage_no: int) -> list[Pending]:
+        return [
+            Pending(
+                ActorRef(append.actor_filter),
+                append.events,
+                work.landed_seq.get(append.actor_filter, append.expected_last_seq),
+                f"{work.decision}.{stage_no}.{index}",
+            )
+            for index, append in enumerate(work.stages[stage_no])
+        ]
 
     async def _carry_out(self, work: Work) -> None:
         assert work.reaction is not None
         reaction = work.reaction
-        landed = [(append, sent.future.result()) for stage in work.stages for append, sent in stage]
-        self._ctx.states.put(absorb(reaction.state, landed))
+        self._ctx.states.put(absorb(reaction.state, work.landed))
         now = self._ctx.clock()
         for timer in reaction.timers:
             await self._ctx.timers.arm(timer, now=now)
@@ -285,6 +293,7 @@ class Batch:
         """Handle a workflow whose batch failed; True to try it again now."""
         error, work.error = work.error, None
         work.state, work.reaction, work.stages, work.fresh = None, None, [], False
+        work.landed, work.landed_seq = [], {}
         if isinstance(error, ConcurrencyConflict):
             _log.debug("conflict, deciding again", workflow=work.wf_id, error=str(error))
             return True

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from actors import job, workflow
-from actors.appends import Append, plan_appends
+from actors.appends import Append
 from actors.commands import (
     Advance,
     CancelWorkflow,
@@ -29,12 +29,15 @@ from actors.commands import (
 )
 from actors.engine.timers import AnyTimer, JobTimeoutTimer, RetryTimer, WorkflowTimeoutTimer
 from actors.workflow import WorkflowState
+from events import subjects
 from events.base import Event, RecordedEvent
 from events.catalog import (
     JobCancelRequested,
+    JobEvent,
     JobQueued,
     JobRetryScheduled,
     JobStatus,
+    WorkflowEvent,
     WorkflowStarted,
 )
 from events.definition import WorkflowDefinition
@@ -86,7 +89,7 @@ class Reaction:
 
     def stages(self, base: WorkflowState) -> list[list[Append]]:
         """The decided events as CAS appends, stage by stage (see ``stages``)."""
-        return stages(plan_appends(base, self.decided))
+        return stages(base, self.decided)
 
 
 def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reaction:
@@ -249,25 +252,36 @@ def _plan_job_timeout(state: WorkflowState, event: JobQueued, reaction: Reaction
     )
 
 
-def stages(appends: list[Append]) -> list[list[Append]]:
-    """Group appends into stages appended one after the other; within a stage, concurrently.
+def stages(state: WorkflowState, events: Sequence[Event]) -> list[list[Append]]:
+    """Group decided events into appends, in stages appended one after the other.
 
-    Job actors are independent of each other, so a run of job appends is one stage (a fan-out of
-    1,000 jobs is one round trip, not 1,000). The workflow actor's append is a stage of its own,
-    after everything before it and before everything after it: a workflow starts before its
-    jobs are queued and ends after the job events it follows from, so a conflict part-way never
-    leaves the log saying more than was decided in order.
+    Job actors are independent of each other, so a run of job events is one stage with one
+    append per job (a fan-out of 1,000 jobs is one round trip, not 1,000). Workflow events are a
+    stage of their own, after everything decided before them and before everything decided
+    after: a workflow starts before its jobs are queued and ends after the job events it follows
+    from, so a conflict part-way never leaves the log saying more than was decided, in order.
+    ``expected_last_seq`` is the actor's sequence in ``state``: an actor appended to in an
+    earlier stage expects what that append landed at (the engine fills it in when it sends).
     """
     result: list[list[Append]] = []
-    current: list[Append] = []
-    for append in appends:
-        if append.actor_filter.endswith(".wf.*"):
-            if current:
-                result.append(current)
-                current = []
-            result.append([append])
-        else:
-            current.append(append)
-    if current:
-        result.append(current)
+    run: dict[str, tuple[int, list[WorkflowEvent | JobEvent]]] = {}
+    wf_filter = subjects.workflow_actor_filter(state.workflow_id)
+
+    def close_run() -> None:
+        if run:
+            result.append([Append(key, last, tuple(group)) for key, (last, group) in run.items()])
+            run.clear()
+
+    for event in events:
+        if isinstance(event, JobEvent):
+            key = subjects.job_actor_filter(event.workflow_id, event.job)
+            run.setdefault(key, (state.job(event.job).last_seq, []))[1].append(event)
+        elif isinstance(event, WorkflowEvent):
+            close_run()
+            last = result[-1][0] if result and result[-1][0].actor_filter == wf_filter else None
+            if last is not None:  # consecutive workflow events: one append
+                result[-1] = [Append(wf_filter, last.expected_last_seq, (*last.events, event))]
+            else:
+                result.append([Append(wf_filter, state.last_seq, (event,))])
+    close_run()
     return result

@@ -29,6 +29,7 @@ from actors.workflow import WorkflowState
 from events.base import Event, RecordedEvent
 from events.catalog import JobEvent, JobStatus, WorkflowStatus
 from events.definition import WorkflowDefinition
+from events.memory_store import matches
 from tests.unit.given_when_then import at
 
 # What a job does when it runs: "ok", outputs (a dict: success with them), "fail" (retryable),
@@ -62,8 +63,7 @@ class Simulation:
         return list(events)
 
     def _last_seq(self, actor_filter: str) -> int:
-        prefix = actor_filter.removesuffix("*")
-        return max((r.seq for r in self.log if r.subject.startswith(prefix)), default=0)
+        return max((r.seq for r in self.log if matches(actor_filter, r.subject)), default=0)
 
     def decide(self, command: Any) -> list[Event]:
         return self.record(workflow.decide(self.state, command))

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from rich.console import Console
 
+from events import subjects
 from events.base import RecordedEvent
 from events.catalog import JobSucceeded
 from projections.views import JobView, WorkflowView
@@ -75,7 +76,7 @@ def test_the_live_view_waits_for_the_start_then_draws() -> None:
 def test_events_as_lines_and_records() -> None:
     recorded = RecordedEvent(
         seq=7,
-        subject="evt.wf-1.job.build.JobSucceeded",
+        subject=subjects.job_event("wf-1", "build", "JobSucceeded"),
         time=T0,
         event=JobSucceeded(workflow_id="wf-1", job="build", attempt=1, epoch=1,
                            outputs={"k": "v"}, ended_at=T0),

@@ -9,9 +9,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from actors.engine.timers import schedule_time
+from events import subjects
 from events.catalog import JobQueued, JobSpec
 from events.dispatch import (
-    DispatchMessage,
     InvalidDispatch,
     LabelSet,
     capabilities,
@@ -19,9 +20,10 @@ from events.dispatch import (
     labelset_token,
     parse_token,
     requirement_set,
-    schedule_time,
     serves,
 )
+from events.memory_store import matches
+from events.store import ActorRef
 from events.subjects import is_valid_token
 
 names = st.text(
@@ -99,69 +101,50 @@ def test_handler_jobs_reach_only_workers_with_the_handler() -> None:
     assert not serves(capabilities({"linux", "resize"}, []), job)
 
 
-def test_schedules_never_fire_before_not_before() -> None:
+def test_durable_timers_never_fire_before_they_are_due() -> None:
     assert schedule_time(datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)) == "2030-01-01T12:00:00Z"
     assert schedule_time(datetime(2030, 1, 1, 12, 0, 0, 1000, tzinfo=UTC)) == "2030-01-01T12:00:01Z"
     paris = timezone(timedelta(hours=1))
     assert schedule_time(datetime(2030, 1, 1, 13, 0, 0, tzinfo=paris)) == "2030-01-01T12:00:00Z"
 
 
-def test_dispatch_message_round_trips() -> None:
-    message = DispatchMessage(workflow_id="wf1", job="build", attempt=2)
-    assert DispatchMessage.decode(message.encode()) == message
-    assert message.msg_id == "wf1.build.2"
-
-
-def _queued(wf: str = "wf1", job: str = "build", attempt: int = 1) -> JobQueued:
-    spec = JobSpec(uses="resize", with_={"size": 3})
+def _queued(wf: str = "wf1", job: str = "build", **spec: object) -> JobQueued:
     return JobQueued(
         workflow_id=wf,
         job=job,
-        attempt=attempt,
-        spec=spec,
+        attempt=1,
+        spec=JobSpec(**spec),  # type: ignore[arg-type]
         queued_at=datetime(2030, 1, 1, tzinfo=UTC),
     )
 
 
-def test_a_claim_hint_round_trips_with_the_event_as_the_store_writes_it() -> None:
-    message = DispatchMessage(
-        workflow_id="wf1", job="build", attempt=1, queued=_queued(), queued_seq=42
-    )
-    data = message.encode()
-    assert b'"with":{"size":3}' in data  # aliases, as in the log
-    decoded = DispatchMessage.decode(data)
-    assert decoded == message
-    assert decoded.hint() == (_queued(), 42)
+def test_a_queued_job_is_appended_on_its_label_set_subject() -> None:
+    queued = _queued(uses="resize", labels=("gpu", "linux"))
+    p = subjects.partition_of("wf1")
+    assert queued.labelset_token == "@resize+gpu+linux"
+    assert queued.subject() == f"evt.{p}.wf1.job.build.JobQueued.@resize+gpu+linux"
+    assert _queued(run="true").subject() == f"evt.{p}.wf1.job.build.JobQueued.~"
 
 
-@pytest.mark.parametrize(
-    ("attempt", "queued"),
-    [
-        (2, _queued(attempt=2)),  # retries carry no hint: their state needs the whole history
-        (1, _queued(job="other")),  # about another job
-        (1, _queued(wf="wf2")),
-    ],
-)
-def test_a_claim_hint_about_anything_else_is_ignored(attempt: int, queued: JobQueued) -> None:
-    message = DispatchMessage(
-        workflow_id="wf1", job="build", attempt=attempt, queued=queued, queued_seq=7
-    )
-    assert message.hint() is None
-
-
-def test_without_a_hint_the_message_stays_small() -> None:
-    assert DispatchMessage(workflow_id="w", job="j", attempt=1).encode() == (
-        b'{"workflow_id":"w","job":"j","attempt":1}'
+def test_a_label_set_consumer_receives_exactly_its_queued_jobs() -> None:
+    labelset = LabelSet.of({"linux", "@resize"})
+    mine = _queued(uses="resize", labels=("linux",)).subject()
+    other = _queued(labels=("linux",)).subject()
+    assert matches(labelset.subject, mine)
+    assert not matches(labelset.subject, other)
+    # every partition, every workflow, every job
+    assert matches(
+        labelset.subject,
+        _queued(wf="wf-other", job="x", uses="resize", labels=("linux",)).subject(),
     )
 
 
-@pytest.mark.parametrize(
-    "data",
-    [b"", b"not json", b'{"workflow_id": "wf"}', b'{"workflow_id":"w","job":"j","attempt":0}'],
-)
-def test_malformed_dispatch_messages_are_invalid(data: bytes) -> None:
-    with pytest.raises(InvalidDispatch):
-        DispatchMessage.decode(data)
+def test_a_queued_job_belongs_to_its_job_actor() -> None:
+    queued = _queued(labels=("linux",))
+    actor = subjects.actor_filter_of(queued.subject())
+    assert actor == subjects.job_actor_filter("wf1", "build")
+    assert ActorRef(actor).owns(queued.subject())
+    assert not ActorRef(subjects.job_actor_filter("wf1", "buil")).owns(queued.subject())
 
 
 def test_label_set_entries_must_match_their_token() -> None:

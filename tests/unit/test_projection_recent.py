@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from events import subjects
 from projections.folding import Continuity, is_birth
 from projections.projector import ProjectorSettings
 from projections.recent import Recent, _Doc, decode, list_id, lists_of
@@ -79,7 +80,7 @@ def test_which_lists_serve_which_filter() -> None:
 @dataclass
 class FakeMsg:
     seq: int
-    subject: str = "evt.wf.wf.WorkflowStarted"
+    subject: str = subjects.workflow_event("wf", "WorkflowStarted")
     headers: dict[str, str] | None = None
 
     @property
@@ -117,14 +118,16 @@ def test_the_very_start_of_the_log_continues_nothing() -> None:
 def test_a_birth_is_a_start_appended_under_no_event_yet() -> None:
     headers = {
         "Nats-Expected-Last-Subject-Sequence": "0",
-        "Nats-Expected-Last-Subject-Sequence-Subject": "evt.wf.wf.*",
+        "Nats-Expected-Last-Subject-Sequence-Subject": subjects.workflow_actor_filter("wf"),
     }
     assert is_birth("wf", FakeMsg(1, headers=headers))
     assert not is_birth(
         "wf", FakeMsg(1, headers={**headers, "Nats-Expected-Last-Subject-Sequence": "4"})
     )
     assert not is_birth("wf", FakeMsg(1, headers=None))
-    assert not is_birth("wf", FakeMsg(1, subject="evt.wf.job.a.JobQueued", headers=headers))
+    assert not is_birth(
+        "wf", FakeMsg(1, subject=subjects.job_event("wf", "a", "JobStarted"), headers=headers)
+    )
     assert not is_birth("other", FakeMsg(1, headers=headers))
 
 

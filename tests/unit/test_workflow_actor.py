@@ -21,6 +21,7 @@ from actors.commands import (
     TimeoutWorkflow,
 )
 from actors.workflow import WorkflowState
+from events import subjects
 from events.base import Event
 from events.catalog import (
     JobCancelled,
@@ -46,6 +47,7 @@ from events.definition import (
     WorkflowDefinition,
 )
 from events.errors import InvalidWorkflow, WorkflowNotFound
+from events.memory_store import matches
 from tests.unit.given_when_then import T0, Actor, at
 from tests.unit.simulation import Simulation
 
@@ -604,7 +606,7 @@ def test_replay_equals_folding_with_evolve_and_tracks_sequences() -> None:
     assert replayed.stream_seq == len(sim.log)
     assert replayed.last_seq == len(sim.log)  # the workflow's end is the last event
     assert replayed.job("b").last_seq == max(
-        r.seq for r in sim.log if r.subject.startswith(f"evt.{WF}.job.b.")
+        r.seq for r in sim.log if matches(subjects.job_actor_filter(WF, "b"), r.subject)
     )
     assert workflow.replay(sim.log[5:], workflow.replay(sim.log[:5])) == replayed
 
@@ -618,9 +620,9 @@ def test_plan_appends_groups_events_per_actor_in_order() -> None:
     ]
     plan = plan_appends(state, events)
     assert [(a.actor_filter, a.expected_last_seq, len(a.events)) for a in plan] == [
-        (f"evt.{WF}.job.b.*", 0, 1),
-        (f"evt.{WF}.job.c.*", 0, 1),
-        (f"evt.{WF}.wf.*", 0, 1),
+        (subjects.job_actor_filter(WF, "b"), 0, 1),
+        (subjects.job_actor_filter(WF, "c"), 0, 1),
+        (subjects.workflow_actor_filter(WF), 0, 1),
     ]
 
 
