@@ -1,27 +1,30 @@
 """A minimal in-test job runner and helpers to drive the engine on a real nats-server.
 
-The runner stands in for workers: it takes dispatches from a recording dispatcher, claims the
-job through the real job actor and event store (CAS), and reports an outcome chosen by the test.
+The runner stands in for workers: it takes the queued jobs a recording dispatcher saw appended,
+claims each through the real job actor and event store (CAS), and reports an outcome chosen by
+the test.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
 
 from actors import job
 from actors._state import updated
 from actors.commands import ClaimJob, CompleteJob, ConfirmCancelled, FailJob
 from actors.engine import Engine, EngineSettings
 from actors.job import ClaimRefused, JobState
+from events import codec, subjects
 from events.base import RecordedEvent
-from events.catalog import JobQueued, JobStatus
+from events.catalog import JobEvent, JobQueued, JobStatus
 from events.errors import ConcurrencyConflict
 from events.requests import CancelRequest, StartRequest, request_msg_id
 from events.store import ActorRef, EventStore
@@ -50,28 +53,33 @@ class Dispatched:
     labels: tuple[str, ...]
     uses: str | None
     not_before: datetime | None
-    queued_seq: int | None = None  # the claim hint's sequence, when the engine gave one
 
 
 class RecordingDispatcher:
+    """Stands in for the workers' label-set consumers: records every ``JobQueued`` appended (a
+    core subscription on their subjects, which JetStream publishes reach too) and queues it."""
+
     def __init__(self) -> None:
         self.queue: asyncio.Queue[Dispatched] = asyncio.Queue()
         self.seen: list[Dispatched] = []
+        self._subscription: Any = None
 
-    async def dispatch(
-        self,
-        *,
-        workflow_id: str,
-        job: str,
-        attempt: int,
-        labels: Sequence[str],
-        uses: str | None,
-        not_before: datetime | None,
-        now: datetime,
-        queued: JobQueued | None = None,
-        queued_seq: int | None = None,
-    ) -> None:
-        item = Dispatched(workflow_id, job, attempt, tuple(labels), uses, not_before, queued_seq)
+    async def watch(self, nc: NATS) -> None:
+        if self._subscription is None:
+            subject = subjects.events_of_type("JobQueued")
+            self._subscription = await nc.subscribe(subject, cb=self._on_queued)
+
+    async def _on_queued(self, msg: Msg) -> None:
+        queued = codec.decode(msg.data)
+        assert isinstance(queued, JobQueued)
+        item = Dispatched(
+            queued.workflow_id,
+            queued.job,
+            queued.attempt,
+            tuple(queued.spec.labels),
+            queued.spec.uses,
+            queued.not_before,
+        )
         self.seen.append(item)
         await self.queue.put(item)
 
@@ -162,7 +170,9 @@ class InTestRunner:
     async def _append(self, actor: ActorRef, decision: Callable[[JobState], list[Any]]) -> JobState:
         for _ in range(20):
             loaded = await self.store.read_tolerant(actor.filter)
-            _, wf, _, name, _ = actor.filter.split(".")
+            parsed = subjects.parse_event_subject(actor.filter.replace(">", "x"))
+            assert parsed is not None and parsed.job is not None
+            wf, name = parsed.workflow_id, parsed.job
             current = job.replay(loaded.events, JobState(workflow_id=wf, job=name))
             current = updated(current, last_seq=loaded.last_seq)
             events = decision(current)
@@ -194,7 +204,14 @@ async def cancel_workflow(nc: NATS, wf_id: str, reason: str = "test") -> None:
 
 
 def types(history: list[RecordedEvent]) -> list[str]:
-    return [r.subject.split(".", 2)[2] for r in history]
+    """``wf.<Type>`` / ``job.<name>.<Type>`` of each event, in order."""
+    kinds = []
+    for recorded in history:
+        parsed = subjects.parse_event_subject(recorded.subject)
+        assert parsed is not None, recorded.subject
+        where = "wf" if parsed.job is None else f"job.{parsed.job}"
+        kinds.append(f"{where}.{parsed.event_type}")
+    return kinds
 
 
 def ended(history: list[RecordedEvent]) -> str | None:
@@ -206,16 +223,16 @@ def ended(history: list[RecordedEvent]) -> str | None:
 
 
 def job_status(history: list[RecordedEvent], name: str) -> JobStatus:
-    events = [r for r in history if r.subject.split(".")[2:4] == ["job", name]]
+    events = [r for r in history if isinstance(r.event, JobEvent) and r.event.job == name]
     return job.replay(events).status if events else JobStatus.PENDING
 
 
-FAST = EngineSettings(ack_wait=2.0, poll_interval=0.2)
+FAST = EngineSettings(ack_wait=2.0, poll_interval=0.2, lease_ttl=2.0, renew_every=0.25)
 
 
 async def running_engine(nc: NATS, dispatcher: RecordingDispatcher, **settings: Any) -> Engine:
-    engine = Engine(
-        nc, settings=EngineSettings(**{**FAST.__dict__, **settings}), dispatcher=dispatcher
-    )
+    """An engine owning what partitions it can get, its queued jobs recorded by ``dispatcher``."""
+    await dispatcher.watch(nc)
+    engine = Engine(nc, settings=EngineSettings(**{**FAST.__dict__, **settings}))
     await engine.start()
     return engine

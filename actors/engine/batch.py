@@ -18,6 +18,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -43,7 +44,13 @@ from events.base import RecordedEvent
 from events.catalog import JobQueued
 from events.codec import decode
 from events.dead_letters import record_dead_letter
-from events.errors import ConcurrencyConflict, InvalidWorkflow, JetworkError, UndecodableEvent
+from events.errors import (
+    ConcurrencyConflict,
+    InvalidWorkflow,
+    JetworkError,
+    UndecodableEvent,
+    WorkflowNotFound,
+)
 from events.pipeline import Pending, Pipeline
 from events.requests import REQUESTS, StartAnswer, StartRequest
 from events.store import ActorRef
@@ -54,6 +61,8 @@ _MAX_FAILURES = 5
 # Deliveries of a cancel for a workflow the log does not show before it is dead-lettered (a
 # lagging replica may not show a workflow started a moment ago).
 _NOT_FOUND_TRIES = 3
+# Conflicts decided again at once; beyond, with a growing random pause.
+_QUIET_CONFLICTS = 5
 _TRANSIENT = (
     TimeoutError,
     NatsTimeoutError,
@@ -82,6 +91,7 @@ class Work:
     landed: list[tuple[Append, int]] = field(default_factory=list)
     landed_seq: dict[str, int] = field(default_factory=dict)
     failures: int = 0
+    conflicts: int = 0
     error: Exception | None = None
 
 
@@ -294,8 +304,13 @@ class Batch:
         error, work.error = work.error, None
         work.state, work.reaction, work.stages, work.fresh = None, None, [], False
         work.landed, work.landed_seq = [], {}
+        self._ctx.states.drop(work.wf_id)  # read it from the log again
         if isinstance(error, ConcurrencyConflict):
+            work.conflicts += 1
             _log.debug("conflict, deciding again", workflow=work.wf_id, error=str(error))
+            if work.conflicts > _QUIET_CONFLICTS:  # a writer that keeps winning: let it finish
+                _log.warning("workflow keeps conflicting", workflow=work.wf_id, error=str(error))
+                await asyncio.sleep(random.uniform(0, min(1.0, 0.01 * work.conflicts)))
             return True
         work.failures += 1
         assert error is not None
@@ -310,7 +325,7 @@ class Batch:
 
     async def _unknown_workflow(self, msg: Msg) -> None:
         if msg.metadata.num_delivered >= _NOT_FOUND_TRIES:
-            await self._refuse(msg, f"workflow {msg.subject.rsplit('.', 1)[-1]} not found")
+            await self._refuse(msg, str(WorkflowNotFound(msg.subject.rsplit(".", 1)[-1])))
         else:
             await msg.nak(delay=0.5 * msg.metadata.num_delivered)
 

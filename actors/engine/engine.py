@@ -122,6 +122,19 @@ class Engine:
         await self._pipeline.close()
         await self._store.close()
 
+    async def abandon(self) -> None:
+        """Stop dead, giving nothing up, as a killed process would: no more pulls, decisions,
+        renewals or acks; its leases lapse and other engines take its partitions (tests)."""
+        self._stopping.set()
+        self._ownership.abandon()
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loop_task
+            self._loop_task = None
+        await self._inbox.close()
+        self._timers.close()
+
     async def _lost(self, partition: int) -> None:
         await self._inbox.shut(partition)
 

@@ -122,6 +122,14 @@ class Ownership:
         self._cycled.clear()
         await self._cycled.wait()
 
+    def abandon(self) -> None:
+        """Stop renewing and watching, giving nothing up: the leases lapse (tests)."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        self._held.clear()
+
     async def stop(self) -> None:
         """Give every partition up (each stopped first, then its key deleted) and stop."""
         self._stopping.set()
@@ -251,7 +259,7 @@ class Ownership:
             _log.debug("partition not acquired", partition=partition, error=repr(exc))
             return
         self._held[partition] = _Held(revision, epoch, sent + self._ttl)
-        _log.info("partition acquired", partition=partition, epoch=epoch)
+        _log.debug("partition acquired", partition=partition, epoch=epoch)
         try:
             await self._on_gained(partition)
         except Exception:
@@ -265,7 +273,7 @@ class Ownership:
             return
         with contextlib.suppress(Exception):  # deleting lets the others take it at once
             await self._kv.delete(partition_key(partition), last=held.revision)
-        _log.info("partition released", partition=partition)
+        _log.debug("partition released", partition=partition)
 
     async def _lose(self, partition: int) -> None:
         if self._held.pop(partition, None) is None:

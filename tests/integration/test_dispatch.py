@@ -1,41 +1,36 @@
-"""Dispatch on a real nats-server: label set registry, one message per attempt, schedules."""
+"""Dispatch on a real nats-server: the label set registry; the JobQueued event is the dispatch."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from nats.aio.client import Client as NATS
 
+from actors.engine.labelsets import LabelSets
 from events import subjects
-from events.dispatch import Dispatcher, DispatchMessage, LabelSet
-from tests.eventually import assert_eventually
+from events.catalog import JobQueued, JobSpec
+from events.dispatch import LabelSet
+from events.store import ActorRef, EventStore
+from sdk.worker.pull import ensure_consumer
 
 
-async def subject_counts(nc: NATS) -> dict[str, int]:
-    info = await nc.jetstream().stream_info(subjects.JOBS_STREAM, subjects_filter=">")
-    return dict(info.state.subjects or {})
+def queued(
+    wf: str, job: str, *, labels: tuple[str, ...] = (), uses: str | None = None
+) -> JobQueued:
+    spec = JobSpec(run=None if uses else "true", uses=uses, labels=labels)
+    return JobQueued(workflow_id=wf, job=job, attempt=1, spec=spec, queued_at=datetime.now(UTC))
 
 
-async def dispatch(dispatcher: Dispatcher, job: str, **kw: object) -> None:
-    args: dict[str, object] = {
-        "workflow_id": "wf1",
-        "job": job,
-        "attempt": 1,
-        "labels": ["linux"],
-        "uses": None,
-        "not_before": None,
-        "now": datetime.now(UTC),
-    }
-    args.update(kw)
-    await dispatcher.dispatch(**args)  # type: ignore[arg-type]
+async def append(nc: NATS, event: JobQueued) -> int:
+    actor = ActorRef.job(event.workflow_id, event.job)
+    return await EventStore(nc).append(actor, [event], expected_seq=0, command_id=event.subject())
 
 
 async def test_label_sets_are_registered_once_under_their_consumer_name(clean_nats: NATS) -> None:
-    first, second = Dispatcher(clean_nats), Dispatcher(clean_nats)  # two engines
-    await dispatch(first, "a", labels=["linux", "docker"])
-    await dispatch(second, "b", labels=["docker", "linux"])
-    await dispatch(first, "c", labels=[], uses="resize")
+    first, second = LabelSets(clean_nats), LabelSets(clean_nats)  # two engines
+    await first.register(["docker+linux"])
+    await second.register(["docker+linux"])
+    await first.register(["@resize", "docker+linux"])
     kv = await clean_nats.jetstream().key_value(subjects.KV_LABELSETS)
     expected = LabelSet.of({"docker", "linux"})
     entry = await kv.get(expected.consumer)
@@ -45,40 +40,23 @@ async def test_label_sets_are_registered_once_under_their_consumer_name(clean_na
     assert LabelSet.decode(handler_set.value or b"").token == "@resize"
 
 
-async def test_one_message_per_attempt_on_the_label_set_subject(clean_nats: NATS) -> None:
-    dispatcher = Dispatcher(clean_nats)
-    await dispatch(dispatcher, "build")
-    await dispatch(dispatcher, "build")  # a retried dispatch: de-duplicated
-    await dispatch(dispatcher, "build", attempt=2)
-    await dispatch(dispatcher, "test", labels=[])
-    assert await subject_counts(clean_nats) == {"job.linux": 2, "job.~": 1}
-    msg = await clean_nats.jetstream().get_msg(subjects.JOBS_STREAM, 1)
-    assert DispatchMessage.decode(msg.data or b"") == DispatchMessage(
-        workflow_id="wf1", job="build", attempt=1
-    )
-    assert (msg.headers or {}).get("Nats-Msg-Id") == "wf1.build.1"
-
-
-async def test_a_delayed_dispatch_appears_only_when_due(clean_nats: NATS) -> None:
-    dispatcher = Dispatcher(clean_nats)
-    not_before = datetime.now(UTC) + timedelta(seconds=1.5)
-    await dispatch(dispatcher, "later", not_before=not_before)
-    assert await subject_counts(clean_nats) == {"jobsched.wf1.later.1": 1}
-
-    async def fired() -> bool:
-        return (await subject_counts(clean_nats)).get("job.linux") == 1
-
-    await assert_eventually(fired, timeout=5, interval=0.02)
-    fired_at = datetime.now(UTC)
-    assert fired_at >= not_before
-    # Schedules take whole seconds (rounded up) and fire a little late; bound the delay loosely.
-    assert fired_at - not_before < timedelta(seconds=2.5)
-    assert await subject_counts(clean_nats) == {"job.linux": 1}
-
-
-async def test_a_past_not_before_dispatches_at_once(clean_nats: NATS) -> None:
-    dispatcher = Dispatcher(clean_nats)
-    started = time.monotonic()
-    await dispatch(dispatcher, "overdue", not_before=datetime.now(UTC) - timedelta(seconds=30))
-    assert await subject_counts(clean_nats) == {"job.linux": 1}
-    assert time.monotonic() - started < 1.0
+async def test_a_label_set_consumer_delivers_exactly_its_queued_jobs(clean_nats: NATS) -> None:
+    linux = LabelSet.of({"linux"})
+    # Appended before the consumer exists (no worker yet): it delivers from the start.
+    early = [queued(f"wf-{n}", "build", labels=("linux",)) for n in range(20)]
+    seqs = [await append(clean_nats, event) for event in early]
+    await append(clean_nats, queued("wf-0", "other"))  # another label set (~)
+    await append(clean_nats, queued("wf-1", "gpu", labels=("gpu", "linux")))  # a superset
+    lease = await ensure_consumer(clean_nats, linux, lease_ttl=7.0)
+    assert lease == 7.0
+    late = queued("wf-late", "build", labels=("linux",))
+    seqs.append(await append(clean_nats, late))
+    js = clean_nats.jetstream()
+    sub = await js.pull_subscribe_bind(linux.consumer, subjects.EVENTS_STREAM)
+    delivered = await sub.fetch(100, timeout=2)
+    assert sorted(msg.metadata.sequence.stream for msg in delivered) == sorted(seqs)
+    assert {msg.subject.rsplit(".", 1)[-1] for msg in delivered} == {"linux"}
+    info = await js.consumer_info(subjects.EVENTS_STREAM, linux.consumer)
+    assert info.config.ack_wait == 7.0
+    # A second worker asking for another lease gets the one that applies.
+    assert await ensure_consumer(clean_nats, linux, lease_ttl=30.0) == 7.0
