@@ -42,8 +42,17 @@ def _printable(payload: bytes) -> str:
 
 
 async def record_dead_letter(
-    nc: NATS, *, source: str, subject: str, payload: bytes, reason: str, seq: int | None = None
+    nc: NATS,
+    *,
+    source: str,
+    subject: str,
+    payload: bytes,
+    reason: str,
+    seq: int | None = None,
+    msg_id: str | None = None,
 ) -> None:
+    """Record input that could not be processed. ``msg_id`` de-duplicates reports of one thing
+    by several processes (within the stream's duplicate window)."""
     if len(reason) > _MAX_REASON:
         reason = f"{reason[:_MAX_REASON]}... ({len(reason) - _MAX_REASON} more characters)"
     letter = DeadLetter(
@@ -58,10 +67,29 @@ async def record_dead_letter(
     _log.error("dead letter", source=source, subject=subject, seq=seq, reason=reason)
     try:
         await nc.jetstream().publish(
-            subjects.dead_letter(source), letter.model_dump_json().encode(), timeout=5
+            subjects.dead_letter(source),
+            letter.model_dump_json().encode(),
+            timeout=5,
+            headers={"Nats-Msg-Id": msg_id} if msg_id else None,
         )
     except Exception as exc:  # never let bookkeeping of a failure cause another one
         _log.error("could not record dead letter", error=str(exc) or type(exc).__name__)
+
+
+async def report_undecodable_event(
+    nc: NATS, *, subject: str, seq: int, payload: bytes, reason: str
+) -> None:
+    """A message on an event subject that is not an event: the engine and the projector both
+    meet it, and it is recorded once."""
+    await record_dead_letter(
+        nc,
+        source="events",
+        subject=subject,
+        seq=seq,
+        payload=payload,
+        reason=reason,
+        msg_id=f"undecodable-event.{seq}",
+    )
 
 
 async def list_dead_letters(nc: NATS, *, limit: int = 100) -> list[DeadLetter]:

@@ -16,7 +16,7 @@ import asyncio
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,8 +53,6 @@ _LAST_SEQ = re.compile(r"(\d+)\s*$")
 EXPECTED_SEQ_HEADER = "Nats-Expected-Last-Subject-Sequence"
 EXPECTED_FILTER_HEADER = "Nats-Expected-Last-Subject-Sequence-Subject"
 _MSG_ID = "Nats-Msg-Id"
-# Subjects one multi_last read may return (a workflow has a few per job).
-_MULTI_LAST_BATCH = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,65 +325,6 @@ class EventStore:
         """Raw messages on ``filter_subject`` (see ``DirectReader.read_raw`` for ``min_seq``)."""
         return await self._reader.read_raw(filter_subject, from_seq=from_seq, min_seq=min_seq)
 
-    async def read_changed_actors(
-        self, wf_id: str, known: Mapping[str, int], *, min_seq: int = 0
-    ) -> list[StoredMessage] | None:
-        """The workflow's messages that ``known`` (actor filter → last sequence folded) lacks,
-        in order, found without scanning the stream; None when that cannot be proven.
-
-        A forward read (``read_raw``) costs nats-server time in proportion to the messages of
-        other workflows between the start and the first match (``python -m bench.read_gap``:
-        8 ms at 50,000). Here one ``multi_last`` (the newest message of each of the workflow's
-        subjects, through the subject index) names each actor's newest event; every event
-        carries its actor's previous sequence in its CAS headers, so an actor's new events are
-        its chain followed back to what is known, by single gets by sequence. None (read
-        forward instead) when a chain does not close exactly: a message without those headers
-        (a later message of an atomic batch, garbage), a chain that passes what is known, more
-        subjects than one request returns, or a replica that has not got ``min_seq`` yet.
-        """
-        newest: dict[str, StoredMessage] = {}
-        lasts, more = await self._reader.batch(
-            {"multi_last": [subjects.workflow_events(wf_id)], "batch": _MULTI_LAST_BATCH}
-        )
-        if more:
-            return None
-        by_seq = {message.seq: message for message in lasts}
-        for message in lasts:
-            actor = subjects.actor_filter_of(message.subject)
-            if actor is None:
-                return None
-            if actor not in newest or message.seq > newest[actor].seq:
-                newest[actor] = message
-        if min_seq and max(by_seq, default=0) < min_seq:
-            return None  # a lagging replica answered
-        found: dict[int, StoredMessage] = {}
-        for actor, message in newest.items():
-            chain = await self._chain_since(actor, message, known.get(actor, 0), by_seq)
-            if chain is None:
-                return None
-            found.update((m.seq, m) for m in chain)
-        return [found[seq] for seq in sorted(found)]
-
-    async def _chain_since(
-        self, actor: str, newest: StoredMessage, known: int, by_seq: Mapping[int, StoredMessage]
-    ) -> list[StoredMessage] | None:
-        if newest.seq <= known:  # nothing new; older than what is known: a lagging replica
-            return [] if newest.seq == known else None
-        chain: list[StoredMessage] = []
-        message = newest
-        while True:
-            chain.append(message)
-            previous = message.headers.get(EXPECTED_SEQ_HEADER, "")
-            if message.headers.get(EXPECTED_FILTER_HEADER) != actor or not previous.isdigit():
-                return None
-            before = int(previous)
-            if before <= known:
-                return chain if before == known else None
-            found = by_seq.get(before) or await self._reader.get(before, exists=True)
-            if found is None or subjects.actor_filter_of(found.subject) != actor:
-                return None
-            message = found
-
     async def get(self, seq: int) -> StoredMessage | None:
         return await self._reader.get(seq)
 
@@ -395,14 +334,6 @@ class EventStore:
 
     async def _last_message(self, filter_subject: str) -> StoredMessage | None:
         return await self._reader.last(filter_subject)
-
-    async def last_event(self, actor: ActorRef) -> RecordedEvent | None:
-        """The actor's newest event, or None (one direct get by subject: no scan of the stream).
-
-        Raises ``UndecodableEvent`` when the newest message on the actor's subjects is not one.
-        """
-        last = await self._last_message(actor.filter)
-        return self._decode(last) if last else None
 
     async def last_seq(self, actor: ActorRef) -> int:
         """The actor's last sequence (0 when it has no events): what the next append expects."""

@@ -11,17 +11,20 @@ stream sequence), never fatal.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import structlog
+from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from actors.workflow import WorkflowState, replay
 from events import subjects
 from events.base import RecordedEvent
 from events.codec import decode
+from events.dead_letters import report_undecodable_event
 from events.errors import UndecodableEvent
 from events.store import EventStore
 
@@ -30,9 +33,11 @@ _GARBAGE_MEMORY = 10_000
 
 
 class Folder:
-    def __init__(self, events: EventStore) -> None:
+    def __init__(self, events: EventStore, nc: NATS | None = None) -> None:
         self._events = events
+        self._nc = nc
         self._garbage_seen: OrderedDict[int, None] = OrderedDict()
+        self._reports: set[asyncio.Task[None]] = set()
 
     async def close(self) -> None:
         await self._events.close()
@@ -43,7 +48,7 @@ class Folder:
             subjects.workflow_events(state.workflow_id), from_seq=state.stream_seq + 1
         )
         for message, exc in loaded.skipped:
-            self._garbage(message.seq, str(exc))
+            self._garbage(message.seq, str(exc), message.subject, message.data)
         if loaded.events:
             state = self._fold(state, loaded.events)
         return _past(state, loaded.last_seq)
@@ -61,7 +66,7 @@ class Folder:
             try:
                 event = decode(msg.data, subject=msg.subject, seq=seq)
             except UndecodableEvent as exc:
-                self._garbage(seq, str(exc))
+                self._garbage(seq, str(exc), msg.subject, msg.data)
                 continue
             recorded.append(RecordedEvent(seq, msg.subject, meta.timestamp, event))
         if recorded:
@@ -80,13 +85,20 @@ class Folder:
                 self._garbage(recorded.seq, f"the workflow fold refused it: {exc!r}")
         return state
 
-    def _garbage(self, seq: int, reason: str) -> None:
+    def _garbage(self, seq: int, reason: str, subject: str = "", data: bytes = b"") -> None:
         if seq in self._garbage_seen:
             return
         self._garbage_seen[seq] = None
         while len(self._garbage_seen) > _GARBAGE_MEMORY:
             self._garbage_seen.popitem(last=False)
         _log.error("skipping a message the projection cannot use", seq=seq, reason=reason)
+        if self._nc is not None and subject:  # a message that is not an event: an operator's
+            report = report_undecodable_event(
+                self._nc, subject=subject, seq=seq, payload=data, reason=reason
+            )
+            task = asyncio.get_running_loop().create_task(report)
+            self._reports.add(task)
+            task.add_done_callback(self._reports.discard)
 
 
 def is_birth(wf: str, msg: Msg) -> bool:

@@ -121,7 +121,7 @@ class Projector:
         self._follow = generation is None
         self._generation = generation or 0
         timeout = self._settings.request_timeout
-        self._folder = Folder(EventStore(nc, request_timeout=timeout))
+        self._folder = Folder(EventStore(nc, request_timeout=timeout), nc)
         self._continuity = Continuity()
         self._publisher = Publisher(nc, timeout=timeout)
         self._generations = Generations(nc, publisher=self._publisher, timeout=timeout)

@@ -23,7 +23,7 @@ from actors.workflow import WorkflowState
 from events import subjects
 from events.base import RecordedEvent
 from events.codec import decode
-from events.dead_letters import record_dead_letter
+from events.dead_letters import report_undecodable_event
 from events.errors import UndecodableEvent
 from events.store import ActorRef, EventStore, StoredMessage
 
@@ -97,13 +97,8 @@ class States:
         while len(self._garbage_seen) > _GARBAGE_MEMORY:
             self._garbage_seen.popitem(last=False)
         _log.warning("not an event, skipped", subject=subject, seq=seq, reason=reason)
-        await record_dead_letter(
-            self._nc,
-            source="events",
-            subject=subject,
-            seq=seq,
-            payload=data,
-            reason=f"{reason}; skipped when folding the workflow",
+        await report_undecodable_event(
+            self._nc, subject=subject, seq=seq, payload=data, reason=reason
         )
 
 

@@ -1,9 +1,10 @@
-"""Bad input on every subject the engine consumes is dead-lettered and never stops the engine.
+"""Bad input on every subject jetwork consumes is dead-lettered and never stops anything.
 
-Property-based: for each example, hypothesis breaks a valid message of each kind the engine reads
-(start and cancel commands, a workflow event and a job event it reacts to, a fired timer), the
-five are published, and each must come back as a dead letter naming its subject, stream sequence
-and a short reason; then a valid workflow must still run to its end on the same engine.
+Property-based: for each example, hypothesis breaks a valid message of each kind the engine and
+the projector read (start and cancel commands, a workflow event, a job result the engine reacts
+to, a fired timer), the five are published, and each must come back as one dead letter naming
+its subject, stream sequence and a short reason (an event that is not one is met by both the
+engine and the projector, and recorded once); then a valid workflow must still run to its end.
 """
 
 from __future__ import annotations
@@ -20,10 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 
 from actors.engine import Engine
+from events import subjects
 from events.dead_letters import DeadLetter, list_dead_letters
 from events.store import EventStore
+from projections.projector import Projector
 from tests.bad_input import (
     bad_payloads,
     cancel_template,
@@ -53,27 +57,39 @@ class Kind:
 
 
 KINDS = [
-    Kind("start", "cmd.start.{}".format, start_template, "commands", lambda s, n: "malformed"),
-    Kind("cancel", "cmd.cancel.{}".format, cancel_template, "commands", lambda s, n: "malformed"),
+    Kind(
+        "start",
+        lambda wf: subjects.command("start", wf),
+        start_template,
+        "commands",
+        lambda s, n: "malformed",
+    ),
+    Kind(
+        "cancel",
+        lambda wf: subjects.command("cancel", wf),
+        cancel_template,
+        "commands",
+        lambda s, n: "malformed",
+    ),
     Kind(
         "workflow event",
-        "evt.{}.wf.WorkflowCancelRequested".format,
+        lambda wf: subjects.workflow_event(wf, "WorkflowCancelRequested"),
         workflow_event_template,
         "events",
         lambda s, n: f"cannot decode event at {s} (stream sequence {n}): ",
     ),
     Kind(
         "job event",
-        "evt.{}.job.a.JobSucceeded".format,
+        lambda wf: subjects.job_event(wf, "a", "JobSucceeded"),
         job_event_template,
         "events",
         lambda s, n: f"cannot decode event at {s} (stream sequence {n}): ",
     ),
     Kind(
         "timer",
-        "timer.fire.{}.wf-timeout".format,
+        lambda wf: subjects.timer_fire(subjects.partition_of(wf), f"{wf}.wf-timeout"),
         timer_template,
-        "timers",
+        "commands",
         lambda s, n: "malformed timer",
     ),
 ]
@@ -107,14 +123,21 @@ async def rig(clean_nats: NATS) -> AsyncIterator[Rig]:
     dispatcher = RecordingDispatcher()
     store = EventStore(clean_nats)
     engine = await running_engine(clean_nats, dispatcher)
+    projector = Projector(clean_nats)
+    await projector.start()
     runner = InTestRunner(store, dispatcher, succeed).start()
     rig = Rig(clean_nats, store, engine)
-    sub = await clean_nats.subscribe("dlq.>", cb=rig.on_letter)
+    # What the stream stored (an ordered consumer), not what was published: a letter reported
+    # by two processes is published twice and stored once.
+    sub = await clean_nats.jetstream().subscribe(
+        "dlq.>", cb=rig.on_letter, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+    )
     try:
         yield rig
     finally:
         await sub.unsubscribe()
         await runner.stop()
+        await projector.stop()
         await engine.stop()
 
 
@@ -152,7 +175,7 @@ async def test_bad_input_on_every_consumed_subject_is_dead_lettered(
         assert letter.reason.startswith(kind.reason(subject, seq)), letter.reason
         assert len(letter.reason) <= MAX_REASON
     # Bad input caused nothing: the workflow's log holds the two garbage events and no more.
-    in_log = [m.subject for m in await rig.store.read_raw(f"evt.{wf}.>")]
+    in_log = [m.subject for m in await rig.store.read_raw(subjects.workflow_events(wf))]
     assert in_log == [subject for _, subject, _, _ in published if subject.startswith("evt.")]
     await rig.still_works(f"wf-canary-{n}")
 
@@ -161,20 +184,22 @@ async def test_a_poisoned_batch_does_not_hold_back_the_good_messages_in_it(rig: 
     # An event whose type tag is a list used to escape the codec as a TypeError and fail the
     # whole batch it came in, good messages included, again at every redelivery.
     js = rig.nc.jetstream()
+    wf = "wf-poison"
+    huge_subject = subjects.job_event(wf, "b", "JobSucceeded")
     poison = [
-        ("evt.wf-poison.job.a.JobSucceeded", b'{"type": ["JobSucceeded"]}'),
-        ("evt.wf-poison.wf.WorkflowCancelRequested", b'{"type": {"a": 1}}'),
-        ("cmd.start.wf-poison", b'{"type": ["start"], "workflow_id": "wf-poison"}'),
-        ("timer.fire.wf-poison.x", b'{"kind": ["retry"]}'),
-        ("evt.wf-poison.job.b.JobSucceeded", b'{"type": "' + b"T" * 900_000 + b'"}'),
+        (subjects.job_event(wf, "a", "JobSucceeded"), b'{"type": ["JobSucceeded"]}'),
+        (subjects.workflow_event(wf, "WorkflowCancelRequested"), b'{"type": {"a": 1}}'),
+        (subjects.command("start", wf), b'{"type": ["start"], "workflow_id": "wf-poison"}'),
+        (subjects.timer_fire(subjects.partition_of(wf), "x"), b'{"kind": ["retry"]}'),
+        (huge_subject, b'{"type": "' + b"T" * 900_000 + b'"}'),
     ]
     await asyncio.gather(*(js.publish(subject, payload) for subject, payload in poison))
     await asyncio.gather(*(rig.still_works(f"wf-good-{n}") for n in range(3)))
     await assert_eventually(lambda: all(rig.letters.get(subject) for subject, _ in poison))
     listed = {letter.subject: letter for letter in await list_dead_letters(rig.nc)}
     assert set(listed) == {subject for subject, _ in poison}
-    huge = listed["evt.wf-poison.job.b.JobSucceeded"]
-    assert huge.reason.startswith("cannot decode event at evt.wf-poison.job.b.JobSucceeded")
+    huge = listed[huge_subject]
+    assert huge.reason.startswith(f"cannot decode event at {huge_subject}")
     assert "unknown event type 'TTTT" in huge.reason
     assert len(huge.reason) < 1_200
     assert huge.payload_size == 900_000 + len(b'{"type": ""}')

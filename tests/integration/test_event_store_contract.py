@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NATS
 
+from events import subjects
 from events.catalog import JobRetryScheduled, JobSucceeded, WorkflowCancelRequested
 from events.errors import ConcurrencyConflict, PayloadTooLarge, StoreError, UndecodableEvent
 from events.memory_store import MemoryEventStore
@@ -35,7 +36,7 @@ class EventStoreContract:
         loaded = await store.load(actor)
         assert [r.seq for r in loaded] == [seq]
         assert loaded[0].event == retry_event("w1", "a", 1)
-        assert loaded[0].subject == "evt.w1.job.a.JobRetryScheduled"
+        assert loaded[0].subject == subjects.job_event("w1", "a", "JobRetryScheduled")
 
     async def test_stale_expected_sequence_is_a_conflict_with_actual_sequence(
         self, store: Any
@@ -88,7 +89,7 @@ class EventStoreContract:
             ActorRef.job("w2", "a"), [retry_event("w2", "a", 1)], expected_seq=0, command_id="5"
         )
         history = await store.history("w1")
-        assert [r.subject.split(".", 2)[2] for r in history] == [
+        assert [r.subject.split(".", 3)[3] for r in history] == [
             "job.a.JobRetryScheduled",
             "job.b.JobRetryScheduled",
             "wf.WorkflowCancelRequested",
@@ -132,7 +133,7 @@ class EventStoreContract:
             for actor in (other, mine) if n % 3 else (mine, other):
                 seq = await store.append(
                     actor,
-                    [retry_event("w1", actor.filter.split(".")[3], n)],
+                    [retry_event("w1", actor.filter.split(".")[4], n)],
                     expected_seq=last[actor.filter],
                     command_id=f"{actor.filter}-{n}",
                 )
@@ -149,16 +150,19 @@ class EventStoreContract:
     async def test_unknown_event_type_is_a_clear_error_with_subject_and_sequence(
         self, store: Any
     ) -> None:
-        seq = await self.inject_garbage(store, "evt.w1.job.a.Exploded", b'{"type": "Exploded"}')
+        subject = subjects.job_event("w1", "a", "Exploded")
+        seq = await self.inject_garbage(store, subject, b'{"type": "Exploded"}')
         with pytest.raises(UndecodableEvent) as caught:
             await store.history("w1")
         assert caught.value.seq == seq
-        assert caught.value.subject == "evt.w1.job.a.Exploded"
+        assert caught.value.subject == subject
         assert "unknown event type 'Exploded'" in str(caught.value)
 
     async def test_malformed_payload_is_a_clear_error(self, store: Any) -> None:
         await self.inject_garbage(
-            store, "evt.w1.job.a.JobSucceeded", b'{"type": "JobSucceeded", "attempt": "x"'
+            store,
+            subjects.job_event("w1", "a", "JobSucceeded"),
+            b'{"type": "JobSucceeded", "attempt": "x"',
         )
         with pytest.raises(UndecodableEvent, match="not valid JSON"):
             await store.load(ActorRef.job("w1", "a"))
@@ -173,7 +177,7 @@ class EventStoreContract:
             outputs={"blob": "x" * (2 << 20)},
             ended_at=NOW,
         )
-        with pytest.raises(PayloadTooLarge, match=r"JobSucceeded for evt\.w1\.job\.a\."):
+        with pytest.raises(PayloadTooLarge, match=r"JobSucceeded for evt\.\d+\.w1\.job\.a\."):
             await store.append(actor, [huge], expected_seq=0, command_id="big")
         assert await store.load(actor) == []
 
@@ -240,7 +244,7 @@ class TestJetStreamEventStore(EventStoreContract):
         ready = asyncio.Event()
 
         async def tail() -> None:
-            async for recorded in store.subscribe("evt.w9.>"):
+            async for recorded in store.subscribe(subjects.workflow_events("w9")):
                 received.append(recorded.event.attempt)  # type: ignore[attr-defined]
                 if len(received) == 3:
                     ready.set()
@@ -268,12 +272,12 @@ class TestJetStreamEventStore(EventStoreContract):
         first = await store.append(
             actor, [retry_event("w8", "a", 1)], expected_seq=0, command_id="1"
         )
-        await self.inject_garbage(store, "evt.w8.job.a.Garbage", b"\x00\x01")
+        await self.inject_garbage(store, subjects.job_event("w8", "a", "Garbage"), b"\x00\x01")
         await store.append(
             actor, [retry_event("w8", "a", 2)], expected_seq=first + 1, command_id="2"
         )
         seen = []
-        async for recorded in store.subscribe("evt.w8.>", from_seq=first):
+        async for recorded in store.subscribe(subjects.workflow_events("w8"), from_seq=first):
             seen.append(recorded.event.attempt)  # type: ignore[attr-defined]
             if len(seen) == 2:
                 break
@@ -301,62 +305,3 @@ async def test_reused_command_id_for_another_actor_is_refused(clean_nats: NATS) 
         await store.append(
             ActorRef.job("w1", "b"), [retry_event("w1", "b", 1)], expected_seq=0, command_id="dup"
         )
-
-
-# --- reading a workflow's changed actors by their CAS chains (no scan) --------------------------
-
-
-def cancel_event(wf: str) -> WorkflowCancelRequested:
-    return WorkflowCancelRequested(workflow_id=wf, reason="r", force=False, requested_at=NOW)
-
-
-async def _append(store: EventStore, actor: ActorRef, event: Any, after: int, cid: str) -> int:
-    return int(await store.append(actor, [event], expected_seq=after, command_id=cid))
-
-
-async def test_changed_actors_are_read_by_their_chains_exactly(clean_nats: NATS) -> None:
-    store = EventStore(clean_nats)
-    a, b, wf = ActorRef.job("w1", "a"), ActorRef.job("w1", "b"), ActorRef.workflow("w1")
-    a1 = await _append(store, a, retry_event("w1", "a", 1), 0, "a1")
-    w1 = await _append(store, wf, cancel_event("w1"), 0, "w1")
-    for i in range(30):  # other workflows' events in between: what a forward read scans
-        await _append(store, ActorRef.job(f"x{i}", "a"), retry_event(f"x{i}", "a", 1), 0, f"x{i}")
-    a2 = await _append(store, a, retry_event("w1", "a", 2), a1, "a2")
-    a3 = await _append(store, a, retry_event("w1", "a", 3), a2, "a3")
-    b1 = await _append(store, b, retry_event("w1", "b", 1), 0, "b1")
-    known = {a.filter: a1, wf.filter: w1}
-    changed = await store.read_changed_actors("w1", known, min_seq=b1)
-    assert changed is not None
-    assert [m.seq for m in changed] == [a2, a3, b1]
-    forward = await store.read_raw("evt.w1.>", from_seq=1)
-    assert [m.seq for m in forward if m.seq > known.get(_actor(m.subject), 0)] == [a2, a3, b1]
-    assert await store.read_changed_actors("w1", {**known, a.filter: a3, b.filter: b1}) == []
-
-
-def _actor(subject: str) -> str:
-    tokens = subject.split(".")
-    return ".".join([*tokens[:-1], "*"])
-
-
-async def test_chains_that_cannot_be_proven_fall_back_to_reading_forward(
-    clean_nats: NATS,
-) -> None:
-    store = EventStore(clean_nats)
-    a = ActorRef.job("w2", "a")
-    a1 = await _append(store, a, retry_event("w2", "a", 1), 0, "a1")
-    # Knowing more than the server holds (a lagging replica), or an event not yet there.
-    assert await store.read_changed_actors("w2", {a.filter: a1 + 5}) is None
-    assert await store.read_changed_actors("w2", {a.filter: a1}, min_seq=a1 + 5) is None
-    # A later message of an atomic batch carries no CAS headers.
-    await store.append(
-        a,
-        [retry_event("w2", "a", 2), retry_event("w2", "a", 3)],
-        expected_seq=a1,
-        command_id="batch",
-    )
-    assert await store.read_changed_actors("w2", {a.filter: a1}) is None
-    # Garbage published on an event subject has none either.
-    b = ActorRef.job("w3", "b")
-    await _append(store, b, retry_event("w3", "b", 1), 0, "b1")
-    await clean_nats.jetstream().publish("evt.w3.job.b.JobSucceeded", b"{broken")
-    assert await store.read_changed_actors("w3", {}) is None

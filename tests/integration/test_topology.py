@@ -13,7 +13,7 @@ from nats.js.api import RetentionPolicy, StorageType
 from events import subjects
 from events.connection import NatsSettings, connect
 from events.errors import StoreError
-from events.topology import Topology, ensure_topology
+from events.topology import PARTITIONS_KEY, Topology, ensure_topology
 from sdk.embedded_server import EmbeddedServer
 from tests.cluster import LocalCluster
 
@@ -47,11 +47,24 @@ async def test_changed_settings_are_applied_to_existing_streams(clean_nats: NATS
     assert (await js.stream_info(subjects.LOGS_STREAM)).config.max_bytes == 1 << 30
 
 
-async def test_work_queues_and_timers(clean_nats: NATS) -> None:
+async def test_commands_and_timers_share_a_work_queue(clean_nats: NATS) -> None:
     js = clean_nats.jetstream()
-    for name in (subjects.COMMANDS_STREAM, subjects.JOBS_STREAM, subjects.TIMERS_STREAM):
-        assert (await js.stream_info(name)).config.retention == RetentionPolicy.WORK_QUEUE
-    assert (await js.stream_info(subjects.TIMERS_STREAM)).config.allow_msg_schedules
+    config = (await js.stream_info(subjects.COMMANDS_STREAM)).config
+    assert config.retention == RetentionPolicy.WORK_QUEUE
+    assert config.allow_msg_schedules
+    assert set(config.subjects or []) == {subjects.COMMANDS_ALL, subjects.TIMER_SCHEDULES_ALL}
+
+
+async def test_the_partition_count_is_recorded_and_another_one_refused(clean_nats: NATS) -> None:
+    js = clean_nats.jetstream()
+    info = await js.stream_info(subjects.EVENTS_STREAM)
+    assert (info.config.metadata or {})[PARTITIONS_KEY] == str(subjects.PARTITIONS)
+    config = info.config
+    config.metadata = {**(config.metadata or {}), PARTITIONS_KEY: "3"}
+    await js.update_stream(config)
+    await js.publish(subjects.workflow_event("w", "WorkflowCancelled"), b"{}")
+    with pytest.raises(StoreError, match="written with 3 partitions, this jetwork uses 16"):
+        await ensure_topology(js)
 
 
 @pytest.mark.cluster

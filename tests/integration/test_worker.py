@@ -12,7 +12,6 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,19 +21,18 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from pydantic import BaseModel
 
+from actors.engine.labelsets import LabelSets
 from events import subjects
 from events.catalog import (
     JobCancelled,
     JobFailed,
-    JobQueued,
     JobRetryScheduled,
-    JobSpec,
     JobStarted,
     JobSucceeded,
 )
 from events.connection import NatsSettings, connect
 from events.definition import Backoff, RetryPolicy
-from events.dispatch import Dispatcher, LabelSet
+from events.dispatch import LabelSet
 from events.store import ActorRef, EventStore
 from sdk.embedded_server import EmbeddedServer
 from sdk.worker import Worker
@@ -72,8 +70,14 @@ async def settled(harness: JobsHarness, wf: str, job: str, kind: type[Any]) -> A
 
 
 async def jobs_in_queue(nc: NATS) -> int:
-    info = await nc.jetstream().stream_info(subjects.JOBS_STREAM)
-    return int(info.state.messages)
+    """Queued jobs not yet acknowledged by a worker, over every label set's consumer."""
+    js = nc.jetstream()
+    consumers = await js.consumers_info(subjects.EVENTS_STREAM)
+    return sum(
+        int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        for info in consumers
+        if (info.name or "").startswith("ls-")
+    )
 
 
 def process_gone(pid_file: Path) -> bool:
@@ -158,8 +162,8 @@ async def test_a_handler_runs_with_its_own_lease_from_the_environment(
         await settled(harness, "wf", "handled", JobSucceeded)
     assert (handled.lease_ttl, shell.lease_ttl) == (6.0, 2.0)
     js = harness.nc.jetstream()
-    slow_consumer = await js.consumer_info(subjects.JOBS_STREAM, LabelSet.of({"@slow"}).consumer)
-    any_consumer = await js.consumer_info(subjects.JOBS_STREAM, LabelSet.of(()).consumer)
+    slow_consumer = await js.consumer_info(subjects.EVENTS_STREAM, LabelSet.of({"@slow"}).consumer)
+    any_consumer = await js.consumer_info(subjects.EVENTS_STREAM, LabelSet.of(()).consumer)
     assert (slow_consumer.config.ack_wait, any_consumer.config.ack_wait) == (6.0, 2.0)
 
 
@@ -467,9 +471,10 @@ async def test_workers_in_one_process_share_the_signals(
 async def test_a_malformed_dispatch_goes_to_dead_letters(
     harness: JobsHarness, nats_url: str
 ) -> None:
-    await Dispatcher(harness.nc).register(LabelSet.of(()))
+    await LabelSets(harness.nc).register(["~"])
     js = harness.nc.jetstream()
-    await js.publish("job.~", b"garbage")
+    garbage = subjects.job_queued("wf", "garbage", "~")
+    await js.publish(garbage, b"garbage")
     async with running(Worker(fast_config(nats_url))):
 
         async def dead_letter() -> Any:
@@ -479,63 +484,38 @@ async def test_a_malformed_dispatch_goes_to_dead_letters(
 
         letter = await assert_eventually(dead_letter)
         assert letter.data == b"garbage"
-        assert "not a dispatch message" in (letter.headers or {})["Jetwork-Reason"]
+        assert "not valid JSON" in (letter.headers or {})["Jetwork-Reason"]
         await assert_eventually(lambda: _empty(harness.nc))
 
 
-async def test_a_dispatch_seen_before_its_job_is_queued_is_claimed_later(
-    harness: JobsHarness, nats_url: str
-) -> None:
-    async with running(Worker(fast_config(nats_url))):
-        await harness.dispatcher.dispatch(
-            workflow_id="wf", job="early", attempt=1, labels=(), uses=None, not_before=None,
-            now=datetime.now(UTC),
-        )  # fmt: skip
-        js = harness.nc.jetstream()
-        consumer = LabelSet.of(()).consumer
-
-        async def delivered() -> bool:
-            try:
-                info = await js.consumer_info(subjects.JOBS_STREAM, consumer)
-            except NotFoundError:  # the worker creates it once it sees the label set
-                return False
-            return info.delivered.consumer_seq >= 2
-
-        # Refused (the log has no JobQueued yet), released and delivered again.
-        await assert_eventually(delivered)
-        queued = JobQueued(
-            workflow_id="wf", job="early", attempt=1, spec=JobSpec(run="true"),
-            queued_at=datetime.now(UTC),
-        )  # fmt: skip
-        await harness.store.append(
-            ActorRef.job("wf", "early"), [queued], expected_seq=0, command_id="late-queue"
-        )
-        started = await settled(harness, "wf", "early", JobStarted)
-        await settled(harness, "wf", "early", JobSucceeded)
-    assert started.delivery >= 2
+async def _drained(nc: NATS, labelset: LabelSet) -> bool:
+    """The label set's consumer exists, has delivered and holds nothing any more."""
+    try:
+        info = await nc.jetstream().consumer_info(subjects.EVENTS_STREAM, labelset.consumer)
+    except NotFoundError:
+        return False
+    return info.delivered.stream_seq > 0 and not info.num_pending and not info.num_ack_pending
 
 
 async def _empty(nc: NATS) -> bool:
     return await jobs_in_queue(nc) == 0
 
 
-@pytest.mark.parametrize("stale", [False, True])
-async def test_a_claim_hint_saves_the_read_and_a_stale_one_falls_back_to_it(
-    harness: JobsHarness, nats_url: str, stale: bool
+@pytest.mark.parametrize("cancelled", [False, True])
+async def test_a_first_claim_comes_from_the_event_and_a_changed_job_is_read(
+    harness: JobsHarness, nats_url: str, cancelled: bool
 ) -> None:
-    wf = f"hinted-{stale}"
-    queued = JobQueued(
-        workflow_id=wf, job="j", attempt=1, spec=JobSpec(run="true"), queued_at=datetime.now(UTC)
-    )
-    seq = await harness.store.append(
-        ActorRef.job(wf, "j"), [queued], expected_seq=0, command_id=f"{wf}-queue"
-    )
+    wf = f"from-event-{cancelled}"
+    await harness.queue(wf, "j", run="true")
+    if cancelled:  # after the JobQueued a worker receives: its claim's CAS finds it changed
+        await harness.cancel(wf, "j", notice=False)
     async with running(Worker(fast_config(nats_url))):
-        await harness.dispatcher.dispatch(
-            workflow_id=wf, job="j", attempt=1, labels=(), uses=None, not_before=None,
-            now=datetime.now(UTC), queued=queued, queued_seq=seq + 1000 if stale else seq,
-        )  # fmt: skip
-        await settled(harness, wf, "j", JobSucceeded)
-    started = await harness.events(wf, "j", JobStarted)
-    assert [event.epoch for event in started] == [1]  # one claim, whichever way it was decided
-    assert await harness.types(wf, "j") == ["JobQueued", "JobStarted", "JobSucceeded"]
+        await assert_eventually(lambda: _drained(harness.nc, LabelSet.of(())))
+        if not cancelled:
+            await settled(harness, wf, "j", JobSucceeded)
+    if cancelled:
+        assert await harness.types(wf, "j") == ["JobQueued", "JobCancelled"]
+    else:
+        started = await harness.events(wf, "j", JobStarted)
+        assert [event.epoch for event in started] == [1]
+        assert await harness.types(wf, "j") == ["JobQueued", "JobStarted", "JobSucceeded"]
