@@ -23,6 +23,7 @@ from nats.aio.client import Client as NATS
 
 from actors.engine import Engine
 from actors.job import JobState
+from events import subjects
 from events.store import EventStore
 from projections.projector import Projector
 from projections.reader import Views
@@ -307,16 +308,17 @@ async def test_watch_prints_matching_events(cli: Cli, workflow_file: Path) -> No
 
 async def test_dead_letters_lists_refused_input(cli: Cli) -> None:
     assert "no dead letters" in ok(await cli("dead-letters")).stdout
-    await cli.nc.jetstream().publish("cmd.start.wf-garbage", b"{not json")
+    garbage = subjects.command("start", "wf-garbage")
+    await cli.nc.jetstream().publish(garbage, b"{not json")
 
     async def letters() -> list[dict[str, object]]:
         rows: list[dict[str, object]] = json.loads(ok(await cli("dead-letters", "--json")).stdout)
         return rows
 
     rows = await assert_eventually(letters)
-    assert rows[0]["subject"] == "cmd.start.wf-garbage"
+    assert rows[0]["subject"] == garbage
     assert "malformed command" in str(rows[0]["reason"])
-    assert "cmd.start.wf-garbage" in ok(await cli("dead-letters")).stdout
+    assert garbage in ok(await cli("dead-letters")).stdout
 
 
 async def test_list_workers_and_rebuild(cli: Cli, workflow_file: Path) -> None:

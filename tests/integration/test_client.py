@@ -117,7 +117,7 @@ async def test_start_takes_a_builder_a_definition_or_a_mapping(rig: Rig) -> None
     queued = [
         r.event
         for r in await rig.client.history(handles[2].workflow_id)
-        if r.event.event_type == "JobQueued" and r.subject.split(".")[3] == "b"
+        if r.event.event_type == "JobQueued" and r.event.job == "b"  # type: ignore[attr-defined]
     ]
     assert queued[0].spec.run == "echo hello jetwork"  # type: ignore[attr-defined]
 
@@ -238,7 +238,10 @@ async def test_subscribe_filters_by_workflow_job_and_type(rig: Rig) -> None:
     _, name, epoch = rig.runner.hanging[0]
     await complete(rig.runner, wf, name, epoch)
     await asyncio.wait_for(collector, 15)
-    assert seen == [f"evt.{wf}.job.a.JobSucceeded", f"evt.{wf}.job.b.JobSucceeded"]
+    assert seen == [
+        subjects.job_event(wf, "a", "JobSucceeded"),
+        subjects.job_event(wf, "b", "JobSucceeded"),
+    ]
     assert await asyncio.wait_for(of_job_a, 15) == ["JobQueued", "JobStarted", "JobSucceeded"]
 
 
@@ -251,13 +254,15 @@ async def test_follow_yields_views_until_the_end(rig: Rig) -> None:
 
 
 def test_event_filters() -> None:
+    p = subjects.partition_of("wf-1")
     assert event_filter() == "evt.>"
-    assert event_filter("wf-1") == "evt.wf-1.>"
-    assert event_filter("wf-1", "build") == "evt.wf-1.job.build.*"
-    assert event_filter(None, "build") == "evt.*.job.build.*"
-    assert event_filter(None, None, "JobFailed") == "evt.*.job.*.JobFailed"
-    assert event_filter("wf-1", None, "WorkflowSucceeded") == "evt.wf-1.wf.WorkflowSucceeded"
-    assert event_filter("wf-1", "a", "JobStarted") == "evt.wf-1.job.a.JobStarted"
+    assert event_filter("wf-1") == f"evt.{p}.wf-1.>"
+    assert event_filter("wf-1", "build") == f"evt.{p}.wf-1.job.build.>"
+    assert event_filter(None, "build") == "evt.*.*.job.build.>"
+    assert event_filter(None, None, "JobFailed") == "evt.*.*.job.*.JobFailed"
+    assert event_filter(None, None, "JobQueued") == "evt.*.*.job.*.JobQueued.*"
+    assert event_filter("wf-1", None, "WorkflowSucceeded") == f"evt.{p}.wf-1.wf.WorkflowSucceeded"
+    assert event_filter("wf-1", "a", "JobStarted") == f"evt.{p}.wf-1.job.a.JobStarted"
     with pytest.raises(InvalidArgument, match="unknown event type 'JobExploded'"):
         event_filter(event_type="JobExploded")
     with pytest.raises(InvalidArgument, match="is a workflow event"):
@@ -305,12 +310,13 @@ async def test_logs_read_in_order_and_follow_until_the_job_ends(rig: Rig) -> Non
 
 
 async def test_dead_letters_show_what_the_engine_refused(rig: Rig) -> None:
-    await rig.nc.jetstream().publish("cmd.start.wf-garbage", b"{not json")
+    garbage = subjects.command("start", "wf-garbage")
+    await rig.nc.jetstream().publish(garbage, b"{not json")
 
     async def refused() -> list[str]:
         return [letter.subject for letter in await rig.client.dead_letters(limit=10)]
 
-    assert await assert_eventually(refused) == ["cmd.start.wf-garbage"]
+    assert await assert_eventually(refused) == [garbage]
     with pytest.raises(InvalidArgument):
         await rig.client.dead_letters(limit=0)
 
