@@ -22,7 +22,14 @@ from actors.job import ClaimRefused, JobState
 from events.base import RecordedEvent
 from events.errors import JetworkError
 from events.store import ActorRef, EventStore
-from tests.engine_harness import Dispatched, InTestRunner, RecordingDispatcher, ended, succeed
+from tests.engine_harness import (
+    Dispatched,
+    InTestRunner,
+    RecordingDispatcher,
+    ended,
+    succeed,
+    types,
+)
 
 
 class ResilientRunner(InTestRunner):
@@ -121,7 +128,7 @@ async def all_histories(store: EventStore, ids: list[str]) -> list[list[Recorded
 
 def assert_chain_history_is_exact(history: Sequence[RecordedEvent], length: int) -> None:
     """Succeeded, every job queued once, completed once, nothing rejected, in chain order."""
-    kinds = [r.subject.split(".", 2)[2] for r in history]
+    kinds = types(list(history))
     assert ended(list(history)) == "WorkflowSucceeded", kinds
     counts = Counter(kinds)
     assert counts["wf.WorkflowStarted"] == 1, kinds

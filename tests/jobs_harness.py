@@ -18,6 +18,7 @@ from actors.job import decide, replay
 from events import subjects
 from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec
 from events.definition import RetryPolicy
+from events.labels import CONSUMER_PREFIX
 from events.store import ActorRef, EventStore
 from sdk.worker.config import WorkerConfig
 
@@ -153,3 +154,13 @@ class JobsHarness:
 
 def soon(seconds: float) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+async def unfinished_dispatches(nc: NATS) -> int:
+    """Queued jobs not acknowledged by a worker yet, over every label set's consumer."""
+    js = nc.jetstream()
+    return sum(
+        int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+        for info in await js.consumers_info(subjects.EVENTS_STREAM)
+        if (info.name or "").startswith(CONSUMER_PREFIX)
+    )

@@ -224,7 +224,9 @@ class Batch:
                 return
             states = self._ctx.states
             try:
-                state = states.get(work.wf_id) or await states.load(work.wf_id)
+                state = states.get(work.wf_id) or await states.load(
+                    work.wf_id, min_seq=_newest_seq(work.items)
+                )
                 for name in _timed_out_jobs(work.items):
                     state = await states.refresh_job(state, name)
                 work.state = state
@@ -355,6 +357,10 @@ class Batch:
             seq=msg.metadata.sequence.stream,
         )
         await msg.ack()
+
+
+def _newest_seq(items: list[Item]) -> int:
+    return max((item.seq for item in items if isinstance(item, RecordedEvent)), default=0)
 
 
 def _timed_out_jobs(items: list[Item]) -> set[str]:

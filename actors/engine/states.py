@@ -62,9 +62,15 @@ class States:
     def drop(self, wf_id: str) -> None:
         self._states.pop(wf_id, None)
 
-    async def load(self, wf_id: str) -> WorkflowState:
-        """The workflow's state read from the log: every event of it, in order."""
-        messages = await self._store.read_raw(subjects.workflow_events(wf_id))
+    async def load(self, wf_id: str, *, min_seq: int = 0) -> WorkflowState:
+        """The workflow's state read from the log: every event of it, in order.
+
+        ``min_seq``: an event of the workflow known to be in the log (what triggers the read). A
+        stream follower answering the read may lag; the read waits until it holds that event, so
+        the state holds everything before it too (deciding "nothing to do" on a state missing
+        events that preceded the trigger would lose the trigger).
+        """
+        messages = await self._store.read_raw(subjects.workflow_events(wf_id), min_seq=min_seq)
         state = WorkflowState(workflow_id=wf_id)
         recorded: list[RecordedEvent] = []
         garbage: list[StoredMessage] = []

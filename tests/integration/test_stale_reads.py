@@ -3,10 +3,11 @@
 On a replicated stream with ``allow_direct`` every replica answers direct gets, so a read right
 after an append may come from a follower that has not applied it yet: reads are eventually
 consistent (nats-server 2.15 has no read-after-write option). Found by the chaos run
-(``tests/chaos.py``): an engine that planned its reaction to its own append on such a read
-decided nothing, remembered the decision as reacted to, skipped the event when the consumer
-delivered it, and the workflow stopped for good (``WorkflowStarted`` and nothing else, or a job
-``JobQueued`` that was never dispatched).
+(``tests/chaos.py``) with the engine of wave 1, which read a workflow back for every decision.
+The partition-owning engine reads a workflow only when it does not hold it in memory (after a
+takeover, an eviction, a conflict): here it holds one workflow at most, so it reads all the
+time, through a follower that misses its latest appends. Its decisions on such a state conflict
+(CAS) until the follower catches up; nothing may be lost or done twice.
 
 ``LaggingStore`` hides every message younger than ``lag`` seconds (by its stream timestamp): a
 follower that far behind. The engine must still finish every workflow.
@@ -74,9 +75,9 @@ async def test_the_engine_finishes_workflows_when_its_reads_lag_its_writes(
     clean_nats: NATS,
 ) -> None:
     dispatcher = RecordingDispatcher()
-    engine = await running_engine(clean_nats, dispatcher)
+    engine = await running_engine(clean_nats, dispatcher, cache_size=1)
     lagging = LaggingStore(clean_nats, lag=LAG)
-    engine.host._store = lagging  # the engine reads (and appends) through a lagging follower
+    engine.states._store = lagging  # the engine reads through a lagging follower
     runner = InTestRunner(EventStore(clean_nats), dispatcher, succeed).start()
     store = EventStore(clean_nats)
     ids = [f"wf-lag-{n}" for n in range(3)]

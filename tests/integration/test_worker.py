@@ -41,7 +41,7 @@ from sdk.worker.job_context import JobContext
 from sdk.worker.logs import LogBatch
 from sdk.worker.presence import WorkerPresence
 from tests.eventually import assert_eventually
-from tests.jobs_harness import JobsHarness, fast_config
+from tests.jobs_harness import JobsHarness, fast_config, unfinished_dispatches
 
 
 @pytest.fixture
@@ -70,14 +70,7 @@ async def settled(harness: JobsHarness, wf: str, job: str, kind: type[Any]) -> A
 
 
 async def jobs_in_queue(nc: NATS) -> int:
-    """Queued jobs not yet acknowledged by a worker, over every label set's consumer."""
-    js = nc.jetstream()
-    consumers = await js.consumers_info(subjects.EVENTS_STREAM)
-    return sum(
-        int(info.num_pending or 0) + int(info.num_ack_pending or 0)
-        for info in consumers
-        if (info.name or "").startswith("ls-")
-    )
+    return await unfinished_dispatches(nc)
 
 
 def process_gone(pid_file: Path) -> bool:
