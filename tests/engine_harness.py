@@ -16,6 +16,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js.api import DeliverPolicy
 
 from actors import job
 from actors._state import updated
@@ -56,8 +57,9 @@ class Dispatched:
 
 
 class RecordingDispatcher:
-    """Stands in for the workers' label-set consumers: records every ``JobQueued`` appended (a
-    core subscription on their subjects, which JetStream publishes reach too) and queues it."""
+    """Stands in for the workers' label-set consumers: records every ``JobQueued`` stored in the
+    log (an ordered consumer: a core subscription would also see appends that CAS refused, and
+    see them before a read of the log can) and queues it."""
 
     def __init__(self) -> None:
         self.queue: asyncio.Queue[Dispatched] = asyncio.Queue()
@@ -67,7 +69,9 @@ class RecordingDispatcher:
     async def watch(self, nc: NATS) -> None:
         if self._subscription is None:
             subject = subjects.events_of_type("JobQueued")
-            self._subscription = await nc.subscribe(subject, cb=self._on_queued)
+            self._subscription = await nc.jetstream().subscribe(
+                subject, cb=self._on_queued, ordered_consumer=True, deliver_policy=DeliverPolicy.NEW
+            )
 
     async def _on_queued(self, msg: Msg) -> None:
         queued = codec.decode(msg.data)
