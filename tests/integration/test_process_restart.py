@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client as NATS
 
+from events import subjects
 from events.connection import NatsSettings, connect
 from events.dead_letters import list_dead_letters
 from events.store import EventStore
@@ -118,7 +119,7 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
 
 
 async def succeeded_jobs(store: EventStore) -> int:
-    return len(await store.read_raw("evt.*.job.*.JobSucceeded"))
+    return len(await store.read_raw(subjects.events_of_type("JobSucceeded")))
 
 
 async def test_every_process_rides_out_a_killed_server_and_every_workflow_finishes(
@@ -133,7 +134,9 @@ async def test_every_process_rides_out_a_killed_server_and_every_workflow_finish
     timers = (await client.start(waiting_on_timers(tmp_path / "flaky-ran-once"))).workflow_id
 
     async def mid_run() -> bool:
-        retry_waiting = await store.read_raw(f"evt.{timers}.job.flaky.JobRetryScheduled")
+        retry_waiting = await store.read_raw(
+            subjects.job_event(timers, "flaky", "JobRetryScheduled")
+        )
         return bool(retry_waiting) and await succeeded_jobs(store) >= WORKFLOWS
 
     await assert_eventually(mid_run, timeout=60, message="no progress before the fault")
