@@ -374,10 +374,10 @@ class _Run:
     async def _ended(self) -> int | None:
         assert self.nc is not None
         try:
-            messages = await EventStore(self.nc).read_raw("evt.*.wf.*")
+            messages = await EventStore(self.nc).read_raw("evt.*.*.wf.*")
         except JetworkError:
             return None
-        return len({m.subject.split(".")[1] for m in messages if m.subject.endswith(_ENDS)})
+        return len({subjects.workflow_of(m.subject) for m in messages if m.subject.endswith(_ENDS)})
 
     async def _progress(self, total: int) -> None:
         while True:

@@ -119,7 +119,7 @@ async def all_histories(store: EventStore, ids: list[str]) -> list[list[Recorded
         except JetworkError as exc:
             raise AssertionError(f"{wf}: {exc}") from None
         if not ended(history):
-            last = history[-1].subject.split(".", 2)[2] if history else "nothing"
+            last = types(list(history))[-1] if history else "nothing"
             waiting.append(f"{wf} (last: {last})")
         histories.append(history)
     assert not waiting, f"{len(waiting)} not ended: {', '.join(waiting)}"

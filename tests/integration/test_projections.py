@@ -611,9 +611,9 @@ async def test_garbage_on_the_event_stream_is_skipped_and_the_projector_keeps_go
     views = Views(rig.nc)
     js = rig.nc.jetstream()
     async with projecting(rig.nc) as projector:
-        await js.publish("evt.junk.job.a.JobSucceeded", b"{broken")
-        await js.publish("evt.nobody.wf.WorkflowStarted", b'{"type": "Nonsense"}')
-        await js.publish("evt.junk.wf.Whatever", orjson.dumps([1, 2, 3]))
+        await js.publish(subjects.job_event("junk", "a", "JobSucceeded"), b"{broken")
+        await js.publish(subjects.workflow_event("nobody", "WorkflowStarted"), b'{"type": "No"}')
+        await js.publish(subjects.workflow_event("junk", "Whatever"), orjson.dumps([1, 2, 3]))
         await rig.run("junk", OK)
         await views_equal_folds(rig, views, ["junk"])
         await views.wait_caught_up()
