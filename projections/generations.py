@@ -1,14 +1,14 @@
 """Generations of the projections: which set of views readers use, and who fills it.
 
 Every key the projector writes carries its generation (``g<n>.…`` in ``jw_workflows``,
-``wfidx.g<n>.…`` in the index), and each generation is filled by its own durable consumer
-``<prefix>-g<n>`` on JW_EVENTS. The current generation is one small document in KV
+``wfidx.g<n>.…`` in the index), and each generation has its own positions (``g<n>.pos.<p>`` in
+``jw_projector``, ``projections.positions``). The current generation is one small document in KV
 ``jw_projector`` (key ``generation``), changed only by compare-and-set.
 
 A rebuild fills a new generation from the start of the log while the live projector keeps the
 current one up to date, then switches the pointer: readers follow at once, and the live
-projector moves over to the new generation's consumer, which holds exactly the events the
-rebuild had not reached. Older generations are then deleted.
+projector moves over to the new generation, resuming after the rebuild's positions. Older
+generations are then deleted.
 """
 
 from __future__ import annotations
@@ -39,10 +39,6 @@ class Pointer:
     generation: int = 1
     floor: int = 1
     revision: int = 0  # of the KV entry; 0 when it was never written
-
-
-def consumer_name(prefix: str, generation: int) -> str:
-    return f"{prefix}-g{generation}"
 
 
 class Generations:

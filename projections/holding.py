@@ -3,39 +3,37 @@
 Writing a view costs the projector two compare-and-set requests (view and summary), more for a
 big view; a running workflow whose events arrive in several batches would pay that for each
 batch. Instead, the projector folds every batch at once but *holds* the write of a running
-workflow's view for ``settle`` seconds (``ProjectorSettings.settle``), with the workflow's
-messages unacked: whatever arrives meanwhile joins the same write. A workflow that ends is
-written at once (with everything held for it), so the outcome a user waits for is never late.
+workflow's view for ``settle`` seconds (``ProjectorSettings.settle``): whatever arrives meanwhile
+joins the same write. A workflow that ends is written at once (with everything held for it), so
+the outcome a user waits for is never late.
 
-Holding is safe because nothing is acked before its view is stored: a projector killed while
-holding leaves the messages unacked, and they come back to whoever projects next.
+Holding is safe because a partition's stored position stays below the first event of every
+workflow whose view is not written yet (``projections.positions``): a projector killed while
+holding leaves the position there, and whoever projects next reads those events again.
 
-``Holds`` is only the bookkeeping: which workflows are held, since when, with which messages.
+``Holds`` is only the bookkeeping: which workflows are held, since when, for how many events.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-
-from nats.aio.msg import Msg
+from dataclasses import dataclass
 
 
 @dataclass(slots=True)
 class _Hold:
     since: float
-    messages: list[Msg] = field(default_factory=list)
+    events: int = 0
 
 
 class Holds:
-    """Held workflows, oldest first, and their unacked messages."""
+    """Held workflows, oldest first, and how many events each holds."""
 
     def __init__(self, *, limit: int) -> None:
-        # Beyond ``limit`` held messages, the oldest holds are due at once: the consumer's
-        # ``max_ack_pending`` must leave room for them.
+        # Beyond ``limit`` held events, the oldest holds are due at once: memory stays bounded
+        # and positions do not stay behind for long.
         self._limit = limit
         self._holds: dict[str, _Hold] = {}  # insertion order is the order of ``since``
-        self.messages = 0
+        self.events = 0
 
     def __contains__(self, wf: str) -> bool:
         return wf in self._holds
@@ -47,31 +45,29 @@ class Holds:
         hold = self._holds.get(wf)
         return hold.since if hold is not None else None
 
-    def add(self, wf: str, messages: Sequence[Msg], now: float) -> None:
-        """Hold ``messages`` with the workflow's earlier ones (since the first hold)."""
+    def add(self, wf: str, events: int, now: float) -> None:
+        """Hold ``events`` more of the workflow (since its first hold)."""
         hold = self._holds.get(wf)
         if hold is None:
             hold = self._holds[wf] = _Hold(since=now)
-        hold.messages.extend(messages)
-        self.messages += len(messages)
+        hold.events += events
+        self.events += events
 
-    def take(self, wf: str) -> list[Msg]:
-        """Release the workflow: its held messages (none when it was not held)."""
+    def take(self, wf: str) -> None:
+        """Release the workflow (its view is written, or no longer ours)."""
         hold = self._holds.pop(wf, None)
-        if hold is None:
-            return []
-        self.messages -= len(hold.messages)
-        return hold.messages
+        if hold is not None:
+            self.events -= hold.events
 
     def due(self, now: float, settle: float) -> list[str]:
         """Workflows held ``settle`` seconds or longer, and the oldest ones beyond the limit."""
         found: list[str] = []
-        excess = self.messages - self._limit
+        excess = self.events - self._limit
         for wf, hold in self._holds.items():
             if now - hold.since < settle and excess <= 0:
                 break  # the others were held later still
             found.append(wf)
-            excess -= len(hold.messages)
+            excess -= hold.events
         return found
 
     def everything(self) -> list[str]:

@@ -15,7 +15,6 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from nats.aio.client import Client as NATS
-from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from events import subjects
@@ -23,7 +22,8 @@ from events.catalog import WorkflowStatus
 from events.errors import StoreError
 from projections import index, recent
 from projections._nats import Direct, Publisher
-from projections.generations import Generations, consumer_name
+from projections.generations import Generations
+from projections.positions import lag
 from projections.store import ViewStore
 from projections.views import WorkflowSummary, WorkflowView
 
@@ -74,7 +74,6 @@ class Views:
         *,
         stale_after: float = 30.0,
         timeout: float = 5.0,
-        consumer_prefix: str = "projector",
         clock: Callable[[], datetime] = _utc_now,
         recent_lists: bool = True,
     ) -> None:
@@ -82,7 +81,6 @@ class Views:
         self._use_recent = recent_lists  # False: always scan the index (for comparisons)
         self._stale_after = timedelta(seconds=stale_after)
         self._timeout = timeout
-        self._prefix = consumer_prefix
         self._clock = clock
         self._publisher = Publisher(nc, timeout=timeout)
         self._generations = Generations(nc, publisher=self._publisher, timeout=timeout)
@@ -167,24 +165,15 @@ class Views:
         return sorted(found, key=lambda info: info.worker_id)
 
     async def lag(self) -> int:
-        """Events not projected yet (in the current generation's consumer, delivered or not)."""
-        js = self._nc.jetstream()
-        generation = await self.generation()
+        """Events not projected yet: after the current generation's stored positions."""
         try:
-            try:
-                info = await js.consumer_info(
-                    subjects.EVENTS_STREAM, consumer_name(self._prefix, generation)
-                )
-            except NotFoundError:  # no projector ever ran: nothing is projected
-                stream = await js.stream_info(subjects.EVENTS_STREAM)
-                return int(stream.state.messages)
-        except NotFoundError:
-            raise StoreError(f"stream {subjects.EVENTS_STREAM} not found") from None
+            return await lag(self._nc, await self.generation(), timeout=self._timeout)
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(
                 f"reading the projector's lag failed: {exc!r}", retryable=True
             ) from None
-        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
 
     async def wait_caught_up(self, *, timeout: float = 10.0, interval: float = 0.05) -> None:
         """Return once every event appended so far is projected; ``StoreError`` on timeout."""

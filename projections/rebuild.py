@@ -1,14 +1,14 @@
 """Rebuild every view from the log, into a new generation, and switch readers to it.
 
 1. Allocate a new generation ``n`` (``projections.generations``).
-2. Project the whole log into it with the live projector's own code, from a fresh durable
-   consumer ``projector-g<n>`` (deliver all), until that consumer holds nothing more. The live
+2. Project the whole log into it with the live projector's own code, every partition from its
+   start to the end it finds (``Projector.catch_up``), then store its positions. The live
    projector keeps the current generation up to date meanwhile: readers never see a half-built
    generation.
 3. Switch the pointer to ``n``. Readers follow at their next call; the live projector moves to
-   ``projector-g<n>`` within its ``generation_check``, and that consumer holds exactly the events
-   appended after the rebuild caught up, so nothing is lost or applied twice.
-4. Delete the older generations (views, index entries and consumers).
+   ``n`` within its ``generation_check`` and resumes each partition after the rebuild's
+   position, so nothing is lost (and what is projected twice is written newest-wins).
+4. Delete the older generations (views, index entries and positions).
 
 The views are a pure function of each workflow's history, so the rebuilt ones equal the live
 ones (tested against each other).
@@ -56,12 +56,10 @@ async def rebuild(nc: NATS, *, settings: ProjectorSettings | None = None) -> Reb
             await projector.catch_up()
             await generations.switch(generation)
         except BaseException:
-            await drop_generation(
-                nc, generation, prefix=settings.consumer_prefix, publisher=publisher
-            )
+            await drop_generation(nc, generation, publisher=publisher)
             raise
         for old in range(before.floor, generation):
-            await drop_generation(nc, old, prefix=settings.consumer_prefix, publisher=publisher)
+            await drop_generation(nc, old, publisher=publisher)
         await generations.raise_floor(generation)
     return RebuildStats(
         events=projector.events_seen,

@@ -1,9 +1,7 @@
 """One batch of the engine's loop: messages taken apart, decided per workflow, appended together.
 
 1. **Take apart.** Every message becomes an item of its workflow's ``Work``: a start (its
-   definition validated once per distinct content), a cancel, a fired timer, or a job event. An
-   event the workflow's state in memory has folded already (the engine's own append, a
-   redelivery) is acknowledged without being decoded.
+   definition validated once per distinct content), a cancel, a fired timer, or a job event.
 2. **Decide.** Each workflow's items are folded and decided in one ``react`` on its state in
    memory (read from the log only when it is not there).
 3. **Append.** The decided events of all workflows go out together, stage by stage
@@ -149,10 +147,11 @@ class Batch:
         if parsed is None:
             self._done.append(msg)
             return
+        # Decoded and reacted to even when the state in memory folded it already (our own
+        # append coming back, a redelivery, or an event a read of the log took in before its
+        # delivery): what it asks for is judged on the current state, so a moment passed causes
+        # nothing, and one not reacted to yet (a retry's timer) is never skipped.
         cached = self._ctx.states.get(parsed.workflow_id)
-        if cached is not None and parsed.job is not None and seq <= cached.job(parsed.job).last_seq:
-            self._done.append(msg)  # folded already: our own append, or a redelivery
-            return
         try:
             event = decode(msg.data, subject=msg.subject, seq=seq)
         except UndecodableEvent as exc:
@@ -210,8 +209,12 @@ class Batch:
             retry = []
             for work in works:
                 if work.error is None:
-                    await self._carry_out(work)
-                elif await self._failed(work):
+                    try:
+                        await self._carry_out(work)
+                        continue
+                    except Exception as exc:  # e.g. a timer not stored: decided again, re-armed
+                        work.error = exc
+                if await self._failed(work):
                     retry.append(work)
             works = retry
         for msg in self._done:
@@ -282,12 +285,15 @@ class Batch:
         ]
 
     async def _carry_out(self, work: Work) -> None:
+        """Arm the timers, keep the new state, push notices, answer starts, ack the messages."""
         assert work.reaction is not None
         reaction = work.reaction
-        self._ctx.states.put(absorb(reaction.state, work.landed))
         now = self._ctx.clock()
         for timer in reaction.timers:
             await self._ctx.timers.arm(timer, now=now)
+        # Only now: a state in memory says its events were reacted to (a redelivery of one is
+        # skipped), so it must not be kept before what they ask for (a timer) is stored.
+        self._ctx.states.put(absorb(reaction.state, work.landed))
         for name in reaction.cancel_notices:
             await self._ctx.nc.publish(subjects.cancel_notice(work.wf_id, name), b"")
         for index, created in reaction.created.items():

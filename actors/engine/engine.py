@@ -24,11 +24,11 @@ from actors.engine.batch import Batch, Context
 from actors.engine.definition_cache import DefinitionCache
 from actors.engine.inbox import Inbox
 from actors.engine.labelsets import LabelSets
-from actors.engine.ownership import Ownership
 from actors.engine.settings import EngineSettings
 from actors.engine.states import States
 from actors.engine.timers import AnyTimer, Timers
 from events import subjects
+from events.ownership import Ownership
 from events.pipeline import Pipeline
 from events.store import EventStore
 

@@ -36,7 +36,9 @@ from sdk.worker.config import WorkerConfig
 from tests.engine_harness import InTestRunner, Outcome, RecordingDispatcher, running_engine
 from tests.eventually import assert_eventually
 
-FAST_PROJECTOR = ProjectorSettings(poll_interval=0.1, ack_wait=2.0, generation_check=0.1)
+FAST_PROJECTOR = ProjectorSettings(
+    poll_interval=0.1, generation_check=0.1, lease_ttl=2.0, renew_every=0.25
+)
 TWO_STEPS = {
     "name": "two-steps",
     "inputs": {"who": {"default": "world"}},

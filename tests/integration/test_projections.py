@@ -46,7 +46,7 @@ from tests.engine_harness import (
 )
 from tests.eventually import assert_eventually
 
-FAST = ProjectorSettings(poll_interval=0.1, ack_wait=2.0, generation_check=0.1)
+FAST = ProjectorSettings(poll_interval=0.1, generation_check=0.1, lease_ttl=2.0, renew_every=0.25)
 
 OK = {
     "name": "diamond",
@@ -268,7 +268,7 @@ async def test_a_running_workflow_is_written_once_for_its_held_events_and_its_en
         writes.append(getattr(msg, "data", b""))
 
     sub = await rig.nc.subscribe(f"{KV_PREFIX}*.v.slow", cb=on_write)
-    settings = ProjectorSettings(poll_interval=0.1, ack_wait=240.0, settle=60.0)
+    settings = ProjectorSettings(poll_interval=0.1, settle=60.0)
     try:
         async with projecting(rig.nc, settings):
             await start_workflow(rig.nc, "slow", STOPPED)
@@ -295,7 +295,7 @@ async def test_a_running_workflow_is_written_once_for_its_held_events_and_its_en
 
 async def test_a_graceful_stop_writes_what_is_held(rig: Rig) -> None:
     views = Views(rig.nc)
-    settings = ProjectorSettings(poll_interval=0.1, ack_wait=240.0, settle=60.0)
+    settings = ProjectorSettings(poll_interval=0.1, settle=60.0)
     projector = Projector(rig.nc, settings=settings)
     await projector.start()
     try:
@@ -328,7 +328,7 @@ async def test_a_projector_killed_mid_stream_is_replaced_and_converges(
     rig: Rig, nats_url: str
 ) -> None:
     views = Views(rig.nc)
-    settings = ProjectorSettings(poll_interval=0.1, ack_wait=1.0, batch=4, generation_check=0.1)
+    settings = ProjectorSettings(poll_interval=0.1, batch=4, generation_check=0.1)
     doomed = await connect(NatsSettings(url=nats_url, name="doomed-projector"))
     first = Projector(doomed, settings=settings)
     await first.start()
@@ -432,7 +432,7 @@ async def test_a_rebuild_while_workflows_run_misses_nothing(rig: Rig) -> None:
 
 async def test_two_projectors_sharing_the_work_agree_with_the_folds(rig: Rig) -> None:
     views = Views(rig.nc)
-    settings = ProjectorSettings(poll_interval=0.1, ack_wait=2.0, batch=3, generation_check=0.1)
+    settings = ProjectorSettings(poll_interval=0.1, batch=3, generation_check=0.1)
     async with projecting(rig.nc, settings), projecting(rig.nc, settings):
         wfs = await rig.mixed()
         await views_equal_folds(rig, views, wfs)
@@ -553,7 +553,7 @@ async def test_two_projectors_sharing_the_work_list_exactly_through_the_index(
     windows."""
     store = EventStore(clean_nats)
     wfs = await append_timeline(store, 2000, random.Random(11))
-    settings = ProjectorSettings(poll_interval=0.1, ack_wait=10.0, recent_size=8)
+    settings = ProjectorSettings(poll_interval=0.1, recent_size=8)
     async with projecting(clean_nats, settings) as one, projecting(clean_nats, settings) as two:
         await Views(clean_nats).wait_caught_up(timeout=60)
     assert one.events_seen and two.events_seen, "both projectors must have done part of the work"
@@ -624,7 +624,7 @@ async def test_garbage_on_the_event_stream_is_skipped_and_the_projector_keeps_go
 
 async def test_a_view_bigger_than_one_message_is_stored_in_chunks(rig: Rig) -> None:
     views = Views(rig.nc)
-    settings = ProjectorSettings(poll_interval=0.1, ack_wait=2.0, max_value=600)
+    settings = ProjectorSettings(poll_interval=0.1, max_value=600)
     wide = {
         "name": "wide",
         "jobs": {f"job{i:02d}": {"run": f"echo {i}"} for i in range(24)},

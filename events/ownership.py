@@ -1,7 +1,9 @@
-"""Which engine owns which partition: leases in KV ``jw_partitions``, fenced and rebalanced.
+"""Which process owns which partition: leases in KV ``jw_partitions``, fenced and rebalanced.
 
-Keys: ``p.<n>`` holds the lease of partition ``n`` (``{"owner", "epoch"}``), ``e.<engine>`` the
-presence of a live engine. Every ``renew_every`` seconds an engine
+Engines own partitions of workflows to decide for them, projectors to project them; each kind
+(``role``) shares the partitions among its live processes. Keys: ``<role>.p.<n>`` holds the lease
+of partition ``n`` (``{"owner", "epoch"}``), ``<role>.e.<id>`` the presence of a live process.
+Every ``renew_every`` seconds a process
 
 1. writes its presence, and renews each lease it holds by a CAS update on the key's revision (a
    failed CAS means another engine took the partition: it is given up at once);
@@ -36,7 +38,7 @@ from nats.js.kv import KeyValue
 
 from events import subjects
 
-_log = structlog.get_logger("jetwork.engine")
+_log = structlog.get_logger("jetwork.ownership")
 
 Callback = Callable[[int], Awaitable[None]]
 
@@ -57,20 +59,13 @@ class _Held:
     valid_until: float
 
 
-def partition_key(partition: int) -> str:
-    return f"p.{partition}"
-
-
-def presence_key(engine_id: str) -> str:
-    return f"e.{engine_id}"
-
-
 class Ownership:
     def __init__(
         self,
         nc: NATS,
-        engine_id: str,
+        process_id: str,
         *,
+        role: str = "engine",
         on_gained: Callback,
         on_lost: Callback,
         lease_ttl: float = 4.0,
@@ -78,12 +73,13 @@ class Ownership:
         partitions: int = subjects.PARTITIONS,
     ) -> None:
         self._nc = nc
-        self.engine_id = engine_id
+        self.process_id = process_id
         self._on_gained = on_gained
         self._on_lost = on_lost
         self._ttl = lease_ttl
         self._every = renew_every
         self._partitions = partitions
+        self._role = role
         self._kv: KeyValue | None = None
         self._seen: dict[str, _Seen] = {}
         self._held: dict[int, _Held] = {}
@@ -91,6 +87,18 @@ class Ownership:
         self._caught_up = asyncio.Event()
         self._stopping = asyncio.Event()
         self._cycled = asyncio.Event()
+
+    # --- keys --------------------------------------------------------------------------------
+
+    def _partition_key(self, partition: int) -> str:
+        return f"{self._role}.p.{partition}"
+
+    def _presence_key(self, process_id: str) -> str:
+        return f"{self._role}.e.{process_id}"
+
+    @property
+    def _presence_prefix(self) -> str:
+        return f"{self._role}.e."
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -111,7 +119,7 @@ class Ownership:
 
     async def start(self) -> None:
         self._kv = await self._nc.jetstream().key_value(subjects.KV_PARTITIONS)
-        watcher = await self._kv.watchall()
+        watcher = await self._kv.watch(f"{self._role}.>")
         self._tasks = [
             asyncio.create_task(self._watch(watcher)),
             asyncio.create_task(self._cycle_forever()),
@@ -142,7 +150,7 @@ class Ownership:
             await self._release(partition)
         if self._kv is not None:
             with contextlib.suppress(Exception):
-                await self._kv.delete(presence_key(self.engine_id))
+                await self._kv.delete(self._presence_key(self.process_id))
 
     # --- the watcher -------------------------------------------------------------------------
 
@@ -182,8 +190,8 @@ class Ownership:
     async def _cycle(self) -> None:
         assert self._kv is not None
         await self._kv.put(
-            presence_key(self.engine_id),
-            orjson.dumps({"engine": self.engine_id, "partitions": self.partitions}),
+            self._presence_key(self.process_id),
+            orjson.dumps({"process": self.process_id, "partitions": self.partitions}),
         )
         for partition in list(self._held):
             await self._renew(partition)
@@ -201,7 +209,7 @@ class Ownership:
         assert self._kv is not None
         now = time.monotonic()
         for key, seen in list(self._seen.items()):
-            if key.startswith("e.") and now - seen.since > 10 * self._ttl:
+            if key.startswith(self._presence_prefix) and now - seen.since > 10 * self._ttl:
                 with contextlib.suppress(Exception):
                     await self._kv.delete(key, last=seen.revision)
 
@@ -210,9 +218,9 @@ class Ownership:
         live = {
             key
             for key, seen in self._seen.items()
-            if key.startswith("e.") and now - seen.since < self._ttl
+            if key.startswith(self._presence_prefix) and now - seen.since < self._ttl
         }
-        live.add(presence_key(self.engine_id))
+        live.add(self._presence_key(self.process_id))
         return len(live)
 
     def _free(self) -> list[int]:
@@ -222,7 +230,7 @@ class Ownership:
         for partition in range(self._partitions):
             if partition in self._held:
                 continue
-            seen = self._seen.get(partition_key(partition))
+            seen = self._seen.get(self._partition_key(partition))
             if seen is None or now - seen.since >= self._ttl:
                 free.append(partition)
         return free
@@ -231,11 +239,12 @@ class Ownership:
         assert self._kv is not None
         held = self._held[partition]
         sent = time.monotonic()
-        value = orjson.dumps({"owner": self.engine_id, "epoch": held.epoch})
+        value = orjson.dumps({"owner": self.process_id, "epoch": held.epoch})
         try:
-            revision = await self._kv.update(partition_key(partition), value, last=held.revision)
+            key = self._partition_key(partition)
+            revision = await self._kv.update(key, value, last=held.revision)
         except KeyWrongLastSequenceError:
-            _log.warning("partition taken over by another engine", partition=partition)
+            _log.warning("partition taken over by another process", partition=partition)
             await self._lose(partition)
             return
         except Exception as exc:  # no answer: the lease runs out unless a later renewal lands
@@ -245,10 +254,10 @@ class Ownership:
 
     async def _acquire(self, partition: int) -> None:
         assert self._kv is not None
-        key = partition_key(partition)
+        key = self._partition_key(partition)
         seen = self._seen.get(key)
         epoch = int(seen.value.get("epoch", 0)) + 1 if seen else 1
-        value = orjson.dumps({"owner": self.engine_id, "epoch": epoch})
+        value = orjson.dumps({"owner": self.process_id, "epoch": epoch})
         sent = time.monotonic()
         try:
             if seen is None:
@@ -259,7 +268,7 @@ class Ownership:
             _log.debug("partition not acquired", partition=partition, error=repr(exc))
             return
         self._held[partition] = _Held(revision, epoch, sent + self._ttl)
-        _log.debug("partition acquired", partition=partition, epoch=epoch)
+        _log.debug("partition acquired", role=self._role, partition=partition, epoch=epoch)
         try:
             await self._on_gained(partition)
         except Exception:
@@ -272,7 +281,7 @@ class Ownership:
         if held is None or self._kv is None:
             return
         with contextlib.suppress(Exception):  # deleting lets the others take it at once
-            await self._kv.delete(partition_key(partition), last=held.revision)
+            await self._kv.delete(self._partition_key(partition), last=held.revision)
         _log.debug("partition released", partition=partition)
 
     async def _lose(self, partition: int) -> None:
