@@ -301,14 +301,10 @@ async def test_a_graceful_stop_writes_what_is_held(rig: Rig) -> None:
     try:
         await start_workflow(rig.nc, "slow", STOPPED)
         await hanging(rig, "slow")
-        js = rig.nc.jetstream()
         events = len(await rig.history("slow"))
-
-        async def all_held() -> bool:
-            info = await js.consumer_info(subjects.EVENTS_STREAM, projector.consumer)
-            return info.num_pending == 0 and info.num_ack_pending == events
-
-        await assert_eventually(all_held, message="the projector never held the events")
+        await assert_eventually(
+            lambda: projector.events_seen == events, message="the projector never saw the events"
+        )
         assert await views.get("slow") is None
     finally:
         await projector.stop()
@@ -363,8 +359,10 @@ async def test_replayed_and_stale_events_never_move_a_view_backwards(rig: Rig) -
             await views.wait_caught_up()
         before = {wf: await views.get(wf) for wf in wfs}
         count = len(writes)
-        # Every event delivered again, to a projector with nothing cached.
-        await js.delete_consumer(subjects.EVENTS_STREAM, "projector-g1")
+        # Every event delivered again, to a projector with nothing cached: no position stored.
+        await js.purge_stream(
+            f"KV_{subjects.KV_PROJECTOR}", subject=f"$KV.{subjects.KV_PROJECTOR}.g1.pos.>"
+        )
         async with projecting(rig.nc) as again:
             await assert_eventually(lambda: again.events_seen >= count)
             await views.wait_caught_up()
@@ -546,15 +544,17 @@ async def append_timeline(store: EventStore, count: int, rng: random.Random) -> 
 async def test_two_projectors_sharing_the_work_list_exactly_through_the_index(
     clean_nats: NATS,
 ) -> None:
-    """Two projectors catch up on a backlog together (after an outage, or several servers
-    starting), recent lists kept short: listings they cannot serve (``running``, deeper than
-    them, or with them turned off) scan the index both projectors wrote. Every one must equal
-    the folds, through the reader and through the same scan over the stored index with smaller
-    windows."""
+    """Two projectors share the partitions and project a flood of workflows together, recent
+    lists kept short: listings they cannot serve (``running``, deeper than them, or with them
+    turned off) scan the index both projectors wrote. Every one must equal the folds, through
+    the reader and through the same scan over the stored index with smaller windows."""
     store = EventStore(clean_nats)
-    wfs = await append_timeline(store, 2000, random.Random(11))
-    settings = ProjectorSettings(poll_interval=0.1, recent_size=8)
+    settings = ProjectorSettings(poll_interval=0.1, recent_size=8, lease_ttl=2.0, renew_every=0.25)
     async with projecting(clean_nats, settings) as one, projecting(clean_nats, settings) as two:
+        await assert_eventually(
+            lambda: one.partitions and two.partitions, message="the partitions were never shared"
+        )
+        wfs = await append_timeline(store, 2000, random.Random(11))
         await Views(clean_nats).wait_caught_up(timeout=60)
     assert one.events_seen and two.events_seen, "both projectors must have done part of the work"
     histories = await asyncio.gather(
