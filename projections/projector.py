@@ -352,8 +352,13 @@ class Projector:
             await self._positions.save()
 
     async def _handle(self, taken: list[tuple[int, Msg]]) -> None:
+        """Fold the batch onto each workflow's state, then write what is not held.
+
+        Only reads (a workflow not in memory) and writes are I/O, done concurrently; folding
+        runs inline, so a batch of many workflows costs no task each."""
         now = time.monotonic()
-        assert self._positions is not None
+        positions = self._positions
+        assert positions is not None
         groups: dict[str, list[Msg]] = defaultdict(list)
         partition_of: dict[str, int] = {}
         for partition, msg in taken:
@@ -361,29 +366,52 @@ class Projector:
             groups[wf].append(msg)
             partition_of[wf] = partition
         self.events_seen += len(taken)
-
-        async def project(wf: str, group: list[Msg]) -> bool | None:
-            try:
-                async with self._limit:
-                    return await self._project(wf, partition_of[wf], group, now)
-            except Exception as exc:
-                _log.warning("projecting failed, will retry", workflow=wf, error=repr(exc))
-                return False
-
-        outcomes = await asyncio.gather(*(project(wf, group) for wf, group in groups.items()))
-        for (wf, group), outcome in zip(groups.items(), outcomes, strict=True):
+        missing = [wf for wf, group in groups.items() if not self._known(wf, group[0])]
+        if missing:
+            await asyncio.gather(*(self._read(wf, partition_of[wf]) for wf in missing))
+        now_due: list[str] = []
+        for wf, group in groups.items():
             partition = partition_of[wf]
-            if outcome is True:
-                self._positions.written(partition, wf)
-            else:  # held (None) or failed (False): written later, the position waits for it
-                self._positions.unwritten(partition, wf, group[0].metadata.sequence.stream)
-                since = now - self._settle if outcome is False else now  # failed: due at once
-                self._holds.add(wf, len(group), since)
+            positions.unwritten(partition, wf, group[0].metadata.sequence.stream)
+            tracked = self._cache.get(wf)
+            if tracked is None:  # its read failed: its events come again from the position
+                continue
+            state = self._folder.from_messages(tracked.state, group)
+            if not self._may_hold(wf, state, tracked.written, now):
+                now_due.append(wf)
+            self._holds.add(wf, len(group), now)  # kept in memory until written
+            self._remember(wf, _Tracked(state, tracked.written, partition))
         for partition, msg in taken:
-            self._positions.given(partition, msg.metadata.sequence.stream)
-        due = [wf for wf in self._holds.due(now, self._settle) if wf not in groups]
-        await self._write_held(due)
+            positions.given(partition, msg.metadata.sequence.stream)
+        urgent = set(now_due)
+        due = [wf for wf in self._holds.due(now, self._settle) if wf not in urgent]
+        await self._write_held(now_due + due)
         await self._flush_recent()
+
+    def _known(self, wf: str, first: Msg) -> bool:
+        """In memory, or born in this batch (nothing before it to read)."""
+        if wf in self._cache:
+            return True
+        if is_birth(wf, first):
+            # Nothing stored either, normally; if something is, the first write's
+            # compare-and-set finds it.
+            partition = subjects.partition_of(wf)
+            self._remember(wf, _Tracked(WorkflowState(workflow_id=wf), Written(), partition))
+            return True
+        return False
+
+    async def _read(self, wf: str, partition: int) -> None:
+        """A workflow met again (a restart, an eviction): its stored view and its history."""
+        store = self._store
+        assert store is not None
+        try:
+            async with self._limit:
+                written = await store.written(wf)
+                state = await self._folder.from_log(WorkflowState(workflow_id=wf))
+        except Exception as exc:
+            _log.warning("reading a workflow failed, will retry", workflow=wf, error=repr(exc))
+            return
+        self._remember(wf, _Tracked(state, written, partition))
 
     async def _release(self, *, everything: bool = False) -> None:
         """Write the held views that are due (or all of them)."""
@@ -407,31 +435,6 @@ class Projector:
 
     # --- folding and writing ------------------------------------------------------------------
 
-    async def _project(self, wf: str, partition: int, batch: list[Msg], now: float) -> bool | None:
-        """Bring the workflow's view up to date with ``batch`` (its next events, in order).
-
-        True: written (or nothing to write); None: held (``projections.holding``)."""
-        store = self._store
-        assert store is not None
-        tracked = self._cache.get(wf)
-        if tracked is None:
-            if is_birth(wf, batch[0]):
-                # Born in this batch: nothing to read. Nothing stored either, normally; if
-                # something is, the first write's compare-and-set finds it.
-                tracked = _Tracked(WorkflowState(workflow_id=wf), Written(), partition)
-            else:
-                written = await store.written(wf)
-                state = await self._folder.from_log(WorkflowState(workflow_id=wf))
-                tracked = _Tracked(state, written, partition)
-        state = self._folder.from_messages(tracked.state, batch)
-        if self._may_hold(wf, state, tracked.written, now):
-            self._remember(wf, _Tracked(state, tracked.written, partition))
-            return None
-        written = await self._store_state(wf, state, tracked.written)
-        self._remember(wf, _Tracked(state, written, partition))
-        self._holds.take(wf)
-        return True
-
     def _may_hold(self, wf: str, state: WorkflowState, written: Written, now: float) -> bool:
         if self._settle <= 0 or state.status is None or state.status.is_terminal:
             return False
@@ -452,9 +455,9 @@ class Projector:
             try:
                 async with self._limit:
                     written = await self._store_state(wf, tracked.state, tracked.written)
-            except Exception as exc:
-                _log.warning("writing a held view failed, will retry", workflow=wf, error=repr(exc))
-                return  # stays held: due again at once
+            except Exception as exc:  # stays held, and due: written again with the next batch
+                _log.warning("writing a view failed, will retry", workflow=wf, error=repr(exc))
+                return
             self._holds.take(wf)
             self._cache[wf] = _Tracked(tracked.state, written, tracked.partition)
             positions.written(tracked.partition, wf)
