@@ -18,8 +18,10 @@ with: settings, slots and executor. Its settings give its consumers their lease 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -38,6 +40,11 @@ from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor
 
 MAX_ACK_PENDING: Final = 1 << 16
+SHORT_JOB: Final = 0.2
+"""Jobs that hold a slot less than this (on average) are prefetched: one message per slot waits
+in the worker for the next free slot, saving a pull's round trip per job. Longer jobs are not:
+a message waiting behind a long job is better taken by an idle worker."""
+_HOLD_WEIGHT: Final = 0.1  # of each new job in the moving average of slot hold times
 """Messages one consumer may have out at once, across all its workers (leased, not acked)."""
 MAX_PULL_BATCH: Final = 256
 WATCHDOG_MARGIN: Final = 2.0
@@ -51,7 +58,10 @@ _log = structlog.get_logger("jetwork.worker")
 
 class Slots:
     """Execution slots: the worker's (``max_concurrent_jobs``), shared by all its consumers, or
-    a handler's, taken ``within`` the worker's (a job holds one of each)."""
+    a handler's, taken ``within`` the worker's (a job holds one of each).
+
+    It also learns how long a job holds a slot (``typical_hold``, a moving average) and tells
+    listeners (``on_release``) when one frees up."""
 
     def __init__(self, size: int, *, within: Slots | None = None) -> None:
         self.size = size
@@ -59,6 +69,12 @@ class Slots:
         self._within = within
         self._free = asyncio.Event()
         self._free.set()
+        self._taken: collections.deque[float] = collections.deque()
+        self.typical_hold = 0.0
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_release(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
 
     @property
     def free(self) -> int:
@@ -73,6 +89,7 @@ class Slots:
         self.used += 1
         if self.used >= self.size:
             self._free.clear()
+        self._taken.append(time.monotonic())
         return True
 
     def release(self) -> None:
@@ -80,7 +97,12 @@ class Slots:
             self.used -= 1
             if self._within is not None:
                 self._within.release()
+            if self._taken:  # jobs end in any order: an average over them all is enough
+                held = time.monotonic() - self._taken.popleft()
+                self.typical_hold += (held - self.typical_hold) * _HOLD_WEIGHT
         self._free.set()
+        for listener in self._listeners:
+            listener()
 
     async def wait_free(self) -> None:
         while True:
@@ -181,6 +203,11 @@ async def ensure_consumer(
     return int(info["config"]["ack_wait"]) / _NANOS
 
 
+async def _nak(msg: Msg) -> None:
+    with contextlib.suppress(Exception):
+        await msg.nak()
+
+
 async def _api(nc: NATS, subject: str, payload: bytes, timeout: float) -> dict[str, Any]:
     try:
         msg = await nc.request(subject, payload, timeout=timeout)
@@ -244,6 +271,27 @@ class Puller:
         self._missing = True
         self.stalls = 0
         """Pull requests given up by the watchdog (neither messages nor a status arrived)."""
+        # Prefetched dispatches waiting for a slot (short jobs only), oldest first.
+        self._waiting: collections.deque[tuple[Msg, float]] = collections.deque()
+        self._room = asyncio.Event()
+        self._giving_back: set[asyncio.Task[None]] = set()
+        slots.on_release(self._take_waiting)
+
+    @property
+    def prefetch(self) -> int:
+        """How many dispatches may wait here for a slot: one per slot while jobs are short."""
+        return self.slots.size if self.slots.typical_hold < SHORT_JOB else 0
+
+    def _take_waiting(self) -> None:
+        """A slot freed up: start the oldest waiting dispatch in it (or let the loop pull)."""
+        stale = time.monotonic() - self.lease_ttl / 3  # waited a third of its lease: give it back
+        while self._waiting and self.slots.free > 0:
+            msg, since = self._waiting.popleft()
+            if since < stale or self._stopping:
+                self._give_back(msg)
+            elif self.slots.try_take():
+                self._start(msg)
+        self._room.set()
 
     @property
     def ready(self) -> asyncio.Event:
@@ -269,6 +317,10 @@ class Puller:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._sub.drain(), DRAIN_TIMEOUT)
             self._sub = None
+        while self._waiting:  # prefetched, never claimed: for another worker
+            await _nak(self._waiting.popleft()[0])
+        if self._giving_back:
+            await asyncio.gather(*self._giving_back, return_exceptions=True)
 
     async def _loop(self) -> None:
         backoff = 0.1
@@ -287,10 +339,16 @@ class Puller:
                     backoff = min(backoff * 2, self._poll)
                     continue
                 backoff = 0.1
-            await self.slots.wait_free()
+            await self._wait_for_room()
             if self._stopping:
                 return
             await self._pull()
+
+    async def _wait_for_room(self) -> None:
+        """Until a slot is free, or a prefetched dispatch may wait for one."""
+        while self.slots.free <= 0 and len(self._waiting) >= self.prefetch:
+            self._room.clear()
+            await self._room.wait()
 
     async def _ensure(self) -> None:
         lease = await ensure_consumer(
@@ -309,7 +367,7 @@ class Puller:
         self._ensured.set()
 
     async def _pull(self) -> None:
-        free = max(1, self.slots.free)
+        free = max(0, self.slots.free) + max(0, self.prefetch - len(self._waiting))
         batch = min(MAX_PULL_BATCH, max(1, free // max(1, self._peers())))
         token = str(next(self._ids))
         request = _Request(token=token, batch=batch)
@@ -351,17 +409,28 @@ class Puller:
             request.delivered += 1
             if request.delivered >= request.batch:
                 request.done.set()
-        if self._stopping or not self.slots.try_take():
-            with contextlib.suppress(Exception):
-                await msg.nak()
-            return
+        if self._stopping:
+            self._give_back(msg)
+        elif self.slots.try_take():
+            self._start(msg)
+        elif len(self._waiting) < self.prefetch:
+            self._waiting.append((msg, time.monotonic()))
+        else:
+            self._give_back(msg)
+
+    def _start(self, msg: Msg) -> None:
         try:
             self._on_message(msg, self)
         except Exception:
             self.slots.release()
             _log.exception("dispatch handler failed", labelset=self.labelset.token)
-            with contextlib.suppress(Exception):
-                await msg.nak()
+            self._give_back(msg)
+
+    def _give_back(self, msg: Msg) -> None:
+        """Release a dispatch this worker will not run, for another worker (never claimed)."""
+        task = asyncio.get_running_loop().create_task(_nak(msg))
+        self._giving_back.add(task)
+        task.add_done_callback(self._giving_back.discard)
 
     def _on_status(self, status: str, msg: Msg, request: _Request | None) -> None:
         if status == "100":  # idle heartbeat
