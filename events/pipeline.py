@@ -2,10 +2,10 @@
 
 ``EventStore.append`` is one request per append, awaited: safe and simple, one round trip each.
 An engine owning a partition decides many workflows per batch; ``Pipeline`` sends all their
-appends at once and collects the answers on one long-lived inbox subscription, so a batch costs
-one round trip, not one per append. Only the happy path is pipelined: a single event with its
-CAS headers and msg id. Anything else goes to ``EventStore.append`` with the *same* msg ids, which
-owns the protocol's hard cases (several events of one actor as an atomic batch, a lost answer, a
+appends at once and collects the answers (``events.replies``), so a batch costs one round trip,
+not one per append. Only the happy path is pipelined: a single event with its CAS headers and msg
+id. Anything else goes to ``EventStore.append`` with the *same* msg ids, which owns the
+protocol's hard cases (several events of one actor as an atomic batch, a lost answer, a
 duplicate, an unsettled cluster write): an append that timed out here is sent again there and
 recognised, never doubled.
 """
@@ -13,18 +13,16 @@ recognised, never doubled.
 from __future__ import annotations
 
 import asyncio
-import itertools
 from dataclasses import dataclass, field
 from typing import Final
 
 import orjson
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription
 
 from events.base import Event
 from events.errors import ConcurrencyConflict
-from events.nats_speedups import publish_with_headers
+from events.replies import Replies
 from events.store import EXPECTED_FILTER_HEADER, EXPECTED_SEQ_HEADER, ActorRef, EventStore
 
 _WRONG_LAST_SEQ: Final = 10071
@@ -49,32 +47,19 @@ class Pending:
     expected_seq: int
     command_id: str
     future: asyncio.Future[int] = field(default_factory=_new_future)
-    token: str = ""
 
 
 class Pipeline:
     def __init__(self, nc: NATS, store: EventStore, *, timeout: float = 5.0) -> None:
-        self._nc = nc
         self._store = store
         self._timeout = timeout
-        self._inbox = ""
-        self._subscription: Subscription | None = None
-        self._tokens = itertools.count()
-        self._waiting: dict[str, Pending] = {}
-        self._settling: set[asyncio.Task[None]] = set()
+        self._replies = Replies(nc)
 
     async def start(self) -> None:
-        self._inbox = self._nc.new_inbox()
-        self._subscription = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
+        """Nothing to prepare: the reply inbox opens with the first append."""
 
     async def close(self) -> None:
-        if self._subscription is not None:
-            subscription, self._subscription = self._subscription, None
-            await subscription.unsubscribe()
-        for pending in self._waiting.values():
-            if not pending.future.done():
-                pending.future.cancel()
-        self._waiting.clear()
+        await self._replies.close()
 
     async def send(self, appends: list[Pending]) -> None:
         """Send every append and wait until each one's future is resolved.
@@ -82,39 +67,60 @@ class Pipeline:
         Never raises for one append: its future carries its sequence or its error
         (``ConcurrencyConflict``, ``StoreError`` …).
         """
+        sent: list[tuple[Pending, asyncio.Future[Msg]]] = []
         slow: list[Pending] = []
         for pending in appends:
-            if len(pending.events) != 1 or not self._inbox:
+            if len(pending.events) != 1:
                 slow.append(pending)
                 continue
             try:
-                await self._publish(pending)
+                sent.append((pending, await self._publish(pending)))
             except Exception:  # not sendable now (connection down, too large): the slow path
-                self._waiting.pop(pending.token, None)
                 slow.append(pending)
-        sent = [pending.future for pending in appends if pending.token in self._waiting]
-        if sent:
-            await asyncio.wait(sent, timeout=self._timeout)
-        for pending in appends:
-            if not pending.future.done() and self._waiting.pop(pending.token, None) is pending:
+        for pending, answer in sent:
+            try:
+                reply = await answer
+            except Exception:
                 # No answer: the write may have landed. The store sends it again with the same
                 # msg id and recognises it if it did.
                 slow.append(pending)
+                continue
+            if not self._settle(pending, reply):
+                slow.append(pending)  # an answer the store must settle (a duplicate, a 503 …)
         if slow:
             await asyncio.gather(*(self._slow(pending) for pending in slow))
-        unsettled = [pending.future for pending in appends if not pending.future.done()]
-        if unsettled:  # answered with something for the store to settle: it is on it
-            await asyncio.wait(unsettled)
 
-    async def _publish(self, pending: Pending) -> None:
+    async def _publish(self, pending: Pending) -> asyncio.Future[Msg]:
         subject, payload = self._store.prepare(pending.actor, pending.events[0])
-        pending.token = str(next(self._tokens))
-        self._waiting[pending.token] = pending
         headers = _HEADERS.format(
             seq=pending.expected_seq, filter=pending.actor.filter, msg_id=f"{pending.command_id}:0"
         ).encode()
-        reply = f"{self._inbox}.{pending.token}"
-        await publish_with_headers(self._nc, subject, reply, headers, payload)
+        return await self._replies.send(subject, payload, headers=headers, timeout=self._timeout)
+
+    def _settle(self, pending: Pending, msg: Msg) -> bool:
+        """Resolve ``pending`` from its answer; False when the store must settle it."""
+        try:
+            reply = orjson.loads(msg.data)
+        except orjson.JSONDecodeError:
+            return False
+        if not isinstance(reply, dict):
+            return False
+        error, seq = reply.get("error"), reply.get("seq")
+        if error is None and isinstance(seq, int) and not reply.get("duplicate"):
+            pending.future.set_result(seq)
+            return True
+        if isinstance(error, dict) and error.get("err_code") == _WRONG_LAST_SEQ:
+            # This append was sent once only: a conflict is another writer's, never our own.
+            description = str(error.get("description", ""))
+            pending.future.set_exception(
+                ConcurrencyConflict(
+                    actor=pending.actor.filter,
+                    expected_seq=pending.expected_seq,
+                    actual_seq=_actual_seq(description),
+                )
+            )
+            return True
+        return False
 
     async def _slow(self, pending: Pending) -> None:
         try:
@@ -128,34 +134,6 @@ class Pipeline:
             pending.future.set_exception(exc)
         else:
             pending.future.set_result(seq)
-
-    async def _on_reply(self, msg: Msg) -> None:
-        pending = self._waiting.pop(msg.subject.rsplit(".", 1)[-1], None)
-        if pending is None or pending.future.done():
-            return
-        try:
-            reply = orjson.loads(msg.data)
-        except orjson.JSONDecodeError:
-            reply = {}
-        error = reply.get("error") if isinstance(reply, dict) else None
-        seq = reply.get("seq") if isinstance(reply, dict) else None
-        if error is None and isinstance(seq, int) and not reply.get("duplicate"):
-            pending.future.set_result(seq)
-            return
-        if isinstance(error, dict) and error.get("err_code") == _WRONG_LAST_SEQ:
-            # This append was sent once only: a conflict is another writer's, never our own.
-            pending.future.set_exception(
-                ConcurrencyConflict(
-                    actor=pending.actor.filter,
-                    expected_seq=pending.expected_seq,
-                    actual_seq=_actual_seq(str(error.get("description", ""))),
-                )
-            )
-            return
-        # Anything else (a duplicate to check, no stream leader, ...) is the store's to settle.
-        task = asyncio.get_running_loop().create_task(self._slow(pending))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
 
 
 def _actual_seq(description: str) -> int | None:

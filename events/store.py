@@ -33,6 +33,7 @@ from events.base import Event, RecordedEvent
 from events.codec import decode, encode
 from events.direct_get import DirectReader, StoredMessage, parse_nats_time
 from events.errors import ConcurrencyConflict, PayloadTooLarge, StoreError, UndecodableEvent
+from events.replies import Replies, encode_headers
 
 _log = structlog.get_logger("jetwork.store")
 
@@ -110,6 +111,7 @@ class EventStore:
         self._attempts = attempts
         self._patience = attempts * request_timeout if patience is None else patience
         self._reader = DirectReader(nc, stream=stream, timeout=request_timeout)
+        self._replies = Replies(nc)
 
     @property
     def max_payload(self) -> int:
@@ -190,8 +192,9 @@ class EventStore:
         try:
             if len(messages) == 1:
                 subject, payload = messages[0]
-                msg = await self._nc.request(
-                    subject, payload, timeout=self._timeout, headers={_MSG_ID: msg_ids[0], **cas}
+                headers = encode_headers({**cas, _MSG_ID: msg_ids[0]})
+                msg = await self._replies.request(
+                    subject, payload, headers=headers, timeout=self._timeout
                 )
             else:
                 msg = await self._publish_batch(messages, msg_ids, cas)
@@ -329,8 +332,9 @@ class EventStore:
         return await self._reader.get(seq)
 
     async def close(self) -> None:
-        """Drop the reader's reply subscription (for a store on a connection that lives on)."""
+        """Drop the reply subscriptions (for a store on a connection that lives on)."""
         await self._reader.close()
+        await self._replies.close()
 
     async def _last_message(self, filter_subject: str) -> StoredMessage | None:
         return await self._reader.last(filter_subject)

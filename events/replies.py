@@ -1,0 +1,106 @@
+"""Requests over one long-lived reply inbox: publish with a token, get the answer on a future.
+
+nats-py's ``request`` costs, per call, a random inbox token, a header encoding pass, and an
+``asyncio.wait_for`` (a task and a timer); the appends of engines and workers are requests on the
+hot path. ``Replies`` keeps one wildcard subscription, numbers its requests, encodes headers in
+one step and arms a plain timer that fails the future on time. Callers may send many requests
+before awaiting any (pipelining): answers are matched by token, in any order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+from collections.abc import Mapping
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.errors import NoRespondersError
+
+from events.nats_speedups import publish_with_headers
+
+_NO_RESPONDERS = "503"
+
+
+def encode_headers(headers: Mapping[str, str]) -> bytes:
+    """NATS headers as they go on the wire (names and values must not hold CR or LF)."""
+    lines = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
+    if "\n" in lines.replace("\r\n", "") or "\r" in lines.replace("\r\n", ""):
+        raise ValueError(f"a header holds a line break: {dict(headers)!r}")
+    return f"NATS/1.0\r\n{lines}\r\n".encode()
+
+
+class Replies:
+    def __init__(self, nc: NATS) -> None:
+        self._nc = nc
+        self._prefix = ""
+        self._subscription: Subscription | None = None
+        self._tokens = itertools.count()
+        self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._opening = asyncio.Lock()
+
+    async def send(
+        self, subject: str, payload: bytes, *, headers: bytes | None, timeout: float
+    ) -> asyncio.Future[Msg]:
+        """Publish; the future resolves with the reply, or fails with ``TimeoutError`` (or
+        ``NoRespondersError`` when nothing listens on ``subject``)."""
+        if not self._prefix:
+            await self._open()
+        token = str(next(self._tokens))
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Msg] = loop.create_future()
+        self._waiting[token] = answer
+        timer = loop.call_later(timeout, _expire, answer)
+
+        def settled(_: asyncio.Future[Msg]) -> None:
+            timer.cancel()
+            self._waiting.pop(token, None)
+
+        answer.add_done_callback(settled)
+        reply = f"{self._prefix}.{token}"
+        try:
+            if headers is None:
+                await self._nc.publish(subject, payload, reply=reply)
+            else:
+                await publish_with_headers(self._nc, subject, reply, headers, payload)
+        except BaseException:
+            answer.cancel()
+            raise
+        return answer
+
+    async def request(
+        self, subject: str, payload: bytes, *, headers: bytes | None, timeout: float
+    ) -> Msg:
+        return await (await self.send(subject, payload, headers=headers, timeout=timeout))
+
+    async def close(self) -> None:
+        async with self._opening:
+            subscription, self._subscription, self._prefix = self._subscription, None, ""
+        if subscription is not None:
+            with contextlib.suppress(Exception):  # a closed connection has none left anyway
+                await subscription.unsubscribe()
+        for answer in list(self._waiting.values()):
+            answer.cancel()
+
+    async def _open(self) -> None:
+        async with self._opening:
+            if not self._prefix:
+                prefix = self._nc.new_inbox()
+                self._subscription = await self._nc.subscribe(f"{prefix}.*", cb=self._on_reply)
+                self._prefix = prefix
+
+    async def _on_reply(self, msg: Msg) -> None:
+        answer = self._waiting.get(msg.subject.rsplit(".", 1)[-1])
+        if answer is None or answer.done():
+            return
+        if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS and not msg.data:
+            answer.set_exception(NoRespondersError())
+        else:
+            answer.set_result(msg)
+
+
+def _expire(answer: asyncio.Future[Msg]) -> None:
+    if not answer.done():
+        answer.set_exception(TimeoutError("no answer in time"))
