@@ -8,6 +8,7 @@ history is self-contained: replay never needs the original file.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -78,8 +79,9 @@ class JobDefinition(_Frozen):
     delay: float | None = Field(default=None, ge=0)
     at: datetime | None = None
 
-    @property
+    @functools.cached_property
     def upstream(self) -> tuple[str, ...]:
+        """``needs`` then ``needs_any`` (computed once: the engine asks after every event)."""
         return self.needs + tuple(n for n in self.needs_any if n not in self.needs)
 
 

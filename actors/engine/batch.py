@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -106,6 +105,8 @@ class Context:
     holds: Callable[[int], bool]
     clock: Callable[[], datetime]
     stopping: Callable[[], bool]
+    decision_id: Callable[[], str]
+    """A new id for one workflow's decision, unique across engines (prefixes its msg ids)."""
 
 
 class Batch:
@@ -246,7 +247,7 @@ class Batch:
         except Exception as exc:  # a bug in deciding: retried, then dead-lettered
             work.error = exc
             return
-        work.decision = uuid.uuid4().hex
+        work.decision = self._ctx.decision_id()
         work.stages = work.reaction.stages(work.state)
 
     async def _append(self, works: list[Work]) -> None:

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import itertools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import structlog
@@ -38,6 +40,12 @@ Clock = Callable[[], datetime]
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+def _decision_ids(engine_id: str) -> Iterator[str]:
+    """``<engine>.<n>``: unique per engine process (its id is random), with no uuid per decision."""
+    prefix = engine_id.removeprefix("engine-")
+    return (f"{prefix}.{n}" for n in itertools.count())
 
 
 class Engine:
@@ -77,6 +85,7 @@ class Engine:
             holds=self._ownership.holds,
             clock=clock,
             stopping=self._stopping.is_set,
+            decision_id=functools.partial(next, _decision_ids(self.engine_id)),
         )
         self._loop_task: asyncio.Task[None] | None = None
 

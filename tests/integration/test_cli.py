@@ -440,7 +440,7 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
             lines.append(line)
         url = next(line.split(" on ")[1].split()[0] for line in lines if "nats-server on" in line)
         assert any(f"export JETWORK_NATS_URL={url}" in line for line in lines)
-        assert any("sync_interval 2m" in line for line in lines)
+        assert any("sync_interval 2m" in line for line in lines), lines
 
         configure_logging()  # the worker's logs to stderr: CliRunner captures stdout process-wide
         worker = Worker(WorkerConfig(nats_url=url, poll_interval=0.5))
