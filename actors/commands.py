@@ -33,6 +33,9 @@ class ClaimJob(JobCommand):
     delivery: int = Field(default=1, ge=1)
     dispatch_seq: int = 0
     lease_ttl: float = Field(gt=0)
+    # Set when the dispatch is the expiry of lease ``expired_epoch`` (a lease kept by the log,
+    # not by JetStream: the HTTP gateway's): the running attempt may be taken over.
+    expired_epoch: int | None = None
 
 
 class CompleteJob(JobCommand):

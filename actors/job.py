@@ -97,8 +97,9 @@ def decide(state: JobState, command: AnyJobCommand) -> list[JobEvent]:
 def _claim(state: JobState, cmd: ClaimJob) -> list[JobEvent]:
     if state.status is JobStatus.QUEUED and cmd.attempt == state.attempt:
         return [_started(state, cmd)]
-    if _is_redelivery(state, cmd):
-        # The holder's lease expired and JetStream handed the job to someone else.
+    if _is_redelivery(state, cmd) or _is_takeover(state, cmd):
+        # The holder's lease expired: JetStream redelivered the job, or the lease's expiry
+        # schedule fired (a lease the log keeps), and someone else claims it.
         if state.cancel_reason is not None:
             return [_cancelled(state, state.cancel_reason, None, cmd.now)]
         return [_started(state, cmd)]
@@ -119,9 +120,23 @@ def _is_redelivery(state: JobState, cmd: ClaimJob) -> bool:
     )
 
 
+def _is_takeover(state: JobState, cmd: ClaimJob) -> bool:
+    return (
+        cmd.expired_epoch is not None
+        and state.status is JobStatus.RUNNING
+        and cmd.attempt == state.attempt
+        and cmd.expired_epoch == state.epoch
+    )
+
+
 def _why_not_claimable(state: JobState, cmd: ClaimJob) -> str:
     if state.status.is_terminal:
         return f"{state.job} is already {state.status}"
+    if cmd.expired_epoch is not None and state.status is JobStatus.RUNNING:
+        return (
+            f"the expired lease (epoch {cmd.expired_epoch}) of {state.job} is not the current "
+            f"one (epoch {state.epoch}, attempt {state.attempt})"
+        )
     if cmd.attempt < state.attempt or state.status is JobStatus.RETRYING:
         return f"attempt {cmd.attempt} of {state.job} is over (current attempt {state.attempt})"
     if cmd.dispatch_seq != state.dispatch_seq:

@@ -104,6 +104,10 @@ class DispatchMessage(_Frozen):
     decides its claim without reading the log; the claim's CAS (expected sequence
     ``queued_seq``) proves the hint current, and a conflict falls back to reading the actor.
     Without them (a retry, an engine that does not send them) the worker reads the job actor.
+
+    ``expired_epoch``: this dispatch is the expiry of a lease kept by the log (the HTTP
+    gateway's, see ``lease_expiry``): it lets a worker take over the attempt if lease
+    ``expired_epoch`` is still the current one.
     """
 
     workflow_id: str
@@ -111,6 +115,7 @@ class DispatchMessage(_Frozen):
     attempt: int = Field(ge=1)
     queued_seq: int | None = Field(default=None, ge=1)
     queued: JobQueued | None = None
+    expired_epoch: int | None = Field(default=None, ge=1)
 
     def hint(self) -> tuple[JobQueued, int] | None:
         """The hint, if present and about this very job and attempt 1."""
@@ -128,8 +133,10 @@ class DispatchMessage(_Frozen):
 
     def encode(self) -> bytes:
         # Aliases as the event store writes events (``with``); no hint, no hint keys.
-        unhinted = {"queued", "queued_seq"} if self.queued is None else None
-        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude=unhinted)
+        absent = {"queued", "queued_seq"} if self.queued is None else set()
+        if self.expired_epoch is None:
+            absent.add("expired_epoch")
+        return self.__pydantic_serializer__.to_json(self, by_alias=True, exclude=absent or None)
 
     @classmethod
     def decode(cls, data: bytes) -> DispatchMessage:
@@ -189,6 +196,27 @@ def schedule_time(not_before: datetime) -> str:
     if whole < utc:
         whole += timedelta(seconds=1)
     return whole.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def lease_expiry(
+    *, workflow_id: str, job: str, attempt: int, epoch: int, labelset_token: str, due: datetime
+) -> tuple[str, bytes, dict[str, str]]:
+    """Subject, body and headers of the schedule that expires lease ``epoch`` at ``due``.
+
+    A lease the log keeps (the HTTP gateway acks the dispatch once the claim is recorded) ends
+    when this schedule fires: a dispatch naming the epoch appears on the job's label set, and
+    a worker's claim of it takes the attempt over if that epoch still holds it. Renewing the
+    lease publishes the schedule again with a later time: a schedule replaces the one before
+    on its subject (one per epoch). No msg id: a retried publish replaces it once more.
+    """
+    message = DispatchMessage(
+        workflow_id=workflow_id, job=job, attempt=attempt, expired_epoch=epoch
+    )
+    headers = {
+        "Nats-Schedule": f"@at {schedule_time(due)}",
+        "Nats-Schedule-Target": subjects.dispatch(labelset_token),
+    }
+    return subjects.lease_expiry(workflow_id, job, epoch), message.encode(), headers
 
 
 def schedule_id(message: DispatchMessage) -> str:

@@ -6,6 +6,7 @@ Subject layout (see docs/architecture.md):
 - ``cmd.<name>.<wf>``                    commands (start, cancel, ...)
 - ``job.<labelset>``                     job dispatch, one subject per canonical label set
 - ``jobsched.<id>``                      delayed dispatch (a message schedule onto job.<labelset>)
+- ``jobsched.<wf>.<job>.e<epoch>``        expiry of a lease the log keeps (the HTTP gateway's)
 - ``log.<wf>.<job>``                     job log chunks
 - ``timer.set.<id>`` / ``timer.fire.<id>`` durable timers (message schedules)
 - ``ctl.cancel.<wf>.<job>``              core NATS cancel notice to a running job's worker
@@ -108,6 +109,15 @@ def dispatch(labelset_token: str) -> str:
 def job_schedule(schedule_id: str) -> str:
     """Where a delayed dispatch waits (a message schedule) until it fires onto its job subject."""
     return f"jobsched.{schedule_id}"
+
+
+def lease_expiry(wf_id: str, job: str, epoch: int) -> str:
+    """The schedule that ends lease ``epoch`` of a job unless renewed (see ``events.dispatch``).
+
+    Delayed dispatches are ``jobsched.<wf>.<job>.<attempt>`` (a number): ``e<epoch>`` never
+    collides with one.
+    """
+    return f"jobsched.{wf_id}.{job}.e{epoch}"
 
 
 def log(wf_id: str, job: str) -> str:

@@ -18,8 +18,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
@@ -27,19 +26,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from actors.commands import ClaimJob
-from actors.job import ClaimRefused, JobState, decide, evolve, pending, replay
+from actors.job import JobState
 from events import subjects
-from events.catalog import JobCancelled, JobEvent, JobQueued, JobResultRejected, JobStatus
+from events.catalog import JobEvent, JobResultRejected, JobStatus
 from events.dispatch import DispatchMessage, InvalidDispatch
-from events.errors import (
-    ConcurrencyConflict,
-    JetworkError,
-    PayloadTooLarge,
-    StoreError,
-    UndecodableEvent,
-)
+from events.errors import JetworkError, PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
+from sdk.worker.claims import Action, claim_dispatch, now, record_result, refresh
 from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import ExecutionResult, Executor, Failed
 from sdk.worker.job_context import JobContext
@@ -48,11 +41,7 @@ from sdk.worker.logs import log_publisher
 from sdk.worker.presence import RunningJob
 from sdk.worker.results import held_by_another, result_command
 
-CLAIM_TRIES: Final = 5
-REPORT_TRIES: Final = 10
 DEAD_LETTER_SOURCE: Final = "dispatch"
-NOT_QUEUED_DELIVERIES: Final = 20
-"""A dispatch whose attempt the log never shows as queued goes to dead letters after this many."""
 
 _log = structlog.get_logger("jetwork.worker")
 
@@ -68,10 +57,6 @@ class AttemptEnv:
     store: EventStore
     executor: Executor
     aborting: Callable[[], bool]
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Attempt:
@@ -174,100 +159,36 @@ class Attempt:
 
     async def _claim(self) -> bool:
         assert self.dispatch is not None
-        dispatch = self.dispatch
-        quick = True
-        for attempt in range(1, CLAIM_TRIES + 1):
-            state = None
-            try:
-                state = await self._load(quick=quick)
-                quick = False  # a conflict or a refusal: look at the whole history next time
-                command = ClaimJob(
-                    workflow_id=dispatch.workflow_id,
-                    job=dispatch.job,
-                    attempt=dispatch.attempt,
-                    worker_id=self.env.worker_id,
-                    delivery=self.delivery,
-                    dispatch_seq=self.dispatch_seq,
-                    lease_ttl=self.lease_ttl,
-                    now=now(),
-                )
-                if state is None:
-                    raise ClaimRefused("the job has no events yet", retryable=True)
-                events = decide(state, command)
-                seq = await self.env.store.append(
-                    self.actor,
-                    events,
-                    expected_seq=state.last_seq,
-                    command_id=f"{dispatch.msg_id}.d{self.dispatch_seq}.{self.delivery}.claim",
-                )
-            except ClaimRefused as refused:
-                if refused.retryable and attempt < CLAIM_TRIES:
-                    await asyncio.sleep(0.05 * attempt)
-                    continue
-                await self._drop(state, refused)
-                return False
-            except ConcurrencyConflict:
-                continue
-            except JetworkError as exc:  # the store failed, or the log holds an undecodable event
-                self._log.warning("cannot claim, releasing the job", error=str(exc))
-                await self._release()
-                return False
-            state = replace(replay(events, state), last_seq=seq)
-            self.state = state
-            if isinstance(events[-1], JobCancelled):
-                self._log.info("job cancelled before it ran again", attempt=state.attempt)
-                await self._ack()
-                return False
-            self.epoch = state.epoch
-            self._log = self._log.bind(attempt=state.attempt, epoch=state.epoch)
+        outcome = await claim_dispatch(
+            self.env.store,
+            self.dispatch,
+            worker_id=self.env.worker_id,
+            delivery=self.delivery,
+            dispatch_seq=self.dispatch_seq,
+            lease_ttl=self.lease_ttl,
+        )
+        self.state = outcome.state
+        if outcome.claimed:
+            assert outcome.state is not None
+            self.epoch = outcome.state.epoch
+            self._log = self._log.bind(attempt=outcome.state.attempt, epoch=self.epoch)
             self._log.info("job claimed", delivery=self.delivery, lease_ttl=self.lease_ttl)
             return True
-        self._log.warning("claim kept conflicting, releasing the job", tries=CLAIM_TRIES)
-        await self._release()
+        match outcome.action:
+            case Action.ACK:
+                if outcome.cancelled:
+                    self._log.info("job cancelled before it ran again")
+                else:
+                    self._log.info("dispatch dropped", reason=outcome.reason)
+                await self._ack()
+            case Action.KEEP:
+                self._log.info("stale delivery dropped", reason=outcome.reason)
+            case Action.DEAD_LETTER:
+                await self._dead_letter(outcome.reason)
+            case _:
+                self._log.warning("claim refused for now, releasing", reason=outcome.reason)
+                await self._release()
         return False
-
-    async def _drop(self, state: JobState | None, refused: ClaimRefused) -> None:
-        if refused.retryable or state is None:
-            # The log does not show this attempt as queued yet (a stale read): look again later,
-            # but not forever: the engine queues before it dispatches, so this is an anomaly.
-            if self.delivery >= NOT_QUEUED_DELIVERIES:
-                await self._dead_letter(f"{refused.reason} after {self.delivery} deliveries")
-                return
-            self._log.warning("claim refused for now", reason=refused.reason)
-            await self._release()
-        elif held_by_another(state, self.dispatch_seq):
-            self._log.info("stale delivery dropped", reason=refused.reason)
-        else:
-            self._log.info("dispatch dropped", reason=refused.reason)
-            await self._ack()
-
-    async def _load(self, *, quick: bool = False) -> JobState | None:
-        """The job actor's state; ``quick``: without reading its whole history when possible.
-
-        A first delivery of attempt 1 normally finds the actor as the engine left it: one
-        ``JobQueued`` (attempt 1 is always the actor's first event). The dispatch may carry it
-        with its sequence (the claim hint: no read at all); else the newest event is one direct
-        get by subject. The whole history is a batched read, which the server answers by
-        scanning the stream from the actor's first event to its end. The claim's CAS checks
-        that nothing was appended since; a conflict falls back to the whole history.
-        """
-        assert self.dispatch is not None
-        if quick and self.dispatch.attempt == 1 and self.delivery == 1:
-            hint = self.dispatch.hint()
-            if hint is not None:
-                queued, seq = hint
-                return replace(
-                    evolve(pending(queued.workflow_id, queued.job), queued), last_seq=seq
-                )
-            with contextlib.suppress(UndecodableEvent):
-                last = await self.env.store.last_event(self.actor)
-                if last is None:
-                    return None  # not queued yet (a stale read): the claim is retried
-                event = last.event
-                if isinstance(event, JobQueued) and event.attempt == 1:
-                    return replay([last])
-        events = await self.env.store.load(self.actor)
-        return replay(events) if events else None
 
     # --- run -----------------------------------------------------------------------------------
 
@@ -357,12 +278,7 @@ class Attempt:
     async def _refresh(self) -> None:
         """Fold the job actor's newer events, if any, onto the known state."""
         assert self.state is not None
-        known = self.state.last_seq
-        if await self.env.store.last_seq(self.actor) == known:
-            return
-        newer = await self.env.store.load(self.actor, from_seq=known + 1)
-        if newer:
-            self.state = replay(newer, self.state)
+        self.state = await refresh(self.env.store, self.state)
 
     # --- report --------------------------------------------------------------------------------
 
@@ -400,35 +316,17 @@ class Attempt:
         await self._ack()
 
     async def _record(self, result: ExecutionResult) -> list[JobEvent]:
-        assert self.dispatch is not None and self.epoch is not None
-        for _ in range(REPORT_TRIES):
-            assert self.state is not None
-            state = self.state
-            command = result_command(
-                result,
-                workflow_id=self.dispatch.workflow_id,
-                job=self.dispatch.job,
-                epoch=self.epoch,
-                worker_id=self.env.worker_id,
-                now=now(),
-            )
-            events = decide(state, command)
-            if not events:
-                return []  # this very result is already in the log (an earlier ack was lost)
-            try:
-                seq = await self.env.store.append(
-                    self.actor,
-                    events,
-                    expected_seq=state.last_seq,
-                    command_id=f"{self.dispatch.workflow_id}.{self.dispatch.job}"
-                    f".e{self.epoch}.result",
-                )
-            except ConcurrencyConflict:
-                await self._refresh()
-                continue
-            self.state = replace(replay(events, state), last_seq=seq)
-            return events
-        raise StoreError(f"the result of {self.actor.filter} kept conflicting", retryable=True)
+        assert self.dispatch is not None and self.epoch is not None and self.state is not None
+        command = result_command(
+            result,
+            workflow_id=self.dispatch.workflow_id,
+            job=self.dispatch.job,
+            epoch=self.epoch,
+            worker_id=self.env.worker_id,
+            now=now(),
+        )
+        events, self.state = await record_result(self.env.store, self.state, command)
+        return events
 
     # --- the dispatch message --------------------------------------------------------------------
 

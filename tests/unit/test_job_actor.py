@@ -176,6 +176,38 @@ def test_a_redelivered_claim_after_a_cancel_request_cancels_the_job() -> None:
     assert state.status is JobStatus.CANCELLED
 
 
+def takeover(expired: int, attempt: int = 1, worker: str = "w2", t: float = 70) -> ClaimJob:
+    """The claim of a lease-expiry dispatch (a lease the log keeps: the HTTP gateway's)."""
+    return claim(attempt=attempt, worker=worker, t=t).model_copy(
+        update={"dispatch_seq": 9, "expired_epoch": expired}
+    )
+
+
+def test_the_expiry_of_the_current_lease_lets_another_worker_take_the_attempt_over() -> None:
+    state = (
+        JOB.given(queued(), started())
+        .when(takeover(expired=1))
+        .then(
+            started(epoch=2, worker="w2", t=70).model_copy(update={"dispatch_seq": 9}),
+        )
+    )
+    assert (state.status, state.epoch, state.attempt) == (JobStatus.RUNNING, 2, 1)
+
+
+def test_the_expiry_of_a_lease_that_ended_or_moved_on_is_dropped() -> None:
+    later = JOB.given(queued(), started(), started(epoch=2, worker="w2", delivery=2))
+    error = later.when(takeover(expired=1)).then_raises(ClaimRefused, "not the current one")
+    assert not error.retryable
+    done = JOB.given(queued(), started(), succeeded())
+    done.when(takeover(expired=1)).then_raises(ClaimRefused, "already succeeded")
+
+
+def test_the_expiry_of_a_lease_whose_job_was_asked_to_stop_cancels_it() -> None:
+    asked = JobCancelRequested(**ids, reason="stop", requested_at=at(3))
+    when = JOB.given(queued(), started(), asked).when(takeover(expired=1))
+    assert when.then(JobCancelled(**ids, reason="stop", at=at(70))).status is JobStatus.CANCELLED
+
+
 # --- results and fencing --------------------------------------------------------------------
 
 
