@@ -39,6 +39,7 @@ KV_WORKFLOWS: Final = "jw_workflows"
 KV_WORKERS: Final = "jw_workers"
 KV_LABELSETS: Final = "jw_labelsets"
 KV_PROJECTOR: Final = "jw_projector"
+KV_GATEWAY: Final = "jw_gateway"
 
 # A token is what may stand between two dots. Ids and job names are restricted to this alphabet so
 # that they can never inject wildcards (`*`, `>`) or extra tokens (`.`) into a subject.

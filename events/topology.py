@@ -196,6 +196,7 @@ class Topology:
             bucket(subjects.KV_WORKERS, "live workers (entries expire when not refreshed)", ttl=60),
             bucket(subjects.KV_LABELSETS, "label sets in use (dispatch subjects)"),
             bucket(subjects.KV_PROJECTOR, "projections: the current generation"),
+            bucket(subjects.KV_GATEWAY, "HTTP gateways: the key that signs lease ids"),
         ]
 
 
