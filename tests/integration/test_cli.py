@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from nats.aio.client import Client as NATS
@@ -426,7 +427,7 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
     env = {k: v for k, v in os.environ.items() if k != "JETWORK_NATS_URL"}
     server = await asyncio.create_subprocess_exec(
         jetwork_script(), "server", "--port", "0", "--data-dir", str(tmp_path / "jw"),
-        "--sync-interval", "2m",
+        "--sync-interval", "2m", "--http", "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     assert server.stderr is not None
@@ -439,6 +440,11 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
         url = next(line.split(" on ")[1].split()[0] for line in lines if "nats-server on" in line)
         assert any(f"export JETWORK_NATS_URL={url}" in line for line in lines)
         assert any("sync_interval 2m" in line for line in lines)
+        # The HTTP gateway is served by default (here on a free port).
+        http_line = (await asyncio.wait_for(server.stderr.readline(), 30)).decode()
+        assert "HTTP gateway on http://127.0.0.1:" in http_line, http_line
+        async with httpx.AsyncClient(base_url=http_line.split(" on ")[1].split()[0]) as http:
+            assert (await http.get("/healthz")).json() == {"ok": True, "nats": "connected"}
 
         configure_logging()  # the worker's logs to stderr: CliRunner captures stdout process-wide
         worker = Worker(WorkerConfig(nats_url=url, poll_interval=0.5))
