@@ -39,7 +39,7 @@ async def start(request: Request) -> Response:
     media = request.headers.get("content-type", "application/json").split(";")[0].strip().lower()
     if media in YAML_TYPES:
         text = (await read_body(request, ctx.settings.max_body)).decode("utf-8", "replace")
-        definition = load_workflow_text(text, source="the body")
+        definition = load_workflow_text(text, source="body")
         inputs = parse_inputs(request.query_params.getlist("input"))
         key = request.query_params.get("idempotency_key") or request.headers.get("idempotency-key")
     else:
