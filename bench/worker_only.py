@@ -64,22 +64,33 @@ async def dispatch_all(
     await asyncio.gather(*(one(event, seq) for event, seq in queued))
 
 
-async def drain(dep: Deployment, count: int, *, variant: str, hint: bool = False) -> Result:
+async def drain(
+    dep: Deployment,
+    count: int,
+    *,
+    variant: str,
+    hint: bool = False,
+    spec: JobSpec | None = None,
+    scenario: str = "W",
+    began_at: list[float] | None = None,
+) -> Result:
     """Queue ``count`` no-op jobs, then dispatch them all and time the worker(s) draining them."""
     prefix = dep.next_prefix("wo")
     ids = [f"{prefix}-{i}" for i in range(count)]
     batch = dep.driver.expect(ids, jobs=count)
-    queued = await queue_jobs(dep, ids, JobSpec(uses="noop"))
+    queued = await queue_jobs(dep, ids, spec or JobSpec(uses="noop"))
     dispatcher = Dispatcher(dep.nc)
     window = Window(dep).open()
     began = time.time()
+    if began_at is not None:
+        began_at.append(began)  # when the dispatches start (the jobs were queued before)
     await dispatch_all(dispatcher, queued, hint=hint)
     await asyncio.wait_for(batch.jobs_done.wait(), 600)
     ended = max(batch.jobs_seen.values())
     await asyncio.sleep(0.5)  # the last acks and heartbeats
     window.close()
     result = Result(
-        "W",
+        scenario,
         variant,
         figures={"jobs/s": round(count / (ended - began), 1), "seconds": round(ended - began, 2)},
     )

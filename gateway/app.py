@@ -93,6 +93,9 @@ def create_app(
             )
             yield
         finally:
+            gateway = getattr(app.state, "gateway", None)
+            if gateway is not None:
+                await gateway.leases.stop()
             if presence is not None:
                 await presence.stop()
             if labelsets is not None:

@@ -1,11 +1,12 @@
 """Lease ids: unguessable, bound to one claim's epoch, verifiable by any gateway without state.
 
 A lease id is ``<payload>.<mac>``: the payload (base64url of compact JSON) names the workflow,
-job, attempt, epoch, worker, label set, lease length, grant time and the stream sequence of the
-dispatch it was claimed from; the mac is HMAC-SHA256 of the payload (128 bits, base64url) under
-a key every gateway shares (``JETWORK_HTTP_LEASE_SECRET``, else one created once in KV
-``jw_gateway``). A forged or altered id fails verification (404: no such lease); a genuine one
-whose epoch no longer holds the job is answered 409 by the log check that follows.
+job, attempt, epoch, worker, label set, lease length, grant time, the stream sequence of the
+dispatch it was claimed from and that of the claim's ``JobStarted``; the mac is HMAC-SHA256 of
+the payload (128 bits, base64url) under a key every gateway shares
+(``JETWORK_HTTP_LEASE_SECRET``, else one created once in KV ``jw_gateway``). A forged or altered
+id fails verification (404: no such lease); a genuine one whose epoch no longer holds the job is
+answered 409 by the log check that follows.
 """
 
 from __future__ import annotations
@@ -36,6 +37,9 @@ class LeaseId:
     ttl: float
     granted_at_ms: int
     dispatch_seq: int
+    claim_seq: int = 0
+    """Stream sequence of the lease's ``JobStarted``: a result expects it as the job actor's
+    last sequence, so the happy path needs no read (a conflict reads what came since)."""
 
 
 class LeaseSigner:
@@ -59,6 +63,7 @@ class LeaseSigner:
             lease.ttl,
             lease.granted_at_ms,
             lease.dispatch_seq,
+            lease.claim_seq,
         ]
         payload = _b64(orjson.dumps(fields))
         return f"{payload}.{_b64(self._mac(payload))}"
@@ -75,7 +80,7 @@ class LeaseSigner:
         if not hmac.compare_digest(given, self._mac(payload)):
             return None
         try:
-            wf, job, attempt, epoch, worker, labelset, ttl, granted, seq = orjson.loads(
+            wf, job, attempt, epoch, worker, labelset, ttl, granted, seq, claimed = orjson.loads(
                 _unb64(payload)
             )
             return LeaseId(
@@ -88,6 +93,7 @@ class LeaseSigner:
                 ttl=float(ttl),
                 granted_at_ms=int(granted),
                 dispatch_seq=int(seq),
+                claim_seq=int(claimed),
             )
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
             return None  # signed by us, so never expected: treat as unknown

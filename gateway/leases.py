@@ -41,8 +41,9 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
 
+from actors._state import updated
 from actors.commands import CompleteJob, ConfirmCancelled, FailJob
-from actors.job import JobState, replay
+from actors.job import JobState, pending, replay
 from events import subjects
 from events.catalog import JobResultRejected, JobStarted, JobStatus
 from events.dispatch import DispatchMessage, InvalidDispatch, LabelSet, lease_expiry
@@ -62,6 +63,8 @@ RELEASE_DELAY: Final = 1.0
 NO_WAIT_PULLS: Final = 8
 """Dispatches one claim without ``wait_secs`` may go through (stale ones are dropped)."""
 DEAD_LETTER_SOURCE: Final = "dispatch"
+GONE_CHECK_AFTER: Final = 0.5
+"""Seconds a claim waited before it asks whether its caller is still there."""
 
 
 class LeaseGone(JetworkError):
@@ -98,6 +101,10 @@ class Leases:
     def store(self) -> EventStore:
         return self._store
 
+    async def stop(self) -> None:
+        """Stop pulling (what the server still sends is released)."""
+        await self._puller.stop()
+
     # --- claims --------------------------------------------------------------------------------
 
     async def claim(
@@ -111,7 +118,8 @@ class Leases:
     ) -> Claim | None:
         """A job whose requirements ``capabilities`` cover, claimed under a lease of
         ``lease_ttl`` seconds; None when none came within ``wait`` seconds (0: look once)."""
-        deadline = time.monotonic() + wait
+        started = time.monotonic()
+        deadline = started + wait
         pulls = 0
         while True:
             remaining = deadline - time.monotonic()
@@ -127,7 +135,9 @@ class Leases:
                 if remaining <= 0 or time.monotonic() >= deadline:
                     return None
                 continue
-            if gone is not None and await gone():
+            # Only a claim that waited may have lost its caller meanwhile (the check costs).
+            waited = time.monotonic() - started
+            if gone is not None and waited >= GONE_CHECK_AFTER and await gone():
                 await _quietly(msg.nak())  # never claimed: at once for someone else
                 return None
             claim = await self._claim_message(msg, worker_id=worker_id, lease_ttl=lease_ttl)
@@ -170,6 +180,7 @@ class Leases:
             ttl=lease_ttl,
             granted_at_ms=int(granted.timestamp() * 1000),
             dispatch_seq=meta.sequence.stream,
+            claim_seq=state.last_seq,
         )
         try:
             await self._arm(lease, granted)
@@ -179,7 +190,7 @@ class Leases:
             await _quietly(msg.nak())
             raise
         await _quietly(msg.ack())
-        _log.info("job claimed over HTTP", workflow_id=state.workflow_id, job=state.job,
+        _log.debug("job claimed over HTTP", workflow_id=state.workflow_id, job=state.job,
                   attempt=state.attempt, epoch=state.epoch, worker_id=worker_id)  # fmt: skip
         return Claim(lease_id=self._signer.sign(lease), lease=lease, state=state)
 
@@ -235,11 +246,12 @@ class Leases:
         return due
 
     async def _disarm(self, lease: LeaseId) -> None:
-        """Drop the lease's expiry (best effort: a stale expiry that fires is refused)."""
+        """Drop the lease's expiry. Best effort, not waited for (the server purges without a
+        reply subject too): a stale expiry that fires anyway is refused by the job actor."""
         subject = subjects.lease_expiry(lease.workflow_id, lease.job, lease.epoch)
         api = f"$JS.API.STREAM.PURGE.{subjects.JOBS_STREAM}"
         with contextlib.suppress(Exception):
-            await self._nc.request(api, orjson.dumps({"filter": subject}), timeout=2.0)
+            await self._nc.publish(api, orjson.dumps({"filter": subject}))
 
     async def _state(self, lease: LeaseId, *, whole: bool = False) -> JobState | None:
         """The job as the log has it; None for a job without events. Without ``whole``, a
@@ -334,7 +346,13 @@ class LeaseHandle:
         return f"{self._what} is {state.status}: the lease (epoch {self.lease.epoch}) has ended"
 
     async def _record(self, command: CompleteJob | FailJob | ConfirmCancelled) -> None:
-        state = await self._leases._state(self.lease, whole=True)
+        state: JobState | None
+        if isinstance(command, CompleteJob) and self.lease.claim_seq:
+            # A success is decided on the claim alone, expecting it as the actor's last event:
+            # no read on the happy path; a conflict folds in what came since and decides again.
+            state = self._claimed()
+        else:  # a failure needs the retry policy: the whole history
+            state = await self._leases._state(self.lease, whole=True)
         if state is None:
             raise LeaseGone(f"{self._what} has no events")
         events, after = await record_result(self._leases.store, state, command)
@@ -344,6 +362,20 @@ class LeaseHandle:
             raise LeaseGone(f"result rejected: {rejected[0].reason}")
         if not events and after.settled_epoch != self.lease.epoch:
             raise LeaseGone(self._gone_reason(after))
+
+    def _claimed(self) -> JobState:
+        """The job as this lease's claim left it (enough to decide a success on)."""
+        lease = self.lease
+        return updated(
+            pending(lease.workflow_id, lease.job),
+            status=JobStatus.RUNNING,
+            attempt=lease.attempt,
+            epoch=lease.epoch,
+            worker_id=lease.worker_id,
+            dispatch_seq=lease.dispatch_seq,
+            lease_ttl=lease.ttl,
+            last_seq=lease.claim_seq,
+        )
 
     async def _confirm_cancelled(self, state: JobState) -> None:
         whole = await self._leases._state(self.lease, whole=True) or state

@@ -1,12 +1,17 @@
-"""One dispatch message for one claim: a pull request of one message per label set consumer.
+"""Dispatch messages for claims: one pull feed per label set consumer, shared by all claims.
 
-Each claim subscribes a fresh inbox (a message keeps its own subject, so a subscription shared
-by concurrent claims could not tell whose pull a message answers), sends a pull request of one
-message to each consumer of the label sets the worker serves (``no_wait`` when the claim does not
-long-poll, else ``expires``) and takes the first message. Once it has one, the other requests are
-dropped by unsubscribing with a round trip (the server serves no request without interest, and
-whatever it sent before is in hand and released with ``nak``): no message is left in flight to
-an inbox nobody reads, which would wait out the consumer's ack wait before anyone saw it again.
+A claim asks every label set it serves for one message: a pull request of one message (``no_wait``
+when the claim does not long-poll, else ``expires``) on the feed's one long-lived inbox
+subscription. A delivered message keeps its own subject, so it does not say which request it
+answers; JetStream serves a consumer's pull requests in the order they came, so the feed gives a
+message to the oldest open request's claim (or, if that claim has one already, to the oldest
+claim still waiting; or else releases it with ``nak`` for someone else at once). A request ends
+when its message came or a status says so (404 no messages, 408 expired). A claim with no open
+request left and no message gets none.
+
+One subscription per label set instead of one per claim saves the server a SUB and an UNSUB per
+claim, and no message is ever in flight to an inbox nobody reads (which would wait out the
+consumer's ack wait before anyone saw it again).
 """
 
 from __future__ import annotations
@@ -14,8 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+from collections import OrderedDict, deque
 from collections.abc import Sequence
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
 
 import orjson
 import structlog
@@ -28,99 +35,162 @@ from sdk.worker.pull import ensure_consumer
 
 _NANOS: Final = 1_000_000_000
 WATCHDOG_MARGIN: Final = 2.0
-DRAIN_TIMEOUT: Final = 2.0
+"""Seconds past a claim's wait after which its requests are given up for lost."""
 
 _log = structlog.get_logger("jetwork.gateway")
 
 
+@dataclass(eq=False)
+class _Claim:
+    future: asyncio.Future[Msg | None]
+    requests: set[tuple[str, str]] = field(default_factory=set)  # (consumer, token)
+
+    @property
+    def waiting(self) -> bool:
+        return not self.future.done()
+
+    def give(self, msg: Msg | None) -> None:
+        if not self.future.done():
+            self.future.set_result(msg)
+
+
+@dataclass(eq=False)
+class _Request:
+    token: str
+    claim: _Claim
+
+
+class Feed:
+    """One label set's consumer, pulled for the claims that wait on it."""
+
+    def __init__(self, nc: NATS, labelset: LabelSet, *, stream: str) -> None:
+        self._nc = nc
+        self.labelset = labelset
+        self._next = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{labelset.consumer}"
+        self._inbox = nc.new_inbox()
+        self._ids = itertools.count(1)
+        self._open: OrderedDict[str, _Request] = OrderedDict()
+        self._waiting: deque[_Claim] = deque()
+        self._sub: Any = None
+        self.broken = False
+        """A status said the consumer is gone: ensure it again before the next pull."""
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._sub.drain(), 2.0)
+
+    async def ask(self, claim: _Claim, *, wait: float) -> None:
+        token = str(next(self._ids))
+        self._open[token] = _Request(token, claim)
+        claim.requests.add((self.labelset.consumer, token))
+        self._waiting.append(claim)
+        body: dict[str, Any] = {"batch": 1}
+        body |= {"no_wait": True} if wait <= 0 else {"expires": int(wait * _NANOS)}
+        try:
+            await self._nc.publish(self._next, orjson.dumps(body), reply=f"{self._inbox}.{token}")
+        except Exception:
+            self._close(token)
+            raise
+
+    async def _on_reply(self, msg: Msg) -> None:
+        status = msg.headers.get("Status") if msg.headers and not msg.reply else None
+        if status is not None:
+            if status == "100":
+                return  # an idle heartbeat ends nothing
+            if status not in ("404", "408"):
+                description = (msg.headers or {}).get("Description", "")
+                _log.info("pull request ended", consumer=self.labelset.consumer, status=status,
+                          description=description)  # fmt: skip
+                if status in ("409", "503") or "Deleted" in description:
+                    self.broken = True
+            self._close(msg.subject.rpartition(".")[2])
+            return
+        # Requests are served in order: this message answers the oldest open one.
+        oldest = next(iter(self._open.values()), None)
+        target = oldest.claim if oldest is not None and oldest.claim.waiting else None
+        target = target or self._first_waiting()
+        if target is not None:
+            target.give(msg)
+        else:
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        if oldest is not None:
+            self._close(oldest.token)
+
+    def _first_waiting(self) -> _Claim | None:
+        while self._waiting and not self._waiting[0].waiting:
+            self._waiting.popleft()
+        return self._waiting[0] if self._waiting else None
+
+    def _close(self, token: str) -> None:
+        request = self._open.pop(token, None)
+        if request is None:
+            return
+        claim = request.claim
+        claim.requests.discard((self.labelset.consumer, token))
+        if not claim.requests:
+            claim.give(None)  # every request it made has ended without a message for it
+        while self._waiting and not self._waiting[0].waiting:
+            self._waiting.popleft()
+
+
 class OneShotPuller:
+    """The feeds of the label sets in use; ``pull_one`` is what a claim calls."""
+
     def __init__(
         self, nc: NATS, *, consumer_lease: float, stream: str = subjects.JOBS_STREAM
     ) -> None:
         self._nc = nc
         self._stream = stream
         self._consumer_lease = consumer_lease
-        self._ensured: set[str] = set()
-        self._ids = itertools.count(1)
+        self._feeds: dict[str, Feed] = {}
+        self._lock = asyncio.Lock()
 
-    async def ensure(self, labelset: LabelSet) -> None:
-        """Create the label set's consumer if absent (once per gateway and label set)."""
-        if labelset.consumer in self._ensured:
-            return
-        await ensure_consumer(
-            self._nc, labelset, lease_ttl=self._consumer_lease, stream=self._stream
-        )
-        self._ensured.add(labelset.consumer)
+    async def feed(self, labelset: LabelSet) -> Feed:
+        feed = self._feeds.get(labelset.consumer)
+        if feed is not None and not feed.broken:
+            return feed
+        async with self._lock:
+            feed = self._feeds.get(labelset.consumer)
+            if feed is None or feed.broken:
+                await ensure_consumer(
+                    self._nc, labelset, lease_ttl=self._consumer_lease, stream=self._stream
+                )
+                if feed is None:
+                    feed = Feed(self._nc, labelset, stream=self._stream)
+                    await feed.start()
+                    self._feeds[labelset.consumer] = feed
+                feed.broken = False
+        return feed
 
-    def forget(self, labelset: LabelSet) -> None:
-        """The consumer seems gone (deleted by an operator): ensure it again next time."""
-        self._ensured.discard(labelset.consumer)
+    async def stop(self) -> None:
+        await asyncio.gather(*(feed.stop() for feed in self._feeds.values()))
+        self._feeds.clear()
 
     async def pull_one(self, labelsets: Sequence[LabelSet], *, wait: float) -> Msg | None:
-        """The first dispatch any of ``labelsets`` delivers within ``wait`` seconds, or None."""
+        """A dispatch from any of ``labelsets`` within ``wait`` seconds (0: what is there now)."""
         if not labelsets:
             return None
+        loop = asyncio.get_running_loop()
+        claim = _Claim(loop.create_future())
         for labelset in labelsets:
-            await self.ensure(labelset)
-        inbox = f"{self._nc.new_inbox()}.{next(self._ids)}"
-        got: list[Msg] = []
-        open_requests = {labelset.consumer: labelset for labelset in labelsets}
-        done = asyncio.Event()
-
-        async def on_reply(msg: Msg) -> None:
-            status = msg.headers.get("Status") if msg.headers and not msg.reply else None
-            consumer = msg.subject.rsplit(".", 1)[-1] if status is not None else _consumer(msg)
-            ended = open_requests.pop(consumer, None)
-            if status is None:
-                got.append(msg)
-                done.set()
-            elif status == "100":
-                if ended is not None:
-                    open_requests[consumer] = ended  # an idle heartbeat ends nothing
-                return
-            elif status not in ("404", "408") and ended is not None:
-                _log.info("pull request ended", consumer=consumer, status=status,
-                          description=(msg.headers or {}).get("Description", ""))  # fmt: skip
-                if status == "409" or status == "503":
-                    self.forget(ended)
-            if not open_requests:
-                done.set()
-
-        sub = await self._nc.subscribe(f"{inbox}.*", cb=on_reply)
+            feed = await self.feed(labelset)
+            await feed.ask(claim, wait=wait)
         try:
-            body = (
-                {"batch": 1, "no_wait": True}
-                if wait <= 0
-                else {"batch": 1, "expires": int(wait * _NANOS)}
+            return await asyncio.wait_for(
+                asyncio.shield(claim.future), max(wait, 0) + WATCHDOG_MARGIN
             )
-            payload = orjson.dumps(body)
-            for consumer in list(open_requests):
-                await self._nc.publish(
-                    f"$JS.API.CONSUMER.MSG.NEXT.{self._stream}.{consumer}",
-                    payload,
-                    reply=f"{inbox}.{consumer}",
-                )
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(done.wait(), max(wait, 0) + WATCHDOG_MARGIN)
-        finally:
-            if open_requests:
-                # Drop the others: UNSUB plus a round trip, so what the server sent before it
-                # saw the UNSUB is in hand (and released below), not in flight to nobody.
+        except TimeoutError:
+            claim.give(None)  # a message that still comes goes to another claim, or back
+            return claim.future.result()
+        except asyncio.CancelledError:
+            claim.give(None)
+            got = claim.future.result()
+            if got is not None:  # it came as the caller gave up: never claimed, release it
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(sub.drain(), DRAIN_TIMEOUT)  # type: ignore[no-untyped-call]
-            else:
-                with contextlib.suppress(Exception):
-                    await sub.unsubscribe()
-        if not got:
-            return None
-        for extra in got[1:]:
-            with contextlib.suppress(Exception):
-                await extra.nak()
-        return got[0]
-
-
-def _consumer(msg: Msg) -> str:
-    try:
-        return str(msg.metadata.consumer)
-    except Exception:  # not a JetStream delivery: match no request
-        return ""
+                    await got.nak()
+            raise
