@@ -475,3 +475,21 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
         if server.returncode is None:
             server.kill()
             await server.wait()
+
+
+@pytest.mark.parametrize("command", ["server", "gateway"])
+async def test_http_on_a_public_address_without_tokens_is_refused_before_anything_starts(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JETWORK_HTTP_TOKENS", raising=False)
+    exposed = failed(
+        await invoke(command, "--http", "0.0.0.0:0", "--nats", UNREACHABLE),
+        "not a loopback address",
+        "JETWORK_HTTP_TOKENS",
+        "--insecure",
+    )
+    assert "cannot reach" not in exposed  # refused before connecting to anything
+    monkeypatch.setenv("JETWORK_HTTP_TOKENS", "admin:short")
+    failed(await invoke(command, "--nats", UNREACHABLE), "8 characters or more")
+    monkeypatch.setenv("JETWORK_HTTP_TOKENS", "")
+    failed(await invoke(command, "--http", "nowhere", "--nats", UNREACHABLE), "HOST:PORT")

@@ -321,3 +321,45 @@ async def test_a_sigkilled_gateway_loses_no_job(clean_nats: NATS, nats_url: str)
             second.send_signal(signal.SIGTERM)
             await second.wait()
     assert types_of(history)[-1] == "WorkflowSucceeded"
+
+
+async def test_a_job_timeout_ends_an_http_lease_as_for_any_worker(stack: Stack) -> None:
+    """The engine's timeout backstop (``timeout`` + 5 s) fails the attempt; the worker hears 409."""
+    wf = await start(
+        stack.http,
+        {
+            "name": "slow",
+            "jobs": {"slow": {"run": "sleep 60", "labels": ["http"], "timeout": "1s"}},
+        },
+    )
+    held = await claim_eventually(stack.http, "w", ["http"], ttl=60)
+    assert held["job"]["timeout_secs"] == 1
+    lease_id = held["lease"]["lease_id"]
+
+    async def lost() -> bool:
+        beat = await stack.http.post(f"/api/jobs/{lease_id}/heartbeat")
+        return beat.status_code == 409
+
+    await assert_eventually(lost, timeout=20, interval=0.5)
+    history = await finished(stack.store, wf)
+    failed = [r.event for r in history if r.event.event_type == "JobFailed"]
+    assert [e.timed_out for e in failed] == [True]
+
+
+async def test_http_workers_may_serve_named_handlers(stack: Stack) -> None:
+    wf = await start(
+        stack.http,
+        {"name": "uses", "jobs": {"resize": {"uses": "resize", "with": {"width": 128}}}},
+    )
+    await asyncio.sleep(0.3)
+    assert await claim(stack.http, "plain", []) is None  # a `uses:` job needs its handler
+    held = await claim_eventually(stack.http, "h", [], handlers=["resize"])
+    job = held["job"]
+    assert (job["command"], job["uses"], job["with"]) == (None, "resize", {"width": 128})
+    await stack.http.post(
+        f"/api/jobs/{held['lease']['lease_id']}/complete",
+        json={"outputs": {"path": "out.png"}, "result": {"path": "out.png", "bytes": 12}},
+    )
+    history = await finished(stack.store, wf)
+    succeeded = next(r.event for r in history if r.event.event_type == "JobSucceeded")
+    assert succeeded.result == {"path": "out.png", "bytes": 12}
