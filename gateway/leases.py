@@ -190,8 +190,6 @@ class Leases:
             await _quietly(msg.nak())
             raise
         await _quietly(msg.ack())
-        _log.debug("job claimed over HTTP", workflow_id=state.workflow_id, job=state.job,
-                  attempt=state.attempt, epoch=state.epoch, worker_id=worker_id)  # fmt: skip
         return Claim(lease_id=self._signer.sign(lease), lease=lease, state=state)
 
     async def _settle(self, msg: Msg, outcome: ClaimOutcome) -> None:

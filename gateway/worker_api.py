@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -16,12 +17,9 @@ from gateway.context import context
 from gateway.leases import Claim
 from gateway.models import (
     ClaimBody,
-    ClaimOut,
     CompleteBody,
     FailBody,
     HeartbeatOut,
-    JobOut,
-    LeaseOut,
     LogChunkIn,
     LogsBody,
     RegisterBody,
@@ -75,36 +73,38 @@ async def claim(request: Request) -> Response:
         ),
         ttl=lease.ttl,
     )
-    return Json(claim_out(claimed).model_dump(mode="json", by_alias=True))
+    return Json(claim_out(claimed))
 
 
-def claim_out(claimed: Claim) -> ClaimOut:
+def claim_out(claimed: Claim) -> dict[str, Any]:
+    """The claim's answer, in the shape of ``ClaimOut`` (built as a dict: it is on the hot path;
+    ``tests/unit/test_gateway_parts.py`` checks it against the model)."""
     state, lease = claimed.state, claimed.lease
     spec = state.spec
-    job = JobOut(
-        job_id=state.job,
-        workflow_id=state.workflow_id,
-        command=spec.run,
-        required_labels=list(spec.labels),
-        attempt=state.attempt,
-        epoch=state.epoch,
-        env=dict(spec.env),
-        upstream_outputs={k: dict(v) for k, v in spec.upstream_outputs.items()},
-        uses=spec.uses,
-        **{"with": dict(spec.with_)},
-        timeout_secs=spec.timeout,
-    )
-    out = LeaseOut(
-        lease_id=claimed.lease_id,
-        job_id=lease.job,
-        workflow_id=lease.workflow_id,
-        worker_id=lease.worker_id,
-        ttl_secs=lease.ttl,
-        granted_at_ms=lease.granted_at_ms,
-        epoch=lease.epoch,
-        attempt=lease.attempt,
-    )
-    return ClaimOut(job=job, lease=out)
+    job = {
+        "job_id": state.job,
+        "workflow_id": state.workflow_id,
+        "command": spec.run,
+        "required_labels": list(spec.labels),
+        "attempt": state.attempt,
+        "epoch": state.epoch,
+        "env": spec.env,
+        "upstream_outputs": spec.upstream_outputs,
+        "uses": spec.uses,
+        "with": spec.with_,
+        "timeout_secs": spec.timeout,
+    }
+    out = {
+        "lease_id": claimed.lease_id,
+        "job_id": lease.job,
+        "workflow_id": lease.workflow_id,
+        "worker_id": lease.worker_id,
+        "ttl_secs": lease.ttl,
+        "granted_at_ms": lease.granted_at_ms,
+        "epoch": lease.epoch,
+        "attempt": lease.attempt,
+    }
+    return {"job": job, "lease": out}
 
 
 async def heartbeat(request: Request) -> Response:

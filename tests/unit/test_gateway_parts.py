@@ -132,3 +132,32 @@ def test_pushed_chunks_become_numbered_lines_of_the_leased_job() -> None:
             workflow_id="wf-1",
             job="build",
         )
+
+
+def test_the_claim_answer_has_the_documented_shape() -> None:
+    from datetime import UTC, datetime
+
+    from actors.job import evolve, pending
+    from events.catalog import JobQueued, JobSpec, JobStarted
+    from gateway.leases import Claim
+    from gateway.models import ClaimOut, JobOut
+    from gateway.worker_api import claim_out
+
+    spec = JobSpec(
+        run="make", labels=("linux",), env={"A": "1"}, upstream_outputs={"b": {"v": "2"}}
+    )
+    now = datetime.now(UTC)
+    state = evolve(
+        evolve(
+            pending("wf-1", "build"),
+            JobQueued(workflow_id="wf-1", job="build", attempt=2, spec=spec, queued_at=now),
+        ),
+        JobStarted(workflow_id="wf-1", job="build", attempt=2, epoch=3, worker_id="py-1",
+                   lease_ttl=60, started_at=now),
+    )  # fmt: skip
+    answer = claim_out(Claim(lease_id="id.mac", lease=LEASE, state=state))
+    parsed = ClaimOut.model_validate(answer)
+    assert parsed.model_dump(mode="json", by_alias=True) == answer
+    fields = {f.alias or name for name, f in JobOut.model_fields.items()}
+    assert set(answer["job"]) == fields
+    assert answer["job"]["upstream_outputs"] == {"b": {"v": "2"}}
