@@ -145,6 +145,10 @@ def reference_page(doc: dict[str, Any]) -> str:
     out.append("<h2>errors</h2><ul>")
     out += [f"<li><code>{code}</code>: {html.escape(text)}</li>" for code, text in _ERRORS.items()]
     out.append("</ul><p>Body of every error:</p>" + _schema_html(_ref(ErrorOut), schemas))
+    out.append("<h2>schemas</h2><p>Fields marked <code>?</code> are optional.</p>")
+    for name in sorted(schemas):
+        out.append(f"<h3 id='{html.escape(name)}'>{html.escape(name)}</h3>")
+        out.append(_schema_html({"$ref": f"#/components/schemas/{name}"}, schemas))
     out.append("</body></html>")
     return "\n".join(out)
 
