@@ -14,6 +14,7 @@ import httpx
 import pytest
 from nats.aio.client import Client as NATS
 
+from events import subjects
 from events.catalog import JobResultRejected, JobStarted
 from events.store import EventStore
 from gateway.serve import HttpGateway
@@ -48,6 +49,16 @@ async def stack(clean_nats: NATS, nats_url: str) -> AsyncIterator[Stack]:
         httpx.AsyncClient(base_url=gateway.url, timeout=30) as http,
     ):
         yield Stack(clean_nats, nats_url, gateway, http, EventStore(clean_nats))
+
+
+async def dispatched(stack: Stack) -> None:
+    """Wait until a dispatch waits in JW_JOBS (so a claim that gets none was refused it)."""
+
+    async def waiting() -> bool:
+        info = await stack.nc.jetstream().stream_info(subjects.JOBS_STREAM)
+        return bool(info.state.messages)
+
+    await assert_eventually(waiting)
 
 
 ONE_JOB = {"name": "one", "jobs": {"only": {"run": "true", "labels": ["http"]}}}
@@ -106,7 +117,7 @@ async def test_the_job_and_lease_carry_what_the_seed_names_and_upstream_outputs(
 
 async def test_jobs_go_only_to_workers_whose_labels_cover_theirs(stack: Stack) -> None:
     await start(stack.http, {"name": "gpu", "jobs": {"train": {"run": "t", "labels": ["gpu"]}}})
-    await asyncio.sleep(0.5)  # queued and dispatched by now
+    await dispatched(stack)
     assert await claim(stack.http, "cpu", ["linux"]) is None
     assert await claim(stack.http, "nolabels") is None
     claimed = await claim_eventually(stack.http, "gpu", ["gpu", "linux"])
@@ -140,9 +151,9 @@ async def test_a_vanished_http_worker_loses_its_lease_after_its_ttl_and_late_res
 
 async def test_heartbeats_keep_a_lease_longer_than_its_ttl(stack: Stack) -> None:
     wf = await start(stack.http, ONE_JOB)
-    held = await claim_eventually(stack.http, "keeper", ["http"], ttl=2)
+    held = await claim_eventually(stack.http, "keeper", ["http"], ttl=3)
     lease_id = held["lease"]["lease_id"]
-    for _ in range(8):  # 4 s: twice the lease, renewed every half second
+    for _ in range(12):  # 6 s: twice the lease, renewed every half second
         beat = await stack.http.post(f"/api/jobs/{lease_id}/heartbeat")
         assert beat.status_code == 200, beat.text
         assert await claim(stack.http, "thief", ["http"]) is None
@@ -351,7 +362,7 @@ async def test_http_workers_may_serve_named_handlers(stack: Stack) -> None:
         stack.http,
         {"name": "uses", "jobs": {"resize": {"uses": "resize", "with": {"width": 128}}}},
     )
-    await asyncio.sleep(0.3)
+    await dispatched(stack)
     assert await claim(stack.http, "plain", []) is None  # a `uses:` job needs its handler
     held = await claim_eventually(stack.http, "h", [], handlers=["resize"])
     job = held["job"]
