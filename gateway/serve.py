@@ -13,6 +13,7 @@ import structlog
 import uvicorn
 from nats.aio.client import Client as NATS
 
+from events.connection import NatsSettings, connect
 from events.errors import JetworkError
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
@@ -35,9 +36,16 @@ class HttpGateway:
         self, settings: GatewaySettings, *, nats_url: str | None = None, nc: NATS | None = None
     ) -> None:
         self.settings = settings
-        app = create_app(settings, nats_url=nats_url, nc=nc)
+        self._nats_url = nats_url
+        self._nc = nc
+        self._owns_connection = nc is None
+        self._server: _Server | None = None
+        self._socket: socket.socket | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def _make_server(self, nc: NATS) -> _Server:
         config = uvicorn.Config(
-            app,
+            create_app(self.settings, nc=nc),
             http="httptools",
             lifespan="on",
             access_log=False,
@@ -45,9 +53,7 @@ class HttpGateway:
             timeout_graceful_shutdown=int(STOP_GRACE),
             server_header=False,
         )
-        self._server = _Server(config)
-        self._socket: socket.socket | None = None
-        self._task: asyncio.Task[None] | None = None
+        return _Server(config)
 
     @property
     def url(self) -> str:
@@ -71,8 +77,17 @@ class HttpGateway:
                 address=f"{self.settings.host}:{self.settings.port}",
             )
         self._socket = _bind(self.settings.host, self.settings.port)
+        if self._nc is None:  # before uvicorn: an unreachable server is one clear error
+            try:
+                self._nc = await connect(
+                    NatsSettings.from_env(url=self._nats_url, name="jetwork-gateway")
+                )
+            except BaseException:
+                self._socket.close()
+                raise
+        self._server = server = self._make_server(self._nc)
         self._task = asyncio.get_running_loop().create_task(self._run(self._socket), name="jw-http")
-        while not self._server.started:
+        while not server.started:
             if self._task.done():
                 self._task.result()  # raises what stopped it
                 raise JetworkError(f"the HTTP gateway on {self.url} stopped while starting")
@@ -80,6 +95,7 @@ class HttpGateway:
         _log.info("HTTP gateway serving", url=self.url, tokens=self.settings.tokens.roles())
 
     async def _run(self, sock: socket.socket) -> None:
+        assert self._server is not None
         try:
             await self._server.serve(sockets=[sock])
         except SystemExit:
@@ -88,12 +104,16 @@ class HttpGateway:
             ) from None
 
     async def stop(self) -> None:
-        self._server.should_exit = True
+        if self._server is not None:
+            self._server.should_exit = True
         if self._task is not None:
             with contextlib.suppress(Exception):
                 await self._task
         if self._socket is not None:
             self._socket.close()
+        if self._owns_connection and self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
 
 
 def _bind(host: str, port: int) -> socket.socket:

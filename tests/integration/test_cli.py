@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -493,3 +494,22 @@ async def test_http_on_a_public_address_without_tokens_is_refused_before_anythin
     failed(await invoke(command, "--nats", UNREACHABLE), "8 characters or more")
     monkeypatch.setenv("JETWORK_HTTP_TOKENS", "")
     failed(await invoke(command, "--http", "nowhere", "--nats", UNREACHABLE), "HOST:PORT")
+
+
+async def test_gateway_start_failures_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JETWORK_HTTP_TOKENS", raising=False)
+    failed(
+        await invoke("gateway", "--http", "127.0.0.1:0", "--nats", UNREACHABLE),
+        "cannot reach the NATS server",
+    )
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        failed(
+            await invoke("gateway", "--http", f"127.0.0.1:{port}", "--nats", UNREACHABLE),
+            f"cannot serve HTTP on 127.0.0.1:{port}",
+        )
+    finally:
+        taken.close()
