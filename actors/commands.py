@@ -118,7 +118,22 @@ class TimeoutWorkflow(WorkflowCommand):
     type: Literal["TimeoutWorkflow"] = "TimeoutWorkflow"
 
 
+class ExpireLease(JobCommand):
+    """Lease ``epoch`` ran out without a heartbeat: a lease kept by the log (the HTTP gateway's,
+    whose expiry is a durable timer), not by a JetStream ack wait."""
+
+    type: Literal["ExpireLease"] = "ExpireLease"
+    epoch: int
+
+
 AnyJobCommand = (
-    ClaimJob | CompleteJob | FailJob | TimeoutJob | RequeueJob | CancelJob | ConfirmCancelled
+    ClaimJob
+    | CompleteJob
+    | FailJob
+    | TimeoutJob
+    | RequeueJob
+    | CancelJob
+    | ConfirmCancelled
+    | ExpireLease
 )
 AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow

@@ -20,6 +20,7 @@ from actors.commands import (
     ClaimJob,
     CompleteJob,
     ConfirmCancelled,
+    ExpireLease,
     FailJob,
     RequeueJob,
     TimeoutJob,
@@ -92,6 +93,8 @@ def decide(state: JobState, command: AnyJobCommand) -> list[JobEvent]:
             return _cancel(state, command)
         case ConfirmCancelled():
             return _confirm_cancelled(state, command)
+        case ExpireLease():
+            return _expire_lease(state, command)
 
 
 def _claim(state: JobState, cmd: ClaimJob) -> list[JobEvent]:
@@ -236,6 +239,25 @@ def _requeue(state: JobState, cmd: RequeueJob) -> list[JobEvent]:
             retry=state.retry,
             on_failure=state.on_failure,
             queued_at=cmd.now,
+            prior_epoch=state.epoch,
+        )
+    ]
+
+
+def _expire_lease(state: JobState, cmd: ExpireLease) -> list[JobEvent]:
+    """Queue the attempt again for another worker: its lease ran out (the holder's later
+    result is rejected, as any stale epoch's). [] when that lease has ended already."""
+    if not _holds_lease(state, cmd.epoch):
+        return []
+    return [
+        JobQueued(
+            **state.ids,
+            attempt=state.attempt,
+            spec=state.spec,
+            retry=state.retry,
+            on_failure=state.on_failure,
+            queued_at=cmd.now,
+            prior_epoch=state.epoch,
         )
     ]
 

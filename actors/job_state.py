@@ -136,11 +136,25 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
             )
         case JobSucceeded():
             return _settle(
-                state, event.epoch, SUCCEEDED, event.ended_at, outputs=event.outputs, error=None
+                state,
+                event.epoch,
+                SUCCEEDED,
+                event.ended_at,
+                outputs=event.outputs,
+                error=None,
+                epoch=max(state.epoch, event.epoch),  # a state that did not see the claim
             )
         case JobFailed():
             status = JobStatus.RETRYING if event.will_retry else JobStatus.FAILED
-            return _settle(state, event.epoch, FAILED, event.ended_at, status, error=event.error)
+            return _settle(
+                state,
+                event.epoch,
+                FAILED,
+                event.ended_at,
+                status,
+                error=event.error,
+                epoch=max(state.epoch, event.epoch),  # (the engine's: it skips claims)
+            )
         case JobRetryScheduled():
             return updated(state, status=JobStatus.RETRYING, not_before=event.not_before)
         case JobCancelRequested():
@@ -155,7 +169,7 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
 
 def _settle(
     state: JobState,
-    epoch: int,
+    settled_epoch: int,
     outcome: str,
     at: datetime,
     status: JobStatus | None = None,
@@ -164,7 +178,7 @@ def _settle(
     return updated(
         state,
         status=status or JobStatus(outcome),
-        settled_epoch=epoch,
+        settled_epoch=settled_epoch,
         settled_outcome=outcome,
         ended_at=at,
         **changes,

@@ -12,6 +12,7 @@ the workers as separate processes (``bench.roles``), warms up, measures, prints 
   s4     rebuild one 1,000-job workflow's state; rebuild all projections over ≥ 100k events
   s5     10,000 open workflows: engine RSS, SIGKILL + restart, drain; a kill under load
   all    everything above (the default)
+  gateway HTTP workers through the gateway beside the native worker (no engine), /healthz
   worker the worker side alone (no engine: jobs queued and dispatched by the driver)
   store  the event store micro-benchmark alone (as before)
 """
@@ -23,13 +24,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import recovery, store_micro, throughput, worker_only
+from bench import gateway, recovery, store_micro, throughput, worker_only
 from bench.common import NOOP, SHELL_TRUE, Deployment, WorkerSpec, deployment, run_batch
 from bench.procstat import load_average
 from bench.report import RESULTS_DIR, Result, median_of, save, table
 from sdk.runtime import run_service
 
-SCENARIOS = ("all", "s0", "s1", "s2", "s3", "s4", "s5", "worker", "store")
+SCENARIOS = ("all", "s0", "s1", "s2", "s3", "s4", "s5", "gateway", "worker", "store")
 
 
 def _options() -> argparse.Namespace:
@@ -69,6 +70,9 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--rates", default="50,500", help="S2 arrival rates (jobs/s)")
     parser.add_argument("--seconds", type=float, default=10.0, help="S2 seconds per rate")
     parser.add_argument("--count", type=int, default=3_000, help="S0 operations per run")
+    parser.add_argument("--gateway-workers", type=int, default=8, help="G: HTTP workers/slots")
+    parser.add_argument("--gateway-jobs", type=int, default=5_000, help="G: jobs per run")
+    parser.add_argument("--gateway-repeats", type=int, default=1, help="G: runs per figure")
     parser.add_argument("--log-level", default="info", help="roles' log level")
     parser.add_argument("--profile", action="store_true", help="pyinstrument in every role")
     parser.add_argument(
@@ -232,6 +236,8 @@ async def _main(options: argparse.Namespace) -> list[Result]:
             await group("S1 best config", lambda: s1_best(options, options.sync))
     if want("s5"):
         await group("S5 scale", lambda: s5(options))
+    if want("gateway"):
+        await group("G HTTP gateway", lambda: gateway_side(options))
     if chosen == "worker":
         await group("W worker side", lambda: worker_side(options))
     if chosen == "store":
@@ -260,6 +266,15 @@ async def worker_side(options: argparse.Namespace) -> list[Result]:
             ]
             results.append(median_of(runs, "jobs/s"))
     return results
+
+
+async def gateway_side(options: argparse.Namespace) -> list[Result]:
+    return await gateway.compare(
+        sync=options.sync,
+        jobs=min(options.jobs, options.gateway_jobs),
+        slots=options.gateway_workers,
+        repeats=options.gateway_repeats,
+    )
 
 
 async def _s1_alone(options: argparse.Namespace, sync: str) -> list[Result]:

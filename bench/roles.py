@@ -1,4 +1,4 @@
-"""``python -m bench.roles engine|projector|worker --nats URL ...``: one jetwork role per process.
+"""``python -m bench.roles engine|projector|worker|gateway --nats URL ...``: one role per process.
 
 Each runs the library's own object under uvloop, as ``jetwork server`` / ``jetwork worker`` do,
 prints ``ready`` on stdout once it serves, and stops cleanly on SIGTERM. Bench workers register
@@ -141,7 +141,24 @@ def profiling(path: str | None) -> Any:
         out.write_text(text)
 
 
-ROLES = {"engine": run_engine, "projector": run_projector, "worker": run_worker}
+async def run_gateway(args: argparse.Namespace) -> None:
+    from gateway.serve import HttpGateway
+    from gateway.settings import GatewaySettings
+
+    http = HttpGateway(GatewaySettings(port=args.http_port), nats_url=args.nats)
+    await http.start()
+    with profiling(args.profile):
+        ready()
+        await until_signalled()
+    await http.stop()
+
+
+ROLES = {
+    "engine": run_engine,
+    "projector": run_projector,
+    "worker": run_worker,
+    "gateway": run_gateway,
+}
 
 
 def main() -> None:
@@ -151,6 +168,7 @@ def main() -> None:
     parser.add_argument("--name", default="bench", help="connection name / worker id")
     parser.add_argument("--slots", type=int, default=4, help="worker: max concurrent jobs")
     parser.add_argument("--labels", default="", help="worker: comma-separated labels")
+    parser.add_argument("--http-port", type=int, default=3000, help="gateway: loopback port")
     parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
     parser.add_argument("--profile", default=None, help="pyinstrument output file")
     args = parser.parse_args()

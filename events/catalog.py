@@ -140,6 +140,9 @@ class JobQueued(JobEvent):
     on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
     queued_at: datetime
     not_before: datetime | None = None
+    # The last lease epoch granted before this attempt was queued (0 for a first attempt): with
+    # it the event alone is the job actor's state for a claim (``sdk.worker.claims``).
+    prior_epoch: int = 0
 
     def subject(self) -> str:
         return subjects.job_queued(self.workflow_id, self.job, self.labelset_token)

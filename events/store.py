@@ -339,6 +339,11 @@ class EventStore:
     async def _last_message(self, filter_subject: str) -> StoredMessage | None:
         return await self._reader.last(filter_subject)
 
+    async def last_event(self, actor: ActorRef) -> RecordedEvent | None:
+        """The actor's newest event (one direct get by subject), None when it has none."""
+        message = await self._last_message(actor.filter)
+        return self._decode(message) if message is not None else None
+
     async def last_seq(self, actor: ActorRef) -> int:
         """The actor's last sequence (0 when it has no events): what the next append expects."""
         last = await self._last_message(actor.filter)

@@ -36,6 +36,7 @@ KV_WORKERS: Final = "jw_workers"
 KV_LABELSETS: Final = "jw_labelsets"
 KV_PROJECTOR: Final = "jw_projector"
 KV_PARTITIONS: Final = "jw_partitions"
+KV_GATEWAY: Final = "jw_gateway"
 
 PARTITIONS: Final = 16
 """How many partitions workflows are hashed into; one engine owns a partition at a time.

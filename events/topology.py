@@ -174,6 +174,7 @@ class Topology:
             bucket(subjects.KV_LABELSETS, "label sets in use (JobQueued subjects)"),
             bucket(subjects.KV_PROJECTOR, "projections: the current generation"),
             bucket(subjects.KV_PARTITIONS, "engines: partition leases and live engines"),
+            bucket(subjects.KV_GATEWAY, "HTTP gateways: the key that signs lease ids"),
         ]
 
 

@@ -208,7 +208,7 @@ class _Run:
             JETWORK_WORKER_KILL_GRACE="1",
             JETWORK_WORKER_LOG_BATCH_INTERVAL="100ms",
         )
-        engine_command = jetwork("server", "--no-projector", "--nats", url)
+        engine_command = jetwork("server", "--no-projector", "--no-http", "--nats", url)
         for n in range(1, c.engines + 1):
             name = f"engine-{n}"
             log = logs / f"{name}.log"

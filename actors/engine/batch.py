@@ -34,7 +34,7 @@ from actors.engine.definition_cache import DefinitionCache
 from actors.engine.labelsets import LabelSets
 from actors.engine.reactions import Cancel, Fired, Item, Reaction, Start, react
 from actors.engine.states import States, absorb, skip_over
-from actors.engine.timers import TIMERS, AnyTimer, JobTimeoutTimer, Timers
+from actors.engine.timers import TIMERS, AnyTimer, JobTimeoutTimer, LeaseTimer, Timers
 from actors.workflow import WorkflowState
 from events import subjects
 from events.base import RecordedEvent
@@ -371,11 +371,12 @@ def _newest_seq(items: list[Item]) -> int:
 
 
 def _timed_out_jobs(items: list[Item]) -> set[str]:
-    """Jobs whose timeout timer fired: deciding it needs their claims, read from the log."""
+    """Jobs whose timeout or lease timer fired: deciding it needs their claims, which the engine
+    does not follow as they happen, read from the log."""
     return {
         item.timer.job
         for item in items
-        if isinstance(item, Fired) and isinstance(item.timer, JobTimeoutTimer)
+        if isinstance(item, Fired) and isinstance(item.timer, JobTimeoutTimer | LeaseTimer)
     }
 
 

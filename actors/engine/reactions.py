@@ -22,12 +22,19 @@ from actors.appends import Append
 from actors.commands import (
     Advance,
     CancelWorkflow,
+    ExpireLease,
     RequeueJob,
     StartWorkflow,
     TimeoutJob,
     TimeoutWorkflow,
 )
-from actors.engine.timers import AnyTimer, JobTimeoutTimer, RetryTimer, WorkflowTimeoutTimer
+from actors.engine.timers import (
+    AnyTimer,
+    JobTimeoutTimer,
+    LeaseTimer,
+    RetryTimer,
+    WorkflowTimeoutTimer,
+)
 from actors.workflow import WorkflowState
 from events import subjects
 from events.base import Event, RecordedEvent
@@ -174,6 +181,9 @@ def _fire(reaction: Reaction, timer: AnyTimer, now: datetime) -> list[Event]:
         return workflow.decide(state, TimeoutWorkflow(workflow_id=wf, now=now))
     if isinstance(timer, JobTimeoutTimer):
         return _job_timeout(reaction, timer, now)
+    if isinstance(timer, LeaseTimer):
+        command = ExpireLease(workflow_id=wf, job=timer.job, epoch=timer.epoch, now=now)
+        return list(job.decide(state.job(timer.job), command))
     requeue = RequeueJob(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
     return list(job.decide(state.job(timer.job), requeue))
 

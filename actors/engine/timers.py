@@ -69,7 +69,20 @@ class RetryTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.retry-a{self.attempt}"
 
 
-AnyTimer = WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer
+class LeaseTimer(_Timer):
+    """The end of a lease kept by the log (an HTTP worker's, ``gateway.leases``): pushed back by
+    every heartbeat (a schedule replaces the one before on its subject), dropped by a result.
+    When it fires, the engine queues the attempt again if that lease still holds it."""
+
+    kind: Literal["lease"] = "lease"
+    job: str = Field(pattern=_TOKEN)
+    epoch: int
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.{self.job}.lease-e{self.epoch}"
+
+
+AnyTimer = WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer | LeaseTimer
 TIMERS: TypeAdapter[AnyTimer] = TypeAdapter(Annotated[AnyTimer, Field(discriminator="kind")])
 
 
@@ -79,6 +92,23 @@ def schedule_time(due: datetime) -> str:
     if due.microsecond:
         due = due.replace(microsecond=0) + _ONE_SECOND
     return due.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def schedule(timer: AnyTimer, *, msg_id: bool = True) -> tuple[str, bytes, dict[str, str]]:
+    """Subject, body and headers of ``timer``'s durable schedule.
+
+    ``msg_id``: de-duplicate a repeated arming of the same timer (a reaction retried). A timer
+    pushed back on purpose (a lease's heartbeat) goes without: it replaces the schedule before.
+    """
+    timer_id = timer.timer_id()
+    partition = subjects.partition_of(timer.workflow_id)
+    headers = {
+        "Nats-Schedule": f"@at {schedule_time(timer.due)}",
+        "Nats-Schedule-Target": subjects.timer_fire(partition, timer_id),
+    }
+    if msg_id:
+        headers["Nats-Msg-Id"] = f"timer.{timer_id}"
+    return subjects.timer_set(partition, timer_id), timer.model_dump_json().encode(), headers
 
 
 class Timers:
@@ -91,17 +121,8 @@ class Timers:
 
     async def arm(self, timer: AnyTimer, *, now: datetime) -> None:
         timer_id = timer.timer_id()
-        partition = subjects.partition_of(timer.workflow_id)
-        await self._js.publish(
-            subjects.timer_set(partition, timer_id),
-            timer.model_dump_json().encode(),
-            headers={
-                "Nats-Schedule": f"@at {schedule_time(timer.due)}",
-                "Nats-Schedule-Target": subjects.timer_fire(partition, timer_id),
-                # Re-arming the same timer (a reaction retried) is de-duplicated.
-                "Nats-Msg-Id": f"timer.{timer_id}",
-            },
-        )
+        subject, body, headers = schedule(timer)
+        await self._js.publish(subject, body, headers=headers)
         delay = (timer.due - now).total_seconds()
         if delay <= IN_PROCESS_HORIZON and timer_id not in self._handles:
             loop = asyncio.get_running_loop()

@@ -8,6 +8,7 @@ from sdk.cli import (
     cancel,
     dead_letters,
     demo,
+    gateway,
     history,
     listing,
     logs,
@@ -34,7 +35,7 @@ def main() -> None:
     \b
     Quick start:
       jetwork demo                      run example workflows end to end, locally
-      jetwork server                    engine + projector (embedded nats-server by default)
+      jetwork server                    engine + projector + HTTP gateway (embedded nats-server)
       jetwork worker --labels linux     run shell jobs
       jetwork run examples/hello.yaml --wait
     """
@@ -43,6 +44,7 @@ def main() -> None:
 main.add_command(demo.demo)
 main.add_command(worker.worker)
 main.add_command(server.server)
+main.add_command(gateway.gateway)
 main.add_command(run.run)
 main.add_command(status.status)
 main.add_command(listing.list_workflows)

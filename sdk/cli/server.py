@@ -10,7 +10,7 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import click
 import structlog
@@ -22,8 +22,12 @@ from events.errors import JetworkError
 from events.topology import ensure_topology
 from projections.projector import Projector, ProjectorSettings
 from sdk.cli._common import configure_logging, make_console, nats_option
+from sdk.cli.gateway import gateway_settings, http_options
 from sdk.embedded_server import EmbeddedServer
 from sdk.runtime import run_service
+
+if TYPE_CHECKING:
+    from gateway.settings import GatewaySettings
 
 _log = structlog.get_logger("jetwork.server")
 STOP_TIMEOUT: Final = 15.0
@@ -70,15 +74,26 @@ class Service(Protocol):
     "acknowledged writes on an OS crash). [env: JETWORK_NATS_SYNC_INTERVAL]",
 )
 @click.option("--no-projector", is_flag=True, help="Run the engine only.")
+@http_options(optional=True)
 @nats_option
 def server(
-    data_dir: Path, port: int, sync_interval: str, no_projector: bool, nats_url: str | None
+    data_dir: Path,
+    port: int,
+    sync_interval: str,
+    no_projector: bool,
+    http_listen: str | None,
+    tokens_file: str | None,
+    insecure: bool,
+    no_http: bool,
+    nats_url: str | None,
 ) -> None:
-    """Run the engine and the projector until SIGTERM or Ctrl-C.
+    """Run the engine, the projector and the HTTP gateway until SIGTERM or Ctrl-C.
 
     With --nats or JETWORK_NATS_URL set it uses that server; otherwise it starts the embedded
     nats-server (JetStream, data in <data-dir>/nats, fsync always) and prints its URL. It creates
     the streams and buckets if needed. Run as many as you like: engines share the work.
+    The HTTP gateway (workers in any language, the client API: docs/http.md) listens on
+    127.0.0.1:3000 unless --no-http; `jetwork gateway` runs it alone.
 
     \b
     Examples:
@@ -86,12 +101,14 @@ def server(
       jetwork server --port 4333 --data-dir /var/lib/jetwork
       jetwork server --nats nats://nats.internal:4222
       jetwork server --sync-interval 2m     # faster, see docs/reliability.md
+      jetwork server --http 127.0.0.1:8080  # the HTTP gateway elsewhere (--no-http: none)
     """
     try:  # before anything starts: a bad variable is one line, not a traceback
         engine_settings = EngineSettings.from_env()
         projector_settings = ProjectorSettings.from_env() if not no_projector else None
     except ValueError as exc:
         raise JetworkError(f"invalid setting: {exc}") from None
+    http = None if no_http else gateway_settings(http_listen, tokens_file, insecure)
     configure_logging(logging.INFO)
     console = make_console(stderr=True)
     url = nats_url or os.environ.get("JETWORK_NATS_URL") or None
@@ -109,7 +126,7 @@ def server(
         )
         console.print(f"point workers and clients at it:  [bold]export JETWORK_NATS_URL={url}[/]")
     try:
-        run_service(_serve(url, console, engine_settings, projector_settings))
+        run_service(_serve(url, console, engine_settings, projector_settings, http))
     except asyncio.CancelledError:
         console.print("forced to stop: unfinished work will be redelivered")
         sys.exit(130)
@@ -124,6 +141,7 @@ async def _serve(
     console: Console,
     engine_settings: EngineSettings,
     projector_settings: ProjectorSettings | None,
+    http_settings: GatewaySettings | None,
 ) -> None:
     nc = await connect(NatsSettings(url=url, name="jetwork-server"))
     services: list[Service] = []
@@ -132,11 +150,19 @@ async def _serve(
         services.append(Engine(nc, settings=engine_settings))
         if projector_settings is not None:
             services.append(Projector(nc, settings=projector_settings))
+        http = None
+        if http_settings is not None:
+            from gateway.serve import HttpGateway
+
+            http = HttpGateway(http_settings, nats_url=url)
+            services.append(http)
         for service in services:
             await service.start()
         what = "engine and projector" if projector_settings is not None else "engine"
         console.print(f"[green]ready[/]: {what} on {url} (Ctrl-C to stop)")
-        await _until_signalled()
+        if http is not None:
+            console.print(f"HTTP gateway on [bold]{http.url}[/] (API reference: {http.url}/docs)")
+        await until_signalled()
         console.print("stopping… (Ctrl-C again to force)")
     finally:
         for service in reversed(services):
@@ -149,7 +175,7 @@ async def _serve(
             await asyncio.wait_for(nc.drain(), STOP_TIMEOUT)
 
 
-async def _until_signalled() -> None:
+async def until_signalled() -> None:
     """Return on the first SIGINT/SIGTERM; a second one cancels the shutdown that follows."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -210,6 +210,14 @@ class Client:
 
     # --- reading the log -------------------------------------------------------------------------
 
+    async def exists(self, workflow_id: str) -> bool:
+        """True when the workflow has started, or its start request waits for an engine."""
+        try:
+            await self._require_known(workflow_id)
+        except WorkflowNotFound:
+            return False
+        return True
+
     async def status(self, workflow_id: str) -> WorkflowView:
         """The workflow's current view, folded from its history (no projection lag).
 

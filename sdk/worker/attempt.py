@@ -3,12 +3,11 @@
 The dispatched message is the job's ``JobQueued`` event itself, delivered by its label set's
 consumer on the events stream (``events.dispatch``).
 
-- **Claim**: take the job actor's state from the event (a first delivery of attempt 1: the event
-  is the actor's whole history) or load it, decide ``ClaimJob`` and append it under CAS (a
-  conflict reloads and decides again). A job queued for later (``not_before``) is released
-  until it is due. A refused claim is dropped; its message is acked unless another worker
-  holds it (acks are not fenced by JetStream: acking a redelivered message would take it away
-  from its current holder).
+- **Claim**: take the job actor's state from the event (or read it), decide ``ClaimJob`` and
+  append it under CAS (``sdk.worker.claims``: a conflict reloads and decides again). A job queued
+  for later (``not_before``) is released until it is due. A refused claim is dropped; its
+  message is acked unless another worker holds it (acks are not fenced by JetStream: acking a
+  redelivered message would take it away from its current holder).
 - **Run**: the executor gets a ``JobContext``; a watcher checks the job actor every
   ``cancellation_check_interval`` (or at once on a cancel notice) for ``JobCancelRequested``
   (cancel the run) or a newer claim (lease lost: stop, report nothing, do not ack).
@@ -23,8 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
@@ -32,20 +30,13 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from actors.commands import ClaimJob
-from actors.job import ClaimRefused, JobState, decide, evolve, pending, replay
+from actors.job import JobState
 from events import subjects
-from events.catalog import JobCancelled, JobEvent, JobQueued, JobResultRejected, JobStatus
-from events.codec import decode
+from events.catalog import JobEvent, JobResultRejected, JobStatus
 from events.dispatch import InvalidDispatch
-from events.errors import (
-    ConcurrencyConflict,
-    JetworkError,
-    PayloadTooLarge,
-    StoreError,
-    UndecodableEvent,
-)
+from events.errors import JetworkError, PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
+from sdk.worker.claims import Action, Dispatch, claim_dispatch, now, record_result, refresh
 from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import ExecutionResult, Executor, Failed
 from sdk.worker.job_context import JobContext
@@ -54,47 +45,9 @@ from sdk.worker.logs import log_publisher
 from sdk.worker.presence import RunningJob
 from sdk.worker.results import held_by_another, result_command
 
-CLAIM_TRIES: Final = 5
-REPORT_TRIES: Final = 10
 DEAD_LETTER_SOURCE: Final = "dispatch"
-NOT_QUEUED_DELIVERIES: Final = 20
-"""A dispatch whose attempt the log never shows as queued goes to dead letters after this many."""
 
 _log = structlog.get_logger("jetwork.worker")
-
-
-@dataclass(frozen=True, slots=True)
-class Dispatch:
-    """A delivered ``JobQueued``: which attempt of which job may be claimed."""
-
-    queued: JobQueued
-
-    @property
-    def workflow_id(self) -> str:
-        return self.queued.workflow_id
-
-    @property
-    def job(self) -> str:
-        return self.queued.job
-
-    @property
-    def attempt(self) -> int:
-        return self.queued.attempt
-
-    @property
-    def msg_id(self) -> str:
-        return f"{self.workflow_id}.{self.job}.{self.attempt}"
-
-    @classmethod
-    def decode(cls, msg: Msg) -> Dispatch:
-        """The dispatch a message carries; ``InvalidDispatch`` says what is wrong with it."""
-        try:
-            event = decode(msg.data, subject=msg.subject, seq=msg.metadata.sequence.stream)
-        except UndecodableEvent as exc:
-            raise InvalidDispatch(str(exc)) from None
-        if not isinstance(event, JobQueued) or event.subject() != msg.subject:
-            raise InvalidDispatch(f"{msg.subject} does not hold the JobQueued its subject names")
-        return cls(event)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,10 +61,6 @@ class AttemptEnv:
     store: EventStore
     executor: Executor
     aborting: Callable[[], bool]
-
-
-def now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Attempt:
@@ -228,89 +177,36 @@ class Attempt:
 
     async def _claim(self) -> bool:
         assert self.dispatch is not None
-        dispatch = self.dispatch
-        quick = True
-        for attempt in range(1, CLAIM_TRIES + 1):
-            state = None
-            try:
-                state = await self._load(quick=quick)
-                quick = False  # a conflict or a refusal: look at the whole history next time
-                command = ClaimJob(
-                    workflow_id=dispatch.workflow_id,
-                    job=dispatch.job,
-                    attempt=dispatch.attempt,
-                    worker_id=self.env.worker_id,
-                    delivery=self.delivery,
-                    dispatch_seq=self.dispatch_seq,
-                    lease_ttl=self.lease_ttl,
-                    now=now(),
-                )
-                if state is None:
-                    raise ClaimRefused("the job has no events yet", retryable=True)
-                events = decide(state, command)
-                seq = await self.env.store.append(
-                    self.actor,
-                    events,
-                    expected_seq=state.last_seq,
-                    command_id=f"{dispatch.msg_id}.d{self.dispatch_seq}.{self.delivery}.claim",
-                )
-            except ClaimRefused as refused:
-                if refused.retryable and attempt < CLAIM_TRIES:
-                    await asyncio.sleep(0.05 * attempt)
-                    continue
-                await self._drop(state, refused)
-                return False
-            except ConcurrencyConflict:
-                continue
-            except JetworkError as exc:  # the store failed, or the log holds an undecodable event
-                self._log.warning("cannot claim, releasing the job", error=str(exc))
-                await self._release()
-                return False
-            state = replace(replay(events, state), last_seq=seq)
-            self.state = state
-            if isinstance(events[-1], JobCancelled):
-                self._log.info("job cancelled before it ran again", attempt=state.attempt)
-                await self._ack()
-                return False
-            self.epoch = state.epoch
-            self._log = self._log.bind(attempt=state.attempt, epoch=state.epoch)
+        outcome = await claim_dispatch(
+            self.env.store,
+            self.dispatch,
+            worker_id=self.env.worker_id,
+            delivery=self.delivery,
+            dispatch_seq=self.dispatch_seq,
+            lease_ttl=self.lease_ttl,
+        )
+        self.state = outcome.state
+        if outcome.claimed:
+            assert outcome.state is not None
+            self.epoch = outcome.state.epoch
+            self._log = self._log.bind(attempt=outcome.state.attempt, epoch=self.epoch)
             self._log.debug("job claimed", delivery=self.delivery, lease_ttl=self.lease_ttl)
             return True
-        self._log.warning("claim kept conflicting, releasing the job", tries=CLAIM_TRIES)
-        await self._release()
+        match outcome.action:
+            case Action.ACK:
+                if outcome.cancelled:
+                    self._log.info("job cancelled before it ran again")
+                else:
+                    self._log.info("dispatch dropped", reason=outcome.reason)
+                await self._ack()
+            case Action.KEEP:
+                self._log.info("stale delivery dropped", reason=outcome.reason)
+            case Action.DEAD_LETTER:
+                await self._dead_letter(outcome.reason)
+            case _:
+                self._log.warning("claim refused for now, releasing", reason=outcome.reason)
+                await self._release()
         return False
-
-    async def _drop(self, state: JobState | None, refused: ClaimRefused) -> None:
-        if refused.retryable or state is None:
-            # The log does not show this attempt as queued yet (a stale read): look again later,
-            # but not forever: the engine queues before it dispatches, so this is an anomaly.
-            if self.delivery >= NOT_QUEUED_DELIVERIES:
-                await self._dead_letter(f"{refused.reason} after {self.delivery} deliveries")
-                return
-            self._log.warning("claim refused for now", reason=refused.reason)
-            await self._release()
-        elif held_by_another(state, self.dispatch_seq):
-            self._log.info("stale delivery dropped", reason=refused.reason)
-        else:
-            self._log.info("dispatch dropped", reason=refused.reason)
-            await self._ack()
-
-    async def _load(self, *, quick: bool = False) -> JobState | None:
-        """The job actor's state; ``quick``: without reading its history when possible.
-
-        Attempt 1's ``JobQueued`` is always the job actor's first event, so the delivered event
-        at its stream sequence *is* the actor's state as the engine left it: no read at all.
-        The claim's CAS (expecting that sequence) proves nothing was appended since (a
-        redelivery finds the earlier claim that way); a conflict reads the whole history.
-        """
-        assert self.dispatch is not None
-        if quick and self.dispatch.attempt == 1:
-            queued = self.dispatch.queued
-            return replace(
-                evolve(pending(queued.workflow_id, queued.job), queued), last_seq=self.dispatch_seq
-            )
-        events = await self.env.store.load(self.actor)
-        return replay(events) if events else None
 
     # --- run -----------------------------------------------------------------------------------
 
@@ -400,12 +296,7 @@ class Attempt:
     async def _refresh(self) -> None:
         """Fold the job actor's newer events, if any, onto the known state."""
         assert self.state is not None
-        known = self.state.last_seq
-        if await self.env.store.last_seq(self.actor) == known:
-            return
-        newer = await self.env.store.load(self.actor, from_seq=known + 1)
-        if newer:
-            self.state = replay(newer, self.state)
+        self.state = await refresh(self.env.store, self.state)
 
     # --- report --------------------------------------------------------------------------------
 
@@ -443,35 +334,17 @@ class Attempt:
         await self._ack()
 
     async def _record(self, result: ExecutionResult) -> list[JobEvent]:
-        assert self.dispatch is not None and self.epoch is not None
-        for _ in range(REPORT_TRIES):
-            assert self.state is not None
-            state = self.state
-            command = result_command(
-                result,
-                workflow_id=self.dispatch.workflow_id,
-                job=self.dispatch.job,
-                epoch=self.epoch,
-                worker_id=self.env.worker_id,
-                now=now(),
-            )
-            events = decide(state, command)
-            if not events:
-                return []  # this very result is already in the log (an earlier ack was lost)
-            try:
-                seq = await self.env.store.append(
-                    self.actor,
-                    events,
-                    expected_seq=state.last_seq,
-                    command_id=f"{self.dispatch.workflow_id}.{self.dispatch.job}"
-                    f".e{self.epoch}.result",
-                )
-            except ConcurrencyConflict:
-                await self._refresh()
-                continue
-            self.state = replace(replay(events, state), last_seq=seq)
-            return events
-        raise StoreError(f"the result of {self.actor.filter} kept conflicting", retryable=True)
+        assert self.dispatch is not None and self.epoch is not None and self.state is not None
+        command = result_command(
+            result,
+            workflow_id=self.dispatch.workflow_id,
+            job=self.dispatch.job,
+            epoch=self.epoch,
+            worker_id=self.env.worker_id,
+            now=now(),
+        )
+        events, self.state = await record_result(self.env.store, self.state, command)
+        return events
 
     # --- the dispatch message --------------------------------------------------------------------
 

@@ -43,7 +43,8 @@ from events.connection import NatsSettings, connect
 from events.dispatch import InvalidDispatch, LabelSet, capabilities, serves
 from events.store import EventStore
 from events.topology import ensure_topology
-from sdk.worker.attempt import Attempt, AttemptEnv, now
+from sdk.worker.attempt import Attempt, AttemptEnv
+from sdk.worker.claims import now
 from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
 from sdk.worker.handlers import HandlerRegistry

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner, Result
 from nats.aio.client import Client as NATS
@@ -428,7 +430,7 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
     env = {k: v for k, v in os.environ.items() if k != "JETWORK_NATS_URL"}
     server = await asyncio.create_subprocess_exec(
         jetwork_script(), "server", "--port", "0", "--data-dir", str(tmp_path / "jw"),
-        "--sync-interval", "2m",
+        "--sync-interval", "2m", "--http", "127.0.0.1:0",
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
     assert server.stderr is not None
@@ -441,6 +443,11 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
         url = next(line.split(" on ")[1].split()[0] for line in lines if "nats-server on" in line)
         assert any(f"export JETWORK_NATS_URL={url}" in line for line in lines)
         assert any("sync_interval 2m" in line for line in lines), lines
+        # The HTTP gateway is served by default (here on a free port).
+        http_line = (await asyncio.wait_for(server.stderr.readline(), 30)).decode()
+        assert "HTTP gateway on http://127.0.0.1:" in http_line, http_line
+        async with httpx.AsyncClient(base_url=http_line.split(" on ")[1].split()[0]) as http:
+            assert (await http.get("/healthz")).json() == {"ok": True, "nats": "connected"}
 
         configure_logging()  # the worker's logs to stderr: CliRunner captures stdout process-wide
         worker = Worker(WorkerConfig(nats_url=url, poll_interval=0.5))
@@ -471,3 +478,40 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
         if server.returncode is None:
             server.kill()
             await server.wait()
+
+
+@pytest.mark.parametrize("command", ["server", "gateway"])
+async def test_http_on_a_public_address_without_tokens_is_refused_before_anything_starts(
+    command: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("JETWORK_HTTP_TOKENS", raising=False)
+    exposed = failed(
+        await invoke(command, "--http", "0.0.0.0:0", "--nats", UNREACHABLE),
+        "not a loopback address",
+        "JETWORK_HTTP_TOKENS",
+        "--insecure",
+    )
+    assert "cannot reach" not in exposed  # refused before connecting to anything
+    monkeypatch.setenv("JETWORK_HTTP_TOKENS", "admin:short")
+    failed(await invoke(command, "--nats", UNREACHABLE), "8 characters or more")
+    monkeypatch.setenv("JETWORK_HTTP_TOKENS", "")
+    failed(await invoke(command, "--http", "nowhere", "--nats", UNREACHABLE), "HOST:PORT")
+
+
+async def test_gateway_start_failures_are_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("JETWORK_HTTP_TOKENS", raising=False)
+    failed(
+        await invoke("gateway", "--http", "127.0.0.1:0", "--nats", UNREACHABLE),
+        "cannot reach the NATS server",
+    )
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        port = taken.getsockname()[1]
+        failed(
+            await invoke("gateway", "--http", f"127.0.0.1:{port}", "--nats", UNREACHABLE),
+            f"cannot serve HTTP on 127.0.0.1:{port}",
+        )
+    finally:
+        taken.close()

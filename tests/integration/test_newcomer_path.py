@@ -63,7 +63,8 @@ async def _stop(proc: asyncio.subprocess.Process) -> bytes:
 async def session(tmp_path: Path) -> AsyncIterator[Session]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("JETWORK_")}
     server = await asyncio.create_subprocess_exec(
-        jetwork(), "server", "--port", "0", "--data-dir", str(tmp_path / "jw"), cwd=REPO, env=env,
+        jetwork(), "server", "--port", "0", "--data-dir", str(tmp_path / "jw"), "--http",
+        "127.0.0.1:0", cwd=REPO, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     worker: asyncio.subprocess.Process | None = None

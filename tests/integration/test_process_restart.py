@@ -88,7 +88,7 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
     processes = [
         Managed(
             "server",
-            lambda _: jetwork("server", "--nats", server.url),
+            lambda _: jetwork("server", "--no-http", "--nats", server.url),
             env,
             tmp_path / "server.log",
         ),

@@ -15,6 +15,7 @@ from actors.commands import (
     ClaimJob,
     CompleteJob,
     ConfirmCancelled,
+    ExpireLease,
     FailJob,
     RequeueJob,
     TimeoutJob,
@@ -176,6 +177,31 @@ def test_a_redelivered_claim_after_a_cancel_request_cancels_the_job() -> None:
     assert state.status is JobStatus.CANCELLED
 
 
+def expire(epoch: int, t: float = 70) -> ExpireLease:
+    """The engine's decision when a lease the log keeps (the HTTP gateway's) ran out."""
+    return ExpireLease(**ids, epoch=epoch, now=at(t))
+
+
+def test_an_expired_lease_queues_the_attempt_again_for_the_next_epoch() -> None:
+    state = JOB.given(queued(), started()).when(expire(1)).then(queued(t=70, prior_epoch=1))
+    assert (state.status, state.attempt, state.epoch) == (JobStatus.QUEUED, 1, 1)
+    # Another worker claims it from the new JobQueued alone: the next epoch.
+    then = JOB.given(queued(), started(), queued(t=70, prior_epoch=1)).when(claim(worker="w2"))
+    assert then.then(started(epoch=2, worker="w2")).epoch == 2
+
+
+def test_the_old_holder_s_late_result_is_rejected_after_its_lease_expired() -> None:
+    given = JOB.given(queued(), started(), queued(t=70, prior_epoch=1))
+    [rejected] = given.when(complete()).events()
+    assert isinstance(rejected, JobResultRejected)
+    assert rejected.epoch == 1
+
+
+def test_the_expiry_of_a_lease_that_ended_or_moved_on_decides_nothing() -> None:
+    JOB.given(queued(), started(), started(epoch=2, worker="w2", delivery=2)).when(expire(1)).then()
+    JOB.given(queued(), started(), succeeded()).when(expire(1)).then()
+
+
 # --- results and fencing --------------------------------------------------------------------
 
 
@@ -232,7 +258,8 @@ def test_a_retryable_failure_schedules_the_next_attempt_with_backoff() -> None:
 def test_the_retry_timer_queues_the_next_attempt_with_the_same_spec() -> None:
     history = (queued(retry=RETRY3), started(), failed(will_retry=True))
     when = JOB.given(*history).when(RequeueJob(**ids, attempt=2, now=at(6)))
-    state = when.then(queued(attempt=2, t=6, retry=RETRY3))
+    # ``prior_epoch``: with it the event alone is the actor's state for the next claim.
+    state = when.then(queued(attempt=2, t=6, retry=RETRY3, prior_epoch=1))
     assert (state.status, state.attempt) == (JobStatus.QUEUED, 2)
 
 

@@ -1,0 +1,398 @@
+"""Jobs for HTTP workers: claim one for some labels under a lease, and the lease's operations.
+
+This is the one place that knows how jobs are dispatched (``OneShotPuller`` on the label set
+consumers: ``JobQueued`` events on ``JW_EVENTS``) and how an HTTP worker's lease is kept, so a
+change of the dispatch path touches this module only. The rest of the gateway sees
+``Leases.claim`` and ``LeaseHandle`` (``heartbeat``, ``push_logs``, ``complete``, ``fail``).
+
+**The lease is kept by the log, not by JetStream.** A claim pulls one dispatch, appends
+``JobStarted`` (``lease_ttl`` = the worker's ``lease_ttl_secs``) under the job actor's CAS,
+arms the lease's expiry (a durable timer of the workflow's partition, ``LeaseTimer``, due ``ttl``
+from now) and only then acks the dispatch. Each heartbeat publishes the timer's schedule again
+with a later time (it replaces the one before on its subject), a result purges it. If the worker
+stops heartbeating, the timer fires at the engine owning the workflow, which queues the attempt
+again (``ExpireLease``: a new ``JobQueued``) if that lease still holds it; a worker (HTTP or NATS)
+claims it with the next epoch, and the old holder's late result is rejected. The gateway holds
+nothing between calls, so any gateway serves any call and a killed gateway loses no job:
+
+- killed before the claim is appended: the dispatch is redelivered after the consumer's ack wait;
+- after the append, before the timer: the same, and the redelivery's claim takes over;
+- after the timer, before the ack: whichever comes first (the redelivery or the expiry) takes
+  over, the other one finds its epoch gone and is dropped;
+- after the ack: the worker's lease runs on; its next call is served by any gateway.
+
+Heartbeats, log pushes and results are checked against the job actor first (its newest event,
+or its whole history when that is not this lease's ``JobStarted``): a lease that is no longer
+current answers ``LeaseGone`` (409) and changes nothing, except that a late result is recorded as
+``JobResultRejected`` by the job actor, as for NATS workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+import orjson
+import structlog
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+
+from actors._state import updated
+from actors.commands import CompleteJob, ConfirmCancelled, FailJob
+from actors.engine.timers import LeaseTimer, schedule
+from actors.job import JobState, pending, replay
+from events import subjects
+from events.catalog import JobResultRejected, JobStarted, JobStatus
+from events.dispatch import InvalidDispatch, LabelSet
+from events.errors import JetworkError, StoreError
+from events.store import ActorRef, EventStore
+from gateway.labelsets import LabelSets
+from gateway.lease_ids import LeaseId, LeaseSigner
+from gateway.pulling import OneShotPuller
+from sdk.worker.claims import Action, ClaimOutcome, Dispatch, claim_dispatch, now, record_result
+from sdk.worker.executors.base import clip_error
+from sdk.worker.log_buffer import LogChunk
+from sdk.worker.logs import log_publisher
+
+_log = structlog.get_logger("jetwork.gateway")
+RELEASE_DELAY: Final = 1.0
+"""Seconds before a dispatch given back (the log was behind) is delivered again."""
+NO_WAIT_PULLS: Final = 8
+"""Dispatches one claim without ``wait_secs`` may go through (stale ones are dropped)."""
+DEAD_LETTER_SOURCE: Final = "dispatch"
+GONE_CHECK_AFTER: Final = 0.5
+"""Seconds a claim waited before it asks whether its caller is still there."""
+
+
+class LeaseGone(JetworkError):
+    """The lease is no longer current (expired and taken over, the job cancelled or ended)."""
+
+
+class LeaseUnknown(JetworkError):
+    """No lease has this id (malformed, or signed with another key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    lease_id: str
+    lease: LeaseId
+    state: JobState
+    """The job after the claim: spec, attempt, epoch, upstream outputs."""
+
+
+GoneCheck = Callable[[], Awaitable[bool]]
+
+
+class Leases:
+    def __init__(
+        self, nc: NATS, *, labelsets: LabelSets, signer: LeaseSigner, consumer_lease: float
+    ) -> None:
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._store = EventStore(nc)
+        self._labelsets = labelsets
+        self._signer = signer
+        self._puller = OneShotPuller(nc, consumer_lease=consumer_lease)
+
+    @property
+    def store(self) -> EventStore:
+        return self._store
+
+    async def stop(self) -> None:
+        """Stop pulling (what the server still sends is released)."""
+        await self._puller.stop()
+
+    # --- claims --------------------------------------------------------------------------------
+
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        capabilities: frozenset[str],
+        lease_ttl: float,
+        wait: float,
+        gone: GoneCheck | None = None,
+    ) -> Claim | None:
+        """A job whose requirements ``capabilities`` cover, claimed under a lease of
+        ``lease_ttl`` seconds; None when none came within ``wait`` seconds (0: look once)."""
+        started = time.monotonic()
+        deadline = started + wait
+        pulls = 0
+        while True:
+            remaining = deadline - time.monotonic()
+            labelsets = self._labelsets.serving(capabilities)
+            if not labelsets:
+                if remaining <= 0:
+                    return None
+                await self._labelsets.wait_changed(remaining)
+                continue
+            msg = await self._puller.pull_one(labelsets, wait=max(0.0, remaining))
+            pulls += 1
+            if msg is None:
+                if remaining <= 0 or time.monotonic() >= deadline:
+                    return None
+                continue
+            # Only a claim that waited may have lost its caller meanwhile (the check costs).
+            waited = time.monotonic() - started
+            if gone is not None and waited >= GONE_CHECK_AFTER and await gone():
+                await _quietly(msg.nak())  # never claimed: at once for someone else
+                return None
+            claim = await self._claim_message(msg, worker_id=worker_id, lease_ttl=lease_ttl)
+            if claim is not None:
+                return claim
+            if wait <= 0 and pulls >= NO_WAIT_PULLS:
+                return None
+            if wait > 0 and time.monotonic() >= deadline:
+                return None
+
+    async def _claim_message(self, msg: Msg, *, worker_id: str, lease_ttl: float) -> Claim | None:
+        meta = msg.metadata
+        try:
+            dispatch = Dispatch.decode(msg)
+        except InvalidDispatch as exc:
+            await self._dead_letter(msg, str(exc))
+            return None
+        if dispatch.queued.not_before is not None and dispatch.queued.not_before > now():
+            wait = (dispatch.queued.not_before - now()).total_seconds()
+            await _quietly(msg.nak(delay=wait))  # queued for later: not claimable yet
+            return None
+        labelset = dispatch.queued.labelset_token
+        outcome = await claim_dispatch(
+            self._store,
+            dispatch,
+            worker_id=worker_id,
+            delivery=meta.num_delivered,
+            dispatch_seq=meta.sequence.stream,
+            lease_ttl=lease_ttl,
+        )
+        if not outcome.claimed:
+            await self._settle(msg, outcome)
+            return None
+        state = outcome.state
+        assert state is not None
+        granted = now()
+        lease = LeaseId(
+            workflow_id=state.workflow_id,
+            job=state.job,
+            attempt=state.attempt,
+            epoch=state.epoch,
+            worker_id=worker_id,
+            labelset=labelset,
+            ttl=lease_ttl,
+            granted_at_ms=int(granted.timestamp() * 1000),
+            dispatch_seq=meta.sequence.stream,
+            claim_seq=state.last_seq,
+        )
+        try:
+            await self._arm(lease, granted)
+        except StoreError:
+            # Without its expiry the lease could outlive a vanished worker: give the dispatch
+            # back, its next delivery takes the attempt over with the next epoch.
+            await _quietly(msg.nak())
+            raise
+        await _quietly(msg.ack())
+        return Claim(lease_id=self._signer.sign(lease), lease=lease, state=state)
+
+    async def _settle(self, msg: Msg, outcome: ClaimOutcome) -> None:
+        match outcome.action:
+            case Action.ACK:
+                await _quietly(msg.ack())
+            case Action.RELEASE:
+                await _quietly(msg.nak(delay=RELEASE_DELAY))
+            case Action.DEAD_LETTER:
+                await self._dead_letter(msg, outcome.reason)
+            case _:
+                pass  # another claim of this very message runs: its holder acks it
+
+    async def _dead_letter(self, msg: Msg, reason: str) -> None:
+        _log.error("undecodable dispatch moved to dead letters", reason=reason)
+        headers = {
+            "Jetwork-Reason": reason[:1000],
+            "Jetwork-Subject": msg.subject,
+            "Jetwork-Stream-Seq": str(msg.metadata.sequence.stream),
+        }
+        with contextlib.suppress(Exception):
+            await self._js.publish(
+                subjects.dead_letter(DEAD_LETTER_SOURCE), msg.data, headers=headers
+            )
+        await _quietly(msg.term())
+
+    # --- leases --------------------------------------------------------------------------------
+
+    def handle(self, lease_id: str) -> LeaseHandle:
+        lease = self._signer.verify(lease_id)
+        if lease is None:
+            raise LeaseUnknown(f"no lease has the id {lease_id[:40]!r}")
+        return LeaseHandle(self, lease)
+
+    async def _arm(self, lease: LeaseId, start: datetime) -> datetime:
+        """Publish (or push back) the lease's expiry; returns when it is due."""
+        due = start + timedelta(seconds=lease.ttl)
+        subject, body, headers = schedule(_timer(lease, due), msg_id=False)
+        try:
+            await self._js.publish(subject, body, headers=headers)
+        except (NatsError, TimeoutError) as exc:
+            raise StoreError(
+                f"cannot schedule the lease's expiry: {exc!r}", retryable=True
+            ) from None
+        return due
+
+    async def _disarm(self, lease: LeaseId) -> None:
+        """Drop the lease's expiry. Best effort, not waited for (the server purges without a
+        reply subject too): a stale expiry that fires anyway finds the lease ended."""
+        subject, _, _ = schedule(_timer(lease, now()), msg_id=False)
+        api = f"$JS.API.STREAM.PURGE.{subjects.COMMANDS_STREAM}"
+        with contextlib.suppress(Exception):
+            await self._nc.publish(api, orjson.dumps({"filter": subject}))
+
+    async def _state(self, lease: LeaseId, *, whole: bool = False) -> JobState | None:
+        """The job as the log has it; None for a job without events. Without ``whole``, a
+        state that only says whether the lease is current, from one read when it is."""
+        actor = ActorRef.job(lease.workflow_id, lease.job)
+        if not whole:
+            last = await self._store.last_event(actor)
+            event = last.event if last is not None else None
+            if isinstance(event, JobStarted) and event.epoch == lease.epoch:
+                return replay([last]) if last is not None else None
+        events = await self._store.load(actor)
+        return replay(events) if events else None
+
+    async def cancelled(self, workflow_id: str, job: str) -> bool | None:
+        """True when the job was asked to stop or was cancelled; None when it has no events."""
+        events = await self._store.load(ActorRef.job(workflow_id, job))
+        if not events:
+            return None
+        state = replay(events)
+        return state.cancel_requested or state.status is JobStatus.CANCELLED
+
+
+class LeaseHandle:
+    """One HTTP worker's lease, from its id. Every method checks the log first."""
+
+    def __init__(self, leases: Leases, lease: LeaseId) -> None:
+        self._leases = leases
+        self.lease = lease
+
+    async def heartbeat(self) -> datetime:
+        """Renew the lease for its ``ttl``; returns the new expiry. ``LeaseGone`` if it is not
+        current; a job asked to stop is confirmed cancelled here (the worker is told so)."""
+        state = await self._current()
+        if state.cancel_requested:
+            await self._confirm_cancelled(state)
+            raise LeaseGone(f"{self._what} was cancelled: {state.cancel_reason}")
+        return await self._leases._arm(self.lease, now())
+
+    async def push_logs(self, chunks: Sequence[LogChunk]) -> None:
+        await self._current()
+        publish = log_publisher(
+            self._leases._js,
+            workflow_id=self.lease.workflow_id,
+            job=self.lease.job,
+            attempt=self.lease.attempt,
+            epoch=self.lease.epoch,
+            worker_id=self.lease.worker_id,
+            max_payload=int(self._leases._nc.max_payload),
+        )
+        try:
+            await publish(chunks)
+        except (NatsError, TimeoutError) as exc:
+            raise StoreError(f"cannot store the log lines: {exc!r}", retryable=True) from None
+
+    async def complete(self, outputs: Mapping[str, str], result: Any = None) -> None:
+        command = CompleteJob(**self._ids, now=now(), outputs=dict(outputs), result=result)
+        await self._record(command)
+
+    async def fail(self, error: str, *, retryable: bool) -> None:
+        command = FailJob(**self._ids, now=now(), error=clip_error(error), retryable=retryable)
+        await self._record(command)
+
+    @property
+    def _what(self) -> str:
+        lease = self.lease
+        return f"job {lease.job} of {lease.workflow_id} (attempt {lease.attempt})"
+
+    @property
+    def _ids(self) -> dict[str, Any]:
+        lease = self.lease
+        return {
+            "workflow_id": lease.workflow_id,
+            "job": lease.job,
+            "epoch": lease.epoch,
+            "worker_id": lease.worker_id,
+        }
+
+    async def _current(self) -> JobState:
+        state = await self._leases._state(self.lease)
+        if state is None:
+            raise LeaseGone(f"{self._what} has no events")
+        if state.status is not JobStatus.RUNNING or state.epoch != self.lease.epoch:
+            raise LeaseGone(self._gone_reason(state))
+        return state
+
+    def _gone_reason(self, state: JobState) -> str:
+        if state.epoch != self.lease.epoch and state.status is JobStatus.RUNNING:
+            return (
+                f"the lease of {self._what} expired: epoch {state.epoch} holds it now "
+                f"(this lease is epoch {self.lease.epoch})"
+            )
+        return f"{self._what} is {state.status}: the lease (epoch {self.lease.epoch}) has ended"
+
+    async def _record(self, command: CompleteJob | FailJob | ConfirmCancelled) -> None:
+        state: JobState | None
+        if isinstance(command, CompleteJob) and self.lease.claim_seq:
+            # A success is decided on the claim alone, expecting it as the actor's last event:
+            # no read on the happy path; a conflict folds in what came since and decides again.
+            state = self._claimed()
+        else:  # a failure needs the retry policy: the whole history
+            state = await self._leases._state(self.lease, whole=True)
+        if state is None:
+            raise LeaseGone(f"{self._what} has no events")
+        events, after = await record_result(self._leases.store, state, command)
+        await self._leases._disarm(self.lease)
+        rejected = [e for e in events if isinstance(e, JobResultRejected)]
+        if rejected:
+            raise LeaseGone(f"result rejected: {rejected[0].reason}")
+        if not events and after.settled_epoch != self.lease.epoch:
+            raise LeaseGone(self._gone_reason(after))
+
+    def _claimed(self) -> JobState:
+        """The job as this lease's claim left it (enough to decide a success on)."""
+        lease = self.lease
+        return updated(
+            pending(lease.workflow_id, lease.job),
+            status=JobStatus.RUNNING,
+            attempt=lease.attempt,
+            epoch=lease.epoch,
+            worker_id=lease.worker_id,
+            dispatch_seq=lease.dispatch_seq,
+            lease_ttl=lease.ttl,
+            last_seq=lease.claim_seq,
+        )
+
+    async def _confirm_cancelled(self, state: JobState) -> None:
+        whole = await self._leases._state(self.lease, whole=True) or state
+        command = ConfirmCancelled(**self._ids, now=now())
+        with contextlib.suppress(JetworkError):
+            await record_result(self._leases.store, whole, command)
+        await self._leases._disarm(self.lease)
+
+
+def _timer(lease: LeaseId, due: datetime) -> LeaseTimer:
+    return LeaseTimer(workflow_id=lease.workflow_id, job=lease.job, epoch=lease.epoch, due=due)
+
+
+async def _quietly(action: Awaitable[Any]) -> None:
+    with contextlib.suppress(Exception):
+        await action
+
+
+def utc_ms(moment: datetime) -> int:
+    return int(moment.astimezone(UTC).timestamp() * 1000)
+
+
+__all__ = ["Claim", "LabelSet", "LeaseGone", "LeaseHandle", "LeaseUnknown", "Leases", "utc_ms"]

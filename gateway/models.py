@@ -1,0 +1,129 @@
+"""Request and response bodies (their JSON schemas are the OpenAPI document's components).
+
+Worker protocol bodies are those of workflow-graph's HTTP workers; unknown fields are ignored so
+workers written for it work unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from gateway.settings import DEFAULT_LEASE_TTL, MAX_LEASE_TTL, MAX_WAIT
+
+Token = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,128}$")]
+"""An id, job name, label or handler: 1-128 letters, digits, '_' or '-'."""
+Scalar = str | int | float | bool
+
+
+class _Lenient(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# --- worker protocol -----------------------------------------------------------------------------
+
+
+class RegisterBody(_Lenient):
+    worker_id: Token
+    labels: list[Token] = Field(default_factory=list)
+    handlers: list[Token] = Field(
+        default_factory=list, description="Python-style handler names (jobs with `uses:`)"
+    )
+
+
+class ClaimBody(_Lenient):
+    worker_id: Token
+    labels: list[Token] = Field(default_factory=list)
+    handlers: list[Token] = Field(default_factory=list)
+    lease_ttl_secs: float = Field(default=DEFAULT_LEASE_TTL, gt=0, le=MAX_LEASE_TTL)
+    wait_secs: float = Field(
+        default=0, ge=0, le=MAX_WAIT, description="long-poll: wait this long for a job"
+    )
+
+
+class JobOut(BaseModel):
+    job_id: str
+    workflow_id: str
+    command: str | None = Field(description="the job's `run:`, null for a `uses:` job")
+    required_labels: list[str]
+    attempt: int
+    epoch: int = Field(description="the claim's fencing token")
+    env: dict[str, str]
+    upstream_outputs: dict[str, dict[str, str]]
+    uses: str | None = None
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with")
+    timeout_secs: float | None = None
+
+
+class LeaseOut(BaseModel):
+    lease_id: str
+    job_id: str
+    workflow_id: str
+    worker_id: str
+    ttl_secs: float
+    granted_at_ms: int
+    epoch: int
+    attempt: int
+
+
+class ClaimOut(BaseModel):
+    job: JobOut
+    lease: LeaseOut
+
+
+class LogChunkIn(_Lenient):
+    workflow_id: str | None = None
+    job_id: str | None = None
+    sequence: int = 0
+    data: str
+    timestamp_ms: int | None = None
+    stream: str = "stdout"
+
+
+class LogsBody(_Lenient):
+    chunks: list[LogChunkIn] = Field(max_length=10_000)
+
+
+class CompleteBody(_Lenient):
+    outputs: dict[Token, Scalar] = Field(default_factory=dict)
+    result: Any = Field(default=None, description="the job's JSON result, if any")
+
+
+class FailBody(_Lenient):
+    error: str = ""
+    retryable: bool = True
+
+
+class HeartbeatOut(BaseModel):
+    ok: bool = True
+    expires_at_ms: int
+
+
+# --- client API ----------------------------------------------------------------------------------
+
+
+class StartBody(_Lenient):
+    workflow: dict[str, Any] | str = Field(
+        description="the workflow as JSON (what the YAML file holds) or as YAML text"
+    )
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=1024)
+
+
+class StartOut(BaseModel):
+    workflow_id: str
+    created: bool = Field(description="false: the idempotency key named an existing workflow")
+    url: str
+
+
+class CancelBody(_Lenient):
+    reason: str = Field(default="cancelled by user", max_length=4096)
+    force: bool = False
+
+
+class ErrorOut(BaseModel):
+    error: str
+    code: str
+    status: int
+    problems: list[str] | None = None

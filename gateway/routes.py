@@ -1,0 +1,120 @@
+"""Every operation of the gateway in one table: path, method, role, and what the OpenAPI
+document says of it (``gateway.openapi`` is generated from this table)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway import client_api, streams, worker_api
+from gateway.auth import Role
+from gateway.models import (
+    CancelBody,
+    ClaimBody,
+    ClaimOut,
+    CompleteBody,
+    FailBody,
+    HeartbeatOut,
+    LogsBody,
+    RegisterBody,
+    StartBody,
+    StartOut,
+)
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+@dataclass(frozen=True, slots=True)
+class Op:
+    method: str
+    path: str
+    endpoint: Endpoint
+    role: Role | None
+    summary: str
+    tag: str
+    name: str
+    body: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    query: tuple[tuple[str, str], ...] = ()
+    """(name, description) of query parameters."""
+    stream: bool = False
+    """Answers with server-sent events."""
+    alias_of: str | None = None
+    """The name of the operation this path is another name for (workflow-graph's paths)."""
+    nullable: bool = False
+    """The answer may be JSON ``null``."""
+
+
+W, C, A = Role.WORKER, Role.CLIENT, Role.ADMIN
+_WF = "/api/workflows/{workflow_id}"
+_LOGS_QUERY = (
+    ("follow", "1: server-sent events, the lines so far then new ones until the job ends"),
+)
+_LIST_QUERY = (
+    ("status", "running, succeeded, failed or cancelled"),
+    ("name", "the workflow's name"),
+    ("limit", "rows per page, 1-1000 (default 50)"),
+    ("cursor", "the `next` link of the page before"),
+)
+_EVENTS_QUERY = (
+    ("workflow_id", "one workflow's events"),
+    ("job", "one job's events"),
+    ("type", "one event type, e.g. JobFailed"),
+    ("from_start", "1: the matching events already in the log first"),
+)
+
+OPERATIONS: tuple[Op, ...] = (
+    # --- the worker protocol (workflow-graph's) ---
+    Op("POST", "/api/workers/register", worker_api.register, W, "Register an HTTP worker",
+       "worker protocol", "register_worker", body=RegisterBody),
+    Op("POST", "/api/jobs/claim", worker_api.claim, W,
+       "Claim a job for these labels under a lease (JSON null: nothing to do)",
+       "worker protocol", "claim_job", body=ClaimBody, response=ClaimOut, nullable=True),
+    Op("POST", "/api/jobs/{lease_id}/heartbeat", worker_api.heartbeat, W,
+       "Renew the lease (409 once it is lost)", "worker protocol", "heartbeat",
+       response=HeartbeatOut),
+    Op("POST", "/api/jobs/{lease_id}/logs", worker_api.logs, W, "Push log chunks of the job",
+       "worker protocol", "push_logs", body=LogsBody),
+    Op("POST", "/api/jobs/{lease_id}/complete", worker_api.complete, W,
+       "Report success with outputs", "worker protocol", "complete_job", body=CompleteBody),
+    Op("POST", "/api/jobs/{lease_id}/fail", worker_api.fail, W,
+       "Report failure (retryable: false fails without retry)", "worker protocol", "fail_job",
+       body=FailBody),
+    Op("GET", "/api/jobs/{workflow_id}/{job}/cancelled", worker_api.cancelled, W,
+       "Was the job asked to stop? (JSON true/false)", "worker protocol", "job_cancelled"),
+    # --- the client API ---
+    Op("POST", "/api/workflows", client_api.start, C,
+       "Start a workflow (JSON body, or YAML with ?input=k=v&idempotency_key=)", "workflows",
+       "start_workflow", body=StartBody, response=StartOut),
+    Op("GET", "/api/workflows", client_api.list_workflows, C,
+       "List workflows, newest first (projections)", "workflows", "list_workflows",
+       query=_LIST_QUERY),
+    Op("GET", _WF, client_api.status, C, "A workflow's status (the `status --json` object)",
+       "workflows", "workflow_status"),
+    Op("GET", _WF + "/status", client_api.status, C, "A workflow's status", "workflows",
+       "workflow_status_alias", alias_of="workflow_status"),
+    Op("GET", _WF + "/history", client_api.history, C, "Every event of a workflow, in order",
+       "workflows", "workflow_history"),
+    Op("POST", _WF + "/cancel", client_api.cancel, C, "Cancel a workflow", "workflows",
+       "cancel_workflow", body=CancelBody),
+    Op("GET", _WF + "/jobs/{job}/logs", client_api.job_logs, C,
+       "A job's log lines, every attempt", "workflows", "job_logs", query=_LOGS_QUERY),
+    Op("GET", _WF + "/jobs/{job}/logs/stream", streams.log_stream, C,
+       "A job's log as server-sent events", "workflows", "job_logs_stream", stream=True,
+       alias_of="job_logs"),
+    Op("GET", "/api/events", streams.event_stream, C,
+       "Events as they are appended (server-sent events; Last-Event-ID resumes)", "events",
+       "events", query=_EVENTS_QUERY, stream=True),
+    Op("GET", "/api/workers", client_api.workers, C, "Live workers", "operations", "workers"),
+    Op("GET", "/api/lag", client_api.lag, C, "Events the projections have not applied yet",
+       "operations", "lag"),
+    Op("GET", "/api/dead-letters", client_api.dead_letters, A,
+       "Input that could not be processed, and why", "operations", "dead_letters",
+       query=(("limit", "at most this many, the newest (default 100)"),)),
+    Op("GET", "/healthz", client_api.health, None, "Is the gateway connected to NATS?",
+       "operations", "health"),
+)  # fmt: skip
