@@ -147,8 +147,8 @@ class Engine(MessageLoops):
         )
 
     async def _start_workflow(self, request: StartRequest) -> bool:
-        source = f"workflow {request.workflow_id}"
-        definition = self._definitions.parse(request.definition, source=source)
+        # InvalidWorkflow reads "invalid workflow <source>: ...": the id alone names it.
+        definition = self._definitions.parse(request.definition, source=request.workflow_id)
         command = StartWorkflow(
             workflow_id=request.workflow_id,
             definition=definition,

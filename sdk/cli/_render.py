@@ -174,6 +174,24 @@ def history_table(workflow_id: str, history: Sequence[RecordedEvent]) -> Table:
     return table
 
 
+def event_sequence(types: Sequence[str], *, limit: int = 12) -> str:
+    """Event types in log order, runs of one type folded (``JobQueued x3``).
+
+    Past ``limit`` items the middle is elided, so the first and the last events stay visible.
+    """
+    runs: list[list[Any]] = []
+    for kind in types:
+        if runs and runs[-1][0] == kind:
+            runs[-1][1] += 1
+        else:
+            runs.append([kind, 1])
+    items = [kind if count == 1 else f"{kind} x{count}" for kind, count in runs]
+    if len(items) > limit:
+        head, tail = items[: limit // 2], items[-(limit - limit // 2 - 1) :]
+        items = [*head, "…", *tail]
+    return ", ".join(items)
+
+
 def event_line(recorded: RecordedEvent) -> str:
     """One line per event for ``jetwork watch``."""
     parts = recorded.subject.split(".")

@@ -295,6 +295,8 @@ async def test_watch_prints_matching_events(cli: Cli, workflow_file: Path) -> No
             "--json",
         )
     )
+    # It says on stderr what it waits for, so stdout stays one JSON object per line.
+    assert f"waiting for JobSucceeded events of workflow {workflow_id}" in result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(e["actor"], e["type"]) for e in lines] == [
         ("job a", "JobSucceeded"),

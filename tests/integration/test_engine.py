@@ -122,6 +122,7 @@ async def test_a_start_sent_as_plain_json_is_answered_on_its_reply_subject(rig) 
     assert again == {"workflow_id": "wf-json", "accepted": True, "created": False, "error": None}
     assert refused["workflow_id"] == "wf-bad"
     assert refused["accepted"] is False
+    assert refused["error"].startswith("invalid workflow wf-bad: 1 problem(s)")
     assert "jobs.a.needs" in refused["error"]
     assert "ghost" in refused["error"]
 
