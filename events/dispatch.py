@@ -14,9 +14,10 @@ The routing functions are pure; ``Dispatcher`` is the engine's side of the I/O a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 import orjson
@@ -28,6 +29,7 @@ from nats.js.errors import (
     KeyNotFoundError,
     KeyWrongLastSequenceError,
     NoStreamResponseError,
+    NotFoundError,
 )
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -35,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from events import subjects
 from events.catalog import JobQueued
 from events.errors import JetworkError, StoreError
+from events.schedules import NearTimers, schedule_time
 
 EMPTY_TOKEN: Final = "~"
 """The token of the empty requirement set: a job that runs on any worker."""
@@ -46,6 +49,9 @@ _HASH_HEX_DIGITS: Final = 16  # 64 bits: collisions are negligible for any real 
 _DUPLICATE_IN_FLIGHT: Final = 10158
 _IN_FLIGHT_TRIES: Final = 5
 _IN_FLIGHT_PAUSE: Final = 0.01
+# The in-process timer of a delayed dispatch runs this much after the due time: a schedule the
+# server fires on time (it does unless another fired within 250 ms) is then gone, not raced.
+_DUE_GRACE: Final = timedelta(milliseconds=10)
 
 
 def requirement_set(labels: Iterable[str], uses: str | None = None) -> frozenset[str]:
@@ -179,18 +185,6 @@ class InvalidDispatch(JetworkError):
     """A dispatch message or label set entry is malformed."""
 
 
-def schedule_time(not_before: datetime) -> str:
-    """``@at`` value for a message schedule: RFC 3339 UTC, whole seconds, rounded **up**.
-
-    Schedules take seconds only; rounding down would make a job claimable before it is due.
-    """
-    utc = not_before.astimezone(UTC)
-    whole = utc.replace(microsecond=0)
-    if whole < utc:
-        whole += timedelta(seconds=1)
-    return whole.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def schedule_id(message: DispatchMessage) -> str:
     """The ``jobsched.`` suffix of a delayed dispatch: one schedule per attempt."""
     return f"{message.workflow_id}.{message.job}.{message.attempt}"
@@ -199,8 +193,11 @@ def schedule_id(message: DispatchMessage) -> str:
 class Dispatcher:
     """Publishes dispatches (the engine reacting to ``JobQueued``) and registers label sets."""
 
-    def __init__(self, nc: NATS, *, timeout: float = 5.0) -> None:
+    def __init__(self, nc: NATS, *, timeout: float = 5.0, near: NearTimers | None = None) -> None:
+        """``near``: in-process timers for delayed dispatches due soon (exact; see
+        ``events.schedules``); without them a delayed dispatch waits for its schedule."""
         self._nc = nc
+        self._near = near
         self._js = nc.jetstream(timeout=timeout)
         self._known: set[str] = set()
         self._labelsets: KeyValue | None = None
@@ -237,14 +234,51 @@ class Dispatcher:
         )
         headers = {"Nats-Msg-Id": message.msg_id}
         subject = labelset.subject
-        if not_before is not None and not_before > now:
+        delayed = not_before is not None and not_before > now
+        if delayed:
+            assert not_before is not None
             headers["Nats-Schedule"] = f"@at {schedule_time(not_before)}"
             headers["Nats-Schedule-Target"] = labelset.subject
             subject = subjects.job_schedule(schedule_id(message))
+        seq = await self._publish(subject, message, headers)
+        if delayed and self._near is not None:
+            assert not_before is not None
+
+            async def due() -> None:
+                await self._dispatch_due(labelset, message, schedule_seq=seq)
+
+            when = not_before + _DUE_GRACE
+            self._near.schedule(when, due, what=f"dispatch {message.msg_id}")
+
+    async def _dispatch_due(
+        self, labelset: LabelSet, message: DispatchMessage, *, schedule_seq: int
+    ) -> None:
+        """The in-process timer of a near delayed dispatch (``events.schedules``).
+
+        A schedule the server fired on time is gone (purged as it fired): nothing to do. Else
+        publish the dispatch, then delete the schedule so that it does not fire a second one. In
+        this order a crash in between costs a duplicate dispatch (the claim refuses the second),
+        never a lost one; a duplicate also needs the server to fire within the ~1 ms between the
+        check and the delete. The msg id differs from the schedule's (a duplicate for the server).
+        """
+        try:
+            await self._js.get_msg(subjects.JOBS_STREAM, schedule_seq)
+        except NotFoundError:
+            return  # the schedule fired
+        headers = {"Nats-Msg-Id": f"{message.msg_id}.due"}
+        await self._publish(labelset.subject, message, headers)
+        # Not found: it fired meanwhile. Unreachable: a duplicate at worst.
+        with contextlib.suppress(NotFoundError, APIError, NatsTimeoutError, TimeoutError):
+            await self._js.delete_msg(subjects.JOBS_STREAM, schedule_seq)
+
+    async def _publish(
+        self, subject: str, message: DispatchMessage, headers: dict[str, str]
+    ) -> int:
+        """Publish with the retries below; the stream sequence it got."""
         for attempt in range(_IN_FLIGHT_TRIES):
             try:
-                await self._js.publish(subject, message.encode(), headers=headers)
-                return
+                ack = await self._js.publish(subject, message.encode(), headers=headers)
+                return int(ack.seq)
             except (NatsTimeoutError, TimeoutError, NoStreamResponseError, NoRespondersError):
                 raise StoreError(
                     f"dispatch of {message.msg_id} on {subject} was not acknowledged",

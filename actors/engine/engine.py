@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -38,6 +38,7 @@ from actors.engine.timers import (
     TIMERS,
     JobTimeoutTimer,
     RetryTimer,
+    Timer,
     Timers,
     WorkflowTimeoutTimer,
 )
@@ -47,6 +48,7 @@ from events.catalog import JobQueued
 from events.codec import decode
 from events.errors import InvalidWorkflow, UndecodableEvent
 from events.requests import REQUESTS, CancelRequest, StartAnswer, StartRequest
+from events.schedules import NearTimers
 from events.store import EventStore
 
 _log = structlog.get_logger("jetwork.engine")
@@ -89,7 +91,8 @@ class Engine(MessageLoops):
         self._host = WorkflowHost(nc, self._store, cache_size=self._settings.cache_size)
         self._definitions = DefinitionCache()
         self._timers = Timers(nc)
-        self._dispatcher = dispatcher or _default_dispatcher(nc)
+        self._near = NearTimers(horizon=self._settings.near_timers, clock=clock)
+        self._dispatcher = dispatcher or _default_dispatcher(nc, self._near)
         self._clock = clock
         self._reacted_decisions: OrderedDict[str, None] = OrderedDict()
 
@@ -109,6 +112,10 @@ class Engine(MessageLoops):
         ]  # fmt: skip
         await self._start_loops(loops)
         _log.info("engine started", consumers=[durable for _, _, _, durable, _ in loops])
+
+    async def stop(self) -> None:
+        self._near.cancel()  # their durable schedules fire for whichever engine is alive
+        await super().stop()
 
     # --- commands ---------------------------------------------------------------------------
 
@@ -279,6 +286,8 @@ class Engine(MessageLoops):
                 for name in plan.cancel_notices
             ),
         )
+        for timer in plan.timers:  # armed durably above; a near one also fires in-process
+            self._near.schedule(timer.due, self._firing(wf_id, timer), what=timer.timer_id())
         for name, attempt in plan.requeue_now:
             await self._requeue(wf_id, name, attempt)
         if plan.advance:
@@ -318,13 +327,26 @@ class Engine(MessageLoops):
 
     async def _fire(self, wf_id: str, messages: list[Msg]) -> None:
         for msg in messages:
-            timer = TIMERS.validate_json(msg.data)
-            if isinstance(timer, WorkflowTimeoutTimer):
-                await self._time_out_workflow(wf_id)
-            elif isinstance(timer, JobTimeoutTimer):
-                await self._time_out_job(wf_id, timer)
-            elif isinstance(timer, RetryTimer):
-                await self._requeue(wf_id, timer.job, timer.attempt)
+            await self._on_timer(wf_id, TIMERS.validate_json(msg.data))
+
+    def _firing(self, wf_id: str, timer: Timer) -> Callable[[], Awaitable[None]]:
+        """The in-process firing of ``timer``: as its durable message would, under the lock."""
+
+        async def fire() -> None:
+            async with self._limit, self._workflow_lock(wf_id):
+                await self._on_timer(wf_id, timer)
+
+        return fire
+
+    async def _on_timer(self, wf_id: str, timer: Timer) -> None:
+        # Each action is checked against the log, so the second firing of a timer (in-process,
+        # then durable) finds nothing to do.
+        if isinstance(timer, WorkflowTimeoutTimer):
+            await self._time_out_workflow(wf_id)
+        elif isinstance(timer, JobTimeoutTimer):
+            await self._time_out_job(wf_id, timer)
+        elif isinstance(timer, RetryTimer):
+            await self._requeue(wf_id, timer.job, timer.attempt)
 
     async def _time_out_workflow(self, wf_id: str) -> None:
         def decision(state: workflow.WorkflowState) -> list[Event]:
@@ -350,8 +372,8 @@ def _summary(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _default_dispatcher(nc: NATS) -> DispatchPort:
+def _default_dispatcher(nc: NATS, near: NearTimers) -> DispatchPort:
     from events.dispatch import Dispatcher  # type: ignore[import-not-found, unused-ignore]
 
-    dispatcher: DispatchPort = Dispatcher(nc)
+    dispatcher: DispatchPort = Dispatcher(nc, near=near)
     return dispatcher

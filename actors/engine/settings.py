@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from events.schedules import DEFAULT_HORIZON
+
 
 @dataclass(frozen=True, kw_only=True)
 class EngineSettings:
@@ -23,6 +25,9 @@ class EngineSettings:
     poll_interval: float = 1.0
     # Durable consumer names; engines sharing them share the work.
     consumer_prefix: str = "engine"
+    # Timers and delayed dispatches due within this many seconds also run in-process, exactly
+    # on time; their durable schedules (up to 250 ms late) remain the fallback. 0: schedules only.
+    near_timers: float = DEFAULT_HORIZON
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> EngineSettings:

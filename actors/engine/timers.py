@@ -8,13 +8,14 @@ checked against the actor's state (``TimeoutJob`` names its epoch, ``RequeueJob`
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Literal
 
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from events import subjects
+from events.schedules import schedule_time
 
 # Ids are subject tokens (``subjects.is_valid_token``): a fired timer naming anything else is
 # garbage to dead-letter, not a timer of some workflow that does not exist.
@@ -53,25 +54,16 @@ class RetryTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.retry-a{self.attempt}"
 
 
-AnyTimer = Annotated[
-    WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer, Field(discriminator="kind")
-]
-TIMERS: TypeAdapter[WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer] = TypeAdapter(AnyTimer)
-
-
-def schedule_time(due: datetime) -> str:
-    """RFC 3339 in UTC with whole seconds, rounded up: a timer must never fire early."""
-    due = due.astimezone(UTC)
-    if due.microsecond:
-        due = due.replace(microsecond=0) + _ONE_SECOND
-    return due.strftime("%Y-%m-%dT%H:%M:%SZ")
+Timer = WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer
+AnyTimer = Annotated[Timer, Field(discriminator="kind")]
+TIMERS: TypeAdapter[Timer] = TypeAdapter(AnyTimer)
 
 
 class Timers:
     def __init__(self, nc: NATS) -> None:
         self._js = nc.jetstream()
 
-    async def arm(self, timer: WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer) -> None:
+    async def arm(self, timer: Timer) -> None:
         timer_id = timer.timer_id()
         await self._js.publish(
             subjects.timer_set(timer_id),
@@ -83,6 +75,3 @@ class Timers:
                 "Nats-Msg-Id": f"timer.{timer_id}",
             },
         )
-
-
-_ONE_SECOND = datetime(2000, 1, 1, 0, 0, 1) - datetime(2000, 1, 1, 0, 0, 0)

@@ -99,11 +99,18 @@ def test_handler_jobs_reach_only_workers_with_the_handler() -> None:
     assert not serves(capabilities({"linux", "resize"}, []), job)
 
 
-def test_schedules_never_fire_before_not_before() -> None:
-    assert schedule_time(datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)) == "2030-01-01T12:00:00Z"
-    assert schedule_time(datetime(2030, 1, 1, 12, 0, 0, 1000, tzinfo=UTC)) == "2030-01-01T12:00:01Z"
+def test_schedules_are_exact_to_the_millisecond_and_never_fire_before_not_before() -> None:
+    at = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert schedule_time(at) == "2030-01-01T12:00:00.000Z"
+    assert schedule_time(at.replace(microsecond=200_000)) == "2030-01-01T12:00:00.200Z"
+    # A sub-millisecond rest goes up, never down: a job is never claimable before it is due.
+    assert schedule_time(at.replace(microsecond=200_001)) == "2030-01-01T12:00:00.201Z"
+    assert schedule_time(at.replace(microsecond=999_999)) == "2030-01-01T12:00:01.000Z"
     paris = timezone(timedelta(hours=1))
-    assert schedule_time(datetime(2030, 1, 1, 13, 0, 0, tzinfo=paris)) == "2030-01-01T12:00:00Z"
+    assert schedule_time(datetime(2030, 1, 1, 13, 0, 0, tzinfo=paris)) == "2030-01-01T12:00:00.000Z"
+    # What nats-server parses (Go's time.RFC3339 takes fractional seconds) reads back the same.
+    parsed = datetime.fromisoformat(schedule_time(at.replace(microsecond=123_400)))
+    assert parsed == at.replace(microsecond=124_000)
 
 
 def test_dispatch_message_round_trips() -> None:
