@@ -63,6 +63,13 @@ class TimeoutJob(JobCommand):
     epoch: int
 
 
+class TimeoutDispatch(JobCommand):
+    """The dispatch timer of ``attempt`` fired: fail the job if no worker has claimed it."""
+
+    type: Literal["TimeoutDispatch"] = "TimeoutDispatch"
+    attempt: int = Field(ge=1)
+
+
 class RequeueJob(JobCommand):
     """The retry timer fired. ``attempt`` (if given) guards against a stale timer."""
 
@@ -119,6 +126,13 @@ class TimeoutWorkflow(WorkflowCommand):
 
 
 AnyJobCommand = (
-    ClaimJob | CompleteJob | FailJob | TimeoutJob | RequeueJob | CancelJob | ConfirmCancelled
+    ClaimJob
+    | CompleteJob
+    | FailJob
+    | TimeoutJob
+    | TimeoutDispatch
+    | RequeueJob
+    | CancelJob
+    | ConfirmCancelled
 )
 AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow

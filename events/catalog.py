@@ -129,6 +129,8 @@ class JobQueued(JobEvent):
 
     It carries the job's ``retry`` policy and ``on_failure`` so that the job actor can decide
     retries from its own history alone: workers decide their own results without the workflow.
+    ``dispatch_timeout`` (seconds, the job's or the workflow's): an attempt no worker claimed
+    that long after it became claimable fails the job.
     """
 
     type: Literal["JobQueued"] = "JobQueued"
@@ -138,6 +140,13 @@ class JobQueued(JobEvent):
     on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
     queued_at: datetime
     not_before: datetime | None = None
+    dispatch_timeout: float | None = None
+
+    def claimable_from(self) -> datetime:
+        """When this attempt may be claimed: at once, or at ``not_before``."""
+        if self.not_before is not None and self.not_before > self.queued_at:
+            return self.not_before
+        return self.queued_at
 
 
 class JobSkipped(JobEvent):

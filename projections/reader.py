@@ -20,12 +20,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from events import subjects
 from events.catalog import WorkflowStatus
+from events.dispatch import InvalidDispatch, LabelSet, serves
 from events.errors import StoreError
 from projections import index, recent
 from projections._nats import Direct, Publisher
 from projections.generations import Generations, consumer_name
 from projections.store import ViewStore
 from projections.views import WorkflowSummary, WorkflowView
+from projections.waiting import UnservedLabelSet, live_capabilities
 
 _log = structlog.get_logger("jetwork.projections")
 _STATUSES = frozenset(status.value for status in WorkflowStatus)
@@ -88,6 +90,7 @@ class Views:
         self._generations = Generations(nc, publisher=self._publisher, timeout=timeout)
         self._index = Direct(nc, subjects.INDEX_STREAM, timeout=timeout)
         self._workers = Direct(nc, f"KV_{subjects.KV_WORKERS}", timeout=timeout)
+        self._labelsets = Direct(nc, f"KV_{subjects.KV_LABELSETS}", timeout=timeout)
         self._stores: dict[int, ViewStore] = {}
 
     async def generation(self) -> int:
@@ -166,6 +169,43 @@ class Views:
             found.append(info.model_copy(update={"stale": stale}))
         return sorted(found, key=lambda info: info.worker_id)
 
+    async def unserved(
+        self, workers: builtins.list[WorkerInfo] | None = None
+    ) -> builtins.list[UnservedLabelSet]:
+        """Label sets in use with dispatches waiting and no live worker serving them.
+
+        ``workers``: the live workers if just read (else they are read here).
+        """
+        live = live_capabilities(workers if workers is not None else await self.workers())
+        unserved: builtins.list[LabelSet] = []
+        for stored in await self._labelsets.all(f"$KV.{subjects.KV_LABELSETS}.>"):
+            if stored.is_tombstone:
+                continue
+            try:
+                labelset = LabelSet.decode(stored.data)
+            except InvalidDispatch:
+                _log.warning("skipping a malformed label set entry", subject=stored.subject)
+                continue
+            reqs = frozenset(labelset.requirements)
+            if not any(serves(caps, reqs) for caps in live):
+                unserved.append(labelset)
+        if not unserved:
+            return []
+        try:  # one request: the number of messages on each dispatch subject
+            info = await self._nc.jetstream().stream_info(
+                subjects.JOBS_STREAM, subjects_filter=subjects.JOBS_ALL
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"reading the dispatch queue failed: {exc!r}", retryable=True
+            ) from None
+        counts = info.state.subjects or {}
+        found = [
+            UnservedLabelSet.of(ls.requirements, token=ls.token, waiting=counts.get(ls.subject, 0))
+            for ls in unserved
+        ]
+        return sorted((ls for ls in found if ls.waiting), key=lambda ls: ls.token)
+
     async def lag(self) -> int:
         """Events not projected yet (in the current generation's consumer, delivered or not)."""
         js = self._nc.jetstream()
@@ -200,7 +240,7 @@ class Views:
             await store.close()
         self._stores = {}
         await self._generations.close()
-        for inbox in (self._index, self._workers, self._publisher):
+        for inbox in (self._index, self._workers, self._labelsets, self._publisher):
             await inbox.close()
 
     async def _store(self) -> ViewStore:

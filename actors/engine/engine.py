@@ -26,6 +26,7 @@ from actors.commands import (
     CancelWorkflow,
     RequeueJob,
     StartWorkflow,
+    TimeoutDispatch,
     TimeoutJob,
     TimeoutWorkflow,
 )
@@ -36,6 +37,7 @@ from actors.engine.loops import Handler, MessageLoops, Refused
 from actors.engine.settings import EngineSettings
 from actors.engine.timers import (
     TIMERS,
+    DispatchTimeoutTimer,
     JobTimeoutTimer,
     RetryTimer,
     Timer,
@@ -347,6 +349,8 @@ class Engine(MessageLoops):
             await self._time_out_job(wf_id, timer)
         elif isinstance(timer, RetryTimer):
             await self._requeue(wf_id, timer.job, timer.attempt)
+        elif isinstance(timer, DispatchTimeoutTimer):
+            await self._time_out_dispatch(wf_id, timer)
 
     async def _time_out_workflow(self, wf_id: str) -> None:
         def decision(state: workflow.WorkflowState) -> list[Event]:
@@ -362,6 +366,15 @@ class Engine(MessageLoops):
             return list(job.decide(state.job(timer.job), command))
 
         await self._execute(wf_id, decision, what="job timeout")
+
+    async def _time_out_dispatch(self, wf_id: str, timer: DispatchTimeoutTimer) -> None:
+        def decision(state: workflow.WorkflowState) -> list[Event]:
+            command = TimeoutDispatch(
+                workflow_id=wf_id, job=timer.job, attempt=timer.attempt, now=self._clock()
+            )
+            return list(job.decide(state.job(timer.job), command))
+
+        await self._execute(wf_id, decision, what="dispatch timeout")
 
 
 def _summary(exc: ValidationError) -> str:

@@ -14,7 +14,13 @@ from datetime import timedelta
 
 from actors import job_state
 from actors._state import updated
-from actors.engine.timers import JobTimeoutTimer, RetryTimer, WorkflowTimeoutTimer
+from actors.engine.timers import (
+    DispatchTimeoutTimer,
+    JobTimeoutTimer,
+    RetryTimer,
+    Timer,
+    WorkflowTimeoutTimer,
+)
 from actors.workflow import WorkflowState
 from events.base import Event
 from events.catalog import (
@@ -106,7 +112,7 @@ class Dispatch:
 class Plan:
     advance: bool = False
     dispatches: list[Dispatch] = field(default_factory=list)
-    timers: list[WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer] = field(default_factory=list)
+    timers: list[Timer] = field(default_factory=list)
     requeue_now: list[tuple[str, int]] = field(default_factory=list)  # (job, attempt)
     cancel_notices: list[str] = field(default_factory=list)  # job names
 
@@ -154,6 +160,13 @@ def _plan_dispatch(state: WorkflowState, event: JobQueued, result: Plan) -> None
             queued_seq=current.last_seq if hinted else None,
         )
     )
+    if current.dispatch_timeout is not None:
+        due = event.claimable_from() + timedelta(seconds=current.dispatch_timeout)
+        result.timers.append(
+            DispatchTimeoutTimer(
+                workflow_id=state.workflow_id, job=event.job, attempt=event.attempt, due=due
+            )
+        )
 
 
 def _queued_alone(state: WorkflowState, event: JobQueued) -> bool:

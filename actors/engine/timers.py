@@ -45,6 +45,17 @@ class JobTimeoutTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.timeout-e{self.epoch}"
 
 
+class DispatchTimeoutTimer(_Timer):
+    """Fails attempt ``attempt`` of ``job`` if no worker has claimed it by ``due``."""
+
+    kind: Literal["dispatch_timeout"] = "dispatch_timeout"
+    job: str = Field(pattern=_TOKEN)
+    attempt: int
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.{self.job}.dispatch-a{self.attempt}"
+
+
 class RetryTimer(_Timer):
     kind: Literal["retry"] = "retry"
     job: str = Field(pattern=_TOKEN)
@@ -54,7 +65,7 @@ class RetryTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.retry-a{self.attempt}"
 
 
-Timer = WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer
+Timer = WorkflowTimeoutTimer | JobTimeoutTimer | DispatchTimeoutTimer | RetryTimer
 AnyTimer = Annotated[Timer, Field(discriminator="kind")]
 TIMERS: TypeAdapter[Timer] = TypeAdapter(AnyTimer)
 

@@ -14,6 +14,7 @@ from rich.text import Text
 from events.base import RecordedEvent
 from projections.reader import WorkerInfo
 from projections.views import JobView, WorkflowSummary, WorkflowView
+from projections.waiting import UnservedLabelSet
 
 STATUS_STYLES = {
     "pending": "dim",
@@ -52,6 +53,11 @@ def elapsed(start: datetime | None, end: datetime | None, now: datetime) -> str:
 
 
 def _detail(job: JobView) -> Text:
+    if job.reason and job.status in ("cancelled", "skipped"):
+        return Text(job.reason[:80], style="dim" if job.status == "skipped" else "red")
+    if job.waiting_for is not None and job.waiting_for.unserved:
+        return Text(f"waits for a worker offering {job.waiting_for.describe()}: none is live",
+                    style="yellow")  # fmt: skip
     if job.error:
         return Text(job.error.splitlines()[0][:80] if job.error.strip() else "", style="red")
     if job.outputs:
@@ -210,6 +216,9 @@ def summary_table(rows: Sequence[WorkflowSummary]) -> Table:
         table.add_column(column, no_wrap=column != "jobs")
     for row in rows:
         counts = ", ".join(f"{n} {status}" for status, n in row.job_counts.items() if n)
+        unserved = [need.describe() for need in row.waiting_for if need.unserved]
+        if unserved:
+            counts += f" (no live worker offers {'; '.join(unserved)})"
         started = (
             row.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if row.started_at else ""
         )
@@ -226,6 +235,20 @@ def summary_table(rows: Sequence[WorkflowSummary]) -> Table:
 
 def _local(when: datetime | None) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else ""
+
+
+def unserved_table(unserved: Sequence[UnservedLabelSet]) -> Table:
+    """``jetwork workers``: label sets with work waiting that no live worker serves."""
+    table = Table(title="waiting for a worker: no live worker serves these", title_justify="left")
+    for column in ("needs", "dispatches waiting", "subject"):
+        table.add_column(column, justify="right" if column == "dispatches waiting" else "left")
+    for labelset in unserved:
+        table.add_row(
+            Text(labelset.describe(), style="yellow"),
+            str(labelset.waiting),
+            Text(f"job.{labelset.token}", style="dim"),
+        )
+    return table
 
 
 def workers_table(workers: Sequence[WorkerInfo]) -> Table:

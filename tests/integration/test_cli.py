@@ -36,7 +36,8 @@ from tests.eventually import assert_eventually
 from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 
 VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs"}
-JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at"}
+JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
+            "reason", "waiting_for"}  # fmt: skip
 COMMANDS = [
     ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],
     ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],
@@ -341,7 +342,10 @@ async def test_list_workers_and_rebuild(cli: Cli, workflow_file: Path) -> None:
         configure_logging()  # the worker's logs to stderr: CliRunner captures stdout process-wide
         await worker.start()
         found = json.loads(ok(await cli("workers", "--json")).stdout)
-        assert [(w["worker_id"], w["labels"]) for w in found] == [(worker.worker_id, ["linux"])]
+        assert [(w["worker_id"], w["labels"]) for w in found["workers"]] == [
+            (worker.worker_id, ["linux"])
+        ]
+        assert found["unserved"] == []
         assert worker.worker_id in ok(await cli("workers")).stdout
 
         stats = json.loads(ok(await cli("projections", "rebuild", "--json")).stdout)
