@@ -106,9 +106,20 @@ async def test_a_job_no_live_worker_serves_says_what_it_waits_for(
         listed = ok(await invoke("list", "--nats", nats_url)).stdout
         assert "(no live worker offers label gpu)" in " ".join(re.sub("[│┃]", " ", listed).split())
 
-        await gpu.start()  # the worker it waits for: it runs, and nothing waits any more
+        waited = await invoke(
+            "run", str(gpu_workflow(tmp_path)), "--wait", "--timeout", "3", "--nats", nats_url
+        )
+        assert waited.exit_code == 1
+        assert "job train waits for a worker offering label gpu: no live worker does" in (
+            waited.stderr
+        )
+        assert "waits for a worker offering label gpu: none is live" in waited.stdout  # live view
+        second = waited.stdout.split()[1]  # "started <id> (train)"
+
+        await gpu.start()  # the worker they wait for: they run, and nothing waits any more
         final = await handle.wait(timeout=20)
         assert final.status == "succeeded"
+        assert (await client.wait(second, timeout=20)).status == "succeeded"
         assert (await client.workers()).unserved == []
     finally:
         await gpu.stop()
