@@ -63,6 +63,13 @@ class TimeoutJob(JobCommand):
     epoch: int
 
 
+class TimeoutDispatch(JobCommand):
+    """The dispatch timer of ``attempt`` fired: fail the job if no worker has claimed it."""
+
+    type: Literal["TimeoutDispatch"] = "TimeoutDispatch"
+    attempt: int = Field(ge=1)
+
+
 class RequeueJob(JobCommand):
     """The retry timer fired. ``attempt`` (if given) guards against a stale timer."""
 
@@ -131,6 +138,7 @@ AnyJobCommand = (
     | CompleteJob
     | FailJob
     | TimeoutJob
+    | TimeoutDispatch
     | RequeueJob
     | CancelJob
     | ConfirmCancelled

@@ -23,6 +23,7 @@ from actors.commands import (
     ExpireLease,
     FailJob,
     RequeueJob,
+    TimeoutDispatch,
     TimeoutJob,
 )
 from actors.definitions import format_duration
@@ -87,6 +88,8 @@ def decide(state: JobState, command: AnyJobCommand) -> list[JobEvent]:
             return _fail(state, command)
         case TimeoutJob():
             return _timeout(state, command)
+        case TimeoutDispatch():
+            return _dispatch_timeout(state, command)
         case RequeueJob():
             return _requeue(state, command)
         case CancelJob():
@@ -194,6 +197,35 @@ def _timeout(state: JobState, cmd: TimeoutJob) -> list[JobEvent]:
     )
 
 
+def _dispatch_timeout(state: JobState, cmd: TimeoutDispatch) -> list[JobEvent]:
+    if state.status is not JobStatus.QUEUED or state.attempt != cmd.attempt:
+        return []  # claimed, cancelled or superseded in time: a stale timer
+    waited = format_duration(state.dispatch_timeout or 0)
+    needs = _needs(state)
+    who = f"no worker offering {needs} claimed it" if needs else "no worker claimed it"
+    error = f"{who} within {waited} (dispatch_timeout)"
+    # Final: another attempt would wait for the same missing worker.
+    return [
+        JobFailed(
+            **state.ids,
+            attempt=state.attempt,
+            epoch=state.epoch,
+            error=error,
+            retryable=False,
+            timed_out=True,
+            ended_at=cmd.now,
+        )
+    ]
+
+
+def _needs(state: JobState) -> str:
+    labels = sorted(state.spec.labels)
+    parts = [f"label{'s' if len(labels) > 1 else ''} {', '.join(labels)}"] if labels else []
+    if state.spec.uses:
+        parts.append(f"handler {state.spec.uses}")
+    return " and ".join(parts)
+
+
 def _failure(state: JobState, cmd: FailJob) -> list[JobEvent]:
     will_retry = _will_retry(state, retryable=cmd.retryable)
     failed = JobFailed(
@@ -240,6 +272,7 @@ def _requeue(state: JobState, cmd: RequeueJob) -> list[JobEvent]:
             on_failure=state.on_failure,
             queued_at=cmd.now,
             prior_epoch=state.epoch,
+            dispatch_timeout=state.dispatch_timeout,
         )
     ]
 
@@ -258,6 +291,7 @@ def _expire_lease(state: JobState, cmd: ExpireLease) -> list[JobEvent]:
             on_failure=state.on_failure,
             queued_at=cmd.now,
             prior_epoch=state.epoch,
+            dispatch_timeout=state.dispatch_timeout,
         )
     ]
 

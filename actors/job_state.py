@@ -56,6 +56,7 @@ class JobState:
     spec: JobSpec = _NO_SPEC
     retry: RetryPolicy = _NO_RETRY
     on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
+    dispatch_timeout: float | None = None
     # Queued: claimable from then on. Retrying: when the next attempt may be queued.
     not_before: datetime | None = None
     worker_id: str | None = None
@@ -64,6 +65,7 @@ class JobState:
     lease_ttl: float = 0.0
     started_at: datetime | None = None
     cancel_reason: str | None = None
+    skip_reason: str | None = None
     outputs: Mapping[str, str] = field(default_factory=dict)
     result: Any = None
     error: str | None = None
@@ -115,13 +117,16 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 spec=event.spec,
                 retry=event.retry,
                 on_failure=event.on_failure,
+                dispatch_timeout=event.dispatch_timeout,
                 not_before=event.not_before,
                 worker_id=None,
                 delivery=0,
                 dispatch_seq=0,
             )
         case JobSkipped():
-            return updated(state, status=JobStatus.SKIPPED, ended_at=event.at)
+            return updated(
+                state, status=JobStatus.SKIPPED, ended_at=event.at, skip_reason=event.reason
+            )
         case JobStarted():
             return updated(
                 state,

@@ -56,6 +56,7 @@ __all__ = [
     "evolve",
     "plan_appends",
     "replay",
+    "stop_reason",
 ]
 
 _ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING})
@@ -148,7 +149,7 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
     if state.status is None or state.definition is None:
         return []
     if state.status.is_terminal:
-        return _stop_leftovers(state, state.end_reason or "the workflow ended", now)
+        return _stop_leftovers(state, stop_reason(state.end_reason), now)
     # A working copy (a C-level dict copy: cheaper than any overlay): later jobs are judged on
     # the decisions taken for earlier ones.
     jobs = dict(state.jobs)
@@ -185,7 +186,7 @@ def _next_for_job(
         verdict = dag.judge(
             spec, jobs, definition=definition, inputs=state.inputs, cancelled=state.cancel_requested
         )
-        return _carry_out(current, spec, verdict, jobs, state.cancel_reason, now)
+        return _carry_out(current, spec, verdict, jobs, state.cancel_reason, now, definition)
     if current.status in _ACTIVE and state.cancel_requested:
         # A job whose condition still holds under cancellation (always(), cancelled(), ...)
         # keeps running, as in CI; every other active job is withdrawn or asked to stop.
@@ -202,6 +203,7 @@ def _carry_out(
     jobs: Mapping[str, JobState],
     cancel_reason: str | None,
     now: datetime,
+    definition: WorkflowDefinition,
 ) -> list[JobEvent]:
     ids = current.ids
     match verdict.verdict:
@@ -227,6 +229,7 @@ def _carry_out(
             on_failure=spec.on_failure,
             queued_at=now,
             not_before=dag.not_before(spec, now),
+            dispatch_timeout=spec.dispatch_timeout or definition.dispatch_timeout,
         )
     ]
 
@@ -283,7 +286,13 @@ def _timeout(state: WorkflowState, now: datetime) -> list[Event]:
         timed_out=True,
         ended_at=now,
     )
-    return [failed, *_stop_leftovers(state, f"the workflow {why}", now)]
+    return [failed, *_stop_leftovers(state, stop_reason(why), now)]
+
+
+def stop_reason(end_reason: str | None) -> str:
+    """Why a job still unfinished when its workflow ended is stopped (``the workflow timed out
+    after 5m``): the reason of its ``JobCancelled``, and what views say until that is stored."""
+    return f"the workflow {end_reason}" if end_reason else "the workflow ended"
 
 
 def _stop_leftovers(state: WorkflowState, reason: str, now: datetime) -> list[Event]:

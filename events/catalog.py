@@ -131,6 +131,8 @@ class JobQueued(JobEvent):
 
     It carries the job's ``retry`` policy and ``on_failure`` so that the job actor can decide
     retries from its own history alone: workers decide their own results without the workflow.
+    ``dispatch_timeout`` (seconds, the job's or the workflow's): an attempt no worker claimed
+    that long after it became claimable fails the job.
     """
 
     type: Literal["JobQueued"] = "JobQueued"
@@ -143,6 +145,13 @@ class JobQueued(JobEvent):
     # The last lease epoch granted before this attempt was queued (0 for a first attempt): with
     # it the event alone is the job actor's state for a claim (``sdk.worker.claims``).
     prior_epoch: int = 0
+    dispatch_timeout: float | None = None
+
+    def claimable_from(self) -> datetime:
+        """When this attempt may be claimed: at once, or at ``not_before``."""
+        if self.not_before is not None and self.not_before > self.queued_at:
+            return self.not_before
+        return self.queued_at
 
     def subject(self) -> str:
         return subjects.job_queued(self.workflow_id, self.job, self.labelset_token)

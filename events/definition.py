@@ -74,6 +74,8 @@ class JobDefinition(_Frozen):
     if_: str | None = Field(default=None, alias="if")
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0)
+    # Fail the job if no worker claims an attempt this long after it became claimable.
+    dispatch_timeout: float | None = Field(default=None, gt=0)
     retry: RetryPolicy = RetryPolicy()
     on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
     delay: float | None = Field(default=None, ge=0)
@@ -90,4 +92,6 @@ class WorkflowDefinition(_Frozen):
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0)
+    # The default of every job's dispatch_timeout.
+    dispatch_timeout: float | None = Field(default=None, gt=0)
     jobs: dict[str, JobDefinition]

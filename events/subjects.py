@@ -48,7 +48,7 @@ JOB_QUEUED: Final = "JobQueued"
 
 # A token is what may stand between two dots. Ids and job names are restricted to this alphabet so
 # that they can never inject wildcards (`*`, `>`) or extra tokens (`.`) into a subject.
-_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,128}\Z")  # \Z: "$" also matches before a final newline
 
 
 def is_valid_token(value: str) -> bool:

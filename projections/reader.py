@@ -15,10 +15,12 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from events import subjects
 from events.catalog import WorkflowStatus
+from events.dispatch import InvalidDispatch, LabelSet, serves
 from events.errors import StoreError
 from projections import index, recent
 from projections._nats import Direct, Publisher
@@ -26,6 +28,7 @@ from projections.generations import Generations
 from projections.positions import lag
 from projections.store import ViewStore
 from projections.views import WorkflowSummary, WorkflowView
+from projections.waiting import UnservedLabelSet, live_capabilities
 
 _log = structlog.get_logger("jetwork.projections")
 _STATUSES = frozenset(status.value for status in WorkflowStatus)
@@ -86,6 +89,7 @@ class Views:
         self._generations = Generations(nc, publisher=self._publisher, timeout=timeout)
         self._index = Direct(nc, subjects.INDEX_STREAM, timeout=timeout)
         self._workers = Direct(nc, f"KV_{subjects.KV_WORKERS}", timeout=timeout)
+        self._labelsets = Direct(nc, f"KV_{subjects.KV_LABELSETS}", timeout=timeout)
         self._stores: dict[int, ViewStore] = {}
 
     async def generation(self) -> int:
@@ -164,6 +168,48 @@ class Views:
             found.append(info.model_copy(update={"stale": stale}))
         return sorted(found, key=lambda info: info.worker_id)
 
+    async def unserved(
+        self, workers: builtins.list[WorkerInfo] | None = None
+    ) -> builtins.list[UnservedLabelSet]:
+        """Label sets in use with dispatches waiting and no live worker serving them.
+
+        ``workers``: the live workers if just read (else they are read here).
+        """
+        live = live_capabilities(workers if workers is not None else await self.workers())
+        unserved: builtins.list[LabelSet] = []
+        for stored in await self._labelsets.all(f"$KV.{subjects.KV_LABELSETS}.>"):
+            if stored.is_tombstone:
+                continue
+            try:
+                labelset = LabelSet.decode(stored.data)
+            except InvalidDispatch:
+                _log.warning("skipping a malformed label set entry", subject=stored.subject)
+                continue
+            reqs = frozenset(labelset.requirements)
+            if not any(serves(caps, reqs) for caps in live):
+                unserved.append(labelset)
+        found = [
+            UnservedLabelSet.of(ls.requirements, token=ls.token, waiting=await self._waiting(ls))
+            for ls in unserved
+        ]
+        return sorted((ls for ls in found if ls.waiting), key=lambda ls: ls.token)
+
+    async def _waiting(self, labelset: LabelSet) -> int:
+        """Queued jobs of a label set no worker has acknowledged: what its consumer holds, or,
+        when no worker ever created it, every ``JobQueued`` of the set."""
+        js = self._nc.jetstream()
+        try:
+            try:
+                info = await js.consumer_info(subjects.EVENTS_STREAM, labelset.consumer)
+                return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            except NotFoundError:
+                stream = await js.stream_info(
+                    subjects.EVENTS_STREAM, subjects_filter=labelset.subject
+                )
+                return len(stream.state.subjects or {})
+        except Exception as exc:
+            raise StoreError(f"reading the queued jobs failed: {exc!r}", retryable=True) from None
+
     async def lag(self) -> int:
         """Events not projected yet: after the current generation's stored positions."""
         try:
@@ -189,7 +235,7 @@ class Views:
             await store.close()
         self._stores = {}
         await self._generations.close()
-        for inbox in (self._index, self._workers, self._publisher):
+        for inbox in (self._index, self._workers, self._labelsets, self._publisher):
             await inbox.close()
 
     async def _store(self) -> ViewStore:

@@ -14,12 +14,36 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors.job import JobState
-from actors.workflow import WorkflowState
+from actors.workflow import WorkflowState, stop_reason
 from events.catalog import JobStatus
 
 
 class _View(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class WaitingFor(_View):
+    """What a queued job waits for: a worker offering ``labels`` (and ``handler``, for a ``uses:``
+    job). ``live_workers``: how many live workers do (0: it will wait until one starts);
+    ``None`` when not looked up (the projector stores views without it)."""
+
+    labels: tuple[str, ...] = ()
+    handler: str | None = None
+    live_workers: int | None = None
+
+    @property
+    def unserved(self) -> bool:
+        """True when it is known that no live worker offers what the job needs."""
+        return self.live_workers == 0
+
+    def describe(self) -> str:
+        """``labels gpu, linux and handler resize``; ``any worker`` for a job needing nothing."""
+        parts = []
+        if self.labels:
+            parts.append(f"label{'s' if len(self.labels) > 1 else ''} {', '.join(self.labels)}")
+        if self.handler:
+            parts.append(f"handler {self.handler}")
+        return " and ".join(parts) or "any worker"
 
 
 class JobView(_View):
@@ -30,6 +54,10 @@ class JobView(_View):
     worker_id: str | None = None
     started_at: datetime | None = None
     ended_at: datetime | None = None
+    # Why it was cancelled or skipped.
+    reason: str | None = None
+    # While queued: the worker it waits for.
+    waiting_for: WaitingFor | None = None
 
 
 class WorkflowView(_View):
@@ -54,17 +82,45 @@ class WorkflowSummary(_View):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     job_counts: dict[str, int] = Field(default_factory=dict)
+    # What its queued jobs wait for, one entry per distinct need.
+    waiting_for: tuple[WaitingFor, ...] = ()
 
 
-def job_view(state: JobState) -> JobView:
+def job_view(
+    state: JobState, *, stopped: str | None = None, stopped_at: datetime | None = None
+) -> JobView:
+    """The view of one job. ``stopped``: its workflow has ended for this reason, so a job not
+    terminal yet is shown ``cancelled`` (its ``JobCancelled`` follows, or its worker stops it)."""
+    status = state.status
+    if stopped is not None and not status.is_terminal:
+        return JobView(
+            status=JobStatus.CANCELLED.value,
+            attempts=state.attempt,
+            outputs=dict(state.outputs),
+            error=state.error,
+            worker_id=state.worker_id,
+            started_at=state.started_at,
+            ended_at=stopped_at,
+            reason=state.cancel_reason or stopped,
+        )
+    reason = None
+    if status is JobStatus.CANCELLED:
+        reason = state.cancel_reason
+    elif status is JobStatus.SKIPPED:
+        reason = state.skip_reason
+    waiting = None
+    if status is JobStatus.QUEUED:
+        waiting = WaitingFor(labels=tuple(sorted(state.spec.labels)), handler=state.spec.uses)
     return JobView(
-        status=state.status.value,
+        status=status.value,
         attempts=state.attempt,
         outputs=dict(state.outputs),
         error=state.error,
         worker_id=state.worker_id,
         started_at=state.started_at,
-        ended_at=state.ended_at if state.status.is_terminal else None,
+        ended_at=state.ended_at if status.is_terminal else None,
+        reason=reason,
+        waiting_for=waiting,
     )
 
 
@@ -72,6 +128,9 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
     """The view of a started workflow (``state.status`` must be set)."""
     if state.status is None or state.definition is None:
         raise ValueError(f"workflow {state.workflow_id} has not started")
+    # Once the workflow has ended (a timeout), jobs it left unfinished read as cancelled, even
+    # before their JobCancelled events are stored.
+    stopped = stop_reason(state.end_reason) if state.status.is_terminal else None
     return WorkflowView(
         workflow_id=state.workflow_id,
         name=state.definition.name,
@@ -79,12 +138,20 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         started_at=state.started_at,
         ended_at=state.ended_at,
         reason=state.end_reason,
-        jobs={name: job_view(state.job(name)) for name in state.order},
+        jobs={
+            name: job_view(state.job(name), stopped=stopped, stopped_at=state.ended_at)
+            for name in state.order
+        },
     )
 
 
 def summary(view: WorkflowView) -> WorkflowSummary:
     counts = Counter(job.status for job in view.jobs.values())
+    waiting: dict[tuple[tuple[str, ...], str | None], WaitingFor] = {}
+    for job in view.jobs.values():
+        if job.waiting_for is not None:
+            need = job.waiting_for.model_copy(update={"live_workers": None})
+            waiting.setdefault((need.labels, need.handler), need)
     return WorkflowSummary(
         workflow_id=view.workflow_id,
         name=view.name,
@@ -92,4 +159,5 @@ def summary(view: WorkflowView) -> WorkflowSummary:
         started_at=view.started_at,
         ended_at=view.ended_at,
         job_counts={status.value: counts.get(status.value, 0) for status in JobStatus},
+        waiting_for=tuple(waiting[key] for key in sorted(waiting, key=str)),
     )

@@ -30,8 +30,10 @@ if TYPE_CHECKING:
     from events.errors import WorkflowNotFound as WorkflowNotFound
     from projections.reader import WorkerInfo as WorkerInfo
     from projections.views import JobView as JobView
+    from projections.views import WaitingFor as WaitingFor
     from projections.views import WorkflowSummary as WorkflowSummary
     from projections.views import WorkflowView as WorkflowView
+    from projections.waiting import UnservedLabelSet as UnservedLabelSet
     from sdk.builder import Input as Input
     from sdk.builder import JobRef as JobRef
     from sdk.builder import Retry as Retry
@@ -39,6 +41,7 @@ if TYPE_CHECKING:
     from sdk.client.core import Client as Client
     from sdk.client.core import RunHandle as RunHandle
     from sdk.client.logs import LogLine as LogLine
+    from sdk.client.workers import WorkerList as WorkerList
     from sdk.embedded_server import EmbeddedServer as EmbeddedServer
     from sdk.errors import InvalidArgument as InvalidArgument
     from sdk.errors import JobNotFound as JobNotFound
@@ -62,6 +65,9 @@ _SOURCES: dict[str, str] = {
     "RecordedEvent": "events.base",
     "DeadLetter": "events.dead_letters",
     "WorkerInfo": "projections.reader",
+    "WorkerList": "sdk.client.workers",
+    "WaitingFor": "projections.views",
+    "UnservedLabelSet": "projections.waiting",
     # defining workflows
     "Workflow": "sdk.builder",
     "JobRef": "sdk.builder",
@@ -114,10 +120,13 @@ __all__ = [
     "RunHandle",
     "ServerUnavailable",
     "StoreError",
+    "UnservedLabelSet",
     "WaitTimeout",
+    "WaitingFor",
     "Worker",
     "WorkerConfig",
     "WorkerInfo",
+    "WorkerList",
     "Workflow",
     "WorkflowDefinition",
     "WorkflowNotFound",

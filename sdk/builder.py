@@ -102,14 +102,17 @@ class Workflow:
         inputs: Mapping[str, Input | Any] | None = None,
         env: Mapping[str, str] | None = None,
         timeout: Duration | None = None,
+        dispatch_timeout: Duration | None = None,
     ) -> None:
-        """``inputs`` maps names to an ``Input`` or, for short, to a default value."""
+        """``inputs`` maps names to an ``Input`` or, for short, to a default value;
+        ``dispatch_timeout`` is the default of every job's."""
         self.name = name
         self._inputs: dict[str, Input] = {}
         for input_name, spec in (inputs or {}).items():
             self.input(input_name, **_input_fields(spec))
         self._env = dict(env or {})
         self._timeout = timeout
+        self._dispatch_timeout = dispatch_timeout
         self._jobs: dict[str, dict[str, Any]] = {}
 
     def input(
@@ -142,6 +145,7 @@ class Workflow:
         if_: str | None = None,
         env: Mapping[str, str] | None = None,
         timeout: Duration | None = None,
+        dispatch_timeout: Duration | None = None,
         retry: Retry | RetryPolicy | int | None = None,
         on_failure: OnFailureName | None = None,
         delay: Duration | None = None,
@@ -164,6 +168,7 @@ class Workflow:
         _put(raw, "if", if_)
         _put(raw, "env", None if env is None else dict(env))
         _put(raw, "timeout", None if timeout is None else _duration(timeout))
+        _put(raw, "dispatch_timeout", _duration_or_none(dispatch_timeout))
         _put(raw, "retry", None if retry is None else _retry(retry))
         _put(raw, "on_failure", None if on_failure is None else str(on_failure))
         _put(raw, "delay", None if delay is None else _duration(delay))
@@ -180,6 +185,8 @@ class Workflow:
             raw["env"] = dict(self._env)
         if self._timeout is not None:
             raw["timeout"] = _duration(self._timeout)
+        if self._dispatch_timeout is not None:
+            raw["dispatch_timeout"] = _duration(self._dispatch_timeout)
         raw["jobs"] = {name: dict(job) for name, job in self._jobs.items()}
         return raw
 
@@ -201,6 +208,10 @@ def _names(refs: Iterable[JobRef | str] | JobRef | str) -> list[str]:
 
 def _duration(value: Duration) -> str | float:
     return value.total_seconds() if isinstance(value, timedelta) else value
+
+
+def _duration_or_none(value: Duration | None) -> str | float | None:
+    return None if value is None else _duration(value)
 
 
 def _data(value: Any) -> Any:

@@ -19,6 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from events.errors import ServerUnavailable
+from sdk.server_store import (
+    launch_command,
+    remove_pid_file,
+    servers_on,
+    stop_orphan,
+    write_pid_file,
+)
 
 DEFAULT_DATA_DIR = Path(".jetwork") / "nats"
 _READY_LINE = "Server is ready"
@@ -85,6 +92,8 @@ class EmbeddedServer:
     sync_interval: str = "always"
     startup_timeout: float = 10.0
     binary: Path | None = None
+    # Orphaned servers found on the store (left by a killed jetwork server) and stopped by start.
+    stopped_orphans: list[int] = field(default_factory=list, init=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
 
     @property
@@ -104,7 +113,18 @@ class EmbeddedServer:
         return self._process.pid if self._process else None
 
     def start(self) -> EmbeddedServer:
+        """Start it and wait until it is ready.
+
+        An orphaned nats-server still running on the same store (its ``jetwork server`` was
+        killed) is stopped first; one that a live process runs there is an error: never two
+        servers on one store. The server is stopped by the kernel if this process dies (Linux).
+        """
         binary = self.binary or find_nats_server()
+        if not os.access(binary, os.X_OK):  # checked here: the launcher would only fail later
+            why = "not executable" if binary.exists() else "no such file"
+            raise ServerBinaryNotFound(f"cannot run nats-server at {binary}: {why}")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._take_over_store()
         if self.port == 0:
             self.port = free_port()
         elif not port_is_free(self.port):
@@ -112,7 +132,6 @@ class EmbeddedServer:
                 f"cannot start nats-server: port {self.port} on 127.0.0.1 is already in use. "
                 "Pick another port, or point JETWORK_NATS_URL at the server that uses it."
             )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
         log_offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         command = [
             str(binary),
@@ -126,7 +145,7 @@ class EmbeddedServer:
         env = {**os.environ, "JETWORK_NATS_SYNC_INTERVAL": self.sync_interval}
         try:
             self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                launch_command(command), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE, env=env,
             )  # fmt: skip
         except OSError as exc:
@@ -134,7 +153,20 @@ class EmbeddedServer:
                 f"cannot run nats-server at {binary}: {exc.strerror}"
             ) from None
         self._wait_until_ready(log_offset)
+        write_pid_file(self.data_dir, pid=self._process.pid, port=self.port)
         return self
+
+    def _take_over_store(self) -> None:
+        for server in servers_on(self.data_dir):
+            if server.owner is not None:
+                raise ServerUnavailable(
+                    f"cannot start nats-server: nats-server (pid {server.pid}) already runs on "
+                    f"the store {self.data_dir}, started by process {server.owner} "
+                    f"({_shortened(server.owner_command)}). Two servers on one store corrupt it: "
+                    "stop that one first, or use another data directory."
+                )
+            stop_orphan(server.pid)
+            self.stopped_orphans.append(server.pid)
 
     def stop(self, *, timeout: float = 10.0) -> None:
         """Stop gracefully (SIGTERM: JetStream flushes), SIGKILL if it does not exit in time."""
@@ -149,6 +181,7 @@ class EmbeddedServer:
             process.wait()
         if process.stderr:
             process.stderr.close()
+        remove_pid_file(self.data_dir, pid=process.pid)
 
     def kill(self) -> None:
         """SIGKILL, for fault-injection tests."""
@@ -201,6 +234,10 @@ class EmbeddedServer:
                 return handle.read().decode(errors="replace")
         except FileNotFoundError:
             return ""
+
+
+def _shortened(command: str, limit: int = 100) -> str:
+    return command if len(command) <= limit else command[: limit - 1] + "…"
 
 
 @contextlib.contextmanager

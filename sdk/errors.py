@@ -12,12 +12,21 @@ class WaitTimeout(JetworkError):
 
     retryable = True
 
-    def __init__(self, workflow_id: str, timeout: float, *, status: str | None = None) -> None:
+    def __init__(
+        self,
+        workflow_id: str,
+        timeout: float,
+        *,
+        status: str | None = None,
+        waiting: str | None = None,
+    ) -> None:
         where = f" (still {status})" if status else ""
-        super().__init__(f"workflow {workflow_id!r} did not end within {timeout:g}s{where}")
+        why = f"; {waiting}" if waiting else ""
+        super().__init__(f"workflow {workflow_id!r} did not end within {timeout:g}s{where}{why}")
         self.workflow_id = workflow_id
         self.timeout = timeout
         self.status = status
+        self.waiting = waiting
 
 
 class JobNotFound(JetworkError):

@@ -17,7 +17,7 @@ from actors.definitions._problems import Path, ProblemLog
 from actors.definitions.durations import parse_duration
 from events.subjects import is_valid_token
 
-_ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME: Final = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 # Fields GitHub users reach for first, and what jetwork calls them.
 _GITHUB_FIELD_HINTS: Final = {
     "runs-on": "use labels: [...] to choose workers",

@@ -21,6 +21,7 @@ JOB_FIELDS: Final = (
     "if",
     "env",
     "timeout",
+    "dispatch_timeout",
     "retry",
     "on_failure",
     "delay",
@@ -156,6 +157,10 @@ def _read_timing(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: Prob
     if body.get("timeout") is not None:
         draft.fields["timeout"] = f.duration(
             body["timeout"], (*path, "timeout"), log, positive=True
+        )
+    if body.get("dispatch_timeout") is not None:
+        draft.fields["dispatch_timeout"] = f.duration(
+            body["dispatch_timeout"], (*path, "dispatch_timeout"), log, positive=True
         )
     if body.get("delay") is not None:
         draft.fields["delay"] = f.duration(body["delay"], (*path, "delay"), log, positive=False)

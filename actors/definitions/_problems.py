@@ -11,7 +11,7 @@ from events.errors import InvalidWorkflow
 # A location inside the raw definition: mapping keys and list indexes, outermost first.
 Path = tuple[object, ...]
 
-_PLAIN_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+$")
+_PLAIN_KEY: Final = re.compile(r"^[A-Za-z0-9_-]+\Z")
 
 
 def format_path(path: Path) -> str:

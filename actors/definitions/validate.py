@@ -25,7 +25,7 @@ from events.definition import InputSpec, WorkflowDefinition
 
 __all__ = ["parse_workflow", "validate_inputs"]
 
-WORKFLOW_FIELDS: Final = ("name", "inputs", "env", "timeout", "jobs")
+WORKFLOW_FIELDS: Final = ("name", "inputs", "env", "timeout", "dispatch_timeout", "jobs")
 INPUT_FIELDS: Final = ("default", "required", "description")
 
 
@@ -49,8 +49,9 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
     if raw.get("env") is not None:
         fields["env"] = f.env_map(raw["env"], ("env",), log)
         check_workflow_env(fields["env"], inputs, log)
-    if raw.get("timeout") is not None:
-        fields["timeout"] = f.duration(raw["timeout"], ("timeout",), log, positive=True)
+    for key in ("timeout", "dispatch_timeout"):
+        if raw.get(key) is not None:
+            fields[key] = f.duration(raw[key], (key,), log, positive=True)
     jobs = _read_jobs(raw.get("jobs"), inputs, log)
     log.raise_if_any()
     return _assemble(fields, jobs, log)

@@ -34,7 +34,14 @@ from actors.engine.definition_cache import DefinitionCache
 from actors.engine.labelsets import LabelSets
 from actors.engine.reactions import Cancel, Fired, Item, Reaction, Start, react
 from actors.engine.states import States, absorb, skip_over
-from actors.engine.timers import TIMERS, AnyTimer, JobTimeoutTimer, LeaseTimer, Timers
+from actors.engine.timers import (
+    TIMERS,
+    AnyTimer,
+    DispatchTimeoutTimer,
+    JobTimeoutTimer,
+    LeaseTimer,
+    Timers,
+)
 from actors.workflow import WorkflowState
 from events import subjects
 from events.base import RecordedEvent
@@ -371,12 +378,13 @@ def _newest_seq(items: list[Item]) -> int:
 
 
 def _timed_out_jobs(items: list[Item]) -> set[str]:
-    """Jobs whose timeout or lease timer fired: deciding it needs their claims, which the engine
-    does not follow as they happen, read from the log."""
+    """Jobs whose timeout, lease or dispatch timer fired: deciding it needs their claims, which
+    the engine does not follow as they happen, read from the log."""
     return {
         item.timer.job
         for item in items
-        if isinstance(item, Fired) and isinstance(item.timer, JobTimeoutTimer | LeaseTimer)
+        if isinstance(item, Fired)
+        and isinstance(item.timer, JobTimeoutTimer | LeaseTimer | DispatchTimeoutTimer)
     }
 
 

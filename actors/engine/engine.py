@@ -65,7 +65,7 @@ class Engine:
         self._states = States(nc, self._store, size=settings.cache_size)
         self._inbox = Inbox(nc, settings)
         self._fired: list[AnyTimer] = []
-        self._timers = Timers(nc, on_fire=self._on_timer)
+        self._timers = Timers(nc, on_fire=self._on_timer, horizon=self._settings.in_process_horizon)
         self._ownership = Ownership(
             nc,
             self.engine_id,

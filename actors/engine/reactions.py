@@ -25,11 +25,13 @@ from actors.commands import (
     ExpireLease,
     RequeueJob,
     StartWorkflow,
+    TimeoutDispatch,
     TimeoutJob,
     TimeoutWorkflow,
 )
 from actors.engine.timers import (
     AnyTimer,
+    DispatchTimeoutTimer,
     JobTimeoutTimer,
     LeaseTimer,
     RetryTimer,
@@ -184,6 +186,9 @@ def _fire(reaction: Reaction, timer: AnyTimer, now: datetime) -> list[Event]:
     if isinstance(timer, LeaseTimer):
         command = ExpireLease(workflow_id=wf, job=timer.job, epoch=timer.epoch, now=now)
         return list(job.decide(state.job(timer.job), command))
+    if isinstance(timer, DispatchTimeoutTimer):
+        dispatch = TimeoutDispatch(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
+        return list(job.decide(state.job(timer.job), dispatch))
     requeue = RequeueJob(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
     return list(job.decide(state.job(timer.job), requeue))
 
@@ -251,8 +256,17 @@ def _plan_workflow_timeout(state: WorkflowState, reaction: Reaction) -> None:
 
 
 def _plan_job_timeout(state: WorkflowState, event: JobQueued, reaction: Reaction) -> None:
+    if state.job(event.job).attempt != event.attempt:
+        return  # superseded since
+    if event.dispatch_timeout is not None:
+        due = event.claimable_from() + timedelta(seconds=event.dispatch_timeout)
+        reaction.timers.append(
+            DispatchTimeoutTimer(
+                workflow_id=state.workflow_id, job=event.job, attempt=event.attempt, due=due
+            )
+        )
     timeout = event.spec.timeout
-    if timeout is None or state.job(event.job).attempt != event.attempt:
+    if timeout is None:
         return
     due = event.queued_at + timedelta(seconds=timeout) + JOB_TIMEOUT_GRACE
     reaction.timers.append(

@@ -23,6 +23,9 @@ class EngineSettings:
     # Partition leases: held this long after the last confirmed renewal, renewed this often.
     lease_ttl: float = 4.0
     renew_every: float = 1.0
+    # Timers due within this many seconds are also timed in process (schedules fire up to 250 ms
+    # late); 0 leaves them to their durable schedules alone.
+    in_process_horizon: float = 120.0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> EngineSettings:

@@ -3,30 +3,31 @@
 Arming a timer stores a schedule on ``cmdsched.<p>.<id>``; when due, the server publishes its
 payload on ``cmd.<p>.timer.<id>``, a command of the workflow's partition like any other, consumed
 by the engine that owns the partition. Both live in the stream, so a timer survives the restart
-of every process. Schedules fire on whole seconds, so the owning engine also keeps a timer in
-process for what is due soon (``Timers.arm``): it fires on time, the durable one a little later
-finds nothing left to do. A timer that fires late or twice is harmless: the command it carries
-is checked against the actor's state (``TimeoutJob`` names its epoch, ``RequeueJob`` its attempt).
+of every process. nats-server fires due schedules from a timer that runs at most every 250 ms
+(``events.schedules``), so the owning engine also keeps a timer in process for what is due soon
+(``Timers.arm``): it fires on time, the durable one a little later finds nothing left to do. A
+timer that fires late or twice is harmless: the command it carries is checked against the actor's
+state (``RequeueJob`` names its attempt, ``ExpireLease`` its epoch …).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Final, Literal
 
 from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from events import subjects
+from events.schedules import schedule_time
 
 # Ids are subject tokens (``subjects.is_valid_token``): a fired timer naming anything else is
 # garbage to dead-letter, not a timer of some workflow that does not exist.
 _TOKEN = r"^[A-Za-z0-9_-]{1,128}$"
 # Timers due within this long also run in process, to the millisecond.
 IN_PROCESS_HORIZON: Final = 120.0
-_ONE_SECOND: Final = timedelta(seconds=1)
 
 
 class _Timer(BaseModel):
@@ -69,6 +70,17 @@ class RetryTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.retry-a{self.attempt}"
 
 
+class DispatchTimeoutTimer(_Timer):
+    """Fails attempt ``attempt`` of ``job`` if no worker has claimed it by ``due``."""
+
+    kind: Literal["dispatch_timeout"] = "dispatch_timeout"
+    job: str = Field(pattern=_TOKEN)
+    attempt: int
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.{self.job}.dispatch-a{self.attempt}"
+
+
 class LeaseTimer(_Timer):
     """The end of a lease kept by the log (an HTTP worker's, ``gateway.leases``): pushed back by
     every heartbeat (a schedule replaces the one before on its subject), dropped by a result.
@@ -82,16 +94,8 @@ class LeaseTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.lease-e{self.epoch}"
 
 
-AnyTimer = WorkflowTimeoutTimer | JobTimeoutTimer | RetryTimer | LeaseTimer
+AnyTimer = WorkflowTimeoutTimer | JobTimeoutTimer | DispatchTimeoutTimer | RetryTimer | LeaseTimer
 TIMERS: TypeAdapter[AnyTimer] = TypeAdapter(Annotated[AnyTimer, Field(discriminator="kind")])
-
-
-def schedule_time(due: datetime) -> str:
-    """RFC 3339 in UTC with whole seconds, rounded up: a durable timer must never fire early."""
-    due = due.astimezone(UTC)
-    if due.microsecond:
-        due = due.replace(microsecond=0) + _ONE_SECOND
-    return due.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def schedule(timer: AnyTimer, *, msg_id: bool = True) -> tuple[str, bytes, dict[str, str]]:
@@ -114,9 +118,16 @@ def schedule(timer: AnyTimer, *, msg_id: bool = True) -> tuple[str, bytes, dict[
 class Timers:
     """Arms durable timers and, for those due soon, in-process ones calling ``on_fire``."""
 
-    def __init__(self, nc: NATS, *, on_fire: Callable[[AnyTimer], None]) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        on_fire: Callable[[AnyTimer], None],
+        horizon: float = IN_PROCESS_HORIZON,
+    ) -> None:
         self._js = nc.jetstream()
         self._on_fire = on_fire
+        self._horizon = horizon
         self._handles: dict[str, asyncio.TimerHandle] = {}
 
     async def arm(self, timer: AnyTimer, *, now: datetime) -> None:
@@ -124,7 +135,7 @@ class Timers:
         subject, body, headers = schedule(timer)
         await self._js.publish(subject, body, headers=headers)
         delay = (timer.due - now).total_seconds()
-        if delay <= IN_PROCESS_HORIZON and timer_id not in self._handles:
+        if delay <= self._horizon and timer_id not in self._handles:
             loop = asyncio.get_running_loop()
             self._handles[timer_id] = loop.call_at(
                 loop.time() + max(0.0, delay), self._fire, timer_id, timer

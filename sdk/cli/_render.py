@@ -15,6 +15,7 @@ from events import subjects
 from events.base import RecordedEvent
 from projections.reader import WorkerInfo
 from projections.views import JobView, WorkflowSummary, WorkflowView
+from projections.waiting import UnservedLabelSet
 
 STATUS_STYLES = {
     "pending": "dim",
@@ -53,6 +54,11 @@ def elapsed(start: datetime | None, end: datetime | None, now: datetime) -> str:
 
 
 def _detail(job: JobView) -> Text:
+    if job.reason and job.status in ("cancelled", "skipped"):
+        return Text(job.reason[:80], style="dim" if job.status == "skipped" else "red")
+    if job.waiting_for is not None and job.waiting_for.unserved:
+        return Text(f"waits for a worker offering {job.waiting_for.describe()}: none is live",
+                    style="yellow")  # fmt: skip
     if job.error:
         return Text(job.error.splitlines()[0][:80] if job.error.strip() else "", style="red")
     if job.outputs:
@@ -175,6 +181,24 @@ def history_table(workflow_id: str, history: Sequence[RecordedEvent]) -> Table:
     return table
 
 
+def event_sequence(types: Sequence[str], *, limit: int = 12) -> str:
+    """Event types in log order, runs of one type folded (``JobQueued x3``).
+
+    Past ``limit`` items the middle is elided, so the first and the last events stay visible.
+    """
+    runs: list[list[Any]] = []
+    for kind in types:
+        if runs and runs[-1][0] == kind:
+            runs[-1][1] += 1
+        else:
+            runs.append([kind, 1])
+    items = [kind if count == 1 else f"{kind} x{count}" for kind, count in runs]
+    if len(items) > limit:
+        head, tail = items[: limit // 2], items[-(limit - limit // 2 - 1) :]
+        items = [*head, "…", *tail]
+    return ", ".join(items)
+
+
 def event_line(recorded: RecordedEvent) -> str:
     """One line per event for ``jetwork watch``."""
     data = event_data(recorded)
@@ -193,6 +217,9 @@ def summary_table(rows: Sequence[WorkflowSummary]) -> Table:
         table.add_column(column, no_wrap=column != "jobs")
     for row in rows:
         counts = ", ".join(f"{n} {status}" for status, n in row.job_counts.items() if n)
+        unserved = [need.describe() for need in row.waiting_for if need.unserved]
+        if unserved:
+            counts += f" (no live worker offers {'; '.join(unserved)})"
         started = (
             row.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if row.started_at else ""
         )
@@ -209,6 +236,20 @@ def summary_table(rows: Sequence[WorkflowSummary]) -> Table:
 
 def _local(when: datetime | None) -> str:
     return when.astimezone().strftime("%Y-%m-%d %H:%M:%S") if when else ""
+
+
+def unserved_table(unserved: Sequence[UnservedLabelSet]) -> Table:
+    """``jetwork workers``: label sets with work waiting that no live worker serves."""
+    table = Table(title="waiting for a worker: no live worker serves these", title_justify="left")
+    for column in ("needs", "dispatches waiting", "subject"):
+        table.add_column(column, justify="right" if column == "dispatches waiting" else "left")
+    for labelset in unserved:
+        table.add_row(
+            Text(labelset.describe(), style="yellow"),
+            str(labelset.waiting),
+            Text(f"job.{labelset.token}", style="dim"),
+        )
+    return table
 
 
 def workers_table(workers: Sequence[WorkerInfo]) -> Table:

@@ -32,7 +32,7 @@ from projections.projector import Projector, ProjectorSettings
 from projections.reader import Views
 from projections.views import WorkflowView
 from sdk.cli._common import configure_logging, make_console
-from sdk.cli._render import summary_table, workers_table
+from sdk.cli._render import event_sequence, summary_table, workers_table
 from sdk.cli.run import needs_of, watch_live
 from sdk.client import Client
 from sdk.embedded_server import EmbeddedServer
@@ -202,10 +202,8 @@ async def _show_audit(console: Console, client: Client, ran: Sequence[Ran]) -> N
     console.print(workers_table(await client.workers()))
     for item in ran:
         history = await client.history(item.view.workflow_id)
-        kinds = sorted({recorded.event.event_type for recorded in history})
-        console.print(
-            f"[bold]history[/] {item.view.name}: {len(history)} events [dim]({', '.join(kinds)})[/]"
-        )
+        kinds = event_sequence([recorded.event.event_type for recorded in history])
+        console.print(f"[bold]history[/] {item.view.name}: {len(history)} events [dim]({kinds})[/]")
 
 
 def _next_steps(console: Console, ran: Sequence[Ran], seconds: float) -> None:

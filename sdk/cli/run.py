@@ -16,6 +16,7 @@ from rich.live import Live
 from actors.definitions import load_workflow_file
 from events.definition import WorkflowDefinition
 from projections.views import WorkflowView
+from projections.waiting import describe_waiting
 from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.cli._render import LiveWorkflow, workflow_panel
 from sdk.client import Client
@@ -151,4 +152,6 @@ async def _watch(
     except TimeoutError:
         current = await client.status(workflow_id)
         console.print(workflow_panel(current, needs=needs_of(definition)))
-        raise WaitTimeout(workflow_id, timeout or 0.0, status=current.status) from None
+        raise WaitTimeout(
+            workflow_id, timeout or 0.0, status=current.status, waiting=describe_waiting(current)
+        ) from None

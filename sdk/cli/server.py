@@ -120,6 +120,11 @@ def server(
         embedded.start()
         url = embedded.url
         where = data_dir / "nats"
+        for pid in embedded.stopped_orphans:
+            console.print(
+                f"[yellow]stopped an orphaned nats-server[/] (pid {pid}) still running on {where}: "
+                "a jetwork server was killed before it could stop it"
+            )
         console.print(
             f"[bold]embedded nats-server[/] on [bold]{url}[/] (data in {where}, "
             f"sync_interval {sync_interval})"

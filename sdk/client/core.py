@@ -46,6 +46,12 @@ from events.store import ActorRef, EventStore
 from projections.reader import Views, WorkerInfo
 from projections.rebuild import RebuildStats, rebuild
 from projections.views import WorkflowSummary, WorkflowView, workflow_view
+from projections.waiting import (
+    describe_waiting,
+    live_capabilities,
+    summary_with_live_workers,
+    with_live_workers,
+)
 from sdk.client.definitions import (
     WorkflowSource,
     checked_inputs,
@@ -54,6 +60,7 @@ from sdk.client.definitions import (
 )
 from sdk.client.logs import LogLine, LogReader
 from sdk.client.translate import require_id, translated
+from sdk.client.workers import LiveWorkers, WorkerList
 from sdk.errors import InvalidArgument, JobNotFound, WaitTimeout, WorkflowNotStarted
 
 _WORKFLOW_EVENT_TYPES = frozenset(cls.__name__ for cls in WORKFLOW_EVENTS)
@@ -225,7 +232,7 @@ class Client:
         its start request is still waiting for an engine).
         """
         state = await self._state(workflow_id)
-        return workflow_view(state)
+        return await self._with_live_workers(workflow_view(state))
 
     async def history(self, workflow_id: str) -> builtins.list[RecordedEvent]:
         """Every event of the workflow (workflow and job actors) in log order: the audit trail.
@@ -259,8 +266,13 @@ class Client:
                         if recorded.event.event_type in _TERMINAL_TYPES:
                             break
         except TimeoutError:
-            current = await self._current_status(workflow_id)
-            raise WaitTimeout(workflow_id, timeout or 0.0, status=current) from None
+            current = await self._current_view(workflow_id)
+            raise WaitTimeout(
+                workflow_id,
+                timeout or 0.0,
+                status=current.status if current else None,
+                waiting=describe_waiting(current) if current else None,
+            ) from None
         return await self.status(workflow_id)
 
     async def follow(self, workflow_id: str) -> AsyncGenerator[WorkflowView, None]:
@@ -270,13 +282,14 @@ class Client:
         """
         await self._require_known(workflow_id)
         state = WorkflowState(workflow_id=workflow_id)
+        workers = LiveWorkers(self._live_workers)
         tail = self._tail(subjects.workflow_events(workflow_id), from_start=True)
         async with contextlib.aclosing(tail) as events:
             async for recorded in events:
                 state = workflow.replay([recorded], state)
                 if state.status is None:
                     continue
-                yield workflow_view(state)
+                yield await workers.count(workflow_view(state))
                 if state.status.is_terminal:
                     return
 
@@ -334,12 +347,21 @@ class Client:
         if limit < 1:
             raise InvalidArgument(f"limit must be at least 1, got {limit}")
         with translated("listing workflows", url=self._url):
-            return await self._reader().list(status=status, name=name, limit=limit)
+            rows = await self._reader().list(status=status, name=name, limit=limit)
+        if not any(row.waiting_for for row in rows):
+            return rows
+        live = live_capabilities(await self._live_workers())
+        return [summary_with_live_workers(row, live) for row in rows]
 
-    async def workers(self) -> builtins.list[WorkerInfo]:
-        """The live workers, by id (``stale`` marks one that missed its recent heartbeats)."""
+    async def workers(self) -> WorkerList:
+        """The live workers, by id (``stale`` marks one that missed its recent heartbeats).
+
+        A list of ``WorkerInfo``; its ``unserved`` lists the label sets with dispatches waiting
+        that no live (not stale) worker serves: work that waits until such a worker starts.
+        """
         with translated("listing workers", url=self._url):
-            return await self._reader().workers()
+            found = await self._reader().workers()
+            return WorkerList(found, unserved=await self._reader().unserved(found))
 
     async def lag(self) -> int:
         """Events the projector has not applied yet (what ``list`` may be missing)."""
@@ -367,11 +389,21 @@ class Client:
             await self._raise_not_found(workflow_id)
         return state
 
-    async def _current_status(self, workflow_id: str) -> str | None:
+    async def _current_view(self, workflow_id: str) -> WorkflowView | None:
         try:
-            return (await self.status(workflow_id)).status
+            return await self.status(workflow_id)
         except JetworkError:
             return None
+
+    async def _live_workers(self) -> builtins.list[WorkerInfo]:
+        with translated("listing workers", url=self._url):
+            return await self._reader().workers()
+
+    async def _with_live_workers(self, view: WorkflowView) -> WorkflowView:
+        """``view`` with each queued job's ``waiting_for.live_workers`` counted."""
+        if not any(job.waiting_for is not None for job in view.jobs.values()):
+            return view
+        return with_live_workers(view, live_capabilities(await self._live_workers()))
 
     async def _require_known(self, workflow_id: str) -> None:
         """Return if the workflow has started or its start request waits; else not found."""
@@ -488,6 +520,7 @@ __all__ = [
     "Client",
     "LogLine",
     "RunHandle",
+    "WorkerList",
     "WorkflowSource",
     "dumps_view",
     "event_filter",

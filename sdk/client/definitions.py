@@ -56,8 +56,9 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
         }
     if definition.env:
         raw["env"] = dict(definition.env)
-    if definition.timeout is not None:
-        raw["timeout"] = definition.timeout
+    for key in ("timeout", "dispatch_timeout"):
+        if getattr(definition, key) is not None:
+            raw[key] = getattr(definition, key)
     raw["jobs"] = {name: _job_mapping(job) for name, job in definition.jobs.items()}
     return raw
 
@@ -65,7 +66,7 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
 def _job_mapping(job: JobDefinition) -> dict[str, Any]:
     dumped = job.model_dump(mode="json", by_alias=True, exclude_none=True)
     raw: dict[str, Any] = {}
-    for key in ("run", "uses", "if", "timeout", "delay", "at"):
+    for key in ("run", "uses", "if", "timeout", "dispatch_timeout", "delay", "at"):
         if key in dumped:
             raw[key] = dumped[key]
     for key in ("with", "labels", "needs", "needs_any", "env"):

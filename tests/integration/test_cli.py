@@ -39,7 +39,8 @@ from tests.eventually import assert_eventually
 from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 
 VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs"}
-JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at"}
+JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
+            "reason", "waiting_for"}  # fmt: skip
 COMMANDS = [
     ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],
     ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],
@@ -298,6 +299,8 @@ async def test_watch_prints_matching_events(cli: Cli, workflow_file: Path) -> No
             "--json",
         )
     )
+    # It says on stderr what it waits for, so stdout stays one JSON object per line.
+    assert f"waiting for JobSucceeded events of workflow {workflow_id}" in result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [(e["actor"], e["type"]) for e in lines] == [
         ("job a", "JobSucceeded"),
@@ -343,7 +346,10 @@ async def test_list_workers_and_rebuild(cli: Cli, workflow_file: Path) -> None:
         configure_logging()  # the worker's logs to stderr: CliRunner captures stdout process-wide
         await worker.start()
         found = json.loads(ok(await cli("workers", "--json")).stdout)
-        assert [(w["worker_id"], w["labels"]) for w in found] == [(worker.worker_id, ["linux"])]
+        assert [(w["worker_id"], w["labels"]) for w in found["workers"]] == [
+            (worker.worker_id, ["linux"])
+        ]
+        assert found["unserved"] == []
         assert worker.worker_id in ok(await cli("workers")).stdout
 
         stats = json.loads(ok(await cli("projections", "rebuild", "--json")).stdout)

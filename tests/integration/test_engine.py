@@ -110,6 +110,7 @@ async def test_a_start_sent_as_plain_json_is_answered_on_its_reply_subject(rig) 
     assert again == {"workflow_id": "wf-json", "accepted": True, "created": False, "error": None}
     assert refused["workflow_id"] == "wf-bad"
     assert refused["accepted"] is False
+    assert refused["error"].startswith("invalid workflow wf-bad: 1 problem(s)")
     assert "jobs.a.needs" in refused["error"]
     assert "ghost" in refused["error"]
 
@@ -130,7 +131,8 @@ async def test_retries_with_backoff_run_on_durable_timers(rig) -> None:
             "j": {"run": "x", "retry": {"max_attempts": 3, "backoff": "fixed", "delay": "1s"}}
         },
     }
-    engine = await running_engine(nc, dispatcher)
+    # No in-process timers: the retries wait for their durable schedules alone.
+    engine = await running_engine(nc, dispatcher, in_process_horizon=0)
     runner = InTestRunner(store, dispatcher, behaviour).start()
     try:
         await start_workflow(nc, "wf-flaky", definition)
@@ -148,6 +150,36 @@ async def test_retries_with_backoff_run_on_durable_timers(rig) -> None:
     retry = next(r for r in history if r.event.event_type == "JobRetryScheduled")
     requeue = next(r for r in history if r.event.event_type == "JobQueued" and r.event.attempt == 2)
     assert requeue.time >= retry.event.not_before
+
+
+async def test_a_200ms_backoff_waits_about_200ms(rig) -> None:
+    nc, store, dispatcher = rig
+
+    def behaviour(state: JobState) -> Outcome:
+        return Outcome(error="boom") if state.attempt < 4 else Outcome()
+
+    definition = {
+        "name": "quick",
+        "jobs": {"j": {"run": "x", "retry": {"max_attempts": 4, "delay": "200ms"}}},
+    }
+    engine = await running_engine(nc, dispatcher)
+    runner = InTestRunner(store, dispatcher, behaviour).start()
+    try:
+        await start_workflow(nc, "wf-quick", definition)
+        history = await finished(store, "wf-quick")
+    finally:
+        await runner.stop()
+        await engine.stop()
+    assert ended(history) == "WorkflowSucceeded"
+    due = {r.event.attempt: r.event.not_before for r in history
+           if r.event.event_type == "JobRetryScheduled"}  # fmt: skip
+    queued = {r.event.attempt: r.event.queued_at for r in history
+              if r.event.event_type == "JobQueued" and r.event.attempt > 1}  # fmt: skip
+    assert sorted(due) == sorted(queued) == [2, 3, 4]
+    waits = {n: (queued[n] - due[n]).total_seconds() for n in due}
+    # Never early; late by the time the engine takes to act, not by a rounding to whole
+    # seconds (0-1 s) plus the server's 250 ms scheduler tick as before. A generous bound.
+    assert all(0 <= late < 0.3 for late in waits.values()), waits
 
 
 async def test_exhausted_retries_fail_the_workflow_and_skip_downstream(rig) -> None:

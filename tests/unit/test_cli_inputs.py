@@ -84,6 +84,7 @@ def workflows(draw: st.DrawFn) -> Workflow:
         inputs={"a": draw(json_values.filter(lambda v: v is not None)), "b": 1},
         env=draw(st.none() | st.just({"REGION": "eu"})),
         timeout=draw(st.none() | durations),
+        dispatch_timeout=draw(st.none() | durations),
     )
     wf.input("req", required=True, description=draw(st.none() | st.just("needed")))
     names: list[str] = []
@@ -105,6 +106,7 @@ def workflows(draw: st.DrawFn) -> Workflow:
             if_=draw(st.sampled_from([None, "always()", "inputs.b > 0"])),
             env=draw(st.none() | st.just({"K": "v"})),
             timeout=draw(st.none() | durations),
+            dispatch_timeout=draw(st.none() | durations),
             retry=draw(st.none() | retries),
             on_failure=draw(st.sampled_from([None, "continue", "fail_workflow", "retry_forever"])),
             delay=draw(durations) if when == "delay" else None,

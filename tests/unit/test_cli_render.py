@@ -10,15 +10,18 @@ from rich.console import Console
 from events import subjects
 from events.base import RecordedEvent
 from events.catalog import JobSucceeded
+from events.subjects import partition_of
 from projections.views import JobView, WorkflowView
 from sdk.cli._render import (
     LiveWorkflow,
     actor_of,
     event_line,
     event_record,
+    event_sequence,
     format_seconds,
     workflow_panel,
 )
+from sdk.cli.watch import watched
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 S3 = timedelta(seconds=3)
@@ -89,3 +92,24 @@ def test_events_as_lines_and_records() -> None:
     assert record["actor"] == "job build"
     assert record["type"] == "JobSucceeded"
     assert "workflow_id" not in record["data"] and record["data"]["attempt"] == 1
+
+
+def test_the_demo_lists_event_types_in_log_order_with_runs_folded() -> None:
+    types = ["WorkflowStarted", "JobQueued", "JobStarted", "JobSucceeded", "WorkflowSucceeded"]
+    assert event_sequence(types) == ", ".join(types)  # not alphabetical: the order they happened
+    folded = ["WorkflowStarted", "JobQueued", "JobQueued", "JobQueued", "JobStarted"]
+    assert event_sequence(folded) == "WorkflowStarted, JobQueued x3, JobStarted"
+
+
+def test_a_long_event_sequence_keeps_its_first_and_last_events() -> None:
+    types = ["WorkflowStarted"] + [f"Type{i}" for i in range(20)] + ["WorkflowSucceeded"]
+    shown = event_sequence(types, limit=6).split(", ")
+    assert shown == ["WorkflowStarted", "Type0", "Type1", "…", "Type19", "WorkflowSucceeded"]
+
+
+def test_watch_says_what_it_waits_for() -> None:
+    assert watched(None, None, None) == "events of any workflow (evt.>)"
+    assert watched("wf-1", "build", "JobFailed") == (
+        f"JobFailed events of job build of workflow wf-1 (evt.{partition_of('wf-1')}"
+        ".wf-1.job.build.JobFailed)"
+    )

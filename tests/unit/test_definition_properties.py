@@ -31,9 +31,9 @@ LOCATED = re.compile(
 # Unreadable YAML is one problem located by line and column, or by the file alone.
 YAML_ERROR = re.compile(r"^t\.yaml(?::\d+:\d+ |: )(?:malformed YAML|nested too deeply)")
 FIELD_NAMES = [
-    "name", "inputs", "env", "timeout", "jobs", "run", "uses", "with", "labels", "needs",
-    "needs_any", "if", "retry", "on_failure", "delay", "at", "max_attempts", "backoff",
-    "max_delay", "default", "required", "description",
+    "name", "inputs", "env", "timeout", "dispatch_timeout", "jobs", "run", "uses", "with",
+    "labels", "needs", "needs_any", "if", "retry", "on_failure", "delay", "at", "max_attempts",
+    "backoff", "max_delay", "default", "required", "description",
 ]  # fmt: skip
 JOB_NAMES = ["a", "b", "c", "build-1", "bad name"]
 
@@ -74,6 +74,7 @@ job_fields: dict[str, st.SearchStrategy[Any]] = {
     "if": expression_text | st.booleans(),
     "env": st.dictionaries(st.sampled_from(["A", "B", "1X"]), expression_text | scalars),
     "timeout": st.sampled_from(["1s", "10m", 0, -1, 2.5, "soon"]),
+    "dispatch_timeout": st.sampled_from(["30s", "500ms", 0, -1, "never"]),
     "retry": st.integers(-1, 4)
     | st.fixed_dictionaries(
         {},
@@ -103,6 +104,7 @@ plausible_workflow = st.fixed_dictionaries(
         ),
         "env": st.dictionaries(st.sampled_from(["A", "B"]), expression_text | scalars),
         "timeout": st.sampled_from(["1h", 0, "x"]),
+        "dispatch_timeout": st.sampled_from(["5m", 0, "x"]),
     },
 )  # fmt: skip
 

@@ -9,7 +9,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from actors.engine.timers import schedule_time
 from events import subjects
 from events.catalog import JobQueued, JobSpec
 from events.dispatch import (
@@ -23,6 +22,7 @@ from events.dispatch import (
     serves,
 )
 from events.memory_store import matches
+from events.schedules import schedule_time
 from events.store import ActorRef
 from events.subjects import is_valid_token
 
@@ -101,11 +101,18 @@ def test_handler_jobs_reach_only_workers_with_the_handler() -> None:
     assert not serves(capabilities({"linux", "resize"}, []), job)
 
 
-def test_durable_timers_never_fire_before_they_are_due() -> None:
-    assert schedule_time(datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)) == "2030-01-01T12:00:00Z"
-    assert schedule_time(datetime(2030, 1, 1, 12, 0, 0, 1000, tzinfo=UTC)) == "2030-01-01T12:00:01Z"
+def test_schedules_are_exact_to_the_millisecond_and_never_fire_before_not_before() -> None:
+    at = datetime(2030, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert schedule_time(at) == "2030-01-01T12:00:00.000Z"
+    assert schedule_time(at.replace(microsecond=200_000)) == "2030-01-01T12:00:00.200Z"
+    # A sub-millisecond rest goes up, never down: a job is never claimable before it is due.
+    assert schedule_time(at.replace(microsecond=200_001)) == "2030-01-01T12:00:00.201Z"
+    assert schedule_time(at.replace(microsecond=999_999)) == "2030-01-01T12:00:01.000Z"
     paris = timezone(timedelta(hours=1))
-    assert schedule_time(datetime(2030, 1, 1, 13, 0, 0, tzinfo=paris)) == "2030-01-01T12:00:00Z"
+    assert schedule_time(datetime(2030, 1, 1, 13, 0, 0, tzinfo=paris)) == "2030-01-01T12:00:00.000Z"
+    # What nats-server parses (Go's time.RFC3339 takes fractional seconds) reads back the same.
+    parsed = datetime.fromisoformat(schedule_time(at.replace(microsecond=123_400)))
+    assert parsed == at.replace(microsecond=124_000)
 
 
 def _queued(wf: str = "wf1", job: str = "build", **spec: object) -> JobQueued:

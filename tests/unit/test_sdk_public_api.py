@@ -15,9 +15,10 @@ EXPECTED = {
     "CancellationRequested", "Client", "ConcurrencyConflict", "DeadLetter", "EmbeddedServer",
     "HandlerRegistry", "Input", "InvalidArgument", "InvalidWorkflow", "JetworkError", "JobContext",
     "JobNotFound", "JobRef", "JobView", "LeaseLost", "LogLine", "PermanentError", "RecordedEvent",
-    "Retry", "RunHandle", "ServerUnavailable", "StoreError", "WaitTimeout", "Worker",
-    "WorkerConfig", "WorkerInfo", "Workflow", "WorkflowDefinition", "WorkflowNotFound",
-    "WorkflowNotStarted", "WorkflowSummary", "WorkflowView",
+    "Retry", "RunHandle", "ServerUnavailable", "StoreError", "UnservedLabelSet", "WaitTimeout",
+    "WaitingFor", "Worker", "WorkerConfig", "WorkerInfo", "WorkerList", "Workflow",
+    "WorkflowDefinition", "WorkflowNotFound", "WorkflowNotStarted", "WorkflowSummary",
+    "WorkflowView",
 }  # fmt: skip
 
 

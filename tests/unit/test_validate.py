@@ -461,3 +461,19 @@ def test_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     path = tmp_path / "bom.yaml"
     path.write_bytes("\ufeffname: x\njobs: {a: {run: b}}\n".encode())
     assert load_workflow_file(path).name == "x"
+
+
+def test_a_name_ending_in_a_newline_is_not_a_name() -> None:
+    # Python's "$" also matches before a final newline: "build\n" passed as a subject token.
+    from actors.definitions._problems import format_path
+    from events.subjects import is_valid_token
+
+    assert not is_valid_token("build\n")
+    assert format_path(("jobs", "0\n")) == "jobs['0\\n']"
+    with pytest.raises(InvalidWorkflow) as caught:
+        parse_workflow(
+            {"name": "wf", "jobs": {"a\n": {"run": "x"}, "b": {"run": "x", "env": {"A\n": "1"}}}}
+        )
+    problems = "\n".join(caught.value.problems)
+    assert "jobs['a\\n']: job name 'a\\n' is not a valid name" in problems
+    assert "jobs.b.env['A\\n']: 'A\\n' is not a valid environment variable name" in problems

@@ -579,8 +579,8 @@ def test_advance_after_the_end_stops_jobs_a_partial_append_left_behind() -> None
         ),
     )
     given.when(Advance(workflow_id=WF, now=at(11))).then(
-        JobCancelled(workflow_id=WF, job="a", reason="timed out after 10s", at=at(11)),
-        JobCancelled(workflow_id=WF, job="b", reason="timed out after 10s", at=at(11)),
+        JobCancelled(workflow_id=WF, job="a", reason="the workflow timed out after 10s", at=at(11)),
+        JobCancelled(workflow_id=WF, job="b", reason="the workflow timed out after 10s", at=at(11)),
     )
 
 
