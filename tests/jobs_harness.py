@@ -100,6 +100,7 @@ class JobsHarness:
             on_failure=state.on_failure,
             queued_at=datetime.now(UTC),
             not_before=scheduled.not_before,
+            prior_epoch=state.epoch,  # as the job actor records it: the next claim's epoch follows
         )
         await self._append_and_dispatch(queued)
         return queued

@@ -126,7 +126,7 @@ async def run_seed_worker(
         assert types_of(failed, "broken").count("JobFailed") == 2  # retried, then permanent
         end = json.loads(await jetwork("status", bad, "--json", "--nats", nats_url))
         assert "cannot work" in end["jobs"]["broken"]["error"]
-        listed = json.loads(await jetwork("workers", "--json", "--nats", nats_url))
+        listed = json.loads(await jetwork("workers", "--json", "--nats", nats_url))["workers"]
         assert [w["labels"] for w in listed if w["worker_id"].startswith(prefix)] == [[label]]
     finally:
         worker.terminate()
