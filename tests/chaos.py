@@ -6,7 +6,8 @@ It starts the repo's 3-node JetStream cluster (``tests/cluster.py``, every strea
 processes (``jetwork server --no-projector``) and worker processes (``jetwork worker``, short
 lease) against all three URLs, submits the workflows of ``tests/chaos_workload.py`` in waves, and
 for ``--seconds`` injects faults at random moments: SIGKILL of an engine or a worker (started
-again a moment later), SIGSTOP of a worker past its lease (then SIGCONT), and SIGKILL of one
+again a moment later), SIGSTOP of a worker past its job lease or of an engine past its partition
+leases (then SIGCONT), and SIGKILL of one
 cluster node, preferably the leader of the event stream (started again after a few seconds).
 Then every process is brought back, every workflow must end within ``--drain-timeout``, and
 ``tests/invariants.py`` replays the whole log. Each workflow must also end as its shape says,
@@ -62,10 +63,12 @@ class ChaosConfig:
     concurrency: int = 8  # jobs at once per worker
     lease: float = 3.0
     heartbeat: float = 1.0
-    engine_ack_wait: float = 10.0  # a killed engine's messages go to another after this
+    engine_ack_wait: float = 5.0  # a killed engine's messages go to another after this
     engine_kills: int = 10
     worker_kills: int = 10
     worker_pauses: int = 6
+    engine_pauses: int = 4  # SIGSTOP of an engine past its partition leases, then SIGCONT
+    engine_lease: float = 4.0  # the engines' partition lease (JETWORK_ENGINE_LEASE_TTL)
     node_kills: int = 1
     between_faults: tuple[float, float] = (2.0, 6.0)
     drain_timeout: float = 240.0
@@ -202,7 +205,10 @@ class _Run:
 
     def _make_processes(self) -> None:
         c, url, logs = self.config, self.cluster.url, self.result.directory / "logs"
-        engine_env = clean_env(JETWORK_ENGINE_ACK_WAIT=f"{c.engine_ack_wait:g}")
+        engine_env = clean_env(
+            JETWORK_ENGINE_ACK_WAIT=f"{c.engine_ack_wait:g}",
+            JETWORK_ENGINE_LEASE_TTL=f"{c.engine_lease:g}",
+        )
         worker_env = clean_env(
             JETWORK_WORKER_CANCELLATION_CHECK_INTERVAL="1",
             JETWORK_WORKER_KILL_GRACE="1",
@@ -287,7 +293,11 @@ class _Run:
     async def _chaos(self, *, until: float) -> None:
         c = self.config
         budget = Counter(
-            engine=c.engine_kills, worker=c.worker_kills, pause=c.worker_pauses, node=c.node_kills
+            engine=c.engine_kills,
+            worker=c.worker_kills,
+            pause=c.worker_pauses,
+            engine_pause=c.engine_pauses,
+            node=c.node_kills,
         )
         node_at = time.monotonic() + c.seconds * self.rng.uniform(0.2, 0.5)
         faults: list[asyncio.Task[None]] = []
@@ -299,7 +309,7 @@ class _Run:
             if budget["node"] and time.monotonic() >= node_at:
                 kind = "node"
             else:
-                kinds = [k for k in ("engine", "worker", "pause") if budget[k] > 0]
+                kinds = [k for k in ("engine", "worker", "pause", "engine_pause") if budget[k] > 0]
                 if not kinds:
                     continue
                 kind = self.rng.choice(kinds)
@@ -312,16 +322,21 @@ class _Run:
         if kind == "node":
             await self._kill_node()
             return
-        pool = self.engines if kind == "engine" else self.workers
+        pool = self.engines if kind in ("engine", "engine_pause") else self.workers
         candidates = [p for p in pool if p.alive and not p.paused]
         if not candidates:
             return
         victim = rng.choice(candidates)
-        if kind == "pause":
+        if kind in ("pause", "engine_pause"):
+            # Frozen past its lease (a worker's job lease, an engine's partition leases): the
+            # others take over, and the resumed process must not write as if nothing happened.
+            lease = self.config.lease if kind == "pause" else self.config.engine_lease
             victim.pause()
-            self.result.faults["worker SIGSTOP past the lease"] += 1
+            self.result.faults[
+                f"{'worker' if kind == 'pause' else 'engine'} SIGSTOP past the lease"
+            ] += 1
             self.say(f"SIGSTOP {victim.name}")
-            await asyncio.sleep(self.config.lease + rng.uniform(0.5, 3.0))
+            await asyncio.sleep(lease + rng.uniform(0.5, 3.0))
             victim.resume()
             self.say(f"SIGCONT {victim.name}")
             return
@@ -459,6 +474,7 @@ def _parse(argv: list[str] | None = None) -> ChaosConfig:
     p.add_argument("--engine-kills", type=int, default=d.engine_kills)
     p.add_argument("--worker-kills", type=int, default=d.worker_kills)
     p.add_argument("--worker-pauses", type=int, default=d.worker_pauses)
+    p.add_argument("--engine-pauses", type=int, default=d.engine_pauses)
     p.add_argument("--node-kills", type=int, choices=(0, 1), default=d.node_kills)
     p.add_argument("--drain-timeout", type=float, default=d.drain_timeout)
     p.add_argument("--seed", type=int, default=None)
@@ -469,8 +485,8 @@ def _parse(argv: list[str] | None = None) -> ChaosConfig:
         workflows=a.workflows, seconds=a.seconds, engines=a.engines, workers=a.workers,
         concurrency=a.concurrency, lease=a.lease, heartbeat=a.heartbeat,
         engine_kills=a.engine_kills, worker_kills=a.worker_kills, worker_pauses=a.worker_pauses,
-        node_kills=a.node_kills, drain_timeout=a.drain_timeout, seed=a.seed, directory=a.dir,
-        keep=a.keep,
+        engine_pauses=a.engine_pauses, node_kills=a.node_kills, drain_timeout=a.drain_timeout,
+        seed=a.seed, directory=a.dir, keep=a.keep,
     )  # fmt: skip
 
 

@@ -1,8 +1,8 @@
 """Issue 7, item 6, short version: the chaos run of ``tests/chaos.py`` in under a minute.
 
 40 workflows of ~10 jobs on the 3-node cluster (R3) with 3 engine and 4 worker processes, while
-two engines and two workers are SIGKILLed (and started again), one worker is frozen past its lease
-and the event stream's leader node is killed and restarted. Then the whole log is replayed by
+two engines and two workers are SIGKILLed (and started again), one worker and one engine are
+frozen past their leases and the event stream's leader node is killed and restarted. Then the whole log is replayed by
 ``tests/invariants.py``: every workflow ended as its shape says, nothing completed twice, every
 re-execution explained by a lease expiry. ``make chaos`` runs the long version.
 """
@@ -25,6 +25,7 @@ async def test_a_short_chaos_run_breaks_no_invariant(tmp_path: Path) -> None:
         engine_kills=2,
         worker_kills=2,
         worker_pauses=1,
+        engine_pauses=1,
         node_kills=1,
         between_faults=(2.0, 5.0),
         drain_timeout=45,
