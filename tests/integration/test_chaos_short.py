@@ -2,9 +2,10 @@
 
 40 workflows of ~10 jobs on the 3-node cluster (R3) with 3 engine and 4 worker processes, while
 two engines and two workers are SIGKILLed (and started again), one worker and one engine are
-frozen past their leases and the event stream's leader node is killed and restarted. Then the whole log is replayed by
-``tests/invariants.py``: every workflow ended as its shape says, nothing completed twice, every
-re-execution explained by a lease expiry. ``make chaos`` runs the long version.
+frozen past their leases and the event stream's leader node is killed and restarted. Then the
+whole log is replayed by ``tests/invariants.py``: every workflow ended as its shape says, nothing
+completed twice, every re-execution explained by a lease expiry. ``make chaos`` runs the long
+version.
 """
 
 from __future__ import annotations
