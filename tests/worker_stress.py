@@ -105,9 +105,7 @@ async def stress(
                 await harness.queue(workflow_id, f"j{i}", run=f"sleep {seconds}")
             else:
                 handler = "nap" if kind == 1 else "doze"
-                await harness.queue(
-                    workflow_id, f"j{i}", uses=handler, with_={"seconds": seconds}
-                )
+                await harness.queue(workflow_id, f"j{i}", uses=handler, with_={"seconds": seconds})
         try:
             await asyncio.wait_for(all_ended.wait(), deadline)
         except TimeoutError:

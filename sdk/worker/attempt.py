@@ -10,7 +10,12 @@ consumer on the events stream (``events.dispatch``).
   redelivered message would take it away from its current holder).
 - **Run**: the executor gets a ``JobContext``; a watcher checks the job actor every
   ``cancellation_check_interval`` (or at once on a cancel notice) for ``JobCancelRequested``
-  (cancel the run) or a newer claim (lease lost: stop, report nothing, do not ack).
+  (cancel the run) or a newer claim (lease lost: stop, report nothing, do not ack). The watcher
+  ends by itself once the executor returned (a flag it checks after every await) and is
+  stopped with ``cancel_and_wait``: a cancellation swallowed by ``asyncio.wait_for`` on Python
+  3.11 once left it looping, and the finished job ``running`` for ever (``sdk/worker/tasks.py``).
+  ``phase`` and ``ctx.ended_at`` let the worker's watchdog see an attempt that does not move on
+  after its job ended.
 - **Report**: the result is decided on the state known so far and appended under CAS; a
   conflict reloads and decides again, so the decision is always made on the current log. A
   stale epoch is recorded as ``JobResultRejected`` (the fencing). Then the message is acked.
@@ -23,7 +28,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -44,8 +49,16 @@ from sdk.worker.log_buffer import LogBuffer
 from sdk.worker.logs import log_publisher
 from sdk.worker.presence import RunningJob
 from sdk.worker.results import held_by_another, result_command
+from sdk.worker.tasks import cancel_and_wait, wait_event
 
 DEAD_LETTER_SOURCE: Final = "dispatch"
+WATCHER_STOP_TIMEOUT: Final = 2.0
+STUCK_AFTER: Final = WATCHER_STOP_TIMEOUT + 1.0
+"""Seconds an attempt may take from its job's end to its logs and report (see ``stuck_for``)."""
+LOG_GIVE_UP_AFTER: Final = 60.0
+"""Seconds a log batch is retried at most (while the lease holds) before it is counted lost."""
+
+Phase = Literal["claiming", "running", "finishing", "flushing", "reporting", "done"]
 
 _log = structlog.get_logger("jetwork.worker")
 
@@ -94,9 +107,11 @@ class Attempt:
         self.heartbeat_ok_at = time.monotonic()
         self.settled = False
         """Acked, released or abandoned: no more heartbeats for this message."""
+        self.phase: Phase = "claiming"
+        self.phase_since = time.monotonic()
         self._lost: str | None = None
         self._ack_when_abandoned = False
-        self._check = asyncio.Event()
+        self._wake = asyncio.Event()  # a cancel notice, or the end of the run
         self._watcher: asyncio.Task[None] | None = None
         self._executed = False  # the executor returned: no more checks of the job actor
         self._log: Any = _log.bind(worker_id=env.worker_id, dispatch_seq=self.dispatch_seq)
@@ -124,9 +139,35 @@ class Attempt:
 
     def check_now(self) -> None:
         """Look at the job actor now (a cancel notice arrived)."""
-        self._check.set()
+        self._wake.set()
         if self.ctx is not None:
             self._start_watching()
+
+    def give_up(self, reason: str) -> None:
+        """Stop holding this job: the run stops, nothing is reported, no more heartbeats, and
+        the message is released at once for another delivery (the watchdog, an abort)."""
+        self.lose_lease(reason)
+        self._release_slot()
+        if not self.settled:
+            self.settled = True
+            asyncio.get_running_loop().create_task(self._nak_now())
+
+    async def _nak_now(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.msg.nak()
+
+    def stuck_for(self, now: float) -> float | None:
+        """Seconds since the job's work ended (``ctx.ended_at``) while this attempt has still
+        not moved on to its logs and report; None while it is not stuck."""
+        ended = self.ctx.ended_at if self.ctx is not None else None
+        if ended is None or self.phase not in ("running", "finishing"):
+            return None
+        late = now - ended
+        return late if late > STUCK_AFTER else None
+
+    def _enter(self, phase: Phase) -> None:
+        self.phase = phase
+        self.phase_since = time.monotonic()
 
     def lose_lease(self, reason: str) -> None:
         """Stop the run; nothing will be reported and the message is not acked."""
@@ -149,6 +190,7 @@ class Attempt:
             result = await self._execute()
             # The job no longer runs: its slot may take the next one while this one reports.
             self._release_slot()
+            self._enter("reporting")
             if not result.reportable or self._lost is not None:
                 self._log.warning("job abandoned", epoch=self.epoch, reason=self._lost or "")
                 if self._ack_when_abandoned:
@@ -158,6 +200,7 @@ class Attempt:
             await self._report(result, time.monotonic() - started)
         finally:
             self.settled = True
+            self._enter("done")
 
     # --- claim ---------------------------------------------------------------------------------
 
@@ -212,25 +255,8 @@ class Attempt:
 
     async def _execute(self) -> ExecutionResult:
         assert self.dispatch is not None and self.state is not None and self.epoch is not None
-        cfg = self.config
         state = self.state
-        logs = LogBuffer(
-            log_publisher(
-                self.env.js,
-                workflow_id=state.workflow_id,
-                job=state.job,
-                attempt=state.attempt,
-                epoch=self.epoch,
-                worker_id=self.env.worker_id,
-                max_payload=int(self.env.nc.max_payload),
-            ),
-            interval=cfg.log_batch_interval,
-            max_line_bytes=cfg.max_log_line_bytes,
-            batch_max_lines=cfg.log_batch_max_lines,
-            batch_max_bytes=cfg.log_batch_max_bytes,
-            max_pending_lines=cfg.log_buffer_max_lines,
-            max_pending_bytes=cfg.log_buffer_max_bytes,
-        )
+        logs = self._log_buffer(state)
         ctx = JobContext(
             workflow_id=state.workflow_id,
             job=state.job,
@@ -247,8 +273,9 @@ class Attempt:
         # cancel notice), instead of a task per job that is cancelled right away.
         loop = asyncio.get_running_loop()
         due = loop.call_later(self.config.cancellation_check_interval, self._start_watching)
-        if self._check.is_set():  # a cancel notice arrived while claiming
+        if self._wake.is_set():  # a cancel notice arrived while claiming
             self._start_watching()
+        self._enter("running")
         try:
             result = await self.executor.execute(state.spec, ctx)
         except Exception as exc:  # executors return failures; this is a bug, fail retryably
@@ -256,42 +283,75 @@ class Attempt:
             result = Failed(f"the worker's executor raised {exc!r}", retryable=True)
         finally:
             due.cancel()
-            watcher, self._watcher = self._watcher, None
-            self._executed = True
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+            ctx.mark_ended()
+            self._enter("finishing")
+            await self._stop_watching()
+            self._enter("flushing")
             await logs.close()
         return result
+
+    def _log_buffer(self, state: JobState) -> LogBuffer:
+        assert self.epoch is not None
+        cfg = self.config
+        return LogBuffer(
+            log_publisher(
+                self.env.js,
+                workflow_id=state.workflow_id,
+                job=state.job,
+                attempt=state.attempt,
+                epoch=self.epoch,
+                worker_id=self.env.worker_id,
+                max_payload=int(self.env.nc.max_payload),
+            ),
+            interval=cfg.log_batch_interval,
+            max_line_bytes=cfg.max_log_line_bytes,
+            batch_max_lines=cfg.log_batch_max_lines,
+            batch_max_bytes=cfg.log_batch_max_bytes,
+            max_pending_lines=cfg.log_buffer_max_lines,
+            max_pending_bytes=cfg.log_buffer_max_bytes,
+            max_total_bytes=cfg.max_log_bytes,
+            keep_trying=lambda: self._lost is None,
+            give_up_after=max(LOG_GIVE_UP_AFTER, self.lease_ttl),
+        )
 
     def _start_watching(self) -> None:
         if self._watcher is None and not self._executed and self.ctx is not None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(self.ctx))
 
+    async def _stop_watching(self) -> None:
+        self._executed = True
+        self._wake.set()
+        watcher, self._watcher = self._watcher, None
+        await cancel_and_wait(watcher, timeout=WATCHER_STOP_TIMEOUT, what="cancellation watcher")
+
     async def _watch(self, ctx: JobContext) -> None:
+        """Check the job actor until the run ends (``_executed``, looked at after every await:
+        a swallowed cancellation still ends this loop at its next step)."""
         interval = self.config.cancellation_check_interval
-        while True:
-            self._check.clear()
+        while not self._executed:
+            self._wake.clear()
             try:
                 await self._refresh()
             except JetworkError as exc:
                 self._log.warning("cannot check the job for cancellation", error=str(exc))
-                continue
-            state = self.state
-            assert state is not None
-            if state.epoch != self.epoch or state.status is not JobStatus.RUNNING:
-                # Ended by someone else (the engine's timeout, a cancel on redelivery) or claimed
-                # again. Only in the latter case does another worker hold this message.
-                self._ack_when_abandoned = not held_by_another(state, self.dispatch_seq, self.epoch)
-                held = f"epoch {state.epoch}, {state.status}"
-                self.lose_lease(f"the job moved on without this worker ({held})")
-                return
-            if state.cancel_requested and not ctx.cancelled.is_set():
-                self._log.info("cancel requested", reason=state.cancel_reason)
-                ctx.request_cancel(state.cancel_reason or "cancelled")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._check.wait(), interval)
+            else:
+                if self._executed:
+                    return
+                state = self.state
+                assert state is not None
+                if state.epoch != self.epoch or state.status is not JobStatus.RUNNING:
+                    # Ended by someone else (the engine's timeout, a cancel on redelivery) or
+                    # claimed again. Only in the latter case does another worker hold this message.
+                    self._ack_when_abandoned = not held_by_another(
+                        state, self.dispatch_seq, self.epoch
+                    )
+                    held = f"epoch {state.epoch}, {state.status}"
+                    self.lose_lease(f"the job moved on without this worker ({held})")
+                    return
+                if state.cancel_requested and not ctx.cancelled.is_set():
+                    self._log.info("cancel requested", reason=state.cancel_reason)
+                    ctx.request_cancel(state.cancel_reason or "cancelled")
+            await wait_event(self._wake, interval)
 
     async def _refresh(self) -> None:
         """Fold the job actor's newer events, if any, onto the known state."""

@@ -51,12 +51,20 @@ from sdk.worker.handlers import HandlerRegistry
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Lane, Puller, Slots, handler_of, lanes_for
 from sdk.worker.signals import listen_for_shutdown
+from sdk.worker.tasks import cancel_and_wait, stack_of
 
 F = TypeVar("F", bound=Callable[..., Any])
 Phase = Literal["new", "starting", "running", "draining", "stopped"]
 
 READY_TIMEOUT: Final = 10.0
 """Seconds ``start()`` waits for the consumers of the label sets already in use."""
+WATCHDOG_EVERY: Final = 1.0
+"""Seconds between two looks for attempts stuck after their job ended (``Attempt.stuck_for``)."""
+ABORT_MARGIN: Final = 0.3
+"""Seconds after ``kill_grace`` an aborted job's attempt may take before it is cancelled."""
+STOP_TIMEOUT: Final = 2.0
+"""Bound on each step of a graceful stop (an aborted one shares a budget of ``ABORT_CLEANUP``)."""
+ABORT_CLEANUP: Final = 0.4
 
 _log = structlog.get_logger("jetwork.worker")
 
@@ -94,12 +102,17 @@ class Worker:
         self._slots = Slots(self.config.max_concurrent_jobs)
         self._pullers: dict[str, Puller] = {}
         self._attempts: dict[Attempt, asyncio.Task[None]] = {}
+        self._stuck: dict[Attempt, asyncio.Task[None]] = {}
+        """Attempts given up by the watchdog (their lease is released; their task may linger)."""
         self._labelset_task: asyncio.Task[None] | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._ticking = False
         self._announcing: asyncio.Task[None] | None = None
         self._watcher: Any = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._shutdown_requested = False
+        self._abort_requested = asyncio.Event()
+        self._abort_deadline: float | None = None
         self._closed = asyncio.Event()
         self._started_at: datetime | None = None
         self._log: Any = _log.bind(worker_id=self.config.worker_id)
@@ -242,6 +255,7 @@ class Worker:
         await self._announce()
         loop = asyncio.get_running_loop()
         self._labelset_task = loop.create_task(self._follow_labelsets(), name="jw-labelsets")
+        self._ticking = True
         self._heartbeat_task = loop.create_task(self._heartbeats(), name="jw-heartbeats")
 
     def _build_lanes(self) -> dict[str | None, Lane]:
@@ -348,9 +362,21 @@ class Worker:
         return min(periods)
 
     async def _heartbeats(self) -> None:
-        while True:
+        """Renew the leases every heartbeat period; look for stuck attempts every second.
+
+        Ends by itself when ``_ticking`` is cleared (a cancellation may be swallowed).
+        """
+        loop = asyncio.get_running_loop()
+        next_pulse = loop.time() + self._heartbeat_period()
+        while self._ticking:
+            await asyncio.sleep(max(0.0, min(WATCHDOG_EVERY, next_pulse - loop.time())))
+            if not self._ticking:
+                return
+            self._watchdog()
+            if loop.time() < next_pulse:
+                continue
             period = self._heartbeat_period()
-            await asyncio.sleep(period)
+            next_pulse = loop.time() + period
             try:
                 await self._pulse(period)
             except asyncio.CancelledError:
@@ -358,8 +384,37 @@ class Worker:
             except Exception:
                 self._log.exception("heartbeat tick failed")
             # Presence is a KV request: never let a slow one delay the next lease renewal.
-            if self._announcing is None or self._announcing.done():
-                self._announcing = asyncio.get_running_loop().create_task(self._announce())
+            if self._ticking and (self._announcing is None or self._announcing.done()):
+                self._announcing = loop.create_task(self._announce())
+
+    def _watchdog(self) -> None:
+        """Give up attempts that do not move on after their job ended: say so loudly, stop
+        renewing their lease and release the job for another delivery (``Attempt.stuck_for``)."""
+        now = time.monotonic()
+        for attempt, task in list(self._attempts.items()):
+            late = attempt.stuck_for(now)
+            if late is None:
+                continue
+            self._log.error(
+                "a job ended but its attempt is stuck: releasing the job for another run",
+                workflow_id=attempt.state.workflow_id if attempt.state else None,
+                job=attempt.state.job if attempt.state else None,
+                epoch=attempt.epoch,
+                phase=attempt.phase,
+                ended_ago=round(late, 1),
+                stack=stack_of(task),
+            )
+            self._attempts.pop(attempt, None)
+            self._stuck[attempt] = task
+            task.add_done_callback(self._forget_stuck(attempt))
+            attempt.give_up("its attempt was stuck after the job ended")
+            task.cancel()
+
+    def _forget_stuck(self, attempt: Attempt) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_: asyncio.Task[None]) -> None:
+            self._stuck.pop(attempt, None)
+
+        return forget
 
     async def _pulse(self, period: float) -> None:
         """Renew every held lease; a lease whose renewals fail for its whole length is lost."""
@@ -409,6 +464,10 @@ class Worker:
 
     def _abort(self, reason: str) -> None:
         self._aborting = True  # also stops what is still being claimed from running
+        if self._abort_deadline is None:
+            kill_grace = max(lane.config.kill_grace for lane in self._lanes.values())
+            self._abort_deadline = time.monotonic() + kill_grace + ABORT_MARGIN
+        self._abort_requested.set()
         if self._attempts:
             self._log.warning("aborting running jobs", reason=reason, running=self.running)
             self.aborted = True
@@ -416,36 +475,82 @@ class Worker:
             attempt.lose_lease(f"the worker aborted ({reason})")
 
     async def _shutdown(self) -> None:
+        """Stop pulling, let the running jobs end (or abort them), then stop everything else.
+
+        Every step is bounded; once aborted, the whole shutdown ends within the largest
+        ``kill_grace`` plus about a second, whatever the jobs do.
+        """
         self.phase = "draining"
         self._log.info("worker draining", running=self.running)
-        await _cancel(self._labelset_task)  # no new consumers
-        await asyncio.gather(*(p.stop() for p in self._pullers.values()))
-        pending = set(self._attempts.values())
-        if pending:
-            _, pending = await asyncio.wait(pending, timeout=self.config.shutdown_grace)
-            if pending:
-                self._abort(f"shutdown grace of {self.config.shutdown_grace:g}s expired")
-                await asyncio.wait(pending)
-        await _cancel(self._heartbeat_task)
-        await _cancel(self._announcing)
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()
-        if self._presence is not None:
-            await self._presence.delete()
+        await cancel_and_wait(self._labelset_task, timeout=STOP_TIMEOUT, what="label set watcher")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
+                await asyncio.gather(*(p.stop() for p in self._pullers.values()))
+        await self._wait_for_attempts()
+        self._ticking = False
+        for task, what in ((self._heartbeat_task, "heartbeats"), (self._announcing, "presence")):
+            await cancel_and_wait(task, timeout=self._budget(STOP_TIMEOUT), what=what)
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
+                if self._watcher is not None:
+                    await self._watcher.stop()
+                if self._presence is not None:
+                    await self._presence.delete()
         await self._close_connection()
         self.phase = "stopped"
         self._log.info("worker stopped", aborted=self.aborted)
         self._closed.set()
+
+    async def _wait_for_attempts(self) -> None:
+        """Until no attempt runs: the shutdown grace, then the abort deadline, then cancelled."""
+        loop = asyncio.get_running_loop()
+        grace = self.config.shutdown_grace
+        grace_ends = None if grace is None else loop.time() + grace
+        while self._attempts:
+            tasks: set[asyncio.Future[Any]] = set(self._attempts.values())
+            if self._abort_deadline is not None:
+                left = self._abort_deadline - time.monotonic()
+                if left <= 0:
+                    break
+                await asyncio.wait(tasks, timeout=left)
+                continue
+            left_of_grace = None if grace_ends is None else grace_ends - loop.time()
+            if left_of_grace is not None and left_of_grace <= 0:
+                self._abort(f"shutdown grace of {grace:g}s expired")
+                continue
+            aborted = loop.create_task(self._abort_requested.wait())
+            try:
+                await asyncio.wait(
+                    {*tasks, aborted}, timeout=left_of_grace, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                aborted.cancel()
+        if self._attempts:
+            self._log.error(
+                "running jobs did not stop in time: cancelling their attempts",
+                running=self.running,
+            )
+            for attempt, task in list(self._attempts.items()):
+                attempt.give_up("the worker is aborting")
+                await cancel_and_wait(task, timeout=ABORT_CLEANUP / 2, what="job attempt")
+
+    def _budget(self, timeout: float) -> float:
+        """``timeout``, or what is left of the aborted shutdown's cleanup if that is less."""
+        if self._abort_deadline is None:
+            return timeout
+        left = self._abort_deadline + ABORT_CLEANUP - time.monotonic()
+        return max(0.01, min(timeout, left))
 
     async def _close_connection(self) -> None:
         nc, self._nc = self._nc, None
         if nc is None or nc.is_closed:
             return
         with contextlib.suppress(Exception):
-            await nc.flush(timeout=2)  # acks are plain publishes: make sure they left
+            async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
+                await nc.flush(timeout=2)  # acks are plain publishes: make sure they left
         with contextlib.suppress(Exception):
-            await nc.close()
+            async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
+                await nc.close()
 
 
 def _once(action: Callable[[], None]) -> Callable[[], None]:
@@ -460,11 +565,3 @@ def _once(action: Callable[[], None]) -> Callable[[], None]:
             action()
 
     return run
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task

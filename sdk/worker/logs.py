@@ -2,7 +2,9 @@
 
 One message is one batch of numbered lines of one attempt; ``seq`` restarts at 1 with every
 attempt, so ``(attempt, epoch, seq)`` orders a job's whole log. Batches are published with
-JetStream acks, one at a time per attempt, so they are stored in order.
+JetStream acks, one at a time per attempt, so they are stored in order. A batch carries a
+``Nats-Msg-Id`` (attempt, epoch, first seq): a publish retried after a lost ack is stored once
+(within the stream's duplicate window; readers skip lines they already have beyond it).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from nats.js import JetStreamContext
 from pydantic import BaseModel, ConfigDict
 
 from events import subjects
-from sdk.worker.log_buffer import FlushCallback, LogChunk, LogStream
+from sdk.worker.log_buffer import FlushCallback, LogChunk, LogStream, truncate_line
 
 HEADER_MARGIN: Final = 1024
 
@@ -60,7 +62,8 @@ def log_publisher(
     """The ``flush`` callback of one attempt's ``LogBuffer``.
 
     A batch whose JSON would exceed the server's ``max_payload`` (escaping can grow a line
-    several times) is split in halves until each part fits.
+    several times) is split in halves until each part fits; a single line that still does not
+    fit is cut (``max_log_line_bytes`` above the server's limit).
     """
     subject = subjects.log(workflow_id, job)
     limit = max_payload - HEADER_MARGIN
@@ -83,6 +86,11 @@ def log_publisher(
             await publish(chunks[:middle])
             await publish(chunks[middle:])
             return
-        await js.publish(subject, data, timeout=timeout)
+        if len(data) > limit:
+            (chunk,) = chunks
+            line, _ = truncate_line(chunk.line, max(1, limit // 8))
+            data = encode([LogChunk(seq=chunk.seq, stream=chunk.stream, line=line, ts=chunk.ts)])
+        msg_id = f"{workflow_id}.{job}.{attempt}.{epoch}.{chunks[0].seq}"
+        await js.publish(subject, data, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
 
     return publish
