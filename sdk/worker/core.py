@@ -129,6 +129,12 @@ class Worker:
         return capabilities(self.config.labels, self.registry.names)
 
     @property
+    def max_kill_grace(self) -> float:
+        """The longest ``kill_grace`` of the worker's and its handlers' settings."""
+        lanes = self._lanes.values() or [None]
+        return max(self.config.kill_grace, *(lane.config.kill_grace for lane in lanes if lane))
+
+    @property
     def running(self) -> int:
         """Jobs this worker holds right now (claiming, running or reporting)."""
         return len(self._attempts)
@@ -465,8 +471,7 @@ class Worker:
     def _abort(self, reason: str) -> None:
         self._aborting = True  # also stops what is still being claimed from running
         if self._abort_deadline is None:
-            kill_grace = max(lane.config.kill_grace for lane in self._lanes.values())
-            self._abort_deadline = time.monotonic() + kill_grace + ABORT_MARGIN
+            self._abort_deadline = time.monotonic() + self.max_kill_grace + ABORT_MARGIN
         self._abort_requested.set()
         if self._attempts:
             self._log.warning("aborting running jobs", reason=reason, running=self.running)

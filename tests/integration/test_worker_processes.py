@@ -7,10 +7,12 @@ jobs are queued by ``tests.jobs_harness`` and every assertion reads the job acto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -200,6 +202,53 @@ async def test_a_second_sigterm_aborts_and_lets_the_lease_lapse(
         os.kill(int(pid_file.read_text()), 0)
     assert await harness.types("wf", "job") == ["JobQueued", "JobStarted"]
     assert await queued_messages(clean_nats) == 1  # not acked: redelivered after the lease
+
+
+async def test_a_second_sigterm_exits_3_within_the_kill_grace_whatever_the_jobs_do(
+    clean_nats: NATS, spawn: Any, tmp_path: Path
+) -> None:
+    """Jobs that ignore SIGTERM, flood their output, or leave a process holding their pipes:
+    the second signal still ends the worker within kill_grace (1 s) plus a second."""
+    harness = JobsHarness(clean_nats)
+    worker = spawn("w-hard", JETWORK_WORKER_CONCURRENCY="3", JETWORK_WORKER_SHUTDOWN_GRACE="none")
+    await ready(clean_nats, worker)
+    pids = {name: tmp_path / f"{name}.pid" for name in ("deaf", "flood", "escaped")}
+    jobs = {
+        "deaf": f"trap '' TERM; echo $$ > {pids['deaf']}; while :; do sleep 0.1; done",
+        "flood": f"echo $$ > {pids['flood']}; exec yes flood",
+        "escaped": f"setsid sh -c 'echo $$ > {pids['escaped']}; exec sleep 60' & sleep 60",
+    }
+    for job, script in jobs.items():
+        await harness.queue("wf", job, run=script)
+    for job in jobs:
+        await first(harness, job, JobStarted)
+    for pid_file in pids.values():
+        await assert_eventually(pid_file.exists)
+    try:
+        worker.signal(signal.SIGTERM)
+        await assert_eventually(lambda: "worker draining" in worker.output())
+        second = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        code = await worker.exit_code()
+        took = time.monotonic() - second
+        print(f"worker exited {code} {took:.2f}s after the second signal (kill grace 1s)")
+        assert code == 3, worker.output()
+        assert took < 1.0 + 1.0, f"exited {took:.2f}s after the second signal\n{worker.output()}"
+        for name in ("deaf", "flood"):
+            await assert_eventually(lambda n=name: _gone(int(pids[n].read_text())), timeout=2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it left the job's group: not ours to stop
+            os.kill(int(pids["escaped"].read_text()), signal.SIGKILL)
+    assert "Traceback" not in worker.output()
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
 
 
 @pytest.mark.parametrize(

@@ -5,15 +5,18 @@ import json
 import os
 import random
 import re
+import subprocess
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from events.catalog import JobSpec
-from sdk.worker.executors import Abandoned, Cancelled, Failed, ShellExecutor, Succeeded
+from sdk.worker.executors import Abandoned, Cancelled, Failed, ShellExecutor, Succeeded, shell
+from sdk.worker.executors.process_group import EXIT_PROBE_EVERY, EXIT_REPORT_GRACE, ExitProbe
 from sdk.worker.executors.shell import LineSplitter, parse_output_file
 from sdk.worker.job_context import JobContext
 from sdk.worker.log_buffer import LogBuffer, LogChunk
@@ -412,3 +415,36 @@ def test_parse_output_file() -> None:
         parse_output_file("c<<END\nno end")
     with pytest.raises(ValueError, match="output name 'a b' is not valid"):
         parse_output_file("a b=1")
+
+
+# --- hearing back ------------------------------------------------------------------------------
+
+
+async def test_an_exit_the_event_loop_never_reports_is_noticed_within_seconds(
+    ctx: JobContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """asyncio's report of the exit is lost: the probe sees the exit and the job ends anyway."""
+    monkeypatch.setattr(shell._ExitProtocol, "process_exited", lambda self: None)
+    monkeypatch.setattr(shell._ExitProtocol, "connection_lost", lambda self, exc: None)
+    started = time.monotonic()
+    with structlog.testing.capture_logs() as captured:
+        result = await ShellExecutor().execute(run("echo '::set-output ok=1'"), ctx)
+    took = time.monotonic() - started
+    assert result == Succeeded(outputs={"ok": "1"})
+    assert took < EXIT_PROBE_EVERY + EXIT_REPORT_GRACE + 1.5, took
+    assert [e["event"] for e in captured if e["log_level"] == "error"] == [
+        "a job's process exited but the event loop never reported it: taking its exit from "
+        "the kernel"
+    ]
+
+
+async def test_the_exit_probe_takes_the_exit_status_itself(tmp_path: Path) -> None:
+    """A child nobody reaps: after the grace the probe reaps it and keeps its exit code."""
+    child = subprocess.Popen(["sh", "-c", "exit 7"])  # noqa: ASYNC220 - asyncio would reap it
+    exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    with structlog.testing.capture_logs() as captured:
+        probe = ExitProbe(child.pid, exited, job="orphan")
+        await asyncio.wait_for(exited, EXIT_PROBE_EVERY + EXIT_REPORT_GRACE + 2)
+    assert probe.returncode == 7
+    assert captured[0]["pid"] == child.pid and captured[0]["returncode"] == 7
+    probe.stop()

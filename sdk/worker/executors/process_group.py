@@ -14,6 +14,17 @@ import structlog
 _log = structlog.get_logger("jetwork.worker")
 
 
+LIVE_GROUPS: set[int] = set()
+"""Process groups of the jobs this process started and has not stopped yet (process-wide, like
+the children themselves): what a hard exit must kill on its way out."""
+
+
+def kill_live_groups() -> None:
+    """SIGKILL every job process group still alive (``HardExit``)."""
+    for pgid in list(LIVE_GROUPS):
+        signal_group(pgid, signal.SIGKILL)
+
+
 def signal_group(pgid: int, sig: int) -> bool:
     """Send ``sig`` to process group ``pgid``; False when the group no longer exists."""
     try:

@@ -54,7 +54,12 @@ from sdk.worker.executors.base import (
     too_large,
 )
 from sdk.worker.executors.pipes import LineSplitter, OutputPipes
-from sdk.worker.executors.process_group import ExitProbe, signal_group, stop_process_group
+from sdk.worker.executors.process_group import (
+    LIVE_GROUPS,
+    ExitProbe,
+    signal_group,
+    stop_process_group,
+)
 from sdk.worker.job_context import JobContext
 from sdk.worker.log_buffer import LogStream
 
@@ -205,6 +210,7 @@ class _ShellRun:
             raise
         pipes.start()
         pgid = transport.get_pid()
+        LIVE_GROUPS.add(pgid)
         probe = ExitProbe(pgid, protocol.exited, job=self._ctx.job)
         stopped = False
         try:
@@ -218,6 +224,7 @@ class _ShellRun:
         finally:
             if not stopped:  # we are being cancelled ourselves: no time for a grace period
                 signal_group(pgid, signal.SIGKILL)
+            LIVE_GROUPS.discard(pgid)
             probe.stop()
             pipes.close()
             transport.close()
