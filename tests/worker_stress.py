@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import io
 import random
 import tempfile
 import time
@@ -33,6 +32,7 @@ from events.topology import ensure_topology
 from sdk.embedded_server import EmbeddedServer
 from sdk.worker import Worker
 from sdk.worker.job_context import JobContext
+from sdk.worker.tasks import stack_of
 from tests.jobs_harness import JobsHarness, fast_config
 
 ENDED = ("JobSucceeded", "JobFailed", "JobCancelled")
@@ -120,10 +120,8 @@ async def stress(
 
 def unfinished_tasks() -> str:
     """The await chain of every unfinished asyncio task (what a stuck job waits for)."""
-    buffer = io.StringIO()
-    for task in [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()]:
-        task.print_stack(file=buffer, limit=12)
-    return buffer.getvalue()
+    tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()]
+    return "\n".join(stack_of(task) for task in tasks)
 
 
 async def _main(options: argparse.Namespace) -> int:

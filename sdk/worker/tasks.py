@@ -17,7 +17,6 @@ That left finished jobs ``running`` for ever (issue 17; docs/architecture.md, "W
 from __future__ import annotations
 
 import asyncio
-import io
 from typing import Any, Final
 
 import structlog
@@ -74,7 +73,20 @@ async def wait_event(event: asyncio.Event, timeout: float | None) -> bool:
 
 
 def stack_of(task: asyncio.Task[Any]) -> str:
-    """What ``task`` awaits, as ``print_stack`` shows it (for loud logs about stuck work)."""
-    buffer = io.StringIO()
-    task.print_stack(limit=20, file=buffer)
-    return buffer.getvalue()
+    """Where ``task`` waits: its await chain, outermost first (for loud logs about stuck work).
+
+    ``Task.print_stack`` shows only the outermost frame of a suspended coroutine; this follows
+    ``cr_await`` down to the future it waits for.
+    """
+    lines = [repr(task)]
+    awaited: Any = task.get_coro()
+    for _ in range(50):
+        frame = getattr(awaited, "cr_frame", None) or getattr(awaited, "gi_frame", None)
+        if frame is None:
+            break
+        code = frame.f_code
+        lines.append(f'  File "{code.co_filename}", line {frame.f_lineno}, in {code.co_name}')
+        awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "gi_yieldfrom", None)
+    if awaited is not None:
+        lines.append(f"  awaiting {awaited!r}")
+    return "\n".join(lines)
