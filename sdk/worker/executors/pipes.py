@@ -59,6 +59,12 @@ class LineSplitter:
 
     def feed(self, data: bytes) -> list[tuple[bytes, int]]:
         """Complete lines in ``data`` (without ``\\n``), each with its count of dropped bytes."""
+        if not self._buf and not self._dropped and len(data) <= self._max:
+            # The common case (whole short lines): no copy into the buffer.
+            *complete, rest = data.split(b"\n")
+            if rest:
+                self._buf += rest
+            return [(line, 0) for line in complete]
         lines: list[tuple[bytes, int]] = []
         start = 0
         while (end := data.find(b"\n", start)) >= 0:

@@ -260,8 +260,8 @@ class _ShellRun:
             return
         if stream == "stderr":
             self._stderr_tail.append(text[:_TAIL_LINE_CHARS])
-        self._ctx.emit(stream, text, dropped_bytes=dropped)
-        sink = self._ctx.log_sink
+        sink = self._ctx.log_sink  # on the event loop: no need for ctx.emit's thread hop
+        sink.write(stream, text, dropped_bytes=dropped)
         if sink.full and not self._pipes.paused:
             # Backpressure: the command blocks on its next write until the backlog is published.
             self._pipes.pause()
