@@ -48,18 +48,18 @@ from sdk.worker.claims import now
 from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
 from sdk.worker.handlers import HandlerRegistry
+from sdk.worker.leases import LeaseKeeper
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Lane, Puller, Slots, handler_of, lanes_for
 from sdk.worker.signals import listen_for_shutdown
-from sdk.worker.tasks import cancel_and_wait, stack_of
+from sdk.worker.stopping import wait_for_attempts
+from sdk.worker.tasks import cancel_and_wait
 
 F = TypeVar("F", bound=Callable[..., Any])
 Phase = Literal["new", "starting", "running", "draining", "stopped"]
 
 READY_TIMEOUT: Final = 10.0
 """Seconds ``start()`` waits for the consumers of the label sets already in use."""
-WATCHDOG_EVERY: Final = 1.0
-"""Seconds between two looks for attempts stuck after their job ended (``Attempt.stuck_for``)."""
 ABORT_MARGIN: Final = 0.3
 """Seconds after ``kill_grace`` an aborted job's attempt may take before it is cancelled."""
 STOP_TIMEOUT: Final = 2.0
@@ -87,6 +87,7 @@ class Worker:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config if config is not None else WorkerConfig.from_env(environ)
+        self._log: Any = _log.bind(worker_id=self.config.worker_id)
         self.registry = registry if registry is not None else HandlerRegistry()
         self._executor = executor
         self._environ = environ
@@ -102,11 +103,14 @@ class Worker:
         self._slots = Slots(self.config.max_concurrent_jobs)
         self._pullers: dict[str, Puller] = {}
         self._attempts: dict[Attempt, asyncio.Task[None]] = {}
-        self._stuck: dict[Attempt, asyncio.Task[None]] = {}
-        """Attempts given up by the watchdog (their lease is released; their task may linger)."""
+        self._leases = LeaseKeeper(
+            self._attempts,
+            period=self._heartbeat_period,
+            connection=lambda: self._nc,
+            after_tick=self._after_tick,
+            log=self._log,
+        )
         self._labelset_task: asyncio.Task[None] | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
-        self._ticking = False
         self._announcing: asyncio.Task[None] | None = None
         self._watcher: Any = None
         self._shutdown_task: asyncio.Task[None] | None = None
@@ -115,7 +119,6 @@ class Worker:
         self._abort_deadline: float | None = None
         self._closed = asyncio.Event()
         self._started_at: datetime | None = None
-        self._log: Any = _log.bind(worker_id=self.config.worker_id)
 
     # --- public surface --------------------------------------------------------------------------
 
@@ -261,8 +264,7 @@ class Worker:
         await self._announce()
         loop = asyncio.get_running_loop()
         self._labelset_task = loop.create_task(self._follow_labelsets(), name="jw-labelsets")
-        self._ticking = True
-        self._heartbeat_task = loop.create_task(self._heartbeats(), name="jw-heartbeats")
+        self._leases.start()
 
     def _build_lanes(self) -> dict[str | None, Lane]:
         handlers = {name: self.handler_config(name) for name in self.registry.names}
@@ -367,82 +369,10 @@ class Worker:
             periods += [lane.config.heartbeat_interval, puller.lease_ttl / 3]
         return min(periods)
 
-    async def _heartbeats(self) -> None:
-        """Renew the leases every heartbeat period; look for stuck attempts every second.
-
-        Ends by itself when ``_ticking`` is cleared (a cancellation may be swallowed).
-        """
-        loop = asyncio.get_running_loop()
-        next_pulse = loop.time() + self._heartbeat_period()
-        while self._ticking:
-            await asyncio.sleep(max(0.0, min(WATCHDOG_EVERY, next_pulse - loop.time())))
-            if not self._ticking:
-                return
-            self._watchdog()
-            if loop.time() < next_pulse:
-                continue
-            period = self._heartbeat_period()
-            next_pulse = loop.time() + period
-            try:
-                await self._pulse(period)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self._log.exception("heartbeat tick failed")
-            # Presence is a KV request: never let a slow one delay the next lease renewal.
-            if self._ticking and (self._announcing is None or self._announcing.done()):
-                self._announcing = loop.create_task(self._announce())
-
-    def _watchdog(self) -> None:
-        """Give up attempts that do not move on after their job ended: say so loudly, stop
-        renewing their lease and release the job for another delivery (``Attempt.stuck_for``)."""
-        now = time.monotonic()
-        for attempt, task in list(self._attempts.items()):
-            late = attempt.stuck_for(now)
-            if late is None:
-                continue
-            self._log.error(
-                "a job ended but its attempt is stuck: releasing the job for another run",
-                workflow_id=attempt.state.workflow_id if attempt.state else None,
-                job=attempt.state.job if attempt.state else None,
-                epoch=attempt.epoch,
-                phase=attempt.phase,
-                ended_ago=round(late, 1),
-                stack=stack_of(task),
-            )
-            self._attempts.pop(attempt, None)
-            self._stuck[attempt] = task
-            task.add_done_callback(self._forget_stuck(attempt))
-            attempt.give_up("its attempt was stuck after the job ended")
-            task.cancel()
-
-    def _forget_stuck(self, attempt: Attempt) -> Callable[[asyncio.Task[None]], None]:
-        def forget(_: asyncio.Task[None]) -> None:
-            self._stuck.pop(attempt, None)
-
-        return forget
-
-    async def _pulse(self, period: float) -> None:
-        """Renew every held lease; a lease whose renewals fail for its whole length is lost."""
-        assert self._nc is not None
-        held = [a for a in self._attempts if not a.settled]
-        delivered = self._nc.is_connected
-        if delivered:
-            for attempt in held:
-                with contextlib.suppress(Exception):
-                    await attempt.msg.in_progress()
-            try:  # the round trip proves the renewals reached the server
-                await self._nc.flush(timeout=max(1, int(period)))
-            except Exception:
-                delivered = False
-        moment = time.monotonic()
-        for attempt in held:
-            if delivered:
-                attempt.heartbeat_ok_at = moment
-            elif moment - attempt.heartbeat_ok_at >= attempt.lease_ttl:
-                attempt.lose_lease(
-                    f"no heartbeat reached the server for {attempt.lease_ttl:g}s (lease)"
-                )
+    def _after_tick(self) -> None:
+        # Presence is a KV request: never let a slow one delay the next lease renewal.
+        if self._announcing is None or self._announcing.done():
+            self._announcing = asyncio.get_running_loop().create_task(self._announce())
 
     async def _announce(self) -> None:
         if self._presence is None or self._started_at is None:
@@ -491,10 +421,17 @@ class Worker:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
                 await asyncio.gather(*(p.stop() for p in self._pullers.values()))
-        await self._wait_for_attempts()
-        self._ticking = False
-        for task, what in ((self._heartbeat_task, "heartbeats"), (self._announcing, "presence")):
-            await cancel_and_wait(task, timeout=self._budget(STOP_TIMEOUT), what=what)
+        await wait_for_attempts(
+            self._attempts,
+            grace=self.config.shutdown_grace,
+            aborted=self._abort_requested,
+            deadline=lambda: self._abort_deadline,
+            abort=self._abort,
+            last_moment=ABORT_CLEANUP / 2,
+            log=self._log,
+        )
+        await self._leases.stop(timeout=self._budget(STOP_TIMEOUT))
+        await cancel_and_wait(self._announcing, timeout=self._budget(STOP_TIMEOUT), what="presence")
         with contextlib.suppress(Exception):
             async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
                 if self._watcher is not None:
@@ -505,39 +442,6 @@ class Worker:
         self.phase = "stopped"
         self._log.info("worker stopped", aborted=self.aborted)
         self._closed.set()
-
-    async def _wait_for_attempts(self) -> None:
-        """Until no attempt runs: the shutdown grace, then the abort deadline, then cancelled."""
-        loop = asyncio.get_running_loop()
-        grace = self.config.shutdown_grace
-        grace_ends = None if grace is None else loop.time() + grace
-        while self._attempts:
-            tasks: set[asyncio.Future[Any]] = set(self._attempts.values())
-            if self._abort_deadline is not None:
-                left = self._abort_deadline - time.monotonic()
-                if left <= 0:
-                    break
-                await asyncio.wait(tasks, timeout=left)
-                continue
-            left_of_grace = None if grace_ends is None else grace_ends - loop.time()
-            if left_of_grace is not None and left_of_grace <= 0:
-                self._abort(f"shutdown grace of {grace:g}s expired")
-                continue
-            aborted = loop.create_task(self._abort_requested.wait())
-            try:
-                await asyncio.wait(
-                    {*tasks, aborted}, timeout=left_of_grace, return_when=asyncio.FIRST_COMPLETED
-                )
-            finally:
-                aborted.cancel()
-        if self._attempts:
-            self._log.error(
-                "running jobs did not stop in time: cancelling their attempts",
-                running=self.running,
-            )
-            for attempt, task in list(self._attempts.items()):
-                attempt.give_up("the worker is aborting")
-                await cancel_and_wait(task, timeout=ABORT_CLEANUP / 2, what="job attempt")
 
     def _budget(self, timeout: float) -> float:
         """``timeout``, or what is left of the aborted shutdown's cleanup if that is less."""

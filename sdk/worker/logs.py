@@ -9,7 +9,7 @@ JetStream acks, one at a time per attempt, so they are stored in order. A batch 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import orjson
@@ -17,7 +17,8 @@ from nats.js import JetStreamContext
 from pydantic import BaseModel, ConfigDict
 
 from events import subjects
-from sdk.worker.log_buffer import FlushCallback, LogChunk, LogStream, truncate_line
+from sdk.worker.config import WorkerConfig
+from sdk.worker.log_buffer import FlushCallback, LogBuffer, LogChunk, LogStream, truncate_line
 
 HEADER_MARGIN: Final = 1024
 
@@ -46,6 +47,44 @@ class LogBatch(BaseModel):
     @classmethod
     def decode(cls, data: bytes) -> LogBatch:
         return cls.model_validate_json(data)
+
+
+def attempt_log(
+    js: JetStreamContext,
+    config: WorkerConfig,
+    *,
+    workflow_id: str,
+    job: str,
+    attempt: int,
+    epoch: int,
+    worker_id: str,
+    max_payload: int,
+    keep_trying: Callable[[], bool],
+    give_up_after: float,
+) -> LogBuffer:
+    """The ``LogBuffer`` of one claim of a job, publishing to ``log.<wf>.<job>`` with the
+    worker's (or the job's handler's) log settings."""
+    publisher = log_publisher(
+        js,
+        workflow_id=workflow_id,
+        job=job,
+        attempt=attempt,
+        epoch=epoch,
+        worker_id=worker_id,
+        max_payload=max_payload,
+    )
+    return LogBuffer(
+        publisher,
+        interval=config.log_batch_interval,
+        max_line_bytes=config.max_log_line_bytes,
+        batch_max_lines=config.log_batch_max_lines,
+        batch_max_bytes=config.log_batch_max_bytes,
+        max_pending_lines=config.log_buffer_max_lines,
+        max_pending_bytes=config.log_buffer_max_bytes,
+        max_total_bytes=config.max_log_bytes,
+        keep_trying=keep_trying,
+        give_up_after=give_up_after,
+    )
 
 
 def log_publisher(
