@@ -25,6 +25,8 @@ from nats.js.errors import KeyNotFoundError
 
 from events import subjects
 from events.catalog import JobResultRejected, JobStarted, JobSucceeded
+from events.store import EventStore
+from sdk.worker.logs import LogBatch
 from tests.eventually import assert_eventually
 from tests.jobs_harness import JobsHarness, unfinished_dispatches
 
@@ -240,6 +242,32 @@ async def test_a_second_sigterm_exits_3_within_the_kill_grace_whatever_the_jobs_
         with contextlib.suppress(ProcessLookupError):  # it left the job's group: not ours to stop
             os.kill(int(pids["escaped"].read_text()), signal.SIGKILL)
     assert "Traceback" not in worker.output()
+
+
+async def test_jobs_see_the_worker_s_environment_unless_it_is_cleared(
+    clean_nats: NATS, spawn: Any
+) -> None:
+    harness = JobsHarness(clean_nats)
+    secrets = {"DEPLOY_TOKEN": "s3cret", "AWS_REGION": "eu-west-1"}
+    inheriting = spawn("w-env", JETWORK_WORKER_LABELS="env", **secrets)
+    clearing = spawn(
+        "w-clean", JETWORK_WORKER_LABELS="clean", JETWORK_WORKER_ENV_CLEAR="1",
+        JETWORK_WORKER_ENV_ALLOW="AWS_*", **secrets,
+    )  # fmt: skip
+    await ready(clean_nats, inheriting, clearing)
+    script = 'echo "token=${DEPLOY_TOKEN:-unset} region=${AWS_REGION:-unset} job=$JETWORK_JOB"'
+    for label in ("env", "clean"):
+        await harness.queue("wf", label, run=script, labels=[label], env={"JETWORK_JOB": "x"})
+    for label in ("env", "clean"):
+        await first(harness, label, JobSucceeded)
+    logs = EventStore(clean_nats, stream=subjects.LOGS_STREAM)
+
+    async def printed(job: str) -> list[str]:
+        batches = [LogBatch.decode(m.data) for m in await logs.read_raw(subjects.log("wf", job))]
+        return [chunk.line for batch in batches for chunk in batch.chunks]
+
+    assert await printed("env") == ["token=s3cret region=eu-west-1 job=env"]
+    assert await printed("clean") == ["token=unset region=eu-west-1 job=clean"]
 
 
 def _gone(pid: int) -> bool:

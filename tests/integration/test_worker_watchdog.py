@@ -1,4 +1,5 @@
-"""A worker that does not hear back from a job it started notices within seconds and says so.
+"""A worker that does not hear back from a job it started notices within seconds and says so,
+and an abort ends within the kill grace whatever the job does.
 
 The executor here plays a bug: its job ends (``ctx.mark_ended()``), then it never returns and
 swallows every cancellation, as the cancellation watcher did before issue 17. The worker must not
@@ -78,3 +79,44 @@ async def test_an_attempt_stuck_after_its_job_ended_is_released(
     finally:
         executor.release.set()
         await asyncio.wait_for(worker.stop(), 10)
+
+
+class NeverStops:
+    """A job that neither ends nor lets itself be stopped: every cancellation is swallowed."""
+
+    def __init__(self) -> None:
+        self.started = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def execute(self, spec: JobSpec, ctx: JobContext) -> ExecutionResult:
+        self.started.set()
+        while not self.release.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.release.wait()
+        return Succeeded()
+
+
+async def test_an_abort_returns_within_the_kill_grace_whatever_the_job_does(
+    clean_nats: NATS, nats_url: str
+) -> None:
+    """Before issue 17 the abort waited for the attempt for ever (it only set flags)."""
+    harness = JobsHarness(clean_nats)
+    executor = NeverStops()
+    worker = Worker(fast_config(nats_url, kill_grace=1.0), executor=executor)
+    await worker.start()
+    try:
+        await harness.queue("wf", "stubborn", run="true")
+        await asyncio.wait_for(executor.started.wait(), 10)
+        worker.request_shutdown()  # first signal: waits for the job (shutdown_grace 10 s)
+        asked = time.monotonic()
+        with structlog.testing.capture_logs() as logs:
+            await asyncio.wait_for(worker.stop(graceful=False), 10)  # the second signal
+        took = time.monotonic() - asked
+        assert worker.aborted and worker.phase == "stopped"
+        assert took < 1.0 + 1.0, took
+        assert "running jobs did not stop in time: cancelling their attempts" in [
+            e["event"] for e in logs
+        ]
+        assert await harness.types("wf", "stubborn") == ["JobQueued", "JobStarted"]
+    finally:
+        executor.release.set()
