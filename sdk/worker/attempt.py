@@ -105,7 +105,6 @@ class Attempt:
         self.settled = False
         """Acked, released or abandoned: no more heartbeats for this message."""
         self.phase: Phase = "claiming"
-        self.phase_since = time.monotonic()
         self._lost: str | None = None
         self._ack_when_abandoned = False
         self._check_at_once = False  # a cancel notice arrived before the run started
@@ -164,7 +163,6 @@ class Attempt:
 
     def _enter(self, phase: Phase) -> None:
         self.phase = phase
-        self.phase_since = time.monotonic()
 
     def lose_lease(self, reason: str) -> None:
         """Stop the run; nothing will be reported and the message is not acked."""

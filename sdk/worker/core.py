@@ -63,8 +63,10 @@ READY_TIMEOUT: Final = 10.0
 ABORT_MARGIN: Final = 0.3
 """Seconds after ``kill_grace`` an aborted job's attempt may take before it is cancelled."""
 STOP_TIMEOUT: Final = 2.0
-"""Bound on each step of a graceful stop (an aborted one shares a budget of ``ABORT_CLEANUP``)."""
+"""Bound on each step of a graceful stop."""
 ABORT_CLEANUP: Final = 0.4
+"""Seconds after the abort deadline that everything left (the attempts still running, then the
+heartbeats, presence and connection) shares, so an aborted stop ends within about a second."""
 
 _log = structlog.get_logger("jetwork.worker")
 
@@ -134,8 +136,9 @@ class Worker:
     @property
     def max_kill_grace(self) -> float:
         """The longest ``kill_grace`` of the worker's and its handlers' settings."""
-        lanes = self._lanes.values() or [None]
-        return max(self.config.kill_grace, *(lane.config.kill_grace for lane in lanes if lane))
+        return max(
+            [self.config.kill_grace, *(lane.config.kill_grace for lane in self._lanes.values())]
+        )
 
     @property
     def running(self) -> int:

@@ -448,3 +448,19 @@ async def test_the_exit_probe_takes_the_exit_status_itself(tmp_path: Path) -> No
     assert probe.returncode == 7
     assert captured[0]["pid"] == child.pid and captured[0]["returncode"] == 7
     probe.stop()
+
+
+async def test_a_process_that_left_the_group_and_keeps_writing_is_not_waited_for(
+    ctx: JobContext, tmp_path: Path
+) -> None:
+    pid_file = tmp_path / "pid"
+    command = f"setsid sh -c 'echo $$ > {pid_file}; sleep 0.5; exec yes escaped' & sleep 0.2"
+    started = time.monotonic()
+    try:
+        result = await ShellExecutor().execute(run(command), ctx)
+        took = time.monotonic() - started
+    finally:
+        await assert_eventually(pid_file.exists)
+        os.kill(int(pid_file.read_text()), 9)
+    assert isinstance(result, Succeeded)
+    assert took < shell.PIPES_LIMIT + 2, took  # the flood is read for at most 256 KiB or 3 s

@@ -117,6 +117,7 @@ class OutputPipes:
         self._epoll: select.epoll | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready: deque[tuple[int, int]] = deque()
+        self._final_budget: int | None = None  # bytes still read once draining
         self._reading = False
         self._paused = False
         self.exact = False
@@ -157,7 +158,11 @@ class OutputPipes:
         self._add_reader()
 
     def pause(self) -> None:
-        """Stop reading: the job's next write blocks (its pipe holds one packet)."""
+        """Stop reading: the job's next write blocks (its pipe holds one packet).
+
+        Ignored while draining the last output (``drain``)."""
+        if self._final_budget is not None:
+            return
         self._paused = True
         self._remove_reader()
 
@@ -168,17 +173,22 @@ class OutputPipes:
             if self._loop is not None:  # edge-triggered: what became ready meanwhile is read now
                 self._loop.call_soon(self._on_ready)
 
-    async def drain(self, *, idle: float) -> None:
-        """Wait until both streams ended, or nothing was read for ``idle`` seconds while reading.
+    async def drain(self, *, idle: float, limit: float, max_bytes: int) -> None:
+        """Read what is left, without backpressure, until both streams ended, nothing came for
+        ``idle`` seconds, ``limit`` seconds passed or ``max_bytes`` were read.
 
-        After the job's process group is gone only processes that left it (``setsid``) can hold
-        the pipes open; their output is not waited for.
+        Called once the job's process group is gone: what its own processes wrote is then at
+        most one packet per stream (read even if the log's backlog is full); only processes that
+        left the group (``setsid``) can hold the pipes open, and their output is not waited for.
         """
+        self._final_budget = max_bytes
+        if self._paused:
+            self.resume()
         loop = asyncio.get_running_loop()
-        while not self.closed.done():
-            if self._paused:
-                self.last_read = loop.time()
-            left = self.last_read + idle - loop.time()
+        ends = loop.time() + limit
+        self.last_read = loop.time()
+        while not self.closed.done() and self._final_budget > 0:
+            left = min(self.last_read + idle, ends) - loop.time()
             if left <= 0:
                 return
             await asyncio.wait([self.closed], timeout=min(left, 0.1))
@@ -274,6 +284,11 @@ class OutputPipes:
         stream = self._streams[fd]
         if self._loop is not None:
             self.last_read = self._loop.time()
+        if self._final_budget is not None:
+            self._final_budget -= len(data)
+            if self._final_budget <= 0:  # enough of a process that left the job: stop reading
+                self._paused = True
+                self._remove_reader()
         for line, dropped in stream.splitter.feed(data):
             self._on_line(stream.name, line, dropped)
 

@@ -82,6 +82,9 @@ MAX_UPSTREAM_ENV_BYTES: Final = 100 * KIB
 PIPES_IDLE: Final = 1.0
 """Seconds of silence after which output still held open by a process that left the job's
 process group (``setsid``) is no longer waited for."""
+PIPES_LIMIT: Final = 3.0
+PIPES_LAST_BYTES: Final = 256 * KIB
+"""Seconds and bytes of such output read at most once the job's process group is gone."""
 STDERR_TAIL_LINES: Final = 20
 _TAIL_LINE_CHARS: Final = 512
 _SET_OUTPUT: Final = "::set-output "
@@ -220,7 +223,7 @@ class _ShellRun:
             # Also after a normal exit: background processes it left behind die with the job.
             await stop_process_group(pgid, protocol.exited, grace=self._ex.kill_grace)
             stopped = True
-            await pipes.drain(idle=PIPES_IDLE)
+            await pipes.drain(idle=PIPES_IDLE, limit=PIPES_LIMIT, max_bytes=PIPES_LAST_BYTES)
         finally:
             if not stopped:  # we are being cancelled ourselves: no time for a grace period
                 signal_group(pgid, signal.SIGKILL)
