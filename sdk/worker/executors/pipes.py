@@ -167,6 +167,8 @@ class OutputPipes:
         self._remove_reader()
 
     def resume(self) -> None:
+        if self._final_budget is not None and self._final_budget <= 0:
+            return  # drained all that is waited for: a late wake-up must not read on
         self._paused = False
         if self._streams:
             self._add_reader()
