@@ -290,8 +290,17 @@ def _gone(pid: int) -> bool:
         ([], {"JETWORK_WORKER_CONCURRENCY": "many"}, "JETWORK_WORKER_CONCURRENCY='many'"),
         (["--labels", "linux,bad label"], {}, "labels 'bad label' are not valid"),
         (["--nats", "nats://127.0.0.1:1"], {}, "cannot reach the NATS server at"),
+        (["--env-allow", "HOME"], {}, "env_allow is set but env_clear is not"),
+        (["--env-clear", "--env-allow", "A-B"], {}, "env_allow 'A-B': use variable names"),
     ],
-    ids=["heartbeat-not-below-lease", "bad-env", "bad-label", "unreachable"],
+    ids=[
+        "heartbeat-not-below-lease",
+        "bad-env",
+        "bad-label",
+        "unreachable",
+        "allow-without-clear",
+        "bad-allow",
+    ],  # fmt: skip
 )
 def test_the_cli_refuses_bad_settings_in_one_line(
     args: list[str], env: dict[str, str], expected: str
