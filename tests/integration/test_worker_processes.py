@@ -300,7 +300,7 @@ def _gone(pid: int) -> bool:
         "unreachable",
         "allow-without-clear",
         "bad-allow",
-    ],  # fmt: skip
+    ],
 )
 def test_the_cli_refuses_bad_settings_in_one_line(
     args: list[str], env: dict[str, str], expected: str
