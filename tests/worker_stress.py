@@ -27,6 +27,7 @@ from pathlib import Path
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
+from events import subjects
 from events.connection import NatsSettings, connect
 from events.topology import ensure_topology
 from sdk.embedded_server import EmbeddedServer
@@ -86,13 +87,13 @@ async def stress(
     all_ended = asyncio.Event()
 
     async def on_event(msg: Msg) -> None:
-        parts = msg.subject.split(".")
-        if parts[-1] in ENDED:
-            result.ended.add(parts[3])
+        event = subjects.parse_event_subject(msg.subject)
+        if event is not None and event.job is not None and event.event_type in ENDED:
+            result.ended.add(event.job)
             if len(result.ended) >= jobs:
                 all_ended.set()
 
-    sub = await nc.subscribe(f"evt.{workflow_id}.job.*.*", cb=on_event)
+    sub = await nc.subscribe(subjects.workflow_events(workflow_id), cb=on_event)
     harness = JobsHarness(nc)
     started = time.monotonic()
     await worker.start()
