@@ -2,10 +2,11 @@
 
 Workers publish log batches (``{"attempt", "epoch", "worker_id", "chunks": [{"seq", "stream",
 "line", "ts"}]}``); ``seq`` numbers one claim's lines across stdout and stderr in the order they
-were written. Lines are read with direct gets (in stream order, no consumer); a line already read
-(a batch stored twice after a lost publish ack) is skipped. Following waits on a plain core NATS
-subscription to the log subject and the job's events, used only as a wake-up: whatever arrives,
-the next lines are read from the stream, so a missed wake-up costs latency, never lines.
+were written. Lines are read with direct gets (in stream order, no consumer); a batch stored
+twice (a publish retried after a lost ack) is read once (by its message id). Following waits on
+a plain core NATS subscription to the log subject and the job's events, used only as a wake-up:
+whatever arrives, the next lines are read from the stream, so a missed wake-up costs latency,
+never lines.
 
 With ``claims``, the lines come with a ``Claim`` before each claim's lines: one per
 ``JobStarted`` of the job (an attempt, or a lease taken over within one), also for a claim that
@@ -116,7 +117,7 @@ class LogReader:
         self._job = job_name
         self._subject = subjects.log(workflow_id, job_name)
         self._next_seq = 1
-        self._last: dict[tuple[int, int], int] = {}  # (attempt, epoch) -> last seq read
+        self._seen_ids: set[str] = set()  # Nats-Msg-Id of the batches read
         self._claims = _ClaimOrder()
 
     async def read_new(self) -> list[LogLine]:
@@ -124,7 +125,12 @@ class LogReader:
         messages = await self._logs.read_raw(self._subject, from_seq=self._next_seq)
         if messages:
             self._next_seq = messages[-1].seq + 1
-        return list(self._fresh(decode_batch(self._workflow_id, self._job, m) for m in messages))
+        return [
+            line
+            for message in messages
+            if self._first_time(message)
+            for line in decode_batch(self._workflow_id, self._job, message)
+        ]
 
     async def job_ended(self, events: list[RecordedEvent] | None = None) -> bool:
         """The job is terminal, or its workflow has ended (a job it never reached stays pending)."""
@@ -180,14 +186,16 @@ class LogReader:
     async def _job_events(self) -> list[RecordedEvent]:
         return await self._events.load(ActorRef.job(self._workflow_id, self._job))
 
-    def _fresh(self, groups: Iterable[list[LogLine]]) -> Iterator[LogLine]:
-        for group in groups:
-            for line in group:
-                key = (line.attempt, line.epoch)
-                if line.seq <= self._last.get(key, 0):
-                    continue  # stored twice (a publish retried after a lost ack)
-                self._last[key] = line.seq
-                yield line
+    def _first_time(self, message: StoredMessage) -> bool:
+        """False for a batch stored twice (a publish retried after a lost ack, beyond the
+        stream's duplicate window): it has the message id of one already read."""
+        msg_id = message.headers.get("Nats-Msg-Id")
+        if msg_id is None:
+            return True
+        if msg_id in self._seen_ids:
+            return False
+        self._seen_ids.add(msg_id)
+        return True
 
     def _merge(
         self, lines: list[LogLine], events: list[RecordedEvent], *, claims: bool

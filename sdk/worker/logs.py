@@ -2,9 +2,11 @@
 
 One message is one batch of numbered lines of one attempt; ``seq`` restarts at 1 with every
 attempt, so ``(attempt, epoch, seq)`` orders a job's whole log. Batches are published with
-JetStream acks, one at a time per attempt, so they are stored in order. A batch carries a
-``Nats-Msg-Id`` (attempt, epoch, first seq): a publish retried after a lost ack is stored once
-(within the stream's duplicate window; readers skip lines they already have beyond it).
+JetStream acks, one at a time per attempt, so they are stored in order. A worker's batch carries
+a ``Nats-Msg-Id`` (attempt, epoch, first seq: its lines are numbered without gaps): a publish
+retried after a lost ack is stored once within the stream's duplicate window, and readers skip a
+message id they have read already beyond it. (Lines pushed through the HTTP gateway number
+themselves and carry no id.)
 """
 
 from __future__ import annotations
@@ -72,6 +74,7 @@ def attempt_log(
         epoch=epoch,
         worker_id=worker_id,
         max_payload=max_payload,
+        msg_ids=True,
     )
     return LogBuffer(
         publisher,
@@ -97,6 +100,7 @@ def log_publisher(
     worker_id: str,
     max_payload: int,
     timeout: float = 5.0,
+    msg_ids: bool = False,
 ) -> FlushCallback:
     """The ``flush`` callback of one attempt's ``LogBuffer``.
 
@@ -129,6 +133,9 @@ def log_publisher(
             (chunk,) = chunks
             line, _ = truncate_line(chunk.line, max(1, limit // 8))
             data = encode([LogChunk(seq=chunk.seq, stream=chunk.stream, line=line, ts=chunk.ts)])
+        if not msg_ids:
+            await js.publish(subject, data, timeout=timeout)
+            return
         msg_id = f"{workflow_id}.{job}.{attempt}.{epoch}.{chunks[0].seq}"
         await js.publish(subject, data, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
 
