@@ -11,6 +11,7 @@ the workers as separate processes (``bench.roles``), warms up, measures, prints 
   s3     one 1 → 1,000 → 1 fan-out/in, 100 chains x 10 jobs (median of 3), idle hops
   s4     rebuild one 1,000-job workflow's state; rebuild all projections over ≥ 100k events
   s5     10,000 open workflows: engine RSS, SIGKILL + restart, drain; a kill under load
+  logs   job logs end to end: 1,000,000 lines of one job to `jetwork logs`, lines/s
   all    everything above (the default)
   gateway HTTP workers through the gateway beside the native worker (no engine), /healthz
   worker the worker side alone (no engine: jobs queued and dispatched by the driver)
@@ -24,13 +25,13 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import gateway, recovery, store_micro, throughput, worker_only
+from bench import gateway, logs, recovery, store_micro, throughput, worker_only
 from bench.common import NOOP, SHELL_TRUE, Deployment, WorkerSpec, deployment, run_batch
 from bench.procstat import load_average
 from bench.report import RESULTS_DIR, Result, median_of, save, table
 from sdk.runtime import run_service
 
-SCENARIOS = ("all", "s0", "s1", "s2", "s3", "s4", "s5", "gateway", "worker", "store")
+SCENARIOS = ("all", "s0", "s1", "s2", "s3", "s4", "s5", "gateway", "logs", "worker", "store")
 
 
 def _options() -> argparse.Namespace:
@@ -73,6 +74,9 @@ def _options() -> argparse.Namespace:
     parser.add_argument("--gateway-workers", type=int, default=8, help="G: HTTP workers/slots")
     parser.add_argument("--gateway-jobs", type=int, default=5_000, help="G: jobs per run")
     parser.add_argument("--gateway-repeats", type=int, default=1, help="G: runs per figure")
+    parser.add_argument(
+        "--log-lines", type=int, default=1_000_000, help="L: lines of the `seq` job (the loop: 1/5)"
+    )
     parser.add_argument("--log-level", default="info", help="roles' log level")
     parser.add_argument("--profile", action="store_true", help="pyinstrument in every role")
     parser.add_argument(
@@ -238,12 +242,26 @@ async def _main(options: argparse.Namespace) -> list[Result]:
         await group("S5 scale", lambda: s5(options))
     if want("gateway"):
         await group("G HTTP gateway", lambda: gateway_side(options))
+    if want("logs"):
+        await group("L logs", lambda: log_rates(options))
     if chosen == "worker":
         await group("W worker side", lambda: worker_side(options))
     if chosen == "store":
         figures = await store_micro.run(count=options.count, sync_interval=options.sync)
         print(store_micro.report(figures, sync_interval=options.sync))
     return results
+
+
+async def log_rates(options: argparse.Namespace) -> list[Result]:
+    async with deployment(
+        sync_interval=options.sync,
+        workers=[WorkerSpec("w1", 1)],
+        role_args=_role_args(options, "L"),
+    ) as dep:
+        return [
+            await logs.log_rate(dep, options.log_lines, writer="seq"),
+            await logs.log_rate(dep, max(1, options.log_lines // 5), writer="loop"),
+        ]
 
 
 async def worker_side(options: argparse.Namespace) -> list[Result]:

@@ -136,7 +136,10 @@ class DirectReader:
             await self._nc.publish(
                 subjects.direct_get(self._stream), orjson.dumps(request), reply=f"{inbox}.{token}"
             )
-            status, remaining = await asyncio.wait_for(pending.done, self._timeout)
+            # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives with
+            # the reply (sdk/worker/tasks.py); asyncio.timeout does not.
+            async with asyncio.timeout(self._timeout):
+                status, remaining = await pending.done
         except TimeoutError:
             raise StoreError(f"reading {self._stream} timed out", retryable=True) from None
         finally:

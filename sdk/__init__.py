@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from sdk.builder import Workflow as Workflow
     from sdk.client.core import Client as Client
     from sdk.client.core import RunHandle as RunHandle
+    from sdk.client.logs import Claim as Claim
     from sdk.client.logs import LogLine as LogLine
     from sdk.client.workers import WorkerList as WorkerList
     from sdk.embedded_server import EmbeddedServer as EmbeddedServer
@@ -59,6 +60,7 @@ _SOURCES: dict[str, str] = {
     "Client": "sdk.client.core",
     "RunHandle": "sdk.client.core",
     "LogLine": "sdk.client.logs",
+    "Claim": "sdk.client.logs",
     "WorkflowView": "projections.views",
     "JobView": "projections.views",
     "WorkflowSummary": "projections.views",
@@ -99,6 +101,7 @@ _SOURCES: dict[str, str] = {
 
 __all__ = [
     "CancellationRequested",
+    "Claim",
     "Client",
     "ConcurrencyConflict",
     "DeadLetter",

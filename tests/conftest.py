@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import io
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -16,6 +15,7 @@ from events.connection import NatsSettings, connect
 from events.errors import StoreError
 from events.topology import ensure_topology
 from sdk.embedded_server import EmbeddedServer
+from sdk.worker.tasks import stack_of
 
 
 @pytest.fixture(scope="session")
@@ -93,8 +93,5 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 def _unfinished_tasks() -> str:
-    buffer = io.StringIO()
     tasks = [o for o in gc.get_objects() if isinstance(o, asyncio.Task) and not o.done()]
-    for task in tasks:
-        task.print_stack(file=buffer)
-    return buffer.getvalue() or "none"
+    return "\n".join(stack_of(task) for task in tasks) or "none"

@@ -6,6 +6,9 @@ import click
 
 from sdk.cli._common import nats_option, with_client
 from sdk.client import Client
+from sdk.client.logs import Claim, LogLine
+
+STDERR_MARK = "[stderr] "
 
 
 @click.command()
@@ -15,10 +18,13 @@ from sdk.client import Client
 @click.option("--timestamps", "-t", is_flag=True, help="Prefix each line with its time.")
 @nats_option
 def logs(workflow_id: str, job: str, follow: bool, timestamps: bool, nats_url: str | None) -> None:
-    """Print the log of one job of a workflow (stdout and stderr, every attempt, in order).
+    """Print the log of one job of a workflow: every attempt, stdout and stderr in the order
+    they were written.
 
-    A line from stderr is printed to stderr. Each attempt after the first starts with a
-    `── attempt N ──` line.
+    Each attempt starts with a `── attempt N ──` line (also one that printed nothing); a lease
+    taken over within an attempt starts a claim of its own (`── attempt N, claim 2 … ──`).
+    stderr lines start with `[stderr] ` (red on a terminal); jetwork's own notes (a log over its
+    limit) with `[jetwork]`.
 
     \b
     Examples:
@@ -27,13 +33,29 @@ def logs(workflow_id: str, job: str, follow: bool, timestamps: bool, nats_url: s
     """
 
     async def action(client: Client) -> None:
-        attempt = 0
-        async for line in client.logs(workflow_id, job, follow=follow):
-            if line.attempt != attempt:
-                if attempt or line.attempt > 1:
-                    click.echo(click.style(f"── attempt {line.attempt} ──", dim=True))
-                attempt = line.attempt
-            prefix = line.time.astimezone().strftime("%H:%M:%S.%f")[:-3] + " " if timestamps else ""
-            click.echo(prefix + line.line, err=line.stream == "stderr")
+        entries = client.log_entries(workflow_id, job, follow=follow, claims=True)
+        async for entry in entries:
+            if isinstance(entry, Claim):
+                click.echo(click.style(header(entry), dim=True))
+            else:
+                click.echo(render(entry, timestamps=timestamps))
 
     with_client(nats_url, action)
+
+
+def header(claim: Claim) -> str:
+    """``── attempt N ──``, with the claim when a lease was taken over within the attempt."""
+    if claim.claim == 1 and not claim.again:
+        return f"── attempt {claim.attempt} ──"
+    if claim.again:
+        detail = f"claim {claim.claim}, continued" if claim.claim > 1 else "continued"
+    else:
+        detail = f"claim {claim.claim}: lease taken over by {claim.worker_id}"
+    return f"── attempt {claim.attempt}, {detail} (epoch {claim.epoch}) ──"
+
+
+def render(line: LogLine, *, timestamps: bool) -> str:
+    prefix = line.time.astimezone().strftime("%H:%M:%S.%f")[:-3] + " " if timestamps else ""
+    if line.stream == "stderr":
+        return prefix + click.style(STDERR_MARK, fg="red") + line.line
+    return prefix + line.line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from typing import Any
 
@@ -13,8 +14,11 @@ from events.errors import JetworkError, ServerUnavailable
 from sdk.runtime import run_service
 from sdk.worker import Worker
 from sdk.worker.config import InvalidWorkerConfig, WorkerConfig, parse_duration
+from sdk.worker.signals import HardExit, listen_for_shutdown
 
 EXIT_ABORTED = 3
+HARD_EXIT_MARGIN = 0.9
+"""Seconds after the kill grace at which an aborting worker process ends, stopped or not."""
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -74,6 +78,19 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="Worker id (default: generated). [env: JETWORK_WORKER_ID]",
 )
 @click.option(
+    "--env-clear",
+    is_flag=True,
+    default=None,
+    help="Start jobs from a clean environment (PATH, HOME, locale … and --env-allow) instead of "
+    "this worker's. [env: JETWORK_WORKER_ENV_CLEAR]",
+)
+@click.option(
+    "--env-allow",
+    metavar="NAME,...",
+    help="With --env-clear: the variables jobs keep; NAME or a prefix NAME_*. "
+    "[env: JETWORK_WORKER_ENV_ALLOW]",
+)
+@click.option(
     "--log-format",
     type=click.Choice(["console", "json"]),
     default="console",
@@ -88,21 +105,26 @@ def worker(
     heartbeat: float | None,
     poll_interval: float | None,
     worker_id: str | None,
+    env_clear: bool | None,
+    env_allow: str | None,
     log_format: str,
 ) -> None:
     """Run shell jobs (`run:`) whose labels this worker has.
 
-    Flags override the JETWORK_* environment variables. The first SIGTERM/SIGINT stops claiming,
-    lets running jobs finish and report, and exits 0; a second one kills them (their leases
-    lapse and another worker re-runs them) and exits 3. A bad setting or an unreachable server
-    prints `error: <what and why>` on stderr and exits 1. Every other setting has a
-    JETWORK_WORKER_* variable: see the README's "Workers" section.
+    Jobs see this worker's environment, then the workflow's and the job's `env:`, then
+    jetwork's JETWORK_* job variables (--env-clear starts from a clean one). Flags override the
+    JETWORK_* environment variables. The first SIGTERM/SIGINT stops claiming, lets running jobs
+    finish and report, and exits 0; a second one stops them (SIGTERM, SIGKILL after the kill
+    grace; another worker re-runs them) and exits 3 within the kill grace plus a second. A bad
+    setting or an unreachable server prints `error: <what and why>` on stderr and exits 1.
+    Every other setting has a JETWORK_WORKER_* variable: see the README's "Workers" section.
 
     \b
     Examples:
       jetwork worker --labels linux,docker --concurrency 4
       jetwork worker --nats nats://10.0.0.5:4222 --lease-ttl 60s --heartbeat 20s
       JETWORK_WORKER_LABELS=gpu JETWORK_WORKER_CONCURRENCY=2 jetwork worker
+      jetwork worker --env-clear --env-allow 'AWS_*,DOCKER_HOST'
     """
     overrides: dict[str, Any] = {
         "labels": labels,
@@ -112,6 +134,8 @@ def worker(
         "heartbeat_interval": heartbeat,
         "poll_interval": poll_interval,
         "worker_id": worker_id,
+        "env_clear": env_clear,
+        "env_allow": env_allow,
     }
     try:
         config = WorkerConfig.from_env(**{k: v for k, v in overrides.items() if v is not None})
@@ -133,7 +157,32 @@ def worker(
 
 
 def _run(worker: Worker) -> bool:
-    run_service(worker.run())
+    return run_service(_serve(worker))
+
+
+async def _serve(worker: Worker) -> bool:
+    """Run ``worker``; once it aborted, leave at once (exit 3), whatever still runs.
+
+    A second signal arms a last resort: if the worker has not stopped by the largest kill
+    grace plus ``HARD_EXIT_MARGIN`` (a bug, a stuck thread), the process ends anyway.
+    """
+    hard_exit = HardExit(EXIT_ABORTED)
+    signals = 0
+
+    def on_signal(sig: signal.Signals) -> None:
+        nonlocal signals
+        signals += 1
+        if signals == 2:
+            hard_exit.arm(worker.max_kill_grace + HARD_EXIT_MARGIN)
+
+    stop_listening = listen_for_shutdown(on_signal)
+    try:
+        await worker.run()
+    finally:
+        stop_listening()
+    if worker.aborted:
+        # asyncio.run's cleanup would wait for the threads of sync handlers that never return.
+        hard_exit.now()
     return worker.aborted
 
 

@@ -58,7 +58,7 @@ from sdk.client.definitions import (
     definition_mapping,
     resolve_definition,
 )
-from sdk.client.logs import LogLine, LogReader
+from sdk.client.logs import Claim, LogLine, LogReader
 from sdk.client.translate import require_id, translated
 from sdk.client.workers import LiveWorkers, WorkerList
 from sdk.errors import InvalidArgument, JobNotFound, WaitTimeout, WorkflowNotStarted
@@ -318,13 +318,25 @@ class Client:
 
         Raises ``WorkflowNotFound`` or ``JobNotFound`` for an unknown workflow or job.
         """
+        async with contextlib.aclosing(self.log_entries(workflow_id, job, follow=follow)) as lines:
+            async for line in lines:
+                if isinstance(line, LogLine):
+                    yield line
+
+    async def log_entries(
+        self, workflow_id: str, job: str, *, follow: bool = False, claims: bool = False
+    ) -> AsyncGenerator[LogLine | Claim, None]:
+        """Like ``logs``; with ``claims`` a ``Claim`` comes before each claim's lines (one per
+        ``JobStarted``: every attempt, and a lease taken over within one), also for a claim that
+        wrote nothing. What ``jetwork logs`` prints its ``── attempt N ──`` headers from.
+        """
         state = await self._state(workflow_id)
         require_id(job, what="job name")
         if job not in state.order:
             raise JobNotFound(workflow_id, job, state.order)
         reader = LogReader(self._nc, self._store, workflow_id, job)
         with translated(f"reading the logs of {workflow_id}/{job}", url=self._url):
-            async with contextlib.aclosing(reader.lines(follow=follow)) as lines:
+            async with contextlib.aclosing(reader.lines(follow=follow, claims=claims)) as lines:
                 async for line in lines:
                     yield line
 
@@ -517,6 +529,7 @@ def dumps_view(view: WorkflowView) -> str:
 
 
 __all__ = [
+    "Claim",
     "Client",
     "LogLine",
     "RunHandle",

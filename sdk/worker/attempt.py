@@ -10,7 +10,9 @@ consumer on the events stream (``events.dispatch``).
   redelivered message would take it away from its current holder).
 - **Run**: the executor gets a ``JobContext``; a watcher checks the job actor every
   ``cancellation_check_interval`` (or at once on a cancel notice) for ``JobCancelRequested``
-  (cancel the run) or a newer claim (lease lost: stop, report nothing, do not ack).
+  (cancel the run) or a newer claim (lease lost: stop, report nothing, do not ack); it stops by
+  itself when the run ends (``watch.py``). ``phase`` and ``ctx.ended_at`` let the worker's
+  watchdog see an attempt that does not move on after its job ended.
 - **Report**: the result is decided on the state known so far and appended under CAS; a
   conflict reloads and decides again, so the decision is always made on the current log. A
   stale epoch is recorded as ``JobResultRejected`` (the fencing). Then the message is acked.
@@ -23,7 +25,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -32,20 +34,28 @@ from nats.js import JetStreamContext
 
 from actors.job import JobState
 from events import subjects
-from events.catalog import JobEvent, JobResultRejected, JobStatus
+from events.catalog import JobEvent, JobResultRejected
 from events.dispatch import InvalidDispatch
-from events.errors import JetworkError, PayloadTooLarge, StoreError
+from events.errors import PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
 from sdk.worker.claims import Action, Dispatch, claim_dispatch, now, record_result, refresh
 from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import ExecutionResult, Executor, Failed
 from sdk.worker.job_context import JobContext
 from sdk.worker.log_buffer import LogBuffer
-from sdk.worker.logs import log_publisher
+from sdk.worker.logs import attempt_log
 from sdk.worker.presence import RunningJob
 from sdk.worker.results import held_by_another, result_command
+from sdk.worker.watch import STOP_TIMEOUT as WATCHER_STOP_TIMEOUT
+from sdk.worker.watch import Watcher
 
 DEAD_LETTER_SOURCE: Final = "dispatch"
+STUCK_AFTER: Final = WATCHER_STOP_TIMEOUT + 1.0
+"""Seconds an attempt may take from its job's end to its logs and report (see ``stuck_for``)."""
+LOG_GIVE_UP_AFTER: Final = 60.0
+"""Seconds a log batch is retried at most (while the lease holds) before it is counted lost."""
+
+Phase = Literal["claiming", "running", "finishing", "flushing", "reporting", "done"]
 
 _log = structlog.get_logger("jetwork.worker")
 
@@ -94,11 +104,11 @@ class Attempt:
         self.heartbeat_ok_at = time.monotonic()
         self.settled = False
         """Acked, released or abandoned: no more heartbeats for this message."""
+        self.phase: Phase = "claiming"
         self._lost: str | None = None
         self._ack_when_abandoned = False
-        self._check = asyncio.Event()
-        self._watcher: asyncio.Task[None] | None = None
-        self._executed = False  # the executor returned: no more checks of the job actor
+        self._check_at_once = False  # a cancel notice arrived before the run started
+        self._watcher: Watcher | None = None
         self._log: Any = _log.bind(worker_id=env.worker_id, dispatch_seq=self.dispatch_seq)
 
     @property
@@ -124,9 +134,35 @@ class Attempt:
 
     def check_now(self) -> None:
         """Look at the job actor now (a cancel notice arrived)."""
-        self._check.set()
-        if self.ctx is not None:
-            self._start_watching()
+        if self._watcher is not None:
+            self._watcher.poke()
+        else:
+            self._check_at_once = True
+
+    def give_up(self, reason: str) -> None:
+        """Stop holding this job: the run stops, nothing is reported, no more heartbeats, and
+        the message is released at once for another delivery (the watchdog, an abort)."""
+        self.lose_lease(reason)
+        self._release_slot()
+        if not self.settled:
+            self.settled = True
+            asyncio.get_running_loop().create_task(self._nak_now())
+
+    async def _nak_now(self) -> None:
+        with contextlib.suppress(Exception):
+            await self.msg.nak()
+
+    def stuck_for(self, now: float) -> float | None:
+        """Seconds since the job's work ended (``ctx.ended_at``) while this attempt has still
+        not moved on to its logs and report; None while it is not stuck."""
+        ended = self.ctx.ended_at if self.ctx is not None else None
+        if ended is None or self.phase not in ("running", "finishing"):
+            return None
+        late = now - ended
+        return late if late > STUCK_AFTER else None
+
+    def _enter(self, phase: Phase) -> None:
+        self.phase = phase
 
     def lose_lease(self, reason: str) -> None:
         """Stop the run; nothing will be reported and the message is not acked."""
@@ -149,6 +185,7 @@ class Attempt:
             result = await self._execute()
             # The job no longer runs: its slot may take the next one while this one reports.
             self._release_slot()
+            self._enter("reporting")
             if not result.reportable or self._lost is not None:
                 self._log.warning("job abandoned", epoch=self.epoch, reason=self._lost or "")
                 if self._ack_when_abandoned:
@@ -158,6 +195,7 @@ class Attempt:
             await self._report(result, time.monotonic() - started)
         finally:
             self.settled = True
+            self._enter("done")
 
     # --- claim ---------------------------------------------------------------------------------
 
@@ -212,25 +250,8 @@ class Attempt:
 
     async def _execute(self) -> ExecutionResult:
         assert self.dispatch is not None and self.state is not None and self.epoch is not None
-        cfg = self.config
         state = self.state
-        logs = LogBuffer(
-            log_publisher(
-                self.env.js,
-                workflow_id=state.workflow_id,
-                job=state.job,
-                attempt=state.attempt,
-                epoch=self.epoch,
-                worker_id=self.env.worker_id,
-                max_payload=int(self.env.nc.max_payload),
-            ),
-            interval=cfg.log_batch_interval,
-            max_line_bytes=cfg.max_log_line_bytes,
-            batch_max_lines=cfg.log_batch_max_lines,
-            batch_max_bytes=cfg.log_batch_max_bytes,
-            max_pending_lines=cfg.log_buffer_max_lines,
-            max_pending_bytes=cfg.log_buffer_max_bytes,
-        )
+        logs = self._log_buffer(state)
         ctx = JobContext(
             workflow_id=state.workflow_id,
             job=state.job,
@@ -243,55 +264,57 @@ class Attempt:
         self.ctx = ctx
         if self._lost is not None or self.env.aborting():
             self.lose_lease(self._lost or "the worker is aborting")
-        # Most jobs end before their first check is due: start watching only then (or at a
-        # cancel notice), instead of a task per job that is cancelled right away.
-        loop = asyncio.get_running_loop()
-        due = loop.call_later(self.config.cancellation_check_interval, self._start_watching)
-        if self._check.is_set():  # a cancel notice arrived while claiming
-            self._start_watching()
+        watcher = self._watcher = Watcher(
+            ctx,
+            epoch=self.epoch,
+            interval=self.config.cancellation_check_interval,
+            refresh=self._refreshed,
+            moved_on=self._moved_on,
+            log=self._log,
+        )
+        if self._check_at_once:  # a cancel notice arrived while claiming
+            watcher.poke()
+        self._enter("running")
         try:
             result = await self.executor.execute(state.spec, ctx)
         except Exception as exc:  # executors return failures; this is a bug, fail retryably
             self._log.exception("executor raised")
             result = Failed(f"the worker's executor raised {exc!r}", retryable=True)
         finally:
-            due.cancel()
-            watcher, self._watcher = self._watcher, None
-            self._executed = True
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
+            ctx.mark_ended()
+            self._enter("finishing")
+            await watcher.stop()
+            self._enter("flushing")
             await logs.close()
         return result
 
-    def _start_watching(self) -> None:
-        if self._watcher is None and not self._executed and self.ctx is not None:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch(self.ctx))
+    def _log_buffer(self, state: JobState) -> LogBuffer:
+        assert self.epoch is not None
+        return attempt_log(
+            self.env.js,
+            self.config,
+            workflow_id=state.workflow_id,
+            job=state.job,
+            attempt=state.attempt,
+            epoch=self.epoch,
+            worker_id=self.env.worker_id,
+            max_payload=int(self.env.nc.max_payload),
+            keep_trying=lambda: self._lost is None,
+            give_up_after=max(LOG_GIVE_UP_AFTER, self.lease_ttl),
+        )
 
-    async def _watch(self, ctx: JobContext) -> None:
-        interval = self.config.cancellation_check_interval
-        while True:
-            self._check.clear()
-            try:
-                await self._refresh()
-            except JetworkError as exc:
-                self._log.warning("cannot check the job for cancellation", error=str(exc))
-                continue
-            state = self.state
-            assert state is not None
-            if state.epoch != self.epoch or state.status is not JobStatus.RUNNING:
-                # Ended by someone else (the engine's timeout, a cancel on redelivery) or claimed
-                # again. Only in the latter case does another worker hold this message.
-                self._ack_when_abandoned = not held_by_another(state, self.dispatch_seq, self.epoch)
-                held = f"epoch {state.epoch}, {state.status}"
-                self.lose_lease(f"the job moved on without this worker ({held})")
-                return
-            if state.cancel_requested and not ctx.cancelled.is_set():
-                self._log.info("cancel requested", reason=state.cancel_reason)
-                ctx.request_cancel(state.cancel_reason or "cancelled")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._check.wait(), interval)
+    async def _refreshed(self) -> JobState:
+        await self._refresh()
+        assert self.state is not None
+        return self.state
+
+    def _moved_on(self, state: JobState) -> None:
+        # Ended by someone else (the engine's timeout, a cancel on redelivery) or claimed
+        # again. Only in the latter case does another worker hold this message.
+        self._ack_when_abandoned = not held_by_another(state, self.dispatch_seq, self.epoch)
+        self.lose_lease(
+            f"the job moved on without this worker (epoch {state.epoch}, {state.status})"
+        )
 
     async def _refresh(self) -> None:
         """Fold the job actor's newer events, if any, onto the known state."""

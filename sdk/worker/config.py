@@ -87,9 +87,22 @@ class WorkerConfig:
     """A batch is published early when it reaches either bound (keep well under max_payload)."""
     log_buffer_max_lines: int = 20_000
     log_buffer_max_bytes: int = 4 * MIB
-    """Unpublished log lines kept per job; beyond either bound lines are dropped and counted."""
+    """Unpublished log lines held per job; at either bound the job's output is not read (its
+    writes block) until half of them are published: lines are never dropped."""
+    max_log_bytes: int = 64 * MIB
+    """Log kept per attempt; further lines are left out, and the log says so where and how many."""
+    env_clear: bool = False
+    """Start shell jobs from a clean environment (``BASIC_ENV`` plus ``env_allow``) instead of
+    the worker's own."""
+    env_allow: tuple[str, ...] = ()
+    """With ``env_clear``: the worker's variables a job keeps (``NAME``, or ``PREFIX*``)."""
 
     def __post_init__(self) -> None:
+        allow: Any = self.env_allow
+        if isinstance(allow, str):
+            allow = _split_list(allow)
+        if not isinstance(allow, tuple):
+            object.__setattr__(self, "env_allow", tuple(allow))
         labels: Any = self.labels
         if isinstance(labels, str):
             labels = _split_list(labels)
@@ -192,6 +205,9 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "log_batch_max_bytes": "JETWORK_WORKER_LOG_BATCH_MAX_BYTES",
     "log_buffer_max_lines": "JETWORK_WORKER_LOG_BUFFER_MAX_LINES",
     "log_buffer_max_bytes": "JETWORK_WORKER_LOG_BUFFER_MAX_BYTES",
+    "max_log_bytes": "JETWORK_WORKER_MAX_LOG_BYTES",
+    "env_clear": "JETWORK_WORKER_ENV_CLEAR",
+    "env_allow": "JETWORK_WORKER_ENV_ALLOW",
 }
 """Field name → general environment variable."""
 
@@ -203,8 +219,11 @@ def handler_env_var(handler: str, field_name: str) -> str:
     return f"JETWORK_WORKER_{handler.upper().replace('-', '_')}_{suffix}"
 
 
-WORKER_WIDE_FIELDS: Final = frozenset({"nats_url", "worker_id", "labels", "shutdown_grace"})
-"""Settings of the whole worker: one connection, one identity, one label set, one shutdown."""
+WORKER_WIDE_FIELDS: Final = frozenset(
+    {"nats_url", "worker_id", "labels", "shutdown_grace", "env_clear", "env_allow"}
+)
+"""Settings of the whole worker: one connection, one identity, one label set, one shutdown, one
+environment for its shell jobs."""
 HANDLER_FIELDS: Final = tuple(name for name in ENV_VARS if name not in WORKER_WIDE_FIELDS)
 """Settings a handler's jobs may override: the lease and poll of its consumer (``lease_ttl``,
 ``poll_interval``), its concurrency within the worker's (``max_concurrent_jobs``), how often its
@@ -312,6 +331,19 @@ def _parse_labels(text: str) -> frozenset[str]:
     return frozenset(_split_list(text))
 
 
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("not a yes/no value: use 1, true, yes, on or 0, false, no, off")
+
+
+def _parse_names(text: str) -> tuple[str, ...]:
+    return tuple(_split_list(text))
+
+
 _PARSERS: Final[Mapping[str, Callable[[str], Any]]] = {
     "nats_url": str,
     "worker_id": str,
@@ -330,6 +362,9 @@ _PARSERS: Final[Mapping[str, Callable[[str], Any]]] = {
     "log_batch_max_bytes": parse_size,
     "log_buffer_max_lines": _parse_int,
     "log_buffer_max_bytes": parse_size,
+    "max_log_bytes": parse_size,
+    "env_clear": _parse_bool,
+    "env_allow": _parse_names,
 }
 
 _FIELD_NAMES: Final = frozenset(f.name for f in fields(WorkerConfig))
@@ -353,7 +388,9 @@ _POSITIVE_INTS: Final = (
     "log_batch_max_bytes",
     "log_buffer_max_lines",
     "log_buffer_max_bytes",
+    "max_log_bytes",
 )
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\*?$")
 
 
 def _is_number(value: object) -> bool:
@@ -399,6 +436,25 @@ def _problems(cfg: WorkerConfig) -> list[str]:
             f"heartbeat_interval ({cfg.heartbeat_interval:g}s) must be less than lease_ttl "
             f"({cfg.lease_ttl:g}s), or every job loses its lease between two heartbeats; "
             "a heartbeat at most a third of the lease leaves room for network delays"
+        )
+    problems.extend(_env_problems(cfg))
+    return problems
+
+
+def _env_problems(cfg: WorkerConfig) -> list[str]:
+    problems = []
+    if not isinstance(cfg.env_clear, bool):
+        problems.append(f"env_clear must be True or False, got {cfg.env_clear!r}")
+    bad = [name for name in cfg.env_allow if not isinstance(name, str) or not _ENV_NAME.match(name)]
+    if bad:
+        problems.append(
+            f"env_allow {', '.join(map(repr, bad))}: use variable names (letters, digits, '_', "
+            "not starting with a digit), each optionally ending with '*' for a prefix"
+        )
+    if cfg.env_allow and cfg.env_clear is False:
+        problems.append(
+            "env_allow is set but env_clear is not: jobs inherit the whole environment anyway; "
+            "set env_clear (--env-clear, JETWORK_WORKER_ENV_CLEAR=1) to keep only those"
         )
     return problems
 

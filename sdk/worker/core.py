@@ -48,15 +48,25 @@ from sdk.worker.claims import now
 from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
 from sdk.worker.handlers import HandlerRegistry
+from sdk.worker.leases import LeaseKeeper
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Lane, Puller, Slots, handler_of, lanes_for
 from sdk.worker.signals import listen_for_shutdown
+from sdk.worker.stopping import wait_for_attempts
+from sdk.worker.tasks import cancel_and_wait
 
 F = TypeVar("F", bound=Callable[..., Any])
 Phase = Literal["new", "starting", "running", "draining", "stopped"]
 
 READY_TIMEOUT: Final = 10.0
 """Seconds ``start()`` waits for the consumers of the label sets already in use."""
+ABORT_MARGIN: Final = 0.3
+"""Seconds after ``kill_grace`` an aborted job's attempt may take before it is cancelled."""
+STOP_TIMEOUT: Final = 2.0
+"""Bound on each step of a graceful stop."""
+ABORT_CLEANUP: Final = 0.4
+"""Seconds after the abort deadline that everything left (the attempts still running, then the
+heartbeats, presence and connection) shares, so an aborted stop ends within about a second."""
 
 _log = structlog.get_logger("jetwork.worker")
 
@@ -79,6 +89,7 @@ class Worker:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config if config is not None else WorkerConfig.from_env(environ)
+        self._log: Any = _log.bind(worker_id=self.config.worker_id)
         self.registry = registry if registry is not None else HandlerRegistry()
         self._executor = executor
         self._environ = environ
@@ -94,15 +105,22 @@ class Worker:
         self._slots = Slots(self.config.max_concurrent_jobs)
         self._pullers: dict[str, Puller] = {}
         self._attempts: dict[Attempt, asyncio.Task[None]] = {}
+        self._leases = LeaseKeeper(
+            self._attempts,
+            period=self._heartbeat_period,
+            connection=lambda: self._nc,
+            after_tick=self._after_tick,
+            log=self._log,
+        )
         self._labelset_task: asyncio.Task[None] | None = None
-        self._heartbeat_task: asyncio.Task[None] | None = None
         self._announcing: asyncio.Task[None] | None = None
         self._watcher: Any = None
         self._shutdown_task: asyncio.Task[None] | None = None
         self._shutdown_requested = False
+        self._abort_requested = asyncio.Event()
+        self._abort_deadline: float | None = None
         self._closed = asyncio.Event()
         self._started_at: datetime | None = None
-        self._log: Any = _log.bind(worker_id=self.config.worker_id)
 
     # --- public surface --------------------------------------------------------------------------
 
@@ -114,6 +132,13 @@ class Worker:
     def capabilities(self) -> frozenset[str]:
         """Labels plus ``@<name>`` per registered handler: what this worker can run."""
         return capabilities(self.config.labels, self.registry.names)
+
+    @property
+    def max_kill_grace(self) -> float:
+        """The longest ``kill_grace`` of the worker's and its handlers' settings."""
+        return max(
+            [self.config.kill_grace, *(lane.config.kill_grace for lane in self._lanes.values())]
+        )
 
     @property
     def running(self) -> int:
@@ -242,7 +267,7 @@ class Worker:
         await self._announce()
         loop = asyncio.get_running_loop()
         self._labelset_task = loop.create_task(self._follow_labelsets(), name="jw-labelsets")
-        self._heartbeat_task = loop.create_task(self._heartbeats(), name="jw-heartbeats")
+        self._leases.start()
 
     def _build_lanes(self) -> dict[str | None, Lane]:
         handlers = {name: self.handler_config(name) for name in self.registry.names}
@@ -347,41 +372,10 @@ class Worker:
             periods += [lane.config.heartbeat_interval, puller.lease_ttl / 3]
         return min(periods)
 
-    async def _heartbeats(self) -> None:
-        while True:
-            period = self._heartbeat_period()
-            await asyncio.sleep(period)
-            try:
-                await self._pulse(period)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self._log.exception("heartbeat tick failed")
-            # Presence is a KV request: never let a slow one delay the next lease renewal.
-            if self._announcing is None or self._announcing.done():
-                self._announcing = asyncio.get_running_loop().create_task(self._announce())
-
-    async def _pulse(self, period: float) -> None:
-        """Renew every held lease; a lease whose renewals fail for its whole length is lost."""
-        assert self._nc is not None
-        held = [a for a in self._attempts if not a.settled]
-        delivered = self._nc.is_connected
-        if delivered:
-            for attempt in held:
-                with contextlib.suppress(Exception):
-                    await attempt.msg.in_progress()
-            try:  # the round trip proves the renewals reached the server
-                await self._nc.flush(timeout=max(1, int(period)))
-            except Exception:
-                delivered = False
-        moment = time.monotonic()
-        for attempt in held:
-            if delivered:
-                attempt.heartbeat_ok_at = moment
-            elif moment - attempt.heartbeat_ok_at >= attempt.lease_ttl:
-                attempt.lose_lease(
-                    f"no heartbeat reached the server for {attempt.lease_ttl:g}s (lease)"
-                )
+    def _after_tick(self) -> None:
+        # Presence is a KV request: never let a slow one delay the next lease renewal.
+        if self._announcing is None or self._announcing.done():
+            self._announcing = asyncio.get_running_loop().create_task(self._announce())
 
     async def _announce(self) -> None:
         if self._presence is None or self._started_at is None:
@@ -409,6 +403,9 @@ class Worker:
 
     def _abort(self, reason: str) -> None:
         self._aborting = True  # also stops what is still being claimed from running
+        if self._abort_deadline is None:
+            self._abort_deadline = time.monotonic() + self.max_kill_grace + ABORT_MARGIN
+        self._abort_requested.set()
         if self._attempts:
             self._log.warning("aborting running jobs", reason=reason, running=self.running)
             self.aborted = True
@@ -416,36 +413,56 @@ class Worker:
             attempt.lose_lease(f"the worker aborted ({reason})")
 
     async def _shutdown(self) -> None:
+        """Stop pulling, let the running jobs end (or abort them), then stop everything else.
+
+        Every step is bounded; once aborted, the whole shutdown ends within the largest
+        ``kill_grace`` plus about a second, whatever the jobs do.
+        """
         self.phase = "draining"
         self._log.info("worker draining", running=self.running)
-        await _cancel(self._labelset_task)  # no new consumers
-        await asyncio.gather(*(p.stop() for p in self._pullers.values()))
-        pending = set(self._attempts.values())
-        if pending:
-            _, pending = await asyncio.wait(pending, timeout=self.config.shutdown_grace)
-            if pending:
-                self._abort(f"shutdown grace of {self.config.shutdown_grace:g}s expired")
-                await asyncio.wait(pending)
-        await _cancel(self._heartbeat_task)
-        await _cancel(self._announcing)
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()
-        if self._presence is not None:
-            await self._presence.delete()
+        await cancel_and_wait(self._labelset_task, timeout=STOP_TIMEOUT, what="label set watcher")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
+                await asyncio.gather(*(p.stop() for p in self._pullers.values()))
+        await wait_for_attempts(
+            self._attempts,
+            grace=self.config.shutdown_grace,
+            aborted=self._abort_requested,
+            deadline=lambda: self._abort_deadline,
+            abort=self._abort,
+            last_moment=ABORT_CLEANUP / 2,
+            log=self._log,
+        )
+        await self._leases.stop(timeout=self._budget(STOP_TIMEOUT))
+        await cancel_and_wait(self._announcing, timeout=self._budget(STOP_TIMEOUT), what="presence")
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
+                if self._watcher is not None:
+                    await self._watcher.stop()
+                if self._presence is not None:
+                    await self._presence.delete()
         await self._close_connection()
         self.phase = "stopped"
         self._log.info("worker stopped", aborted=self.aborted)
         self._closed.set()
+
+    def _budget(self, timeout: float) -> float:
+        """``timeout``, or what is left of the aborted shutdown's cleanup if that is less."""
+        if self._abort_deadline is None:
+            return timeout
+        left = self._abort_deadline + ABORT_CLEANUP - time.monotonic()
+        return max(0.01, min(timeout, left))
 
     async def _close_connection(self) -> None:
         nc, self._nc = self._nc, None
         if nc is None or nc.is_closed:
             return
         with contextlib.suppress(Exception):
-            await nc.flush(timeout=2)  # acks are plain publishes: make sure they left
+            async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
+                await nc.flush(timeout=2)  # acks are plain publishes: make sure they left
         with contextlib.suppress(Exception):
-            await nc.close()
+            async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
+                await nc.close()
 
 
 def _once(action: Callable[[], None]) -> Callable[[], None]:
@@ -460,11 +477,3 @@ def _once(action: Callable[[], None]) -> Callable[[], None]:
             action()
 
     return run
-
-
-async def _cancel(task: asyncio.Task[None] | None) -> None:
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
+import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from events.errors import JetworkError, LeaseLost
 from sdk.worker.log_buffer import LogStream, LogWriter, NullLogWriter
+
+THREAD_SYNC_EVERY: Final = 256
+"""A thread writing log lines waits for the event loop to take them every this many lines."""
 
 
 class CancellationRequested(JetworkError):
@@ -79,7 +84,12 @@ class JobContext:
     outputs: dict[str, str] = field(default_factory=dict)
     """Outputs set by a Python handler with ``set_output``; merged over those of its result."""
     log: JobLogger = field(init=False)
+    ended_at: float | None = field(init=False, default=None)
+    """When (``time.monotonic()``) the executor saw the job's own work end: its process exited,
+    its handler returned. The worker's watchdog checks that the attempt moves on after it."""
     _loop: asyncio.AbstractEventLoop | None = field(init=False, default=None, repr=False)
+    _thread_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
+    _unsynced: int = field(init=False, default=0, repr=False)
 
     def __post_init__(self) -> None:
         self.log = JobLogger(self)
@@ -89,14 +99,28 @@ class JobContext:
             self._loop = None
 
     def emit(self, stream: LogStream, line: str, *, dropped_bytes: int = 0) -> None:
-        """Send one line to the job's log sink, from the event loop or from any thread."""
+        """Send one line to the job's log sink, from the event loop or from any thread.
+
+        From another thread (a sync handler) this blocks while the log's backlog is full, so a
+        handler that writes faster than logs are published is slowed down, never dropped.
+        """
         loop = self._loop
         if loop is not None and _running_loop() is not loop:
             # A closed loop means the attempt is over: the line has nowhere to go.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._write, stream, line, dropped_bytes)
+                with self._thread_lock:
+                    self._unsynced += 1
+                    sync = self._unsynced >= THREAD_SYNC_EVERY
+                if sync or self.log_sink.full:
+                    self._wait_for_room(loop)
             return
         self._write(stream, line, dropped_bytes)
+
+    def mark_ended(self) -> None:
+        """The job's own work ended (called by executors; the first call counts)."""
+        if self.ended_at is None:
+            self.ended_at = time.monotonic()
 
     def set_output(self, key: str, value: str) -> None:
         """Publish ``key=value`` to downstream jobs (Python handlers)."""
@@ -127,6 +151,17 @@ class JobContext:
 
     def _write(self, stream: LogStream, line: str, dropped_bytes: int) -> None:
         self.log_sink.write(stream, line, dropped_bytes=dropped_bytes)
+
+    def _wait_for_room(self, loop: asyncio.AbstractEventLoop) -> None:
+        # Scheduled after this thread's lines (call_soon is first-in first-out): the sink has
+        # them all when it decides whether there is room.
+        with self._thread_lock:
+            self._unsynced = 0
+        room = threading.Event()
+        loop.call_soon_threadsafe(self.log_sink.when_room, room.set)
+        while not room.wait(0.5):
+            if loop.is_closed() or self.lease_lost.is_set():
+                return
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

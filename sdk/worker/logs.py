@@ -2,12 +2,16 @@
 
 One message is one batch of numbered lines of one attempt; ``seq`` restarts at 1 with every
 attempt, so ``(attempt, epoch, seq)`` orders a job's whole log. Batches are published with
-JetStream acks, one at a time per attempt, so they are stored in order.
+JetStream acks, one at a time per attempt, so they are stored in order. A worker's batch carries
+a ``Nats-Msg-Id`` (attempt, epoch, first seq: its lines are numbered without gaps): a publish
+retried after a lost ack is stored once within the stream's duplicate window, and readers skip a
+message id they have read already beyond it. (Lines pushed through the HTTP gateway number
+themselves and carry no id.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import orjson
@@ -15,7 +19,8 @@ from nats.js import JetStreamContext
 from pydantic import BaseModel, ConfigDict
 
 from events import subjects
-from sdk.worker.log_buffer import FlushCallback, LogChunk, LogStream
+from sdk.worker.config import WorkerConfig
+from sdk.worker.log_buffer import FlushCallback, LogBuffer, LogChunk, LogStream, truncate_line
 
 HEADER_MARGIN: Final = 1024
 
@@ -46,6 +51,45 @@ class LogBatch(BaseModel):
         return cls.model_validate_json(data)
 
 
+def attempt_log(
+    js: JetStreamContext,
+    config: WorkerConfig,
+    *,
+    workflow_id: str,
+    job: str,
+    attempt: int,
+    epoch: int,
+    worker_id: str,
+    max_payload: int,
+    keep_trying: Callable[[], bool],
+    give_up_after: float,
+) -> LogBuffer:
+    """The ``LogBuffer`` of one claim of a job, publishing to ``log.<wf>.<job>`` with the
+    worker's (or the job's handler's) log settings."""
+    publisher = log_publisher(
+        js,
+        workflow_id=workflow_id,
+        job=job,
+        attempt=attempt,
+        epoch=epoch,
+        worker_id=worker_id,
+        max_payload=max_payload,
+        msg_ids=True,
+    )
+    return LogBuffer(
+        publisher,
+        interval=config.log_batch_interval,
+        max_line_bytes=config.max_log_line_bytes,
+        batch_max_lines=config.log_batch_max_lines,
+        batch_max_bytes=config.log_batch_max_bytes,
+        max_pending_lines=config.log_buffer_max_lines,
+        max_pending_bytes=config.log_buffer_max_bytes,
+        max_total_bytes=config.max_log_bytes,
+        keep_trying=keep_trying,
+        give_up_after=give_up_after,
+    )
+
+
 def log_publisher(
     js: JetStreamContext,
     *,
@@ -56,11 +100,13 @@ def log_publisher(
     worker_id: str,
     max_payload: int,
     timeout: float = 5.0,
+    msg_ids: bool = False,
 ) -> FlushCallback:
     """The ``flush`` callback of one attempt's ``LogBuffer``.
 
     A batch whose JSON would exceed the server's ``max_payload`` (escaping can grow a line
-    several times) is split in halves until each part fits.
+    several times) is split in halves until each part fits; a single line that still does not
+    fit is cut (``max_log_line_bytes`` above the server's limit).
     """
     subject = subjects.log(workflow_id, job)
     limit = max_payload - HEADER_MARGIN
@@ -83,6 +129,14 @@ def log_publisher(
             await publish(chunks[:middle])
             await publish(chunks[middle:])
             return
-        await js.publish(subject, data, timeout=timeout)
+        if len(data) > limit:
+            (chunk,) = chunks
+            line, _ = truncate_line(chunk.line, max(1, limit // 8))
+            data = encode([LogChunk(seq=chunk.seq, stream=chunk.stream, line=line, ts=chunk.ts)])
+        if not msg_ids:
+            await js.publish(subject, data, timeout=timeout)
+            return
+        msg_id = f"{workflow_id}.{job}.{attempt}.{epoch}.{chunks[0].seq}"
+        await js.publish(subject, data, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
 
     return publish

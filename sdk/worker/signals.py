@@ -1,17 +1,26 @@
-"""SIGTERM / SIGINT for every worker running on one event loop.
+"""SIGTERM / SIGINT for every worker running on one event loop, and the process's last resort.
 
 Signal handlers are process-wide and ``loop.add_signal_handler`` keeps one per signal, so the
 workers of a process (``asyncio.gather(w1.run(), w2.run())``) share one hub per loop that tells
 each of them. The first listener installs the handlers; the last one restores the defaults.
+
+``HardExit`` is for a process whose only purpose is to be a worker (``jetwork worker``): once it
+aborts, it leaves with ``os._exit`` at a deadline, whatever its event loop or threads are doing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import signal
+import sys
+import threading
 import weakref
 from collections.abc import Callable
 from typing import Final
+
+from sdk.worker.executors.process_group import kill_live_groups
 
 SHUTDOWN_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
 
@@ -67,3 +76,29 @@ def listen_for_shutdown(listener: Listener) -> Callable[[], None]:
             hub.uninstall()
 
     return stop
+
+
+class HardExit:
+    """Ends the process with ``code``: now, or ``arm(after)`` seconds from now in a thread.
+
+    Before leaving it SIGKILLs the process groups of the jobs still running (``os._exit`` skips
+    every cleanup: asyncio's, which waits for the threads of sync handlers that may never
+    return, and the interpreter's).
+    """
+
+    def __init__(self, code: int) -> None:
+        self.code = code
+        self._timer: threading.Timer | None = None
+
+    def arm(self, after: float) -> None:
+        if self._timer is None:
+            self._timer = threading.Timer(after, self.now)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def now(self) -> None:
+        kill_live_groups()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(self.code)

@@ -272,15 +272,15 @@ async def test_logs_prints_lines_and_follows_until_the_job_ends(
     workflow_id = await started(cli, workflow_file)
     await assert_eventually(lambda: cli.runner.hanging, message="job never started")
     await publish_log(cli.nc, workflow_id, "a", 1, ["first", "second"])
-    assert ok(await cli("logs", workflow_id, "a")).stdout == "first\nsecond\n"
+    assert ok(await cli("logs", workflow_id, "a")).stdout == "── attempt 1 ──\nfirst\nsecond\n"
 
     follower = asyncio.create_task(cli("logs", workflow_id, "a", "--follow"))
-    await publish_log(cli.nc, workflow_id, "a", 1, ["third"])
+    await publish_log(cli.nc, workflow_id, "a", 1, ["third"], first_seq=3)
     cli.runner.behaviour = greet
     _, name, epoch = cli.runner.hanging[0]
     await complete(cli.runner, workflow_id, name, epoch)
     result = ok(await asyncio.wait_for(follower, 15))
-    assert result.stdout == "first\nsecond\nthird\n"
+    assert result.stdout == "── attempt 1 ──\nfirst\nsecond\nthird\n"
     failed(await cli("logs", workflow_id, "zzz"), "has no job 'zzz'")
 
 
@@ -466,7 +466,7 @@ async def test_server_runs_the_engine_on_its_embedded_nats_until_sigterm(
             view = json.loads(ok(result).stdout)
             assert view["status"] == "succeeded"
             logs = ok(await invoke("logs", view["workflow_id"], "greet", "--nats", url))
-            assert logs.stdout == "hello, server\n"
+            assert logs.stdout == "── attempt 1 ──\nhello, server\n"
 
             async def listed() -> bool:
                 rows = json.loads(ok(await invoke("list", "--json", "--nats", url)).stdout)

@@ -273,9 +273,13 @@ def test_event_filters() -> None:
         event_filter("wf-1", "a.b")
 
 
-async def publish_log(nc: NATS, wf: str, job: str, attempt: int, lines: list[str]) -> None:
+async def publish_log(
+    nc: NATS, wf: str, job: str, attempt: int, lines: list[str], *, first_seq: int = 1
+) -> None:
+    """One batch as a worker publishes it (its lines numbered on from ``first_seq``)."""
     chunks = [
-        {"seq": i, "stream": "stdout", "line": line, "ts": 1.5} for i, line in enumerate(lines, 1)
+        {"seq": i, "stream": "stdout", "line": line, "ts": 1.5}
+        for i, line in enumerate(lines, first_seq)
     ]
     batch = {"workflow_id": wf, "job": job, "attempt": attempt, "epoch": attempt,
              "worker_id": "w-test", "chunks": chunks}  # fmt: skip
@@ -300,10 +304,10 @@ async def test_logs_read_in_order_and_follow_until_the_job_ends(rig: Rig) -> Non
 
     follower = asyncio.create_task(follow())
     await assert_eventually(lambda: followed == ["one", "two"])
-    await publish_log(rig.nc, wf, "a", 1, ["three"])
+    await publish_log(rig.nc, wf, "a", 1, ["three"], first_seq=3)
     await assert_eventually(lambda: followed == ["one", "two", "three"])
     assert not follower.done()
-    await publish_log(rig.nc, wf, "a", 1, ["four"])
+    await publish_log(rig.nc, wf, "a", 1, ["four"], first_seq=4)
     rig.runner.behaviour = greet
     _, name, epoch = rig.runner.hanging[0]
     await complete(rig.runner, wf, name, epoch)

@@ -265,8 +265,9 @@ async def test_log_pushes_are_read_back_with_the_cli_and_the_api(stack: Stack) -
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await cli.communicate()
-    assert out.decode().splitlines() == ["one", "two"]
-    assert err.decode().splitlines() == ["oops"]  # stderr lines go to stderr
+    # One sequence on stdout, in the order written, stderr marked (issue 17).
+    assert out.decode().splitlines() == ["── attempt 1 ──", "one", "two", "[stderr] oops"]
+    assert err.decode() == ""
 
 
 async def test_a_restarted_gateway_serves_the_leases_of_the_one_before(

@@ -121,7 +121,7 @@ async def run_seed_worker(
         assert status["jobs"]["flaky"]["attempts"] == 2
         if logs_pushed:
             greeting = await jetwork("logs", wf, "greet", "--nats", nats_url)
-            assert greeting == f"hello from {label}, version 1.2.3\n"
+            assert greeting == f"── attempt 1 ──\nhello from {label}, version 1.2.3\n"
         assert types_of(failed)[-1] == "WorkflowFailed"
         assert types_of(failed, "broken").count("JobFailed") == 2  # retried, then permanent
         end = json.loads(await jetwork("status", bad, "--json", "--nats", nats_url))

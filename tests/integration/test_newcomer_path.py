@@ -119,7 +119,9 @@ async def test_the_readme_newcomer_path_works_as_written(session: Session) -> No
 
     logs = await session.jetwork("logs", workflow_id, "flaky")
     assert logs.code == 0, logs.err
-    assert "first attempt fails on purpose" in logs.err  # the job's stderr, on stderr
+    out = logs.out.splitlines()
+    assert out[0] == "── attempt 1 ──" and "── attempt 2 ──" in out
+    assert any(x.endswith("[stderr] first attempt fails on purpose") for x in out)  # marked
 
     async def listed() -> bool:
         rows = json.loads((await session.jetwork("list", "--json")).out)

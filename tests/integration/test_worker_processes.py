@@ -7,10 +7,12 @@ jobs are queued by ``tests.jobs_harness`` and every assertion reads the job acto
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,6 +25,8 @@ from nats.js.errors import KeyNotFoundError
 
 from events import subjects
 from events.catalog import JobResultRejected, JobStarted, JobSucceeded
+from events.store import EventStore
+from sdk.worker.logs import LogBatch
 from tests.eventually import assert_eventually
 from tests.jobs_harness import JobsHarness, unfinished_dispatches
 
@@ -202,6 +206,79 @@ async def test_a_second_sigterm_aborts_and_lets_the_lease_lapse(
     assert await queued_messages(clean_nats) == 1  # not acked: redelivered after the lease
 
 
+async def test_a_second_sigterm_exits_3_within_the_kill_grace_whatever_the_jobs_do(
+    clean_nats: NATS, spawn: Any, tmp_path: Path
+) -> None:
+    """Jobs that ignore SIGTERM, flood their output, or leave a process holding their pipes:
+    the second signal still ends the worker within kill_grace (1 s) plus a second."""
+    harness = JobsHarness(clean_nats)
+    worker = spawn("w-hard", JETWORK_WORKER_CONCURRENCY="3", JETWORK_WORKER_SHUTDOWN_GRACE="none")
+    await ready(clean_nats, worker)
+    pids = {name: tmp_path / f"{name}.pid" for name in ("deaf", "flood", "escaped")}
+    jobs = {
+        "deaf": f"trap '' TERM; echo $$ > {pids['deaf']}; while :; do sleep 0.1; done",
+        "flood": f"echo $$ > {pids['flood']}; exec yes flood",
+        "escaped": f"setsid sh -c 'echo $$ > {pids['escaped']}; exec sleep 60' & sleep 60",
+    }
+    for job, script in jobs.items():
+        await harness.queue("wf", job, run=script)
+    for job in jobs:
+        await first(harness, job, JobStarted)
+    for pid_file in pids.values():
+        await assert_eventually(pid_file.exists)
+    try:
+        worker.signal(signal.SIGTERM)
+        await assert_eventually(lambda: "worker draining" in worker.output())
+        second = time.monotonic()
+        worker.signal(signal.SIGTERM)
+        code = await worker.exit_code()
+        took = time.monotonic() - second
+        print(f"worker exited {code} {took:.2f}s after the second signal (kill grace 1s)")
+        assert code == 3, worker.output()
+        assert took < 1.0 + 1.0, f"exited {took:.2f}s after the second signal\n{worker.output()}"
+        for name in ("deaf", "flood"):
+            await assert_eventually(lambda n=name: _gone(int(pids[n].read_text())), timeout=2)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it left the job's group: not ours to stop
+            os.kill(int(pids["escaped"].read_text()), signal.SIGKILL)
+    assert "Traceback" not in worker.output()
+
+
+async def test_jobs_see_the_worker_s_environment_unless_it_is_cleared(
+    clean_nats: NATS, spawn: Any
+) -> None:
+    harness = JobsHarness(clean_nats)
+    secrets = {"DEPLOY_TOKEN": "s3cret", "AWS_REGION": "eu-west-1"}
+    inheriting = spawn("w-env", JETWORK_WORKER_LABELS="env", **secrets)
+    clearing = spawn(
+        "w-clean", JETWORK_WORKER_LABELS="clean", JETWORK_WORKER_ENV_CLEAR="1",
+        JETWORK_WORKER_ENV_ALLOW="AWS_*", **secrets,
+    )  # fmt: skip
+    await ready(clean_nats, inheriting, clearing)
+    script = 'echo "token=${DEPLOY_TOKEN:-unset} region=${AWS_REGION:-unset} job=$JETWORK_JOB"'
+    for label in ("env", "clean"):
+        await harness.queue("wf", label, run=script, labels=[label], env={"JETWORK_JOB": "x"})
+    for label in ("env", "clean"):
+        await first(harness, label, JobSucceeded)
+    logs = EventStore(clean_nats, stream=subjects.LOGS_STREAM)
+
+    async def printed(job: str) -> list[str]:
+        batches = [LogBatch.decode(m.data) for m in await logs.read_raw(subjects.log("wf", job))]
+        return [chunk.line for batch in batches for chunk in batch.chunks]
+
+    assert await printed("env") == ["token=s3cret region=eu-west-1 job=env"]
+    assert await printed("clean") == ["token=unset region=eu-west-1 job=clean"]
+
+
+def _gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
 @pytest.mark.parametrize(
     ("args", "env", "expected"),
     [
@@ -213,8 +290,17 @@ async def test_a_second_sigterm_aborts_and_lets_the_lease_lapse(
         ([], {"JETWORK_WORKER_CONCURRENCY": "many"}, "JETWORK_WORKER_CONCURRENCY='many'"),
         (["--labels", "linux,bad label"], {}, "labels 'bad label' are not valid"),
         (["--nats", "nats://127.0.0.1:1"], {}, "cannot reach the NATS server at"),
+        (["--env-allow", "HOME"], {}, "env_allow is set but env_clear is not"),
+        (["--env-clear", "--env-allow", "A-B"], {}, "env_allow 'A-B': use variable names"),
     ],
-    ids=["heartbeat-not-below-lease", "bad-env", "bad-label", "unreachable"],
+    ids=[
+        "heartbeat-not-below-lease",
+        "bad-env",
+        "bad-label",
+        "unreachable",
+        "allow-without-clear",
+        "bad-allow",
+    ],
 )
 def test_the_cli_refuses_bad_settings_in_one_line(
     args: list[str], env: dict[str, str], expected: str

@@ -73,7 +73,7 @@ async def test_close_publishes_the_rest_and_refuses_later_lines() -> None:
     await buffer.close()
     assert [c.line for c in sink.chunks] == ["last words"]
     assert buffer.write("log", "too late") is None
-    assert buffer.stats.dropped == 1
+    assert buffer.stats.after_close == 1
     await buffer.close()  # idempotent
 
 
@@ -107,50 +107,96 @@ def test_truncation_counts_bytes_dropped_upstream() -> None:
     assert (line, cut) == ("abc … [truncated 1000 bytes]", True)
 
 
-async def test_a_flood_stays_bounded_and_reports_what_it_dropped() -> None:
+async def test_a_full_backlog_asks_writers_to_wait_and_drops_nothing() -> None:
     sink = Sink()
     sink.open.clear()  # the publisher is stuck: nothing drains
     buffer = LogBuffer(sink, interval=0.01, batch_max_lines=100, max_pending_lines=1000)
-    total = 100_000
-    for i in range(total):
-        buffer.write("stdout", f"line {i}")
-        assert buffer.pending <= 1000 + 1
-    assert buffer.stats.dropped >= total - 1000 - 100
+    woken: list[int] = []
+    written = 0
+    while not buffer.full:
+        buffer.write("stdout", f"line {written}")
+        written += 1
+    buffer.when_room(lambda: woken.append(buffer.pending))
+    for _ in range(500):  # a writer that cannot wait (on the loop) is still accepted
+        buffer.write("stdout", f"line {written}")
+        written += 1
+    await asyncio.sleep(0.05)
+    assert woken == []
     sink.open.set()
-    await assert_eventually(lambda: buffer.pending == 0, timeout=5)
-    buffer.write("stdout", "after the flood")
+    await assert_eventually(lambda: woken, timeout=5)
+    assert woken[0] <= 500  # woken once half the bound is published
     await buffer.close()
-    notices = [c for c in sink.chunks if c.stream == "system"]
-    assert len(notices) == 1
-    assert f"{buffer.stats.dropped} log line(s) dropped" in notices[0].line
-    assert notices[0].seq == sink.chunks[-1].seq - 1  # right before the line that fitted again
-    assert [c.seq for c in sink.chunks] == list(range(1, len(sink.chunks) + 1))
-    assert len(sink.chunks) + buffer.stats.dropped == total + 2
+    assert [c.line for c in sink.chunks] == [f"line {i}" for i in range(written)]
+    assert (buffer.stats.lost, buffer.stats.waits) == (0, 1)
 
 
-async def test_the_byte_bound_also_drops() -> None:
+async def test_the_byte_bound_also_makes_writers_wait() -> None:
     sink = Sink()
     sink.open.clear()
     buffer = LogBuffer(sink, interval=3600, max_pending_bytes=1000)
-    for _ in range(100):
+    for _ in range(10):
         buffer.write("stdout", "y" * 100)
-    assert buffer.pending_bytes <= 1000
-    assert buffer.stats.dropped == 90
+    assert buffer.full
+    room = asyncio.ensure_future(buffer.room())
+    await asyncio.sleep(0.01)
+    assert not room.done()
     sink.open.set()
+    await asyncio.wait_for(room, 5)
     await buffer.close()
-    assert sink.chunks[-1].line.startswith("[jetwork] 90 log line(s) dropped")
+    assert len(sink.chunks) == 10
 
 
-async def test_a_failing_publish_loses_that_batch_only() -> None:
+async def test_a_failing_publish_is_retried_until_it_goes_through() -> None:
     sink = Sink()
     sink.fail_next = True
     buffer = LogBuffer(sink, interval=3600)
-    buffer.write("stdout", "lost")
+    buffer.write("stdout", "first")
     await buffer.flush()
-    buffer.write("stdout", "kept")
+    buffer.write("stdout", "second")
     await buffer.close()
-    assert [c.line for c in sink.chunks] == ["kept"]
-    assert (buffer.stats.lost, buffer.stats.published) == (1, 1)
+    assert [c.line for c in sink.chunks] == ["first", "second"]
+    assert (buffer.stats.lost, buffer.stats.retries, buffer.stats.published) == (0, 1, 2)
+
+
+async def test_publishing_gives_up_when_the_attempt_no_longer_holds_its_lease() -> None:
+    holding = True
+
+    async def broken(batch: Sequence[LogChunk]) -> None:
+        raise ConnectionError("no stream")
+
+    buffer = LogBuffer(broken, interval=3600, keep_trying=lambda: holding)
+    buffer.write("stdout", "a")
+    flushing = asyncio.ensure_future(buffer.flush())
+    await assert_eventually(lambda: buffer.stats.retries >= 2, timeout=5)
+    assert not flushing.done()
+    holding = False
+    await asyncio.wait_for(flushing, 5)
+    assert buffer.stats.lost == 1
+    await buffer.close()
+
+
+async def test_publishing_gives_up_after_a_while_even_with_the_lease() -> None:
+    async def broken(batch: Sequence[LogChunk]) -> None:
+        raise ConnectionError("no stream")
+
+    buffer = LogBuffer(broken, interval=3600, give_up_after=0.2)
+    buffer.write("stdout", "a")
+    await asyncio.wait_for(buffer.close(), 5)
+    assert buffer.stats.lost == 1
+
+
+async def test_an_attempt_over_its_log_limit_says_so_in_the_log() -> None:
+    sink = Sink()
+    async with LogBuffer(sink, interval=3600, max_total_bytes=20) as buffer:
+        for i in range(10):
+            buffer.write("stdout", f"line {i}")  # 6 bytes each
+    lines = [(c.stream, c.line) for c in sink.chunks]
+    assert lines[:3] == [("stdout", "line 0"), ("stdout", "line 1"), ("stdout", "line 2")]
+    assert lines[3][0] == "system" and "reached its limit of 20 bytes" in lines[3][1]
+    assert lines[4] == ("system", "[jetwork] 7 line(s) (42 bytes) not kept: this attempt's log "
+                                  "is limited to 20 bytes (max_log_bytes)")  # fmt: skip
+    assert len(lines) == 5
+    assert [c.seq for c in sink.chunks] == [1, 2, 3, 4, 5]
 
 
 async def test_job_context_log_lines_reach_the_buffer() -> None:
@@ -164,6 +210,29 @@ async def test_job_context_log_lines_reach_the_buffer() -> None:
         ("log", "WARNING two"),
         ("log", "lines"),
     ]
+
+
+async def test_a_thread_logging_into_a_full_backlog_waits_for_room() -> None:
+    sink = Sink()
+    sink.open.clear()
+    buffer = LogBuffer(sink, interval=0.01, batch_max_lines=10, max_pending_lines=100)
+    ctx = JobContext(workflow_id="wf1", job="build", log_sink=buffer)
+    written = 0
+
+    def work() -> None:
+        nonlocal written
+        for i in range(1000):
+            ctx.log.info(f"step {i}")
+            written += 1
+
+    thread = asyncio.ensure_future(asyncio.to_thread(work))
+    await assert_eventually(lambda: buffer.stats.waits > 0, timeout=5)
+    await asyncio.sleep(0.05)
+    assert not thread.done() and written < 300  # blocked, not dropping
+    sink.open.set()
+    await asyncio.wait_for(thread, 10)
+    await buffer.close()
+    assert [c.line for c in sink.chunks] == [f"INFO step {i}" for i in range(1000)]
 
 
 async def test_job_context_logging_from_a_thread_is_delivered_in_order() -> None:

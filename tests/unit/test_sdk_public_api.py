@@ -12,13 +12,13 @@ import pytest
 import sdk
 
 EXPECTED = {
-    "CancellationRequested", "Client", "ConcurrencyConflict", "DeadLetter", "EmbeddedServer",
-    "HandlerRegistry", "Input", "InvalidArgument", "InvalidWorkflow", "JetworkError", "JobContext",
-    "JobNotFound", "JobRef", "JobView", "LeaseLost", "LogLine", "PermanentError", "RecordedEvent",
-    "Retry", "RunHandle", "ServerUnavailable", "StoreError", "UnservedLabelSet", "WaitTimeout",
-    "WaitingFor", "Worker", "WorkerConfig", "WorkerInfo", "WorkerList", "Workflow",
-    "WorkflowDefinition", "WorkflowNotFound", "WorkflowNotStarted", "WorkflowSummary",
-    "WorkflowView",
+    "CancellationRequested", "Claim", "Client", "ConcurrencyConflict", "DeadLetter",
+    "EmbeddedServer", "HandlerRegistry", "Input", "InvalidArgument", "InvalidWorkflow",
+    "JetworkError", "JobContext", "JobNotFound", "JobRef", "JobView", "LeaseLost", "LogLine",
+    "PermanentError", "RecordedEvent", "Retry", "RunHandle", "ServerUnavailable", "StoreError",
+    "UnservedLabelSet", "WaitTimeout", "WaitingFor", "Worker", "WorkerConfig", "WorkerInfo",
+    "WorkerList", "Workflow", "WorkflowDefinition", "WorkflowNotFound", "WorkflowNotStarted",
+    "WorkflowSummary", "WorkflowView",
 }  # fmt: skip
 
 

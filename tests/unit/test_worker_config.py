@@ -130,6 +130,9 @@ def test_from_env_reads_every_general_variable() -> None:
         "JETWORK_WORKER_LOG_BATCH_MAX_BYTES": "1MiB",
         "JETWORK_WORKER_LOG_BUFFER_MAX_LINES": "100",
         "JETWORK_WORKER_LOG_BUFFER_MAX_BYTES": "2MB",
+        "JETWORK_WORKER_MAX_LOG_BYTES": "10MiB",
+        "JETWORK_WORKER_ENV_CLEAR": "yes",
+        "JETWORK_WORKER_ENV_ALLOW": "AWS_*, DOCKER_HOST",
     }
     assert set(env) == set(ENV_VARS.values())
     cfg = WorkerConfig.from_env(env)
@@ -151,7 +154,32 @@ def test_from_env_reads_every_general_variable() -> None:
         log_batch_max_bytes=1024 * KIB,
         log_buffer_max_lines=100,
         log_buffer_max_bytes=2_000_000,
+        max_log_bytes=10 * 1024 * KIB,
+        env_clear=True,
+        env_allow=("AWS_*", "DOCKER_HOST"),
     )
+
+
+@pytest.mark.parametrize(
+    ("env", "problem"),
+    [
+        ({"JETWORK_WORKER_ENV_CLEAR": "maybe"}, "JETWORK_WORKER_ENV_CLEAR='maybe': not a yes/no"),
+        ({"JETWORK_WORKER_ENV_ALLOW": "HOME"}, "env_allow is set but env_clear is not"),
+        (
+            {"JETWORK_WORKER_ENV_CLEAR": "1", "JETWORK_WORKER_ENV_ALLOW": "OK,1BAD,A-B"},
+            "env_allow '1BAD', 'A-B': use variable names",
+        ),
+    ],
+)
+def test_bad_environment_settings_are_named(env: dict[str, str], problem: str) -> None:
+    with pytest.raises(InvalidWorkerConfig) as raised:
+        WorkerConfig.from_env(env)
+    assert problem in str(raised.value)
+
+
+def test_the_environment_is_a_setting_of_the_whole_worker() -> None:
+    with pytest.raises(InvalidWorkerConfig, match="JETWORK_WORKER_RESIZE_ENV_CLEAR is set"):
+        WorkerConfig().for_handler("resize", {"JETWORK_WORKER_RESIZE_ENV_CLEAR": "1"})
 
 
 def test_from_env_with_nothing_set_gives_defaults() -> None:

@@ -12,7 +12,6 @@ An ``Executor`` turns a ``JobSpec`` and a ``JobContext`` into one ``ExecutionRes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any, Final, Literal, Protocol
 
 from events.catalog import JobSpec
 from sdk.worker.job_context import JobContext
+from sdk.worker.tasks import cancel_and_wait
 
 MAX_ERROR_CHARS: Final = 4096
 """Error messages are cut to this many characters (keeping the end, where the cause is)."""
@@ -129,10 +129,15 @@ async def supervise(
 
 
 async def settle(work: asyncio.Future[Any], *, grace: float) -> bool:
-    """Cancel ``work`` and wait up to ``grace`` seconds for it to end; True if it ended."""
+    """Cancel ``work`` and wait up to ``grace`` seconds for it to end; True if it ended.
+
+    A handler may swallow one cancellation (see ``sdk/worker/tasks.py``): it is cancelled again
+    until it ends or the grace is over.
+    """
+    if isinstance(work, asyncio.Task):
+        return await cancel_and_wait(work, timeout=grace, what="handler", quiet=True)
     work.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await asyncio.wait_for(asyncio.shield(work), grace)
+    await asyncio.wait({work}, timeout=grace)
     return work.done()
 
 

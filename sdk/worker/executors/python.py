@@ -85,6 +85,7 @@ class PythonExecutor:
         except (ValidationError, ValueError) as exc:
             return Failed(f"invalid inputs for handler {handler.name!r}: {exc}", retryable=False)
         work = asyncio.ensure_future(handler.invoke(ctx, inputs))
+        work.add_done_callback(lambda _: ctx.mark_ended())
         interrupt = await supervise(work, ctx, timeout=spec.timeout)
         if interrupt is not None:
             await settle(work, grace=self.cancel_grace)

@@ -2,13 +2,16 @@
 
 What the command sees:
 
-- environment: a few inherited variables (``PATH``, ``HOME``, locale …, see
-  ``DEFAULT_INHERITED_ENV``), then the job's ``env``, then jetwork's own, which cannot be
-  overridden: ``JETWORK_WORKFLOW_ID``, ``JETWORK_JOB``, ``JETWORK_ATTEMPT``, ``JETWORK_WORKER_ID``,
+- environment: the worker's own environment (or, with ``env_clear``, only ``BASIC_ENV`` and the
+  names ``env_allow`` lists: ``NAME`` or a prefix ``NAME_*``), then the job's ``env`` (the
+  workflow's and the job's ``env:``), then jetwork's own, which cannot be overridden:
+  ``JETWORK_WORKFLOW_ID``, ``JETWORK_JOB``, ``JETWORK_ATTEMPT``, ``JETWORK_WORKER_ID``,
   ``JETWORK_OUTPUT`` (a file for outputs), ``JETWORK_UPSTREAM_OUTPUTS`` (JSON
   ``{job: {key: value}}``, left out above 100 KiB, where the argument limit of ``exec`` looms) and
   ``JETWORK_UPSTREAM_OUTPUTS_FILE`` (the same JSON, always);
-- stdin is ``/dev/null``; stdout and stderr become log chunks, one per line.
+- stdin is ``/dev/null``; stdout and stderr become log lines, one sequence across both in the
+  order the command wrote them, with backpressure: while the job's log backlog is full the pipes
+  are not read and the command blocks on its next write (``pipes.py``).
 
 Outputs: a stdout line ``::set-output key=value`` (or GitHub's ``::set-output name=key::value``)
 sets an output and is kept out of the log; so do ``key=value`` lines and
@@ -18,6 +21,10 @@ stdout. Outputs over ``max_output_bytes`` fail the job without retry.
 Stopping: on cancel, timeout or lost lease the whole process group gets SIGTERM, then SIGKILL
 after ``kill_grace`` seconds. When the command exits, leftover background processes of its group
 are stopped the same way. A process that leaves the group (``setsid``) escapes this.
+
+Hearing back: besides asyncio's report of the exit, a probe looks at the process every second
+(``ExitProbe``); an exit not reported within two seconds is logged as an error and taken from the
+kernel, so a lost report never leaves a finished job running.
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ import os
 import signal
 import tempfile
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Final
 
@@ -46,11 +53,19 @@ from sdk.worker.executors.base import (
     supervise,
     too_large,
 )
-from sdk.worker.executors.process_group import signal_group, stop_process_group
+from sdk.worker.executors.pipes import LineSplitter, OutputPipes
+from sdk.worker.executors.process_group import (
+    LIVE_GROUPS,
+    ExitProbe,
+    signal_group,
+    stop_process_group,
+)
 from sdk.worker.job_context import JobContext
 from sdk.worker.log_buffer import LogStream
 
-DEFAULT_INHERITED_ENV: Final = (
+__all__ = ["BASIC_ENV", "LineSplitter", "ShellExecutor", "job_environment", "parse_output_file"]
+
+BASIC_ENV: Final = (
     "PATH",
     "HOME",
     "USER",
@@ -62,7 +77,14 @@ DEFAULT_INHERITED_ENV: Final = (
     "TZ",
     "TMPDIR",
 )
+"""What a job keeps of the worker's environment with ``env_clear`` (besides ``env_allow``)."""
 MAX_UPSTREAM_ENV_BYTES: Final = 100 * KIB
+PIPES_IDLE: Final = 1.0
+"""Seconds of silence after which output still held open by a process that left the job's
+process group (``setsid``) is no longer waited for."""
+PIPES_LIMIT: Final = 3.0
+PIPES_LAST_BYTES: Final = 256 * KIB
+"""Seconds and bytes of such output read at most once the job's process group is gone."""
 STDERR_TAIL_LINES: Final = 20
 _TAIL_LINE_CHARS: Final = 512
 _SET_OUTPUT: Final = "::set-output "
@@ -76,7 +98,8 @@ class ShellExecutor:
         *,
         shell: Sequence[str] = ("sh", "-c"),
         cwd: str | os.PathLike[str] | None = None,
-        inherit_env: Iterable[str] = DEFAULT_INHERITED_ENV,
+        env_clear: bool = False,
+        env_allow: Iterable[str] = (),
         environ: Mapping[str, str] | None = None,
         kill_grace: float = 5.0,
         max_output_bytes: int = 64 * KIB,
@@ -84,7 +107,8 @@ class ShellExecutor:
     ) -> None:
         self._shell = tuple(shell)
         self._cwd = cwd
-        self._inherit = tuple(inherit_env)
+        self.env_clear = env_clear
+        self.env_allow = tuple(env_allow)
         self._environ = environ
         self.kill_grace = kill_grace
         self.max_output_bytes = max_output_bytes
@@ -97,6 +121,8 @@ class ShellExecutor:
             "kill_grace": config.kill_grace,
             "max_output_bytes": config.max_output_bytes,
             "max_log_line_bytes": config.max_log_line_bytes,
+            "env_clear": config.env_clear,
+            "env_allow": config.env_allow,
             **options,
         }
         return cls(**kwargs)  # type: ignore[arg-type]
@@ -114,7 +140,7 @@ class ShellExecutor:
     def environment(self, spec: JobSpec, ctx: JobContext, workdir: Path) -> dict[str, str]:
         """The environment ``spec.run`` gets (writes the upstream outputs file in ``workdir``)."""
         source = os.environ if self._environ is None else self._environ
-        env = {name: source[name] for name in self._inherit if name in source}
+        env = job_environment(source, clear=self.env_clear, allow=self.env_allow)
         env.update(spec.env)
         upstream = orjson.dumps(spec.upstream_outputs or dict(ctx.upstream_outputs))
         upstream_file = workdir / "upstream_outputs.json"
@@ -151,28 +177,44 @@ class _ShellRun:
         self._workdir = workdir
         self._outputs = _Outputs(ex.max_output_bytes)
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+        self._pipes: OutputPipes
 
     async def run(self) -> ExecutionResult:
         loop = asyncio.get_running_loop()
         stdout_cap = max(self._ex.max_log_line_bytes, self._ex.max_output_bytes + 256)
         try:
             env = self._ex.environment(self._spec, self._ctx, self._workdir)
+        except ValueError as exc:
+            return Failed(f"cannot start the command: {exc}", retryable=False)
+        pipes = self._pipes = OutputPipes(
+            self._line, stdout_line_bytes=stdout_cap, stderr_line_bytes=self._ex.max_log_line_bytes
+        )
+        try:
+            out, err = pipes.child_fds
             transport, protocol = await loop.subprocess_exec(
-                lambda: _PipeProtocol(self._line, stdout_cap, self._ex.max_log_line_bytes),
+                _ExitProtocol,
                 *self._ex._shell,
                 self._spec.run or "",
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
+                stdout=out,
+                stderr=err,
                 env=env,
                 cwd=self._ex._cwd,
                 start_new_session=True,
             )
         except ValueError as exc:  # e.g. a NUL byte in env or command: it will never start
+            pipes.close()
             return Failed(f"cannot start the command: {exc}", retryable=False)
         except OSError as exc:
+            pipes.close()
             return Failed(f"cannot start {self._ex._shell[0]!r}: {exc}", retryable=True)
+        except BaseException:
+            pipes.close()
+            raise
+        pipes.start()
         pgid = transport.get_pid()
+        LIVE_GROUPS.add(pgid)
+        probe = ExitProbe(pgid, protocol.exited, job=self._ctx.job)
         stopped = False
         try:
             interrupt = await supervise(
@@ -181,19 +223,27 @@ class _ShellRun:
             # Also after a normal exit: background processes it left behind die with the job.
             await stop_process_group(pgid, protocol.exited, grace=self._ex.kill_grace)
             stopped = True
-            # A process that escaped the group (setsid) may hold the pipes open: stop waiting.
-            await asyncio.wait([protocol.closed], timeout=1.0)
+            await pipes.drain(idle=PIPES_IDLE, limit=PIPES_LIMIT, max_bytes=PIPES_LAST_BYTES)
         finally:
             if not stopped:  # we are being cancelled ourselves: no time for a grace period
                 signal_group(pgid, signal.SIGKILL)
+            LIVE_GROUPS.discard(pgid)
+            probe.stop()
+            pipes.close()
             transport.close()
+        self._ctx.mark_ended()
         if interrupt is not None:
             return interrupt.result(self._ctx, self._spec.timeout)
-        return self._judge(transport.get_returncode())
+        returncode = transport.get_returncode()
+        if returncode is None:
+            returncode = probe.returncode
+        if returncode is None:
+            return Failed("the command exited, but its exit status was lost", retryable=True)
+        return self._judge(returncode)
 
-    def _judge(self, returncode: int | None) -> ExecutionResult:
+    def _judge(self, returncode: int) -> ExecutionResult:
         if returncode != 0:
-            if returncode is not None and returncode < 0:
+            if returncode < 0:
                 reason = f"killed by signal {_signal_name(-returncode)}"
             else:
                 reason = f"exit code {returncode}"
@@ -213,7 +263,12 @@ class _ShellRun:
             return
         if stream == "stderr":
             self._stderr_tail.append(text[:_TAIL_LINE_CHARS])
-        self._ctx.emit(stream, text, dropped_bytes=dropped)
+        sink = self._ctx.log_sink  # on the event loop: no need for ctx.emit's thread hop
+        sink.write(stream, text, dropped_bytes=dropped)
+        if sink.full and not self._pipes.paused:
+            # Backpressure: the command blocks on its next write until the backlog is published.
+            self._pipes.pause()
+            sink.when_room(self._pipes.resume)
 
     def _set_output_command(self, rest: str, dropped: int) -> None:
         if rest.startswith("name=") and "::" in rest:
@@ -251,34 +306,15 @@ class _ShellRun:
         return None
 
 
-class _PipeProtocol(asyncio.SubprocessProtocol):
-    """Splits stdout (fd 1) and stderr (fd 2) into lines as data arrives; tracks exit and EOF.
+class _ExitProtocol(asyncio.SubprocessProtocol):
+    """Only the exit: the output goes through ``OutputPipes``.
 
     ``Process.wait()`` is not used: before Python 3.12 it also waits for every pipe to close,
     which a leftover background process can postpone forever.
     """
 
-    def __init__(
-        self, on_line: Callable[[LogStream, bytes, int], None], stdout_cap: int, stderr_cap: int
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        self.exited: asyncio.Future[None] = loop.create_future()
-        self.closed: asyncio.Future[None] = loop.create_future()
-        self._on_line = on_line
-        self._splitters = {1: LineSplitter(stdout_cap), 2: LineSplitter(stderr_cap)}
-        self._streams: dict[int, LogStream] = {1: "stdout", 2: "stderr"}
-
-    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
-        raw = data.encode() if isinstance(data, str) else data
-        for line, dropped in self._splitters[fd].feed(raw):
-            self._on_line(self._streams[fd], line, dropped)
-
-    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
-        splitter = self._splitters.pop(fd, None)
-        if splitter is not None and (last := splitter.finish()) is not None:
-            self._on_line(self._streams[fd], *last)
-        if not self._splitters and not self.closed.done():
-            self.closed.set_result(None)
+    def __init__(self) -> None:
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def process_exited(self) -> None:
         if not self.exited.done():
@@ -286,8 +322,6 @@ class _PipeProtocol(asyncio.SubprocessProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.process_exited()
-        if not self.closed.done():
-            self.closed.set_result(None)
 
 
 class _Outputs:
@@ -311,45 +345,6 @@ class _Outputs:
             return
         self.values[key] = value
         self.size += cost
-
-
-class LineSplitter:
-    """Splits a byte stream into lines of at most ``max_bytes``; counts what it cut off."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self._max = max_bytes
-        self._buf = bytearray()
-        self._dropped = 0
-
-    def feed(self, data: bytes) -> list[tuple[bytes, int]]:
-        """Complete lines in ``data`` (without ``\\n``), each with its count of dropped bytes."""
-        lines: list[tuple[bytes, int]] = []
-        start = 0
-        while (end := data.find(b"\n", start)) >= 0:
-            self._add(data, start, end)
-            lines.append(self._take())
-            start = end + 1
-        self._add(data, start, len(data))
-        return lines
-
-    def finish(self) -> tuple[bytes, int] | None:
-        """The last line if the stream did not end with a newline."""
-        if not self._buf and not self._dropped:
-            return None
-        return self._take()
-
-    def _add(self, data: bytes, start: int, end: int) -> None:
-        room = self._max - len(self._buf)
-        keep = min(room, end - start)
-        if keep > 0:
-            self._buf += data[start : start + keep]
-        self._dropped += (end - start) - max(keep, 0)
-
-    def _take(self) -> tuple[bytes, int]:
-        line, dropped = bytes(self._buf), self._dropped
-        self._buf.clear()
-        self._dropped = 0
-        return line, dropped
 
 
 def parse_output_file(text: str) -> list[tuple[str, str]]:
@@ -393,3 +388,24 @@ def _signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
+
+
+def job_environment(
+    source: Mapping[str, str], *, clear: bool = False, allow: Iterable[str] = ()
+) -> dict[str, str]:
+    """What a job starts from: all of ``source``, or with ``clear`` only ``BASIC_ENV`` and the
+    ``allow`` names (``NAME``, or ``PREFIX*`` for every name starting with ``PREFIX``)."""
+    if not clear:
+        return dict(source)
+    names = set(BASIC_ENV)
+    prefixes = []
+    for entry in allow:
+        if entry.endswith("*"):
+            prefixes.append(entry[:-1])
+        else:
+            names.add(entry)
+    return {
+        name: value
+        for name, value in source.items()
+        if name in names or any(name.startswith(prefix) for prefix in prefixes)
+    }
