@@ -5,7 +5,9 @@
 2. **Decide.** Each workflow's items are folded and decided in one ``react`` on its state in
    memory (read from the log only when it is not there).
 3. **Append.** The decided events of all workflows go out together, stage by stage
-   (``reactions.stages``): one round trip per stage for the whole batch.
+   (``reactions.stages``): one round trip per stage for the whole batch. Each stage goes out only
+   while the partition's lease holds (an owner frozen while it awaited the stage before sends
+   nothing more when it wakes past its lease: the next owner gets the messages again).
 4. **Carry out.** Each workflow whose appends landed gets its new state, its timers and notices,
    its start answers, and then its messages are acknowledged. One whose append conflicted (a
    worker wrote to a job meanwhile) is read from the log and decided again; one that fails for
@@ -77,6 +79,15 @@ _TRANSIENT = (
     OutboundBufferLimitError,
     ConnectionError,
 )
+
+
+class _Fenced(Exception):
+    """The engine's lease on the partition lapsed part-way through a decision (the process was
+    frozen, or its renewals failed): the stages not sent yet are never sent, nothing of the
+    workflow's batch is acknowledged, and the partition's next owner gets its messages again."""
+
+    def __init__(self, partition: int) -> None:
+        super().__init__(f"no longer the owner of partition {partition}")
 
 
 @dataclass
@@ -212,7 +223,8 @@ class Batch:
                 for event in work.reaction.decided
                 if isinstance(event, JobQueued)
             )
-            works = [work for work in works if self._ctx.holds(work.partition)]  # fenced
+            # Fenced: nothing acked for a lost partition (``_append`` checks every stage too).
+            works = [work for work in works if self._ctx.holds(work.partition)]
             await self._append(works)
             retry = []
             for work in works:
@@ -266,8 +278,12 @@ class Batch:
         for stage_no in range(depth):
             sending: list[tuple[Work, list[Pending]]] = []
             for work in works:
-                if work.error is None and stage_no < len(work.stages):
-                    sending.append((work, self._pending(work, stage_no)))
+                if work.error is not None or stage_no >= len(work.stages):
+                    continue
+                if not self._ctx.holds(work.partition):  # the lease lapsed during a stage
+                    work.error = _Fenced(work.partition)
+                    continue
+                sending.append((work, self._pending(work, stage_no)))
             if not sending:
                 continue
             await self._ctx.pipeline.send([p for _, pending in sending for p in pending])
@@ -321,6 +337,9 @@ class Batch:
         work.state, work.reaction, work.stages, work.fresh = None, None, [], False
         work.landed, work.landed_seq = [], {}
         self._ctx.states.drop(work.wf_id)  # read it from the log again
+        if isinstance(error, _Fenced):
+            _log.info("partition lost mid-decision, left to its next owner", workflow=work.wf_id)
+            return False
         if isinstance(error, ConcurrencyConflict):
             work.conflicts += 1
             _log.debug("conflict, deciding again", workflow=work.wf_id, error=str(error))
