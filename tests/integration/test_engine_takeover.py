@@ -203,6 +203,7 @@ async def test_a_new_engine_takes_half_and_a_stopped_one_gives_them_back(
     b = await dep.start_engine("engine-b", lease_ttl=SHORT_LEASE)
     await until(lambda: dep.watch.share() == {a: 8, b: 8}, timeout=20, message="no even split")
     split_after = time.monotonic() - started
+    await until(lambda: _appended_by(dep.store, b), timeout=20, message="B decides nothing")
 
     stopping = time.monotonic()
     dep.stop_gracefully("engine-b")
@@ -283,10 +284,17 @@ async def test_an_engine_frozen_past_its_lease_appends_nothing_until_it_owns_par
     assert {change.partition for change in taken} == b_partitions
     taken_at = max(change.at for change in taken)
 
-    # Work moves on without B: A ends a workflow of B's partitions.
-    on_b = [wf for wf in ids if subjects.partition_of(wf) in b_partitions]
-    assert on_b, "some workflows must be B's"
-    await until(lambda: _ended_by(dep.store, on_b, a), timeout=30, message="A ends none of B's")
+    # Work moves on without B: A appends for B's partitions.
+    assert any(subjects.partition_of(wf) in b_partitions for wf in ids), "B must have work"
+
+    async def a_took_up_b_s_work() -> bool:
+        queued = await dep.store.read_raw(subjects.events_of_type("JobQueued"))
+        return any(
+            writer_of(m, [a]) and int(m.subject.split(".")[1]) in b_partitions and m.time > taken_at
+            for m in queued
+        )
+
+    await until(a_took_up_b_s_work, timeout=30, message="A does none of B's work")
 
     dep.processes["engine-b"].resume()
     resumed_at = time.monotonic()
@@ -318,6 +326,11 @@ def _at(change: LeaseChange) -> datetime:
 
 async def _at_least(store: EventStore, jobs: int) -> bool:
     return await jobs_done(store) >= jobs
+
+
+async def _appended_by(store: EventStore, engine: str) -> bool:
+    queued = await store.read_raw(subjects.events_of_type("JobQueued"))
+    return any(writer_of(m, [engine]) for m in queued)
 
 
 async def _ended_by(store: EventStore, workflows: list[str], engine: str) -> list[str]:
