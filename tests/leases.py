@@ -116,6 +116,22 @@ class LeaseWatch:
                     break
         return taken
 
+    def before(self, change: LeaseChange) -> LeaseChange | None:
+        """The change of the same partition just before ``change``."""
+        history = [c for c in self.changes if c.partition == change.partition]
+        index = history.index(change)
+        return history[index - 1] if index else None
+
+    def lease_waits(self, taken: list[LeaseChange]) -> list[float]:
+        """For each takeover, the seconds (server time) since the previous owner last wrote the
+        lease: a takeover before its lease ran out would show a wait below ``lease_ttl``."""
+        waits = []
+        for change in taken:
+            previous = self.before(change)
+            assert previous is not None
+            waits.append((change.at - previous.at).total_seconds())
+        return sorted(waits)
+
     def owner_at(self, partition: int, when: datetime) -> str | None:
         """The owner the KV named for ``partition`` at server time ``when``."""
         history = [c for c in self.changes if c.partition == partition]

@@ -48,6 +48,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 ALL = set(range(subjects.PARTITIONS))
 RENEW_EVERY = 1.0  # EngineSettings.renew_every: not an environment setting
 SHORT_LEASE = 2.0
+CLOCK_SLACK = 0.05  # lease writes and takeovers compared on server timestamps (one host)
 
 
 def chain(length: int, seconds: float = 0.2) -> dict[str, object]:
@@ -244,6 +245,8 @@ async def test_a_killed_engine_s_partitions_move_within_the_lease_and_every_work
     # A sees B's last renewal expired lease_ttl after it saw it (before the kill), and takes the
     # partition at its next cycle: lease_ttl + renew_every at most, plus scheduling slack.
     assert handovers[-1] <= lease_ttl + RENEW_EVERY + 1.0, handovers
+    waits = dep.watch.lease_waits(taken)  # and never before B's lease ran out
+    assert waits[0] >= lease_ttl - CLOCK_SLACK, waits
 
     await dep.all_finish()
     await dep.assert_log_is_clean([a, b])
@@ -251,7 +254,8 @@ async def test_a_killed_engine_s_partitions_move_within_the_lease_and_every_work
     assert ended_by_a, "A must have finished some of B's workflows"
     print(
         f"\nB SIGKILLed with {len(on_b)} workflows on its partitions; A held its 8 partitions "
-        f"{handovers[0]:.2f}-{handovers[-1]:.2f}s after the kill; {len(ended_by_a)} ended by A"
+        f"{handovers[0]:.2f}-{handovers[-1]:.2f}s after the kill ({waits[0]:.2f}-{waits[-1]:.2f}s "
+        f"after B's last renewal); {len(ended_by_a)} ended by A"
     )
 
 
@@ -283,6 +287,8 @@ async def test_an_engine_frozen_past_its_lease_appends_nothing_until_it_owns_par
     taken = dep.watch.taken_from(b, b_partitions, by=a)
     assert {change.partition for change in taken} == b_partitions
     taken_at = max(change.at for change in taken)
+    waits = dep.watch.lease_waits(taken)
+    assert waits[0] >= SHORT_LEASE - CLOCK_SLACK, waits
 
     # Work moves on without B: A appends for B's partitions.
     assert any(subjects.partition_of(wf) in b_partitions for wf in ids), "B must have work"
