@@ -66,14 +66,11 @@ class Deployment:
     watch: LeaseWatch
     processes: dict[str, Managed] = field(default_factory=dict)
     submitted: list[str] = field(default_factory=list)
+    client: Client = field(init=False)
+    store: EventStore = field(init=False)
 
-    @property
-    def client(self) -> Client:
-        return Client(self.nc)
-
-    @property
-    def store(self) -> EventStore:
-        return EventStore(self.nc)
+    def __post_init__(self) -> None:
+        self.client, self.store = Client(self.nc), EventStore(self.nc)
 
     def start_workers(self, count: int = 2) -> None:
         flags = ("-c", "4", "--lease-ttl", "5s", "--heartbeat", "1s", "--poll-interval", "250ms")
@@ -115,10 +112,9 @@ class Deployment:
         return ids
 
     async def all_finish(self, timeout: float = 60) -> None:
-        client = self.client
         deadline = time.monotonic() + timeout
         for wf in self.submitted:
-            view = await client.wait(wf, timeout=max(1.0, deadline - time.monotonic()))
+            view = await self.client.wait(wf, timeout=max(1.0, deadline - time.monotonic()))
             assert view.status == "succeeded", f"{wf}: {view.status}"
 
     async def assert_log_is_clean(self, engines: list[str]) -> None:
@@ -178,9 +174,11 @@ async def deployment(cluster: LocalCluster, tmp_path: Path) -> AsyncIterator[Dep
         await nc.close()
 
 
-async def until(probe: Callable[[], Any], *, timeout: float, message: str) -> None:
-    """Poll often: the tests time what they observe."""
-    await assert_eventually(probe, timeout=timeout, interval=0.01, message=message)
+async def until(
+    probe: Callable[[], Any], *, timeout: float, message: str, interval: float = 0.01
+) -> None:
+    """Poll the lease watch often (the tests time what they see); reads of the log less so."""
+    await assert_eventually(probe, timeout=timeout, interval=interval, message=message)
 
 
 async def jobs_done(store: EventStore) -> int:
@@ -197,14 +195,17 @@ async def test_a_new_engine_takes_half_and_a_stopped_one_gives_them_back(
     a = await dep.start_engine("engine-a", lease_ttl=SHORT_LEASE)
     await until(lambda: dep.watch.share() == {a: 16}, timeout=20, message="A alone holds all")
     dep.start_workers()
-    await dep.submit(16, chain(8))  # in flight through both moves
-    await until(lambda: jobs_done(dep.store), timeout=30, message="no progress")
+    await dep.submit(16, chain(10))  # in flight through both moves
+    await until(lambda: jobs_done(dep.store), timeout=30, message="no progress", interval=0.1)
 
     started = time.monotonic()
     b = await dep.start_engine("engine-b", lease_ttl=SHORT_LEASE)
     await until(lambda: dep.watch.share() == {a: 8, b: 8}, timeout=20, message="no even split")
     split_after = time.monotonic() - started
-    await until(lambda: _appended_by(dep.store, b), timeout=20, message="B decides nothing")
+    await dep.submit(8, chain(4))  # and some started while both share the partitions
+    await until(
+        lambda: _appended_by(dep.store, b), timeout=20, message="B decides nothing", interval=0.1
+    )
 
     stopping = time.monotonic()
     dep.stop_gracefully("engine-b")
@@ -234,7 +235,7 @@ async def test_a_killed_engine_s_partitions_move_within_the_lease_and_every_work
     ids = await dep.submit(16, chain(10))
     on_b = [wf for wf in ids if subjects.partition_of(wf) in b_partitions]
     assert on_b, "some workflows must be B's"
-    await until(lambda: _at_least(dep.store, 16), timeout=30, message="no progress")
+    await until(lambda: _at_least(dep.store, 16), timeout=30, message="no progress", interval=0.1)
 
     dep.processes["engine-b"].kill()
     killed_at = time.monotonic()
@@ -273,12 +274,12 @@ async def test_an_engine_frozen_past_its_lease_appends_nothing_until_it_owns_par
     b_partitions = dep.watch.held_by(b)
     dep.start_workers()
     ids = await dep.submit(16, chain(8))
-    await until(lambda: _at_least(dep.store, 16), timeout=30, message="no progress")
+    await until(lambda: _at_least(dep.store, 16), timeout=30, message="no progress", interval=0.1)
 
     # Freeze B while it is busy: starts arrive all the time, each decided in two stages.
     enough = asyncio.Event()
     feeding = asyncio.create_task(_feed(dep, chain(1, seconds=0), enough))
-    await until(lambda: _busy(dep, b), timeout=10, message="B never busy")
+    await until(lambda: _busy(dep, b), timeout=10, message="B never busy", interval=0.02)
     dep.processes["engine-b"].pause()
     paused_at = time.monotonic()
     enough.set()
@@ -300,7 +301,7 @@ async def test_an_engine_frozen_past_its_lease_appends_nothing_until_it_owns_par
             for m in queued
         )
 
-    await until(a_took_up_b_s_work, timeout=30, message="A does none of B's work")
+    await until(a_took_up_b_s_work, timeout=30, message="A does none of B's work", interval=0.1)
 
     dep.processes["engine-b"].resume()
     resumed_at = time.monotonic()
