@@ -33,6 +33,7 @@ from events.base import Event, RecordedEvent
 from events.codec import decode, encode
 from events.direct_get import DirectReader, StoredMessage, parse_nats_time
 from events.errors import ConcurrencyConflict, PayloadTooLarge, StoreError, UndecodableEvent
+from events.leader import newest_seq
 from events.replies import Replies, encode_headers
 
 _log = structlog.get_logger("jetwork.store")
@@ -292,20 +293,28 @@ class EventStore:
 
     # --- reading ------------------------------------------------------------------------------
 
-    async def load(self, actor: ActorRef, *, from_seq: int = 1) -> list[RecordedEvent]:
-        """Every event of one actor from ``from_seq`` on, in order."""
-        return await self.read(actor.filter, from_seq=from_seq)
+    async def load(
+        self, actor: ActorRef, *, from_seq: int = 1, current: bool = False
+    ) -> list[RecordedEvent]:
+        """Every event of one actor from ``from_seq`` on, in order; ``current``: everything
+        stored when the call began, even when a lagging replica answers (``events/leader.py``)."""
+        return await self.read(actor.filter, from_seq=from_seq, current=current)
 
     async def history(self, wf_id: str, *, from_seq: int = 1) -> list[RecordedEvent]:
         """The whole history of one workflow (workflow and job actors), in log order."""
         return await self.read(subjects.workflow_events(wf_id), from_seq=from_seq)
 
-    async def read(self, filter_subject: str, *, from_seq: int = 1) -> list[RecordedEvent]:
+    async def read(
+        self, filter_subject: str, *, from_seq: int = 1, current: bool = False
+    ) -> list[RecordedEvent]:
         """Decode every event on ``filter_subject`` from ``from_seq``; raise on a bad one."""
-        return [
-            self._decode(message)
-            for message in await self.read_raw(filter_subject, from_seq=from_seq)
-        ]
+        min_seq = await self.newest_seq(filter_subject) if current else 0
+        messages = await self.read_raw(filter_subject, from_seq=from_seq, min_seq=min_seq)
+        return [self._decode(message) for message in messages]
+
+    async def newest_seq(self, filter_subject: str) -> int:
+        """The newest sequence on ``filter_subject`` as the stream's leader has it (0: none)."""
+        return await newest_seq(self._nc, self._stream, filter_subject, timeout=self._timeout)
 
     async def read_tolerant(self, filter_subject: str, *, from_seq: int = 1) -> Loaded:
         """Like ``read``, but messages that are not events are skipped and reported, not raised.

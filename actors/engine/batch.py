@@ -96,6 +96,7 @@ class Work:
 
     wf_id: str
     partition: int
+    tenure: int  # this engine's tenure of the partition when the batch took the message
     items: list[Item] = field(default_factory=list)
     messages: list[tuple[Msg, Item]] = field(default_factory=list)  # to settle when done
     fresh: bool = False  # only starts so far, for a workflow not in memory: presumed new
@@ -147,7 +148,9 @@ class Batch:
     def _work(self, wf_id: str) -> Work:
         work = self._works.get(wf_id)
         if work is None:
-            work = self._works[wf_id] = Work(wf_id, subjects.partition_of(wf_id))
+            partition = subjects.partition_of(wf_id)
+            tenure = self._ctx.states.tenure(partition)
+            work = self._works[wf_id] = Work(wf_id, partition, tenure)
         return work
 
     def _add(self, wf_id: str, item: Item, msg: Msg | None) -> None:
@@ -211,7 +214,7 @@ class Batch:
 
     async def settle(self) -> None:
         """Decide and append until every workflow of the batch is done (or handed back)."""
-        works = [work for work in self._works.values() if self._ctx.holds(work.partition)]
+        works = [work for work in self._works.values() if self._owned(work)]
         while works and not self._ctx.stopping():
             await self._load([work for work in works if work.state is None])
             for work in works:
@@ -224,7 +227,7 @@ class Batch:
                 if isinstance(event, JobQueued)
             )
             # Fenced: nothing acked for a lost partition (``_append`` checks every stage too).
-            works = [work for work in works if self._ctx.holds(work.partition)]
+            works = [work for work in works if self._owned(work)]
             await self._append(works)
             retry = []
             for work in works:
@@ -239,6 +242,13 @@ class Batch:
             works = retry
         for msg in self._done:
             await msg.ack()
+
+    def _owned(self, work: Work) -> bool:
+        """The partition's lease holds, and has held without a break since the batch took
+        the work's messages (a partition lost and taken again meanwhile: another engine may
+        have decided for it, so nothing decided on what this batch read may count)."""
+        partition = work.partition
+        return self._ctx.holds(partition) and self._ctx.states.tenure(partition) == work.tenure
 
     async def _load(self, works: list[Work]) -> None:
         async def load(work: Work) -> None:
@@ -280,7 +290,7 @@ class Batch:
             for work in works:
                 if work.error is not None or stage_no >= len(work.stages):
                     continue
-                if not self._ctx.holds(work.partition):  # the lease lapsed during a stage
+                if not self._owned(work):  # the lease lapsed during a stage
                     work.error = _Fenced(work.partition)
                     continue
                 sending.append((work, self._pending(work, stage_no)))
@@ -317,7 +327,7 @@ class Batch:
             await self._ctx.timers.arm(timer, now=now)
         # Only now: a state in memory says its events were reacted to (a redelivery of one is
         # skipped), so it must not be kept before what they ask for (a timer) is stored.
-        self._ctx.states.put(absorb(reaction.state, work.landed))
+        self._ctx.states.put(absorb(reaction.state, work.landed), tenure=work.tenure)
         for name in reaction.cancel_notices:
             await self._ctx.nc.publish(subjects.cancel_notice(work.wf_id, name), b"")
         for index, created in reaction.created.items():

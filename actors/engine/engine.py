@@ -145,13 +145,15 @@ class Engine:
         self._timers.close()
 
     async def _lost(self, partition: int) -> None:
-        await self._inbox.shut(partition)
+        # First, before any await: a batch in flight must not keep a state of it any more.
+        self._states.give_up(partition)
 
         def keep(wf_id: str) -> bool:
             return subjects.partition_of(wf_id) != partition
 
-        self._states.forget(keep)
         self._timers.forget(keep)
+        await self._inbox.shut(partition)
+        self._states.give_up(partition)  # and what a batch kept while the consumers shut
 
     def _on_timer(self, timer: AnyTimer) -> None:
         self._fired.append(timer)

@@ -11,7 +11,6 @@ append expects it).
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
 
 import structlog
 from nats.aio.client import Client as NATS
@@ -37,6 +36,10 @@ class States:
         self._store = store
         self._size = size
         self._states: OrderedDict[str, WorkflowState] = OrderedDict()
+        # Bumped each time a partition is given up: a batch that began under an earlier tenure
+        # must not keep a state (the next owner may have decided since; a state kept from before
+        # would lack what it appended, and deciding "nothing to do" on it loses a trigger).
+        self._tenures: dict[int, int] = {}
         self._garbage_seen: OrderedDict[int, None] = OrderedDict()
 
     def __len__(self) -> int:
@@ -48,15 +51,23 @@ class States:
             self._states.move_to_end(wf_id)
         return state
 
-    def put(self, state: WorkflowState) -> None:
+    def tenure(self, partition: int) -> int:
+        """How many times ``partition`` was given up: a batch notes it when it takes a message."""
+        return self._tenures.get(partition, 0)
+
+    def put(self, state: WorkflowState, *, tenure: int | None = None) -> None:
+        """Keep ``state``; unless ``tenure`` (the one it was decided under) has ended since."""
+        if tenure is not None and tenure != self.tenure(subjects.partition_of(state.workflow_id)):
+            return
         self._states[state.workflow_id] = state
         self._states.move_to_end(state.workflow_id)
         while len(self._states) > self._size:
             self._states.popitem(last=False)
 
-    def forget(self, keep: Callable[[str], bool]) -> None:
-        """Drop every state whose workflow ``keep`` rejects (a partition given up)."""
-        for wf_id in [wf for wf in self._states if not keep(wf)]:
+    def give_up(self, partition: int) -> None:
+        """End this engine's tenure of ``partition``: drop its states, refuse late ones."""
+        self._tenures[partition] = self.tenure(partition) + 1
+        for wf_id in [wf for wf in self._states if subjects.partition_of(wf) == partition]:
             del self._states[wf_id]
 
     def drop(self, wf_id: str) -> None:
@@ -65,12 +76,17 @@ class States:
     async def load(self, wf_id: str, *, min_seq: int = 0) -> WorkflowState:
         """The workflow's state read from the log: every event of it, in order.
 
-        ``min_seq``: an event of the workflow known to be in the log (what triggers the read). A
-        stream follower answering the read may lag; the read waits until it holds that event, so
-        the state holds everything before it too (deciding "nothing to do" on a state missing
-        events that preceded the trigger would lose the trigger).
+        Everything the log held when the read began, and at least ``min_seq`` (the triggering
+        event): a stream follower answering the read may lag, so the read first asks the
+        stream's leader for the workflow's newest sequence and waits until a replica holds it.
+        Deciding "nothing to do" on a state missing an event would lose a trigger (a join never
+        queued, a retry timer finding its job not retrying): found by the chaos run, where a
+        restarted node catching up answered reads without events this engine had already
+        reacted to (a state dropped after a conflict, read again for a fired timer).
         """
-        messages = await self._store.read_raw(subjects.workflow_events(wf_id), min_seq=min_seq)
+        events = subjects.workflow_events(wf_id)
+        min_seq = max(min_seq, await self._store.newest_seq(events))
+        messages = await self._store.read_raw(events, min_seq=min_seq)
         state = WorkflowState(workflow_id=wf_id)
         recorded: list[RecordedEvent] = []
         garbage: list[StoredMessage] = []
@@ -92,7 +108,8 @@ class States:
         """``state`` with what the log holds of one job beyond it (its claims, which the engine
         does not follow as they happen)."""
         known = state.job(job).last_seq
-        recorded = await self._store.load(ActorRef.job(state.workflow_id, job), from_seq=known + 1)
+        actor = ActorRef.job(state.workflow_id, job)
+        recorded = await self._store.load(actor, from_seq=known + 1, current=True)
         return workflow.replay(recorded, state) if recorded else state
 
     async def report_garbage(self, subject: str, seq: int, data: bytes, reason: str) -> None:

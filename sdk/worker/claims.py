@@ -210,7 +210,9 @@ async def record_result(
     and the state after them. Raises ``StoreError`` when it kept conflicting or the store failed.
     """
     actor = ActorRef.job(state.workflow_id, state.job)
-    command_id = f"{state.workflow_id}.{state.job}.e{command.epoch}.result"
+    # The attempt too, though the epoch alone is unique per claim: were an epoch ever granted
+    # twice, a second result would otherwise be taken for a duplicate and silently dropped.
+    command_id = f"{state.workflow_id}.{state.job}.a{state.attempt}.e{command.epoch}.result"
     for _ in range(REPORT_TRIES):
         events = decide(state, command)
         if not events:
