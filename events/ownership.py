@@ -225,15 +225,15 @@ class Ownership:
 
     def _free(self) -> list[int]:
         """Partitions nobody holds: no key, or a revision unchanged for a whole lease."""
-        now = time.monotonic()
-        free = []
-        for partition in range(self._partitions):
-            if partition in self._held:
-                continue
-            seen = self._seen.get(self._partition_key(partition))
-            if seen is None or now - seen.since >= self._ttl:
-                free.append(partition)
-        return free
+        return [
+            partition
+            for partition in range(self._partitions)
+            if partition not in self._held and self._is_free(partition)
+        ]
+
+    def _is_free(self, partition: int) -> bool:
+        seen = self._seen.get(self._partition_key(partition))
+        return seen is None or time.monotonic() - seen.since >= self._ttl
 
     async def _renew(self, partition: int) -> None:
         assert self._kv is not None
@@ -255,6 +255,11 @@ class Ownership:
     async def _acquire(self, partition: int) -> None:
         assert self._kv is not None
         key = self._partition_key(partition)
+        # Judged again now, on the newest observation: another process may have taken the
+        # partition since the list of free ones was made (its create is a fresh lease, not an
+        # expired one to take over; taking it would give the partition two owners at once).
+        if not self._is_free(partition):
+            return
         seen = self._seen.get(key)
         epoch = int(seen.value.get("epoch", 0)) + 1 if seen else 1
         value = orjson.dumps({"owner": self.process_id, "epoch": epoch})
