@@ -50,8 +50,9 @@ from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, Shel
 from sdk.worker.handlers import HandlerRegistry
 from sdk.worker.leases import LeaseKeeper
 from sdk.worker.presence import PresenceBoard
-from sdk.worker.pull import Lane, Puller, Slots, handler_of, lanes_for
+from sdk.worker.pull import Puller
 from sdk.worker.signals import listen_for_shutdown
+from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
 from sdk.worker.stopping import wait_for_attempts
 from sdk.worker.tasks import cancel_and_wait
 
