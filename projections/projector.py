@@ -17,39 +17,39 @@ are skipped and dead-lettered, never fatal.
 
 Rebuild (``catch_up``): a projector for a new generation reads every partition from its start
 until it has reached the end of each, then writes everything held and its positions.
+
+Here: the settings, the life cycle, the partitions and generations. A batch is handled in
+``projections.batches``, the states in memory and the writing of views in ``projections.writing``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import os
 import time
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 import structlog
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 
-from actors.workflow import WorkflowState
 from events import subjects
 from events.ownership import Ownership
 from events.store import EventStore
 from projections._nats import Direct, Publisher
+from projections.batches import ProjectorBatches
 from projections.feeds import Feeds
-from projections.folding import Folder, is_birth
+from projections.folding import Folder
 from projections.generations import Generations
 from projections.holding import Holds
-from projections.index import micros
 from projections.positions import Positions, pending
 from projections.recent import DEFAULT_SIZE, RecentWriter
-from projections.store import KV_PREFIX, KV_STREAM, ViewStore, Written, purge_generation
-from projections.views import workflow_view
+from projections.store import KV_PREFIX, KV_STREAM, ViewStore, purge_generation
+from projections.writing import Tracked
 
 _log = structlog.get_logger("jetwork.projector")
 
@@ -104,14 +104,7 @@ class ProjectorSettings:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class _Tracked:
-    state: WorkflowState
-    written: Written
-    partition: int
-
-
-class Projector:
+class Projector(ProjectorBatches):
     """Keeps the views of the current generation up to date (``generation=None``), or fills one
     given generation (a rebuild: ``catch_up``)."""
 
@@ -136,7 +129,7 @@ class Projector:
         self._positions: Positions | None = None
         self._positions_kv: KeyValue | None = None
         self._feeds = Feeds(nc)
-        self._cache: OrderedDict[str, _Tracked] = OrderedDict()
+        self._cache: OrderedDict[str, Tracked] = OrderedDict()
         self._holds = Holds(limit=settings.hold_limit)
         self._settle = settings.settle
         self._limit = asyncio.Semaphore(settings.concurrency)
@@ -330,169 +323,6 @@ class Projector:
                     await self._positions.save(force=True)
         except Exception:
             _log.exception("writing the held views failed", generation=self._generation)
-
-    async def _next_batch_handled(self) -> None:
-        wait = self._settings.poll_interval
-        due = self._holds.next_due(self._settle)
-        if due is not None:  # wake up in time to write what is held
-            wait = min(wait, max(due - time.monotonic(), 0.001))
-        if not self._feeds.inbox:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._feeds.wakeup.wait()
-            if self._feeds.inbox and self._settings.linger > 0:
-                await asyncio.sleep(self._settings.linger)  # let more join this batch
-        async with self._moving:
-            taken = self._feeds.take(self._settings.batch)
-            if taken:
-                await self._handle(taken)
-            else:
-                await self._release()
-            assert self._positions is not None
-            await self._positions.save()
-
-    async def _handle(self, taken: list[tuple[int, Msg]]) -> None:
-        """Fold the batch onto each workflow's state, then write what is not held.
-
-        Only reads (a workflow not in memory) and writes are I/O, done concurrently; folding
-        runs inline, so a batch of many workflows costs no task each."""
-        now = time.monotonic()
-        positions = self._positions
-        assert positions is not None
-        groups: dict[str, list[Msg]] = defaultdict(list)
-        partition_of: dict[str, int] = {}
-        for partition, msg in taken:
-            wf = subjects.workflow_of(msg.subject)
-            groups[wf].append(msg)
-            partition_of[wf] = partition
-        self.events_seen += len(taken)
-        missing = [wf for wf, group in groups.items() if not self._known(wf, group[0])]
-        if missing:
-            await asyncio.gather(*(self._read(wf, partition_of[wf]) for wf in missing))
-        now_due: list[str] = []
-        for wf, group in groups.items():
-            partition = partition_of[wf]
-            positions.unwritten(partition, wf, group[0].metadata.sequence.stream)
-            tracked = self._cache.get(wf)
-            if tracked is None:  # its read failed: its events come again from the position
-                continue
-            state = self._folder.from_messages(tracked.state, group)
-            if not self._may_hold(wf, state, tracked.written, now):
-                now_due.append(wf)
-            self._holds.add(wf, len(group), now)  # kept in memory until written
-            self._remember(wf, _Tracked(state, tracked.written, partition))
-        for partition, msg in taken:
-            positions.given(partition, msg.metadata.sequence.stream)
-        urgent = set(now_due)
-        due = [wf for wf in self._holds.due(now, self._settle) if wf not in urgent]
-        await self._write_held(now_due + due)
-        await self._flush_recent()
-
-    def _known(self, wf: str, first: Msg) -> bool:
-        """In memory, or born in this batch (nothing before it to read)."""
-        if wf in self._cache:
-            return True
-        if is_birth(wf, first):
-            # Nothing stored either, normally; if something is, the first write's
-            # compare-and-set finds it.
-            partition = subjects.partition_of(wf)
-            self._remember(wf, _Tracked(WorkflowState(workflow_id=wf), Written(), partition))
-            return True
-        return False
-
-    async def _read(self, wf: str, partition: int) -> None:
-        """A workflow met again (a restart, an eviction): its stored view and its history."""
-        store = self._store
-        assert store is not None
-        try:
-            async with self._limit:
-                written = await store.written(wf)
-                state = await self._folder.from_log(WorkflowState(workflow_id=wf))
-        except Exception as exc:
-            _log.warning("reading a workflow failed, will retry", workflow=wf, error=repr(exc))
-            return
-        self._remember(wf, _Tracked(state, written, partition))
-
-    async def _release(self, *, everything: bool = False) -> None:
-        """Write the held views that are due (or all of them)."""
-        now = time.monotonic()
-        due = self._holds.everything() if everything else self._holds.due(now, self._settle)
-        if due:
-            await self._write_held(due)
-            await self._flush_recent()
-
-    async def _flush_recent(self) -> None:
-        try:
-            assert self._recent is not None
-            await self._recent.flush()
-        except Exception as exc:  # noted again with the next write of each workflow
-            _log.warning("writing recent lists failed, will retry", error=repr(exc))
-        try:
-            assert self._store is not None
-            await self._store.mark_index()  # only listings' speed depends on it
-        except Exception as exc:
-            _log.warning("marking the listing index failed, will retry", error=repr(exc))
-
-    # --- folding and writing ------------------------------------------------------------------
-
-    def _may_hold(self, wf: str, state: WorkflowState, written: Written, now: float) -> bool:
-        if self._settle <= 0 or state.status is None or state.status.is_terminal:
-            return False
-        if state.stream_seq <= written.seq:
-            return False  # nothing new to write
-        since = self._holds.since(wf)
-        return since is None or now - since < self._settle
-
-    async def _write_held(self, wfs: list[str]) -> None:
-        assert self._positions is not None
-        positions = self._positions
-
-        async def write(wf: str) -> None:
-            tracked = self._cache.get(wf)
-            if tracked is None:  # its partition was given up
-                self._holds.take(wf)
-                return
-            try:
-                async with self._limit:
-                    written = await self._store_state(wf, tracked.state, tracked.written)
-            except Exception as exc:  # stays held, and due: written again with the next batch
-                _log.warning("writing a view failed, will retry", workflow=wf, error=repr(exc))
-                return
-            self._holds.take(wf)
-            self._cache[wf] = _Tracked(tracked.state, written, tracked.partition)
-            positions.written(tracked.partition, wf)
-
-        await asyncio.gather(*(write(wf) for wf in wfs))
-
-    async def _store_state(self, wf: str, state: WorkflowState, written: Written) -> Written:
-        """Write the view of ``state`` unless what is stored reflects it; what is stored then."""
-        store = self._store
-        assert store is not None
-        if state.status is not None and state.definition is not None:
-            if state.stream_seq > written.seq:
-                if not written.seq:
-                    self.views_created += 1
-                written = await store.write(workflow_view(state), state.stream_seq, written)
-            assert self._recent is not None
-            # Every time, not only on a change: a crash may have come between the view and
-            # the recent lists, and noting again is free.
-            await self._recent.note(
-                wf,
-                name=state.definition.name,
-                status=state.status.value,
-                started_us=micros(state.started_at),
-            )
-        return written
-
-    def _remember(self, wf: str, tracked: _Tracked) -> None:
-        self._cache[wf] = tracked
-        self._cache.move_to_end(wf)
-        excess = len(self._cache) - self._settings.cache_size
-        if excess > 0:
-            # The least recently used go, except held ones: their state is what gets written.
-            oldest = itertools.islice(self._cache, excess + len(self._holds))
-            for old in [wf for wf in oldest if wf not in self._holds][:excess]:
-                del self._cache[old]
 
 
 async def drop_generation(nc: NATS, generation: int, *, publisher: Publisher | None = None) -> None:

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from sdk.builder import Retry as Retry
     from sdk.builder import Workflow as Workflow
     from sdk.client.core import Client as Client
-    from sdk.client.core import RunHandle as RunHandle
+    from sdk.client.handle import RunHandle as RunHandle
     from sdk.client.logs import Claim as Claim
     from sdk.client.logs import LogLine as LogLine
     from sdk.client.workers import WorkerList as WorkerList
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 _SOURCES: dict[str, str] = {
     # client
     "Client": "sdk.client.core",
-    "RunHandle": "sdk.client.core",
+    "RunHandle": "sdk.client.handle",
     "LogLine": "sdk.client.logs",
     "Claim": "sdk.client.logs",
     "WorkflowView": "projections.views",

@@ -1,10 +1,12 @@
 """The worker SDK: ``Worker`` pulls jobs for its labels and handlers and runs them under leases.
 
-Modules: ``core`` (the worker's lifecycle), ``pull`` (consumers, pull requests, slots),
-``attempt`` (claim, run, report one job), ``config``, ``logs`` and ``log_buffer`` (a job's log),
-``presence``, ``signals``, ``results``, ``handlers`` and ``job_context`` (Python handlers),
-``executors`` (shell and Python). Names are imported lazily, so ``import sdk.worker.config``
-stays cheap.
+Modules: ``core`` (the worker's lifecycle, and ``shutdown``: stopping it), ``pull`` (pull requests,
+prefetch), ``consumers`` (label set consumers), ``slots`` (slots and lanes), ``attempt`` (claim,
+run, report one job; ``dispatch_message``: ack, release, dead letter), ``config`` (with
+``config_env``: variables and parsing, ``config_checks``: validation), ``logs`` and ``log_buffer``
+(a job's log), ``presence``, ``signals``, ``results``, ``handlers`` and ``job_context`` (Python
+handlers), ``executors`` (shell and Python). Names are imported lazily, so
+``import sdk.worker.config`` stays cheap.
 """
 
 from __future__ import annotations

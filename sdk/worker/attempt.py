@@ -16,6 +16,8 @@ consumer on the events stream (``events.dispatch``).
 - **Report**: the result is decided on the state known so far and appended under CAS; a
   conflict reloads and decides again, so the decision is always made on the current log. A
   stale epoch is recorded as ``JobResultRejected`` (the fencing). Then the message is acked.
+
+Acking, releasing and dead-lettering the message is ``DispatchMessage`` (``dispatch_message.py``).
 """
 
 from __future__ import annotations
@@ -33,13 +35,13 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from actors.job import JobState
-from events import subjects
 from events.catalog import JobEvent, JobResultRejected
 from events.dispatch import InvalidDispatch
 from events.errors import PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
 from sdk.worker.claims import Action, Dispatch, claim_dispatch, now, record_result, refresh
 from sdk.worker.config import WorkerConfig
+from sdk.worker.dispatch_message import DispatchMessage
 from sdk.worker.executors import ExecutionResult, Executor, Failed
 from sdk.worker.job_context import JobContext
 from sdk.worker.log_buffer import LogBuffer
@@ -49,7 +51,6 @@ from sdk.worker.results import held_by_another, result_command
 from sdk.worker.watch import STOP_TIMEOUT as WATCHER_STOP_TIMEOUT
 from sdk.worker.watch import Watcher
 
-DEAD_LETTER_SOURCE: Final = "dispatch"
 STUCK_AFTER: Final = WATCHER_STOP_TIMEOUT + 1.0
 """Seconds an attempt may take from its job's end to its logs and report (see ``stuck_for``)."""
 LOG_GIVE_UP_AFTER: Final = 60.0
@@ -73,7 +74,7 @@ class AttemptEnv:
     aborting: Callable[[], bool]
 
 
-class Attempt:
+class Attempt(DispatchMessage):
     """The life of one dispatch message on this worker."""
 
     def __init__(
@@ -147,10 +148,6 @@ class Attempt:
         if not self.settled:
             self.settled = True
             asyncio.get_running_loop().create_task(self._nak_now())
-
-    async def _nak_now(self) -> None:
-        with contextlib.suppress(Exception):
-            await self.msg.nak()
 
     def stuck_for(self, now: float) -> float | None:
         """Seconds since the job's work ended (``ctx.ended_at``) while this attempt has still
@@ -368,35 +365,3 @@ class Attempt:
         )
         events, self.state = await record_result(self.env.store, self.state, command)
         return events
-
-    # --- the dispatch message --------------------------------------------------------------------
-
-    async def _ack(self) -> None:
-        self.settled = True
-        with contextlib.suppress(Exception):
-            await self.msg.ack()
-
-    async def _release(self) -> None:
-        """Give the message back for a later delivery (here or elsewhere)."""
-        self.settled = True
-        with contextlib.suppress(Exception):
-            await self.msg.nak(delay=self.config.poll_interval)
-
-    async def _dead_letter(self, reason: str) -> None:
-        _log.error(
-            "undecodable dispatch moved to dead letters", reason=reason, seq=self.dispatch_seq
-        )
-        headers = {
-            "Jetwork-Reason": reason[:1000],
-            "Jetwork-Subject": self.msg.subject,
-            "Jetwork-Stream-Seq": str(self.dispatch_seq),
-        }
-        try:
-            await self.env.js.publish(
-                subjects.dead_letter(DEAD_LETTER_SOURCE), self.msg.data, headers=headers
-            )
-        except Exception as exc:
-            _log.error("cannot write the dead letter", error=repr(exc))
-        self.settled = True
-        with contextlib.suppress(Exception):
-            await self.msg.term()

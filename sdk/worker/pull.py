@@ -1,4 +1,4 @@
-"""Pulling dispatch messages: execution slots, lanes, label-set consumers and their pull loops.
+"""Pulling dispatch messages: a label set consumer's pull loop, and prefetching for short jobs.
 
 The worker speaks JetStream's pull protocol itself instead of using nats-py's ``fetch``: every
 pull request gets its own reply subject under one long-lived inbox subscription, so a message
@@ -11,8 +11,7 @@ consumers; a handler allowed fewer jobs at once than the worker also needs one o
 message that arrives when no slot is left (several consumers raced for the last one) is released
 with ``nak`` for another worker; it was never claimed, so that is harmless.
 
-A **lane** is what the jobs of one handler (label sets with ``@<handler>``) or of no handler run
-with: settings, slots and executor. Its settings give its consumers their lease and poll.
+Slots and lanes are in ``sdk.worker.slots``, the consumers' creation in ``sdk.worker.consumers``.
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ import collections
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,190 +30,43 @@ import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
-from nats.errors import TimeoutError as NatsTimeoutError
 
 from events import subjects
-from events.dispatch import HANDLER_PREFIX, LabelSet
+from events.dispatch import LabelSet
 from events.errors import StoreError
-from sdk.worker.config import WorkerConfig
-from sdk.worker.executors import Executor
+from sdk.worker.consumers import MAX_ACK_PENDING, NANOS, ensure_consumer
+from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
 
-MAX_ACK_PENDING: Final = 1 << 16
+__all__ = [
+    "DRAIN_TIMEOUT",
+    "MAX_ACK_PENDING",
+    "MAX_PULL_BATCH",
+    "SHORT_JOB",
+    "WATCHDOG_MARGIN",
+    "Lane",
+    "OnMessage",
+    "Puller",
+    "Slots",
+    "ensure_consumer",
+    "handler_of",
+    "lanes_for",
+]
+
 SHORT_JOB: Final = 0.2
 """Jobs that hold a slot less than this (on average) are prefetched: one message per slot waits
 in the worker for the next free slot, saving a pull's round trip per job. Longer jobs are not:
 a message waiting behind a long job is better taken by an idle worker."""
-_HOLD_WEIGHT: Final = 0.1  # of each new job in the moving average of slot hold times
-"""Messages one consumer may have out at once, across all its workers (leased, not acked)."""
 MAX_PULL_BATCH: Final = 256
 WATCHDOG_MARGIN: Final = 2.0
 """Seconds past a pull request's expiry after which it is given up for lost."""
 DRAIN_TIMEOUT: Final = 2.0
-_CONSUMER_EXISTS: Final = 10148
-_NANOS: Final = 1_000_000_000
 
 _log = structlog.get_logger("jetwork.worker")
-
-
-class Slots:
-    """Execution slots: the worker's (``max_concurrent_jobs``), shared by all its consumers, or
-    a handler's, taken ``within`` the worker's (a job holds one of each).
-
-    It also learns how long a job holds a slot (``typical_hold``, a moving average) and tells
-    listeners (``on_release``) when one frees up."""
-
-    def __init__(self, size: int, *, within: Slots | None = None) -> None:
-        self.size = size
-        self.used = 0
-        self._within = within
-        self._free = asyncio.Event()
-        self._free.set()
-        self._taken: collections.deque[float] = collections.deque()
-        self.typical_hold = 0.0
-        self._listeners: list[Callable[[], None]] = []
-
-    def on_release(self, listener: Callable[[], None]) -> None:
-        self._listeners.append(listener)
-
-    @property
-    def free(self) -> int:
-        own = self.size - self.used
-        return own if self._within is None else min(own, self._within.free)
-
-    def try_take(self) -> bool:
-        if self.used >= self.size:
-            return False
-        if self._within is not None and not self._within.try_take():
-            return False
-        self.used += 1
-        if self.used >= self.size:
-            self._free.clear()
-        self._taken.append(time.monotonic())
-        return True
-
-    def release(self) -> None:
-        if self.used > 0:
-            self.used -= 1
-            if self._within is not None:
-                self._within.release()
-            if self._taken:  # jobs end in any order: an average over them all is enough
-                held = time.monotonic() - self._taken.popleft()
-                self.typical_hold += (held - self.typical_hold) * _HOLD_WEIGHT
-        self._free.set()
-        for listener in self._listeners:
-            listener()
-
-    async def wait_free(self) -> None:
-        while True:
-            await self._free.wait()
-            if self._within is None:
-                return
-            await self._within.wait_free()
-            if self.used < self.size:
-                return
-
-
-@dataclass(frozen=True, slots=True)
-class Lane:
-    """How the jobs of one handler (or all jobs naming no handler) run on a worker: with which
-    settings (``WorkerConfig.for_handler``), in which slots and by which executor."""
-
-    config: WorkerConfig
-    slots: Slots
-    executor: Executor
-
-
-def lanes_for(
-    config: WorkerConfig,
-    handlers: Mapping[str, WorkerConfig],
-    *,
-    slots: Slots,
-    executor: Callable[[WorkerConfig], Executor],
-) -> dict[str | None, Lane]:
-    """The lanes of a worker: its own (key ``None``: ``config`` and ``slots``) and one per handler.
-
-    A handler allowed fewer jobs at once than the worker gets slots of its own within the
-    worker's; one allowed more is still bound by the worker's (and a warning says so).
-    """
-    lanes: dict[str | None, Lane] = {None: Lane(config, slots, executor(config))}
-    for name, handler_config in handlers.items():
-        limit = handler_config.max_concurrent_jobs
-        own = slots
-        if limit < slots.size:
-            own = Slots(limit, within=slots)
-        elif limit > slots.size:
-            _log.warning(
-                "a handler cannot run more jobs at once than its worker",
-                handler=name,
-                handler_concurrency=limit,
-                concurrency=slots.size,
-            )
-        lanes[name] = Lane(handler_config, own, executor(handler_config))
-    return lanes
-
-
-def handler_of(labelset: LabelSet) -> str | None:
-    """The handler whose jobs a label set carries (at most one: a job ``uses`` one handler)."""
-    for member in labelset.requirements:
-        if member.startswith(HANDLER_PREFIX):
-            return member.removeprefix(HANDLER_PREFIX)
-    return None
-
-
-async def ensure_consumer(
-    nc: NATS,
-    labelset: LabelSet,
-    *,
-    lease_ttl: float,
-    stream: str = subjects.EVENTS_STREAM,
-    timeout: float = 5.0,
-) -> float:
-    """Create the label set's durable pull consumer if absent; return its lease (ack wait).
-
-    Create-if-absent (``action: create``): a consumer made by another worker with another lease
-    is used as it is, since workers sharing a label set share one lease; the caller gets the
-    lease that really applies.
-    """
-    name = labelset.consumer
-    config = {
-        "durable_name": name,
-        "name": name,
-        "deliver_policy": "all",
-        "ack_policy": "explicit",
-        "ack_wait": int(lease_ttl * _NANOS),
-        "max_deliver": -1,
-        "filter_subject": labelset.subject,
-        "max_ack_pending": MAX_ACK_PENDING,
-    }
-    request = {"stream_name": stream, "config": config, "action": "create"}
-    subject = f"$JS.API.CONSUMER.CREATE.{stream}.{name}"
-    reply = await _api(nc, subject, orjson.dumps(request), timeout)
-    error = reply.get("error")
-    if error is None:
-        return lease_ttl
-    if int(error.get("err_code", 0)) != _CONSUMER_EXISTS:
-        raise StoreError(
-            f"cannot create consumer {name} for label set {labelset.token!r}: "
-            f"{error.get('description')}"
-        )
-    info = await _api(nc, f"$JS.API.CONSUMER.INFO.{stream}.{name}", b"", timeout)
-    if "error" in info:
-        raise StoreError(f"cannot read consumer {name}: {info['error'].get('description')}")
-    return int(info["config"]["ack_wait"]) / _NANOS
 
 
 async def _nak(msg: Msg) -> None:
     with contextlib.suppress(Exception):
         await msg.nak()
-
-
-async def _api(nc: NATS, subject: str, payload: bytes, timeout: float) -> dict[str, Any]:
-    try:
-        msg = await nc.request(subject, payload, timeout=timeout)
-    except (NatsTimeoutError, TimeoutError, NatsError) as exc:
-        raise StoreError(f"JetStream API {subject} failed: {exc!r}", retryable=True) from None
-    reply: dict[str, Any] = orjson.loads(msg.data)
-    return reply
 
 
 @dataclass(slots=True)
@@ -372,7 +224,7 @@ class Puller:
         token = str(next(self._ids))
         request = _Request(token=token, batch=batch)
         self._request = request
-        body = {"batch": batch, "expires": int(self._poll * _NANOS)}
+        body = {"batch": batch, "expires": int(self._poll * NANOS)}
         try:
             await self._nc.publish(
                 self._next_subject, orjson.dumps(body), reply=f"{self._inbox}.{token}"

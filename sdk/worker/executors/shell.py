@@ -25,6 +25,8 @@ are stopped the same way. A process that leaves the group (``setsid``) escapes t
 Hearing back: besides asyncio's report of the exit, a probe looks at the process every second
 (``ExitProbe``); an exit not reported within two seconds is logged as an error and taken from the
 kernel, so a lost report never leaves a finished job running.
+
+What the command starts from is ``environment.py``; outputs are kept and parsed by ``outputs.py``.
 """
 
 from __future__ import annotations
@@ -49,10 +51,11 @@ from sdk.worker.executors.base import (
     Interrupt,
     Succeeded,
     clip_error,
-    outputs_size,
     supervise,
     too_large,
 )
+from sdk.worker.executors.environment import BASIC_ENV, job_environment
+from sdk.worker.executors.outputs import Outputs, parse_output_file
 from sdk.worker.executors.pipes import LineSplitter, OutputPipes
 from sdk.worker.executors.process_group import (
     LIVE_GROUPS,
@@ -65,19 +68,6 @@ from sdk.worker.log_buffer import LogStream
 
 __all__ = ["BASIC_ENV", "LineSplitter", "ShellExecutor", "job_environment", "parse_output_file"]
 
-BASIC_ENV: Final = (
-    "PATH",
-    "HOME",
-    "USER",
-    "LOGNAME",
-    "SHELL",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-)
-"""What a job keeps of the worker's environment with ``env_clear`` (besides ``env_allow``)."""
 MAX_UPSTREAM_ENV_BYTES: Final = 100 * KIB
 PIPES_IDLE: Final = 1.0
 """Seconds of silence after which output still held open by a process that left the job's
@@ -175,7 +165,7 @@ class _ShellRun:
         self._spec = spec
         self._ctx = ctx
         self._workdir = workdir
-        self._outputs = _Outputs(ex.max_output_bytes)
+        self._outputs = Outputs(ex.max_output_bytes)
         self._stderr_tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
         self._pipes: OutputPipes
 
@@ -324,88 +314,8 @@ class _ExitProtocol(asyncio.SubprocessProtocol):
         self.process_exited()
 
 
-class _Outputs:
-    """Outputs of one attempt, never holding more than ``limit`` bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.values: dict[str, str] = {}
-        self.size = 0
-        self.overflow = False
-        self.attempted = 0
-
-    def set(self, key: str, value: str, *, extra_bytes: int = 0) -> None:
-        old = self.values.pop(key, None)
-        if old is not None:
-            self.size -= outputs_size({key: old})
-        cost = outputs_size({key: value}) + extra_bytes
-        if self.overflow or self.size + cost > self.limit:
-            self.overflow = True
-            self.attempted = max(self.attempted, self.size + cost)
-            return
-        self.values[key] = value
-        self.size += cost
-
-
-def parse_output_file(text: str) -> list[tuple[str, str]]:
-    """``key=value`` lines and ``key<<DELIM`` … ``DELIM`` blocks, in order; ValueError if bad."""
-    pairs: list[tuple[str, str]] = []
-    lines = text.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i].removesuffix("\r")
-        i += 1
-        if not line.strip():
-            continue
-        eq, heredoc = line.find("="), line.find("<<")
-        if heredoc >= 0 and (eq < 0 or heredoc < eq):
-            key, delimiter = line[:heredoc], line[heredoc + 2 :]
-            if not delimiter:
-                raise ValueError(f"line {i}: `{key}<<` needs a delimiter, e.g. `{key}<<EOF`")
-            body: list[str] = []
-            start = i
-            while i < len(lines) and lines[i].removesuffix("\r") != delimiter:
-                body.append(lines[i].removesuffix("\r"))
-                i += 1
-            if i >= len(lines):
-                raise ValueError(f"line {start}: delimiter {delimiter!r} never closes {key!r}")
-            i += 1
-            value = "\n".join(body)
-        elif eq >= 0:
-            key, value = line[:eq], line[eq + 1 :]
-        else:
-            raise ValueError(f"line {i}: expected `key=value` or `key<<DELIMITER`, got {line!r}")
-        if not is_valid_token(key):
-            raise ValueError(
-                f"line {i}: output name {key!r} is not valid: use 1-128 letters, digits, '_' or '-'"
-            )
-        pairs.append((key, value))
-    return pairs
-
-
 def _signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
     except ValueError:
         return str(number)
-
-
-def job_environment(
-    source: Mapping[str, str], *, clear: bool = False, allow: Iterable[str] = ()
-) -> dict[str, str]:
-    """What a job starts from: all of ``source``, or with ``clear`` only ``BASIC_ENV`` and the
-    ``allow`` names (``NAME``, or ``PREFIX*`` for every name starting with ``PREFIX``)."""
-    if not clear:
-        return dict(source)
-    names = set(BASIC_ENV)
-    prefixes = []
-    for entry in allow:
-        if entry.endswith("*"):
-            prefixes.append(entry[:-1])
-        else:
-            names.add(entry)
-    return {
-        name: value
-        for name, value in source.items()
-        if name in names or any(name.startswith(prefix) for prefix in prefixes)
-    }

@@ -1,0 +1,130 @@
+"""What every part of the client shares: its connection, its event store and reader, and the
+lookups its commands, reads and streams are built on (is a workflow known, its state, the live
+workers, a tail of the log)."""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+from collections.abc import AsyncGenerator
+from typing import cast
+
+from nats.aio.client import Client as NATS
+from nats.js.errors import NotFoundError
+
+from actors import workflow
+from actors.workflow import WorkflowState
+from events import subjects
+from events.base import RecordedEvent
+from events.errors import WorkflowNotFound
+from events.store import ActorRef, EventStore
+from projections.reader import Views, WorkerInfo
+from projections.views import WorkflowView
+from projections.waiting import live_capabilities, with_live_workers
+from sdk.client.translate import require_id, translated
+from sdk.errors import WorkflowNotStarted
+
+
+class ClientBase:
+    """The connection a ``Client`` works on, and the lookups shared by its commands and reads."""
+
+    def __init__(self, nc: NATS, *, url: str | None = None, owns_connection: bool = False) -> None:
+        self._nc = nc
+        self._url = url or _connected_url(nc)
+        self._owns_connection = owns_connection
+        self._store = EventStore(nc)
+        # One reader for the client's life: each ``Views`` subscribes reply inboxes that stay
+        # until the connection closes, so a ``Views`` per call would leak subscriptions.
+        self._views: Views | None = None
+
+    @property
+    def url(self) -> str:
+        """The NATS server this client talks to."""
+        return self._url
+
+    @property
+    def nc(self) -> NATS:
+        """The underlying NATS connection (for advanced use)."""
+        return self._nc
+
+    async def close(self) -> None:
+        """Close the connection if this client opened it.
+
+        On a connection the caller owns, the client only drops the reply subscriptions it made.
+        """
+        views, self._views = self._views, None
+        if views is not None and not self._nc.is_closed:
+            await views.close()
+        if self._owns_connection and not self._nc.is_closed:
+            with contextlib.suppress(Exception):
+                await self._nc.drain()
+
+    # --- internals -------------------------------------------------------------------------------
+
+    def _reader(self) -> Views:
+        if self._views is None:
+            self._views = Views(self._nc)
+        return self._views
+
+    async def _state(self, workflow_id: str) -> WorkflowState:
+        require_id(workflow_id)
+        with translated(f"reading workflow {workflow_id}", url=self._url):
+            loaded = await self._store.read_tolerant(subjects.workflow_events(workflow_id))
+        state = workflow.replay(loaded.events, WorkflowState(workflow_id=workflow_id))
+        if state.status is None:
+            await self._raise_not_found(workflow_id)
+        return state
+
+    async def _live_workers(self) -> builtins.list[WorkerInfo]:
+        with translated("listing workers", url=self._url):
+            return await self._reader().workers()
+
+    async def _with_live_workers(self, view: WorkflowView) -> WorkflowView:
+        """``view`` with each queued job's ``waiting_for.live_workers`` counted."""
+        if not any(job.waiting_for is not None for job in view.jobs.values()):
+            return view
+        return with_live_workers(view, live_capabilities(await self._live_workers()))
+
+    async def _require_known(self, workflow_id: str) -> None:
+        """Return if the workflow has started or its start request waits; else not found."""
+        require_id(workflow_id)
+        # The pending request first: the engine acks it only after WorkflowStarted is stored.
+        if await self._start_pending(workflow_id):
+            return
+        with translated(f"reading workflow {workflow_id}", url=self._url):
+            last = await self._store.last_seq(ActorRef.workflow(workflow_id))
+        if last == 0:
+            raise WorkflowNotFound(workflow_id)
+
+    async def _start_pending(self, workflow_id: str) -> bool:
+        js = self._nc.jetstream()
+        with translated(f"looking for the start of {workflow_id}", url=self._url):
+            try:
+                await js.get_last_msg(
+                    subjects.COMMANDS_STREAM, subjects.command("start", workflow_id)
+                )
+            except NotFoundError:
+                return False
+        return True
+
+    async def _raise_not_found(self, workflow_id: str) -> None:
+        if await self._start_pending(workflow_id):
+            raise WorkflowNotStarted(workflow_id)
+        raise WorkflowNotFound(workflow_id)
+
+    async def _tail(
+        self, filter_subject: str, *, from_start: bool
+    ) -> AsyncGenerator[RecordedEvent, None]:
+        with translated(f"following {filter_subject}", url=self._url):
+            tail = cast(
+                AsyncGenerator[RecordedEvent, None],
+                self._store.subscribe(filter_subject, from_seq=1 if from_start else None),
+            )
+            async with contextlib.aclosing(tail) as events:
+                async for recorded in events:
+                    yield recorded
+
+
+def _connected_url(nc: NATS) -> str:
+    server = getattr(nc, "connected_url", None)
+    return server.geturl() if server is not None else "the NATS server"

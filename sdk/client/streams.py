@@ -1,0 +1,156 @@
+"""The client's streams: waiting for a workflow's end, following its view, subscribing to events
+as they are appended, and a job's log lines; each a tail of the log, never a poll."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
+
+from actors import workflow
+from actors.workflow import WorkflowState
+from events import subjects
+from events.base import RecordedEvent
+from events.catalog import JOB_EVENTS, WORKFLOW_EVENTS
+from events.errors import JetworkError
+from projections.views import WorkflowView, workflow_view
+from projections.waiting import describe_waiting
+from sdk.client.logs import Claim, LogLine, LogReader
+from sdk.client.reads import ClientReads
+from sdk.client.translate import require_id, translated
+from sdk.client.workers import LiveWorkers
+from sdk.errors import InvalidArgument, JobNotFound, WaitTimeout
+
+_WORKFLOW_EVENT_TYPES = frozenset(cls.__name__ for cls in WORKFLOW_EVENTS)
+_JOB_EVENT_TYPES = frozenset(cls.__name__ for cls in JOB_EVENTS)
+_TERMINAL_TYPES = frozenset({"WorkflowSucceeded", "WorkflowFailed", "WorkflowCancelled"})
+
+
+class ClientStreams(ClientReads):
+    """``Client.wait``, ``follow``, ``subscribe``, ``logs`` and ``log_entries``."""
+
+    async def wait(self, workflow_id: str, *, timeout: float | None = None) -> WorkflowView:
+        """Wait until the workflow has ended and return its final view.
+
+        Follows the workflow actor's events (no polling). Raises ``WaitTimeout`` after
+        ``timeout`` seconds (the workflow keeps running) and ``WorkflowNotFound`` for an id
+        that was never started.
+        """
+        require_id(workflow_id)
+        if timeout is not None and timeout <= 0:
+            raise InvalidArgument(f"timeout must be positive, got {timeout!r}")
+        await self._require_known(workflow_id)
+        try:
+            async with asyncio.timeout(timeout):
+                # From the first event on: an end recorded before we subscribed is seen too.
+                tail = self._tail(subjects.workflow_actor_filter(workflow_id), from_start=True)
+                async with contextlib.aclosing(tail) as events:
+                    async for recorded in events:
+                        if recorded.event.event_type in _TERMINAL_TYPES:
+                            break
+        except TimeoutError:
+            current = await self._current_view(workflow_id)
+            raise WaitTimeout(
+                workflow_id,
+                timeout or 0.0,
+                status=current.status if current else None,
+                waiting=describe_waiting(current) if current else None,
+            ) from None
+        return await self.status(workflow_id)
+
+    async def follow(self, workflow_id: str) -> AsyncGenerator[WorkflowView, None]:
+        """Yield the workflow's view after every event, from its start until it has ended.
+
+        What a live view draws. Raises ``WorkflowNotFound`` for an id that was never started.
+        """
+        await self._require_known(workflow_id)
+        state = WorkflowState(workflow_id=workflow_id)
+        workers = LiveWorkers(self._live_workers)
+        tail = self._tail(subjects.workflow_events(workflow_id), from_start=True)
+        async with contextlib.aclosing(tail) as events:
+            async for recorded in events:
+                state = workflow.replay([recorded], state)
+                if state.status is None:
+                    continue
+                yield await workers.count(workflow_view(state))
+                if state.status.is_terminal:
+                    return
+
+    async def subscribe(
+        self,
+        *,
+        workflow_id: str | None = None,
+        job: str | None = None,
+        event_type: str | None = None,
+        from_start: bool = False,
+    ) -> AsyncGenerator[RecordedEvent, None]:
+        """Yield events as they are appended, filtered by workflow, job and event type.
+
+        With ``from_start`` the matching events already in the log come first. Runs until the
+        caller stops iterating. Raises ``InvalidArgument`` for a bad id or an unknown type.
+        """
+        tail = self._tail(event_filter(workflow_id, job, event_type), from_start=from_start)
+        async with contextlib.aclosing(tail) as events:
+            async for recorded in events:
+                yield recorded
+
+    async def logs(
+        self, workflow_id: str, job: str, *, follow: bool = False
+    ) -> AsyncGenerator[LogLine, None]:
+        """The job's log lines in order, all attempts; with ``follow``, until the job has ended.
+
+        Raises ``WorkflowNotFound`` or ``JobNotFound`` for an unknown workflow or job.
+        """
+        async with contextlib.aclosing(self.log_entries(workflow_id, job, follow=follow)) as lines:
+            async for line in lines:
+                if isinstance(line, LogLine):
+                    yield line
+
+    async def log_entries(
+        self, workflow_id: str, job: str, *, follow: bool = False, claims: bool = False
+    ) -> AsyncGenerator[LogLine | Claim, None]:
+        """Like ``logs``; with ``claims`` a ``Claim`` comes before each claim's lines (one per
+        ``JobStarted``: every attempt, and a lease taken over within one), also for a claim that
+        wrote nothing. What ``jetwork logs`` prints its ``── attempt N ──`` headers from.
+        """
+        state = await self._state(workflow_id)
+        require_id(job, what="job name")
+        if job not in state.order:
+            raise JobNotFound(workflow_id, job, state.order)
+        reader = LogReader(self._nc, self._store, workflow_id, job)
+        with translated(f"reading the logs of {workflow_id}/{job}", url=self._url):
+            async with contextlib.aclosing(reader.lines(follow=follow, claims=claims)) as lines:
+                async for line in lines:
+                    yield line
+
+    async def _current_view(self, workflow_id: str) -> WorkflowView | None:
+        try:
+            return await self.status(workflow_id)
+        except JetworkError:
+            return None
+
+
+def event_filter(
+    workflow_id: str | None = None, job: str | None = None, event_type: str | None = None
+) -> str:
+    """The subject filter for events of one workflow / job / type (``None``: any)."""
+    prefix = "evt.*.*"
+    if workflow_id is not None:
+        wf = require_id(workflow_id)
+        prefix = f"evt.{subjects.partition_of(wf)}.{wf}"
+    if job is not None:
+        require_id(job, what="job name")
+    if event_type is None:
+        if job is not None:
+            return f"{prefix}.job.{job}.>"
+        return f"{prefix}.>" if workflow_id is not None else subjects.EVENTS_ALL
+    if event_type in _WORKFLOW_EVENT_TYPES:
+        if job is not None:
+            raise InvalidArgument(f"{event_type} is a workflow event: it has no job")
+        return f"{prefix}.wf.{event_type}"
+    if event_type in _JOB_EVENT_TYPES:
+        # A JobQueued subject has one more token: the label set it is dispatched to.
+        label_set = ".*" if event_type == subjects.JOB_QUEUED else ""
+        return f"{prefix}.job.{job or '*'}.{event_type}{label_set}"
+    known = ", ".join(sorted(_WORKFLOW_EVENT_TYPES | _JOB_EVENT_TYPES))
+    raise InvalidArgument(f"unknown event type {event_type!r} (one of: {known})")
