@@ -52,6 +52,7 @@ export function JobPanel({
           <pre class="error-text">{live.error}</pre>
         </section>
       )}
+      <Logs url={`${base}/logs/stream`} claims={detail?.claims ?? []} />
       {Object.keys(live.outputs).length > 0 && (
         <section>
           <h3>Outputs</h3>
@@ -112,7 +113,6 @@ export function JobPanel({
           </p>
         )}
       </section>
-      <Logs url={`${base}/logs/stream`} claims={detail?.claims ?? []} />
     </div>
   );
 }

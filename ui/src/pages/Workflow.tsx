@@ -339,7 +339,7 @@ function Overview({ graph, wf, jobs }: { graph: Graph; wf: WorkflowLive; jobs: M
             </tbody>
           </table>
         ) : (
-          <p class="muted">none yet</p>
+          <p class="muted">{wf.status === 'running' ? 'none yet' : 'none'}</p>
         )}
       </section>
       <section>

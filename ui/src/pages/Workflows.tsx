@@ -149,7 +149,7 @@ function Row({ row }: { row: Summary }): JSX.Element {
   const total = Object.values(c).reduce((a, b) => a + b, 0);
   const done = (c.succeeded ?? 0) + (c.failed ?? 0) + (c.skipped ?? 0) + (c.cancelled ?? 0);
   return (
-    <tr class={`wf-row st-${row.status}`} data-workflow={row.workflow_id}>
+    <tr class="wf-row" data-workflow={row.workflow_id} data-status={row.status}>
       <td><Status status={row.status} /></td>
       <td><a href={workflowHref(row.workflow_id)}>{row.name}</a></td>
       <td class="mono small"><a href={workflowHref(row.workflow_id)} tabIndex={-1}>{row.workflow_id}</a></td>
