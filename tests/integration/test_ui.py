@@ -177,9 +177,7 @@ async def test_cancel_from_the_page_cancels_the_workflow(stack: Stack, page: Pag
         {"name": "long", "jobs": {"wait": {"run": stack.gate("never"), "labels": ["linux"]}}}
     )
     await page.goto(f"{stack.url}/workflows/{wf}")
-    await expect(page.locator('.node[data-job="wait"]')).to_have_attribute(
-        "data-status", "running"
-    )
+    await expect(page.locator('.node[data-job="wait"]')).to_have_attribute("data-status", "running")
     await page.get_by_role("button", name="Cancel workflow…").click()
     await page.get_by_label("Reason").fill("changed my mind")
     await screenshot(page, "workflow-cancel-form")
@@ -281,7 +279,9 @@ async def test_a_dag_of_1000_jobs_renders_and_stays_responsive_while_it_runs(
         }).observe({type: 'longtask', buffered: true});
         window.__frames = [];
         let last = performance.now();
-        const frame = (t) => { window.__frames.push(t - last); last = t; requestAnimationFrame(frame); };
+        const frame = (t) => {
+          window.__frames.push(t - last); last = t; requestAnimationFrame(frame);
+        };
         requestAnimationFrame(frame);
         """
     )
