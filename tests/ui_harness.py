@@ -21,6 +21,7 @@ from playwright.async_api import Browser, Page, async_playwright
 
 from events.store import EventStore
 from gateway.serve import HttpGateway
+from gateway.settings import GatewaySettings
 from projections.projector import Projector
 from sdk.worker import Worker
 from tests.gateway_harness import running_engine, running_gateway
@@ -96,8 +97,15 @@ class Stack:
 
 @contextlib.asynccontextmanager
 async def running_stack(
-    nc: NATS, nats_url: str, work_dir: Path, *, worker_slots: int = 4
+    nc: NATS,
+    nats_url: str,
+    work_dir: Path,
+    *,
+    worker_slots: int = 4,
+    settings: GatewaySettings | None = None,
+    token: str | None = None,
 ) -> AsyncIterator[Stack]:
+    """``token``: what the test's own HTTP client sends (with ``settings`` that hold tokens)."""
     projector = Projector(nc)
     await projector.start()
     worker = Worker(
@@ -110,10 +118,13 @@ async def running_stack(
         )
     )
     try:
-        async with running_engine(nc), running_gateway(nats_url) as gateway:
+        async with running_engine(nc), running_gateway(nats_url, settings) as gateway:
             await worker.start()
+            headers = {"Authorization": f"Bearer {token}"} if token else None
             try:
-                async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
+                async with httpx.AsyncClient(
+                    base_url=gateway.url, timeout=30, headers=headers
+                ) as http:
                     yield Stack(gateway.url, http, nc, EventStore(nc), gateway, work_dir)
             finally:
                 await worker.stop()

@@ -13,6 +13,8 @@ import pytest
 from nats.aio.client import Client as NATS
 from playwright.async_api import Browser, Page, expect
 
+from gateway.auth import Role, Tokens
+from gateway.settings import GatewaySettings
 from tests.eventually import assert_eventually
 from tests.gateway_harness import finished
 from tests.ui_harness import (
@@ -247,6 +249,33 @@ async def test_the_workflows_workers_and_dead_letters_pages(stack: Stack, page: 
     await expect(page.locator("table.dead-letters")).to_contain_text("cmd.start.wf-garbage")
     await screenshot(page, "dead-letters")
     assert page_errors(page) == []
+
+
+async def test_with_tokens_the_page_asks_for_one_and_sends_it_on_calls_and_streams(
+    clean_nats: NATS, nats_url: str, tmp_path: Path, page: Page
+) -> None:
+    tokens = Tokens({"client-token-1": Role.CLIENT, "admin-token-1": Role.ADMIN})
+    settings = GatewaySettings(port=0, tokens=tokens)
+    async with running_stack(
+        clean_nats, nats_url, tmp_path, settings=settings, token="admin-token-1"
+    ) as stack:
+        flow = {"name": "guarded", "jobs": {"g": {"run": stack.gate("g"), "labels": ["linux"]}}}
+        wf = await stack.start(flow)
+        await page.goto(stack.url + "/")
+        prompt = page.locator(".token-prompt")
+        await expect(prompt).to_contain_text("needs a token")
+        await screenshot(page, "token-prompt")
+        await prompt.get_by_label("needs a token").fill("client-token-1")
+        await prompt.get_by_role("button", name="Use it").click()
+        await expect(page.locator(f'tr[data-workflow="{wf}"]')).to_contain_text("running")
+        await expect(prompt).to_have_count(0)
+        await page.locator(f'tr[data-workflow="{wf}"] a').first.click()
+        node = page.locator('.node[data-job="g"]')
+        await expect(node).to_have_attribute("data-status", "running")
+        stack.release("g")  # the events stream carries the token too: the node changes live
+        await expect(node).to_have_attribute("data-status", "succeeded")
+        await page.get_by_role("link", name="Dead letters").click()
+        await expect(page.locator(".error")).to_contain_text("need an admin token")
 
 
 def wide_dag(jobs: int, width: int) -> dict[str, Any]:

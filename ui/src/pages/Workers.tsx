@@ -44,7 +44,7 @@ export function WorkersPage(): JSX.Element {
       <h1>Workers</h1>
       {problem && <p class="error" role="alert">{problem}</p>}
       {workers === null ? (
-        <p role="status">Loading…</p>
+        !problem && <p role="status">Loading…</p>
       ) : workers.length === 0 ? (
         <p class="empty">No live worker. Start one: <code>jetwork worker --labels linux</code>.</p>
       ) : (

@@ -109,7 +109,7 @@ export function WorkflowsPage({ query }: { query: URLSearchParams }): JSX.Elemen
       </form>
       {problem && <p class="error" role="alert">{problem}</p>}
       {rows === null ? (
-        <p role="status">Loading…</p>
+        !problem && <p role="status">Loading…</p>
       ) : rows.length === 0 ? (
         <p class="empty">
           No workflows{status || name ? ' match these filters' : ' yet'}. <a href="/start">Start one</a>, or run{' '}
