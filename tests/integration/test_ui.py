@@ -131,10 +131,13 @@ async def test_the_keyboard_moves_between_jobs_and_opens_them(stack: Stack, page
     await page.keyboard.press("Enter")
     await expect(page).to_have_url(f"{stack.url}/workflows/{wf}/jobs/{focused}")
     await expect(page.locator(".job-panel h2")).to_contain_text(focused)
-    await dag.focus()
-    await page.keyboard.press("Escape")
+    await expect(page.locator(".job-panel h2")).to_be_focused()  # read out on opening
+    await page.keyboard.press("Escape")  # closes the job from the panel too
     await expect(page).to_have_url(f"{stack.url}/workflows/{wf}")
     await expect(page.locator(".job-panel")).to_have_count(0)
+    await expect(dag).to_be_focused()  # back where the job was opened
+    await page.keyboard.press("Tab")  # and on to the graph's tools
+    await expect(page.get_by_role("button", name="Zoom in")).to_be_focused()
     stack.release("gate")
     await finished(stack.store, wf)
 

@@ -24,6 +24,8 @@ const ICON_PATHS: Record<string, string> = {
   failed: 'M4 4l8 8M12 4l-8 8',
   skipped: 'M3 4.5l5 3.5-5 3.5ZM9 4.5l5 3.5-5 3.5Z',
   cancelled: 'M8 2.5a5.5 5.5 0 1 0 0.01 0ZM4.2 4.2l7.6 7.6',
+  // a claim whose lease ran out (another claim took the attempt over)
+  lost: 'M12.5 8a4.5 4.5 0 1 1-1.4-3.3M12 2.5v2.8H9.2',
   // workflow-only words
   'cancel requested': 'M8 2.5a5.5 5.5 0 1 0 0.01 0ZM4.2 4.2l7.6 7.6',
 };

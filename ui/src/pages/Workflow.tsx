@@ -150,7 +150,10 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
   }, [running]);
 
   const open = useCallback((name: string) => navigate(jobHref(id, name)), [id]);
-  const close = useCallback(() => navigate(workflowHref(id)), [id]);
+  const close = useCallback(() => {
+    navigate(workflowHref(id));
+    document.querySelector<HTMLElement>('.dag')?.focus(); // back where the job was opened
+  }, [id]);
 
   if (!graph || !wf) {
     return (
