@@ -177,6 +177,33 @@ async def test_logs_stream_into_the_job_view_per_attempt_with_stderr_marked(
     assert page_errors(page) == []
 
 
+async def test_a_retried_job_shows_each_attempt_under_its_header_and_both_claims(
+    stack: Stack, page: Page
+) -> None:
+    marker = stack.work_dir / "tried"
+    script = (
+        f'if [ -e "{marker}" ]; then echo "second try"; '
+        f'else touch "{marker}"; echo "first try"; echo "boom" >&2; exit 3; fi'
+    )
+    job = {"run": script, "labels": ["linux"], "retry": {"max_attempts": 2}}
+    wf = await stack.start({"name": "flaky", "jobs": {"flaky": job}})
+    await finished(stack.store, wf)
+    await page.goto(f"{stack.url}/workflows/{wf}/jobs/flaky")
+    headers = page.locator(".log-attempt")
+    await expect(headers).to_have_count(2)
+    await expect(headers.nth(0)).to_contain_text("attempt 1")
+    await expect(headers.nth(0)).to_contain_text("failed")
+    await expect(headers.nth(1)).to_contain_text("attempt 2")
+    await expect(page.locator(".log-box")).to_contain_text("second try")
+    claims = page.locator(".claims tbody tr")
+    await expect(claims).to_have_count(2)
+    await expect(claims.nth(0)).to_contain_text("exit code 3")
+    await expect(claims.nth(1)).to_contain_text("succeeded")
+    await expect(page.locator('.node[data-job="flaky"]')).to_contain_text("attempt 2")
+    await screenshot(page, "job-retried")
+    assert page_errors(page) == []
+
+
 async def test_cancel_from_the_page_cancels_the_workflow(stack: Stack, page: Page) -> None:
     wf = await stack.start(
         {"name": "long", "jobs": {"wait": {"run": stack.gate("never"), "labels": ["linux"]}}}

@@ -322,11 +322,20 @@ const Node = memo(function Node({ id, node, job, selected, focused }: NodeProps)
       <g transform="translate(13,9)" class="node-icon">
         <path d={iconPath(job.status)} />
       </g>
-      <text class="node-name" x="36" y="22">{name}</text>
-      <text class="node-detail" x="36" y="41">{detail}</text>
+      <text class="node-name" x="36" y="22" {...fit(name, 7.9)}>{name}</text>
+      <text class="node-detail" x="36" y="41" {...fit(detail, 6.2)}>{detail}</text>
     </g>
   );
 });
+
+/** Room for text right of the icon; a longer text is squeezed into it rather than overflow. */
+const TEXT_ROOM = NODE_W - 36 - 8;
+
+function fit(text: string, charWidth: number): Record<string, string> {
+  return text.length * charWidth > TEXT_ROOM
+    ? { textLength: String(TEXT_ROOM), lengthAdjust: 'spacingAndGlyphs' }
+    : {};
+}
 
 function nearest(nodes: Placed[], from: Placed, dx: number, dy: number): Placed | null {
   let best: Placed | null = null;
