@@ -346,11 +346,15 @@ async def test_a_dag_of_1000_jobs_renders_and_stays_responsive_while_it_runs(
     )
     await page.goto(f"{stack.url}/workflows/{wf}")
 
-    async def drawn_figures() -> Any:  # (wait_for_function would eval inside the page's CSP)
-        return await page.evaluate("window.__jetwork")
+    async def laid_out() -> Any:  # (wait_for_function would eval inside the page's CSP)
+        figures = await page.evaluate("window.__jetwork")
+        return figures if figures and "laidOutMs" in figures else None
 
-    drawn = await assert_eventually(drawn_figures, timeout=30)
+    # Drawn at once as a sketch (ELK's layers, straight edges), then ELK's layout replaces it.
+    drawn = await assert_eventually(laid_out, timeout=30)
     assert drawn["graphJobs"] == 1000
+    assert drawn["drawnMs"] <= drawn["laidOutMs"]
+    await expect(page.locator(".dag-svg.sketch")).to_have_count(0)
     assert await page.locator(".node").count() > 0  # the start of the graph, readable
     await screenshot(page, "dag-1000-running")
     await page.get_by_role("button", name="Fit the whole graph").click()  # the whole graph

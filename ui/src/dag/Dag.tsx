@@ -76,10 +76,16 @@ export function Dag({ layout, jobs, selected, onOpen, onClose, tick }: Props): J
   }, [layout, apply]);
 
   // A graph that fits readably is shown whole; a bigger one from its start (its first jobs,
-  // readable), and Fit (0) shows it whole.
+  // readable), and Fit (0) shows it whole. Once: ELK's layout replacing a sketch keeps the view.
+  const placed = useRef(false);
   useEffect(() => {
     const el = pane.current;
     if (!el) return;
+    if (placed.current) {
+      apply();
+      return;
+    }
+    placed.current = true;
     const { width, height } = el.getBoundingClientRect();
     const whole = Math.min(width / Math.max(1, layout.width), height / Math.max(1, layout.height));
     if (whole >= LOD_ZOOM) fit();
@@ -244,7 +250,7 @@ export function Dag({ layout, jobs, selected, onOpen, onClose, tick }: Props): J
         onPointerMove={onPointerMove}
         onPointerUp={onPointerUp}
       >
-        <svg class={`dag-svg${shown.lod ? ' lod' : ''}`} width="100%" height="100%" data-drawn-nodes={drawn.length}>
+        <svg class={`dag-svg${shown.lod ? ' lod' : ''}${layout.sketch ? ' sketch' : ''}`} width="100%" height="100%" data-drawn-nodes={drawn.length}>
           <defs>
             <marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse">
               <path d="M0,0L10,5L0,10Z" class="arrow" />
