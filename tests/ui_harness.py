@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from nats.aio.client import Client as NATS
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Page, async_playwright, expect
 
 from events.store import EventStore
 from gateway.serve import HttpGateway
@@ -28,6 +28,9 @@ from tests.gateway_harness import running_engine, running_gateway
 from tests.jobs_harness import fast_config
 
 ARTIFACTS = Path(__file__).resolve().parent / "artifacts" / "ui"
+# What a page shows may take a while on a loaded 2-core machine: expect() waits up to 20 s (its
+# default is 5 s), as page actions do (new_page).
+expect.set_options(timeout=20_000)
 LAPTOP = {"width": 1366, "height": 768}
 # Headless flags for this machine: no sandbox as root, and nothing that calls out to the network.
 CHROMIUM_ARGS = [

@@ -324,6 +324,7 @@ def wide_dag(jobs: int, width: int) -> dict[str, Any]:
     return {"name": f"wide-{jobs}", "jobs": definition}
 
 
+@pytest.mark.timeout(300)  # 1,000 jobs through one worker, on a machine other suites may load
 async def test_a_dag_of_1000_jobs_renders_and_stays_responsive_while_it_runs(
     stack: Stack, page: Page
 ) -> None:
@@ -351,7 +352,7 @@ async def test_a_dag_of_1000_jobs_renders_and_stays_responsive_while_it_runs(
         return figures if figures and "laidOutMs" in figures else None
 
     # Drawn at once as a sketch (ELK's layers, straight edges), then ELK's layout replaces it.
-    drawn = await assert_eventually(laid_out, timeout=30)
+    drawn = await assert_eventually(laid_out, timeout=90)
     assert drawn["graphJobs"] == 1000
     assert drawn["drawnMs"] <= drawn["laidOutMs"]
     await expect(page.locator(".dag-svg.sketch")).to_have_count(0)
@@ -361,7 +362,7 @@ async def test_a_dag_of_1000_jobs_renders_and_stays_responsive_while_it_runs(
     await expect(page.locator(".node")).to_have_count(1000)
     await screenshot(page, "dag-1000-whole")
     await page.evaluate("window.__frames = []; window.__stalls = []")
-    await expect(page.locator(".wf-title .status")).to_contain_text("succeeded", timeout=120_000)
+    await expect(page.locator(".wf-title .status")).to_contain_text("succeeded", timeout=200_000)
     stats = await page.evaluate(
         """() => ({
             frames: window.__frames.length,
