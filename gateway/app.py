@@ -17,7 +17,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from events import subjects
 from events.connection import NatsSettings, connect
@@ -31,6 +31,7 @@ from gateway.openapi import document, reference_page
 from gateway.presence import HttpPresence
 from gateway.routes import OPERATIONS
 from gateway.settings import CONSUMER_LEASE, GatewaySettings
+from gateway.ui import ui_routes
 from gateway.web import ApiError, Json, guarded, on_error
 from sdk.client import Client
 
@@ -41,7 +42,7 @@ def create_app(
     settings: GatewaySettings, *, nats_url: str | None = None, nc: NATS | None = None
 ) -> Starlette:
     """The application; connects to ``nats_url`` (or uses ``nc``, left open) when it starts."""
-    routes = [
+    routes: list[BaseRoute] = [
         Route(
             op.path,
             guarded(op.role, op.endpoint, settings.tokens),
@@ -62,6 +63,7 @@ def create_app(
     routes += [
         Route("/openapi.json", openapi, methods=["GET"], include_in_schema=False),
         Route("/docs", docs, methods=["GET"], include_in_schema=False),
+        *ui_routes(),
     ]
 
     @contextlib.asynccontextmanager

@@ -10,8 +10,9 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import client_api, streams, worker_api
+from gateway import client_api, inspect_api, streams, worker_api
 from gateway.auth import Role
+from gateway.inspect_api import GraphOut, JobDetailOut, LabelSetsOut
 from gateway.models import (
     CancelBody,
     ClaimBody,
@@ -101,6 +102,12 @@ OPERATIONS: tuple[Op, ...] = (
        "workflows", "workflow_history"),
     Op("POST", _WF + "/cancel", client_api.cancel, C, "Cancel a workflow", "workflows",
        "cancel_workflow", body=CancelBody),
+    Op("GET", _WF + "/graph", inspect_api.graph, C,
+       "The jobs with their edges (needs, needs_any) and views, and the log position folded",
+       "workflows", "workflow_graph", response=GraphOut),
+    Op("GET", _WF + "/jobs/{job}", inspect_api.job_detail, C,
+       "A job: its definition, rendered command, every claim (epoch, worker, outcome)",
+       "workflows", "job_detail", response=JobDetailOut),
     Op("GET", _WF + "/jobs/{job}/logs", client_api.job_logs, C,
        "A job's log lines, every attempt", "workflows", "job_logs", query=_LOGS_QUERY),
     Op("GET", _WF + "/jobs/{job}/logs/stream", streams.log_stream, C,
@@ -110,6 +117,9 @@ OPERATIONS: tuple[Op, ...] = (
        "Events as they are appended (server-sent events; Last-Event-ID resumes)", "events",
        "events", query=_EVENTS_QUERY, stream=True),
     Op("GET", "/api/workers", client_api.workers, C, "Live workers", "operations", "workers"),
+    Op("GET", "/api/label-sets", inspect_api.label_sets, C,
+       "Queued jobs by label set, with the live workers serving each (none: nobody does)",
+       "operations", "label_sets", response=LabelSetsOut),
     Op("GET", "/api/lag", client_api.lag, C, "Events the projections have not applied yet",
        "operations", "lag"),
     Op("GET", "/api/dead-letters", client_api.dead_letters, A,

@@ -51,7 +51,7 @@ async def running_gateway(
 @contextlib.contextmanager
 def seed_port() -> Iterator[None]:
     """Hold port 3000 for this test (a lock file orders test runs of several checkouts on one
-    machine); skip when another program serves it."""
+    machine); fail, saying so, when another program serves it (a skip would prove nothing)."""
     lock_path = Path("/tmp/jetwork-test-http-3000.lock")
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -60,9 +60,10 @@ def seed_port() -> Iterator[None]:
         try:
             probe.bind(("127.0.0.1", SEED_PORT))
         except OSError:
-            pytest.skip(
-                "port 3000 is taken by another program: the seed's Python and Go workers "
-                "talk to http://localhost:3000 and cannot be pointed elsewhere"
+            pytest.fail(
+                "port 3000 is taken by another program (a `jetwork server` left running?): "
+                "the seed's Python and Go workers talk to http://localhost:3000 and cannot be "
+                "pointed elsewhere; stop it and run the test again"
             )
         finally:
             probe.close()

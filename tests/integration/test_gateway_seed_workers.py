@@ -156,10 +156,16 @@ async def test_the_seed_python_worker_runs_unchanged(
     )
 
 
-@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+def require(tool: str, install: str) -> None:
+    """Fail (never skip: a skipped test proves nothing) when a tool the test runs is missing."""
+    if shutil.which(tool) is None:
+        pytest.fail(f"{tool} is not installed: {install} (.ci/run installs it)")
+
+
 async def test_the_seed_typescript_worker_runs_unchanged_as_javascript(
     clean_nats: NATS, nats_url: str, tmp_path: Path
 ) -> None:
+    require("node", "install Node.js 18 or later")
     async with running_engine(clean_nats), running_gateway(nats_url) as gateway:
         await run_seed_worker(
             ["node", str(SEEDS / "worker.mjs")],
@@ -172,12 +178,10 @@ async def test_the_seed_typescript_worker_runs_unchanged_as_javascript(
         )
 
 
-@pytest.mark.skipif(
-    shutil.which("go") is None, reason="go is not installed (apt-get install golang-go)"
-)
 async def test_the_seed_go_worker_runs_unchanged(
     clean_nats: NATS, nats_url: str, on_port_3000: str, tmp_path: Path
 ) -> None:
+    require("go", "apt-get install golang-go")
     binary = tmp_path / "seed-go-worker"
     env = {**os.environ, "GOCACHE": str(tmp_path / "gocache"), "GOPATH": str(tmp_path / "gopath")}
     build = await asyncio.create_subprocess_exec(

@@ -1,0 +1,99 @@
+// Events applied to the views the page shows: the job view of the status object (README,
+// "Status JSON") as the job actor's evolve makes it, and the workflow's status and reason.
+import type { EventRecord, JobStatus, JobView } from './api';
+import { TERMINAL } from './status';
+
+export interface JobLive extends JobView {
+  /** When the job last ended (kept while it is queued again for a retry). */
+  last_end: string | null;
+}
+
+export interface WorkflowLive {
+  status: string;
+  reason: string | null;
+  started_at: string | null;
+  ended_at: string | null;
+  cancel_requested: boolean;
+}
+
+export function jobOf(record: EventRecord): string | null {
+  return record.actor.startsWith('job ') ? record.actor.slice(4) : null;
+}
+
+export function live(view: JobView): JobLive {
+  return { ...view, last_end: view.ended_at };
+}
+
+const s = (value: unknown): string | null => (typeof value === 'string' ? value : null);
+
+/** The job's view after ``record`` (a new object when it changed, else the same one). */
+export function applyJob(job: JobLive, record: EventRecord): JobLive {
+  const d = record.data;
+  let next: JobLive;
+  switch (record.type) {
+    case 'JobQueued':
+      next = { ...job, status: 'queued', attempts: Number(d.attempt), worker_id: null };
+      break;
+    case 'JobSkipped':
+      next = { ...job, status: 'skipped', last_end: s(d.at) };
+      break;
+    case 'JobStarted':
+      next = {
+        ...job,
+        status: 'running',
+        attempts: Number(d.attempt),
+        worker_id: s(d.worker_id),
+        started_at: s(d.started_at),
+      };
+      break;
+    case 'JobSucceeded':
+      next = {
+        ...job,
+        status: 'succeeded',
+        outputs: (d.outputs as Record<string, string>) ?? {},
+        error: null,
+        last_end: s(d.ended_at),
+      };
+      break;
+    case 'JobFailed':
+      next = {
+        ...job,
+        status: d.will_retry ? 'retrying' : 'failed',
+        error: s(d.error),
+        last_end: s(d.ended_at),
+      };
+      break;
+    case 'JobRetryScheduled':
+      next = { ...job, status: 'retrying' };
+      break;
+    case 'JobCancelled':
+      next = { ...job, status: 'cancelled', last_end: s(d.at) };
+      break;
+    default:
+      return job;
+  }
+  next.ended_at = TERMINAL.has(next.status) ? next.last_end : null;
+  return next;
+}
+
+export function applyWorkflow(wf: WorkflowLive, record: EventRecord): WorkflowLive {
+  const d = record.data;
+  switch (record.type) {
+    case 'WorkflowSucceeded':
+      return { ...wf, status: 'succeeded', ended_at: s(d.ended_at) };
+    case 'WorkflowFailed':
+      return { ...wf, status: 'failed', reason: s(d.reason), ended_at: s(d.ended_at) };
+    case 'WorkflowCancelled':
+      return { ...wf, status: 'cancelled', reason: s(d.reason), ended_at: s(d.ended_at) };
+    case 'WorkflowCancelRequested':
+      return { ...wf, cancel_requested: true };
+    default:
+      return wf;
+  }
+}
+
+export function counts(jobs: Iterable<{ status: JobStatus }>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const job of jobs) out[job.status] = (out[job.status] ?? 0) + 1;
+  return out;
+}
