@@ -13,6 +13,7 @@ import pytest
 from nats.aio.client import Client as NATS
 from playwright.async_api import Browser, Page, expect
 
+from events import subjects
 from gateway.auth import Role, Tokens
 from gateway.settings import GatewaySettings
 from tests.eventually import assert_eventually
@@ -256,7 +257,8 @@ async def test_the_workflows_workers_and_dead_letters_pages(stack: Stack, page: 
     waiting = await stack.start(
         {"name": "needs-gpu", "jobs": {"train": {"run": "true", "labels": ["gpu"]}}}
     )
-    await stack.nc.jetstream().publish("cmd.start.wf-garbage", b"not json")
+    garbage = subjects.command("start", "wf-garbage")  # cmd.<partition>.start.wf-garbage
+    await stack.nc.jetstream().publish(garbage, b"not json")
     await page.goto(stack.url + "/")
     rows = page.locator("tr.wf-row")
     await expect(rows).to_have_count(2)
@@ -276,7 +278,7 @@ async def test_the_workflows_workers_and_dead_letters_pages(stack: Stack, page: 
     await screenshot(page, "workers")
 
     await page.get_by_role("link", name="Dead letters").click()
-    await expect(page.locator("table.dead-letters")).to_contain_text("cmd.start.wf-garbage")
+    await expect(page.locator("table.dead-letters")).to_contain_text(garbage)
     await screenshot(page, "dead-letters")
     assert page_errors(page) == []
 
