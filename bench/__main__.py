@@ -2,20 +2,32 @@
 
 Every scenario starts its own nats-server (temporary directory) and the engine, the projector and
 the workers as separate processes (``bench.roles``), warms up, measures, prints a table and writes
-``bench/results/<timestamp>.json``.
+``bench/results/<timestamp>.json``. S1 and S3 run beside their peers in the same run, runs
+alternating (jetwork, thin loop, Celery, jetwork, ...), and print jetwork's ratio to each with
+its target: the thin loop (``bench/thin_loop.py``, the thinnest event-sourced loop on the same
+kind of nats-server, its own processes) and Celery + Redis (``bench/celery_peer.py``, when
+redis-server and celery are installed; otherwise one line says how to enable it).
 
-  s0     raw nats-py ceiling (sync publish, pipelined publish, fetch+ack) and the event store
-  s1     10,000 single-job workflows, no-op Python jobs, 4 worker slots (median of 3 at the
-         headline sync interval, 2m; one run at the others and in the best config)
-  s2     open-loop arrivals at 50 and 500 jobs/s: dispatch and completion latency
-  s3     one 1 → 1,000 → 1 fan-out/in, 100 chains x 10 jobs (median of 3), idle hops
-  s4     rebuild one 1,000-job workflow's state; rebuild all projections over ≥ 100k events
-  s5     10,000 open workflows: engine RSS, SIGKILL + restart, drain; a kill under load
-  logs   job logs end to end: 1,000,000 lines of one job to `jetwork logs`, lines/s
-  all    everything above (the default)
+  s0      raw nats-py ceiling (sync publish, pipelined publish, fetch+ack) and the event store
+  s1      10,000 single-job workflows, no-op Python jobs, 4 worker slots, beside the thin loop
+          and Celery (median of 3 at the headline sync interval, 2m; one run at the others, and
+          in the best config)
+  s2      open-loop arrivals at 50 and 500 jobs/s: dispatch and completion latency
+  s3      one 1 -> 1,000 -> 1 fan-out/in and 100 chains x 10 jobs beside Celery's chord and
+          chains (median of 3), idle hops
+  s4      rebuild one 1,000-job workflow's state; rebuild all projections over >= 100k events
+  s5      10,000 open workflows: engine RSS, SIGKILL + restart, drain; a kill under load
+  logs    job logs end to end: 1,000,000 lines of one job to `jetwork logs`, lines/s
   gateway HTTP workers through the gateway beside the native worker (no engine), /healthz
-  worker the worker side alone (no engine: jobs queued and dispatched by the driver)
-  store  the event store micro-benchmark alone (as before)
+  cluster S1 (5,000 jobs) on the 3-node R3 cluster of nats/cluster/ with 1, then 2 engine
+          processes; CPU per job of every process
+  all     everything above (the default)
+  worker  the worker side alone (no engine: jobs queued and dispatched by the driver)
+  store   the event store micro-benchmark alone (as before)
+
+--quick shrinks every size (2,000 jobs, one run each, no shell jobs or best config, short S2,
+a 300-wide fan-out, 1,000 cluster jobs) to check in a minute or two that everything works;
+its figures are rougher (shorter runs, less warm).
 """
 
 from __future__ import annotations
@@ -25,13 +37,28 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import gateway, logs, recovery, store_micro, throughput, worker_only
+from bench import gateway, logs, recovery, scale_out, side_by_side, store_micro, throughput, worker_only
 from bench.common import NOOP, SHELL_TRUE, Deployment, WorkerSpec, deployment, run_batch
 from bench.procstat import load_average
 from bench.report import RESULTS_DIR, Result, median_of, save, table
+from bench.side_by_side import Peers
 from sdk.runtime import run_service
 
-SCENARIOS = ("all", "s0", "s1", "s2", "s3", "s4", "s5", "gateway", "logs", "worker", "store")
+SCENARIOS = (
+    "all", "s0", "s1", "s2", "s3", "s4", "s5", "gateway", "logs", "cluster", "worker", "store",
+)  # fmt: skip
+# --quick: these sizes replace the defaults (flags given explicitly are kept).
+QUICK: dict[str, Any] = {
+    "jobs": 2_000,
+    "repeats": 1,
+    "shell": 0,
+    "best": "",
+    "width": 300,
+    "seconds": 3.0,
+    "count": 1_000,
+    "gateway_jobs": 1_000,
+    "cluster_jobs": 1_000,
+}
 
 
 def _options() -> argparse.Namespace:
@@ -59,7 +86,10 @@ def _options() -> argparse.Namespace:
         "the other sync intervals and the best config get --side-repeats",
     )
     parser.add_argument(
-        "--side-repeats", type=int, default=1, help="runs of the other S1 figures (median)"
+        "--side-repeats",
+        type=int,
+        default=1,
+        help="runs of the other S1 figures: other sync intervals, best config, cluster (median)",
     )
     parser.add_argument("--slots", type=int, default=4, help="worker slots (S1-S3)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (S1-S3)")
@@ -77,6 +107,17 @@ def _options() -> argparse.Namespace:
     parser.add_argument(
         "--log-lines", type=int, default=1_000_000, help="L: lines of the `seq` job (the loop: 1/5)"
     )
+    parser.add_argument(
+        "--cluster-jobs", type=int, default=5_000, help="cluster: S1 workflows per run"
+    )
+    parser.add_argument(
+        "--no-peers",
+        action="store_true",
+        help="S1/S3 without the thin loop and Celery beside them (jetwork alone)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes, one run each: a check in 1-2 minutes"
+    )
     parser.add_argument("--log-level", default="info", help="roles' log level")
     parser.add_argument("--profile", action="store_true", help="pyinstrument in every role")
     parser.add_argument(
@@ -86,7 +127,12 @@ def _options() -> argparse.Namespace:
         metavar="SECONDS",
         help="sample every role with py-spy during the first measured S1 run",
     )
-    return parser.parse_args()
+    options = parser.parse_args()
+    if options.quick:
+        for key, value in QUICK.items():
+            if getattr(options, key) == parser.get_default(key):
+                setattr(options, key, value)
+    return options
 
 
 def _workers(options: argparse.Namespace, slots: int | None = None) -> list[WorkerSpec]:
@@ -128,15 +174,18 @@ def _s1_repeats(options: argparse.Namespace, sync: str) -> int:
     return options.repeats if sync == options.headline_sync else options.side_repeats
 
 
-async def s1(options: argparse.Namespace, sync: str, dep: Deployment) -> list[Result]:
+async def s1(options: argparse.Namespace, sync: str, dep: Deployment, peers: Peers) -> list[Result]:
     slots = f"{options.workers} worker x {options.slots // options.workers} slots"
-    runs = [
-        await throughput.independent(
-            dep, NOOP, options.jobs, variant=f"{options.jobs:,} no-op jobs, {slots}, sync {sync}"
-        )
-        for _ in range(_s1_repeats(options, sync))
-    ]
-    results = [median_of(runs, "jobs/s")]
+    headline = sync == options.headline_sync
+    results = await side_by_side.s1(
+        dep,
+        peers,
+        jobs=options.jobs,
+        repeats=_s1_repeats(options, sync),
+        variant=f"{options.jobs:,} no-op jobs, {slots}, sync {sync}",
+        thin=headline,
+        celery_target=side_by_side.S1_CELERY if headline else side_by_side.S1_CELERY_ALWAYS,
+    )
     if options.shell:
         results.append(
             await throughput.independent(
@@ -168,11 +217,8 @@ async def s2(options: argparse.Namespace, dep: Deployment) -> list[Result]:
     ]
 
 
-async def s3(options: argparse.Namespace, dep: Deployment) -> list[Result]:
-    fan = [await throughput.fan_out_in(dep, options.width) for _ in range(options.repeats)]
-    chains = [await throughput.chains(dep, 100, 10) for _ in range(options.repeats)]
-    idle = await throughput.idle_hops(dep, runs=10)
-    return [median_of(fan, "jobs/s"), median_of(chains, "jobs/s"), idle]
+async def s3(options: argparse.Namespace, dep: Deployment, peers: Peers) -> list[Result]:
+    return await side_by_side.s3(dep, peers, width=options.width, repeats=options.repeats)
 
 
 async def s4(options: argparse.Namespace, dep: Deployment) -> list[Result]:
@@ -214,36 +260,49 @@ async def _main(options: argparse.Namespace) -> list[Result]:
     if want("s0"):
         await group("S0 ceiling", lambda: s0(options, sorted(set(s1_syncs) | {options.sync})))
     needs_main = [name for name in ("s1", "s2", "s3", "s4") if want(name)]
-    if needs_main:
-        async with deployment(
-            sync_interval=options.sync,
-            workers=_workers(options),
-            role_args=_role_args(options, "main"),
-        ) as dep:
-            await _warm_up(dep)
-            dep.profile_seconds = options.py_spy
-            dep.profile_dir = RESULTS_DIR / time.strftime("pyspy-%Y%m%d-%H%M%S")
-            if want("s1"):
-                await group(f"S1 sync {options.sync}", lambda: s1(options, options.sync, dep))
-            if want("s3"):
-                await group("S3 DAG", lambda: s3(options, dep))
-            if want("s2"):
-                await group("S2 latency", lambda: s2(options, dep))
-            if want("s4"):
-                await group("S4 replay", lambda: s4(options, dep))
-    if want("s1"):
-        for sync in s1_syncs:
-            if sync == options.sync:
-                continue
-            await group(f"S1 sync {sync}", lambda sync=sync: _s1_alone(options, sync))  # type: ignore[misc]
-        if options.best:
-            await group("S1 best config", lambda: s1_best(options, options.sync))
+    with_peers = not options.no_peers and (want("s1") or want("s3"))
+    async with side_by_side.peers(
+        sync_interval=options.headline_sync,
+        thin=with_peers and want("s1"),
+        celery=with_peers,
+    ) as peers:
+        if needs_main:
+            async with deployment(
+                sync_interval=options.sync,
+                workers=_workers(options),
+                role_args=_role_args(options, "main"),
+            ) as dep:
+                await _warm_up(dep)
+                dep.profile_seconds = options.py_spy
+                dep.profile_dir = RESULTS_DIR / time.strftime("pyspy-%Y%m%d-%H%M%S")
+                if want("s1"):
+                    await group(
+                        f"S1 sync {options.sync}", lambda: s1(options, options.sync, dep, peers)
+                    )
+                if want("s3"):
+                    await group("S3 DAG", lambda: s3(options, dep, peers))
+                if want("s2"):
+                    await group("S2 latency", lambda: s2(options, dep))
+                if want("s4"):
+                    await group("S4 replay", lambda: s4(options, dep))
+        if want("s1"):
+            for sync in s1_syncs:
+                if sync == options.sync:
+                    continue
+                await group(
+                    f"S1 sync {sync}",
+                    lambda sync=sync: _s1_alone(options, sync, peers),  # type: ignore[misc]
+                )
+    if want("s1") and options.best:
+        await group("S1 best config", lambda: s1_best(options, options.sync))
     if want("s5"):
         await group("S5 scale", lambda: s5(options))
     if want("gateway"):
         await group("G HTTP gateway", lambda: gateway_side(options))
     if want("logs"):
         await group("L logs", lambda: log_rates(options))
+    if want("cluster"):
+        await group("S1 on the 3-node R3 cluster", lambda: cluster_side(options))
     if chosen == "worker":
         await group("W worker side", lambda: worker_side(options))
     if chosen == "store":
@@ -262,6 +321,16 @@ async def log_rates(options: argparse.Namespace) -> list[Result]:
             await logs.log_rate(dep, options.log_lines, writer="seq"),
             await logs.log_rate(dep, max(1, options.log_lines // 5), writer="loop"),
         ]
+
+
+async def cluster_side(options: argparse.Namespace) -> list[Result]:
+    return await scale_out.s1(
+        sync=options.sync,
+        jobs=options.cluster_jobs,
+        repeats=options.side_repeats,
+        workers=_workers(options),
+        role_args=_role_args(options, "cluster"),
+    )
 
 
 async def worker_side(options: argparse.Namespace) -> list[Result]:
@@ -295,12 +364,12 @@ async def gateway_side(options: argparse.Namespace) -> list[Result]:
     )
 
 
-async def _s1_alone(options: argparse.Namespace, sync: str) -> list[Result]:
+async def _s1_alone(options: argparse.Namespace, sync: str, peers: Peers) -> list[Result]:
     async with deployment(
         sync_interval=sync, workers=_workers(options), role_args=_role_args(options, sync)
     ) as dep:
         await _warm_up(dep)
-        return await s1(argparse.Namespace(**{**vars(options), "shell": 0}), sync, dep)
+        return await s1(argparse.Namespace(**{**vars(options), "shell": 0}), sync, dep, peers)
 
 
 def _ceiling_notes(results: list[Result]) -> None:
@@ -340,6 +409,9 @@ def main() -> None:
     meta["load_average_end"] = round(load_average(), 2)
     print("== all results")
     print(table(results))
+    ratios = side_by_side.summary(results)
+    if ratios:
+        print(f"\n== against the peers, same run\n{ratios}")
     print(f"\nwritten to {save(results, meta)} ({meta['seconds']:.0f} s)")
 
 

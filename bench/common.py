@@ -13,13 +13,16 @@ from typing import Any, Final
 from nats.aio.client import Client as NATS
 
 from bench import profile
+from bench.cluster import cluster_servers
 from bench.driver import Batch, Driver
 from bench.procstat import Sample, load_average
 from bench.report import Result, cpu_per_1k, peak_rss
-from bench.stack import Stack
+from bench.stack import Stack, single_server
 from events import subjects
 from events.connection import NatsSettings, connect
-from events.topology import ensure_topology
+from events.topology import Topology, ensure_topology
+from projections.generations import Generations
+from projections.positions import lag
 
 QUIET_TIMEOUT: Final = 180.0
 NOOP: Final[dict[str, Any]] = {"name": "noop", "jobs": {"j": {"uses": "noop"}}}
@@ -44,7 +47,8 @@ class Deployment:
     profile_dir: Path | None = None
 
     def kind_map(self) -> dict[str, str]:
-        kinds = {"nats-server": "nats-server", "driver": "driver"}
+        kinds = dict.fromkeys(self.stack.server.pids(), "nats-server")
+        kinds["driver"] = "driver"
         kinds.update({role.name: role.kind for role in self.stack.roles})
         return kinds
 
@@ -69,14 +73,20 @@ async def deployment(
     projector: bool = True,
     engine: bool = True,
     role_args: dict[str, list[str]] | None = None,
+    cluster: bool = False,
 ) -> AsyncIterator[Deployment]:
-    """Server + engine + projector + workers, each its own process, and a connected driver."""
-    stack = Stack(sync_interval=sync_interval)
+    """Server + engine + projector + workers, each its own process, and a connected driver.
+
+    ``cluster``: on the 3-node cluster of ``nats/cluster/``, streams and buckets with 3 replicas.
+    """
+    stack = Stack(
+        sync_interval=sync_interval, servers=cluster_servers if cluster else single_server
+    )
     nc: NATS | None = None
     extra = role_args or {}
     try:
         nc = await connect(NatsSettings(url=stack.url, name="driver"))
-        await ensure_topology(nc.jetstream())
+        await ensure_topology(nc.jetstream(), Topology(replicas=3 if cluster else 1))
         if engine:
             await stack.spawn("engine", "engine", *extra.get("engine", []))
         if projector:
@@ -101,20 +111,32 @@ async def deployment(
 
 
 async def quiesce(nc: NATS, *, timeout: float = QUIET_TIMEOUT) -> float:
-    """Wait until the engine's and the projectors' consumers hold nothing; returns when (epoch)."""
+    """Wait until the engines' consumers hold nothing and the projectors' stored positions cover
+    every event (they read without acks: their position is how far they got); returns when
+    (epoch)."""
     js = nc.jetstream()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         busy = 0
         for stream in (subjects.EVENTS_STREAM, subjects.COMMANDS_STREAM):
             for info in await js.consumers_info(stream):
-                name = info.name or ""
-                if name.startswith(("engine-", "projector-")):
+                if (info.name or "").startswith("engine-"):
                     busy += int(info.num_pending or 0) + int(info.num_ack_pending or 0)
         if busy == 0:
-            return time.time()
+            break
         await asyncio.sleep(0.05)
-    raise TimeoutError(f"the engine and projector did not catch up within {timeout:.0f}s")
+    else:
+        raise TimeoutError(f"the engines did not catch up within {timeout:.0f}s")
+    generations = Generations(nc)
+    try:
+        generation = (await generations.current()).generation
+    finally:
+        await generations.close()
+    while time.monotonic() < deadline:
+        if not await lag(nc, generation):
+            return time.time()
+        await asyncio.sleep(0.1)
+    raise TimeoutError(f"the projector did not catch up within {timeout:.0f}s")
 
 
 @dataclass
@@ -146,9 +168,13 @@ class Window:
         self.after = self.dep.samples()
         self.msgs_after = self.dep.stack.server.messages_by_client()
 
-    def fill(self, result: Result, jobs: int) -> Result:
+    def fill(self, result: Result, jobs: int, *, by_process: bool = False) -> Result:
+        """The window's figures into ``result``; ``by_process`` also per process, by name."""
         kinds = self.dep.kind_map()
         result.cpu_per_1k_jobs = cpu_per_1k(self.before, self.after, kinds, jobs)
+        if by_process:
+            names = {name: name for name in self.after}
+            result.cpu_per_1k_by_process = cpu_per_1k(self.before, self.after, names, jobs)
         result.peak_rss_mb = peak_rss(self.after, kinds)
         sent: dict[str, float] = {}
         for name, (out, _) in self.msgs_after.items():

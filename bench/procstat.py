@@ -44,3 +44,34 @@ def sample(pid: int) -> Sample:
 def load_average() -> float:
     """The 1-minute load average (the machine is shared: say how busy it was)."""
     return os.getloadavg()[0]
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below ``pid`` (children, their children, ...), from ``/proc``."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read().decode()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])  # field 4: ppid
+        parents.setdefault(parent, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        children = parents.get(todo.pop(), [])
+        found.extend(children)
+        todo.extend(children)
+    return found
+
+
+def tree_sample(pid: int) -> Sample:
+    """CPU of ``pid`` and every live process below it, summed; memory of the largest."""
+    samples = [sample(p) for p in (pid, *descendants(pid))]
+    return Sample(
+        sum(s.cpu for s in samples),
+        max((s.rss for s in samples), default=0),
+        max((s.hwm for s in samples), default=0),
+    )

@@ -26,6 +26,7 @@ class Result:
     figures: dict[str, float] = field(default_factory=dict)  # "jobs/s", "ms", "events/s" ...
     latency_ms: dict[str, dict[str, float]] = field(default_factory=dict)
     cpu_per_1k_jobs: dict[str, float] = field(default_factory=dict)  # CPU-seconds by kind
+    cpu_per_1k_by_process: dict[str, float] = field(default_factory=dict)  # by process name
     peak_rss_mb: dict[str, float] = field(default_factory=dict)  # by kind (largest process)
     messages_per_job: dict[str, float] = field(default_factory=dict)  # sent to NATS, by kind
     notes: list[str] = field(default_factory=list)
@@ -114,6 +115,12 @@ def table(results: Sequence[Result]) -> str:
                     f"{'':8}{name:<46} p50 {lat['p50']:>8.2f}  p99 {lat['p99']:>8.2f}  "
                     f"p99.9 {lat['p99.9']:>8.2f}  max {lat['max']:>8.2f} ms  (n={lat['n']:.0f})"
                 )
+        if cpu:
+            extra = "".join(f"  {k} {v:.2f}" for k, v in cpu.items() if k not in KINDS)
+            lines.append(f"{'':8}CPU ms per job, all processes: {sum(cpu.values()):.2f}{extra}")
+        if r.cpu_per_1k_by_process:
+            each = "  ".join(f"{k} {v:.2f}" for k, v in r.cpu_per_1k_by_process.items())
+            lines.append(f"{'':8}CPU ms per job by process: {each}")
         others = {k: v for k, v in r.figures.items() if k != _main_key(r)}
         if others:
             lines.append(f"{'':8}" + "  ".join(f"{k} {v:,.2f}" for k, v in others.items()))

