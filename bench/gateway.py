@@ -1,7 +1,7 @@
 """G: HTTP workers through the gateway beside the NATS-native worker, in the same run.
 
-No engine, as in W: the driver queues no-op jobs (``JobQueued`` appended, then dispatched with
-the claim hint, as the engine does for attempt 1) and workers drain them.
+No engine, as in W: the driver queues no-op jobs (``JobQueued`` appended to each job actor: the
+event is the dispatch, as when the engine queues attempt 1) and workers drain them.
 
 - native: one ``jetwork`` worker process with ``--slots`` (8) no-op Python handler slots;
 - HTTP: the gateway (``python -m bench.roles gateway``, its own process) and ``--slots`` plain
@@ -40,13 +40,12 @@ async def compare(*, sync: str, jobs: int, slots: int, repeats: int) -> list[Res
     async with deployment(
         sync_interval=sync, workers=[WorkerSpec("w1", slots)], engine=False, projector=False
     ) as dep:
-        await drain(dep, 1_000, variant="warm-up", hint=True)
+        await drain(dep, 1_000, variant="warm-up")
         runs = [
             await drain(
                 dep,
                 jobs,
                 variant=f"native worker, 1 process x {slots} slots, {jobs:,} no-op jobs",
-                hint=True,
                 scenario="G",
             )
             for _ in range(repeats)
@@ -59,7 +58,7 @@ async def compare(*, sync: str, jobs: int, slots: int, repeats: int) -> list[Res
         results.append(await _health(url, slots))
         stats_file = dep.stack.dir / "http-workers.json"
         workers = await _spawn_http_workers(dep, url, slots, stats_file)
-        await drain(dep, 1_000, variant="warm-up", hint=True, spec=NOOP_RUN)
+        await drain(dep, 1_000, variant="warm-up", spec=NOOP_RUN)
         runs = []
         for _ in range(repeats):
             await _stats(workers, stats_file)  # forget the warm-up's (or the last run's)
@@ -68,7 +67,6 @@ async def compare(*, sync: str, jobs: int, slots: int, repeats: int) -> list[Res
                 dep,
                 jobs,
                 variant=f"gateway, {slots} plain HTTP workers, {jobs:,} no-op jobs",
-                hint=True,
                 spec=NOOP_RUN,
                 scenario="G",
                 began_at=began,

@@ -121,8 +121,11 @@ async def open_workflows(dep: Deployment, count: int) -> list[Result]:
     # The server drops a dead client's pull requests a moment after its socket closes; a command
     # published before that is handed to the dead engine and waits for the ack_wait (30 s), which
     # measures the crash, not the restart (seen once). Submit once they are gone.
-    await _pull_requests_gone(dep, subjects.COMMANDS_STREAM, "engine-commands")
-    probe = dep.driver.expect([f"{prefix}-probe"])
+    probe_id = f"{prefix}-probe"
+    await _pull_requests_gone(
+        dep, subjects.COMMANDS_STREAM, f"engine-p{subjects.partition_of(probe_id)}-cmd"
+    )
+    probe = dep.driver.expect([probe_id])
     await dep.driver.submit(probe, NOOP)
     spawned = time.time()
     await dep.stack.spawn("engine", "engine")
@@ -137,6 +140,7 @@ async def open_workflows(dep: Deployment, count: int) -> list[Result]:
             "process start → ready (s)": round(ready - spawned, 2),
             "start → a new workflow done (s)": round(processed - spawned, 2),
         },
+        notes=["the new engine takes the partitions once the killed one's leases expire (4 s)"],
     )
 
     drain_window = Window(dep).open()

@@ -40,20 +40,31 @@ async def queue_jobs(dep: Deployment, ids: list[str], spec: JobSpec) -> None:
     await asyncio.gather(*(one(event) for event in queued))
 
 
-async def drain(dep: Deployment, count: int, *, variant: str) -> Result:
-    """Queue ``count`` no-op jobs and time the worker(s) draining them."""
+async def drain(
+    dep: Deployment,
+    count: int,
+    *,
+    variant: str,
+    spec: JobSpec | None = None,
+    scenario: str = "W",
+    began_at: list[float] | None = None,
+) -> Result:
+    """Queue ``count`` no-op jobs and time the worker(s) draining them; ``began_at`` receives
+    when the timing started (the first append)."""
     prefix = dep.next_prefix("wo")
     ids = [f"{prefix}-{i}" for i in range(count)]
     batch = dep.driver.expect(ids, jobs=count)
     window = Window(dep).open()
     began = time.time()
-    await queue_jobs(dep, ids, JobSpec(uses="noop"))
+    if began_at is not None:
+        began_at.append(began)
+    await queue_jobs(dep, ids, spec or JobSpec(uses="noop"))
     await asyncio.wait_for(batch.jobs_done.wait(), 600)
     ended = max(batch.jobs_seen.values())
     await asyncio.sleep(0.5)  # the last acks and heartbeats
     window.close()
     result = Result(
-        "W",
+        scenario,
         variant,
         figures={"jobs/s": round(count / (ended - began), 1), "seconds": round(ended - began, 2)},
     )
