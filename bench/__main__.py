@@ -26,8 +26,8 @@ redis-server and celery are installed; otherwise one line says how to enable it)
   store   the event store micro-benchmark alone (as before)
 
 --quick shrinks every size (2,000 jobs, one run each, no shell jobs or best config, short S2,
-a 300-wide fan-out, 1,000 cluster jobs) to check in a minute or two that everything works;
-its figures are rougher (shorter runs, less warm).
+a 300-wide fan-out, a 20,000-event rebuild, 1,000 cluster jobs) to check in two or three
+minutes that everything works; its figures are rougher (shorter runs, less warm).
 """
 
 from __future__ import annotations
@@ -37,102 +37,24 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from bench import gateway, logs, recovery, scale_out, side_by_side, store_micro, throughput, worker_only
+from bench import (
+    gateway,
+    logs,
+    recovery,
+    scale_out,
+    side_by_side,
+    store_micro,
+    throughput,
+    worker_only,
+)
+from bench import (
+    options as command_line,
+)
 from bench.common import NOOP, SHELL_TRUE, Deployment, WorkerSpec, deployment, run_batch
 from bench.procstat import load_average
 from bench.report import RESULTS_DIR, Result, median_of, save, table
 from bench.side_by_side import Peers
 from sdk.runtime import run_service
-
-SCENARIOS = (
-    "all", "s0", "s1", "s2", "s3", "s4", "s5", "gateway", "logs", "cluster", "worker", "store",
-)  # fmt: skip
-# --quick: these sizes replace the defaults (flags given explicitly are kept).
-QUICK: dict[str, Any] = {
-    "jobs": 2_000,
-    "repeats": 1,
-    "shell": 0,
-    "best": "",
-    "width": 300,
-    "seconds": 3.0,
-    "count": 1_000,
-    "gateway_jobs": 1_000,
-    "cluster_jobs": 1_000,
-}
-
-
-def _options() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m bench",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("scenario", nargs="?", default="all", choices=SCENARIOS)
-    parser.add_argument(
-        "--sync",
-        default="2m",
-        help="nats-server sync_interval of S2-S5 and of the first S1 figure (the peers run "
-        "without an fsync per write either; S1 also runs at `always`, the embedded default)",
-    )
-    parser.add_argument(
-        "--s1-sync", default="2m,always", help="sync intervals S1 runs at (comma-separated)"
-    )
-    parser.add_argument("--jobs", type=int, default=10_000, help="S1/S5 workflows per run")
-    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median)")
-    parser.add_argument(
-        "--headline-sync",
-        default="2m",
-        help="the S1 sync interval compared with the target: it gets --repeats runs; S1 at "
-        "the other sync intervals and the best config get --side-repeats",
-    )
-    parser.add_argument(
-        "--side-repeats",
-        type=int,
-        default=1,
-        help="runs of the other S1 figures: other sync intervals, best config, cluster (median)",
-    )
-    parser.add_argument("--slots", type=int, default=4, help="worker slots (S1-S3)")
-    parser.add_argument("--workers", type=int, default=1, help="worker processes (S1-S3)")
-    parser.add_argument("--shell", type=int, default=1_000, help="S1 shell `true` jobs (0: none)")
-    parser.add_argument(
-        "--best", default="2x64", help="S1 'best config' workers x slots ('' to skip)"
-    )
-    parser.add_argument("--width", type=int, default=1_000, help="S3 fan-out width")
-    parser.add_argument("--rates", default="50,500", help="S2 arrival rates (jobs/s)")
-    parser.add_argument("--seconds", type=float, default=10.0, help="S2 seconds per rate")
-    parser.add_argument("--count", type=int, default=3_000, help="S0 operations per run")
-    parser.add_argument("--gateway-workers", type=int, default=8, help="G: HTTP workers/slots")
-    parser.add_argument("--gateway-jobs", type=int, default=5_000, help="G: jobs per run")
-    parser.add_argument("--gateway-repeats", type=int, default=1, help="G: runs per figure")
-    parser.add_argument(
-        "--log-lines", type=int, default=1_000_000, help="L: lines of the `seq` job (the loop: 1/5)"
-    )
-    parser.add_argument(
-        "--cluster-jobs", type=int, default=5_000, help="cluster: S1 workflows per run"
-    )
-    parser.add_argument(
-        "--no-peers",
-        action="store_true",
-        help="S1/S3 without the thin loop and Celery beside them (jetwork alone)",
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="small sizes, one run each: a check in 1-2 minutes"
-    )
-    parser.add_argument("--log-level", default="info", help="roles' log level")
-    parser.add_argument("--profile", action="store_true", help="pyinstrument in every role")
-    parser.add_argument(
-        "--py-spy",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="sample every role with py-spy during the first measured S1 run",
-    )
-    options = parser.parse_args()
-    if options.quick:
-        for key, value in QUICK.items():
-            if getattr(options, key) == parser.get_default(key):
-                setattr(options, key, value)
-    return options
 
 
 def _workers(options: argparse.Namespace, slots: int | None = None) -> list[WorkerSpec]:
@@ -225,7 +147,7 @@ async def s4(options: argparse.Namespace, dep: Deployment) -> list[Result]:
     batch, _ = await run_batch(dep, throughput.fan_out(options.width), 1, what="s4wf")
     return [
         await recovery.replay_workflow(dep, batch.ids[0]),
-        await recovery.rebuild_projections(dep),
+        await recovery.rebuild_projections(dep, at_least=options.rebuild_events),
     ]
 
 
@@ -393,7 +315,7 @@ def _ceiling_notes(results: list[Result]) -> None:
 
 
 def main() -> None:
-    options = _options()
+    options = command_line.parse(__doc__)
     began = time.monotonic()
     meta: dict[str, Any] = {
         "argv": vars(options),
