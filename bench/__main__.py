@@ -93,7 +93,7 @@ async def s0(options: argparse.Namespace, syncs: list[str]) -> list[Result]:
 
 
 def _s1_repeats(options: argparse.Namespace, sync: str) -> int:
-    return options.repeats if sync == options.headline_sync else options.side_repeats
+    return int(options.repeats if sync == options.headline_sync else options.side_repeats)
 
 
 async def s1(options: argparse.Namespace, sync: str, dep: Deployment, peers: Peers) -> list[Result]:
