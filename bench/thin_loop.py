@@ -41,7 +41,19 @@ from bench.stack import Stack
 
 IN_FLIGHT: Final = 256
 RUN_SUBJECT: Final = "thin.run"
-RUN_TIMEOUT: Final = 600.0
+RUN_TIMEOUT: Final = 180.0
+WATCHDOG: Final = 1.5  # seconds a fetch(timeout=1) may take before it is given up
+
+
+async def _fetch(sub: Any) -> list[Msg]:
+    """``fetch(256)`` as the calibration does, behind a watchdog: between runs the loops idle,
+    and an idle nats-py fetch loop was seen to stall for good (no pull request left on the
+    server, the fetch never returning), which the calibration, never idle, does not meet."""
+    try:
+        msgs: list[Msg] = await asyncio.wait_for(sub.fetch(IN_FLIGHT, timeout=1), WATCHDOG)
+    except (NatsTimeoutError, TimeoutError):
+        return []
+    return msgs
 
 
 def _cas(seq: int, filter_subject: str, msg_id: str) -> dict[str, str]:
@@ -75,10 +87,7 @@ async def _engine_run(js: JetStreamContext, sub: Any, prefix: str, count: int) -
     async def react() -> None:
         completed = 0
         while completed < count:
-            try:
-                msgs = await sub.fetch(IN_FLIGHT, timeout=1)
-            except NatsTimeoutError:
-                continue
+            msgs = await _fetch(sub)
 
             async def one(m: Msg) -> None:
                 wf = orjson.loads(m.data)["wf"]
@@ -149,10 +158,7 @@ async def _worker(nc: NATS) -> None:
 
     async def pull() -> None:
         while True:
-            try:
-                msgs = await sub.fetch(IN_FLIGHT, timeout=1)
-            except NatsTimeoutError:
-                continue
+            msgs = await _fetch(sub)
             await asyncio.gather(*(one(m) for m in msgs))
 
     pulling = asyncio.create_task(pull())
@@ -211,11 +217,17 @@ class ThinLoop:
         stack = self._stack
         self._runs += 1
         before, msgs_before = self._samples(), stack.server.messages_by_client()
-        reply = await self._nc.request(
-            RUN_SUBJECT,
-            orjson.dumps({"prefix": f"r{self._runs}", "count": count}),
-            timeout=RUN_TIMEOUT,
-        )
+        try:
+            reply = await self._nc.request(
+                RUN_SUBJECT,
+                orjson.dumps({"prefix": f"r{self._runs}", "count": count}),
+                timeout=RUN_TIMEOUT,
+            )
+        except NatsTimeoutError:
+            raise RuntimeError(
+                f"the thin loop's run of {count:,} jobs did not end within {RUN_TIMEOUT:.0f}s "
+                f"(logs: {stack.dir})"
+            ) from None
         after, msgs_after = self._samples(), stack.server.messages_by_client()
         seconds = float(orjson.loads(reply.data)["seconds"])
         kinds = {"nats-server": "nats-server", "thin-engine": "engine", "thin-worker": "worker"}
