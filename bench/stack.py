@@ -184,7 +184,7 @@ class Stack:
         servers: Callable[[Path, str], Servers] = single_server,
     ) -> None:
         self.sync_interval = sync_interval
-        self._keep = keep
+        self.keep = keep  # leave the directory (logs, store) behind on close
         self.dir = Path(tempfile.mkdtemp(prefix="jetwork-bench-"))
         try:
             self.server = servers(self.dir, sync_interval)
@@ -246,5 +246,5 @@ class Stack:
         await asyncio.gather(*(role.stop() for role in self.roles), return_exceptions=True)
         self.roles.clear()
         self.server.stop()
-        if not self._keep:
+        if not self.keep:
             shutil.rmtree(self.dir, ignore_errors=True)

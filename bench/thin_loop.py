@@ -224,6 +224,7 @@ class ThinLoop:
                 timeout=RUN_TIMEOUT,
             )
         except NatsTimeoutError:
+            stack.keep = True
             raise RuntimeError(
                 f"the thin loop's run of {count:,} jobs did not end within {RUN_TIMEOUT:.0f}s "
                 f"(logs: {stack.dir})"
