@@ -41,7 +41,7 @@ $(PEERS): $(STAMP)
 bench: $(PEERS)
 	$(BIN)/python -m bench
 
-# Everything at small sizes, one run each (~2 minutes): checks that the benchmark works.
+# Everything at small sizes, one run each (2-3 minutes): checks that the benchmark works.
 bench-quick: $(PEERS)
 	$(BIN)/python -m bench --quick
 

@@ -59,16 +59,32 @@ async def peers(*, sync_interval: str, thin: bool, celery: bool) -> AsyncIterato
         yield found
 
 
-def compare(ours: Result, theirs: Result, *, name: str, target: float, share: bool) -> None:
-    """Note ``ours`` ÷ ``theirs`` (jobs/s) on ``ours``, with the target and whether it is met."""
+def compare(
+    ours: Result,
+    theirs: Result,
+    *,
+    name: str,
+    target: float,
+    share: bool,
+    pairs: list[tuple[Result, Result]] | None = None,
+) -> None:
+    """Note ``ours`` ÷ ``theirs`` (jobs/s, the medians) on ``ours``, with the target and whether
+    it is met; with several alternating ``pairs``, each pair's ratio too (the load drifts)."""
     ratio = ours.figures["jobs/s"] / theirs.figures["jobs/s"]
     ours.figures[f"÷ {name}"] = round(ratio, 3)
-    said = f"{ratio:.0%} of" if share else f"{ratio:.2f}x"
+
+    def said(value: float) -> str:
+        return f"{value:.0%}" if share else f"{value:.2f}x"
+
     wanted = f"≥ {target:.0%}" if share else f"≥ {target:g}x"
     verdict = "met" if ratio >= target else "not met"
+    each = ""
+    if pairs and len(pairs) > 1:
+        ratios = [a.figures["jobs/s"] / b.figures["jobs/s"] for a, b in pairs]
+        each = f"; run by run {', '.join(said(r) for r in ratios)}"
     ours.notes.append(
-        f"{RATIO}{said} {name} ({theirs.figures['jobs/s']:,.0f} jobs/s in the same run); "
-        f"target {wanted}: {verdict}"
+        f"{RATIO}{said(ratio)}{' of' if share else ''} {name} ({theirs.figures['jobs/s']:,.0f} "
+        f"jobs/s in the same run{each}); target {wanted}: {verdict}"
     )
 
 
@@ -100,10 +116,24 @@ async def s1(
     results = [result]
     if thins:
         results.append(_median(thins))
-        compare(result, results[-1], name="the thin loop", target=S1_THIN_SHARE, share=True)
+        compare(
+            result,
+            results[-1],
+            name="the thin loop",
+            target=S1_THIN_SHARE,
+            share=True,
+            pairs=list(zip(ours, thins, strict=True)),
+        )
     if celeries:
         results.append(_median(celeries))
-        compare(result, results[-1], name="Celery", target=celery_target, share=False)
+        compare(
+            result,
+            results[-1],
+            name="Celery",
+            target=celery_target,
+            share=False,
+            pairs=list(zip(ours, celeries, strict=True)),
+        )
     elif found.missing:
         result.notes.append(found.missing)
     return results
@@ -127,10 +157,24 @@ async def s3(dep: Deployment, found: Peers, *, width: int, repeats: int) -> list
     results = [fan, chain]
     if chords:
         results.insert(1, _median(chords))
-        compare(fan, results[1], name="Celery's chord", target=FAN_OUT_CELERY, share=False)
+        compare(
+            fan,
+            results[1],
+            name="Celery's chord",
+            target=FAN_OUT_CELERY,
+            share=False,
+            pairs=list(zip(fans, chords, strict=True)),
+        )
     if celery_chains:
         results.append(_median(celery_chains))
-        compare(chain, results[-1], name="Celery's chains", target=CHAINS_CELERY, share=False)
+        compare(
+            chain,
+            results[-1],
+            name="Celery's chains",
+            target=CHAINS_CELERY,
+            share=False,
+            pairs=list(zip(chains, celery_chains, strict=True)),
+        )
     if found.missing:
         fan.notes.append(found.missing)
     results.append(await throughput.idle_hops(dep, runs=10))
