@@ -26,8 +26,8 @@ redis-server and celery are installed; otherwise one line says how to enable it)
   store   the event store micro-benchmark alone (as before)
 
 --quick shrinks every size (2,000 jobs, one run each, no shell jobs or best config, short S2,
-a 300-wide fan-out, a 20,000-event rebuild, 1,000 cluster jobs) to check in two or three
-minutes that everything works; its figures are rougher (shorter runs, less warm).
+a 300-wide fan-out, a 20,000-event rebuild, 100,000 log lines, 1,000 cluster jobs) to check in
+two or three minutes that everything works; its figures are rougher (shorter runs, less warm).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ QUICK: dict[str, Any] = {
     "gateway_jobs": 1_000,
     "cluster_jobs": 1_000,
     "rebuild_events": 20_000,
+    "log_lines": 100_000,
 }
 
 
