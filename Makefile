@@ -22,8 +22,29 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest -q
+
+# The browser tests (tests/integration/test_ui.py) drive Debian's chromium; as root this installs
+# it, otherwise it says how. They fail, never skip, without it.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "the browser tests need chromium: sudo apt-get install -y chromium" >&2; exit 1; \
+	  fi; }
+
+# The web UI: ui/ (package.json, package-lock.json) built into gateway/static/, which is
+# committed so that pip install brings the UI without Node. Rebuild after changing ui/src.
+ui:
+	cd ui && npm ci --no-audit --no-fund && npm run build
+
+# The committed build is what the sources and the lock file make (the build is reproducible).
+ui-check: ui
+	git diff --exit-code --stat -- gateway/static
+	test -z "$$(git status --porcelain -- gateway/static)"
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not cluster"
@@ -51,4 +72,4 @@ chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos --workflows 500 --seconds 300
 
 clean:
-	rm -rf $(VENV) .jetwork .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .jetwork .pytest_cache .mypy_cache .ruff_cache tests/artifacts ui/node_modules
