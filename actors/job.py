@@ -263,18 +263,7 @@ def _requeue(state: JobState, cmd: RequeueJob) -> list[JobEvent]:
     attempt = state.attempt + 1
     if state.status is not JobStatus.RETRYING or cmd.attempt not in (None, attempt):
         return []  # a stale or duplicate retry timer
-    return [
-        JobQueued(
-            **state.ids,
-            attempt=attempt,
-            spec=state.spec,
-            retry=state.retry,
-            on_failure=state.on_failure,
-            queued_at=cmd.now,
-            prior_epoch=state.epoch,
-            dispatch_timeout=state.dispatch_timeout,
-        )
-    ]
+    return [_queued_again(state, attempt, cmd.now)]
 
 
 def _expire_lease(state: JobState, cmd: ExpireLease) -> list[JobEvent]:
@@ -282,18 +271,22 @@ def _expire_lease(state: JobState, cmd: ExpireLease) -> list[JobEvent]:
     result is rejected, as any stale epoch's). [] when that lease has ended already."""
     if not _holds_lease(state, cmd.epoch):
         return []
-    return [
-        JobQueued(
-            **state.ids,
-            attempt=state.attempt,
-            spec=state.spec,
-            retry=state.retry,
-            on_failure=state.on_failure,
-            queued_at=cmd.now,
-            prior_epoch=state.epoch,
-            dispatch_timeout=state.dispatch_timeout,
-        )
-    ]
+    return [_queued_again(state, state.attempt, cmd.now)]
+
+
+def _queued_again(state: JobState, attempt: int, now: datetime) -> JobQueued:
+    """``attempt`` queued (again) as the job was defined, recording the last epoch granted so
+    that the next claim, decided from this event alone, takes the epoch after it."""
+    return JobQueued(
+        **state.ids,
+        attempt=attempt,
+        spec=state.spec,
+        retry=state.retry,
+        on_failure=state.on_failure,
+        queued_at=now,
+        prior_epoch=state.epoch,
+        dispatch_timeout=state.dispatch_timeout,
+    )
 
 
 def _cancel(state: JobState, cmd: CancelJob) -> list[JobEvent]:
