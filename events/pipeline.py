@@ -54,6 +54,7 @@ class Pipeline:
         self._store = store
         self._timeout = timeout
         self._replies = Replies(nc)
+        self._in_flight: set[asyncio.Future[None]] = set()
 
     async def start(self) -> None:
         """Nothing to prepare: the reply inbox opens with the first append."""
@@ -67,6 +68,25 @@ class Pipeline:
         Never raises for one append: its future carries its sequence or its error
         (``ConcurrencyConflict``, ``StoreError`` …).
         """
+        done = asyncio.get_running_loop().create_future()
+        self._in_flight.add(done)
+        try:
+            await self._send(appends)
+        finally:
+            self._in_flight.discard(done)
+            done.set_result(None)
+
+    async def settled(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) until every send already in flight has its answers.
+
+        A partition given up is deleted from KV only after this: an append sent for it before
+        the engine stopped deciding for it must land while the lease still names the engine,
+        not after another engine may have taken the partition."""
+        waiting = list(self._in_flight)
+        if waiting:
+            await asyncio.wait(waiting, timeout=timeout)
+
+    async def _send(self, appends: list[Pending]) -> None:
         sent: list[tuple[Pending, asyncio.Future[Msg]]] = []
         slow: list[Pending] = []
         for pending in appends:

@@ -154,6 +154,9 @@ class Engine:
         self._timers.forget(keep)
         await self._inbox.shut(partition)
         self._states.give_up(partition)  # and what a batch kept while the consumers shut
+        # No new stage starts for it now (``Batch._owned``); one already sent must land before
+        # the lease's key is deleted, or it would land while another engine owns the partition.
+        await self._pipeline.settled(timeout=self._settings.lease_ttl)
 
     def _on_timer(self, timer: AnyTimer) -> None:
         self._fired.append(timer)
