@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable
+from typing import Final
 
 import structlog
 from nats.aio.msg import Msg
@@ -35,11 +36,18 @@ from actors.engine.states import absorb
 from actors.engine.timers import DispatchTimeoutTimer, JobTimeoutTimer, LeaseTimer
 from actors.workflow import WorkflowState
 from events import subjects
-from events.base import RecordedEvent
-from events.catalog import JobQueued
+from events.base import Event, RecordedEvent
+from events.catalog import (
+    JobQueued,
+    WorkflowCancelled,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowSucceeded,
+)
 from events.errors import ConcurrencyConflict, JetworkError, WorkflowNotFound
 from events.pipeline import Pending
 from events.store import ActorRef
+from telemetry import metrics
 
 __all__ = ["Batch", "Context", "Work"]
 
@@ -194,6 +202,8 @@ class Batch(Intake):
         # Only now: a state in memory says its events were reacted to (a redelivery of one is
         # skipped), so it must not be kept before what they ask for (a timer) is stored.
         self._ctx.states.put(absorb(reaction.state, work.landed), tenure=work.tenure)
+        definition = reaction.state.definition
+        _count(reaction.decided, definition.name if definition else "?")
         for name in reaction.cancel_notices:
             await self._ctx.nc.publish(subjects.cancel_notice(work.wf_id, name), b"")
         for index, created in reaction.created.items():
@@ -218,6 +228,7 @@ class Batch(Intake):
             return False
         if isinstance(error, ConcurrencyConflict):
             work.conflicts += 1
+            metrics.ENGINE_CONFLICTS.inc()
             _log.debug("conflict, deciding again", workflow=work.wf_id, error=str(error))
             if work.conflicts > _QUIET_CONFLICTS:  # a writer that keeps winning: let it finish
                 _log.warning("workflow keeps conflicting", workflow=work.wf_id, error=str(error))
@@ -239,6 +250,24 @@ class Batch(Intake):
             await self._refuse(msg, str(WorkflowNotFound(msg.subject.rsplit(".", 1)[-1])))
         else:
             await msg.nak(delay=0.5 * msg.metadata.num_delivered)
+
+
+_ENDED: Final = {
+    WorkflowSucceeded: "succeeded",
+    WorkflowFailed: "failed",
+    WorkflowCancelled: "cancelled",
+}
+
+
+def _count(decided: list[Event], workflow: str) -> None:
+    """The metrics of what one decision appended for a workflow named ``workflow``."""
+    for event in decided:
+        if isinstance(event, JobQueued):
+            metrics.JOBS_QUEUED.labels(event.labelset_token).inc()
+        elif isinstance(event, WorkflowStarted):
+            metrics.WORKFLOWS_STARTED.labels(workflow).inc()
+        elif (status := _ENDED.get(type(event))) is not None:
+            metrics.WORKFLOWS_ENDED.labels(workflow, status).inc()
 
 
 def _newest_seq(items: list[Item]) -> int:

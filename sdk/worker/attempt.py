@@ -35,7 +35,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from actors.job import JobState
-from events.catalog import JobEvent, JobResultRejected
+from events.catalog import JobEvent, JobResultRejected, JobRetryScheduled
 from events.dispatch import InvalidDispatch
 from events.errors import PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
@@ -50,6 +50,7 @@ from sdk.worker.presence import RunningJob
 from sdk.worker.results import held_by_another, result_command
 from sdk.worker.watch import STOP_TIMEOUT as WATCHER_STOP_TIMEOUT
 from sdk.worker.watch import Watcher
+from telemetry import metrics
 
 STUCK_AFTER: Final = WATCHER_STOP_TIMEOUT + 1.0
 """Seconds an attempt may take from its job's end to its logs and report (see ``stuck_for``)."""
@@ -111,6 +112,12 @@ class Attempt(DispatchMessage):
         self._check_at_once = False  # a cancel notice arrived before the run started
         self._watcher: Watcher | None = None
         self._log: Any = _log.bind(worker_id=env.worker_id, dispatch_seq=self.dispatch_seq)
+
+    @property
+    def handler(self) -> str:
+        """The ``handler`` label of this job's metrics: its ``uses:`` name, or ``shell``."""
+        spec = self.dispatch.queued.spec if self.dispatch else None
+        return metrics.handler_name(spec.uses if spec else None, "shell")
 
     @property
     def key(self) -> tuple[str, str] | None:
@@ -184,6 +191,7 @@ class Attempt(DispatchMessage):
             self._release_slot()
             self._enter("reporting")
             if not result.reportable or self._lost is not None:
+                metrics.attempt_ended(self.handler, "abandoned", seconds=None, retried=False)
                 self._log.warning("job abandoned", epoch=self.epoch, reason=self._lost or "")
                 if self._ack_when_abandoned:
                     await self._ack()
@@ -226,6 +234,8 @@ class Attempt(DispatchMessage):
             self.epoch = outcome.state.epoch
             self._log = self._log.bind(attempt=outcome.state.attempt, epoch=self.epoch)
             self._log.debug("job claimed", delivery=self.delivery, lease_ttl=self.lease_ttl)
+            waited = (now() - self.dispatch.queued.claimable_from()).total_seconds()
+            metrics.attempt_claimed(self.handler, waited, took_over=outcome.took_over)
             return True
         match outcome.action:
             case Action.ACK:
@@ -340,6 +350,9 @@ class Attempt(DispatchMessage):
                 delay = min(delay * 2, 2.0)
         assert self.state is not None
         rejected = [e for e in events if isinstance(e, JobResultRejected)]
+        retried = any(isinstance(e, JobRetryScheduled) for e in events)
+        outcome = "rejected" if rejected else result.kind
+        metrics.attempt_ended(self.handler, outcome, seconds=seconds, retried=retried)
         if rejected:
             self._log.warning("job result rejected", outcome=result.kind, reason=rejected[0].reason)
             if held_by_another(self.state, self.dispatch_seq, self.epoch):

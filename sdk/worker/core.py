@@ -53,6 +53,7 @@ from sdk.worker.pull import Puller
 from sdk.worker.shutdown import WorkerShutdown
 from sdk.worker.signals import listen_for_shutdown
 from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
+from telemetry import metrics
 
 F = TypeVar("F", bound=Callable[..., Any])
 Phase = Literal["new", "starting", "running", "draining", "stopped"]
@@ -95,6 +96,8 @@ class Worker(WorkerShutdown):
         self._env: AttemptEnv | None = None
         self._presence: PresenceBoard | None = None
         self._slots = Slots(self.config.max_concurrent_jobs)
+        metrics.SLOTS.labels(self.worker_id).set(self._slots.size)
+        metrics.SLOTS_BUSY.labels(self.worker_id).set_function(lambda: self._slots.used)
         self._pullers: dict[str, Puller] = {}
         self._attempts: dict[Attempt, asyncio.Task[None]] = {}
         self._leases = LeaseKeeper(

@@ -36,6 +36,7 @@ from events.dispatch import LabelSet
 from events.errors import StoreError
 from sdk.worker.consumers import MAX_ACK_PENDING, NANOS, ensure_consumer
 from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
+from telemetry import metrics
 
 __all__ = [
     "DRAIN_TIMEOUT",
@@ -238,6 +239,7 @@ class Puller:
                 waited=self._poll + WATCHDOG_MARGIN,
             )
         except NatsError as exc:  # e.g. the connection is closed or reconnecting
+            metrics.POLL_ERRORS.labels(self.labelset.token).inc()
             _log.warning("pull request failed", labelset=self.labelset.token, error=repr(exc))
             await asyncio.sleep(min(1.0, self._poll))
         finally:
