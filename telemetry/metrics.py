@@ -116,11 +116,6 @@ PROJECTOR_LAG = Gauge(
 )
 
 
-def handler_name(uses: str | None, kind: str) -> str:
-    """The ``handler`` label of a job: its ``uses:`` handler, else how it runs (shell/python)."""
-    return uses or kind
-
-
 def attempt_claimed(handler: str, waited: float, *, took_over: bool) -> None:
     """A worker claimed an attempt ``waited`` seconds after it became claimable."""
     JOBS_STARTED.labels(handler).inc()

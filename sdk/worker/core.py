@@ -27,6 +27,7 @@ Stopping (signals, draining, aborting) is ``WorkerShutdown``, in ``sdk.worker.sh
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
@@ -48,6 +49,8 @@ from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
 from sdk.worker.handlers import HandlerRegistry
 from sdk.worker.leases import LeaseKeeper
+from sdk.worker.lifecycle import Listener, Listeners, for_handler
+from sdk.worker.metered import attach_metrics
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Puller
 from sdk.worker.shutdown import WorkerShutdown
@@ -95,6 +98,8 @@ class Worker(WorkerShutdown):
         self._nc: NATS | None = None
         self._env: AttemptEnv | None = None
         self._presence: PresenceBoard | None = None
+        self.listeners = Listeners()
+        attach_metrics(self.listeners)
         self._slots = Slots(self.config.max_concurrent_jobs)
         metrics.SLOTS.labels(self.worker_id).set(self._slots.size)
         metrics.SLOTS_BUSY.labels(self.worker_id).set_function(lambda: self._slots.used)
@@ -128,19 +133,32 @@ class Worker(WorkerShutdown):
         """Labels plus ``@<name>`` per registered handler: what this worker can run."""
         return capabilities(self.config.labels, self.registry.names)
 
+    def on(self, kind: str, listener: Listener | None = None) -> Any:
+        """Call ``listener`` with what happens to this worker's attempts (``lifecycle.py``):
+        ``job_started``, ``job_succeeded``, ``job_failed``, ``job_cancelled``, ``job_rejected``,
+        ``job_abandoned``, ``lease_lost``, ``poll_failed``. Without ``listener``, a decorator."""
+        if listener is None:
+            return functools.partial(self.on, kind)
+        self.listeners.on(kind, listener)
+        return listener
+
     def job(
         self,
         name: str,
         *,
         input_model: type[BaseModel] | None = None,
         output_model: type[BaseModel] | None = None,
+        on_success: Listener | None = None,
+        on_failure: Listener | None = None,
         **settings: Any,
     ) -> Callable[[F], F]:
         """Decorator registering a Python handler (``uses: name``) on this worker.
 
         ``settings`` (``lease_ttl=300``, ``max_concurrent_jobs=2``, …) override the worker's
         config for this handler's jobs, over its ``JETWORK_WORKER_<NAME>_<FIELD>`` variables;
-        they are checked now (``InvalidWorkerConfig``). See ``handler_config``.
+        they are checked now (``InvalidWorkerConfig``). See ``handler_config``. ``on_success``
+        and ``on_failure`` are called with the ``JobEnded`` of each attempt of this handler once
+        its result is recorded; what they raise is logged and changes nothing.
         """
         if self.phase != "new":
             raise RuntimeError("register handlers before the worker starts")
@@ -150,6 +168,9 @@ class Worker(WorkerShutdown):
         def decorate(fn: F) -> F:
             register(fn)
             self._handler_settings[name] = settings
+            for kind, hook in (("job_succeeded", on_success), ("job_failed", on_failure)):
+                if hook is not None:
+                    self.listeners.on(kind, for_handler(name, hook))
             return fn
 
         return decorate
@@ -218,6 +239,7 @@ class Worker(WorkerShutdown):
             store=EventStore(nc),
             executor=self._lanes[None].executor,
             aborting=lambda: self._aborting,
+            listeners=self.listeners,
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
         await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
@@ -280,6 +302,7 @@ class Worker(WorkerShutdown):
             poll_interval=lane.config.poll_interval,
             on_message=self._on_dispatch,
             peers=lambda: len(self._pullers),
+            on_poll_failed=functools.partial(self.listeners.emit, "poll_failed"),
         )
         self._pullers[labelset.token] = puller
         await puller.start()

@@ -35,8 +35,8 @@ from events import subjects
 from events.dispatch import LabelSet
 from events.errors import StoreError
 from sdk.worker.consumers import MAX_ACK_PENDING, NANOS, ensure_consumer
+from sdk.worker.lifecycle import PollFailed
 from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
-from telemetry import metrics
 
 __all__ = [
     "DRAIN_TIMEOUT",
@@ -102,7 +102,9 @@ class Puller:
         on_message: OnMessage,
         peers: Callable[[], int] = lambda: 1,
         stream: str = subjects.EVENTS_STREAM,
+        on_poll_failed: Callable[[PollFailed], None] = lambda _: None,
     ) -> None:
+        self._on_poll_failed = on_poll_failed
         self._nc = nc
         self.labelset = labelset
         self.slots = slots
@@ -239,7 +241,7 @@ class Puller:
                 waited=self._poll + WATCHDOG_MARGIN,
             )
         except NatsError as exc:  # e.g. the connection is closed or reconnecting
-            metrics.POLL_ERRORS.labels(self.labelset.token).inc()
+            self._on_poll_failed(PollFailed(self.labelset.token, repr(exc)))
             _log.warning("pull request failed", labelset=self.labelset.token, error=repr(exc))
             await asyncio.sleep(min(1.0, self._poll))
         finally:

@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from sdk.worker.attempt import Attempt
 from sdk.worker.config import WorkerConfig
 from sdk.worker.leases import LeaseKeeper
+from sdk.worker.lifecycle import Listeners
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Puller
 from sdk.worker.slots import Lane
@@ -52,6 +53,7 @@ class WorkerShutdown:
     _pullers: dict[str, Puller]
     _attempts: dict[Attempt, asyncio.Task[None]]
     _leases: LeaseKeeper
+    listeners: Listeners
     _labelset_task: asyncio.Task[None] | None
     _announcing: asyncio.Task[None] | None
     _watcher: Any
@@ -141,6 +143,9 @@ class WorkerShutdown:
             last_moment=ABORT_CLEANUP / 2,
             log=self._log,
         )
+        with contextlib.suppress(TimeoutError):  # coroutine listeners still hearing of results
+            async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
+                await self.listeners.settle()
         await self._leases.stop(timeout=self._budget(STOP_TIMEOUT))
         await cancel_and_wait(self._announcing, timeout=self._budget(STOP_TIMEOUT), what="presence")
         with contextlib.suppress(Exception):
