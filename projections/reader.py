@@ -61,6 +61,7 @@ class WorkerInfo(BaseModel):
     running: tuple[RunningJobInfo, ...] = ()
     host: str = ""
     pid: int = 0
+    paused: tuple[str, ...] = ()  # "worker" and/or "@<handler>": no new claims there
     stale: bool = False
 
 

@@ -34,10 +34,11 @@ from sdk.client.definitions import WorkflowSource
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
 from sdk.client.streams import ClientStreams, event_filter
+from sdk.client.worker_control import ClientWorkerControl
 from sdk.client.workers import WorkerList
 
 
-class Client(ClientCommands, ClientStreams):
+class Client(ClientCommands, ClientWorkerControl, ClientStreams):
     """An async jetwork client on one NATS connection.
 
     Use ``async with Client.connect(url) as client`` (or ``client = await Client.connect()`` and

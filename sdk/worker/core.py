@@ -51,6 +51,7 @@ from sdk.worker.handlers import HandlerRegistry
 from sdk.worker.leases import LeaseKeeper
 from sdk.worker.lifecycle import Listener, Listeners, for_handler
 from sdk.worker.metered import attach_metrics
+from sdk.worker.pausing import Pauses
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Puller
 from sdk.worker.shutdown import WorkerShutdown
@@ -99,6 +100,7 @@ class Worker(WorkerShutdown):
         self._env: AttemptEnv | None = None
         self._presence: PresenceBoard | None = None
         self.listeners = Listeners()
+        self.pauses = Pauses(self.worker_id, on_change=self._apply_pauses)
         attach_metrics(self.listeners)
         self._slots = Slots(self.config.max_concurrent_jobs)
         metrics.SLOTS.labels(self.worker_id).set(self._slots.size)
@@ -242,6 +244,7 @@ class Worker(WorkerShutdown):
             listeners=self.listeners,
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
+        await self.pauses.start(js)
         await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
         kv = await js.key_value(subjects.KV_LABELSETS)
         await self._follow_initial_labelsets(kv)
@@ -305,6 +308,7 @@ class Worker(WorkerShutdown):
             on_poll_failed=functools.partial(self.listeners.emit, "poll_failed"),
         )
         self._pullers[labelset.token] = puller
+        puller.set_paused(self.pauses.applies_to(handler_of(labelset)))
         await puller.start()
         self._log.info("serving label set", labelset=labelset.token, consumer=labelset.consumer)
 
@@ -354,6 +358,11 @@ class Worker(WorkerShutdown):
             periods += [lane.config.heartbeat_interval, puller.lease_ttl / 3]
         return min(periods)
 
+    def _apply_pauses(self) -> None:
+        for puller in self._pullers.values():
+            puller.set_paused(self.pauses.applies_to(handler_of(puller.labelset)))
+        self._after_tick()  # presence shows what is paused
+
     def _after_tick(self) -> None:
         # Presence is a KV request: never let a slow one delay the next lease renewal.
         if self._announcing is None or self._announcing.done():
@@ -369,6 +378,7 @@ class Worker(WorkerShutdown):
             concurrency=self.config.max_concurrent_jobs,
             started_at=self._started_at,
             running=[job for job in running if job is not None],
+            paused=self.pauses.paused,
         )
 
 

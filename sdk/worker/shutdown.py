@@ -21,6 +21,7 @@ from sdk.worker.attempt import Attempt
 from sdk.worker.config import WorkerConfig
 from sdk.worker.leases import LeaseKeeper
 from sdk.worker.lifecycle import Listeners
+from sdk.worker.pausing import Pauses
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Puller
 from sdk.worker.slots import Lane
@@ -54,6 +55,7 @@ class WorkerShutdown:
     _attempts: dict[Attempt, asyncio.Task[None]]
     _leases: LeaseKeeper
     listeners: Listeners
+    pauses: Pauses
     _labelset_task: asyncio.Task[None] | None
     _announcing: asyncio.Task[None] | None
     _watcher: Any
@@ -131,6 +133,7 @@ class WorkerShutdown:
         self.phase = "draining"
         self._log.info("worker draining", running=self.running)
         await cancel_and_wait(self._labelset_task, timeout=STOP_TIMEOUT, what="label set watcher")
+        await self.pauses.stop()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
                 await asyncio.gather(*(p.stop() for p in self._pullers.values()))
