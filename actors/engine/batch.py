@@ -263,11 +263,11 @@ def _count(decided: list[Event], workflow: str) -> None:
     """The metrics of what one decision appended for a workflow named ``workflow``."""
     for event in decided:
         if isinstance(event, JobQueued):
-            metrics.JOBS_QUEUED.labels(event.labelset_token).inc()
+            metrics.child(metrics.JOBS_QUEUED, event.labelset_token).inc()
         elif isinstance(event, WorkflowStarted):
-            metrics.WORKFLOWS_STARTED.labels(workflow).inc()
+            metrics.child(metrics.WORKFLOWS_STARTED, workflow).inc()
         elif (status := _ENDED.get(type(event))) is not None:
-            metrics.WORKFLOWS_ENDED.labels(workflow, status).inc()
+            metrics.child(metrics.WORKFLOWS_ENDED, workflow, status).inc()
 
 
 def _newest_seq(items: list[Item]) -> int:
