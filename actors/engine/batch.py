@@ -47,7 +47,7 @@ from events.catalog import (
 from events.errors import ConcurrencyConflict, JetworkError, WorkflowNotFound
 from events.pipeline import Pending
 from events.store import ActorRef
-from telemetry import metrics
+from telemetry import metrics, tracing
 
 __all__ = ["Batch", "Context", "Work"]
 
@@ -202,8 +202,7 @@ class Batch(Intake):
         # Only now: a state in memory says its events were reacted to (a redelivery of one is
         # skipped), so it must not be kept before what they ask for (a timer) is stored.
         self._ctx.states.put(absorb(reaction.state, work.landed), tenure=work.tenure)
-        definition = reaction.state.definition
-        _count(reaction.decided, definition.name if definition else "?")
+        _observe(reaction.decided, reaction.state)
         for name in reaction.cancel_notices:
             await self._ctx.nc.publish(subjects.cancel_notice(work.wf_id, name), b"")
         for index, created in reaction.created.items():
@@ -259,8 +258,9 @@ _ENDED: Final = {
 }
 
 
-def _count(decided: list[Event], workflow: str) -> None:
-    """The metrics of what one decision appended for a workflow named ``workflow``."""
+def _observe(decided: list[Event], state: WorkflowState) -> None:
+    """Count what one decision appended; a run that ended gets its span (when tracing)."""
+    workflow = state.definition.name if state.definition else "?"
     for event in decided:
         if isinstance(event, JobQueued):
             metrics.child(metrics.JOBS_QUEUED, event.labelset_token).inc()
@@ -268,6 +268,12 @@ def _count(decided: list[Event], workflow: str) -> None:
             metrics.child(metrics.WORKFLOWS_STARTED, workflow).inc()
         elif (status := _ENDED.get(type(event))) is not None:
             metrics.child(metrics.WORKFLOWS_ENDED, workflow, status).inc()
+            if tracing.enabled() and state.started_at is not None:
+                ended_at = getattr(event, "ended_at", None) or state.started_at
+                tracing.record_workflow(
+                    state.workflow_id, name=workflow, status=status, started=state.started_at,
+                    ended=ended_at,
+                )  # fmt: skip
 
 
 def _newest_seq(items: list[Item]) -> int:

@@ -27,6 +27,7 @@ from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.cli.gateway import gateway_settings, http_options
 from sdk.embedded_server import EmbeddedServer
 from sdk.runtime import run_service
+from telemetry import tracing
 from telemetry.sampler import Sampler, interval_from_env
 
 if TYPE_CHECKING:
@@ -178,6 +179,7 @@ def _run_server(
 
 
 async def _serve(url: str, console: Console, parts: Parts) -> None:
+    tracing.configure_from_env("jetwork-server")
     nc = await connect(NatsSettings(url=url, name="jetwork-server"))
     services: list[Service] = []
     projector_settings = parts.projector
@@ -211,6 +213,7 @@ async def _serve(url: str, console: Console, parts: Parts) -> None:
                              error=str(exc) or type(exc).__name__)  # fmt: skip
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.drain(), STOP_TIMEOUT)
+        tracing.shutdown()  # export the spans still pending
 
 
 async def until_signalled() -> None:

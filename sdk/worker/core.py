@@ -49,8 +49,8 @@ from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
 from sdk.worker.handlers import HandlerRegistry
 from sdk.worker.leases import LeaseKeeper
-from sdk.worker.lifecycle import Listener, Listeners, for_handler
-from sdk.worker.metered import attach_metrics
+from sdk.worker.lifecycle import Listener, for_handler
+from sdk.worker.metered import observed
 from sdk.worker.pausing import Pauses
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Puller
@@ -99,9 +99,8 @@ class Worker(WorkerShutdown):
         self._nc: NATS | None = None
         self._env: AttemptEnv | None = None
         self._presence: PresenceBoard | None = None
-        self.listeners = Listeners()
+        self.listeners = observed()
         self.pauses = Pauses(self.worker_id, on_change=self._apply_pauses)
-        attach_metrics(self.listeners)
         self._slots = Slots(self.config.max_concurrent_jobs)
         metrics.SLOTS.labels(self.worker_id).set(self._slots.size)
         metrics.SLOTS_BUSY.labels(self.worker_id).set_function(lambda: self._slots.used)

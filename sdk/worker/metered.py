@@ -1,9 +1,20 @@
-"""The worker's Prometheus metrics, kept as one more lifecycle listener (``lifecycle.py``)."""
+"""The worker's own observers of its attempts: Prometheus metrics always, spans when tracing is on
+(``telemetry/tracing.py``), each one more lifecycle listener (``lifecycle.py``)."""
 
 from __future__ import annotations
 
 from sdk.worker.lifecycle import ENDED, JobEnded, JobStarted, Listeners, PollFailed
-from telemetry import metrics
+from sdk.worker.traced import attach_tracing
+from telemetry import metrics, tracing
+
+
+def observed() -> Listeners:
+    """A worker's listeners, with its metrics and, when an OTLP endpoint is set, its spans."""
+    listeners = Listeners()
+    attach_metrics(listeners)
+    if tracing.configure_from_env("jetwork-worker"):
+        attach_tracing(listeners)
+    return listeners
 
 
 def attach_metrics(listeners: Listeners) -> None:
