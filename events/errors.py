@@ -83,5 +83,11 @@ class ServerUnavailable(JetworkError):
     retryable = True
 
 
+class ServerRefused(ServerUnavailable):
+    """The NATS server answered but refused who we are (credentials, nkey, token, TLS)."""
+
+    retryable = False
+
+
 class StoreError(JetworkError):
     """JetStream refused or failed an operation for a reason other than a conflict."""

@@ -10,8 +10,8 @@ from typing import Any
 import click
 import structlog
 
-from events.errors import JetworkError, ServerUnavailable
-from sdk.cli._common import make_console
+from events.errors import JetworkError, ServerRefused, ServerUnavailable
+from sdk.cli._common import make_console, nats_auth_options
 from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.runtime import run_service
 from sdk.worker import Worker
@@ -101,6 +101,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     help="One line per event, as text or JSON.",
 )
 @metrics_option
+@nats_auth_options
 def worker(
     labels: str | None,
     concurrency: int | None,
@@ -151,6 +152,8 @@ def worker(
     try:
         with serving_metrics(metrics_listen, make_console(stderr=True)):
             aborted = _run(Worker(config))
+    except ServerRefused:
+        raise
     except ServerUnavailable:
         # The worker never starts a server itself: say so rather than the generic advice.
         raise JetworkError(

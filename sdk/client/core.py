@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 
 from events.connection import NatsSettings, connect
-from events.errors import ServerUnavailable
+from events.errors import ServerRefused, ServerUnavailable
 from projections.views import WorkflowView
 from sdk.client.commands import ClientCommands
 from sdk.client.definitions import WorkflowSource
@@ -76,6 +76,8 @@ class _Connecting:
     async def _open(self) -> Client:
         try:
             nc = await connect(self._settings)
+        except ServerRefused:
+            raise  # it says which credentials to check
         except ServerUnavailable:
             # A client never starts a server: say what a client user can do.
             raise ServerUnavailable(
