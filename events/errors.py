@@ -73,6 +73,17 @@ class WorkflowNotFound(JetworkError):
         self.workflow_id = workflow_id
 
 
+class CommandRefused(JetworkError):
+    """An operator's command makes no sense in the workflow's current state (pausing an ended
+    workflow, skipping a succeeded job, retrying a running workflow): nothing was recorded."""
+
+    def __init__(self, workflow_id: str, command: str, reason: str) -> None:
+        super().__init__(f"cannot {command} workflow {workflow_id!r}: {reason}")
+        self.workflow_id = workflow_id
+        self.command = command
+        self.reason = reason
+
+
 class LeaseLost(JetworkError):
     """The worker no longer holds the job's lease; its result will not count."""
 
