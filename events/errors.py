@@ -77,8 +77,11 @@ class CommandRefused(JetworkError):
     """An operator's command makes no sense in the workflow's current state (pausing an ended
     workflow, skipping a succeeded job, retrying a running workflow): nothing was recorded."""
 
-    def __init__(self, workflow_id: str, command: str, reason: str) -> None:
-        super().__init__(f"cannot {command} workflow {workflow_id!r}: {reason}")
+    def __init__(
+        self, workflow_id: str, command: str, reason: str, *, message: str | None = None
+    ) -> None:
+        # ``message``: the whole sentence as the engine wrote it (its answer to a client).
+        super().__init__(message or f"cannot {command} workflow {workflow_id!r}: {reason}")
         self.workflow_id = workflow_id
         self.command = command
         self.reason = reason

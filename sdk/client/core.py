@@ -13,7 +13,8 @@ Status and history are read from the event log itself (consistent, no projection
 workers and lag come from the projections. Every error is a ``JetworkError``: nats-py exceptions
 are translated at this boundary.
 
-``Client`` is made of its concerns: ``commands`` (start, cancel), ``reads`` (status, history,
+``Client`` is made of its concerns: ``commands`` (start, cancel), ``control`` (pause,
+resume, skip, retry), ``reads`` (status, history,
 listings), ``streams`` (wait, follow, subscribe, logs), on what ``base`` shares (the connection
 and the lookups).
 """
@@ -30,6 +31,7 @@ from events.connection import NatsSettings, connect
 from events.errors import ServerUnavailable
 from projections.views import WorkflowView
 from sdk.client.commands import ClientCommands
+from sdk.client.control import ClientControl, ControlResult
 from sdk.client.definitions import WorkflowSource
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
@@ -37,7 +39,7 @@ from sdk.client.streams import ClientStreams, event_filter
 from sdk.client.workers import WorkerList
 
 
-class Client(ClientCommands, ClientStreams):
+class Client(ClientCommands, ClientControl, ClientStreams):
     """An async jetwork client on one NATS connection.
 
     Use ``async with Client.connect(url) as client`` (or ``client = await Client.connect()`` and
@@ -108,6 +110,7 @@ def dumps_view(view: WorkflowView) -> str:
 __all__ = [
     "Claim",
     "Client",
+    "ControlResult",
     "LogLine",
     "RunHandle",
     "WorkerList",
