@@ -35,7 +35,7 @@ from events.requests import (
 )
 from sdk.client.base import ClientBase
 from sdk.client.translate import require_id, translated
-from sdk.errors import InvalidArgument, JobNotFound
+from sdk.errors import InvalidArgument, JobNotFound, WorkflowNotStarted
 
 DEFAULT_ANSWER_TIMEOUT = 5.0
 
@@ -173,13 +173,17 @@ class ClientControl(ClientBase):
             )
         except ValidationError as exc:
             raise InvalidArgument(f"cannot send this {kind.__name__}: {exc}") from None
-        state = await self._state(workflow_id)
-        job = fields.get("job")
-        if job is not None and job not in state.order:
-            raise JobNotFound(workflow_id, job, state.order)
-        # The actor's own decision on the log as it is: a refusal raises here.
-        if not workflow.decide(state, control_command(request, datetime.now(UTC))):
-            return ControlResult(workflow_id, request.type, applied=True, changed=False)
+        try:
+            state = await self._state(workflow_id)
+        except WorkflowNotStarted:
+            state = None  # its start waits in the same queue, before this: the engine judges
+        if state is not None:
+            job = fields.get("job")
+            if job is not None and job not in state.order:
+                raise JobNotFound(workflow_id, job, state.order)
+            # The actor's own decision on the log as it is: a refusal raises here.
+            if not workflow.decide(state, control_command(request, datetime.now(UTC))):
+                return ControlResult(workflow_id, request.type, applied=True, changed=False)
         answer = await self._ask(request, inbox, answer_timeout)
         if answer is None:
             return ControlResult(workflow_id, request.type, applied=False, changed=False)
