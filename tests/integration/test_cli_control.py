@@ -9,23 +9,17 @@ from pathlib import Path
 from actors.job import JobState
 from tests.engine_harness import Outcome
 from tests.eventually import assert_eventually
-from tests.integration.test_cli import (  # noqa: F401  (fixtures)
-    Cli,
-    cli,
-    failed,
-    ok,
-    started,
-    workflow_file,
-)
+from tests.integration.test_cli import Cli, cli, failed, ok, started, workflow_file  # noqa: F401  (fixtures)
 
 
-async def status_of(cli: Cli, workflow_id: str) -> dict[str, object]:
-    view: dict[str, object] = json.loads(ok(await cli("status", workflow_id, "--json")).stdout)
+async def status_of(run: Cli, workflow_id: str) -> dict[str, object]:
+    view: dict[str, object] = json.loads(ok(await run("status", workflow_id, "--json")).stdout)
     return view
 
 
 async def test_pause_and_resume_print_what_happened_and_history_says_who(
-    cli: Cli, workflow_file: Path
+    cli: Cli,  # noqa: F811
+    workflow_file: Path,  # noqa: F811
 ) -> None:
     await cli.runner.stop()  # nobody claims: a stays queued, b pending
     workflow_id = await started(cli, workflow_file)
@@ -56,7 +50,10 @@ async def test_pause_and_resume_print_what_happened_and_history_says_who(
     ]
 
 
-async def test_skip_with_outputs_then_the_dependent_runs(cli: Cli, workflow_file: Path) -> None:
+async def test_skip_with_outputs_then_the_dependent_runs(
+    cli: Cli,  # noqa: F811
+    workflow_file: Path,  # noqa: F811
+) -> None:
     await cli.runner.stop()
     workflow_id = await started(cli, workflow_file)
     failed(await cli("skip", workflow_id, "a", "--output", "novalue"), "expected KEY=VALUE")
@@ -80,8 +77,9 @@ def fails_first(state: JobState) -> Outcome:
     return Outcome(outputs={"greeting": "hello"})
 
 
-async def test_retry_runs_a_failed_workflow_again_and_is_refused_while_it_runs(
-    cli: Cli, workflow_file: Path
+async def test_retry_runs_a_failed_workflow_again_and_is_refused_once_it_succeeded(
+    cli: Cli,  # noqa: F811
+    workflow_file: Path,  # noqa: F811
 ) -> None:
     cli.runner.behaviour = fails_first
     workflow_id = await started(cli, workflow_file)

@@ -22,7 +22,13 @@ TWO = {
 }
 
 
-async def listed(http: httpx.AsyncClient, status: str, wf: str, *, present: bool) -> None:
+async def listed(
+    http: httpx.AsyncClient,  # noqa: F811
+    status: str,
+    wf: str,
+    *,
+    present: bool,
+) -> None:
     async def probe() -> bool:
         rows = (await http.get(f"/api/workflows?status={status}&name=two")).json()["workflows"]
         return (wf in [row["workflow_id"] for row in rows]) == present
@@ -30,7 +36,10 @@ async def listed(http: httpx.AsyncClient, status: str, wf: str, *, present: bool
     await assert_eventually(probe, message=f"{wf} {'not ' if present else ''}listed {status}")
 
 
-async def test_pause_skip_resume_over_http(http: httpx.AsyncClient, clean_nats: NATS) -> None:
+async def test_pause_skip_resume_over_http(
+    http: httpx.AsyncClient,  # noqa: F811
+    clean_nats: NATS,
+) -> None:
     wf = await start(http, TWO)
     await listed(http, "running", wf, present=True)
     paused = await http.post(f"/api/workflows/{wf}/pause")  # no body: every default
@@ -86,7 +95,8 @@ async def test_pause_skip_resume_over_http(http: httpx.AsyncClient, clean_nats: 
 
 
 async def test_retry_over_http_runs_the_failed_job_again(
-    http: httpx.AsyncClient, clean_nats: NATS
+    http: httpx.AsyncClient,  # noqa: F811
+    clean_nats: NATS,
 ) -> None:
     wf = await start(http, {"name": "two", "jobs": {"a": {"run": "x", "labels": ["http"]}}})
     early = await http.post(f"/api/workflows/{wf}/retry")
