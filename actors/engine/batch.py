@@ -1,7 +1,8 @@
 """One batch of the engine's loop: messages taken apart, decided per workflow, appended together.
 
 1. **Take apart.** Every message becomes an item of its workflow's ``Work``: a start (its
-   definition validated once per distinct content), a cancel, a fired timer, or a job event.
+   definition validated once per distinct content), a cancel, an operator's
+   control (pause, resume, skip, retry), a fired timer, or a job event.
 2. **Decide.** Each workflow's items are folded and decided in one ``react`` on its state in
    memory (read from the log only when it is not there).
 3. **Append.** The decided events of all workflows go out together, stage by stage

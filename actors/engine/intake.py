@@ -1,6 +1,7 @@
 """Step 1 of an engine batch (``batch.py``): its messages taken apart, each an item of its
-workflow's ``Work``: a start (its definition validated once per distinct content), a cancel, a
-fired timer, or a job event (decoded once; an undecodable one is dead-lettered and skipped).
+workflow's ``Work``: a start (its definition validated once per distinct content), a cancel, an
+operator's control (pause, resume, skip, retry), a fired timer, or a job event (decoded once; an
+undecodable one is dead-lettered and skipped).
 Malformed input is refused: dead-lettered, then acked.
 """
 
