@@ -177,6 +177,18 @@ class InTestRunner:
         )
         await self._append(ActorRef.job(wf, name), lambda current: job.decide(current, command))
 
+    async def fail(self, wf: str, name: str, epoch: int, error: str = "failed") -> None:
+        """Report a hanging job's (retryable) failure, when the test says."""
+        command = FailJob(
+            workflow_id=wf,
+            job=name,
+            epoch=epoch,
+            worker_id="runner",
+            error=error,
+            now=datetime.now(UTC),
+        )
+        await self._append(ActorRef.job(wf, name), lambda current: job.decide(current, command))
+
     async def confirm_cancelled(self, wf: str, name: str, epoch: int) -> None:
         command = ConfirmCancelled(
             workflow_id=wf, job=name, epoch=epoch, worker_id="runner", now=datetime.now(UTC)

@@ -144,6 +144,45 @@ async def test_a_pause_survives_an_engine_restart_and_the_resume_continues(rig: 
     assert (pause_event.by, pause_event.reason) == ("ops", "look first")
 
 
+async def test_a_retry_falling_due_while_paused_waits_for_the_resume(rig: Rig) -> None:
+    definition = {
+        "name": "retrying",
+        "jobs": {"a": {"run": "flaky", "retry": {"max_attempts": 2, "delay": "300ms"}}},
+    }
+
+    def first_attempt_hangs(state: JobState) -> Outcome:
+        return Outcome(hang=state.attempt == 1)
+
+    await rig.start(first_attempt_hangs)
+    wf = "wf-retry-paused"
+    await start_workflow(rig.nc, wf, definition)
+    await assert_eventually(lambda: rig.runner is not None and rig.runner.hanging)
+    await rig.client.pause(wf)
+    assert rig.runner is not None
+    [(_, _, epoch)] = rig.runner.hanging
+    await rig.runner.fail(wf, "a", epoch)  # retryable: attempt 2 is due 300 ms later
+    await rig.until(wf, "job.a.JobRetryScheduled")
+    timer = subjects.timer_set(subjects.partition_of(wf), f"{wf}.a.retry-a2")
+    js = rig.nc.jetstream()
+    commands = f"engine-p{subjects.partition_of(wf)}-cmd"
+
+    async def timer_fired_and_handled() -> bool:
+        info = await js.stream_info(subjects.COMMANDS_STREAM, subjects_filter=timer)
+        assert not info.state.subjects, f"the retry's schedule has not fired: {info.state}"
+        consumer = await js.consumer_info(subjects.COMMANDS_STREAM, commands)
+        return consumer.num_pending == 0 and consumer.num_ack_pending == 0
+
+    await assert_eventually(timer_fired_and_handled, timeout=15)
+    queued = [r.event for r in await rig.history(wf) if isinstance(r.event, JobQueued)]
+    assert [event.attempt for event in queued] == [1]  # the retry waits while paused
+    await rig.client.resume(wf)
+    history = await rig.until(wf, "wf.WorkflowSucceeded")
+    queued = [r.event for r in history if isinstance(r.event, JobQueued)]
+    assert [event.attempt for event in queued] == [1, 2]
+    kinds = types(history)
+    assert kinds.index("wf.WorkflowResumed") < kinds.index("job.a.JobQueued", 2)
+
+
 async def test_pausing_an_ended_workflow_and_resuming_a_running_one_are_refused(rig: Rig) -> None:
     await rig.start(a_hangs)
     await start_workflow(rig.nc, "wf-r", CHAIN)
