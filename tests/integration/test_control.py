@@ -276,3 +276,18 @@ async def test_a_retried_workflow_runs_its_failed_job_and_what_was_skipped_again
     assert view.jobs["b"].attempts == 2
     with pytest.raises(CommandRefused, match="it succeeded; only a failed or cancelled"):
         await rig.client.retry("wf-retry")
+
+
+async def test_a_retry_sent_while_no_engine_runs_is_applied_when_one_is_back(rig: Rig) -> None:
+    await rig.start(b_fails_once)
+    await start_workflow(rig.nc, "wf-later", CHAIN)
+    await rig.until("wf-later", "wf.WorkflowFailed")
+    assert rig.engine is not None
+    await rig.engine.stop()
+    rig.engine = None
+    stored = await rig.client.retry("wf-later", answer_timeout=0.2)
+    assert (stored.applied, stored.changed) == (False, False)  # stored, nobody answered
+    assert "wf.WorkflowRetried" not in types(await rig.history("wf-later"))
+    rig.engine = await running_engine(rig.nc, rig.dispatcher)
+    history = await rig.until("wf-later", "wf.WorkflowRetried", "wf.WorkflowSucceeded")
+    assert types(history).count("job.b.JobQueued") == 2
