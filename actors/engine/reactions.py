@@ -156,12 +156,14 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
 
 def _settle(reaction: Reaction, triggers: list[Event], now: datetime) -> None:
     """Plan what the triggers ask for; requeue due retries and advance until nothing follows."""
+    resumed = any(isinstance(event, WorkflowResumed) for event in triggers)
     while True:
         requeue = _plan(reaction, triggers, now)
         triggers = []
-        if any(isinstance(event, WorkflowResumed) for event in reaction.decided):
+        if resumed:
             # What fell due while it was paused: the timeout, if it has passed (else its timer
-            # is still to fire).
+            # is still to fire); the retries due are in ``requeue``.
+            resumed = False
             timeout = TimeoutWorkflow(workflow_id=reaction.state.workflow_id, now=now)
             triggers += _apply(reaction, workflow.decide(reaction.state, timeout))
         if reaction.state.paused:
