@@ -19,11 +19,8 @@ _DEFAULT_BY = "http"
 
 
 async def _body(request: Request, model: type[ControlBody]) -> ControlBody:
-    ctx = context(request)
-    raw = await request.body()
     # An empty body is every default: ``curl -X POST .../pause`` is enough.
-    data = await read_json(request, ctx.settings.max_body) if raw.strip() else {}
-    return validated(model, data)
+    return validated(model, await read_json(request, context(request).settings.max_body))
 
 
 def _answer(result: ControlResult, job: str | None = None) -> Response:
