@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import client_api, control_api, inspect_api, streams, worker_api
+from gateway import client_api, control_api, inspect_api, metrics_api, streams, worker_api
 from gateway.auth import Role
 from gateway.inspect_api import GraphOut, JobDetailOut, LabelSetsOut
 from gateway.models import (
@@ -51,6 +51,8 @@ class Op:
     """The name of the operation this path is another name for (workflow-graph's paths)."""
     nullable: bool = False
     """The answer may be JSON ``null``."""
+    text: str | None = None
+    """The media type of an answer that is not JSON (Prometheus's text format)."""
 
 
 W, C, A = Role.WORKER, Role.CLIENT, Role.ADMIN
@@ -143,4 +145,7 @@ OPERATIONS: tuple[Op, ...] = (
        query=(("limit", "at most this many, the newest (default 100)"),)),
     Op("GET", "/healthz", client_api.health, None, "Is the gateway connected to NATS?",
        "operations", "health"),
+    Op("GET", "/metrics", metrics_api.metrics, None,
+       "This process's Prometheus metrics (no token, as /healthz)", "operations", "metrics",
+       text=metrics_api.CONTENT_TYPE),
 )  # fmt: skip

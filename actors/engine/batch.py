@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable
+from typing import Final
 
 import structlog
 from nats.aio.msg import Msg
@@ -36,11 +37,18 @@ from actors.engine.states import absorb
 from actors.engine.timers import DispatchTimeoutTimer, JobTimeoutTimer, LeaseTimer
 from actors.workflow import WorkflowState
 from events import subjects
-from events.base import RecordedEvent
-from events.catalog import JobQueued
+from events.base import Event, RecordedEvent
+from events.catalog import (
+    JobQueued,
+    WorkflowCancelled,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowSucceeded,
+)
 from events.errors import ConcurrencyConflict, JetworkError, WorkflowNotFound
 from events.pipeline import Pending
 from events.store import ActorRef
+from telemetry import metrics, tracing
 
 __all__ = ["Batch", "Context", "Work"]
 
@@ -195,6 +203,7 @@ class Batch(Intake):
         # Only now: a state in memory says its events were reacted to (a redelivery of one is
         # skipped), so it must not be kept before what they ask for (a timer) is stored.
         self._ctx.states.put(absorb(reaction.state, work.landed), tenure=work.tenure)
+        _observe(reaction.decided, reaction.state)
         for name in reaction.cancel_notices:
             await self._ctx.nc.publish(subjects.cancel_notice(work.wf_id, name), b"")
         for index, created in reaction.created.items():
@@ -229,6 +238,7 @@ class Batch(Intake):
             return False
         if isinstance(error, ConcurrencyConflict):
             work.conflicts += 1
+            metrics.ENGINE_CONFLICTS.inc()
             _log.debug("conflict, deciding again", workflow=work.wf_id, error=str(error))
             if work.conflicts > _QUIET_CONFLICTS:  # a writer that keeps winning: let it finish
                 _log.warning("workflow keeps conflicting", workflow=work.wf_id, error=str(error))
@@ -253,6 +263,31 @@ class Batch(Intake):
             await self._refuse(msg, error)
         else:
             await msg.nak(delay=0.5 * msg.metadata.num_delivered)
+
+
+_ENDED: Final = {
+    WorkflowSucceeded: "succeeded",
+    WorkflowFailed: "failed",
+    WorkflowCancelled: "cancelled",
+}
+
+
+def _observe(decided: list[Event], state: WorkflowState) -> None:
+    """Count what one decision appended; a run that ended gets its span (when tracing)."""
+    workflow = state.definition.name if state.definition else "?"
+    for event in decided:
+        if isinstance(event, JobQueued):
+            metrics.child(metrics.JOBS_QUEUED, event.labelset_token).inc()
+        elif isinstance(event, WorkflowStarted):
+            metrics.child(metrics.WORKFLOWS_STARTED, workflow).inc()
+        elif (status := _ENDED.get(type(event))) is not None:
+            metrics.child(metrics.WORKFLOWS_ENDED, workflow, status).inc()
+            if tracing.enabled() and state.started_at is not None:
+                ended_at = getattr(event, "ended_at", None) or state.started_at
+                tracing.record_workflow(
+                    state.workflow_id, name=workflow, status=status, started=state.started_at,
+                    ended=ended_at,
+                )  # fmt: skip
 
 
 def _newest_seq(items: list[Item]) -> int:

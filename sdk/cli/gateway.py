@@ -18,6 +18,7 @@ from rich.console import Console
 
 from events.errors import JetworkError
 from sdk.cli._common import configure_logging, make_console, nats_option
+from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.runtime import run_service
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,9 +77,14 @@ def gateway_settings(http_listen: str | None, tokens_file: str | None, insecure:
 
 @click.command()
 @http_options(optional=False)
+@metrics_option
 @nats_option
 def gateway(
-    http_listen: str | None, tokens_file: str | None, insecure: bool, nats_url: str | None
+    http_listen: str | None,
+    tokens_file: str | None,
+    insecure: bool,
+    metrics_listen: str | None,
+    nats_url: str | None,
 ) -> None:
     """Serve the HTTP gateway alone until SIGTERM or Ctrl-C (no engine, no projector).
 
@@ -99,7 +105,8 @@ def gateway(
     console = make_console(stderr=True)
     url = nats_url or os.environ.get("JETWORK_NATS_URL") or None
     try:
-        run_service(_serve(settings, url, console))
+        with serving_metrics(metrics_listen, console):
+            run_service(_serve(settings, url, console))
     except asyncio.CancelledError:
         sys.exit(130)
     console.print("stopped")

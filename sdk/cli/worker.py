@@ -11,6 +11,8 @@ import click
 import structlog
 
 from events.errors import JetworkError, ServerUnavailable
+from sdk.cli._common import make_console
+from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.runtime import run_service
 from sdk.worker import Worker
 from sdk.worker.config import InvalidWorkerConfig, WorkerConfig, parse_duration
@@ -97,6 +99,7 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     show_default=True,
     help="One line per event, as text or JSON.",
 )
+@metrics_option
 def worker(
     labels: str | None,
     concurrency: int | None,
@@ -108,6 +111,7 @@ def worker(
     env_clear: bool | None,
     env_allow: str | None,
     log_format: str,
+    metrics_listen: str | None,
 ) -> None:
     """Run shell jobs (`run:`) whose labels this worker has.
 
@@ -125,6 +129,7 @@ def worker(
       jetwork worker --nats nats://10.0.0.5:4222 --lease-ttl 60s --heartbeat 20s
       JETWORK_WORKER_LABELS=gpu JETWORK_WORKER_CONCURRENCY=2 jetwork worker
       jetwork worker --env-clear --env-allow 'AWS_*,DOCKER_HOST'
+      jetwork worker --metrics 127.0.0.1:9103   # Prometheus metrics
     """
     overrides: dict[str, Any] = {
         "labels": labels,
@@ -143,7 +148,8 @@ def worker(
         raise JetworkError("invalid worker configuration: " + "; ".join(exc.problems)) from None
     configure_logging(log_format)
     try:
-        aborted = _run(Worker(config))
+        with serving_metrics(metrics_listen, make_console(stderr=True)):
+            aborted = _run(Worker(config))
     except ServerUnavailable:
         # The worker never starts a server itself: say so rather than the generic advice.
         raise JetworkError(

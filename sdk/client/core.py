@@ -13,10 +13,10 @@ Status and history are read from the event log itself (consistent, no projection
 workers and lag come from the projections. Every error is a ``JetworkError``: nats-py exceptions
 are translated at this boundary.
 
-``Client`` is made of its concerns: ``commands`` (start, cancel), ``control`` (pause,
-resume, skip, retry), ``reads`` (status, history,
-listings), ``streams`` (wait, follow, subscribe, logs), on what ``base`` shares (the connection
-and the lookups).
+``Client`` is made of its concerns: ``commands`` (start, cancel), ``control`` (pause, resume,
+skip, retry a workflow), ``worker_control`` (pause and resume workers), ``reads`` (status,
+history, listings), ``streams`` (wait, follow, subscribe, logs), on what ``base`` shares (the
+connection and the lookups).
 """
 
 from __future__ import annotations
@@ -36,10 +36,11 @@ from sdk.client.definitions import WorkflowSource
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
 from sdk.client.streams import ClientStreams, event_filter
+from sdk.client.worker_control import ClientWorkerControl
 from sdk.client.workers import WorkerList
 
 
-class Client(ClientCommands, ClientControl, ClientStreams):
+class Client(ClientCommands, ClientControl, ClientWorkerControl, ClientStreams):
     """An async jetwork client on one NATS connection.
 
     Use ``async with Client.connect(url) as client`` (or ``client = await Client.connect()`` and
