@@ -21,6 +21,7 @@ import contextvars
 import hashlib
 import os
 import random
+from collections.abc import MutableMapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -58,6 +59,16 @@ def workflow_ids(workflow_id: str) -> tuple[int, int]:
 def trace_id_hex(workflow_id: str) -> str:
     """The trace id as OTLP backends show it (for logs)."""
     return f"{workflow_ids(workflow_id)[0]:032x}"
+
+
+def add_trace_id(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A structlog processor: a log line about a workflow carries its run's ``trace_id`` (when
+    tracing is on), so logs and traces meet in the backends."""
+    if _state.tracer is not None:
+        workflow_id = event.get("workflow_id") or event.get("workflow")
+        if isinstance(workflow_id, str) and workflow_id.startswith("wf-"):
+            event.setdefault("trace_id", trace_id_hex(workflow_id))
+    return event
 
 
 # --- set-up ------------------------------------------------------------------------------------

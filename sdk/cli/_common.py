@@ -11,7 +11,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import click
 import orjson
@@ -20,6 +20,7 @@ from rich.console import Console
 
 from events.errors import JetworkError
 from sdk.client import Client
+from telemetry import tracing
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,11 +91,26 @@ def print_json(data: Any) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def configure_logging(level: int = logging.WARNING) -> None:
+def log_format_option(function: F) -> F:
+    """``--log-format console|json`` (``JETWORK_LOG_FORMAT``) for the long-running commands."""
+    decorated: F = click.option(
+        "--log-format",
+        type=click.Choice(["console", "json"]),
+        envvar="JETWORK_LOG_FORMAT",
+        default="console",
+        show_default=True,
+        help="Log lines as text or JSON objects (with workflow, job and trace ids where they "
+        "apply). [env: JETWORK_LOG_FORMAT]",
+    )(function)
+    return decorated
+
+
+def configure_logging(level: int = logging.WARNING, *, json: bool = False) -> None:
     """Structured logs go to stderr, so that stdout carries only what a command prints.
 
     The level is filtered by a processor (not the wrapper class), so that tests capturing logs
-    with ``structlog.testing.capture_logs`` still see everything.
+    with ``structlog.testing.capture_logs`` still see everything. ``json``: one JSON object per
+    line, with ISO timestamps and the run's ``trace_id`` where a workflow is named.
     """
 
     def drop_below_level(_: Any, method: str, event: MutableMapping[str, Any]) -> Any:
@@ -106,13 +122,23 @@ def configure_logging(level: int = logging.WARNING) -> None:
         processors=[
             drop_below_level,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+            *(_JSON if json else _CONSOLE),
         ],
         logger_factory=lambda *_: _StderrLogger(),
         cache_logger_on_first_use=False,
     )
 
+
+_JSON: Final = (
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.format_exc_info,
+    tracing.add_trace_id,
+    structlog.processors.JSONRenderer(),
+)
+_CONSOLE: Final = (
+    structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+    structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+)
 
 _LEVELS = {
     "debug": logging.DEBUG,

@@ -22,7 +22,7 @@ from events.connection import NatsSettings, connect
 from events.errors import JetworkError
 from events.topology import ensure_topology
 from projections.projector import Projector, ProjectorSettings
-from sdk.cli._common import configure_logging, make_console, nats_option
+from sdk.cli._common import configure_logging, log_format_option, make_console, nats_option
 from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.cli.gateway import gateway_settings, http_options
 from sdk.embedded_server import EmbeddedServer
@@ -80,6 +80,7 @@ class Service(Protocol):
 @click.option("--no-projector", is_flag=True, help="Run the engine only.")
 @http_options(optional=True)
 @metrics_option
+@log_format_option
 @nats_option
 def server(
     data_dir: Path,
@@ -91,6 +92,7 @@ def server(
     insecure: bool,
     no_http: bool,
     metrics_listen: str | None,
+    log_format: str,
     nats_url: str | None,
 ) -> None:
     """Run the engine, the projector and the HTTP gateway until SIGTERM or Ctrl-C.
@@ -117,7 +119,7 @@ def server(
     except ValueError as exc:
         raise JetworkError(f"invalid setting: {exc}") from None
     http = None if no_http else gateway_settings(http_listen, tokens_file, insecure)
-    configure_logging(logging.INFO)
+    configure_logging(logging.INFO, json=log_format == "json")
     console = make_console(stderr=True)
     with serving_metrics(metrics_listen, console) as metrics:
         _run_server(

@@ -17,6 +17,7 @@ from sdk.runtime import run_service
 from sdk.worker import Worker
 from sdk.worker.config import InvalidWorkerConfig, WorkerConfig, parse_duration
 from sdk.worker.signals import HardExit, listen_for_shutdown
+from telemetry import tracing
 
 EXIT_ABORTED = 3
 HARD_EXIT_MARGIN = 0.9
@@ -205,6 +206,7 @@ def configure_logging(log_format: str) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            tracing.add_trace_id,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),

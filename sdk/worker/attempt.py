@@ -51,7 +51,6 @@ from sdk.worker.presence import RunningJob
 from sdk.worker.results import held_by_another, result_command
 from sdk.worker.watch import STOP_TIMEOUT as WATCHER_STOP_TIMEOUT
 from sdk.worker.watch import Watcher
-from telemetry import tracing
 
 STUCK_AFTER: Final = WATCHER_STOP_TIMEOUT + 1.0
 """Seconds an attempt may take from its job's end to its logs and report (see ``stuck_for``)."""
@@ -196,8 +195,6 @@ class Attempt(DispatchMessage):
             await self._dead_letter(str(exc))
             return
         self._log = self._log.bind(workflow_id=self.dispatch.workflow_id, job=self.dispatch.job)
-        if tracing.enabled():  # log lines carry the run's trace id (telemetry/tracing.py)
-            self._log = self._log.bind(trace_id=tracing.trace_id_hex(self.dispatch.workflow_id))
         try:
             if await self._not_due_yet() or not await self._claim():
                 return

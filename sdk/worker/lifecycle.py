@@ -16,11 +16,19 @@ import asyncio
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Final, Literal, get_args
 
 import structlog
 
-from events.catalog import JobEvent, JobResultRejected, JobRetryScheduled
+from events.catalog import (
+    JobCancelled,
+    JobEvent,
+    JobFailed,
+    JobResultRejected,
+    JobRetryScheduled,
+    JobSucceeded,
+)
 from sdk.worker.executors.base import Cancelled, ExecutionResult, Failed, Succeeded
 
 _log = structlog.get_logger("jetwork.worker")
@@ -73,6 +81,7 @@ class JobEnded:
     outputs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     retried: bool = False  # a failure whose retry policy queued another attempt
+    at: float | None = None  # when the result was decided (epoch seconds; None: not recorded)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +101,7 @@ class PollFailed:
 
 
 Listener = Callable[[Any], Any]
+_RESULTS: Final = (JobSucceeded, JobFailed, JobCancelled)
 
 
 class Listeners:
@@ -136,18 +146,23 @@ def ended(
     ref: AttemptRef, result: ExecutionResult, recorded: Sequence[JobEvent], *, seconds: float
 ) -> JobEnded:
     """What listeners hear of a result once ``recorded`` (the events its report appended)."""
+    at = next((_when(e).timestamp() for e in recorded if isinstance(e, _RESULTS)), None)
     if any(isinstance(event, JobResultRejected) for event in recorded):
-        return JobEnded(ref, "rejected", duration=seconds)
+        return JobEnded(ref, "rejected", duration=seconds, at=at)
     match result:
         case Succeeded(outputs=outputs):
-            return JobEnded(ref, "succeeded", duration=seconds, outputs=dict(outputs))
+            return JobEnded(ref, "succeeded", duration=seconds, outputs=dict(outputs), at=at)
         case Failed(error=error):
             retried = any(isinstance(event, JobRetryScheduled) for event in recorded)
-            return JobEnded(ref, "failed", duration=seconds, error=error, retried=retried)
+            return JobEnded(ref, "failed", duration=seconds, error=error, retried=retried, at=at)
         case Cancelled(reason=reason):
-            return JobEnded(ref, "cancelled", duration=seconds, error=reason)
+            return JobEnded(ref, "cancelled", duration=seconds, error=reason, at=at)
         case _:
             return JobEnded(ref, "abandoned", duration=None)
+
+
+def _when(result: JobSucceeded | JobFailed | JobCancelled) -> datetime:
+    return result.at if isinstance(result, JobCancelled) else result.ended_at
 
 
 def for_handler(handler: str, listener: Listener) -> Listener:

@@ -25,7 +25,7 @@ def attach_tracing(listeners: Listeners) -> None:
         )
 
     def ended(event: JobEnded) -> None:
-        now = time.time()
+        now = event.at or time.time()  # the result's own time: before the engine saw it
         since = claimed.pop(event.ref, None)
         if since is None:  # the claim was heard before tracing was on
             since = now - (event.duration or 0.0)

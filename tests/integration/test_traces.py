@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -28,21 +29,28 @@ def receiver() -> Iterator[OtlpReceiver]:
         started.stop()
 
 
+@dataclass
+class Traced:
+    env: dict[str, str]
+    worker: Process
+
+
 @pytest.fixture
-async def traced_env(tmp_path: Path, receiver: OtlpReceiver) -> AsyncIterator[dict[str, str]]:
+async def traced(tmp_path: Path, receiver: OtlpReceiver) -> AsyncIterator[Traced]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JETWORK_", "OTEL_"))}
     env |= {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "100"}
     server = await spawn(
-        "server", "--port", "0", "--data-dir", str(tmp_path / "jw"), "--no-http", env=env
-    )
+        "server", "--port", "0", "--data-dir", str(tmp_path / "jw"), "--no-http",
+        "--log-format", "json", env=env,
+    )  # fmt: skip
     worker: Process | None = None
     try:
         await server.wait_for_line("ready")
         export = await server.wait_for_line("export JETWORK_NATS_URL=")
         env["JETWORK_NATS_URL"] = export.split("export JETWORK_NATS_URL=")[1].split()[0]
-        worker = await spawn("worker", env=env)
+        worker = await spawn("worker", "--log-format", "json", env=env)
         await worker.wait_for_line("worker started")
-        yield env
+        yield Traced(env, worker)
     finally:
         if worker is not None:
             log = await worker.stop()
@@ -52,9 +60,9 @@ async def traced_env(tmp_path: Path, receiver: OtlpReceiver) -> AsyncIterator[di
 
 
 async def test_one_trace_per_run_across_the_processes(
-    traced_env: dict[str, str], receiver: OtlpReceiver
+    traced: Traced, receiver: OtlpReceiver
 ) -> None:
-    done = await run("run", "examples/diamond.yaml", "--wait", "--json", env=traced_env)
+    done = await run("run", "examples/diamond.yaml", "--wait", "--json", env=traced.env)
     assert done.code == 0, done.out + done.err
     workflow_id = json.loads(done.out)["workflow_id"]
     trace_number, span_number = workflow_ids(workflow_id)
@@ -84,3 +92,7 @@ async def test_one_trace_per_run_across_the_processes(
     assert {s.name.removeprefix("job ") for s in receiver.named("job ")} == {
         "start", "left", "flaky", "join", "report", "cleanup",
     }  # fmt: skip
+
+    # The worker's JSON log lines about the run carry its trace id.
+    finished = json.loads(await traced.worker.wait_for_line('"job finished"'))
+    assert (finished["workflow_id"], finished["trace_id"]) == (workflow_id, trace_id)
