@@ -118,7 +118,12 @@ class Views:
             if newest is None:
                 return []  # no workflow ever joined this list
             if limit <= len(newest.entries) or not newest.truncated:
-                return await self._rows(store, newest.entries[:limit], name)
+                rows = await self._rows(store, newest.entries[:limit], name)
+                kept = [row for row in rows if status is None or row.status == status]
+                if len(kept) == len(rows):
+                    return kept
+                # A member left the status (an operator's retry): the list no longer holds the
+                # newest ``limit`` of it, the index does.
 
         async def accept(
             entries: builtins.list[index.IndexEntry],

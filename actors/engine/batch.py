@@ -1,7 +1,8 @@
 """One batch of the engine's loop: messages taken apart, decided per workflow, appended together.
 
 1. **Take apart.** Every message becomes an item of its workflow's ``Work``: a start (its
-   definition validated once per distinct content), a cancel, a fired timer, or a job event.
+   definition validated once per distinct content), a cancel, an operator's
+   control (pause, resume, skip, retry), a fired timer, or a job event.
 2. **Decide.** Each workflow's items are folded and decided in one ``react`` on its state in
    memory (read from the log only when it is not there).
 3. **Append.** The decided events of all workflows go out together, stage by stage
@@ -31,7 +32,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 from actors.engine.intake import Context, Intake, Work
-from actors.engine.reactions import Fired, Item, Start, react
+from actors.engine.reactions import Control, Fired, Item, Start, react
 from actors.engine.states import absorb
 from actors.engine.timers import DispatchTimeoutTimer, JobTimeoutTimer, LeaseTimer
 from actors.workflow import WorkflowState
@@ -209,10 +210,20 @@ class Batch(Intake):
             start = work.items[index]
             assert isinstance(start, Start)
             await self._answer(start.request, accepted=True, created=created)
+        for index, changed in reaction.applied.items():
+            control = work.items[index]
+            assert isinstance(control, Control)
+            await self._answer_control(control.request, changed=changed)
         unknown = {id(work.items[index]) for index in reaction.unknown}
+        refused = {id(work.items[index]): why for index, why in reaction.refused.items()}
         for msg, item in work.messages:
             if id(item) in unknown:
-                await self._unknown_workflow(msg)
+                await self._unknown_workflow(msg, item)
+            elif isinstance(item, Control) and id(item) in refused:
+                # An operator's mistake, not garbage: answered, and dead-lettered so that a
+                # sender without ``reply_to`` can still find out why nothing happened.
+                await self._answer_control(item.request, error=refused[id(item)])
+                await self._refuse(msg, refused[id(item)])
             else:
                 await msg.ack()
 
@@ -244,9 +255,12 @@ class Batch(Intake):
         await asyncio.sleep(min(2.0, 0.05 * 2**work.failures))
         return True
 
-    async def _unknown_workflow(self, msg: Msg) -> None:
+    async def _unknown_workflow(self, msg: Msg, item: Item) -> None:
         if msg.metadata.num_delivered >= _NOT_FOUND_TRIES:
-            await self._refuse(msg, str(WorkflowNotFound(msg.subject.rsplit(".", 1)[-1])))
+            error = str(WorkflowNotFound(msg.subject.rsplit(".", 1)[-1]))
+            if isinstance(item, Control):
+                await self._answer_control(item.request, error=error)
+            await self._refuse(msg, error)
         else:
             await msg.nak(delay=0.5 * msg.metadata.num_delivered)
 

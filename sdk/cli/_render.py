@@ -21,6 +21,7 @@ STATUS_STYLES = {
     "pending": "dim",
     "queued": "cyan",
     "running": "bold yellow",
+    "paused": "bold blue",
     "retrying": "magenta",
     "succeeded": "green",
     "failed": "bold red",
