@@ -135,10 +135,25 @@ def _ids() -> Any:
 
 
 def record_workflow(
-    workflow_id: str, *, name: str, status: str, started: datetime, ended: datetime
+    workflow_id: str,
+    *,
+    name: str,
+    status: str,
+    started: datetime,
+    ended: datetime,
+    retry: int = 0,
 ) -> None:
-    """The run's root span, once its end is in the log."""
+    """The run's root span, once its end is in the log. An operator's retry (``jetwork retry``)
+    ends the same run again: that part is a child of the root (one root per trace), from the
+    retry to the new end."""
     if _state.tracer is None:
+        return
+    if retry:
+        attributes = {"jetwork.workflow_id": workflow_id, "jetwork.workflow": name,
+                      "jetwork.status": status, "jetwork.retry": retry}  # fmt: skip
+        error = None if status == "succeeded" else status
+        record_span(workflow_id, f"workflow {name} retry {retry}", started=started.timestamp(),
+                    ended=ended.timestamp(), attributes=attributes, error=error)  # fmt: skip
         return
     token = _pinned.set(workflow_ids(workflow_id))
     try:

@@ -283,10 +283,10 @@ def _observe(decided: list[Event], state: WorkflowState) -> None:
         elif (status := _ENDED.get(type(event))) is not None:
             metrics.child(metrics.WORKFLOWS_ENDED, workflow, status).inc()
             if tracing.enabled() and state.started_at is not None:
-                ended_at = getattr(event, "ended_at", None) or state.started_at
+                began = state.retried_at or state.started_at
                 tracing.record_workflow(
-                    state.workflow_id, name=workflow, status=status, started=state.started_at,
-                    ended=ended_at,
+                    state.workflow_id, name=workflow, status=status, started=began,
+                    ended=getattr(event, "ended_at", None) or began, retry=state.retries,
                 )  # fmt: skip
 
 

@@ -4,14 +4,13 @@ follow (``sdk/worker/pausing.py``); running jobs are never touched."""
 
 from __future__ import annotations
 
-import getpass
 import re
-import socket
 from typing import Final
 
 from nats.js.errors import KeyNotFoundError
 
 from events import subjects
+from sdk.client.control import default_operator
 from sdk.client.reads import ClientReads
 from sdk.client.translate import translated
 from sdk.errors import InvalidArgument
@@ -28,7 +27,7 @@ class ClientWorkerControl(ClientReads):
         jobs; running jobs finish. Returns the switch set (``pause.worker.<id>`` …).
         ``InvalidArgument`` for neither or both, a malformed name, or no such live worker."""
         key = await self._switch(worker_id, handler, must_be_live=True)
-        record = PauseRecord.now(by=_operator(), reason=reason)
+        record = PauseRecord.now(by=default_operator(), reason=reason)
         with translated("pausing", url=self._url):
             await set_pause(self._nc.jetstream(), key, record)
         return key
@@ -67,11 +66,3 @@ class ClientWorkerControl(ClientReads):
                 "pause a handler with --handler to cover workers not started yet)"
             )
         return worker_key(name)
-
-
-def _operator() -> str:
-    try:
-        user = getpass.getuser()
-    except Exception:  # no user name in this environment (a container without passwd entry)
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
