@@ -16,6 +16,7 @@ from events.errors import StoreError
 from events.topology import ensure_topology
 from sdk.embedded_server import EmbeddedServer
 from sdk.worker.tasks import stack_of
+from tests.jobs_harness import JobsHarness
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +64,12 @@ async def clean_nats(nc: NATS) -> NATS:
                 raise
             await asyncio.sleep(0.1 * attempt)
     return nc
+
+
+@pytest.fixture
+def harness(clean_nats: NATS) -> JobsHarness:
+    """Queues jobs as the engine would, and reads their job actors back (worker tests)."""
+    return JobsHarness(clean_nats)
 
 
 @pytest.fixture

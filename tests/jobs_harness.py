@@ -6,7 +6,9 @@ queue, requeue and cancel jobs with these helpers and read the job actor's histo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -20,6 +22,7 @@ from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec
 from events.definition import RetryPolicy
 from events.labels import CONSUMER_PREFIX
 from events.store import ActorRef, EventStore
+from sdk.worker import Worker
 from sdk.worker.config import WorkerConfig
 
 E = TypeVar("E", bound=JobEvent)
@@ -165,3 +168,13 @@ async def unfinished_dispatches(nc: NATS) -> int:
         for info in await js.consumers_info(subjects.EVENTS_STREAM)
         if (info.name or "").startswith(CONSUMER_PREFIX)
     )
+
+
+@asynccontextmanager
+async def running(*workers: Worker) -> AsyncIterator[None]:
+    """Start the workers together, and stop them together however the block ends."""
+    await asyncio.gather(*(w.start() for w in workers))
+    try:
+        yield
+    finally:
+        await asyncio.gather(*(w.stop() for w in workers))

@@ -10,8 +10,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -41,21 +39,7 @@ from sdk.worker.job_context import JobContext
 from sdk.worker.logs import LogBatch
 from sdk.worker.presence import WorkerPresence
 from tests.eventually import assert_eventually
-from tests.jobs_harness import JobsHarness, fast_config, unfinished_dispatches
-
-
-@pytest.fixture
-def harness(clean_nats: NATS) -> JobsHarness:
-    return JobsHarness(clean_nats)
-
-
-@asynccontextmanager
-async def running(*workers: Worker) -> AsyncIterator[None]:
-    await asyncio.gather(*(w.start() for w in workers))
-    try:
-        yield
-    finally:
-        await asyncio.gather(*(w.stop() for w in workers))
+from tests.jobs_harness import JobsHarness, fast_config, running, unfinished_dispatches
 
 
 async def settled(harness: JobsHarness, wf: str, job: str, kind: type[Any]) -> Any:

@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from nats.aio.client import Client as NATS
-
 from events.catalog import JobFailed, JobSucceeded
 from events.definition import RetryPolicy
 from sdk.worker import Worker
@@ -17,11 +14,6 @@ from sdk.worker.job_context import JobContext
 from sdk.worker.lifecycle import JobEnded, JobStarted
 from tests.eventually import assert_eventually
 from tests.jobs_harness import JobsHarness, fast_config
-
-
-@pytest.fixture
-def harness(clean_nats: NATS) -> JobsHarness:
-    return JobsHarness(clean_nats)
 
 
 async def test_listeners_and_hooks_hear_what_the_log_records(

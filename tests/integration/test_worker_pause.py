@@ -9,8 +9,6 @@ handler is paused starts paused.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
 from click.testing import CliRunner
@@ -25,21 +23,7 @@ from sdk.errors import InvalidArgument
 from sdk.worker import Worker
 from sdk.worker.job_context import JobContext
 from tests.eventually import assert_eventually
-from tests.jobs_harness import JobsHarness, fast_config
-
-
-@pytest.fixture
-def harness(clean_nats: NATS) -> JobsHarness:
-    return JobsHarness(clean_nats)
-
-
-@asynccontextmanager
-async def running(*workers: Worker) -> AsyncIterator[None]:
-    await asyncio.gather(*(w.start() for w in workers))
-    try:
-        yield
-    finally:
-        await asyncio.gather(*(w.stop() for w in workers))
+from tests.jobs_harness import JobsHarness, fast_config, running
 
 
 async def paused_on(client: Client, worker: Worker) -> tuple[str, ...]:
