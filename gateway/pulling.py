@@ -76,6 +76,9 @@ class Feed:
         self._sub: Any = None
         self.broken = False
         """A status said the consumer is gone: ensure it again before the next pull."""
+        self.ack_wait = 0.0
+        """The consumer's ack wait (seconds), as the server has it (it may have been made by a
+        worker with another lease)."""
 
     async def start(self) -> None:
         self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
@@ -159,15 +162,21 @@ class OneShotPuller:
         async with self._lock:
             feed = self._feeds.get(labelset.consumer)
             if feed is None or feed.broken:
-                await ensure_consumer(
+                ack_wait = await ensure_consumer(
                     self._nc, labelset, lease_ttl=self._consumer_lease, stream=self._stream
                 )
                 if feed is None:
                     feed = Feed(self._nc, labelset, stream=self._stream)
                     await feed.start()
                     self._feeds[labelset.consumer] = feed
+                feed.ack_wait = ack_wait
                 feed.broken = False
         return feed
+
+    def ack_wait(self, consumer: str) -> float:
+        """The ack wait of a consumer pulled here (0 for one that is not)."""
+        feed = self._feeds.get(consumer)
+        return feed.ack_wait if feed is not None else 0.0
 
     async def stop(self) -> None:
         await asyncio.gather(*(feed.stop() for feed in self._feeds.values()))
