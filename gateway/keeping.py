@@ -48,6 +48,9 @@ DEADLINE_TOLERANCE: Final = 0.001
 """Seconds by which a lease may differ from the consumer's ack wait and still be kept by it."""
 RENEW_TIMEOUT: Final = 5.0
 """Seconds a heartbeat waits for the server to confirm a ``+WPI``."""
+RENEW_KEPT: Final = 0.05
+"""A dispatch kept at hand longer than this (seconds) before its claim is renewed at the claim,
+so that a lease kept by its ack deadline runs from the claim (``gateway.pulling``)."""
 
 
 def kept_by_deadline(*, lease_ttl: float, ack_wait: float) -> bool:
@@ -62,9 +65,12 @@ class LeaseKeeping:
         self._nc = nc
         self._js = nc.jetstream()
 
-    async def hold(self, msg: Msg, lease: LeaseId, granted: datetime) -> None:
-        """Keep the lease of a claim just recorded from the dispatch ``msg``."""
+    async def hold(self, msg: Msg, lease: LeaseId, granted: datetime, *, kept: float) -> None:
+        """Keep the lease of a claim just recorded from the dispatch ``msg``, which waited
+        ``kept`` seconds at hand in the gateway before the claim took it."""
         if lease.ack:
+            if kept > RENEW_KEPT:  # its deadline ran meanwhile: from now on, the whole lease
+                await quietly(self._nc.publish(lease.ack, b"+WPI"))
             return  # the delivery's deadline runs: the message stays unacked
         try:
             await self._arm(lease, granted)

@@ -131,18 +131,21 @@ class Leases:
                     return None
                 await self._labelsets.wait_changed(remaining)
                 continue
-            msg = await self._puller.pull_one(labelsets, wait=max(0.0, remaining))
+            pulled = await self._puller.pull_one(labelsets, wait=max(0.0, remaining))
             pulls += 1
-            if msg is None:
+            if pulled is None:
                 if remaining <= 0 or time.monotonic() >= deadline:
                     return None
                 continue
+            msg = pulled.msg
             # Only a claim that waited may have lost its caller meanwhile (the check costs).
             waited = time.monotonic() - started
             if gone is not None and waited >= GONE_CHECK_AFTER and await gone():
                 await quietly(msg.nak())  # never claimed: at once for someone else
                 return None
-            claim = await self._claim_message(msg, worker_id=worker_id, lease_ttl=lease_ttl)
+            claim = await self._claim_message(
+                msg, worker_id=worker_id, lease_ttl=lease_ttl, kept=pulled.kept
+            )
             if claim is not None:
                 return claim
             if wait <= 0 and pulls >= NO_WAIT_PULLS:
@@ -150,7 +153,9 @@ class Leases:
             if wait > 0 and time.monotonic() >= deadline:
                 return None
 
-    async def _claim_message(self, msg: Msg, *, worker_id: str, lease_ttl: float) -> Claim | None:
+    async def _claim_message(
+        self, msg: Msg, *, worker_id: str, lease_ttl: float, kept: float
+    ) -> Claim | None:
         meta = msg.metadata
         try:
             dispatch = Dispatch.decode(msg)
@@ -192,7 +197,7 @@ class Leases:
             claim_seq=state.last_seq,
             ack=msg.reply if by_deadline else "",
         )
-        await self.keeping.hold(msg, lease, granted)
+        await self.keeping.hold(msg, lease, granted, kept=kept)
         return Claim(lease_id=self._signer.sign(lease), lease=lease, state=state)
 
     async def _settle(self, msg: Msg, outcome: ClaimOutcome) -> None:
