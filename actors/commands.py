@@ -113,6 +113,39 @@ class CancelWorkflow(WorkflowCommand):
     force: bool = False
 
 
+class OperatorCommand(WorkflowCommand):
+    """An operator's control of a run. ``by`` says who (recorded in the log with ``reason``);
+    ``request_id`` makes a redelivered request a no-op rather than a refusal."""
+
+    by: str = Field(min_length=1, max_length=256)
+    reason: str | None = Field(default=None, max_length=2000)
+    request_id: str | None = None
+
+
+class PauseWorkflow(OperatorCommand):
+    type: Literal["PauseWorkflow"] = "PauseWorkflow"
+
+
+class ResumeWorkflow(OperatorCommand):
+    type: Literal["ResumeWorkflow"] = "ResumeWorkflow"
+
+
+class SkipJob(OperatorCommand):
+    """Record ``job`` as skipped by an operator: dependents proceed as if it had succeeded with
+    ``outputs``."""
+
+    type: Literal["SkipJob"] = "SkipJob"
+    job: str
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+class RetryWorkflow(OperatorCommand):
+    """Run a failed or cancelled workflow's failed and cancelled jobs again, and the jobs skipped
+    because of them."""
+
+    type: Literal["RetryWorkflow"] = "RetryWorkflow"
+
+
 class Advance(WorkflowCommand):
     """Internal reaction run after any event: what must follow from the workflow's state."""
 
@@ -144,4 +177,5 @@ AnyJobCommand = (
     | ConfirmCancelled
     | ExpireLease
 )
-AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow
+AnyOperatorCommand = PauseWorkflow | ResumeWorkflow | SkipJob | RetryWorkflow
+AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow | AnyOperatorCommand

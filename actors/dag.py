@@ -50,6 +50,11 @@ class Upstream(Protocol):
     @property
     def outputs(self) -> Mapping[str, str]: ...
 
+    @property
+    def succeeded(self) -> bool:
+        """Succeeded, or skipped by an operator (who vouched for its outputs)."""
+        ...
+
 
 class Verdict(StrEnum):
     WAIT = "wait"
@@ -163,22 +168,22 @@ def judge(
 
 
 def _dependencies_met(job: JobDefinition, upstream: Mapping[str, Upstream]) -> bool:
-    if any(upstream[name].status is not JobStatus.SUCCEEDED for name in job.needs):
+    if any(not upstream[name].succeeded for name in job.needs):
         return False
-    return not job.needs_any or any(
-        upstream[name].status is JobStatus.SUCCEEDED for name in job.needs_any
-    )
+    return not job.needs_any or any(upstream[name].succeeded for name in job.needs_any)
 
 
 def _unmet_reason(job: JobDefinition, upstream: Mapping[str, Upstream]) -> str:
     for name in job.needs:
-        if upstream[name].status is not JobStatus.SUCCEEDED:
+        if not upstream[name].succeeded:
             return f"needs {name}, which {upstream[name].status}"
     return f"none of {', '.join(job.needs_any)} succeeded"
 
 
 def _needs_entry(up: Upstream) -> dict[str, Any]:
-    return {"result": RESULT_NAMES.get(up.status, str(up.status)), "outputs": dict(up.outputs)}
+    # An operator's skip reads as the success it stands in for.
+    result = "success" if up.succeeded else RESULT_NAMES.get(up.status, str(up.status))
+    return {"result": result, "outputs": dict(up.outputs)}
 
 
 def _ancestor_failed(

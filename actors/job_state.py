@@ -19,6 +19,7 @@ from events.catalog import (
     JobEvent,
     JobFailed,
     JobQueued,
+    JobReopened,
     JobResultRejected,
     JobRetryScheduled,
     JobSkipped,
@@ -66,6 +67,8 @@ class JobState:
     started_at: datetime | None = None
     cancel_reason: str | None = None
     skip_reason: str | None = None
+    # Who skipped it by hand (``jetwork skip``); None when the engine skipped it, or it ran.
+    skipped_by: str | None = None
     outputs: Mapping[str, str] = field(default_factory=dict)
     result: Any = None
     error: str | None = None
@@ -82,6 +85,13 @@ class JobState:
     @property
     def cancel_requested(self) -> bool:
         return self.cancel_reason is not None
+
+    @property
+    def succeeded(self) -> bool:
+        """It succeeded, or an operator skipped it: dependents proceed with its ``outputs``."""
+        return self.status is JobStatus.SUCCEEDED or (
+            self.status is JobStatus.SKIPPED and self.skipped_by is not None
+        )
 
     @property
     def ids(self) -> ActorIds:
@@ -124,9 +134,20 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 dispatch_seq=0,
             )
         case JobSkipped():
+            if event.by is not None:
+                return updated(
+                    state,
+                    status=JobStatus.SKIPPED,
+                    ended_at=event.at,
+                    skip_reason=event.reason,
+                    skipped_by=event.by,
+                    outputs=event.outputs,
+                )
             return updated(
                 state, status=JobStatus.SKIPPED, ended_at=event.at, skip_reason=event.reason
             )
+        case JobReopened():
+            return _reopened(state)
         case JobStarted():
             return updated(
                 state,
@@ -170,6 +191,21 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
         case JobResultRejected():
             return updated(state, rejections=state.rejections + 1)
     return state
+
+
+def _reopened(state: JobState) -> JobState:
+    """Pending again, as before its first event, except for what must keep counting: attempts
+    (each run is a new one), lease epochs (fencing: an old holder's result stays stale) and what
+    was settled (a re-report of an old result still records nothing)."""
+    return updated(
+        pending(state.workflow_id, state.job),
+        attempt=state.attempt,
+        epoch=state.epoch,
+        settled_epoch=state.settled_epoch,
+        settled_outcome=state.settled_outcome,
+        rejections=state.rejections,
+        last_seq=state.last_seq,
+    )
 
 
 def _settle(

@@ -13,11 +13,9 @@ again after its events are recorded yields nothing.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
 
-from actors import dag, job
+from actors import control, dag, job
 from actors._state import updated
 from actors.appends import Append, plan_appends
 from actors.commands import (
@@ -25,11 +23,16 @@ from actors.commands import (
     AnyWorkflowCommand,
     CancelJob,
     CancelWorkflow,
+    PauseWorkflow,
+    ResumeWorkflow,
+    RetryWorkflow,
+    SkipJob,
     StartWorkflow,
     TimeoutWorkflow,
 )
 from actors.definitions import format_duration, validate_inputs
 from actors.job import JobState
+from actors.workflow_state import WorkflowState
 from events import subjects
 from events.base import Event, RecordedEvent
 from events.catalog import (
@@ -42,6 +45,9 @@ from events.catalog import (
     WorkflowCancelRequested,
     WorkflowEvent,
     WorkflowFailed,
+    WorkflowPaused,
+    WorkflowResumed,
+    WorkflowRetried,
     WorkflowStarted,
     WorkflowStatus,
     WorkflowSucceeded,
@@ -59,42 +65,9 @@ __all__ = [
     "stop_reason",
 ]
 
+# An in-process timer runs on the loop's clock, which may be a hair ahead of the wall clock.
+_TIMER_TOLERANCE = timedelta(seconds=1)
 _ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING})
-
-
-@dataclass(frozen=True)
-class WorkflowState:
-    workflow_id: str
-    status: WorkflowStatus | None = None  # None: not started
-    definition: WorkflowDefinition | None = None
-    inputs: Mapping[str, Any] = field(default_factory=dict)
-    idempotency_key: str | None = None
-    started_at: datetime | None = None
-    order: tuple[str, ...] = ()  # the jobs in topological order
-    jobs: Mapping[str, JobState] = field(default_factory=dict)
-    cancel_reason: str | None = None
-    cancel_forced: bool = False
-    end_reason: str | None = None
-    ended_at: datetime | None = None
-    # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's
-    # last event (its CAS expectation) and the last event of the whole history folded so far.
-    last_seq: int = 0
-    stream_seq: int = 0
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self.cancel_reason is not None
-
-    def job(self, name: str) -> JobState:
-        """The job actor's state (pending if it has no event yet)."""
-        return self.jobs.get(name) or job.pending(self.workflow_id, name)
-
-    def timeout_deadline(self) -> datetime | None:
-        """When the workflow times out (arm a ``TimeoutWorkflow`` timer for it), if ever."""
-        if self.definition is None or self.definition.timeout is None:
-            return None
-        assert self.started_at is not None  # set together with the definition
-        return self.started_at + timedelta(seconds=self.definition.timeout)
 
 
 # --- decide ---------------------------------------------------------------------------------
@@ -113,6 +86,8 @@ def decide(state: WorkflowState, command: AnyWorkflowCommand) -> list[Event]:
             return _advance(state, command.now)
         case TimeoutWorkflow():
             return _timeout(state, command.now)
+        case PauseWorkflow() | ResumeWorkflow() | SkipJob() | RetryWorkflow():
+            return control.decide(state, command)
 
 
 def _start(state: WorkflowState, cmd: StartWorkflow) -> list[Event]:
@@ -150,6 +125,8 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
         return []
     if state.status.is_terminal:
         return _stop_leftovers(state, stop_reason(state.end_reason), now)
+    if state.paused and not state.cancel_requested:
+        return []  # an operator holds it: nothing moves until the resume (a cancel still does)
     # A working copy (a C-level dict copy: cheaper than any overlay): later jobs are judged on
     # the decisions taken for earlier ones.
     jobs = dict(state.jobs)
@@ -223,7 +200,10 @@ def _carry_out(
     return [
         JobQueued(
             **ids,
-            attempt=1,
+            # 1 for a first run; after an operator's retry, the next attempt, whose claim takes
+            # the epoch after the last one granted.
+            attempt=current.attempt + 1,
+            prior_epoch=current.epoch,
             spec=rendered,
             retry=spec.retry,
             on_failure=spec.on_failure,
@@ -273,9 +253,10 @@ def _ending(
 def _timeout(state: WorkflowState, now: datetime) -> list[Event]:
     definition = state.definition
     if state.status is not WorkflowStatus.RUNNING or definition is None:
-        return []
-    if definition.timeout is None:
-        return []  # nothing to time out: a timer from elsewhere
+        return []  # ended, or paused: a resume past the deadline times it out then
+    deadline = state.timeout_deadline()
+    if definition.timeout is None or deadline is None or now < deadline - _TIMER_TOLERANCE:
+        return []  # nothing to time out, or the timer of a run before a retry
     why = f"timed out after {format_duration(definition.timeout)}"
     # The end is recorded first: once it is in the log, no racing Advance can queue more work
     # or end the workflow differently, and Advance cleans up jobs this append left behind.
@@ -336,13 +317,15 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
             return _ended(state, WorkflowStatus.FAILED, event.reason, event.ended_at)
         case WorkflowCancelled():
             return _ended(state, WorkflowStatus.CANCELLED, event.reason, event.ended_at)
+        case WorkflowPaused() | WorkflowResumed() | WorkflowRetried():
+            return control.evolve(state, event)
     return state
 
 
 def _ended(
     state: WorkflowState, status: WorkflowStatus, reason: str | None, at: datetime
 ) -> WorkflowState:
-    return updated(state, status=status, end_reason=reason, ended_at=at)
+    return updated(state, status=status, end_reason=reason, ended_at=at, pause_note=None)
 
 
 def replay(

@@ -42,13 +42,24 @@ _TERMINAL_JOB = frozenset(
 
 class WorkflowStatus(StrEnum):
     RUNNING = "running"
+    PAUSED = "paused"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def is_terminal(self) -> bool:
-        return self is not WorkflowStatus.RUNNING
+        return self in _TERMINAL_WORKFLOW
+
+    @property
+    def is_open(self) -> bool:
+        """Running or paused: the workflow has not ended (it may leave either status)."""
+        return self not in _TERMINAL_WORKFLOW
+
+
+_TERMINAL_WORKFLOW = frozenset(
+    {WorkflowStatus.SUCCEEDED, WorkflowStatus.FAILED, WorkflowStatus.CANCELLED}
+)
 
 
 class JobSpec(BaseModel):
@@ -91,6 +102,37 @@ class WorkflowCancelRequested(WorkflowEvent):
     reason: str = "cancelled by user"
     force: bool = False
     requested_at: datetime
+
+
+class WorkflowPaused(WorkflowEvent):
+    """An operator paused the workflow: no job is queued until it is resumed (running jobs
+    finish and their results are recorded; retries and the timeout that fall due wait)."""
+
+    type: Literal["WorkflowPaused"] = "WorkflowPaused"
+    by: str
+    reason: str | None = None
+    request_id: str | None = None
+    at: datetime
+
+
+class WorkflowResumed(WorkflowEvent):
+    type: Literal["WorkflowResumed"] = "WorkflowResumed"
+    by: str
+    reason: str | None = None
+    request_id: str | None = None
+    at: datetime
+
+
+class WorkflowRetried(WorkflowEvent):
+    """An operator retried the ended workflow: it runs again; ``jobs`` run again (each reopened
+    by a ``JobReopened``), the others keep their results."""
+
+    type: Literal["WorkflowRetried"] = "WorkflowRetried"
+    by: str
+    reason: str | None = None
+    request_id: str | None = None
+    jobs: tuple[str, ...]
+    at: datetime
 
 
 class WorkflowSucceeded(WorkflowEvent):
@@ -163,8 +205,23 @@ class JobQueued(JobEvent):
 
 
 class JobSkipped(JobEvent):
+    """The job will not run. ``by`` is None when the engine skipped it (its condition was false or
+    what it needs did not succeed). With ``by`` an operator skipped it (``jetwork skip``): its
+    dependents proceed as if it had succeeded with ``outputs``."""
+
     type: Literal["JobSkipped"] = "JobSkipped"
     reason: str
+    at: datetime
+    by: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+class JobReopened(JobEvent):
+    """An operator's retry put the ended job back to pending: it is judged again and runs as a
+    new attempt (attempts and lease epochs go on counting from where they were)."""
+
+    type: Literal["JobReopened"] = "JobReopened"
+    by: str
     at: datetime
 
 
@@ -245,6 +302,9 @@ class JobResultRejected(JobEvent):
 WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowStarted,
     WorkflowCancelRequested,
+    WorkflowPaused,
+    WorkflowResumed,
+    WorkflowRetried,
     WorkflowSucceeded,
     WorkflowFailed,
     WorkflowCancelled,
@@ -259,4 +319,5 @@ JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobCancelRequested,
     JobCancelled,
     JobResultRejected,
+    JobReopened,
 )

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
+import ssl
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
 
-import nats
 from events import nats_speedups
-from events.errors import ServerUnavailable
+from events.errors import ServerRefused, ServerUnavailable
+from events.nats_auth import NatsAuth, process_auth
 
 nats_speedups.install()
 
@@ -36,6 +40,8 @@ class NatsSettings:
     # Keep reconnecting forever: engines and workers must survive a server restart by themselves.
     max_reconnect_attempts: int = -1
     reconnect_wait: float = 0.25
+    # Who this process is to NATS (None: the process's, from options or JETWORK_NATS_* variables).
+    auth: NatsAuth | None = None
 
     @classmethod
     def from_env(
@@ -63,7 +69,7 @@ async def connect(settings: NatsSettings) -> NATS:
     client: list[NATS] = []
 
     async def on_disconnect() -> None:
-        if client and (client[0].is_closed or client[0].is_draining):
+        if not connected or (client and (client[0].is_closed or client[0].is_draining)):
             return  # our own close(): not worth a warning
         _log.warning("nats disconnected", url=settings.url, client=settings.name)
 
@@ -71,30 +77,54 @@ async def connect(settings: NatsSettings) -> NATS:
         _log.info("nats reconnected", url=settings.url, client=settings.name)
 
     last_report = [0.0]
+    first_errors: list[Exception] = []  # what the first attempts met (an auth refusal …)
 
     async def on_error(exc: Exception) -> None:
         # Failures of the first connect are reported once, below. While reconnecting, nats-py
         # calls this on every attempt (every reconnect_wait): say it once every few seconds.
+        if not connected:
+            first_errors.append(exc)
         now = time.monotonic()
         if connected and now - last_report[0] >= _ERROR_REPORT_INTERVAL:
             last_report[0] = now
             _log.warning("nats error", error=str(exc) or type(exc).__name__, client=settings.name)
 
+    auth = settings.auth if settings.auth is not None else process_auth()
+    extra = auth.options()  # InvalidNatsAuth (a JetworkError) before any attempt
+    if "tls" not in extra and any(url.startswith("tls://") for url in settings.servers()):
+        # nats-py's own context for a tls:// URL waits for ever on a certificate it does not
+        # trust; the system's default one refuses it at once.
+        extra["tls"] = ssl.create_default_context()
+    options: dict[str, Any] = {
+        **extra,
+        "name": settings.name,
+        "connect_timeout": settings.connect_timeout,
+        "allow_reconnect": True,
+        "max_reconnect_attempts": _INITIAL_ATTEMPTS,
+        "reconnect_time_wait": settings.reconnect_wait,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+        "error_cb": on_error,
+        "max_outstanding_pings": 3,
+        "ping_interval": 5,
+    }
+    nc = NATS()
+    # Bounded: after a TLS handshake that failed on a certificate nats-py (2.16) waits for ever.
+    budget = (settings.connect_timeout + settings.reconnect_wait) * (_INITIAL_ATTEMPTS + 1) + 1
     try:
-        nc = await nats.connect(
-            settings.servers(),
-            name=settings.name,
-            connect_timeout=settings.connect_timeout,
-            allow_reconnect=True,
-            max_reconnect_attempts=_INITIAL_ATTEMPTS,
-            reconnect_time_wait=settings.reconnect_wait,
-            disconnected_cb=on_disconnect,
-            reconnected_cb=on_reconnect,
-            error_cb=on_error,
-            max_outstanding_pings=3,
-            ping_interval=5,
-        )
-    except Exception as exc:  # nats-py raises several unrelated types here
+        async with asyncio.timeout(budget):
+            await nc.connect(settings.servers(), **options)
+    except Exception as exc:  # nats-py raises several unrelated types here; or our timeout
+        with contextlib.suppress(Exception):
+            await nc.close()
+        refusal = next((e for e in [exc, *first_errors] if _refused(e)), None)
+        if refusal is not None:
+            raise ServerRefused(
+                f"the NATS server at {settings.url} refused the connection "
+                f"({str(refusal).removeprefix('nats: ')}). Check the credentials "
+                "(--nats-creds, --nats-nkey, --nats-user/--nats-password, --nats-token) and "
+                "TLS files (--tls-ca, --tls-cert/--tls-key), or their JETWORK_NATS_* variables"
+            ) from None
         raise ServerUnavailable(
             f"cannot reach the NATS server at {settings.url} ({exc or type(exc).__name__}). "
             "Is it running? Set JETWORK_NATS_URL or pass --nats URL, or leave both unset to "
@@ -105,3 +135,11 @@ async def connect(settings: NatsSettings) -> NATS:
     # nats-py reads this option on every reconnect; from now on never give up.
     nc.options["max_reconnect_attempts"] = settings.max_reconnect_attempts
     return nc
+
+
+def _refused(exc: BaseException) -> bool:
+    """The server answered and said no: who we are, or a TLS handshake that failed."""
+    if isinstance(exc, ssl.SSLError):
+        return True
+    text = str(exc).lower()
+    return any(word in text for word in ("authorization", "authentication", "certificate"))

@@ -13,6 +13,7 @@ from nats.aio.client import Client as NATS
 from pydantic import BaseModel, ConfigDict
 
 from events import subjects
+from telemetry import metrics
 
 _log = structlog.get_logger("jetwork.dead_letters")
 _MAX_KEPT_PAYLOAD = 64 * 1024
@@ -53,6 +54,7 @@ async def record_dead_letter(
 ) -> None:
     """Record input that could not be processed. ``msg_id`` de-duplicates reports of one thing
     by several processes (within the stream's duplicate window)."""
+    metrics.DEAD_LETTERS.labels(source).inc()
     if len(reason) > _MAX_REASON:
         reason = f"{reason[:_MAX_REASON]}... ({len(reason) - _MAX_REASON} more characters)"
     letter = DeadLetter(

@@ -73,6 +73,20 @@ class WorkflowNotFound(JetworkError):
         self.workflow_id = workflow_id
 
 
+class CommandRefused(JetworkError):
+    """An operator's command makes no sense in the workflow's current state (pausing an ended
+    workflow, skipping a succeeded job, retrying a running workflow): nothing was recorded."""
+
+    def __init__(
+        self, workflow_id: str, command: str, reason: str, *, message: str | None = None
+    ) -> None:
+        # ``message``: the whole sentence as the engine wrote it (its answer to a client).
+        super().__init__(message or f"cannot {command} workflow {workflow_id!r}: {reason}")
+        self.workflow_id = workflow_id
+        self.command = command
+        self.reason = reason
+
+
 class LeaseLost(JetworkError):
     """The worker no longer holds the job's lease; its result will not count."""
 
@@ -81,6 +95,12 @@ class ServerUnavailable(JetworkError):
     """The NATS server cannot be reached or did not come up."""
 
     retryable = True
+
+
+class ServerRefused(ServerUnavailable):
+    """The NATS server answered but refused who we are (credentials, nkey, token, TLS)."""
+
+    retryable = False
 
 
 class StoreError(JetworkError):

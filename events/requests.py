@@ -18,6 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from events import subjects
 
+_SUBJECT = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"  # where to answer: no wildcards
+_TOKEN = r"^[A-Za-z0-9_-]{1,128}$"
+
 
 class _Request(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -32,9 +35,7 @@ class StartRequest(_Request):
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, max_length=512)
     # Where the engine answers (no wildcards: a subject one can publish to).
-    reply_to: str | None = Field(
-        default=None, max_length=256, pattern=r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"
-    )
+    reply_to: str | None = Field(default=None, max_length=256, pattern=_SUBJECT)
 
     def subject(self) -> str:
         return subjects.command("start", self.workflow_id)
@@ -47,6 +48,59 @@ class CancelRequest(_Request):
 
     def subject(self) -> str:
         return subjects.command("cancel", self.workflow_id)
+
+
+class _ControlRequest(_Request):
+    """An operator's control of a run. ``by``: who (recorded in the log, with ``reason``);
+    ``request_id``: the sender's id for this request (a redelivery of it changes nothing; the
+    Python client also makes it the message id); ``reply_to``: where the engine answers with a
+    ``ControlAnswer``."""
+
+    by: str = Field(default="unknown", min_length=1, max_length=256)
+    reason: str | None = Field(default=None, max_length=2000)
+    request_id: str | None = Field(default=None, pattern=_TOKEN)
+    reply_to: str | None = Field(default=None, max_length=256, pattern=_SUBJECT)
+
+    def subject(self) -> str:
+        return subjects.command(self.type, self.workflow_id)  # type: ignore[attr-defined]
+
+
+class PauseRequest(_ControlRequest):
+    type: Literal["pause"] = "pause"
+
+
+class ResumeRequest(_ControlRequest):
+    type: Literal["resume"] = "resume"
+
+
+class SkipRequest(_ControlRequest):
+    type: Literal["skip"] = "skip"
+    job: str = Field(pattern=_TOKEN)
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+class RetryRequest(_ControlRequest):
+    type: Literal["retry"] = "retry"
+
+
+ControlRequest = PauseRequest | ResumeRequest | SkipRequest | RetryRequest
+
+
+class ControlAnswer(BaseModel):
+    """The engine's answer to a control request that named ``reply_to``.
+
+    ``accepted``: applied (``changed`` False: it held already, e.g. pausing a paused workflow).
+    Otherwise ``error`` says why it was refused (also dead-lettered): the workflow is unknown, or
+    the command makes no sense in its state.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workflow_id: str
+    command: str
+    accepted: bool
+    changed: bool = False
+    error: str | None = None
 
 
 class StartAnswer(BaseModel):
@@ -65,8 +119,8 @@ class StartAnswer(BaseModel):
     error: str | None = None
 
 
-AnyRequest = Annotated[StartRequest | CancelRequest, Field(discriminator="type")]
-REQUESTS: TypeAdapter[StartRequest | CancelRequest] = TypeAdapter(AnyRequest)
+AnyRequest = StartRequest | CancelRequest | ControlRequest
+REQUESTS: TypeAdapter[AnyRequest] = TypeAdapter(Annotated[AnyRequest, Field(discriminator="type")])
 
 
 def new_workflow_id() -> str:
@@ -78,6 +132,8 @@ def workflow_id_for(idempotency_key: str) -> str:
     return "wf-k" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
 
 
-def request_msg_id(request: StartRequest | CancelRequest) -> str:
-    # De-duplicates a client's retried publish within the commands stream's window.
-    return f"{request.type}.{request.workflow_id}"
+def request_msg_id(request: AnyRequest) -> str:
+    # De-duplicates a client's retried publish within the commands stream's window. A control
+    # request is one of many of its kind (pause, resume, pause again): its own id tells them apart.
+    own = getattr(request, "request_id", None)
+    return f"{request.type}.{request.workflow_id}" + (f".{own}" if own else "")

@@ -37,6 +37,7 @@ KV_LABELSETS: Final = "jw_labelsets"
 KV_PROJECTOR: Final = "jw_projector"
 KV_PARTITIONS: Final = "jw_partitions"
 KV_GATEWAY: Final = "jw_gateway"
+KV_CONTROL: Final = "jw_control"
 
 PARTITIONS: Final = 16
 """How many partitions workflows are hashed into; one engine owns a partition at a time.

@@ -175,6 +175,9 @@ class Topology:
             bucket(subjects.KV_PROJECTOR, "projections: the current generation"),
             bucket(subjects.KV_PARTITIONS, "engines: partition leases and live engines"),
             bucket(subjects.KV_GATEWAY, "HTTP gateways: the key that signs lease ids"),
+            bucket(
+                subjects.KV_CONTROL, "paused workers and handlers (kept: who, when)", history=16
+            ),
         ]
 
 

@@ -1,4 +1,5 @@
-"""Bearer tokens per role: ``worker`` (the worker protocol), ``client`` (start, read, cancel),
+"""Bearer tokens per role: ``worker`` (the worker protocol), ``client`` (start, read, cancel,
+pause, resume, skip, retry),
 ``admin`` (everything).
 
 Tokens come from ``JETWORK_HTTP_TOKENS`` (``role:token`` comma-separated) and/or a file of

@@ -122,6 +122,34 @@ class CancelBody(_Lenient):
     force: bool = False
 
 
+class ControlBody(_Lenient):
+    """An operator's pause, resume or retry (the body may be empty)."""
+
+    by: str | None = Field(
+        default=None, min_length=1, max_length=256, description="who, for the log (default http)"
+    )
+    reason: str | None = Field(default=None, max_length=2000, description="why, for the log")
+    timeout: float = Field(
+        default=5.0, ge=0, le=30, description="seconds to wait for the engine's answer"
+    )
+
+
+class SkipBody(ControlBody):
+    outputs: dict[str, Scalar] = Field(
+        default_factory=dict, description="what the job's dependents read as its outputs"
+    )
+
+
+class ControlOut(BaseModel):
+    workflow_id: str
+    command: str = Field(description="pause, resume, skip or retry")
+    applied: bool = Field(
+        description="false: no engine answered in time; stored, applied when one runs (202)"
+    )
+    changed: bool = Field(description="false: it held already (e.g. pausing a paused workflow)")
+    job: str | None = None
+
+
 class ErrorOut(BaseModel):
     error: str
     code: str

@@ -82,6 +82,8 @@ def _operation(op: Op, secured: bool) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "OK"}
     if op.stream:
         ok["content"] = {"text/event-stream": {"schema": {"type": "string"}}}
+    elif op.text is not None:
+        ok["content"] = {op.text: {"schema": {"type": "string"}}}
     elif op.response is not None:
         schema: dict[str, Any] = _ref(op.response)
         if op.nullable:

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import client_api, inspect_api, streams, worker_api
+from gateway import client_api, control_api, inspect_api, metrics_api, streams, worker_api
 from gateway.auth import Role
 from gateway.inspect_api import GraphOut, JobDetailOut, LabelSetsOut
 from gateway.models import (
@@ -18,10 +18,13 @@ from gateway.models import (
     ClaimBody,
     ClaimOut,
     CompleteBody,
+    ControlBody,
+    ControlOut,
     FailBody,
     HeartbeatOut,
     LogsBody,
     RegisterBody,
+    SkipBody,
     StartBody,
     StartOut,
 )
@@ -48,6 +51,8 @@ class Op:
     """The name of the operation this path is another name for (workflow-graph's paths)."""
     nullable: bool = False
     """The answer may be JSON ``null``."""
+    text: str | None = None
+    """The media type of an answer that is not JSON (Prometheus's text format)."""
 
 
 W, C, A = Role.WORKER, Role.CLIENT, Role.ADMIN
@@ -56,7 +61,7 @@ _LOGS_QUERY = (
     ("follow", "1: server-sent events, the lines so far then new ones until the job ends"),
 )
 _LIST_QUERY = (
-    ("status", "running, succeeded, failed or cancelled"),
+    ("status", "running, paused, succeeded, failed or cancelled"),
     ("name", "the workflow's name"),
     ("limit", "rows per page, 1-1000 (default 50)"),
     ("cursor", "the `next` link of the page before"),
@@ -102,6 +107,19 @@ OPERATIONS: tuple[Op, ...] = (
        "workflows", "workflow_history"),
     Op("POST", _WF + "/cancel", client_api.cancel, C, "Cancel a workflow", "workflows",
        "cancel_workflow", body=CancelBody),
+    Op("POST", _WF + "/pause", control_api.pause, C,
+       "Pause a running workflow: no new job is queued until it is resumed (409 if it ended)",
+       "workflows", "pause_workflow", body=ControlBody, response=ControlOut),
+    Op("POST", _WF + "/resume", control_api.resume, C,
+       "Resume a paused workflow where it stopped (409 if it is not paused)", "workflows",
+       "resume_workflow", body=ControlBody, response=ControlOut),
+    Op("POST", _WF + "/retry", control_api.retry, C,
+       "Run a failed or cancelled workflow's failed and cancelled jobs again (409 otherwise)",
+       "workflows", "retry_workflow", body=ControlBody, response=ControlOut),
+    Op("POST", _WF + "/jobs/{job}/skip", control_api.skip, C,
+       "Skip a pending, queued, waiting or failed job: its dependents proceed as if it had "
+       "succeeded with these outputs (409 otherwise)", "workflows", "skip_job", body=SkipBody,
+       response=ControlOut),
     Op("GET", _WF + "/graph", inspect_api.graph, C,
        "The jobs with their edges (needs, needs_any) and views, and the log position folded",
        "workflows", "workflow_graph", response=GraphOut),
@@ -127,4 +145,7 @@ OPERATIONS: tuple[Op, ...] = (
        query=(("limit", "at most this many, the newest (default 100)"),)),
     Op("GET", "/healthz", client_api.health, None, "Is the gateway connected to NATS?",
        "operations", "health"),
+    Op("GET", "/metrics", metrics_api.metrics, None,
+       "This process's Prometheus metrics (no token, as /healthz)", "operations", "metrics",
+       text=metrics_api.CONTENT_TYPE),
 )  # fmt: skip

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from events.errors import InvalidWorkflow, JetworkError, WorkflowNotFound
+from events.errors import CommandRefused, InvalidWorkflow, JetworkError, WorkflowNotFound
 from gateway.auth import Role, Tokens, bearer
 from gateway.leases import LeaseGone, LeaseUnknown
 from sdk.errors import InvalidArgument, JobNotFound, WorkflowNotStarted
@@ -71,6 +71,8 @@ def translate(exc: Exception) -> ApiError:
             return ApiError(404, "unknown_lease", str(exc))
         case InvalidWorkflow():
             return ApiError(422, "invalid_workflow", str(exc), problems=list(exc.problems))
+        case CommandRefused():
+            return ApiError(409, "refused", str(exc))
         case WorkflowNotStarted():
             return ApiError(409, "not_started", str(exc))
         case WorkflowNotFound():

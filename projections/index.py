@@ -6,10 +6,11 @@ and every operation with a wildcard filter costs the server time in proportion t
 So the index keeps few subjects and many messages:
 
 - Stream ``JW_INDEX``, subject ``wfidx.g<generation>.<status>.<name>``: one small message per
-  workflow saying "this workflow is in this status". When a workflow ends, the projector
-  publishes its terminal entry and deletes the running one by sequence; a workflow's status
-  changes at most once (running to its end), so it has one or two entries in its life. Filters
-  (``wfidx.g1.failed.*``, ``wfidx.g1.*.release``) match at most statuses x names subjects.
+  workflow saying "this workflow is in this status". When its status changes, the projector
+  publishes the new entry and deletes the one before by sequence: a workflow has one entry at a
+  time (running, paused, its end; an operator's retry makes an ended workflow run again).
+  Filters (``wfidx.g1.failed.*``, ``wfidx.g1.*.release``) match at most statuses x names
+  subjects.
 - Bound marks on ``wfidx.g<generation>.bounds``: ``{through, bound}`` says that every entry at
   or before stream sequence ``through`` started at or before ``bound``. A mark is a fact read
   from the stream, not a writer's memory: its writer takes the newest mark and reads every entry
@@ -181,11 +182,14 @@ class IndexWriter:
         self._generation = generation
         self._added = 0  # entries added since this writer's last mark
 
-    async def add(self, view: WorkflowView) -> int:
+    async def add(self, view: WorkflowView, *, replacing: int = 0) -> int:
         """Publish the entry for the view's status; returns its stream sequence.
 
-        The msg id is the same for every attempt (a workflow enters a status once), so a retry
-        after a lost ack or a crash finds the entry already published instead of adding another.
+        ``replacing``: the sequence of the entry it supersedes (0: the workflow's first). The msg
+        id names the status and that entry, so it is the same for every attempt of one change (a
+        retry after a lost ack or a crash finds the entry already published instead of adding
+        another) and differs when a workflow enters a status again (paused and resumed, retried):
+        the same id would be de-duplicated to the entry deleted since.
         """
         wf, status = view.workflow_id, view.status
         doc = {"wf": wf, "name": view.name, "status": status, "started": micros(view.started_at)}
@@ -193,7 +197,7 @@ class IndexWriter:
         answer = await self._publisher.send(
             entry_subject(self._generation, status, view.name),
             orjson.dumps(doc),
-            {"Nats-Msg-Id": f"g{self._generation}:{wf}:{status}"},
+            {"Nats-Msg-Id": f"g{self._generation}:{wf}:{status}:{replacing}"},
         )
         reply = await self._publisher.wait(answer, f"indexing workflow {wf}")
         if "error" in reply:

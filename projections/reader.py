@@ -61,6 +61,7 @@ class WorkerInfo(BaseModel):
     running: tuple[RunningJobInfo, ...] = ()
     host: str = ""
     pid: int = 0
+    paused: tuple[str, ...] = ()  # "worker" and/or "@<handler>": no new claims there
     stale: bool = False
 
 
@@ -117,7 +118,12 @@ class Views:
             if newest is None:
                 return []  # no workflow ever joined this list
             if limit <= len(newest.entries) or not newest.truncated:
-                return await self._rows(store, newest.entries[:limit], name)
+                rows = await self._rows(store, newest.entries[:limit], name)
+                kept = [row for row in rows if status is None or row.status == status]
+                if len(kept) == len(rows):
+                    return kept
+                # A member left the status (an operator's retry): the list no longer holds the
+                # newest ``limit`` of it, the index does.
 
         async def accept(
             entries: builtins.list[index.IndexEntry],
@@ -176,23 +182,28 @@ class Views:
         ``workers``: the live workers if just read (else they are read here).
         """
         live = live_capabilities(workers if workers is not None else await self.workers())
-        unserved: builtins.list[LabelSet] = []
-        for stored in await self._labelsets.all(f"$KV.{subjects.KV_LABELSETS}.>"):
-            if stored.is_tombstone:
-                continue
-            try:
-                labelset = LabelSet.decode(stored.data)
-            except InvalidDispatch:
-                _log.warning("skipping a malformed label set entry", subject=stored.subject)
-                continue
-            reqs = frozenset(labelset.requirements)
-            if not any(serves(caps, reqs) for caps in live):
-                unserved.append(labelset)
+        unserved = [
+            labelset
+            for labelset in await self.labelsets()
+            if not any(serves(caps, frozenset(labelset.requirements)) for caps in live)
+        ]
         found = [
             UnservedLabelSet.of(ls.requirements, token=ls.token, waiting=await self._waiting(ls))
             for ls in unserved
         ]
         return sorted((ls for ls in found if ls.waiting), key=lambda ls: ls.token)
+
+    async def labelsets(self) -> builtins.list[LabelSet]:
+        """Every label set jobs have been queued for (``jw_labelsets``)."""
+        found: builtins.list[LabelSet] = []
+        for stored in await self._labelsets.all(f"$KV.{subjects.KV_LABELSETS}.>"):
+            if stored.is_tombstone:
+                continue
+            try:
+                found.append(LabelSet.decode(stored.data))
+            except InvalidDispatch:
+                _log.warning("skipping a malformed label set entry", subject=stored.subject)
+        return found
 
     async def _waiting(self, labelset: LabelSet) -> int:
         """Queued jobs of a label set no worker has acknowledged: what its consumer holds, or,

@@ -1,12 +1,13 @@
 """Recent lists: the newest workflows of each listing that only ever grows, one KV document each.
 
 A workflow joins ``all`` and ``n.<name>`` when it starts and ``s.<status>`` and
-``sn.<status>.<name>`` when it ends; it never leaves them (an ended workflow stays ended). For
-such insert-only lists, the newest ``size`` members by ``started_at`` are kept exactly with one
-comparison per insertion, so ``list`` reads one document and the summaries it names: a few direct
-gets, whatever the number of workflows or how long they ran. A list that ever dropped an entry is
-marked ``truncated``: deeper listings go to the index scan (``projections.index``), as does
-``running``, the one listing workflows leave.
+``sn.<status>.<name>`` when it ends; it never leaves them. For such insert-only lists, the
+newest ``size`` members by ``started_at`` are kept exactly with one comparison per insertion, so
+``list`` reads one document and the summaries it names: a few direct gets, whatever the number of
+workflows or how long they ran. A list that ever dropped an entry is marked ``truncated``: deeper
+listings go to the index scan (``projections.index``), as do ``running`` and ``paused``, the
+listings workflows leave. An operator's retry makes an ended workflow run again: it stays in its
+end's list, whose reader drops a member whose summary no longer has that status.
 
 Documents live in ``jw_workflows`` as ``g<n>.r.<list>``. The projector notes every workflow it
 touches (noting twice changes nothing) and writes the changed documents by compare-and-set
@@ -30,12 +31,14 @@ from projections.index import name_token
 DEFAULT_SIZE = 1000
 _CONFLICT_CODES = frozenset({10071, 10164})
 _ATTEMPTS = 20
-_RUNNING = WorkflowStatus.RUNNING.value
+# Statuses a workflow leaves: their listings are not insert-only (the index serves them).
+_OPEN = frozenset(status.value for status in WorkflowStatus if status.is_open)
 
 
 def list_id(*, status: str | None, name: str | None) -> str | None:
-    """The recent list serving this filter; None for ``running`` (not insert-only)."""
-    if status == _RUNNING:
+    """The recent list serving this filter; None for ``running`` and ``paused`` (not
+    insert-only)."""
+    if status in _OPEN:
         return None
     if status is None:
         return "all" if name is None else f"n.{name_token(name)}"
@@ -45,7 +48,7 @@ def list_id(*, status: str | None, name: str | None) -> str | None:
 def lists_of(name: str, status: str) -> list[str]:
     token = name_token(name)
     lists = ["all", f"n.{token}"]
-    if status != _RUNNING:
+    if status not in _OPEN:
         lists += [f"s.{status}", f"sn.{status}.{token}"]
     return lists
 

@@ -183,7 +183,7 @@ class ViewStore:
         for _ in range(_ATTEMPTS):
             index_seq, stale = prev.index_seq, 0
             if prev.status != view.status:
-                index_seq = await self._index.add(view)
+                index_seq = await self._index.add(view, replacing=prev.index_seq)
                 stale = prev.index_seq if prev.index_seq != index_seq else 0
             headers = {_SEQ: str(seq), _INDEX: str(index_seq), _STATUS: view.status}
             if stale:

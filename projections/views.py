@@ -137,7 +137,8 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         status=state.status.value,
         started_at=state.started_at,
         ended_at=state.ended_at,
-        reason=state.end_reason,
+        # Why it ended, or while paused who paused it and why.
+        reason=state.end_reason or state.pause_note,
         jobs={
             name: job_view(state.job(name), stopped=stopped, stopped_at=state.ended_at)
             for name in state.order

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from events.base import RecordedEvent as RecordedEvent
     from events.dead_letters import DeadLetter as DeadLetter
     from events.definition import WorkflowDefinition as WorkflowDefinition
+    from events.errors import CommandRefused as CommandRefused
     from events.errors import ConcurrencyConflict as ConcurrencyConflict
     from events.errors import InvalidWorkflow as InvalidWorkflow
     from events.errors import JetworkError as JetworkError
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from sdk.builder import JobRef as JobRef
     from sdk.builder import Retry as Retry
     from sdk.builder import Workflow as Workflow
+    from sdk.client.control import ControlResult as ControlResult
     from sdk.client.core import Client as Client
     from sdk.client.handle import RunHandle as RunHandle
     from sdk.client.logs import Claim as Claim
@@ -59,6 +61,7 @@ _SOURCES: dict[str, str] = {
     # client
     "Client": "sdk.client.core",
     "RunHandle": "sdk.client.handle",
+    "ControlResult": "sdk.client.control",
     "LogLine": "sdk.client.logs",
     "Claim": "sdk.client.logs",
     "WorkflowView": "projections.views",
@@ -96,6 +99,7 @@ _SOURCES: dict[str, str] = {
     "ServerUnavailable": "events.errors",
     "StoreError": "events.errors",
     "ConcurrencyConflict": "events.errors",
+    "CommandRefused": "events.errors",
     "LeaseLost": "events.errors",
 }
 
@@ -103,7 +107,9 @@ __all__ = [
     "CancellationRequested",
     "Claim",
     "Client",
+    "CommandRefused",
     "ConcurrencyConflict",
+    "ControlResult",
     "DeadLetter",
     "EmbeddedServer",
     "HandlerRegistry",

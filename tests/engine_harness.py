@@ -165,6 +165,30 @@ class InTestRunner:
         except ClaimRefused:
             return None
 
+    async def complete(self, wf: str, name: str, epoch: int, **outputs: str) -> None:
+        """Report a hanging job's success, when the test says (its worker finishing late)."""
+        command = CompleteJob(
+            workflow_id=wf,
+            job=name,
+            epoch=epoch,
+            worker_id="runner",
+            outputs=outputs,
+            now=datetime.now(UTC),
+        )
+        await self._append(ActorRef.job(wf, name), lambda current: job.decide(current, command))
+
+    async def fail(self, wf: str, name: str, epoch: int, error: str = "failed") -> None:
+        """Report a hanging job's (retryable) failure, when the test says."""
+        command = FailJob(
+            workflow_id=wf,
+            job=name,
+            epoch=epoch,
+            worker_id="runner",
+            error=error,
+            now=datetime.now(UTC),
+        )
+        await self._append(ActorRef.job(wf, name), lambda current: job.decide(current, command))
+
     async def confirm_cancelled(self, wf: str, name: str, epoch: int) -> None:
         command = ConfirmCancelled(
             workflow_id=wf, job=name, epoch=epoch, worker_id="runner", now=datetime.now(UTC)

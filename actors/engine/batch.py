@@ -1,7 +1,8 @@
 """One batch of the engine's loop: messages taken apart, decided per workflow, appended together.
 
 1. **Take apart.** Every message becomes an item of its workflow's ``Work``: a start (its
-   definition validated once per distinct content), a cancel, a fired timer, or a job event.
+   definition validated once per distinct content), a cancel, an operator's
+   control (pause, resume, skip, retry), a fired timer, or a job event.
 2. **Decide.** Each workflow's items are folded and decided in one ``react`` on its state in
    memory (read from the log only when it is not there).
 3. **Append.** The decided events of all workflows go out together, stage by stage
@@ -22,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable
+from typing import Final
 
 import structlog
 from nats.aio.msg import Msg
@@ -30,16 +32,23 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
 
 from actors.engine.intake import Context, Intake, Work
-from actors.engine.reactions import Fired, Item, Start, react
+from actors.engine.reactions import Control, Fired, Item, Start, react
 from actors.engine.states import absorb
 from actors.engine.timers import DispatchTimeoutTimer, JobTimeoutTimer, LeaseTimer
 from actors.workflow import WorkflowState
 from events import subjects
-from events.base import RecordedEvent
-from events.catalog import JobQueued
+from events.base import Event, RecordedEvent
+from events.catalog import (
+    JobQueued,
+    WorkflowCancelled,
+    WorkflowFailed,
+    WorkflowStarted,
+    WorkflowSucceeded,
+)
 from events.errors import ConcurrencyConflict, JetworkError, WorkflowNotFound
 from events.pipeline import Pending
 from events.store import ActorRef
+from telemetry import metrics, tracing
 
 __all__ = ["Batch", "Context", "Work"]
 
@@ -194,16 +203,27 @@ class Batch(Intake):
         # Only now: a state in memory says its events were reacted to (a redelivery of one is
         # skipped), so it must not be kept before what they ask for (a timer) is stored.
         self._ctx.states.put(absorb(reaction.state, work.landed), tenure=work.tenure)
+        _observe(reaction.decided, reaction.state)
         for name in reaction.cancel_notices:
             await self._ctx.nc.publish(subjects.cancel_notice(work.wf_id, name), b"")
         for index, created in reaction.created.items():
             start = work.items[index]
             assert isinstance(start, Start)
             await self._answer(start.request, accepted=True, created=created)
+        for index, changed in reaction.applied.items():
+            control = work.items[index]
+            assert isinstance(control, Control)
+            await self._answer_control(control.request, changed=changed)
         unknown = {id(work.items[index]) for index in reaction.unknown}
+        refused = {id(work.items[index]): why for index, why in reaction.refused.items()}
         for msg, item in work.messages:
             if id(item) in unknown:
-                await self._unknown_workflow(msg)
+                await self._unknown_workflow(msg, item)
+            elif isinstance(item, Control) and id(item) in refused:
+                # An operator's mistake, not garbage: answered, and dead-lettered so that a
+                # sender without ``reply_to`` can still find out why nothing happened.
+                await self._answer_control(item.request, error=refused[id(item)])
+                await self._refuse(msg, refused[id(item)])
             else:
                 await msg.ack()
 
@@ -218,6 +238,7 @@ class Batch(Intake):
             return False
         if isinstance(error, ConcurrencyConflict):
             work.conflicts += 1
+            metrics.ENGINE_CONFLICTS.inc()
             _log.debug("conflict, deciding again", workflow=work.wf_id, error=str(error))
             if work.conflicts > _QUIET_CONFLICTS:  # a writer that keeps winning: let it finish
                 _log.warning("workflow keeps conflicting", workflow=work.wf_id, error=str(error))
@@ -234,11 +255,39 @@ class Batch(Intake):
         await asyncio.sleep(min(2.0, 0.05 * 2**work.failures))
         return True
 
-    async def _unknown_workflow(self, msg: Msg) -> None:
+    async def _unknown_workflow(self, msg: Msg, item: Item) -> None:
         if msg.metadata.num_delivered >= _NOT_FOUND_TRIES:
-            await self._refuse(msg, str(WorkflowNotFound(msg.subject.rsplit(".", 1)[-1])))
+            error = str(WorkflowNotFound(msg.subject.rsplit(".", 1)[-1]))
+            if isinstance(item, Control):
+                await self._answer_control(item.request, error=error)
+            await self._refuse(msg, error)
         else:
             await msg.nak(delay=0.5 * msg.metadata.num_delivered)
+
+
+_ENDED: Final = {
+    WorkflowSucceeded: "succeeded",
+    WorkflowFailed: "failed",
+    WorkflowCancelled: "cancelled",
+}
+
+
+def _observe(decided: list[Event], state: WorkflowState) -> None:
+    """Count what one decision appended; a run that ended gets its span (when tracing)."""
+    workflow = state.definition.name if state.definition else "?"
+    for event in decided:
+        if isinstance(event, JobQueued):
+            metrics.child(metrics.JOBS_QUEUED, event.labelset_token).inc()
+        elif isinstance(event, WorkflowStarted):
+            metrics.child(metrics.WORKFLOWS_STARTED, workflow).inc()
+        elif (status := _ENDED.get(type(event))) is not None:
+            metrics.child(metrics.WORKFLOWS_ENDED, workflow, status).inc()
+            if tracing.enabled() and state.started_at is not None:
+                began = state.retried_at or state.started_at
+                tracing.record_workflow(
+                    state.workflow_id, name=workflow, status=status, started=began,
+                    ended=getattr(event, "ended_at", None) or began, retry=state.retries,
+                )  # fmt: skip
 
 
 def _newest_seq(items: list[Item]) -> int:

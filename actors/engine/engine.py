@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import functools
 import itertools
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from events import subjects
 from events.ownership import Ownership
 from events.pipeline import Pipeline
 from events.store import EventStore
+from telemetry import metrics
 
 _log = structlog.get_logger("jetwork.engine")
 Clock = Callable[[], datetime]
@@ -88,6 +90,7 @@ class Engine:
             decision_id=functools.partial(next, _decision_ids(self.engine_id)),
         )
         self._loop_task: asyncio.Task[None] | None = None
+        metrics.ENGINE_PARTITIONS.set_function(lambda: len(self._ownership.partitions))
 
     @property
     def ownership(self) -> Ownership:
@@ -171,9 +174,12 @@ class Engine:
                 fired, self._fired = self._fired, []
                 if not messages and not fired:
                     continue
+                started = time.perf_counter()
                 batch = Batch(self._context)
                 await batch.take(messages, fired)
                 await batch.settle()
+                metrics.ENGINE_BATCH_SECONDS.observe(time.perf_counter() - started)
+                metrics.ENGINE_BATCH_MESSAGES.observe(len(messages) + len(fired))
             except Exception:  # a bug must not stop the engine; unacked messages come back
                 _log.exception("batch failed")
                 await asyncio.sleep(0.1)

@@ -1,6 +1,7 @@
 """Step 1 of an engine batch (``batch.py``): its messages taken apart, each an item of its
-workflow's ``Work``: a start (its definition validated once per distinct content), a cancel, a
-fired timer, or a job event (decoded once; an undecodable one is dead-lettered and skipped).
+workflow's ``Work``: a start (its definition validated once per distinct content), a cancel, an
+operator's control (pause, resume, skip, retry), a fired timer, or a job event (decoded once; an
+undecodable one is dead-lettered and skipped).
 Malformed input is refused: dead-lettered, then acked.
 """
 
@@ -18,7 +19,7 @@ from pydantic import ValidationError
 from actors.appends import Append
 from actors.engine.definition_cache import DefinitionCache
 from actors.engine.labelsets import LabelSets
-from actors.engine.reactions import Cancel, Fired, Item, Reaction, Start
+from actors.engine.reactions import Cancel, Control, Fired, Item, Reaction, Start
 from actors.engine.states import States, skip_over
 from actors.engine.timers import TIMERS, AnyTimer, Timers
 from actors.workflow import WorkflowState
@@ -28,7 +29,14 @@ from events.codec import decode
 from events.dead_letters import record_dead_letter
 from events.errors import InvalidWorkflow, UndecodableEvent
 from events.pipeline import Pipeline
-from events.requests import REQUESTS, StartAnswer, StartRequest
+from events.requests import (
+    REQUESTS,
+    CancelRequest,
+    ControlAnswer,
+    ControlRequest,
+    StartAnswer,
+    StartRequest,
+)
 
 _log = structlog.get_logger("jetwork.engine")
 
@@ -145,8 +153,11 @@ class Intake:
         except ValidationError as exc:
             await self._refuse(msg, f"malformed command: {_summary(exc)}")
             return
-        if not isinstance(request, StartRequest):
+        if isinstance(request, CancelRequest):
             self._add(request.workflow_id, Cancel(request), msg)
+            return
+        if not isinstance(request, StartRequest):
+            self._add(request.workflow_id, Control(request), msg)
             return
         try:
             definition = self._ctx.definitions.parse(request.definition, source=request.workflow_id)
@@ -170,6 +181,23 @@ class Intake:
             await self._ctx.nc.publish(request.reply_to, answer.model_dump_json().encode())
         except Exception as exc:  # the answer is a courtesy: the log holds the outcome
             _log.warning("could not answer a start", workflow=request.workflow_id, error=repr(exc))
+
+    async def _answer_control(
+        self, request: ControlRequest, *, changed: bool = False, error: str | None = None
+    ) -> None:
+        if request.reply_to is None:
+            return
+        answer = ControlAnswer(
+            workflow_id=request.workflow_id,
+            command=request.type,
+            accepted=error is None,
+            changed=changed,
+            error=error,
+        )
+        try:
+            await self._ctx.nc.publish(request.reply_to, answer.model_dump_json().encode())
+        except Exception as exc:  # a courtesy, as a start's answer: the log holds the outcome
+            _log.warning("could not answer", workflow=request.workflow_id, error=repr(exc))
 
     async def _refuse(self, msg: Msg, reason: str) -> None:
         """Input that can never be processed: dead-letter it, then ack it."""

@@ -29,6 +29,7 @@ from actors.commands import (
     TimeoutJob,
     TimeoutWorkflow,
 )
+from actors.control import control_command
 from actors.engine.timers import (
     AnyTimer,
     DispatchTimeoutTimer,
@@ -47,11 +48,13 @@ from events.catalog import (
     JobRetryScheduled,
     JobStatus,
     WorkflowEvent,
+    WorkflowResumed,
+    WorkflowRetried,
     WorkflowStarted,
 )
 from events.definition import WorkflowDefinition
-from events.errors import WorkflowNotFound
-from events.requests import CancelRequest, StartRequest
+from events.errors import CommandRefused, WorkflowNotFound
+from events.requests import CancelRequest, ControlRequest, StartRequest
 
 # A job's backstop timer fires this long after the worker's own timeout should have: the worker
 # enforces the timeout and reports first; the timer is for a worker that died holding the lease.
@@ -72,6 +75,13 @@ class Cancel:
 
 
 @dataclass(frozen=True, slots=True)
+class Control:
+    """An operator's pause, resume, skip or retry."""
+
+    request: ControlRequest
+
+
+@dataclass(frozen=True, slots=True)
 class Fired:
     """A timer that fired: from the stream (durable) or in process (exact)."""
 
@@ -79,7 +89,7 @@ class Fired:
     from_stream: bool = False  # a command message to acknowledge (else an in-process timer)
 
 
-Item = RecordedEvent | Start | Cancel | Fired
+Item = RecordedEvent | Start | Cancel | Control | Fired
 
 
 @dataclass
@@ -94,7 +104,11 @@ class Reaction:
     created: dict[int, bool] = field(default_factory=dict)
     """Index of each ``Start`` item -> whether it created the workflow (False: it existed)."""
     unknown: list[int] = field(default_factory=list)
-    """Indexes of ``Cancel`` items for a workflow that was never started."""
+    """Indexes of ``Cancel`` and ``Control`` items for a workflow that was never started."""
+    applied: dict[int, bool] = field(default_factory=dict)
+    """Index of each ``Control`` item applied -> whether it changed anything."""
+    refused: dict[int, str] = field(default_factory=dict)
+    """Index of each ``Control`` item refused -> why (``CommandRefused``)."""
 
     def stages(self, base: WorkflowState) -> list[list[Append]]:
         """The decided events as CAS appends, stage by stage (see ``stages``)."""
@@ -123,6 +137,17 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
                 reaction.unknown.append(index)
                 continue
             triggers += _apply(reaction, decided)
+        elif isinstance(item, Control):
+            try:
+                decided = workflow.decide(reaction.state, control_command(item.request, now))
+            except WorkflowNotFound:
+                reaction.unknown.append(index)
+                continue
+            except CommandRefused as refusal:
+                reaction.refused[index] = str(refusal)
+                continue
+            reaction.applied[index] = bool(decided)
+            triggers += _apply(reaction, decided)
         else:
             triggers += _apply(reaction, _fire(reaction, item.timer, now))
     _settle(reaction, triggers, now)
@@ -131,9 +156,18 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
 
 def _settle(reaction: Reaction, triggers: list[Event], now: datetime) -> None:
     """Plan what the triggers ask for; requeue due retries and advance until nothing follows."""
+    resumed = any(isinstance(event, WorkflowResumed) for event in triggers)
     while True:
-        requeue = _plan(reaction, triggers)
+        requeue = _plan(reaction, triggers, now)
         triggers = []
+        if resumed:
+            # What fell due while it was paused: the timeout, if it has passed (else its timer
+            # is still to fire); the retries due are in ``requeue``.
+            resumed = False
+            timeout = TimeoutWorkflow(workflow_id=reaction.state.workflow_id, now=now)
+            triggers += _apply(reaction, workflow.decide(reaction.state, timeout))
+        if reaction.state.paused:
+            requeue = []  # retries wait for the resume, which queues those due by then
         for name, attempt in requeue:
             wf = reaction.state.workflow_id
             command = RequeueJob(workflow_id=wf, job=name, attempt=attempt, now=now)
@@ -189,6 +223,8 @@ def _fire(reaction: Reaction, timer: AnyTimer, now: datetime) -> list[Event]:
     if isinstance(timer, DispatchTimeoutTimer):
         dispatch = TimeoutDispatch(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
         return list(job.decide(state.job(timer.job), dispatch))
+    if state.paused:
+        return []  # the retry waits: the resume queues it (its moment has passed by then)
     requeue = RequeueJob(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
     return list(job.decide(state.job(timer.job), requeue))
 
@@ -217,13 +253,15 @@ def _job_timeout(reaction: Reaction, timer: JobTimeoutTimer, now: datetime) -> l
     return []
 
 
-def _plan(reaction: Reaction, triggers: list[Event]) -> list[tuple[str, int]]:
+def _plan(reaction: Reaction, triggers: list[Event], now: datetime) -> list[tuple[str, int]]:
     """Timers and notices the triggers ask for; returns retries due now (job, attempt)."""
     state = reaction.state
     requeue: list[tuple[str, int]] = []
     for event in triggers:
-        if isinstance(event, WorkflowStarted):
+        if isinstance(event, WorkflowStarted | WorkflowRetried):
             _plan_workflow_timeout(state, reaction)
+        elif isinstance(event, WorkflowResumed):
+            requeue += _due_retries(state, now)
         elif isinstance(event, JobQueued):
             _plan_job_timeout(state, event, reaction)
         elif isinstance(event, JobRetryScheduled):
@@ -249,10 +287,22 @@ def _plan(reaction: Reaction, triggers: list[Event]) -> list[tuple[str, int]]:
     return requeue
 
 
+def _due_retries(state: WorkflowState, now: datetime) -> list[tuple[str, int]]:
+    """Retries whose moment came while the workflow was paused (their timers found it paused)."""
+    return [
+        (name, current.attempt + 1)
+        for name in state.order
+        if (current := state.job(name)).status is JobStatus.RETRYING
+        and (current.not_before is None or current.not_before <= now)
+    ]
+
+
 def _plan_workflow_timeout(state: WorkflowState, reaction: Reaction) -> None:
     deadline = state.timeout_deadline()
     if deadline is not None and state.status is not None and not state.status.is_terminal:
-        reaction.timers.append(WorkflowTimeoutTimer(workflow_id=state.workflow_id, due=deadline))
+        reaction.timers.append(
+            WorkflowTimeoutTimer(workflow_id=state.workflow_id, due=deadline, run=state.retries)
+        )
 
 
 def _plan_job_timeout(state: WorkflowState, event: JobQueued, reaction: Reaction) -> None:

@@ -41,10 +41,15 @@ class _Timer(BaseModel):
 
 
 class WorkflowTimeoutTimer(_Timer):
+    """``run``: the operator retries before it (0: the first run), each with a timer of its own
+    (a timer id is de-duplicated: a retry's would otherwise be dropped as the first's again)."""
+
     kind: Literal["workflow_timeout"] = "workflow_timeout"
+    run: int = 0
 
     def timer_id(self) -> str:
-        return f"{self.workflow_id}.wf-timeout"
+        suffix = f"-r{self.run}" if self.run else ""
+        return f"{self.workflow_id}.wf-timeout{suffix}"
 
 
 class JobTimeoutTimer(_Timer):

@@ -6,6 +6,7 @@ import click
 
 from sdk.cli import (
     cancel,
+    control,
     dead_letters,
     demo,
     gateway,
@@ -49,6 +50,10 @@ main.add_command(run.run)
 main.add_command(status.status)
 main.add_command(listing.list_workflows)
 main.add_command(cancel.cancel)
+main.add_command(control.pause)
+main.add_command(control.resume)
+main.add_command(control.skip)
+main.add_command(control.retry)
 main.add_command(logs.logs)
 main.add_command(history.history)
 main.add_command(watch.watch)

@@ -11,7 +11,8 @@ import asyncio
 import logging
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, MutableMapping
-from typing import Any, TypeVar
+from dataclasses import replace
+from typing import Any, Final, TypeVar
 
 import click
 import orjson
@@ -19,7 +20,10 @@ import structlog
 from rich.console import Console
 
 from events.errors import JetworkError
+from events.nats_auth import ENV as AUTH_ENV
+from events.nats_auth import NatsAuth, current_process_auth, set_process_auth
 from sdk.client import Client
+from telemetry import tracing
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,6 +34,10 @@ NATS_HELP = "NATS server URL; overrides JETWORK_NATS_URL (default nats://127.0.0
 class JetworkGroup(click.Group):
     """A click group whose commands report ``JetworkError`` as one clear line, not a traceback."""
 
+    def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
+        set_process_auth(NatsAuth())  # what this command's options say, nothing left before
+        return super().make_context(*args, **kwargs)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -39,6 +47,8 @@ class JetworkGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+        finally:
+            set_process_auth(NatsAuth())  # main() called in-process (tests) leaves none behind
 
 
 def report_error(exc: JetworkError) -> None:
@@ -46,11 +56,44 @@ def report_error(exc: JetworkError) -> None:
 
 
 def nats_option(function: F) -> F:
-    """``--nats URL`` for a command: the server to talk to (``None``: environment or default)."""
+    """``--nats URL`` for a command: the server to talk to (``None``: environment or default),
+    and how to authenticate to it (``nats_auth_options``)."""
     decorated: F = click.option("--nats", "nats_url", metavar="URL", default=None, help=NATS_HELP)(
-        function
+        nats_auth_options(function)
     )
     return decorated
+
+
+_AUTH_OPTIONS: Final = (
+    ("--nats-creds", "creds", "FILE", "a NATS .creds file (user JWT and nkey seed)"),
+    ("--nats-nkey", "nkey", "FILE", "a file holding a user nkey seed"),
+    ("--nats-user", "user", "NAME", "NATS user (with --nats-password)"),
+    ("--nats-password", "password", "SECRET", "NATS password"),
+    ("--nats-token", "token", "SECRET", "NATS token"),
+    ("--tls-ca", "tls_ca", "FILE", "CA certificate that signed the NATS server's"),
+    ("--tls-cert", "tls_cert", "FILE", "client certificate for mutual TLS (with --tls-key)"),
+    ("--tls-key", "tls_key", "FILE", "the client certificate's private key"),
+)
+
+
+def nats_auth_options(function: F) -> F:
+    """``--nats-creds``, ``--nats-nkey``, ``--nats-user``/``--nats-password``, ``--nats-token``,
+    ``--tls-ca``, ``--tls-cert``/``--tls-key``: this process's NATS identity (over the
+    ``JETWORK_NATS_*`` variables; ``events/nats_auth.py``)."""
+
+    def remember(field: str) -> Callable[[click.Context, click.Parameter, str | None], None]:
+        def callback(_: click.Context, __: click.Parameter, value: str | None) -> None:
+            if value:
+                set_process_auth(replace(current_process_auth(), **{field: value}))
+
+        return callback
+
+    for flag, field, metavar, help_text in reversed(_AUTH_OPTIONS):
+        function = click.option(
+            flag, metavar=metavar, expose_value=False, callback=remember(field),
+            help=f"{help_text} [env: {AUTH_ENV[field]}]",
+        )(function)  # fmt: skip
+    return function
 
 
 def json_option(what: str) -> Callable[[F], F]:
@@ -90,11 +133,26 @@ def print_json(data: Any) -> None:
     click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
 
 
-def configure_logging(level: int = logging.WARNING) -> None:
+def log_format_option(function: F) -> F:
+    """``--log-format console|json`` (``JETWORK_LOG_FORMAT``) for the long-running commands."""
+    decorated: F = click.option(
+        "--log-format",
+        type=click.Choice(["console", "json"]),
+        envvar="JETWORK_LOG_FORMAT",
+        default="console",
+        show_default=True,
+        help="Log lines as text or JSON objects (with workflow, job and trace ids where they "
+        "apply). [env: JETWORK_LOG_FORMAT]",
+    )(function)
+    return decorated
+
+
+def configure_logging(level: int = logging.WARNING, *, json: bool = False) -> None:
     """Structured logs go to stderr, so that stdout carries only what a command prints.
 
     The level is filtered by a processor (not the wrapper class), so that tests capturing logs
-    with ``structlog.testing.capture_logs`` still see everything.
+    with ``structlog.testing.capture_logs`` still see everything. ``json``: one JSON object per
+    line, with ISO timestamps and the run's ``trace_id`` where a workflow is named.
     """
 
     def drop_below_level(_: Any, method: str, event: MutableMapping[str, Any]) -> Any:
@@ -106,13 +164,23 @@ def configure_logging(level: int = logging.WARNING) -> None:
         processors=[
             drop_below_level,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
-            structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+            *(_JSON if json else _CONSOLE),
         ],
         logger_factory=lambda *_: _StderrLogger(),
         cache_logger_on_first_use=False,
     )
 
+
+_JSON: Final = (
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+    structlog.processors.format_exc_info,
+    tracing.add_trace_id,
+    structlog.processors.JSONRenderer(),
+)
+_CONSOLE: Final = (
+    structlog.processors.TimeStamper(fmt="%H:%M:%S", utc=False),
+    structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty()),
+)
 
 _LEVELS = {
     "debug": logging.DEBUG,

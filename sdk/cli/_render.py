@@ -21,6 +21,7 @@ STATUS_STYLES = {
     "pending": "dim",
     "queued": "cyan",
     "running": "bold yellow",
+    "paused": "bold blue",
     "retrying": "magenta",
     "succeeded": "green",
     "failed": "bold red",
@@ -258,7 +259,10 @@ def workers_table(workers: Sequence[WorkerInfo]) -> Table:
     table = Table(title_justify="left")
     for column in ("worker", "labels", "handlers", "running", "last seen", "host"):
         table.add_column(column)
+    if any(worker.paused for worker in workers):
+        table.add_column("paused")
     for worker in workers:
+        paused = [", ".join(worker.paused) or "-"] if any(w.paused for w in workers) else []
         running = ", ".join(f"{job.workflow_id}/{job.job}#{job.attempt}" for job in worker.running)
         seen = f"{elapsed(worker.last_seen, None, now)} ago" if worker.last_seen else "never"
         table.add_row(
@@ -268,5 +272,6 @@ def workers_table(workers: Sequence[WorkerInfo]) -> Table:
             f"{len(worker.running)}/{worker.concurrency}" + (f": {running}" if running else ""),
             Text(seen + (" (stale)" if worker.stale else ""), style="red" if worker.stale else ""),
             f"{worker.host}:{worker.pid}" if worker.host else "",
+            *paused,
         )
     return table

@@ -17,7 +17,8 @@ import click
 from rich.console import Console
 
 from events.errors import JetworkError
-from sdk.cli._common import configure_logging, make_console, nats_option
+from sdk.cli._common import configure_logging, log_format_option, make_console, nats_option
+from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.runtime import run_service
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -76,9 +77,16 @@ def gateway_settings(http_listen: str | None, tokens_file: str | None, insecure:
 
 @click.command()
 @http_options(optional=False)
+@metrics_option
+@log_format_option
 @nats_option
 def gateway(
-    http_listen: str | None, tokens_file: str | None, insecure: bool, nats_url: str | None
+    http_listen: str | None,
+    tokens_file: str | None,
+    insecure: bool,
+    metrics_listen: str | None,
+    log_format: str,
+    nats_url: str | None,
 ) -> None:
     """Serve the HTTP gateway alone until SIGTERM or Ctrl-C (no engine, no projector).
 
@@ -95,11 +103,12 @@ def gateway(
       jetwork gateway --nats nats://nats.internal:4222 --tokens-file /etc/jetwork/tokens
     """
     settings = gateway_settings(http_listen, tokens_file, insecure)
-    configure_logging(logging.INFO)
+    configure_logging(logging.INFO, json=log_format == "json")
     console = make_console(stderr=True)
     url = nats_url or os.environ.get("JETWORK_NATS_URL") or None
     try:
-        run_service(_serve(settings, url, console))
+        with serving_metrics(metrics_listen, console):
+            run_service(_serve(settings, url, console))
     except asyncio.CancelledError:
         sys.exit(130)
     console.print("stopped")

@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -21,10 +22,13 @@ from events.connection import NatsSettings, connect
 from events.errors import JetworkError
 from events.topology import ensure_topology
 from projections.projector import Projector, ProjectorSettings
-from sdk.cli._common import configure_logging, make_console, nats_option
+from sdk.cli._common import configure_logging, log_format_option, make_console, nats_option
+from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.cli.gateway import gateway_settings, http_options
 from sdk.embedded_server import EmbeddedServer
 from sdk.runtime import run_service
+from telemetry import tracing
+from telemetry.sampler import Sampler, interval_from_env
 
 if TYPE_CHECKING:
     from gateway.settings import GatewaySettings
@@ -75,6 +79,8 @@ class Service(Protocol):
 )
 @click.option("--no-projector", is_flag=True, help="Run the engine only.")
 @http_options(optional=True)
+@metrics_option
+@log_format_option
 @nats_option
 def server(
     data_dir: Path,
@@ -85,6 +91,8 @@ def server(
     tokens_file: str | None,
     insecure: bool,
     no_http: bool,
+    metrics_listen: str | None,
+    log_format: str,
     nats_url: str | None,
 ) -> None:
     """Run the engine, the projector and the HTTP gateway until SIGTERM or Ctrl-C.
@@ -102,16 +110,47 @@ def server(
       jetwork server --nats nats://nats.internal:4222
       jetwork server --sync-interval 2m     # faster, see docs/reliability.md
       jetwork server --http 127.0.0.1:8080  # the HTTP gateway elsewhere (--no-http: none)
+      jetwork server --metrics 127.0.0.1:9102  # Prometheus metrics (the gateway's /metrics too)
     """
     try:  # before anything starts: a bad variable is one line, not a traceback
         engine_settings = EngineSettings.from_env()
         projector_settings = ProjectorSettings.from_env() if not no_projector else None
+        sample_every = interval_from_env() if metrics_listen else None
     except ValueError as exc:
         raise JetworkError(f"invalid setting: {exc}") from None
     http = None if no_http else gateway_settings(http_listen, tokens_file, insecure)
-    configure_logging(logging.INFO)
+    configure_logging(logging.INFO, json=log_format == "json")
     console = make_console(stderr=True)
-    url = nats_url or os.environ.get("JETWORK_NATS_URL") or None
+    with serving_metrics(metrics_listen, console) as metrics:
+        _run_server(
+            console,
+            nats_url or os.environ.get("JETWORK_NATS_URL") or None,
+            Parts(engine_settings, projector_settings, http, sample_every if metrics else None),
+            data_dir=data_dir,
+            port=port,
+            sync_interval=sync_interval,
+        )
+
+
+@dataclass(frozen=True)
+class Parts:
+    """What ``jetwork server`` runs beside the engine."""
+
+    engine: EngineSettings
+    projector: ProjectorSettings | None
+    http: GatewaySettings | None
+    sample_every: float | None  # seconds between samples of queue depth and projector lag
+
+
+def _run_server(
+    console: Console,
+    url: str | None,
+    parts: Parts,
+    *,
+    data_dir: Path,
+    port: int,
+    sync_interval: str,
+) -> None:
     embedded: EmbeddedServer | None = None
     if url is None:
         embedded = EmbeddedServer(
@@ -131,7 +170,7 @@ def server(
         )
         console.print(f"point workers and clients at it:  [bold]export JETWORK_NATS_URL={url}[/]")
     try:
-        run_service(_serve(url, console, engine_settings, projector_settings, http))
+        run_service(_serve(url, console, parts))
     except asyncio.CancelledError:
         console.print("forced to stop: unfinished work will be redelivered")
         sys.exit(130)
@@ -141,25 +180,23 @@ def server(
     console.print("stopped")
 
 
-async def _serve(
-    url: str,
-    console: Console,
-    engine_settings: EngineSettings,
-    projector_settings: ProjectorSettings | None,
-    http_settings: GatewaySettings | None,
-) -> None:
+async def _serve(url: str, console: Console, parts: Parts) -> None:
+    tracing.configure_from_env("jetwork-server")
     nc = await connect(NatsSettings(url=url, name="jetwork-server"))
     services: list[Service] = []
+    projector_settings = parts.projector
     try:
         await ensure_topology(nc.jetstream())
-        services.append(Engine(nc, settings=engine_settings))
+        services.append(Engine(nc, settings=parts.engine))
         if projector_settings is not None:
             services.append(Projector(nc, settings=projector_settings))
+        if parts.sample_every is not None:
+            services.append(Sampler(nc, every=parts.sample_every))
         http = None
-        if http_settings is not None:
+        if parts.http is not None:
             from gateway.serve import HttpGateway
 
-            http = HttpGateway(http_settings, nats_url=url)
+            http = HttpGateway(parts.http, nats_url=url)
             services.append(http)
         for service in services:
             await service.start()
@@ -178,6 +215,7 @@ async def _serve(
                              error=str(exc) or type(exc).__name__)  # fmt: skip
         with contextlib.suppress(Exception):
             await asyncio.wait_for(nc.drain(), STOP_TIMEOUT)
+        tracing.shutdown()  # export the spans still pending
 
 
 async def until_signalled() -> None:

@@ -10,11 +10,14 @@ from typing import Any
 import click
 import structlog
 
-from events.errors import JetworkError, ServerUnavailable
+from events.errors import JetworkError, ServerRefused, ServerUnavailable
+from sdk.cli._common import make_console, nats_auth_options
+from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.runtime import run_service
 from sdk.worker import Worker
 from sdk.worker.config import InvalidWorkerConfig, WorkerConfig, parse_duration
 from sdk.worker.signals import HardExit, listen_for_shutdown
+from telemetry import tracing
 
 EXIT_ABORTED = 3
 HARD_EXIT_MARGIN = 0.9
@@ -97,6 +100,8 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
     show_default=True,
     help="One line per event, as text or JSON.",
 )
+@metrics_option
+@nats_auth_options
 def worker(
     labels: str | None,
     concurrency: int | None,
@@ -108,6 +113,7 @@ def worker(
     env_clear: bool | None,
     env_allow: str | None,
     log_format: str,
+    metrics_listen: str | None,
 ) -> None:
     """Run shell jobs (`run:`) whose labels this worker has.
 
@@ -125,6 +131,7 @@ def worker(
       jetwork worker --nats nats://10.0.0.5:4222 --lease-ttl 60s --heartbeat 20s
       JETWORK_WORKER_LABELS=gpu JETWORK_WORKER_CONCURRENCY=2 jetwork worker
       jetwork worker --env-clear --env-allow 'AWS_*,DOCKER_HOST'
+      jetwork worker --metrics 127.0.0.1:9103   # Prometheus metrics
     """
     overrides: dict[str, Any] = {
         "labels": labels,
@@ -143,7 +150,10 @@ def worker(
         raise JetworkError("invalid worker configuration: " + "; ".join(exc.problems)) from None
     configure_logging(log_format)
     try:
-        aborted = _run(Worker(config))
+        with serving_metrics(metrics_listen, make_console(stderr=True)):
+            aborted = _run(Worker(config))
+    except ServerRefused:
+        raise
     except ServerUnavailable:
         # The worker never starts a server itself: say so rather than the generic advice.
         raise JetworkError(
@@ -199,6 +209,7 @@ def configure_logging(log_format: str) -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            tracing.add_trace_id,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),

@@ -13,9 +13,10 @@ Status and history are read from the event log itself (consistent, no projection
 workers and lag come from the projections. Every error is a ``JetworkError``: nats-py exceptions
 are translated at this boundary.
 
-``Client`` is made of its concerns: ``commands`` (start, cancel), ``reads`` (status, history,
-listings), ``streams`` (wait, follow, subscribe, logs), on what ``base`` shares (the connection
-and the lookups).
+``Client`` is made of its concerns: ``commands`` (start, cancel), ``control`` (pause, resume,
+skip, retry a workflow), ``worker_control`` (pause and resume workers), ``reads`` (status,
+history, listings), ``streams`` (wait, follow, subscribe, logs), on what ``base`` shares (the
+connection and the lookups).
 """
 
 from __future__ import annotations
@@ -27,17 +28,19 @@ from typing import Any
 import orjson
 
 from events.connection import NatsSettings, connect
-from events.errors import ServerUnavailable
+from events.errors import ServerRefused, ServerUnavailable
 from projections.views import WorkflowView
 from sdk.client.commands import ClientCommands
+from sdk.client.control import ClientControl, ControlResult
 from sdk.client.definitions import WorkflowSource
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
 from sdk.client.streams import ClientStreams, event_filter
+from sdk.client.worker_control import ClientWorkerControl
 from sdk.client.workers import WorkerList
 
 
-class Client(ClientCommands, ClientStreams):
+class Client(ClientCommands, ClientControl, ClientWorkerControl, ClientStreams):
     """An async jetwork client on one NATS connection.
 
     Use ``async with Client.connect(url) as client`` (or ``client = await Client.connect()`` and
@@ -75,6 +78,8 @@ class _Connecting:
     async def _open(self) -> Client:
         try:
             nc = await connect(self._settings)
+        except ServerRefused:
+            raise  # it says which credentials to check
         except ServerUnavailable:
             # A client never starts a server: say what a client user can do.
             raise ServerUnavailable(
@@ -108,6 +113,7 @@ def dumps_view(view: WorkflowView) -> str:
 __all__ = [
     "Claim",
     "Client",
+    "ControlResult",
     "LogLine",
     "RunHandle",
     "WorkerList",

@@ -37,6 +37,7 @@ _log = structlog.get_logger("jetwork.client")
 # Upper bound on the wait between two reads while following, should a wake-up be missed.
 _FOLLOW_SAFETY_WAIT = 2.0
 _WORKFLOW_ENDS = frozenset({"WorkflowSucceeded", "WorkflowFailed", "WorkflowCancelled"})
+_WORKFLOW_TURNS = _WORKFLOW_ENDS | {"WorkflowRetried"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +140,9 @@ class LogReader:
         if events and job.replay(events).status.is_terminal:
             return True
         workflow_events = await self._events.load(ActorRef.workflow(self._workflow_id))
-        return any(r.event.event_type in _WORKFLOW_ENDS for r in workflow_events)
+        # The last word of the workflow actor: an end, unless an operator's retry followed it.
+        turns = [r for r in workflow_events if r.event.event_type in _WORKFLOW_TURNS]
+        return bool(turns) and turns[-1].event.event_type in _WORKFLOW_ENDS
 
     async def lines(
         self, *, follow: bool, claims: bool = False

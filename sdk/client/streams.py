@@ -13,6 +13,7 @@ from events import subjects
 from events.base import RecordedEvent
 from events.catalog import JOB_EVENTS, WORKFLOW_EVENTS
 from events.errors import JetworkError
+from events.store import ActorRef
 from projections.views import WorkflowView, workflow_view
 from projections.waiting import describe_waiting
 from sdk.client.logs import Claim, LogLine, LogReader
@@ -46,7 +47,9 @@ class ClientStreams(ClientReads):
                 tail = self._tail(subjects.workflow_actor_filter(workflow_id), from_start=True)
                 async with contextlib.aclosing(tail) as events:
                     async for recorded in events:
-                        if recorded.event.event_type in _TERMINAL_TYPES:
+                        if recorded.event.event_type in _TERMINAL_TYPES and (
+                            await self._still_ended(workflow_id, recorded.seq)
+                        ):
                             break
         except TimeoutError:
             current = await self._current_view(workflow_id)
@@ -73,8 +76,16 @@ class ClientStreams(ClientReads):
                 if state.status is None:
                     continue
                 yield await workers.count(workflow_view(state))
-                if state.status.is_terminal:
+                if state.status.is_terminal and await self._still_ended(
+                    workflow_id, state.last_seq
+                ):
                     return
+
+    async def _still_ended(self, workflow_id: str, end_seq: int) -> bool:
+        """The end at ``end_seq`` is the workflow actor's last event: no operator's retry (or
+        anything else) followed it, so following stops there."""
+        with translated(f"reading workflow {workflow_id}", url=self._url):
+            return await self._store.last_seq(ActorRef.workflow(workflow_id)) <= end_seq
 
     async def subscribe(
         self,

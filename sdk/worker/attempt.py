@@ -44,6 +44,7 @@ from sdk.worker.config import WorkerConfig
 from sdk.worker.dispatch_message import DispatchMessage
 from sdk.worker.executors import ExecutionResult, Executor, Failed
 from sdk.worker.job_context import JobContext
+from sdk.worker.lifecycle import AttemptRef, JobEnded, JobStarted, LeaseLost, Listeners, ended
 from sdk.worker.log_buffer import LogBuffer
 from sdk.worker.logs import attempt_log
 from sdk.worker.presence import RunningJob
@@ -72,6 +73,7 @@ class AttemptEnv:
     store: EventStore
     executor: Executor
     aborting: Callable[[], bool]
+    listeners: Listeners
 
 
 class Attempt(DispatchMessage):
@@ -111,6 +113,22 @@ class Attempt(DispatchMessage):
         self._check_at_once = False  # a cancel notice arrived before the run started
         self._watcher: Watcher | None = None
         self._log: Any = _log.bind(worker_id=env.worker_id, dispatch_seq=self.dispatch_seq)
+
+    @property
+    def ref(self) -> AttemptRef:
+        """This attempt, as lifecycle listeners see it (once claimed)."""
+        assert self.dispatch is not None and self.state is not None and self.epoch is not None
+        return AttemptRef(
+            workflow_id=self.dispatch.workflow_id,
+            job=self.dispatch.job,
+            attempt=self.state.attempt,
+            epoch=self.epoch,
+            handler=self.dispatch.queued.spec.uses or "shell",
+            worker_id=self.env.worker_id,
+        )
+
+    def _ended(self, event: JobEnded) -> None:
+        self.env.listeners.emit(f"job_{event.outcome}", event)  # type: ignore[arg-type]
 
     @property
     def key(self) -> tuple[str, str] | None:
@@ -165,6 +183,8 @@ class Attempt(DispatchMessage):
         """Stop the run; nothing will be reported and the message is not acked."""
         if self._lost is None:
             self._lost = reason
+            if self.epoch is not None:
+                self.env.listeners.emit("lease_lost", LeaseLost(self.ref, reason))
         if self.ctx is not None:
             self.ctx.mark_lease_lost()
 
@@ -184,6 +204,7 @@ class Attempt(DispatchMessage):
             self._release_slot()
             self._enter("reporting")
             if not result.reportable or self._lost is not None:
+                self._ended(JobEnded(self.ref, "abandoned", duration=None))
                 self._log.warning("job abandoned", epoch=self.epoch, reason=self._lost or "")
                 if self._ack_when_abandoned:
                     await self._ack()
@@ -226,6 +247,9 @@ class Attempt(DispatchMessage):
             self.epoch = outcome.state.epoch
             self._log = self._log.bind(attempt=outcome.state.attempt, epoch=self.epoch)
             self._log.debug("job claimed", delivery=self.delivery, lease_ttl=self.lease_ttl)
+            waited = (now() - self.dispatch.queued.claimable_from()).total_seconds()
+            started = JobStarted(self.ref, waited=waited, took_over=outcome.took_over)
+            self.env.listeners.emit("job_started", started)
             return True
         match outcome.action:
             case Action.ACK:
@@ -340,6 +364,7 @@ class Attempt(DispatchMessage):
                 delay = min(delay * 2, 2.0)
         assert self.state is not None
         rejected = [e for e in events if isinstance(e, JobResultRejected)]
+        self._ended(ended(self.ref, result, events, seconds=seconds))
         if rejected:
             self._log.warning("job result rejected", outcome=result.kind, reason=rejected[0].reason)
             if held_by_another(self.state, self.dispatch_seq, self.epoch):

@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from actors._state import updated
 from actors.commands import ClaimJob, CompleteJob, ConfirmCancelled, FailJob
 from actors.job import ClaimRefused, JobState, decide, evolve, pending, replay
-from events.catalog import JobCancelled, JobEvent, JobQueued
+from events.catalog import JobCancelled, JobEvent, JobQueued, JobStatus
 from events.codec import decode
 from events.dispatch import InvalidDispatch
 from events.errors import ConcurrencyConflict, JetworkError, StoreError, UndecodableEvent
@@ -96,6 +96,8 @@ class ClaimOutcome:
     reason: str = ""
     cancelled: bool = False
     """Not claimed because this claim cancelled the job (a cancel request was waiting)."""
+    took_over: bool = False
+    """Claimed from a holder whose lease had run out (the attempt was running)."""
 
 
 async def claim_dispatch(
@@ -144,12 +146,13 @@ async def claim_dispatch(
             continue
         except JetworkError as exc:  # the store failed, or the log holds an undecodable event
             return ClaimOutcome(False, state, Action.RELEASE, f"cannot claim: {exc}")
+        was_running = state.status is JobStatus.RUNNING
         state = replace(replay(events, state), last_seq=seq)
         if isinstance(events[-1], JobCancelled):
             return ClaimOutcome(
                 False, state, Action.ACK, "cancelled before it ran again", cancelled=True
             )
-        return ClaimOutcome(True, state)
+        return ClaimOutcome(True, state, took_over=was_running)
     return ClaimOutcome(False, None, Action.RELEASE, f"the claim conflicted {CLAIM_TRIES} times")
 
 

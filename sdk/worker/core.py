@@ -27,6 +27,7 @@ Stopping (signals, draining, aborting) is ``WorkerShutdown``, in ``sdk.worker.sh
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
@@ -48,11 +49,15 @@ from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
 from sdk.worker.handlers import HandlerRegistry
 from sdk.worker.leases import LeaseKeeper
+from sdk.worker.lifecycle import Listener, for_handler
+from sdk.worker.metered import observed
+from sdk.worker.pausing import Pauses
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Puller
 from sdk.worker.shutdown import WorkerShutdown
 from sdk.worker.signals import listen_for_shutdown
 from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
+from telemetry import metrics
 
 F = TypeVar("F", bound=Callable[..., Any])
 Phase = Literal["new", "starting", "running", "draining", "stopped"]
@@ -94,7 +99,11 @@ class Worker(WorkerShutdown):
         self._nc: NATS | None = None
         self._env: AttemptEnv | None = None
         self._presence: PresenceBoard | None = None
+        self.listeners = observed()
+        self.pauses = Pauses(self.worker_id, on_change=self._apply_pauses)
         self._slots = Slots(self.config.max_concurrent_jobs)
+        metrics.SLOTS.labels(self.worker_id).set(self._slots.size)
+        metrics.SLOTS_BUSY.labels(self.worker_id).set_function(lambda: self._slots.used)
         self._pullers: dict[str, Puller] = {}
         self._attempts: dict[Attempt, asyncio.Task[None]] = {}
         self._leases = LeaseKeeper(
@@ -125,19 +134,32 @@ class Worker(WorkerShutdown):
         """Labels plus ``@<name>`` per registered handler: what this worker can run."""
         return capabilities(self.config.labels, self.registry.names)
 
+    def on(self, kind: str, listener: Listener | None = None) -> Any:
+        """Call ``listener`` with what happens to this worker's attempts (``lifecycle.py``):
+        ``job_started``, ``job_succeeded``, ``job_failed``, ``job_cancelled``, ``job_rejected``,
+        ``job_abandoned``, ``lease_lost``, ``poll_failed``. Without ``listener``, a decorator."""
+        if listener is None:
+            return functools.partial(self.on, kind)
+        self.listeners.on(kind, listener)
+        return listener
+
     def job(
         self,
         name: str,
         *,
         input_model: type[BaseModel] | None = None,
         output_model: type[BaseModel] | None = None,
+        on_success: Listener | None = None,
+        on_failure: Listener | None = None,
         **settings: Any,
     ) -> Callable[[F], F]:
         """Decorator registering a Python handler (``uses: name``) on this worker.
 
         ``settings`` (``lease_ttl=300``, ``max_concurrent_jobs=2``, …) override the worker's
         config for this handler's jobs, over its ``JETWORK_WORKER_<NAME>_<FIELD>`` variables;
-        they are checked now (``InvalidWorkerConfig``). See ``handler_config``.
+        they are checked now (``InvalidWorkerConfig``). See ``handler_config``. ``on_success``
+        and ``on_failure`` are called with the ``JobEnded`` of each attempt of this handler once
+        its result is recorded; what they raise is logged and changes nothing.
         """
         if self.phase != "new":
             raise RuntimeError("register handlers before the worker starts")
@@ -147,6 +169,9 @@ class Worker(WorkerShutdown):
         def decorate(fn: F) -> F:
             register(fn)
             self._handler_settings[name] = settings
+            for kind, hook in (("job_succeeded", on_success), ("job_failed", on_failure)):
+                if hook is not None:
+                    self.listeners.on(kind, for_handler(name, hook))
             return fn
 
         return decorate
@@ -215,8 +240,10 @@ class Worker(WorkerShutdown):
             store=EventStore(nc),
             executor=self._lanes[None].executor,
             aborting=lambda: self._aborting,
+            listeners=self.listeners,
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
+        await self.pauses.start(js)
         await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
         kv = await js.key_value(subjects.KV_LABELSETS)
         await self._follow_initial_labelsets(kv)
@@ -277,8 +304,10 @@ class Worker(WorkerShutdown):
             poll_interval=lane.config.poll_interval,
             on_message=self._on_dispatch,
             peers=lambda: len(self._pullers),
+            on_poll_failed=functools.partial(self.listeners.emit, "poll_failed"),
         )
         self._pullers[labelset.token] = puller
+        puller.set_paused(self.pauses.applies_to(handler_of(labelset)))
         await puller.start()
         self._log.info("serving label set", labelset=labelset.token, consumer=labelset.consumer)
 
@@ -328,6 +357,11 @@ class Worker(WorkerShutdown):
             periods += [lane.config.heartbeat_interval, puller.lease_ttl / 3]
         return min(periods)
 
+    def _apply_pauses(self) -> None:
+        for puller in self._pullers.values():
+            puller.set_paused(self.pauses.applies_to(handler_of(puller.labelset)))
+        self._after_tick()  # presence shows what is paused
+
     def _after_tick(self) -> None:
         # Presence is a KV request: never let a slow one delay the next lease renewal.
         if self._announcing is None or self._announcing.done():
@@ -343,6 +377,7 @@ class Worker(WorkerShutdown):
             concurrency=self.config.max_concurrent_jobs,
             started_at=self._started_at,
             running=[job for job in running if job is not None],
+            paused=self.pauses.paused,
         )
 
 

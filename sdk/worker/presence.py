@@ -47,6 +47,7 @@ class WorkerPresence(BaseModel):
     running: tuple[RunningJob, ...] = ()
     host: str = ""
     pid: int = 0
+    paused: tuple[str, ...] = ()  # "worker" and/or "@<handler>" (sdk/worker/pausing.py)
 
     def encode(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))
@@ -72,6 +73,7 @@ class PresenceBoard:
         concurrency: int,
         started_at: datetime,
         running: Iterable[RunningJob],
+        paused: Iterable[str] = (),
     ) -> None:
         """Write (or refresh) the entry, stamped with ``last_seen`` = now."""
         presence = WorkerPresence(
@@ -84,6 +86,7 @@ class PresenceBoard:
             running=tuple(running),
             host=socket.gethostname(),
             pid=os.getpid(),
+            paused=tuple(paused),
         )
         try:
             kv = await self._bucket()

@@ -35,6 +35,7 @@ from events import subjects
 from events.dispatch import LabelSet
 from events.errors import StoreError
 from sdk.worker.consumers import MAX_ACK_PENDING, NANOS, ensure_consumer
+from sdk.worker.lifecycle import PollFailed
 from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
 
 __all__ = [
@@ -101,7 +102,9 @@ class Puller:
         on_message: OnMessage,
         peers: Callable[[], int] = lambda: 1,
         stream: str = subjects.EVENTS_STREAM,
+        on_poll_failed: Callable[[PollFailed], None] = lambda _: None,
     ) -> None:
+        self._on_poll_failed = on_poll_failed
         self._nc = nc
         self.labelset = labelset
         self.slots = slots
@@ -127,6 +130,8 @@ class Puller:
         self._waiting: collections.deque[tuple[Msg, float]] = collections.deque()
         self._room = asyncio.Event()
         self._giving_back: set[asyncio.Task[None]] = set()
+        self._resumed = asyncio.Event()
+        self._resumed.set()
         slots.on_release(self._take_waiting)
 
     @property
@@ -139,11 +144,27 @@ class Puller:
         stale = time.monotonic() - self.lease_ttl / 3  # waited a third of its lease: give it back
         while self._waiting and self.slots.free > 0:
             msg, since = self._waiting.popleft()
-            if since < stale or self._stopping:
+            if since < stale or self._stopping or self.paused:
                 self._give_back(msg)
             elif self.slots.try_take():
                 self._start(msg)
         self._room.set()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resumed.is_set()
+
+    def set_paused(self, paused: bool) -> None:
+        """Paused: no pull request is sent, and what arrives (an open request's messages, the
+        prefetched ones) is released for other workers. Running jobs are not touched."""
+        if paused == self.paused:
+            return
+        if not paused:
+            self._resumed.set()
+            return
+        self._resumed.clear()
+        while self._waiting:
+            self._give_back(self._waiting.popleft()[0])
 
     @property
     def ready(self) -> asyncio.Event:
@@ -192,6 +213,7 @@ class Puller:
                     continue
                 backoff = 0.1
             await self._wait_for_room()
+            await self._resumed.wait()
             if self._stopping:
                 return
             await self._pull()
@@ -238,6 +260,7 @@ class Puller:
                 waited=self._poll + WATCHDOG_MARGIN,
             )
         except NatsError as exc:  # e.g. the connection is closed or reconnecting
+            self._on_poll_failed(PollFailed(self.labelset.token, repr(exc)))
             _log.warning("pull request failed", labelset=self.labelset.token, error=repr(exc))
             await asyncio.sleep(min(1.0, self._poll))
         finally:
@@ -261,7 +284,7 @@ class Puller:
             request.delivered += 1
             if request.delivered >= request.batch:
                 request.done.set()
-        if self._stopping:
+        if self._stopping or self.paused:
             self._give_back(msg)
         elif self.slots.try_take():
             self._start(msg)

@@ -20,6 +20,8 @@ from nats.aio.client import Client as NATS
 from sdk.worker.attempt import Attempt
 from sdk.worker.config import WorkerConfig
 from sdk.worker.leases import LeaseKeeper
+from sdk.worker.lifecycle import Listeners
+from sdk.worker.pausing import Pauses
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Puller
 from sdk.worker.slots import Lane
@@ -52,6 +54,8 @@ class WorkerShutdown:
     _pullers: dict[str, Puller]
     _attempts: dict[Attempt, asyncio.Task[None]]
     _leases: LeaseKeeper
+    listeners: Listeners
+    pauses: Pauses
     _labelset_task: asyncio.Task[None] | None
     _announcing: asyncio.Task[None] | None
     _watcher: Any
@@ -129,6 +133,7 @@ class WorkerShutdown:
         self.phase = "draining"
         self._log.info("worker draining", running=self.running)
         await cancel_and_wait(self._labelset_task, timeout=STOP_TIMEOUT, what="label set watcher")
+        await self.pauses.stop()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
                 await asyncio.gather(*(p.stop() for p in self._pullers.values()))
@@ -141,6 +146,9 @@ class WorkerShutdown:
             last_moment=ABORT_CLEANUP / 2,
             log=self._log,
         )
+        with contextlib.suppress(TimeoutError):  # coroutine listeners still hearing of results
+            async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
+                await self.listeners.settle()
         await self._leases.stop(timeout=self._budget(STOP_TIMEOUT))
         await cancel_and_wait(self._announcing, timeout=self._budget(STOP_TIMEOUT), what="presence")
         with contextlib.suppress(Exception):

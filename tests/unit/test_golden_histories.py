@@ -19,7 +19,15 @@ import orjson
 import pytest
 
 from actors import job, workflow
-from actors.commands import Advance, ClaimJob, CompleteJob
+from actors.commands import (
+    Advance,
+    ClaimJob,
+    CompleteJob,
+    PauseWorkflow,
+    ResumeWorkflow,
+    RetryWorkflow,
+    SkipJob,
+)
 from actors.workflow import WorkflowState
 from events import codec
 from events.base import RecordedEvent
@@ -149,7 +157,41 @@ def timed_out() -> Simulation:
     return sim
 
 
+def operated() -> Simulation:
+    """An operator's day: paused while fetch runs (its result is recorded, nothing is queued),
+    the delayed lint skipped with an output, resumed; package fails for good, the workflow is
+    retried and package runs again as attempt 2 (fetch, lint and build keep their results)."""
+    definition = _definition(
+        "operated",
+        {
+            "fetch": {},
+            "lint": {"delay": 3600},
+            "build": {"needs": ("fetch", "lint"), "run": "./build.sh ${{ needs.lint.outputs.r }}"},
+            "package": {"needs": ("build",)},
+        },
+    )
+    sim = Simulation(workflow_id="wf-operated")
+    sim.start(definition)
+    sim.advance()
+    sim.claim("fetch")
+    sim.tick(1)
+    sim.decide(PauseWorkflow(**sim.ids, by="ops", reason="look", request_id="r1", now=sim.now))
+    sim.tick(1)
+    sim.finish("fetch", "ok")
+    sim.advance()
+    sim.decide(SkipJob(**sim.ids, job="lint", by="ops", outputs={"r": "none"}, now=sim.now))
+    sim.advance()
+    sim.tick(1)
+    sim.decide(ResumeWorkflow(**sim.ids, by="ops", request_id="r2", now=sim.now))
+    sim.run({"package": ["fatal"]})
+    sim.tick(60)
+    sim.decide(RetryWorkflow(**sim.ids, by="ops", reason="fixed", request_id="r3", now=sim.now))
+    sim.run()
+    return sim
+
+
 SCENARIOS: dict[str, Callable[[], Simulation]] = {
+    "operated": operated,
     "release": release,
     "skip_chain": skip_chain,
     "fenced": fenced,

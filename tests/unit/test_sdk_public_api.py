@@ -12,7 +12,8 @@ import pytest
 import sdk
 
 EXPECTED = {
-    "CancellationRequested", "Claim", "Client", "ConcurrencyConflict", "DeadLetter",
+    "CancellationRequested", "Claim", "Client", "CommandRefused", "ConcurrencyConflict",
+    "ControlResult", "DeadLetter",
     "EmbeddedServer", "HandlerRegistry", "Input", "InvalidArgument", "InvalidWorkflow",
     "JetworkError", "JobContext", "JobNotFound", "JobRef", "JobView", "LeaseLost", "LogLine",
     "PermanentError", "RecordedEvent", "Retry", "RunHandle", "ServerUnavailable", "StoreError",

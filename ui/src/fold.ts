@@ -35,7 +35,17 @@ export function applyJob(job: JobLive, record: EventRecord): JobLive {
       next = { ...job, status: 'queued', attempts: Number(d.attempt), worker_id: null };
       break;
     case 'JobSkipped':
-      next = { ...job, status: 'skipped', last_end: s(d.at) };
+      // By an operator (``by``): its outputs stand in for a success's.
+      next = {
+        ...job,
+        status: 'skipped',
+        outputs: d.by ? ((d.outputs as Record<string, string>) ?? {}) : job.outputs,
+        last_end: s(d.at),
+      };
+      break;
+    case 'JobReopened':
+      // An operator's retry: pending again, to run as a new attempt.
+      next = { ...job, status: 'pending', outputs: {}, error: null, last_end: null };
       break;
     case 'JobStarted':
       next = {
@@ -87,9 +97,21 @@ export function applyWorkflow(wf: WorkflowLive, record: EventRecord): WorkflowLi
       return { ...wf, status: 'cancelled', reason: s(d.reason), ended_at: s(d.ended_at) };
     case 'WorkflowCancelRequested':
       return { ...wf, cancel_requested: true };
+    case 'WorkflowPaused':
+      return { ...wf, status: 'paused', reason: operatorNote('paused', d.by, d.reason) };
+    case 'WorkflowResumed':
+      return { ...wf, status: 'running', reason: null };
+    case 'WorkflowRetried':
+      return { ...wf, status: 'running', reason: null, ended_at: null, cancel_requested: false };
     default:
       return wf;
   }
+}
+
+/** ``paused by ops: freeze``, as the status object's ``reason`` says it. */
+function operatorNote(what: string, by: unknown, reason: unknown): string {
+  const why = s(reason);
+  return `${what} by ${s(by) ?? 'unknown'}${why ? `: ${why}` : ''}`;
 }
 
 export function counts(jobs: Iterable<{ status: JobStatus }>): Record<string, number> {

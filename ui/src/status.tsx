@@ -28,6 +28,7 @@ const ICON_PATHS: Record<string, string> = {
   lost: 'M12.5 8a4.5 4.5 0 1 1-1.4-3.3M12 2.5v2.8H9.2',
   // workflow-only words
   'cancel requested': 'M8 2.5a5.5 5.5 0 1 0 0.01 0ZM4.2 4.2l7.6 7.6',
+  paused: 'M5.5 3.5v9M10.5 3.5v9',
 };
 
 export function iconPath(status: string): string {

@@ -20,6 +20,15 @@ BASIC_ENV: Final = (
     "TMPDIR",
 )
 """What a job keeps of the worker's environment with ``env_clear`` (besides ``env_allow``)."""
+WORKER_SECRETS: Final = (
+    "JETWORK_NATS_CREDS",
+    "JETWORK_NATS_NKEY",
+    "JETWORK_NATS_USER",
+    "JETWORK_NATS_PASSWORD",
+    "JETWORK_NATS_TOKEN",
+    "JETWORK_NATS_TLS_KEY",
+)
+"""The worker's own NATS identity (``events/nats_auth.py``): never handed to the jobs it runs."""
 
 
 def job_environment(
@@ -28,7 +37,7 @@ def job_environment(
     """What a job starts from: all of ``source``, or with ``clear`` only ``BASIC_ENV`` and the
     ``allow`` names (``NAME``, or ``PREFIX*`` for every name starting with ``PREFIX``)."""
     if not clear:
-        return dict(source)
+        return {name: value for name, value in source.items() if name not in WORKER_SECRETS}
     names = set(BASIC_ENV)
     prefixes = []
     for entry in allow:
@@ -39,5 +48,6 @@ def job_environment(
     return {
         name: value
         for name, value in source.items()
-        if name in names or any(name.startswith(prefix) for prefix in prefixes)
+        if (name in names or any(name.startswith(prefix) for prefix in prefixes))
+        and name not in WORKER_SECRETS
     }

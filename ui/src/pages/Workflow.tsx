@@ -250,6 +250,18 @@ function WorkflowHeader({
   const shown = wf.status === 'running' && wf.cancel_requested ? 'cancel requested' : wf.status;
   void tick;
 
+  // Pause, resume, retry: the HTTP API answers 409 with the reason when it makes no sense.
+  const control = (what: 'pause' | 'resume' | 'retry') => async () => {
+    setError(null);
+    try {
+      await post(`/api/workflows/${encodeURIComponent(graph.workflow_id)}/${what}`, {
+        by: 'web UI',
+      });
+    } catch (e) {
+      setError(e instanceof Error ? e.message : String(e));
+    }
+  };
+
   const cancel = async (event: Event) => {
     event.preventDefault();
     setError(null);
@@ -293,11 +305,21 @@ function WorkflowHeader({
         </div>
         <div class="live" title="live updates from the events stream">
           <dt class="sr-only">Live</dt>
-          <dd>{wf.status === 'running' ? (connection === 'open' ? '● live' : `○ ${connection}`) : ''}</dd>
+          <dd>{wf.status === 'running' || wf.status === 'paused' ? (connection === 'open' ? '● live' : `○ ${connection}`) : ''}</dd>
         </div>
       </dl>
       <div class="actions">
-        {wf.status === 'running' && !asking && (
+        {wf.status === 'running' && !asking && !wf.cancel_requested && (
+          <button type="button" onClick={control('pause')}>Pause</button>
+        )}
+        {wf.status === 'paused' && !asking && (
+          <button type="button" onClick={control('resume')}>Resume</button>
+        )}
+        {(wf.status === 'failed' || wf.status === 'cancelled') && (
+          <button type="button" onClick={control('retry')}>Retry failed jobs</button>
+        )}
+        {!asking && error && <span class="error" role="alert">{error}</span>}
+        {(wf.status === 'running' || wf.status === 'paused') && !asking && (
           <button type="button" class="danger" onClick={() => setAsking(true)} disabled={wf.cancel_requested}>
             {wf.cancel_requested ? 'Cancel requested' : 'Cancel workflow…'}
           </button>

@@ -90,7 +90,7 @@ export function WorkflowsPage({ query }: { query: URLSearchParams }): JSX.Elemen
           Status{' '}
           <select value={status} onChange={(e) => setFilter('status', e.currentTarget.value)}>
             <option value="">any</option>
-            {['running', 'succeeded', 'failed', 'cancelled'].map((s) => (
+            {['running', 'paused', 'succeeded', 'failed', 'cancelled'].map((s) => (
               <option value={s}>{s}</option>
             ))}
           </select>

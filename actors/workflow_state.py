@@ -1,0 +1,65 @@
+"""The workflow actor's state (``actors.workflow`` decides on it and folds events into it).
+
+Split from ``actors.workflow`` (which re-exports it) to keep each module small, and so that the
+operator's controls (``actors.control``) can share it without an import cycle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from actors import job
+from actors.job import JobState
+from events.catalog import WorkflowStatus
+from events.definition import WorkflowDefinition
+
+
+@dataclass(frozen=True)
+class WorkflowState:
+    workflow_id: str
+    status: WorkflowStatus | None = None  # None: not started
+    definition: WorkflowDefinition | None = None
+    inputs: Mapping[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    started_at: datetime | None = None
+    order: tuple[str, ...] = ()  # the jobs in topological order
+    jobs: Mapping[str, JobState] = field(default_factory=dict)
+    cancel_reason: str | None = None
+    cancel_forced: bool = False
+    end_reason: str | None = None
+    ended_at: datetime | None = None
+    # While paused: who paused it and why (``paused by ops: deploy freeze``).
+    pause_note: str | None = None
+    # Operator retries so far, and when the last one was: the timeout counts from then.
+    retries: int = 0
+    retried_at: datetime | None = None
+    # The request id of the last operator command applied: its redelivery changes nothing.
+    last_request_id: str | None = None
+    # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's
+    # last event (its CAS expectation) and the last event of the whole history folded so far.
+    last_seq: int = 0
+    stream_seq: int = 0
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self.cancel_reason is not None
+
+    @property
+    def paused(self) -> bool:
+        return self.status is WorkflowStatus.PAUSED
+
+    def job(self, name: str) -> JobState:
+        """The job actor's state (pending if it has no event yet)."""
+        return self.jobs.get(name) or job.pending(self.workflow_id, name)
+
+    def timeout_deadline(self) -> datetime | None:
+        """When the workflow times out (arm a ``TimeoutWorkflow`` timer for it), if ever: its
+        timeout after its start, or after its last retry."""
+        if self.definition is None or self.definition.timeout is None:
+            return None
+        began = self.retried_at or self.started_at
+        assert began is not None  # set together with the definition
+        return began + timedelta(seconds=self.definition.timeout)

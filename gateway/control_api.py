@@ -1,0 +1,83 @@
+"""An operator's control of a run over HTTP: pause, resume, skip a job, retry (``sdk.Client``'s).
+
+200 with the outcome once the engine applied it, 202 when no engine answered within the body's
+``timeout`` (the request is stored and applied when one runs), 409 ``refused`` when it makes no
+sense in the workflow's state, 404 for an unknown workflow or job.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from gateway.context import context
+from gateway.models import ControlBody, ControlOut, SkipBody
+from gateway.web import Json, read_json, validated
+from sdk.client.control import ControlResult
+
+_DEFAULT_BY = "http"
+
+
+async def _body(request: Request, model: type[ControlBody]) -> ControlBody:
+    # An empty body is every default: ``curl -X POST .../pause`` is enough.
+    return validated(model, await read_json(request, context(request).settings.max_body))
+
+
+def _answer(result: ControlResult, job: str | None = None) -> Response:
+    out = ControlOut(**result.to_json_dict(), job=job)
+    return Json(out.model_dump(), status_code=200 if result.applied else 202)
+
+
+async def pause(request: Request) -> Response:
+    body = await _body(request, ControlBody)
+    result = await context(request).client.pause(
+        request.path_params["workflow_id"],
+        reason=body.reason,
+        by=body.by or _DEFAULT_BY,
+        answer_timeout=body.timeout,
+    )
+    return _answer(result)
+
+
+async def resume(request: Request) -> Response:
+    body = await _body(request, ControlBody)
+    result = await context(request).client.resume(
+        request.path_params["workflow_id"],
+        reason=body.reason,
+        by=body.by or _DEFAULT_BY,
+        answer_timeout=body.timeout,
+    )
+    return _answer(result)
+
+
+async def retry(request: Request) -> Response:
+    body = await _body(request, ControlBody)
+    result = await context(request).client.retry(
+        request.path_params["workflow_id"],
+        reason=body.reason,
+        by=body.by or _DEFAULT_BY,
+        answer_timeout=body.timeout,
+    )
+    return _answer(result)
+
+
+async def skip(request: Request) -> Response:
+    body = await _body(request, SkipBody)
+    assert isinstance(body, SkipBody)
+    job = request.path_params["job"]
+    result = await context(request).client.skip(
+        request.path_params["workflow_id"],
+        job,
+        outputs={key: _text(value) for key, value in body.outputs.items()},
+        reason=body.reason,
+        by=body.by or _DEFAULT_BY,
+        answer_timeout=body.timeout,
+    )
+    return _answer(result, job)
+
+
+def _text(value: object) -> str:
+    # Outputs are text (``::set-output``'s); JSON's true reads as the shell's "true".
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

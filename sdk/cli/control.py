@@ -1,0 +1,211 @@
+"""``jetwork pause|resume|skip|retry``: an operator's control of a run.
+
+Each sends a command to the engine owning the workflow and waits (``--timeout``) for its answer;
+what makes no sense (pausing an ended workflow, skipping a succeeded job, retrying a running
+workflow, an unknown job) is refused with ``error: …`` and exit 1. ``history`` shows who did what
+and when (``--by``, default ``user@host``, and ``--reason``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import click
+
+from sdk.cli._common import json_option, nats_option, print_json, with_client
+from sdk.client import Client
+from sdk.client.control import DEFAULT_ANSWER_TIMEOUT, ControlResult
+from sdk.errors import InvalidArgument
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DONE = {"pause": "paused", "resume": "resumed", "skip": "skipped", "retry": "retried"}
+_HELD = {
+    "pause": "{wf} is paused already",
+    "resume": "{wf} runs already",
+    "skip": "{job} of {wf} is skipped already",
+    "retry": "{wf} runs again already",
+}
+
+
+def _operator_options(function: F) -> F:
+    function = click.option("--reason", default=None, help="Why, for the log (`history`).")(
+        function
+    )
+    function = click.option(
+        "--by", default=None, metavar="NAME", help="Who does it, for the log (default user@host)."
+    )(function)
+    function = click.option(
+        "--timeout",
+        type=float,
+        default=DEFAULT_ANSWER_TIMEOUT,
+        show_default=True,
+        metavar="S",
+        help="Seconds to wait for the engine's answer (0: do not wait).",
+    )(function)
+    decorated: F = json_option("the outcome")(nats_option(function))
+    return decorated
+
+
+def _report(result: ControlResult, *, as_json: bool, job: str | None = None) -> None:
+    if as_json:
+        print_json(result.to_json_dict() | ({"job": job} if job else {}))
+        return
+    wf, what = result.workflow_id, result.command
+    if not result.applied:
+        click.echo(
+            f"{what} of {wf} is stored; no engine answered yet: it is applied when one runs "
+            "(`jetwork status` shows it)",
+            err=True,
+        )
+    elif not result.changed:
+        click.echo(_HELD[what].format(wf=wf, job=job), err=True)
+    else:
+        click.echo(f"{_DONE[what]} {job + ' of ' if job else ''}{wf}", err=True)
+
+
+def _run(nats_url: str | None, action: Callable[[Client], Awaitable[ControlResult]]) -> Any:
+    return with_client(nats_url, action)
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@_operator_options
+def pause(
+    workflow_id: str,
+    reason: str | None,
+    by: str | None,
+    timeout: float,
+    as_json: bool,
+    nats_url: str | None,
+) -> None:
+    """Pause a running workflow: no new job is queued until `jetwork resume`.
+
+    Running jobs finish and their results are recorded; a retry or the workflow's timeout that
+    falls due meanwhile waits for the resume. `status` says `paused`. Refused for a workflow
+    that has ended or is being cancelled.
+
+    \b
+    Examples:
+      jetwork pause wf-3f2a9c0d1e4b5a6c7d8e --reason "deploy freeze"
+      jetwork pause "$id" --json
+    """
+
+    async def action(client: Client) -> ControlResult:
+        return await client.pause(workflow_id, reason=reason, by=by, answer_timeout=timeout)
+
+    _report(_run(nats_url, action), as_json=as_json)
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@_operator_options
+def resume(
+    workflow_id: str,
+    reason: str | None,
+    by: str | None,
+    timeout: float,
+    as_json: bool,
+    nats_url: str | None,
+) -> None:
+    """Resume a paused workflow exactly where it stopped.
+
+    Jobs that became ready are queued, retries that fell due are queued, and a timeout that
+    passed ends the workflow. Refused for a workflow that is not paused.
+
+    \b
+    Examples:
+      jetwork resume wf-3f2a9c0d1e4b5a6c7d8e
+    """
+
+    async def action(client: Client) -> ControlResult:
+        return await client.resume(workflow_id, reason=reason, by=by, answer_timeout=timeout)
+
+    _report(_run(nats_url, action), as_json=as_json)
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@click.argument("job", metavar="JOB")
+@click.option(
+    "--output",
+    "-o",
+    "outputs",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An output the job's dependents read (`needs.JOB.outputs.KEY`); repeatable.",
+)
+@_operator_options
+def skip(
+    workflow_id: str,
+    job: str,
+    outputs: tuple[str, ...],
+    reason: str | None,
+    by: str | None,
+    timeout: float,
+    as_json: bool,
+    nats_url: str | None,
+) -> None:
+    """Skip a job by hand: its dependents proceed as if it had succeeded with these outputs.
+
+    The job must be pending, queued, waiting for a retry, or failed, in a workflow that has
+    not ended (pause it first to skip a failed job before its dependents are judged). Refused
+    for a running, succeeded or cancelled job and an unknown job name.
+
+    \b
+    Examples:
+      jetwork skip "$id" flaky --output value=7 --reason "known outage"
+      jetwork pause "$id"; jetwork skip "$id" build -o artifact=app.tgz; jetwork resume "$id"
+    """
+    given = parse_outputs(outputs)
+
+    async def action(client: Client) -> ControlResult:
+        return await client.skip(
+            workflow_id, job, outputs=given, reason=reason, by=by, answer_timeout=timeout
+        )
+
+    _report(_run(nats_url, action), as_json=as_json, job=job)
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@_operator_options
+def retry(
+    workflow_id: str,
+    reason: str | None,
+    by: str | None,
+    timeout: float,
+    as_json: bool,
+    nats_url: str | None,
+) -> None:
+    """Run a failed or cancelled workflow again, as the same workflow.
+
+    Its failed and cancelled jobs, and the jobs skipped because of them, run again as new
+    attempts; succeeded jobs keep their outputs. The workflow goes back to `running` (its
+    timeout counts from now). Refused for a workflow that runs, is paused or succeeded.
+
+    \b
+    Examples:
+      jetwork retry wf-3f2a9c0d1e4b5a6c7d8e --reason "credentials fixed"
+      jetwork retry "$id" && jetwork status "$id"
+    """
+
+    async def action(client: Client) -> ControlResult:
+        return await client.retry(workflow_id, reason=reason, by=by, answer_timeout=timeout)
+
+    _report(_run(nats_url, action), as_json=as_json)
+
+
+def parse_outputs(pairs: Iterable[str]) -> dict[str, str]:
+    """``KEY=VALUE`` pairs, values as text (outputs are text, as ``::set-output``'s)."""
+    outputs: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidArgument(f"--output {pair!r}: expected KEY=VALUE, e.g. --output v=1")
+        if key in outputs:
+            raise InvalidArgument(f"--output {key!r} is given twice")
+        outputs[key] = value
+    return outputs

@@ -1,0 +1,218 @@
+"""The client's control of a run: pause, resume, skip a job, retry (an operator's commands).
+
+Each is checked here against the workflow's log with the workflow actor's own decision (a clear
+refusal at once, even while no engine runs), then sent to the engine owning the workflow on
+``cmd.<p>.<pause|resume|skip|retry>.<wf>`` with a ``reply_to`` inbox. The engine decides again on
+the state its appends are conditional on (it has the last word) and answers; a request whose
+answer does not come within ``answer_timeout`` stays stored and is applied when an engine is back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import socket
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import nats.errors
+from pydantic import ValidationError
+
+from actors import workflow
+from actors.control import control_command
+from events.errors import CommandRefused
+from events.requests import (
+    ControlAnswer,
+    ControlRequest,
+    PauseRequest,
+    ResumeRequest,
+    RetryRequest,
+    SkipRequest,
+    request_msg_id,
+)
+from sdk.client.base import ClientBase
+from sdk.client.translate import require_id, translated
+from sdk.errors import InvalidArgument, JobNotFound, WorkflowNotStarted
+
+DEFAULT_ANSWER_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ControlResult:
+    """What became of an operator's command.
+
+    ``applied``: the engine recorded it (``changed`` False when it held already, e.g. pausing a
+    paused workflow); ``applied`` False: no engine answered within the time given, the request is
+    stored and is applied when one is back (``jetwork status`` shows it then).
+    """
+
+    workflow_id: str
+    command: str
+    applied: bool
+    changed: bool
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "workflow_id": self.workflow_id,
+            "command": self.command,
+            "applied": self.applied,
+            "changed": self.changed,
+        }
+
+
+def default_operator() -> str:
+    """``user@host``: who is recorded as doing it when nobody says."""
+    try:
+        return f"{getpass.getuser()}@{socket.gethostname()}"
+    except Exception:  # no user name in this environment (a container without one)
+        return "unknown"
+
+
+class ClientControl(ClientBase):
+    """``Client.pause``, ``resume``, ``skip`` and ``retry``."""
+
+    async def pause(
+        self,
+        workflow_id: str,
+        *,
+        reason: str | None = None,
+        by: str | None = None,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ) -> ControlResult:
+        """Pause a running workflow: no job is queued until ``resume`` (running jobs finish and
+        their results are recorded; retries and the timeout that fall due wait).
+
+        Raises ``WorkflowNotFound``, or ``CommandRefused`` for an ended workflow or one being
+        cancelled. Pausing a paused workflow changes nothing.
+        """
+        return await self._control(
+            PauseRequest, workflow_id, reason=reason, by=by, answer_timeout=answer_timeout
+        )
+
+    async def resume(
+        self,
+        workflow_id: str,
+        *,
+        reason: str | None = None,
+        by: str | None = None,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ) -> ControlResult:
+        """Resume a paused workflow where it stopped (retries that fell due are queued, a
+        timeout that passed ends it). Raises ``CommandRefused`` when it is not paused."""
+        return await self._control(
+            ResumeRequest, workflow_id, reason=reason, by=by, answer_timeout=answer_timeout
+        )
+
+    async def skip(
+        self,
+        workflow_id: str,
+        job: str,
+        *,
+        outputs: Mapping[str, str] | None = None,
+        reason: str | None = None,
+        by: str | None = None,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ) -> ControlResult:
+        """Record a pending, queued, waiting or failed job as skipped by an operator: its
+        dependents proceed as if it had succeeded with ``outputs``.
+
+        Raises ``JobNotFound`` for a job the workflow does not have, ``CommandRefused`` for a
+        job that is running or has ended otherwise, or a workflow that has ended.
+        """
+        require_id(job, what="job name")
+        given = {str(key): str(value) for key, value in (outputs or {}).items()}
+        return await self._control(
+            SkipRequest,
+            workflow_id,
+            reason=reason,
+            by=by,
+            answer_timeout=answer_timeout,
+            job=job,
+            outputs=given,
+        )
+
+    async def retry(
+        self,
+        workflow_id: str,
+        *,
+        reason: str | None = None,
+        by: str | None = None,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ) -> ControlResult:
+        """Run a failed or cancelled workflow again: its failed and cancelled jobs, and the jobs
+        skipped because of them, run as new attempts; succeeded jobs keep their outputs. The
+        same workflow goes back to ``running``. Raises ``CommandRefused`` for a running, paused
+        or succeeded workflow."""
+        return await self._control(
+            RetryRequest, workflow_id, reason=reason, by=by, answer_timeout=answer_timeout
+        )
+
+    async def _control(
+        self,
+        kind: type[ControlRequest],
+        workflow_id: str,
+        *,
+        reason: str | None,
+        by: str | None,
+        answer_timeout: float,
+        **fields: Any,
+    ) -> ControlResult:
+        require_id(workflow_id)
+        inbox = self._nc.new_inbox()
+        try:
+            request = kind(
+                workflow_id=workflow_id,
+                by=by or default_operator(),
+                reason=reason,
+                request_id=uuid.uuid4().hex,
+                reply_to=inbox,
+                **fields,
+            )
+        except ValidationError as exc:
+            raise InvalidArgument(f"cannot send this {kind.__name__}: {exc}") from None
+        try:
+            state = await self._state(workflow_id)
+        except WorkflowNotStarted:
+            state = None  # its start waits in the same queue, before this: the engine judges
+        if state is not None:
+            job = fields.get("job")
+            if job is not None and job not in state.order:
+                raise JobNotFound(workflow_id, job, state.order)
+            # The actor's own decision on the log as it is: a refusal raises here.
+            if not workflow.decide(state, control_command(request, datetime.now(UTC))):
+                return ControlResult(workflow_id, request.type, applied=True, changed=False)
+        answer = await self._ask(request, inbox, answer_timeout)
+        if answer is None:
+            return ControlResult(workflow_id, request.type, applied=False, changed=False)
+        if not answer.accepted:
+            raise CommandRefused(
+                workflow_id, request.type, answer.error or "", message=answer.error
+            )
+        return ControlResult(workflow_id, request.type, applied=True, changed=answer.changed)
+
+    async def _ask(
+        self, request: ControlRequest, inbox: str, timeout: float
+    ) -> ControlAnswer | None:
+        """Send ``request`` and wait for the engine's answer; None when none came in time."""
+        what = f"{request.type} {request.workflow_id}"
+        with translated(what, url=self._url):
+            subscription = await self._nc.subscribe(inbox, max_msgs=1)
+        try:
+            payload = request.model_dump_json().encode()
+            headers = {"Nats-Msg-Id": request_msg_id(request)}
+            js = self._nc.jetstream()
+            with translated(what, url=self._url):
+                await js.publish(request.subject(), payload, headers=headers)
+            if timeout <= 0:
+                return None
+            try:
+                message = await subscription.next_msg(timeout=timeout)
+            except (TimeoutError, nats.errors.TimeoutError):
+                return None
+            return ControlAnswer.model_validate_json(message.data)
+        finally:
+            with contextlib.suppress(Exception):
+                await subscription.unsubscribe()

@@ -1,0 +1,128 @@
+"""Paused workers and handlers: switches an operator sets in KV ``jw_control``, workers follow.
+
+``jetwork workers pause ID`` writes ``pause.worker.<id>``; ``--handler NAME`` writes
+``pause.handler.<name>`` (every worker with that handler). A worker follows the ``pause.>`` keys
+from its start: while a switch covers it (all its label sets for its own id, the handler's label
+sets for a handler) it sends no pull request there and releases what arrives; running jobs finish
+and report. ``resume`` deletes the key. The bucket keeps each key's history (who paused, when,
+why) and outlives every process, so a worker started while its handler is paused starts paused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import structlog
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from pydantic import BaseModel, ConfigDict
+
+from events import subjects
+
+_log = structlog.get_logger("jetwork.worker")
+PREFIX: Final = "pause."
+
+
+def worker_key(worker_id: str) -> str:
+    return f"{PREFIX}worker.{worker_id}"
+
+
+def handler_key(handler: str) -> str:
+    return f"{PREFIX}handler.{handler}"
+
+
+class PauseRecord(BaseModel):
+    """The value of a pause key: who paused it, when and why."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    by: str = ""
+    reason: str = ""
+    at: datetime
+
+    @classmethod
+    def now(cls, *, by: str, reason: str) -> PauseRecord:
+        return cls(by=by, reason=reason, at=datetime.now(UTC))
+
+
+class Pauses:
+    """The switches that cover one worker, followed from KV (``start``) or set by hand."""
+
+    def __init__(self, worker_id: str, on_change: Callable[[], None] = lambda: None) -> None:
+        self._worker_id = worker_id
+        self._on_change = on_change
+        self._keys: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+
+    def applies_to(self, handler: str | None) -> bool:
+        """Is a label set of ``handler`` (None: label-routed jobs) paused on this worker?"""
+        if worker_key(self._worker_id) in self._keys:
+            return True
+        return handler is not None and handler_key(handler) in self._keys
+
+    @property
+    def paused(self) -> tuple[str, ...]:
+        """What is paused, for presence: ``worker`` and/or ``@<handler>`` per paused handler."""
+        names = ["worker"] if worker_key(self._worker_id) in self._keys else []
+        prefix = handler_key("")
+        names += sorted(f"@{k.removeprefix(prefix)}" for k in self._keys if k.startswith(prefix))
+        return tuple(names)
+
+    def record(self, key: str, present: bool) -> None:
+        before = set(self._keys)
+        if present:
+            self._keys.add(key)
+        else:
+            self._keys.discard(key)
+        if self._keys != before:
+            _log.info("paused" if present else "resumed", switch=key)
+            self._on_change()
+
+    async def start(self, js: JetStreamContext) -> None:
+        """Read the switches set now, then follow them."""
+        kv = await js.key_value(subjects.KV_CONTROL)
+        watcher: Any = await kv.watch(f"{PREFIX}>")
+        while (entry := await watcher.updates(timeout=5.0)) is not None:
+            self._apply(entry)
+        self._task = asyncio.get_running_loop().create_task(self._follow(watcher))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _follow(self, watcher: Any) -> None:
+        try:
+            while True:
+                try:
+                    entry = await watcher.updates(timeout=None)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:  # keep following: a missed resume would strand jobs
+                    _log.exception("following pause switches failed, retrying")
+                    await asyncio.sleep(1.0)
+                    continue
+                if entry is not None:
+                    self._apply(entry)
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+
+    def _apply(self, entry: KeyValue.Entry) -> None:
+        present = entry.operation is None and bool(entry.value)
+        self.record(entry.key, present)
+
+
+async def set_pause(js: JetStreamContext, key: str, record: PauseRecord | None) -> None:
+    """Write (``record``) or delete (None) a pause switch."""
+    kv = await js.key_value(subjects.KV_CONTROL)
+    if record is None:
+        await kv.delete(key)
+    else:
+        await kv.put(key, record.model_dump_json().encode())

@@ -1,0 +1,106 @@
+"""``jetwork pause|resume|skip|retry`` through the entry point, on a real engine: what each
+prints (``--json`` too), what ``status`` and ``history`` show after, and the refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from actors.job import JobState
+from tests.engine_harness import Outcome
+from tests.eventually import assert_eventually
+from tests.integration.test_cli import Cli, cli, failed, ok, started, workflow_file  # noqa: F401  (fixtures)
+
+
+async def status_of(run: Cli, workflow_id: str) -> dict[str, object]:
+    view: dict[str, object] = json.loads(ok(await run("status", workflow_id, "--json")).stdout)
+    return view
+
+
+async def test_pause_and_resume_print_what_happened_and_history_says_who(
+    cli: Cli,  # noqa: F811
+    workflow_file: Path,  # noqa: F811
+) -> None:
+    await cli.runner.stop()  # nobody claims: a stays queued, b pending
+    workflow_id = await started(cli, workflow_file)
+
+    async def paused() -> bool:
+        result = await cli("pause", workflow_id, "--by", "ops", "--reason", "freeze", "--json")
+        # The start may still wait for the engine: then the pause waits behind it.
+        return result.exit_code == 0 and json.loads(result.stdout)["applied"]
+
+    await assert_eventually(paused)
+    view = await status_of(cli, workflow_id)
+    assert (view["status"], view["reason"]) == ("paused", "paused by ops: freeze")
+    again = ok(await cli("pause", workflow_id))
+    assert again.stderr.strip() == f"{workflow_id} is paused already"
+    table = ok(await cli("status", workflow_id)).stdout
+    assert "paused" in table and "reason: paused by ops: freeze" in table
+
+    resumed = ok(await cli("resume", workflow_id, "--by", "ops"))
+    assert resumed.stderr.strip() == f"resumed {workflow_id}"
+    failed(await cli("resume", workflow_id), f"cannot resume workflow '{workflow_id}'",
+           "it is not paused (it is running)")  # fmt: skip
+    history = json.loads(ok(await cli("history", workflow_id, "--json")).stdout)
+    controls = [(e["type"], e["data"].get("by")) for e in history if "Workflow" in e["type"]]
+    assert controls == [
+        ("WorkflowStarted", None),
+        ("WorkflowPaused", "ops"),
+        ("WorkflowResumed", "ops"),
+    ]
+
+
+async def test_skip_with_outputs_then_the_dependent_runs(
+    cli: Cli,  # noqa: F811
+    workflow_file: Path,  # noqa: F811
+) -> None:
+    await cli.runner.stop()
+    workflow_id = await started(cli, workflow_file)
+    failed(await cli("skip", workflow_id, "a", "--output", "novalue"), "expected KEY=VALUE")
+
+    async def skipped() -> bool:
+        result = await cli("skip", workflow_id, "a", "-o", "greeting=hi there", "--json")
+        return result.exit_code == 0 and json.loads(result.stdout)["applied"]
+
+    await assert_eventually(skipped)
+    failed(await cli("skip", workflow_id, "zz"), "has no job 'zz' (its jobs: a, b)")
+    view = await status_of(cli, workflow_id)
+    jobs = view["jobs"]
+    assert isinstance(jobs, dict)
+    assert (jobs["a"]["status"], jobs["a"]["outputs"]) == ("skipped", {"greeting": "hi there"})
+    assert jobs["b"]["status"] == "queued"  # a counts as succeeded: b was queued with its outputs
+
+
+def fails_first(state: JobState) -> Outcome:
+    if state.job == "a" and state.attempt == 1:
+        return Outcome(error="flaky", retryable=False)
+    return Outcome(outputs={"greeting": "hello"})
+
+
+async def test_retry_runs_a_failed_workflow_again_and_is_refused_once_it_succeeded(
+    cli: Cli,  # noqa: F811
+    workflow_file: Path,  # noqa: F811
+) -> None:
+    cli.runner.behaviour = fails_first
+    workflow_id = await started(cli, workflow_file)
+
+    async def ended_failed() -> bool:
+        return (await status_of(cli, workflow_id))["status"] == "failed"
+
+    await assert_eventually(ended_failed)
+    result = json.loads(ok(await cli("retry", workflow_id, "--reason", "flake", "--json")).stdout)
+    assert result == {
+        "workflow_id": workflow_id,
+        "command": "retry",
+        "applied": True,
+        "changed": True,
+    }
+
+    async def ended_succeeded() -> bool:
+        return (await status_of(cli, workflow_id))["status"] == "succeeded"
+
+    await assert_eventually(ended_succeeded)
+    jobs = (await status_of(cli, workflow_id))["jobs"]
+    assert isinstance(jobs, dict)
+    assert (jobs["a"]["attempts"], jobs["b"]["attempts"]) == (2, 1)
+    failed(await cli("retry", workflow_id), "it succeeded; only a failed or cancelled workflow")
