@@ -2,11 +2,13 @@
 
 A lease id is ``<payload>.<mac>``: the payload (base64url of compact JSON) names the workflow,
 job, attempt, epoch, worker, label set, lease length, grant time, the stream sequence of the
-dispatch it was claimed from and that of the claim's ``JobStarted``; the mac is HMAC-SHA256 of
+dispatch it was claimed from, that of the claim's ``JobStarted`` and, when the dispatch's ack
+deadline is the lease, its JetStream ack subject (``gateway.keeping``); the mac is HMAC-SHA256 of
 the payload (128 bits, base64url) under a key every gateway shares
 (``JETWORK_HTTP_LEASE_SECRET``, else one created once in KV ``jw_gateway``). A forged or altered
 id fails verification (404: no such lease); a genuine one whose epoch no longer holds the job is
-answered 409 by the log check that follows.
+answered 409 by the log check that follows. Ids signed before the ack subject was added (ten
+fields) still verify: a rolling upgrade of several gateways keeps the leases in flight.
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ class LeaseId:
     claim_seq: int = 0
     """Stream sequence of the lease's ``JobStarted``: a result expects it as the job actor's
     last sequence, so the happy path needs no read (a conflict reads what came since)."""
+    ack: str = ""
+    """The dispatch message's ack subject when its consumer's ack deadline is the lease (any
+    gateway renews it with ``+WPI`` and ends it with ``+ACK``); empty when a durable timer
+    keeps the lease."""
 
 
 class LeaseSigner:
@@ -65,6 +71,8 @@ class LeaseSigner:
             lease.dispatch_seq,
             lease.claim_seq,
         ]
+        if lease.ack:
+            fields.append(lease.ack)
         payload = _b64(orjson.dumps(fields))
         return f"{payload}.{_b64(self._mac(payload))}"
 
@@ -80,9 +88,9 @@ class LeaseSigner:
         if not hmac.compare_digest(given, self._mac(payload)):
             return None
         try:
-            wf, job, attempt, epoch, worker, labelset, ttl, granted, seq, claimed = orjson.loads(
-                _unb64(payload)
-            )
+            fields = orjson.loads(_unb64(payload))
+            wf, job, attempt, epoch, worker, labelset, ttl, granted, seq, claimed = fields[:10]
+            (ack,) = fields[10:] or [""]
             return LeaseId(
                 workflow_id=str(wf),
                 job=str(job),
@@ -94,6 +102,7 @@ class LeaseSigner:
                 granted_at_ms=int(granted),
                 dispatch_seq=int(seq),
                 claim_seq=int(claimed),
+                ack=str(ack),
             )
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
             return None  # signed by us, so never expected: treat as unknown

@@ -5,21 +5,21 @@ consumers: ``JobQueued`` events on ``JW_EVENTS``) and how an HTTP worker's lease
 change of the dispatch path touches this module only. The rest of the gateway sees
 ``Leases.claim`` and ``LeaseHandle`` (``heartbeat``, ``push_logs``, ``complete``, ``fail``).
 
-**The lease is kept by the log, not by JetStream.** A claim pulls one dispatch, appends
-``JobStarted`` (``lease_ttl`` = the worker's ``lease_ttl_secs``) under the job actor's CAS,
-arms the lease's expiry (a durable timer of the workflow's partition, ``LeaseTimer``, due ``ttl``
-from now) and only then acks the dispatch. Each heartbeat publishes the timer's schedule again
-with a later time (it replaces the one before on its subject), a result purges it. If the worker
-stops heartbeating, the timer fires at the engine owning the workflow, which queues the attempt
-again (``ExpireLease``: a new ``JobQueued``) if that lease still holds it; a worker (HTTP or NATS)
-claims it with the next epoch, and the old holder's late result is rejected. The gateway holds
-nothing between calls, so any gateway serves any call and a killed gateway loses no job:
+**How the lease is kept** is ``gateway.keeping``: by the dispatch's ack deadline when the claim's
+``lease_ttl_secs`` is its consumer's ack wait (the dispatch stays unacked, its ack subject in the
+lease id), else by a durable timer of the workflow's partition (the dispatch is acked once the
+timer is armed). A claim pulls one dispatch, appends ``JobStarted`` (``lease_ttl`` = the worker's
+``lease_ttl_secs``) under the job actor's CAS, then holds the lease. The gateway holds nothing
+between calls, so any gateway serves any call and a killed gateway loses no job:
 
-- killed before the claim is appended: the dispatch is redelivered after the consumer's ack wait;
-- after the append, before the timer: the same, and the redelivery's claim takes over;
-- after the timer, before the ack: whichever comes first (the redelivery or the expiry) takes
-  over, the other one finds its epoch gone and is dropped;
-- after the ack: the worker's lease runs on; its next call is served by any gateway.
+- killed before the claim is appended: the dispatch is delivered again after the consumer's ack
+  wait;
+- after the append, before the lease is held: the same, and that delivery's claim takes over;
+- kept by the deadline, at any time: the dispatch stays unacked until an accepted result, so it
+  is delivered again when the deadline lapses unless some gateway renewed it meanwhile;
+- kept by a timer, after the timer, before the ack: whichever comes first (the redelivery or the
+  expiry) takes over, the other one finds its epoch gone and is dropped;
+- once the worker has its answer: the lease runs on; its next call is served by any gateway.
 
 Heartbeats, log pushes and results are checked against the job actor first (its newest event,
 or its whole history when that is not this lease's ``JobStarted``): a lease that is no longer
@@ -33,10 +33,9 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Final
 
-import orjson
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -44,13 +43,13 @@ from nats.errors import Error as NatsError
 
 from actors._state import updated
 from actors.commands import CompleteJob, ConfirmCancelled, FailJob
-from actors.engine.timers import LeaseTimer, schedule
 from actors.job import JobState, pending, replay
 from events import subjects
 from events.catalog import JobResultRejected, JobStarted, JobStatus
 from events.dispatch import InvalidDispatch, LabelSet
 from events.errors import JetworkError, StoreError
 from events.store import ActorRef, EventStore
+from gateway.keeping import LeaseKeeping, kept_by_deadline, quietly
 from gateway.labelsets import LabelSets
 from gateway.lease_ids import LeaseId, LeaseSigner
 from gateway.pulling import OneShotPuller
@@ -98,6 +97,7 @@ class Leases:
         self._labelsets = labelsets
         self._signer = signer
         self._puller = OneShotPuller(nc, consumer_lease=consumer_lease)
+        self.keeping = LeaseKeeping(nc)
 
     @property
     def store(self) -> EventStore:
@@ -131,18 +131,21 @@ class Leases:
                     return None
                 await self._labelsets.wait_changed(remaining)
                 continue
-            msg = await self._puller.pull_one(labelsets, wait=max(0.0, remaining))
+            pulled = await self._puller.pull_one(labelsets, wait=max(0.0, remaining))
             pulls += 1
-            if msg is None:
+            if pulled is None:
                 if remaining <= 0 or time.monotonic() >= deadline:
                     return None
                 continue
+            msg = pulled.msg
             # Only a claim that waited may have lost its caller meanwhile (the check costs).
             waited = time.monotonic() - started
             if gone is not None and waited >= GONE_CHECK_AFTER and await gone():
-                await _quietly(msg.nak())  # never claimed: at once for someone else
+                await quietly(msg.nak())  # never claimed: at once for someone else
                 return None
-            claim = await self._claim_message(msg, worker_id=worker_id, lease_ttl=lease_ttl)
+            claim = await self._claim_message(
+                msg, worker_id=worker_id, lease_ttl=lease_ttl, kept=pulled.kept
+            )
             if claim is not None:
                 return claim
             if wait <= 0 and pulls >= NO_WAIT_PULLS:
@@ -150,7 +153,9 @@ class Leases:
             if wait > 0 and time.monotonic() >= deadline:
                 return None
 
-    async def _claim_message(self, msg: Msg, *, worker_id: str, lease_ttl: float) -> Claim | None:
+    async def _claim_message(
+        self, msg: Msg, *, worker_id: str, lease_ttl: float, kept: float
+    ) -> Claim | None:
         meta = msg.metadata
         try:
             dispatch = Dispatch.decode(msg)
@@ -159,7 +164,7 @@ class Leases:
             return None
         if dispatch.queued.not_before is not None and dispatch.queued.not_before > now():
             wait = (dispatch.queued.not_before - now()).total_seconds()
-            await _quietly(msg.nak(delay=wait))  # queued for later: not claimable yet
+            await quietly(msg.nak(delay=wait))  # queued for later: not claimable yet
             return None
         labelset = dispatch.queued.labelset_token
         outcome = await claim_dispatch(
@@ -176,6 +181,9 @@ class Leases:
         state = outcome.state
         assert state is not None
         granted = now()
+        by_deadline = kept_by_deadline(
+            lease_ttl=lease_ttl, ack_wait=self._puller.ack_wait(meta.consumer)
+        )
         lease = LeaseId(
             workflow_id=state.workflow_id,
             job=state.job,
@@ -187,23 +195,17 @@ class Leases:
             granted_at_ms=int(granted.timestamp() * 1000),
             dispatch_seq=meta.sequence.stream,
             claim_seq=state.last_seq,
+            ack=msg.reply if by_deadline else "",
         )
-        try:
-            await self._arm(lease, granted)
-        except StoreError:
-            # Without its expiry the lease could outlive a vanished worker: give the dispatch
-            # back, its next delivery takes the attempt over with the next epoch.
-            await _quietly(msg.nak())
-            raise
-        await _quietly(msg.ack())
+        await self.keeping.hold(msg, lease, granted, kept=kept)
         return Claim(lease_id=self._signer.sign(lease), lease=lease, state=state)
 
     async def _settle(self, msg: Msg, outcome: ClaimOutcome) -> None:
         match outcome.action:
             case Action.ACK:
-                await _quietly(msg.ack())
+                await quietly(msg.ack())
             case Action.RELEASE:
-                await _quietly(msg.nak(delay=RELEASE_DELAY))
+                await quietly(msg.nak(delay=RELEASE_DELAY))
             case Action.DEAD_LETTER:
                 await self._dead_letter(msg, outcome.reason)
             case _:
@@ -220,7 +222,7 @@ class Leases:
             await self._js.publish(
                 subjects.dead_letter(DEAD_LETTER_SOURCE), msg.data, headers=headers
             )
-        await _quietly(msg.term())
+        await quietly(msg.term())
 
     # --- leases --------------------------------------------------------------------------------
 
@@ -229,26 +231,6 @@ class Leases:
         if lease is None:
             raise LeaseUnknown(f"no lease has the id {lease_id[:40]!r}")
         return LeaseHandle(self, lease)
-
-    async def _arm(self, lease: LeaseId, start: datetime) -> datetime:
-        """Publish (or push back) the lease's expiry; returns when it is due."""
-        due = start + timedelta(seconds=lease.ttl)
-        subject, body, headers = schedule(_timer(lease, due), msg_id=False)
-        try:
-            await self._js.publish(subject, body, headers=headers)
-        except (NatsError, TimeoutError) as exc:
-            raise StoreError(
-                f"cannot schedule the lease's expiry: {exc!r}", retryable=True
-            ) from None
-        return due
-
-    async def _disarm(self, lease: LeaseId) -> None:
-        """Drop the lease's expiry. Best effort, not waited for (the server purges without a
-        reply subject too): a stale expiry that fires anyway finds the lease ended."""
-        subject, _, _ = schedule(_timer(lease, now()), msg_id=False)
-        api = f"$JS.API.STREAM.PURGE.{subjects.COMMANDS_STREAM}"
-        with contextlib.suppress(Exception):
-            await self._nc.publish(api, orjson.dumps({"filter": subject}))
 
     async def _state(self, lease: LeaseId, *, whole: bool = False) -> JobState | None:
         """The job as the log has it; None for a job without events. Without ``whole``, a
@@ -285,7 +267,7 @@ class LeaseHandle:
         if state.cancel_requested:
             await self._confirm_cancelled(state)
             raise LeaseGone(f"{self._what} was cancelled: {state.cancel_reason}")
-        return await self._leases._arm(self.lease, now())
+        return await self._leases.keeping.renew(self.lease)
 
     async def push_logs(self, chunks: Sequence[LogChunk]) -> None:
         await self._current()
@@ -353,11 +335,12 @@ class LeaseHandle:
         if state is None:
             raise LeaseGone(f"{self._what} has no events")
         events, after = await record_result(self._leases.store, state, command)
-        await self._leases._disarm(self.lease)
         rejected = [e for e in events if isinstance(e, JobResultRejected)]
+        gone = not events and after.settled_epoch != self.lease.epoch
+        await self._leases.keeping.end(self.lease, accepted=not (rejected or gone))
         if rejected:
             raise LeaseGone(f"result rejected: {rejected[0].reason}")
-        if not events and after.settled_epoch != self.lease.epoch:
+        if gone:
             raise LeaseGone(self._gone_reason(after))
 
     def _claimed(self) -> JobState:
@@ -377,18 +360,13 @@ class LeaseHandle:
     async def _confirm_cancelled(self, state: JobState) -> None:
         whole = await self._leases._state(self.lease, whole=True) or state
         command = ConfirmCancelled(**self._ids, now=now())
+        accepted = False
         with contextlib.suppress(JetworkError):
-            await record_result(self._leases.store, whole, command)
-        await self._leases._disarm(self.lease)
-
-
-def _timer(lease: LeaseId, due: datetime) -> LeaseTimer:
-    return LeaseTimer(workflow_id=lease.workflow_id, job=lease.job, epoch=lease.epoch, due=due)
-
-
-async def _quietly(action: Awaitable[Any]) -> None:
-    with contextlib.suppress(Exception):
-        await action
+            events, after = await record_result(self._leases.store, whole, command)
+            accepted = not any(isinstance(e, JobResultRejected) for e in events) and (
+                bool(events) or after.settled_epoch == self.lease.epoch
+            )
+        await self._leases.keeping.end(self.lease, accepted=accepted)
 
 
 def utc_ms(moment: datetime) -> int:

@@ -16,9 +16,11 @@ from nats.aio.client import Client as NATS
 
 from events import subjects
 from events.catalog import JobResultRejected, JobStarted
+from events.dispatch import LabelSet
 from events.store import EventStore
 from gateway.serve import HttpGateway
 from sdk.worker import Worker
+from sdk.worker.consumers import ensure_consumer
 from tests.eventually import assert_eventually
 from tests.gateway_harness import (
     claim,
@@ -286,7 +288,9 @@ async def test_a_restarted_gateway_serves_the_leases_of_the_one_before(
 
 async def test_a_sigkilled_gateway_loses_no_job(clean_nats: NATS, nats_url: str) -> None:
     """A gateway process killed right after a claim: the worker's next call, to a new gateway,
-    succeeds; a second job claimed and abandoned with the gateway is re-run after its lease."""
+    succeeds; jobs claimed and abandoned with the gateway are re-run after their lease, be it
+    kept by a timer (``orphan``) or by the dispatch's ack deadline (``dropped``)."""
+    await ensure_consumer(clean_nats, LabelSet.of(["dropped"]), lease_ttl=1)
     env = {**os.environ, "JETWORK_NATS_URL": nats_url}
     store = EventStore(clean_nats)
 
@@ -311,9 +315,11 @@ async def test_a_sigkilled_gateway_loses_no_job(clean_nats: NATS, nats_url: str)
                 wf = await start(http, {"name": "k", "jobs": {
                     "kept": {"run": "a", "labels": ["http"]},
                     "orphan": {"run": "b", "labels": ["orphan"]},
+                    "dropped": {"run": "c", "labels": ["dropped"]},
                 }})  # fmt: skip
                 kept = await claim_eventually(http, "w", ["http"], ttl=30)
                 await claim_eventually(http, "lost", ["orphan"], ttl=1)
+                await claim_eventually(http, "lost", ["dropped"], ttl=1)
         finally:
             first.send_signal(signal.SIGKILL)
             await first.wait()
@@ -328,6 +334,9 @@ async def test_a_sigkilled_gateway_loses_no_job(clean_nats: NATS, nats_url: str)
                 rerun = await claim_eventually(http, "rescuer", ["orphan"], wait=5)
                 assert (rerun["job"]["job_id"], rerun["job"]["epoch"]) == ("orphan", 2)
                 await http.post(f"/api/jobs/{rerun['lease']['lease_id']}/complete", json={})
+                again = await claim_eventually(http, "rescuer", ["dropped"], wait=5)
+                assert (again["job"]["job_id"], again["job"]["epoch"]) == ("dropped", 2)
+                await http.post(f"/api/jobs/{again['lease']['lease_id']}/complete", json={})
                 history = await finished(store, wf)
         finally:
             second.send_signal(signal.SIGTERM)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 from dataclasses import replace
 
+import orjson
 import pytest
 
 from gateway.auth import Role, bearer, parse_tokens
@@ -28,6 +30,16 @@ LEASE = LeaseId(
 
 def test_a_lease_id_verifies_to_the_lease_it_was_signed_for() -> None:
     signer = LeaseSigner(b"k" * 32)
+    assert signer.verify(signer.sign(LEASE)) == LEASE
+
+
+def test_a_lease_id_carries_the_dispatch_ack_subject_and_ids_without_one_still_verify() -> None:
+    signer = LeaseSigner(b"k" * 32)
+    held = replace(LEASE, ack="$JS.ACK.JW_EVENTS.ls-abc.1.42.7.1796579415920468588.0")
+    assert signer.verify(signer.sign(held)) == held
+    # A timer-kept lease signs the ten fields of ids issued before the ack subject existed.
+    payload = signer.sign(LEASE).split(".")[0]
+    assert len(orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))) == 10
     assert signer.verify(signer.sign(LEASE)) == LEASE
 
 
