@@ -100,7 +100,9 @@ class Worker(WorkerShutdown):
         self._env: AttemptEnv | None = None
         self._presence: PresenceBoard | None = None
         self.listeners = observed()
-        self.pauses = Pauses(self.worker_id, on_change=self._apply_pauses)
+        self.pauses = Pauses(
+            self.worker_id, on_change=self._apply_pauses, handlers=lambda: self.registry.names
+        )
         self._slots = Slots(self.config.max_concurrent_jobs)
         metrics.SLOTS.labels(self.worker_id).set(self._slots.size)
         metrics.SLOTS_BUSY.labels(self.worker_id).set_function(lambda: self._slots.used)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -52,9 +52,16 @@ class PauseRecord(BaseModel):
 class Pauses:
     """The switches that cover one worker, followed from KV (``start``) or set by hand."""
 
-    def __init__(self, worker_id: str, on_change: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        worker_id: str,
+        on_change: Callable[[], None] = lambda: None,
+        *,
+        handlers: Callable[[], Iterable[str]] = tuple,
+    ) -> None:
         self._worker_id = worker_id
         self._on_change = on_change
+        self._handlers = handlers
         self._keys: set[str] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -66,10 +73,12 @@ class Pauses:
 
     @property
     def paused(self) -> tuple[str, ...]:
-        """What is paused, for presence: ``worker`` and/or ``@<handler>`` per paused handler."""
+        """What is paused, for presence: ``worker`` and/or ``@<handler>`` for each of this
+        worker's handlers that is paused (a pause of a handler it lacks is not shown here)."""
         names = ["worker"] if worker_key(self._worker_id) in self._keys else []
-        prefix = handler_key("")
-        names += sorted(f"@{k.removeprefix(prefix)}" for k in self._keys if k.startswith(prefix))
+        names += [
+            f"@{name}" for name in sorted(self._handlers()) if handler_key(name) in self._keys
+        ]
         return tuple(names)
 
     def record(self, key: str, present: bool) -> None:

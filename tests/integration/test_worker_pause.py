@@ -86,10 +86,12 @@ async def test_a_paused_handler_waits_and_a_worker_started_meanwhile_starts_paus
 
     client = Client(clean_nats)
     greet_set = LabelSet.of(["@greet"])
-    first = worker()
-    async with running(first):
+    first, plain = worker(), Worker(fast_config(nats_url))  # plain: no greet handler
+    async with running(first, plain):
         await client.pause_workers(handler="greet", reason="upstream down")
         await assert_eventually(lambda: paused_on(client, first), timeout=10)
+        await assert_eventually(lambda: plain.pauses.applies_to("greet"), timeout=10)
+        assert plain.pauses.paused == ()  # the switch reached it, but it has no such handler
         await harness.queue("wf", "hello", uses="greet")
         late = worker()  # started while the handler is paused
         async with running(late):
