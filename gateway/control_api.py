@@ -7,12 +7,15 @@ sense in the workflow's state, 404 for an unknown workflow or job.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.context import context
 from gateway.models import ControlBody, ControlOut, SkipBody
 from gateway.web import Json, read_json, validated
+from sdk.client import Client
 from sdk.client.control import ControlResult
 
 _DEFAULT_BY = "http"
@@ -28,37 +31,30 @@ def _answer(result: ControlResult, job: str | None = None) -> Response:
     return Json(out.model_dump(), status_code=200 if result.applied else 202)
 
 
-async def pause(request: Request) -> Response:
-    body = await _body(request, ControlBody)
-    result = await context(request).client.pause(
-        request.path_params["workflow_id"],
-        reason=body.reason,
-        by=body.by or _DEFAULT_BY,
-        answer_timeout=body.timeout,
-    )
-    return _answer(result)
+Command = Callable[..., Awaitable[ControlResult]]
 
 
-async def resume(request: Request) -> Response:
-    body = await _body(request, ControlBody)
-    result = await context(request).client.resume(
-        request.path_params["workflow_id"],
-        reason=body.reason,
-        by=body.by or _DEFAULT_BY,
-        answer_timeout=body.timeout,
-    )
-    return _answer(result)
+def _workflow_command(
+    pick: Callable[[Client], Command],
+) -> Callable[[Request], Awaitable[Response]]:
+    """The endpoint of a control of the whole workflow (``pick``: the client's method)."""
+
+    async def endpoint(request: Request) -> Response:
+        body = await _body(request, ControlBody)
+        result = await pick(context(request).client)(
+            request.path_params["workflow_id"],
+            reason=body.reason,
+            by=body.by or _DEFAULT_BY,
+            answer_timeout=body.timeout,
+        )
+        return _answer(result)
+
+    return endpoint
 
 
-async def retry(request: Request) -> Response:
-    body = await _body(request, ControlBody)
-    result = await context(request).client.retry(
-        request.path_params["workflow_id"],
-        reason=body.reason,
-        by=body.by or _DEFAULT_BY,
-        answer_timeout=body.timeout,
-    )
-    return _answer(result)
+pause = _workflow_command(lambda client: client.pause)
+resume = _workflow_command(lambda client: client.resume)
+retry = _workflow_command(lambda client: client.retry)
 
 
 async def skip(request: Request) -> Response:
