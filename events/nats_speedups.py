@@ -46,6 +46,19 @@ def install() -> None:
     Client._parse_header_lines = staticmethod(parse_header_lines)  # type: ignore[method-assign]
 
 
+def hpub_command(subject: str, reply: str, headers: bytes, payload: bytes) -> bytes:
+    """The ``HPUB`` protocol line of a message whose headers are already encoded."""
+    hdr_len = len(headers)
+    return b"".join(
+        (
+            f"HPUB {subject} {reply} {hdr_len} {hdr_len + len(payload)}\r\n".encode(),
+            headers,
+            payload,
+            b"\r\n",
+        )
+    )
+
+
 async def publish_with_headers(
     nc: Client, subject: str, reply: str, headers: bytes, payload: bytes
 ) -> None:
@@ -55,21 +68,35 @@ async def publish_with_headers(
     carry three headers made from one template, so encoding them once is cheaper. Same checks
     and the same protocol line as nats-py's ``_send_publish``.
     """
+    check_payload(nc, payload)
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += len(payload)
+    await nc._send_command(hpub_command(subject, reply, headers, payload))
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
+
+
+def check_payload(nc: Client, payload: bytes) -> None:
     if nc.is_closed:
         raise ConnectionClosedError
     if len(payload) > nc._max_payload:
         raise MaxPayloadError
-    hdr_len = len(headers)
-    command = b"".join(
-        (
-            f"HPUB {subject} {reply} {hdr_len} {hdr_len + len(payload)}\r\n".encode(),
-            headers,
-            payload,
-            b"\r\n",
-        )
-    )
-    nc.stats["out_msgs"] += 1
-    nc.stats["out_bytes"] += len(payload)
-    await nc._send_command(command)
-    if nc._flush_queue is not None and nc._flush_queue.empty():
-        await nc._flush_pending()
+
+
+def write_now(nc: Client, commands: list[bytes], payload_bytes: int) -> bool:
+    """Hand ``commands`` to the socket in this very step, after what nats-py still holds
+    pending (so the order on the wire is kept); False, writing nothing, when not connected.
+
+    nats-py writes from a flusher task, a loop iteration or more after ``publish`` returns. A
+    caller that checked a condition just before (the engine: that it still owns a partition)
+    needs the bytes gone with no await in between: a process frozen (SIGSTOP, a long pause) in
+    that await would send them when it wakes, after the condition stopped holding.
+    """
+    transport = nc._transport
+    if not nc.is_connected or transport is None:
+        return False
+    pending, nc._pending, nc._pending_data_size = nc._pending, [], 0
+    transport.writelines([*pending, *commands])
+    nc.stats["out_msgs"] += len(commands)
+    nc.stats["out_bytes"] += payload_bytes
+    return True

@@ -8,11 +8,17 @@ id. Anything else goes to ``EventStore.append`` with the *same* msg ids, which o
 protocol's hard cases (several events of one actor as an atomic batch, a lost answer, a
 duplicate, an unsettled cluster write): an append that timed out here is sent again there and
 recognised, never doubled.
+
+**Guarded writes.** Each append carries a ``guard`` (the engine: it still owns the workflow's
+partition). The guards are checked and the bytes handed to the socket in one synchronous step,
+so a process frozen between the engine's check and nats-py's flusher can no longer wake up and
+send a stage its lease stopped covering (``docs/reliability.md``, Known limits).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -21,7 +27,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from events.base import Event
-from events.errors import ConcurrencyConflict
+from events.errors import ConcurrencyConflict, StoreError
+from events.nats_speedups import write_now
 from events.replies import Replies
 from events.store import EXPECTED_FILTER_HEADER, EXPECTED_SEQ_HEADER, ActorRef, EventStore
 
@@ -32,6 +39,10 @@ _HEADERS: Final = (
     f"{EXPECTED_FILTER_HEADER}: {{filter}}\r\n"
     "Nats-Msg-Id: {msg_id}\r\n\r\n"
 )
+
+
+def _always() -> bool:
+    return True
 
 
 def _new_future() -> asyncio.Future[int]:
@@ -47,10 +58,18 @@ class Pending:
     expected_seq: int
     command_id: str
     future: asyncio.Future[int] = field(default_factory=_new_future)
+    guard: Callable[[], bool] = _always
+    """Checked in the very step the bytes leave: False fences the append (``Fenced``)."""
+
+
+class Fenced(Exception):
+    """An append not sent: its ``guard`` no longer held when it was about to go (the engine
+    no longer owns the workflow's partition)."""
 
 
 class Pipeline:
     def __init__(self, nc: NATS, store: EventStore, *, timeout: float = 5.0) -> None:
+        self._nc = nc
         self._store = store
         self._timeout = timeout
         self._replies = Replies(nc)
@@ -87,16 +106,18 @@ class Pipeline:
             await asyncio.wait(waiting, timeout=timeout)
 
     async def _send(self, appends: list[Pending]) -> None:
-        sent: list[tuple[Pending, asyncio.Future[Msg]]] = []
+        await self._replies.ready()
+        prepared: list[tuple[Pending, bytes, asyncio.Future[Msg]]] = []
         slow: list[Pending] = []
         for pending in appends:
             if len(pending.events) != 1:
                 slow.append(pending)
                 continue
             try:
-                sent.append((pending, await self._publish(pending)))
-            except Exception:  # not sendable now (connection down, too large): the slow path
+                prepared.append((pending, *self._prepare(pending)))
+            except Exception:  # too large for one message, a closed connection: the slow path
                 slow.append(pending)
+        sent = self._write_guarded(prepared)
         for pending, answer in sent:
             try:
                 reply = await answer
@@ -110,12 +131,33 @@ class Pipeline:
         if slow:
             await asyncio.gather(*(self._slow(pending) for pending in slow))
 
-    async def _publish(self, pending: Pending) -> asyncio.Future[Msg]:
+    def _prepare(self, pending: Pending) -> tuple[bytes, asyncio.Future[Msg]]:
         subject, payload = self._store.prepare(pending.actor, pending.events[0])
         headers = _HEADERS.format(
             seq=pending.expected_seq, filter=pending.actor.filter, msg_id=f"{pending.command_id}:0"
         ).encode()
-        return await self._replies.send(subject, payload, headers=headers, timeout=self._timeout)
+        return self._replies.prepare(subject, payload, headers=headers, timeout=self._timeout)
+
+    def _write_guarded(
+        self, prepared: list[tuple[Pending, bytes, asyncio.Future[Msg]]]
+    ) -> list[tuple[Pending, asyncio.Future[Msg]]]:
+        """Check each append's guard and write the ones that hold, in one synchronous step:
+        nothing can run, and no freeze of the process can fall, between the check and the
+        bytes leaving (``nats_speedups.write_now``). Not connected: each fails retryably."""
+        live = []
+        for pending, command, answer in prepared:
+            if pending.guard():
+                live.append((pending, command, answer))
+            else:
+                answer.cancel()
+                pending.future.set_exception(Fenced(f"{pending.actor.filter}: guard failed"))
+        size = sum(len(command) for _, command, _ in live)
+        if live and not write_now(self._nc, [command for _, command, _ in live], size):
+            for pending, _, answer in live:
+                answer.cancel()
+                pending.future.set_exception(StoreError("not connected to NATS", retryable=True))
+            return []
+        return [(pending, answer) for pending, _, answer in live]
 
     def _settle(self, pending: Pending, msg: Msg) -> bool:
         """Resolve ``pending`` from its answer; False when the store must settle it."""
@@ -143,6 +185,9 @@ class Pipeline:
         return False
 
     async def _slow(self, pending: Pending) -> None:
+        if not pending.guard():
+            pending.future.set_exception(Fenced(f"{pending.actor.filter}: guard failed"))
+            return
         try:
             seq = await self._store.append(
                 pending.actor,

@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 
-from events.nats_speedups import publish_with_headers
+from events.nats_speedups import check_payload, hpub_command, publish_with_headers
 
 _NO_RESPONDERS = "503"
 
@@ -39,6 +39,7 @@ class Replies:
         self._subscription: Subscription | None = None
         self._tokens = itertools.count()
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
+        self._token_of: dict[int, str] = {}  # id(answer) -> its token
         self._opening = asyncio.Lock()
 
     async def send(
@@ -46,20 +47,9 @@ class Replies:
     ) -> asyncio.Future[Msg]:
         """Publish; the future resolves with the reply, or fails with ``TimeoutError`` (or
         ``NoRespondersError`` when nothing listens on ``subject``)."""
-        if not self._prefix:
-            await self._open()
-        token = str(next(self._tokens))
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Msg] = loop.create_future()
-        self._waiting[token] = answer
-        timer = loop.call_later(timeout, _expire, answer)
-
-        def settled(_: asyncio.Future[Msg]) -> None:
-            timer.cancel()
-            self._waiting.pop(token, None)
-
-        answer.add_done_callback(settled)
-        reply = f"{self._prefix}.{token}"
+        await self.ready()
+        answer = self._expect(timeout)
+        reply = f"{self._prefix}.{self._token_of[id(answer)]}"
         try:
             if headers is None:
                 await self._nc.publish(subject, payload, reply=reply)
@@ -68,6 +58,37 @@ class Replies:
         except BaseException:
             answer.cancel()
             raise
+        return answer
+
+    async def ready(self) -> None:
+        """Open the reply inbox (``prepare`` needs it open)."""
+        if not self._prefix:
+            await self._open()
+
+    def prepare(
+        self, subject: str, payload: bytes, *, headers: bytes, timeout: float
+    ) -> tuple[bytes, asyncio.Future[Msg]]:
+        """The protocol bytes of a request, and the future of its answer, without sending it
+        (``write_now`` does, or ``forget`` when it is not sent). After ``ready``."""
+        check_payload(self._nc, payload)
+        answer = self._expect(timeout)
+        token = self._token_of[id(answer)]
+        return hpub_command(subject, f"{self._prefix}.{token}", headers, payload), answer
+
+    def _expect(self, timeout: float) -> asyncio.Future[Msg]:
+        token = str(next(self._tokens))
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Msg] = loop.create_future()
+        self._waiting[token] = answer
+        self._token_of[id(answer)] = token
+        timer = loop.call_later(timeout, _expire, answer)
+
+        def settled(_: asyncio.Future[Msg]) -> None:
+            timer.cancel()
+            self._waiting.pop(token, None)
+            self._token_of.pop(id(answer), None)
+
+        answer.add_done_callback(settled)
         return answer
 
     async def request(

@@ -21,6 +21,7 @@ Step 1 (and the answers and refusals every step sends) is ``Intake``, in ``intak
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Awaitable
 from typing import Final
@@ -46,7 +47,7 @@ from events.catalog import (
     WorkflowSucceeded,
 )
 from events.errors import ConcurrencyConflict, JetworkError, WorkflowNotFound
-from events.pipeline import Pending
+from events.pipeline import Fenced, Pending
 from events.store import ActorRef
 from telemetry import metrics, tracing
 
@@ -72,7 +73,7 @@ _TRANSIENT = (
 )
 
 
-class _Fenced(Exception):
+class _Fenced(Fenced):
     """The engine's lease on the partition lapsed part-way through a decision (the process was
     frozen, or its renewals failed): the stages not sent yet are never sent, nothing of the
     workflow's batch is acknowledged, and the partition's next owner gets its messages again."""
@@ -189,6 +190,7 @@ class Batch(Intake):
                 append.events,
                 work.landed_seq.get(append.actor_filter, append.expected_last_seq),
                 f"{work.decision}.{stage_no}.{index}",
+                guard=functools.partial(self._owned, work),
             )
             for index, append in enumerate(work.stages[stage_no])
         ]
@@ -233,7 +235,7 @@ class Batch(Intake):
         work.state, work.reaction, work.stages, work.fresh = None, None, [], False
         work.landed, work.landed_seq = [], {}
         self._ctx.states.drop(work.wf_id)  # read it from the log again
-        if isinstance(error, _Fenced):
+        if isinstance(error, Fenced):
             _log.info("partition lost mid-decision, left to its next owner", workflow=work.wf_id)
             return False
         if isinstance(error, ConcurrencyConflict):

@@ -84,6 +84,43 @@ async def test_a_lease_lost_between_two_stages_leaves_the_rest_to_the_next_owner
     assert types(await store.history(wf)) == ["wf.WorkflowStarted", "job.a.JobQueued"]
 
 
+class LeaseLapsesAsTheStageLeaves(Pipeline):
+    """The lease lapses after the batch checked it and before the stage's bytes are written:
+    what a freeze of the process between the two amounts to (the bytes would go out on waking,
+    after another engine took the partition)."""
+
+    def __init__(self, nc: NATS, store: EventStore, lapse: Callable[[], None]) -> None:
+        super().__init__(nc, store)
+        self._lapse = lapse
+
+    async def _send(self, appends: list[Pending]) -> None:
+        self._lapse()
+        await super()._send(appends)
+
+
+async def test_a_lease_lost_between_the_check_and_the_write_sends_nothing(
+    clean_nats: NATS,
+) -> None:
+    nc, store, wf = clean_nats, EventStore(clean_nats), "wf-fenced-at-write"
+    await start_workflow(nc, wf, ONE_JOB)
+    commands = await nc.jetstream().pull_subscribe(
+        subjects.partition_commands(subjects.partition_of(wf)),
+        durable="fencing-write-test",
+        stream=subjects.COMMANDS_STREAM,
+        config=ConsumerConfig(ack_wait=1.0),
+    )
+    [start] = await commands.fetch(1, timeout=5)
+
+    lease = {"held": True}
+    lapsing = LeaseLapsesAsTheStageLeaves(nc, store, lambda: lease.update(held=False))
+    await settle(context(nc, lapsing, lambda _: lease["held"]), start)
+    assert await store.history(wf) == []  # not even the first stage
+
+    [again] = await commands.fetch(1, timeout=10)  # nothing acked: the next owner decides
+    await settle(context(nc, Pipeline(nc, store), lambda _: True), again)
+    assert types(await store.history(wf)) == ["wf.WorkflowStarted", "job.a.JobQueued"]
+
+
 async def settle(ctx: Context, msg: Msg) -> None:
     batch = Batch(ctx)
     await batch.take([msg], [])

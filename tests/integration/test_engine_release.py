@@ -3,9 +3,10 @@
 Found by ``test_engine_takeover.py`` in CI: when a second engine came back, the first gave up
 half its partitions (each stopped, then its lease's key deleted) while a batch's stage for one of
 them was already sent and its answers not yet back. The append landed after the key was deleted,
-when the KV named no owner for the partition and another engine could have taken it. Here the
-answers of that stage are held back, on a real nats-server, while a second engine's presence
-makes the engine give the partition up.
+when the KV named no owner for the partition and another engine could have taken it. Here a
+stage's send is held open, on a real nats-server, while a second engine's presence makes the
+engine give the partition up. (A stage not yet written when the partition is given up is not
+sent at all: ``test_engine_fencing.py``.)
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ def workflow_in(partition: int) -> str:
 
 
 class HeldAnswers(Pipeline):
-    """The engine's pipeline, except that a send touching ``LAST`` waits for ``answer``."""
+    """The engine's pipeline, except that a send touching ``LAST`` is held open (after its
+    appends landed) until ``answer``: a send still in flight when the partition is given up."""
 
     instances: list[HeldAnswers] = []
 
@@ -52,10 +54,10 @@ class HeldAnswers(Pipeline):
         HeldAnswers.instances.append(self)
 
     async def _send(self, appends: list[Pending]) -> None:
+        await super()._send(appends)  # written and answered, but the send is not over yet
         if any(subjects.partition_of(_workflow(p)) == LAST for p in appends):
             self.sent.set()
             await self.answer.wait()
-        await super()._send(appends)
 
     async def settled(self, timeout: float) -> None:
         self.settling.set()
