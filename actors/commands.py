@@ -146,6 +146,14 @@ class RetryWorkflow(OperatorCommand):
     type: Literal["RetryWorkflow"] = "RetryWorkflow"
 
 
+class RerunWorkflow(OperatorCommand):
+    """Run an ended workflow's ``job`` and everything downstream of it again; the other jobs
+    keep their results."""
+
+    type: Literal["RerunWorkflow"] = "RerunWorkflow"
+    job: str
+
+
 class Advance(WorkflowCommand):
     """Internal reaction run after any event: what must follow from the workflow's state."""
 
@@ -177,5 +185,5 @@ AnyJobCommand = (
     | ConfirmCancelled
     | ExpireLease
 )
-AnyOperatorCommand = PauseWorkflow | ResumeWorkflow | SkipJob | RetryWorkflow
+AnyOperatorCommand = PauseWorkflow | ResumeWorkflow | SkipJob | RetryWorkflow | RerunWorkflow
 AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow | AnyOperatorCommand

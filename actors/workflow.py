@@ -24,6 +24,7 @@ from actors.commands import (
     CancelJob,
     CancelWorkflow,
     PauseWorkflow,
+    RerunWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
     SkipJob,
@@ -46,6 +47,7 @@ from events.catalog import (
     WorkflowEvent,
     WorkflowFailed,
     WorkflowPaused,
+    WorkflowRerun,
     WorkflowResumed,
     WorkflowRetried,
     WorkflowStarted,
@@ -86,7 +88,7 @@ def decide(state: WorkflowState, command: AnyWorkflowCommand) -> list[Event]:
             return _advance(state, command.now)
         case TimeoutWorkflow():
             return _timeout(state, command.now)
-        case PauseWorkflow() | ResumeWorkflow() | SkipJob() | RetryWorkflow():
+        case PauseWorkflow() | ResumeWorkflow() | SkipJob() | RetryWorkflow() | RerunWorkflow():
             return control.decide(state, command)
 
 
@@ -317,7 +319,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
             return _ended(state, WorkflowStatus.FAILED, event.reason, event.ended_at)
         case WorkflowCancelled():
             return _ended(state, WorkflowStatus.CANCELLED, event.reason, event.ended_at)
-        case WorkflowPaused() | WorkflowResumed() | WorkflowRetried():
+        case WorkflowPaused() | WorkflowResumed() | WorkflowRetried() | WorkflowRerun():
             return control.evolve(state, event)
     return state
 

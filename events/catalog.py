@@ -135,6 +135,20 @@ class WorkflowRetried(WorkflowEvent):
     at: datetime
 
 
+class WorkflowRerun(WorkflowEvent):
+    """An operator reran the ended workflow from ``job``: it runs again; ``jobs`` (``job`` and
+    everything downstream of it, in topological order) run again (each reopened by a
+    ``JobReopened``), the others keep their results."""
+
+    type: Literal["WorkflowRerun"] = "WorkflowRerun"
+    by: str
+    reason: str | None = None
+    request_id: str | None = None
+    job: str
+    jobs: tuple[str, ...]
+    at: datetime
+
+
 class WorkflowSucceeded(WorkflowEvent):
     type: Literal["WorkflowSucceeded"] = "WorkflowSucceeded"
     ended_at: datetime
@@ -305,6 +319,7 @@ WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowPaused,
     WorkflowResumed,
     WorkflowRetried,
+    WorkflowRerun,
     WorkflowSucceeded,
     WorkflowFailed,
     WorkflowCancelled,

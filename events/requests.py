@@ -83,7 +83,12 @@ class RetryRequest(_ControlRequest):
     type: Literal["retry"] = "retry"
 
 
-ControlRequest = PauseRequest | ResumeRequest | SkipRequest | RetryRequest
+class RerunRequest(_ControlRequest):
+    type: Literal["rerun"] = "rerun"
+    job: str = Field(pattern=_TOKEN)  # ``from`` on the command line and over HTTP
+
+
+ControlRequest = PauseRequest | ResumeRequest | SkipRequest | RetryRequest | RerunRequest
 
 
 class ControlAnswer(BaseModel):

@@ -48,6 +48,7 @@ from events.catalog import (
     JobRetryScheduled,
     JobStatus,
     WorkflowEvent,
+    WorkflowRerun,
     WorkflowResumed,
     WorkflowRetried,
     WorkflowStarted,
@@ -76,7 +77,7 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Control:
-    """An operator's pause, resume, skip or retry."""
+    """An operator's pause, resume, skip, retry or rerun."""
 
     request: ControlRequest
 
@@ -258,7 +259,7 @@ def _plan(reaction: Reaction, triggers: list[Event], now: datetime) -> list[tupl
     state = reaction.state
     requeue: list[tuple[str, int]] = []
     for event in triggers:
-        if isinstance(event, WorkflowStarted | WorkflowRetried):
+        if isinstance(event, WorkflowStarted | WorkflowRetried | WorkflowRerun):
             _plan_workflow_timeout(state, reaction)
         elif isinstance(event, WorkflowResumed):
             requeue += _due_retries(state, now)
