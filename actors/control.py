@@ -231,7 +231,7 @@ def _rerun(state: WorkflowState, cmd: RerunWorkflow) -> list[Event]:
             by=cmd.by,
             reason=cmd.reason,
             request_id=cmd.request_id,
-            job=cmd.job,
+            from_job=cmd.job,
             jobs=again,
             at=cmd.now,
         ),

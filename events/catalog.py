@@ -136,7 +136,7 @@ class WorkflowRetried(WorkflowEvent):
 
 
 class WorkflowRerun(WorkflowEvent):
-    """An operator reran the ended workflow from ``job``: it runs again; ``jobs`` (``job`` and
+    """An operator reran the ended workflow from ``from_job``: it runs again; ``jobs`` (it and
     everything downstream of it, in topological order) run again (each reopened by a
     ``JobReopened``), the others keep their results."""
 
@@ -144,7 +144,7 @@ class WorkflowRerun(WorkflowEvent):
     by: str
     reason: str | None = None
     request_id: str | None = None
-    job: str
+    from_job: str
     jobs: tuple[str, ...]
     at: datetime
 

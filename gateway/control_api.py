@@ -1,4 +1,5 @@
-"""An operator's control of a run over HTTP: pause, resume, skip a job, retry (``sdk.Client``'s).
+"""An operator's control of a run over HTTP: pause, resume, skip a job, retry, rerun from a job
+(``sdk.Client``'s).
 
 200 with the outcome once the engine applied it, 202 when no engine answered within the body's
 ``timeout`` (the request is stored and applied when one runs), 409 ``refused`` when it makes no
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.context import context
-from gateway.models import ControlBody, ControlOut, SkipBody
+from gateway.models import ControlBody, ControlOut, RerunBody, SkipBody
 from gateway.web import Json, read_json, validated
 from sdk.client import Client
 from sdk.client.control import ControlResult
@@ -70,6 +71,19 @@ async def skip(request: Request) -> Response:
         answer_timeout=body.timeout,
     )
     return _answer(result, job)
+
+
+async def rerun(request: Request) -> Response:
+    body = await _body(request, RerunBody)
+    assert isinstance(body, RerunBody)
+    result = await context(request).client.rerun(
+        request.path_params["workflow_id"],
+        from_job=body.from_job,
+        reason=body.reason,
+        by=body.by or _DEFAULT_BY,
+        answer_timeout=body.timeout,
+    )
+    return _answer(result, body.from_job)
 
 
 def _text(value: object) -> str:

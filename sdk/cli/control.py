@@ -1,4 +1,4 @@
-"""``jetwork pause|resume|skip|retry``: an operator's control of a run.
+"""``jetwork pause|resume|skip|retry|rerun``: an operator's control of a run.
 
 Each sends a command to the engine owning the workflow and waits (``--timeout``) for its answer;
 what makes no sense (pausing an ended workflow, skipping a succeeded job, retrying a running
@@ -20,12 +20,19 @@ from sdk.errors import InvalidArgument
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_DONE = {"pause": "paused", "resume": "resumed", "skip": "skipped", "retry": "retried"}
+_DONE = {
+    "pause": "paused",
+    "resume": "resumed",
+    "skip": "skipped",
+    "retry": "retried",
+    "rerun": "reran",
+}
 _HELD = {
     "pause": "{wf} is paused already",
     "resume": "{wf} runs already",
     "skip": "{job} of {wf} is skipped already",
     "retry": "{wf} runs again already",
+    "rerun": "{wf} runs again from {job} already",
 }
 
 
@@ -61,6 +68,8 @@ def _report(result: ControlResult, *, as_json: bool, job: str | None = None) -> 
         )
     elif not result.changed:
         click.echo(_HELD[what].format(wf=wf, job=job), err=True)
+    elif what == "rerun":
+        click.echo(f"reran {wf} from {job}", err=True)
     else:
         click.echo(f"{_DONE[what]} {job + ' of ' if job else ''}{wf}", err=True)
 
@@ -195,6 +204,46 @@ def retry(
         return await client.retry(workflow_id, reason=reason, by=by, answer_timeout=timeout)
 
     _report(_run(nats_url, action), as_json=as_json)
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@click.option(
+    "--from",
+    "from_job",
+    required=True,
+    metavar="JOB",
+    help="The job to run again, with everything downstream of it.",
+)
+@_operator_options
+def rerun(
+    workflow_id: str,
+    from_job: str,
+    reason: str | None,
+    by: str | None,
+    timeout: float,
+    as_json: bool,
+    nats_url: str | None,
+) -> None:
+    """Run an ended workflow again from a job, as the same workflow.
+
+    JOB and every job downstream of it (through `needs` and `needs_any`, transitively) run
+    again as new attempts, and read the new outputs; the other jobs keep theirs. The workflow
+    goes back to `running` (its timeout counts from now). Allowed on a succeeded, failed or
+    cancelled workflow; refused while it runs or is paused, and for an unknown job.
+
+    \b
+    Examples:
+      jetwork rerun wf-3f2a9c0d1e4b5a6c7d8e --from build --reason "new base image"
+      jetwork rerun "$id" --from test --json
+    """
+
+    async def action(client: Client) -> ControlResult:
+        return await client.rerun(
+            workflow_id, from_job=from_job, reason=reason, by=by, answer_timeout=timeout
+        )
+
+    _report(_run(nats_url, action), as_json=as_json, job=from_job)
 
 
 def parse_outputs(pairs: Iterable[str]) -> dict[str, str]:

@@ -1,10 +1,11 @@
-"""The client's control of a run: pause, resume, skip a job, retry (an operator's commands).
+"""The client's control of a run: pause, resume, skip a job, retry, rerun (operator's commands).
 
 Each is checked here against the workflow's log with the workflow actor's own decision (a clear
 refusal at once, even while no engine runs), then sent to the engine owning the workflow on
-``cmd.<p>.<pause|resume|skip|retry>.<wf>`` with a ``reply_to`` inbox. The engine decides again on
-the state its appends are conditional on (it has the last word) and answers; a request whose
-answer does not come within ``answer_timeout`` stays stored and is applied when an engine is back.
+``cmd.<p>.<pause|resume|skip|retry|rerun>.<wf>`` with a ``reply_to`` inbox. The engine decides
+again on the state its appends are conditional on (it has the last word) and answers; a request
+whose answer does not come within ``answer_timeout`` stays stored and is applied when an engine is
+back.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from events.requests import (
     ControlAnswer,
     ControlRequest,
     PauseRequest,
+    RerunRequest,
     ResumeRequest,
     RetryRequest,
     SkipRequest,
@@ -72,7 +74,7 @@ def default_operator() -> str:
 
 
 class ClientControl(ClientBase):
-    """``Client.pause``, ``resume``, ``skip`` and ``retry``."""
+    """``Client.pause``, ``resume``, ``skip``, ``retry`` and ``rerun``."""
 
     async def pause(
         self,
@@ -148,6 +150,32 @@ class ClientControl(ClientBase):
         or succeeded workflow."""
         return await self._control(
             RetryRequest, workflow_id, reason=reason, by=by, answer_timeout=answer_timeout
+        )
+
+    async def rerun(
+        self,
+        workflow_id: str,
+        *,
+        from_job: str,
+        reason: str | None = None,
+        by: str | None = None,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ) -> ControlResult:
+        """Run an ended workflow again from ``from_job``: that job and every job downstream of
+        it (through ``needs`` and ``needs_any``, transitively) run as new attempts and read the
+        new outputs; the other jobs keep theirs. The same workflow goes back to ``running``.
+
+        Raises ``JobNotFound`` for a job the workflow does not have and ``CommandRefused`` for a
+        workflow that is running or paused (or a job of it still stopping).
+        """
+        require_id(from_job, what="job name")
+        return await self._control(
+            RerunRequest,
+            workflow_id,
+            reason=reason,
+            by=by,
+            answer_timeout=answer_timeout,
+            job=from_job,
         )
 
     async def _control(

@@ -1,4 +1,4 @@
-"""``jetwork pause|resume|skip|retry`` through the entry point, on a real engine: what each
+"""``jetwork pause|resume|skip|retry|rerun`` through the entry point, on a real engine: what each
 prints (``--json`` too), what ``status`` and ``history`` show after, and the refusals."""
 
 from __future__ import annotations
@@ -104,3 +104,42 @@ async def test_retry_runs_a_failed_workflow_again_and_is_refused_once_it_succeed
     assert isinstance(jobs, dict)
     assert (jobs["a"]["attempts"], jobs["b"]["attempts"]) == (2, 1)
     failed(await cli("retry", workflow_id), "it succeeded; only a failed or cancelled workflow")
+
+
+async def test_rerun_from_a_job_runs_it_and_its_dependents_again(
+    cli: Cli,  # noqa: F811
+    workflow_file: Path,  # noqa: F811
+) -> None:
+    cli.runner.behaviour = lambda state: Outcome(outputs={"greeting": f"hi{state.attempt}"})
+    workflow_id = await started(cli, workflow_file)
+
+    async def ended_succeeded() -> bool:
+        return (await status_of(cli, workflow_id))["status"] == "succeeded"
+
+    await assert_eventually(ended_succeeded)
+    failed(await cli("rerun", workflow_id, "--from", "zz"), "has no job 'zz' (its jobs: a, b)")
+    usage = await cli("rerun", workflow_id)
+    assert usage.exit_code == 2 and "Missing option '--from'" in usage.output
+    result = ok(await cli("rerun", workflow_id, "--from", "a", "--by", "ops", "--json"))
+    assert json.loads(result.stdout) == {
+        "workflow_id": workflow_id,
+        "command": "rerun",
+        "applied": True,
+        "changed": True,
+        "job": "a",
+    }
+
+    async def both_ran_twice() -> bool:
+        view = await status_of(cli, workflow_id)
+        jobs = view["jobs"]
+        assert isinstance(jobs, dict)
+        return view["status"] == "succeeded" and [jobs[n]["attempts"] for n in "ab"] == [2, 2]
+
+    await assert_eventually(both_ran_twice)
+    history = json.loads(ok(await cli("history", workflow_id, "--json")).stdout)
+    reruns = [e["data"] for e in history if e["type"] == "WorkflowRerun"]
+    assert [(r["by"], r["from_job"], r["jobs"]) for r in reruns] == [("ops", "a", ["a", "b"])]
+    queued_b = [e["data"]["spec"]["run"] for e in history if e["type"] == "JobQueued"][-1]
+    assert queued_b == "echo hi2 world"  # b read a's new output
+    plain = ok(await cli("rerun", workflow_id, "--from", "b"))
+    assert plain.stderr.strip() == f"reran {workflow_id} from b"

@@ -53,7 +53,7 @@ def test_rerunning_from_a_job_reopens_it_and_everything_downstream() -> None:
                 by="ops",
                 reason="new data",
                 request_id="r7",
-                job="b",
+                from_job="b",
                 jobs=("b", "c", "d"),
                 at=at(20),
             ),
@@ -129,13 +129,10 @@ def test_rerunning_a_running_workflow_is_refused() -> None:
 
 
 def test_rerunning_a_paused_workflow_is_refused() -> None:
-    paused = WFA.given(started(DIAMOND), queued("a")).when(pause()).state_after()
-    try:
-        workflow.decide(paused, rerun("a"))
-    except CommandRefused as refusal:
-        assert "it is paused; only an ended workflow can be rerun" in str(refusal)
-    else:
-        raise AssertionError("a rerun of a paused workflow was not refused")
+    paused = WFA.given(started(DIAMOND), queued("a")).when(pause()).events()
+    WFA.given(started(DIAMOND), queued("a"), *paused).when(rerun("a")).then_raises(
+        CommandRefused, "it is paused; only an ended workflow can be rerun"
+    )
 
 
 def test_rerunning_from_an_unknown_job_is_refused() -> None:
