@@ -22,6 +22,7 @@ from actors.commands import (
     OperatorCommand,
     PauseWorkflow,
     RerunWorkflow,
+    RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
     SkipJob,
@@ -34,6 +35,7 @@ from events.catalog import (
     JobStatus,
     WorkflowPaused,
     WorkflowRerun,
+    WorkflowRestarted,
     WorkflowResumed,
     WorkflowRetried,
     WorkflowStatus,
@@ -43,6 +45,7 @@ from events.requests import (
     ControlRequest,
     PauseRequest,
     RerunRequest,
+    RestartRequest,
     ResumeRequest,
     RetryRequest,
 )
@@ -58,6 +61,7 @@ _WORDS = {
     SkipJob: "skip",
     RetryWorkflow: "retry",
     RerunWorkflow: "rerun",
+    RestartWorkflow: "restart",
 }
 
 
@@ -81,6 +85,8 @@ def decide(state: WorkflowState, command: AnyOperatorCommand) -> list[Event]:
             return _retry(state, command)
         case RerunWorkflow():
             return _rerun(state, command)
+        case RestartWorkflow():
+            return _restart(state, command)
 
 
 def control_command(request: ControlRequest, now: datetime) -> AnyOperatorCommand:
@@ -100,6 +106,8 @@ def control_command(request: ControlRequest, now: datetime) -> AnyOperatorComman
         return RetryWorkflow(**common)
     if isinstance(request, RerunRequest):
         return RerunWorkflow(**common, job=request.job)
+    if isinstance(request, RestartRequest):
+        return RestartWorkflow(**common, restarted_as=request.restarted_as)
     return SkipJob(**common, job=request.job, outputs=request.outputs)
 
 
@@ -239,6 +247,29 @@ def _rerun(state: WorkflowState, cmd: RerunWorkflow) -> list[Event]:
     ]
 
 
+def _restart(state: WorkflowState, cmd: RestartWorkflow) -> list[Event]:
+    assert state.status is not None
+    if not state.status.is_terminal:
+        raise _refuse(
+            state,
+            cmd,
+            f"it is {state.status}; only an ended workflow can be restarted (cancel it first, or "
+            "wait for its end)",
+        )
+    if cmd.restarted_as == state.workflow_id:
+        raise _refuse(state, cmd, "its new run needs an id of its own")
+    return [
+        WorkflowRestarted(
+            workflow_id=state.workflow_id,
+            by=cmd.by,
+            reason=cmd.reason,
+            request_id=cmd.request_id,
+            restarted_as=cmd.restarted_as,
+            at=cmd.now,
+        )
+    ]
+
+
 def downstream(state: WorkflowState, job: str) -> tuple[str, ...]:
     """``job`` and every job that needs it, transitively (``needs`` or ``needs_any``), in
     topological order."""
@@ -275,7 +306,7 @@ def operator_note(what: str, by: str, reason: str | None) -> str:
 
 def evolve(
     state: WorkflowState,
-    event: WorkflowPaused | WorkflowResumed | WorkflowRetried | WorkflowRerun,
+    event: WorkflowPaused | WorkflowResumed | WorkflowRetried | WorkflowRerun | WorkflowRestarted,
 ) -> WorkflowState:
     """The workflow state after one of the control events."""
     match event:
@@ -295,6 +326,8 @@ def evolve(
             )
         case WorkflowRetried() | WorkflowRerun():
             return _reopened(state, event.at, event.request_id)
+        case WorkflowRestarted():
+            return updated(state, restarted_as=event.restarted_as, last_request_id=event.request_id)
 
 
 def _reopened(state: WorkflowState, at: datetime, request_id: str | None) -> WorkflowState:

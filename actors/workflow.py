@@ -25,6 +25,7 @@ from actors.commands import (
     CancelWorkflow,
     PauseWorkflow,
     RerunWorkflow,
+    RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
     SkipJob,
@@ -48,6 +49,7 @@ from events.catalog import (
     WorkflowFailed,
     WorkflowPaused,
     WorkflowRerun,
+    WorkflowRestarted,
     WorkflowResumed,
     WorkflowRetried,
     WorkflowStarted,
@@ -88,7 +90,14 @@ def decide(state: WorkflowState, command: AnyWorkflowCommand) -> list[Event]:
             return _advance(state, command.now)
         case TimeoutWorkflow():
             return _timeout(state, command.now)
-        case PauseWorkflow() | ResumeWorkflow() | SkipJob() | RetryWorkflow() | RerunWorkflow():
+        case (
+            PauseWorkflow()
+            | ResumeWorkflow()
+            | SkipJob()
+            | RetryWorkflow()
+            | RerunWorkflow()
+            | RestartWorkflow()
+        ):
             return control.decide(state, command)
 
 
@@ -104,6 +113,7 @@ def _start(state: WorkflowState, cmd: StartWorkflow) -> list[Event]:
             inputs=validate_inputs(cmd.definition, cmd.inputs),
             idempotency_key=cmd.idempotency_key,
             started_at=cmd.now,
+            restarted_from=cmd.restarted_from,
         )
     ]
 
@@ -306,6 +316,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
                 inputs=event.inputs,
                 idempotency_key=event.idempotency_key,
                 started_at=event.started_at,
+                restarted_from=event.restarted_from,
                 order=order,
                 jobs={name: state.job(name) for name in order} | dict(state.jobs),
             )
@@ -319,7 +330,13 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
             return _ended(state, WorkflowStatus.FAILED, event.reason, event.ended_at)
         case WorkflowCancelled():
             return _ended(state, WorkflowStatus.CANCELLED, event.reason, event.ended_at)
-        case WorkflowPaused() | WorkflowResumed() | WorkflowRetried() | WorkflowRerun():
+        case (
+            WorkflowPaused()
+            | WorkflowResumed()
+            | WorkflowRetried()
+            | WorkflowRerun()
+            | WorkflowRestarted()
+        ):
             return control.evolve(state, event)
     return state
 

@@ -93,6 +93,8 @@ class WorkflowStarted(WorkflowEvent):
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
     started_at: datetime
+    # A restart's new run: the workflow it runs again (``jetwork restart``).
+    restarted_from: str | None = None
 
 
 class WorkflowCancelRequested(WorkflowEvent):
@@ -146,6 +148,18 @@ class WorkflowRerun(WorkflowEvent):
     request_id: str | None = None
     from_job: str
     jobs: tuple[str, ...]
+    at: datetime
+
+
+class WorkflowRestarted(WorkflowEvent):
+    """An operator restarted the ended workflow: a new run, ``restarted_as``, runs its
+    definition with its inputs (its ``WorkflowStarted`` names this one). This run keeps its end."""
+
+    type: Literal["WorkflowRestarted"] = "WorkflowRestarted"
+    by: str
+    reason: str | None = None
+    request_id: str | None = None
+    restarted_as: str
     at: datetime
 
 
@@ -320,6 +334,7 @@ WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowResumed,
     WorkflowRetried,
     WorkflowRerun,
+    WorkflowRestarted,
     WorkflowSucceeded,
     WorkflowFailed,
     WorkflowCancelled,

@@ -1,5 +1,5 @@
-"""An operator's control of a run over HTTP: pause, resume, skip a job, retry, rerun from a job
-(``sdk.Client``'s).
+"""An operator's control of a run over HTTP: pause, resume, skip a job, retry, rerun from a job,
+restart (``sdk.Client``'s).
 
 200 with the outcome once the engine applied it, 202 when no engine answered within the body's
 ``timeout`` (the request is stored and applied when one runs), 409 ``refused`` when it makes no
@@ -29,7 +29,9 @@ async def _body(request: Request, model: type[ControlBody]) -> ControlBody:
 
 def _answer(result: ControlResult, job: str | None = None) -> Response:
     out = ControlOut(**result.to_json_dict(), job=job)
-    return Json(out.model_dump(), status_code=200 if result.applied else 202)
+    # ``restarted_as`` in a restart's answer only: the others keep their documented shape.
+    dumped = out.model_dump(exclude={"restarted_as"} if out.restarted_as is None else None)
+    return Json(dumped, status_code=200 if result.applied else 202)
 
 
 Command = Callable[..., Awaitable[ControlResult]]
@@ -56,6 +58,7 @@ def _workflow_command(
 pause = _workflow_command(lambda client: client.pause)
 resume = _workflow_command(lambda client: client.resume)
 retry = _workflow_command(lambda client: client.retry)
+restart = _workflow_command(lambda client: client.restart)
 
 
 async def skip(request: Request) -> Response:

@@ -151,12 +151,13 @@ class RerunBody(ControlBody):
 
 class ControlOut(BaseModel):
     workflow_id: str
-    command: str = Field(description="pause, resume, skip, retry or rerun")
+    command: str = Field(description="pause, resume, skip, retry, rerun or restart")
     applied: bool = Field(
         description="false: no engine answered in time; stored, applied when one runs (202)"
     )
     changed: bool = Field(description="false: it held already (e.g. pausing a paused workflow)")
     job: str | None = Field(default=None, description="the job skipped, or a rerun's from")
+    restarted_as: str | None = Field(default=None, description="a restart's new run")
 
 
 class ErrorOut(BaseModel):

@@ -1,4 +1,4 @@
-"""``jetwork pause|resume|skip|retry|rerun``: an operator's control of a run.
+"""``jetwork pause|resume|skip|retry|rerun|restart``: an operator's control of a run.
 
 Each sends a command to the engine owning the workflow and waits (``--timeout``) for its answer;
 what makes no sense (pausing an ended workflow, skipping a succeeded job, retrying a running
@@ -26,6 +26,7 @@ _DONE = {
     "skip": "skipped",
     "retry": "retried",
     "rerun": "reran",
+    "restart": "restarted",
 }
 _HELD = {
     "pause": "{wf} is paused already",
@@ -33,6 +34,7 @@ _HELD = {
     "skip": "{job} of {wf} is skipped already",
     "retry": "{wf} runs again already",
     "rerun": "{wf} runs again from {job} already",
+    "restart": "{wf} is restarted already",
 }
 
 
@@ -70,6 +72,8 @@ def _report(result: ControlResult, *, as_json: bool, job: str | None = None) -> 
         click.echo(_HELD[what].format(wf=wf, job=job), err=True)
     elif what == "rerun":
         click.echo(f"reran {wf} from {job}", err=True)
+    elif what == "restart":
+        click.echo(f"restarted {wf} as {result.restarted_as}", err=True)
     else:
         click.echo(f"{_DONE[what]} {job + ' of ' if job else ''}{wf}", err=True)
 
@@ -244,6 +248,38 @@ def rerun(
         )
 
     _report(_run(nats_url, action), as_json=as_json, job=from_job)
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@_operator_options
+def restart(
+    workflow_id: str,
+    reason: str | None,
+    by: str | None,
+    timeout: float,
+    as_json: bool,
+    nats_url: str | None,
+) -> None:
+    """Run an ended workflow again as a new run: same definition, same inputs.
+
+    Prints the new run's id on stdout (as `run` does). `status` links the two: the new run's
+    `restarted from`, the old one's `restarted as`. Allowed on a succeeded, failed or cancelled
+    workflow; refused while it runs or is paused.
+
+    \b
+    Examples:
+      new=$(jetwork restart wf-3f2a9c0d1e4b5a6c7d8e) && jetwork status "$new"
+      jetwork restart "$id" --reason "nightly again" --json
+    """
+
+    async def action(client: Client) -> ControlResult:
+        return await client.restart(workflow_id, reason=reason, by=by, answer_timeout=timeout)
+
+    result = _run(nats_url, action)
+    _report(result, as_json=as_json)
+    if not as_json and result.restarted_as is not None:
+        click.echo(result.restarted_as)
 
 
 def parse_outputs(pairs: Iterable[str]) -> dict[str, str]:

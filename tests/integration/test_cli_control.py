@@ -1,5 +1,6 @@
-"""``jetwork pause|resume|skip|retry|rerun`` through the entry point, on a real engine: what each
-prints (``--json`` too), what ``status`` and ``history`` show after, and the refusals."""
+"""``jetwork pause|resume|skip|retry|rerun|restart`` through the entry point, on a real engine:
+what each prints (``--json`` too), what ``status`` and ``history`` show after, and the
+refusals."""
 
 from __future__ import annotations
 
@@ -143,3 +144,35 @@ async def test_rerun_from_a_job_runs_it_and_its_dependents_again(
     assert queued_b == "echo hi2 world"  # b read a's new output
     plain = ok(await cli("rerun", workflow_id, "--from", "b"))
     assert plain.stderr.strip() == f"reran {workflow_id} from b"
+
+
+async def test_restart_prints_the_new_run_and_status_links_both_ways(
+    cli: Cli,  # noqa: F811
+    workflow_file: Path,  # noqa: F811
+) -> None:
+    workflow_id = await started(cli, workflow_file, "-i", "who=moon")
+
+    async def ended_succeeded() -> bool:
+        return (await status_of(cli, workflow_id))["status"] == "succeeded"
+
+    await assert_eventually(ended_succeeded)
+    result = ok(await cli("restart", workflow_id, "--by", "ops"))
+    new = result.stdout.strip()
+    assert new.startswith("wf-") and new != workflow_id
+    assert result.stderr.strip() == f"restarted {workflow_id} as {new}"
+
+    async def new_run_succeeded() -> dict[str, object]:
+        view = await status_of(cli, new)
+        assert view["status"] == "succeeded", view
+        return view
+
+    view = await assert_eventually(new_run_succeeded)
+    assert (view["restarted_from"], view["restarted_as"]) == (workflow_id, None)
+    old = await status_of(cli, workflow_id)
+    assert (old["status"], old["restarted_as"], old["restarted_from"]) == ("succeeded", new, None)
+    assert f"restarted from: {workflow_id}" in ok(await cli("status", new)).stdout
+    assert f"restarted as: {new}" in ok(await cli("status", workflow_id)).stdout
+    history = json.loads(ok(await cli("history", new, "--json")).stdout)
+    assert history[0]["data"]["inputs"] == {"who": "moon"}  # the same inputs
+    as_json = json.loads(ok(await cli("restart", workflow_id, "--json")).stdout)
+    assert as_json["command"] == "restart" and as_json["restarted_as"] not in (new, None)

@@ -1,5 +1,5 @@
-"""Rerun from a job end to end: ``sdk.Client`` and a plain NATS request to a real engine on a
-real nats-server, the in-test runner standing in for workers."""
+"""Rerun from a job and restart end to end: ``sdk.Client`` and plain NATS requests to a real
+engine on a real nats-server, the in-test runner standing in for workers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import pytest
 
 from actors.job import JobState
 from events import subjects
-from events.catalog import JobQueued, WorkflowRerun
+from events.catalog import JobQueued, WorkflowRerun, WorkflowRestarted, WorkflowStarted
 from events.errors import CommandRefused
-from events.requests import RerunRequest
+from events.requests import RerunRequest, RestartRequest
 from sdk.errors import JobNotFound
 from tests.engine_harness import Outcome, running_engine, start_workflow, types
 from tests.eventually import assert_eventually
@@ -81,7 +81,7 @@ async def test_a_rerun_runs_the_job_and_everything_below_with_the_new_outputs(
     assert view.jobs["a"].outputs == {"v": "a1"} and view.jobs["c"].outputs == {"v": "c2"}
 
 
-async def test_a_rerun_of_a_running_workflow_is_refused(rig: Rig) -> None:  # noqa: F811
+async def test_a_rerun_or_restart_of_a_running_or_paused_workflow_is_refused(rig: Rig) -> None:  # noqa: F811
     await rig.start(a_hangs)
     await start_workflow(rig.nc, "wf-busy", GRAPH)
     await rig.until("wf-busy", "job.a.JobQueued")
@@ -90,7 +90,13 @@ async def test_a_rerun_of_a_running_workflow_is_refused(rig: Rig) -> None:  # no
     await rig.client.pause("wf-busy")
     with pytest.raises(CommandRefused, match="it is paused; only an ended workflow"):
         await rig.client.rerun("wf-busy", from_job="a")
-    assert "wf.WorkflowRerun" not in types(await rig.history("wf-busy"))
+    with pytest.raises(
+        CommandRefused, match="it is paused; only an ended workflow can be restarted"
+    ):
+        await rig.client.restart("wf-busy")
+    assert not {"wf.WorkflowRerun", "wf.WorkflowRestarted"} & set(
+        types(await rig.history("wf-busy"))
+    )
 
 
 async def test_a_plain_nats_rerun_is_answered_and_survives_an_engine_restart(
@@ -130,3 +136,72 @@ async def test_a_plain_nats_rerun_is_answered_and_survives_an_engine_restart(
     rerun_at = kinds.index("wf.WorkflowRerun")
     again = [kind for kind in itertools.islice(kinds, rerun_at, None) if kind.endswith("Queued")]
     assert again == ["job.c.JobQueued", "job.d.JobQueued"]
+
+
+async def test_a_restart_starts_a_new_run_linked_to_the_old_one_both_ways(
+    rig: Rig,  # noqa: F811
+) -> None:
+    definition = {
+        "name": "again",
+        "inputs": {"who": {"default": "world"}},
+        "jobs": {"a": {"run": "echo ${{ inputs.who }}"}, "b": {"needs": ["a"], "run": "echo b"}},
+    }
+    wf = "wf-restart"
+
+    def old_fails_new_runs(state: JobState) -> Outcome:
+        if state.workflow_id == wf:
+            return Outcome(error="no", retryable=False)
+        return Outcome(hang=True)
+
+    await rig.start(old_fails_new_runs)
+    await start_workflow(rig.nc, wf, definition, inputs={"who": "moon"})
+    await rig.until(wf, "wf.WorkflowFailed")
+
+    result = await rig.client.restart(wf, reason="once more", by="ops")
+    assert (result.applied, result.changed) == (True, True)
+    new = result.restarted_as
+    assert new is not None and new != wf
+    await rig.until(new, "wf.WorkflowStarted", "job.a.JobQueued")
+    old_view, new_view = await rig.client.status(wf), await rig.client.status(new)
+    assert (old_view.status, old_view.restarted_as, old_view.restarted_from) == (
+        "failed",
+        new,
+        None,
+    )
+    assert (new_view.status, new_view.restarted_from, new_view.restarted_as) == (
+        "running",
+        wf,
+        None,
+    )
+    queued = next(r.event for r in await rig.history(new) if isinstance(r.event, JobQueued))
+    assert queued.spec.run == "echo moon"  # the same inputs
+    restarted = next(
+        r.event for r in await rig.history(wf) if isinstance(r.event, WorkflowRestarted)
+    )
+    assert (restarted.by, restarted.reason, restarted.restarted_as) == ("ops", "once more", new)
+
+
+async def test_a_plain_nats_restart_is_answered_with_its_new_run(rig: Rig) -> None:  # noqa: F811
+    await rig.start(counting())
+    wf = "wf-nats-restart"
+    await start_workflow(rig.nc, wf, GRAPH)
+    await rig.until(wf, "wf.WorkflowSucceeded")
+    inbox = rig.nc.new_inbox()
+    answers = await rig.nc.subscribe(inbox, max_msgs=1)
+    request = RestartRequest(workflow_id=wf, restarted_as="wf-nats-again", reply_to=inbox)
+    await rig.nc.jetstream().publish(
+        f"cmd.{subjects.partition_of(wf)}.restart.{wf}", request.model_dump_json().encode()
+    )
+    answer = orjson.loads((await answers.next_msg(timeout=15)).data)
+    assert answer == {
+        "workflow_id": wf,
+        "command": "restart",
+        "accepted": True,
+        "changed": True,
+        "error": None,
+        "restarted_as": "wf-nats-again",
+    }
+    history = await rig.until("wf-nats-again", "wf.WorkflowSucceeded")
+    started = history[0].event
+    assert isinstance(started, WorkflowStarted) and started.restarted_from == wf
+    assert (await rig.client.status(wf)).restarted_as == "wf-nats-again"

@@ -1,5 +1,6 @@
-"""Pause, resume, skip, retry and rerun over real HTTP: the answers, the refusals, and ``paused`` in
-the status and the listings (projections), with the engine and a projector running."""
+"""Pause, resume, skip, retry, rerun and restart over real HTTP: the answers, the refusals, and
+``paused`` in the status and the listings (projections), with the engine and a projector
+running."""
 
 from __future__ import annotations
 
@@ -173,3 +174,36 @@ async def test_rerun_over_http_runs_the_job_and_its_dependents_with_the_new_outp
         "a",
         ["a", "b"],
     )
+
+
+async def test_restart_over_http_starts_a_new_run_linked_to_the_old_one(
+    http: httpx.AsyncClient,  # noqa: F811
+    clean_nats: NATS,
+) -> None:
+    wf = await start(http, {"name": "two", "jobs": {"a": {"run": "x", "labels": ["http"]}}})
+    early = await http.post(f"/api/workflows/{wf}/restart")
+    assert early.status_code == 409 and "it is running" in early.json()["error"]
+    claimed = await claim_eventually(http, "w", ["http"])
+    await http.post(f"/api/jobs/{claimed['lease']['lease_id']}/fail", json={"retryable": False})
+    await finished(EventStore(clean_nats), wf)
+
+    restarted = await http.post(f"/api/workflows/{wf}/restart", json={"reason": "again"})
+    assert restarted.status_code == 200, restarted.text
+    body = restarted.json()
+    new = body["restarted_as"]
+    assert body == {
+        "workflow_id": wf,
+        "command": "restart",
+        "applied": True,
+        "changed": True,
+        "job": None,
+        "restarted_as": new,
+    }
+    claimed = await claim_eventually(http, "w", ["http"])
+    assert (claimed["job"]["workflow_id"], claimed["job"]["job_id"]) == (new, "a")
+    view = (await http.get(f"/api/workflows/{new}")).json()
+    assert (view["status"], view["restarted_from"]) == ("running", wf)
+    old = (await http.get(f"/api/workflows/{wf}")).json()
+    assert (old["status"], old["restarted_as"]) == ("failed", new)
+    missing = await http.post("/api/workflows/wf-none/restart")
+    assert (missing.status_code, missing.json()["code"]) == (404, "unknown_workflow")
