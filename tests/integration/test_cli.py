@@ -38,7 +38,8 @@ from tests.engine_harness import InTestRunner, Outcome, RecordingDispatcher, run
 from tests.eventually import assert_eventually
 from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 
-VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs"}
+VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs",
+             "restarted_from", "restarted_as"}  # fmt: skip
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
             "reason", "waiting_for"}  # fmt: skip
 COMMANDS = [
