@@ -205,3 +205,24 @@ async def test_a_plain_nats_restart_is_answered_with_its_new_run(rig: Rig) -> No
     started = history[0].event
     assert isinstance(started, WorkflowStarted) and started.restarted_from == wf
     assert (await rig.client.status(wf)).restarted_as == "wf-nats-again"
+
+
+async def test_a_restart_sent_while_no_engine_runs_starts_its_run_when_one_is_back(
+    rig: Rig,  # noqa: F811
+) -> None:
+    await rig.start(counting())
+    wf = "wf-restart-later"
+    await start_workflow(rig.nc, wf, GRAPH)
+    await rig.until(wf, "wf.WorkflowSucceeded")
+    assert rig.engine is not None
+    await rig.engine.stop()
+    rig.engine = None
+    stored = await rig.client.restart(wf, answer_timeout=0.2)
+    new = stored.restarted_as
+    assert stored.applied is False and new is not None  # stored; its new run's id known already
+    assert "wf.WorkflowRestarted" not in types(await rig.history(wf))
+    rig.engine = await running_engine(rig.nc, rig.dispatcher)
+    history = await rig.until(new, "wf.WorkflowSucceeded")
+    started = history[0].event
+    assert isinstance(started, WorkflowStarted) and started.restarted_from == wf
+    assert (await rig.client.status(wf)).restarted_as == new
