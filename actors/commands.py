@@ -103,6 +103,7 @@ class StartWorkflow(WorkflowCommand):
     definition: WorkflowDefinition
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
+    restarted_from: str | None = None
 
 
 class CancelWorkflow(WorkflowCommand):
@@ -146,6 +147,22 @@ class RetryWorkflow(OperatorCommand):
     type: Literal["RetryWorkflow"] = "RetryWorkflow"
 
 
+class RerunWorkflow(OperatorCommand):
+    """Run an ended workflow's ``job`` and everything downstream of it again; the other jobs
+    keep their results."""
+
+    type: Literal["RerunWorkflow"] = "RerunWorkflow"
+    job: str
+
+
+class RestartWorkflow(OperatorCommand):
+    """Record that an ended workflow runs again as a new run, ``restarted_as`` (its engine then
+    starts that run with the same definition and inputs)."""
+
+    type: Literal["RestartWorkflow"] = "RestartWorkflow"
+    restarted_as: str
+
+
 class Advance(WorkflowCommand):
     """Internal reaction run after any event: what must follow from the workflow's state."""
 
@@ -177,5 +194,7 @@ AnyJobCommand = (
     | ConfirmCancelled
     | ExpireLease
 )
-AnyOperatorCommand = PauseWorkflow | ResumeWorkflow | SkipJob | RetryWorkflow
+AnyOperatorCommand = (
+    PauseWorkflow | ResumeWorkflow | SkipJob | RetryWorkflow | RerunWorkflow | RestartWorkflow
+)
 AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow | AnyOperatorCommand

@@ -1,4 +1,4 @@
-"""An operator's control of a run, pure: pause, resume, skip a job, retry (``jetwork pause`` …).
+"""An operator's control of a run, pure: pause, resume, skip a job, retry, rerun from a job.
 
 ``decide`` turns an ``OperatorCommand`` into events of the workflow actor (and of the jobs it
 touches), or raises ``CommandRefused`` saying why it makes no sense in the workflow's state. The
@@ -21,6 +21,8 @@ from actors.commands import (
     AnyOperatorCommand,
     OperatorCommand,
     PauseWorkflow,
+    RerunWorkflow,
+    RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
     SkipJob,
@@ -32,19 +34,35 @@ from events.catalog import (
     JobSkipped,
     JobStatus,
     WorkflowPaused,
+    WorkflowRerun,
+    WorkflowRestarted,
     WorkflowResumed,
     WorkflowRetried,
     WorkflowStatus,
 )
 from events.errors import CommandRefused, WorkflowNotFound
-from events.requests import ControlRequest, PauseRequest, ResumeRequest, RetryRequest
+from events.requests import (
+    ControlRequest,
+    PauseRequest,
+    RerunRequest,
+    RestartRequest,
+    ResumeRequest,
+    RetryRequest,
+)
 
-__all__ = ["SKIPPABLE", "control_command", "decide", "evolve", "operator_note"]
+__all__ = ["SKIPPABLE", "control_command", "decide", "downstream", "evolve", "operator_note"]
 
 # A job an operator may skip: one that has not run to an end it could keep.
 SKIPPABLE = frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.FAILED})
 _RETRYABLE = frozenset({WorkflowStatus.FAILED, WorkflowStatus.CANCELLED})
-_WORDS = {PauseWorkflow: "pause", ResumeWorkflow: "resume", SkipJob: "skip", RetryWorkflow: "retry"}
+_WORDS = {
+    PauseWorkflow: "pause",
+    ResumeWorkflow: "resume",
+    SkipJob: "skip",
+    RetryWorkflow: "retry",
+    RerunWorkflow: "rerun",
+    RestartWorkflow: "restart",
+}
 
 
 def decide(state: WorkflowState, command: AnyOperatorCommand) -> list[Event]:
@@ -65,6 +83,10 @@ def decide(state: WorkflowState, command: AnyOperatorCommand) -> list[Event]:
             return _skip(state, command)
         case RetryWorkflow():
             return _retry(state, command)
+        case RerunWorkflow():
+            return _rerun(state, command)
+        case RestartWorkflow():
+            return _restart(state, command)
 
 
 def control_command(request: ControlRequest, now: datetime) -> AnyOperatorCommand:
@@ -82,6 +104,10 @@ def control_command(request: ControlRequest, now: datetime) -> AnyOperatorComman
         return ResumeWorkflow(**common)
     if isinstance(request, RetryRequest):
         return RetryWorkflow(**common)
+    if isinstance(request, RerunRequest):
+        return RerunWorkflow(**common, job=request.job)
+    if isinstance(request, RestartRequest):
+        return RestartWorkflow(**common, restarted_as=request.restarted_as)
     return SkipJob(**common, job=request.job, outputs=request.outputs)
 
 
@@ -164,12 +190,7 @@ def _retry(state: WorkflowState, cmd: RetryWorkflow) -> list[Event]:
         succeeded = state.status is WorkflowStatus.SUCCEEDED
         what = "it succeeded" if succeeded else f"it is {state.status}"
         raise _refuse(state, cmd, f"{what}; only a failed or cancelled workflow can be retried")
-    # A job its worker still stops (a timeout ended the workflow under it) would run twice.
-    unfinished = [name for name in state.order if state.job(name).status is JobStatus.RUNNING]
-    if unfinished:
-        raise _refuse(
-            state, cmd, f"job(s) {', '.join(unfinished)} have not stopped yet; retry once they have"
-        )
+    _refuse_unstopped(state, cmd)
     again = _jobs_to_run_again(state)
     if not again:
         raise _refuse(state, cmd, "no job failed or was cancelled")
@@ -184,6 +205,81 @@ def _retry(state: WorkflowState, cmd: RetryWorkflow) -> list[Event]:
         ),
         *(JobReopened(**state.job(name).ids, by=cmd.by, at=cmd.now) for name in again),
     ]
+
+
+def _refuse_unstopped(state: WorkflowState, cmd: RetryWorkflow | RerunWorkflow) -> None:
+    # A job its worker still stops (a timeout ended the workflow under it) would run twice.
+    unfinished = [name for name in state.order if state.job(name).status is JobStatus.RUNNING]
+    if unfinished:
+        word = _WORDS[type(cmd)]
+        raise _refuse(
+            state,
+            cmd,
+            f"job(s) {', '.join(unfinished)} have not stopped yet; {word} once they have",
+        )
+
+
+def _rerun(state: WorkflowState, cmd: RerunWorkflow) -> list[Event]:
+    assert state.status is not None and state.definition is not None
+    if cmd.job not in state.order:
+        known = ", ".join(sorted(state.order)) or "none"
+        raise _refuse(state, cmd, f"it has no job {cmd.job!r} (its jobs: {known})")
+    if not state.status.is_terminal:
+        raise _refuse(
+            state,
+            cmd,
+            f"it is {state.status}; only an ended workflow can be rerun (cancel it first, or "
+            "wait for its end)",
+        )
+    _refuse_unstopped(state, cmd)
+    again = downstream(state, cmd.job)
+    return [
+        WorkflowRerun(
+            workflow_id=state.workflow_id,
+            by=cmd.by,
+            reason=cmd.reason,
+            request_id=cmd.request_id,
+            from_job=cmd.job,
+            jobs=again,
+            at=cmd.now,
+        ),
+        *(JobReopened(**state.job(name).ids, by=cmd.by, at=cmd.now) for name in again),
+    ]
+
+
+def _restart(state: WorkflowState, cmd: RestartWorkflow) -> list[Event]:
+    assert state.status is not None
+    if not state.status.is_terminal:
+        raise _refuse(
+            state,
+            cmd,
+            f"it is {state.status}; only an ended workflow can be restarted (cancel it first, or "
+            "wait for its end)",
+        )
+    if cmd.restarted_as == state.workflow_id:
+        raise _refuse(state, cmd, "its new run needs an id of its own")
+    return [
+        WorkflowRestarted(
+            workflow_id=state.workflow_id,
+            by=cmd.by,
+            reason=cmd.reason,
+            request_id=cmd.request_id,
+            restarted_as=cmd.restarted_as,
+            at=cmd.now,
+        )
+    ]
+
+
+def downstream(state: WorkflowState, job: str) -> tuple[str, ...]:
+    """``job`` and every job that needs it, transitively (``needs`` or ``needs_any``), in
+    topological order."""
+    assert state.definition is not None
+    jobs = state.definition.jobs
+    below = {job}
+    for name in state.order:
+        if any(up in below for up in jobs[name].upstream):
+            below.add(name)
+    return tuple(name for name in state.order if name in below)
 
 
 def _jobs_to_run_again(state: WorkflowState) -> tuple[str, ...]:
@@ -209,7 +305,8 @@ def operator_note(what: str, by: str, reason: str | None) -> str:
 
 
 def evolve(
-    state: WorkflowState, event: WorkflowPaused | WorkflowResumed | WorkflowRetried
+    state: WorkflowState,
+    event: WorkflowPaused | WorkflowResumed | WorkflowRetried | WorkflowRerun | WorkflowRestarted,
 ) -> WorkflowState:
     """The workflow state after one of the control events."""
     match event:
@@ -227,12 +324,15 @@ def evolve(
                 pause_note=None,
                 last_request_id=event.request_id,
             )
-        case WorkflowRetried():
+        case WorkflowRetried() | WorkflowRerun():
             return _reopened(state, event.at, event.request_id)
+        case WorkflowRestarted():
+            return updated(state, restarted_as=event.restarted_as, last_request_id=event.request_id)
 
 
 def _reopened(state: WorkflowState, at: datetime, request_id: str | None) -> WorkflowState:
-    # A cancelled workflow retried is no longer being cancelled: its jobs run as if it never was.
+    # A cancelled workflow retried or rerun is no longer being cancelled: its jobs run as if it
+    # never was.
     return updated(
         state,
         status=WorkflowStatus.RUNNING,

@@ -24,6 +24,8 @@ from actors.commands import (
     CancelJob,
     CancelWorkflow,
     PauseWorkflow,
+    RerunWorkflow,
+    RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
     SkipJob,
@@ -46,6 +48,8 @@ from events.catalog import (
     WorkflowEvent,
     WorkflowFailed,
     WorkflowPaused,
+    WorkflowRerun,
+    WorkflowRestarted,
     WorkflowResumed,
     WorkflowRetried,
     WorkflowStarted,
@@ -86,7 +90,14 @@ def decide(state: WorkflowState, command: AnyWorkflowCommand) -> list[Event]:
             return _advance(state, command.now)
         case TimeoutWorkflow():
             return _timeout(state, command.now)
-        case PauseWorkflow() | ResumeWorkflow() | SkipJob() | RetryWorkflow():
+        case (
+            PauseWorkflow()
+            | ResumeWorkflow()
+            | SkipJob()
+            | RetryWorkflow()
+            | RerunWorkflow()
+            | RestartWorkflow()
+        ):
             return control.decide(state, command)
 
 
@@ -102,6 +113,7 @@ def _start(state: WorkflowState, cmd: StartWorkflow) -> list[Event]:
             inputs=validate_inputs(cmd.definition, cmd.inputs),
             idempotency_key=cmd.idempotency_key,
             started_at=cmd.now,
+            restarted_from=cmd.restarted_from,
         )
     ]
 
@@ -304,6 +316,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
                 inputs=event.inputs,
                 idempotency_key=event.idempotency_key,
                 started_at=event.started_at,
+                restarted_from=event.restarted_from,
                 order=order,
                 jobs={name: state.job(name) for name in order} | dict(state.jobs),
             )
@@ -317,7 +330,13 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
             return _ended(state, WorkflowStatus.FAILED, event.reason, event.ended_at)
         case WorkflowCancelled():
             return _ended(state, WorkflowStatus.CANCELLED, event.reason, event.ended_at)
-        case WorkflowPaused() | WorkflowResumed() | WorkflowRetried():
+        case (
+            WorkflowPaused()
+            | WorkflowResumed()
+            | WorkflowRetried()
+            | WorkflowRerun()
+            | WorkflowRestarted()
+        ):
             return control.evolve(state, event)
     return state
 

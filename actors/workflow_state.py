@@ -36,6 +36,9 @@ class WorkflowState:
     # Operator retries so far, and when the last one was: the timeout counts from then.
     retries: int = 0
     retried_at: datetime | None = None
+    # A restart's links: the run this one runs again, and the last run restarted from this one.
+    restarted_from: str | None = None
+    restarted_as: str | None = None
     # The request id of the last operator command applied: its redelivery changes nothing.
     last_request_id: str | None = None
     # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's

@@ -93,6 +93,8 @@ class WorkflowStarted(WorkflowEvent):
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
     started_at: datetime
+    # A restart's new run: the workflow it runs again (``jetwork restart``).
+    restarted_from: str | None = None
 
 
 class WorkflowCancelRequested(WorkflowEvent):
@@ -132,6 +134,32 @@ class WorkflowRetried(WorkflowEvent):
     reason: str | None = None
     request_id: str | None = None
     jobs: tuple[str, ...]
+    at: datetime
+
+
+class WorkflowRerun(WorkflowEvent):
+    """An operator reran the ended workflow from ``from_job``: it runs again; ``jobs`` (it and
+    everything downstream of it, in topological order) run again (each reopened by a
+    ``JobReopened``), the others keep their results."""
+
+    type: Literal["WorkflowRerun"] = "WorkflowRerun"
+    by: str
+    reason: str | None = None
+    request_id: str | None = None
+    from_job: str
+    jobs: tuple[str, ...]
+    at: datetime
+
+
+class WorkflowRestarted(WorkflowEvent):
+    """An operator restarted the ended workflow: a new run, ``restarted_as``, runs its
+    definition with its inputs (its ``WorkflowStarted`` names this one). This run keeps its end."""
+
+    type: Literal["WorkflowRestarted"] = "WorkflowRestarted"
+    by: str
+    reason: str | None = None
+    request_id: str | None = None
+    restarted_as: str
     at: datetime
 
 
@@ -305,6 +333,8 @@ WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowPaused,
     WorkflowResumed,
     WorkflowRetried,
+    WorkflowRerun,
+    WorkflowRestarted,
     WorkflowSucceeded,
     WorkflowFailed,
     WorkflowCancelled,

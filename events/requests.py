@@ -36,6 +36,8 @@ class StartRequest(_Request):
     idempotency_key: str | None = Field(default=None, max_length=512)
     # Where the engine answers (no wildcards: a subject one can publish to).
     reply_to: str | None = Field(default=None, max_length=256, pattern=_SUBJECT)
+    # A restart's new run: the workflow it runs again (the engine sends this start).
+    restarted_from: str | None = Field(default=None, pattern=_TOKEN)
 
     def subject(self) -> str:
         return subjects.command("start", self.workflow_id)
@@ -83,7 +85,22 @@ class RetryRequest(_ControlRequest):
     type: Literal["retry"] = "retry"
 
 
-ControlRequest = PauseRequest | ResumeRequest | SkipRequest | RetryRequest
+class RerunRequest(_ControlRequest):
+    type: Literal["rerun"] = "rerun"
+    job: str = Field(pattern=_TOKEN)  # ``from`` on the command line and over HTTP
+
+
+class RestartRequest(_ControlRequest):
+    """Run the ended workflow again as a new run, ``restarted_as`` (the sender chooses its id,
+    as for a start, so that it knows it before the engine answers)."""
+
+    type: Literal["restart"] = "restart"
+    restarted_as: str = Field(pattern=_TOKEN)
+
+
+ControlRequest = (
+    PauseRequest | ResumeRequest | SkipRequest | RetryRequest | RerunRequest | RestartRequest
+)
 
 
 class ControlAnswer(BaseModel):
@@ -101,6 +118,7 @@ class ControlAnswer(BaseModel):
     accepted: bool
     changed: bool = False
     error: str | None = None
+    restarted_as: str | None = None  # a restart's new run, once accepted
 
 
 class StartAnswer(BaseModel):

@@ -1,4 +1,5 @@
-"""An operator's control of a run over HTTP: pause, resume, skip a job, retry (``sdk.Client``'s).
+"""An operator's control of a run over HTTP: pause, resume, skip a job, retry, rerun from a job,
+restart (``sdk.Client``'s).
 
 200 with the outcome once the engine applied it, 202 when no engine answered within the body's
 ``timeout`` (the request is stored and applied when one runs), 409 ``refused`` when it makes no
@@ -13,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.context import context
-from gateway.models import ControlBody, ControlOut, SkipBody
+from gateway.models import ControlBody, ControlOut, RerunBody, SkipBody
 from gateway.web import Json, read_json, validated
 from sdk.client import Client
 from sdk.client.control import ControlResult
@@ -28,7 +29,9 @@ async def _body(request: Request, model: type[ControlBody]) -> ControlBody:
 
 def _answer(result: ControlResult, job: str | None = None) -> Response:
     out = ControlOut(**result.to_json_dict(), job=job)
-    return Json(out.model_dump(), status_code=200 if result.applied else 202)
+    # ``restarted_as`` in a restart's answer only: the others keep their documented shape.
+    dumped = out.model_dump(exclude={"restarted_as"} if out.restarted_as is None else None)
+    return Json(dumped, status_code=200 if result.applied else 202)
 
 
 Command = Callable[..., Awaitable[ControlResult]]
@@ -55,6 +58,7 @@ def _workflow_command(
 pause = _workflow_command(lambda client: client.pause)
 resume = _workflow_command(lambda client: client.resume)
 retry = _workflow_command(lambda client: client.retry)
+restart = _workflow_command(lambda client: client.restart)
 
 
 async def skip(request: Request) -> Response:
@@ -70,6 +74,19 @@ async def skip(request: Request) -> Response:
         answer_timeout=body.timeout,
     )
     return _answer(result, job)
+
+
+async def rerun(request: Request) -> Response:
+    body = await _body(request, RerunBody)
+    assert isinstance(body, RerunBody)
+    result = await context(request).client.rerun(
+        request.path_params["workflow_id"],
+        from_job=body.from_job,
+        reason=body.reason,
+        by=body.by or _DEFAULT_BY,
+        answer_timeout=body.timeout,
+    )
+    return _answer(result, body.from_job)
 
 
 def _text(value: object) -> str:

@@ -140,14 +140,24 @@ class SkipBody(ControlBody):
     )
 
 
+class RerunBody(ControlBody):
+    from_job: str = Field(
+        alias="from",
+        min_length=1,
+        max_length=128,
+        description="the job to run again, with everything downstream of it",
+    )
+
+
 class ControlOut(BaseModel):
     workflow_id: str
-    command: str = Field(description="pause, resume, skip or retry")
+    command: str = Field(description="pause, resume, skip, retry, rerun or restart")
     applied: bool = Field(
         description="false: no engine answered in time; stored, applied when one runs (202)"
     )
     changed: bool = Field(description="false: it held already (e.g. pausing a paused workflow)")
-    job: str | None = None
+    job: str | None = Field(default=None, description="the job skipped, or a rerun's from")
+    restarted_as: str | None = Field(default=None, description="a restart's new run")
 
 
 class ErrorOut(BaseModel):

@@ -24,6 +24,7 @@ from gateway.models import (
     HeartbeatOut,
     LogsBody,
     RegisterBody,
+    RerunBody,
     SkipBody,
     StartBody,
     StartOut,
@@ -116,6 +117,14 @@ OPERATIONS: tuple[Op, ...] = (
     Op("POST", _WF + "/retry", control_api.retry, C,
        "Run a failed or cancelled workflow's failed and cancelled jobs again (409 otherwise)",
        "workflows", "retry_workflow", body=ControlBody, response=ControlOut),
+    Op("POST", _WF + "/rerun", control_api.rerun, C,
+       "Run an ended workflow again from a job: it and everything downstream of it run as new "
+       "attempts, the others keep their outputs (409 while it runs or is paused)", "workflows",
+       "rerun_workflow", body=RerunBody, response=ControlOut),
+    Op("POST", _WF + "/restart", control_api.restart, C,
+       "Run an ended workflow again as a new run with the same definition and inputs (its id in "
+       "restarted_as; 409 while it runs or is paused)", "workflows", "restart_workflow",
+       body=ControlBody, response=ControlOut),
     Op("POST", _WF + "/jobs/{job}/skip", control_api.skip, C,
        "Skip a pending, queued, waiting or failed job: its dependents proceed as if it had "
        "succeeded with these outputs (409 otherwise)", "workflows", "skip_job", body=SkipBody,

@@ -67,6 +67,9 @@ class WorkflowView(_View):
     started_at: datetime | None = None
     ended_at: datetime | None = None
     reason: str | None = None
+    # ``jetwork restart``: the run this one runs again, and the last run restarted from this one.
+    restarted_from: str | None = None
+    restarted_as: str | None = None
     jobs: dict[str, JobView] = Field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -139,6 +142,8 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         ended_at=state.ended_at,
         # Why it ended, or while paused who paused it and why.
         reason=state.end_reason or state.pause_note,
+        restarted_from=state.restarted_from,
+        restarted_as=state.restarted_as,
         jobs={
             name: job_view(state.job(name), stopped=stopped, stopped_at=state.ended_at)
             for name in state.order

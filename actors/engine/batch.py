@@ -48,6 +48,7 @@ from events.catalog import (
 )
 from events.errors import ConcurrencyConflict, JetworkError, WorkflowNotFound
 from events.pipeline import Fenced, Pending
+from events.requests import request_msg_id
 from events.store import ActorRef
 from telemetry import metrics, tracing
 
@@ -202,6 +203,10 @@ class Batch(Intake):
         now = self._ctx.clock()
         for timer in reaction.timers:
             await self._ctx.timers.arm(timer, now=now)
+        for new_run in reaction.starts:  # a restart's new run, as any client starts one
+            headers = {"Nats-Msg-Id": request_msg_id(new_run)}
+            data = new_run.model_dump_json().encode()
+            await self._ctx.nc.jetstream().publish(new_run.subject(), data, headers=headers)
         # Only now: a state in memory says its events were reacted to (a redelivery of one is
         # skipped), so it must not be kept before what they ask for (a timer) is stored.
         self._ctx.states.put(absorb(reaction.state, work.landed), tenure=work.tenure)

@@ -193,9 +193,14 @@ class Intake:
             accepted=error is None,
             changed=changed,
             error=error,
+            restarted_as=getattr(request, "restarted_as", None) if error is None else None,
+        )
+        # ``restarted_as`` only in a restart's answer: the others keep their documented shape.
+        payload = answer.model_dump_json(
+            exclude={"restarted_as"} if not answer.restarted_as else None
         )
         try:
-            await self._ctx.nc.publish(request.reply_to, answer.model_dump_json().encode())
+            await self._ctx.nc.publish(request.reply_to, payload.encode())
         except Exception as exc:  # a courtesy, as a start's answer: the log holds the outcome
             _log.warning("could not answer", workflow=request.workflow_id, error=repr(exc))
 

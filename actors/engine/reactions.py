@@ -30,6 +30,7 @@ from actors.commands import (
     TimeoutWorkflow,
 )
 from actors.control import control_command
+from actors.definitions.mapping import definition_mapping
 from actors.engine.timers import (
     AnyTimer,
     DispatchTimeoutTimer,
@@ -48,13 +49,14 @@ from events.catalog import (
     JobRetryScheduled,
     JobStatus,
     WorkflowEvent,
+    WorkflowRerun,
     WorkflowResumed,
     WorkflowRetried,
     WorkflowStarted,
 )
 from events.definition import WorkflowDefinition
 from events.errors import CommandRefused, WorkflowNotFound
-from events.requests import CancelRequest, ControlRequest, StartRequest
+from events.requests import CancelRequest, ControlRequest, RestartRequest, StartRequest
 
 # A job's backstop timer fires this long after the worker's own timeout should have: the worker
 # enforces the timeout and reports first; the timer is for a worker that died holding the lease.
@@ -76,7 +78,7 @@ class Cancel:
 
 @dataclass(frozen=True, slots=True)
 class Control:
-    """An operator's pause, resume, skip or retry."""
+    """An operator's pause, resume, skip, retry, rerun or restart."""
 
     request: ControlRequest
 
@@ -109,6 +111,9 @@ class Reaction:
     """Index of each ``Control`` item applied -> whether it changed anything."""
     refused: dict[int, str] = field(default_factory=dict)
     """Index of each ``Control`` item refused -> why (``CommandRefused``)."""
+    starts: list[StartRequest] = field(default_factory=list)
+    """Starts to send: the new run of each restart applied (again for a redelivered restart,
+    whose start may not have been sent: a start is idempotent and its publish de-duplicated)."""
 
     def stages(self, base: WorkflowState) -> list[list[Append]]:
         """The decided events as CAS appends, stage by stage (see ``stages``)."""
@@ -148,6 +153,8 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
                 continue
             reaction.applied[index] = bool(decided)
             triggers += _apply(reaction, decided)
+            if isinstance(item.request, RestartRequest):
+                reaction.starts.append(restart_start(reaction.state, item.request))
         else:
             triggers += _apply(reaction, _fire(reaction, item.timer, now))
     _settle(reaction, triggers, now)
@@ -199,7 +206,19 @@ def _start_command(item: Start, now: datetime) -> StartWorkflow:
         definition=item.definition,
         inputs=request.inputs,
         idempotency_key=request.idempotency_key,
+        restarted_from=request.restarted_from,
         now=now,
+    )
+
+
+def restart_start(state: WorkflowState, request: RestartRequest) -> StartRequest:
+    """The start of a restart's new run: the same definition and inputs, naming the old run."""
+    assert state.definition is not None  # a restart is applied to a started workflow only
+    return StartRequest(
+        workflow_id=request.restarted_as,
+        definition=definition_mapping(state.definition),
+        inputs=dict(state.inputs),
+        restarted_from=state.workflow_id,
     )
 
 
@@ -258,7 +277,7 @@ def _plan(reaction: Reaction, triggers: list[Event], now: datetime) -> list[tupl
     state = reaction.state
     requeue: list[tuple[str, int]] = []
     for event in triggers:
-        if isinstance(event, WorkflowStarted | WorkflowRetried):
+        if isinstance(event, WorkflowStarted | WorkflowRetried | WorkflowRerun):
             _plan_workflow_timeout(state, reaction)
         elif isinstance(event, WorkflowResumed):
             requeue += _due_retries(state, now)

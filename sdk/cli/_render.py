@@ -109,13 +109,16 @@ def workflow_table(
 def workflow_panel(
     view: WorkflowView, *, needs: Mapping[str, Sequence[str]] | None = None
 ) -> RenderableType:
-    """The table, plus the reason the workflow ended when there is one."""
+    """The table, plus the reason the workflow ended and its restarts' links when there are."""
     table = workflow_table(view, needs=needs)
+    lines: list[RenderableType] = []
     if view.reason:
-        return Group(
-            table, Text(f"reason: {view.reason}", style=STATUS_STYLES.get(view.status, ""))
-        )
-    return table
+        lines.append(Text(f"reason: {view.reason}", style=STATUS_STYLES.get(view.status, "")))
+    if view.restarted_from:
+        lines.append(Text(f"restarted from: {view.restarted_from}", style="dim"))
+    if view.restarted_as:
+        lines.append(Text(f"restarted as: {view.restarted_as}", style="dim"))
+    return Group(table, *lines) if lines else table
 
 
 class LiveWorkflow:

@@ -1,4 +1,4 @@
-"""``jetwork pause|resume|skip|retry``: an operator's control of a run.
+"""``jetwork pause|resume|skip|retry|rerun|restart``: an operator's control of a run.
 
 Each sends a command to the engine owning the workflow and waits (``--timeout``) for its answer;
 what makes no sense (pausing an ended workflow, skipping a succeeded job, retrying a running
@@ -20,12 +20,21 @@ from sdk.errors import InvalidArgument
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_DONE = {"pause": "paused", "resume": "resumed", "skip": "skipped", "retry": "retried"}
+_DONE = {
+    "pause": "paused",
+    "resume": "resumed",
+    "skip": "skipped",
+    "retry": "retried",
+    "rerun": "reran",
+    "restart": "restarted",
+}
 _HELD = {
     "pause": "{wf} is paused already",
     "resume": "{wf} runs already",
     "skip": "{job} of {wf} is skipped already",
     "retry": "{wf} runs again already",
+    "rerun": "{wf} runs again from {job} already",
+    "restart": "{wf} is restarted already",
 }
 
 
@@ -61,6 +70,10 @@ def _report(result: ControlResult, *, as_json: bool, job: str | None = None) -> 
         )
     elif not result.changed:
         click.echo(_HELD[what].format(wf=wf, job=job), err=True)
+    elif what == "rerun":
+        click.echo(f"reran {wf} from {job}", err=True)
+    elif what == "restart":
+        click.echo(f"restarted {wf} as {result.restarted_as}", err=True)
     else:
         click.echo(f"{_DONE[what]} {job + ' of ' if job else ''}{wf}", err=True)
 
@@ -195,6 +208,78 @@ def retry(
         return await client.retry(workflow_id, reason=reason, by=by, answer_timeout=timeout)
 
     _report(_run(nats_url, action), as_json=as_json)
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@click.option(
+    "--from",
+    "from_job",
+    required=True,
+    metavar="JOB",
+    help="The job to run again, with everything downstream of it.",
+)
+@_operator_options
+def rerun(
+    workflow_id: str,
+    from_job: str,
+    reason: str | None,
+    by: str | None,
+    timeout: float,
+    as_json: bool,
+    nats_url: str | None,
+) -> None:
+    """Run an ended workflow again from a job, as the same workflow.
+
+    JOB and every job downstream of it (through `needs` and `needs_any`, transitively) run
+    again as new attempts, and read the new outputs; the other jobs keep theirs. The workflow
+    goes back to `running` (its timeout counts from now). Allowed on a succeeded, failed or
+    cancelled workflow; refused while it runs or is paused, and for an unknown job.
+
+    \b
+    Examples:
+      jetwork rerun wf-3f2a9c0d1e4b5a6c7d8e --from build --reason "new base image"
+      jetwork rerun "$id" --from test --json
+    """
+
+    async def action(client: Client) -> ControlResult:
+        return await client.rerun(
+            workflow_id, from_job=from_job, reason=reason, by=by, answer_timeout=timeout
+        )
+
+    _report(_run(nats_url, action), as_json=as_json, job=from_job)
+
+
+@click.command()
+@click.argument("workflow_id", metavar="ID")
+@_operator_options
+def restart(
+    workflow_id: str,
+    reason: str | None,
+    by: str | None,
+    timeout: float,
+    as_json: bool,
+    nats_url: str | None,
+) -> None:
+    """Run an ended workflow again as a new run: same definition, same inputs.
+
+    Prints the new run's id on stdout (as `run` does). `status` links the two: the new run's
+    `restarted from`, the old one's `restarted as`. Allowed on a succeeded, failed or cancelled
+    workflow; refused while it runs or is paused.
+
+    \b
+    Examples:
+      new=$(jetwork restart wf-3f2a9c0d1e4b5a6c7d8e) && jetwork status "$new"
+      jetwork restart "$id" --reason "nightly again" --json
+    """
+
+    async def action(client: Client) -> ControlResult:
+        return await client.restart(workflow_id, reason=reason, by=by, answer_timeout=timeout)
+
+    result = _run(nats_url, action)
+    _report(result, as_json=as_json)
+    if not as_json and result.restarted_as is not None:
+        click.echo(result.restarted_as)
 
 
 def parse_outputs(pairs: Iterable[str]) -> dict[str, str]:

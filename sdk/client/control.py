@@ -1,10 +1,12 @@
-"""The client's control of a run: pause, resume, skip a job, retry (an operator's commands).
+"""The client's control of a run: pause, resume, skip a job, retry, rerun, restart (an operator's
+commands).
 
 Each is checked here against the workflow's log with the workflow actor's own decision (a clear
 refusal at once, even while no engine runs), then sent to the engine owning the workflow on
-``cmd.<p>.<pause|resume|skip|retry>.<wf>`` with a ``reply_to`` inbox. The engine decides again on
-the state its appends are conditional on (it has the last word) and answers; a request whose
-answer does not come within ``answer_timeout`` stays stored and is applied when an engine is back.
+``cmd.<p>.<pause|resume|skip|retry|rerun|restart>.<wf>`` with a ``reply_to`` inbox. The engine
+decides again on the state its appends are conditional on (it has the last word) and answers; a
+request whose answer does not come within ``answer_timeout`` stays stored and is applied when an
+engine is back (a restart's new run is started by that engine, once it applied the restart).
 """
 
 from __future__ import annotations
@@ -28,9 +30,12 @@ from events.requests import (
     ControlAnswer,
     ControlRequest,
     PauseRequest,
+    RerunRequest,
+    RestartRequest,
     ResumeRequest,
     RetryRequest,
     SkipRequest,
+    new_workflow_id,
     request_msg_id,
 )
 from sdk.client.base import ClientBase
@@ -46,21 +51,26 @@ class ControlResult:
 
     ``applied``: the engine recorded it (``changed`` False when it held already, e.g. pausing a
     paused workflow); ``applied`` False: no engine answered within the time given, the request is
-    stored and is applied when one is back (``jetwork status`` shows it then).
+    stored and is applied when one is back (``jetwork status`` shows it then). ``restarted_as``:
+    a restart's new run (it starts once the engine applied the restart).
     """
 
     workflow_id: str
     command: str
     applied: bool
     changed: bool
+    restarted_as: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "workflow_id": self.workflow_id,
             "command": self.command,
             "applied": self.applied,
             "changed": self.changed,
         }
+        if self.restarted_as is not None:
+            out["restarted_as"] = self.restarted_as
+        return out
 
 
 def default_operator() -> str:
@@ -72,7 +82,7 @@ def default_operator() -> str:
 
 
 class ClientControl(ClientBase):
-    """``Client.pause``, ``resume``, ``skip`` and ``retry``."""
+    """``Client.pause``, ``resume``, ``skip``, ``retry``, ``rerun`` and ``restart``."""
 
     async def pause(
         self,
@@ -150,6 +160,53 @@ class ClientControl(ClientBase):
             RetryRequest, workflow_id, reason=reason, by=by, answer_timeout=answer_timeout
         )
 
+    async def rerun(
+        self,
+        workflow_id: str,
+        *,
+        from_job: str,
+        reason: str | None = None,
+        by: str | None = None,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ) -> ControlResult:
+        """Run an ended workflow again from ``from_job``: that job and every job downstream of
+        it (through ``needs`` and ``needs_any``, transitively) run as new attempts and read the
+        new outputs; the other jobs keep theirs. The same workflow goes back to ``running``.
+
+        Raises ``JobNotFound`` for a job the workflow does not have and ``CommandRefused`` for a
+        workflow that is running or paused (or a job of it still stopping).
+        """
+        require_id(from_job, what="job name")
+        return await self._control(
+            RerunRequest,
+            workflow_id,
+            reason=reason,
+            by=by,
+            answer_timeout=answer_timeout,
+            job=from_job,
+        )
+
+    async def restart(
+        self,
+        workflow_id: str,
+        *,
+        reason: str | None = None,
+        by: str | None = None,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ) -> ControlResult:
+        """Run an ended workflow again as a new run (a new workflow id, in ``.restarted_as``)
+        with the same definition and inputs. The old run records ``restarted_as``, the new one
+        ``restarted_from`` (both in ``status``). Raises ``CommandRefused`` for a workflow that is
+        running or paused."""
+        return await self._control(
+            RestartRequest,
+            workflow_id,
+            reason=reason,
+            by=by,
+            answer_timeout=answer_timeout,
+            restarted_as=new_workflow_id(),
+        )
+
     async def _control(
         self,
         kind: type[ControlRequest],
@@ -177,6 +234,7 @@ class ClientControl(ClientBase):
             state = await self._state(workflow_id)
         except WorkflowNotStarted:
             state = None  # its start waits in the same queue, before this: the engine judges
+        restarted_as = fields.get("restarted_as")
         if state is not None:
             job = fields.get("job")
             if job is not None and job not in state.order:
@@ -186,12 +244,20 @@ class ClientControl(ClientBase):
                 return ControlResult(workflow_id, request.type, applied=True, changed=False)
         answer = await self._ask(request, inbox, answer_timeout)
         if answer is None:
-            return ControlResult(workflow_id, request.type, applied=False, changed=False)
+            return ControlResult(
+                workflow_id, request.type, applied=False, changed=False, restarted_as=restarted_as
+            )
         if not answer.accepted:
             raise CommandRefused(
                 workflow_id, request.type, answer.error or "", message=answer.error
             )
-        return ControlResult(workflow_id, request.type, applied=True, changed=answer.changed)
+        return ControlResult(
+            workflow_id,
+            request.type,
+            applied=True,
+            changed=answer.changed,
+            restarted_as=answer.restarted_as,
+        )
 
     async def _ask(
         self, request: ControlRequest, inbox: str, timeout: float

@@ -37,7 +37,7 @@ _log = structlog.get_logger("jetwork.client")
 # Upper bound on the wait between two reads while following, should a wake-up be missed.
 _FOLLOW_SAFETY_WAIT = 2.0
 _WORKFLOW_ENDS = frozenset({"WorkflowSucceeded", "WorkflowFailed", "WorkflowCancelled"})
-_WORKFLOW_TURNS = _WORKFLOW_ENDS | {"WorkflowRetried"}
+_WORKFLOW_TURNS = _WORKFLOW_ENDS | {"WorkflowRetried", "WorkflowRerun"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,20 +38,21 @@ from tests.engine_harness import InTestRunner, Outcome, RecordingDispatcher, run
 from tests.eventually import assert_eventually
 from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 
-VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs"}
+VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs",
+             "restarted_from", "restarted_as"}  # fmt: skip
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
             "reason", "waiting_for"}  # fmt: skip
 COMMANDS = [
     ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],
     ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],
-    ["pause"], ["resume"], ["skip"], ["retry"],
+    ["pause"], ["resume"], ["skip"], ["retry"], ["rerun"], ["restart"],
 ]  # fmt: skip
 # Every command that connects to a server, with the arguments it needs to get that far.
 CONNECTING = [
     ["list"], ["cancel", "wf-x"], ["logs", "wf-x", "a"], ["history", "wf-x"], ["workers"],
     ["dead-letters"], ["projections", "rebuild"], ["status", "wf-x"], ["run", "FILE"],
     ["watch"], ["server"], ["demo", "--example", "FILE"], ["pause", "wf-x"], ["resume", "wf-x"],
-    ["skip", "wf-x", "a"], ["retry", "wf-x"],
+    ["skip", "wf-x", "a"], ["retry", "wf-x"], ["rerun", "wf-x", "--from", "a"], ["restart", "wf-x"],
 ]  # fmt: skip
 UNREACHABLE = "nats://127.0.0.1:1"
 

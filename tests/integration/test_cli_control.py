@@ -1,5 +1,6 @@
-"""``jetwork pause|resume|skip|retry`` through the entry point, on a real engine: what each
-prints (``--json`` too), what ``status`` and ``history`` show after, and the refusals."""
+"""``jetwork pause|resume|skip|retry|rerun|restart`` through the entry point, on a real engine:
+what each prints (``--json`` too), what ``status`` and ``history`` show after, and the
+refusals."""
 
 from __future__ import annotations
 
@@ -104,3 +105,74 @@ async def test_retry_runs_a_failed_workflow_again_and_is_refused_once_it_succeed
     assert isinstance(jobs, dict)
     assert (jobs["a"]["attempts"], jobs["b"]["attempts"]) == (2, 1)
     failed(await cli("retry", workflow_id), "it succeeded; only a failed or cancelled workflow")
+
+
+async def test_rerun_from_a_job_runs_it_and_its_dependents_again(
+    cli: Cli,  # noqa: F811
+    workflow_file: Path,  # noqa: F811
+) -> None:
+    cli.runner.behaviour = lambda state: Outcome(outputs={"greeting": f"hi{state.attempt}"})
+    workflow_id = await started(cli, workflow_file)
+
+    async def ended_succeeded() -> bool:
+        return (await status_of(cli, workflow_id))["status"] == "succeeded"
+
+    await assert_eventually(ended_succeeded)
+    failed(await cli("rerun", workflow_id, "--from", "zz"), "has no job 'zz' (its jobs: a, b)")
+    usage = await cli("rerun", workflow_id)
+    assert usage.exit_code == 2 and "Missing option '--from'" in usage.output
+    result = ok(await cli("rerun", workflow_id, "--from", "a", "--by", "ops", "--json"))
+    assert json.loads(result.stdout) == {
+        "workflow_id": workflow_id,
+        "command": "rerun",
+        "applied": True,
+        "changed": True,
+        "job": "a",
+    }
+
+    async def both_ran_twice() -> bool:
+        view = await status_of(cli, workflow_id)
+        jobs = view["jobs"]
+        assert isinstance(jobs, dict)
+        return view["status"] == "succeeded" and [jobs[n]["attempts"] for n in "ab"] == [2, 2]
+
+    await assert_eventually(both_ran_twice)
+    history = json.loads(ok(await cli("history", workflow_id, "--json")).stdout)
+    reruns = [e["data"] for e in history if e["type"] == "WorkflowRerun"]
+    assert [(r["by"], r["from_job"], r["jobs"]) for r in reruns] == [("ops", "a", ["a", "b"])]
+    queued_b = [e["data"]["spec"]["run"] for e in history if e["type"] == "JobQueued"][-1]
+    assert queued_b == "echo hi2 world"  # b read a's new output
+    plain = ok(await cli("rerun", workflow_id, "--from", "b"))
+    assert plain.stderr.strip() == f"reran {workflow_id} from b"
+
+
+async def test_restart_prints_the_new_run_and_status_links_both_ways(
+    cli: Cli,  # noqa: F811
+    workflow_file: Path,  # noqa: F811
+) -> None:
+    workflow_id = await started(cli, workflow_file, "-i", "who=moon")
+
+    async def ended_succeeded() -> bool:
+        return (await status_of(cli, workflow_id))["status"] == "succeeded"
+
+    await assert_eventually(ended_succeeded)
+    result = ok(await cli("restart", workflow_id, "--by", "ops"))
+    new = result.stdout.strip()
+    assert new.startswith("wf-") and new != workflow_id
+    assert result.stderr.strip() == f"restarted {workflow_id} as {new}"
+
+    async def new_run_succeeded() -> dict[str, object]:
+        view = await status_of(cli, new)
+        assert view["status"] == "succeeded", view
+        return view
+
+    view = await assert_eventually(new_run_succeeded)
+    assert (view["restarted_from"], view["restarted_as"]) == (workflow_id, None)
+    old = await status_of(cli, workflow_id)
+    assert (old["status"], old["restarted_as"], old["restarted_from"]) == ("succeeded", new, None)
+    assert f"restarted from: {workflow_id}" in ok(await cli("status", new)).stdout
+    assert f"restarted as: {new}" in ok(await cli("status", workflow_id)).stdout
+    history = json.loads(ok(await cli("history", new, "--json")).stdout)
+    assert history[0]["data"]["inputs"] == {"who": "moon"}  # the same inputs
+    as_json = json.loads(ok(await cli("restart", workflow_id, "--json")).stdout)
+    assert as_json["command"] == "restart" and as_json["restarted_as"] not in (new, None)

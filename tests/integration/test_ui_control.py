@@ -1,5 +1,6 @@
 """A workflow's page in a real headless Chromium: Pause, Resume and Retry failed jobs, with the
-status, the reason and the jobs changing live (the fixtures are ``test_ui.py``'s)."""
+status, the reason and the jobs changing live, and Restart going to the new run (the fixtures are
+``test_ui.py``'s)."""
 
 from __future__ import annotations
 
@@ -46,4 +47,22 @@ async def test_pause_resume_and_retry_from_the_page(
     await expect(then).to_have_attribute("data-status", "succeeded")
     await expect(page.locator(".wf-title .status")).to_contain_text("succeeded")
     assert (await stack.status(wf))["jobs"]["then"]["attempts"] == 2
+    assert page_errors(page) == []
+
+
+async def test_restart_from_the_page_goes_to_the_new_run(
+    stack: Stack,  # noqa: F811
+    page: Page,  # noqa: F811
+) -> None:
+    wf = await stack.start({"name": "once", "jobs": {"only": {"run": "true", "labels": ["linux"]}}})
+    await page.goto(f"{stack.url}/workflows/{wf}")
+    await expect(page.locator(".wf-title .status")).to_contain_text("succeeded")
+    await page.get_by_role("button", name="Restart as a new run").click()
+    await expect(page).not_to_have_url(f"{stack.url}/workflows/{wf}")
+    new = page.url.rsplit("/", 1)[-1]
+    assert new.startswith("wf-") and new != wf
+    await expect(page.locator(".wf-title .mono")).to_have_text(new)
+    await expect(page.locator(".wf-title .status")).to_contain_text("succeeded")
+    assert (await stack.status(new))["restarted_from"] == wf
+    assert (await stack.status(wf))["restarted_as"] == new
     assert page_errors(page) == []

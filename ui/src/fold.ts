@@ -102,6 +102,7 @@ export function applyWorkflow(wf: WorkflowLive, record: EventRecord): WorkflowLi
     case 'WorkflowResumed':
       return { ...wf, status: 'running', reason: null };
     case 'WorkflowRetried':
+    case 'WorkflowRerun':
       return { ...wf, status: 'running', reason: null, ended_at: null, cancel_requested: false };
     default:
       return wf;

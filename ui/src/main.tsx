@@ -36,7 +36,8 @@ function App(): JSX.Element {
       page = <WorkflowsPage query={query} />;
       break;
     case 'workflow':
-      page = <WorkflowPage id={current.id} job={current.job} />;
+      // Keyed by id: another workflow (a restart's new run) is a page of its own, not a stale one.
+      page = <WorkflowPage key={current.id} id={current.id} job={current.job} />;
       break;
     case 'workers':
       page = <WorkersPage />;

@@ -262,6 +262,20 @@ function WorkflowHeader({
     }
   };
 
+  // Restart: a new run with the same definition and inputs; the page goes to it.
+  const restart = async () => {
+    setError(null);
+    try {
+      const answer = await post<{ restarted_as: string }>(
+        `/api/workflows/${encodeURIComponent(graph.workflow_id)}/restart`,
+        { by: 'web UI' },
+      );
+      navigate(workflowHref(answer.restarted_as));
+    } catch (e) {
+      setError(e instanceof Error ? e.message : String(e));
+    }
+  };
+
   const cancel = async (event: Event) => {
     event.preventDefault();
     setError(null);
@@ -317,6 +331,9 @@ function WorkflowHeader({
         )}
         {(wf.status === 'failed' || wf.status === 'cancelled') && (
           <button type="button" onClick={control('retry')}>Retry failed jobs</button>
+        )}
+        {(wf.status === 'succeeded' || wf.status === 'failed' || wf.status === 'cancelled') && (
+          <button type="button" onClick={restart}>Restart as a new run</button>
         )}
         {!asking && error && <span class="error" role="alert">{error}</span>}
         {(wf.status === 'running' || wf.status === 'paused') && !asking && (
