@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
 from actors.engine.batch import Batch, Context
@@ -62,14 +63,7 @@ async def test_a_lease_lost_between_two_stages_leaves_the_rest_to_the_next_owner
     clean_nats: NATS,
 ) -> None:
     nc, store, wf = clean_nats, EventStore(clean_nats), "wf-fenced"
-    await start_workflow(nc, wf, ONE_JOB)
-    commands = await nc.jetstream().pull_subscribe(
-        subjects.partition_commands(subjects.partition_of(wf)),
-        durable="fencing-test",
-        stream=subjects.COMMANDS_STREAM,
-        config=ConsumerConfig(ack_wait=1.0),
-    )
-    [start] = await commands.fetch(1, timeout=5)
+    commands, start = await started(nc, wf, durable="fencing-test")
 
     lease = {"held": True}
     lapsing = LeaseLapsesAfterTheFirstStage(nc, store, lambda: lease.update(held=False))
@@ -102,14 +96,7 @@ async def test_a_lease_lost_between_the_check_and_the_write_sends_nothing(
     clean_nats: NATS,
 ) -> None:
     nc, store, wf = clean_nats, EventStore(clean_nats), "wf-fenced-at-write"
-    await start_workflow(nc, wf, ONE_JOB)
-    commands = await nc.jetstream().pull_subscribe(
-        subjects.partition_commands(subjects.partition_of(wf)),
-        durable="fencing-write-test",
-        stream=subjects.COMMANDS_STREAM,
-        config=ConsumerConfig(ack_wait=1.0),
-    )
-    [start] = await commands.fetch(1, timeout=5)
+    commands, start = await started(nc, wf, durable="fencing-write-test")
 
     lease = {"held": True}
     lapsing = LeaseLapsesAsTheStageLeaves(nc, store, lambda: lease.update(held=False))
@@ -119,6 +106,21 @@ async def test_a_lease_lost_between_the_check_and_the_write_sends_nothing(
     [again] = await commands.fetch(1, timeout=10)  # nothing acked: the next owner decides
     await settle(context(nc, Pipeline(nc, store), lambda _: True), again)
     assert types(await store.history(wf)) == ["wf.WorkflowStarted", "job.a.JobQueued"]
+
+
+async def started(
+    nc: NATS, wf: str, *, durable: str
+) -> tuple[JetStreamContext.PullSubscription, Msg]:
+    """Start ``wf`` and take its start command as the partition's owner would (ack wait 1 s)."""
+    await start_workflow(nc, wf, ONE_JOB)
+    commands = await nc.jetstream().pull_subscribe(
+        subjects.partition_commands(subjects.partition_of(wf)),
+        durable=durable,
+        stream=subjects.COMMANDS_STREAM,
+        config=ConsumerConfig(ack_wait=1.0),
+    )
+    [start] = await commands.fetch(1, timeout=5)
+    return commands, start
 
 
 async def settle(ctx: Context, msg: Msg) -> None:

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+from events.nats_auth import ENV as NATS_AUTH_ENV
+
 BASIC_ENV: Final = (
     "PATH",
     "HOME",
@@ -20,13 +22,8 @@ BASIC_ENV: Final = (
     "TMPDIR",
 )
 """What a job keeps of the worker's environment with ``env_clear`` (besides ``env_allow``)."""
-WORKER_SECRETS: Final = (
-    "JETWORK_NATS_CREDS",
-    "JETWORK_NATS_NKEY",
-    "JETWORK_NATS_USER",
-    "JETWORK_NATS_PASSWORD",
-    "JETWORK_NATS_TOKEN",
-    "JETWORK_NATS_TLS_KEY",
+WORKER_SECRETS: Final = tuple(
+    variable for name, variable in NATS_AUTH_ENV.items() if name not in ("tls_ca", "tls_cert")
 )
 """The worker's own NATS identity (``events/nats_auth.py``): never handed to the jobs it runs."""
 
