@@ -7,7 +7,7 @@ yourself). Every role has an inbox prefix of its own (``_INBOX_<role>``, nats-py
 
 What the roles guarantee (docs/reliability.md, "Threat model"): only the engine appends
 workflow events and queues jobs; a worker appends only job results and claims, reads and
-consumes only label-set consumers (``ls-*``), and cannot issue commands, delete or purge a
+consumes only label-set consumers (a dispatch filter), and cannot issue commands, delete or purge a
 stream, or touch another role's inbox; a client issues commands and reads, and cannot append
 events; nobody but the admin creates, changes, deletes or purges streams.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Final
 
 from events import subjects
@@ -57,7 +57,9 @@ class Permissions:
     deny_subscribe: tuple[str, ...] = ()
     # Commands the role answers need a reply subject it may publish to once (allow_responses).
     responds: bool = False
-    notes: tuple[str, ...] = field(default=())
+    # Roles whose reply inboxes this one may publish to (answers to commands sent through the
+    # commands stream, which carry their reply subject in a header: not a core request).
+    answers: tuple[str, ...] = ()
 
 
 def inbox_prefix(role: str) -> str:
@@ -168,6 +170,8 @@ def _engine() -> Permissions:
         ),
         subscribe=(f"{inbox_prefix('engine')}.>",),
         deny_publish=_STREAM_ADMIN,
+        # The answer to an operator's command goes to the reply inbox its message names.
+        answers=("client", "gateway", "admin"),
     )
 
 
@@ -240,9 +244,28 @@ def render_authorization(passwords: Mapping[str, str]) -> str:
 
 def _render_permissions(perms: Permissions) -> dict[str, object]:
     rendered: dict[str, object] = {
-        "publish": {"allow": list(perms.publish), "deny": list(perms.deny_publish)},
+        "publish": {
+            "allow": [*perms.publish, *(f"{inbox_prefix(role)}.>" for role in perms.answers)],
+            "deny": list(perms.deny_publish),
+        },
         "subscribe": {"allow": list(perms.subscribe), "deny": list(perms.deny_subscribe)},
     }
     if perms.responds:
         rendered["allow_responses"] = True
     return rendered
+
+
+def shipped_file() -> str:
+    """``nats/roles.conf``: the roles with placeholder passwords, for servers run by you."""
+    header = (
+        "# jetwork's least-privilege roles (events/roles.py; docs/reliability.md, Threat model).\n"
+        "# Generated: python -m events.roles > nats/roles.conf (a test keeps it in step).\n"
+        "# Include it in your server's configuration and replace every password (or move the\n"
+        "# permissions to nkey or JWT users). Each process connects as its role with\n"
+        "# JETWORK_NATS_USER/_PASSWORD and its own inbox prefix JETWORK_NATS_INBOX=_INBOX_<role>.\n"
+    )
+    return header + render_authorization({role: f"change-me-{role}" for role in ROLES})
+
+
+if __name__ == "__main__":
+    print(shipped_file(), end="")
