@@ -55,8 +55,6 @@ class Permissions:
     subscribe: tuple[str, ...]
     deny_publish: tuple[str, ...] = ()
     deny_subscribe: tuple[str, ...] = ()
-    # Commands the role answers need a reply subject it may publish to once (allow_responses).
-    responds: bool = False
     # Roles whose reply inboxes this one may publish to (answers to commands sent through the
     # commands stream, which carry their reply subject in a header: not a core request).
     answers: tuple[str, ...] = ()
@@ -250,8 +248,6 @@ def _render_permissions(perms: Permissions) -> dict[str, object]:
         },
         "subscribe": {"allow": list(perms.subscribe), "deny": list(perms.deny_subscribe)},
     }
-    if perms.responds:
-        rendered["allow_responses"] = True
     return rendered
 
 
