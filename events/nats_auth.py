@@ -13,6 +13,7 @@ it makes:
 | ``JETWORK_NATS_TOKEN`` | ``--nats-token`` | a token |
 | ``JETWORK_NATS_TLS_CA`` | ``--tls-ca FILE`` | the CA that signed the server's certificate |
 | ``JETWORK_NATS_TLS_CERT``, ``_KEY`` | ``--tls-cert``, ``--tls-key`` | client certificate (mTLS) |
+| ``JETWORK_NATS_INBOX`` | ``--nats-inbox`` | reply inboxes' prefix (a role's own: events/roles) |
 
 A URL may also carry ``user:password@`` or ``token@``. Secrets never appear in logs or errors.
 """
@@ -20,6 +21,7 @@ A URL may also carry ``user:password@`` or ``token@``. Secrets never appear in l
 from __future__ import annotations
 
 import os
+import re
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -37,8 +39,10 @@ ENV: Final = {
     "tls_ca": "JETWORK_NATS_TLS_CA",
     "tls_cert": "JETWORK_NATS_TLS_CERT",
     "tls_key": "JETWORK_NATS_TLS_KEY",
+    "inbox": "JETWORK_NATS_INBOX",
 }
 _FILES: Final = ("creds", "nkey", "tls_ca", "tls_cert", "tls_key")
+_INBOX: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 
 
 class InvalidNatsAuth(JetworkError):
@@ -55,6 +59,7 @@ class NatsAuth:
     tls_ca: str | None = None
     tls_cert: str | None = None
     tls_key: str | None = None
+    inbox: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> NatsAuth:
@@ -78,6 +83,10 @@ class NatsAuth:
             found.append(f"{ENV['user']} and {ENV['password']} go together")
         if (self.tls_cert is None) != (self.tls_key is None):
             found.append(f"{ENV['tls_cert']} and {ENV['tls_key']} go together")
+        if self.inbox is not None and not _INBOX.match(self.inbox):
+            found.append(
+                f"{ENV['inbox']}={self.inbox!r}: not a subject prefix (letters, digits, _ -)"
+            )
         return found
 
     def options(self) -> dict[str, Any]:
@@ -96,6 +105,8 @@ class NatsAuth:
             options["token"] = self.token
         if self.tls_ca or self.tls_cert:
             options["tls"] = self._tls()
+        if self.inbox:
+            options["inbox_prefix"] = self.inbox
         return options
 
     def _tls(self) -> ssl.SSLContext:

@@ -6,6 +6,7 @@ Why each setting is what it is, is in docs/architecture.md ("Streams").
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -239,6 +240,11 @@ async def _check_partitions(js: JetStreamContext) -> None:
 
 
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    # A stream already as wanted is only read: a process of a least-privilege role (events/roles)
+    # may read the streams' settings but not create or update them.
+    with contextlib.suppress(NotFoundError):
+        if _as_wanted((await js.stream_info(str(config.name))).config, config):
+            return
     try:
         await js.add_stream(config)
     except BadRequestError as exc:
@@ -263,6 +269,23 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         raise  # no leader right now: retried
     except APIError as exc:
         raise StoreError(f"cannot create stream {config.name}: {exc.description}") from None
+
+
+def _as_wanted(existing: StreamConfig, wanted: StreamConfig) -> bool:
+    """Whether ``existing`` has every setting ``wanted`` sets. A falsy wanted value is the
+    server's default (which it fills in: a duplicate window, rollups for schedules), the replica
+    count is kept as created (below), and metadata may hold more keys (the server's own)."""
+    have = existing.as_dict()
+    for name, value in wanted.as_dict().items():
+        if name == "num_replicas" or not value:
+            continue
+        if name == "metadata":
+            recorded = existing.metadata or {}
+            if any(recorded.get(key) != v for key, v in (wanted.metadata or {}).items()):
+                return False
+        elif have.get(name) != value:
+            return False
+    return True
 
 
 async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:

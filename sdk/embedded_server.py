@@ -92,6 +92,8 @@ class EmbeddedServer:
     sync_interval: str = "always"
     startup_timeout: float = 10.0
     binary: Path | None = None
+    # nats-server configuration appended to the base one: ``jetwork server --auth``'s roles.
+    extra_config: str | None = None
     # Orphaned servers found on the store (left by a killed jetwork server) and stopped by start.
     stopped_orphans: list[int] = field(default_factory=list, init=False)
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
@@ -197,11 +199,13 @@ class EmbeddedServer:
         self.stop()
 
     def _config_file(self) -> Path:
-        if _CONFIG_FILE.is_file():
+        base = _CONFIG_FILE.read_text() if _CONFIG_FILE.is_file() else _FALLBACK_CONFIG
+        if _CONFIG_FILE.is_file() and self.extra_config is None:
             return _CONFIG_FILE
-        fallback = self.data_dir / "server.conf"
-        fallback.write_text(_FALLBACK_CONFIG)
-        return fallback
+        written = self.data_dir / "server.conf"
+        written.touch(mode=0o600)  # it may hold the roles' passwords
+        written.write_text(base + "\n" + (self.extra_config or ""))
+        return written
 
     def _wait_until_ready(self, log_offset: int) -> None:
         deadline = time.monotonic() + self.startup_timeout

@@ -73,6 +73,12 @@ _AUTH_OPTIONS: Final = (
     ("--tls-ca", "tls_ca", "FILE", "CA certificate that signed the NATS server's"),
     ("--tls-cert", "tls_cert", "FILE", "client certificate for mutual TLS (with --tls-key)"),
     ("--tls-key", "tls_key", "FILE", "the client certificate's private key"),
+    (
+        "--nats-inbox",
+        "inbox",
+        "PREFIX",
+        "the prefix of reply inboxes (a role's own, e.g. _INBOX_worker)",
+    ),
 )
 
 

@@ -22,6 +22,7 @@ from events.connection import NatsSettings, connect
 from events.errors import JetworkError
 from events.topology import ensure_topology
 from projections.projector import Projector, ProjectorSettings
+from sdk.auth_setup import RoleSecrets
 from sdk.cli._common import configure_logging, log_format_option, make_console, nats_option
 from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.cli.gateway import gateway_settings, http_options
@@ -31,6 +32,8 @@ from telemetry import tracing
 from telemetry.sampler import Sampler, interval_from_env
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client as NATS
+
     from gateway.settings import GatewaySettings
 
 _log = structlog.get_logger("jetwork.server")
@@ -78,6 +81,13 @@ class Service(Protocol):
     "acknowledged writes on an OS crash). [env: JETWORK_NATS_SYNC_INTERVAL]",
 )
 @click.option("--no-projector", is_flag=True, help="Run the engine only.")
+@click.option(
+    "--auth",
+    is_flag=True,
+    help="Start the embedded nats-server with least-privilege roles (engine, projector, worker, "
+    "client, gateway, admin: docs/reliability.md) and fresh passwords, each part of the server "
+    "connecting as its role; writes <data-dir>/auth/<role>.env for local workers and clients.",
+)
 @http_options(optional=True)
 @metrics_option
 @log_format_option
@@ -87,6 +97,7 @@ def server(
     port: int,
     sync_interval: str,
     no_projector: bool,
+    auth: bool,
     http_listen: str | None,
     tokens_file: str | None,
     insecure: bool,
@@ -111,6 +122,7 @@ def server(
       jetwork server --sync-interval 2m     # faster, see docs/reliability.md
       jetwork server --http 127.0.0.1:8080  # the HTTP gateway elsewhere (--no-http: none)
       jetwork server --metrics 127.0.0.1:9102  # Prometheus metrics (the gateway's /metrics too)
+      jetwork server --auth                 # roles; then: set -a; . .jetwork/auth/worker.env
     """
     try:  # before anything starts: a bad variable is one line, not a traceback
         engine_settings = EngineSettings.from_env()
@@ -119,13 +131,20 @@ def server(
     except ValueError as exc:
         raise JetworkError(f"invalid setting: {exc}") from None
     http = None if no_http else gateway_settings(http_listen, tokens_file, insecure)
+    url = nats_url or os.environ.get("JETWORK_NATS_URL") or None
+    if auth and url is not None:
+        raise JetworkError(
+            f"--auth starts the embedded server with roles, but a server is given ({url}): "
+            "configure your own server's users with nats/roles.conf (docs/reliability.md)"
+        )
     configure_logging(logging.INFO, json=log_format == "json")
     console = make_console(stderr=True)
     with serving_metrics(metrics_listen, console) as metrics:
         _run_server(
             console,
-            nats_url or os.environ.get("JETWORK_NATS_URL") or None,
+            url,
             Parts(engine_settings, projector_settings, http, sample_every if metrics else None),
+            roles=RoleSecrets.generate(data_dir / "auth") if auth else None,
             data_dir=data_dir,
             port=port,
             sync_interval=sync_interval,
@@ -147,6 +166,7 @@ def _run_server(
     url: str | None,
     parts: Parts,
     *,
+    roles: RoleSecrets | None,
     data_dir: Path,
     port: int,
     sync_interval: str,
@@ -154,8 +174,9 @@ def _run_server(
     embedded: EmbeddedServer | None = None
     if url is None:
         embedded = EmbeddedServer(
-            data_dir=data_dir / "nats", port=port, sync_interval=sync_interval
-        )
+            data_dir=data_dir / "nats", port=port, sync_interval=sync_interval,
+            extra_config=roles.server_config() if roles else None,
+        )  # fmt: skip
         embedded.start()
         url = embedded.url
         where = data_dir / "nats"
@@ -168,9 +189,18 @@ def _run_server(
             f"[bold]embedded nats-server[/] on [bold]{url}[/] (data in {where}, "
             f"sync_interval {sync_interval})"
         )
-        console.print(f"point workers and clients at it:  [bold]export JETWORK_NATS_URL={url}[/]")
+        if roles is not None:
+            roles.write_env_files(url)
+            console.print(
+                f"roles on: each role's variables are in {roles.directory}/<role>.env "
+                f"(owner-only), e.g. [bold]set -a; . {roles.env_file('worker')}; set +a[/]"
+            )
+        else:
+            console.print(
+                f"point workers and clients at it:  [bold]export JETWORK_NATS_URL={url}[/]"
+            )
     try:
-        run_service(_serve(url, console, parts))
+        run_service(_serve(url, console, parts, roles))
     except asyncio.CancelledError:
         console.print("forced to stop: unfinished work will be redelivered")
         sys.exit(130)
@@ -180,23 +210,28 @@ def _run_server(
     console.print("stopped")
 
 
-async def _serve(url: str, console: Console, parts: Parts) -> None:
+async def _serve(url: str, console: Console, parts: Parts, roles: RoleSecrets | None) -> None:
     tracing.configure_from_env("jetwork-server")
-    nc = await connect(NatsSettings(url=url, name="jetwork-server"))
+    connections = Connections(url, roles)
     services: list[Service] = []
     projector_settings = parts.projector
     try:
-        await ensure_topology(nc.jetstream())
-        services.append(Engine(nc, settings=parts.engine))
+        await ensure_topology((await connections.as_role("admin")).jetstream())
+        services.append(Engine(await connections.as_role("engine"), settings=parts.engine))
         if projector_settings is not None:
-            services.append(Projector(nc, settings=projector_settings))
+            projector_nc = await connections.as_role("projector")
+            services.append(Projector(projector_nc, settings=projector_settings))
         if parts.sample_every is not None:
-            services.append(Sampler(nc, every=parts.sample_every))
+            # It reads consumers' states and the projections: the admin's, not a narrower role.
+            services.append(Sampler(await connections.as_role("admin"), every=parts.sample_every))
         http = None
         if parts.http is not None:
             from gateway.serve import HttpGateway
 
-            http = HttpGateway(parts.http, nats_url=url)
+            if roles is None:
+                http = HttpGateway(parts.http, nats_url=url)
+            else:
+                http = HttpGateway(parts.http, nc=await connections.as_role("gateway"))
             services.append(http)
         for service in services:
             await service.start()
@@ -213,9 +248,30 @@ async def _serve(url: str, console: Console, parts: Parts) -> None:
             except Exception as exc:
                 _log.warning("service did not stop cleanly", service=type(service).__name__,
                              error=str(exc) or type(exc).__name__)  # fmt: skip
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(nc.drain(), STOP_TIMEOUT)
+        await connections.drain(STOP_TIMEOUT)
         tracing.shutdown()  # export the spans still pending
+
+
+class Connections:
+    """The server's NATS connections: one shared by every part, or one per role (``--auth``)."""
+
+    def __init__(self, url: str, roles: RoleSecrets | None) -> None:
+        self._url, self._roles = url, roles
+        self._open: dict[str, NATS] = {}
+
+    async def as_role(self, role: str) -> NATS:
+        key = role if self._roles is not None else "server"
+        if key not in self._open:
+            auth = self._roles.auth(role) if self._roles is not None else None
+            self._open[key] = await connect(
+                NatsSettings(url=self._url, name=f"jetwork-{key}", auth=auth)
+            )
+        return self._open[key]
+
+    async def drain(self, timeout: float) -> None:
+        for nc in self._open.values():
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(nc.drain(), timeout)
 
 
 async def until_signalled() -> None:

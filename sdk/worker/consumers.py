@@ -49,7 +49,9 @@ async def ensure_consumer(
         "max_ack_pending": MAX_ACK_PENDING,
     }
     request = {"stream_name": stream, "config": config, "action": "create"}
-    subject = f"$JS.API.CONSUMER.CREATE.{stream}.{name}"
+    # The filter in the subject lets a least-privilege worker role create only dispatch
+    # consumers (events/roles.py): the server checks it against the config's.
+    subject = f"$JS.API.CONSUMER.CREATE.{stream}.{name}.{labelset.subject}"
     reply = await _api(nc, subject, orjson.dumps(request), timeout)
     error = reply.get("error")
     if error is None:
