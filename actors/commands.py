@@ -104,6 +104,7 @@ class StartWorkflow(WorkflowCommand):
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = None
     restarted_from: str | None = None
+    traceparent: str | None = None
 
 
 class CancelWorkflow(WorkflowCommand):

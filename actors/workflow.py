@@ -114,6 +114,7 @@ def _start(state: WorkflowState, cmd: StartWorkflow) -> list[Event]:
             idempotency_key=cmd.idempotency_key,
             started_at=cmd.now,
             restarted_from=cmd.restarted_from,
+            traceparent=cmd.traceparent,
         )
     ]
 
@@ -158,7 +159,21 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
         decided += events
     if all(jobs[name].status.is_terminal for name in state.order):
         decided.append(_ending(state, state.definition, jobs, now))
-    return decided
+    return _in_callers_trace(decided, state.traceparent)
+
+
+def _in_callers_trace(decided: list[Event], traceparent: str | None) -> list[Event]:
+    """Queued jobs carry the caller's trace context to their workers (retries keep the spec)."""
+    if traceparent is None:
+        return decided
+    return [
+        event.model_copy(
+            update={"spec": event.spec.model_copy(update={"traceparent": traceparent})}
+        )
+        if isinstance(event, JobQueued)
+        else event
+        for event in decided
+    ]
 
 
 def _next_for_job(
@@ -317,6 +332,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
                 idempotency_key=event.idempotency_key,
                 started_at=event.started_at,
                 restarted_from=event.restarted_from,
+                traceparent=event.traceparent,
                 order=order,
                 jobs={name: state.job(name) for name in order} | dict(state.jobs),
             )

@@ -39,6 +39,8 @@ class WorkflowState:
     # A restart's links: the run this one runs again, and the last run restarted from this one.
     restarted_from: str | None = None
     restarted_as: str | None = None
+    # The caller's trace context, copied into every job's spec (``JobSpec.traceparent``).
+    traceparent: str | None = None
     # The request id of the last operator command applied: its redelivery changes nothing.
     last_request_id: str | None = None
     # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's

@@ -74,6 +74,9 @@ class JobSpec(BaseModel):
     labels: tuple[str, ...] = ()
     timeout: float | None = None
     upstream_outputs: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # The run's caller trace context (``WorkflowStarted.traceparent``), so that the worker's spans
+    # of the attempt join the same trace; None when the run began no trace of its own.
+    traceparent: str | None = None
 
 
 # --- workflow actor -------------------------------------------------------------------------
@@ -95,6 +98,9 @@ class WorkflowStarted(WorkflowEvent):
     started_at: datetime
     # A restart's new run: the workflow it runs again (``jetwork restart``).
     restarted_from: str | None = None
+    # The caller's W3C ``traceparent`` when it started the run inside a trace of its own: the
+    # run's spans join that trace (``telemetry/tracing.py``).
+    traceparent: str | None = None
 
 
 class WorkflowCancelRequested(WorkflowEvent):

@@ -20,6 +20,8 @@ from events import subjects
 
 _SUBJECT = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"  # where to answer: no wildcards
 _TOKEN = r"^[A-Za-z0-9_-]{1,128}$"
+# W3C Trace Context, version 00: ``00-<trace id>-<parent span id>-<flags>`` in lower-case hex.
+TRACEPARENT_PATTERN = r"^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
 
 
 class _Request(BaseModel):
@@ -38,6 +40,8 @@ class StartRequest(_Request):
     reply_to: str | None = Field(default=None, max_length=256, pattern=_SUBJECT)
     # A restart's new run: the workflow it runs again (the engine sends this start).
     restarted_from: str | None = Field(default=None, pattern=_TOKEN)
+    # The caller's W3C trace context: the run's trace joins the caller's (telemetry/tracing.py).
+    traceparent: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN)
 
     def subject(self) -> str:
         return subjects.command("start", self.workflow_id)

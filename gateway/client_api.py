@@ -52,7 +52,11 @@ async def start(request: Request) -> Response:
         existing = workflow_id_for(key)
         if await ctx.client.exists(existing):
             return Json(_started(request, existing, created=False), status_code=200)
-    handle = await ctx.client.start(definition, inputs=inputs, idempotency_key=key)
+    # A caller inside a trace of its own sends its W3C trace context: the run joins it.
+    traceparent = request.headers.get("traceparent")
+    handle = await ctx.client.start(
+        definition, inputs=inputs, idempotency_key=key, traceparent=traceparent
+    )
     return Json(_started(request, handle.workflow_id, created=True), status_code=201)
 
 

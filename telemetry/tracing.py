@@ -11,8 +11,12 @@ the process's service name (``jetwork-server``, ``jetwork-worker``).
 them alike, so the workflow span (recorded by the engine that decides the end) and each attempt's
 spans (recorded by the worker that ran it, in any process, at any time) form one trace, with the
 workflow span as the parent of the others, and nothing has to travel with the events for it.
-A caller's own trace is not joined yet (a ``traceparent`` on the start request would be): see
-``docs/metrics.md``.
+**A caller's trace is joined.** A run started with a W3C ``traceparent`` (``Client.start`` takes
+the caller's current OpenTelemetry span, or ``traceparent=``; ``jetwork run --traceparent`` /
+``TRACEPARENT``; the ``traceparent`` header of ``POST /api/workflows``) records it in
+``WorkflowStarted`` and in every queued job's spec: the trace id is then the caller's, the
+workflow span a child of the caller's span (its id still derived from the workflow id), and the
+workers' spans children of the workflow span, in the caller's trace.
 """
 
 from __future__ import annotations
@@ -50,10 +54,41 @@ def enabled() -> bool:
     return _state.tracer is not None
 
 
-def workflow_ids(workflow_id: str) -> tuple[int, int]:
-    """(trace id, workflow span id) of a workflow run, derived from its id."""
+def workflow_ids(workflow_id: str, traceparent: str | None = None) -> tuple[int, int]:
+    """(trace id, workflow span id) of a workflow run, derived from its id; the trace id is the
+    caller's when the run was started with a ``traceparent``."""
     digest = hashlib.sha256(f"jetwork:{workflow_id}".encode()).digest()
-    return int.from_bytes(digest[:16], "big") or 1, int.from_bytes(digest[16:24], "big") or 1
+    caller = parse_traceparent(traceparent)
+    trace_id = caller[0] if caller else int.from_bytes(digest[:16], "big") or 1
+    return trace_id, int.from_bytes(digest[16:24], "big") or 1
+
+
+def parse_traceparent(traceparent: str | None) -> tuple[int, int] | None:
+    """(trace id, span id) of a W3C ``traceparent`` (version 00); None for none or an invalid one
+    (all-zero ids are invalid). Start requests check the format already (events/requests.py)."""
+    if traceparent is None:
+        return None
+    parts = traceparent.split("-")
+    if len(parts) != 4 or parts[0] != "00" or len(parts[1]) != 32 or len(parts[2]) != 16:
+        return None
+    try:
+        trace_id, span_id = int(parts[1], 16), int(parts[2], 16)
+    except ValueError:
+        return None
+    return (trace_id, span_id) if trace_id and span_id else None
+
+
+def current_traceparent() -> str | None:
+    """The ``traceparent`` of the caller's current OpenTelemetry span, if it has a valid one (the
+    ``opentelemetry-api`` package may be absent: then None)."""
+    try:
+        from opentelemetry import trace
+    except ImportError:
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
 
 
 def trace_id_hex(workflow_id: str) -> str:
@@ -142,6 +177,7 @@ def record_workflow(
     started: datetime,
     ended: datetime,
     retry: int = 0,
+    traceparent: str | None = None,
 ) -> None:
     """The run's root span, once its end is in the log. An operator's retry (``jetwork retry``)
     ends the same run again: that part is a child of the root (one root per trace), from the
@@ -153,12 +189,14 @@ def record_workflow(
                       "jetwork.status": status, "jetwork.retry": retry}  # fmt: skip
         error = None if status == "succeeded" else status
         record_span(workflow_id, f"workflow {name} retry {retry}", started=started.timestamp(),
-                    ended=ended.timestamp(), attributes=attributes, error=error)  # fmt: skip
+                    ended=ended.timestamp(), attributes=attributes, error=error,
+                    traceparent=traceparent)  # fmt: skip
         return
-    token = _pinned.set(workflow_ids(workflow_id))
+    token = _pinned.set(workflow_ids(workflow_id, traceparent))
     try:
         span = _state.tracer.start_span(
             f"workflow {name}",
+            context=_remote_parent(parse_traceparent(traceparent)),
             start_time=_nanos(started),
             attributes={
                 "jetwork.workflow_id": workflow_id,
@@ -181,23 +219,33 @@ def record_span(
     ended: float,
     attributes: dict[str, Any],
     error: str | None = None,
+    traceparent: str | None = None,
 ) -> None:
-    """A span of a workflow's trace, child of its workflow span (times: epoch seconds)."""
+    """A span of a workflow's trace, child of its workflow span (times: epoch seconds);
+    ``traceparent``: the run's caller's, when it has one (``JobSpec.traceparent``)."""
     if _state.tracer is None:
         return
-    from opentelemetry import trace
-
-    trace_id, parent_id = workflow_ids(workflow_id)
-    parent = trace.SpanContext(
-        trace_id, parent_id, is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)
-    )
-    context = trace.set_span_in_context(trace.NonRecordingSpan(parent))
     span = _state.tracer.start_span(
-        name, context=context, start_time=int(started * 1e9), attributes=attributes
+        name,
+        context=_remote_parent(workflow_ids(workflow_id, traceparent)),
+        start_time=int(started * 1e9),
+        attributes=attributes,
     )
     if error is not None:
         _error(span, error)
     span.end(end_time=int(ended * 1e9))
+
+
+def _remote_parent(ids: tuple[int, int] | None) -> Any:
+    """A context whose current span is the (remote, sampled) span ``ids``; None: a new root."""
+    if ids is None:
+        return None
+    from opentelemetry import trace
+
+    parent = trace.SpanContext(
+        ids[0], ids[1], is_remote=True, trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED)
+    )
+    return trace.set_span_in_context(trace.NonRecordingSpan(parent))
 
 
 def _error(span: Any, description: str) -> None:

@@ -294,6 +294,7 @@ def _observe(decided: list[Event], state: WorkflowState) -> None:
                 tracing.record_workflow(
                     state.workflow_id, name=workflow, status=status, started=began,
                     ended=getattr(event, "ended_at", None) or began, retry=state.retries,
+                    traceparent=state.traceparent,
                 )  # fmt: skip
 
 

@@ -207,6 +207,7 @@ def _start_command(item: Start, now: datetime) -> StartWorkflow:
         inputs=request.inputs,
         idempotency_key=request.idempotency_key,
         restarted_from=request.restarted_from,
+        traceparent=request.traceparent,
         now=now,
     )
 

@@ -90,6 +90,13 @@ async def watch_live(
     metavar="SECONDS",
     help="With --wait: give up waiting after this long (exit 1; the run goes on).",
 )
+@click.option(
+    "--traceparent",
+    envvar="TRACEPARENT",
+    metavar="00-TRACE-SPAN-FLAGS",
+    help="Join this W3C trace: the run's spans become part of it (docs/metrics.md). "
+    "[env: TRACEPARENT]",
+)
 @nats_option
 def run(
     file: Path,
@@ -98,6 +105,7 @@ def run(
     as_json: bool,
     idempotency_key: str | None,
     timeout: float | None,
+    traceparent: str | None,
     nats_url: str | None,
 ) -> None:
     """Start the workflow in FILE; print its id, or watch it with --wait.
@@ -116,7 +124,9 @@ def run(
     definition = load_workflow_file(file)
 
     async def action(client: Client) -> WorkflowView | None:
-        handle = await client.start(definition, inputs=given, idempotency_key=idempotency_key)
+        handle = await client.start(
+            definition, inputs=given, idempotency_key=idempotency_key, traceparent=traceparent
+        )
         if not wait:
             if as_json:
                 print_json({"workflow_id": handle.workflow_id})

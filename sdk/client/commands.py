@@ -23,6 +23,7 @@ from sdk.client.definitions import (
 from sdk.client.handle import RunHandle
 from sdk.client.translate import translated
 from sdk.errors import InvalidArgument
+from telemetry import tracing
 
 if TYPE_CHECKING:
     from sdk.client.core import Client
@@ -39,6 +40,7 @@ class ClientCommands(ClientBase):
         *,
         inputs: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        traceparent: str | None = None,
     ) -> RunHandle:
         """Validate a workflow and its inputs here, then ask the engine to start it.
 
@@ -46,6 +48,8 @@ class ClientCommands(ClientBase):
         ``Workflow`` or a raw mapping. Raises ``InvalidWorkflow`` listing every problem (with
         file and line for files) before anything is sent. With an ``idempotency_key`` the id is
         derived from the key, so starting again with the same key returns the same workflow.
+        The run joins the caller's trace: ``traceparent`` (W3C), else the current OpenTelemetry
+        span's, when there is one (``telemetry/tracing.py``).
         """
         definition = resolve_definition(workflow_or_path)
         given = dict(inputs or {})
@@ -59,6 +63,7 @@ class ClientCommands(ClientBase):
                 definition=definition_mapping(definition),
                 inputs=given,
                 idempotency_key=idempotency_key,
+                traceparent=traceparent or tracing.current_traceparent(),
             )
             payload = request.model_dump_json().encode()
         except ValueError as exc:  # pydantic: a key too long, inputs that are not JSON data

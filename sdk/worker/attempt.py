@@ -125,6 +125,7 @@ class Attempt(DispatchMessage):
             epoch=self.epoch,
             handler=self.dispatch.queued.spec.uses or "shell",
             worker_id=self.env.worker_id,
+            traceparent=self.dispatch.queued.spec.traceparent,
         )
 
     def _ended(self, event: JobEnded) -> None:

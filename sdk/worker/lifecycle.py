@@ -57,6 +57,8 @@ class AttemptRef:
     epoch: int
     handler: str  # the job's ``uses:`` handler, or ``shell`` for a ``run:`` job
     worker_id: str
+    # The run's caller trace context (``JobSpec.traceparent``): spans join the caller's trace.
+    traceparent: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ def attach_tracing(listeners: Listeners) -> None:
             started=now - max(0.0, event.waited),
             ended=now,
             attributes=_attributes(event.ref) | {"jetwork.took_over": event.took_over},
+            traceparent=event.ref.traceparent,
         )
 
     def ended(event: JobEnded) -> None:
@@ -37,6 +38,7 @@ def attach_tracing(listeners: Listeners) -> None:
             ended=now,
             attributes=_attributes(event.ref) | {"jetwork.outcome": event.outcome},
             error=(event.error or event.outcome) if failed else None,
+            traceparent=event.ref.traceparent,
         )
 
     listeners.on("job_started", started)

@@ -96,3 +96,38 @@ async def test_one_trace_per_run_across_the_processes(
     # The worker's JSON log lines about the run carry its trace id.
     finished = json.loads(await traced.worker.wait_for_line('"job finished"'))
     assert (finished["workflow_id"], finished["trace_id"]) == (workflow_id, trace_id)
+
+
+async def test_a_run_started_inside_a_callers_trace_joins_it(
+    traced: Traced, receiver: OtlpReceiver
+) -> None:
+    caller_trace, caller_span = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+    done = await run(
+        "run", "examples/hello.yaml", "--wait", "--json",
+        "--traceparent", f"00-{caller_trace}-{caller_span}-01", env=traced.env,
+    )  # fmt: skip
+    assert done.code == 0, done.out + done.err
+    workflow_id = json.loads(done.out)["workflow_id"]
+    _, span_number = workflow_ids(workflow_id)
+    workflow_span = f"{span_number:016x}"
+
+    def exported() -> bool:
+        assert len(receiver.named("workflow ")) == 1, receiver.spans
+        assert receiver.named("job "), receiver.spans
+        return True
+
+    await assert_eventually(exported, timeout=20, interval=0.1)
+    [root] = receiver.named("workflow ")
+    assert (root.trace_id, root.span_id, root.parent_id) == (
+        caller_trace, workflow_span, caller_span,
+    )  # fmt: skip
+    children = receiver.named("job ") + receiver.named("dispatch wait ")
+    assert {(s.trace_id, s.parent_id) for s in children} == {(caller_trace, workflow_span)}
+
+
+async def test_a_malformed_traceparent_is_refused_before_anything_is_sent(traced: Traced) -> None:
+    done = await run(
+        "run", "examples/hello.yaml", "--traceparent", "01-zz-nope", env=traced.env
+    )  # fmt: skip
+    assert done.code != 0
+    assert "traceparent" in done.err and "Traceback" not in done.err
