@@ -83,3 +83,12 @@ def test_an_unreadable_operator_limit_is_ignored_not_fatal() -> None:
     limiter = RateLimiter()
     limiter.record(limit_key("handler", "charge"), b"{not json")
     assert limiter.limits_for(JobSpec(uses="charge")) == []
+
+
+def test_the_builder_writes_the_same_rate_limit_as_yaml() -> None:
+    from sdk.builder import Workflow
+
+    wf = Workflow("w")
+    wf.job("a", uses="charge", rate_limit=RateLimit(limit=100, per=60))
+    assert wf.build().jobs["a"].rate_limit == RateLimit(limit=100, per=60)
+    assert wf.to_dict()["jobs"]["a"]["rate_limit"] == {"limit": 100, "per": 60.0}
