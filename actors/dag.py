@@ -217,6 +217,7 @@ def render_spec(
         labels=job.labels,
         timeout=job.timeout,
         upstream_outputs={name: dict(jobs[name].outputs) for name in job.upstream},
+        rate_limit=job.rate_limit,
     )
 
 

@@ -55,6 +55,17 @@ class RetryPolicy(_Frozen):
         return min(wait, self.max_delay) if self.max_delay is not None else wait
 
 
+MAX_RATE_WINDOW: float = 86400.0  # a day: the rate counters' bucket keeps a day (events/topology)
+
+
+class RateLimit(_Frozen):
+    """At most ``limit`` attempts start per window of ``per`` seconds, across every worker and
+    gateway (``sdk/worker/rate_limits.py``)."""
+
+    limit: int = Field(ge=1)
+    per: float = Field(gt=0, le=MAX_RATE_WINDOW)
+
+
 class InputSpec(_Frozen):
     default: Any = None
     required: bool = False
@@ -80,6 +91,8 @@ class JobDefinition(_Frozen):
     on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
     delay: float | None = Field(default=None, ge=0)
     at: datetime | None = None
+    # Starts of this job's handler (``uses``) or label set limited across all workers.
+    rate_limit: RateLimit | None = None
 
     @functools.cached_property
     def upstream(self) -> tuple[str, ...]:

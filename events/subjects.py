@@ -38,6 +38,7 @@ KV_PROJECTOR: Final = "jw_projector"
 KV_PARTITIONS: Final = "jw_partitions"
 KV_GATEWAY: Final = "jw_gateway"
 KV_CONTROL: Final = "jw_control"
+KV_RATES: Final = "jw_rates"
 
 PARTITIONS: Final = 16
 """How many partitions workflows are hashed into; one engine owns a partition at a time.

@@ -179,6 +179,8 @@ class Topology:
             bucket(
                 subjects.KV_CONTROL, "paused workers and handlers (kept: who, when)", history=16
             ),
+            # Rate-limit windows (sdk/worker/rate_limits.py): no window is longer than a day.
+            bucket(subjects.KV_RATES, "rate limits: starts counted per window", ttl=86400),
         ]
 
 

@@ -86,6 +86,7 @@ def create_app(
                 signer=LeaseSigner(secret),
                 consumer_lease=CONSUMER_LEASE,
             )
+            await leases.start()
             app.state.gateway = GatewayContext(
                 nc=conn,
                 client=Client(conn),

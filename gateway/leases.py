@@ -57,6 +57,7 @@ from sdk.worker.claims import Action, ClaimOutcome, Dispatch, claim_dispatch, no
 from sdk.worker.executors.base import clip_error
 from sdk.worker.log_buffer import LogChunk
 from sdk.worker.logs import log_publisher
+from sdk.worker.rate_limits import RateLimiter
 
 _log = structlog.get_logger("jetwork.gateway")
 RELEASE_DELAY: Final = 1.0
@@ -98,14 +99,19 @@ class Leases:
         self._signer = signer
         self._puller = OneShotPuller(nc, consumer_lease=consumer_lease)
         self.keeping = LeaseKeeping(nc)
+        self.limiter = RateLimiter()
 
     @property
     def store(self) -> EventStore:
         return self._store
 
+    async def start(self) -> None:
+        await self.limiter.start(self._js)
+
     async def stop(self) -> None:
         """Stop pulling (what the server still sends is released)."""
         await self._puller.stop()
+        await self.limiter.stop()
 
     # --- claims --------------------------------------------------------------------------------
 
@@ -165,6 +171,10 @@ class Leases:
         if dispatch.queued.not_before is not None and dispatch.queued.not_before > now():
             wait = (dispatch.queued.not_before - now()).total_seconds()
             await quietly(msg.nak(delay=wait))  # queued for later: not claimable yet
+            return None
+        refusal = await self.limiter.admit(dispatch.queued.spec)
+        if refusal is not None:  # a rate limit's window is full: again when it may be free
+            await quietly(msg.nak(delay=refusal.wait))
             return None
         labelset = dispatch.queued.labelset_token
         outcome = await claim_dispatch(

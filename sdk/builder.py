@@ -24,7 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from actors.definitions import parse_workflow
-from events.definition import Backoff, OnFailure, RetryPolicy, WorkflowDefinition
+from events.definition import Backoff, OnFailure, RateLimit, RetryPolicy, WorkflowDefinition
 from events.errors import InvalidWorkflow
 
 __all__ = ["Input", "JobRef", "Retry", "Workflow"]
@@ -150,6 +150,7 @@ class Workflow:
         on_failure: OnFailureName | None = None,
         delay: Duration | None = None,
         at: datetime | str | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> JobRef:
         """Add a job; give exactly one of ``run`` (a shell command) or ``uses`` (a handler).
 
@@ -173,6 +174,8 @@ class Workflow:
         _put(raw, "on_failure", None if on_failure is None else str(on_failure))
         _put(raw, "delay", None if delay is None else _duration(delay))
         _put(raw, "at", at.isoformat() if isinstance(at, datetime) else at)
+        if rate_limit is not None:
+            raw["rate_limit"] = {"limit": rate_limit.limit, "per": rate_limit.per}
         self._jobs[name] = raw
         return JobRef(name)
 

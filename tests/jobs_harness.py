@@ -19,7 +19,7 @@ from actors.engine.labelsets import LabelSets
 from actors.job import decide, replay
 from events import subjects
 from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec
-from events.definition import RetryPolicy
+from events.definition import RateLimit, RetryPolicy
 from events.labels import CONSUMER_PREFIX
 from events.store import ActorRef, EventStore
 from sdk.worker import Worker
@@ -67,6 +67,7 @@ class JobsHarness:
         retry: RetryPolicy | None = None,
         attempt: int = 1,
         not_before: datetime | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> JobQueued:
         """Append ``JobQueued`` (CAS on the actor's current last sequence): that dispatches it."""
         spec = JobSpec(
@@ -77,6 +78,7 @@ class JobsHarness:
             labels=tuple(labels),
             timeout=timeout,
             upstream_outputs=upstream_outputs or {},
+            rate_limit=rate_limit,
         )
         queued = JobQueued(
             workflow_id=workflow_id,

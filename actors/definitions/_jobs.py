@@ -9,7 +9,7 @@ from typing import Any, Final
 from actors.definitions import _fields as f
 from actors.definitions._problems import Path, ProblemLog
 from actors.definitions.durations import format_duration
-from events.definition import Backoff, OnFailure
+from events.definition import MAX_RATE_WINDOW, Backoff, OnFailure
 
 JOB_FIELDS: Final = (
     "run",
@@ -26,8 +26,10 @@ JOB_FIELDS: Final = (
     "on_failure",
     "delay",
     "at",
+    "rate_limit",
 )
 RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
+RATE_LIMIT_FIELDS: Final = ("limit", "per")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,10 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
             draft.fields["retry"] = retry
     if body.get("on_failure") is not None:
         _read_on_failure(body["on_failure"], (*path, "on_failure"), draft, log)
+    if body.get("rate_limit") is not None:
+        limit = read_rate_limit(body["rate_limit"], (*path, "rate_limit"), log)
+        if limit is not None:
+            draft.fields["rate_limit"] = limit
     return draft
 
 
@@ -176,6 +182,29 @@ def _read_on_failure(value: object, path: Path, draft: JobDraft, log: ProblemLog
         log.add(path, f"on_failure must be one of {', '.join(choices)}, got {f.short(value)}")
         return
     draft.fields["on_failure"] = value
+
+
+def read_rate_limit(value: object, path: Path, log: ProblemLog) -> dict[str, Any] | None:
+    """``rate_limit: {limit: 100, per: 60s}``: at most ``limit`` starts per ``per`` (<= 1 day)."""
+    if not isinstance(value, Mapping):
+        log.add(path, f"expected a mapping {{limit, per}}, got {f.describe(value)}")
+        return None
+    f.check_fields(value, path, RATE_LIMIT_FIELDS, log)
+    limit, per = value.get("limit"), value.get("per")
+    found: dict[str, Any] = {}
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        log.add((*path, "limit"), f"must be a whole number >= 1, got {f.short(limit)}")
+    else:
+        found["limit"] = limit
+    if per is None:
+        log.add((*path, "per"), "missing: the window, e.g. per: 60s")
+    else:
+        seconds = f.duration(per, (*path, "per"), log, positive=True)
+        if seconds is not None and seconds > MAX_RATE_WINDOW:
+            log.add((*path, "per"), f"at most 1d, got {format_duration(seconds)}")
+        elif seconds is not None:
+            found["per"] = seconds
+    return found if len(found) == 2 else None
 
 
 def read_retry(value: object, path: Path, log: ProblemLog) -> dict[str, Any] | None:

@@ -11,6 +11,7 @@ from sdk.cli import (
     demo,
     gateway,
     history,
+    limits,
     listing,
     logs,
     projections,
@@ -62,6 +63,7 @@ main.add_command(watch.watch)
 main.add_command(dead_letters.dead_letters)
 main.add_command(workers.workers)
 main.add_command(projections.projections)
+main.add_command(limits.limits)
 
 
 def entry() -> None:

@@ -14,7 +14,8 @@ workers and lag come from the projections. Every error is a ``JetworkError``: na
 are translated at this boundary.
 
 ``Client`` is made of its concerns: ``commands`` (start, cancel), ``control`` (pause, resume,
-skip, retry a workflow), ``worker_control`` (pause and resume workers), ``reads`` (status,
+skip, retry a workflow), ``worker_control`` (pause and resume workers), ``rate_limits``
+(operators' rate limits per handler or label set), ``reads`` (status,
 history, listings), ``streams`` (wait, follow, subscribe, logs), on what ``base`` shares (the
 connection and the lookups).
 """
@@ -35,12 +36,13 @@ from sdk.client.control import ClientControl, ControlResult
 from sdk.client.definitions import WorkflowSource
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
+from sdk.client.rate_limits import ClientRateLimits
 from sdk.client.streams import ClientStreams, event_filter
 from sdk.client.worker_control import ClientWorkerControl
 from sdk.client.workers import WorkerList
 
 
-class Client(ClientCommands, ClientControl, ClientWorkerControl, ClientStreams):
+class Client(ClientCommands, ClientControl, ClientWorkerControl, ClientRateLimits, ClientStreams):
     """An async jetwork client on one NATS connection.
 
     Use ``async with Client.connect(url) as client`` (or ``client = await Client.connect()`` and

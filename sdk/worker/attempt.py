@@ -48,6 +48,7 @@ from sdk.worker.lifecycle import AttemptRef, JobEnded, JobStarted, LeaseLost, Li
 from sdk.worker.log_buffer import LogBuffer
 from sdk.worker.logs import attempt_log
 from sdk.worker.presence import RunningJob
+from sdk.worker.rate_limits import RateLimiter
 from sdk.worker.results import held_by_another, result_command
 from sdk.worker.watch import STOP_TIMEOUT as WATCHER_STOP_TIMEOUT
 from sdk.worker.watch import Watcher
@@ -74,6 +75,7 @@ class AttemptEnv:
     executor: Executor
     aborting: Callable[[], bool]
     listeners: Listeners
+    limiter: RateLimiter
 
 
 class Attempt(DispatchMessage):
@@ -197,7 +199,7 @@ class Attempt(DispatchMessage):
             return
         self._log = self._log.bind(workflow_id=self.dispatch.workflow_id, job=self.dispatch.job)
         try:
-            if await self._not_due_yet() or not await self._claim():
+            if await self._not_due_yet() or await self._rate_limited() or not await self._claim():
                 return
             started = time.monotonic()
             result = await self._execute()
@@ -230,6 +232,18 @@ class Attempt(DispatchMessage):
         self.settled = True
         with contextlib.suppress(Exception):
             await self.msg.nak(delay=wait)
+        return True
+
+    async def _rate_limited(self) -> bool:
+        """True (and the message released for a while) when a rate limit's window is full."""
+        assert self.dispatch is not None
+        refusal = await self.env.limiter.admit(self.dispatch.queued.spec)
+        if refusal is None:
+            return False
+        self._log.debug("rate limited", limit=refusal.key, wait=round(refusal.wait, 3))
+        self.settled = True
+        with contextlib.suppress(Exception):
+            await self.msg.nak(delay=refusal.wait)
         return True
 
     async def _claim(self) -> bool:

@@ -54,6 +54,7 @@ from sdk.worker.metered import observed
 from sdk.worker.pausing import Pauses
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Puller
+from sdk.worker.rate_limits import RateLimiter
 from sdk.worker.shutdown import WorkerShutdown
 from sdk.worker.signals import listen_for_shutdown
 from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
@@ -100,6 +101,7 @@ class Worker(WorkerShutdown):
         self._env: AttemptEnv | None = None
         self._presence: PresenceBoard | None = None
         self.listeners = observed()
+        self.limiter = RateLimiter()
         self.pauses = Pauses(
             self.worker_id, on_change=self._apply_pauses, handlers=lambda: self.registry.names
         )
@@ -243,9 +245,11 @@ class Worker(WorkerShutdown):
             executor=self._lanes[None].executor,
             aborting=lambda: self._aborting,
             listeners=self.listeners,
+            limiter=self.limiter,
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
         await self.pauses.start(js)
+        await self.limiter.start(js)
         await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
         kv = await js.key_value(subjects.KV_LABELSETS)
         await self._follow_initial_labelsets(kv)

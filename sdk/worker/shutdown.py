@@ -24,6 +24,7 @@ from sdk.worker.lifecycle import Listeners
 from sdk.worker.pausing import Pauses
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Puller
+from sdk.worker.rate_limits import RateLimiter
 from sdk.worker.slots import Lane
 from sdk.worker.stopping import wait_for_attempts
 from sdk.worker.tasks import cancel_and_wait
@@ -56,6 +57,7 @@ class WorkerShutdown:
     _leases: LeaseKeeper
     listeners: Listeners
     pauses: Pauses
+    limiter: RateLimiter
     _labelset_task: asyncio.Task[None] | None
     _announcing: asyncio.Task[None] | None
     _watcher: Any
@@ -134,6 +136,7 @@ class WorkerShutdown:
         self._log.info("worker draining", running=self.running)
         await cancel_and_wait(self._labelset_task, timeout=STOP_TIMEOUT, what="label set watcher")
         await self.pauses.stop()
+        await self.limiter.stop()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._budget(STOP_TIMEOUT)):
                 await asyncio.gather(*(p.stop() for p in self._pullers.values()))

@@ -229,3 +229,21 @@ def test_every_role_but_the_admin_is_denied_stream_changes() -> None:
             continue
         assert "$JS.API.STREAM.DELETE.>" in perms.deny_publish, role
         assert "$JS.API.STREAM.PURGE.>" in perms.deny_publish, role
+
+
+async def test_a_client_sets_a_rate_limit_and_a_worker_counts_against_it(
+    connect_as: ConnectAs,
+) -> None:
+    from events.catalog import JobSpec
+    from sdk.client import Client
+    from sdk.worker.rate_limits import RateLimiter
+
+    client, worker = await connect_as("client"), await connect_as("worker")
+    await Client(client.nc).set_rate_limit(handler="roles-test", limit=1, per=3600)
+    limiter = RateLimiter()
+    await limiter.start(worker.nc.jetstream())
+    spec = JobSpec(uses="roles-test")
+    assert await limiter.admit(spec) is None  # counted by the worker's role
+    assert await limiter.admit(spec) is not None  # the window is full
+    await limiter.stop()
+    assert worker.refused == [] and client.refused == []
