@@ -46,6 +46,9 @@ class LeaseId:
     """The dispatch message's ack subject when its consumer's ack deadline is the lease (any
     gateway renews it with ``+WPI`` and ends it with ``+ACK``); empty when a durable timer
     keeps the lease."""
+    traceparent: str | None = None
+    """The run's caller trace context (``JobSpec.traceparent``), so the gateway's spans of the
+    attempt join the caller's trace."""
 
 
 class LeaseSigner:
@@ -71,8 +74,10 @@ class LeaseSigner:
             lease.dispatch_seq,
             lease.claim_seq,
         ]
-        if lease.ack:
+        if lease.ack or lease.traceparent:
             fields.append(lease.ack)
+        if lease.traceparent:
+            fields.append(lease.traceparent)
         payload = _b64(orjson.dumps(fields))
         return f"{payload}.{_b64(self._mac(payload))}"
 
@@ -90,7 +95,7 @@ class LeaseSigner:
         try:
             fields = orjson.loads(_unb64(payload))
             wf, job, attempt, epoch, worker, labelset, ttl, granted, seq, claimed = fields[:10]
-            (ack,) = fields[10:] or [""]
+            ack, traceparent = [*fields[10:], "", ""][:2]
             return LeaseId(
                 workflow_id=str(wf),
                 job=str(job),
@@ -103,6 +108,7 @@ class LeaseSigner:
                 dispatch_seq=int(seq),
                 claim_seq=int(claimed),
                 ack=str(ack),
+                traceparent=str(traceparent) or None,
             )
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
             return None  # signed by us, so never expected: treat as unknown

@@ -49,10 +49,13 @@ from events.catalog import JobResultRejected, JobStarted, JobStatus
 from events.dispatch import InvalidDispatch, LabelSet
 from events.errors import JetworkError, StoreError
 from events.store import ActorRef, EventStore
+from gateway import observed
 from gateway.keeping import LeaseKeeping, kept_by_deadline, quietly
 from gateway.labelsets import LabelSets
 from gateway.lease_ids import LeaseId, LeaseSigner
+from gateway.observed import attempt_ref, observed_gateway
 from gateway.pulling import OneShotPuller
+from sdk.worker import lifecycle
 from sdk.worker.claims import Action, ClaimOutcome, Dispatch, claim_dispatch, now, record_result
 from sdk.worker.executors.base import clip_error
 from sdk.worker.log_buffer import LogChunk
@@ -100,6 +103,7 @@ class Leases:
         self._puller = OneShotPuller(nc, consumer_lease=consumer_lease)
         self.keeping = LeaseKeeping(nc)
         self.limiter = RateLimiter()
+        self.listeners = observed_gateway()
 
     @property
     def store(self) -> EventStore:
@@ -206,8 +210,14 @@ class Leases:
             dispatch_seq=meta.sequence.stream,
             claim_seq=state.last_seq,
             ack=msg.reply if by_deadline else "",
+            traceparent=dispatch.queued.spec.traceparent,
         )
         await self.keeping.hold(msg, lease, granted, kept=kept)
+        waited = (granted - dispatch.queued.claimable_from()).total_seconds()
+        started = lifecycle.JobStarted(
+            attempt_ref(lease), waited=waited, took_over=outcome.took_over
+        )
+        self.listeners.emit("job_started", started)
         return Claim(lease_id=self._signer.sign(lease), lease=lease, state=state)
 
     async def _settle(self, msg: Msg, outcome: ClaimOutcome) -> None:
@@ -348,10 +358,25 @@ class LeaseHandle:
         rejected = [e for e in events if isinstance(e, JobResultRejected)]
         gone = not events and after.settled_epoch != self.lease.epoch
         await self._leases.keeping.end(self.lease, accepted=not (rejected or gone))
+        if events:
+            self._observe(command, events)
         if rejected:
             raise LeaseGone(f"result rejected: {rejected[0].reason}")
         if gone:
             raise LeaseGone(self._gone_reason(after))
+
+    def _observe(
+        self, command: CompleteJob | FailJob | ConfirmCancelled, events: list[Any]
+    ) -> None:
+        """Metrics and spans of an HTTP worker's result, as a worker records its own."""
+        match command:
+            case CompleteJob():
+                result = observed.ended(self.lease, "succeeded", events)
+            case FailJob(error=error):
+                result = observed.ended(self.lease, "failed", events, error)
+            case _:
+                result = observed.ended(self.lease, "cancelled", events)
+        self._leases.listeners.emit(f"job_{result.outcome}", result)  # type: ignore[arg-type]
 
     def _claimed(self) -> JobState:
         """The job as this lease's claim left it (enough to decide a success on)."""
@@ -376,6 +401,8 @@ class LeaseHandle:
             accepted = not any(isinstance(e, JobResultRejected) for e in events) and (
                 bool(events) or after.settled_epoch == self.lease.epoch
             )
+            if events:
+                self._observe(command, events)
         await self._leases.keeping.end(self.lease, accepted=accepted)
 
 

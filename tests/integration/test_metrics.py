@@ -176,3 +176,35 @@ async def test_a_bad_metrics_address_is_one_clear_error(command: tuple[str, ...]
     assert done.code == 1, done.out + done.err
     assert "error: --metrics='nowhere': expected HOST:PORT" in done.err
     assert "Traceback" not in done.err
+
+
+async def test_the_gateway_counts_its_http_workers_attempts(deployment: Deployment) -> None:
+    workflow = {"name": "via-http", "jobs": {
+        "ok": {"run": "true", "labels": ["http-metrics"]},
+        "bad": {"run": "false", "labels": ["http-metrics"], "needs": ["ok"]},
+    }}  # fmt: skip
+    async with httpx.AsyncClient(base_url=deployment.gateway, timeout=30) as http:
+        started = await http.post("/api/workflows", json={"workflow": workflow})
+        assert started.status_code == 201, started.text
+        body = {"worker_id": "w-http", "labels": ["http-metrics"], "lease_ttl_secs": 30}
+
+        async def claimed() -> dict[str, dict[str, str]] | None:
+            answer: dict[str, dict[str, str]] | None = (
+                await http.post("/api/jobs/claim", json=body)
+            ).json()
+            return answer or None
+
+        first = await assert_eventually(claimed, timeout=20)
+        done = await http.post(f"/api/jobs/{first['lease']['lease_id']}/complete", json={})
+        assert done.status_code == 200, done.text
+        second = await assert_eventually(claimed, timeout=20)
+        failed = await http.post(f"/api/jobs/{second['lease']['lease_id']}/fail",
+                                 json={"error": "no", "retryable": False})  # fmt: skip
+        assert failed.status_code == 200, failed.text
+    samples = await scrape(deployment.gateway + "/metrics")
+    shell = {"handler": "shell"}
+    assert total(samples, "jetwork_jobs_started_total", **shell) == 2
+    assert total(samples, "jetwork_jobs_ended_total", outcome="succeeded", **shell) == 1
+    assert total(samples, "jetwork_jobs_ended_total", outcome="failed", **shell) == 1
+    assert total(samples, "jetwork_dispatch_latency_seconds_count", **shell) == 2
+    assert total(samples, "jetwork_job_duration_seconds_count", **shell) == 2

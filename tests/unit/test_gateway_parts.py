@@ -43,6 +43,24 @@ def test_a_lease_id_carries_the_dispatch_ack_subject_and_ids_without_one_still_v
     assert signer.verify(signer.sign(LEASE)) == LEASE
 
 
+def test_a_lease_id_carries_the_callers_trace_context_with_or_without_an_ack() -> None:
+    signer = LeaseSigner(b"k" * 32)
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    for ack in ("", "$JS.ACK.JW_EVENTS.ls-x.1.2.3.4.5"):
+        lease = replace(LEASE, ack=ack, traceparent=traceparent)
+        assert signer.verify(signer.sign(lease)) == lease
+    assert signer.verify(signer.sign(LEASE)) == LEASE  # none: the id is as short as before
+    assert len(signer.sign(LEASE)) < len(signer.sign(replace(LEASE, traceparent=traceparent)))
+
+
+def test_an_http_workers_attempt_is_observed_under_its_handler_or_as_shell() -> None:
+    from events.labels import token_of
+    from gateway.observed import attempt_ref
+
+    assert attempt_ref(replace(LEASE, labelset=token_of(["linux"], "resize"))).handler == "resize"
+    assert attempt_ref(replace(LEASE, labelset=token_of(["linux"], None))).handler == "shell"
+
+
 def test_a_lease_id_altered_forged_or_signed_elsewhere_is_unknown() -> None:
     signer = LeaseSigner(b"k" * 32)
     lease_id = signer.sign(LEASE)
