@@ -429,8 +429,9 @@ class LeaseHandle:
 
 
 def group_holder(dispatch: Dispatch, worker_id: str) -> Holder:
-    return Holder(workflow_id=dispatch.workflow_id, job=dispatch.job,
-                  attempt=dispatch.queued.attempt, worker_id=worker_id, since=time.time())  # fmt: skip
+    queued = dispatch.queued
+    return Holder(workflow_id=queued.workflow_id, job=queued.job, attempt=queued.attempt,
+                  worker_id=worker_id, since=time.time())  # fmt: skip
 
 
 def utc_ms(moment: datetime) -> int:
