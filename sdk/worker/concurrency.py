@@ -90,7 +90,7 @@ class ConcurrencyGroups:
         for _ in range(_TRIES):
             try:
                 entry = await self._slots.get(group.group)
-                holders, revision = decode(entry.value), entry.revision
+                holders, revision = decode(entry.value), entry.revision or 0
             except KeyNotFoundError:
                 holders, revision = [], 0
             holders = [h for h in holders if not h.same_job(holder)]
@@ -113,7 +113,7 @@ class ConcurrencyGroups:
                 return
             holders = decode(entry.value)
             kept = [h for h in holders if not h.same_attempt(holder)]
-            if len(kept) == len(holders) or await self._write(group, kept, entry.revision):
+            if len(kept) == len(holders) or await self._write(group, kept, entry.revision or 0):
                 return
         _log.warning("could not give a concurrency slot back", group=group)
 
