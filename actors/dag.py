@@ -29,7 +29,7 @@ from actors.definitions import (
 )
 from events import subjects
 from events.catalog import JobSpec, JobStatus
-from events.definition import JobDefinition, WorkflowDefinition
+from events.definition import Concurrency, JobDefinition, WorkflowDefinition
 from events.errors import InvalidWorkflow
 
 # How ``needs.<job>.result`` spells each terminal status (GitHub's vocabulary).
@@ -218,7 +218,21 @@ def render_spec(
         timeout=job.timeout,
         upstream_outputs={name: dict(jobs[name].outputs) for name in job.upstream},
         rate_limit=job.rate_limit,
+        concurrency=_rendered_group(job.concurrency, context),
     )
+
+
+def _rendered_group(group: Concurrency | None, context: ExpressionContext) -> Concurrency | None:
+    """The group with its name rendered; ``ValueError`` for a name that is not a token (it keys
+    the group's slots: letters, digits, ``_`` and ``-``)."""
+    if group is None or "${{" not in group.group:
+        return group
+    name = _render(group.group, context)
+    if not subjects.is_valid_token(name):
+        raise ValueError(
+            f"the concurrency group renders to {name[:80]!r}: use letters, digits, _ and -"
+        )
+    return group.model_copy(update={"group": name})
 
 
 def _render(template: str, context: ExpressionContext) -> str:

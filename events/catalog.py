@@ -16,7 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from events import subjects
 from events.base import Event
-from events.definition import OnFailure, RateLimit, RetryPolicy, WorkflowDefinition
+from events.definition import (
+    Concurrency,
+    OnFailure,
+    RateLimit,
+    RetryPolicy,
+    WorkflowDefinition,
+)
 from events.labels import token_of
 
 
@@ -76,6 +82,8 @@ class JobSpec(BaseModel):
     upstream_outputs: dict[str, dict[str, str]] = Field(default_factory=dict)
     # The job's ``rate_limit``: workers admit a start only within it (sdk/worker/rate_limits.py).
     rate_limit: RateLimit | None = None
+    # The job's concurrency group, its name rendered: workers hold a slot of it while it runs.
+    concurrency: Concurrency | None = None
     # The run's caller trace context (``WorkflowStarted.traceparent``), so that the worker's spans
     # of the attempt join the same trace; None when the run began no trace of its own.
     traceparent: str | None = None

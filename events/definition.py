@@ -66,6 +66,15 @@ class RateLimit(_Frozen):
     per: float = Field(gt=0, le=MAX_RATE_WINDOW)
 
 
+class Concurrency(_Frozen):
+    """At most ``limit`` attempts of the jobs in ``group`` run at once, across every worker and
+    gateway (``sdk/worker/concurrency.py``). In a definition ``group`` is a template
+    (``deploy-${{ inputs.env }}``); in a queued job's spec it is rendered."""
+
+    group: str = Field(min_length=1)
+    limit: int = Field(default=1, ge=1)
+
+
 class InputSpec(_Frozen):
     default: Any = None
     required: bool = False
@@ -93,6 +102,8 @@ class JobDefinition(_Frozen):
     at: datetime | None = None
     # Starts of this job's handler (``uses``) or label set limited across all workers.
     rate_limit: RateLimit | None = None
+    # At most ``limit`` of the group's attempts run at once (the group name is templated).
+    concurrency: Concurrency | None = None
 
     @functools.cached_property
     def upstream(self) -> tuple[str, ...]:

@@ -125,6 +125,8 @@ def _worker() -> Permissions:
             *_kv_reads(subjects.KV_CONTROL),
             *_kv_writes(subjects.KV_RATES),
             *_kv_reads(subjects.KV_RATES),
+            *_kv_writes(subjects.KV_CONCURRENCY),
+            *_kv_reads(subjects.KV_CONCURRENCY),
         ),
         subscribe=(f"{inbox_prefix('worker')}.>", "ctl.cancel.>"),
         deny_publish=(*_STREAM_ADMIN, *_engine_consumers_denied(), "cmd.>", "cmdsched.>"),
@@ -145,6 +147,7 @@ def _client() -> Permissions:
             *_kv_reads(subjects.KV_PROJECTOR),
             *_kv_reads(subjects.KV_PARTITIONS),
             *_kv_reads(subjects.KV_RATES),
+            *_kv_reads(subjects.KV_CONCURRENCY),
             # Pausing a worker or a handler is an operator's switch in jw_control.
             *_kv_writes(subjects.KV_CONTROL),
             *_kv_reads(subjects.KV_CONTROL),

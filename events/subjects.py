@@ -39,6 +39,7 @@ KV_PARTITIONS: Final = "jw_partitions"
 KV_GATEWAY: Final = "jw_gateway"
 KV_CONTROL: Final = "jw_control"
 KV_RATES: Final = "jw_rates"
+KV_CONCURRENCY: Final = "jw_concurrency"
 
 PARTITIONS: Final = 16
 """How many partitions workflows are hashed into; one engine owns a partition at a time.

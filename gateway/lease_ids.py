@@ -46,6 +46,8 @@ class LeaseId:
     """The dispatch message's ack subject when its consumer's ack deadline is the lease (any
     gateway renews it with ``+WPI`` and ends it with ``+ACK``); empty when a durable timer
     keeps the lease."""
+    group: str | None = None
+    """The job's concurrency group (its slot is given back with the result, by any gateway)."""
     traceparent: str | None = None
     """The run's caller trace context (``JobSpec.traceparent``), so the gateway's spans of the
     attempt join the caller's trace."""
@@ -74,10 +76,10 @@ class LeaseSigner:
             lease.dispatch_seq,
             lease.claim_seq,
         ]
-        if lease.ack or lease.traceparent:
-            fields.append(lease.ack)
-        if lease.traceparent:
-            fields.append(lease.traceparent)
+        optional = [lease.ack, lease.traceparent or "", lease.group or ""]
+        while optional and not optional[-1]:  # ids without them are as short as before
+            optional.pop()
+        fields += optional
         payload = _b64(orjson.dumps(fields))
         return f"{payload}.{_b64(self._mac(payload))}"
 
@@ -95,7 +97,7 @@ class LeaseSigner:
         try:
             fields = orjson.loads(_unb64(payload))
             wf, job, attempt, epoch, worker, labelset, ttl, granted, seq, claimed = fields[:10]
-            ack, traceparent = [*fields[10:], "", ""][:2]
+            ack, traceparent, group = [*fields[10:], "", "", ""][:3]
             return LeaseId(
                 workflow_id=str(wf),
                 job=str(job),
@@ -109,6 +111,7 @@ class LeaseSigner:
                 claim_seq=int(claimed),
                 ack=str(ack),
                 traceparent=str(traceparent) or None,
+                group=str(group) or None,
             )
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
             return None  # signed by us, so never expected: treat as unknown

@@ -57,6 +57,8 @@ from gateway.observed import attempt_ref, observed_gateway
 from gateway.pulling import OneShotPuller
 from sdk.worker import lifecycle
 from sdk.worker.claims import Action, ClaimOutcome, Dispatch, claim_dispatch, now, record_result
+from sdk.worker.concurrency import RECHECK as GROUP_RECHECK
+from sdk.worker.concurrency import ConcurrencyGroups, Holder
 from sdk.worker.executors.base import clip_error
 from sdk.worker.log_buffer import LogChunk
 from sdk.worker.logs import log_publisher
@@ -103,6 +105,7 @@ class Leases:
         self._puller = OneShotPuller(nc, consumer_lease=consumer_lease)
         self.keeping = LeaseKeeping(nc)
         self.limiter = RateLimiter()
+        self.groups = ConcurrencyGroups()
         self.listeners = observed_gateway()
 
     @property
@@ -111,6 +114,7 @@ class Leases:
 
     async def start(self) -> None:
         await self.limiter.start(self._js)
+        await self.groups.start(self._js, self._store)
 
     async def stop(self) -> None:
         """Stop pulling (what the server still sends is released)."""
@@ -180,6 +184,10 @@ class Leases:
         if refusal is not None:  # a rate limit's window is full: again when it may be free
             await quietly(msg.nak(delay=refusal.wait))
             return None
+        holder = group_holder(dispatch, worker_id)
+        if not await self.groups.enter(dispatch.queued.spec, holder):
+            await quietly(msg.nak(delay=GROUP_RECHECK))  # its concurrency group is full
+            return None
         labelset = dispatch.queued.labelset_token
         outcome = await claim_dispatch(
             self._store,
@@ -190,6 +198,8 @@ class Leases:
             lease_ttl=lease_ttl,
         )
         if not outcome.claimed:
+            if dispatch.queued.spec.concurrency is not None:
+                await self.groups.leave(dispatch.queued.spec.concurrency.group, holder)
             await self._settle(msg, outcome)
             return None
         state = outcome.state
@@ -211,6 +221,7 @@ class Leases:
             claim_seq=state.last_seq,
             ack=msg.reply if by_deadline else "",
             traceparent=dispatch.queued.spec.traceparent,
+            group=group.group if (group := dispatch.queued.spec.concurrency) else None,
         )
         await self.keeping.hold(msg, lease, granted, kept=kept)
         waited = (granted - dispatch.queued.claimable_from()).total_seconds()
@@ -358,6 +369,7 @@ class LeaseHandle:
         rejected = [e for e in events if isinstance(e, JobResultRejected)]
         gone = not events and after.settled_epoch != self.lease.epoch
         await self._leases.keeping.end(self.lease, accepted=not (rejected or gone))
+        await self._leave_group()
         if events:
             self._observe(command, events)
         if rejected:
@@ -377,6 +389,15 @@ class LeaseHandle:
             case _:
                 result = observed.ended(self.lease, "cancelled", events)
         self._leases.listeners.emit(f"job_{result.outcome}", result)  # type: ignore[arg-type]
+
+    async def _leave_group(self) -> None:
+        """Give the attempt's concurrency slot back (a stale one is dropped by the next waiter)."""
+        lease = self.lease
+        if lease.group is not None:
+            holder = Holder(workflow_id=lease.workflow_id, job=lease.job, attempt=lease.attempt,
+                            worker_id=lease.worker_id, since=0.0)  # fmt: skip
+            with contextlib.suppress(Exception):
+                await self._leases.groups.leave(lease.group, holder)
 
     def _claimed(self) -> JobState:
         """The job as this lease's claim left it (enough to decide a success on)."""
@@ -404,6 +425,13 @@ class LeaseHandle:
             if events:
                 self._observe(command, events)
         await self._leases.keeping.end(self.lease, accepted=accepted)
+        await self._leave_group()
+
+
+def group_holder(dispatch: Dispatch, worker_id: str) -> Holder:
+    queued = dispatch.queued
+    return Holder(workflow_id=queued.workflow_id, job=queued.job, attempt=queued.attempt,
+                  worker_id=worker_id, since=time.time())  # fmt: skip
 
 
 def utc_ms(moment: datetime) -> int:

@@ -24,7 +24,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from actors.definitions import parse_workflow
-from events.definition import Backoff, OnFailure, RateLimit, RetryPolicy, WorkflowDefinition
+from events.definition import (
+    Backoff,
+    Concurrency,
+    OnFailure,
+    RateLimit,
+    RetryPolicy,
+    WorkflowDefinition,
+)
 from events.errors import InvalidWorkflow
 
 __all__ = ["Input", "JobRef", "Retry", "Workflow"]
@@ -151,6 +158,7 @@ class Workflow:
         delay: Duration | None = None,
         at: datetime | str | None = None,
         rate_limit: RateLimit | None = None,
+        concurrency: Concurrency | str | None = None,
     ) -> JobRef:
         """Add a job; give exactly one of ``run`` (a shell command) or ``uses`` (a handler).
 
@@ -176,6 +184,10 @@ class Workflow:
         _put(raw, "at", at.isoformat() if isinstance(at, datetime) else at)
         if rate_limit is not None:
             raw["rate_limit"] = {"limit": rate_limit.limit, "per": rate_limit.per}
+        if isinstance(concurrency, Concurrency):
+            raw["concurrency"] = {"group": concurrency.group, "limit": concurrency.limit}
+        elif concurrency is not None:
+            raw["concurrency"] = concurrency
         self._jobs[name] = raw
         return JobRef(name)
 

@@ -19,7 +19,7 @@ from actors.engine.labelsets import LabelSets
 from actors.job import decide, replay
 from events import subjects
 from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec
-from events.definition import RateLimit, RetryPolicy
+from events.definition import Concurrency, RateLimit, RetryPolicy
 from events.labels import CONSUMER_PREFIX
 from events.store import ActorRef, EventStore
 from sdk.worker import Worker
@@ -68,6 +68,7 @@ class JobsHarness:
         attempt: int = 1,
         not_before: datetime | None = None,
         rate_limit: RateLimit | None = None,
+        concurrency: Concurrency | None = None,
     ) -> JobQueued:
         """Append ``JobQueued`` (CAS on the actor's current last sequence): that dispatches it."""
         spec = JobSpec(
@@ -79,6 +80,7 @@ class JobsHarness:
             timeout=timeout,
             upstream_outputs=upstream_outputs or {},
             rate_limit=rate_limit,
+            concurrency=concurrency,
         )
         queued = JobQueued(
             workflow_id=workflow_id,

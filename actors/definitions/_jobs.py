@@ -27,9 +27,11 @@ JOB_FIELDS: Final = (
     "delay",
     "at",
     "rate_limit",
+    "concurrency",
 )
 RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
 RATE_LIMIT_FIELDS: Final = ("limit", "per")
+CONCURRENCY_FIELDS: Final = ("group", "limit", "cancel_in_progress")
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,8 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
         limit = read_rate_limit(body["rate_limit"], (*path, "rate_limit"), log)
         if limit is not None:
             draft.fields["rate_limit"] = limit
+    if body.get("concurrency") is not None:
+        _read_concurrency(body["concurrency"], (*path, "concurrency"), draft, log)
     return draft
 
 
@@ -182,6 +186,40 @@ def _read_on_failure(value: object, path: Path, draft: JobDraft, log: ProblemLog
         log.add(path, f"on_failure must be one of {', '.join(choices)}, got {f.short(value)}")
         return
     draft.fields["on_failure"] = value
+
+
+def _read_concurrency(value: object, path: Path, draft: JobDraft, log: ProblemLog) -> None:
+    """``concurrency: deploy`` or ``{group: "deploy-${{ inputs.env }}", limit: 1}``."""
+    if isinstance(value, str):
+        value = {"group": value}
+    if not isinstance(value, Mapping):
+        log.add(
+            path, f"expected a group name or a mapping {{group, limit}}, got {f.describe(value)}"
+        )
+        return
+    f.check_fields(value, path, CONCURRENCY_FIELDS, log)
+    found: dict[str, Any] = {}
+    group = value.get("group")
+    if group is None:
+        log.add((*path, "group"), "missing: the group's name, e.g. group: deploy-${{ inputs.env }}")
+    elif f.text(group, (*path, "group"), log, what="group") is not None:
+        if "${{" in group:
+            draft.expressions.append(Expression((*path, "group"), group, is_condition=False))
+            found["group"] = group
+        elif f.token(group, (*path, "group"), log, what="group name") is not None:
+            found["group"] = group
+    limit = value.get("limit", 1)
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        log.add((*path, "limit"), f"must be a whole number >= 1, got {f.short(limit)}")
+    else:
+        found["limit"] = limit
+    if value.get("cancel_in_progress"):
+        log.add(
+            (*path, "cancel_in_progress"),
+            "not supported yet: the rest of a group waits; cancel older runs yourself",
+        )
+    if len(found) == 2:
+        draft.fields["concurrency"] = found
 
 
 def read_rate_limit(value: object, path: Path, log: ProblemLog) -> dict[str, Any] | None:

@@ -40,6 +40,8 @@ from events.dispatch import InvalidDispatch
 from events.errors import PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
 from sdk.worker.claims import Action, Dispatch, claim_dispatch, now, record_result, refresh
+from sdk.worker.concurrency import RECHECK as GROUP_RECHECK
+from sdk.worker.concurrency import ConcurrencyGroups, Holder
 from sdk.worker.config import WorkerConfig
 from sdk.worker.dispatch_message import DispatchMessage
 from sdk.worker.executors import ExecutionResult, Executor, Failed
@@ -76,6 +78,7 @@ class AttemptEnv:
     aborting: Callable[[], bool]
     listeners: Listeners
     limiter: RateLimiter
+    groups: ConcurrencyGroups
 
 
 class Attempt(DispatchMessage):
@@ -113,6 +116,7 @@ class Attempt(DispatchMessage):
         self._lost: str | None = None
         self._ack_when_abandoned = False
         self._check_at_once = False  # a cancel notice arrived before the run started
+        self._holder: Holder | None = None  # this attempt's slot of its concurrency group
         self._watcher: Watcher | None = None
         self._log: Any = _log.bind(worker_id=env.worker_id, dispatch_seq=self.dispatch_seq)
 
@@ -199,7 +203,12 @@ class Attempt(DispatchMessage):
             return
         self._log = self._log.bind(workflow_id=self.dispatch.workflow_id, job=self.dispatch.job)
         try:
-            if await self._not_due_yet() or await self._rate_limited() or not await self._claim():
+            if (
+                await self._not_due_yet()
+                or await self._rate_limited()
+                or not await self._enter_group()
+                or not await self._claim()
+            ):
                 return
             started = time.monotonic()
             result = await self._execute()
@@ -215,6 +224,7 @@ class Attempt(DispatchMessage):
                 return
             await self._report(result, time.monotonic() - started)
         finally:
+            await self._leave_group()
             self.settled = True
             self._enter("done")
 
@@ -245,6 +255,34 @@ class Attempt(DispatchMessage):
         with contextlib.suppress(Exception):
             await self.msg.nak(delay=refusal.wait)
         return True
+
+    async def _enter_group(self) -> bool:
+        """True once this attempt holds a slot of its concurrency group (or it has none); else
+        the message is released and tried again shortly."""
+        assert self.dispatch is not None
+        spec = self.dispatch.queued.spec
+        if spec.concurrency is None:
+            return True
+        holder = Holder(workflow_id=self.dispatch.workflow_id, job=self.dispatch.job,
+                        attempt=self.dispatch.queued.attempt, worker_id=self.env.worker_id,
+                        since=time.time())  # fmt: skip
+        if await self.env.groups.enter(spec, holder):
+            self._holder = holder
+            return True
+        self._log.debug("concurrency group full", group=spec.concurrency.group)
+        self.settled = True
+        with contextlib.suppress(Exception):
+            await self.msg.nak(delay=GROUP_RECHECK)
+        return False
+
+    async def _leave_group(self) -> None:
+        holder, self._holder = self._holder, None
+        group = self.dispatch.queued.spec.concurrency if self.dispatch is not None else None
+        if holder is not None and group is not None:
+            try:
+                await self.env.groups.leave(group.group, holder)
+            except Exception as exc:  # a stale slot is found and dropped by the next one waiting
+                self._log.warning("concurrency slot not given back", error=repr(exc))
 
     async def _claim(self) -> bool:
         assert self.dispatch is not None

@@ -45,6 +45,7 @@ from events.store import EventStore
 from events.topology import ensure_topology
 from sdk.worker.attempt import Attempt, AttemptEnv
 from sdk.worker.claims import now
+from sdk.worker.concurrency import ConcurrencyGroups
 from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
 from sdk.worker.handlers import HandlerRegistry
@@ -102,6 +103,7 @@ class Worker(WorkerShutdown):
         self._presence: PresenceBoard | None = None
         self.listeners = observed()
         self.limiter = RateLimiter()
+        self.groups = ConcurrencyGroups()
         self.pauses = Pauses(
             self.worker_id, on_change=self._apply_pauses, handlers=lambda: self.registry.names
         )
@@ -246,10 +248,12 @@ class Worker(WorkerShutdown):
             aborting=lambda: self._aborting,
             listeners=self.listeners,
             limiter=self.limiter,
+            groups=self.groups,
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
         await self.pauses.start(js)
         await self.limiter.start(js)
+        await self.groups.start(js, self._env.store)
         await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
         kv = await js.key_value(subjects.KV_LABELSETS)
         await self._follow_initial_labelsets(kv)

@@ -50,6 +50,8 @@ def test_a_lease_id_carries_the_callers_trace_context_with_or_without_an_ack() -
         lease = replace(LEASE, ack=ack, traceparent=traceparent)
         assert signer.verify(signer.sign(lease)) == lease
     assert signer.verify(signer.sign(LEASE)) == LEASE  # none: the id is as short as before
+    grouped = replace(LEASE, group="deploy-eu")
+    assert signer.verify(signer.sign(grouped)) == grouped
     assert len(signer.sign(LEASE)) < len(signer.sign(replace(LEASE, traceparent=traceparent)))
 
 
