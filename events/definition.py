@@ -72,8 +72,17 @@ class InputSpec(_Frozen):
     description: str | None = None
 
 
+class WaitFor(_Frozen):
+    """``wait_for:`` of a job that waits for the outside world instead of running on a worker:
+    ``signal`` (its name) arrives, or ``timeout`` (seconds) passes and the job fails."""
+
+    signal: str
+    timeout: float | None = Field(default=None, gt=0)
+
+
 class JobDefinition(_Frozen):
-    """One job of the DAG. Exactly one of ``run`` (shell) or ``uses`` (named handler) is set."""
+    """One job of the DAG. Exactly one of ``run`` (shell) or ``uses`` (named handler) is set, or
+    neither for a job that ``wait_for``s a signal (it needs no worker)."""
 
     name: str
     run: str | None = None
@@ -93,6 +102,7 @@ class JobDefinition(_Frozen):
     at: datetime | None = None
     # Starts of this job's handler (``uses``) or label set limited across all workers.
     rate_limit: RateLimit | None = None
+    wait_for: WaitFor | None = None
 
     @functools.cached_property
     def upstream(self) -> tuple[str, ...]:

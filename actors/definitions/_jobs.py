@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from actors.definitions import _fields as f
 from actors.definitions._problems import Path, ProblemLog
+from actors.definitions._waits import read_wait
 from actors.definitions.durations import format_duration
 from events.definition import MAX_RATE_WINDOW, Backoff, OnFailure
 
@@ -27,6 +28,7 @@ JOB_FIELDS: Final = (
     "delay",
     "at",
     "rate_limit",
+    "wait_for",
 )
 RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
 RATE_LIMIT_FIELDS: Final = ("limit", "per")
@@ -61,7 +63,10 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
         log.add(path, f"a job must be a mapping of fields, got {f.describe(body)}")
         return draft
     f.check_fields(body, path, JOB_FIELDS, log)
-    _read_command(body, path, draft, log)
+    if body.get("wait_for") is not None:
+        read_wait(body, path, draft.fields, log)  # a job that waits runs nothing
+    else:
+        _read_command(body, path, draft, log)
     _read_dependencies(body, path, draft, log)
     _read_condition(body.get("if"), (*path, "if"), draft, log)
     _read_env(body.get("env"), (*path, "env"), draft, log)
