@@ -46,6 +46,18 @@ class WaitingFor(_View):
         return " and ".join(parts) or "any worker"
 
 
+class SignalWait(_View):
+    """What a ``waiting`` job waits for (``wait_for``): signal ``signal``, until ``deadline``
+    (then it fails; None: no timeout)."""
+
+    signal: str
+    deadline: datetime | None = None
+
+    def describe(self) -> str:
+        until = f" until {self.deadline:%Y-%m-%d %H:%M:%S}Z" if self.deadline else ""
+        return f"waits for signal {self.signal}{until}"
+
+
 class JobView(_View):
     status: str
     attempts: int
@@ -58,6 +70,8 @@ class JobView(_View):
     reason: str | None = None
     # While queued: the worker it waits for.
     waiting_for: WaitingFor | None = None
+    # While waiting (``wait_for``): the signal it waits for.
+    wait: SignalWait | None = None
 
 
 class WorkflowView(_View):
@@ -114,6 +128,9 @@ def job_view(
     waiting = None
     if status is JobStatus.QUEUED:
         waiting = WaitingFor(labels=tuple(sorted(state.spec.labels)), handler=state.spec.uses)
+    wait = None
+    if status is JobStatus.WAITING and state.wait is not None:
+        wait = SignalWait(signal=state.wait.signal, deadline=state.wait.deadline)
     return JobView(
         status=status.value,
         attempts=state.attempt,
@@ -124,6 +141,7 @@ def job_view(
         ended_at=state.ended_at if status.is_terminal else None,
         reason=reason,
         waiting_for=waiting,
+        wait=wait,
     )
 
 

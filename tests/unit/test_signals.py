@@ -22,7 +22,7 @@ from events.catalog import (
 from events.definition import JobDefinition, WaitFor, WorkflowDefinition
 from events.errors import CommandRefused
 from events.requests import CancelRequest, SignalRequest
-from tests.unit.given_when_then import T0, at
+from tests.unit.given_when_then import at
 from tests.unit.test_reactions import History, queued, succeeded
 from tests.unit.test_workflow_actor import WF, kinds, started
 
@@ -229,4 +229,3 @@ def test_a_wait_without_timeout_arms_no_timer_and_advance_stays_put() -> None:
 def test_a_wait_job_survives_the_round_trip_through_a_start_request() -> None:
     definition = approval()
     assert parse_workflow(definition_mapping(definition)) == definition
-    assert T0 < at(1)
