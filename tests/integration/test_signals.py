@@ -17,7 +17,6 @@ from sdk.client import Client
 from tests.engine_harness import (
     InTestRunner,
     RecordingDispatcher,
-    running_engine,
     start_workflow,
     succeed,
     types,
