@@ -27,7 +27,7 @@ from actors.definitions import parse_workflow
 from events.definition import Backoff, OnFailure, RateLimit, RetryPolicy, WorkflowDefinition
 from events.errors import InvalidWorkflow
 
-__all__ = ["Input", "JobRef", "Retry", "Workflow"]
+__all__ = ["Input", "JobRef", "Retry", "WaitFor", "Workflow"]
 
 Duration = str | float | timedelta
 BackoffName = Backoff | Literal["none", "fixed", "exponential", "linear"]
@@ -56,6 +56,25 @@ class Retry(BaseModel):
             value = getattr(self, key)
             if value is not None:
                 raw[key] = _duration(value)
+        return raw
+
+
+class WaitFor(BaseModel):
+    """``wait_for:`` of a job that waits for the outside world on no worker: signal ``signal``
+    (``jetwork signal ID NAME``) succeeds it with the signal's data as outputs, ``timeout``
+    fails it. Example: ``wf.job("approve", wait_for=WaitFor(signal="approve", timeout="24h"))``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    signal: str
+    timeout: Duration | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``wait_for:`` mapping of a definition file."""
+        raw: dict[str, Any] = {"signal": self.signal}
+        if self.timeout is not None:
+            raw["timeout"] = _duration(self.timeout)
         return raw
 
 
@@ -151,8 +170,10 @@ class Workflow:
         delay: Duration | None = None,
         at: datetime | str | None = None,
         rate_limit: RateLimit | None = None,
+        wait_for: WaitFor | None = None,
     ) -> JobRef:
-        """Add a job; give exactly one of ``run`` (a shell command) or ``uses`` (a handler).
+        """Add a job; give exactly one of ``run`` (a shell command) or ``uses`` (a handler), or
+        ``wait_for`` (a job that waits for a signal, on no worker).
 
         Problems in the job are reported by ``build()``, together with all others. A job name
         used twice is reported at once, since the second job would silently replace the first.
@@ -176,6 +197,7 @@ class Workflow:
         _put(raw, "at", at.isoformat() if isinstance(at, datetime) else at)
         if rate_limit is not None:
             raw["rate_limit"] = {"limit": rate_limit.limit, "per": rate_limit.per}
+        _put(raw, "wait_for", None if wait_for is None else wait_for.to_dict())
         self._jobs[name] = raw
         return JobRef(name)
 

@@ -3,6 +3,7 @@ decision or a timer comes, then these events (``actors.signals`` through ``react
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -229,3 +230,56 @@ def test_a_wait_without_timeout_arms_no_timer_and_advance_stays_put() -> None:
 def test_a_wait_job_survives_the_round_trip_through_a_start_request() -> None:
     definition = approval()
     assert parse_workflow(definition_mapping(definition)) == definition
+
+
+def test_the_example_and_the_python_builder_define_the_same_workflow() -> None:
+    from pathlib import Path
+
+    from actors.definitions import load_workflow_file
+    from sdk.builder import WaitFor as Wait
+    from sdk.builder import Workflow
+
+    example = load_workflow_file(Path(__file__).parents[2] / "examples" / "approval.yaml")
+    wf = Workflow("approval")
+    version = wf.input("version", default="1.0.0", description="the version to release")
+    build = wf.job("build", run=f'echo "built {version}"')
+    approve = wf.job(
+        "approve", needs=[build], wait_for=Wait(signal="approve", timeout=timedelta(hours=24))
+    )
+    wf.job(
+        "deploy",
+        needs=[approve],
+        run=f'echo "deploying {version}, approved by {approve.output("by")} '
+        f'({approve.output("ticket")})"',
+    )
+    assert wf.build() == example
+    assert example.jobs["approve"].wait_for == WaitFor(signal="approve", timeout=DAY)
+
+
+def test_a_malformed_wait_for_is_refused_with_every_problem_located() -> None:
+    from actors.definitions import load_workflow_text
+    from events.errors import InvalidWorkflow
+
+    text = """\
+name: bad
+jobs:
+  a:
+    wait_for: {signal: "no good", timeout: -3, colour: red}
+    run: echo
+  b:
+    wait_for: approve
+  c:
+    wait_for: {timeout: 1h}
+"""
+    with pytest.raises(InvalidWorkflow) as caught:
+        load_workflow_text(text, source="bad.yaml")
+    problems = str(caught.value)
+    for expected in [
+        "bad.yaml:4 jobs.a.wait_for.colour: unknown field: expected one of signal, timeout",
+        "jobs.a.wait_for.signal: signal name 'no good' is not a valid name",
+        "jobs.a.wait_for.timeout: invalid duration -3",
+        "bad.yaml:5 jobs.a.run: a job that waits (wait_for) runs on no worker: drop run",
+        "bad.yaml:7 jobs.b.wait_for: expected a mapping such as {signal: approve, timeout: 24h}",
+        "bad.yaml:9 jobs.c.wait_for: wait_for needs a signal",
+    ]:
+        assert expected in problems, problems
