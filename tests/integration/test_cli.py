@@ -45,7 +45,7 @@ JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at",
 COMMANDS = [
     ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],
     ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],
-    ["pause"], ["resume"], ["skip"], ["retry"], ["rerun"], ["restart"],
+    ["pause"], ["resume"], ["skip"], ["retry"], ["rerun"], ["restart"], ["signal"],
 ]  # fmt: skip
 # Every command that connects to a server, with the arguments it needs to get that far.
 CONNECTING = [
@@ -53,6 +53,7 @@ CONNECTING = [
     ["dead-letters"], ["projections", "rebuild"], ["status", "wf-x"], ["run", "FILE"],
     ["watch"], ["server"], ["demo", "--example", "FILE"], ["pause", "wf-x"], ["resume", "wf-x"],
     ["skip", "wf-x", "a"], ["retry", "wf-x"], ["rerun", "wf-x", "--from", "a"], ["restart", "wf-x"],
+    ["signal", "wf-x", "go"],
 ]  # fmt: skip
 UNREACHABLE = "nats://127.0.0.1:1"
 
