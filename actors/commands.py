@@ -174,6 +174,15 @@ class SignalWorkflow(OperatorCommand):
     signal_id: str | None = None
 
 
+class HookWorkflow(OperatorCommand):
+    """A webhook request reached the hook of ``job``'s wait ``attempt`` with ``body``."""
+
+    type: Literal["HookWorkflow"] = "HookWorkflow"
+    job: str
+    attempt: int
+    body: dict[str, Any] = Field(default_factory=dict)
+
+
 class Advance(WorkflowCommand):
     """Internal reaction run after any event: what must follow from the workflow's state."""
 
@@ -213,5 +222,6 @@ AnyOperatorCommand = (
     | RerunWorkflow
     | RestartWorkflow
     | SignalWorkflow
+    | HookWorkflow
 )
 AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow | AnyOperatorCommand

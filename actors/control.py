@@ -20,6 +20,7 @@ from actors import signals
 from actors._state import updated
 from actors.commands import (
     AnyOperatorCommand,
+    HookWorkflow,
     OperatorCommand,
     PauseWorkflow,
     RerunWorkflow,
@@ -45,6 +46,7 @@ from events.catalog import (
 from events.errors import CommandRefused, WorkflowNotFound
 from events.requests import (
     ControlRequest,
+    HookRequest,
     PauseRequest,
     RerunRequest,
     RestartRequest,
@@ -68,6 +70,7 @@ _WORDS = {
     RerunWorkflow: "rerun",
     RestartWorkflow: "restart",
     SignalWorkflow: "signal",
+    HookWorkflow: "hook",
 }
 
 
@@ -95,6 +98,8 @@ def decide(state: WorkflowState, command: AnyOperatorCommand) -> list[Event]:
             return _restart(state, command)
         case SignalWorkflow():
             return signals.decide_signal(state, command)
+        case HookWorkflow():
+            return signals.decide_hook(state, command)
 
 
 def control_command(request: ControlRequest, now: datetime) -> AnyOperatorCommand:
@@ -116,6 +121,8 @@ def control_command(request: ControlRequest, now: datetime) -> AnyOperatorComman
         return RerunWorkflow(**common, job=request.job)
     if isinstance(request, RestartRequest):
         return RestartWorkflow(**common, restarted_as=request.restarted_as)
+    if isinstance(request, HookRequest):
+        return HookWorkflow(**common, job=request.job, attempt=request.attempt, body=request.body)
     if isinstance(request, SignalRequest):
         return SignalWorkflow(
             **common, name=request.name, data=request.data, signal_id=request.signal_id

@@ -12,6 +12,11 @@ its ``on_failure`` applies as for any failure. A waiting job is cancelled as a q
 
 A signal is refused (``CommandRefused``: the sender sees why, nothing is recorded) when the
 workflow has ended or is being cancelled, or when no job of it waits for that name.
+
+A job may wait for a webhook instead (``wait_for: {webhook: {match: {...}}}``): its ``match`` is
+rendered when the wait starts and kept in ``JobWaiting``; a request to the job's hook URL (the
+gateway verifies its token, ``events.hooks``) whose JSON body matches succeeds it with the body
+as outputs (``decide_hook``); one that does not match is refused with why (``match_problems``).
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ from typing import Any
 import orjson
 
 from actors._state import updated
-from actors.commands import SignalWorkflow
-from actors.definitions import format_duration
+from actors.commands import HookWorkflow, SignalWorkflow
+from actors.definitions import ExpressionContext, format_duration, render
 from actors.job import JobState
 from actors.workflow_state import WorkflowState
 from events.base import Event
@@ -40,8 +45,10 @@ from events.definition import JobDefinition, WorkflowDefinition
 from events.errors import CommandRefused
 
 __all__ = [
+    "decide_hook",
     "decide_signal",
     "evolve",
+    "match_problems",
     "outputs_of",
     "resolve",
     "time_out",
@@ -53,14 +60,25 @@ __all__ = [
 _TIMER_TOLERANCE = timedelta(seconds=1)
 
 
-def waiting(current: JobState, spec: JobDefinition, now: datetime) -> JobWaiting:
-    """The start of ``spec``'s wait (its ``wait_for`` is set): the next attempt, on no worker."""
-    assert spec.wait_for is not None
-    timeout = spec.wait_for.timeout
+def waiting(
+    current: JobState, spec: JobDefinition, context: ExpressionContext, now: datetime
+) -> JobWaiting:
+    """The start of ``spec``'s wait (its ``wait_for`` is set): the next attempt, on no worker.
+    Raises ``ValueError`` when a webhook's ``match`` template cannot be rendered."""
+    wait = spec.wait_for
+    assert wait is not None
+    match = None
+    if wait.webhook is not None:
+        match = {
+            key: render(value, context) if isinstance(value, str) and "${{" in value else value
+            for key, value in wait.webhook.match.items()
+        }
+    timeout = wait.timeout
     return JobWaiting(
         **current.ids,
         attempt=current.attempt + 1,
-        signal=spec.wait_for.signal,
+        signal=wait.signal,
+        match=match,
         deadline=now + timedelta(seconds=timeout) if timeout is not None else None,
         on_failure=spec.on_failure,
         at=now,
@@ -72,7 +90,7 @@ def waited_signals(definition: WorkflowDefinition) -> dict[str, str]:
     return {
         name: spec.wait_for.signal
         for name, spec in definition.jobs.items()
-        if spec.wait_for is not None
+        if spec.wait_for is not None and spec.wait_for.signal is not None
     }
 
 
@@ -103,8 +121,8 @@ def decide_signal(state: WorkflowState, cmd: SignalWorkflow) -> list[Event]:
     ]
 
 
-def _refused(state: WorkflowState, reason: str) -> CommandRefused:
-    return CommandRefused(state.workflow_id, "signal", reason)
+def _refused(state: WorkflowState, reason: str, what: str = "signal") -> CommandRefused:
+    return CommandRefused(state.workflow_id, what, reason)
 
 
 def _numbered(state: WorkflowState) -> str:
@@ -168,17 +186,80 @@ def time_out(state: WorkflowState, job: str, attempt: int, now: datetime) -> lis
     if wait.deadline is None or now < wait.deadline - _TIMER_TOLERANCE:
         return []
     waited = format_duration((wait.deadline - wait.at).total_seconds())
+    what = f"signal {wait.signal!r}" if wait.signal is not None else "matching webhook request"
     return [
         JobFailed(
             **current.ids,
             attempt=current.attempt,
             epoch=current.epoch,
-            error=f"no signal {wait.signal!r} arrived within {waited} (wait_for timeout)",
+            error=f"no {what} arrived within {waited} (wait_for timeout)",
             retryable=False,
             timed_out=True,
             ended_at=now,
         )
     ]
+
+
+def decide_hook(state: WorkflowState, cmd: HookWorkflow) -> list[Event]:
+    """The job's ``JobSucceeded`` with the body as outputs, [] for the same body again (a
+    redelivered request); refused when the wait is over or the body does not match."""
+    assert state.status is not None
+    if cmd.job not in state.order:
+        raise _refused(state, f"it has no job {cmd.job!r}", "hook")
+    current = state.job(cmd.job)
+    wait = current.wait
+    if (
+        current.status is JobStatus.SUCCEEDED
+        and current.attempt == cmd.attempt
+        and dict(current.outputs) == outputs_of(cmd.body)
+    ):
+        return []  # the same body again (a redelivered request)
+    if state.status.is_terminal:
+        raise _refused(state, f"it has ended ({state.status})", "hook")
+    if current.status is not JobStatus.WAITING or current.attempt != cmd.attempt:
+        why = f"job {cmd.job!r} no longer waits for this hook (it is {current.status})"
+        raise _refused(state, why, "hook")
+    if wait is None or wait.match is None:
+        raise _refused(state, f"job {cmd.job!r} waits for a signal, not a webhook", "hook")
+    problems = match_problems(wait.match, cmd.body)
+    if problems:
+        raise _refused(state, "the body does not match: " + "; ".join(problems), "hook")
+    return [
+        JobSucceeded(
+            **current.ids,
+            attempt=current.attempt,
+            epoch=current.epoch,
+            outputs=outputs_of(cmd.body),
+            result=cmd.body,
+            ended_at=cmd.now,
+        )
+    ]
+
+
+def match_problems(match: Mapping[str, Any], body: Mapping[str, Any]) -> list[str]:
+    """Why ``body`` does not match (every key of ``match`` equal); [] when it does. A text
+    expected value (a rendered template is text) also matches a number or boolean that reads
+    the same (``"42"`` matches ``42``)."""
+    problems = []
+    for key, want in match.items():
+        if key not in body:
+            problems.append(f"{key} is missing (expected {_json(want)})")
+        elif not _equal(want, body[key]):
+            problems.append(f"{key} is {_json(body[key])}, expected {_json(want)}")
+    return problems
+
+
+def _equal(want: Any, got: Any) -> bool:
+    if want == got and type(want) is type(got):
+        return True
+    if isinstance(want, str) and isinstance(got, int | float | bool):
+        return want == orjson.dumps(got).decode()
+    return bool(want == got) and not isinstance(want, bool) and not isinstance(got, bool)
+
+
+def _json(value: Any) -> str:
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def evolve(state: WorkflowState, event: SignalReceived | SignalConsumed) -> WorkflowState:

@@ -23,6 +23,7 @@ from actors.commands import (
     AnyWorkflowCommand,
     CancelJob,
     CancelWorkflow,
+    HookWorkflow,
     PauseWorkflow,
     RerunWorkflow,
     RestartWorkflow,
@@ -101,6 +102,7 @@ def decide(state: WorkflowState, command: AnyWorkflowCommand) -> list[Event]:
             | RerunWorkflow()
             | RestartWorkflow()
             | SignalWorkflow()
+            | HookWorkflow()
         ):
             return control.decide(state, command)
 
@@ -223,9 +225,12 @@ def _carry_out(
             return job.decide(current, _cancel_job(current, cancel_reason or verdict.reason, now))
         case dag.Verdict.ERROR:
             return [_failed_before_queued(current, verdict.reason, now)]
-    if spec.wait_for is not None:
-        return [signals.waiting(current, spec, now)]
     assert verdict.context is not None  # RUN always carries the context it was judged in
+    if spec.wait_for is not None:
+        try:
+            return [signals.waiting(current, spec, verdict.context, now)]
+        except ValueError as error:
+            return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
     try:
         rendered = dag.render_spec(spec, verdict.context, jobs)
     except ValueError as error:

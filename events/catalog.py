@@ -365,12 +365,14 @@ class SignalConsumed(WorkflowEvent):
 
 
 class JobWaiting(JobEvent):
-    """The job began waiting for signal ``signal`` (no worker runs it): a signal succeeds it,
+    """The job began waiting (no worker runs it) for signal ``signal``, or for a request to its
+    webhook whose JSON body has every key of ``match`` (rendered) equal: that succeeds it,
     ``deadline`` (from its ``timeout``) fails it."""
 
     type: Literal["JobWaiting"] = "JobWaiting"
     attempt: int = Field(ge=1)
-    signal: str
+    signal: str | None = None
+    match: dict[str, Any] | None = None
     deadline: datetime | None = None
     on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
     at: datetime

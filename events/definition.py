@@ -72,11 +72,20 @@ class InputSpec(_Frozen):
     description: str | None = None
 
 
+class WebhookWait(_Frozen):
+    """``wait_for: {webhook: {match: {...}}}``: a request to the job's hook URL whose JSON body
+    has every key of ``match`` equal (values may be templates, rendered when the wait starts)."""
+
+    match: dict[str, Any] = Field(default_factory=dict)
+
+
 class WaitFor(_Frozen):
     """``wait_for:`` of a job that waits for the outside world instead of running on a worker:
-    ``signal`` (its name) arrives, or ``timeout`` (seconds) passes and the job fails."""
+    ``signal`` (its name) arrives, or a matching request to its ``webhook``; or ``timeout``
+    (seconds) passes and the job fails. Exactly one of ``signal`` and ``webhook`` is set."""
 
-    signal: str
+    signal: str | None = None
+    webhook: WebhookWait | None = None
     timeout: float | None = Field(default=None, gt=0)
 
 

@@ -113,6 +113,16 @@ class SignalRequest(_ControlRequest):
     signal_id: str | None = Field(default=None, pattern=_TOKEN)
 
 
+class HookRequest(_ControlRequest):
+    """A webhook request to the hook of ``job``'s wait ``attempt`` (``POST /api/hooks/<token>``,
+    sent by the gateway once the token verified): ``body`` resumes the job if it matches."""
+
+    type: Literal["hook"] = "hook"
+    job: str = Field(pattern=_TOKEN)
+    attempt: int = Field(ge=1)
+    body: dict[str, Any] = Field(default_factory=dict)
+
+
 ControlRequest = (
     PauseRequest
     | ResumeRequest
@@ -121,6 +131,7 @@ ControlRequest = (
     | RerunRequest
     | RestartRequest
     | SignalRequest
+    | HookRequest
 )
 
 

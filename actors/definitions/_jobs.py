@@ -63,8 +63,9 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
         log.add(path, f"a job must be a mapping of fields, got {f.describe(body)}")
         return draft
     f.check_fields(body, path, JOB_FIELDS, log)
-    if body.get("wait_for") is not None:
-        read_wait(body, path, draft.fields, log)  # a job that waits runs nothing
+    if body.get("wait_for") is not None:  # a job that waits runs nothing
+        for where, text in read_wait(body, path, draft.fields, log):
+            draft.expressions.append(Expression(where, text, is_condition=False))
     else:
         _read_command(body, path, draft, log)
     _read_dependencies(body, path, draft, log)

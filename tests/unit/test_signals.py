@@ -275,7 +275,8 @@ jobs:
         load_workflow_text(text, source="bad.yaml")
     problems = str(caught.value)
     for expected in [
-        "bad.yaml:4 jobs.a.wait_for.colour: unknown field: expected one of signal, timeout",
+        "bad.yaml:4 jobs.a.wait_for.colour: unknown field: expected one of signal, webhook, "
+        "timeout",
         "jobs.a.wait_for.signal: signal name 'no good' is not a valid name",
         "jobs.a.wait_for.timeout: invalid duration -3",
         "bad.yaml:5 jobs.a.run: a job that waits (wait_for) runs on no worker: drop run",
