@@ -21,6 +21,10 @@ from typing import Final
 import orjson
 
 HOOKS_PATH: Final = "/api/hooks/"
+# The gateway's signing secret: in KV ``jw_gateway`` under this key (created by the first gateway),
+# unless ``SECRET_ENV`` gives it.
+GATEWAY_SECRET_KEY: Final = "lease-secret"
+SECRET_ENV: Final = "JETWORK_HTTP_LEASE_SECRET"
 _MAC_BYTES: Final = 16
 _PURPOSE: Final = b"jetwork hook tokens v1"
 

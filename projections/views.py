@@ -46,16 +46,22 @@ class WaitingFor(_View):
         return " and ".join(parts) or "any worker"
 
 
-class SignalWait(_View):
-    """What a ``waiting`` job waits for (``wait_for``): signal ``signal``, until ``deadline``
-    (then it fails; None: no timeout)."""
+class JobWait(_View):
+    """What a ``waiting`` job waits for (``wait_for``): signal ``signal``, or a webhook request
+    to ``hook`` (``/api/hooks/<token>``; None where the gateway's secret is not known) whose
+    JSON body has every key of ``match``; until ``deadline`` (then it fails; None: no
+    timeout)."""
 
-    signal: str
+    signal: str | None = None
+    match: dict[str, Any] | None = None
+    hook: str | None = None
     deadline: datetime | None = None
 
     def describe(self) -> str:
         until = f" until {self.deadline:%Y-%m-%d %H:%M:%S}Z" if self.deadline else ""
-        return f"waits for signal {self.signal}{until}"
+        if self.signal is not None:
+            return f"waits for signal {self.signal}{until}"
+        return f"waits for POST {self.hook or '/api/hooks/… (no gateway secret here)'}{until}"
 
 
 class JobView(_View):
@@ -71,7 +77,7 @@ class JobView(_View):
     # While queued: the worker it waits for.
     waiting_for: WaitingFor | None = None
     # While waiting (``wait_for``): the signal it waits for.
-    wait: SignalWait | None = None
+    wait: JobWait | None = None
 
 
 class WorkflowView(_View):
@@ -130,7 +136,9 @@ def job_view(
         waiting = WaitingFor(labels=tuple(sorted(state.spec.labels)), handler=state.spec.uses)
     wait = None
     if status is JobStatus.WAITING and state.wait is not None:
-        wait = SignalWait(signal=state.wait.signal, deadline=state.wait.deadline)
+        wait = JobWait(
+            signal=state.wait.signal, match=state.wait.match, deadline=state.wait.deadline
+        )
     return JobView(
         status=status.value,
         attempts=state.attempt,

@@ -13,6 +13,7 @@ from projections.rebuild import RebuildStats, rebuild
 from projections.views import WorkflowSummary, WorkflowView, workflow_view
 from projections.waiting import live_capabilities, summary_with_live_workers
 from sdk.client.base import ClientBase
+from sdk.client.hooks import with_hooks
 from sdk.client.translate import require_id, translated
 from sdk.client.workers import WorkerList
 from sdk.errors import InvalidArgument
@@ -39,7 +40,8 @@ class ClientReads(ClientBase):
         its start request is still waiting for an engine).
         """
         state = await self._state(workflow_id)
-        return await self._with_live_workers(workflow_view(state))
+        view = await self._with_live_workers(workflow_view(state))
+        return await with_hooks(self._nc, view, state)
 
     async def history(self, workflow_id: str) -> builtins.list[RecordedEvent]:
         """Every event of the workflow (workflow and job actors) in log order: the audit trail.

@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 
-from events.requests import SignalRequest
+from events.requests import HookRequest, SignalRequest
 from sdk.client.control import DEFAULT_ANSWER_TIMEOUT, ClientControl, ControlResult
 from sdk.client.translate import require_id
 from sdk.errors import InvalidArgument
@@ -57,4 +57,29 @@ class ClientSignals(ClientControl):
             name=name,
             data=given,
             signal_id=signal_id or uuid.uuid4().hex,
+        )
+
+    async def deliver_hook(
+        self,
+        workflow_id: str,
+        job: str,
+        attempt: int,
+        body: Mapping[str, Any],
+        *,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ) -> ControlResult:
+        """Deliver a webhook request's JSON ``body`` to the wait ``attempt`` of ``job`` (what
+        ``POST /api/hooks/<token>`` does once the token verified): the job succeeds with the body
+        as outputs if it matches. Raises ``CommandRefused`` (the body does not match, the wait is
+        over) and ``JobNotFound``."""
+        require_id(job, what="job name")
+        return await self._control(
+            HookRequest,
+            workflow_id,
+            reason=None,
+            by="webhook",
+            answer_timeout=answer_timeout,
+            job=job,
+            attempt=attempt,
+            body=dict(body),
         )
