@@ -61,18 +61,25 @@ class Retry(BaseModel):
 
 class WaitFor(BaseModel):
     """``wait_for:`` of a job that waits for the outside world on no worker: signal ``signal``
-    (``jetwork signal ID NAME``) succeeds it with the signal's data as outputs, ``timeout``
-    fails it. Example: ``wf.job("approve", wait_for=WaitFor(signal="approve", timeout="24h"))``.
+    (``jetwork signal ID NAME``), or a request to its webhook whose JSON body has every key of
+    ``webhook_match`` equal, succeeds it with the data as outputs; ``timeout`` fails it.
+    Examples: ``wf.job("approve", wait_for=WaitFor(signal="approve", timeout="24h"))``,
+    ``WaitFor(webhook_match={"type": "paid", "order": wf.input("order")}, timeout="1h")``.
     """
 
     model_config = ConfigDict(frozen=True)
 
-    signal: str
+    signal: str | None = None
+    webhook_match: Mapping[str, Any] | None = None
     timeout: Duration | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The ``wait_for:`` mapping of a definition file."""
-        raw: dict[str, Any] = {"signal": self.signal}
+        raw: dict[str, Any] = {}
+        if self.signal is not None:
+            raw["signal"] = self.signal
+        if self.webhook_match is not None:
+            raw["webhook"] = {"match": _data(dict(self.webhook_match))}
         if self.timeout is not None:
             raw["timeout"] = _duration(self.timeout)
         return raw

@@ -165,3 +165,27 @@ async def test_a_plain_nats_signal_reaches_a_workflow_waiting_across_an_engine_r
 
     view = await rig.client.status(wf)
     assert view.status == "succeeded" and view.jobs["approve"].outputs == {"by": "curl"}
+
+
+async def test_a_webhook_wait_survives_an_engine_restart_and_times_out_or_resumes(
+    rig: Rig,
+) -> None:
+    definition = {
+        "name": "pay",
+        "jobs": {
+            "paid": {"wait_for": {"webhook": {"match": {"type": "paid"}}, "timeout": "2s"}},
+            "late": {"wait_for": {"webhook": {"match": {"type": "paid"}}, "timeout": "2s"}},
+        },
+    }
+    wf = "wf-hook"
+    await start_workflow(rig.nc, wf, definition)
+    await rig.until(wf, "job.paid.JobWaiting", "job.late.JobWaiting")
+    await rig.restart_engine()
+    with pytest.raises(CommandRefused, match='the body does not match: type is "refund"'):
+        await rig.client.deliver_hook(wf, "paid", 1, {"type": "refund"})
+    done = await rig.client.deliver_hook(wf, "paid", 1, {"type": "paid", "n": 1})
+    assert done.applied and done.changed
+    history = await rig.until(wf, "wf.WorkflowFailed", "job.paid.JobSucceeded", timeout=20)
+    failed = next(r.event for r in history if isinstance(r.event, JobFailed))
+    assert (failed.job, failed.timed_out) == ("late", True)
+    assert "no matching webhook request arrived within 2s" in failed.error

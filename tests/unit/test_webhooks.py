@@ -134,3 +134,18 @@ def test_a_signal_to_a_webhook_job_is_refused() -> None:
         workflow.decide(
             waiting_state().state, SignalWorkflow(workflow_id=WF, by="x", name="paid", now=at(2))
         )
+
+
+def test_the_webhook_example_and_the_python_builder_define_the_same_workflow() -> None:
+    from pathlib import Path
+
+    from actors.definitions import load_workflow_file
+    from sdk.builder import WaitFor, Workflow
+
+    example = load_workflow_file(Path(__file__).parents[2] / "examples" / "webhook.yaml")
+    wf = Workflow("webhook")
+    order = wf.input("order", required=True, description="the order id the payment must name")
+    match = {"type": "payment_received", "order": order}
+    paid = wf.job("paid", wait_for=WaitFor(webhook_match=match, timeout="1h"))
+    wf.job("ship", needs=[paid], run=f'echo "shipping {order}, paid {paid.output("amount")}"')
+    assert wf.build() == example
