@@ -62,7 +62,7 @@ def _detail(job: JobView) -> Text:
         return Text(f"waits for a worker offering {job.waiting_for.describe()}: none is live",
                     style="yellow")  # fmt: skip
     if job.wait is not None:
-        return Text(job.wait.describe(), style="cyan")
+        return Text(job.wait.describe(), style="cyan", overflow="fold")  # a URL: never cut
     if job.error:
         return Text(job.error.splitlines()[0][:80] if job.error.strip() else "", style="red")
     if job.outputs:
