@@ -14,7 +14,16 @@ WAIT_FIELDS: Final = ("signal", "webhook", "timeout")
 WEBHOOK_FIELDS: Final = ("match",)
 Templates = list[tuple[Path, str]]
 # What only a worker's job means: meaningless on a job that waits.
-_WORKER_FIELDS: Final = ("run", "uses", "with", "labels", "env", "timeout", "dispatch_timeout")
+_WORKER_FIELDS: Final = (
+    "run",
+    "uses",
+    "with",
+    "labels",
+    "env",
+    "timeout",
+    "dispatch_timeout",
+    "rate_limit",
+)
 
 
 def read_wait(
