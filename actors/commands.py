@@ -164,6 +164,25 @@ class RestartWorkflow(OperatorCommand):
     restarted_as: str
 
 
+class SignalWorkflow(OperatorCommand):
+    """Deliver signal ``name`` with ``data`` to the workflow (``actors.signals``). ``signal_id``:
+    the sender's id, None to number it (a redelivery is then recorded again)."""
+
+    type: Literal["SignalWorkflow"] = "SignalWorkflow"
+    name: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    signal_id: str | None = None
+
+
+class HookWorkflow(OperatorCommand):
+    """A webhook request reached the hook of ``job``'s wait ``attempt`` with ``body``."""
+
+    type: Literal["HookWorkflow"] = "HookWorkflow"
+    job: str
+    attempt: int
+    body: dict[str, Any] = Field(default_factory=dict)
+
+
 class Advance(WorkflowCommand):
     """Internal reaction run after any event: what must follow from the workflow's state."""
 
@@ -196,6 +215,13 @@ AnyJobCommand = (
     | ExpireLease
 )
 AnyOperatorCommand = (
-    PauseWorkflow | ResumeWorkflow | SkipJob | RetryWorkflow | RerunWorkflow | RestartWorkflow
+    PauseWorkflow
+    | ResumeWorkflow
+    | SkipJob
+    | RetryWorkflow
+    | RerunWorkflow
+    | RestartWorkflow
+    | SignalWorkflow
+    | HookWorkflow
 )
 AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow | AnyOperatorCommand

@@ -16,15 +16,18 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from actors import signals
 from actors._state import updated
 from actors.commands import (
     AnyOperatorCommand,
+    HookWorkflow,
     OperatorCommand,
     PauseWorkflow,
     RerunWorkflow,
     RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SignalWorkflow,
     SkipJob,
 )
 from actors.workflow_state import WorkflowState
@@ -43,17 +46,21 @@ from events.catalog import (
 from events.errors import CommandRefused, WorkflowNotFound
 from events.requests import (
     ControlRequest,
+    HookRequest,
     PauseRequest,
     RerunRequest,
     RestartRequest,
     ResumeRequest,
     RetryRequest,
+    SignalRequest,
 )
 
 __all__ = ["SKIPPABLE", "control_command", "decide", "downstream", "evolve", "operator_note"]
 
 # A job an operator may skip: one that has not run to an end it could keep.
-SKIPPABLE = frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.FAILED})
+SKIPPABLE = frozenset(
+    {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.FAILED, JobStatus.WAITING}
+)
 _RETRYABLE = frozenset({WorkflowStatus.FAILED, WorkflowStatus.CANCELLED})
 _WORDS = {
     PauseWorkflow: "pause",
@@ -62,6 +69,8 @@ _WORDS = {
     RetryWorkflow: "retry",
     RerunWorkflow: "rerun",
     RestartWorkflow: "restart",
+    SignalWorkflow: "signal",
+    HookWorkflow: "hook",
 }
 
 
@@ -87,6 +96,10 @@ def decide(state: WorkflowState, command: AnyOperatorCommand) -> list[Event]:
             return _rerun(state, command)
         case RestartWorkflow():
             return _restart(state, command)
+        case SignalWorkflow():
+            return signals.decide_signal(state, command)
+        case HookWorkflow():
+            return signals.decide_hook(state, command)
 
 
 def control_command(request: ControlRequest, now: datetime) -> AnyOperatorCommand:
@@ -108,6 +121,12 @@ def control_command(request: ControlRequest, now: datetime) -> AnyOperatorComman
         return RerunWorkflow(**common, job=request.job)
     if isinstance(request, RestartRequest):
         return RestartWorkflow(**common, restarted_as=request.restarted_as)
+    if isinstance(request, HookRequest):
+        return HookWorkflow(**common, job=request.job, attempt=request.attempt, body=request.body)
+    if isinstance(request, SignalRequest):
+        return SignalWorkflow(
+            **common, name=request.name, data=request.data, signal_id=request.signal_id
+        )
     return SkipJob(**common, job=request.job, outputs=request.outputs)
 
 

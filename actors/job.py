@@ -54,7 +54,9 @@ from events.errors import JetworkError
 
 __all__ = ["ActorIds", "ClaimRefused", "JobState", "decide", "evolve", "pending", "replay"]
 
-_WITHDRAWABLE = frozenset({JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRYING})
+_WITHDRAWABLE = frozenset(
+    {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.WAITING}
+)
 
 
 class ClaimRefused(JetworkError):

@@ -27,6 +27,7 @@ from events.catalog import (
     JobStarted,
     JobStatus,
     JobSucceeded,
+    JobWaiting,
 )
 from events.definition import OnFailure, RetryPolicy
 
@@ -78,6 +79,8 @@ class JobState:
     settled_epoch: int = 0
     settled_outcome: str | None = None
     rejections: int = 0
+    # The wait of a ``wait_for`` job (its signal and deadline), from its last ``JobWaiting``.
+    wait: JobWaiting | None = None
     # Stream sequence of this actor's last event (set by ``replay`` from RecordedEvents): the
     # expected last sequence for the next CAS append. 0 means no event yet.
     last_seq: int = 0
@@ -190,6 +193,15 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
             return _settle(state, state.epoch, CANCELLED, event.at, cancel_reason=reason)
         case JobResultRejected():
             return updated(state, rejections=state.rejections + 1)
+        case JobWaiting():
+            return updated(
+                state,
+                status=JobStatus.WAITING,
+                attempt=event.attempt,
+                on_failure=event.on_failure,
+                started_at=event.at,
+                wait=event,
+            )
     return state
 
 

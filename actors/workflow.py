@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from actors import control, dag, job
+from actors import control, dag, job, signals
 from actors._state import updated
 from actors.appends import Append, plan_appends
 from actors.commands import (
@@ -23,11 +23,13 @@ from actors.commands import (
     AnyWorkflowCommand,
     CancelJob,
     CancelWorkflow,
+    HookWorkflow,
     PauseWorkflow,
     RerunWorkflow,
     RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SignalWorkflow,
     SkipJob,
     StartWorkflow,
     TimeoutWorkflow,
@@ -43,6 +45,8 @@ from events.catalog import (
     JobQueued,
     JobSkipped,
     JobStatus,
+    SignalConsumed,
+    SignalReceived,
     WorkflowCancelled,
     WorkflowCancelRequested,
     WorkflowEvent,
@@ -71,7 +75,7 @@ __all__ = [
 
 # An in-process timer runs on the loop's clock, which may be a hair ahead of the wall clock.
 _TIMER_TOLERANCE = timedelta(seconds=1)
-_ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING})
+_ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING, JobStatus.WAITING})
 
 
 # --- decide ---------------------------------------------------------------------------------
@@ -97,6 +101,8 @@ def decide(state: WorkflowState, command: AnyWorkflowCommand) -> list[Event]:
             | RetryWorkflow()
             | RerunWorkflow()
             | RestartWorkflow()
+            | SignalWorkflow()
+            | HookWorkflow()
         ):
             return control.decide(state, command)
 
@@ -220,6 +226,11 @@ def _carry_out(
         case dag.Verdict.ERROR:
             return [_failed_before_queued(current, verdict.reason, now)]
     assert verdict.context is not None  # RUN always carries the context it was judged in
+    if spec.wait_for is not None:
+        try:
+            return [signals.waiting(current, spec, verdict.context, now)]
+        except ValueError as error:
+            return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
     try:
         rendered = dag.render_spec(spec, verdict.context, jobs)
     except ValueError as error:
@@ -354,6 +365,8 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
             | WorkflowRestarted()
         ):
             return control.evolve(state, event)
+        case SignalReceived() | SignalConsumed():
+            return signals.evolve(state, event)
     return state
 
 

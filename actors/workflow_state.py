@@ -13,7 +13,7 @@ from typing import Any
 
 from actors import job
 from actors.job import JobState
-from events.catalog import WorkflowStatus
+from events.catalog import SignalReceived, WorkflowStatus
 from events.definition import WorkflowDefinition
 
 
@@ -43,6 +43,10 @@ class WorkflowState:
     traceparent: str | None = None
     # The request id of the last operator command applied: its redelivery changes nothing.
     last_request_id: str | None = None
+    # Signals received that no job took yet, oldest first, and every signal id recorded
+    # (``actors.signals``).
+    signals: tuple[SignalReceived, ...] = ()
+    signal_ids: frozenset[str] = frozenset()
     # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's
     # last event (its CAS expectation) and the last event of the whole history folded so far.
     last_seq: int = 0

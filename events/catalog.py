@@ -35,6 +35,8 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    # Waiting for the outside world (``wait_for``: a signal), on no worker.
+    WAITING = "waiting"
 
     @property
     def is_terminal(self) -> bool:
@@ -343,6 +345,47 @@ class JobResultRejected(JobEvent):
     at: datetime
 
 
+# --- signals (``wait_for``, ``actors.signals``) ---------------------------------------------
+
+
+class SignalReceived(WorkflowEvent):
+    """A signal sent to the workflow (``jetwork signal``), kept until a job waiting for ``name``
+    consumes it (``SignalConsumed``): one sent before its wait starts is never lost.
+    ``signal_id`` is the sender's: the same id again records nothing."""
+
+    type: Literal["SignalReceived"] = "SignalReceived"
+    name: str
+    signal_id: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    by: str = "unknown"
+    at: datetime
+
+
+class SignalConsumed(WorkflowEvent):
+    """The wait of job ``consumer`` took the signal ``signal_id``: that job's ``JobSucceeded``
+    follows."""
+
+    type: Literal["SignalConsumed"] = "SignalConsumed"
+    name: str
+    signal_id: str
+    consumer: str
+    at: datetime
+
+
+class JobWaiting(JobEvent):
+    """The job began waiting (no worker runs it) for signal ``signal``, or for a request to its
+    webhook whose JSON body has every key of ``match`` (rendered) equal: that succeeds it,
+    ``deadline`` (from its ``timeout``) fails it."""
+
+    type: Literal["JobWaiting"] = "JobWaiting"
+    attempt: int = Field(ge=1)
+    signal: str | None = None
+    match: dict[str, Any] | None = None
+    deadline: datetime | None = None
+    on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
+    at: datetime
+
+
 WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowStarted,
     WorkflowCancelRequested,
@@ -354,6 +397,8 @@ WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowSucceeded,
     WorkflowFailed,
     WorkflowCancelled,
+    SignalReceived,
+    SignalConsumed,
 )
 JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobQueued,
@@ -366,4 +411,5 @@ JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobCancelled,
     JobResultRejected,
     JobReopened,
+    JobWaiting,
 )

@@ -81,8 +81,26 @@ class InputSpec(_Frozen):
     description: str | None = None
 
 
+class WebhookWait(_Frozen):
+    """``wait_for: {webhook: {match: {...}}}``: a request to the job's hook URL whose JSON body
+    has every key of ``match`` equal (values may be templates, rendered when the wait starts)."""
+
+    match: dict[str, Any] = Field(default_factory=dict)
+
+
+class WaitFor(_Frozen):
+    """``wait_for:`` of a job that waits for the outside world instead of running on a worker:
+    ``signal`` (its name) arrives, or a matching request to its ``webhook``; or ``timeout``
+    (seconds) passes and the job fails. Exactly one of ``signal`` and ``webhook`` is set."""
+
+    signal: str | None = None
+    webhook: WebhookWait | None = None
+    timeout: float | None = Field(default=None, gt=0)
+
+
 class JobDefinition(_Frozen):
-    """One job of the DAG. Exactly one of ``run`` (shell) or ``uses`` (named handler) is set."""
+    """One job of the DAG. Exactly one of ``run`` (shell) or ``uses`` (named handler) is set, or
+    neither for a job that ``wait_for``s a signal (it needs no worker)."""
 
     name: str
     run: str | None = None
@@ -104,6 +122,7 @@ class JobDefinition(_Frozen):
     rate_limit: RateLimit | None = None
     # At most ``limit`` of the group's attempts run at once (the group name is templated).
     concurrency: Concurrency | None = None
+    wait_for: WaitFor | None = None
 
     @functools.cached_property
     def upstream(self) -> tuple[str, ...]:

@@ -102,8 +102,36 @@ class RestartRequest(_ControlRequest):
     restarted_as: str = Field(pattern=_TOKEN)
 
 
+class SignalRequest(_ControlRequest):
+    """A signal to the workflow (``wait_for: {signal: NAME}``): ``data``, a JSON object, becomes
+    the outputs of the job that waits for it. ``signal_id`` (the sender's) makes a retried send
+    harmless: a second signal with the same id records nothing (also the message id)."""
+
+    type: Literal["signal"] = "signal"
+    name: str = Field(pattern=_TOKEN)
+    data: dict[str, Any] = Field(default_factory=dict)
+    signal_id: str | None = Field(default=None, pattern=_TOKEN)
+
+
+class HookRequest(_ControlRequest):
+    """A webhook request to the hook of ``job``'s wait ``attempt`` (``POST /api/hooks/<token>``,
+    sent by the gateway once the token verified): ``body`` resumes the job if it matches."""
+
+    type: Literal["hook"] = "hook"
+    job: str = Field(pattern=_TOKEN)
+    attempt: int = Field(ge=1)
+    body: dict[str, Any] = Field(default_factory=dict)
+
+
 ControlRequest = (
-    PauseRequest | ResumeRequest | SkipRequest | RetryRequest | RerunRequest | RestartRequest
+    PauseRequest
+    | ResumeRequest
+    | SkipRequest
+    | RetryRequest
+    | RerunRequest
+    | RestartRequest
+    | SignalRequest
+    | HookRequest
 )
 
 
@@ -157,5 +185,5 @@ def workflow_id_for(idempotency_key: str) -> str:
 def request_msg_id(request: AnyRequest) -> str:
     # De-duplicates a client's retried publish within the commands stream's window. A control
     # request is one of many of its kind (pause, resume, pause again): its own id tells them apart.
-    own = getattr(request, "request_id", None)
+    own = getattr(request, "signal_id", None) or getattr(request, "request_id", None)
     return f"{request.type}.{request.workflow_id}" + (f".{own}" if own else "")

@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from events import subjects
 from events.connection import NatsSettings, connect
 from events.errors import JetworkError
+from events.hooks import GATEWAY_SECRET_KEY, HookSigner
 from events.topology import ensure_topology
 from gateway.context import GatewayContext
 from gateway.labelsets import LabelSets
@@ -35,7 +36,7 @@ from gateway.ui import ui_routes
 from gateway.web import ApiError, Json, guarded, on_error
 from sdk.client import Client
 
-SECRET_KEY = "lease-secret"
+SECRET_KEY = GATEWAY_SECRET_KEY
 
 
 def create_app(
@@ -93,6 +94,7 @@ def create_app(
                 leases=leases,
                 presence=presence,
                 settings=settings,
+                hooks=HookSigner(secret),
             )
             yield
         finally:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from nats.aio.client import Client as NATS
 from starlette.requests import Request
 
+from events.hooks import HookSigner
 from gateway.leases import Leases
 from gateway.presence import HttpPresence
 from gateway.settings import GatewaySettings
@@ -20,6 +21,7 @@ class GatewayContext:
     leases: Leases
     presence: HttpPresence
     settings: GatewaySettings
+    hooks: HookSigner | None = None  # verifies webhook tokens (``gateway.hooks_api``)
 
 
 def context(request: Request) -> GatewayContext:

@@ -10,7 +10,16 @@ from pydantic import BaseModel
 from starlette.requests import Request
 from starlette.responses import Response
 
-from gateway import client_api, control_api, inspect_api, metrics_api, streams, worker_api
+from gateway import (
+    client_api,
+    control_api,
+    hooks_api,
+    inspect_api,
+    metrics_api,
+    signals_api,
+    streams,
+    worker_api,
+)
 from gateway.auth import Role
 from gateway.inspect_api import GraphOut, JobDetailOut, LabelSetsOut
 from gateway.models import (
@@ -129,6 +138,14 @@ OPERATIONS: tuple[Op, ...] = (
        "Skip a pending, queued, waiting or failed job: its dependents proceed as if it had "
        "succeeded with these outputs (409 otherwise)", "workflows", "skip_job", body=SkipBody,
        response=ControlOut),
+    Op("POST", _WF + "/signals/{name}", signals_api.signal, C,
+       "Send a signal: the job waiting for it (wait_for) succeeds with data as its outputs; "
+       "kept until the wait starts (409 for an ended workflow or a name no job waits for)",
+       "workflows", "signal_workflow", body=signals_api.SignalBody, response=signals_api.SignalOut),
+    Op("POST", "/api/hooks/{token}", hooks_api.hook, None,
+       "Deliver a webhook to the job waiting for it (wait_for: webhook): a JSON body matching "
+       "its match resumes it with the body as outputs (422 with why otherwise; the token, "
+       "shown in status, is the credential)", "workflows", "deliver_webhook"),
     Op("GET", _WF + "/graph", inspect_api.graph, C,
        "The jobs with their edges (needs, needs_any) and views, and the log position folded",
        "workflows", "workflow_graph", response=GraphOut),

@@ -46,6 +46,24 @@ class WaitingFor(_View):
         return " and ".join(parts) or "any worker"
 
 
+class JobWait(_View):
+    """What a ``waiting`` job waits for (``wait_for``): signal ``signal``, or a webhook request
+    to ``hook`` (``/api/hooks/<token>``; None where the gateway's secret is not known) whose
+    JSON body has every key of ``match``; until ``deadline`` (then it fails; None: no
+    timeout)."""
+
+    signal: str | None = None
+    match: dict[str, Any] | None = None
+    hook: str | None = None
+    deadline: datetime | None = None
+
+    def describe(self) -> str:
+        until = f" until {self.deadline:%Y-%m-%d %H:%M:%S}Z" if self.deadline else ""
+        if self.signal is not None:
+            return f"waits for signal {self.signal}{until}"
+        return f"waits for POST {self.hook or '/api/hooks/… (no gateway secret here)'}{until}"
+
+
 class JobView(_View):
     status: str
     attempts: int
@@ -58,6 +76,8 @@ class JobView(_View):
     reason: str | None = None
     # While queued: the worker it waits for.
     waiting_for: WaitingFor | None = None
+    # While waiting (``wait_for``): the signal it waits for.
+    wait: JobWait | None = None
 
 
 class WorkflowView(_View):
@@ -114,6 +134,11 @@ def job_view(
     waiting = None
     if status is JobStatus.QUEUED:
         waiting = WaitingFor(labels=tuple(sorted(state.spec.labels)), handler=state.spec.uses)
+    wait = None
+    if status is JobStatus.WAITING and state.wait is not None:
+        wait = JobWait(
+            signal=state.wait.signal, match=state.wait.match, deadline=state.wait.deadline
+        )
     return JobView(
         status=status.value,
         attempts=state.attempt,
@@ -124,6 +149,7 @@ def job_view(
         ended_at=state.ended_at if status.is_terminal else None,
         reason=reason,
         waiting_for=waiting,
+        wait=wait,
     )
 
 

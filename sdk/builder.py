@@ -34,7 +34,7 @@ from events.definition import (
 )
 from events.errors import InvalidWorkflow
 
-__all__ = ["Input", "JobRef", "Retry", "Workflow"]
+__all__ = ["Input", "JobRef", "Retry", "WaitFor", "Workflow"]
 
 Duration = str | float | timedelta
 BackoffName = Backoff | Literal["none", "fixed", "exponential", "linear"]
@@ -63,6 +63,32 @@ class Retry(BaseModel):
             value = getattr(self, key)
             if value is not None:
                 raw[key] = _duration(value)
+        return raw
+
+
+class WaitFor(BaseModel):
+    """``wait_for:`` of a job that waits for the outside world on no worker: signal ``signal``
+    (``jetwork signal ID NAME``), or a request to its webhook whose JSON body has every key of
+    ``webhook_match`` equal, succeeds it with the data as outputs; ``timeout`` fails it.
+    Examples: ``wf.job("approve", wait_for=WaitFor(signal="approve", timeout="24h"))``,
+    ``WaitFor(webhook_match={"type": "paid", "order": wf.input("order")}, timeout="1h")``.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    signal: str | None = None
+    webhook_match: Mapping[str, Any] | None = None
+    timeout: Duration | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``wait_for:`` mapping of a definition file."""
+        raw: dict[str, Any] = {}
+        if self.signal is not None:
+            raw["signal"] = self.signal
+        if self.webhook_match is not None:
+            raw["webhook"] = {"match": _data(dict(self.webhook_match))}
+        if self.timeout is not None:
+            raw["timeout"] = _duration(self.timeout)
         return raw
 
 
@@ -159,8 +185,10 @@ class Workflow:
         at: datetime | str | None = None,
         rate_limit: RateLimit | None = None,
         concurrency: Concurrency | str | None = None,
+        wait_for: WaitFor | None = None,
     ) -> JobRef:
-        """Add a job; give exactly one of ``run`` (a shell command) or ``uses`` (a handler).
+        """Add a job; give exactly one of ``run`` (a shell command) or ``uses`` (a handler), or
+        ``wait_for`` (a job that waits for a signal, on no worker).
 
         Problems in the job are reported by ``build()``, together with all others. A job name
         used twice is reported at once, since the second job would silently replace the first.
@@ -188,6 +216,7 @@ class Workflow:
             raw["concurrency"] = {"group": concurrency.group, "limit": concurrency.limit}
         elif concurrency is not None:
             raw["concurrency"] = concurrency
+        _put(raw, "wait_for", None if wait_for is None else wait_for.to_dict())
         self._jobs[name] = raw
         return JobRef(name)
 

@@ -97,6 +97,11 @@ SLOTS_BUSY = Gauge("jetwork_worker_slots_busy", "A worker's slots running a job.
 DEAD_LETTERS = Counter(
     "jetwork_dead_letters", "Messages dead-lettered, by where they were refused.", ["source"]
 )
+WEBHOOKS_REFUSED = Counter(
+    "jetwork_webhooks_refused",
+    "Webhook requests refused by the gateway: unknown token, body not JSON, no match, wait over.",
+    ["reason"],
+)
 
 # --- sampled (telemetry.sampler) ---------------------------------------------------------------
 

@@ -8,6 +8,7 @@ from typing import Any, Final
 
 from actors.definitions import _fields as f
 from actors.definitions._problems import Path, ProblemLog
+from actors.definitions._waits import read_wait
 from actors.definitions.durations import format_duration
 from events.definition import MAX_RATE_WINDOW, Backoff, OnFailure
 
@@ -28,6 +29,7 @@ JOB_FIELDS: Final = (
     "at",
     "rate_limit",
     "concurrency",
+    "wait_for",
 )
 RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
 RATE_LIMIT_FIELDS: Final = ("limit", "per")
@@ -63,7 +65,11 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
         log.add(path, f"a job must be a mapping of fields, got {f.describe(body)}")
         return draft
     f.check_fields(body, path, JOB_FIELDS, log)
-    _read_command(body, path, draft, log)
+    if body.get("wait_for") is not None:  # a job that waits runs nothing
+        for where, text in read_wait(body, path, draft.fields, log):
+            draft.expressions.append(Expression(where, text, is_condition=False))
+    else:
+        _read_command(body, path, draft, log)
     _read_dependencies(body, path, draft, log)
     _read_condition(body.get("if"), (*path, "if"), draft, log)
     _read_env(body.get("env"), (*path, "env"), draft, log)

@@ -45,6 +45,8 @@ def _job_mapping(job: JobDefinition) -> dict[str, Any]:
             raw[key] = dumped[key]
     if job.retry != RetryPolicy():
         raw["retry"] = _retry_mapping(job.retry)
+    if job.wait_for is not None:
+        raw["wait_for"] = job.wait_for.model_dump(mode="json", exclude_none=True)
     if job.on_failure != JobDefinition.model_fields["on_failure"].default:
         raw["on_failure"] = job.on_failure.value
     return raw

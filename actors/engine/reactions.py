@@ -31,12 +31,14 @@ from actors.commands import (
 )
 from actors.control import control_command
 from actors.definitions.mapping import definition_mapping
+from actors.engine import waits
 from actors.engine.timers import (
     AnyTimer,
     DispatchTimeoutTimer,
     JobTimeoutTimer,
     LeaseTimer,
     RetryTimer,
+    WaitTimeoutTimer,
     WorkflowTimeoutTimer,
 )
 from actors.workflow import WorkflowState
@@ -48,6 +50,7 @@ from events.catalog import (
     JobQueued,
     JobRetryScheduled,
     JobStatus,
+    JobWaiting,
     WorkflowEvent,
     WorkflowRerun,
     WorkflowResumed,
@@ -181,6 +184,7 @@ def _settle(reaction: Reaction, triggers: list[Event], now: datetime) -> None:
             triggers += _apply(reaction, job.decide(reaction.state.job(name), command))
         advance = Advance(workflow_id=reaction.state.workflow_id, now=now)
         triggers += _apply(reaction, workflow.decide(reaction.state, advance))
+        triggers += _apply(reaction, waits.resolve(reaction.state, now))
         if not triggers:
             return
 
@@ -240,6 +244,8 @@ def _fire(reaction: Reaction, timer: AnyTimer, now: datetime) -> list[Event]:
     if isinstance(timer, LeaseTimer):
         command = ExpireLease(workflow_id=wf, job=timer.job, epoch=timer.epoch, now=now)
         return list(job.decide(state.job(timer.job), command))
+    if isinstance(timer, WaitTimeoutTimer):
+        return waits.fire(state, timer, now)
     if isinstance(timer, DispatchTimeoutTimer):
         dispatch = TimeoutDispatch(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
         return list(job.decide(state.job(timer.job), dispatch))
@@ -284,6 +290,8 @@ def _plan(reaction: Reaction, triggers: list[Event], now: datetime) -> list[tupl
             requeue += _due_retries(state, now)
         elif isinstance(event, JobQueued):
             _plan_job_timeout(state, event, reaction)
+        elif isinstance(event, JobWaiting):
+            reaction.timers += filter(None, [waits.plan(state, event)])
         elif isinstance(event, JobRetryScheduled):
             current = state.job(event.job)
             if current.status is not JobStatus.RETRYING or current.attempt + 1 != event.attempt:

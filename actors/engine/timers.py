@@ -99,7 +99,26 @@ class LeaseTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.lease-e{self.epoch}"
 
 
-AnyTimer = WorkflowTimeoutTimer | JobTimeoutTimer | DispatchTimeoutTimer | RetryTimer | LeaseTimer
+class WaitTimeoutTimer(_Timer):
+    """The end of a ``wait_for`` job's wait (``actors.signals``): fails attempt ``attempt`` of
+    ``job`` if it still waits for its signal."""
+
+    kind: Literal["wait_timeout"] = "wait_timeout"
+    job: str = Field(pattern=_TOKEN)
+    attempt: int
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.{self.job}.wait-a{self.attempt}"
+
+
+AnyTimer = (
+    WorkflowTimeoutTimer
+    | JobTimeoutTimer
+    | DispatchTimeoutTimer
+    | RetryTimer
+    | LeaseTimer
+    | WaitTimeoutTimer
+)
 TIMERS: TypeAdapter[AnyTimer] = TypeAdapter(Annotated[AnyTimer, Field(discriminator="kind")])
 
 

@@ -17,6 +17,7 @@ from sdk.cli import (
     projections,
     run,
     server,
+    signal,
     status,
     watch,
     worker,
@@ -57,6 +58,7 @@ main.add_command(control.skip)
 main.add_command(control.retry)
 main.add_command(control.rerun)
 main.add_command(control.restart)
+main.add_command(signal.signal)
 main.add_command(logs.logs)
 main.add_command(history.history)
 main.add_command(watch.watch)

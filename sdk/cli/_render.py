@@ -27,6 +27,7 @@ STATUS_STYLES = {
     "failed": "bold red",
     "skipped": "dim",
     "cancelled": "red",
+    "waiting": "bold cyan",
 }
 _ENVELOPE_FIELDS = ("type", "v", "workflow_id", "job")
 
@@ -60,6 +61,8 @@ def _detail(job: JobView) -> Text:
     if job.waiting_for is not None and job.waiting_for.unserved:
         return Text(f"waits for a worker offering {job.waiting_for.describe()}: none is live",
                     style="yellow")  # fmt: skip
+    if job.wait is not None:
+        return Text(job.wait.describe(), style="cyan", overflow="fold")  # a URL: never cut
     if job.error:
         return Text(job.error.splitlines()[0][:80] if job.error.strip() else "", style="red")
     if job.outputs:

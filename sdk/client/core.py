@@ -37,12 +37,20 @@ from sdk.client.definitions import WorkflowSource
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
 from sdk.client.rate_limits import ClientRateLimits
+from sdk.client.signals import ClientSignals
 from sdk.client.streams import ClientStreams, event_filter
 from sdk.client.worker_control import ClientWorkerControl
 from sdk.client.workers import WorkerList
 
 
-class Client(ClientCommands, ClientControl, ClientWorkerControl, ClientRateLimits, ClientStreams):
+class Client(
+    ClientCommands,
+    ClientSignals,
+    ClientControl,
+    ClientWorkerControl,
+    ClientRateLimits,
+    ClientStreams,
+):
     """An async jetwork client on one NATS connection.
 
     Use ``async with Client.connect(url) as client`` (or ``client = await Client.connect()`` and

@@ -13,6 +13,7 @@ from projections.rebuild import RebuildStats, rebuild
 from projections.views import WorkflowSummary, WorkflowView, workflow_view
 from projections.waiting import live_capabilities, summary_with_live_workers
 from sdk.client.base import ClientBase
+from sdk.client.hooks import HookUrls
 from sdk.client.translate import require_id, translated
 from sdk.client.workers import WorkerList
 from sdk.errors import InvalidArgument
@@ -23,6 +24,13 @@ class ClientReads(ClientBase):
     ``workers``, ``lag``, ``rebuild_projections`` (the projections)."""
 
     # --- reading the log -------------------------------------------------------------------------
+
+    _hooks: HookUrls | None = None
+
+    def _hook_urls(self) -> HookUrls:
+        if self._hooks is None:
+            self._hooks = HookUrls(self._nc)
+        return self._hooks
 
     async def exists(self, workflow_id: str) -> bool:
         """True when the workflow has started, or its start request waits for an engine."""
@@ -39,7 +47,8 @@ class ClientReads(ClientBase):
         its start request is still waiting for an engine).
         """
         state = await self._state(workflow_id)
-        return await self._with_live_workers(workflow_view(state))
+        view = await self._with_live_workers(workflow_view(state))
+        return await self._hook_urls().add(view, state)
 
     async def history(self, workflow_id: str) -> builtins.list[RecordedEvent]:
         """Every event of the workflow (workflow and job actors) in log order: the audit trail.

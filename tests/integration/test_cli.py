@@ -41,11 +41,11 @@ from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs",
              "restarted_from", "restarted_as"}  # fmt: skip
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
-            "reason", "waiting_for"}  # fmt: skip
+            "reason", "waiting_for", "wait"}  # fmt: skip
 COMMANDS = [
     ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],
     ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],
-    ["pause"], ["resume"], ["skip"], ["retry"], ["rerun"], ["restart"],
+    ["pause"], ["resume"], ["skip"], ["retry"], ["rerun"], ["restart"], ["signal"],
 ]  # fmt: skip
 # Every command that connects to a server, with the arguments it needs to get that far.
 CONNECTING = [
@@ -53,6 +53,7 @@ CONNECTING = [
     ["dead-letters"], ["projections", "rebuild"], ["status", "wf-x"], ["run", "FILE"],
     ["watch"], ["server"], ["demo", "--example", "FILE"], ["pause", "wf-x"], ["resume", "wf-x"],
     ["skip", "wf-x", "a"], ["retry", "wf-x"], ["rerun", "wf-x", "--from", "a"], ["restart", "wf-x"],
+    ["signal", "wf-x", "go"],
 ]  # fmt: skip
 UNREACHABLE = "nats://127.0.0.1:1"
 

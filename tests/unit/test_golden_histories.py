@@ -18,14 +18,16 @@ from typing import Any
 import orjson
 import pytest
 
-from actors import job, workflow
+from actors import job, signals, workflow
 from actors.commands import (
     Advance,
     ClaimJob,
     CompleteJob,
+    HookWorkflow,
     PauseWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SignalWorkflow,
     SkipJob,
 )
 from actors.workflow import WorkflowState
@@ -38,6 +40,8 @@ from events.definition import (
     JobDefinition,
     OnFailure,
     RetryPolicy,
+    WaitFor,
+    WebhookWait,
     WorkflowDefinition,
 )
 from tests.unit.simulation import Simulation
@@ -190,8 +194,55 @@ def operated() -> Simulation:
     return sim
 
 
+def signalled() -> Simulation:
+    """Waiting for the outside world: the signal approve, sent while build runs, is kept and
+    taken when approve starts waiting; paid waits for a webhook (its match rendered from the
+    inputs) and a matching body resumes it; confirm waits for a signal that never comes and
+    times out (on_failure: continue); deploy runs with the approver's name."""
+    jobs = {
+        "build": JobDefinition(name="build", run="./build.sh"),
+        "approve": JobDefinition(
+            name="approve", needs=("build",), wait_for=WaitFor(signal="approve", timeout=3600)
+        ),
+        "paid": JobDefinition(
+            name="paid",
+            wait_for=WaitFor(webhook=WebhookWait(match={"order": "${{ inputs.order }}"})),
+        ),
+        "confirm": JobDefinition(
+            name="confirm",
+            wait_for=WaitFor(signal="confirm", timeout=60),
+            on_failure=OnFailure.CONTINUE,
+        ),
+        "deploy": JobDefinition(
+            name="deploy",
+            needs=("approve", "paid"),
+            run="./deploy.sh ${{ needs.approve.outputs.by }}",
+        ),
+    }
+    definition = WorkflowDefinition(
+        name="signalled", inputs={"order": InputSpec(default="A-7")}, jobs=jobs
+    )
+    sim = Simulation(workflow_id="wf-signalled")
+    sim.start(definition)
+    sim.advance()
+    sim.claim("build")
+    sim.tick(1)
+    approve = {"name": "approve", "data": {"by": "ann"}, "signal_id": "s1"}
+    sim.decide(SignalWorkflow(**sim.ids, by="ann", **approve, now=sim.now))
+    sim.finish("build", "ok")
+    sim.advance()
+    sim.record(signals.resolve(sim.state, sim.now))
+    body = {"order": "A-7", "amount": 12}
+    sim.decide(HookWorkflow(**sim.ids, by="webhook", job="paid", attempt=1, body=body, now=sim.now))
+    sim.tick(60)
+    sim.record(signals.time_out(sim.state, "confirm", 1, sim.now))
+    sim.run()
+    return sim
+
+
 SCENARIOS: dict[str, Callable[[], Simulation]] = {
     "operated": operated,
+    "signalled": signalled,
     "release": release,
     "skip_chain": skip_chain,
     "fenced": fenced,
