@@ -164,6 +164,13 @@ class RestartWorkflow(OperatorCommand):
     restarted_as: str
 
 
+class SetVariables(OperatorCommand):
+    """Set workflow variables (``${{ vars.KEY }}``) for the jobs not yet queued."""
+
+    type: Literal["SetVariables"] = "SetVariables"
+    values: dict[str, Any]
+
+
 class Advance(WorkflowCommand):
     """Internal reaction run after any event: what must follow from the workflow's state."""
 
@@ -196,6 +203,12 @@ AnyJobCommand = (
     | ExpireLease
 )
 AnyOperatorCommand = (
-    PauseWorkflow | ResumeWorkflow | SkipJob | RetryWorkflow | RerunWorkflow | RestartWorkflow
+    PauseWorkflow
+    | ResumeWorkflow
+    | SkipJob
+    | RetryWorkflow
+    | RerunWorkflow
+    | RestartWorkflow
+    | SetVariables
 )
 AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow | AnyOperatorCommand

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from actors import variables
 from actors._state import updated
 from actors.commands import (
     AnyOperatorCommand,
@@ -25,6 +26,7 @@ from actors.commands import (
     RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SetVariables,
     SkipJob,
 )
 from actors.workflow_state import WorkflowState
@@ -48,6 +50,7 @@ from events.requests import (
     RestartRequest,
     ResumeRequest,
     RetryRequest,
+    SetVarsRequest,
 )
 
 __all__ = ["SKIPPABLE", "control_command", "decide", "downstream", "evolve", "operator_note"]
@@ -87,6 +90,8 @@ def decide(state: WorkflowState, command: AnyOperatorCommand) -> list[Event]:
             return _rerun(state, command)
         case RestartWorkflow():
             return _restart(state, command)
+        case SetVariables():
+            return variables.decide(state, command)
 
 
 def control_command(request: ControlRequest, now: datetime) -> AnyOperatorCommand:
@@ -108,6 +113,8 @@ def control_command(request: ControlRequest, now: datetime) -> AnyOperatorComman
         return RerunWorkflow(**common, job=request.job)
     if isinstance(request, RestartRequest):
         return RestartWorkflow(**common, restarted_as=request.restarted_as)
+    if isinstance(request, SetVarsRequest):
+        return SetVariables(**common, values=request.values)
     return SkipJob(**common, job=request.job, outputs=request.outputs)
 
 

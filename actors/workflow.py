@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from actors import control, dag, job
+from actors import control, dag, job, variables
 from actors._state import updated
 from actors.appends import Append, plan_appends
 from actors.commands import (
@@ -28,6 +28,7 @@ from actors.commands import (
     RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SetVariables,
     SkipJob,
     StartWorkflow,
     TimeoutWorkflow,
@@ -55,6 +56,7 @@ from events.catalog import (
     WorkflowStarted,
     WorkflowStatus,
     WorkflowSucceeded,
+    WorkflowVariablesSet,
 )
 from events.definition import JobDefinition, OnFailure, WorkflowDefinition
 from events.errors import WorkflowNotFound
@@ -97,6 +99,7 @@ def decide(state: WorkflowState, command: AnyWorkflowCommand) -> list[Event]:
             | RetryWorkflow()
             | RerunWorkflow()
             | RestartWorkflow()
+            | SetVariables()
         ):
             return control.decide(state, command)
 
@@ -188,13 +191,20 @@ def _next_for_job(
         return job.decide(current, _cancel_job(current, state.cancel_reason, now))
     if current.status is JobStatus.PENDING:
         verdict = dag.judge(
-            spec, jobs, definition=definition, inputs=state.inputs, cancelled=state.cancel_requested
+            spec,
+            jobs,
+            definition=definition,
+            inputs=state.inputs,
+            cancelled=state.cancel_requested,
+            vars=state.vars,
         )
         return _carry_out(current, spec, verdict, jobs, state.cancel_reason, now, definition)
     if current.status in _ACTIVE and state.cancel_requested:
         # A job whose condition still holds under cancellation (always(), cancelled(), ...)
         # keeps running, as in CI; every other active job is withdrawn or asked to stop.
-        verdict = dag.judge(spec, jobs, definition=definition, inputs=state.inputs, cancelled=True)
+        verdict = dag.judge(
+            spec, jobs, definition=definition, inputs=state.inputs, cancelled=True, vars=state.vars
+        )
         if verdict.verdict is not dag.Verdict.RUN:
             return job.decide(current, _cancel_job(current, state.cancel_reason, now))
     return []
@@ -333,6 +343,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
                 started_at=event.started_at,
                 restarted_from=event.restarted_from,
                 traceparent=event.traceparent,
+                vars=dict(event.definition.vars),
                 order=order,
                 jobs={name: state.job(name) for name in order} | dict(state.jobs),
             )
@@ -354,6 +365,8 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
             | WorkflowRestarted()
         ):
             return control.evolve(state, event)
+        case WorkflowVariablesSet():
+            return variables.evolve(state, event)
     return state
 
 

@@ -104,6 +104,8 @@ class WorkflowDefinition(_Frozen):
     name: str
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
+    # Workflow variables (``${{ vars.KEY }}``) a run starts with; ``jetwork set`` changes them.
+    vars: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0)
     # The default of every job's dispatch_timeout.
     dispatch_timeout: float | None = Field(default=None, gt=0)

@@ -102,8 +102,22 @@ class RestartRequest(_ControlRequest):
     restarted_as: str = Field(pattern=_TOKEN)
 
 
+class SetVarsRequest(_ControlRequest):
+    """Set workflow variables (``${{ vars.KEY }}``) for the jobs not yet queued: ``values`` maps
+    each name (``[A-Za-z_][A-Za-z0-9_]*``) to any JSON value."""
+
+    type: Literal["set"] = "set"
+    values: dict[str, Any]
+
+
 ControlRequest = (
-    PauseRequest | ResumeRequest | SkipRequest | RetryRequest | RerunRequest | RestartRequest
+    PauseRequest
+    | ResumeRequest
+    | SkipRequest
+    | RetryRequest
+    | RerunRequest
+    | RestartRequest
+    | SetVarsRequest
 )
 
 

@@ -8,6 +8,7 @@ every data dependency visible in the DAG.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from typing import Any
 
 from actors.definitions import _fields as f
 from actors.definitions._expr_syntax import unwrap
@@ -15,6 +16,7 @@ from actors.definitions._jobs import Expression, JobDraft
 from actors.definitions._problems import ProblemLog
 from actors.definitions.expressions import check_expression, referenced_paths
 from actors.definitions.templating import check_template, template_paths
+from actors.definitions.variable_names import name_problem
 
 _NEEDS_PROPERTIES = ("result", "outputs")
 
@@ -34,7 +36,11 @@ def check_job_needs(jobs: Mapping[str, JobDraft], log: ProblemLog) -> None:
 
 
 def check_job_expressions(
-    jobs: Mapping[str, JobDraft], inputs: Collection[str], log: ProblemLog
+    jobs: Mapping[str, JobDraft],
+    inputs: Collection[str],
+    log: ProblemLog,
+    *,
+    declared_vars: Collection[str] | None = None,
 ) -> None:
     for name, draft in jobs.items():
         upstream = {job for job, _ in draft.upstream}
@@ -42,18 +48,24 @@ def check_job_expressions(
             paths = _readable_paths(expression, log)
             for problem in _job_path_problems(paths, name, upstream, jobs):
                 log.add(expression.path, problem)
-            for problem in _input_problems(paths, inputs):
+            for problem in _input_problems(paths, inputs) + _var_problems(paths, declared_vars):
                 log.add(expression.path, problem)
 
 
-def check_workflow_env(env: Mapping[str, str], inputs: Collection[str], log: ProblemLog) -> None:
+def check_workflow_env(
+    env: Mapping[str, str],
+    inputs: Collection[str],
+    log: ProblemLog,
+    *,
+    declared_vars: Collection[str] | None = None,
+) -> None:
     """Workflow ``env`` is rendered before any job has run: it may use inputs, not needs."""
     for key, value in env.items():
         expression = Expression(("env", key), value, is_condition=False)
         paths = _readable_paths(expression, log)
         if any(path[0] == "needs" for path in paths):
             log.add(expression.path, "needs is not available in workflow env: no job has run yet")
-        for problem in _input_problems(paths, inputs):
+        for problem in _input_problems(paths, inputs) + _var_problems(paths, declared_vars):
             log.add(expression.path, problem)
 
 
@@ -99,4 +111,37 @@ def _input_problems(paths: set[tuple[str, ...]], inputs: Collection[str]) -> lis
         f"declared: {', '.join(inputs) or 'none'}"
         for path in sorted(paths)
         if path[0] == "inputs" and len(path) == 2 and path[1] not in inputs
+    ]
+
+
+# --- workflow variables (``vars:``, ``${{ vars.KEY }}``) ---
+
+
+def read_vars(value: object, log: ProblemLog) -> dict[str, Any]:
+    """The ``vars:`` mapping: names an expression can read, each with a JSON value."""
+    if not isinstance(value, Mapping):
+        log.add(("vars",), f"expected a mapping of variable names to values, got {f.describe(value)}")
+        return {}
+    declared: dict[str, Any] = {}
+    for name, item in value.items():
+        problem = name_problem(name)
+        if problem is not None:
+            log.add(("vars", str(name)), problem)
+            continue
+        declared[name] = f.json_value(item, ("vars", name), log)
+    return declared
+
+
+def _var_problems(
+    paths: set[tuple[str, ...]], declared: Collection[str] | None
+) -> list[str]:
+    # Without ``vars:``, every name may be set at run time (``jetwork set``): nothing to check.
+    if declared is None:
+        return []
+    return [
+        f"vars.{path[1]}: no such variable{f.did_you_mean(path[1], declared)}; "
+        f"declared: {', '.join(declared) or 'none'} (`jetwork set` may add more, but a workflow "
+        "declaring vars: names every variable it reads)"
+        for path in sorted(paths)
+        if path[0] == "vars" and len(path) == 2 and path[1] not in declared
     ]

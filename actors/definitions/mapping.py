@@ -27,6 +27,8 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
         }
     if definition.env:
         raw["env"] = dict(definition.env)
+    if definition.vars:
+        raw["vars"] = dict(definition.vars)
     for key in ("timeout", "dispatch_timeout"):
         if getattr(definition, key) is not None:
             raw[key] = getattr(definition, key)

@@ -20,12 +20,13 @@ from actors.definitions._references import (
     check_job_expressions,
     check_job_needs,
     check_workflow_env,
+    read_vars,
 )
 from events.definition import InputSpec, WorkflowDefinition
 
 __all__ = ["parse_workflow", "validate_inputs"]
 
-WORKFLOW_FIELDS: Final = ("name", "inputs", "env", "timeout", "dispatch_timeout", "jobs")
+WORKFLOW_FIELDS: Final = ("name", "inputs", "env", "vars", "timeout", "dispatch_timeout", "jobs")
 INPUT_FIELDS: Final = ("default", "required", "description")
 
 
@@ -46,13 +47,18 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
     fields: dict[str, Any] = {"name": _workflow_name(raw.get("name"), log)}
     inputs = _read_inputs(raw.get("inputs"), log) if raw.get("inputs") is not None else {}
     fields["inputs"] = inputs
+    # Declared variables are checked where read; without ``vars:``, any ``vars.X`` may be set.
+    declared = None
+    if raw.get("vars") is not None:
+        fields["vars"] = read_vars(raw["vars"], log)
+        declared = tuple(fields["vars"])
     if raw.get("env") is not None:
         fields["env"] = f.env_map(raw["env"], ("env",), log)
-        check_workflow_env(fields["env"], inputs, log)
+        check_workflow_env(fields["env"], inputs, log, declared_vars=declared)
     for key in ("timeout", "dispatch_timeout"):
         if raw.get(key) is not None:
             fields[key] = f.duration(raw[key], (key,), log, positive=True)
-    jobs = _read_jobs(raw.get("jobs"), inputs, log)
+    jobs = _read_jobs(raw.get("jobs"), inputs, log, declared)
     log.raise_if_any()
     return _assemble(fields, jobs, log)
 
@@ -105,7 +111,12 @@ def _read_input(spec: object, path: Path, log: ProblemLog) -> dict[str, Any]:
     return result
 
 
-def _read_jobs(value: object, inputs: Mapping[str, Any], log: ProblemLog) -> dict[str, JobDraft]:
+def _read_jobs(
+    value: object,
+    inputs: Mapping[str, Any],
+    log: ProblemLog,
+    declared_vars: tuple[str, ...] | None = None,
+) -> dict[str, JobDraft]:
     if value is None:
         log.add(("jobs",), "missing: a workflow needs at least one job")
         return {}
@@ -127,7 +138,7 @@ def _read_jobs(value: object, inputs: Mapping[str, Any], log: ProblemLog) -> dic
         },
         log,
     )
-    check_job_expressions(jobs, inputs, log)
+    check_job_expressions(jobs, inputs, log, declared_vars=declared_vars)
     return jobs
 
 

@@ -18,6 +18,7 @@ from sdk.cli import (
     run,
     server,
     status,
+    variables,
     watch,
     worker,
     workers,
@@ -57,6 +58,7 @@ main.add_command(control.skip)
 main.add_command(control.retry)
 main.add_command(control.rerun)
 main.add_command(control.restart)
+main.add_command(variables.set_vars)
 main.add_command(logs.logs)
 main.add_command(history.history)
 main.add_command(watch.watch)
