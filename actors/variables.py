@@ -22,6 +22,7 @@ from events.errors import CommandRefused
 
 __all__ = ["NAME_PATTERN", "decide", "evolve", "name_problem"]
 
+
 def decide(state: WorkflowState, cmd: SetVariables) -> list[Event]:
     """``WorkflowVariablesSet`` with the values that change; [] when all hold already."""
     assert state.status is not None
@@ -54,9 +55,7 @@ def decide(state: WorkflowState, cmd: SetVariables) -> list[Event]:
 
 
 def evolve(state: WorkflowState, event: WorkflowVariablesSet) -> WorkflowState:
-    return updated(
-        state, vars={**state.vars, **event.values}, last_request_id=event.request_id
-    )
+    return updated(state, vars={**state.vars, **event.values}, last_request_id=event.request_id)
 
 
 def _refuse(state: WorkflowState, reason: str) -> CommandRefused:

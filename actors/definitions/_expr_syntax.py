@@ -302,4 +302,7 @@ def _unknown_name_reason(text: str) -> str:
         return f"unknown name {text!r}: write {_PYTHON_WORDS[lower]} instead"
     if lower in _GITHUB_ONLY_CONTEXTS:
         return f"the {text!r} context does not exist in jetwork; use needs, inputs, env or vars"
-    return f"unknown name {text!r}: use needs.<job>, inputs.<name>, env.<NAME>, vars.<name> or a literal"
+    return (
+        f"unknown name {text!r}: use needs.<job>, inputs.<name>, env.<NAME>, vars.<name> or a "
+        "literal"
+    )

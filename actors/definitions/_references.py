@@ -120,7 +120,9 @@ def _input_problems(paths: set[tuple[str, ...]], inputs: Collection[str]) -> lis
 def read_vars(value: object, log: ProblemLog) -> dict[str, Any]:
     """The ``vars:`` mapping: names an expression can read, each with a JSON value."""
     if not isinstance(value, Mapping):
-        log.add(("vars",), f"expected a mapping of variable names to values, got {f.describe(value)}")
+        log.add(
+            ("vars",), f"expected a mapping of variable names to values, got {f.describe(value)}"
+        )
         return {}
     declared: dict[str, Any] = {}
     for name, item in value.items():
@@ -132,9 +134,7 @@ def read_vars(value: object, log: ProblemLog) -> dict[str, Any]:
     return declared
 
 
-def _var_problems(
-    paths: set[tuple[str, ...]], declared: Collection[str] | None
-) -> list[str]:
+def _var_problems(paths: set[tuple[str, ...]], declared: Collection[str] | None) -> list[str]:
     # Without ``vars:``, every name may be set at run time (``jetwork set``): nothing to check.
     if declared is None:
         return []

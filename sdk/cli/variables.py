@@ -25,7 +25,7 @@ from sdk.errors import InvalidArgument
 @click.option(
     "--json-values",
     is_flag=True,
-    help="Read each VALUE as JSON (3, true, [1,2], {\"a\": 1}); text otherwise.",
+    help='Read each VALUE as JSON (3, true, [1,2], {"a": 1}); text otherwise.',
 )
 @_operator_options
 def set_vars(
