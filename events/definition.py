@@ -70,6 +70,9 @@ class InputSpec(_Frozen):
     default: Any = None
     required: bool = False
     description: str | None = None
+    # The JSON Schema subset the value must meet (``type``, ``enum``, ``minimum`` …; written
+    # beside ``default`` in a file), checked at every start: ``actors.definitions.input_schema``.
+    json_schema: dict[str, Any] = Field(default_factory=dict)
 
 
 class JobDefinition(_Frozen):

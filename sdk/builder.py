@@ -60,9 +60,10 @@ class Retry(BaseModel):
 
 
 class Input(BaseModel):
-    """A workflow input: a ``default``, or ``required=True`` for callers to supply it."""
+    """A workflow input: a ``default``, or ``required=True`` for callers to supply it; JSON
+    Schema keywords (``type="integer", minimum=1``) type it (``docs/workflows.md``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     default: Any = None
     required: bool = False
@@ -125,9 +126,14 @@ class Workflow:
         default: Any = None,
         required: bool = False,
         description: str | None = None,
+        **schema: Any,
     ) -> str:
-        """Declare an input; returns the template ``${{ inputs.<name> }}`` for use in jobs."""
+        """Declare an input; returns the template ``${{ inputs.<name> }}`` for use in jobs.
+
+        ``schema``: JSON Schema keywords the value must meet (``type="integer", minimum=1``,
+        ``enum=["fast", "safe"]``), checked at every start."""
         fields: dict[str, Any] = {"required": True} if required else {}
+        fields.update(schema)
         if default is not None:
             fields["default"] = default
         if description is not None:

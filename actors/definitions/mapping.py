@@ -22,7 +22,8 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
     raw: dict[str, Any] = {"name": definition.name}
     if definition.inputs:
         raw["inputs"] = {
-            name: spec.model_dump(mode="json", exclude_defaults=True)
+            name: spec.model_dump(mode="json", exclude_defaults=True, exclude={"json_schema"})
+            | spec.json_schema
             for name, spec in definition.inputs.items()
         }
     if definition.env:

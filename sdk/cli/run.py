@@ -14,6 +14,7 @@ from rich.console import Console
 from rich.live import Live
 
 from actors.definitions import load_workflow_file
+from actors.definitions.input_schema import coerce
 from events.definition import WorkflowDefinition
 from projections.views import WorkflowView
 from projections.waiting import describe_waiting
@@ -23,11 +24,14 @@ from sdk.client import Client
 from sdk.errors import InvalidArgument, WaitTimeout
 
 
-def parse_inputs(pairs: Iterable[str]) -> dict[str, Any]:
+def parse_inputs(
+    pairs: Iterable[str], definition: WorkflowDefinition | None = None
+) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; a value that reads as JSON (``3``, ``true``, ``[1,2]``) is that value.
 
     Anything else is text: ``--input version=0.1.0`` is the string ``"0.1.0"``. Quote JSON
-    strings to keep them text: ``--input n='"3"'``.
+    strings to keep them text: ``--input n='"3"'``. An input of ``definition`` that declares a
+    type is read as that type instead (``-i version=1.0`` is the text ``"1.0"`` for a string).
     """
     inputs: dict[str, Any] = {}
     for pair in pairs:
@@ -37,7 +41,8 @@ def parse_inputs(pairs: Iterable[str]) -> dict[str, Any]:
             raise InvalidArgument(f"--input {pair!r}: expected KEY=VALUE, e.g. --input who=world")
         if key in inputs:
             raise InvalidArgument(f"--input {key!r} is given twice")
-        inputs[key] = _value(raw)
+        declared = definition.inputs.get(key) if definition is not None else None
+        inputs[key] = coerce(raw, declared.json_schema) if declared is not None else _value(raw)
     return inputs
 
 
@@ -120,8 +125,8 @@ def run(
       jetwork run examples/diamond.yaml --wait
       jetwork run examples/release.yaml -i version=1.2.0 --wait --json
     """
-    given = parse_inputs(inputs)
     definition = load_workflow_file(file)
+    given = parse_inputs(inputs, definition)
 
     async def action(client: Client) -> WorkflowView | None:
         handle = await client.start(
