@@ -20,6 +20,7 @@ from projections.views import WorkflowView
 from projections.waiting import describe_waiting
 from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.cli._render import LiveWorkflow, workflow_panel
+from sdk.cli.dry_run import dry_run_options, run_dry
 from sdk.client import Client
 from sdk.errors import InvalidArgument, WaitTimeout
 
@@ -103,6 +104,7 @@ async def watch_live(
     "[env: TRACEPARENT]",
 )
 @nats_option
+@dry_run_options
 def run(
     file: Path,
     inputs: tuple[str, ...],
@@ -112,6 +114,9 @@ def run(
     timeout: float | None,
     traceparent: str | None,
     nats_url: str | None,
+    dry_run: bool = False,
+    mocks: tuple[str, ...] = (),
+    failures: tuple[str, ...] = (),
 ) -> None:
     """Start the workflow in FILE; print its id, or watch it with --wait.
 
@@ -124,9 +129,14 @@ def run(
       id=$(jetwork run examples/diamond.yaml) && jetwork status "$id"
       jetwork run examples/diamond.yaml --wait
       jetwork run examples/release.yaml -i version=1.2.0 --wait --json
+      jetwork run examples/diamond.yaml --dry-run --mock left='{"value": "7"}' --fail flaky
     """
     definition = load_workflow_file(file)
     given = parse_inputs(inputs, definition)
+    if dry_run:
+        run_dry(definition, inputs=given, mocks=mocks, failures=failures, as_json=as_json)
+    elif mocks or failures:
+        raise InvalidArgument("--mock and --fail go with --dry-run")
 
     async def action(client: Client) -> WorkflowView | None:
         handle = await client.start(
