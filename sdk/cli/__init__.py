@@ -10,6 +10,7 @@ from sdk.cli import (
     dead_letters,
     demo,
     gateway,
+    handlers,
     history,
     limits,
     listing,
@@ -64,6 +65,7 @@ main.add_command(history.history)
 main.add_command(watch.watch)
 main.add_command(dead_letters.dead_letters)
 main.add_command(workers.workers)
+main.add_command(handlers.handlers)
 main.add_command(projections.projections)
 main.add_command(limits.limits)
 

@@ -1,4 +1,4 @@
-"""``jetwork run FILE --dry-run``: no server is needed (none is given: ``--nats`` points nowhere)."""
+"""``jetwork run FILE --dry-run`` needs no server (none is given: ``--nats`` points nowhere)."""
 
 from __future__ import annotations
 
