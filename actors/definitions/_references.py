@@ -8,7 +8,6 @@ every data dependency visible in the DAG.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from typing import Any
 
 from actors.definitions import _fields as f
 from actors.definitions._expr_syntax import unwrap
@@ -16,7 +15,7 @@ from actors.definitions._jobs import Expression, JobDraft
 from actors.definitions._problems import ProblemLog
 from actors.definitions.expressions import check_expression, referenced_paths
 from actors.definitions.templating import check_template, template_paths
-from actors.definitions.variable_names import name_problem
+from actors.definitions.variable_names import var_problems as _var_problems
 
 _NEEDS_PROPERTIES = ("result", "outputs")
 
@@ -111,37 +110,4 @@ def _input_problems(paths: set[tuple[str, ...]], inputs: Collection[str]) -> lis
         f"declared: {', '.join(inputs) or 'none'}"
         for path in sorted(paths)
         if path[0] == "inputs" and len(path) == 2 and path[1] not in inputs
-    ]
-
-
-# --- workflow variables (``vars:``, ``${{ vars.KEY }}``) ---
-
-
-def read_vars(value: object, log: ProblemLog) -> dict[str, Any]:
-    """The ``vars:`` mapping: names an expression can read, each with a JSON value."""
-    if not isinstance(value, Mapping):
-        log.add(
-            ("vars",), f"expected a mapping of variable names to values, got {f.describe(value)}"
-        )
-        return {}
-    declared: dict[str, Any] = {}
-    for name, item in value.items():
-        problem = name_problem(name)
-        if problem is not None:
-            log.add(("vars", str(name)), problem)
-            continue
-        declared[name] = f.json_value(item, ("vars", name), log)
-    return declared
-
-
-def _var_problems(paths: set[tuple[str, ...]], declared: Collection[str] | None) -> list[str]:
-    # Without ``vars:``, every name may be set at run time (``jetwork set``): nothing to check.
-    if declared is None:
-        return []
-    return [
-        f"vars.{path[1]}: no such variable{f.did_you_mean(path[1], declared)}; "
-        f"declared: {', '.join(declared) or 'none'} (`jetwork set` may add more, but a workflow "
-        "declaring vars: names every variable it reads)"
-        for path in sorted(paths)
-        if path[0] == "vars" and len(path) == 2 and path[1] not in declared
     ]

@@ -21,8 +21,8 @@ from actors.definitions._references import (
     check_job_expressions,
     check_job_needs,
     check_workflow_env,
-    read_vars,
 )
+from actors.definitions.variable_names import read_vars
 from events.definition import InputSpec, WorkflowDefinition
 
 __all__ = ["parse_workflow", "validate_inputs"]
