@@ -183,6 +183,13 @@ class HookWorkflow(OperatorCommand):
     body: dict[str, Any] = Field(default_factory=dict)
 
 
+class SetVariables(OperatorCommand):
+    """Set workflow variables (``${{ vars.KEY }}``) for the jobs not yet queued."""
+
+    type: Literal["SetVariables"] = "SetVariables"
+    values: dict[str, Any]
+
+
 class Advance(WorkflowCommand):
     """Internal reaction run after any event: what must follow from the workflow's state."""
 
@@ -223,5 +230,6 @@ AnyOperatorCommand = (
     | RestartWorkflow
     | SignalWorkflow
     | HookWorkflow
+    | SetVariables
 )
 AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow | AnyOperatorCommand

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from actors import signals
+from actors import signals, variables
 from actors._state import updated
 from actors.commands import (
     AnyOperatorCommand,
@@ -27,6 +27,7 @@ from actors.commands import (
     RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SetVariables,
     SignalWorkflow,
     SkipJob,
 )
@@ -52,6 +53,7 @@ from events.requests import (
     RestartRequest,
     ResumeRequest,
     RetryRequest,
+    SetVarsRequest,
     SignalRequest,
 )
 
@@ -100,6 +102,8 @@ def decide(state: WorkflowState, command: AnyOperatorCommand) -> list[Event]:
             return signals.decide_signal(state, command)
         case HookWorkflow():
             return signals.decide_hook(state, command)
+        case SetVariables():
+            return variables.decide(state, command)
 
 
 def control_command(request: ControlRequest, now: datetime) -> AnyOperatorCommand:
@@ -127,6 +131,8 @@ def control_command(request: ControlRequest, now: datetime) -> AnyOperatorComman
         return SignalWorkflow(
             **common, name=request.name, data=request.data, signal_id=request.signal_id
         )
+    if isinstance(request, SetVarsRequest):
+        return SetVariables(**common, values=request.values)
     return SkipJob(**common, job=request.job, outputs=request.outputs)
 
 

@@ -133,6 +133,7 @@ def judge(
     definition: WorkflowDefinition,
     inputs: Mapping[str, Any],
     cancelled: bool,
+    vars: Mapping[str, Any] | None = None,
 ) -> Judgement:
     """What happens to the pending ``job`` given the states of all ``jobs``."""
     try:
@@ -148,6 +149,7 @@ def judge(
     context = ExpressionContext(
         needs={name: _needs_entry(up) for name, up in upstream.items()},
         inputs=inputs,
+        vars=definition.vars if vars is None else vars,
         env={**definition.env, **job.env},
         success=deps_ok and not cancelled,
         # Only a status-aware condition can call failure(); spare the walk up the graph.

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from actors import control, dag, job, signals
+from actors import control, dag, job, signals, variables
 from actors._state import updated
 from actors.appends import Append, plan_appends
 from actors.commands import (
@@ -29,6 +29,7 @@ from actors.commands import (
     RestartWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
+    SetVariables,
     SignalWorkflow,
     SkipJob,
     StartWorkflow,
@@ -59,6 +60,7 @@ from events.catalog import (
     WorkflowStarted,
     WorkflowStatus,
     WorkflowSucceeded,
+    WorkflowVariablesSet,
 )
 from events.definition import JobDefinition, OnFailure, WorkflowDefinition
 from events.errors import WorkflowNotFound
@@ -103,6 +105,7 @@ def decide(state: WorkflowState, command: AnyWorkflowCommand) -> list[Event]:
             | RestartWorkflow()
             | SignalWorkflow()
             | HookWorkflow()
+            | SetVariables()
         ):
             return control.decide(state, command)
 
@@ -194,13 +197,20 @@ def _next_for_job(
         return job.decide(current, _cancel_job(current, state.cancel_reason, now))
     if current.status is JobStatus.PENDING:
         verdict = dag.judge(
-            spec, jobs, definition=definition, inputs=state.inputs, cancelled=state.cancel_requested
+            spec,
+            jobs,
+            definition=definition,
+            inputs=state.inputs,
+            cancelled=state.cancel_requested,
+            vars=state.vars,
         )
         return _carry_out(current, spec, verdict, jobs, state.cancel_reason, now, definition)
     if current.status in _ACTIVE and state.cancel_requested:
         # A job whose condition still holds under cancellation (always(), cancelled(), ...)
         # keeps running, as in CI; every other active job is withdrawn or asked to stop.
-        verdict = dag.judge(spec, jobs, definition=definition, inputs=state.inputs, cancelled=True)
+        verdict = dag.judge(
+            spec, jobs, definition=definition, inputs=state.inputs, cancelled=True, vars=state.vars
+        )
         if verdict.verdict is not dag.Verdict.RUN:
             return job.decide(current, _cancel_job(current, state.cancel_reason, now))
     return []
@@ -344,6 +354,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
                 started_at=event.started_at,
                 restarted_from=event.restarted_from,
                 traceparent=event.traceparent,
+                vars=dict(event.definition.vars),
                 order=order,
                 jobs={name: state.job(name) for name in order} | dict(state.jobs),
             )
@@ -367,6 +378,8 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
             return control.evolve(state, event)
         case SignalReceived() | SignalConsumed():
             return signals.evolve(state, event)
+        case WorkflowVariablesSet():
+            return variables.evolve(state, event)
     return state
 
 

@@ -41,6 +41,8 @@ class WorkflowState:
     restarted_as: str | None = None
     # The caller's trace context, copied into every job's spec (``JobSpec.traceparent``).
     traceparent: str | None = None
+    # Workflow variables (``${{ vars.KEY }}``): the definition's ``vars:``, then ``jetwork set``.
+    vars: Mapping[str, Any] = field(default_factory=dict)
     # The request id of the last operator command applied: its redelivery changes nothing.
     last_request_id: str | None = None
     # Signals received that no job took yet, oldest first, and every signal id recorded

@@ -181,6 +181,21 @@ class WorkflowRestarted(WorkflowEvent):
     at: datetime
 
 
+# --- workflow variables (``jetwork set``) ---
+
+
+class WorkflowVariablesSet(WorkflowEvent):
+    """An operator set workflow variables (``${{ vars.KEY }}``): ``values`` replace those keys
+    for every job not yet queued; jobs queued already keep what they were rendered with."""
+
+    type: Literal["WorkflowVariablesSet"] = "WorkflowVariablesSet"
+    by: str
+    reason: str | None = None
+    request_id: str | None = None
+    values: dict[str, Any]
+    at: datetime
+
+
 class WorkflowSucceeded(WorkflowEvent):
     type: Literal["WorkflowSucceeded"] = "WorkflowSucceeded"
     ended_at: datetime
@@ -394,6 +409,7 @@ WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowRetried,
     WorkflowRerun,
     WorkflowRestarted,
+    WorkflowVariablesSet,
     WorkflowSucceeded,
     WorkflowFailed,
     WorkflowCancelled,

@@ -79,6 +79,9 @@ class InputSpec(_Frozen):
     default: Any = None
     required: bool = False
     description: str | None = None
+    # The JSON Schema subset the value must meet (``type``, ``enum``, ``minimum`` …; written
+    # beside ``default`` in a file), checked at every start: ``actors.definitions.input_schema``.
+    json_schema: dict[str, Any] = Field(default_factory=dict)
 
 
 class WebhookWait(_Frozen):
@@ -134,6 +137,8 @@ class WorkflowDefinition(_Frozen):
     name: str
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
     env: dict[str, str] = Field(default_factory=dict)
+    # Workflow variables (``${{ vars.KEY }}``) a run starts with; ``jetwork set`` changes them.
+    vars: dict[str, Any] = Field(default_factory=dict)
     timeout: float | None = Field(default=None, gt=0)
     # The default of every job's dispatch_timeout.
     dispatch_timeout: float | None = Field(default=None, gt=0)

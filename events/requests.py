@@ -123,6 +123,14 @@ class HookRequest(_ControlRequest):
     body: dict[str, Any] = Field(default_factory=dict)
 
 
+class SetVarsRequest(_ControlRequest):
+    """Set workflow variables (``${{ vars.KEY }}``) for the jobs not yet queued: ``values`` maps
+    each name (``[A-Za-z_][A-Za-z0-9_]*``) to any JSON value."""
+
+    type: Literal["set"] = "set"
+    values: dict[str, Any]
+
+
 ControlRequest = (
     PauseRequest
     | ResumeRequest
@@ -132,6 +140,7 @@ ControlRequest = (
     | RestartRequest
     | SignalRequest
     | HookRequest
+    | SetVarsRequest
 )
 
 

@@ -40,7 +40,7 @@ async def start(request: Request) -> Response:
     if media in YAML_TYPES:
         text = (await read_body(request, ctx.settings.max_body)).decode("utf-8", "replace")
         definition = load_workflow_text(text, source="body")
-        inputs = parse_inputs(request.query_params.getlist("input"))
+        inputs = parse_inputs(request.query_params.getlist("input"), definition)
         key = request.query_params.get("idempotency_key") or request.headers.get("idempotency-key")
     else:
         body = validated(StartBody, await read_json(request, ctx.settings.max_body))

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from gateway.context import context
-from gateway.models import ControlBody, ControlOut, RerunBody, SkipBody
+from gateway.models import ControlBody, ControlOut, RerunBody, SetVarsBody, SkipBody
 from gateway.web import Json, read_json, validated
 from sdk.client import Client
 from sdk.client.control import ControlResult
@@ -87,6 +87,19 @@ async def rerun(request: Request) -> Response:
         answer_timeout=body.timeout,
     )
     return _answer(result, body.from_job)
+
+
+async def set_vars(request: Request) -> Response:
+    body = await _body(request, SetVarsBody)
+    assert isinstance(body, SetVarsBody)
+    result = await context(request).client.set_vars(
+        request.path_params["workflow_id"],
+        body.values,
+        reason=body.reason,
+        by=body.by or _DEFAULT_BY,
+        answer_timeout=body.timeout,
+    )
+    return _answer(result)
 
 
 def _text(value: object) -> str:

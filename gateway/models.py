@@ -149,9 +149,16 @@ class RerunBody(ControlBody):
     )
 
 
+class SetVarsBody(ControlBody):
+    values: dict[str, Any] = Field(
+        description="variable name -> any JSON value, read as ${{ vars.NAME }} by jobs not yet "
+        "queued"
+    )
+
+
 class ControlOut(BaseModel):
     workflow_id: str
-    command: str = Field(description="pause, resume, skip, retry, rerun or restart")
+    command: str = Field(description="pause, resume, skip, retry, rerun, restart or set")
     applied: bool = Field(
         description="false: no engine answered in time; stored, applied when one runs (202)"
     )

@@ -34,6 +34,7 @@ from gateway.models import (
     LogsBody,
     RegisterBody,
     RerunBody,
+    SetVarsBody,
     SkipBody,
     StartBody,
     StartOut,
@@ -134,6 +135,9 @@ OPERATIONS: tuple[Op, ...] = (
        "Run an ended workflow again as a new run with the same definition and inputs (its id in "
        "restarted_as; 409 while it runs or is paused)", "workflows", "restart_workflow",
        body=ControlBody, response=ControlOut),
+    Op("POST", _WF + "/vars", control_api.set_vars, C,
+       "Set workflow variables (${{ vars.NAME }}) for the jobs not yet queued (409 if it ended)",
+       "workflows", "set_workflow_vars", body=SetVarsBody, response=ControlOut),
     Op("POST", _WF + "/jobs/{job}/skip", control_api.skip, C,
        "Skip a pending, queued, waiting or failed job: its dependents proceed as if it had "
        "succeeded with these outputs (409 otherwise)", "workflows", "skip_job", body=SkipBody,

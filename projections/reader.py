@@ -12,11 +12,12 @@ import builtins
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from events import subjects
 from events.catalog import WorkflowStatus
@@ -62,6 +63,8 @@ class WorkerInfo(BaseModel):
     host: str = ""
     pid: int = 0
     paused: tuple[str, ...] = ()  # "worker" and/or "@<handler>": no new claims there
+    # Handler -> {"input": JSON Schema | null, "output": … | null, "takes_inputs": bool}.
+    handler_schemas: dict[str, dict[str, Any]] = Field(default_factory=dict)
     stale: bool = False
 
 

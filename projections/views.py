@@ -90,6 +90,8 @@ class WorkflowView(_View):
     # ``jetwork restart``: the run this one runs again, and the last run restarted from this one.
     restarted_from: str | None = None
     restarted_as: str | None = None
+    # Workflow variables (``vars:`` and ``jetwork set``), as jobs not yet queued read them.
+    vars: dict[str, Any] = Field(default_factory=dict)
     jobs: dict[str, JobView] = Field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:
@@ -170,6 +172,7 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         reason=state.end_reason or state.pause_note,
         restarted_from=state.restarted_from,
         restarted_as=state.restarted_as,
+        vars=dict(state.vars),
         jobs={
             name: job_view(state.job(name), stopped=stopped, stopped_at=state.ended_at)
             for name in state.order

@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from sdk.errors import JobNotFound as JobNotFound
     from sdk.errors import WaitTimeout as WaitTimeout
     from sdk.errors import WorkflowNotStarted as WorkflowNotStarted
+    from sdk.simulation import DryRun as DryRun
+    from sdk.simulation import DryRunJob as DryRunJob
+    from sdk.simulation import dry_run as dry_run
     from sdk.worker.config import WorkerConfig as WorkerConfig
     from sdk.worker.core import Worker as Worker
     from sdk.worker.handlers import HandlerRegistry as HandlerRegistry
@@ -79,6 +82,9 @@ _SOURCES: dict[str, str] = {
     "Retry": "sdk.builder",
     "Input": "sdk.builder",
     "WorkflowDefinition": "events.definition",
+    "dry_run": "sdk.simulation",
+    "DryRun": "sdk.simulation",
+    "DryRunJob": "sdk.simulation",
     # workers
     "Worker": "sdk.worker.core",
     "WorkerConfig": "sdk.worker.config",
@@ -111,6 +117,8 @@ __all__ = [
     "ConcurrencyConflict",
     "ControlResult",
     "DeadLetter",
+    "DryRun",
+    "DryRunJob",
     "EmbeddedServer",
     "HandlerRegistry",
     "Input",
@@ -142,6 +150,7 @@ __all__ = [
     "WorkflowNotStarted",
     "WorkflowSummary",
     "WorkflowView",
+    "dry_run",
 ]
 
 

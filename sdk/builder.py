@@ -93,9 +93,10 @@ class WaitFor(BaseModel):
 
 
 class Input(BaseModel):
-    """A workflow input: a ``default``, or ``required=True`` for callers to supply it."""
+    """A workflow input: a ``default``, or ``required=True`` for callers to supply it; JSON
+    Schema keywords (``type="integer", minimum=1``) type it (``docs/workflows.md``)."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="allow")
 
     default: Any = None
     required: bool = False
@@ -136,14 +137,17 @@ class Workflow:
         env: Mapping[str, str] | None = None,
         timeout: Duration | None = None,
         dispatch_timeout: Duration | None = None,
+        vars: Mapping[str, Any] | None = None,
     ) -> None:
         """``inputs`` maps names to an ``Input`` or, for short, to a default value;
-        ``dispatch_timeout`` is the default of every job's."""
+        ``dispatch_timeout`` is the default of every job's; ``vars`` are the workflow variables
+        a run starts with (``${{ vars.NAME }}``, changed by ``jetwork set``)."""
         self.name = name
         self._inputs: dict[str, Input] = {}
         for input_name, spec in (inputs or {}).items():
             self.input(input_name, **_input_fields(spec))
         self._env = dict(env or {})
+        self._vars = {key: _data(value) for key, value in (vars or {}).items()}
         self._timeout = timeout
         self._dispatch_timeout = dispatch_timeout
         self._jobs: dict[str, dict[str, Any]] = {}
@@ -155,9 +159,14 @@ class Workflow:
         default: Any = None,
         required: bool = False,
         description: str | None = None,
+        **schema: Any,
     ) -> str:
-        """Declare an input; returns the template ``${{ inputs.<name> }}`` for use in jobs."""
+        """Declare an input; returns the template ``${{ inputs.<name> }}`` for use in jobs.
+
+        ``schema``: JSON Schema keywords the value must meet (``type="integer", minimum=1``,
+        ``enum=["fast", "safe"]``), checked at every start."""
         fields: dict[str, Any] = {"required": True} if required else {}
+        fields.update(schema)
         if default is not None:
             fields["default"] = default
         if description is not None:
@@ -227,6 +236,8 @@ class Workflow:
             raw["inputs"] = {name: spec.to_dict() for name, spec in self._inputs.items()}
         if self._env:
             raw["env"] = dict(self._env)
+        if self._vars:
+            raw["vars"] = dict(self._vars)
         if self._timeout is not None:
             raw["timeout"] = _duration(self._timeout)
         if self._dispatch_timeout is not None:

@@ -20,7 +20,7 @@ from typing import Final
 
 from actors.definitions._expr_tokens import ExpressionError, Token, fail, shorten, tokenize
 
-CONTEXTS: Final = frozenset({"needs", "inputs", "env"})
+CONTEXTS: Final = frozenset({"needs", "inputs", "env", "vars"})
 STATUS_FUNCTIONS: Final = frozenset({"success", "failure", "always", "cancelled"})
 # Canonical spelling -> (fewest, most) arguments; None means any number. Names match case-blind.
 FUNCTION_ARITY: Final[dict[str, tuple[int, int | None]]] = {
@@ -38,7 +38,7 @@ FUNCTION_ARITY: Final[dict[str, tuple[int, int | None]]] = {
 }
 _CANONICAL_FUNCTION: Final = {name.lower(): name for name in FUNCTION_ARITY}
 _GITHUB_ONLY_CONTEXTS: Final = frozenset(
-    {"github", "steps", "matrix", "secrets", "vars", "runner", "job", "jobs", "strategy"}
+    {"github", "steps", "matrix", "secrets", "runner", "job", "jobs", "strategy"}
 )
 _PYTHON_WORDS: Final = {"and": "&&", "or": "||", "not": "!"}
 _MAX_DEPTH: Final = 64
@@ -301,5 +301,8 @@ def _unknown_name_reason(text: str) -> str:
     if lower in _PYTHON_WORDS:
         return f"unknown name {text!r}: write {_PYTHON_WORDS[lower]} instead"
     if lower in _GITHUB_ONLY_CONTEXTS:
-        return f"the {text!r} context does not exist in jetwork; use needs, inputs or env"
-    return f"unknown name {text!r}: use needs.<job>, inputs.<name>, env.<NAME> or a literal"
+        return f"the {text!r} context does not exist in jetwork; use needs, inputs, env or vars"
+    return (
+        f"unknown name {text!r}: use needs.<job>, inputs.<name>, env.<NAME>, vars.<name> or a "
+        "literal"
+    )

@@ -15,6 +15,7 @@ from actors.definitions._jobs import Expression, JobDraft
 from actors.definitions._problems import ProblemLog
 from actors.definitions.expressions import check_expression, referenced_paths
 from actors.definitions.templating import check_template, template_paths
+from actors.definitions.variable_names import var_problems as _var_problems
 
 _NEEDS_PROPERTIES = ("result", "outputs")
 
@@ -34,7 +35,11 @@ def check_job_needs(jobs: Mapping[str, JobDraft], log: ProblemLog) -> None:
 
 
 def check_job_expressions(
-    jobs: Mapping[str, JobDraft], inputs: Collection[str], log: ProblemLog
+    jobs: Mapping[str, JobDraft],
+    inputs: Collection[str],
+    log: ProblemLog,
+    *,
+    declared_vars: Collection[str] | None = None,
 ) -> None:
     for name, draft in jobs.items():
         upstream = {job for job, _ in draft.upstream}
@@ -42,18 +47,24 @@ def check_job_expressions(
             paths = _readable_paths(expression, log)
             for problem in _job_path_problems(paths, name, upstream, jobs):
                 log.add(expression.path, problem)
-            for problem in _input_problems(paths, inputs):
+            for problem in _input_problems(paths, inputs) + _var_problems(paths, declared_vars):
                 log.add(expression.path, problem)
 
 
-def check_workflow_env(env: Mapping[str, str], inputs: Collection[str], log: ProblemLog) -> None:
+def check_workflow_env(
+    env: Mapping[str, str],
+    inputs: Collection[str],
+    log: ProblemLog,
+    *,
+    declared_vars: Collection[str] | None = None,
+) -> None:
     """Workflow ``env`` is rendered before any job has run: it may use inputs, not needs."""
     for key, value in env.items():
         expression = Expression(("env", key), value, is_condition=False)
         paths = _readable_paths(expression, log)
         if any(path[0] == "needs" for path in paths):
             log.add(expression.path, "needs is not available in workflow env: no job has run yet")
-        for problem in _input_problems(paths, inputs):
+        for problem in _input_problems(paths, inputs) + _var_problems(paths, declared_vars):
             log.add(expression.path, problem)
 
 

@@ -4,7 +4,8 @@ Supported: ``success()``, ``failure()``, ``always()``, ``cancelled()``, ``contai
 ``startsWith()``, ``endsWith()``, ``format()``, ``join()``, ``toJSON()``, ``fromJSON()``;
 ``== != < <= > >=``, ``&& || !``, parentheses; single-quoted strings (``''`` is a quote), numbers,
 ``true``/``false``/``null``; ``needs.<job>.result``, ``needs.<job>.outputs.<key>``,
-``inputs.<name>``, ``env.<NAME>``, also as ``needs['job']``.
+``inputs.<name>``, ``env.<NAME>``, ``vars.<name>`` (workflow variables), also as
+``needs['job']``.
 
 Expressions are parsed by a small parser and evaluated by simpleeval, never by ``eval``. A missing
 property is ``null`` (rendered as ``''``), as in GitHub, so a run never fails on a lookup.
@@ -45,6 +46,7 @@ class ExpressionContext:
     needs: Mapping[str, Mapping[str, Any]]  # job -> {"result": ..., "outputs": {key: value}}
     inputs: Mapping[str, Any]
     env: Mapping[str, str] = field(default_factory=dict)
+    vars: Mapping[str, Any] = field(default_factory=dict)  # workflow variables
     success: bool = True  # value of success()
     failure: bool = False  # value of failure()
     cancelled: bool = False  # value of cancelled()
@@ -97,7 +99,7 @@ def _run(compiled: Compiled, ctx: ExpressionContext) -> Any:
     evaluator = Evaluator(
         operators=OPERATORS,
         functions=functions(success=ctx.success, failure=ctx.failure, cancelled=ctx.cancelled),
-        names={"needs": ctx.needs, "inputs": ctx.inputs, "env": ctx.env},
+        names={"needs": ctx.needs, "inputs": ctx.inputs, "env": ctx.env, "vars": ctx.vars},
     )
     try:
         return evaluator.eval(compiled.python, previously_parsed=compiled.tree)

@@ -22,11 +22,14 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
     raw: dict[str, Any] = {"name": definition.name}
     if definition.inputs:
         raw["inputs"] = {
-            name: spec.model_dump(mode="json", exclude_defaults=True)
+            name: spec.model_dump(mode="json", exclude_defaults=True, exclude={"json_schema"})
+            | spec.json_schema
             for name, spec in definition.inputs.items()
         }
     if definition.env:
         raw["env"] = dict(definition.env)
+    if definition.vars:
+        raw["vars"] = dict(definition.vars)
     for key in ("timeout", "dispatch_timeout"):
         if getattr(definition, key) is not None:
             raw[key] = getattr(definition, key)

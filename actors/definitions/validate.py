@@ -13,6 +13,7 @@ from typing import Any, Final
 from pydantic import ValidationError
 
 from actors.definitions import _fields as f
+from actors.definitions import input_schema
 from actors.definitions._graph import report_cycles
 from actors.definitions._jobs import JobDraft, read_job
 from actors.definitions._problems import Path, ProblemLog
@@ -21,12 +22,19 @@ from actors.definitions._references import (
     check_job_needs,
     check_workflow_env,
 )
+from actors.definitions.variable_names import read_vars
 from events.definition import InputSpec, WorkflowDefinition
 
 __all__ = ["parse_workflow", "validate_inputs"]
 
-WORKFLOW_FIELDS: Final = ("name", "inputs", "env", "timeout", "dispatch_timeout", "jobs")
-INPUT_FIELDS: Final = ("default", "required", "description")
+WORKFLOW_FIELDS: Final = ("name", "inputs", "env", "vars", "timeout", "dispatch_timeout", "jobs")
+# ``required`` is both the input's (true/false) and, as a list, an object's (JSON Schema's).
+INPUT_FIELDS: Final = (
+    "default",
+    "required",
+    "description",
+    *(key for key in input_schema.KEYWORDS if key != "required"),
+)
 
 
 def parse_workflow(raw: Mapping[str, Any], *, source: str | None = None) -> WorkflowDefinition:
@@ -46,13 +54,18 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
     fields: dict[str, Any] = {"name": _workflow_name(raw.get("name"), log)}
     inputs = _read_inputs(raw.get("inputs"), log) if raw.get("inputs") is not None else {}
     fields["inputs"] = inputs
+    # Declared variables are checked where read; without ``vars:``, any ``vars.X`` may be set.
+    declared = None
+    if raw.get("vars") is not None:
+        fields["vars"] = read_vars(raw["vars"], log)
+        declared = tuple(fields["vars"])
     if raw.get("env") is not None:
         fields["env"] = f.env_map(raw["env"], ("env",), log)
-        check_workflow_env(fields["env"], inputs, log)
+        check_workflow_env(fields["env"], inputs, log, declared_vars=declared)
     for key in ("timeout", "dispatch_timeout"):
         if raw.get(key) is not None:
             fields[key] = f.duration(raw[key], (key,), log, positive=True)
-    jobs = _read_jobs(raw.get("jobs"), inputs, log)
+    jobs = _read_jobs(raw.get("jobs"), inputs, log, declared)
     log.raise_if_any()
     return _assemble(fields, jobs, log)
 
@@ -86,11 +99,13 @@ def _read_input(spec: object, path: Path, log: ProblemLog) -> dict[str, Any]:
         )
         return {}
     f.check_fields(spec, path, INPUT_FIELDS, log)
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = _read_input_schema(spec, path, log)
     if "default" in spec:
         result["default"] = f.json_value(spec["default"], (*path, "default"), log)
     required = spec.get("required", False)
-    if not isinstance(required, bool):
+    if isinstance(required, list):
+        pass  # the object's required properties (the schema's), read above
+    elif not isinstance(required, bool):
         log.add((*path, "required"), f"expected true or false, got {f.describe(required)}")
     elif required and spec.get("default") is not None:
         log.add(path, "required: true and a default contradict each other; drop one")
@@ -105,7 +120,31 @@ def _read_input(spec: object, path: Path, log: ProblemLog) -> dict[str, Any]:
     return result
 
 
-def _read_jobs(value: object, inputs: Mapping[str, Any], log: ProblemLog) -> dict[str, JobDraft]:
+def _read_input_schema(spec: Mapping[str, Any], path: Path, log: ProblemLog) -> dict[str, Any]:
+    """The input's JSON Schema keywords, checked; its default checked against them."""
+    # ``required: true`` is the input's own; a list names an object's required properties.
+    schema = {
+        key: f.json_value(spec[key], (*path, key), log)
+        for key in input_schema.KEYWORDS
+        if key in spec and not (key == "required" and not isinstance(spec[key], list))
+    }
+    if not schema:
+        return {}
+    problems = input_schema.check_schema(schema)
+    for where, message in problems:
+        log.add((*path, *where), message)
+    if not problems and spec.get("default") is not None:
+        for where, message in input_schema.problems(spec["default"], schema):
+            log.add((*path, "default", *where), message)
+    return {"json_schema": schema}
+
+
+def _read_jobs(
+    value: object,
+    inputs: Mapping[str, Any],
+    log: ProblemLog,
+    declared_vars: tuple[str, ...] | None = None,
+) -> dict[str, JobDraft]:
     if value is None:
         log.add(("jobs",), "missing: a workflow needs at least one job")
         return {}
@@ -127,7 +166,7 @@ def _read_jobs(value: object, inputs: Mapping[str, Any], log: ProblemLog) -> dic
         },
         log,
     )
-    check_job_expressions(jobs, inputs, log)
+    check_job_expressions(jobs, inputs, log, declared_vars=declared_vars)
     return jobs
 
 
@@ -149,7 +188,9 @@ def _assemble(
 def validate_inputs(definition: WorkflowDefinition, given: Mapping[str, Any]) -> dict[str, Any]:
     """The inputs a run starts with: ``given`` plus defaults.
 
-    Raises ``InvalidWorkflow`` naming each unknown input and each missing required one.
+    Raises ``InvalidWorkflow`` naming each unknown input, each missing required one and every
+    way a value breaks its input's declared schema (``inputs.count: -1 is less than the
+    minimum 1``).
     """
     log = ProblemLog(source=definition.name)
     for name in given:
@@ -159,6 +200,9 @@ def validate_inputs(definition: WorkflowDefinition, given: Mapping[str, Any]) ->
     values: dict[str, Any] = {}
     for name, spec in definition.inputs.items():
         values[name] = _input_value(name, spec, given, log)
+        if spec.json_schema and (name in given or values[name] is not None):
+            for where, message in input_schema.problems(values[name], spec.json_schema):
+                log.add(("inputs", name, *where), message)
     log.raise_if_any()
     return values
 

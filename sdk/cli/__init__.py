@@ -10,6 +10,7 @@ from sdk.cli import (
     dead_letters,
     demo,
     gateway,
+    handlers,
     history,
     limits,
     listing,
@@ -19,6 +20,7 @@ from sdk.cli import (
     server,
     signal,
     status,
+    variables,
     watch,
     worker,
     workers,
@@ -59,11 +61,13 @@ main.add_command(control.retry)
 main.add_command(control.rerun)
 main.add_command(control.restart)
 main.add_command(signal.signal)
+main.add_command(variables.set_vars)
 main.add_command(logs.logs)
 main.add_command(history.history)
 main.add_command(watch.watch)
 main.add_command(dead_letters.dead_letters)
 main.add_command(workers.workers)
+main.add_command(handlers.handlers)
 main.add_command(projections.projections)
 main.add_command(limits.limits)
 

@@ -121,7 +121,14 @@ def workflow_panel(
         lines.append(Text(f"restarted from: {view.restarted_from}", style="dim"))
     if view.restarted_as:
         lines.append(Text(f"restarted as: {view.restarted_as}", style="dim"))
+    if view.vars:
+        shown = ", ".join(f"{key}={_var_text(value)}" for key, value in sorted(view.vars.items()))
+        lines.append(Text(f"vars: {shown}", style="dim"))
     return Group(table, *lines) if lines else table
+
+
+def _var_text(value: object) -> str:
+    return value if isinstance(value, str) else orjson.dumps(value).decode()
 
 
 class LiveWorkflow:

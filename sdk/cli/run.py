@@ -14,20 +14,25 @@ from rich.console import Console
 from rich.live import Live
 
 from actors.definitions import load_workflow_file
+from actors.definitions.input_schema import coerce
 from events.definition import WorkflowDefinition
 from projections.views import WorkflowView
 from projections.waiting import describe_waiting
 from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.cli._render import LiveWorkflow, workflow_panel
+from sdk.cli.dry_run import dry_run_options, run_dry
 from sdk.client import Client
 from sdk.errors import InvalidArgument, WaitTimeout
 
 
-def parse_inputs(pairs: Iterable[str]) -> dict[str, Any]:
+def parse_inputs(
+    pairs: Iterable[str], definition: WorkflowDefinition | None = None
+) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; a value that reads as JSON (``3``, ``true``, ``[1,2]``) is that value.
 
     Anything else is text: ``--input version=0.1.0`` is the string ``"0.1.0"``. Quote JSON
-    strings to keep them text: ``--input n='"3"'``.
+    strings to keep them text: ``--input n='"3"'``. An input of ``definition`` that declares a
+    type is read as that type instead (``-i version=1.0`` is the text ``"1.0"`` for a string).
     """
     inputs: dict[str, Any] = {}
     for pair in pairs:
@@ -37,7 +42,8 @@ def parse_inputs(pairs: Iterable[str]) -> dict[str, Any]:
             raise InvalidArgument(f"--input {pair!r}: expected KEY=VALUE, e.g. --input who=world")
         if key in inputs:
             raise InvalidArgument(f"--input {key!r} is given twice")
-        inputs[key] = _value(raw)
+        declared = definition.inputs.get(key) if definition is not None else None
+        inputs[key] = coerce(raw, declared.json_schema) if declared is not None else _value(raw)
     return inputs
 
 
@@ -98,6 +104,7 @@ async def watch_live(
     "[env: TRACEPARENT]",
 )
 @nats_option
+@dry_run_options
 def run(
     file: Path,
     inputs: tuple[str, ...],
@@ -107,6 +114,9 @@ def run(
     timeout: float | None,
     traceparent: str | None,
     nats_url: str | None,
+    dry_run: bool = False,
+    mocks: tuple[str, ...] = (),
+    failures: tuple[str, ...] = (),
 ) -> None:
     """Start the workflow in FILE; print its id, or watch it with --wait.
 
@@ -119,9 +129,14 @@ def run(
       id=$(jetwork run examples/diamond.yaml) && jetwork status "$id"
       jetwork run examples/diamond.yaml --wait
       jetwork run examples/release.yaml -i version=1.2.0 --wait --json
+      jetwork run examples/diamond.yaml --dry-run --mock left='{"value": "7"}' --fail flaky
     """
-    given = parse_inputs(inputs)
     definition = load_workflow_file(file)
+    given = parse_inputs(inputs, definition)
+    if dry_run:
+        run_dry(definition, inputs=given, mocks=mocks, failures=failures, as_json=as_json)
+    elif mocks or failures:
+        raise InvalidArgument("--mock and --fail go with --dry-run")
 
     async def action(client: Client) -> WorkflowView | None:
         handle = await client.start(

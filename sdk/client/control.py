@@ -34,6 +34,7 @@ from events.requests import (
     RestartRequest,
     ResumeRequest,
     RetryRequest,
+    SetVarsRequest,
     SkipRequest,
     new_workflow_id,
     request_msg_id,
@@ -82,7 +83,8 @@ def default_operator() -> str:
 
 
 class ClientControl(ClientBase):
-    """``Client.pause``, ``resume``, ``skip``, ``retry``, ``rerun`` and ``restart``."""
+    """``Client.pause``, ``resume``, ``skip``, ``retry``, ``rerun``, ``restart`` and
+    ``set_vars``."""
 
     async def pause(
         self,
@@ -205,6 +207,33 @@ class ClientControl(ClientBase):
             by=by,
             answer_timeout=answer_timeout,
             restarted_as=new_workflow_id(),
+        )
+
+    async def set_vars(
+        self,
+        workflow_id: str,
+        values: Mapping[str, Any],
+        *,
+        reason: str | None = None,
+        by: str | None = None,
+        answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
+    ) -> ControlResult:
+        """Set workflow variables: every job not yet queued reads ``${{ vars.KEY }}`` with these
+        values (jobs queued already keep theirs); keys the definition did not declare are added.
+
+        Raises ``InvalidArgument`` for a name an expression cannot read (letters, digits, ``_``)
+        and ``CommandRefused`` for a workflow that has ended. Values that hold already change
+        nothing (``changed`` False).
+        """
+        if not values:
+            raise InvalidArgument("no variable to set: give at least one KEY=VALUE")
+        return await self._control(
+            SetVarsRequest,
+            workflow_id,
+            reason=reason,
+            by=by,
+            answer_timeout=answer_timeout,
+            values=dict(values),
         )
 
     async def _control(

@@ -48,6 +48,7 @@ from sdk.worker.claims import now
 from sdk.worker.concurrency import ConcurrencyGroups
 from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
+from sdk.worker.handler_schemas import published_schemas
 from sdk.worker.handlers import HandlerRegistry
 from sdk.worker.leases import LeaseKeeper
 from sdk.worker.lifecycle import Listener, for_handler
@@ -388,6 +389,7 @@ class Worker(WorkerShutdown):
             started_at=self._started_at,
             running=[job for job in running if job is not None],
             paused=self.pauses.paused,
+            schemas=published_schemas(self.registry),
         )
 
 

@@ -10,14 +10,15 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import structlog
 from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from events import subjects
 
@@ -48,6 +49,8 @@ class WorkerPresence(BaseModel):
     host: str = ""
     pid: int = 0
     paused: tuple[str, ...] = ()  # "worker" and/or "@<handler>" (sdk/worker/pausing.py)
+    # Each handler's input/output models as JSON Schema (sdk/worker/handler_schemas.py).
+    handler_schemas: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def encode(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))
@@ -74,6 +77,7 @@ class PresenceBoard:
         started_at: datetime,
         running: Iterable[RunningJob],
         paused: Iterable[str] = (),
+        schemas: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         """Write (or refresh) the entry, stamped with ``last_seen`` = now."""
         presence = WorkerPresence(
@@ -87,6 +91,7 @@ class PresenceBoard:
             host=socket.gethostname(),
             pid=os.getpid(),
             paused=tuple(paused),
+            handler_schemas=dict(schemas or {}),
         )
         try:
             kv = await self._bucket()

@@ -39,13 +39,14 @@ from tests.eventually import assert_eventually
 from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 
 VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs",
-             "restarted_from", "restarted_as"}  # fmt: skip
+             "restarted_from", "restarted_as", "vars"}  # fmt: skip
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
             "reason", "waiting_for", "wait"}  # fmt: skip
 COMMANDS = [
     ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],
     ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],
-    ["pause"], ["resume"], ["skip"], ["retry"], ["rerun"], ["restart"], ["signal"],
+    ["pause"], ["resume"], ["skip"], ["retry"], ["rerun"], ["restart"], ["signal"], ["set"],
+    ["handlers"],
 ]  # fmt: skip
 # Every command that connects to a server, with the arguments it needs to get that far.
 CONNECTING = [
@@ -54,6 +55,7 @@ CONNECTING = [
     ["watch"], ["server"], ["demo", "--example", "FILE"], ["pause", "wf-x"], ["resume", "wf-x"],
     ["skip", "wf-x", "a"], ["retry", "wf-x"], ["rerun", "wf-x", "--from", "a"], ["restart", "wf-x"],
     ["signal", "wf-x", "go"],
+    ["set", "wf-x", "k=v"], ["handlers"],
 ]  # fmt: skip
 UNREACHABLE = "nats://127.0.0.1:1"
 

@@ -17,6 +17,7 @@ from actors.definitions import (
     validate_inputs,
 )
 from actors.definitions._jobs import JOB_FIELDS, RETRY_FIELDS
+from actors.definitions.input_schema import KEYWORDS
 from actors.definitions.validate import INPUT_FIELDS, WORKFLOW_FIELDS
 from events.definition import (
     Backoff,
@@ -194,7 +195,7 @@ def test_job_problems_name_their_location(job: dict[str, Any], problem: str) -> 
         ({"v": "1.0"}, "inputs.v: expected a mapping with default/required/description, got text"),
         ({"v": {"required": "yes"}}, "inputs.v.required: expected true or false, got text"),
         ({"v": {"description": 1}}, "inputs.v.description: expected text, got a number (1)"),
-        ({"v": {"type": "string"}}, "inputs.v.type: unknown field"),
+        ({"v": {"kind": "string"}}, "inputs.v.kind: unknown field"),
         ({"v": {"default": b"x"}}, "inputs.v.default: bytes cannot be stored"),
         ({"a.b": {}}, "inputs['a.b']: input name 'a.b' is not a valid name"),
         ({"v": {"required": True, "default": 1}}, "inputs.v: required: true and a default"),
@@ -321,7 +322,8 @@ def test_field_lists_match_the_models() -> None:
         field.alias or name for name, field in JobDefinition.model_fields.items()
     } - {"name"}
     assert set(RETRY_FIELDS) == set(RetryPolicy.model_fields)
-    assert set(INPUT_FIELDS) == set(InputSpec.model_fields)
+    # An input's JSON Schema keywords sit beside default/required/description in a file.
+    assert set(INPUT_FIELDS) == set(InputSpec.model_fields) - {"json_schema"} | set(KEYWORDS)
     assert set(WORKFLOW_FIELDS) == set(WorkflowDefinition.model_fields)
 
 

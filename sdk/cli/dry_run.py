@@ -1,0 +1,110 @@
+"""``jetwork run FILE --dry-run [--mock JOB='{"out": "v"}']… [--fail JOB]…``: decide the whole
+workflow in this process (``sdk.dry_run``), with no server and no workers, and print which jobs
+would run, be skipped or fail, and why, and the final status. Exit 0 when the workflow would
+succeed, 1 otherwise (as ``run --wait``)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+import click
+import orjson
+from rich.table import Table
+from rich.text import Text
+
+from events.definition import WorkflowDefinition
+from sdk.cli._common import make_console, print_json
+from sdk.cli._render import STATUS_STYLES
+from sdk.errors import InvalidArgument
+from sdk.simulation import DryRun, DryRunJob, dry_run
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def dry_run_options(function: F) -> F:
+    """``--dry-run``, ``--mock`` and ``--fail`` for ``jetwork run``."""
+    function = click.option(
+        "--fail",
+        "failures",
+        multiple=True,
+        metavar="JOB",
+        help="With --dry-run: every attempt of JOB fails (repeatable).",
+    )(function)
+    function = click.option(
+        "--mock",
+        "mocks",
+        multiple=True,
+        metavar="JOB=JSON",
+        help='With --dry-run: JOB succeeds with these outputs, e.g. build=\'{"artifact": "a"}\'.',
+    )(function)
+    decorated: F = click.option(
+        "--dry-run",
+        is_flag=True,
+        help="Decide the whole run here, with no server and no workers; print what would happen.",
+    )(function)
+    return decorated
+
+
+def parse_mocks(pairs: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``JOB={"key": "value"}`` pairs."""
+    mocks: dict[str, dict[str, Any]] = {}
+    for pair in pairs:
+        job, sep, text = pair.partition("=")
+        job = job.strip()
+        if not sep or not job:
+            raise InvalidArgument(f"--mock {pair!r}: expected JOB=JSON, e.g. --mock build='{{}}'")
+        try:
+            outputs = orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            raise InvalidArgument(f"--mock {job}: {text!r} is not JSON ({error})") from None
+        if not isinstance(outputs, dict):
+            raise InvalidArgument(f"--mock {job}: expected a JSON object of outputs, got {text!r}")
+        if job in mocks:
+            raise InvalidArgument(f"--mock {job!r} is given twice")
+        mocks[job] = outputs
+    return mocks
+
+
+def run_dry(
+    definition: WorkflowDefinition,
+    *,
+    inputs: dict[str, Any],
+    mocks: Iterable[str],
+    failures: Iterable[str],
+    as_json: bool,
+) -> None:
+    """Play the run and print it; exits 0 when it would succeed, 1 otherwise."""
+    result = dry_run(definition, inputs=inputs, mocks=parse_mocks(mocks), failures=failures)
+    if as_json:
+        print_json(result.to_json_dict())
+    else:
+        console = make_console()
+        console.print(Text(f"dry run of {result.workflow} (no server, no workers)"))
+        console.print(_table(result))
+        ending = Text("would end: ")
+        ending.append(result.status, style=STATUS_STYLES.get(result.status, ""))
+        ending.append(f" ({result.reason})" if result.reason else "")
+        console.print(ending)
+    sys.exit(0 if result.succeeded else 1)
+
+
+def _table(result: DryRun) -> Table:
+    table = Table(box=None, pad_edge=False)
+    for column in ("job", "would be", "attempts", "what / why"):
+        table.add_column(column)
+    for job in result.jobs.values():
+        status = Text(job.status, style=STATUS_STYLES.get(job.status, ""))
+        table.add_row(Text(job.name), status, str(job.attempts or ""), Text(_detail(job)))
+    return table
+
+
+def _detail(job: DryRunJob) -> str:
+    if job.status in ("skipped", "cancelled", "unsupported", "pending", "failed"):
+        return job.reason or ""
+    what = f"run: {job.run}" if job.run is not None else f"uses: {job.uses}"
+    if job.outputs:
+        shown = ", ".join(f"{key}={value}" for key, value in job.outputs.items())
+        what += f"  → outputs {shown}" + (" (mocked)" if job.mocked else "")
+    return what
