@@ -13,7 +13,7 @@ from typing import Any
 
 from actors import job
 from actors.job import JobState
-from events.catalog import WorkflowStatus
+from events.catalog import ParentLink, WorkflowStatus
 from events.definition import WorkflowDefinition
 
 
@@ -41,6 +41,9 @@ class WorkflowState:
     restarted_as: str | None = None
     # The caller's trace context, copied into every job's spec (``JobSpec.traceparent``).
     traceparent: str | None = None
+    # A sub-workflow's parent job (``actors.subworkflows``); the outputs it succeeded with.
+    parent: ParentLink | None = None
+    outputs: Mapping[str, str] = field(default_factory=dict)
     # The request id of the last operator command applied: its redelivery changes nothing.
     last_request_id: str | None = None
     # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's

@@ -20,7 +20,7 @@ from typing import Final
 
 from actors.definitions._expr_tokens import ExpressionError, Token, fail, shorten, tokenize
 
-CONTEXTS: Final = frozenset({"needs", "inputs", "env"})
+CONTEXTS: Final = frozenset({"needs", "inputs", "env"} | {"loop", "outputs"})  # loops: actors.loops
 STATUS_FUNCTIONS: Final = frozenset({"success", "failure", "always", "cancelled"})
 # Canonical spelling -> (fewest, most) arguments; None means any number. Names match case-blind.
 FUNCTION_ARITY: Final[dict[str, tuple[int, int | None]]] = {

@@ -48,6 +48,9 @@ class ExpressionContext:
     success: bool = True  # value of success()
     failure: bool = False  # value of failure()
     cancelled: bool = False  # value of cancelled()
+    # A ``loop:`` job's ``loop.iteration``, and its latest ``outputs`` (in ``loop.until``).
+    loop: Mapping[str, Any] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
 
 def evaluate(expr: str, ctx: ExpressionContext) -> Any:
@@ -97,7 +100,13 @@ def _run(compiled: Compiled, ctx: ExpressionContext) -> Any:
     evaluator = Evaluator(
         operators=OPERATORS,
         functions=functions(success=ctx.success, failure=ctx.failure, cancelled=ctx.cancelled),
-        names={"needs": ctx.needs, "inputs": ctx.inputs, "env": ctx.env},
+        names={
+            "needs": ctx.needs,
+            "inputs": ctx.inputs,
+            "env": ctx.env,
+            "loop": ctx.loop,
+            "outputs": ctx.outputs,
+        },
     )
     try:
         return evaluator.eval(compiled.python, previously_parsed=compiled.tree)

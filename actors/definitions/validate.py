@@ -16,6 +16,12 @@ from actors.definitions import _fields as f
 from actors.definitions._graph import report_cycles
 from actors.definitions._jobs import JobDraft, read_job
 from actors.definitions._problems import Path, ProblemLog
+from actors.definitions._subflows import (
+    check_outputs,
+    check_scoped_names,
+    read_outputs,
+    read_workflows,
+)
 from actors.definitions._references import (
     check_job_expressions,
     check_job_needs,
@@ -25,7 +31,16 @@ from events.definition import InputSpec, WorkflowDefinition
 
 __all__ = ["parse_workflow", "validate_inputs"]
 
-WORKFLOW_FIELDS: Final = ("name", "inputs", "env", "timeout", "dispatch_timeout", "jobs")
+WORKFLOW_FIELDS: Final = (
+    "name",
+    "inputs",
+    "env",
+    "timeout",
+    "dispatch_timeout",
+    "jobs",
+    "outputs",
+    "workflows",
+)
 INPUT_FIELDS: Final = ("default", "required", "description")
 
 
@@ -53,6 +68,12 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
         if raw.get(key) is not None:
             fields[key] = f.duration(raw[key], (key,), log, positive=True)
     jobs = _read_jobs(raw.get("jobs"), inputs, log)
+    # Sub-workflows, loops and outputs (``_subflows``).
+    check_scoped_names(jobs, log)
+    if raw.get("outputs") is not None:
+        fields["outputs"], expressions = read_outputs(raw["outputs"], log)
+        check_outputs(expressions, jobs, log)
+    fields["workflows"] = read_workflows(raw.get("workflows"), jobs, log, parse_workflow)
     log.raise_if_any()
     return _assemble(fields, jobs, log)
 

@@ -203,7 +203,7 @@ class Batch(Intake):
         now = self._ctx.clock()
         for timer in reaction.timers:
             await self._ctx.timers.arm(timer, now=now)
-        for new_run in reaction.starts:  # a restart's new run, as any client starts one
+        for new_run in [*reaction.starts, *reaction.outbox]:  # restarts, sub-workflows
             headers = {"Nats-Msg-Id": request_msg_id(new_run)}
             data = new_run.model_dump_json().encode()
             await self._ctx.nc.jetstream().publish(new_run.subject(), data, headers=headers)
