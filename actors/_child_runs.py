@@ -17,7 +17,9 @@ def child_id(parent_id: str, job: str, attempt: int) -> str:
     return f"sub-{job[:60]}-{attempt}-{digest}"
 
 
-def started(state: JobState, attempt: int, now: datetime, spec: JobSpec | None = None) -> SubWorkflowStarted:
+def started(
+    state: JobState, attempt: int, now: datetime, spec: JobSpec | None = None
+) -> SubWorkflowStarted:
     """Attempt ``attempt`` of ``state``'s job runs as a new child workflow."""
     return SubWorkflowStarted(
         **state.ids,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from actors import _child_runs as subworkflows
 from actors.commands import (
     AnyJobCommand,
     CancelJob,
@@ -26,7 +27,6 @@ from actors.commands import (
     TimeoutDispatch,
     TimeoutJob,
 )
-from actors import _child_runs as subworkflows
 from actors.definitions import format_duration
 from actors.job_state import (
     CANCELLED,

@@ -18,6 +18,7 @@ from events.catalog import (
     JobCancelRequested,
     JobEvent,
     JobFailed,
+    JobLooped,
     JobQueued,
     JobReopened,
     JobResultRejected,
@@ -27,8 +28,8 @@ from events.catalog import (
     JobStarted,
     JobStatus,
     JobSucceeded,
+    SubWorkflowStarted,
 )
-from events.catalog import JobLooped, SubWorkflowStarted
 from events.definition import OnFailure, RetryPolicy
 
 # What a settled epoch ended with (``JobState.settled_outcome``, ``JobResultRejected.outcome``).

@@ -134,7 +134,9 @@ def outbox(state: WorkflowState) -> list[AnyRequest]:
         if current.cancel_requested:
             reason = f"its parent {state.workflow_id} was cancelled: {current.cancel_reason}"
             sent.append(
-                CancelRequest(workflow_id=current.child_id, reason=reason, force=state.cancel_forced)
+                CancelRequest(
+                    workflow_id=current.child_id, reason=reason, force=state.cancel_forced
+                )
             )
     if state.parent is not None and state.status is not None and state.status.is_terminal:
         sent.append(_end_notice(state, state.parent))
@@ -167,7 +169,7 @@ def _end_notice(state: WorkflowState, parent: ParentLink) -> ChildEndedRequest:
         job=parent.job,
         attempt=parent.attempt,
         child_id=state.workflow_id,
-        status=names[status],  # type: ignore[arg-type]
+        status=names[status],
         reason=state.end_reason,
         outputs=dict(state.outputs),
     )

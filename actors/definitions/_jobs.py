@@ -82,7 +82,7 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
             draft.fields["rate_limit"] = limit
     if body.get("concurrency") is not None:
         _read_concurrency(body["concurrency"], (*path, "concurrency"), draft, log)
-    from actors.definitions._subflows import read_subflow  # noqa: PLC0415 (it imports this)
+    from actors.definitions._subflows import read_subflow
 
     read_subflow(body, path, draft, log)
     return draft

@@ -46,20 +46,27 @@ def _read_loop(value: object, path: Path, draft: JobDraft, log: ProblemLog) -> N
     f.check_fields(value, path, LOOP_FIELDS, log)
     until, most = value.get("until"), value.get("max_iterations")
     if until is None:
-        log.add(path, "missing until: the condition that ends the loop, e.g. outputs.done == 'true'")
+        log.add(
+            path, "missing until: the condition that ends the loop, e.g. outputs.done == 'true'"
+        )
     elif f.text(until, (*path, "until"), log, what="until") is not None:
         draft.expressions.append(Expression((*path, "until"), until, is_condition=True))
     if most is None:
         log.add(path, "missing max_iterations: a loop needs a bound, e.g. max_iterations: 20")
     elif isinstance(most, bool) or not isinstance(most, int) or most < 1:
         log.add((*path, "max_iterations"), f"must be a whole number >= 1, got {f.short(most)}")
-    if isinstance(until, str) and isinstance(most, int) and not isinstance(most, bool) and most >= 1:
+    if (
+        isinstance(until, str)
+        and isinstance(most, int)
+        and not isinstance(most, bool)
+        and most >= 1
+    ):
         draft.fields["loop"] = {"until": until, "max_iterations": most}
 
 
 def check_scoped_names(jobs: Mapping[str, JobDraft], log: ProblemLog) -> None:
     """``loop.`` only in a ``loop:`` job; ``outputs.`` only in its ``until``."""
-    from actors.definitions._references import _readable_paths  # noqa: PLC0415 (cycle)
+    from actors.definitions._references import _readable_paths
 
     for draft in jobs.values():
         looping = "loop" in draft.fields
@@ -79,7 +86,10 @@ def read_workflows(
     """The embedded child definitions, each validated; every ``workflow:`` must name one."""
     children: dict[str, WorkflowDefinition] = {}
     if value is not None and not isinstance(value, Mapping):
-        log.add(("workflows",), f"expected a mapping of references to definitions, got {f.describe(value)}")
+        log.add(
+            ("workflows",),
+            f"expected a mapping of references to definitions, got {f.describe(value)}",
+        )
         value = None
     for ref, raw in (value or {}).items():
         try:
@@ -90,7 +100,10 @@ def read_workflows(
             continue
         depth = nesting(child) + 1
         if depth > MAX_DEPTH:
-            log.add(("workflows", ref), f"sub-workflows nest {depth + 1} levels deep; at most {MAX_DEPTH + 1}")
+            log.add(
+                ("workflows", ref),
+                f"sub-workflows nest {depth + 1} levels deep; at most {MAX_DEPTH + 1}",
+            )
             continue
         children[str(ref)] = child
     for name, draft in jobs.items():
@@ -112,7 +125,10 @@ def nesting(definition: WorkflowDefinition) -> int:
 def read_outputs(value: object, log: ProblemLog) -> tuple[dict[str, str], list[Expression]]:
     """``outputs: {NAME: "${{ needs.<job>.outputs.<key> }}"}``: the workflow's result."""
     if not isinstance(value, Mapping):
-        log.add(("outputs",), f"expected a mapping of output names to templates, got {f.describe(value)}")
+        log.add(
+            ("outputs",),
+            f"expected a mapping of output names to templates, got {f.describe(value)}",
+        )
         return {}, []
     outputs: dict[str, str] = {}
     expressions: list[Expression] = []
@@ -130,12 +146,14 @@ def read_outputs(value: object, log: ProblemLog) -> tuple[dict[str, str], list[E
 def check_outputs(
     expressions: list[Expression], jobs: Mapping[str, JobDraft], log: ProblemLog
 ) -> None:
-    from actors.definitions._references import _readable_paths  # noqa: PLC0415 (cycle)
+    from actors.definitions._references import _readable_paths
 
     for expression in expressions:
         for path in sorted(_readable_paths(expression, log)):
             if path[0] == "needs" and len(path) == 2 and path[1] not in jobs:
-                log.add(expression.path, f"needs.{path[1]}: no such job{f.did_you_mean(path[1], jobs)}")
+                log.add(
+                    expression.path, f"needs.{path[1]}: no such job{f.did_you_mean(path[1], jobs)}"
+                )
             elif path[0] in ("loop", "outputs"):
                 log.add(expression.path, f"{path[0]} is not readable in the workflow's outputs")
 
@@ -157,7 +175,8 @@ def embed_files(
         return
     here = os.path.realpath(source)
     chain = (*chain, here)
-    embedded = raw.get("workflows") if isinstance(raw.get("workflows"), dict) else {}
+    given = raw.get("workflows")
+    embedded: dict[str, Any] = given if isinstance(given, dict) else {}
     for name, body in raw["jobs"].items():
         ref = body.get("workflow") if isinstance(body, Mapping) else None
         if not isinstance(ref, str) or ref in embedded:
@@ -166,7 +185,9 @@ def embed_files(
         target = os.path.realpath(os.path.join(os.path.dirname(source), ref))
         if target in chain:
             loop = [os.path.basename(p) for p in chain[chain.index(target) :]]
-            log.add(where, f"{ref} includes itself: {' -> '.join([*loop, os.path.basename(target)])}")
+            log.add(
+                where, f"{ref} includes itself: {' -> '.join([*loop, os.path.basename(target)])}"
+            )
             continue
         if len(chain) > MAX_DEPTH:
             log.add(where, f"sub-workflows nest more than {MAX_DEPTH} levels deep here")

@@ -16,16 +16,16 @@ from actors.definitions import _fields as f
 from actors.definitions._graph import report_cycles
 from actors.definitions._jobs import JobDraft, read_job
 from actors.definitions._problems import Path, ProblemLog
+from actors.definitions._references import (
+    check_job_expressions,
+    check_job_needs,
+    check_workflow_env,
+)
 from actors.definitions._subflows import (
     check_outputs,
     check_scoped_names,
     read_outputs,
     read_workflows,
-)
-from actors.definitions._references import (
-    check_job_expressions,
-    check_job_needs,
-    check_workflow_env,
 )
 from events.definition import InputSpec, WorkflowDefinition
 

@@ -57,7 +57,10 @@ def parent_with(child: dict[str, Any], **job: Any) -> dict[str, Any]:
         "name": "parent",
         "jobs": {
             "sub": {"workflow": "./child.yaml", **job},
-            "after": {"needs": ["sub"], "run": 'echo "::set-output got=${{ needs.sub.outputs.out }}"'},
+            "after": {
+                "needs": ["sub"],
+                "run": 'echo "::set-output got=${{ needs.sub.outputs.out }}"',
+            },
         },
         "outputs": {"got": "${{ needs.after.outputs.got }}"},
         "workflows": {"./child.yaml": child},

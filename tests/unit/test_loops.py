@@ -51,8 +51,12 @@ def finish(owner: Owner, done: str, n: str, now: float = 1) -> list[Any]:
     """The worker's success of the current attempt, as it lands in the log."""
     current = owner.state.job("poll")
     event = JobSucceeded(
-        workflow_id=PARENT, job="poll", attempt=current.attempt, epoch=current.epoch + 1,
-        outputs={"done": done, "n": n}, ended_at=at(now),
+        workflow_id=PARENT,
+        job="poll",
+        attempt=current.attempt,
+        epoch=current.epoch + 1,
+        outputs={"done": done, "n": n},
+        ended_at=at(now),
     )
     owner.log.append(RecordedEvent(len(owner.log) + 1, event.subject(), T0, event))
     return owner.when(owner.log[-1], now=now).decided

@@ -146,7 +146,9 @@ def test_the_childs_failure_fails_the_job_and_the_workflow() -> None:
     owner.when(start(parent_definition()))
     reaction = owner.when(ended("failed", reason="1 job(s) failed: greet"))
     [failed] = of_type(reaction.decided, JobFailed)
-    assert failed.error == f"sub-workflow {child_id(PARENT, 'sub', 1)} failed: 1 job(s) failed: greet"
+    assert (
+        failed.error == f"sub-workflow {child_id(PARENT, 'sub', 1)} failed: 1 job(s) failed: greet"
+    )
     assert owner.state.status is WorkflowStatus.FAILED
 
 
@@ -200,7 +202,11 @@ def test_a_child_sends_its_end_with_its_outputs_to_its_parent_every_time() -> No
     assert child.state.parent == link
     queued = child.log[-1].event
     done = JobSucceeded(
-        workflow_id="sub-x", job="greet", attempt=1, epoch=1, outputs={"greeting": "hi"},
+        workflow_id="sub-x",
+        job="greet",
+        attempt=1,
+        epoch=1,
+        outputs={"greeting": "hi"},
         ended_at=at(1),
     )
     del queued
@@ -210,7 +216,10 @@ def test_a_child_sends_its_end_with_its_outputs_to_its_parent_every_time() -> No
     [notice] = reaction.outbox
     assert isinstance(notice, ChildEndedRequest)
     assert (notice.workflow_id, notice.job, notice.attempt, notice.status) == (
-        PARENT, "sub", 1, "succeeded",
+        PARENT,
+        "sub",
+        1,
+        "succeeded",
     )
     assert notice.outputs == {"greeting": "hi"}
     assert request_msg_id(notice) == "child_ended.sub-x"
