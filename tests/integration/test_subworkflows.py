@@ -27,6 +27,7 @@ from sdk.worker import Worker
 from tests.engine_harness import cancel_workflow, ended, start_workflow, types
 from tests.eventually import assert_eventually
 from tests.integration.test_end_to_end import finished
+from tests.invariants import check_log
 from tests.jobs_harness import fast_config
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
@@ -76,6 +77,12 @@ def child_running(command: str) -> dict[str, Any]:
     }
 
 
+async def assert_invariants(store: EventStore) -> None:
+    """Every workflow in the log, parents and children, keeps every invariant."""
+    report = await check_log(store)
+    assert report.ok, "\n".join([report.summary(), *map(str, report.violations)])
+
+
 def event(history: list[RecordedEvent], kind: type[Any]) -> Any:
     return next(r.event for r in history if isinstance(r.event, kind))
 
@@ -99,6 +106,7 @@ async def test_the_example_parent_runs_its_child_and_the_childs_outputs_flow_bac
         "letters": "13",
     }
     assert event(history, WorkflowSucceeded).outputs == {"greeting": "hello jetwork"}
+    await assert_invariants(store)
 
 
 async def test_a_failed_child_fails_the_job_and_a_retry_runs_a_new_child(
@@ -115,6 +123,7 @@ async def test_a_failed_child_fails_the_job_and_a_retry_runs_a_new_child(
     assert [f.will_retry for f in failures] == [True, False]
     assert failures[-1].error.startswith(f"sub-workflow {children[1]} failed: 1 job(s) failed")
     assert "job.after.JobSkipped" in types(history)
+    await assert_invariants(store)
 
 
 async def test_cancelling_the_parent_cancels_the_running_child(
@@ -135,6 +144,7 @@ async def test_cancelling_the_parent_cancels_the_running_child(
     assert "job.sub.JobCancelled" in types(history)
     child_history = await finished(store, child, timeout=5)
     assert ended(child_history) == "WorkflowCancelled"
+    await assert_invariants(store)
 
 
 async def test_an_engine_killed_while_the_child_runs_loses_nothing(
@@ -162,6 +172,7 @@ async def test_an_engine_killed_while_the_child_runs_loses_nothing(
     assert ended(history) == "WorkflowSucceeded", types(history)
     assert event(history, WorkflowSucceeded).outputs == {"got": "kept"}
     assert types(history).count("job.sub.SubWorkflowStarted") == 1
+    await assert_invariants(store)
 
 
 async def test_the_example_loop_runs_until_its_outputs_say_done(
@@ -175,6 +186,7 @@ async def test_the_example_loop_runs_until_its_outputs_say_done(
     assert [r.event.iteration for r in history if isinstance(r.event, JobLooped)] == [2, 3]
     assert types(history).count("job.poll.JobStarted") == 3
     assert event(history, WorkflowSucceeded).outputs == {"iterations": "3"}
+    await assert_invariants(store)
 
 
 async def test_a_loop_reaching_max_iterations_fails_its_job(
@@ -198,3 +210,4 @@ async def test_a_loop_reaching_max_iterations_fails_its_job(
     assert failed[-1].error == (
         "loop reached max_iterations (3) and until never held: outputs.done == 'true'"
     )
+    await assert_invariants(store)
