@@ -15,7 +15,7 @@ EXPECTED = {
     "CancellationRequested", "Claim", "Client", "CommandRefused", "ConcurrencyConflict",
     "ControlResult", "DeadLetter",
     "EmbeddedServer", "HandlerRegistry", "Input", "InvalidArgument", "InvalidWorkflow",
-    "JetworkError", "JobContext", "JobNotFound", "JobRef", "JobView", "LeaseLost", "LogLine",
+    "JetworkError", "JobContext", "JobNotFound", "JobRef", "JobView", "LeaseLost", "LogLine", "Loop",
     "PermanentError", "RecordedEvent", "Retry", "RunHandle", "ServerUnavailable", "StoreError",
     "UnservedLabelSet", "WaitTimeout", "WaitingFor", "Worker", "WorkerConfig", "WorkerInfo",
     "WorkerList", "Workflow", "WorkflowDefinition", "WorkflowNotFound", "WorkflowNotStarted",
