@@ -48,8 +48,8 @@ from events.catalog import (
     JobCancelled,
     JobEvent,
     JobFailed,
-    JobQueued,
     JobLooped,
+    JobQueued,
     JobResultRejected,
     JobSkipped,
     JobStarted,
@@ -469,9 +469,9 @@ def _check_queued(
     assert isinstance(event, JobQueued)
     if event.attempt == 1 and state.status is JobStatus.PENDING:
         return
-    if state.status is JobStatus.PENDING and state.iteration > 1:
-        if event.attempt == state.attempt + 1:  # a loop's next iteration (``JobLooped``)
-            return
+    looped = state.status is JobStatus.PENDING and state.iteration > 1  # after ``JobLooped``
+    if looped and event.attempt == state.attempt + 1:
+        return
     if state.status is JobStatus.RETRYING and event.attempt == state.attempt + 1:
         report.retries += 1
         policy = state.retry
