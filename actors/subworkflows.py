@@ -42,9 +42,15 @@ from events.catalog import (
 )
 from events.definition import JobDefinition, WorkflowDefinition
 from events.errors import InvalidWorkflow
-from events.requests import AnyRequest, CancelRequest, ChildEndedRequest, StartRequest
+from events.requests import (
+    AnyRequest,
+    CancelRequest,
+    ChildEndedRequest,
+    StartRequest,
+    request_msg_id,
+)
 
-__all__ = ["child_id", "outbox", "render_outputs", "settle", "start"]
+__all__ = ["child_id", "outbox", "outbox_msg_id", "render_outputs", "settle", "start"]
 
 MAX_DEPTH = 5
 """How deeply sub-workflows may nest (a parent with a child is depth 1)."""
@@ -141,6 +147,13 @@ def outbox(state: WorkflowState) -> list[AnyRequest]:
     if state.parent is not None and state.status is not None and state.status.is_terminal:
         sent.append(_end_notice(state, state.parent))
     return sent
+
+
+def outbox_msg_id(command: AnyRequest) -> str:
+    """The message id an outbox command is sent with: derived from what it says, so that sending
+    it again is de-duplicated (a forced cancel apart from a plain one, as the client does)."""
+    forced = isinstance(command, CancelRequest) and command.force
+    return request_msg_id(command) + (".force" if forced else "")
 
 
 def _child_start(
