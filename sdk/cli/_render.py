@@ -96,8 +96,8 @@ def workflow_table(
         if needs is not None:
             row.append(", ".join(needs.get(name, ())))
         attempt = str(job.attempts) if job.attempts else ""
-        if job.iteration is not None:  # a loop: its iteration too (``iteration 3 · 4``)
-            attempt = f"iteration {job.iteration} · {attempt}"
+        if job.iteration is not None:  # a loop: attempts count across its iterations
+            attempt = f"{attempt} (iteration {job.iteration})"
         row += [
             styled_status(job.status),
             attempt,
