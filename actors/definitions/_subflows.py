@@ -24,7 +24,7 @@ MAX_DEPTH: Final = 5
 """How many levels of sub-workflows a workflow may hold (a parent with a child is 1)."""
 LOOP_FIELDS: Final = ("until", "max_iterations")
 # What a ``workflow:`` job does not take: a worker runs none of it.
-_WORKER_ONLY: Final = ("run", "uses", "labels", "timeout", "dispatch_timeout")
+_WORKER_ONLY: Final = ("run", "uses", "labels", "timeout", "dispatch_timeout", "delay", "at")
 
 
 def read_subflow(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: ProblemLog) -> None:
@@ -102,7 +102,7 @@ def read_workflows(
         if depth > MAX_DEPTH:
             log.add(
                 ("workflows", ref),
-                f"sub-workflows nest {depth + 1} levels deep; at most {MAX_DEPTH + 1}",
+                f"sub-workflows nest {depth} levels deep below this workflow; at most {MAX_DEPTH}",
             )
             continue
         children[str(ref)] = child
