@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from tests.invariants import check_log
 from tests.jobs_harness import fast_config
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
+OUT_OK = 'echo "::set-output out=ok"'
 FAST = EngineSettings(ack_wait=5.0, poll_interval=0.2, lease_ttl=2.0, renew_every=0.25)
 
 
@@ -210,4 +212,42 @@ async def test_a_loop_reaching_max_iterations_fails_its_job(
     assert failed[-1].error == (
         "loop reached max_iterations (3) and until never held: outputs.done == 'true'"
     )
+    await assert_invariants(store)
+
+
+async def test_an_engine_dying_between_the_append_and_the_childs_start_loses_nothing(
+    clean_nats: NATS, worker: Worker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent's engine appends ``SubWorkflowStarted`` and dies before it sends the child's
+    start (and before it acks what it took): the next owner sends it."""
+    from actors.engine.batch import Batch
+
+    carry_out = Batch._carry_out
+    stuck = asyncio.Event()
+
+    async def die_before_sending(self: Batch, work: Any) -> None:
+        if work.reaction is not None and work.reaction.outbox:
+            stuck.set()
+            await asyncio.Event().wait()  # frozen here: appended, nothing sent, nothing acked
+        await carry_out(self, work)
+
+    monkeypatch.setattr(Batch, "_carry_out", die_before_sending)
+    first = Engine(clean_nats, settings=FAST)
+    await first.start()
+    store = EventStore(clean_nats)
+    await start_workflow(clean_nats, "wf-outbox", parent_with(child_running(OUT_OK)))
+    await assert_eventually(stuck.is_set, timeout=20, message="the start was never decided")
+    history = await store.history("wf-outbox")
+    assert "job.sub.SubWorkflowStarted" in types(history)
+    assert await store.history(child_id("wf-outbox", "sub", 1)) == []  # never sent
+    await first.abandon()
+    monkeypatch.setattr(Batch, "_carry_out", carry_out)
+    second = Engine(clean_nats, settings=FAST)
+    await second.start()
+    try:
+        history = await finished(store, "wf-outbox", timeout=30)
+    finally:
+        await second.stop()
+    assert ended(history) == "WorkflowSucceeded", types(history)
+    assert types(history).count("job.sub.SubWorkflowStarted") == 1
     await assert_invariants(store)
