@@ -166,6 +166,7 @@ def _child_start(
         definition=definition_mapping(child),
         inputs=dict(current.spec.with_),
         parent=ParentLink(workflow_id=state.workflow_id, job=current.job, attempt=current.attempt),
+        traceparent=state.traceparent,  # the child's spans join the parent's trace
     )
 
 
