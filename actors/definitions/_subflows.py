@@ -24,7 +24,17 @@ MAX_DEPTH: Final = 5
 """How many levels of sub-workflows a workflow may hold (a parent with a child is 1)."""
 LOOP_FIELDS: Final = ("until", "max_iterations")
 # What a ``workflow:`` job does not take: a worker runs none of it.
-_WORKER_ONLY: Final = ("run", "uses", "labels", "timeout", "dispatch_timeout", "delay", "at")
+_WORKER_ONLY: Final = (
+    "run",
+    "uses",
+    "labels",
+    "timeout",
+    "dispatch_timeout",
+    "delay",
+    "at",
+    "rate_limit",
+    "concurrency",
+)
 
 
 def read_subflow(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: ProblemLog) -> None:
