@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from events.base import Command
+from events.catalog import ParentLink
 from events.definition import WorkflowDefinition
 
 # --- job actor ------------------------------------------------------------------------------
@@ -105,6 +106,7 @@ class StartWorkflow(WorkflowCommand):
     idempotency_key: str | None = None
     restarted_from: str | None = None
     traceparent: str | None = None
+    parent: ParentLink | None = None
 
 
 class CancelWorkflow(WorkflowCommand):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from actors import _child_runs as subworkflows
 from actors.commands import (
     AnyJobCommand,
     CancelJob,
@@ -244,7 +245,7 @@ def _failure(state: JobState, cmd: FailJob) -> list[JobEvent]:
     if not will_retry:
         return [failed]
     attempt = state.attempt + 1
-    delay = state.retry.delay_before(attempt)
+    delay = state.retry.delay_before(attempt - state.attempt_base)
     not_before = cmd.now + timedelta(seconds=delay)
     return [
         failed,
@@ -258,7 +259,7 @@ def _will_retry(state: JobState, *, retryable: bool) -> bool:
         return False
     if state.on_failure is OnFailure.RETRY_FOREVER:
         return True
-    return state.attempt < state.retry.max_attempts
+    return state.attempt - state.attempt_base < state.retry.max_attempts
 
 
 def _requeue(state: JobState, cmd: RequeueJob) -> list[JobEvent]:
@@ -276,9 +277,12 @@ def _expire_lease(state: JobState, cmd: ExpireLease) -> list[JobEvent]:
     return [_queued_again(state, state.attempt, cmd.now)]
 
 
-def _queued_again(state: JobState, attempt: int, now: datetime) -> JobQueued:
+def _queued_again(state: JobState, attempt: int, now: datetime) -> JobEvent:
     """``attempt`` queued (again) as the job was defined, recording the last epoch granted so
-    that the next claim, decided from this event alone, takes the epoch after it."""
+    that the next claim, decided from this event alone, takes the epoch after it. A
+    ``workflow:`` job's attempt starts a new child run instead."""
+    if state.spec.workflow is not None:
+        return subworkflows.started(state, attempt, now)
     return JobQueued(
         **state.ids,
         attempt=attempt,
@@ -288,6 +292,7 @@ def _queued_again(state: JobState, attempt: int, now: datetime) -> JobQueued:
         queued_at=now,
         prior_epoch=state.epoch,
         dispatch_timeout=state.dispatch_timeout,
+        attempt_base=state.attempt_base,
     )
 
 

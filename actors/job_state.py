@@ -18,6 +18,7 @@ from events.catalog import (
     JobCancelRequested,
     JobEvent,
     JobFailed,
+    JobLooped,
     JobQueued,
     JobReopened,
     JobResultRejected,
@@ -28,6 +29,7 @@ from events.catalog import (
     JobStatus,
     JobSucceeded,
     JobWaiting,
+    SubWorkflowStarted,
 )
 from events.definition import OnFailure, RetryPolicy
 
@@ -81,6 +83,11 @@ class JobState:
     rejections: int = 0
     # The wait of a ``wait_for`` job (its signal and deadline), from its last ``JobWaiting``.
     wait: JobWaiting | None = None
+    # A ``workflow:`` job's running (or last) child workflow; a ``loop:`` job's iteration (from 1)
+    # and the attempts before it (its attempts and retry budget count from there).
+    child_id: str | None = None
+    iteration: int = 1
+    attempt_base: int = 0
     # Stream sequence of this actor's last event (set by ``replay`` from RecordedEvents): the
     # expected last sequence for the next CAS append. 0 means no event yet.
     last_seq: int = 0
@@ -135,7 +142,10 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 worker_id=None,
                 delivery=0,
                 dispatch_seq=0,
+                attempt_base=event.attempt_base,
             )
+        case SubWorkflowStarted() | JobLooped():
+            return _subworkflow_or_loop(state, event)
         case JobSkipped():
             if event.by is not None:
                 return updated(
@@ -203,6 +213,32 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 wait=event,
             )
     return state
+
+
+def _subworkflow_or_loop(state: JobState, event: SubWorkflowStarted | JobLooped) -> JobState:
+    if isinstance(event, JobLooped):
+        # Pending again, as after an operator's retry, for its next iteration.
+        return updated(
+            _reopened(state),
+            iteration=event.iteration,
+            attempt_base=event.attempt_base,
+            outputs=state.outputs,
+        )
+    # Running at once: the child is its "worker"; each attempt takes a new epoch, as a claim.
+    return updated(
+        state,
+        status=JobStatus.RUNNING,
+        attempt=event.attempt,
+        epoch=state.epoch + 1,
+        spec=event.spec,
+        retry=event.retry,
+        on_failure=event.on_failure,
+        attempt_base=event.attempt_base,
+        child_id=event.child_id,
+        worker_id=None,
+        not_before=None,
+        started_at=event.started_at,
+    )
 
 
 def _reopened(state: JobState) -> JobState:

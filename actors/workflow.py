@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from actors import control, dag, job, signals, variables
+from actors import control, dag, job, loops, signals, subworkflows, variables
 from actors._state import updated
 from actors.appends import Append, plan_appends
 from actors.commands import (
@@ -124,6 +124,7 @@ def _start(state: WorkflowState, cmd: StartWorkflow) -> list[Event]:
             started_at=cmd.now,
             restarted_from=cmd.restarted_from,
             traceparent=cmd.traceparent,
+            parent=cmd.parent,
         )
     ]
 
@@ -153,7 +154,7 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
     # the decisions taken for earlier ones.
     jobs = dict(state.jobs)
     cancelling = state.cancel_requested
-    decided: list[Event] = []
+    decided: list[Event] = list(loops.advance(state, state.definition, jobs, now))
     for name in state.order:
         current = jobs[name]
         # Only pending jobs, and active ones while cancelling, can have anything to do: the
@@ -242,9 +243,11 @@ def _carry_out(
         except ValueError as error:
             return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
     try:
-        rendered = dag.render_spec(spec, verdict.context, jobs)
+        rendered = dag.render_spec(spec, loops.context_for(spec, current, verdict.context), jobs)
     except ValueError as error:
         return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
+    if spec.workflow is not None:
+        return subworkflows.start(current, spec, rendered, definition, now)
     return [
         JobQueued(
             **ids,
@@ -258,6 +261,7 @@ def _carry_out(
             queued_at=now,
             not_before=dag.not_before(spec, now),
             dispatch_timeout=spec.dispatch_timeout or definition.dispatch_timeout,
+            attempt_base=current.attempt_base,
         )
     ]
 
@@ -295,7 +299,12 @@ def _ending(
     if failed:
         reason = f"{len(failed)} job(s) failed: {', '.join(failed)}"
         return WorkflowFailed(workflow_id=wf, reason=reason, failed_jobs=failed, ended_at=now)
-    return WorkflowSucceeded(workflow_id=wf, ended_at=now)
+    try:
+        outputs = subworkflows.render_outputs(definition, jobs, state.inputs)
+    except ValueError as error:
+        reason = f"cannot render the workflow's outputs: {error}"
+        return WorkflowFailed(workflow_id=wf, reason=reason, ended_at=now)
+    return WorkflowSucceeded(workflow_id=wf, ended_at=now, outputs=outputs)
 
 
 def _timeout(state: WorkflowState, now: datetime) -> list[Event]:
@@ -355,6 +364,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
                 restarted_from=event.restarted_from,
                 traceparent=event.traceparent,
                 vars=dict(event.definition.vars),
+                parent=event.parent,
                 order=order,
                 jobs={name: state.job(name) for name in order} | dict(state.jobs),
             )
@@ -363,7 +373,8 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
             reason = state.cancel_reason or event.reason
             return updated(state, cancel_reason=reason, cancel_forced=event.force)
         case WorkflowSucceeded():
-            return _ended(state, WorkflowStatus.SUCCEEDED, None, event.ended_at)
+            ended = _ended(state, WorkflowStatus.SUCCEEDED, None, event.ended_at)
+            return updated(ended, outputs=event.outputs) if event.outputs else ended
         case WorkflowFailed():
             return _ended(state, WorkflowStatus.FAILED, event.reason, event.ended_at)
         case WorkflowCancelled():

@@ -13,7 +13,7 @@ from typing import Any
 
 from actors import job
 from actors.job import JobState
-from events.catalog import SignalReceived, WorkflowStatus
+from events.catalog import ParentLink, SignalReceived, WorkflowStatus
 from events.definition import WorkflowDefinition
 
 
@@ -43,6 +43,9 @@ class WorkflowState:
     traceparent: str | None = None
     # Workflow variables (``${{ vars.KEY }}``): the definition's ``vars:``, then ``jetwork set``.
     vars: Mapping[str, Any] = field(default_factory=dict)
+    # A sub-workflow's parent job (``actors.subworkflows``); the outputs it succeeded with.
+    parent: ParentLink | None = None
+    outputs: Mapping[str, str] = field(default_factory=dict)
     # The request id of the last operator command applied: its redelivery changes nothing.
     last_request_id: str | None = None
     # Signals received that no job took yet, oldest first, and every signal id recorded

@@ -89,6 +89,18 @@ class JobSpec(BaseModel):
     # The run's caller trace context (``WorkflowStarted.traceparent``), so that the worker's spans
     # of the attempt join the same trace; None when the run began no trace of its own.
     traceparent: str | None = None
+    # A ``workflow:`` job's child reference (``with`` holds the child's inputs): no worker runs it.
+    workflow: str | None = None
+
+
+class ParentLink(BaseModel):
+    """Which parent job's attempt (and loop iteration) a sub-workflow runs for."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    workflow_id: str
+    job: str
+    attempt: int = Field(ge=1)
 
 
 # --- workflow actor -------------------------------------------------------------------------
@@ -113,6 +125,8 @@ class WorkflowStarted(WorkflowEvent):
     # The caller's W3C ``traceparent`` when it started the run inside a trace of its own: the
     # run's spans join that trace (``telemetry/tracing.py``).
     traceparent: str | None = None
+    # A sub-workflow: the parent's job whose attempt runs it (``actors.subworkflows``).
+    parent: ParentLink | None = None
 
 
 class WorkflowCancelRequested(WorkflowEvent):
@@ -197,8 +211,11 @@ class WorkflowVariablesSet(WorkflowEvent):
 
 
 class WorkflowSucceeded(WorkflowEvent):
+    """``outputs``: the definition's ``outputs`` rendered when it succeeded (its result)."""
+
     type: Literal["WorkflowSucceeded"] = "WorkflowSucceeded"
     ended_at: datetime
+    outputs: dict[str, str] = Field(default_factory=dict)
 
 
 class WorkflowFailed(WorkflowEvent):
@@ -249,6 +266,8 @@ class JobQueued(JobEvent):
     # it the event alone is the job actor's state for a claim (``sdk.worker.claims``).
     prior_epoch: int = 0
     dispatch_timeout: float | None = None
+    # A loop's iteration runs as attempts after this many (its retry budget starts afresh).
+    attempt_base: int = 0
 
     def claimable_from(self) -> datetime:
         """When this attempt may be claimed: at once, or at ``not_before``."""
@@ -401,6 +420,33 @@ class JobWaiting(JobEvent):
     at: datetime
 
 
+# --- sub-workflows and loops (actors.subworkflows, actors.loops) -----------------------------
+
+
+class SubWorkflowStarted(JobEvent):
+    """Attempt ``attempt`` of a ``workflow:`` job runs as the workflow ``child_id`` (started by
+    the parent's engine with a start command); the child's end settles the attempt."""
+
+    type: Literal["SubWorkflowStarted"] = "SubWorkflowStarted"
+    attempt: int = Field(ge=1)
+    child_id: str
+    spec: JobSpec
+    retry: RetryPolicy = RetryPolicy()
+    on_failure: OnFailure = OnFailure.FAIL_WORKFLOW
+    attempt_base: int = 0
+    started_at: datetime
+
+
+class JobLooped(JobEvent):
+    """A ``loop:`` job's iteration succeeded and its ``until`` did not hold: iteration
+    ``iteration`` (from 1) runs next, as new attempts after ``attempt_base``."""
+
+    type: Literal["JobLooped"] = "JobLooped"
+    iteration: int = Field(ge=2)
+    attempt_base: int
+    at: datetime
+
+
 WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowStarted,
     WorkflowCancelRequested,
@@ -428,4 +474,6 @@ JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobResultRejected,
     JobReopened,
     JobWaiting,
+    SubWorkflowStarted,
+    JobLooped,
 )

@@ -101,6 +101,13 @@ class WaitFor(_Frozen):
     timeout: float | None = Field(default=None, gt=0)
 
 
+class LoopSpec(_Frozen):
+    """``loop:``: run the job again until ``until`` (over its latest ``outputs``) holds."""
+
+    until: str
+    max_iterations: int = Field(ge=1)
+
+
 class JobDefinition(_Frozen):
     """One job of the DAG. Exactly one of ``run`` (shell) or ``uses`` (named handler) is set, or
     neither for a job that ``wait_for``s a signal (it needs no worker)."""
@@ -126,6 +133,10 @@ class JobDefinition(_Frozen):
     # At most ``limit`` of the group's attempts run at once (the group name is templated).
     concurrency: Concurrency | None = None
     wait_for: WaitFor | None = None
+    # Sub-workflows and loops (``actors.subworkflows``, ``actors.loops``): ``workflow`` names a
+    # child definition embedded in the workflow's ``workflows``.
+    workflow: str | None = None
+    loop: LoopSpec | None = None
 
     @functools.cached_property
     def upstream(self) -> tuple[str, ...]:
@@ -143,3 +154,18 @@ class WorkflowDefinition(_Frozen):
     # The default of every job's dispatch_timeout.
     dispatch_timeout: float | None = Field(default=None, gt=0)
     jobs: dict[str, JobDefinition]
+    # The workflow's result: templates over ``needs.<job>``, rendered when it succeeds.
+    outputs: dict[str, str] = Field(default_factory=dict)
+    # Child definitions of ``workflow:`` jobs, by the reference the job gives (its path as written):
+    # embedded when the workflow is started, so that its history is self-contained.
+    workflows: dict[str, WorkflowDefinition] = Field(default_factory=dict)
+
+    @functools.cached_property
+    def loop_jobs(self) -> tuple[str, ...]:
+        """Jobs with a ``loop`` (computed once: the engine asks after every event)."""
+        return tuple(name for name, job in self.jobs.items() if job.loop is not None)
+
+    @functools.cached_property
+    def workflow_jobs(self) -> tuple[str, ...]:
+        """Jobs that run a sub-workflow (computed once)."""
+        return tuple(name for name, job in self.jobs.items() if job.workflow is not None)

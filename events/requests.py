@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from events import subjects
+from events.catalog import ParentLink
 
 _SUBJECT = r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$"  # where to answer: no wildcards
 _TOKEN = r"^[A-Za-z0-9_-]{1,128}$"
@@ -42,6 +43,8 @@ class StartRequest(_Request):
     restarted_from: str | None = Field(default=None, pattern=_TOKEN)
     # The caller's W3C trace context: the run's trace joins the caller's (telemetry/tracing.py).
     traceparent: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN)
+    # A sub-workflow: the parent job's attempt it runs for (the parent's engine sends this start).
+    parent: ParentLink | None = None
 
     def subject(self) -> str:
         return subjects.command("start", self.workflow_id)
@@ -131,6 +134,22 @@ class SetVarsRequest(_ControlRequest):
     values: dict[str, Any]
 
 
+class ChildEndedRequest(_Request):
+    """A sub-workflow ended: sent by the child's engine to its parent's partition
+    (``workflow_id`` is the parent). It settles attempt ``attempt`` of the parent's ``job``."""
+
+    type: Literal["child_ended"] = "child_ended"
+    job: str = Field(pattern=_TOKEN)
+    attempt: int = Field(ge=1)
+    child_id: str = Field(pattern=_TOKEN)
+    status: Literal["succeeded", "failed", "cancelled"]
+    reason: str | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+    def subject(self) -> str:
+        return subjects.command("child_ended", self.workflow_id)
+
+
 ControlRequest = (
     PauseRequest
     | ResumeRequest
@@ -178,7 +197,7 @@ class StartAnswer(BaseModel):
     error: str | None = None
 
 
-AnyRequest = StartRequest | CancelRequest | ControlRequest
+AnyRequest = StartRequest | CancelRequest | ControlRequest | ChildEndedRequest
 REQUESTS: TypeAdapter[AnyRequest] = TypeAdapter(Annotated[AnyRequest, Field(discriminator="type")])
 
 
@@ -194,5 +213,7 @@ def workflow_id_for(idempotency_key: str) -> str:
 def request_msg_id(request: AnyRequest) -> str:
     # De-duplicates a client's retried publish within the commands stream's window. A control
     # request is one of many of its kind (pause, resume, pause again): its own id tells them apart.
+    if isinstance(request, ChildEndedRequest):
+        return f"{request.type}.{request.child_id}"
     own = getattr(request, "signal_id", None) or getattr(request, "request_id", None)
     return f"{request.type}.{request.workflow_id}" + (f".{own}" if own else "")

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from actors.job import JobState
 from actors.workflow import WorkflowState, stop_reason
-from events.catalog import JobStatus
+from events.catalog import JobStatus, ParentLink
 
 
 class _View(BaseModel):
@@ -78,6 +78,9 @@ class JobView(_View):
     waiting_for: WaitingFor | None = None
     # While waiting (``wait_for``): the signal it waits for.
     wait: JobWait | None = None
+    # A ``workflow:`` job: its current or last child run; a ``loop:`` job: its iteration.
+    child_workflow_id: str | None = None
+    iteration: int | None = None
 
 
 class WorkflowView(_View):
@@ -93,6 +96,9 @@ class WorkflowView(_View):
     # Workflow variables (``vars:`` and ``jetwork set``), as jobs not yet queued read them.
     vars: dict[str, Any] = Field(default_factory=dict)
     jobs: dict[str, JobView] = Field(default_factory=dict)
+    # A sub-workflow: the parent job it runs for; the workflow's ``outputs`` once it succeeded.
+    parent: ParentLink | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -109,9 +115,24 @@ class WorkflowSummary(_View):
     job_counts: dict[str, int] = Field(default_factory=dict)
     # What its queued jobs wait for, one entry per distinct need.
     waiting_for: tuple[WaitingFor, ...] = ()
+    parent_workflow_id: str | None = None  # a sub-workflow's parent
 
 
 def job_view(
+    state: JobState,
+    *,
+    stopped: str | None = None,
+    stopped_at: datetime | None = None,
+    looping: bool = False,
+) -> JobView:
+    view = _job_view(state, stopped=stopped, stopped_at=stopped_at)
+    if state.child_id is None and not looping:
+        return view
+    iteration = state.iteration if looping else None
+    return view.model_copy(update={"child_workflow_id": state.child_id, "iteration": iteration})
+
+
+def _job_view(
     state: JobState, *, stopped: str | None = None, stopped_at: datetime | None = None
 ) -> JobView:
     """The view of one job. ``stopped``: its workflow has ended for this reason, so a job not
@@ -174,9 +195,16 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         restarted_as=state.restarted_as,
         vars=dict(state.vars),
         jobs={
-            name: job_view(state.job(name), stopped=stopped, stopped_at=state.ended_at)
+            name: job_view(
+                state.job(name),
+                stopped=stopped,
+                stopped_at=state.ended_at,
+                looping=state.definition.jobs[name].loop is not None,
+            )
             for name in state.order
         },
+        parent=state.parent,
+        outputs=dict(state.outputs),
     )
 
 
@@ -195,4 +223,5 @@ def summary(view: WorkflowView) -> WorkflowSummary:
         ended_at=view.ended_at,
         job_counts={status.value: counts.get(status.value, 0) for status in JobStatus},
         waiting_for=tuple(waiting[key] for key in sorted(waiting, key=str)),
+        parent_workflow_id=view.parent.workflow_id if view.parent else None,
     )

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from projections.waiting import UnservedLabelSet as UnservedLabelSet
     from sdk.builder import Input as Input
     from sdk.builder import JobRef as JobRef
+    from sdk.builder import Loop as Loop
     from sdk.builder import Retry as Retry
     from sdk.builder import Workflow as Workflow
     from sdk.client.control import ControlResult as ControlResult
@@ -81,6 +82,7 @@ _SOURCES: dict[str, str] = {
     "JobRef": "sdk.builder",
     "Retry": "sdk.builder",
     "Input": "sdk.builder",
+    "Loop": "sdk.builder",
     "WorkflowDefinition": "events.definition",
     "dry_run": "sdk.simulation",
     "DryRun": "sdk.simulation",
@@ -131,6 +133,7 @@ __all__ = [
     "JobView",
     "LeaseLost",
     "LogLine",
+    "Loop",
     "PermanentError",
     "RecordedEvent",
     "Retry",

@@ -8,6 +8,14 @@ Example::
     wf.job("test", run=f"./test.sh {build.output('artifact')}", needs=[build])
     definition = wf.build()
 
+Sub-workflows and loops::
+
+    child = Workflow("child", inputs={"who": Input(required=True)}, outputs={"greeting": ...})
+    parent = Workflow("parent")
+    sub = parent.job("sub", workflow=child, with_={"who": "ann"})   # or workflow="./child.yaml"
+    parent.job("poll", run=f"./poll.sh {Loop.ITERATION}",
+               loop=Loop(until="outputs.done == 'true'", max_iterations=20))
+
 ``to_dict()`` gives the raw mapping a YAML file would hold; ``build()`` runs it through
 ``actors.definitions.parse_workflow``, so both front doors report the same problems the same way.
 Durations may be ``"500ms"``/``"1h30m"`` text, seconds, or ``timedelta``; pydantic models are
@@ -16,14 +24,16 @@ accepted wherever data goes (``with_``, input defaults) and stored as their JSON
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from actors.definitions import parse_workflow
+from actors.definitions import load_workflow_file, parse_workflow
+from actors.definitions.mapping import definition_mapping
 from events.definition import (
     Backoff,
     Concurrency,
@@ -34,7 +44,7 @@ from events.definition import (
 )
 from events.errors import InvalidWorkflow
 
-__all__ = ["Input", "JobRef", "Retry", "WaitFor", "Workflow"]
+__all__ = ["Input", "JobRef", "Loop", "Retry", "WaitFor", "Workflow"]
 
 Duration = str | float | timedelta
 BackoffName = Backoff | Literal["none", "fixed", "exponential", "linear"]
@@ -110,6 +120,23 @@ class Input(BaseModel):
         return raw
 
 
+class Loop(BaseModel):
+    """``loop:``: run the job again until ``until`` (an expression over its latest
+    ``outputs``) holds, at most ``max_iterations`` times; ``Loop.ITERATION`` is the template of
+    the iteration's number (from 1)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ITERATION: ClassVar[str] = "${{ loop.iteration }}"
+
+    until: str
+    max_iterations: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``loop:`` mapping of a definition file."""
+        return {"until": self.until, "max_iterations": self.max_iterations}
+
+
 @dataclass(frozen=True)
 class JobRef:
     """A job added to a ``Workflow``; pass it to ``needs``/``needs_any`` of later jobs."""
@@ -138,10 +165,12 @@ class Workflow:
         timeout: Duration | None = None,
         dispatch_timeout: Duration | None = None,
         vars: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, str] | None = None,
     ) -> None:
         """``inputs`` maps names to an ``Input`` or, for short, to a default value;
         ``dispatch_timeout`` is the default of every job's; ``vars`` are the workflow variables
-        a run starts with (``${{ vars.NAME }}``, changed by ``jetwork set``)."""
+        a run starts with (``${{ vars.NAME }}``, changed by ``jetwork set``); ``outputs`` is the
+        workflow's result (templates over ``needs.<job>``, e.g. ``build.output("artifact")``)."""
         self.name = name
         self._inputs: dict[str, Input] = {}
         for input_name, spec in (inputs or {}).items():
@@ -151,6 +180,8 @@ class Workflow:
         self._timeout = timeout
         self._dispatch_timeout = dispatch_timeout
         self._jobs: dict[str, dict[str, Any]] = {}
+        self._outputs = dict(outputs or {})
+        self._workflows: dict[str, dict[str, Any]] = {}  # embedded sub-workflows
 
     def input(
         self,
@@ -195,9 +226,13 @@ class Workflow:
         rate_limit: RateLimit | None = None,
         concurrency: Concurrency | str | None = None,
         wait_for: WaitFor | None = None,
+        workflow: Workflow | WorkflowDefinition | str | os.PathLike[str] | None = None,
+        loop: Loop | None = None,
     ) -> JobRef:
-        """Add a job; give exactly one of ``run`` (a shell command) or ``uses`` (a handler), or
-        ``wait_for`` (a job that waits for a signal, on no worker).
+        """Add a job; give exactly one of ``run`` (a shell command), ``uses`` (a handler),
+        ``wait_for`` (a job that waits for a signal, on no worker) or ``workflow`` (a
+        sub-workflow: a ``Workflow``, a definition, or a YAML file's path, read now; ``with_`` is
+        its inputs). ``loop`` runs the job again until its condition holds.
 
         Problems in the job are reported by ``build()``, together with all others. A job name
         used twice is reported at once, since the second job would silently replace the first.
@@ -226,6 +261,8 @@ class Workflow:
         elif concurrency is not None:
             raw["concurrency"] = concurrency
         _put(raw, "wait_for", None if wait_for is None else wait_for.to_dict())
+        _put(raw, "workflow", None if workflow is None else self._embed(workflow))
+        _put(raw, "loop", None if loop is None else loop.to_dict())
         self._jobs[name] = raw
         return JobRef(name)
 
@@ -243,7 +280,23 @@ class Workflow:
         if self._dispatch_timeout is not None:
             raw["dispatch_timeout"] = _duration(self._dispatch_timeout)
         raw["jobs"] = {name: dict(job) for name, job in self._jobs.items()}
+        if self._outputs:
+            raw["outputs"] = dict(self._outputs)
+        if self._workflows:
+            raw["workflows"] = dict(self._workflows)
         return raw
+
+    def _embed(self, child: Workflow | WorkflowDefinition | str | os.PathLike[str]) -> str:
+        """Embed a sub-workflow; returns the reference its job names it by."""
+        if isinstance(child, Workflow):
+            ref, raw = child.name, child.to_dict()
+        elif isinstance(child, WorkflowDefinition):
+            ref, raw = child.name, definition_mapping(child)
+        else:
+            ref = os.fspath(child)
+            raw = definition_mapping(load_workflow_file(ref))
+        self._workflows[ref] = raw
+        return ref
 
     def build(self) -> WorkflowDefinition:
         """The validated definition; raises ``InvalidWorkflow`` listing every problem."""

@@ -392,7 +392,8 @@ class _Run:
             messages = await EventStore(self.nc).read_raw("evt.*.*.wf.*")
         except JetworkError:
             return None
-        return len({subjects.workflow_of(m.subject) for m in messages if m.subject.endswith(_ENDS)})
+        ended = {subjects.workflow_of(m.subject) for m in messages if m.subject.endswith(_ENDS)}
+        return len({wf for wf in ended if not wf.startswith("sub-")})  # children not submitted
 
     async def _progress(self, total: int) -> None:
         while True:

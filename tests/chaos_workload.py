@@ -6,7 +6,9 @@ Shapes (chosen by the workflow's index, so a run is reproducible):
 - ``retry``: two jobs that fail their first attempt and succeed on a retry (fixed 0.2 s backoff),
   six in parallel, and one needing them all;
 - ``failing``: a job fails for good (the workflow fails), its dependant is skipped, a ``continue``
-  job fails without failing the workflow, an ``if: always()`` clean-up runs anyway.
+  job fails without failing the workflow, an ``if: always()`` clean-up runs anyway;
+- ``nested``: a sub-workflow (a chain of three, its output passed back) beside a loop of three
+  iterations, and a job needing both (its children are workflows of their own, ``sub-...``).
 
 Jobs are ``true`` or ``sleep 0.05``: the faults, not the work, are under test. Whatever is killed,
 each shape ends the same way, so the end is known before the run.
@@ -19,7 +21,19 @@ from typing import Any
 
 LABEL = "chaos"
 FLAKY = 'test "$JETWORK_ATTEMPT" -ge 2'  # fails attempt 1, succeeds from attempt 2 on
-SHAPES = ("chain", "fan", "chain", "retry", "fan", "chain", "retry", "fan", "chain", "failing")
+SHAPES = (
+    "chain",
+    "fan",
+    "chain",
+    "retry",
+    "fan",
+    "chain",
+    "retry",
+    "fan",
+    "chain",
+    "failing",
+    "nested",
+)
 
 
 @dataclass(frozen=True)
@@ -77,11 +91,36 @@ def failing() -> dict[str, Any]:
     }
 
 
-_BUILDERS = {"chain": chain, "fan": fan, "retry": retry, "failing": failing}
+def nested() -> dict[str, Any]:
+    return {
+        "a": {"run": "true"},
+        "sub": {"workflow": "child", "needs": ["a"], "with": {"n": "7"}},
+        "loop": {
+            "needs": ["a"],
+            "run": 'test ${{ loop.iteration }} -ge 3 && echo "::set-output done=yes" || true',
+            "loop": {"until": "outputs.done == 'yes'", "max_iterations": 5},
+        },
+        "z": {"run": "test '${{ needs.sub.outputs.n }}' = 7", "needs": ["sub", "loop"]},
+    }
+
+
+CHILD: dict[str, Any] = {
+    "name": "chaos-child",
+    "inputs": {"n": {"required": True}},
+    "jobs": {
+        "c0": {"run": "true"},
+        "c1": {"run": "sleep 0.05", "needs": ["c0"]},
+        "c2": {"run": 'echo "::set-output n=${{ inputs.n }}"', "needs": ["c1"]},
+    },
+    "outputs": {"n": "${{ needs.c2.outputs.n }}"},
+}
+_BUILDERS = {"chain": chain, "fan": fan, "retry": retry, "failing": failing, "nested": nested}
 
 
 def plan(index: int) -> Planned:
     shape = SHAPES[index % len(SHAPES)]
-    definition = {"name": f"chaos-{shape}", "jobs": _BUILDERS[shape]()}
+    definition: dict[str, Any] = {"name": f"chaos-{shape}", "jobs": _BUILDERS[shape]()}
+    if shape == "nested":
+        definition["workflows"] = {"child": CHILD}
     expected = "failed" if shape == "failing" else "succeeded"
     return Planned(index, shape, definition, expected)

@@ -48,12 +48,14 @@ from events.catalog import (
     JobCancelled,
     JobEvent,
     JobFailed,
+    JobLooped,
     JobQueued,
     JobResultRejected,
     JobSkipped,
     JobStarted,
     JobStatus,
     JobSucceeded,
+    SubWorkflowStarted,
     WorkflowCancelled,
     WorkflowEvent,
     WorkflowFailed,
@@ -393,6 +395,13 @@ def _check_job(report: Report, wf: str, name: str, records: Sequence[RecordedEve
                     )
                 max_epoch = max(max_epoch, event.epoch)
                 _check_claim(report, wf, name, state, record, claims, trail)
+            case SubWorkflowStarted():
+                if walk.decided_seq is None:
+                    walk.decided_seq = record.seq
+            case JobLooped():
+                terminal = []  # a new iteration: it may complete once more
+            case JobFailed() if _loop_verdict(state, event):
+                terminal = terminal[:-1]  # the engine's verdict on the iteration that ended
             case JobSucceeded():
                 if not _holds_lease(state, event.epoch):
                     report.add(
@@ -460,15 +469,19 @@ def _check_queued(
     assert isinstance(event, JobQueued)
     if event.attempt == 1 and state.status is JobStatus.PENDING:
         return
+    looped = state.status is JobStatus.PENDING and state.iteration > 1  # after ``JobLooped``
+    if looped and event.attempt == state.attempt + 1:
+        return
     if state.status is JobStatus.RETRYING and event.attempt == state.attempt + 1:
         report.retries += 1
         policy = state.retry
-        if state.on_failure is not OnFailure.RETRY_FOREVER and event.attempt > policy.max_attempts:
+        tried = event.attempt - event.attempt_base  # a loop's iteration has its own budget
+        if state.on_failure is not OnFailure.RETRY_FOREVER and tried > policy.max_attempts:
             report.add(
                 wf,
                 name,
                 "retries",
-                f"attempt {event.attempt} beyond max_attempts {policy.max_attempts}",
+                f"attempt {tried} beyond max_attempts {policy.max_attempts}",
                 *trail,
             )
         return
@@ -520,6 +533,17 @@ def _check_claim(
         f"{event.delivery}) while the job is {state.status} (attempt {state.attempt}, "
         f"dispatch {state.dispatch_seq}, delivery {state.delivery})",
         *trail,
+    )
+
+
+def _loop_verdict(state: JobState, event: JobFailed) -> bool:
+    """A ``loop:`` job's failure at ``max_iterations`` (or an unreadable ``until``): decided by
+    the engine on the iteration that has just succeeded, under that iteration's epoch."""
+    return (
+        state.status is JobStatus.SUCCEEDED
+        and event.epoch == state.epoch
+        and event.worker_id is None
+        and not event.retryable
     )
 
 

@@ -20,7 +20,8 @@ from typing import Final
 
 from actors.definitions._expr_tokens import ExpressionError, Token, fail, shorten, tokenize
 
-CONTEXTS: Final = frozenset({"needs", "inputs", "env", "vars"})
+# ``loop`` and ``outputs``: in loops (actors.loops); ``vars``: workflow variables.
+CONTEXTS: Final = frozenset({"needs", "inputs", "env", "vars", "loop", "outputs"})
 STATUS_FUNCTIONS: Final = frozenset({"success", "failure", "always", "cancelled"})
 # Canonical spelling -> (fewest, most) arguments; None means any number. Names match case-blind.
 FUNCTION_ARITY: Final[dict[str, tuple[int, int | None]]] = {

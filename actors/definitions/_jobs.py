@@ -30,6 +30,8 @@ JOB_FIELDS: Final = (
     "rate_limit",
     "concurrency",
     "wait_for",
+    "workflow",
+    "loop",
 )
 RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
 RATE_LIMIT_FIELDS: Final = ("limit", "per")
@@ -86,12 +88,17 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
             draft.fields["rate_limit"] = limit
     if body.get("concurrency") is not None:
         _read_concurrency(body["concurrency"], (*path, "concurrency"), draft, log)
+    from actors.definitions._subflows import read_subflow
+
+    read_subflow(body, path, draft, log)
     return draft
 
 
 def _read_command(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: ProblemLog) -> None:
     run, uses = body.get("run"), body.get("uses")
-    if run is None and uses is None:
+    if body.get("workflow") is not None:
+        pass  # a sub-workflow job (``_subflows``): its ``with`` is the child's inputs
+    elif run is None and uses is None:
         log.add(path, "a job needs run (a shell command) or uses (a handler name)")
     elif run is not None and uses is not None:
         log.add(path, "set run or uses, not both")
@@ -106,7 +113,8 @@ def _read_command(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: Pro
     ):
         draft.fields["uses"] = uses
     if body.get("with") is not None:
-        _read_with(body["with"], uses, (*path, "with"), draft, log)
+        takes_with = uses if body.get("workflow") is None else body["workflow"]
+        _read_with(body["with"], takes_with, (*path, "with"), draft, log)
 
 
 def _read_with(value: object, uses: object, path: Path, draft: JobDraft, log: ProblemLog) -> None:

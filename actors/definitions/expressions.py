@@ -50,6 +50,9 @@ class ExpressionContext:
     success: bool = True  # value of success()
     failure: bool = False  # value of failure()
     cancelled: bool = False  # value of cancelled()
+    # A ``loop:`` job's ``loop.iteration``, and its latest ``outputs`` (in ``loop.until``).
+    loop: Mapping[str, Any] = field(default_factory=dict)
+    outputs: Mapping[str, Any] = field(default_factory=dict)
 
 
 def evaluate(expr: str, ctx: ExpressionContext) -> Any:
@@ -99,7 +102,14 @@ def _run(compiled: Compiled, ctx: ExpressionContext) -> Any:
     evaluator = Evaluator(
         operators=OPERATORS,
         functions=functions(success=ctx.success, failure=ctx.failure, cancelled=ctx.cancelled),
-        names={"needs": ctx.needs, "inputs": ctx.inputs, "env": ctx.env, "vars": ctx.vars},
+        names={
+            "needs": ctx.needs,
+            "inputs": ctx.inputs,
+            "env": ctx.env,
+            "vars": ctx.vars,
+            "loop": ctx.loop,
+            "outputs": ctx.outputs,
+        },
     )
     try:
         return evaluator.eval(compiled.python, previously_parsed=compiled.tree)

@@ -34,18 +34,26 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
         if getattr(definition, key) is not None:
             raw[key] = getattr(definition, key)
     raw["jobs"] = {name: _job_mapping(job) for name, job in definition.jobs.items()}
+    if definition.outputs:
+        raw["outputs"] = dict(definition.outputs)
+    if definition.workflows:
+        raw["workflows"] = {
+            ref: definition_mapping(child) for ref, child in definition.workflows.items()
+        }
     return raw
 
 
 def _job_mapping(job: JobDefinition) -> dict[str, Any]:
     dumped = job.model_dump(mode="json", by_alias=True, exclude_none=True)
     raw: dict[str, Any] = {}
-    for key in ("run", "uses", "if", "timeout", "dispatch_timeout", "delay", "at"):
+    for key in ("run", "uses", "if", "timeout", "dispatch_timeout", "delay", "at", "workflow"):
         if key in dumped:
             raw[key] = dumped[key]
     for key in ("with", "labels", "needs", "needs_any", "env"):
         if dumped.get(key):
             raw[key] = dumped[key]
+    if job.loop is not None:
+        raw["loop"] = job.loop.model_dump(mode="json")
     if job.retry != RetryPolicy():
         raw["retry"] = _retry_mapping(job.retry)
     if job.wait_for is not None:

@@ -22,12 +22,28 @@ from actors.definitions._references import (
     check_job_needs,
     check_workflow_env,
 )
+from actors.definitions._subflows import (
+    check_outputs,
+    check_scoped_names,
+    read_outputs,
+    read_workflows,
+)
 from actors.definitions.variable_names import read_vars
 from events.definition import InputSpec, WorkflowDefinition
 
 __all__ = ["parse_workflow", "validate_inputs"]
 
-WORKFLOW_FIELDS: Final = ("name", "inputs", "env", "vars", "timeout", "dispatch_timeout", "jobs")
+WORKFLOW_FIELDS: Final = (
+    "name",
+    "inputs",
+    "env",
+    "vars",
+    "timeout",
+    "dispatch_timeout",
+    "jobs",
+    "outputs",
+    "workflows",
+)
 # ``required`` is both the input's (true/false) and, as a list, an object's (JSON Schema's).
 INPUT_FIELDS: Final = (
     "default",
@@ -66,6 +82,12 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
         if raw.get(key) is not None:
             fields[key] = f.duration(raw[key], (key,), log, positive=True)
     jobs = _read_jobs(raw.get("jobs"), inputs, log, declared)
+    # Sub-workflows, loops and outputs (``_subflows``).
+    check_scoped_names(jobs, log)
+    if raw.get("outputs") is not None:
+        fields["outputs"], expressions = read_outputs(raw["outputs"], log)
+        check_outputs(expressions, jobs, log)
+    fields["workflows"] = read_workflows(raw.get("workflows"), jobs, log, parse_workflow)
     log.raise_if_any()
     return _assemble(fields, jobs, log)
 

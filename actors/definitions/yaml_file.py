@@ -20,6 +20,8 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from actors.definitions._problems import Path, ProblemLog
+from actors.definitions._subflows import embed_files
+from actors.definitions.mapping import definition_mapping
 from actors.definitions.validate import build_definition
 from events.definition import WorkflowDefinition
 from events.errors import InvalidWorkflow
@@ -62,10 +64,13 @@ for _tag, _pattern, _first in (
     _CoreSchemaLoader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
 
 
-def load_workflow_file(path: str | os.PathLike[str]) -> WorkflowDefinition:
+def load_workflow_file(
+    path: str | os.PathLike[str], *, _included_by: tuple[str, ...] = ()
+) -> WorkflowDefinition:
     """Read and validate a workflow file; problems are prefixed ``<path>:<line>``.
 
     An unreadable file is reported as an ``InvalidWorkflow`` too, so callers handle one error.
+    The files its ``workflow:`` jobs name are read too and embedded (``_subflows``).
     """
     source = os.fspath(path)
     try:
@@ -78,14 +83,26 @@ def load_workflow_file(path: str | os.PathLike[str]) -> WorkflowDefinition:
     except UnicodeDecodeError as error:
         problem = f"{source}: not UTF-8 text (byte {error.start})"
         raise InvalidWorkflow([problem], source=source) from None
-    return load_workflow_text(text, source=source)
+    return load_workflow_text(text, source=source, _included_by=_included_by, _from_file=True)
 
 
-def load_workflow_text(text: str, *, source: str = "<string>") -> WorkflowDefinition:
+def load_workflow_text(
+    text: str,
+    *,
+    source: str = "<string>",
+    _included_by: tuple[str, ...] = (),
+    _from_file: bool = False,
+) -> WorkflowDefinition:
     """Parse and validate YAML ``text``; ``source`` names it in problems."""
     lines: dict[Path, int] = {}
     log = ProblemLog(source=source, lines=lines)
     raw = _read_document(text, source, log, lines)
+    if _from_file:
+
+        def load(child: str, chain: tuple[str, ...]) -> WorkflowDefinition:
+            return load_workflow_file(child, _included_by=chain)
+
+        embed_files(raw, source, log, load, definition_mapping, _included_by)
     return build_definition(raw, log)
 
 

@@ -36,6 +36,7 @@ from actors.engine.intake import Context, Intake, Work
 from actors.engine.reactions import Control, Fired, Item, Start, react
 from actors.engine.states import absorb
 from actors.engine.timers import DispatchTimeoutTimer, JobTimeoutTimer, LeaseTimer
+from actors.subworkflows import outbox_msg_id
 from actors.workflow import WorkflowState
 from events import subjects
 from events.base import Event, RecordedEvent
@@ -207,6 +208,10 @@ class Batch(Intake):
             headers = {"Nats-Msg-Id": request_msg_id(new_run)}
             data = new_run.model_dump_json().encode()
             await self._ctx.nc.jetstream().publish(new_run.subject(), data, headers=headers)
+        for command in reaction.outbox:  # sub-workflows' starts, cancels and ends, sent again
+            headers = {"Nats-Msg-Id": outbox_msg_id(command)}
+            data = command.model_dump_json().encode()
+            await self._ctx.nc.jetstream().publish(command.subject(), data, headers=headers)
         # Only now: a state in memory says its events were reacted to (a redelivery of one is
         # skipped), so it must not be kept before what they ask for (a timer) is stored.
         self._ctx.states.put(absorb(reaction.state, work.landed), tenure=work.tenure)

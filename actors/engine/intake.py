@@ -19,7 +19,7 @@ from pydantic import ValidationError
 from actors.appends import Append
 from actors.engine.definition_cache import DefinitionCache
 from actors.engine.labelsets import LabelSets
-from actors.engine.reactions import Cancel, Control, Fired, Item, Reaction, Start
+from actors.engine.reactions import Cancel, ChildEnded, Control, Fired, Item, Reaction, Start
 from actors.engine.states import States, skip_over
 from actors.engine.timers import TIMERS, AnyTimer, Timers
 from actors.workflow import WorkflowState
@@ -32,6 +32,7 @@ from events.pipeline import Pipeline
 from events.requests import (
     REQUESTS,
     CancelRequest,
+    ChildEndedRequest,
     ControlAnswer,
     ControlRequest,
     StartAnswer,
@@ -155,6 +156,9 @@ class Intake:
             return
         if isinstance(request, CancelRequest):
             self._add(request.workflow_id, Cancel(request), msg)
+            return
+        if isinstance(request, ChildEndedRequest):
+            self._add(request.workflow_id, ChildEnded(request), msg)
             return
         if not isinstance(request, StartRequest):
             self._add(request.workflow_id, Control(request), msg)

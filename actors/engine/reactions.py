@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from actors import job, workflow
+from actors import job, subworkflows, workflow
 from actors.appends import Append
 from actors.commands import (
     Advance,
@@ -59,7 +59,14 @@ from events.catalog import (
 )
 from events.definition import WorkflowDefinition
 from events.errors import CommandRefused, WorkflowNotFound
-from events.requests import CancelRequest, ControlRequest, RestartRequest, StartRequest
+from events.requests import (
+    AnyRequest,
+    CancelRequest,
+    ChildEndedRequest,
+    ControlRequest,
+    RestartRequest,
+    StartRequest,
+)
 
 # A job's backstop timer fires this long after the worker's own timeout should have: the worker
 # enforces the timeout and reports first; the timer is for a worker that died holding the lease.
@@ -94,7 +101,14 @@ class Fired:
     from_stream: bool = False  # a command message to acknowledge (else an in-process timer)
 
 
-Item = RecordedEvent | Start | Cancel | Control | Fired
+@dataclass(frozen=True, slots=True)
+class ChildEnded:
+    """A sub-workflow of this workflow ended (``actors.subworkflows``)."""
+
+    request: ChildEndedRequest
+
+
+Item = RecordedEvent | Start | Cancel | Control | Fired | ChildEnded
 
 
 @dataclass
@@ -117,6 +131,8 @@ class Reaction:
     starts: list[StartRequest] = field(default_factory=list)
     """Starts to send: the new run of each restart applied (again for a redelivered restart,
     whose start may not have been sent: a start is idempotent and its publish de-duplicated)."""
+    outbox: list[AnyRequest] = field(default_factory=list)
+    """Sub-workflow commands the state asks for (``subworkflows.outbox``), sent every time."""
 
     def stages(self, base: WorkflowState) -> list[list[Append]]:
         """The decided events as CAS appends, stage by stage (see ``stages``)."""
@@ -158,9 +174,15 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
             triggers += _apply(reaction, decided)
             if isinstance(item.request, RestartRequest):
                 reaction.starts.append(restart_start(reaction.state, item.request))
+        elif isinstance(item, ChildEnded):
+            triggers += _apply(reaction, subworkflows.settle(reaction.state, item.request, now))
         else:
             triggers += _apply(reaction, _fire(reaction, item.timer, now))
     _settle(reaction, triggers, now)
+    if reaction.state.parent is not None or (
+        reaction.state.definition is not None and reaction.state.definition.workflow_jobs
+    ):
+        reaction.outbox = subworkflows.outbox(reaction.state)
     return reaction
 
 
@@ -212,6 +234,7 @@ def _start_command(item: Start, now: datetime) -> StartWorkflow:
         idempotency_key=request.idempotency_key,
         restarted_from=request.restarted_from,
         traceparent=request.traceparent,
+        parent=request.parent,
         now=now,
     )
 

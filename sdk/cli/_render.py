@@ -98,11 +98,14 @@ def workflow_table(
         row: list[RenderableType] = [name]
         if needs is not None:
             row.append(", ".join(needs.get(name, ())))
+        attempt = str(job.attempts) if job.attempts else ""
+        if job.iteration is not None:  # a loop: attempts count across its iterations
+            attempt = f"{attempt} (iteration {job.iteration})"
         row += [
             styled_status(job.status),
-            str(job.attempts) if job.attempts else "",
+            attempt,
             elapsed(job.started_at, job.ended_at, now),
-            job.worker_id or "",
+            f"child {job.child_workflow_id}" if job.child_workflow_id else job.worker_id or "",
             _detail(job),
         ]
         table.add_row(*row)
@@ -124,6 +127,12 @@ def workflow_panel(
     if view.vars:
         shown = ", ".join(f"{key}={_var_text(value)}" for key, value in sorted(view.vars.items()))
         lines.append(Text(f"vars: {shown}", style="dim"))
+    if view.parent is not None:  # a sub-workflow
+        parent = view.parent
+        shown = f"parent: {parent.workflow_id} (job {parent.job}, attempt {parent.attempt})"
+        lines.append(Text(shown, style="dim"))
+    if view.outputs:
+        lines.append(Text("outputs: " + ", ".join(f"{k}={v}" for k, v in view.outputs.items())))
     return Group(table, *lines) if lines else table
 
 
@@ -237,6 +246,8 @@ def summary_table(rows: Sequence[WorkflowSummary]) -> Table:
         started = (
             row.started_at.astimezone().strftime("%Y-%m-%d %H:%M:%S") if row.started_at else ""
         )
+        if row.parent_workflow_id:
+            counts += f" (sub-workflow of {row.parent_workflow_id})"
         table.add_row(
             row.workflow_id,
             row.name,

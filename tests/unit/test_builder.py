@@ -137,3 +137,82 @@ def test_retry_to_dict() -> None:
         "delay": 1.0,
     }
     assert Retry(backoff=Backoff.FIXED, delay="1s").to_dict()["backoff"] == "fixed"
+
+
+# --- sub-workflows and loops ----------------------------------------------------------------------
+
+
+def test_the_builder_makes_the_example_parent_and_loop_as_the_yaml_files_do() -> None:
+    from pathlib import Path
+
+    from actors.definitions import load_workflow_file
+    from sdk.builder import Input, Loop, Workflow
+
+    examples = Path(__file__).parents[2] / "examples"
+    child = Workflow(
+        "child",
+        inputs={"who": Input(default="world")},
+        outputs={
+            "greeting": "${{ needs.greet.outputs.greeting }}",
+            "letters": "${{ needs.count.outputs.letters }}",
+        },
+    )
+    greet = child.job("greet", run='echo "::set-output greeting=hello ${{ inputs.who }}"')
+    child.job(
+        "count",
+        needs=[greet],
+        run="echo \"::set-output letters=$(printf '%s' '"
+        + greet.output("greeting")
+        + "' | wc -c | tr -d ' ')\"",
+    )
+    from_yaml = load_workflow_file(examples / "parent.yaml")
+    parent = Workflow("parent", outputs={"greeting": "${{ needs.child.outputs.greeting }}"})
+    prepare = parent.job("prepare", run='echo "::set-output who=jetwork"')
+    sub = parent.job(
+        "child",
+        needs=[prepare],
+        workflow=examples / "child.yaml",
+        with_={"who": prepare.output("who")},
+        retry=2,
+    )
+    parent.job(
+        "report",
+        needs=[sub],
+        run=f"echo \"the child said '{sub.output('greeting')}' ({sub.output('letters')} letters)\"",
+    )
+    built = parent.build()
+    assert built.jobs == from_yaml.jobs | {
+        "child": from_yaml.jobs["child"].model_copy(
+            update={"workflow": str(examples / "child.yaml")}
+        )
+    }
+    assert built.workflows[str(examples / "child.yaml")] == from_yaml.workflows["./child.yaml"]
+    assert child.build() == from_yaml.workflows["./child.yaml"]
+
+    loop = Workflow(
+        "loop", inputs={"rounds": 3}, outputs={"iterations": "${{ needs.poll.outputs.seen }}"}
+    )
+    poll = loop.job(
+        "poll",
+        loop=Loop(until="${{ outputs.done == 'true' }}", max_iterations=20),
+        run=(
+            f'echo "iteration {Loop.ITERATION}"; '
+            f"if [ {Loop.ITERATION} -ge ${{{{ inputs.rounds }}}} ]; "
+            'then echo "::set-output done=true"; else echo "::set-output done=false"; fi; '
+            f'echo "::set-output seen={Loop.ITERATION}"'
+        ),
+    )
+    loop.job("after", needs=[poll], run=f'echo "done after {poll.output("seen")} iterations"')
+    assert loop.build() == load_workflow_file(examples / "loop.yaml")
+
+
+def test_a_sub_workflow_built_in_python_is_embedded_by_its_name() -> None:
+    from sdk.builder import Workflow
+
+    child = Workflow("child")
+    child.job("a", run="true")
+    parent = Workflow("parent")
+    parent.job("sub", workflow=child)
+    built = parent.build()
+    assert built.jobs["sub"].workflow == "child"
+    assert built.workflows["child"] == child.build()

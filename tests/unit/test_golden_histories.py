@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from actors import job, signals, workflow
+from actors import job, signals, subworkflows, workflow
 from actors.commands import (
     Advance,
     ClaimJob,
@@ -38,12 +38,14 @@ from events.definition import (
     Backoff,
     InputSpec,
     JobDefinition,
+    LoopSpec,
     OnFailure,
     RetryPolicy,
     WaitFor,
     WebhookWait,
     WorkflowDefinition,
 )
+from events.requests import ChildEndedRequest
 from tests.unit.simulation import Simulation
 
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -240,7 +242,71 @@ def signalled() -> Simulation:
     return sim
 
 
+def looped() -> Simulation:
+    """A loop job polled until its outputs say done: iteration 1 not done, iteration 2 fails
+    once and is retried (its own budget), iteration 3 done; then its dependent runs."""
+    definition = _definition(
+        "looped",
+        {
+            "poll": {
+                "run": "./poll.sh ${{ loop.iteration }}",
+                "retry": RetryPolicy(max_attempts=2),
+                "loop": LoopSpec(until="outputs.done == 'true'", max_iterations=5),
+            },
+            "after": {"needs": ("poll",), "run": "./after.sh ${{ needs.poll.outputs.n }}"},
+        },
+        outputs={"n": "${{ needs.poll.outputs.n }}"},
+    )
+    sim = Simulation(workflow_id="wf-looped")
+    sim.start(definition)
+    sim.run(
+        {
+            "poll": [
+                {"done": "false", "n": "1"},
+                "fail",
+                {"done": "false", "n": "2"},
+                {"done": "true", "n": "3"},
+            ]
+        }
+    )
+    return sim
+
+
+def sub_workflow() -> Simulation:
+    """A parent's workflow job: its first child run fails, the retry's second child succeeds and
+    its outputs flow to the job, the dependent and the parent's outputs."""
+    child = _definition("child", {"work": {}}, outputs={"out": "${{ needs.work.outputs.out }}"})
+    definition = _definition(
+        "parent",
+        {
+            "sub": {"run": None, "workflow": "./child.yaml", "retry": RetryPolicy(max_attempts=2)},
+            "after": {"needs": ("sub",), "run": "./after.sh ${{ needs.sub.outputs.out }}"},
+        },
+        workflows={"./child.yaml": child},
+        outputs={"out": "${{ needs.sub.outputs.out }}"},
+    )
+    sim = Simulation(workflow_id="wf-parent")
+    sim.start(definition)
+    sim.advance()
+    for attempt, status, outputs in ((1, "failed", {}), (2, "succeeded", {"out": "42"})):
+        sim.tick(5)
+        notice = ChildEndedRequest(
+            workflow_id="wf-parent",
+            job="sub",
+            attempt=attempt,
+            child_id=sim.state.job("sub").child_id or "",
+            status=status,  # type: ignore[arg-type]
+            reason="1 job(s) failed: work" if status == "failed" else None,
+            outputs=outputs,
+        )
+        sim.record(subworkflows.settle(sim.state, notice, sim.now))
+        sim.run()
+    return sim
+
+
 SCENARIOS: dict[str, Callable[[], Simulation]] = {
+    "looped": looped,
+    "sub_workflow": sub_workflow,
     "operated": operated,
     "signalled": signalled,
     "release": release,

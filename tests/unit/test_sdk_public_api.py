@@ -16,6 +16,7 @@ EXPECTED = {
     "ControlResult", "DeadLetter", "DryRun", "DryRunJob", "dry_run",
     "EmbeddedServer", "HandlerRegistry", "Input", "InvalidArgument", "InvalidWorkflow",
     "JetworkError", "JobContext", "JobNotFound", "JobRef", "JobView", "LeaseLost", "LogLine",
+    "Loop",
     "PermanentError", "RecordedEvent", "Retry", "RunHandle", "ServerUnavailable", "StoreError",
     "UnservedLabelSet", "WaitTimeout", "WaitingFor", "Worker", "WorkerConfig", "WorkerInfo",
     "WorkerList", "Workflow", "WorkflowDefinition", "WorkflowNotFound", "WorkflowNotStarted",
