@@ -342,7 +342,7 @@ def _due_retries(state: WorkflowState, now: datetime) -> list[tuple[str, int]]:
     """Retries whose moment came while the workflow was paused (their timers found it paused)."""
     return [
         (name, current.attempt + 1)
-        for name in state.order
+        for name in state.jobs  # (fan-out instances included)
         if (current := state.job(name)).status is JobStatus.RETRYING
         and (current.not_before is None or current.not_before <= now)
     ]

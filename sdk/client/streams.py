@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncGenerator
 
 from actors import workflow
+from actors.fanout_state import parent_of
 from actors.workflow import WorkflowState
 from events import subjects
 from events.base import RecordedEvent
@@ -126,7 +127,7 @@ class ClientStreams(ClientReads):
         """
         state = await self._state(workflow_id)
         require_id(job, what="job name")
-        if job not in state.order:
+        if job not in state.order and parent_of(state.fanouts, job) is None:
             raise JobNotFound(workflow_id, job, state.order)
         reader = LogReader(self._nc, self._store, workflow_id, job)
         with translated(f"reading the logs of {workflow_id}/{job}", url=self._url):
