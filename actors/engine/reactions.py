@@ -47,6 +47,8 @@ from events.base import Event, RecordedEvent
 from events.catalog import (
     JobCancelRequested,
     JobEvent,
+    JobFannedIn,
+    JobFannedOut,
     JobQueued,
     JobRetryScheduled,
     JobStatus,
@@ -381,7 +383,8 @@ def stages(state: WorkflowState, events: Sequence[Event]) -> list[list[Append]]:
     """Group decided events into appends, in stages appended one after the other.
 
     Job actors are independent of each other, so a run of job events is one stage with one
-    append per job (a fan-out of 1,000 jobs is one round trip, not 1,000). Workflow events are a
+    append per job (a fan-out of 1,000 jobs is one round trip, not 1,000); a fan-out's own
+    ``JobFannedOut`` and ``JobFannedIn`` are a stage each. Workflow events are a
     stage of their own, after everything decided before them and before everything decided
     after: a workflow starts before its jobs are queued and ends after the job events it follows
     from, so a conflict part-way never leaves the log saying more than was decided, in order.
@@ -398,7 +401,14 @@ def stages(state: WorkflowState, events: Sequence[Event]) -> list[list[Append]]:
             run.clear()
 
     for event in events:
-        if isinstance(event, JobEvent):
+        if isinstance(event, JobFannedOut | JobFannedIn):
+            # A stage of its own: the fan-in follows from its instances' events decided before
+            # it (a cancel that conflicts must not leave it recorded), and instances are queued
+            # only once the fan-out that names them is in the log.
+            close_run()
+            key = subjects.job_actor_filter(event.workflow_id, event.job)
+            result.append([Append(key, state.job(event.job).last_seq, (event,))])
+        elif isinstance(event, JobEvent):
             key = subjects.job_actor_filter(event.workflow_id, event.job)
             run.setdefault(key, (state.job(event.job).last_seq, []))[1].append(event)
         elif isinstance(event, WorkflowEvent):
