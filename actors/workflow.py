@@ -152,8 +152,10 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
     if state.paused and not state.cancel_requested:
         return []  # an operator holds it: nothing moves until the resume (a cancel still does)
     # A working copy (a C-level dict copy: cheaper than any overlay): later jobs are judged on
-    # the decisions taken for earlier ones.
-    jobs = dict(state.jobs)
+    # the decisions taken for earlier ones. Made once something is decided: it costs as much as
+    # the workflow has jobs, fan-out instances included, and most calls decide nothing.
+    jobs: Mapping[str, JobState] = state.jobs
+    copy: dict[str, JobState] | None = None
     cancelling = state.cancel_requested
     fanning = state.fanouts
     decided: list[Event] = list(loops.advance(state, state.definition, jobs, now))
@@ -168,8 +170,11 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
         ):
             continue
         events = _next_for_job(state, state.definition, jobs, current, now)
+        if events and copy is None:
+            jobs = copy = dict(state.jobs)
         for event in events:  # (a fan-out's decides its instances' events too)
-            jobs[event.job] = job.evolve(jobs.get(event.job) or state.job(event.job), event)
+            assert copy is not None
+            copy[event.job] = job.evolve(copy.get(event.job) or state.job(event.job), event)
         decided += events
     if all(jobs[name].status.is_terminal for name in state.order):
         decided.append(_ending(state, state.definition, jobs, now))
