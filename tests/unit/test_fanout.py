@@ -382,3 +382,29 @@ def test_status_lists_the_instances_after_their_job() -> None:
         "pending",
         "pending",
     ]
+
+
+def test_the_builder_makes_the_same_fan_outs_as_yaml() -> None:
+    from sdk.builder import INDEX, ITEM, Workflow, for_each_of, matrix_value
+
+    wf = Workflow("fan")
+    listing = wf.job("list", run="echo")
+    each = wf.job(
+        "each", needs=[listing], for_each=for_each_of(listing, "items"), run=f"echo {ITEM} {INDEX}"
+    )
+    wf.job("after", needs=[each], run=f"echo '{each.output('v')}'")
+    assert wf.build() == load_workflow_text(FOR_EACH)
+
+    mx = Workflow("mx")
+    mx.job(
+        "test",
+        matrix={"os": ["linux", "mac"], "py": ["3.11", "3.12"]},
+        max_parallel=2,
+        labels=[matrix_value("os")],
+        env={"PY": matrix_value("py")},
+        run=f"echo {matrix_value('os')} {INDEX}",
+    )
+    built = mx.build()
+    expected = load_workflow_text(MATRIX)
+    assert built.jobs["test"].fan_out == expected.jobs["test"].fan_out
+    assert built == expected
