@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
 
+from actors.definitions import load_workflow_file
+from actors.definitions.mapping import definition_mapping
 from actors.engine import Engine, EngineSettings
 from events.base import RecordedEvent
-from events.catalog import JobEvent, JobQueued, JobStarted, JobStatus
+from events.catalog import JobEvent, JobQueued, JobStarted, JobStatus, JobSucceeded
 from events.store import EventStore
 from sdk.client import Client
 from sdk.worker import Worker
@@ -266,4 +269,23 @@ async def test_an_engine_restarted_mid_fan_out_finishes_it_once(
         assert kinds.count(f"job.each-{index}.JobSucceeded") == 1
     assert kinds.count("job.each.JobFannedOut") == 1
     assert most_active(history, "each") <= 3
+    assert_consistent(history)
+
+
+@pytest.mark.parametrize("example", ["matrix.yaml", "for_each.yaml"])
+async def test_the_examples_run(
+    clean_nats: NATS, engine: Engine, worker: Worker, repo_root: Path, example: str
+) -> None:
+    definition = definition_mapping(load_workflow_file(repo_root / "examples" / example))
+    wf = f"wf-example-{example.split('.')[0].replace('_', '-')}"
+    await start_workflow(clean_nats, wf, definition)
+    history = await finished(EventStore(clean_nats), wf)
+    assert ended(history) == "WorkflowSucceeded"
+    last = history[-2].event  # the last job's success, before the workflow's
+    assert isinstance(last, JobSucceeded)
+    expected = {
+        "matrix.yaml": {},
+        "for_each.yaml": {"sizes": "[1,11,21,31,41]"},  # the shell took the quotes
+    }[example]
+    assert last.outputs == expected
     assert_consistent(history)
