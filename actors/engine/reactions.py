@@ -45,6 +45,7 @@ from actors.workflow import WorkflowState
 from events import subjects
 from events.base import Event, RecordedEvent
 from events.catalog import (
+    JobCancelled,
     JobCancelRequested,
     JobEvent,
     JobFannedIn,
@@ -411,11 +412,14 @@ def stages(state: WorkflowState, events: Sequence[Event]) -> list[list[Append]]:
             result.append([Append(key, last, tuple(group)) for key, (last, group) in run.items()])
             run.clear()
 
+    fanned = set(state.fanouts) | {e.job for e in events if isinstance(e, JobFannedOut)}
     for event in events:
-        if isinstance(event, JobFannedOut | JobFannedIn):
-            # A stage of its own: the fan-in follows from its instances' events decided before
-            # it (a cancel that conflicts must not leave it recorded), and instances are queued
-            # only once the fan-out that names them is in the log.
+        if isinstance(event, JobFannedOut | JobFannedIn) or (
+            fanned and isinstance(event, JobCancelled) and event.job in fanned
+        ):
+            # A stage of its own: a fanned-out job's end follows from its instances' events
+            # decided before it (a cancel that conflicts must not leave it recorded), and
+            # instances are queued only once the fan-out that names them is in the log.
             close_run()
             key = subjects.job_actor_filter(event.workflow_id, event.job)
             result.append([Append(key, state.job(event.job).last_seq, (event,))])

@@ -18,7 +18,7 @@ from events.catalog import JobEvent, JobQueued, JobStarted, JobStatus, JobSuccee
 from events.store import EventStore
 from sdk.client import Client
 from sdk.worker import Worker
-from tests.engine_harness import ended, start_workflow, types
+from tests.engine_harness import cancel_workflow, ended, start_workflow, types
 from tests.eventually import assert_eventually
 from tests.invariants import check_history
 from tests.jobs_harness import fast_config
@@ -288,4 +288,29 @@ async def test_the_examples_run(
         "for_each.yaml": {"sizes": "[1,11,21,31,41]"},  # the shell took the quotes
     }[example]
     assert last.outputs == expected
+    assert_consistent(history)
+
+
+async def test_cancelling_the_workflow_stops_the_fan_out(
+    clean_nats: NATS, engine: Engine, worker: Worker
+) -> None:
+    store = EventStore(clean_nats)
+    definition = {
+        "name": "cancel-fan",
+        "jobs": {"each": {"for_each": list(range(6)), "max_parallel": 2, "run": "sleep 30"}},
+    }
+    await start_workflow(clean_nats, "wf-cancel-fan", definition)
+
+    async def two_running() -> bool:
+        history = await store.history("wf-cancel-fan")
+        return sum(isinstance(r.event, JobStarted) for r in history) == 2
+
+    await assert_eventually(two_running, timeout=20)
+    await cancel_workflow(clean_nats, "wf-cancel-fan")
+    history = await finished(store, "wf-cancel-fan", timeout=30)
+    assert ended(history) == "WorkflowCancelled"
+    kinds = types(history)
+    assert kinds.count("job.each-0.JobCancelled") == kinds.count("job.each-1.JobCancelled") == 1
+    assert "job.each.JobCancelled" in kinds
+    assert not any(kind.startswith("job.each-2.") for kind in kinds)
     assert_consistent(history)

@@ -408,3 +408,23 @@ def test_the_builder_makes_the_same_fan_outs_as_yaml() -> None:
     expected = load_workflow_text(MATRIX)
     assert built.jobs["test"].fan_out == expected.jobs["test"].fan_out
     assert built == expected
+
+
+def test_a_fanned_out_jobs_end_is_appended_after_its_instances_events() -> None:
+    from actors.engine.reactions import stages
+    from events.catalog import JobCancelled
+
+    sim = FanOutSimulation()
+    sim.start(load_workflow_text(FOR_EACH))
+    sim.advance()
+    sim.claim("list")
+    sim.finish("list", _items(1, 2))
+    sim.advance()
+    withdrawn = JobCancelled(workflow_id=WF, job="each-0", reason="stop", at=T0)
+    ended = JobCancelled(workflow_id=WF, job="each", reason="stop", at=T0)
+    other = JobCancelled(workflow_id=WF, job="each-1", reason="stop", at=T0)
+    planned = stages(sim.state, [withdrawn, other, ended])
+    assert [[a.events[0].job for a in stage] for stage in planned] == [
+        ["each-0", "each-1"],
+        ["each"],
+    ]
