@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
 
-from actors import fanout_state, workflow
+from actors import workflow
 from actors.commands import Advance, AnyWorkflowCommand
 from actors.definitions import load_workflow_text, parse_workflow
 from actors.definitions.mapping import definition_mapping
@@ -26,8 +25,8 @@ from events.catalog import (
 )
 from events.definition import WorkflowDefinition
 from events.errors import InvalidWorkflow
+from tests.unit.fanout_simulation import FanOutSimulation
 from tests.unit.given_when_then import T0, Actor, at
-from tests.unit.simulation import Outcome, Simulation
 
 WF = "wf-1"
 WFA: Actor[WorkflowState, AnyWorkflowCommand, Event] = Actor(
@@ -59,49 +58,6 @@ jobs:
     env: {PY: "${{ matrix.py }}"}
     run: echo ${{ matrix.os }} ${{ index }}
 """
-
-
-class FanOutSimulation(Simulation):
-    """The simulation, with fan-out instances stepped too and Advance run to its fixpoint (a
-    fan-out takes several rounds: fanned out, instances queued, fanned in)."""
-
-    most_active: int = 0
-
-    def advance(self) -> list[Event]:
-        decided: list[Event] = []
-        while events := self.decide(Advance(**self.ids, now=self.now)):
-            decided += events
-        return decided
-
-    def names(self) -> list[str]:
-        return list(fanout_state.job_names(self.state.order, self.state.fanouts))
-
-    def run(
-        self,
-        outcomes: Mapping[str, Sequence[Outcome]] | None = None,
-        *,
-        cancel_at_step: int | None = None,
-        steps: int = 200,
-    ) -> None:
-        scripts = {name: list(seq) for name, seq in (outcomes or {}).items()}
-        for step in range(steps):
-            if step == cancel_at_step and self.state.status is WorkflowStatus.RUNNING:
-                self.cancel()
-            self.advance()
-            self._watch_parallel()
-            moved = [self._step_job(name, scripts) for name in self.names()]
-            if not any(moved) and (cancel_at_step is None or step >= cancel_at_step):
-                return
-        raise AssertionError("the workflow did not settle")
-
-    def _watch_parallel(self) -> None:
-        active = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING}
-        instances = [n for n in self.names() if n not in self.state.order]
-        now = sum(self.state.job(n).status in active for n in instances)
-        self.most_active = max(self.most_active, now)
-
-    def status_of(self, name: str) -> str:
-        return str(self.state.job(name).status)
 
 
 def _items(*values: Any) -> dict[str, str]:
