@@ -183,12 +183,20 @@ def check_fan_out(jobs: Mapping[str, JobDraft], log: ProblemLog) -> None:
         allowed = _allowed_names(fan_out)
         for expression in draft.expressions:
             roots = {path[0] for path in _paths(expression)}
-            is_list = expression.path[-1] == "for_each"
+            field = expression.path[2] if len(expression.path) == 3 else None  # jobs.<j>.<field>
             for root in sorted(roots & {"matrix", "item", "index"}):
-                if is_list:
-                    log.add(expression.path, f"{root} is not known yet: it names an instance")
-                elif root not in allowed:
+                if root not in allowed:
                     log.add(expression.path, _misplaced(root, name, fan_out))
+                elif field == "for_each":
+                    log.add(
+                        expression.path, f"{root} is not known in for_each: it names an instance"
+                    )
+                elif field == "if":
+                    log.add(
+                        expression.path,
+                        f"{root} is not known in if: the job's condition is judged once, before "
+                        "it fans out",
+                    )
 
 
 def _allowed_names(fan_out: Mapping[str, Any] | None) -> set[str]:

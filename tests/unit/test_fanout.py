@@ -106,7 +106,9 @@ jobs:
         ("{max_parallel: 2, run: x}", "jobs.j.max_parallel: only a job with strategy.matrix"),
         ("{run: 'echo ${{ item }}'}", "jobs.j.run: item is only known in a job with"),
         ("{for_each: [1], run: 'echo ${{ matrix.os }}'}", "jobs.j.run: matrix is only known"),
-        ("{for_each: '${{ item }}', run: x}", "jobs.j.for_each: item is not known yet"),
+        ("{for_each: '${{ item }}', run: x}", "jobs.j.for_each: item is not known in for_each"),
+        ("{for_each: [1], if: 'item == 1', run: x}", "jobs.j.if: item is not known in if"),
+        ("{if: 'index == 1', run: x}", "jobs.j.if: index is only known in a job with"),
         ("{strategy: {matrix: {os: [a]}, }, for_each: [1], run: x}", "matrix or for_each, not"),
         ("{strategy: {matrix: {os: [a], exclude: [{os: a}]}}, run: x}", "no combination left"),
     ],
@@ -384,3 +386,22 @@ def test_a_fanned_out_jobs_end_is_appended_after_its_instances_events() -> None:
         ["each-0", "each-1"],
         ["each"],
     ]
+
+
+def test_a_workflow_timeout_stops_the_instances_and_ends_the_job() -> None:
+    text = FOR_EACH.replace("name: fan\n", "name: fan\ntimeout: 1m\n")
+    sim = FanOutSimulation()
+    sim.start(load_workflow_text(text))
+    sim.advance()
+    sim.claim("list")
+    sim.finish("list", _items(1, 2, 3))
+    sim.advance()
+    sim.claim("each-0")
+    sim.tick(120)
+    sim.timeout()
+    sim.run()
+    assert sim.state.status is WorkflowStatus.FAILED
+    assert sim.job_events("each-0")[-2:] == ["JobCancelRequested", "JobCancelled"]
+    assert sim.job_events("each-1")[-1] == "JobCancelled"
+    assert sim.status_of("each") == "cancelled"
+    assert sim.state.job("each").cancel_reason == "the workflow timed out after 1m"
