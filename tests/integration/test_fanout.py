@@ -231,8 +231,9 @@ async def test_an_item_list_that_is_no_list_fails_the_job_saying_where(
     )
 
 
+@pytest.mark.parametrize("how", ["stopped", "abandoned"])
 async def test_an_engine_restarted_mid_fan_out_finishes_it_once(
-    clean_nats: NATS, nats_url: str, worker: Worker
+    clean_nats: NATS, nats_url: str, worker: Worker, how: str
 ) -> None:
     store = EventStore(clean_nats)
     definition = {
@@ -253,7 +254,10 @@ async def test_an_engine_restarted_mid_fan_out_finishes_it_once(
             return sum(r.event.event_type == "JobSucceeded" for r in history) >= 4
 
         await assert_eventually(some_done, timeout=30)
-        await first.stop()
+        if how == "stopped":
+            await first.stop()
+        else:
+            await first.abandon()  # killed: no ack for what it held, JetStream redelivers it
         middle = len(await store.history("wf-restart"))
         second = Engine(clean_nats, settings=SETTINGS)
         await second.start()
