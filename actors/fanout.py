@@ -15,6 +15,7 @@ queues or stops: a fan-out of 10,000 costs no more per event than one of 10.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -34,6 +35,7 @@ from events.catalog import (
     JobFannedIn,
     JobFannedOut,
     JobQueued,
+    JobReopened,
     JobStatus,
 )
 from events.definition import FanOut, JobDefinition, OnFailure, WorkflowDefinition
@@ -46,9 +48,17 @@ _FAIL_FAST: Final = "fail_fast: another instance failed"
 
 
 def start(
-    current: JobState, spec: JobDefinition, context: ExpressionContext, now: datetime
+    current: JobState,
+    spec: JobDefinition,
+    context: ExpressionContext,
+    jobs: Mapping[str, JobState],
+    now: datetime,
 ) -> list[JobEvent]:
-    """The ready job fans out over its items (or fails, located, when they are no list)."""
+    """The ready job fans out over its items (or fails, located, when they are no list).
+
+    Fanned out before (an operator's retry or rerun reopened it): the instances of that run are
+    reopened first, each on its own actor, so that each job actor's history says it runs again.
+    """
     fan = spec.fan_out
     assert fan is not None
     try:
@@ -57,10 +67,25 @@ def start(
         error_text = f"jobs.{current.job}.for_each: {error}"
         return [_failed_before_queued(current, error_text, now)]
     attempt = current.attempt + 1
-    events: list[JobEvent] = [JobFannedOut(**current.ids, attempt=attempt, items=items, at=now)]
+    events: list[JobEvent] = [
+        JobReopened(**instance.ids, by="fan-out", at=now)
+        for instance in _earlier_instances(current.job, jobs)
+    ]
+    events.append(JobFannedOut(**current.ids, attempt=attempt, items=items, at=now))
     if not items:  # nothing to run: done at once
         events.append(JobFannedIn(**current.ids, attempt=attempt, succeeded=True, ended_at=now))
     return events
+
+
+def _earlier_instances(name: str, jobs: Mapping[str, JobState]) -> list[JobState]:
+    found: list[JobState] = []
+    for index in itertools.count():  # instances start in order: the first missing is the end
+        instance = jobs.get(instance_name(name, index))
+        if instance is None:
+            return found
+        if instance.status is not JobStatus.PENDING:
+            found.append(instance)
+    raise AssertionError("unreachable")
 
 
 def _items(fan: FanOut, context: ExpressionContext) -> list[Any]:

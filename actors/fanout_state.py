@@ -12,9 +12,8 @@ from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, replace
 from typing import Any
 
-from actors import job
 from actors.job import JobState
-from events.catalog import JobEvent, JobFannedOut, JobReopened, JobStatus
+from events.catalog import JobEvent, JobFannedOut, JobStatus
 
 __all__ = ["FanOutState", "fold", "instance_name", "job_names", "parent_of"]
 
@@ -59,24 +58,12 @@ def job_names(order: tuple[str, ...], fanouts: Mapping[str, FanOutState]) -> Ite
 
 
 def fold(
-    fanouts: MutableMapping[str, FanOutState],
-    jobs: MutableMapping[str, JobState],
-    before: JobState,
-    after: JobState,
-    event: JobEvent,
+    fanouts: MutableMapping[str, FanOutState], before: JobState, after: JobState, event: JobEvent
 ) -> None:
-    """Update the working copies ``fanouts`` and ``jobs`` for ``event`` (already folded into
-    ``jobs``: ``before`` -> ``after``)."""
+    """Update the working copy ``fanouts`` for ``event``, which took its job actor's state from
+    ``before`` to ``after``."""
     if isinstance(event, JobFannedOut):
-        previous = fanouts.get(event.job)
-        if previous is not None:  # fanned out again (an operator's retry): instances restart
-            for index in range(previous.created):
-                name = instance_name(event.job, index)
-                if name in jobs:
-                    reopened = JobReopened(
-                        workflow_id=event.workflow_id, job=name, by="fan-out", at=event.at
-                    )
-                    jobs[name] = job.evolve(jobs[name], reopened)
+        # (Fanned out again: its earlier instances were reopened just before, by events.)
         fanouts[event.job] = FanOutState(attempt=event.attempt, items=tuple(event.items))
         return
     old, new = before.status, after.status

@@ -254,7 +254,7 @@ def _carry_out(
         except ValueError as error:
             return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
     if spec.fan_out is not None:
-        return fanout.start(current, spec, verdict.context, now)
+        return fanout.start(current, spec, verdict.context, jobs, now)
     try:
         rendered = dag.render_spec(spec, loops.context_for(spec, current, verdict.context), jobs)
     except ValueError as error:
@@ -443,7 +443,7 @@ def replay(
                 jobs[event.job] = updated(changed, last_seq=seq) if seq else changed
                 if fanouts is not None or current.fanouts or isinstance(event, JobFannedOut):
                     fanouts = dict(current.fanouts) if fanouts is None else fanouts
-                    fanout_state.fold(fanouts, jobs, before, changed, event)
+                    fanout_state.fold(fanouts, before, changed, event)
         else:
             if jobs is not None:
                 current, jobs = _with_jobs(current, jobs, fanouts), None

@@ -7,13 +7,14 @@ from typing import Any
 
 import pytest
 
-from actors import workflow
+from actors import job, workflow
 from actors.commands import Advance, AnyWorkflowCommand
 from actors.definitions import load_workflow_text, parse_workflow
 from actors.definitions.mapping import definition_mapping
 from actors.workflow import WorkflowState
 from events.base import Event
 from events.catalog import (
+    JobEvent,
     JobFailed,
     JobFannedIn,
     JobFannedOut,
@@ -318,6 +319,19 @@ def test_an_operators_retry_fans_the_job_out_again() -> None:
     assert sim.state.job("each").attempt == 2
     assert [sim.state.job(f"each-{i}").attempt for i in range(2)] == [2, 2]
     assert isinstance(sim.log[-2].event, JobSucceeded | JobFannedIn)
+    assert sim.job_events("each-0") == [
+        "JobQueued",
+        "JobStarted",
+        "JobSucceeded",
+        "JobReopened",
+        "JobQueued",
+        "JobStarted",
+        "JobSucceeded",
+    ]
+    # Each instance's own history says what the workflow's fold says of it.
+    for name in ("each-0", "each-1"):
+        own = [r for r in sim.log if isinstance(r.event, JobEvent) and r.event.job == name]
+        assert job.replay(own) == sim.state.job(name)
 
 
 def test_status_lists_the_instances_after_their_job() -> None:
