@@ -172,7 +172,7 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
         events = _next_for_job(state, state.definition, jobs, current, now)
         if events and copy is None:
             jobs = copy = dict(state.jobs)
-        for event in events:  # (a fan-out's decides its instances' events too)
+        for event in events:  # (a fan-out decides its instances' events too)
             assert copy is not None
             copy[event.job] = job.evolve(copy.get(event.job) or state.job(event.job), event)
         decided += events

@@ -395,8 +395,9 @@ def stages(state: WorkflowState, events: Sequence[Event]) -> list[list[Append]]:
     """Group decided events into appends, in stages appended one after the other.
 
     Job actors are independent of each other, so a run of job events is one stage with one
-    append per job (a fan-out of 1,000 jobs is one round trip, not 1,000); a fan-out's own
-    ``JobFannedOut`` and ``JobFannedIn`` are a stage each. Workflow events are a
+    append per job (a fan-out of 1,000 jobs is one round trip, not 1,000); a fanned-out job's
+    ``JobFannedOut`` and its end (``JobFannedIn``, ``JobCancelled``) are a stage each. Workflow
+    events are a
     stage of their own, after everything decided before them and before everything decided
     after: a workflow starts before its jobs are queued and ends after the job events it follows
     from, so a conflict part-way never leaves the log saying more than was decided, in order.
