@@ -318,3 +318,19 @@ async def test_cancelling_the_workflow_stops_the_fan_out(
     assert "job.each.JobCancelled" in kinds
     assert not any(kind.startswith("job.each-2.") for kind in kinds)
     assert_consistent(history)
+
+
+async def test_following_a_large_fan_out_draws_a_view_per_burst(
+    clean_nats: NATS, engine: Engine, worker: Worker
+) -> None:
+    definition = {
+        "name": "large",
+        "jobs": {"each": {"for_each": list(range(300)), "run": "true"}},
+    }
+    await start_workflow(clean_nats, "wf-large", definition)
+    client = Client(clean_nats)
+    views = [view async for view in client.follow("wf-large")]
+    history = await EventStore(clean_nats).history("wf-large")
+    assert views[-1].status == "succeeded"
+    assert len(views[-1].jobs) == 301
+    assert len(views) < len(history)  # (one per event would be 1,500)
