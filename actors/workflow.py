@@ -158,7 +158,10 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
     copy: dict[str, JobState] | None = None
     cancelling = state.cancel_requested
     fanning = state.fanouts
-    decided: list[Event] = list(loops.advance(state, state.definition, jobs, now))
+    decided: list[Event] = []
+    if state.definition.loop_jobs:  # (loops.advance folds what it decides into the copy)
+        jobs = copy = dict(state.jobs)
+        decided += loops.advance(state, state.definition, copy, now)
     for name in state.order:
         current = jobs[name]
         # Only pending jobs, active ones while cancelling, and running fan-outs can have
