@@ -38,8 +38,9 @@ def read_fan_out(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: Prob
             if body.get(key) is not None:
                 log.add((*path, key), "only a job with strategy.matrix or for_each fans out")
         return
-    if body.get("wait_for") is not None:
-        log.add(path, "set wait_for or a fan-out (strategy.matrix, for_each), not both")
+    for key in ("wait_for", "workflow", "loop"):  # (not yet: each instance would need its own)
+        if body.get(key) is not None:
+            log.add(path, f"set {key} or a fan-out (strategy.matrix, for_each), not both")
     fan_out: dict[str, Any] = {}
     options: dict[str, tuple[object, Path]] = {}
     if strategy is not None:
