@@ -207,7 +207,7 @@ def _ancestor_failed(
 def render_spec(
     job: JobDefinition, context: ExpressionContext, jobs: Mapping[str, Upstream]
 ) -> JobSpec:
-    """The job's spec with ``${{ }}`` rendered in ``run``, ``env`` and ``with`` values.
+    """The job's spec with ``${{ }}`` rendered in ``run``, ``env``, ``with`` and ``labels``.
 
     Raises ``ValueError`` (``ExpressionError``) when a template cannot be evaluated.
     """
@@ -216,7 +216,7 @@ def render_spec(
         uses=job.uses,
         with_=_render_value(job.with_, context),
         env={key: _render(value, context) for key, value in context.env.items()},
-        labels=job.labels,
+        labels=_render_labels(job.labels, context),
         timeout=job.timeout,
         upstream_outputs={name: dict(jobs[name].outputs) for name in job.upstream},
         rate_limit=job.rate_limit,
@@ -240,6 +240,16 @@ def _rendered_group(group: Concurrency | None, context: ExpressionContext) -> Co
 def _render(template: str, context: ExpressionContext) -> str:
     # Most values hold no template: skip the expression machinery for them.
     return render(template, context) if "${{" in template else template
+
+
+def _render_labels(labels: tuple[str, ...], context: ExpressionContext) -> tuple[str, ...]:
+    if not any("${{" in label for label in labels):
+        return labels
+    rendered = tuple(_render(label, context) for label in labels)
+    for label in rendered:
+        if not subjects.is_valid_token(label):
+            raise ValueError(f"label {label!r} is not a valid name (letters, digits, '_', '-')")
+    return rendered
 
 
 def _render_value(value: Any, context: ExpressionContext) -> Any:

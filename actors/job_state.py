@@ -18,6 +18,8 @@ from events.catalog import (
     JobCancelRequested,
     JobEvent,
     JobFailed,
+    JobFannedIn,
+    JobFannedOut,
     JobLooped,
     JobQueued,
     JobReopened,
@@ -211,6 +213,25 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 on_failure=event.on_failure,
                 started_at=event.at,
                 wait=event,
+            )
+        case JobFannedOut():  # its instances run (``actors.fanout``): it runs until they end
+            return updated(
+                state,
+                status=JobStatus.RUNNING,
+                attempt=event.attempt,
+                started_at=event.at,
+                outputs={},
+                error=None,
+                ended_at=None,
+            )
+        case JobFannedIn():
+            status = JobStatus.SUCCEEDED if event.succeeded else JobStatus.FAILED
+            return updated(
+                state,
+                status=status,
+                outputs=event.outputs,
+                error=event.error,
+                ended_at=event.ended_at,
             )
     return state
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from actors import control, dag, job, loops, signals, subworkflows, variables
+from actors import control, dag, fanout, fanout_state, job, loops, signals, subworkflows, variables
 from actors._state import updated
 from actors.appends import Append, plan_appends
 from actors.commands import (
@@ -43,6 +43,7 @@ from events.base import Event, RecordedEvent
 from events.catalog import (
     JobEvent,
     JobFailed,
+    JobFannedOut,
     JobQueued,
     JobSkipped,
     JobStatus,
@@ -151,21 +152,32 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
     if state.paused and not state.cancel_requested:
         return []  # an operator holds it: nothing moves until the resume (a cancel still does)
     # A working copy (a C-level dict copy: cheaper than any overlay): later jobs are judged on
-    # the decisions taken for earlier ones.
-    jobs = dict(state.jobs)
+    # the decisions taken for earlier ones. Made once something is decided: it costs as much as
+    # the workflow has jobs, fan-out instances included, and most calls decide nothing.
+    jobs: Mapping[str, JobState] = state.jobs
+    copy: dict[str, JobState] | None = None
     cancelling = state.cancel_requested
-    decided: list[Event] = list(loops.advance(state, state.definition, jobs, now))
+    fanning = state.fanouts
+    decided: list[Event] = []
+    if state.definition.loop_jobs:  # (loops.advance folds what it decides into the copy)
+        jobs = copy = dict(state.jobs)
+        decided += loops.advance(state, state.definition, copy, now)
     for name in state.order:
         current = jobs[name]
-        # Only pending jobs, and active ones while cancelling, can have anything to do: the
-        # check stays inline because this loop runs over every job after every event.
-        if current.status is not JobStatus.PENDING and not (
-            cancelling and not current.status.is_terminal
+        # Only pending jobs, active ones while cancelling, and running fan-outs can have
+        # anything to do: the check stays inline because this loop runs after every event.
+        if (
+            current.status is not JobStatus.PENDING
+            and not (cancelling and not current.status.is_terminal)
+            and not (fanning and current.status is JobStatus.RUNNING and name in fanning)
         ):
             continue
         events = _next_for_job(state, state.definition, jobs, current, now)
-        for event in events:
-            jobs[name] = job.evolve(jobs[name], event)
+        if events and copy is None:
+            jobs = copy = dict(state.jobs)
+        for event in events:  # (a fan-out decides its instances' events too)
+            assert copy is not None
+            copy[event.job] = job.evolve(copy.get(event.job) or state.job(event.job), event)
         decided += events
     if all(jobs[name].status.is_terminal for name in state.order):
         decided.append(_ending(state, state.definition, jobs, now))
@@ -194,6 +206,8 @@ def _next_for_job(
     now: datetime,
 ) -> list[JobEvent]:
     spec = definition.jobs[current.job]
+    if spec.fan_out is not None and current.status is JobStatus.RUNNING:
+        return fanout.advance(state, definition, spec, current, jobs, now)
     if state.cancel_forced and not current.status.is_terminal:
         return job.decide(current, _cancel_job(current, state.cancel_reason, now))
     if current.status is JobStatus.PENDING:
@@ -242,6 +256,8 @@ def _carry_out(
             return [signals.waiting(current, spec, verdict.context, now)]
         except ValueError as error:
             return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
+    if spec.fan_out is not None:
+        return fanout.start(current, spec, verdict.context, jobs, now)
     try:
         rendered = dag.render_spec(spec, loops.context_for(spec, current, verdict.context), jobs)
     except ValueError as error:
@@ -338,7 +354,9 @@ def _stop_leftovers(state: WorkflowState, reason: str, now: datetime) -> list[Ev
     stopped: list[Event] = []
     for name in state.order:
         current = state.job(name)
-        if not current.status.is_terminal:
+        if current.status is JobStatus.RUNNING and name in state.fanouts:
+            stopped += fanout.stop(state, name, reason, now)
+        elif not current.status.is_terminal:
             stopped += job.decide(current, _cancel_job(current, reason, now))
     return stopped
 
@@ -349,8 +367,7 @@ def _stop_leftovers(state: WorkflowState, reason: str, now: datetime) -> list[Ev
 def evolve(state: WorkflowState, event: Event) -> WorkflowState:
     """The state after ``event`` (a workflow event or a job event of this workflow)."""
     if isinstance(event, JobEvent):
-        changed = job.evolve(state.job(event.job), event)
-        return updated(state, jobs={**state.jobs, event.job: changed})
+        return replay([event], state)  # (which also tallies fan-out instances)
     match event:
         case WorkflowStarted():
             order = dag.topological_order(event.definition)
@@ -412,6 +429,7 @@ def replay(
     """
     current = state
     jobs: dict[str, JobState] | None = None  # the working copy, while job events run
+    fanouts: dict[str, fanout_state.FanOutState] | None = None  # (the same, for the tallies)
     stream_seq = 0
     for item in events:
         event = item.event if isinstance(item, RecordedEvent) else item
@@ -426,9 +444,13 @@ def replay(
             if not seq or seq > before.last_seq:  # else folded already (a host's own append)
                 changed = job.evolve(before, event)
                 jobs[event.job] = updated(changed, last_seq=seq) if seq else changed
+                if fanouts is not None or current.fanouts or isinstance(event, JobFannedOut):
+                    fanouts = dict(current.fanouts) if fanouts is None else fanouts
+                    fanout_state.fold(fanouts, before, changed, event)
         else:
             if jobs is not None:
-                current, jobs = updated(current, jobs=jobs), None
+                current, jobs = _with_jobs(current, jobs, fanouts), None
+                fanouts = None
             if not seq or seq > current.last_seq:
                 current = evolve(current, event)
                 current = updated(current, last_seq=seq) if seq else current
@@ -436,5 +458,15 @@ def replay(
     if current is None:
         raise ValueError("replay of no events needs an initial state")
     if jobs is not None:
-        current = updated(current, jobs=jobs)
+        current = _with_jobs(current, jobs, fanouts)
     return updated(current, stream_seq=stream_seq) if stream_seq else current
+
+
+def _with_jobs(
+    state: WorkflowState,
+    jobs: dict[str, JobState],
+    fanouts: dict[str, fanout_state.FanOutState] | None,
+) -> WorkflowState:
+    if fanouts is None:
+        return updated(state, jobs=jobs)
+    return updated(state, jobs=jobs, fanouts=fanouts)

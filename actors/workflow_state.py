@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from actors import job
+from actors.fanout_state import FanOutState
 from actors.job import JobState
 from events.catalog import ParentLink, SignalReceived, WorkflowStatus
 from events.definition import WorkflowDefinition
@@ -52,6 +53,8 @@ class WorkflowState:
     # (``actors.signals``).
     signals: tuple[SignalReceived, ...] = ()
     signal_ids: frozenset[str] = frozenset()
+    # Each fanned-out job's items and its instances' tally (``actors.fanout_state``).
+    fanouts: Mapping[str, FanOutState] = field(default_factory=dict)
     # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's
     # last event (its CAS expectation) and the last event of the whole history folded so far.
     last_seq: int = 0

@@ -24,6 +24,8 @@ redis-server and celery are installed; otherwise one line says how to enable it)
   all     everything above (the default)
   worker  the worker side alone (no engine: jobs queued and dispatched by the driver)
   store   the event store micro-benchmark alone (as before)
+  fanout_dynamic  one for_each over 10,000 items (--fanout-items), no-op instances: the
+          engine's time, CPU and RSS (not in `all`: about a minute)
 
 --quick shrinks every size (2,000 jobs, one run each, no shell jobs or best config, short S2,
 a 300-wide fan-out, a 20,000-event rebuild, 100,000 log lines, 1,000 cluster jobs) to check in
@@ -38,6 +40,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench import (
+    fanout,
     gateway,
     logs,
     recovery,
@@ -227,10 +230,33 @@ async def _main(options: argparse.Namespace) -> list[Result]:
         await group("S1 on the 3-node R3 cluster", lambda: cluster_side(options))
     if chosen == "worker":
         await group("W worker side", lambda: worker_side(options))
+    if chosen == "fanout_dynamic":
+        await group("F fan-out", lambda: fan_out(options))
     if chosen == "store":
         figures = await store_micro.run(count=options.count, sync_interval=options.sync)
         print(store_micro.report(figures, sync_interval=options.sync))
     return results
+
+
+async def fan_out(options: argparse.Namespace) -> list[Result]:
+    async with deployment(
+        sync_interval=options.sync,
+        workers=_workers(options),
+        role_args=_role_args(options, "F"),
+    ) as dep:
+        await _warm_up(dep)
+        dep.profile_seconds = options.py_spy
+        dep.profile_dir = RESULTS_DIR / time.strftime("pyspy-%Y%m%d-%H%M%S")
+        results = [
+            fanout.actor_only(count, batch=batch)
+            for count in sorted({1_000, options.fanout_items})
+            for batch in (1, 100)
+        ]
+        results.append(await fanout.dynamic(dep, options.fanout_items))
+        if options.fanout_max_parallel:
+            limit = options.fanout_max_parallel
+            results.append(await fanout.dynamic(dep, options.fanout_items, max_parallel=limit))
+        return results
 
 
 async def log_rates(options: argparse.Namespace) -> list[Result]:

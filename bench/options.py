@@ -7,6 +7,7 @@ from typing import Any
 
 SCENARIOS = (
     "all", "s0", "s1", "s2", "s3", "s4", "s5", "gateway", "logs", "cluster", "worker", "store",
+    "fanout_dynamic",
 )  # fmt: skip
 # --quick: these sizes replace the defaults (flags given explicitly are kept).
 QUICK: dict[str, Any] = {
@@ -21,6 +22,7 @@ QUICK: dict[str, Any] = {
     "cluster_jobs": 1_000,
     "rebuild_events": 20_000,
     "log_lines": 100_000,
+    "fanout_items": 1_000,
 }
 
 
@@ -62,6 +64,15 @@ def parse(description: str | None) -> argparse.Namespace:
         "--best", default="2x64", help="S1 'best config' workers x slots ('' to skip)"
     )
     parser.add_argument("--width", type=int, default=1_000, help="S3 fan-out width")
+    parser.add_argument(
+        "--fanout-items", type=int, default=10_000, help="fanout_dynamic: for_each items"
+    )
+    parser.add_argument(
+        "--fanout-max-parallel",
+        type=int,
+        default=0,
+        help="fanout_dynamic: also run with this max_parallel (0: only without)",
+    )
     parser.add_argument("--rates", default="50,500", help="S2 arrival rates (jobs/s)")
     parser.add_argument("--seconds", type=float, default=10.0, help="S2 seconds per rate")
     parser.add_argument("--count", type=int, default=3_000, help="S0 operations per run")

@@ -447,6 +447,33 @@ class JobLooped(JobEvent):
     at: datetime
 
 
+# --- fan-out (matrix and for_each) --------------------------------------------------------------
+
+
+class JobFannedOut(JobEvent):
+    """The workflow actor fanned the job out: instance ``<job>-<i>`` runs once per item, in
+    order (the matrix's combinations, or ``for_each``'s list as evaluated when the job became
+    ready). ``attempt`` counts the job's fan-outs (an operator's retry fans it out again)."""
+
+    type: Literal["JobFannedOut"] = "JobFannedOut"
+    attempt: int = Field(ge=1)
+    items: list[Any]
+    at: datetime
+
+
+class JobFannedIn(JobEvent):
+    """Every instance of a fanned-out job ended (or, after a failure with ``fail_fast``, every
+    instance started has ended): the job's result. ``outputs``: each key as a JSON list of the
+    instances' values in item order (null where an instance has none)."""
+
+    type: Literal["JobFannedIn"] = "JobFannedIn"
+    attempt: int
+    succeeded: bool
+    outputs: dict[str, str] = Field(default_factory=dict)
+    error: str | None = None
+    ended_at: datetime
+
+
 WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowStarted,
     WorkflowCancelRequested,
@@ -476,4 +503,6 @@ JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobWaiting,
     SubWorkflowStarted,
     JobLooped,
+    JobFannedOut,
+    JobFannedIn,
 )

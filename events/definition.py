@@ -108,6 +108,18 @@ class LoopSpec(_Frozen):
     max_iterations: int = Field(ge=1)
 
 
+class FanOut(_Frozen):
+    """A job run once per item, as instances ``<job>-<index>``: a static ``matrix`` (its
+    combinations, expanded when the definition is validated) or ``for_each`` (an expression
+    evaluated when the job becomes ready; or a literal list, kept in ``items``)."""
+
+    items: tuple[Any, ...] | None = None
+    for_each: str | None = None
+    is_matrix: bool = False  # the item reads as ``matrix`` (else as ``item``)
+    fail_fast: bool = True
+    max_parallel: int | None = Field(default=None, ge=1)
+
+
 class JobDefinition(_Frozen):
     """One job of the DAG. Exactly one of ``run`` (shell) or ``uses`` (named handler) is set, or
     neither for a job that ``wait_for``s a signal (it needs no worker)."""
@@ -137,6 +149,7 @@ class JobDefinition(_Frozen):
     # child definition embedded in the workflow's ``workflows``.
     workflow: str | None = None
     loop: LoopSpec | None = None
+    fan_out: FanOut | None = None
 
     @functools.cached_property
     def upstream(self) -> tuple[str, ...]:

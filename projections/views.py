@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors.fanout_state import job_names
 from actors.job import JobState
 from actors.workflow import WorkflowState, stop_reason
 from events.catalog import JobStatus, ParentLink
@@ -199,9 +200,10 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
                 state.job(name),
                 stopped=stopped,
                 stopped_at=state.ended_at,
-                looping=state.definition.jobs[name].loop is not None,
+                looping=name in state.definition.jobs
+                and state.definition.jobs[name].loop is not None,
             )
-            for name in state.order
+            for name in job_names(state.order, state.fanouts)
         },
         parent=state.parent,
         outputs=dict(state.outputs),

@@ -44,7 +44,22 @@ from events.definition import (
 )
 from events.errors import InvalidWorkflow
 
-__all__ = ["Input", "JobRef", "Loop", "Retry", "WaitFor", "Workflow"]
+__all__ = [
+    "INDEX",
+    "ITEM",
+    "Input",
+    "JobRef",
+    "Loop",
+    "Retry",
+    "WaitFor",
+    "Workflow",
+    "for_each_of",
+    "matrix_value",
+]
+
+# A fan-out instance's item (for_each) and its position from 0, as templates.
+ITEM = "${{ item }}"
+INDEX = "${{ index }}"
 
 Duration = str | float | timedelta
 BackoffName = Backoff | Literal["none", "fixed", "exponential", "linear"]
@@ -153,6 +168,17 @@ class JobRef:
         return f"${{{{ needs.{self.name}.outputs.{key} }}}}"
 
 
+def matrix_value(key: str) -> str:
+    """The template ``${{ matrix.<key> }}``: a matrix instance's value for ``key``."""
+    return f"${{{{ matrix.{key} }}}}"
+
+
+def for_each_of(job: JobRef, key: str) -> str:
+    """``for_each`` over a JSON list in an upstream job's output:
+    ``${{ fromJSON(needs.<job>.outputs.<key>) }}``."""
+    return f"${{{{ fromJSON(needs.{job.name}.outputs.{key}) }}}}"
+
+
 class Workflow:
     """A workflow being defined: add jobs with ``job()``, then ``build()`` it."""
 
@@ -228,11 +254,19 @@ class Workflow:
         wait_for: WaitFor | None = None,
         workflow: Workflow | WorkflowDefinition | str | os.PathLike[str] | None = None,
         loop: Loop | None = None,
+        matrix: Mapping[str, Any] | None = None,
+        for_each: str | list[Any] | None = None,
+        max_parallel: int | None = None,
+        fail_fast: bool | None = None,
     ) -> JobRef:
         """Add a job; give exactly one of ``run`` (a shell command), ``uses`` (a handler),
         ``wait_for`` (a job that waits for a signal, on no worker) or ``workflow`` (a
         sub-workflow: a ``Workflow``, a definition, or a YAML file's path, read now; ``with_`` is
         its inputs). ``loop`` runs the job again until its condition holds.
+
+        ``matrix`` (YAML's ``strategy.matrix``) or ``for_each`` (a list, or
+        ``for_each_of(job, "items")``) runs it once per item as ``<name>-<index>``; read the item
+        with ``matrix_value("os")`` or ``ITEM``, its position with ``INDEX``.
 
         Problems in the job are reported by ``build()``, together with all others. A job name
         used twice is reported at once, since the second job would silently replace the first.
@@ -263,6 +297,10 @@ class Workflow:
         _put(raw, "wait_for", None if wait_for is None else wait_for.to_dict())
         _put(raw, "workflow", None if workflow is None else self._embed(workflow))
         _put(raw, "loop", None if loop is None else loop.to_dict())
+        _put(raw, "strategy", None if matrix is None else {"matrix": _data(dict(matrix))})
+        _put(raw, "for_each", for_each)
+        _put(raw, "max_parallel", max_parallel)
+        _put(raw, "fail_fast", fail_fast)
         self._jobs[name] = raw
         return JobRef(name)
 

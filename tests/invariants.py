@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 from actors import dag, job, workflow
 from actors.commands import Advance
+from actors.fanout_state import parent_of
 from actors.job import JobState
 from actors.workflow import WorkflowState
 from events import subjects
@@ -209,12 +210,15 @@ def _check_workflow(report: Report, wf: str, history: list[RecordedEvent]) -> No
     for record in history:
         if isinstance(record.event, JobEvent):
             job_records[record.event.job].append(record)
-    unknown = sorted(job_records.keys() - definition.jobs.keys())
-    for name in unknown:
+    extra = job_records.keys() - definition.jobs.keys()
+    instances = {name for name in extra if parent_of(state.fanouts, name) is not None}
+    for name in sorted(extra - instances):
         report.add(wf, name, "known job", "events of a job the definition does not have")
     walks = {
         name: _check_job(report, wf, name, job_records.get(name, [])) for name in definition.jobs
     }
+    for name in sorted(instances):  # a fanned-out job's instances: job actors like any other
+        _check_job(report, wf, name, job_records[name])
 
     _check_terminal(report, wf, state, history)
     if ends:

@@ -22,6 +22,8 @@ from actors.definitions._expr_tokens import ExpressionError, Token, fail, shorte
 
 # ``loop`` and ``outputs``: in loops (actors.loops); ``vars``: workflow variables.
 CONTEXTS: Final = frozenset({"needs", "inputs", "env", "vars", "loop", "outputs"})
+# A fanned-out job's instance also reads these (``actors.definitions._fanout`` checks where).
+FAN_OUT_CONTEXTS: Final = frozenset({"matrix", "item", "index"})
 STATUS_FUNCTIONS: Final = frozenset({"success", "failure", "always", "cancelled"})
 # Canonical spelling -> (fewest, most) arguments; None means any number. Names match case-blind.
 FUNCTION_ARITY: Final[dict[str, tuple[int, int | None]]] = {
@@ -39,7 +41,7 @@ FUNCTION_ARITY: Final[dict[str, tuple[int, int | None]]] = {
 }
 _CANONICAL_FUNCTION: Final = {name.lower(): name for name in FUNCTION_ARITY}
 _GITHUB_ONLY_CONTEXTS: Final = frozenset(
-    {"github", "steps", "matrix", "secrets", "runner", "job", "jobs", "strategy"}
+    {"github", "steps", "secrets", "runner", "job", "jobs", "strategy"}
 )
 _PYTHON_WORDS: Final = {"and": "&&", "or": "||", "not": "!"}
 _MAX_DEPTH: Final = 64
@@ -241,7 +243,7 @@ class _Parser:
             return self.parse_call(token)
         if lower in ("true", "false", "null"):
             return _Value({"true": "True", "false": "False", "null": "None"}[lower])
-        if lower in CONTEXTS:
+        if lower in CONTEXTS or lower in FAN_OUT_CONTEXTS:
             self.references.add((lower,))
             return _Value(lower, path=(lower,))
         raise fail(self.source, token.column, _unknown_name_reason(token.text))

@@ -32,6 +32,10 @@ JOB_FIELDS: Final = (
     "wait_for",
     "workflow",
     "loop",
+    "strategy",
+    "for_each",
+    "max_parallel",
+    "fail_fast",
 )
 RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
 RATE_LIMIT_FIELDS: Final = ("limit", "per")
@@ -144,8 +148,7 @@ def _read_dependencies(
     body: Mapping[Any, Any], path: Path, draft: JobDraft, log: ProblemLog
 ) -> None:
     if body.get("labels") is not None:
-        labels = f.name_list(body["labels"], (*path, "labels"), log, what="label")
-        draft.fields["labels"] = tuple(label for label, _ in labels)
+        read_labels(body["labels"], (*path, "labels"), draft, log)
     for key in ("needs", "needs_any"):
         if body.get(key) is not None:
             names = f.name_list(body[key], (*path, key), log, what="job name")
@@ -308,3 +311,22 @@ def _check_retry_delays(retry: Mapping[str, Any], path: Path, log: ProblemLog) -
     if delay is not None and max_delay is not None and max_delay < delay:
         cap, wait = format_duration(max_delay), format_duration(delay)
         log.add((*path, "max_delay"), f"max_delay ({cap}) is shorter than delay ({wait})")
+
+
+def read_labels(value: object, path: Path, draft: JobDraft, log: ProblemLog) -> None:
+    """``labels``: names, or ``${{ }}`` templates rendered when the job is queued."""
+    items = value if isinstance(value, list) else [value]
+    if not any(isinstance(item, str) and "${{" in item for item in items):
+        labels = f.name_list(value, path, log, what="label")
+        draft.fields["labels"] = tuple(label for label, _ in labels)
+        return
+    kept: list[str] = []
+    for index, item in enumerate(items):
+        where = (*path, index) if isinstance(value, list) else path
+        if isinstance(item, str) and "${{" in item:
+            kept.append(item)
+            draft.expressions.append(Expression(where, item, is_condition=False))
+        elif f.token(item, where, log, what="label") is not None:
+            assert isinstance(item, str)
+            kept.append(item)
+    draft.fields["labels"] = tuple(kept)

@@ -35,6 +35,9 @@ __all__ = [
     "uses_status_function",
 ]
 
+# Outside a fan-out instance its names read as null (validation refuses them there).
+_NO_INSTANCE: dict[str, Any] = {"matrix": None, "item": None, "index": None}
+
 # Values of ``needs.<job>.result``, as GitHub spells them.
 RESULTS = ("success", "failure", "cancelled", "skipped")
 
@@ -53,6 +56,8 @@ class ExpressionContext:
     # A ``loop:`` job's ``loop.iteration``, and its latest ``outputs`` (in ``loop.until``).
     loop: Mapping[str, Any] = field(default_factory=dict)
     outputs: Mapping[str, Any] = field(default_factory=dict)
+    # A fan-out instance's own names: ``item`` or ``matrix``, and ``index``.
+    instance: Mapping[str, Any] = field(default_factory=dict)
 
 
 def evaluate(expr: str, ctx: ExpressionContext) -> Any:
@@ -109,6 +114,8 @@ def _run(compiled: Compiled, ctx: ExpressionContext) -> Any:
             "vars": ctx.vars,
             "loop": ctx.loop,
             "outputs": ctx.outputs,
+            **_NO_INSTANCE,
+            **ctx.instance,
         },
     )
     try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from actors.definitions._fanout import fan_out_mapping
 from events.definition import JobDefinition, RetryPolicy, WorkflowDefinition
 
 __all__ = ["definition_mapping"]
@@ -60,6 +61,8 @@ def _job_mapping(job: JobDefinition) -> dict[str, Any]:
         raw["wait_for"] = job.wait_for.model_dump(mode="json", exclude_none=True)
     if job.on_failure != JobDefinition.model_fields["on_failure"].default:
         raw["on_failure"] = job.on_failure.value
+    if job.fan_out is not None:
+        raw.update(fan_out_mapping(job.fan_out))
     return raw
 
 

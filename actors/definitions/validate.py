@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from actors.definitions import _fields as f
 from actors.definitions import input_schema
+from actors.definitions._fanout import check_fan_out, read_fan_out
 from actors.definitions._graph import report_cycles
 from actors.definitions._jobs import JobDraft, read_job
 from actors.definitions._problems import Path, ProblemLog
@@ -180,6 +181,8 @@ def _read_jobs(
         path: Path = ("jobs", name)
         if f.token(name, path, log, what="job name") is not None:
             jobs[name] = read_job(name, body, path, log)
+            if isinstance(body, Mapping):
+                read_fan_out(body, path, jobs[name], log)
     check_job_needs(jobs, log)
     report_cycles(
         {
@@ -189,6 +192,7 @@ def _read_jobs(
         log,
     )
     check_job_expressions(jobs, inputs, log, declared_vars=declared_vars)
+    check_fan_out(jobs, log)
     return jobs
 
 

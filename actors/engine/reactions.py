@@ -45,8 +45,11 @@ from actors.workflow import WorkflowState
 from events import subjects
 from events.base import Event, RecordedEvent
 from events.catalog import (
+    JobCancelled,
     JobCancelRequested,
     JobEvent,
+    JobFannedIn,
+    JobFannedOut,
     JobQueued,
     JobRetryScheduled,
     JobStatus,
@@ -143,14 +146,23 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
     """Fold and decide ``items`` in order, then advance the workflow as far as it goes."""
     reaction = Reaction(state=state)
     triggers: list[Event] = []
+    # Recorded events in a row are folded in one replay: it copies the job map once, which
+    # costs as much as the workflow has jobs (10,000 for a large fan-out), not once per event.
+    unfolded: list[RecordedEvent] = []
     for index, item in enumerate(items):
         if isinstance(item, RecordedEvent):
+            # (The row before it holds other actors' events or older ones of its actor: the
+            # state before the row knows its actor's sequence as well as the one after.)
             if item.seq > _actor_seq(reaction.state, item.event):  # else: folded already
-                reaction.state = workflow.replay([item], reaction.state)
+                unfolded.append(item)
             # A trigger even when folded already (a state read after a takeover holds it): what
             # it asks for is judged on the current state, so a moment passed causes nothing.
             triggers.append(item.event)
-        elif isinstance(item, Start):
+            continue
+        if unfolded:
+            reaction.state = workflow.replay(unfolded, reaction.state)
+            unfolded = []
+        if isinstance(item, Start):
             decided = workflow.decide(reaction.state, _start_command(item, now))
             reaction.created[index] = bool(decided)
             triggers += _apply(reaction, decided)
@@ -178,6 +190,8 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
             triggers += _apply(reaction, subworkflows.settle(reaction.state, item.request, now))
         else:
             triggers += _apply(reaction, _fire(reaction, item.timer, now))
+    if unfolded:
+        reaction.state = workflow.replay(unfolded, reaction.state)
     _settle(reaction, triggers, now)
     if reaction.state.parent is not None or (
         reaction.state.definition is not None and reaction.state.definition.workflow_jobs
@@ -342,7 +356,7 @@ def _due_retries(state: WorkflowState, now: datetime) -> list[tuple[str, int]]:
     """Retries whose moment came while the workflow was paused (their timers found it paused)."""
     return [
         (name, current.attempt + 1)
-        for name in state.order
+        for name in state.jobs  # (fan-out instances included)
         if (current := state.job(name)).status is JobStatus.RETRYING
         and (current.not_before is None or current.not_before <= now)
     ]
@@ -381,7 +395,9 @@ def stages(state: WorkflowState, events: Sequence[Event]) -> list[list[Append]]:
     """Group decided events into appends, in stages appended one after the other.
 
     Job actors are independent of each other, so a run of job events is one stage with one
-    append per job (a fan-out of 1,000 jobs is one round trip, not 1,000). Workflow events are a
+    append per job (a fan-out of 1,000 jobs is one round trip, not 1,000); a fanned-out job's
+    ``JobFannedOut`` and its end (``JobFannedIn``, ``JobCancelled``) are a stage each. Workflow
+    events are a
     stage of their own, after everything decided before them and before everything decided
     after: a workflow starts before its jobs are queued and ends after the job events it follows
     from, so a conflict part-way never leaves the log saying more than was decided, in order.
@@ -397,8 +413,18 @@ def stages(state: WorkflowState, events: Sequence[Event]) -> list[list[Append]]:
             result.append([Append(key, last, tuple(group)) for key, (last, group) in run.items()])
             run.clear()
 
+    fanned = set(state.fanouts) | {e.job for e in events if isinstance(e, JobFannedOut)}
     for event in events:
-        if isinstance(event, JobEvent):
+        if isinstance(event, JobFannedOut | JobFannedIn) or (
+            fanned and isinstance(event, JobCancelled) and event.job in fanned
+        ):
+            # A stage of its own: a fanned-out job's end follows from its instances' events
+            # decided before it (a cancel that conflicts must not leave it recorded), and
+            # instances are queued only once the fan-out that names them is in the log.
+            close_run()
+            key = subjects.job_actor_filter(event.workflow_id, event.job)
+            result.append([Append(key, state.job(event.job).last_seq, (event,))])
+        elif isinstance(event, JobEvent):
             key = subjects.job_actor_filter(event.workflow_id, event.job)
             run.setdefault(key, (state.job(event.job).last_seq, []))[1].append(event)
         elif isinstance(event, WorkflowEvent):

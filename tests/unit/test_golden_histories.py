@@ -30,6 +30,7 @@ from actors.commands import (
     SignalWorkflow,
     SkipJob,
 )
+from actors.definitions import parse_workflow
 from actors.workflow import WorkflowState
 from events import codec
 from events.base import RecordedEvent
@@ -46,6 +47,7 @@ from events.definition import (
     WorkflowDefinition,
 )
 from events.requests import ChildEndedRequest
+from tests.unit.fanout_simulation import FanOutSimulation
 from tests.unit.simulation import Simulation
 
 GOLDEN = Path(__file__).parent.parent / "golden"
@@ -272,6 +274,50 @@ def looped() -> Simulation:
     return sim
 
 
+def fanned_out() -> Simulation:
+    """A for_each over a job's output (two at a time, one instance retried) and a matrix, both
+    gathered downstream; then a fail_fast fan-out that fails and stops its sibling."""
+    definition = parse_workflow(
+        {
+            "name": "fanned",
+            "jobs": {
+                "list": {"run": "./list.sh"},
+                "each": {
+                    "needs": ["list"],
+                    "for_each": "${{ fromJSON(needs.list.outputs.items) }}",
+                    "max_parallel": 2,
+                    "retry": 2,
+                    "run": "./each.sh ${{ item.file }} ${{ index }}",
+                },
+                "mx": {
+                    "strategy": {"matrix": {"os": ["linux", "mac"]}, "fail_fast": False},
+                    "labels": ["${{ matrix.os }}"],
+                    "run": "./test.sh ${{ matrix.os }}",
+                },
+                "gather": {
+                    "needs": ["each", "mx"],
+                    "run": "./gather.sh '${{ needs.each.outputs.rows }}'",
+                },
+                "strict": {"needs": ["gather"], "for_each": [1, 2, 3], "run": "./strict.sh"},
+            },
+        }
+    )
+    sim = FanOutSimulation(workflow_id="wf-fanned")
+    sim.start(definition)
+    items = '[{"file": "a.csv"}, {"file": "b.csv"}, {"file": "c.csv"}]'
+    sim.run(
+        {
+            "list": [{"items": items}],
+            "each-0": [{"rows": "10"}],
+            "each-1": ["fail", {"rows": "20"}],
+            "each-2": [{"rows": "30"}],
+            "strict-0": ["fatal"],
+            "strict-1": ["hang"],
+        }
+    )
+    return sim
+
+
 def sub_workflow() -> Simulation:
     """A parent's workflow job: its first child run fails, the retry's second child succeeds and
     its outputs flow to the job, the dependent and the parent's outputs."""
@@ -307,6 +353,7 @@ def sub_workflow() -> Simulation:
 SCENARIOS: dict[str, Callable[[], Simulation]] = {
     "looped": looped,
     "sub_workflow": sub_workflow,
+    "fanned_out": fanned_out,
     "operated": operated,
     "signalled": signalled,
     "release": release,
