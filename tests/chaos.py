@@ -44,7 +44,7 @@ from events.store import EventStore
 from events.topology import Topology, ensure_topology
 from sdk.client import Client
 from tests.chaos_processes import Managed, clean_env, jetwork
-from tests.chaos_workload import LABEL, Planned, plan
+from tests.chaos_workload import LABEL, SIGNAL, Planned, plan
 from tests.cluster import LocalCluster
 from tests.invariants import Report, check_log
 
@@ -277,6 +277,9 @@ class _Run:
                 handle = await client.start(
                     planned.definition, idempotency_key=planned.idempotency_key
                 )
+                if planned.shape == "signalled":  # kept if it arrives before the wait starts
+                    await client.signal(handle.workflow_id, SIGNAL, {"by": "chaos"},
+                                        signal_id=planned.idempotency_key)  # fmt: skip
                 return handle.workflow_id
             except (StoreError, ServerUnavailable):
                 # A node is down or a leader is being elected; the client calls some of that

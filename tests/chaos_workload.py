@@ -8,7 +8,11 @@ Shapes (chosen by the workflow's index, so a run is reproducible):
 - ``failing``: a job fails for good (the workflow fails), its dependant is skipped, a ``continue``
   job fails without failing the workflow, an ``if: always()`` clean-up runs anyway;
 - ``nested``: a sub-workflow (a chain of three, its output passed back) beside a loop of three
-  iterations, and a job needing both (its children are workflows of their own, ``sub-...``).
+  iterations, and a job needing both (its children are workflows of their own, ``sub-...``);
+- ``dynamic``: a ``for_each`` over a job's output (six instances) beside a 2 x 2 matrix, and a
+  job needing both that checks the fan-in's list;
+- ``signalled``: a job waits for the signal ``go``, which the driver sends right after the start
+  (kept if it arrives before the wait), and the job after it reads the signal's data.
 
 Jobs are ``true`` or ``sleep 0.05``: the faults, not the work, are under test. Whatever is killed,
 each shape ends the same way, so the end is known before the run.
@@ -33,7 +37,10 @@ SHAPES = (
     "chain",
     "failing",
     "nested",
+    "dynamic",
+    "signalled",
 )
+SIGNAL = "go"
 
 
 @dataclass(frozen=True)
@@ -104,6 +111,33 @@ def nested() -> dict[str, Any]:
     }
 
 
+def dynamic() -> dict[str, Any]:
+    return {
+        "a": {"run": 'echo "::set-output items=[1,2,3,4,5,6]"'},
+        "each": {
+            "needs": ["a"],
+            "for_each": "${{ fromJSON(needs.a.outputs.items) }}",
+            "run": 'echo "::set-output sq=$(( ${{ item }} * ${{ item }} ))"',
+        },
+        "grid": {
+            "strategy": {"matrix": {"x": ["1", "2"], "y": ["a", "b"]}},
+            "run": "test -n '${{ matrix.x }}${{ matrix.y }}'",
+        },
+        "z": {
+            "needs": ["each", "grid"],
+            "run": "echo '${{ needs.each.outputs.sq }}' | grep -q 36",
+        },
+    }
+
+
+def signalled() -> dict[str, Any]:
+    return {
+        "a": {"run": "true"},
+        "approve": {"needs": ["a"], "wait_for": {"signal": SIGNAL, "timeout": "10m"}},
+        "z": {"needs": ["approve"], "run": "test '${{ needs.approve.outputs.by }}' = chaos"},
+    }
+
+
 CHILD: dict[str, Any] = {
     "name": "chaos-child",
     "inputs": {"n": {"required": True}},
@@ -114,7 +148,15 @@ CHILD: dict[str, Any] = {
     },
     "outputs": {"n": "${{ needs.c2.outputs.n }}"},
 }
-_BUILDERS = {"chain": chain, "fan": fan, "retry": retry, "failing": failing, "nested": nested}
+_BUILDERS = {
+    "chain": chain,
+    "fan": fan,
+    "retry": retry,
+    "failing": failing,
+    "nested": nested,
+    "dynamic": dynamic,
+    "signalled": signalled,
+}
 
 
 def plan(index: int) -> Planned:

@@ -56,6 +56,7 @@ from events.catalog import (
     JobStarted,
     JobStatus,
     JobSucceeded,
+    JobWaiting,
     SubWorkflowStarted,
     WorkflowCancelled,
     WorkflowEvent,
@@ -402,6 +403,11 @@ def _check_job(report: Report, wf: str, name: str, records: Sequence[RecordedEve
             case SubWorkflowStarted():
                 if walk.decided_seq is None:
                     walk.decided_seq = record.seq
+            case JobWaiting():
+                if walk.decided_seq is None:
+                    walk.decided_seq = record.seq
+            case JobSucceeded() | JobFailed() if _settles_wait(state, event.epoch):
+                pass  # the engine's: a signal or a webhook resumed the wait, or it timed out
             case JobLooped():
                 terminal = []  # a new iteration: it may complete once more
             case JobFailed() if _loop_verdict(state, event):
@@ -538,6 +544,11 @@ def _check_claim(
         f"dispatch {state.dispatch_seq}, delivery {state.delivery})",
         *trail,
     )
+
+
+def _settles_wait(state: JobState, epoch: int) -> bool:
+    """A ``wait_for`` job's end, decided by the engine while it waits (no worker holds it)."""
+    return state.status is JobStatus.WAITING and epoch == state.epoch
 
 
 def _loop_verdict(state: JobState, event: JobFailed) -> bool:
