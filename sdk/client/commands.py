@@ -48,10 +48,10 @@ class ClientCommands(ClientBase):
         ``workflow_or_path`` is a YAML file's path, a registered definition's ``name`` or
         ``name@version`` (an existing file of that name wins), a ``WorkflowDefinition``, a
         builder ``Workflow`` or a raw mapping. Raises ``InvalidWorkflow`` listing every problem
-        (with file and line for files) before anything is sent. With an ``idempotency_key`` the id is
-        derived from the key, so starting again with the same key returns the same workflow.
-        The run joins the caller's trace: ``traceparent`` (W3C), else the current OpenTelemetry
-        span's, when there is one (``telemetry/tracing.py``).
+        (with file and line for files) before anything is sent. With an ``idempotency_key`` the
+        id is derived from the key, so starting again with the same key returns the same
+        workflow. The run joins the caller's trace: ``traceparent`` (W3C), else the current
+        OpenTelemetry span's, when there is one (``telemetry/tracing.py``).
         """
         definition = resolve_definition(await resolve_source(self, workflow_or_path))
         given = dict(inputs or {})
