@@ -53,9 +53,14 @@ def run_id(name: str, tick: datetime) -> str:
 
 class Ticker:
     def __init__(
-        self, nc: NATS, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self,
+        nc: NATS,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        ack_wait: float = ACK_WAIT,
     ) -> None:
         self._nc = nc
+        self._ack_wait = ack_wait
         self._js = nc.jetstream()
         self._store = ScheduleStore(self._js)
         self._events = EventStore(nc)
@@ -71,7 +76,7 @@ class Ticker:
                 durable_name=CONSUMER,
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                ack_wait=ACK_WAIT,
+                ack_wait=self._ack_wait,
                 max_deliver=-1,
                 filter_subject=subjects.SCHEDULE_TICKS,
             ),

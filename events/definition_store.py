@@ -16,7 +16,7 @@ from typing import Final
 
 import orjson
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict
 
@@ -129,7 +129,7 @@ class DefinitionStore:
         kv = await self._bucket()
         try:
             entry = await kv.get(_key(name, version))
-        except KeyNotFoundError:
+        except NotFoundError:
             known = await self.versions(name)
             what = f"versions {', '.join(map(str, known))}" if known else "none"
             raise DefinitionNotFound(
@@ -149,11 +149,15 @@ class DefinitionStore:
         ]
 
     async def _keys(self, filter_subject: str) -> list[str]:
-        kv = await self._bucket()
-        try:
-            return await kv.keys(filters=[filter_subject])
-        except NoKeysError:
-            return []
+        return await bucket_keys(self._js, subjects.KV_DEFINITIONS, filter_subject)
+
+
+async def bucket_keys(js: JetStreamContext, bucket: str, filter_subject: str = ">") -> list[str]:
+    """The keys of ``bucket`` matching ``filter_subject`` (deleted ones included), from the
+    stream's subject counts: one request, no consumer (nats-py's ``keys`` creates a watcher)."""
+    prefix = f"$KV.{bucket}."
+    info = await js.stream_info(f"KV_{bucket}", subjects_filter=prefix + filter_subject)
+    return sorted(subject[len(prefix) :] for subject in info.state.subjects or {})
 
 
 def _key(name: str, version: int) -> str:

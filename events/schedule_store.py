@@ -20,12 +20,13 @@ from datetime import datetime
 from typing import Any, Final
 
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict, Field
 
 from events import subjects
 from events.definition import WorkflowDefinition
+from events.definition_store import bucket_keys
 from events.errors import JetworkError
 from events.schedules import schedule_time
 
@@ -83,7 +84,7 @@ class ScheduleStore:
         kv = await self._bucket()
         try:
             entry = await kv.get(subjects.require_token(name, what="schedule name"))
-        except KeyNotFoundError:
+        except NotFoundError:  # never written, or deleted
             return None
         return ScheduleEntry.model_validate_json(entry.value or b""), entry.revision or 0
 
@@ -94,12 +95,8 @@ class ScheduleStore:
         return found[0]
 
     async def all(self) -> list[ScheduleEntry]:
-        kv = await self._bucket()
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return []
-        found = [await self.get(key) for key in sorted(keys)]
+        keys = await bucket_keys(self._js, subjects.KV_SCHEDULES)
+        found = [await self.get(key) for key in keys]
         return [entry for entry, _ in filter(None, found)]
 
     async def put_new(

@@ -36,6 +36,13 @@ def parse_reference(text: str) -> tuple[str, int | None]:
     return parsed
 
 
+def _name(text: str, *, what: str) -> str:
+    try:
+        return require_token(text, what=what)
+    except ValueError as exc:
+        raise InvalidArgument(str(exc)) from None
+
+
 class ClientRegistry(ClientBase):
     """Definitions by name and version, and schedules."""
 
@@ -61,7 +68,7 @@ class ClientRegistry(ClientBase):
 
     async def definition_versions(self, name: str) -> builtins.list[StoredDefinition]:
         """Every registered version of ``name``, oldest first (empty: none)."""
-        require_token(name, what="workflow name")
+        _name(name, what="workflow name")
         store = DefinitionStore(self._nc.jetstream())
         with translated(f"reading definition {name}", url=self._url):
             return [await store.get(name, v) for v in await store.versions(name)]
@@ -89,7 +96,7 @@ class ClientRegistry(ClientBase):
             )
         given = dict(inputs or {})
         checked_inputs(definition, given)
-        key = require_token(name or definition.name, what="schedule name")
+        key = _name(name or definition.name, what="schedule name")
         now = datetime.now(UTC)
         with translated(f"adding schedule {key}", url=self._url):
             return await ScheduleStore(self._nc.jetstream()).put_new(
@@ -103,11 +110,13 @@ class ClientRegistry(ClientBase):
 
     async def schedule(self, name: str) -> ScheduleEntry:
         """One schedule; raises ``ScheduleNotFound``."""
+        _name(name, what="schedule name")
         with translated(f"reading schedule {name}", url=self._url):
             return await ScheduleStore(self._nc.jetstream()).require(name)
 
     async def pause_schedule(self, name: str, *, by: str = "unknown") -> bool:
         """Start no run for its ticks until resumed; False when it was paused already."""
+        _name(name, what="schedule name")
         store = ScheduleStore(self._nc.jetstream())
         changed = False
 
@@ -124,6 +133,7 @@ class ClientRegistry(ClientBase):
     async def resume_schedule(self, name: str) -> bool:
         """Tick again from the next tick (ticks while paused never run); False when it was
         not paused."""
+        _name(name, what="schedule name")
         store = ScheduleStore(self._nc.jetstream())
         changed = False
         now = datetime.now(UTC)
@@ -148,6 +158,7 @@ class ClientRegistry(ClientBase):
 
     async def delete_schedule(self, name: str) -> None:
         """Remove a schedule (runs it started go on). Raises ``ScheduleNotFound``."""
+        _name(name, what="schedule name")
         with translated(f"deleting schedule {name}", url=self._url):
             if not await ScheduleStore(self._nc.jetstream()).delete(name):
                 raise ScheduleNotFound(f"no schedule named {name!r} (jetwork schedules lists them)")
