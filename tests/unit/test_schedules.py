@@ -1,4 +1,4 @@
-"""Schedules' pure parts: validating ``schedule:``/``version:``, the next tick, catch-up, overlap."""
+"""Schedules' pure parts: validating ``schedule:``/``version:``, next ticks, catch-up, overlap."""
 
 from __future__ import annotations
 
