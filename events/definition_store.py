@@ -51,6 +51,9 @@ def digest(definition: WorkflowDefinition) -> str:
 
 
 class StoredDefinition(BaseModel):
+    """A registered definition: ``name@version``, its content's digest, when it was stored,
+    and the definition itself (its ``version`` set)."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str

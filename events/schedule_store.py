@@ -38,6 +38,9 @@ class ScheduleNotFound(JetworkError):
 
 
 class ScheduleEntry(BaseModel):
+    """A schedule: what each tick starts (``definition`` with its ``schedule:`` rules, and
+    ``inputs``), whether it is paused, and what the ticker last did."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")
