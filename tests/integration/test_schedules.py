@@ -21,7 +21,7 @@ from events.definition_store import DefinitionConflict, DefinitionNotFound
 from events.errors import InvalidWorkflow
 from events.schedule_store import ScheduleEntry, TickDue
 from sdk.errors import InvalidArgument
-from tests.engine_harness import succeed
+from tests.engine_harness import running_engine, succeed
 from tests.eventually import assert_eventually
 from tests.integration.test_control import Rig, a_hangs, rig  # noqa: F401  (the fixture)
 
@@ -127,19 +127,21 @@ async def test_an_existing_file_wins_over_a_registered_name(
 # --- schedules --------------------------------------------------------------------------------
 
 
-async def test_every_tick_starts_exactly_one_run_with_two_tickers(
+async def test_every_tick_starts_exactly_one_run_with_two_servers(
     rig: Rig,
     nats_url: str,
 ) -> None:
     await rig.start(succeed)
-    entry, changed = await rig.client.add_schedule(
-        flow("often", "tick", schedule=[{"every": "1s"}]), inputs={}
-    )
+    # A second server: its own connection, engine (sharing the partitions) and ticker.
+    second = await connect(NatsSettings(url=nats_url, name="second-server"))
+    engine = await running_engine(second, rig.dispatcher)
+    often = flow("often", "tick", schedule=[{"every": "1s"}])
+    entry, changed = await rig.client.add_schedule(often, inputs={})
     assert changed and entry.next_tick is not None
-    assert (await rig.client.add_schedule(flow("often", "tick", schedule=[{"every": "1s"}])))[
-        1
-    ] is False
-    async with tickers(nats_url, 2):
+    assert (await rig.client.add_schedule(often))[1] is False
+    async with tickers(nats_url, 2), contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(second.close)
+        stack.push_async_callback(engine.stop)
 
         async def four_ticks() -> dict[datetime, list[str]]:
             runs = await started_runs(rig, "often")
