@@ -1,7 +1,8 @@
 """The ticker: starts a run for each tick of each schedule (``jetwork schedules``).
 
 Every ``jetwork server`` runs one; they share the durable consumer ``scheduler`` on
-``cmd.sched.>`` (JW_COMMANDS is a work queue: each fired tick goes to one of them). For a tick
+``cmd.sched.>`` (JW_COMMANDS is a work queue: each fired tick goes to one of them). An
+``ArmTick`` (a schedule added or resumed) arms the schedule's next tick. For a tick
 it reads the schedule (gone, re-added or paused: the tick is dropped), decides with
 ``actors.schedules.plan_tick`` (catch-up and overlap policies), starts the run, arms the next
 tick, records what it did in the entry, and only then acknowledges the tick. The run's id is
@@ -33,11 +34,12 @@ from actors.workflow import WorkflowState
 from events import subjects
 from events.pull import PullFeed
 from events.requests import StartRequest, request_msg_id, workflow_id_for
-from events.schedule_store import ScheduleEntry, ScheduleStore, TickDue
+from events.schedule_store import ArmTick, ScheduleEntry, ScheduleStore, TickDue
 from events.store import EventStore
 
 _log = structlog.get_logger("jetwork.scheduler")
 CONSUMER: Final = "scheduler"
+_ARM: Final = subjects.schedule_arm("")
 ACK_WAIT: Final = 10.0
 
 
@@ -109,13 +111,23 @@ class Ticker:
 
     async def handle(self, msg: Msg) -> None:
         try:
-            tick = TickDue.model_validate_json(msg.data)
+            if msg.subject.startswith(_ARM):
+                await self.arm(ArmTick.model_validate_json(msg.data))
+            else:
+                await self.tick(TickDue.model_validate_json(msg.data))
         except ValidationError as exc:
-            _log.warning("malformed tick dropped", subject=msg.subject, error=str(exc))
-            await msg.ack()
-            return
-        await self.tick(tick)
+            _log.warning("malformed schedule command dropped", subject=msg.subject, error=str(exc))
         await msg.ack()
+
+    async def arm(self, request: ArmTick) -> None:
+        """Arm the schedule's next tick, if it is still the one asked for and not paused."""
+        found = await self._store.get(request.name)
+        if found is None:
+            return
+        entry = found[0]
+        if entry.generation == request.generation and not entry.paused and entry.next_tick:
+            # A tick already past (no ticker ran meanwhile) fires at once: catch-up decides.
+            await self._store.arm(entry, entry.next_tick)
 
     async def tick(self, tick: TickDue) -> TickPlan | None:
         """Handle one fired tick; the plan carried out (None: the tick was dropped)."""

@@ -4,8 +4,11 @@ An entry holds what a tick starts (the definition, with its ``schedule:`` rules,
 inputs), whether it is paused, and what the ticker last did. The next tick waits as a JetStream
 message schedule on ``cmdsched.sched.<name>`` (``@at`` the tick), firing ``TickDue`` onto
 ``cmd.sched.tick.<name>``; arming again replaces the one waiting (one schedule per subject), so
-there is never more than one pending tick per schedule. ``generation`` changes when a schedule
-is added again: a tick armed for an older one is dropped.
+there is never more than one pending tick per schedule. Only tickers arm ticks (durable timers
+are the engine role's, events/roles.py): adding or resuming a schedule sends ``ArmTick`` on
+``cmd.sched.arm.<name>``, a command like a start. ``generation`` changes when a schedule is
+added again: a tick armed for an older one is dropped, as is the pending tick of a deleted or
+paused schedule when it fires.
 
 Operators (add, pause, resume, delete) and the ticker (after a tick) update an entry by
 compare-and-set on its revision, re-reading on a conflict, so neither loses the other's change.
@@ -13,7 +16,6 @@ compare-and-set on its revision, re-reading on a conflict, so neither loses the 
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -72,6 +74,15 @@ class TickDue(BaseModel):
     due: datetime
 
 
+class ArmTick(BaseModel):
+    """Asks a ticker to arm the schedule's ``next_tick`` (after it was added or resumed)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_-]{1,128}$")
+    generation: str
+
+
 class ScheduleStore:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
@@ -118,8 +129,8 @@ class ScheduleStore:
             found = await self.get(name)
             if found is not None and found[0].same_content(definition, inputs):
                 entry = found[0]
-                if not entry.paused and entry.next_tick is not None:
-                    await self.arm(entry, entry.next_tick)
+                if not entry.paused:
+                    await self.request_arm(entry)  # harmless: the same tick replaces itself
                 return entry, False
             entry = ScheduleEntry(
                 name=name,
@@ -139,7 +150,7 @@ class ScheduleStore:
             except KeyWrongLastSequenceError:
                 continue
             if not entry.paused:
-                await self.arm(entry, first_tick)
+                await self.request_arm(entry)
             return entry, True
         raise JetworkError(f"schedule {name}: too many concurrent changes, try again")
 
@@ -165,16 +176,20 @@ class ScheduleStore:
         raise JetworkError(f"schedule {name}: too many concurrent changes, try again")
 
     async def delete(self, name: str) -> bool:
-        """Remove the schedule and its pending tick; False when there was none."""
+        """Remove the schedule (its pending tick is dropped when it fires); False: none."""
         if await self.get(name) is None:
             return False
         kv = await self._bucket()
         await kv.delete(name)
-        with contextlib.suppress(NotFoundError):
-            await self._js.purge_stream(
-                subjects.COMMANDS_STREAM, subject=subjects.schedule_tick_set(name)
-            )
         return True
+
+    async def request_arm(self, entry: ScheduleEntry) -> None:
+        """Ask a ticker to arm ``entry``'s next tick (waits in JW_COMMANDS for one)."""
+        request = ArmTick(name=entry.name, generation=entry.generation)
+        # No message id: a resume soon after a pause must arm again, never be de-duplicated.
+        await self._js.publish(
+            subjects.schedule_arm(entry.name), request.model_dump_json().encode()
+        )
 
     async def arm(self, entry: ScheduleEntry, due: datetime) -> None:
         """Make ``due`` the pending tick of ``entry`` (replacing the one waiting, if any)."""

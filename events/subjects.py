@@ -209,7 +209,8 @@ def direct_get(stream: str) -> str:
 
 
 # Schedules: the ticker's durable next tick waits on ``cmdsched.sched.<name>`` and fires onto
-# ``cmd.sched.tick.<name>`` (``sched`` is no partition number: no engine consumes it).
+# ``cmd.sched.tick.<name>``; ``cmd.sched.arm.<name>`` asks a ticker to arm a schedule's next tick
+# (after an add or a resume). ``sched`` is no partition number: no engine's consumer sees them.
 SCHEDULE_TICKS: Final = "cmd.sched.>"
 
 
@@ -219,3 +220,7 @@ def schedule_tick_set(name: str) -> str:
 
 def schedule_tick_fire(name: str) -> str:
     return f"cmd.sched.tick.{name}"
+
+
+def schedule_arm(name: str) -> str:
+    return f"cmd.sched.arm.{name}"

@@ -152,8 +152,8 @@ class ClientRegistry(ClientBase):
             entry = await store.change(name, resume)
             if entry is None:
                 raise ScheduleNotFound(f"no schedule named {name!r} (jetwork schedules lists them)")
-            if changed and entry.next_tick is not None:
-                await store.arm(entry, entry.next_tick)
+            if changed:
+                await store.request_arm(entry)
         return changed
 
     async def delete_schedule(self, name: str) -> None:
