@@ -156,7 +156,7 @@ def resume(name: str, nats_url: str | None) -> None:
 @click.argument("name")
 @nats_option
 def delete(name: str, nats_url: str | None) -> None:
-    """Remove schedule NAME and its pending tick (the runs it started go on)."""
+    """Remove schedule NAME: no run starts for it any more (the runs it started go on)."""
 
     async def action(client: Client) -> None:
         await client.delete_schedule(name)
