@@ -138,7 +138,11 @@ class Ticker:
         if entry.generation != tick.generation or entry.paused:
             return None
         if entry.next_tick is not None and tick.due < entry.next_tick:
-            return None  # handled already (a redelivery after the next tick was armed)
+            # Handled already (a redelivery after the next tick was armed), or an arm request
+            # raced the tick and armed the tick before: the entry's next tick is the one to
+            # wait for. Arming it again is harmless (it replaces the same one), so it is.
+            await self._store.arm(entry, entry.next_tick)
+            return None
         running = entry.last_run is not None and await self._running(entry.last_run)
         plan = plan_tick(
             entry.definition.schedule, due=tick.due, now=self._clock(), previous_running=running

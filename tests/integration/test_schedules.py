@@ -18,7 +18,7 @@ from events.catalog import WorkflowStarted
 from events.connection import NatsSettings, connect
 from events.definition_store import DefinitionConflict, DefinitionNotFound
 from events.errors import InvalidWorkflow
-from events.schedule_store import ScheduleEntry, TickDue
+from events.schedule_store import ScheduleEntry, ScheduleStore, TickDue
 from sdk.errors import InvalidArgument
 from tests.engine_harness import running_engine, succeed
 from tests.eventually import assert_eventually
@@ -322,3 +322,20 @@ async def test_overlap_skip_starts_nothing_while_the_previous_run_runs(
     runs = await started_runs(rig, "single")
     assert len(runs) == 1 and entry.last_run == next(iter(runs.values()))[0]
     assert (await rig.client.status(entry.last_run)).status == "running"
+
+
+async def test_an_older_tick_armed_by_a_racing_request_does_not_end_the_schedule(
+    rig: Rig,
+    nats_url: str,
+) -> None:
+    await rig.start(succeed)
+    await rig.client.add_schedule(flow("raced", "r", schedule=[{"every": "1s"}]))
+    async with tickers(nats_url, 1):
+        await assert_eventually(lambda: _runs_at_least(rig, "raced", 1), timeout=15)
+        entry = await rig.client.schedule("raced")
+        assert entry.last_tick is not None
+        # What an arm request handled while a tick was being handled does: it arms the tick
+        # the entry named before, replacing the pending next one. That tick fires as stale.
+        await ScheduleStore(rig.nc.jetstream()).arm(entry, entry.last_tick)
+        seen = len(await started_runs(rig, "raced"))
+        await assert_eventually(lambda: _runs_at_least(rig, "raced", seen + 2), timeout=15)
