@@ -54,6 +54,7 @@ async def test_register_list_show_and_run_by_name_and_version(cli: Cli, tmp_path
 
     failed(await cli("run", "greet@9"), "greet@9 is not registered (registered: versions 1, 2)")
     failed(await cli("run", "nope"), "no definition named 'nope'", "no file 'nope'")
+    failed(await cli("run", "greet@1", "--dry-run"), "--dry-run reads a file, not a registered")
     failed(await cli("definitions", "show", "bad.name"), "not a definition's name")
 
 
