@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -157,6 +157,19 @@ class JobDefinition(_Frozen):
         return self.needs + tuple(n for n in self.needs_any if n not in self.needs)
 
 
+class ScheduleRule(_Frozen):
+    """One entry of a workflow's ``schedule:``: a cron expression (in ``timezone``, UTC when
+    unset) or a fixed period ``every`` (seconds, aligned on the Unix epoch). ``catch_up``: what
+    runs for ticks missed while nothing could start them (``last``: the latest one; ``skip``:
+    none). ``overlap``: ``skip`` a tick while the schedule's previous run is still running."""
+
+    cron: str | None = None
+    timezone: str | None = None
+    every: float | None = Field(default=None, gt=0)
+    catch_up: Literal["last", "skip"] = "last"
+    overlap: Literal["allow", "skip"] = "allow"
+
+
 class WorkflowDefinition(_Frozen):
     name: str
     inputs: dict[str, InputSpec] = Field(default_factory=dict)
@@ -172,6 +185,11 @@ class WorkflowDefinition(_Frozen):
     # Child definitions of ``workflow:`` jobs, by the reference the job gives (its path as written):
     # embedded when the workflow is started, so that its history is self-contained.
     workflows: dict[str, WorkflowDefinition] = Field(default_factory=dict)
+
+    # Definitions by name and version, and schedules (``jetwork definitions``/``schedules``):
+    # the registered version this definition is (or the file's ``version:``), and its ticks.
+    version: int | None = Field(default=None, ge=1)
+    schedule: tuple[ScheduleRule, ...] = ()
 
     @functools.cached_property
     def loop_jobs(self) -> tuple[str, ...]:

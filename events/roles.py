@@ -151,6 +151,10 @@ def _client() -> Permissions:
             # Pausing a worker or a handler is an operator's switch in jw_control.
             *_kv_writes(subjects.KV_CONTROL),
             *_kv_reads(subjects.KV_CONTROL),
+            # Registering definitions and adding, pausing, resuming, deleting schedules (their
+            # ticks are armed by the engine's tickers, on a cmd.sched.arm.<name> command).
+            *_kv_writes(subjects.KV_DEFINITIONS),
+            *_kv_writes(subjects.KV_SCHEDULES),
             "ctl.cancel.>",
         ),
         subscribe=(f"{inbox_prefix('client')}.>", "evt.>", "log.>"),
@@ -171,6 +175,7 @@ def _engine() -> Permissions:
             "ctl.cancel.>",
             *_kv_writes(subjects.KV_PARTITIONS),
             *_kv_writes(subjects.KV_LABELSETS),
+            *_kv_writes(subjects.KV_SCHEDULES),  # the ticker records each tick it handled
         ),
         subscribe=(f"{inbox_prefix('engine')}.>",),
         deny_publish=_STREAM_ADMIN,

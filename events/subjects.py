@@ -40,6 +40,9 @@ KV_GATEWAY: Final = "jw_gateway"
 KV_CONTROL: Final = "jw_control"
 KV_RATES: Final = "jw_rates"
 KV_CONCURRENCY: Final = "jw_concurrency"
+# Definitions by name and version, and schedules (events/definition_store.py, schedule_store.py).
+KV_DEFINITIONS: Final = "jw_definitions"
+KV_SCHEDULES: Final = "jw_schedules"
 
 PARTITIONS: Final = 16
 """How many partitions workflows are hashed into; one engine owns a partition at a time.
@@ -203,3 +206,21 @@ def dead_letter(source: str) -> str:
 def direct_get(stream: str) -> str:
     """The server's direct-get API subject for ``stream`` (needs ``allow_direct``)."""
     return f"$JS.API.DIRECT.GET.{stream}"
+
+
+# Schedules: the ticker's durable next tick waits on ``cmdsched.sched.<name>`` and fires onto
+# ``cmd.sched.tick.<name>``; ``cmd.sched.arm.<name>`` asks a ticker to arm a schedule's next tick
+# (after an add or a resume). ``sched`` is no partition number: no engine's consumer sees them.
+SCHEDULE_TICKS: Final = "cmd.sched.>"
+
+
+def schedule_tick_set(name: str) -> str:
+    return f"cmdsched.sched.{name}"
+
+
+def schedule_tick_fire(name: str) -> str:
+    return f"cmd.sched.tick.{name}"
+
+
+def schedule_arm(name: str) -> str:
+    return f"cmd.sched.arm.{name}"

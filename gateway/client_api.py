@@ -24,6 +24,7 @@ from gateway.streams import log_stream
 from gateway.web import ApiError, Json, read_body, read_json, validated
 from sdk.cli._render import event_record
 from sdk.cli.run import parse_inputs
+from sdk.client import Client
 from sdk.client.definitions import checked_inputs
 
 YAML_TYPES: Final = frozenset(
@@ -44,7 +45,7 @@ async def start(request: Request) -> Response:
         key = request.query_params.get("idempotency_key") or request.headers.get("idempotency-key")
     else:
         body = validated(StartBody, await read_json(request, ctx.settings.max_body))
-        definition = _definition(body.workflow)
+        definition = await _start_definition(ctx.client, body)
         inputs = dict(body.inputs)
         key = body.idempotency_key or request.headers.get("idempotency-key")
     checked_inputs(definition, inputs)
@@ -60,7 +61,17 @@ async def start(request: Request) -> Response:
     return Json(_started(request, handle.workflow_id, created=True), status_code=201)
 
 
-def _definition(raw: dict[str, Any] | str) -> WorkflowDefinition:
+async def _start_definition(client: Client, body: StartBody) -> WorkflowDefinition:
+    """The body's ``workflow``, or the registered ``definition`` it names (``name@version``)."""
+    if (body.workflow is None) == (body.definition is None):
+        raise ApiError(422, "invalid_body", "give either workflow or definition (name@version)")
+    if body.definition is not None:
+        return (await client.definition(body.definition)).definition
+    assert body.workflow is not None
+    return workflow_definition(body.workflow)
+
+
+def workflow_definition(raw: dict[str, Any] | str) -> WorkflowDefinition:
     if isinstance(raw, str):
         return load_workflow_text(raw, source="workflow")
     return parse_workflow(raw)

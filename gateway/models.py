@@ -104,8 +104,14 @@ class HeartbeatOut(BaseModel):
 
 
 class StartBody(_Lenient):
-    workflow: dict[str, Any] | str = Field(
-        description="the workflow as JSON (what the YAML file holds) or as YAML text"
+    workflow: dict[str, Any] | str | None = Field(
+        default=None, description="the workflow as JSON (what the YAML file holds) or as YAML text"
+    )
+    definition: str | None = Field(
+        default=None,
+        max_length=200,
+        description="instead of workflow: a registered definition, name (its latest version) "
+        "or name@version",
     )
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=1024)
@@ -115,6 +121,13 @@ class StartOut(BaseModel):
     workflow_id: str
     created: bool = Field(description="false: the idempotency key named an existing workflow")
     url: str
+
+
+class RegisterDefinitionBody(_Lenient):
+    workflow: dict[str, Any] | str = Field(
+        description="the workflow as JSON (what the YAML file holds) or as YAML text; its "
+        "version: is the version to register, else the latest + 1"
+    )
 
 
 class CancelBody(_Lenient):

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
+from events.definition_store import DefinitionConflict, DefinitionNotFound
 from events.errors import CommandRefused, InvalidWorkflow, JetworkError, WorkflowNotFound
 from gateway.auth import Role, Tokens, bearer
 from gateway.leases import LeaseGone, LeaseUnknown
@@ -81,6 +82,10 @@ def translate(exc: Exception) -> ApiError:
             return ApiError(404, "unknown_job", str(exc))
         case InvalidArgument():
             return ApiError(422, "invalid_argument", str(exc))
+        case DefinitionNotFound():
+            return ApiError(404, "unknown_definition", str(exc))
+        case DefinitionConflict():
+            return ApiError(409, "conflict", str(exc))
         case HTTPException():
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
             headers = dict(exc.headers) if exc.headers else None

@@ -100,6 +100,8 @@ class WorkflowView(_View):
     # A sub-workflow: the parent job it runs for; the workflow's ``outputs`` once it succeeded.
     parent: ParentLink | None = None
     outputs: dict[str, str] = Field(default_factory=dict)
+    # The registered version it runs (``jetwork run NAME@VERSION``), or its file's ``version:``.
+    version: int | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -195,6 +197,7 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         restarted_from=state.restarted_from,
         restarted_as=state.restarted_as,
         vars=dict(state.vars),
+        version=state.definition.version,
         jobs={
             name: job_view(
                 state.job(name),

@@ -21,6 +21,9 @@ if TYPE_CHECKING:
     from events.base import RecordedEvent as RecordedEvent
     from events.dead_letters import DeadLetter as DeadLetter
     from events.definition import WorkflowDefinition as WorkflowDefinition
+    from events.definition_store import DefinitionConflict as DefinitionConflict
+    from events.definition_store import DefinitionNotFound as DefinitionNotFound
+    from events.definition_store import StoredDefinition as StoredDefinition
     from events.errors import CommandRefused as CommandRefused
     from events.errors import ConcurrencyConflict as ConcurrencyConflict
     from events.errors import InvalidWorkflow as InvalidWorkflow
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
     from events.errors import ServerUnavailable as ServerUnavailable
     from events.errors import StoreError as StoreError
     from events.errors import WorkflowNotFound as WorkflowNotFound
+    from events.schedule_store import ScheduleEntry as ScheduleEntry
+    from events.schedule_store import ScheduleNotFound as ScheduleNotFound
     from projections.reader import WorkerInfo as WorkerInfo
     from projections.views import JobView as JobView
     from projections.views import WaitingFor as WaitingFor
@@ -109,6 +114,12 @@ _SOURCES: dict[str, str] = {
     "ConcurrencyConflict": "events.errors",
     "CommandRefused": "events.errors",
     "LeaseLost": "events.errors",
+    # definitions by name and version, schedules
+    "StoredDefinition": "events.definition_store",
+    "DefinitionNotFound": "events.definition_store",
+    "DefinitionConflict": "events.definition_store",
+    "ScheduleEntry": "events.schedule_store",
+    "ScheduleNotFound": "events.schedule_store",
 }
 
 __all__ = [
@@ -119,6 +130,8 @@ __all__ = [
     "ConcurrencyConflict",
     "ControlResult",
     "DeadLetter",
+    "DefinitionConflict",
+    "DefinitionNotFound",
     "DryRun",
     "DryRunJob",
     "EmbeddedServer",
@@ -138,8 +151,11 @@ __all__ = [
     "RecordedEvent",
     "Retry",
     "RunHandle",
+    "ScheduleEntry",
+    "ScheduleNotFound",
     "ServerUnavailable",
     "StoreError",
+    "StoredDefinition",
     "UnservedLabelSet",
     "WaitTimeout",
     "WaitingFor",

@@ -41,6 +41,10 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
         raw["workflows"] = {
             ref: definition_mapping(child) for ref, child in definition.workflows.items()
         }
+    if definition.version is not None:
+        raw["version"] = definition.version
+    if definition.schedule:
+        raw["schedule"] = [rule.model_dump(exclude_defaults=True) for rule in definition.schedule]
     return raw
 
 

@@ -23,6 +23,7 @@ from actors.definitions._references import (
     check_job_needs,
     check_workflow_env,
 )
+from actors.definitions._schedule import read_schedule, read_version
 from actors.definitions._subflows import (
     check_outputs,
     check_scoped_names,
@@ -45,6 +46,7 @@ WORKFLOW_FIELDS: Final = (
     "outputs",
     "workflows",
 )
+REGISTRY_FIELDS: Final = ("version", "schedule")  # actors.definitions._schedule
 # ``required`` is both the input's (true/false) and, as a list, an object's (JSON Schema's).
 INPUT_FIELDS: Final = (
     "default",
@@ -67,7 +69,7 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
     if not isinstance(raw, Mapping):
         log.add((), f"expected a mapping with name and jobs, got {f.describe(raw)}")
         log.fail()
-    f.check_fields(raw, (), WORKFLOW_FIELDS, log)
+    f.check_fields(raw, (), WORKFLOW_FIELDS + REGISTRY_FIELDS, log)
     fields: dict[str, Any] = {"name": _workflow_name(raw.get("name"), log)}
     inputs = _read_inputs(raw.get("inputs"), log) if raw.get("inputs") is not None else {}
     fields["inputs"] = inputs
@@ -83,6 +85,10 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
         if raw.get(key) is not None:
             fields[key] = f.duration(raw[key], (key,), log, positive=True)
     jobs = _read_jobs(raw.get("jobs"), inputs, log, declared)
+    if raw.get("version") is not None:
+        fields["version"] = read_version(raw["version"], log)
+    if raw.get("schedule") is not None:
+        fields["schedule"] = read_schedule(raw["schedule"], log)
     # Sub-workflows, loops and outputs (``_subflows``).
     check_scoped_names(jobs, log)
     if raw.get("outputs") is not None:

@@ -8,6 +8,7 @@ from sdk.cli import (
     cancel,
     control,
     dead_letters,
+    definitions,
     demo,
     gateway,
     handlers,
@@ -17,6 +18,7 @@ from sdk.cli import (
     logs,
     projections,
     run,
+    schedules,
     server,
     signal,
     status,
@@ -70,6 +72,8 @@ main.add_command(workers.workers)
 main.add_command(handlers.handlers)
 main.add_command(projections.projections)
 main.add_command(limits.limits)
+main.add_command(definitions.definitions)
+main.add_command(schedules.schedules)
 
 
 def entry() -> None:

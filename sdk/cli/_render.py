@@ -120,6 +120,8 @@ def workflow_panel(
     lines: list[RenderableType] = []
     if view.reason:
         lines.append(Text(f"reason: {view.reason}", style=STATUS_STYLES.get(view.status, "")))
+    if view.version is not None:
+        lines.append(Text(f"definition: {view.name}@{view.version}", style="dim"))
     if view.restarted_from:
         lines.append(Text(f"restarted from: {view.restarted_from}", style="dim"))
     if view.restarted_as:

@@ -16,12 +16,14 @@ from rich.live import Live
 from actors.definitions import load_workflow_file
 from actors.definitions.input_schema import coerce
 from events.definition import WorkflowDefinition
+from events.definition_store import parse_reference
 from projections.views import WorkflowView
 from projections.waiting import describe_waiting
 from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.cli._render import LiveWorkflow, workflow_panel
 from sdk.cli.dry_run import dry_run_options, run_dry
 from sdk.client import Client
+from sdk.client.registry import resolve_source
 from sdk.errors import InvalidArgument, WaitTimeout
 
 
@@ -78,7 +80,9 @@ async def watch_live(
 
 
 @click.command()
-@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument(
+    "file", metavar="FILE|NAME[@VERSION]", type=click.Path(dir_okay=False, path_type=Path)
+)
 @click.option(
     "--input",
     "-i",
@@ -118,10 +122,12 @@ def run(
     mocks: tuple[str, ...] = (),
     failures: tuple[str, ...] = (),
 ) -> None:
-    """Start the workflow in FILE; print its id, or watch it with --wait.
+    """Start the workflow in FILE, or a registered one by NAME (its latest version) or
+    NAME@VERSION; print its id, or watch it with --wait.
 
     The file and the inputs are validated before anything is sent: every problem is listed
     with its line. With --wait the exit code is 0 when the workflow succeeded, 1 otherwise.
+    An existing file wins over a registered name (`jetwork definitions register`).
 
     \b
     Examples:
@@ -130,15 +136,28 @@ def run(
       jetwork run examples/diamond.yaml --wait
       jetwork run examples/release.yaml -i version=1.2.0 --wait --json
       jetwork run examples/diamond.yaml --dry-run --mock left='{"value": "7"}' --fail flaky
+      jetwork run nightly@2 --wait
     """
-    definition = load_workflow_file(file)
+    named = not file.exists() and parse_reference(str(file)) is not None
+    if named and dry_run:
+        raise InvalidArgument(
+            f"--dry-run reads a file, not a registered name: `jetwork definitions show {file}` "
+            "prints it"
+        )
+    definition = None if named else load_workflow_file(file)
     given = parse_inputs(inputs, definition)
-    if dry_run:
+    if dry_run and definition is not None:
         run_dry(definition, inputs=given, mocks=mocks, failures=failures, as_json=as_json)
     elif mocks or failures:
         raise InvalidArgument("--mock and --fail go with --dry-run")
 
     async def action(client: Client) -> WorkflowView | None:
+        nonlocal definition, given
+        if definition is None:
+            found = await resolve_source(client, str(file))
+            assert isinstance(found, WorkflowDefinition)
+            definition = found
+            given = parse_inputs(inputs, definition)  # typed as its inputs declare
         handle = await client.start(
             definition, inputs=given, idempotency_key=idempotency_key, traceparent=traceparent
         )
@@ -151,7 +170,8 @@ def run(
         if as_json:
             return await handle.wait(timeout=timeout)
         console = make_console()
-        console.print(f"started [bold]{handle.workflow_id}[/] ({definition.name})")
+        version = f"@{definition.version}" if definition.version is not None else ""
+        console.print(f"started [bold]{handle.workflow_id}[/] ({definition.name}{version})")
         return await _watch(client, handle.workflow_id, console, definition, timeout)
 
     final = with_client(nats_url, action)

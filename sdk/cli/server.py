@@ -18,6 +18,7 @@ import structlog
 from rich.console import Console
 
 from actors.engine import Engine, EngineSettings
+from actors.scheduler import Ticker
 from events.connection import NatsSettings, connect
 from events.errors import JetworkError
 from events.topology import ensure_topology
@@ -110,7 +111,8 @@ def server(
 
     With --nats or JETWORK_NATS_URL set it uses that server; otherwise it starts the embedded
     nats-server (JetStream, data in <data-dir>/nats, fsync always) and prints its URL. It creates
-    the streams and buckets if needed. Run as many as you like: engines share the work.
+    the streams and buckets if needed. Run as many as you like: engines share the work, and
+    their tickers start one run per tick of each schedule (`jetwork schedules`).
     The HTTP gateway (workers in any language, the client API: docs/http.md) listens on
     127.0.0.1:3000 unless --no-http; `jetwork gateway` runs it alone.
 
@@ -217,7 +219,9 @@ async def _serve(url: str, console: Console, parts: Parts, roles: RoleSecrets | 
     projector_settings = parts.projector
     try:
         await ensure_topology((await connections.as_role("admin")).jetstream())
-        services.append(Engine(await connections.as_role("engine"), settings=parts.engine))
+        engine_nc = await connections.as_role("engine")
+        services.append(Engine(engine_nc, settings=parts.engine))
+        services.append(Ticker(engine_nc))  # schedules: a run per tick (actors/scheduler.py)
         if projector_settings is not None:
             projector_nc = await connections.as_role("projector")
             services.append(Projector(projector_nc, settings=projector_settings))

@@ -21,6 +21,7 @@ from sdk.client.definitions import (
     resolve_definition,
 )
 from sdk.client.handle import RunHandle
+from sdk.client.registry import resolve_source
 from sdk.client.translate import translated
 from sdk.errors import InvalidArgument
 from telemetry import tracing
@@ -44,14 +45,15 @@ class ClientCommands(ClientBase):
     ) -> RunHandle:
         """Validate a workflow and its inputs here, then ask the engine to start it.
 
-        ``workflow_or_path`` is a YAML file's path, a ``WorkflowDefinition``, a builder
-        ``Workflow`` or a raw mapping. Raises ``InvalidWorkflow`` listing every problem (with
-        file and line for files) before anything is sent. With an ``idempotency_key`` the id is
-        derived from the key, so starting again with the same key returns the same workflow.
-        The run joins the caller's trace: ``traceparent`` (W3C), else the current OpenTelemetry
-        span's, when there is one (``telemetry/tracing.py``).
+        ``workflow_or_path`` is a YAML file's path, a registered definition's ``name`` or
+        ``name@version`` (an existing file of that name wins), a ``WorkflowDefinition``, a
+        builder ``Workflow`` or a raw mapping. Raises ``InvalidWorkflow`` listing every problem
+        (with file and line for files) before anything is sent. With an ``idempotency_key`` the
+        id is derived from the key, so starting again with the same key returns the same
+        workflow. The run joins the caller's trace: ``traceparent`` (W3C), else the current
+        OpenTelemetry span's, when there is one (``telemetry/tracing.py``).
         """
-        definition = resolve_definition(workflow_or_path)
+        definition = resolve_definition(await resolve_source(self, workflow_or_path))
         given = dict(inputs or {})
         checked_inputs(definition, given)
         workflow_id = (

@@ -37,6 +37,7 @@ from sdk.client.definitions import WorkflowSource
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
 from sdk.client.rate_limits import ClientRateLimits
+from sdk.client.registry import ClientRegistry
 from sdk.client.signals import ClientSignals
 from sdk.client.streams import ClientStreams, event_filter
 from sdk.client.worker_control import ClientWorkerControl
@@ -50,6 +51,7 @@ class Client(
     ClientWorkerControl,
     ClientRateLimits,
     ClientStreams,
+    ClientRegistry,
 ):
     """An async jetwork client on one NATS connection.
 

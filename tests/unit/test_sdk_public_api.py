@@ -21,6 +21,9 @@ EXPECTED = {
     "UnservedLabelSet", "WaitTimeout", "WaitingFor", "Worker", "WorkerConfig", "WorkerInfo",
     "WorkerList", "Workflow", "WorkflowDefinition", "WorkflowNotFound", "WorkflowNotStarted",
     "WorkflowSummary", "WorkflowView",
+    # definitions by name and version, schedules
+    "DefinitionConflict", "DefinitionNotFound", "ScheduleEntry", "ScheduleNotFound",
+    "StoredDefinition",
 }  # fmt: skip
 
 

@@ -18,7 +18,7 @@ from actors.definitions import (
 )
 from actors.definitions._jobs import JOB_FIELDS, RETRY_FIELDS
 from actors.definitions.input_schema import KEYWORDS
-from actors.definitions.validate import INPUT_FIELDS, WORKFLOW_FIELDS
+from actors.definitions.validate import INPUT_FIELDS, REGISTRY_FIELDS, WORKFLOW_FIELDS
 from events.definition import (
     Backoff,
     InputSpec,
@@ -325,7 +325,7 @@ def test_field_lists_match_the_models() -> None:
     assert set(RETRY_FIELDS) == set(RetryPolicy.model_fields)
     # An input's JSON Schema keywords sit beside default/required/description in a file.
     assert set(INPUT_FIELDS) == set(InputSpec.model_fields) - {"json_schema"} | set(KEYWORDS)
-    assert set(WORKFLOW_FIELDS) == set(WorkflowDefinition.model_fields)
+    assert set(WORKFLOW_FIELDS + REGISTRY_FIELDS) == set(WorkflowDefinition.model_fields)
 
 
 def test_public_names_are_exported() -> None:
