@@ -114,6 +114,7 @@ def test_the_builder_writes_the_same_definition() -> None:
         (wf({"a": {"set": {"x": "1"}, "retry": 3}}), "jobs.a.retry: a set job runs on no worker"),
         (wf({"a": {"sleep": "1m", "labels": ["x"]}}), "jobs.a.labels: a sleep job runs on no"),
         (wf({"a": {"run": "x", "sleep": "1m"}}), "jobs.a: set only one of run, sleep"),
+        (wf({"a": {"sleep": "1m", "for_each": "[1]"}}), "jobs.a.for_each: a sleep job runs on no"),
         (wf({"a": {"sleep": "1m", "until": "2030-01-01T00:00:00Z"}}), "jobs.a: set only one of"),
         (wf({"a": {"sleep": "soon"}}), "jobs.a.sleep: invalid duration 'soon'"),
         (wf({"a": {"until": "2030-01-01T00:00:00"}}), "jobs.a.until: '2030-01-01T00:00:00' has no"),
