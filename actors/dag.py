@@ -5,7 +5,8 @@
 - it waits until every upstream job (``needs`` and ``needs_any``) is terminal, so that its
   condition, ``failure()`` and ``upstream_outputs`` always see final results;
 - ``needs``: all must have succeeded; ``needs_any``: at least one succeeded (a skipped or failed
-  member does not block the others);
+  member does not block the others); ``needs_at_least``: ``count`` of its jobs succeeded, judged
+  as soon as that is reached or lost (``actors.quorum``);
 - the condition defaults to ``success()``; one that calls no status function is implicitly
   ``success() && (...)``; ``failure()`` is true when any *ancestor* failed (as in GitHub, so a
   job after a skipped chain still sees the failure that caused it); ``cancelled()`` is true once
@@ -21,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
+from actors import quorum
 from actors.definitions import (
     ExpressionContext,
     evaluate_condition,
@@ -143,11 +145,11 @@ def judge(
     if cancelled and not status_aware:
         return Judgement(Verdict.CANCEL, "the workflow was cancelled")
     upstream = {name: jobs[name] for name in job.upstream}
-    if not all(up.status.is_terminal for up in upstream.values()):
+    if not quorum.settled(job, upstream):
         return WAIT
     deps_ok = _dependencies_met(job, upstream)
     context = ExpressionContext(
-        needs={name: _needs_entry(up) for name, up in upstream.items()},
+        needs={name: needs_entry(up) for name, up in upstream.items()},
         inputs=inputs,
         vars=definition.vars if vars is None else vars,
         env={**definition.env, **job.env},
@@ -172,6 +174,8 @@ def judge(
 def _dependencies_met(job: JobDefinition, upstream: Mapping[str, Upstream]) -> bool:
     if any(not upstream[name].succeeded for name in job.needs):
         return False
+    if not quorum.met(job, upstream):
+        return False
     return not job.needs_any or any(upstream[name].succeeded for name in job.needs_any)
 
 
@@ -179,10 +183,12 @@ def _unmet_reason(job: JobDefinition, upstream: Mapping[str, Upstream]) -> str:
     for name in job.needs:
         if not upstream[name].succeeded:
             return f"needs {name}, which {upstream[name].status}"
+    if not quorum.met(job, upstream):
+        return quorum.unmet_reason(job, upstream)
     return f"none of {', '.join(job.needs_any)} succeeded"
 
 
-def _needs_entry(up: Upstream) -> dict[str, Any]:
+def needs_entry(up: Upstream) -> dict[str, Any]:
     # An operator's skip reads as the success it stands in for.
     result = "success" if up.succeeded else RESULT_NAMES.get(up.status, str(up.status))
     return {"result": result, "outputs": dict(up.outputs)}

@@ -104,6 +104,8 @@ def decide(state: JobState, command: AnyJobCommand) -> list[JobEvent]:
 
 
 def _claim(state: JobState, cmd: ClaimJob) -> list[JobEvent]:
+    if state.sleep_until is not None:
+        raise ClaimRefused(f"{state.job} is a sleep: no worker runs it")
     if state.status is JobStatus.QUEUED and cmd.attempt == state.attempt:
         return [_started(state, cmd)]
     if _is_redelivery(state, cmd):

@@ -26,6 +26,7 @@ from events.catalog import (
     JobResultRejected,
     JobRetryScheduled,
     JobSkipped,
+    JobSleepStarted,
     JobSpec,
     JobStarted,
     JobStatus,
@@ -90,6 +91,8 @@ class JobState:
     child_id: str | None = None
     iteration: int = 1
     attempt_base: int = 0
+    # A ``sleep``/``until`` job's wake-up time (``actors.inline_steps``): it waits for no worker.
+    sleep_until: datetime | None = None
     # Stream sequence of this actor's last event (set by ``replay`` from RecordedEvents): the
     # expected last sequence for the next CAS append. 0 means no event yet.
     last_seq: int = 0
@@ -184,6 +187,7 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 outputs=event.outputs,
                 error=None,
                 epoch=max(state.epoch, event.epoch),  # a state that did not see the claim
+                attempt=max(state.attempt, event.attempt),  # a set job has no JobQueued
             )
         case JobFailed():
             status = JobStatus.RETRYING if event.will_retry else JobStatus.FAILED
@@ -232,6 +236,16 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 outputs=event.outputs,
                 error=event.error,
                 ended_at=event.ended_at,
+            )
+        case JobSleepStarted():
+            return updated(
+                state,
+                status=JobStatus.QUEUED,
+                attempt=event.attempt,
+                not_before=event.until,
+                sleep_until=event.until,
+                started_at=event.started_at,
+                worker_id=None,
             )
     return state
 

@@ -15,7 +15,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 
-from actors import control, dag, fanout, fanout_state, job, loops, signals, subworkflows, variables
+from actors import (
+    control,
+    dag,
+    fanout,
+    fanout_state,
+    inline_steps,
+    job,
+    loops,
+    signals,
+    subworkflows,
+    variables,
+)
 from actors._state import updated
 from actors.appends import Append, plan_appends
 from actors.commands import (
@@ -258,6 +269,9 @@ def _carry_out(
             return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
     if spec.fan_out is not None:
         return fanout.start(current, spec, verdict.context, jobs, now)
+    inline = inline_steps.carry_out(current, spec, verdict.context, now)
+    if inline is not None:
+        return inline
     try:
         rendered = dag.render_spec(spec, loops.context_for(spec, current, verdict.context), jobs)
     except ValueError as error:

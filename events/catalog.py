@@ -474,6 +474,19 @@ class JobFannedIn(JobEvent):
     ended_at: datetime
 
 
+# --- steps that need no worker (actors.inline_steps) -----------------------------------------
+
+
+class JobSleepStarted(JobEvent):
+    """A ``sleep``/``until`` job began its durable wait: the engine decides it succeeded when its
+    timer fires at ``until`` (no worker is involved; a cancel withdraws it)."""
+
+    type: Literal["JobSleepStarted"] = "JobSleepStarted"
+    attempt: int = Field(ge=1)
+    until: datetime
+    started_at: datetime
+
+
 WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowStarted,
     WorkflowCancelRequested,
@@ -505,4 +518,5 @@ JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobLooped,
     JobFannedOut,
     JobFannedIn,
+    JobSleepStarted,
 )

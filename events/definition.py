@@ -120,9 +120,17 @@ class FanOut(_Frozen):
     max_parallel: int | None = Field(default=None, ge=1)
 
 
+class AtLeast(_Frozen):
+    """``needs_at_least``: the job is ready once ``count`` of the jobs ``of`` succeeded."""
+
+    count: int = Field(ge=1)
+    of: tuple[str, ...]
+
+
 class JobDefinition(_Frozen):
-    """One job of the DAG. Exactly one of ``run`` (shell) or ``uses`` (named handler) is set, or
-    neither for a job that ``wait_for``s a signal (it needs no worker)."""
+    """One job of the DAG. Exactly one of its kinds is set: ``run`` (shell), ``uses`` (named
+    handler), ``wait_for`` (a signal or webhook, no worker), ``set`` (outputs from expressions),
+    ``sleep`` or ``until`` (a durable wait)."""
 
     name: str
     run: str | None = None
@@ -150,11 +158,20 @@ class JobDefinition(_Frozen):
     workflow: str | None = None
     loop: LoopSpec | None = None
     fan_out: FanOut | None = None
+    # Steps that need no worker (``actors.inline_steps``) and n-of-m joins (``actors.quorum``).
+    set_: dict[str, str] | None = Field(default=None, alias="set")
+    sleep: float | None = Field(default=None, ge=0)
+    until: datetime | None = None
+    needs_at_least: AtLeast | None = None
 
     @functools.cached_property
     def upstream(self) -> tuple[str, ...]:
-        """``needs`` then ``needs_any`` (computed once: the engine asks after every event)."""
-        return self.needs + tuple(n for n in self.needs_any if n not in self.needs)
+        """``needs``, ``needs_any`` then ``needs_at_least.of`` (computed once: the engine asks
+        after every event)."""
+        listed = self.needs + tuple(n for n in self.needs_any if n not in self.needs)
+        if self.needs_at_least is None:
+            return listed
+        return listed + tuple(n for n in self.needs_at_least.of if n not in listed)
 
 
 class ScheduleRule(_Frozen):

@@ -34,6 +34,7 @@ from events.catalog import (
     JobStatus,
     JobSucceeded,
 )
+from events.definition import AtLeast
 from events.dispatch import capabilities, requirement_set, serves
 from gateway.context import context
 from gateway.web import Json
@@ -61,6 +62,9 @@ class GraphJob(_Out):
     run: str | None = Field(default=None, description="the job's `run:` as written")
     if_: str | None = Field(default=None, alias="if")
     view: JobView = Field(description="the job in the status object")
+    needs_at_least: AtLeast | None = Field(
+        default=None, description="edges: `count` of the jobs `of` are enough (an n-of-m join)"
+    )
 
 
 class GraphOut(_Out):
@@ -74,6 +78,9 @@ class GraphOut(_Out):
     idempotency_key: str | None = None
     seq: int = Field(description="stream sequence of the last event folded: resume events here")
     jobs: list[GraphJob] = Field(description="in topological order")
+    outputs: dict[str, str] = Field(
+        default_factory=dict, description="the workflow's result, once it succeeded"
+    )
 
 
 class ClaimRecord(_Out):
@@ -151,6 +158,7 @@ async def graph(request: Request) -> Response:
                 run=spec.run,
                 if_=spec.if_,
                 view=job_view(state.job(name)),
+                needs_at_least=spec.needs_at_least,
             )
         )
     out = GraphOut(
@@ -164,6 +172,7 @@ async def graph(request: Request) -> Response:
         idempotency_key=state.idempotency_key,
         seq=history[-1].seq,
         jobs=jobs,
+        outputs=dict(state.outputs),
     )
     return Json(out.model_dump(mode="json", by_alias=True))
 

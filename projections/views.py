@@ -82,6 +82,8 @@ class JobView(_View):
     # A ``workflow:`` job: its current or last child run; a ``loop:`` job: its iteration.
     child_workflow_id: str | None = None
     iteration: int | None = None
+    # A ``sleep``/``until`` job: when it wakes (it waits for no worker).
+    sleeping_until: datetime | None = None
 
 
 class WorkflowView(_View):
@@ -158,7 +160,7 @@ def _job_view(
     elif status is JobStatus.SKIPPED:
         reason = state.skip_reason
     waiting = None
-    if status is JobStatus.QUEUED:
+    if status is JobStatus.QUEUED and state.sleep_until is None:
         waiting = WaitingFor(labels=tuple(sorted(state.spec.labels)), handler=state.spec.uses)
     wait = None
     if status is JobStatus.WAITING and state.wait is not None:
@@ -176,6 +178,7 @@ def _job_view(
         reason=reason,
         waiting_for=waiting,
         wait=wait,
+        sleeping_until=state.sleep_until if status is JobStatus.QUEUED else None,
     )
 
 

@@ -258,11 +258,17 @@ class Workflow:
         for_each: str | list[Any] | None = None,
         max_parallel: int | None = None,
         fail_fast: bool | None = None,
+        set_: Mapping[str, str] | None = None,
+        sleep: Duration | None = None,
+        until: datetime | str | None = None,
+        needs_at_least: tuple[int, Iterable[JobRef | str]] | None = None,
     ) -> JobRef:
         """Add a job; give exactly one of ``run`` (a shell command), ``uses`` (a handler),
         ``wait_for`` (a job that waits for a signal, on no worker) or ``workflow`` (a
         sub-workflow: a ``Workflow``, a definition, or a YAML file's path, read now; ``with_`` is
-        its inputs). ``loop`` runs the job again until its condition holds.
+        its inputs), ``set_`` (outputs computed from expressions, no worker), ``sleep`` or
+        ``until`` (a durable wait, no worker). ``loop`` runs the job again until its condition
+        holds. ``needs_at_least=(2, [a, b, c])``: ready once 2 of them succeeded.
 
         ``matrix`` (YAML's ``strategy.matrix``) or ``for_each`` (a list, or
         ``for_each_of(job, "items")``) runs it once per item as ``<name>-<index>``; read the item
@@ -301,8 +307,19 @@ class Workflow:
         _put(raw, "for_each", for_each)
         _put(raw, "max_parallel", max_parallel)
         _put(raw, "fail_fast", fail_fast)
+        _put(raw, "set", None if set_ is None else dict(set_))
+        _put(raw, "sleep", None if sleep is None else _duration(sleep))
+        _put(raw, "until", until.isoformat() if isinstance(until, datetime) else until)
+        if needs_at_least is not None:
+            count, of = needs_at_least
+            raw["needs_at_least"] = {"count": count, "of": _names(of)}
         self._jobs[name] = raw
         return JobRef(name)
+
+    def output(self, name: str, template: str) -> None:
+        """Add one of the workflow's ``outputs`` (its result), e.g.
+        ``wf.output("tag", meta.output("tag"))``; rendered when the workflow succeeds."""
+        self._outputs[name] = template
 
     def to_dict(self) -> dict[str, Any]:
         """The raw mapping, exactly as a YAML definition file would hold it."""

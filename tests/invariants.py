@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from actors import dag, job, workflow
 from actors.commands import Advance
 from actors.fanout_state import parent_of
+from actors.inline_steps import is_inline
 from actors.job import JobState
 from actors.workflow import WorkflowState
 from events import subjects
@@ -53,6 +54,7 @@ from events.catalog import (
     JobQueued,
     JobResultRejected,
     JobSkipped,
+    JobSleepStarted,
     JobStarted,
     JobStatus,
     JobSucceeded,
@@ -216,7 +218,10 @@ def _check_workflow(report: Report, wf: str, history: list[RecordedEvent]) -> No
     for name in sorted(extra - instances):
         report.add(wf, name, "known job", "events of a job the definition does not have")
     walks = {
-        name: _check_job(report, wf, name, job_records.get(name, [])) for name in definition.jobs
+        name: _check_job(
+            report, wf, name, job_records.get(name, []), inline=is_inline(definition.jobs[name])
+        )
+        for name in definition.jobs
     }
     for name in sorted(instances):  # a fanned-out job's instances: job actors like any other
         _check_job(report, wf, name, job_records[name])
@@ -322,7 +327,11 @@ def _check_dag(report: Report, wf: str, state: WorkflowState, walks: dict[str, _
         decided = walks[name].decided_seq
         if decided is None:
             continue
+        # Jobs named only in a needs_at_least quorum may end after it is decided (actors.quorum).
+        quorum = set(spec.needs_at_least.of) if spec.needs_at_least is not None else set()
         for up in spec.upstream:
+            if up in quorum and up not in spec.needs and up not in spec.needs_any:
+                continue
             ended = walks[up].terminal_seq
             if ended is None or ended > decided:
                 report.add(
@@ -372,7 +381,14 @@ class _JobWalk:
     terminal_seq: int | None = None
 
 
-def _check_job(report: Report, wf: str, name: str, records: Sequence[RecordedEvent]) -> _JobWalk:
+def _check_job(
+    report: Report,
+    wf: str,
+    name: str,
+    records: Sequence[RecordedEvent],
+    *,
+    inline: bool = False,
+) -> _JobWalk:
     walk = _JobWalk()
     state: JobState = job.pending(wf, name)
     terminal: list[RecordedEvent] = []
@@ -412,6 +428,13 @@ def _check_job(report: Report, wf: str, name: str, records: Sequence[RecordedEve
                 terminal = []  # a new iteration: it may complete once more
             case JobFailed() if _loop_verdict(state, event):
                 terminal = terminal[:-1]  # the engine's verdict on the iteration that ended
+            case JobSleepStarted():
+                if walk.decided_seq is None:
+                    walk.decided_seq = record.seq
+            case JobSucceeded() if inline and _inline_result(state, event):
+                # A set or sleep job: the engine decides its result; no lease is involved.
+                if walk.decided_seq is None:
+                    walk.decided_seq = record.seq
             case JobSucceeded():
                 if not _holds_lease(state, event.epoch):
                     report.add(
@@ -560,6 +583,15 @@ def _loop_verdict(state: JobState, event: JobFailed) -> bool:
         and event.worker_id is None
         and not event.retryable
     )
+
+
+def _inline_result(state: JobState, event: JobSucceeded) -> bool:
+    """A ``set`` job's result (decided from pending) or a sleep's end (decided while it sleeps),
+    both by the engine (``actors.inline_steps``)."""
+    if event.worker_id is not None or event.epoch != state.epoch:
+        return False
+    sleeping = state.status is JobStatus.QUEUED and state.sleep_until is not None
+    return state.status is JobStatus.PENDING or sleeping
 
 
 def _holds_lease(state: JobState, epoch: int) -> bool:

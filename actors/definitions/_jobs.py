@@ -36,6 +36,11 @@ JOB_FIELDS: Final = (
     "for_each",
     "max_parallel",
     "fail_fast",
+    # actors.definitions._steps reads these:
+    "set",
+    "sleep",
+    "until",
+    "needs_at_least",
 )
 RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
 RATE_LIMIT_FIELDS: Final = ("limit", "per")
@@ -58,11 +63,12 @@ class JobDraft:
     fields: dict[str, Any]
     needs: list[tuple[str, Path]] = field(default_factory=list)
     needs_any: list[tuple[str, Path]] = field(default_factory=list)
+    needs_at_least: list[tuple[str, Path]] = field(default_factory=list)
     expressions: list[Expression] = field(default_factory=list)
 
     @property
     def upstream(self) -> list[tuple[str, Path]]:
-        return self.needs + self.needs_any
+        return self.needs + self.needs_any + self.needs_at_least
 
 
 def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
@@ -99,13 +105,8 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
 
 
 def _read_command(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: ProblemLog) -> None:
+    # Exactly one kind of job (run, uses, set ...): ``_steps.check_kind`` checks it.
     run, uses = body.get("run"), body.get("uses")
-    if body.get("workflow") is not None:
-        pass  # a sub-workflow job (``_subflows``): its ``with`` is the child's inputs
-    elif run is None and uses is None:
-        log.add(path, "a job needs run (a shell command) or uses (a handler name)")
-    elif run is not None and uses is not None:
-        log.add(path, "set run or uses, not both")
     if run is not None and f.text(run, (*path, "run"), log, what="run") is not None:
         draft.fields["run"] = run
         draft.expressions.append(Expression((*path, "run"), run, is_condition=False))

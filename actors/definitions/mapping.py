@@ -54,6 +54,9 @@ def _job_mapping(job: JobDefinition) -> dict[str, Any]:
     for key in ("run", "uses", "if", "timeout", "dispatch_timeout", "delay", "at", "workflow"):
         if key in dumped:
             raw[key] = dumped[key]
+    for key in ("set", "sleep", "until", "needs_at_least"):  # actors.inline_steps, actors.quorum
+        if key in dumped:
+            raw[key] = dumped[key]
     for key in ("with", "labels", "needs", "needs_any", "env"):
         if dumped.get(key):
             raw[key] = dumped[key]

@@ -24,6 +24,7 @@ from actors.definitions._references import (
     check_workflow_env,
 )
 from actors.definitions._schedule import read_schedule, read_version
+from actors.definitions._steps import check_output_keys, read_steps
 from actors.definitions._subflows import (
     check_outputs,
     check_scoped_names,
@@ -94,6 +95,7 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
     if raw.get("outputs") is not None:
         fields["outputs"], expressions = read_outputs(raw["outputs"], log)
         check_outputs(expressions, jobs, log)
+    check_output_keys(jobs, fields.get("outputs", {}), log)
     fields["workflows"] = read_workflows(raw.get("workflows"), jobs, log, parse_workflow)
     log.raise_if_any()
     return _assemble(fields, jobs, log)
@@ -189,6 +191,7 @@ def _read_jobs(
             jobs[name] = read_job(name, body, path, log)
             if isinstance(body, Mapping):
                 read_fan_out(body, path, jobs[name], log)
+            read_steps(body, path, jobs[name], log)
     check_job_needs(jobs, log)
     report_cycles(
         {

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from actors import job, subworkflows, workflow
+from actors import inline_steps, job, subworkflows, workflow
 from actors.appends import Append
 from actors.commands import (
     Advance,
@@ -38,6 +38,7 @@ from actors.engine.timers import (
     JobTimeoutTimer,
     LeaseTimer,
     RetryTimer,
+    SleepTimer,
     WaitTimeoutTimer,
     WorkflowTimeoutTimer,
 )
@@ -52,6 +53,7 @@ from events.catalog import (
     JobFannedOut,
     JobQueued,
     JobRetryScheduled,
+    JobSleepStarted,
     JobStatus,
     JobWaiting,
     WorkflowEvent,
@@ -286,6 +288,8 @@ def _fire(reaction: Reaction, timer: AnyTimer, now: datetime) -> list[Event]:
     if isinstance(timer, DispatchTimeoutTimer):
         dispatch = TimeoutDispatch(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
         return list(job.decide(state.job(timer.job), dispatch))
+    if isinstance(timer, SleepTimer):
+        return list(inline_steps.wake(state.job(timer.job), timer.attempt, now))
     if state.paused:
         return []  # the retry waits: the resume queues it (its moment has passed by then)
     requeue = RequeueJob(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
@@ -329,6 +333,15 @@ def _plan(reaction: Reaction, triggers: list[Event], now: datetime) -> list[tupl
             _plan_job_timeout(state, event, reaction)
         elif isinstance(event, JobWaiting):
             reaction.timers += filter(None, [waits.plan(state, event)])
+        elif isinstance(event, JobSleepStarted):
+            reaction.timers.append(
+                SleepTimer(
+                    workflow_id=state.workflow_id,
+                    job=event.job,
+                    attempt=event.attempt,
+                    due=event.until,
+                )
+            )
         elif isinstance(event, JobRetryScheduled):
             current = state.job(event.job)
             if current.status is not JobStatus.RETRYING or current.attempt + 1 != event.attempt:

@@ -111,6 +111,17 @@ class WaitTimeoutTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.wait-a{self.attempt}"
 
 
+class SleepTimer(_Timer):
+    """The end of attempt ``attempt`` of a ``sleep``/``until`` job (``actors.inline_steps``)."""
+
+    kind: Literal["sleep"] = "sleep"
+    job: str = Field(pattern=_TOKEN)
+    attempt: int
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.{self.job}.sleep-a{self.attempt}"
+
+
 AnyTimer = (
     WorkflowTimeoutTimer
     | JobTimeoutTimer
@@ -118,6 +129,7 @@ AnyTimer = (
     | RetryTimer
     | LeaseTimer
     | WaitTimeoutTimer
+    | SleepTimer
 )
 TIMERS: TypeAdapter[AnyTimer] = TypeAdapter(Annotated[AnyTimer, Field(discriminator="kind")])
 

@@ -65,6 +65,8 @@ def _detail(job: JobView) -> Text:
         return Text(job.wait.describe(), style="cyan", overflow="fold")  # a URL: never cut
     if job.error:
         return Text(job.error.splitlines()[0][:80] if job.error.strip() else "", style="red")
+    if job.sleeping_until is not None:
+        return Text(f"sleeps until {job.sleeping_until.isoformat()}", style="dim")
     if job.outputs:
         shown = ", ".join(f"{key}={value}" for key, value in job.outputs.items())
         return Text(shown if len(shown) <= 80 else shown[:77] + "...", style="dim")

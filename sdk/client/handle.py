@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from events.errors import JetworkError
 from projections.views import WorkflowView
 
 if TYPE_CHECKING:
@@ -20,6 +21,16 @@ class RunHandle:
     async def wait(self, timeout: float | None = None) -> WorkflowView:
         """The final view once the workflow has ended; ``WaitTimeout`` after ``timeout`` s."""
         return await self._client.wait(self.workflow_id, timeout=timeout)
+
+    async def result(self, timeout: float | None = None) -> dict[str, str]:
+        """The workflow's ``outputs`` once it has succeeded (its definition's top-level
+        ``outputs``, rendered); ``JetworkError`` saying how it ended if it did not succeed,
+        ``WaitTimeout`` after ``timeout`` s."""
+        view = await self.wait(timeout=timeout)
+        if view.status != "succeeded":
+            why = f": {view.reason}" if view.reason else ""
+            raise JetworkError(f"workflow {self.workflow_id!r} {view.status}{why}; no result")
+        return dict(view.outputs)
 
     async def status(self) -> WorkflowView:
         """The workflow's current view (``WorkflowNotStarted`` until an engine has started it)."""

@@ -41,7 +41,8 @@ from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs",
              "restarted_from", "restarted_as", "vars", "parent", "outputs", "version"}  # fmt: skip
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
-            "reason", "waiting_for", "wait", "child_workflow_id", "iteration"}  # fmt: skip
+            "reason", "waiting_for", "wait", "child_workflow_id", "iteration",
+            "sleeping_until"}  # fmt: skip
 COMMANDS = [
     ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],
     ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],

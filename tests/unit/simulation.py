@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from actors import job, workflow
+from actors import inline_steps, job, workflow
 from actors.appends import plan_appends
 from actors.commands import (
     Advance,
@@ -152,7 +152,11 @@ class Simulation:
 
     def _step_job(self, name: str, scripts: dict[str, list[Outcome]]) -> bool:
         current = self.state.job(name)
-        if current.status is JobStatus.QUEUED:
+        if current.status is JobStatus.QUEUED and current.sleep_until is not None:
+            # A sleep: no worker claims it; its timer fires when due.
+            self.clock = max(self.clock, _seconds(current.sleep_until))
+            self.record(inline_steps.wake(current, current.attempt, self.now))
+        elif current.status is JobStatus.QUEUED:
             self.tick()
             self.claim(name)
             script = scripts.get(name) or []

@@ -36,6 +36,7 @@ from events import codec
 from events.base import RecordedEvent
 from events.catalog import JobEvent
 from events.definition import (
+    AtLeast,
     Backoff,
     InputSpec,
     JobDefinition,
@@ -350,6 +351,39 @@ def sub_workflow() -> Simulation:
     return sim
 
 
+def steps() -> Simulation:
+    """Steps without a worker and an n-of-m join: meta's outputs computed from expressions, a
+    10-minute sleep ended by its timer, publish run once 2 of 3 mirrors succeeded while the third
+    still ran (it fails later, on_failure: continue), the workflow's outputs on its end."""
+    definition = WorkflowDefinition(
+        name="steps",
+        inputs={"version": InputSpec(default="1.0")},
+        outputs={"tag": "${{ needs.meta.outputs.tag }}", "seen": "${{ needs.publish.outputs.n }}"},
+        jobs={
+            "meta": JobDefinition(name="meta", set_={"tag": "v${{ inputs.version }}"}),
+            "pause": JobDefinition(name="pause", needs=("meta",), sleep=600),
+            **{
+                name: JobDefinition(
+                    name=name, run=f"./{name}.sh", needs=("pause",), on_failure=OnFailure.CONTINUE
+                )
+                for name in ("a", "b", "c")
+            },
+            "publish": JobDefinition(
+                name="publish",
+                run="./publish.sh ${{ needs.a.result }}",
+                needs_at_least=AtLeast(count=2, of=("a", "b", "c")),
+            ),
+        },
+    )
+    sim = Simulation(workflow_id="wf-steps")
+    sim.start(definition, version="2.0")
+    sim.run({"c": ["hang"], "publish": [{"n": "2"}]})  # publish runs while c still runs
+    sim.tick(5)
+    sim.finish("c", "fatal")
+    sim.run()
+    return sim
+
+
 SCENARIOS: dict[str, Callable[[], Simulation]] = {
     "looped": looped,
     "sub_workflow": sub_workflow,
@@ -361,6 +395,7 @@ SCENARIOS: dict[str, Callable[[], Simulation]] = {
     "fenced": fenced,
     "cancelled": cancelled,
     "timed_out": timed_out,
+    "steps": steps,
 }
 
 

@@ -144,7 +144,9 @@ RUNS: dict[str, Callable[[], Simulation]] = {
 }
 
 
-@pytest.mark.parametrize("name", ["release", "skip_chain", "fenced", "cancelled", "timed_out"])
+@pytest.mark.parametrize(
+    "name", ["release", "skip_chain", "fenced", "cancelled", "timed_out", "steps"]
+)
 def test_golden_histories_hold_every_invariant(name: str) -> None:
     report = check_history(_golden(name))
     assert report.violations == [], "\n".join(map(str, report.violations))

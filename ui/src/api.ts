@@ -105,12 +105,20 @@ export interface JobView {
   worker_id: string | null;
   started_at: string | null;
   ended_at: string | null;
+  /** A sleep/until job: when it wakes. */
+  sleeping_until?: string | null;
+}
+
+export interface AtLeast {
+  count: number;
+  of: string[];
 }
 
 export interface GraphJob {
   name: string;
   needs: string[];
   needs_any: string[];
+  needs_at_least?: AtLeast | null;
   labels: string[];
   uses: string | null;
   run: string | null;
@@ -129,6 +137,8 @@ export interface Graph {
   idempotency_key: string | null;
   seq: number;
   jobs: GraphJob[];
+  /** The workflow's result, once it succeeded. */
+  outputs?: Record<string, string>;
 }
 
 export interface EventRecord {

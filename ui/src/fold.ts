@@ -14,6 +14,8 @@ export interface WorkflowLive {
   started_at: string | null;
   ended_at: string | null;
   cancel_requested: boolean;
+  /** The workflow's result (its definition's outputs), once it succeeded. */
+  outputs: Record<string, string>;
 }
 
 export function jobOf(record: EventRecord): string | null {
@@ -73,6 +75,10 @@ export function applyJob(job: JobLive, record: EventRecord): JobLive {
         last_end: s(d.ended_at),
       };
       break;
+    case 'JobSleepStarted':
+      // A sleep/until job: it waits on the engine's timer, for no worker.
+      next = { ...job, status: 'queued', attempts: Number(d.attempt), sleeping_until: s(d.until) };
+      break;
     case 'JobRetryScheduled':
       next = { ...job, status: 'retrying' };
       break;
@@ -90,7 +96,12 @@ export function applyWorkflow(wf: WorkflowLive, record: EventRecord): WorkflowLi
   const d = record.data;
   switch (record.type) {
     case 'WorkflowSucceeded':
-      return { ...wf, status: 'succeeded', ended_at: s(d.ended_at) };
+      return {
+        ...wf,
+        status: 'succeeded',
+        ended_at: s(d.ended_at),
+        outputs: (d.outputs as Record<string, string>) ?? {},
+      };
     case 'WorkflowFailed':
       return { ...wf, status: 'failed', reason: s(d.reason), ended_at: s(d.ended_at) };
     case 'WorkflowCancelled':
@@ -103,7 +114,7 @@ export function applyWorkflow(wf: WorkflowLive, record: EventRecord): WorkflowLi
       return { ...wf, status: 'running', reason: null };
     case 'WorkflowRetried':
     case 'WorkflowRerun':
-      return { ...wf, status: 'running', reason: null, ended_at: null, cancel_requested: false };
+      return { ...wf, status: 'running', reason: null, ended_at: null, cancel_requested: false, outputs: {} };
     default:
       return wf;
   }

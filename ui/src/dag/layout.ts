@@ -42,6 +42,8 @@ export interface Structure {
   name: string;
   needs: string[];
   needs_any: string[];
+  /** needs_at_least: count of these are enough (drawn dashed, as needs_any). */
+  needs_at_least?: { count: number; of: string[] } | null;
 }
 
 type Link = { from: string; to: string; any: boolean };
@@ -52,6 +54,8 @@ function linksOf(jobs: Structure[]): Link[] {
     for (const up of job.needs) links.push({ from: up, to: job.name, any: false });
     for (const up of job.needs_any)
       if (!job.needs.includes(up)) links.push({ from: up, to: job.name, any: true });
+    for (const up of job.needs_at_least?.of ?? [])
+      if (!job.needs.includes(up) && !job.needs_any.includes(up)) links.push({ from: up, to: job.name, any: true });
   }
   return links;
 }

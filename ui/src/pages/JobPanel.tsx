@@ -80,6 +80,9 @@ export function JobPanel({
           <tbody>
             {job.needs.length > 0 && <tr><th scope="row">needs</th><td>{job.needs.join(', ')}</td></tr>}
             {job.needs_any.length > 0 && <tr><th scope="row">needs any</th><td>{job.needs_any.join(', ')}</td></tr>}
+            {job.needs_at_least && (
+              <tr><th scope="row">needs at least</th><td>{job.needs_at_least.count} of {job.needs_at_least.of.join(', ')}</td></tr>
+            )}
             {job.labels.length > 0 && <tr><th scope="row">labels</th><td>{job.labels.join(', ')}</td></tr>}
             {job.if && <tr><th scope="row">if</th><td class="mono">{job.if}</td></tr>}
             {job.uses && <tr><th scope="row">uses</th><td class="mono">{job.uses}</td></tr>}

@@ -98,6 +98,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
           started_at: loaded.started_at,
           ended_at: loaded.ended_at,
           cancel_requested: false,
+          outputs: loaded.outputs ?? {},
         });
         stream = openStream(`/api/events?workflow_id=${encodeURIComponent(id)}`, {
           lastEventId: String(loaded.seq),
@@ -391,6 +392,18 @@ function Overview({ graph, wf, jobs }: { graph: Graph; wf: WorkflowLive; jobs: M
           <p class="muted">idempotency key <code>{graph.idempotency_key}</code></p>
         )}
       </section>
+      {Object.keys(wf.outputs).length > 0 && (
+        <section>
+          <h2>Result</h2>
+          <table class="kv">
+            <tbody>
+              {Object.entries(wf.outputs).map(([k, v]) => (
+                <tr><th scope="row">{k}</th><td class="mono">{v}</td></tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      )}
       <section>
         <h2>Outputs</h2>
         {outputs.length ? (
