@@ -90,6 +90,7 @@ export const post = <T>(path: string, body: unknown) =>
 export type JobStatus =
   | 'pending'
   | 'queued'
+  | 'waiting'
   | 'running'
   | 'retrying'
   | 'succeeded'

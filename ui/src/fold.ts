@@ -82,6 +82,18 @@ export function applyJob(job: JobLive, record: EventRecord): JobLive {
     case 'JobRetryScheduled':
       next = { ...job, status: 'retrying' };
       break;
+    case 'JobWaiting':
+      // wait_for: the engine holds it until a signal or a webhook (or its timeout), no worker.
+      next = { ...job, status: 'waiting', attempts: Number(d.attempt), worker_id: null };
+      break;
+    case 'SubWorkflowStarted':
+      // a workflow: job runs as a child workflow of its own.
+      next = { ...job, status: 'running', attempts: Number(d.attempt), worker_id: s(d.child_id) };
+      break;
+    case 'JobLooped':
+      // a loop: job's next iteration is about to be queued.
+      next = { ...job, status: 'pending' };
+      break;
     case 'JobCancelled':
       next = { ...job, status: 'cancelled', last_end: s(d.at) };
       break;

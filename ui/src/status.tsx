@@ -4,6 +4,7 @@ import type { JSX } from 'preact';
 export const STATUSES = [
   'pending',
   'queued',
+  'waiting',
   'running',
   'retrying',
   'succeeded',
@@ -19,6 +20,8 @@ const ICON_PATHS: Record<string, string> = {
   pending: 'M8 2.5a5.5 5.5 0 1 0 0.01 0Z',
   queued: 'M8 2.5a5.5 5.5 0 1 0 0.01 0ZM8 5v3.5l2.5 1.5',
   running: 'M5.5 3.5v9l7-4.5Z',
+  // waiting for the outside world (a signal, a webhook): an hourglass
+  waiting: 'M4.5 2.5h7M4.5 13.5h7M5 2.5c0 3.5 6 3.5 6 5.5s-6 2-6 5.5M11 2.5c0 3.5-6 3.5-6 5.5s6 2 6 5.5',
   retrying: 'M12.5 8a4.5 4.5 0 1 1-1.4-3.3M12 2.5v2.8H9.2',
   succeeded: 'M3 8.5l3.2 3.2L13 4.5',
   failed: 'M4 4l8 8M12 4l-8 8',
