@@ -444,6 +444,22 @@ class JobLooped(JobEvent):
     type: Literal["JobLooped"] = "JobLooped"
     iteration: int = Field(ge=2)
     attempt_base: int
+
+
+# --- deletion (docs/reliability.md, "Deleting workflows") ---------------------------------------
+
+
+class WorkflowDeleted(WorkflowEvent):
+    """The ended workflow was deleted (``jetwork delete`` or the server's retention): every event
+    of it before this one is purged from the log, its logs and views removed. This tombstone
+    stays: the audit of who deleted what, and when."""
+
+    type: Literal["WorkflowDeleted"] = "WorkflowDeleted"
+    by: str
+    reason: str | None = None
+    name: str
+    status: str  # the status it ended with
+    ended_at: datetime | None = None
     at: datetime
 
 
@@ -501,6 +517,7 @@ WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowCancelled,
     SignalReceived,
     SignalConsumed,
+    WorkflowDeleted,
 )
 JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobQueued,

@@ -214,6 +214,16 @@ class ViewStore:
             return Written(seq, view_rev, summary_rev, index_seq, view.status, chunk_seq)
         raise StoreError(f"writing the view of {wf} kept conflicting", retryable=True)
 
+    async def remove(self, wf: str, prev: Written) -> Written:
+        """Remove everything stored of a deleted workflow: its index entry first (an entry
+        without a summary is never shown), then its summary, chunks and view. Idempotent."""
+        if prev.index_seq:
+            await self._index.remove(prev.index_seq)
+        for key in (summary_key(self.generation, wf), view_key(self.generation, wf)):
+            await self._purge(KV_STREAM, KV_PREFIX + key)
+        await self._purge(KV_STREAM, KV_PREFIX + f"g{self.generation}.c.{wf}.>")
+        return Written()
+
     async def mark_index(self) -> None:
         """Bound the index entries stored so far (``projections.index``): call after a batch."""
         await self._index.mark()
