@@ -12,15 +12,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
+from actors.definitions import parse_duration
 from projections.index import IndexEntry, micros
 from projections.views import WorkflowSummary
 
-__all__ = ["ListFilter", "input_text"]
+__all__ = ["ListFilter", "input_text", "parse_moment"]
+
+
+def parse_moment(text: str, *, now: datetime) -> datetime:
+    """``2h`` (that long before ``now``) or an RFC 3339 time (UTC when it names no offset);
+    ``ValueError`` naming both forms otherwise."""
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        found = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is neither a duration (30m, 2h, 7d) nor an RFC 3339 time "
+            "(2026-12-01T08:00:00Z)"
+        ) from None
+    return found if found.tzinfo is not None else found.replace(tzinfo=UTC)
 
 
 def input_text(value: Any) -> str:

@@ -205,7 +205,9 @@ class Retention:
         self.deleted += len(done)
         return done
 
-    def start(self) -> None:
+    async def start(self) -> None:
+        """Sweep every ``interval`` from now on; refuses an events stream that cannot purge."""
+        await _require_purgeable(self._nc, timeout=5.0)
         self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def stop(self) -> None:
