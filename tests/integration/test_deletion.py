@@ -34,14 +34,12 @@ async def views(rig: Rig) -> AsyncIterator[Views]:  # noqa: F811
         await projector.stop()
 
 
-async def _log(rig: Rig, wf: str) -> None:
-    await rig.nc.jetstream().publish(subjects.log(wf, "a"), b"a line")
+async def _log(on: Rig, wf: str) -> None:
+    await on.nc.jetstream().publish(subjects.log(wf, "a"), b"a line")
 
 
-async def _logs(rig: Rig, wf: str) -> int:
-    info = await rig.nc.jetstream().stream_info(
-        subjects.LOGS_STREAM, subjects_filter=f"log.{wf}.>"
-    )
+async def _logs(on: Rig, wf: str) -> int:
+    info = await on.nc.jetstream().stream_info(subjects.LOGS_STREAM, subjects_filter=f"log.{wf}.>")
     return sum((info.state.subjects or {}).values())
 
 
