@@ -52,8 +52,14 @@ def _dressed(i: int, view: WorkflowView, rng: random.Random) -> WorkflowView:
 
 
 async def populate(nc: NATS, count: int) -> float:
-    store = ViewStore(nc, generation=1)
-    recent = RecentWriter(Direct(nc, KV_STREAM), Publisher(nc), prefix=KV_PREFIX, generation=1)
+    # Long timeouts: this machine is shared, and a populate that gives up measures nothing.
+    store = ViewStore(nc, generation=1, timeout=60)
+    recent = RecentWriter(
+        Direct(nc, KV_STREAM, timeout=60),
+        Publisher(nc, timeout=60),
+        prefix=KV_PREFIX,
+        generation=1,
+    )
     written: dict[int, Written] = {}
     rng = random.Random(7)
     moments = _timeline(count, random.Random(42))
