@@ -17,10 +17,18 @@ from events.catalog import (
     JobRetryScheduled,
     JobSucceeded,
     WorkflowCancelRequested,
+    WorkflowDeleted,
+    WorkflowRetried,
     WorkflowStarted,
     WorkflowSucceeded,
 )
-from events.errors import ConcurrencyConflict, PayloadTooLarge, StoreError, UndecodableEvent
+from events.errors import (
+    CommandRefused,
+    ConcurrencyConflict,
+    PayloadTooLarge,
+    StoreError,
+    UndecodableEvent,
+)
 from events.memory_store import MemoryEventStore
 from events.store import ActorRef, EventStore
 from events.topology import Topology, ensure_topology
@@ -366,3 +374,33 @@ async def test_reused_command_id_for_another_actor_is_refused(clean_nats: NATS) 
         await store.append(
             ActorRef.job("w1", "b"), [retry_event("w1", "b", 1)], expected_seq=0, command_id="dup"
         )
+
+
+class _ReopeningFirst(EventStore):
+    """A real store on which an operator's retry lands just before the deletion's first append
+    (what a concurrent `jetwork retry` between the deletion's read and its append does)."""
+
+    reopened = False
+
+    async def append(self, actor: ActorRef, events: Any, **kw: Any) -> int:
+        if not self.reopened and isinstance(events[0], WorkflowDeleted):
+            self.reopened = True
+            retried = WorkflowRetried(workflow_id="race", by="ops", jobs=("a",), at=NOW)
+            await super().append(actor, [retried], expected_seq=kw["expected_seq"], command_id="r")
+        return await super().append(actor, events, **kw)
+
+
+async def test_a_workflow_reopened_during_its_deletion_is_refused_and_kept(
+    clean_nats: NATS,
+) -> None:
+    store = _ReopeningFirst(clean_nats)
+    await _ended_workflow(store, "race")
+    with pytest.raises(CommandRefused, match="it is running"):
+        await delete_workflow(clean_nats, store, "race", by="ops", clock=lambda: NOW)
+    history = [r.event.event_type for r in await store.history("race")]
+    assert history == [
+        "WorkflowStarted",
+        "JobRetryScheduled",
+        "WorkflowSucceeded",
+        "WorkflowRetried",
+    ]
