@@ -139,11 +139,13 @@ async def run(count: int, runs: int, sync_interval: str) -> str:
             await ensure_topology(nc.jetstream())
             seconds = await populate(nc, count)
             lines.append(f"populate: {count} workflows in {seconds:.0f}s")
+            print(lines[-1], flush=True)
             views = Views(nc, timeout=60)
             scan = Views(nc, timeout=60, recent_lists=False)
             for label, call in queries(views, scan, count):
                 p50, p95 = await timed(call, runs)
                 lines.append(f"{label:40s} p50 {p50:8.2f} ms   p95 {p95:8.2f} ms")
+                print(lines[-1], flush=True)  # as it goes: the slow ones take a while
             await views.close()
             await scan.close()
             await nc.close()
@@ -158,7 +160,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30, help="calls timed per query")
     parser.add_argument("--sync", default="2m", help="nats-server sync_interval")
     args = parser.parse_args()
-    print(asyncio.run(run(args.count, args.runs, args.sync)))
+    asyncio.run(run(args.count, args.runs, args.sync))
 
 
 if __name__ == "__main__":
