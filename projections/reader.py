@@ -27,7 +27,7 @@ from projections import index, recent
 from projections._nats import Direct, Publisher
 from projections.generations import Generations
 from projections.positions import lag
-from projections.search import ListFilter
+from projections.search import ListFilter, from_recent
 from projections.store import ViewStore
 from projections.views import WorkflowSummary, WorkflowView
 from projections.waiting import UnservedLabelSet, live_capabilities
@@ -126,6 +126,13 @@ class Views:
         recent_list = None
         if self._use_recent and not where.active:
             recent_list = recent.list_id(status=status, name=name)
+        elif self._use_recent and status is None:  # filters: the newest of every status first
+            newest = await store.recent(recent.list_id(status=None, name=name) or "all")
+            if newest is None:
+                return []  # no workflow ever joined this list
+            found = await from_recent(store, newest, where, name=name, limit=limit)
+            if found is not None:
+                return found
         if recent_list is not None:
             newest = await store.recent(recent_list)
             if newest is None:

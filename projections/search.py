@@ -10,18 +10,28 @@ the index: bench/list_filters.py measures what that costs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
 from actors.definitions import parse_duration
 from projections.index import IndexEntry, micros
+from projections.recent import Recent
 from projections.views import WorkflowSummary
 
-__all__ = ["ListFilter", "input_text", "parse_moment"]
+if TYPE_CHECKING:
+    from projections.store import StoredSummary
+
+__all__ = ["ListFilter", "from_recent", "input_text", "parse_moment"]
+
+_CHUNK = 256
+
+
+class _Summaries(Protocol):
+    async def summaries(self, wfs: Sequence[str]) -> dict[str, StoredSummary]: ...
 
 
 def parse_moment(text: str, *, now: datetime) -> datetime:
@@ -74,9 +84,12 @@ class ListFilter:
         return micros(self.since)
 
     def takes_entry(self, entry: IndexEntry) -> bool:
-        if self.since is not None and entry.started_us < self.since_us:
+        return self.takes_start(entry.started_us)
+
+    def takes_start(self, started_us: int) -> bool:
+        if self.since is not None and started_us < self.since_us:
             return False
-        return self.until is None or entry.started_us <= micros(self.until)
+        return self.until is None or started_us <= micros(self.until)
 
     def takes_row(self, row: WorkflowSummary) -> bool:
         if self.parent is not None and row.parent_workflow_id != self.parent:
@@ -89,3 +102,39 @@ class ListFilter:
         if self.ended_before is not None:
             return row.ended_at is not None and row.ended_at < self.ended_before
         return True
+
+
+async def from_recent(
+    store: _Summaries, newest: Recent, where: ListFilter, *, name: str | None, limit: int
+) -> list[WorkflowSummary] | None:
+    """The ``limit`` newest rows matching ``where`` from a recent list (of every status: "all"
+    or one name's), or None when the list cannot tell (it dropped older members and holds
+    fewer matches than wanted: the index can).
+
+    A recent list holds exactly the newest members by start, newest first, so the first
+    ``limit`` matches in it are the newest matches of all; when it was never truncated, or
+    ``since`` stopped the walk inside it, what it holds is every match there is.
+    """
+    picked: list[WorkflowSummary] = []
+    entries = newest.entries
+    complete = not newest.truncated
+    if where.since is not None:
+        older = next(
+            (i for i, (started, _) in enumerate(entries) if started < where.since_us), None
+        )
+        if older is not None:
+            entries, complete = entries[:older], True
+    entries = [entry for entry in entries if where.takes_start(entry[0])]
+    for at in range(0, len(entries), _CHUNK):
+        chunk = entries[at : at + _CHUNK]
+        stored = await store.summaries([wf for _, wf in chunk])
+        for _, wf in chunk:
+            found = stored.get(wf)
+            if found is None:
+                continue  # deleted, or not written yet
+            row = found.summary
+            if (name is None or row.name == name) and where.takes_row(row):
+                picked.append(row)
+                if len(picked) == limit:
+                    return picked
+    return picked if complete else None

@@ -89,3 +89,28 @@ async def test_since_stops_the_scan_at_the_marks(clean_nats: NATS, client: Clien
         assert [row.workflow_id for row in rows] == ["wf-3"]
     finally:
         await views.close()
+
+
+async def test_the_recent_lists_and_the_index_give_the_same_rows(
+    clean_nats: NATS, client: Client
+) -> None:
+    fast, scan = Views(clean_nats), Views(clean_nats, recent_lists=False)
+    hour = timedelta(hours=1)
+    filters = [
+        ListFilter(since=T0 + hour),
+        ListFilter(until=T0 + hour),
+        ListFilter(since=T0 + hour, until=T0 + 2 * hour),
+        ListFilter(inputs={"env": "prod"}),
+        ListFilter(labels=("gpu",)),
+        ListFilter(parent="wf-0"),
+        ListFilter(inputs={"env": "staging"}),
+    ]
+    try:
+        for where in filters:
+            for limit in (1, 2, 50):
+                expected = await scan.list(where=where, limit=limit)
+                assert await fast.list(where=where, limit=limit) == expected, (where, limit)
+                assert await fast.list(where=where, limit=limit, name="etl") == expected
+    finally:
+        await fast.close()
+        await scan.close()
