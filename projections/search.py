@@ -1,6 +1,10 @@
 """What ``jetwork list`` filters on beyond status and name: start time, inputs, labels, parent.
 
-A listing reads the index newest first (``projections.index``). The start-time bounds are
+Without a status, a filtered listing first walks the recent list of every status ("all", or the
+name's): it holds the newest workflows by start exactly, so the first ``limit`` matches in it
+are the newest matches of all (``from_recent``). When it holds fewer (a rare match, an ``until``
+older than its members) the listing reads the index newest first (``projections.index``). The
+start-time bounds are
 checked on the index entry itself (it carries the start), before any summary is read; ``since``
 also ends the scan as soon as the index's bound marks say nothing older is left. Inputs, labels,
 the parent and the end time are checked on the summary (``WorkflowSummary``), which the listing
