@@ -28,6 +28,7 @@ from pathlib import Path
 from nats.aio.client import Client as NATS
 
 from bench.projections_scale import BASE, _timeline, timed
+from events.catalog import ParentLink
 from events.connection import NatsSettings, connect
 from events.errors import StoreError
 from events.topology import ensure_topology
@@ -46,7 +47,9 @@ def _dressed(i: int, view: WorkflowView, rng: random.Random) -> WorkflowView:
     """``view`` with the inputs, labels and parent workflow ``i`` always gets (seeded by i)."""
     mine = random.Random(i)
     labels = ("gpu", "linux") if mine.random() < 0.2 else ("linux",)
-    parent = f"wf-{mine.randrange(300) * 300:06d}" if mine.random() < 0.01 else None
+    parent = None
+    if mine.random() < 0.01:
+        parent = ParentLink(workflow_id=f"wf-{mine.randrange(300) * 300:06d}", job="j", attempt=1)
     inputs = {"env": mine.choice(ENVS), "n": i, "team": f"t{mine.randrange(20)}"}
     return view.model_copy(update={"inputs": inputs, "labels": labels, "parent": parent})
 

@@ -444,6 +444,7 @@ class JobLooped(JobEvent):
     type: Literal["JobLooped"] = "JobLooped"
     iteration: int = Field(ge=2)
     attempt_base: int
+    at: datetime
 
 
 # --- deletion (docs/reliability.md, "Deleting workflows") ---------------------------------------

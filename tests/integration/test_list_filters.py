@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from nats.aio.client import Client as NATS
 
+from events.catalog import ParentLink
 from projections import Views
 from projections._nats import Direct, Publisher
 from projections.index import micros
@@ -20,6 +21,7 @@ from sdk.client import Client
 from sdk.errors import InvalidArgument
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
+CHILD_OF_0 = ParentLink(workflow_id="wf-0", job="fan", attempt=1)
 
 
 def _view(i: int, **fields: object) -> WorkflowView:
@@ -40,8 +42,8 @@ async def client(clean_nats: NATS) -> AsyncIterator[Client]:
     views = [
         _view(0, inputs={"env": "prod", "n": 1}, labels=("linux",)),
         _view(1, inputs={"env": "dev", "n": 2}, labels=("gpu", "linux")),
-        _view(2, inputs={"env": "prod", "n": 3}, labels=("gpu",), parent="wf-0"),
-        _view(3, inputs={}, parent="wf-0"),
+        _view(2, inputs={"env": "prod", "n": 3}, labels=("gpu",), parent=CHILD_OF_0),
+        _view(3, inputs={}, parent=CHILD_OF_0),
     ]
     recent = RecentWriter(
         Direct(clean_nats, KV_STREAM), Publisher(clean_nats), prefix=KV_PREFIX, generation=1
@@ -102,7 +104,7 @@ async def test_the_recent_lists_and_the_index_give_the_same_rows(
         ListFilter(since=T0 + hour, until=T0 + 2 * hour),
         ListFilter(inputs={"env": "prod"}),
         ListFilter(labels=("gpu",)),
-        ListFilter(parent="wf-0"),
+        ListFilter(parent=CHILD_OF_0),
         ListFilter(inputs={"env": "staging"}),
     ]
     try:

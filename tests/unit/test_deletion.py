@@ -86,7 +86,7 @@ def test_filters_on_inputs_labels_parent_and_end() -> None:
     assert ListFilter(labels=("gpu",)).takes_row(row)
     assert not ListFilter(labels=("gpu", "arm")).takes_row(row)
     assert not ListFilter(parent="wf-0").takes_row(row)
-    assert ListFilter(parent="wf-0").takes_row(_row(parent="wf-0"))
+    assert ListFilter(parent="wf-0").takes_row(_row(parent_workflow_id="wf-0"))
     assert ListFilter(ended_before=at(1)).takes_row(row)
     assert not ListFilter(ended_before=T0).takes_row(row)
     assert not ListFilter(ended_before=at(1)).takes_row(_row())  # open: no end
