@@ -62,6 +62,7 @@ from events.catalog import (
     SignalReceived,
     WorkflowCancelled,
     WorkflowCancelRequested,
+    WorkflowDeleted,
     WorkflowEvent,
     WorkflowFailed,
     WorkflowPaused,
@@ -422,6 +423,10 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
             return signals.evolve(state, event)
         case WorkflowVariablesSet():
             return variables.evolve(state, event)
+        case WorkflowDeleted():
+            # Its history before the tombstone is purged: it reads as never started, so every
+            # command (a retry, a rerun, a start under its id) is refused from here on.
+            return WorkflowState(workflow_id=state.workflow_id, deleted=True)
     return state
 
 

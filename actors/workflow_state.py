@@ -55,6 +55,8 @@ class WorkflowState:
     signal_ids: frozenset[str] = frozenset()
     # Each fanned-out job's items and its instances' tally (``actors.fanout_state``).
     fanouts: Mapping[str, FanOutState] = field(default_factory=dict)
+    # Deleted (``WorkflowDeleted``): nothing of it is left but the tombstone; not found.
+    deleted: bool = False
     # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's
     # last event (its CAS expectation) and the last event of the whole history folded so far.
     last_seq: int = 0

@@ -447,6 +447,23 @@ class JobLooped(JobEvent):
     at: datetime
 
 
+# --- deletion (docs/reliability.md, "Deleting workflows") ---------------------------------------
+
+
+class WorkflowDeleted(WorkflowEvent):
+    """The ended workflow was deleted (``jetwork delete`` or the server's retention): every event
+    of it before this one is purged from the log, its logs and views removed. This tombstone
+    stays: the audit of who deleted what, and when."""
+
+    type: Literal["WorkflowDeleted"] = "WorkflowDeleted"
+    by: str
+    reason: str | None = None
+    name: str
+    status: str  # the status it ended with
+    ended_at: datetime | None = None
+    at: datetime
+
+
 # --- fan-out (matrix and for_each) --------------------------------------------------------------
 
 
@@ -501,6 +518,7 @@ WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowCancelled,
     SignalReceived,
     SignalConsumed,
+    WorkflowDeleted,
 )
 JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobQueued,

@@ -77,9 +77,10 @@ class Topology:
 
     def events(self) -> StreamConfig:
         # The source of truth: file storage, no limits, discard "new" (were a server limit ever hit,
-        # writes are refused rather than history dropped), no delete or purge. No message
-        # schedules here: with allow_msg_schedules the server silently turns deny_purge off
-        # (verified on 2.15.1), so durable timers live on the commands stream. The partition
+        # writes are refused rather than history dropped), no delete of single messages. Purge
+        # is allowed for one path only, the deletion of an ended workflow behind its tombstone
+        # (sdk.deletion; docs/reliability.md, "Deleting workflows"). No message schedules here:
+        # timers are commands, and live on the commands stream. The partition
         # count is recorded in the metadata: every process must hash workflows alike.
         return StreamConfig(
             name=subjects.EVENTS_STREAM,
@@ -91,7 +92,7 @@ class Topology:
             num_replicas=self.replicas,
             duplicate_window=DUPLICATE_WINDOW,
             deny_delete=True,
-            deny_purge=True,
+            deny_purge=False,
             allow_direct=True,
             allow_atomic=True,
             metadata={PARTITIONS_KEY: str(subjects.PARTITIONS)},
@@ -263,7 +264,12 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
             # process runs this at start-up, and one with default settings (R1) must not scale a
             # cluster's R3 streams down.
             existing = await js.stream_info(str(config.name))
-            config = replace(config, num_replicas=existing.config.num_replicas)
+            # A stream created denying purge keeps denying it: the server refuses to lift it
+            # (10052). Such an events stream cannot delete workflows (docs/reliability.md).
+            deny_purge = bool(config.deny_purge or existing.config.deny_purge)
+            config = replace(
+                config, num_replicas=existing.config.num_replicas, deny_purge=deny_purge
+            )
             await js.update_stream(config)
         except BadRequestError as update_exc:
             raise StoreError(

@@ -19,6 +19,7 @@ from actors.definitions import load_workflow_text, parse_workflow
 from events.definition import WorkflowDefinition
 from events.requests import workflow_id_for
 from gateway.context import context
+from gateway.deletion_api import list_filters
 from gateway.models import CancelBody, StartBody, StartOut
 from gateway.streams import log_stream
 from gateway.web import ApiError, Json, read_body, read_json, validated
@@ -88,7 +89,8 @@ async def status(request: Request) -> Response:
 
 
 async def list_workflows(request: Request) -> Response:
-    """Newest first; ``status``, ``name``, ``limit`` (default 50) and ``cursor`` (from ``next``)."""
+    """Newest first; ``status``, ``name``, ``limit`` (default 50) and ``cursor`` (from ``next``);
+    ``since``, ``until``, ``input``, ``label``, ``parent`` (``gateway.deletion_api``)."""
     params = request.query_params
     limit = _int(params.get("limit"), "limit", default=50, low=1, high=1000)
     offset = _cursor(params.get("cursor"))
@@ -98,6 +100,7 @@ async def list_workflows(request: Request) -> Response:
         status=params.get("status") or None,
         name=params.get("name") or None,
         limit=offset + limit + 1,
+        **list_filters(params),
     )
     page = rows[offset : offset + limit]
     more = len(rows) > offset + limit

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from gateway import (
     client_api,
     control_api,
+    deletion_api,
     hooks_api,
     inspect_api,
     metrics_api,
@@ -78,6 +79,11 @@ _LIST_QUERY = (
     ("name", "the workflow's name"),
     ("limit", "rows per page, 1-1000 (default 50)"),
     ("cursor", "the `next` link of the page before"),
+    ("since", "started at or after: a duration ago (2h, 7d) or an RFC 3339 time"),
+    ("until", "started at or before: a duration ago (30m) or an RFC 3339 time"),
+    ("input", "KEY=VALUE: started with this input (repeatable)"),
+    ("label", "a job of it needs this label (repeatable: all of them)"),
+    ("parent", "a sub-workflow of this workflow id"),
 )
 _EVENTS_QUERY = (
     ("workflow_id", "one workflow's events"),
@@ -114,6 +120,9 @@ OPERATIONS: tuple[Op, ...] = (
        query=_LIST_QUERY),
     Op("GET", _WF, client_api.status, C, "A workflow's status (the `status --json` object)",
        "workflows", "workflow_status"),
+    Op("DELETE", _WF, deletion_api.delete_workflow, C,
+       "Delete an ended workflow: its events (a WorkflowDeleted tombstone stays), logs and views "
+       "(409 while it is open; ?reason=&by=)", "workflows", "delete_workflow"),
     Op("GET", _WF + "/status", client_api.status, C, "A workflow's status", "workflows",
        "workflow_status_alias", alias_of="workflow_status"),
     Op("GET", _WF + "/history", client_api.history, C, "Every event of a workflow, in order",

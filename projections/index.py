@@ -244,11 +244,13 @@ async def newest(
     limit: int,
     accept: Accept[T],
     first_window: int = 256,
+    since_us: int = 0,
 ) -> list[T]:
     """The ``limit`` newest accepted entries of the status and name (None: any), newest first.
 
     ``accept`` turns entries into rows, dropping those that are not current (one call per
-    window). Newest means greatest ``started_at``, then greatest workflow id.
+    window). Newest means greatest ``started_at``, then greatest workflow id. ``since_us``:
+    no entry started before it is wanted, so the scan ends once the marks bound the rest below.
     """
     chosen: dict[str, tuple[IndexEntry, T]] = {}
     windows = newest_first(
@@ -262,7 +264,9 @@ async def newest(
         for entry, row in await accept(fresh) if fresh else []:
             chosen.setdefault(entry.workflow_id, (entry, row))
         bound = window.older_bound_us
-        if bound is None or sum(e.started_us > bound for e, _ in chosen.values()) >= limit:
+        if bound is None or bound < since_us:
+            break  # nothing unread, or nothing unread started late enough
+        if sum(e.started_us > bound for e, _ in chosen.values()) >= limit:
             break
     ranked = sorted(
         chosen.values(), key=lambda pair: (pair[0].started_us, pair[0].workflow_id), reverse=True

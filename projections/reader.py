@@ -27,6 +27,7 @@ from projections import index, recent
 from projections._nats import Direct, Publisher
 from projections.generations import Generations
 from projections.positions import lag
+from projections.search import ListFilter, from_recent
 from projections.store import ViewStore
 from projections.views import WorkflowSummary, WorkflowView
 from projections.waiting import UnservedLabelSet, live_capabilities
@@ -107,30 +108,48 @@ class Views:
         return await (await self._store()).view(workflow_id)
 
     async def list(
-        self, *, status: str | None = None, name: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        where: ListFilter | None = None,
     ) -> builtins.list[WorkflowSummary]:
-        """Summaries newest first (by ``started_at``), optionally of one status and/or name."""
+        """Summaries newest first (by ``started_at``), optionally of one status and/or name,
+        and matching ``where`` (``projections.search``)."""
         if status is not None and status not in _STATUSES:
             raise ValueError(f"unknown status {status!r} (one of: {', '.join(sorted(_STATUSES))})")
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         store = await self._store()
-        recent_list = recent.list_id(status=status, name=name) if self._use_recent else None
+        where = where or ListFilter()
+        recent_list = None
+        if self._use_recent and not where.active:
+            recent_list = recent.list_id(status=status, name=name)
+        elif self._use_recent and status is None:  # filters: the newest of every status first
+            newest = await store.recent(recent.list_id(status=None, name=name) or "all")
+            if newest is None:
+                return []  # no workflow ever joined this list
+            found = await from_recent(store, newest, where, name=name, limit=limit)
+            if found is not None:
+                return found
         if recent_list is not None:
             newest = await store.recent(recent_list)
             if newest is None:
                 return []  # no workflow ever joined this list
             if limit <= len(newest.entries) or not newest.truncated:
-                rows = await self._rows(store, newest.entries[:limit], name)
+                taken = newest.entries[:limit]
+                rows = await self._rows(store, taken, name)
                 kept = [row for row in rows if status is None or row.status == status]
-                if len(kept) == len(rows):
+                if len(kept) == len(taken):
                     return kept
-                # A member left the status (an operator's retry): the list no longer holds the
-                # newest ``limit`` of it, the index does.
+                # A member left the status (an operator's retry) or was deleted: the list no
+                # longer holds the newest ``limit`` of it, the index does.
 
         async def accept(
             entries: builtins.list[index.IndexEntry],
         ) -> builtins.list[tuple[index.IndexEntry, WorkflowSummary]]:
+            entries = [entry for entry in entries if where.takes_entry(entry)]
             stored = await store.summaries([entry.workflow_id for entry in entries])
             rows = []
             for entry in entries:
@@ -141,6 +160,8 @@ class Views:
                     continue
                 if name is not None and found.summary.name != name:
                     continue  # a hashed name token shared by two names
+                if not where.takes_row(found.summary):
+                    continue
                 rows.append((entry, found.summary))
             return rows
 
@@ -152,6 +173,7 @@ class Views:
             limit=limit,
             accept=accept,
             first_window=max(256, limit),
+            since_us=where.since_us,
         )
 
     async def _rows(

@@ -214,6 +214,27 @@ class ViewStore:
             return Written(seq, view_rev, summary_rev, index_seq, view.status, chunk_seq)
         raise StoreError(f"writing the view of {wf} kept conflicting", retryable=True)
 
+    async def remove(self, wf: str, prev: Written) -> Written:
+        """Remove everything stored of a deleted workflow: its index entry first (an entry
+        without a summary is never shown), then its summary, chunks and view. Idempotent.
+
+        KV delete markers, not purges: the projector's role may write keys but not purge
+        streams (``events.roles``); readers take a marker for "no such key"."""
+        if prev.index_seq:
+            await self._index.remove(prev.index_seq)
+        keys = [summary_key(self.generation, wf)]
+        stored = await self._kv.last(KV_PREFIX + view_key(self.generation, wf))
+        if stored is not None and _int(stored, _CHUNKS):
+            seq = _int(stored, _SEQ)
+            keys += [_chunk_key(self.generation, wf, seq, i) for i in range(_int(stored, _CHUNKS))]
+        keys.append(view_key(self.generation, wf))  # last: it is what says the workflow is there
+        for key in keys:
+            marker = await self._publisher.send(KV_PREFIX + key, b"", {"KV-Operation": "DEL"})
+            reply = await self._publisher.wait(marker, f"removing {key}")
+            if "error" in reply:
+                raise StoreError(f"removing {key} failed: {describe(reply)}", retryable=True)
+        return Written()
+
     async def mark_index(self) -> None:
         """Bound the index entries stored so far (``projections.index``): call after a batch."""
         await self._index.mark()

@@ -104,6 +104,10 @@ class WorkflowView(_View):
     outputs: dict[str, str] = Field(default_factory=dict)
     # The registered version it runs (``jetwork run NAME@VERSION``), or its file's ``version:``.
     version: int | None = None
+    # What ``jetwork list`` filters on besides ``parent``: the inputs it started with and
+    # every label its jobs need.
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -121,6 +125,9 @@ class WorkflowSummary(_View):
     # What its queued jobs wait for, one entry per distinct need.
     waiting_for: tuple[WaitingFor, ...] = ()
     parent_workflow_id: str | None = None  # a sub-workflow's parent
+    # As in ``WorkflowView``: what ``list`` filters on.
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    labels: tuple[str, ...] = ()
 
 
 def job_view(
@@ -213,6 +220,8 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         },
         parent=state.parent,
         outputs=dict(state.outputs),
+        inputs=dict(state.inputs),
+        labels=tuple(sorted({lb for job in state.definition.jobs.values() for lb in job.labels})),
     )
 
 
@@ -232,4 +241,6 @@ def summary(view: WorkflowView) -> WorkflowSummary:
         job_counts={status.value: counts.get(status.value, 0) for status in JobStatus},
         waiting_for=tuple(waiting[key] for key in sorted(waiting, key=str)),
         parent_workflow_id=view.parent.workflow_id if view.parent else None,
+        inputs=view.inputs,
+        labels=view.labels,
     )

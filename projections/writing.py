@@ -107,6 +107,9 @@ class HeldViews:
         """Write the view of ``state`` unless what is stored reflects it; what is stored then."""
         store = self._store
         assert store is not None
+        if state.deleted:
+            # Its tombstone (``WorkflowDeleted``): nothing of it may be shown any more.
+            return await store.remove(wf, written) if written.view_rev else written
         if state.status is not None and state.definition is not None:
             if state.stream_seq > written.seq:
                 if not written.seq:

@@ -9,6 +9,7 @@ from sdk.cli import (
     control,
     dead_letters,
     definitions,
+    delete,
     demo,
     gateway,
     handlers,
@@ -74,6 +75,7 @@ main.add_command(projections.projections)
 main.add_command(limits.limits)
 main.add_command(definitions.definitions)
 main.add_command(schedules.schedules)
+main.add_command(delete.delete)
 
 
 def entry() -> None:

@@ -10,6 +10,7 @@ import re
 import signal
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Protocol
 
@@ -17,6 +18,7 @@ import click
 import structlog
 from rich.console import Console
 
+from actors.definitions import parse_duration
 from actors.engine import Engine, EngineSettings
 from actors.scheduler import Ticker
 from events.connection import NatsSettings, connect
@@ -27,6 +29,7 @@ from sdk.auth_setup import RoleSecrets
 from sdk.cli._common import configure_logging, log_format_option, make_console, nats_option
 from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.cli.gateway import gateway_settings, http_options
+from sdk.deletion import Retention
 from sdk.embedded_server import EmbeddedServer
 from sdk.runtime import run_service
 from telemetry import tracing
@@ -49,6 +52,20 @@ def _check_sync_interval(_ctx: click.Context, _param: click.Parameter, value: st
     if not _SYNC_INTERVAL.match(value):
         raise click.BadParameter(f"{value!r}: use 'always' or a duration such as 500ms, 10s, 2m")
     return value
+
+
+def _check_retention(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> timedelta | None:
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if seconds <= 0:
+        raise click.BadParameter(f"{value!r}: a retention must be longer than 0s")
+    return timedelta(seconds=seconds)
 
 
 class Service(Protocol):
@@ -89,6 +106,15 @@ class Service(Protocol):
     "client, gateway, admin: docs/reliability.md) and fresh passwords, each part of the server "
     "connecting as its role; writes <data-dir>/auth/<role>.env for local workers and clients.",
 )
+@click.option(
+    "--retention",
+    envvar="JETWORK_RETENTION",
+    default=None,
+    metavar="AGE",
+    callback=_check_retention,
+    help="Delete workflows that ended more than AGE ago (30d, 12h): events, logs, views; "
+    "default: keep all. [env: JETWORK_RETENTION]",
+)
 @http_options(optional=True)
 @metrics_option
 @log_format_option
@@ -99,6 +125,7 @@ def server(
     sync_interval: str,
     no_projector: bool,
     auth: bool,
+    retention: timedelta | None,
     http_listen: str | None,
     tokens_file: str | None,
     insecure: bool,
@@ -125,6 +152,7 @@ def server(
       jetwork server --http 127.0.0.1:8080  # the HTTP gateway elsewhere (--no-http: none)
       jetwork server --metrics 127.0.0.1:9102  # Prometheus metrics (the gateway's /metrics too)
       jetwork server --auth                 # roles; then: set -a; . .jetwork/auth/worker.env
+      jetwork server --retention 30d        # delete workflows that ended 30 days ago
     """
     try:  # before anything starts: a bad variable is one line, not a traceback
         engine_settings = EngineSettings.from_env()
@@ -145,7 +173,13 @@ def server(
         _run_server(
             console,
             url,
-            Parts(engine_settings, projector_settings, http, sample_every if metrics else None),
+            Parts(
+                engine_settings,
+                projector_settings,
+                http,
+                sample_every if metrics else None,
+                retention=retention,
+            ),
             roles=RoleSecrets.generate(data_dir / "auth") if auth else None,
             data_dir=data_dir,
             port=port,
@@ -161,6 +195,7 @@ class Parts:
     projector: ProjectorSettings | None
     http: GatewaySettings | None
     sample_every: float | None  # seconds between samples of queue depth and projector lag
+    retention: timedelta | None = None  # delete workflows ended longer ago (sdk.deletion)
 
 
 def _run_server(
@@ -228,6 +263,11 @@ async def _serve(url: str, console: Console, parts: Parts, roles: RoleSecrets | 
         if parts.sample_every is not None:
             # It reads consumers' states and the projections: the admin's, not a narrower role.
             services.append(Sampler(await connections.as_role("admin"), every=parts.sample_every))
+        if parts.retention is not None:
+            # It appends tombstones and purges the events stream: the admin's (reliability.md).
+            services.append(
+                Retention(await connections.as_role("admin"), retention=parts.retention)
+            )
         http = None
         if parts.http is not None:
             from gateway.serve import HttpGateway

@@ -16,7 +16,8 @@ from actors import workflow
 from actors.workflow import WorkflowState
 from events import subjects
 from events.base import RecordedEvent
-from events.errors import WorkflowNotFound
+from events.catalog import WorkflowDeleted
+from events.errors import UndecodableEvent, WorkflowNotFound
 from events.store import ActorRef, EventStore
 from projections.reader import Views, WorkerInfo
 from projections.views import WorkflowView
@@ -92,8 +93,11 @@ class ClientBase:
         if await self._start_pending(workflow_id):
             return
         with translated(f"reading workflow {workflow_id}", url=self._url):
-            last = await self._store.last_seq(ActorRef.workflow(workflow_id))
-        if last == 0:
+            try:
+                last = await self._store.last_event(ActorRef.workflow(workflow_id))
+            except UndecodableEvent:
+                return  # garbage on its subject: something was appended, so it exists
+        if last is None or isinstance(last.event, WorkflowDeleted):  # deleted: a tombstone only
             raise WorkflowNotFound(workflow_id)
 
     async def _start_pending(self, workflow_id: str) -> bool:

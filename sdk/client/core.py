@@ -34,6 +34,7 @@ from projections.views import WorkflowView
 from sdk.client.commands import ClientCommands
 from sdk.client.control import ClientControl, ControlResult
 from sdk.client.definitions import WorkflowSource
+from sdk.client.deleting import ClientDeletion
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
 from sdk.client.rate_limits import ClientRateLimits
@@ -48,6 +49,7 @@ class Client(
     ClientCommands,
     ClientSignals,
     ClientControl,
+    ClientDeletion,
     ClientWorkerControl,
     ClientRateLimits,
     ClientStreams,

@@ -4,12 +4,16 @@ dead letters, and what the projections hold (listings, workers, the projector's 
 from __future__ import annotations
 
 import builtins
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
 
 from events.base import RecordedEvent
 from events.catalog import WorkflowStatus
 from events.dead_letters import DeadLetter, list_dead_letters
 from events.errors import WorkflowNotFound
 from projections.rebuild import RebuildStats, rebuild
+from projections.search import ListFilter, input_text
 from projections.views import WorkflowSummary, WorkflowView, workflow_view
 from projections.waiting import live_capabilities, summary_with_live_workers
 from sdk.client.base import ClientBase
@@ -72,16 +76,42 @@ class ClientReads(ClientBase):
     # --- projections -----------------------------------------------------------------------------
 
     async def list(
-        self, *, status: str | None = None, name: str | None = None, limit: int = 50
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        inputs: Mapping[str, Any] | None = None,
+        labels: Sequence[str] = (),
+        parent: str | None = None,
     ) -> builtins.list[WorkflowSummary]:
-        """Workflow summaries, newest first, from the projections (which may lag a little)."""
+        """Workflow summaries, newest first, from the projections (which may lag a little).
+
+        ``since``/``until``: started in that time (inclusive; aware datetimes); ``inputs``:
+        started with these inputs (a value matches by equality, or its JSON text: ``{"n":
+        "3"}`` matches ``n: 3``); ``labels``: some job needs each of them; ``parent``: started
+        as a sub-workflow of that workflow.
+        """
+        if since is not None and until is not None and since > until:
+            raise InvalidArgument(
+                f"since ({since.isoformat()}) is after until ({until.isoformat()})"
+            )
+        where = ListFilter(
+            since=since,
+            until=until,
+            inputs={key: input_text(value) for key, value in (inputs or {}).items()},
+            labels=tuple(labels),
+            parent=parent,
+        )
         if status is not None and status not in {s.value for s in WorkflowStatus}:
             known = ", ".join(s.value for s in WorkflowStatus)
             raise InvalidArgument(f"unknown status {status!r} (one of: {known})")
         if limit < 1:
             raise InvalidArgument(f"limit must be at least 1, got {limit}")
         with translated("listing workflows", url=self._url):
-            rows = await self._reader().list(status=status, name=name, limit=limit)
+            rows = await self._reader().list(status=status, name=name, limit=limit, where=where)
         if not any(row.waiting_for for row in rows):
             return rows
         live = live_capabilities(await self._live_workers())

@@ -39,7 +39,8 @@ from tests.eventually import assert_eventually
 from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 
 VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs",
-             "restarted_from", "restarted_as", "vars", "parent", "outputs", "version"}  # fmt: skip
+             "restarted_from", "restarted_as", "vars", "parent", "outputs", "version",
+             "inputs", "labels"}  # fmt: skip
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
             "reason", "waiting_for", "wait", "child_workflow_id", "iteration",
             "sleeping_until"}  # fmt: skip
@@ -48,6 +49,7 @@ COMMANDS = [
     ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],
     ["pause"], ["resume"], ["skip"], ["retry"], ["rerun"], ["restart"], ["signal"], ["set"],
     ["handlers"],
+    ["delete"],
 ]  # fmt: skip
 # Every command that connects to a server, with the arguments it needs to get that far.
 CONNECTING = [
@@ -57,6 +59,7 @@ CONNECTING = [
     ["skip", "wf-x", "a"], ["retry", "wf-x"], ["rerun", "wf-x", "--from", "a"], ["restart", "wf-x"],
     ["signal", "wf-x", "go"],
     ["set", "wf-x", "k=v"], ["handlers"],
+    ["delete", "wf-x"],
 ]  # fmt: skip
 UNREACHABLE = "nats://127.0.0.1:1"
 

@@ -3,17 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
+from nats.js.api import DiscardPolicy
 
+from actors.definitions import parse_workflow
 from events import subjects
-from events.catalog import JobRetryScheduled, JobSucceeded, WorkflowCancelRequested
-from events.errors import ConcurrencyConflict, PayloadTooLarge, StoreError, UndecodableEvent
+from events.catalog import (
+    JobRetryScheduled,
+    JobSucceeded,
+    WorkflowCancelRequested,
+    WorkflowDeleted,
+    WorkflowRetried,
+    WorkflowStarted,
+    WorkflowSucceeded,
+)
+from events.errors import (
+    CommandRefused,
+    ConcurrencyConflict,
+    PayloadTooLarge,
+    StoreError,
+    UndecodableEvent,
+)
 from events.memory_store import MemoryEventStore
 from events.store import ActorRef, EventStore
+from events.topology import Topology, ensure_topology
+from sdk.deletion import delete_workflow
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -283,17 +302,67 @@ class TestJetStreamEventStore(EventStoreContract):
                 break
         assert seen == [1, 2]
 
-    async def test_event_stream_refuses_purge_and_delete(
+    async def test_event_stream_refuses_deleting_single_messages(
         self, store: EventStore, clean_nats: NATS
     ) -> None:
         js = clean_nats.jetstream()
         actor = ActorRef.job("w1", "a")
         seq = await store.append(actor, [retry_event("w1", "a", 1)], expected_seq=0, command_id="c")
-        with pytest.raises(Exception, match="purge"):
-            await js.purge_stream("JW_EVENTS")
         with pytest.raises(Exception, match="delete"):
             await js.delete_msg("JW_EVENTS", seq)
         assert len(await store.load(actor)) == 1
+        config = (await js.stream_info("JW_EVENTS")).config
+        # Purge is the deletion's path (docs/reliability.md, "Deleting workflows"); nothing
+        # else ever removes an event, and no limit or discard policy drops history.
+        assert (config.deny_delete, config.deny_purge) == (True, False)
+        assert (config.discard, config.max_age, config.max_msgs) == (DiscardPolicy.NEW, 0, -1)
+
+    async def test_deletion_purges_one_workflow_before_its_tombstone_only(
+        self, store: EventStore, clean_nats: NATS
+    ) -> None:
+        ended = await _ended_workflow(store, "gone")
+        kept = await _ended_workflow(store, "kept")
+        deleted = await delete_workflow(clean_nats, store, "gone", by="ops", clock=lambda: NOW)
+        history = await store.history("gone")
+        assert [r.event.event_type for r in history] == ["WorkflowDeleted"]
+        assert history[0].seq == deleted.tombstone_seq > max(ended)
+        assert [r.seq for r in await store.history("kept")] == kept
+
+    async def test_an_old_events_stream_denying_purge_keeps_it_and_deletion_says_why(
+        self, store: EventStore, clean_nats: NATS
+    ) -> None:
+        # nats-server refuses to lift deny_purge (10052): a stream made by an older jetwork
+        # starts as before, and deleting from it is refused with the reason and the way out.
+        js = clean_nats.jetstream()
+        await js.delete_stream("JW_EVENTS")
+        await js.add_stream(replace(Topology().events(), deny_purge=True))
+        await ensure_topology(js)
+        assert (await js.stream_info("JW_EVENTS")).config.deny_purge is True
+        kept = await _ended_workflow(store, "old")
+        with pytest.raises(StoreError, match="created denying purge"):
+            await delete_workflow(clean_nats, store, "old", by="ops", clock=lambda: NOW)
+        assert [r.seq for r in await store.history("old")] == kept
+
+
+async def _ended_workflow(store: EventStore, wf: str) -> list[int]:
+    definition = parse_workflow({"name": "n", "jobs": {"a": {"run": "true"}}})
+    actor = ActorRef.workflow(wf)
+    first = await store.append(
+        actor,
+        [WorkflowStarted(workflow_id=wf, definition=definition, started_at=NOW)],
+        expected_seq=0,
+        command_id=f"{wf}-start",
+    )
+    job = await store.append(
+        ActorRef.job(wf, "a"), [retry_event(wf, "a", 1)], expected_seq=0, command_id=f"{wf}-a"
+    )
+    last = await store.append(
+        actor,
+        [WorkflowSucceeded(workflow_id=wf, ended_at=NOW)],
+        expected_seq=first,
+        command_id=f"{wf}-end",
+    )
+    return [first, job, last]
 
 
 async def test_reused_command_id_for_another_actor_is_refused(clean_nats: NATS) -> None:
@@ -305,3 +374,33 @@ async def test_reused_command_id_for_another_actor_is_refused(clean_nats: NATS) 
         await store.append(
             ActorRef.job("w1", "b"), [retry_event("w1", "b", 1)], expected_seq=0, command_id="dup"
         )
+
+
+class _ReopeningFirst(EventStore):
+    """A real store on which an operator's retry lands just before the deletion's first append
+    (what a concurrent `jetwork retry` between the deletion's read and its append does)."""
+
+    reopened = False
+
+    async def append(self, actor: ActorRef, events: Any, **kw: Any) -> int:
+        if not self.reopened and isinstance(events[0], WorkflowDeleted):
+            self.reopened = True
+            retried = WorkflowRetried(workflow_id="race", by="ops", jobs=("a",), at=NOW)
+            await super().append(actor, [retried], expected_seq=kw["expected_seq"], command_id="r")
+        return await super().append(actor, events, **kw)
+
+
+async def test_a_workflow_reopened_during_its_deletion_is_refused_and_kept(
+    clean_nats: NATS,
+) -> None:
+    store = _ReopeningFirst(clean_nats)
+    await _ended_workflow(store, "race")
+    with pytest.raises(CommandRefused, match="it is running"):
+        await delete_workflow(clean_nats, store, "race", by="ops", clock=lambda: NOW)
+    history = [r.event.event_type for r in await store.history("race")]
+    assert history == [
+        "WorkflowStarted",
+        "JobRetryScheduled",
+        "WorkflowSucceeded",
+        "WorkflowRetried",
+    ]

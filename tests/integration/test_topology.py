@@ -33,7 +33,9 @@ async def test_event_stream_is_the_durable_source_of_truth(clean_nats: NATS) -> 
     config = (await clean_nats.jetstream().stream_info(subjects.EVENTS_STREAM)).config
     assert config.storage == StorageType.FILE
     assert config.retention == RetentionPolicy.LIMITS
-    assert config.deny_purge and config.deny_delete
+    # No single message is ever deleted; purge is the deletion of an ended workflow behind its
+    # tombstone only (docs/reliability.md, "Deleting workflows").
+    assert config.deny_delete and not config.deny_purge
     assert config.allow_direct and config.allow_atomic
     assert config.max_age in (0, None) and config.max_msgs in (-1, None)
     assert config.duplicate_window == 120

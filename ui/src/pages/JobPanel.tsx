@@ -8,6 +8,7 @@ import type { JobLive } from '../fold';
 import { between, clock, stamp } from '../format';
 import { openStream } from '../sse';
 import { Status } from '../status';
+import { JobActions } from './JobActions';
 
 const MAX_LINES = 20_000;
 
@@ -16,11 +17,13 @@ export function JobPanel({
   job,
   live,
   onClose,
+  workflowStatus = '',
 }: {
   workflowId: string;
   job: GraphJob;
   live: JobLive;
   onClose: () => void;
+  workflowStatus?: string;
 }): JSX.Element {
   const [detail, setDetail] = useState<JobDetail | null>(null);
   const base = `/api/workflows/${encodeURIComponent(workflowId)}/jobs/${encodeURIComponent(job.name)}`;
@@ -55,6 +58,7 @@ export function JobPanel({
         <div><dt>Duration</dt><dd>{between(live.started_at, live.status === 'running' ? null : live.ended_at)}</dd></div>
         <div><dt>Worker</dt><dd class="mono">{live.worker_id ?? '–'}</dd></div>
       </dl>
+      <JobActions workflowId={workflowId} job={job.name} jobStatus={live.status} workflowStatus={workflowStatus} />
       {live.error && (
         <section>
           <h3>Error</h3>

@@ -194,7 +194,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
         <aside class="side" aria-label="Details">
           {job ? (
             structure ? (
-              <JobPanel workflowId={id} job={structure} live={jobs.get(job)!} onClose={close} />
+              <JobPanel workflowId={id} job={structure} live={jobs.get(job)!} onClose={close} workflowStatus={wf.status} />
             ) : (
               <p>
                 No job named <code>{job}</code> in this workflow. <a href={workflowHref(id)}>Back</a>
