@@ -23,6 +23,7 @@ from events.definition import (
     RetryPolicy,
     WorkflowDefinition,
 )
+from events.http_step import HttpStep
 from events.labels import token_of
 
 
@@ -91,6 +92,8 @@ class JobSpec(BaseModel):
     traceparent: str | None = None
     # A ``workflow:`` job's child reference (``with`` holds the child's inputs): no worker runs it.
     workflow: str | None = None
+    # An http step's request, rendered (``events.http_step``); ``uses`` is then HTTP_HANDLER.
+    http: HttpStep | None = None
 
 
 class ParentLink(BaseModel):

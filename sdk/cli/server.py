@@ -29,6 +29,7 @@ from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.cli.gateway import gateway_settings, http_options
 from sdk.embedded_server import EmbeddedServer
 from sdk.runtime import run_service
+from sdk.worker.http_steps import http_step_worker
 from telemetry import tracing
 from telemetry.sampler import Sampler, interval_from_env
 
@@ -228,6 +229,7 @@ async def _serve(url: str, console: Console, parts: Parts, roles: RoleSecrets | 
         if parts.sample_every is not None:
             # It reads consumers' states and the projections: the admin's, not a narrower role.
             services.append(Sampler(await connections.as_role("admin"), every=parts.sample_every))
+        services.append(http_step_worker(url))  # runs http: steps (sdk/worker/http_steps.py)
         http = None
         if parts.http is not None:
             from gateway.serve import HttpGateway

@@ -141,6 +141,10 @@ class Worker(WorkerShutdown):
         """Labels plus ``@<name>`` per registered handler: what this worker can run."""
         return capabilities(self.config.labels, self.registry.names)
 
+    def serves(self, requirements: frozenset[str]) -> bool:
+        """Whether this worker pulls the jobs of a label set with ``requirements``."""
+        return serves(self.capabilities, requirements)
+
     def on(self, kind: str, listener: Listener | None = None) -> Any:
         """Call ``listener`` with what happens to this worker's attempts (``lifecycle.py``):
         ``job_started``, ``job_succeeded``, ``job_failed``, ``job_cancelled``, ``job_rejected``,
@@ -301,9 +305,7 @@ class Worker(WorkerShutdown):
         except InvalidDispatch as exc:
             self._log.warning("ignoring label set entry", key=entry.key, error=str(exc))
             return
-        if labelset.token in self._pullers or not serves(
-            self.capabilities, frozenset(labelset.requirements)
-        ):
+        if labelset.token in self._pullers or not self.serves(frozenset(labelset.requirements)):
             return
         assert self._nc is not None
         lane = self._lanes[handler_of(labelset)]
