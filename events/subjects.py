@@ -164,7 +164,13 @@ def events_of_type(event_type: str) -> str:
 # What workers append that the engine must react to: the end of an attempt. (Claims change no
 # decision: the engine treats a queued and a running job alike, and reads a job's claims when it
 # needs them, for a timeout or after a conflict.)
-RESULT_EVENTS: Final = ("JobSucceeded", "JobFailed", "JobRetryScheduled", "JobCancelled")
+RESULT_EVENTS: Final = (
+    "JobSucceeded",
+    "JobFailed",
+    "JobRetryScheduled",
+    "JobCancelled",
+    "JobParked",  # a handler's InProgress: the engine arms its callback (actors/parking.py)
+)
 
 
 def partition_results(partition: int) -> list[str]:

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
     from sdk.worker.core import Worker as Worker
     from sdk.worker.handlers import HandlerRegistry as HandlerRegistry
     from sdk.worker.handlers import PermanentError as PermanentError
+    from sdk.worker.in_progress import InProgress as InProgress
     from sdk.worker.job_context import CancellationRequested as CancellationRequested
     from sdk.worker.job_context import JobContext as JobContext
 
@@ -98,6 +99,7 @@ _SOURCES: dict[str, str] = {
     "JobContext": "sdk.worker.job_context",
     "HandlerRegistry": "sdk.worker.handlers",
     "PermanentError": "sdk.worker.handlers",
+    "InProgress": "sdk.worker.in_progress",
     "CancellationRequested": "sdk.worker.job_context",
     # running a server
     "EmbeddedServer": "sdk.embedded_server",
@@ -136,6 +138,7 @@ __all__ = [
     "DryRunJob",
     "EmbeddedServer",
     "HandlerRegistry",
+    "InProgress",
     "Input",
     "InvalidArgument",
     "InvalidWorkflow",

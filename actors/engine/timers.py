@@ -122,6 +122,19 @@ class SleepTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.sleep-a{self.attempt}"
 
 
+class CallbackTimer(_Timer):
+    """Queues the parked attempt ``attempt`` of ``job`` again (a handler's ``InProgress``);
+    ``poll_count`` names the parking it was armed for (``actors.parking``)."""
+
+    kind: Literal["callback"] = "callback"
+    job: str = Field(pattern=_TOKEN)
+    attempt: int
+    poll_count: int
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.{self.job}.callback-a{self.attempt}-p{self.poll_count}"
+
+
 AnyTimer = (
     WorkflowTimeoutTimer
     | JobTimeoutTimer
@@ -130,6 +143,7 @@ AnyTimer = (
     | LeaseTimer
     | WaitTimeoutTimer
     | SleepTimer
+    | CallbackTimer
 )
 TIMERS: TypeAdapter[AnyTimer] = TypeAdapter(Annotated[AnyTimer, Field(discriminator="kind")])
 

@@ -334,6 +334,8 @@ class Attempt(DispatchMessage):
             worker_id=self.env.worker_id,
             upstream_outputs=state.spec.upstream_outputs,
             log_sink=logs,
+            poll_count=state.poll_count,
+            progress=dict(state.outputs) if state.poll_count else {},
         )
         self.ctx = ctx
         if self._lost is not None or self.env.aborting():

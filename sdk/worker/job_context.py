@@ -83,6 +83,10 @@ class JobContext:
     cancel_reason: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     """Outputs set by a Python handler with ``set_output``; merged over those of its result."""
+    poll_count: int = 0
+    """Times this attempt was parked by an ``InProgress`` so far (0 on its first run)."""
+    progress: Mapping[str, str] = field(default_factory=dict)
+    """The outputs of the last ``InProgress`` (empty on the first run)."""
     log: JobLogger = field(init=False)
     ended_at: float | None = field(init=False, default=None)
     """When (``time.monotonic()``) the executor saw the job's own work end: its process exited,

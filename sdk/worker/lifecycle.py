@@ -29,7 +29,7 @@ from events.catalog import (
     JobRetryScheduled,
     JobSucceeded,
 )
-from sdk.worker.executors.base import Cancelled, ExecutionResult, Failed, Succeeded
+from sdk.worker.executors.base import Cancelled, ExecutionResult, Failed, Parked, Succeeded
 
 _log = structlog.get_logger("jetwork.worker")
 
@@ -78,7 +78,7 @@ class JobEnded:
     ``job_abandoned``: not reported (the lease was lost, or the worker aborted)."""
 
     ref: AttemptRef
-    outcome: Literal["succeeded", "failed", "cancelled", "rejected", "abandoned"]
+    outcome: Literal["succeeded", "failed", "cancelled", "rejected", "abandoned", "parked"]
     duration: float | None  # seconds the attempt ran (None: abandoned)
     outputs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
@@ -159,6 +159,8 @@ def ended(
             return JobEnded(ref, "failed", duration=seconds, error=error, retried=retried, at=at)
         case Cancelled(reason=reason):
             return JobEnded(ref, "cancelled", duration=seconds, error=reason, at=at)
+        case Parked(outputs=outputs):  # a handler's InProgress: it runs again later
+            return JobEnded(ref, "parked", duration=seconds, outputs=dict(outputs))
         case _:
             return JobEnded(ref, "abandoned", duration=None)
 

@@ -13,7 +13,7 @@ import sdk
 
 EXPECTED = {
     "CancellationRequested", "Claim", "Client", "CommandRefused", "ConcurrencyConflict",
-    "ControlResult", "DeadLetter", "DryRun", "DryRunJob", "dry_run",
+    "ControlResult", "DeadLetter", "DryRun", "DryRunJob", "dry_run", "InProgress",
     "EmbeddedServer", "HandlerRegistry", "Input", "InvalidArgument", "InvalidWorkflow",
     "JetworkError", "JobContext", "JobNotFound", "JobRef", "JobView", "LeaseLost", "LogLine",
     "Loop",
