@@ -40,11 +40,19 @@ Kind = Literal[
     "job_cancelled",
     "job_rejected",
     "job_abandoned",
+    "job_parked",
     "lease_lost",
     "poll_failed",
 ]
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
-ENDED: Final = ("job_succeeded", "job_failed", "job_cancelled", "job_rejected", "job_abandoned")
+ENDED: Final = (
+    "job_succeeded",
+    "job_failed",
+    "job_cancelled",
+    "job_rejected",
+    "job_abandoned",
+    "job_parked",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +83,8 @@ class JobStarted:
 class JobEnded:
     """``job_succeeded`` / ``job_failed`` / ``job_cancelled``: the result recorded in the log;
     ``job_rejected``: recorded as rejected (the lease was no longer current);
-    ``job_abandoned``: not reported (the lease was lost, or the worker aborted)."""
+    ``job_abandoned``: not reported (the lease was lost, or the worker aborted);
+    ``job_parked``: the handler returned ``InProgress`` (the job runs again later)."""
 
     ref: AttemptRef
     outcome: Literal["succeeded", "failed", "cancelled", "rejected", "abandoned", "parked"]
