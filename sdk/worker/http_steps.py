@@ -34,8 +34,18 @@ async def _made_by_the_executor(ctx: JobContext) -> None:  # pragma: no cover - 
 class HttpStepWorker(Worker):
     """A worker offering only the reserved handler ``jetwork-http``."""
 
+    def __init__(self, config: WorkerConfig, *, executor: HttpExecutor, **options: Any) -> None:
+        super().__init__(config, executor=executor, **options)
+        self.http = executor
+
     def serves(self, requirements: frozenset[str]) -> bool:
         return requirements == _REQUIREMENTS
+
+    async def stop(self, *, graceful: bool = True) -> None:
+        try:
+            await super().stop(graceful=graceful)
+        finally:
+            await self.http.aclose()
 
 
 def http_step_worker(

@@ -224,3 +224,14 @@ async def test_a_body_over_the_output_limit_fails_without_retry(ctx: JobContext)
     result = await executor.execute(spec_of(url="https://api.example.com/"), ctx)
     assert isinstance(result, Failed) and not result.retryable
     assert "over the worker's max_output_bytes of 1000" in result.error
+
+
+def test_a_start_request_carries_the_step() -> None:
+    """What the CLI and the client send (``definition_mapping``) parses back to the same step."""
+    from pathlib import Path
+
+    from actors.definitions import load_workflow_file
+    from actors.definitions.mapping import definition_mapping
+
+    definition = load_workflow_file(Path(__file__).parents[2] / "examples" / "http.yaml")
+    assert parse_workflow(definition_mapping(definition)) == definition
