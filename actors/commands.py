@@ -69,6 +69,8 @@ class TimeoutDispatch(JobCommand):
 
     type: Literal["TimeoutDispatch"] = "TimeoutDispatch"
     attempt: int = Field(ge=1)
+    # The attempt's queueing it was armed for: a parked attempt is queued again (actors/parking).
+    poll_count: int = 0
 
 
 class RequeueJob(JobCommand):

@@ -214,7 +214,11 @@ def _timeout(state: JobState, cmd: TimeoutJob) -> list[JobEvent]:
 
 
 def _dispatch_timeout(state: JobState, cmd: TimeoutDispatch) -> list[JobEvent]:
-    if state.status is not JobStatus.QUEUED or state.attempt != cmd.attempt:
+    if (
+        state.status is not JobStatus.QUEUED
+        or state.attempt != cmd.attempt
+        or state.poll_count != cmd.poll_count
+    ):
         return []  # claimed, cancelled or superseded in time: a stale timer
     waited = format_duration(state.dispatch_timeout or 0)
     needs = _needs(state)

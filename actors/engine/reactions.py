@@ -293,7 +293,8 @@ def _fire(reaction: Reaction, timer: AnyTimer, now: datetime) -> list[Event]:
                            poll_count=timer.poll_count, now=now)  # fmt: skip
         return list(job.decide(state.job(timer.job), unpark))
     if isinstance(timer, DispatchTimeoutTimer):
-        dispatch = TimeoutDispatch(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
+        dispatch = TimeoutDispatch(workflow_id=wf, job=timer.job, attempt=timer.attempt,
+                                   poll_count=timer.poll_count, now=now)  # fmt: skip
         return list(job.decide(state.job(timer.job), dispatch))
     if isinstance(timer, SleepTimer):
         return list(inline_steps.wake(state.job(timer.job), timer.attempt, now))
@@ -410,7 +411,11 @@ def _plan_job_timeout(state: WorkflowState, event: JobQueued, reaction: Reaction
         due = event.claimable_from() + timedelta(seconds=event.dispatch_timeout)
         reaction.timers.append(
             DispatchTimeoutTimer(
-                workflow_id=state.workflow_id, job=event.job, attempt=event.attempt, due=due
+                workflow_id=state.workflow_id,
+                job=event.job,
+                attempt=event.attempt,
+                poll_count=event.poll_count,
+                due=due,
             )
         )
     timeout = event.spec.timeout

@@ -81,9 +81,11 @@ class DispatchTimeoutTimer(_Timer):
     kind: Literal["dispatch_timeout"] = "dispatch_timeout"
     job: str = Field(pattern=_TOKEN)
     attempt: int
+    poll_count: int = 0  # a parked attempt queued again has a timer of its own
 
     def timer_id(self) -> str:
-        return f"{self.workflow_id}.{self.job}.dispatch-a{self.attempt}"
+        parked = f"-p{self.poll_count}" if self.poll_count else ""
+        return f"{self.workflow_id}.{self.job}.dispatch-a{self.attempt}{parked}"
 
 
 class LeaseTimer(_Timer):

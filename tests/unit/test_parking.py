@@ -152,3 +152,12 @@ def test_a_workflow_waits_for_its_parked_job() -> None:
     assert ("WorkflowFailed", "wf") not in kinds(reaction.decided)
     assert ("WorkflowCancelled", "wf") not in kinds(reaction.decided)
     assert not any(k[0].startswith("Workflow") for k in kinds(reaction.decided))
+
+
+def test_the_first_queueing_s_dispatch_timer_does_not_fail_the_attempt_queued_again() -> None:
+    from actors.commands import TimeoutDispatch
+
+    again = JOB.given(queued(), started(), parked(), queued_again(1, 1, 35))
+    again.when(TimeoutDispatch(**ids, attempt=1, now=at(60))).then_nothing()
+    failed = again.when(TimeoutDispatch(**ids, attempt=1, poll_count=1, now=at(60))).events()
+    assert [e.event_type for e in failed] == ["JobFailed"]
