@@ -276,7 +276,7 @@ class JobQueued(JobEvent):
     attempt_base: int = 0
     # A parked attempt queued again (``JobParked``): how many times it was parked so far, and
     # the progress outputs its handler returned; the next run reads them as ctx.poll_count and
-    # ctx.progress.
+    # ctx.progress_outputs.
     poll_count: int = 0
     progress: dict[str, str] = Field(default_factory=dict)
 

@@ -335,7 +335,7 @@ class Attempt(DispatchMessage):
             upstream_outputs=state.spec.upstream_outputs,
             log_sink=logs,
             poll_count=state.poll_count,
-            progress=dict(state.outputs) if state.poll_count else {},
+            progress_outputs=dict(state.outputs) if state.poll_count else {},
         )
         self.ctx = ctx
         if self._lost is not None or self.env.aborting():

@@ -23,15 +23,17 @@ class InProgress:
             if ctx.poll_count == 0:
                 job_id = await start_remote_transcode(inp)
                 return InProgress(callback_after="30s", outputs={"remote_id": job_id})
-            state = await remote_state(ctx.progress["remote_id"])
+            state = await remote_state(ctx.progress_outputs["remote_id"])
             if state.done:
                 return TranscodeOut(url=state.url)
-            return InProgress(callback_after="30s", outputs={**ctx.progress, "pct": state.pct})
+            pct = {"pct": state.pct}
+            return InProgress(callback_after="30s", outputs={**ctx.progress_outputs, **pct})
 
     The job holds no worker slot and no lease meanwhile: it is recorded ``JobParked`` and, after
     ``callback_after`` (``"30s"``, seconds or a ``timedelta``), queued again for any worker with
-    the handler, which runs it with ``ctx.poll_count`` (times parked so far) and ``ctx.progress``
-    (these ``outputs``, as text like a handler's outputs). Parking uses up no attempt.
+    the handler, which runs it with ``ctx.poll_count`` (times parked so far) and
+    ``ctx.progress_outputs`` (these ``outputs``, as text like a handler's outputs). Parking uses
+    up no attempt.
     """
 
     callback_after: str | float | timedelta

@@ -85,7 +85,7 @@ class JobContext:
     """Outputs set by a Python handler with ``set_output``; merged over those of its result."""
     poll_count: int = 0
     """Times this attempt was parked by an ``InProgress`` so far (0 on its first run)."""
-    progress: Mapping[str, str] = field(default_factory=dict)
+    progress_outputs: Mapping[str, str] = field(default_factory=dict)
     """The outputs of the last ``InProgress`` (empty on the first run)."""
     log: JobLogger = field(init=False)
     ended_at: float | None = field(init=False, default=None)

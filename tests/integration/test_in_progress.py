@@ -1,5 +1,5 @@
 """Long-running handlers: ``InProgress`` parks the job (no slot, no lease) and the engine's
-durable timer queues it again with ``ctx.poll_count`` and ``ctx.progress``."""
+durable timer queues it again with ``ctx.poll_count`` and ``ctx.progress_outputs``."""
 
 from __future__ import annotations
 
@@ -52,11 +52,11 @@ def polling_worker(nats_url: str, seen: list[tuple[str, int, dict[str, str]]]) -
 
     @worker.job("remote")
     async def remote(ctx: JobContext, inputs: dict[str, Any]) -> Any:
-        seen.append((ctx.job, ctx.poll_count, dict(ctx.progress)))
+        seen.append((ctx.job, ctx.poll_count, dict(ctx.progress_outputs)))
         if ctx.poll_count < 2:
             after = inputs.get("after", "300ms")
             return InProgress(callback_after=after, outputs={"step": ctx.poll_count + 1})
-        return {"done": "yes", "steps": ctx.progress["step"]}
+        return {"done": "yes", "steps": ctx.progress_outputs["step"]}
 
     return worker
 
