@@ -8,6 +8,7 @@ Subject layout (see docs/architecture.md, "Subjects"); ``<p>`` is the workflow's
 - ``cmd.<p>.<name>.<wf>``                             commands (start, cancel, ...)
 - ``cmd.<p>.timer.<id>`` / ``cmdsched.<p>.<id>``      durable timers (message schedules)
 - ``log.<wf>.<job>``                                  job log chunks
+- ``log.<wf>.<job>.progress``                         progress frames and rolling summary
 - ``ctl.cancel.<wf>.<job>``                           core NATS cancel notice to a running job
 """
 
@@ -198,6 +199,16 @@ def timer_fire(partition: int, timer_id: str) -> str:
 
 def log(wf_id: str, job: str) -> str:
     return f"log.{wf_id}.{job}"
+
+
+def progress(wf_id: str, job: str) -> str:
+    """A job's progress frames (``ctx.progress``), beside its log on JW_LOGS (``log.>``)."""
+    return f"log.{wf_id}.{job}.progress"
+
+
+def progress_all(wf_id: str) -> str:
+    """The progress frames of every job of one workflow."""
+    return f"log.{wf_id}.*.progress"
 
 
 def cancel_notice(wf_id: str, job: str) -> str:

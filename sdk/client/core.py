@@ -36,6 +36,7 @@ from sdk.client.control import ClientControl, ControlResult
 from sdk.client.definitions import WorkflowSource
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
+from sdk.client.progress import ClientProgress
 from sdk.client.rate_limits import ClientRateLimits
 from sdk.client.registry import ClientRegistry
 from sdk.client.signals import ClientSignals
@@ -52,6 +53,7 @@ class Client(
     ClientRateLimits,
     ClientStreams,
     ClientRegistry,
+    ClientProgress,
 ):
     """An async jetwork client on one NATS connection.
 

@@ -40,6 +40,7 @@ from pydantic import BaseModel
 
 from events import subjects
 from events.connection import NatsSettings, connect
+from events.direct_get import DirectReader
 from events.dispatch import InvalidDispatch, LabelSet, capabilities, serves
 from events.store import EventStore
 from events.topology import ensure_topology
@@ -254,6 +255,7 @@ class Worker(WorkerShutdown):
             listeners=self.listeners,
             limiter=self.limiter,
             groups=self.groups,
+            logs_reader=DirectReader(nc, stream=subjects.LOGS_STREAM, timeout=5.0),
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
         await self.pauses.start(js)
