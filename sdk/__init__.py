@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from sdk.client.handle import RunHandle as RunHandle
     from sdk.client.logs import Claim as Claim
     from sdk.client.logs import LogLine as LogLine
+    from sdk.client.progress import ProgressFrame as ProgressFrame
     from sdk.client.workers import WorkerList as WorkerList
     from sdk.embedded_server import EmbeddedServer as EmbeddedServer
     from sdk.errors import InvalidArgument as InvalidArgument
@@ -74,6 +75,7 @@ _SOURCES: dict[str, str] = {
     "ControlResult": "sdk.client.control",
     "LogLine": "sdk.client.logs",
     "Claim": "sdk.client.logs",
+    "ProgressFrame": "sdk.client.progress",
     "WorkflowView": "projections.views",
     "JobView": "projections.views",
     "WorkflowSummary": "projections.views",
@@ -151,6 +153,7 @@ __all__ = [
     "LogLine",
     "Loop",
     "PermanentError",
+    "ProgressFrame",
     "RecordedEvent",
     "Retry",
     "RunHandle",
