@@ -229,7 +229,8 @@ async def _serve(url: str, console: Console, parts: Parts, roles: RoleSecrets | 
         if parts.sample_every is not None:
             # It reads consumers' states and the projections: the admin's, not a narrower role.
             services.append(Sampler(await connections.as_role("admin"), every=parts.sample_every))
-        services.append(http_step_worker(url))  # runs http: steps (sdk/worker/http_steps.py)
+        # http: steps run in a worker of the server's own (sdk/worker/http_steps.py), as a worker.
+        services.append(http_step_worker(url, auth=roles.auth("worker") if roles else None))
         http = None
         if parts.http is not None:
             from gateway.serve import HttpGateway

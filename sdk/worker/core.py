@@ -142,6 +142,9 @@ class Worker(WorkerShutdown):
         """Labels plus ``@<name>`` per registered handler: what this worker can run."""
         return capabilities(self.config.labels, self.registry.names)
 
+    def _nats_settings(self) -> NatsSettings:
+        return NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}")
+
     def serves(self, requirements: frozenset[str]) -> bool:
         """Whether this worker pulls the jobs of a label set with ``requirements``."""
         return serves(self.capabilities, requirements)
@@ -219,9 +222,7 @@ class Worker(WorkerShutdown):
         self._started_at = now()
         try:
             self._lanes = self._build_lanes()
-            self._nc = await connect(
-                NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}")
-            )
+            self._nc = await connect(self._nats_settings())
             await self._start(self._nc)
         except BaseException:
             self.phase = "stopped"

@@ -12,10 +12,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, Final
 
+from events.connection import NatsSettings
 from events.http_step import HTTP_HANDLER
 from events.labels import HANDLER_PREFIX
+from events.nats_auth import NatsAuth
 from sdk.worker.config import WorkerConfig
 from sdk.worker.core import Worker
 from sdk.worker.executors.http_step import HttpExecutor
@@ -34,9 +37,21 @@ async def _made_by_the_executor(ctx: JobContext) -> None:  # pragma: no cover - 
 class HttpStepWorker(Worker):
     """A worker offering only the reserved handler ``jetwork-http``."""
 
-    def __init__(self, config: WorkerConfig, *, executor: HttpExecutor, **options: Any) -> None:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        *,
+        executor: HttpExecutor,
+        auth: NatsAuth | None = None,
+        **options: Any,
+    ) -> None:
         super().__init__(config, executor=executor, **options)
         self.http = executor
+        self._auth = auth
+
+    def _nats_settings(self) -> NatsSettings:
+        # ``jetwork server --auth``: the server's worker role, not the process's variables.
+        return replace(super()._nats_settings(), auth=self._auth)
 
     def serves(self, requirements: frozenset[str]) -> bool:
         return requirements == _REQUIREMENTS
@@ -49,7 +64,11 @@ class HttpStepWorker(Worker):
 
 
 def http_step_worker(
-    nats_url: str, environ: Mapping[str, str] | None = None, **settings: Any
+    nats_url: str,
+    environ: Mapping[str, str] | None = None,
+    *,
+    auth: NatsAuth | None = None,
+    **settings: Any,
 ) -> HttpStepWorker:
     """The built-in worker of ``jetwork server``, connected to ``nats_url``; ``settings``
     override its ``WorkerConfig`` (tests shorten its lease)."""
@@ -66,4 +85,4 @@ def http_step_worker(
     registry = HandlerRegistry()
     registry.register(HTTP_HANDLER, _made_by_the_executor)
     executor = HttpExecutor(environ=environ, max_output_bytes=config.max_output_bytes)
-    return HttpStepWorker(config, registry=registry, executor=executor, environ=environ)
+    return HttpStepWorker(config, registry=registry, executor=executor, environ=environ, auth=auth)
