@@ -195,6 +195,7 @@ async def test_the_executor_sends_the_secret_and_outputs_status_and_body(
         expect_status=(201,),
     )
     result = await executor.execute(spec, ctx)
+    await executor.aclose()
     assert result == Succeeded(outputs={"status": "201", "body": '{"ok":true}'})
     assert seen[0].headers["authorization"] == "Bearer t0k"
     assert seen[0].content == b'{"a":1}'
@@ -215,6 +216,7 @@ async def test_the_executor_refuses_before_any_request(ctx: JobContext) -> None:
         retryable=False,
     )
     result = await executor.execute(spec_of(url="gopher://api.example.com/"), ctx)
+    await executor.aclose()
     assert isinstance(result, Failed) and "only http and https" in result.error
 
 
@@ -222,6 +224,7 @@ async def test_a_body_over_the_output_limit_fails_without_retry(ctx: JobContext)
     transport = httpx.MockTransport(lambda _: httpx.Response(200, text="x" * 2000))
     executor = HttpExecutor(environ={}, max_output_bytes=1000, transport=transport)
     result = await executor.execute(spec_of(url="https://api.example.com/"), ctx)
+    await executor.aclose()
     assert isinstance(result, Failed) and not result.retryable
     assert "over the worker's max_output_bytes of 1000" in result.error
 
