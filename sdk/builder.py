@@ -271,8 +271,9 @@ class Workflow:
         ``wait_for`` (a job that waits for a signal, on no worker), ``workflow`` (a
         sub-workflow: a ``Workflow``, a definition, or a YAML file's path, read now; ``with_`` is
         its inputs), ``set_`` (outputs computed from expressions, no worker), ``sleep`` or
-        ``until`` (a durable wait, no worker), ``http`` (a request jetwork makes, ``Http``). ``loop`` runs the job again until its condition
-        holds. ``needs_at_least=(2, [a, b, c])``: ready once 2 of them succeeded.
+        ``until`` (a durable wait, no worker), ``http`` (a request jetwork makes, ``Http``).
+        ``loop`` runs the job again until its condition holds. ``needs_at_least=(2, [a, b, c])``:
+        ready once 2 of them succeeded.
 
         ``matrix`` (YAML's ``strategy.matrix``) or ``for_each`` (a list, or
         ``for_each_of(job, "items")``) runs it once per item as ``<name>-<index>``; read the item
