@@ -69,6 +69,8 @@ class TimeoutDispatch(JobCommand):
 
     type: Literal["TimeoutDispatch"] = "TimeoutDispatch"
     attempt: int = Field(ge=1)
+    # The attempt's queueing it was armed for: a parked attempt is queued again (actors/parking).
+    poll_count: int = 0
 
 
 class RequeueJob(JobCommand):
@@ -212,6 +214,29 @@ class ExpireLease(JobCommand):
     epoch: int
 
 
+# --- long-running jobs (a handler's InProgress) -------------------------------------------------
+
+
+class ParkJob(JobCommand):
+    """The holder of lease ``epoch`` returned ``InProgress``: look again ``callback_after``
+    seconds from now, with ``outputs`` as the job's progress."""
+
+    type: Literal["ParkJob"] = "ParkJob"
+    epoch: int
+    worker_id: str | None = None
+    callback_after: float = Field(ge=0)
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+class UnparkJob(JobCommand):
+    """The callback timer of a parked attempt fired: queue it again (``poll_count`` names the
+    parking it was armed for: a stale timer changes nothing)."""
+
+    type: Literal["UnparkJob"] = "UnparkJob"
+    attempt: int
+    poll_count: int
+
+
 AnyJobCommand = (
     ClaimJob
     | CompleteJob
@@ -222,6 +247,8 @@ AnyJobCommand = (
     | CancelJob
     | ConfirmCancelled
     | ExpireLease
+    | ParkJob
+    | UnparkJob
 )
 AnyOperatorCommand = (
     PauseWorkflow

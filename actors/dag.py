@@ -29,10 +29,12 @@ from actors.definitions import (
     render,
     uses_status_function,
 )
+from actors.definitions.http_step import render_http
 from events import subjects
 from events.catalog import JobSpec, JobStatus
 from events.definition import Concurrency, JobDefinition, WorkflowDefinition
 from events.errors import InvalidWorkflow
+from events.http_step import HTTP_HANDLER
 
 # How ``needs.<job>.result`` spells each terminal status (GitHub's vocabulary).
 RESULT_NAMES = {
@@ -219,7 +221,7 @@ def render_spec(
     """
     return JobSpec(
         run=_render(job.run, context) if job.run is not None else None,
-        uses=job.uses,
+        uses=HTTP_HANDLER if job.http is not None else job.uses,
         with_=_render_value(job.with_, context),
         env={key: _render(value, context) for key, value in context.env.items()},
         labels=_render_labels(job.labels, context),
@@ -227,6 +229,7 @@ def render_spec(
         upstream_outputs={name: dict(jobs[name].outputs) for name in job.upstream},
         rate_limit=job.rate_limit,
         concurrency=_rendered_group(job.concurrency, context),
+        http=render_http(job.http, context) if job.http is not None else None,
     )
 
 

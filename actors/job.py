@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from actors import _child_runs as subworkflows
+from actors import parking
 from actors.commands import (
     AnyJobCommand,
     CancelJob,
@@ -23,9 +24,11 @@ from actors.commands import (
     ConfirmCancelled,
     ExpireLease,
     FailJob,
+    ParkJob,
     RequeueJob,
     TimeoutDispatch,
     TimeoutJob,
+    UnparkJob,
 )
 from actors.definitions import format_duration
 from actors.job_state import (
@@ -56,7 +59,7 @@ from events.errors import JetworkError
 __all__ = ["ActorIds", "ClaimRefused", "JobState", "decide", "evolve", "pending", "replay"]
 
 _WITHDRAWABLE = frozenset(
-    {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.WAITING}
+    {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.WAITING, JobStatus.PARKED}
 )
 
 
@@ -101,6 +104,14 @@ def decide(state: JobState, command: AnyJobCommand) -> list[JobEvent]:
             return _confirm_cancelled(state, command)
         case ExpireLease():
             return _expire_lease(state, command)
+        case ParkJob():
+            parked = parking.park(state, command)
+            if parked is None:
+                return [_rejected(state, command.epoch, command.worker_id, parking.PARKED,
+                                  command.now)]  # fmt: skip
+            return parked
+        case UnparkJob():
+            return parking.unpark(state, command)
 
 
 def _claim(state: JobState, cmd: ClaimJob) -> list[JobEvent]:
@@ -203,7 +214,11 @@ def _timeout(state: JobState, cmd: TimeoutJob) -> list[JobEvent]:
 
 
 def _dispatch_timeout(state: JobState, cmd: TimeoutDispatch) -> list[JobEvent]:
-    if state.status is not JobStatus.QUEUED or state.attempt != cmd.attempt:
+    if (
+        state.status is not JobStatus.QUEUED
+        or state.attempt != cmd.attempt
+        or state.poll_count != cmd.poll_count
+    ):
         return []  # claimed, cancelled or superseded in time: a stale timer
     waited = format_duration(state.dispatch_timeout or 0)
     needs = _needs(state)

@@ -21,6 +21,7 @@ from events.catalog import (
     JobFannedIn,
     JobFannedOut,
     JobLooped,
+    JobParked,
     JobQueued,
     JobReopened,
     JobResultRejected,
@@ -93,6 +94,8 @@ class JobState:
     attempt_base: int = 0
     # A ``sleep``/``until`` job's wake-up time (``actors.inline_steps``): it waits for no worker.
     sleep_until: datetime | None = None
+    # Times the current attempt was parked (a handler's InProgress; ``actors.parking``).
+    poll_count: int = 0
     # Stream sequence of this actor's last event (set by ``replay`` from RecordedEvents): the
     # expected last sequence for the next CAS append. 0 means no event yet.
     last_seq: int = 0
@@ -148,6 +151,21 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 delivery=0,
                 dispatch_seq=0,
                 attempt_base=event.attempt_base,
+                poll_count=event.poll_count,
+                # A parked attempt queued again brings its progress; any other keeps what it had.
+                outputs=event.progress if event.poll_count else state.outputs,
+            )
+        case JobParked():
+            return updated(
+                state,
+                status=JobStatus.PARKED,
+                epoch=max(state.epoch, event.epoch),
+                worker_id=None,
+                not_before=event.not_before,
+                outputs=event.outputs,
+                poll_count=event.poll_count,
+                settled_epoch=event.epoch,
+                settled_outcome="parked",
             )
         case SubWorkflowStarted() | JobLooped():
             return _subworkflow_or_loop(state, event)

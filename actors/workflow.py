@@ -90,7 +90,9 @@ __all__ = [
 
 # An in-process timer runs on the loop's clock, which may be a hair ahead of the wall clock.
 _TIMER_TOLERANCE = timedelta(seconds=1)
-_ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING, JobStatus.WAITING})
+_ACTIVE = frozenset(
+    {JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING, JobStatus.WAITING, JobStatus.PARKED}
+)
 
 
 # --- decide ---------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from events.definition import (
     RetryPolicy,
     WorkflowDefinition,
 )
+from events.http_step import HttpStep
 from events.labels import token_of
 
 
@@ -31,6 +32,9 @@ class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     RETRYING = "retrying"
+    # Its handler said the work goes on elsewhere (``InProgress``): no worker, no lease, until
+    # its callback time queues the same attempt again (``JobParked``).
+    PARKED = "parked"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     SKIPPED = "skipped"
@@ -91,6 +95,8 @@ class JobSpec(BaseModel):
     traceparent: str | None = None
     # A ``workflow:`` job's child reference (``with`` holds the child's inputs): no worker runs it.
     workflow: str | None = None
+    # An http step's request, rendered (``events.http_step``); ``uses`` is then HTTP_HANDLER.
+    http: HttpStep | None = None
 
 
 class ParentLink(BaseModel):
@@ -268,6 +274,11 @@ class JobQueued(JobEvent):
     dispatch_timeout: float | None = None
     # A loop's iteration runs as attempts after this many (its retry budget starts afresh).
     attempt_base: int = 0
+    # A parked attempt queued again (``JobParked``): how many times it was parked so far, and
+    # the progress outputs its handler returned; the next run reads them as ctx.poll_count and
+    # ctx.progress_outputs.
+    poll_count: int = 0
+    progress: dict[str, str] = Field(default_factory=dict)
 
     def claimable_from(self) -> datetime:
         """When this attempt may be claimed: at once, or at ``not_before``."""
@@ -504,6 +515,26 @@ class JobSleepStarted(JobEvent):
     started_at: datetime
 
 
+# --- long-running jobs (a handler's InProgress) -------------------------------------------------
+
+
+class JobParked(JobEvent):
+    """The holder of lease ``epoch`` returned ``InProgress``: the work goes on elsewhere. The job
+    holds no lease and no worker until ``not_before``, when the engine queues the same attempt
+    again (``JobQueued`` with ``poll_count`` and ``progress`` = ``outputs``). ``poll_count``: the
+    times this attempt has been parked, this one included."""
+
+    type: Literal["JobParked"] = "JobParked"
+    attempt: int
+    epoch: int
+    worker_id: str | None = None
+    poll_count: int = Field(ge=1)
+    outputs: dict[str, str] = Field(default_factory=dict)
+    callback_after: float = Field(ge=0)
+    not_before: datetime
+    at: datetime
+
+
 WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     WorkflowStarted,
     WorkflowCancelRequested,
@@ -537,4 +568,5 @@ JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobFannedOut,
     JobFannedIn,
     JobSleepStarted,
+    JobParked,
 )

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from events.http_step import HttpStep
+
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
@@ -163,6 +165,8 @@ class JobDefinition(_Frozen):
     sleep: float | None = Field(default=None, ge=0)
     until: datetime | None = None
     needs_at_least: AtLeast | None = None
+    # An http step (``events.http_step``): run by jetwork server's built-in worker.
+    http: HttpStep | None = None
 
     @functools.cached_property
     def upstream(self) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ Subject layout (see docs/architecture.md, "Subjects"); ``<p>`` is the workflow's
 - ``cmd.<p>.<name>.<wf>``                             commands (start, cancel, ...)
 - ``cmd.<p>.timer.<id>`` / ``cmdsched.<p>.<id>``      durable timers (message schedules)
 - ``log.<wf>.<job>``                                  job log chunks
+- ``log.<wf>.<job>.progress``                         progress frames and rolling summary
 - ``ctl.cancel.<wf>.<job>``                           core NATS cancel notice to a running job
 """
 
@@ -164,7 +165,13 @@ def events_of_type(event_type: str) -> str:
 # What workers append that the engine must react to: the end of an attempt. (Claims change no
 # decision: the engine treats a queued and a running job alike, and reads a job's claims when it
 # needs them, for a timeout or after a conflict.)
-RESULT_EVENTS: Final = ("JobSucceeded", "JobFailed", "JobRetryScheduled", "JobCancelled")
+RESULT_EVENTS: Final = (
+    "JobSucceeded",
+    "JobFailed",
+    "JobRetryScheduled",
+    "JobCancelled",
+    "JobParked",  # a handler's InProgress: the engine arms its callback (actors/parking.py)
+)
 
 
 def partition_results(partition: int) -> list[str]:
@@ -192,6 +199,16 @@ def timer_fire(partition: int, timer_id: str) -> str:
 
 def log(wf_id: str, job: str) -> str:
     return f"log.{wf_id}.{job}"
+
+
+def progress(wf_id: str, job: str) -> str:
+    """A job's progress frames (``ctx.progress``), beside its log on JW_LOGS (``log.>``)."""
+    return f"log.{wf_id}.{job}.progress"
+
+
+def progress_all(wf_id: str) -> str:
+    """The progress frames of every job of one workflow."""
+    return f"log.{wf_id}.*.progress"
 
 
 def cancel_notice(wf_id: str, job: str) -> str:

@@ -84,6 +84,10 @@ class JobView(_View):
     iteration: int | None = None
     # A ``sleep``/``until`` job: when it wakes (it waits for no worker).
     sleeping_until: datetime | None = None
+    # A handler's InProgress (actors/parking.py): the times this attempt was parked, and while
+    # parked, when it is queued again.
+    poll_count: int = 0
+    callback_at: datetime | None = None
 
 
 class WorkflowView(_View):
@@ -186,6 +190,8 @@ def _job_view(
         waiting_for=waiting,
         wait=wait,
         sleeping_until=state.sleep_until if status is JobStatus.QUEUED else None,
+        poll_count=state.poll_count,
+        callback_at=state.not_before if status is JobStatus.PARKED else None,
     )
 
 

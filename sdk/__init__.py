@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from sdk.client.handle import RunHandle as RunHandle
     from sdk.client.logs import Claim as Claim
     from sdk.client.logs import LogLine as LogLine
+    from sdk.client.progress import ProgressFrame as ProgressFrame
     from sdk.client.workers import WorkerList as WorkerList
     from sdk.embedded_server import EmbeddedServer as EmbeddedServer
     from sdk.errors import InvalidArgument as InvalidArgument
@@ -63,6 +64,7 @@ if TYPE_CHECKING:
     from sdk.worker.core import Worker as Worker
     from sdk.worker.handlers import HandlerRegistry as HandlerRegistry
     from sdk.worker.handlers import PermanentError as PermanentError
+    from sdk.worker.in_progress import InProgress as InProgress
     from sdk.worker.job_context import CancellationRequested as CancellationRequested
     from sdk.worker.job_context import JobContext as JobContext
 
@@ -73,6 +75,7 @@ _SOURCES: dict[str, str] = {
     "ControlResult": "sdk.client.control",
     "LogLine": "sdk.client.logs",
     "Claim": "sdk.client.logs",
+    "ProgressFrame": "sdk.client.progress",
     "WorkflowView": "projections.views",
     "JobView": "projections.views",
     "WorkflowSummary": "projections.views",
@@ -98,6 +101,7 @@ _SOURCES: dict[str, str] = {
     "JobContext": "sdk.worker.job_context",
     "HandlerRegistry": "sdk.worker.handlers",
     "PermanentError": "sdk.worker.handlers",
+    "InProgress": "sdk.worker.in_progress",
     "CancellationRequested": "sdk.worker.job_context",
     # running a server
     "EmbeddedServer": "sdk.embedded_server",
@@ -136,6 +140,7 @@ __all__ = [
     "DryRunJob",
     "EmbeddedServer",
     "HandlerRegistry",
+    "InProgress",
     "Input",
     "InvalidArgument",
     "InvalidWorkflow",
@@ -148,6 +153,7 @@ __all__ = [
     "LogLine",
     "Loop",
     "PermanentError",
+    "ProgressFrame",
     "RecordedEvent",
     "Retry",
     "RunHandle",

@@ -43,13 +43,16 @@ from events.definition import (
     WorkflowDefinition,
 )
 from events.errors import InvalidWorkflow
+from sdk.builder_http import Http, Poll
 
 __all__ = [
     "INDEX",
     "ITEM",
+    "Http",
     "Input",
     "JobRef",
     "Loop",
+    "Poll",
     "Retry",
     "WaitFor",
     "Workflow",
@@ -262,13 +265,15 @@ class Workflow:
         sleep: Duration | None = None,
         until: datetime | str | None = None,
         needs_at_least: tuple[int, Iterable[JobRef | str]] | None = None,
+        http: Http | Mapping[str, Any] | None = None,
     ) -> JobRef:
         """Add a job; give exactly one of ``run`` (a shell command), ``uses`` (a handler),
-        ``wait_for`` (a job that waits for a signal, on no worker) or ``workflow`` (a
+        ``wait_for`` (a job that waits for a signal, on no worker), ``workflow`` (a
         sub-workflow: a ``Workflow``, a definition, or a YAML file's path, read now; ``with_`` is
         its inputs), ``set_`` (outputs computed from expressions, no worker), ``sleep`` or
-        ``until`` (a durable wait, no worker). ``loop`` runs the job again until its condition
-        holds. ``needs_at_least=(2, [a, b, c])``: ready once 2 of them succeeded.
+        ``until`` (a durable wait, no worker), ``http`` (a request jetwork makes, ``Http``).
+        ``loop`` runs the job again until its condition holds. ``needs_at_least=(2, [a, b, c])``:
+        ready once 2 of them succeeded.
 
         ``matrix`` (YAML's ``strategy.matrix``) or ``for_each`` (a list, or
         ``for_each_of(job, "items")``) runs it once per item as ``<name>-<index>``; read the item
@@ -313,6 +318,7 @@ class Workflow:
         if needs_at_least is not None:
             count, of = needs_at_least
             raw["needs_at_least"] = {"count": count, "of": _names(of)}
+        _put(raw, "http", http.to_dict() if isinstance(http, Http) else http)
         self._jobs[name] = raw
         return JobRef(name)
 

@@ -71,10 +71,14 @@ def unwrap(expr: str) -> str:
 
 
 @functools.lru_cache(maxsize=2048)
-def compile_expression(expr: str) -> Compiled:
-    """Read ``expr`` (bare or wrapped in ``${{ }}``); raises ``ExpressionError``."""
+def compile_expression(expr: str, extra: frozenset[str] = frozenset()) -> Compiled:
+    """Read ``expr`` (bare or wrapped in ``${{ }}``); raises ``ExpressionError``.
+
+    ``extra``: contexts readable besides ``CONTEXTS`` (an http step's ``poll.until`` reads
+    ``response``).
+    """
     source = unwrap(expr)
-    parser = _Parser(source, tokenize(source))
+    parser = _Parser(source, tokenize(source), extra=extra)
     python = parser.parse()
     try:
         tree = ast.parse(python, mode="eval").body
@@ -117,6 +121,7 @@ class _Parser:
     depth: int = 0
     references: set[tuple[str, ...]] = field(default_factory=set)
     functions: set[str] = field(default_factory=set)
+    extra: frozenset[str] = frozenset()
 
     def parse(self) -> str:
         if self.peek().kind == "end":
@@ -243,7 +248,7 @@ class _Parser:
             return self.parse_call(token)
         if lower in ("true", "false", "null"):
             return _Value({"true": "True", "false": "False", "null": "None"}[lower])
-        if lower in CONTEXTS or lower in FAN_OUT_CONTEXTS:
+        if lower in CONTEXTS or lower in FAN_OUT_CONTEXTS or lower in self.extra:
             self.references.add((lower,))
             return _Value(lower, path=(lower,))
         raise fail(self.source, token.column, _unknown_name_reason(token.text))

@@ -10,6 +10,7 @@ from actors.definitions import _fields as f
 from actors.definitions._problems import Path, ProblemLog
 from actors.definitions._waits import read_wait
 from actors.definitions.durations import format_duration
+from actors.definitions.http_step import read_http
 from events.definition import MAX_RATE_WINDOW, Backoff, OnFailure
 
 JOB_FIELDS: Final = (
@@ -41,6 +42,7 @@ JOB_FIELDS: Final = (
     "sleep",
     "until",
     "needs_at_least",
+    "http",
 )
 RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
 RATE_LIMIT_FIELDS: Final = ("limit", "per")
@@ -77,7 +79,9 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
         log.add(path, f"a job must be a mapping of fields, got {f.describe(body)}")
         return draft
     f.check_fields(body, path, JOB_FIELDS, log)
-    if body.get("wait_for") is not None:  # a job that waits runs nothing
+    if body.get("http") is not None:
+        read_http(body, path, draft, log)
+    elif body.get("wait_for") is not None:  # a job that waits runs nothing
         for where, text in read_wait(body, path, draft.fields, log):
             draft.expressions.append(Expression(where, text, is_condition=False))
     else:

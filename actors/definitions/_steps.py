@@ -25,6 +25,7 @@ JOB_KINDS: Final = {
     "set": "outputs from expressions",
     "sleep": "a duration to wait",
     "until": "a time to wait for",
+    "http": "a request jetwork makes",
 }
 # Fields that only make sense for a job a worker runs.
 _WORKER_FIELDS: Final = (
@@ -62,9 +63,9 @@ def check_kind(body: Mapping[Any, Any], path: Path, log: ProblemLog) -> None:
 
 
 def _conflicts(given: list[str]) -> list[str]:
-    # run or uses beside wait_for or workflow is reported where those are read (``_waits``,
-    # ``_subflows``): not twice.
-    if "wait_for" in given or "workflow" in given:
+    # run or uses beside wait_for, workflow or http is reported where those are read (``_waits``,
+    # ``_subflows``, ``http_step``): not twice.
+    if "wait_for" in given or "workflow" in given or "http" in given:
         return [key for key in given if key not in ("run", "uses")]
     return given
 

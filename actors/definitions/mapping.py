@@ -70,6 +70,8 @@ def _job_mapping(job: JobDefinition) -> dict[str, Any]:
         raw["on_failure"] = job.on_failure.value
     if job.fan_out is not None:
         raw.update(fan_out_mapping(job.fan_out))
+    if job.http is not None:
+        raw["http"] = job.http.model_dump(mode="json", exclude_defaults=True)
     return raw
 
 

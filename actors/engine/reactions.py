@@ -28,12 +28,14 @@ from actors.commands import (
     TimeoutDispatch,
     TimeoutJob,
     TimeoutWorkflow,
+    UnparkJob,
 )
 from actors.control import control_command
 from actors.definitions.mapping import definition_mapping
 from actors.engine import waits
 from actors.engine.timers import (
     AnyTimer,
+    CallbackTimer,
     DispatchTimeoutTimer,
     JobTimeoutTimer,
     LeaseTimer,
@@ -51,6 +53,7 @@ from events.catalog import (
     JobEvent,
     JobFannedIn,
     JobFannedOut,
+    JobParked,
     JobQueued,
     JobRetryScheduled,
     JobSleepStarted,
@@ -285,8 +288,13 @@ def _fire(reaction: Reaction, timer: AnyTimer, now: datetime) -> list[Event]:
         return list(job.decide(state.job(timer.job), command))
     if isinstance(timer, WaitTimeoutTimer):
         return waits.fire(state, timer, now)
+    if isinstance(timer, CallbackTimer):  # a parked job's next look (actors/parking.py)
+        unpark = UnparkJob(workflow_id=wf, job=timer.job, attempt=timer.attempt,
+                           poll_count=timer.poll_count, now=now)  # fmt: skip
+        return list(job.decide(state.job(timer.job), unpark))
     if isinstance(timer, DispatchTimeoutTimer):
-        dispatch = TimeoutDispatch(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
+        dispatch = TimeoutDispatch(workflow_id=wf, job=timer.job, attempt=timer.attempt,
+                                   poll_count=timer.poll_count, now=now)  # fmt: skip
         return list(job.decide(state.job(timer.job), dispatch))
     if isinstance(timer, SleepTimer):
         return list(inline_steps.wake(state.job(timer.job), timer.attempt, now))
@@ -357,12 +365,25 @@ def _plan(reaction: Reaction, triggers: list[Event], now: datetime) -> list[tupl
                         due=event.not_before,
                     )
                 )
+        elif isinstance(event, JobParked):
+            reaction.timers.append(callback_timer(state, event))
         elif (
             isinstance(event, JobCancelRequested)
             and state.job(event.job).status is JobStatus.RUNNING
         ):
             reaction.cancel_notices.append(event.job)
     return requeue
+
+
+def callback_timer(state: WorkflowState, event: JobParked) -> CallbackTimer:
+    """The timer that queues a parked attempt again at its callback time."""
+    return CallbackTimer(
+        workflow_id=state.workflow_id,
+        job=event.job,
+        attempt=event.attempt,
+        poll_count=event.poll_count,
+        due=event.not_before,
+    )
 
 
 def _due_retries(state: WorkflowState, now: datetime) -> list[tuple[str, int]]:
@@ -390,7 +411,11 @@ def _plan_job_timeout(state: WorkflowState, event: JobQueued, reaction: Reaction
         due = event.claimable_from() + timedelta(seconds=event.dispatch_timeout)
         reaction.timers.append(
             DispatchTimeoutTimer(
-                workflow_id=state.workflow_id, job=event.job, attempt=event.attempt, due=due
+                workflow_id=state.workflow_id,
+                job=event.job,
+                attempt=event.attempt,
+                poll_count=event.poll_count,
+                due=due,
             )
         )
     timeout = event.spec.timeout

@@ -81,9 +81,11 @@ class DispatchTimeoutTimer(_Timer):
     kind: Literal["dispatch_timeout"] = "dispatch_timeout"
     job: str = Field(pattern=_TOKEN)
     attempt: int
+    poll_count: int = 0  # a parked attempt queued again has a timer of its own
 
     def timer_id(self) -> str:
-        return f"{self.workflow_id}.{self.job}.dispatch-a{self.attempt}"
+        parked = f"-p{self.poll_count}" if self.poll_count else ""
+        return f"{self.workflow_id}.{self.job}.dispatch-a{self.attempt}{parked}"
 
 
 class LeaseTimer(_Timer):
@@ -122,6 +124,19 @@ class SleepTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.sleep-a{self.attempt}"
 
 
+class CallbackTimer(_Timer):
+    """Queues the parked attempt ``attempt`` of ``job`` again (a handler's ``InProgress``);
+    ``poll_count`` names the parking it was armed for (``actors.parking``)."""
+
+    kind: Literal["callback"] = "callback"
+    job: str = Field(pattern=_TOKEN)
+    attempt: int
+    poll_count: int
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.{self.job}.callback-a{self.attempt}-p{self.poll_count}"
+
+
 AnyTimer = (
     WorkflowTimeoutTimer
     | JobTimeoutTimer
@@ -130,6 +145,7 @@ AnyTimer = (
     | LeaseTimer
     | WaitTimeoutTimer
     | SleepTimer
+    | CallbackTimer
 )
 TIMERS: TypeAdapter[AnyTimer] = TypeAdapter(Annotated[AnyTimer, Field(discriminator="kind")])
 

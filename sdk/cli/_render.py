@@ -23,6 +23,7 @@ STATUS_STYLES = {
     "running": "bold yellow",
     "paused": "bold blue",
     "retrying": "magenta",
+    "parked": "blue",
     "succeeded": "green",
     "failed": "bold red",
     "skipped": "dim",
@@ -63,6 +64,8 @@ def _detail(job: JobView) -> Text:
                     style="yellow")  # fmt: skip
     if job.wait is not None:
         return Text(job.wait.describe(), style="cyan", overflow="fold")  # a URL: never cut
+    if job.status == "parked" and job.callback_at is not None:
+        return parked_detail(job)
     if job.error:
         return Text(job.error.splitlines()[0][:80] if job.error.strip() else "", style="red")
     if job.sleeping_until is not None:
@@ -71,6 +74,15 @@ def _detail(job: JobView) -> Text:
         shown = ", ".join(f"{key}={value}" for key, value in job.outputs.items())
         return Text(shown if len(shown) <= 80 else shown[:77] + "...", style="dim")
     return Text("")
+
+
+def parked_detail(job: JobView) -> Text:
+    """``in progress (poll 2), looks again at 20:31:02: done=40``."""
+    assert job.callback_at is not None
+    shown = f"in progress (poll {job.poll_count}), looks again at {job.callback_at:%H:%M:%S}"
+    if job.outputs:
+        shown += ": " + ", ".join(f"{key}={value}" for key, value in job.outputs.items())
+    return Text(shown if len(shown) <= 100 else shown[:97] + "...", style="blue")
 
 
 def workflow_table(

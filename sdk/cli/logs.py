@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sdk.cli._common import nats_option, with_client
+from sdk.cli.progress import print_frames
 from sdk.client import Client
 from sdk.client.logs import Claim, LogLine
 
@@ -16,8 +17,14 @@ STDERR_MARK = "[stderr] "
 @click.argument("job")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the job ends.")
 @click.option("--timestamps", "-t", is_flag=True, help="Prefix each line with its time.")
+@click.option(
+    "--progress", "-p", "progress", is_flag=True,
+    help="The job's progress frames (ctx.progress) instead of its log lines.",
+)  # fmt: skip
 @nats_option
-def logs(workflow_id: str, job: str, follow: bool, timestamps: bool, nats_url: str | None) -> None:
+def logs(
+    workflow_id: str, job: str, follow: bool, timestamps: bool, progress: bool, nats_url: str | None
+) -> None:
     """Print the log of one job of a workflow: every attempt, stdout and stderr in the order
     they were written.
 
@@ -30,9 +37,13 @@ def logs(workflow_id: str, job: str, follow: bool, timestamps: bool, nats_url: s
     Examples:
       jetwork logs wf-3f2a9c0d1e4b5a6c7d8e build
       jetwork logs "$id" test --follow
+      jetwork logs --progress "$id" transcode -f   # its progress frames, live
     """
 
     async def action(client: Client) -> None:
+        if progress:
+            await print_frames(client, workflow_id, job, follow=follow, timestamps=timestamps)
+            return
         entries = client.log_entries(workflow_id, job, follow=follow, claims=True)
         async for entry in entries:
             if isinstance(entry, Claim):

@@ -32,6 +32,7 @@ from sdk.cli.gateway import gateway_settings, http_options
 from sdk.deletion import Retention
 from sdk.embedded_server import EmbeddedServer
 from sdk.runtime import run_service
+from sdk.worker.http_steps import http_step_worker
 from telemetry import tracing
 from telemetry.sampler import Sampler, interval_from_env
 
@@ -268,6 +269,8 @@ async def _serve(url: str, console: Console, parts: Parts, roles: RoleSecrets | 
             services.append(
                 Retention(await connections.as_role("admin"), retention=parts.retention)
             )
+        # http: steps run in a worker of the server's own (sdk/worker/http_steps.py), as a worker.
+        services.append(http_step_worker(url, auth=roles.auth("worker") if roles else None))
         http = None
         if parts.http is not None:
             from gateway.serve import HttpGateway

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from projections.views import WorkflowView
 from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.cli._render import workflow_panel
+from sdk.cli.progress import summary_lines
 from sdk.client import Client
 
 
@@ -25,11 +28,15 @@ def status(workflow_id: str, as_json: bool, nats_url: str | None) -> None:
       jetwork status "$id" --json | jq .jobs.build.outputs
     """
 
-    async def action(client: Client) -> WorkflowView:
-        return await client.status(workflow_id)
+    async def action(client: Client) -> tuple[WorkflowView, dict[str, dict[str, Any]]]:
+        view = await client.status(workflow_id)
+        return view, ({} if as_json else await client.progress_summaries(workflow_id))
 
-    view = with_client(nats_url, action)
+    view, progress = with_client(nats_url, action)
     if as_json:
         print_json(view.to_json_dict())
     else:
-        make_console().print(workflow_panel(view))
+        console = make_console()
+        console.print(workflow_panel(view))
+        for line in summary_lines(progress):  # each job's progress summary (ctx.progress)
+            console.print(line)

@@ -37,6 +37,7 @@ from sdk.client.definitions import WorkflowSource
 from sdk.client.deleting import ClientDeletion
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
+from sdk.client.progress import ClientProgress
 from sdk.client.rate_limits import ClientRateLimits
 from sdk.client.registry import ClientRegistry
 from sdk.client.signals import ClientSignals
@@ -54,6 +55,7 @@ class Client(
     ClientRateLimits,
     ClientStreams,
     ClientRegistry,
+    ClientProgress,
 ):
     """An async jetwork client on one NATS connection.
 

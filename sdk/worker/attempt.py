@@ -36,6 +36,7 @@ from nats.js import JetStreamContext
 
 from actors.job import JobState
 from events.catalog import JobEvent, JobResultRejected
+from events.direct_get import DirectReader
 from events.dispatch import InvalidDispatch
 from events.errors import PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
@@ -48,8 +49,9 @@ from sdk.worker.executors import ExecutionResult, Executor, Failed
 from sdk.worker.job_context import JobContext
 from sdk.worker.lifecycle import AttemptRef, JobEnded, JobStarted, LeaseLost, Listeners, ended
 from sdk.worker.log_buffer import LogBuffer
-from sdk.worker.logs import attempt_log
+from sdk.worker.logs import HEADER_MARGIN, attempt_log
 from sdk.worker.presence import RunningJob
+from sdk.worker.progress import ProgressStream, progress_stream
 from sdk.worker.rate_limits import RateLimiter
 from sdk.worker.results import held_by_another, result_command
 from sdk.worker.watch import STOP_TIMEOUT as WATCHER_STOP_TIMEOUT
@@ -79,6 +81,7 @@ class AttemptEnv:
     listeners: Listeners
     limiter: RateLimiter
     groups: ConcurrencyGroups
+    logs_reader: DirectReader | None = None  # JW_LOGS: where a parked job's progress resumes
 
 
 class Attempt(DispatchMessage):
@@ -326,6 +329,7 @@ class Attempt(DispatchMessage):
         assert self.dispatch is not None and self.state is not None and self.epoch is not None
         state = self.state
         logs = self._log_buffer(state)
+        progress = await self._progress_stream(state)
         ctx = JobContext(
             workflow_id=state.workflow_id,
             job=state.job,
@@ -334,6 +338,9 @@ class Attempt(DispatchMessage):
             worker_id=self.env.worker_id,
             upstream_outputs=state.spec.upstream_outputs,
             log_sink=logs,
+            poll_count=state.poll_count,
+            progress_outputs=dict(state.outputs) if state.poll_count else {},
+            progress_sink=progress,
         )
         self.ctx = ctx
         if self._lost is not None or self.env.aborting():
@@ -360,7 +367,22 @@ class Attempt(DispatchMessage):
             await watcher.stop()
             self._enter("flushing")
             await logs.close()
+            await progress.close()
         return result
+
+    async def _progress_stream(self, state: JobState) -> ProgressStream:
+        assert self.epoch is not None
+        return await progress_stream(
+            self.env.js,
+            self.env.logs_reader,
+            workflow_id=state.workflow_id,
+            job=state.job,
+            attempt=state.attempt,
+            epoch=self.epoch,
+            worker_id=self.env.worker_id,
+            limit=int(self.env.nc.max_payload) - HEADER_MARGIN,
+            poll_count=state.poll_count,
+        )
 
     def _log_buffer(self, state: JobState) -> LogBuffer:
         assert self.epoch is not None

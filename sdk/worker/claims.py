@@ -19,7 +19,7 @@ from typing import Final
 from nats.aio.msg import Msg
 
 from actors._state import updated
-from actors.commands import ClaimJob, CompleteJob, ConfirmCancelled, FailJob
+from actors.commands import ClaimJob, CompleteJob, ConfirmCancelled, FailJob, ParkJob
 from actors.job import ClaimRefused, JobState, decide, evolve, pending, replay
 from events.catalog import JobCancelled, JobEvent, JobQueued, JobStatus
 from events.codec import decode
@@ -199,7 +199,7 @@ async def refresh(store: EventStore, state: JobState) -> JobState:
     return replay(newer, state) if newer else state
 
 
-ResultCommand = CompleteJob | FailJob | ConfirmCancelled
+ResultCommand = CompleteJob | FailJob | ConfirmCancelled | ParkJob
 
 
 async def record_result(

@@ -40,6 +40,7 @@ from pydantic import BaseModel
 
 from events import subjects
 from events.connection import NatsSettings, connect
+from events.direct_get import DirectReader
 from events.dispatch import InvalidDispatch, LabelSet, capabilities, serves
 from events.store import EventStore
 from events.topology import ensure_topology
@@ -141,6 +142,13 @@ class Worker(WorkerShutdown):
         """Labels plus ``@<name>`` per registered handler: what this worker can run."""
         return capabilities(self.config.labels, self.registry.names)
 
+    def _nats_settings(self) -> NatsSettings:
+        return NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}")
+
+    def serves(self, requirements: frozenset[str]) -> bool:
+        """Whether this worker pulls the jobs of a label set with ``requirements``."""
+        return serves(self.capabilities, requirements)
+
     def on(self, kind: str, listener: Listener | None = None) -> Any:
         """Call ``listener`` with what happens to this worker's attempts (``lifecycle.py``):
         ``job_started``, ``job_succeeded``, ``job_failed``, ``job_cancelled``, ``job_rejected``,
@@ -214,9 +222,7 @@ class Worker(WorkerShutdown):
         self._started_at = now()
         try:
             self._lanes = self._build_lanes()
-            self._nc = await connect(
-                NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}")
-            )
+            self._nc = await connect(self._nats_settings())
             await self._start(self._nc)
         except BaseException:
             self.phase = "stopped"
@@ -250,6 +256,7 @@ class Worker(WorkerShutdown):
             listeners=self.listeners,
             limiter=self.limiter,
             groups=self.groups,
+            logs_reader=DirectReader(nc, stream=subjects.LOGS_STREAM, timeout=5.0),
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
         await self.pauses.start(js)
@@ -301,9 +308,7 @@ class Worker(WorkerShutdown):
         except InvalidDispatch as exc:
             self._log.warning("ignoring label set entry", key=entry.key, error=str(exc))
             return
-        if labelset.token in self._pullers or not serves(
-            self.capabilities, frozenset(labelset.requirements)
-        ):
+        if labelset.token in self._pullers or not self.serves(frozenset(labelset.requirements)):
             return
         assert self._nc is not None
         lane = self._lanes[handler_of(labelset)]

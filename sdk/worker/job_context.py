@@ -9,7 +9,7 @@ import time
 import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from events.errors import JetworkError, LeaseLost
 from sdk.worker.log_buffer import LogStream, LogWriter, NullLogWriter
@@ -61,6 +61,10 @@ class JobLogger:
             self._ctx.emit("log", line)
 
 
+class ProgressSink(Protocol):
+    def append(self, frame: Mapping[str, Any]) -> None: ...
+
+
 @dataclass(eq=False, kw_only=True)
 class JobContext:
     """Handed to every executor and Python handler for one attempt of one job.
@@ -83,6 +87,12 @@ class JobContext:
     cancel_reason: str | None = None
     outputs: dict[str, str] = field(default_factory=dict)
     """Outputs set by a Python handler with ``set_output``; merged over those of its result."""
+    poll_count: int = 0
+    """Times this attempt was parked by an ``InProgress`` so far (0 on its first run)."""
+    progress_outputs: Mapping[str, str] = field(default_factory=dict)
+    """The outputs of the last ``InProgress`` (empty on the first run)."""
+    progress_sink: ProgressSink | None = None
+    """Where ``progress`` frames go (``sdk.worker.progress``; None: nowhere)."""
     log: JobLogger = field(init=False)
     ended_at: float | None = field(init=False, default=None)
     """When (``time.monotonic()``) the executor saw the job's own work end: its process exited,
@@ -121,6 +131,14 @@ class JobContext:
         """The job's own work ended (called by executors; the first call counts)."""
         if self.ended_at is None:
             self.ended_at = time.monotonic()
+
+    def progress(self, frame: Mapping[str, Any]) -> None:
+        """Append a progress frame (a JSON object) to this attempt's progress stream; it is
+        merged into the attempt's summary (JSON merge patch: ``None`` removes a key), which
+        ``jetwork status`` shows. Raises ``TypeError``/``ValueError`` for a frame that cannot be
+        stored. ``jetwork logs --progress ID JOB`` and ``Client.progress`` tail the frames."""
+        if self.progress_sink is not None:
+            self.progress_sink.append(frame)
 
     def set_output(self, key: str, value: str) -> None:
         """Publish ``key=value`` to downstream jobs (Python handlers)."""

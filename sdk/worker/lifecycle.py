@@ -29,7 +29,7 @@ from events.catalog import (
     JobRetryScheduled,
     JobSucceeded,
 )
-from sdk.worker.executors.base import Cancelled, ExecutionResult, Failed, Succeeded
+from sdk.worker.executors.base import Cancelled, ExecutionResult, Failed, Parked, Succeeded
 
 _log = structlog.get_logger("jetwork.worker")
 
@@ -40,11 +40,19 @@ Kind = Literal[
     "job_cancelled",
     "job_rejected",
     "job_abandoned",
+    "job_parked",
     "lease_lost",
     "poll_failed",
 ]
 KINDS: Final[tuple[str, ...]] = get_args(Kind)
-ENDED: Final = ("job_succeeded", "job_failed", "job_cancelled", "job_rejected", "job_abandoned")
+ENDED: Final = (
+    "job_succeeded",
+    "job_failed",
+    "job_cancelled",
+    "job_rejected",
+    "job_abandoned",
+    "job_parked",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +83,11 @@ class JobStarted:
 class JobEnded:
     """``job_succeeded`` / ``job_failed`` / ``job_cancelled``: the result recorded in the log;
     ``job_rejected``: recorded as rejected (the lease was no longer current);
-    ``job_abandoned``: not reported (the lease was lost, or the worker aborted)."""
+    ``job_abandoned``: not reported (the lease was lost, or the worker aborted);
+    ``job_parked``: the handler returned ``InProgress`` (the job runs again later)."""
 
     ref: AttemptRef
-    outcome: Literal["succeeded", "failed", "cancelled", "rejected", "abandoned"]
+    outcome: Literal["succeeded", "failed", "cancelled", "rejected", "abandoned", "parked"]
     duration: float | None  # seconds the attempt ran (None: abandoned)
     outputs: dict[str, str] = field(default_factory=dict)
     error: str | None = None
@@ -159,6 +168,8 @@ def ended(
             return JobEnded(ref, "failed", duration=seconds, error=error, retried=retried, at=at)
         case Cancelled(reason=reason):
             return JobEnded(ref, "cancelled", duration=seconds, error=reason, at=at)
+        case Parked(outputs=outputs):  # a handler's InProgress: it runs again later
+            return JobEnded(ref, "parked", duration=seconds, outputs=dict(outputs))
         case _:
             return JobEnded(ref, "abandoned", duration=None)
 

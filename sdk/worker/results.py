@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from actors.commands import CompleteJob, ConfirmCancelled, FailJob
+from actors.commands import CompleteJob, ConfirmCancelled, FailJob, ParkJob
 from actors.job import JobState
 from events.catalog import JobStatus
-from sdk.worker.executors import Cancelled, ExecutionResult, Failed, Succeeded
+from sdk.worker.executors import Cancelled, ExecutionResult, Failed, Parked, Succeeded
 
 
 def result_command(
@@ -18,13 +18,15 @@ def result_command(
     epoch: int,
     worker_id: str,
     now: datetime,
-) -> CompleteJob | FailJob | ConfirmCancelled:
+) -> CompleteJob | FailJob | ConfirmCancelled | ParkJob:
     """The job actor command reporting ``result`` for lease ``epoch``."""
     ids = {"workflow_id": workflow_id, "job": job, "epoch": epoch, "worker_id": worker_id}
     if isinstance(result, Succeeded):
         return CompleteJob(**ids, now=now, outputs=result.outputs, result=result.result)
     if isinstance(result, Cancelled):
         return ConfirmCancelled(**ids, now=now)
+    if isinstance(result, Parked):
+        return ParkJob(**ids, now=now, callback_after=result.after, outputs=result.outputs)
     if isinstance(result, Failed):
         return FailJob(
             **ids,

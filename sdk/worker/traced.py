@@ -30,7 +30,7 @@ def attach_tracing(listeners: Listeners) -> None:
         since = claimed.pop(event.ref, None)
         if since is None:  # the claim was heard before tracing was on
             since = now - (event.duration or 0.0)
-        failed = event.outcome not in ("succeeded",)
+        failed = event.outcome not in ("succeeded", "parked")
         tracing.record_span(
             event.ref.workflow_id,
             f"job {event.ref.job}",

@@ -43,7 +43,7 @@ VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason"
              "inputs", "labels"}  # fmt: skip
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
             "reason", "waiting_for", "wait", "child_workflow_id", "iteration",
-            "sleeping_until"}  # fmt: skip
+            "sleeping_until", "poll_count", "callback_at"}  # fmt: skip
 COMMANDS = [
     ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],
     ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],

@@ -85,7 +85,9 @@ async def secured(tmp_path: Path) -> AsyncIterator[Secured]:
 
         async def worker_present() -> bool:  # and its signal handlers installed
             workers = await secured.jetwork("client", "workers", "--json")
-            return workers.code == 0 and bool(json.loads(workers.out)["workers"])
+            # Its own entry: the server's http step worker is listed from the start.
+            listed = json.loads(workers.out)["workers"] if workers.code == 0 else []
+            return any("linux" in entry["labels"] for entry in listed)
 
         await assert_eventually(worker_present, timeout=30, interval=0.2)
         yield secured
@@ -142,4 +144,24 @@ async def test_an_http_worker_runs_a_job_through_the_gateways_role(secured: Secu
             return bool(view["status"] == "succeeded")
 
         await assert_eventually(ended, timeout=30)
+    assert secured.violations() == []
+
+
+async def test_an_http_step_runs_in_the_server_s_own_worker_role(secured: Secured) -> None:
+    from tests.http_target import Target, serving
+
+    with serving(Target()) as target:
+        workflow = {"name": "via-step", "jobs": {"call": {"http": {"url": f"{target.url}/ok"}}}}
+        async with httpx.AsyncClient(base_url=secured.http_url, timeout=30) as http:
+            response = await http.post("/api/workflows", json={"workflow": workflow})
+            assert response.status_code == 201, response.text
+            wf = response.json()["workflow_id"]
+
+            async def ended() -> dict[str, object] | None:
+                view: dict[str, object] = (await http.get(f"/api/workflows/{wf}")).json()
+                return view if view.get("status") in ("succeeded", "failed") else None
+
+            view = await assert_eventually(ended, timeout=30)
+    assert view["status"] == "succeeded", view
+    assert target.hits["/ok"] == 1
     assert secured.violations() == []

@@ -24,11 +24,13 @@ from actors.commands import (
     ClaimJob,
     CompleteJob,
     HookWorkflow,
+    ParkJob,
     PauseWorkflow,
     ResumeWorkflow,
     RetryWorkflow,
     SignalWorkflow,
     SkipJob,
+    UnparkJob,
 )
 from actors.definitions import parse_workflow
 from actors.workflow import WorkflowState
@@ -47,6 +49,7 @@ from events.definition import (
     WebhookWait,
     WorkflowDefinition,
 )
+from events.http_step import HttpStep
 from events.requests import ChildEndedRequest
 from tests.unit.fanout_simulation import FanOutSimulation
 from tests.unit.simulation import Simulation
@@ -245,6 +248,35 @@ def signalled() -> Simulation:
     return sim
 
 
+def parked() -> Simulation:
+    """An http step, and a handler that returned InProgress twice (parked, queued again with its
+    progress after each callback) before it succeeded; then the job that needs both."""
+    step = HttpStep(url="https://api.example.com/orders", method="POST", expect_status=(201,))
+    definition = _definition(
+        "parked",
+        {
+            "call": {"run": None, "http": step},
+            "remote": {"run": None, "uses": "transcode"},
+            "after": {"needs": ("call", "remote")},
+        },
+    )
+    sim = Simulation(workflow_id="wf-parked")
+    sim.start(definition)
+    sim.advance()
+    sim.claim("call", worker="http-steps-1")
+    sim.finish("call", {"status": "201", "body": '{"id": 7}'})
+    for poll in (1, 2):
+        epoch = sim.claim("remote")
+        sim.job("remote", ParkJob, epoch=epoch, worker_id="w1", callback_after=30,
+                outputs={"step": str(poll)})  # fmt: skip
+        sim.tick(30)
+        sim.job("remote", UnparkJob, attempt=1, poll_count=poll)
+    sim.claim("remote")
+    sim.finish("remote", {"done": "yes"})
+    sim.run()
+    return sim
+
+
 def looped() -> Simulation:
     """A loop job polled until its outputs say done: iteration 1 not done, iteration 2 fails
     once and is retried (its own budget), iteration 3 done; then its dependent runs."""
@@ -388,6 +420,7 @@ SCENARIOS: dict[str, Callable[[], Simulation]] = {
     "looped": looped,
     "sub_workflow": sub_workflow,
     "fanned_out": fanned_out,
+    "parked": parked,
     "operated": operated,
     "signalled": signalled,
     "release": release,

@@ -13,7 +13,8 @@ import sdk
 
 EXPECTED = {
     "CancellationRequested", "Claim", "Client", "CommandRefused", "ConcurrencyConflict",
-    "ControlResult", "DeadLetter", "DryRun", "DryRunJob", "dry_run",
+    "ControlResult", "DeadLetter", "DryRun", "DryRunJob", "dry_run", "InProgress",
+    "ProgressFrame",
     "EmbeddedServer", "HandlerRegistry", "Input", "InvalidArgument", "InvalidWorkflow",
     "JetworkError", "JobContext", "JobNotFound", "JobRef", "JobView", "LeaseLost", "LogLine",
     "Loop",

@@ -7,6 +7,7 @@ from sdk.worker.executors.base import (
     Executor,
     Failed,
     Interrupt,
+    Parked,
     Succeeded,
 )
 from sdk.worker.executors.python import PythonExecutor
@@ -20,6 +21,7 @@ __all__ = [
     "Executor",
     "Failed",
     "Interrupt",
+    "Parked",
     "PythonExecutor",
     "RoutingExecutor",
     "ShellExecutor",

@@ -5,6 +5,7 @@ An ``Executor`` turns a ``JobSpec`` and a ``JobContext`` into one ``ExecutionRes
 - ``Succeeded(outputs, result)`` - report ``JobSucceeded``;
 - ``Failed(error, retryable, timed_out)`` - report ``JobFailed``;
 - ``Cancelled(reason)`` - the job was cancelled and has stopped; report it;
+- ``Parked(after, outputs)`` - a handler's ``InProgress``: report ``JobParked``;
 - ``Abandoned(reason)`` - the lease was lost and the job has stopped; report **nothing**, the
   job belongs to another attempt now.
 """
@@ -70,7 +71,20 @@ class Abandoned:
         return False
 
 
-ExecutionResult = Succeeded | Failed | Cancelled | Abandoned
+@dataclass(frozen=True, slots=True)
+class Parked:
+    """The handler returned ``InProgress``: park the job, look again ``after`` seconds later."""
+
+    after: float
+    outputs: dict[str, str] = field(default_factory=dict)
+    kind: Literal["parked"] = "parked"
+
+    @property
+    def reportable(self) -> bool:
+        return True
+
+
+ExecutionResult = Succeeded | Failed | Cancelled | Abandoned | Parked
 
 
 class Executor(Protocol):

@@ -36,6 +36,7 @@ from sdk.worker.executors.base import (
     Cancelled,
     ExecutionResult,
     Failed,
+    Parked,
     Succeeded,
     clip_error,
     outputs_size,
@@ -44,6 +45,7 @@ from sdk.worker.executors.base import (
     too_large,
 )
 from sdk.worker.handlers import Handler, HandlerRegistry
+from sdk.worker.in_progress import InProgress
 from sdk.worker.job_context import CancellationRequested, JobContext
 
 TRACEBACK_LINES: Final = 20
@@ -110,6 +112,8 @@ class PythonExecutor:
         return Failed(clip_error(f"{type(exc).__name__}: {exc}"), retryable=retryable)
 
     def _success(self, handler: Handler, ctx: JobContext, value: Any) -> ExecutionResult:
+        if isinstance(value, InProgress):
+            return _parked(value, self.max_output_bytes)
         try:
             result = _to_json(handler, value)
         except (ValidationError, ValueError, PydanticSerializationError) as exc:
@@ -130,6 +134,14 @@ class PythonExecutor:
         if size > self.max_output_bytes:
             return too_large("outputs", size, self.max_output_bytes)
         return Succeeded(outputs=outputs, result=result)
+
+
+def _parked(value: InProgress, limit: int) -> ExecutionResult:
+    outputs = dict(value.outputs)
+    size = outputs_size(outputs)
+    if size > limit:
+        return too_large("InProgress outputs", size, limit)
+    return Parked(after=value.seconds, outputs=outputs)
 
 
 def _to_json(handler: Handler, value: Any) -> Any:
