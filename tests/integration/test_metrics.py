@@ -95,11 +95,13 @@ async def deployment(tmp_path: Path) -> AsyncIterator[Deployment]:
         worker_metrics = url_in(await worker.wait_for_line("metrics on"))
         yield Deployment(env, server_metrics, worker_metrics, gateway)
     finally:
-        if worker is not None:
-            worker_log = await worker.stop()
-            assert worker.proc.returncode == 0, worker_log[-2000:]
-        server_log = await server.stop()
-        assert server.proc.returncode == 0, server_log[-2000:]
+        try:  # the server is stopped even when the worker's check fails
+            if worker is not None:
+                worker_log = await worker.stop()
+                assert worker.proc.returncode == 0, worker_log[-2000:]
+        finally:
+            server_log = await server.stop()
+            assert server.proc.returncode == 0, server_log[-2000:]
         assert "Traceback" not in server_log
 
 

@@ -52,11 +52,13 @@ async def traced(tmp_path: Path, receiver: OtlpReceiver) -> AsyncIterator[Traced
         await worker.wait_for_line("worker started")
         yield Traced(env, worker)
     finally:
-        if worker is not None:
-            log = await worker.stop()
-            assert worker.proc.returncode == 0, log[-2000:]
-        log = await server.stop()
-        assert server.proc.returncode == 0, log[-2000:]
+        try:  # the server is stopped even when the worker's check fails
+            if worker is not None:
+                log = await worker.stop()
+                assert worker.proc.returncode == 0, log[-2000:]
+        finally:
+            log = await server.stop()
+            assert server.proc.returncode == 0, log[-2000:]
 
 
 async def test_one_trace_per_run_across_the_processes(
