@@ -92,7 +92,7 @@ class Batch(Intake):
 
     async def settle(self) -> None:
         """Decide and append until every workflow of the batch is done (or handed back)."""
-        works = [work for work in self._works.values() if self._owned(work)]
+        works = self._still_owned(list(self._works.values()))
         while works and not self._ctx.stopping():
             await self._load([work for work in works if work.state is None])
             for work in works:
@@ -105,7 +105,7 @@ class Batch(Intake):
                 if isinstance(event, JobQueued)
             )
             # Fenced: nothing acked for a lost partition (``_append`` checks every stage too).
-            works = [work for work in works if self._owned(work)]
+            works = self._still_owned(works)
             await self._append(works)
             retry = []
             for work in works:
@@ -120,6 +120,28 @@ class Batch(Intake):
             works = retry
         for msg in self._done:
             await msg.ack()
+
+    def forget(self) -> None:
+        """Drop the states of every workflow of this batch (it failed: its messages are not
+        acknowledged, see ``_still_owned``)."""
+        for wf_id in self._works:
+            self._ctx.states.drop(wf_id)
+
+    def _still_owned(self, works: list[Work]) -> list[Work]:
+        """The works of partitions this engine still holds. The others' messages are left
+        unacknowledged, for the partition's next owner or for this engine once its lease holds
+        again; they come back after their ack wait, *behind* newer messages. So the state in
+        memory, which lacks them, is dropped: folding a newer event onto it would mark the left
+        ones as folded already (their sequences are lower), and they would be skipped. Found by
+        the chaos run: a retry queued on a state that never saw the failed attempt's claim took
+        that attempt's epoch again (``test_engine_fencing.py``)."""
+        owned = []
+        for work in works:
+            if self._owned(work):
+                owned.append(work)
+            else:
+                self._ctx.states.drop(work.wf_id)
+        return owned
 
     def _owned(self, work: Work) -> bool:
         """The partition's lease holds, and has held without a break since the batch took

@@ -176,8 +176,12 @@ class Engine:
                     continue
                 started = time.perf_counter()
                 batch = Batch(self._context)
-                await batch.take(messages, fired)
-                await batch.settle()
+                try:
+                    await batch.take(messages, fired)
+                    await batch.settle()
+                except Exception:
+                    batch.forget()  # its messages come back behind newer ones: read them anew
+                    raise
                 metrics.ENGINE_BATCH_SECONDS.observe(time.perf_counter() - started)
                 metrics.ENGINE_BATCH_MESSAGES.observe(len(messages) + len(fired))
             except Exception:  # a bug must not stop the engine; unacked messages come back

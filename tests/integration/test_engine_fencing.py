@@ -16,15 +16,19 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig
 
+from actors.commands import ClaimJob, FailJob
 from actors.engine.batch import Batch, Context
 from actors.engine.definition_cache import DefinitionCache
 from actors.engine.engine import utc_now
 from actors.engine.labelsets import LabelSets
 from actors.engine.states import States
-from actors.engine.timers import Timers
+from actors.engine.timers import RetryTimer, Timers
+from actors.job import decide as job_decide
+from actors.job import replay as job_replay
 from events import subjects
+from events.catalog import JobQueued
 from events.pipeline import Pending, Pipeline
-from events.store import EventStore
+from events.store import ActorRef, EventStore
 from tests.engine_harness import start_workflow, types
 
 ONE_JOB = {"name": "one", "jobs": {"a": {"run": "true"}}}
@@ -126,4 +130,80 @@ async def started(
 async def settle(ctx: Context, msg: Msg) -> None:
     batch = Batch(ctx)
     await batch.take([msg], [])
+    await batch.settle()
+
+
+RETRIED = {
+    "name": "retried",
+    "jobs": {
+        "a": {"run": "false", "retry": {"max_attempts": 2, "backoff": "fixed", "delay": "1h"}}
+    },
+}
+
+
+async def worker_fails_attempt_1(store: EventStore, wf: str) -> None:
+    """What a worker appends: its claim of attempt 1 (epoch 1), then the failure and the retry
+    it decides, in one append."""
+    actor = ActorRef.job(wf, "a")
+    for command in (
+        ClaimJob(workflow_id=wf, job="a", attempt=1, worker_id="w", lease_ttl=30, now=utc_now()),
+        FailJob(workflow_id=wf, job="a", epoch=1, worker_id="w", error="exit 1", now=utc_now()),
+    ):
+        recorded = await store.load(actor)
+        state = job_replay(recorded)
+        await store.append(
+            actor, job_decide(state, command), expected_seq=state.last_seq,
+            command_id=f"{wf}.{command.type}",
+        )  # fmt: skip
+
+
+async def test_results_left_while_the_lease_lapsed_are_not_skipped_when_newer_ones_come_first(
+    clean_nats: NATS,
+) -> None:
+    """The lease lapses (renewals unanswered while JetStream elects a leader) and comes back
+    with no other owner in between: a batch taken meanwhile is left unacknowledged, and its
+    messages come back only after their ack wait, behind newer ones. Found by the chaos run
+    (seed 624051693): the engine kept its state from before the left batch, folded the job's
+    ``JobRetryScheduled`` first, then skipped the redelivered ``JobFailed`` as folded already,
+    and queued the retry with ``prior_epoch`` 0, so its claim took the failed attempt's epoch."""
+    nc, store, wf = clean_nats, EventStore(clean_nats), "wf-lapsed-results"
+    lease = {"held": True}
+    ctx = context(nc, Pipeline(nc, store), lambda _: lease["held"])  # one engine's memory
+    await start_workflow(nc, wf, RETRIED)
+    commands = await nc.jetstream().pull_subscribe(
+        subjects.partition_commands(subjects.partition_of(wf)), durable="lapsed-cmd",
+        stream=subjects.COMMANDS_STREAM,
+    )  # fmt: skip
+    [start] = await commands.fetch(1, timeout=5)
+    await settle_all(ctx, [start])  # queued attempt 1: the engine holds the workflow's state
+    results = await nc.jetstream().pull_subscribe(
+        f"evt.*.{wf}.job.*.*", durable="lapsed-evt", stream=subjects.EVENTS_STREAM,
+        config=ConsumerConfig(ack_wait=1.0, filter_subjects=[
+            subjects.job_event(wf, "a", "JobFailed"),
+            subjects.job_event(wf, "a", "JobRetryScheduled"),
+        ]),
+    )  # fmt: skip
+    await worker_fails_attempt_1(store, wf)
+
+    [failed] = await results.fetch(1, timeout=5)
+    lease["held"] = False
+    await settle_all(ctx, [failed])  # left for later: not acknowledged
+    lease["held"] = True
+    [retry_scheduled] = await results.fetch(1, timeout=5)  # the newer one comes first
+    await settle_all(ctx, [retry_scheduled])
+    [failed_again] = await results.fetch(1, timeout=10)
+    assert failed_again.metadata.num_delivered == 2
+    await settle_all(ctx, [failed_again])
+
+    timer = RetryTimer(workflow_id=wf, job="a", attempt=2, due=utc_now())
+    batch = Batch(ctx)
+    await batch.take([], [timer])
+    await batch.settle()
+    queued = [r.event for r in await store.history(wf) if isinstance(r.event, JobQueued)]
+    assert [(q.attempt, q.prior_epoch) for q in queued] == [(1, 0), (2, 1)]
+
+
+async def settle_all(ctx: Context, messages: list[Msg]) -> None:
+    batch = Batch(ctx)
+    await batch.take(messages, [])
     await batch.settle()
