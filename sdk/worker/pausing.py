@@ -10,18 +10,16 @@ why) and outlives every process, so a worker started while its handler is paused
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict
 
 from events import subjects
+from sdk.worker.control_keys import ControlKeys
 
 _log = structlog.get_logger("jetwork.worker")
 PREFIX: Final = "pause."
@@ -63,7 +61,9 @@ class Pauses:
         self._on_change = on_change
         self._handlers = handlers
         self._keys: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._switches = ControlKeys(
+            PREFIX, lambda key, value: self.record(key, value is not None), what="pause switches"
+        )
 
     def applies_to(self, handler: str | None) -> bool:
         """Is a label set of ``handler`` (None: label-routed jobs) paused on this worker?"""
@@ -93,39 +93,10 @@ class Pauses:
 
     async def start(self, js: JetStreamContext) -> None:
         """Read the switches set now, then follow them."""
-        kv = await js.key_value(subjects.KV_CONTROL)
-        watcher: Any = await kv.watch(f"{PREFIX}>")
-        while (entry := await watcher.updates(timeout=5.0)) is not None:
-            self._apply(entry)
-        self._task = asyncio.get_running_loop().create_task(self._follow(watcher))
+        await self._switches.start(js)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _follow(self, watcher: Any) -> None:
-        try:
-            while True:
-                try:
-                    entry = await watcher.updates(timeout=None)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # keep following: a missed resume would strand jobs
-                    _log.exception("following pause switches failed, retrying")
-                    await asyncio.sleep(1.0)
-                    continue
-                if entry is not None:
-                    self._apply(entry)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
-
-    def _apply(self, entry: KeyValue.Entry) -> None:
-        present = entry.operation is None and bool(entry.value)
-        self.record(entry.key, present)
+        await self._switches.stop()
 
 
 async def set_pause(js: JetStreamContext, key: str, record: PauseRecord | None) -> None:

@@ -18,13 +18,12 @@ Worker clocks are assumed close (NTP); a window is each worker's own reading of 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import structlog
 from nats.js import JetStreamContext
@@ -36,6 +35,7 @@ from events import subjects
 from events.catalog import JobSpec
 from events.definition import RateLimit
 from events.labels import token_of
+from sdk.worker.control_keys import ControlKeys
 
 _log = structlog.get_logger("jetwork.worker")
 PREFIX: Final = "limit."
@@ -99,7 +99,7 @@ class RateLimiter:
         self._clock = clock
         self._operator: dict[str, RateLimit] = {}
         self._counters: KeyValue | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._limits = ControlKeys(PREFIX, self.record, what="rate limits")
 
     def limits_for(self, spec: JobSpec) -> list[RateLimit]:
         """The job's own limit and the operator's for its handler or label set, if any."""
@@ -159,35 +159,7 @@ class RateLimiter:
     async def start(self, js: JetStreamContext) -> None:
         """Open the counters and read the operators' limits set now, then follow them."""
         self._counters = await js.key_value(subjects.KV_RATES)
-        control = await js.key_value(subjects.KV_CONTROL)
-        watcher: Any = await control.watch(f"{PREFIX}>")
-        while (entry := await watcher.updates(timeout=5.0)) is not None:
-            self._apply(entry)
-        self._task = asyncio.get_running_loop().create_task(self._follow(watcher))
+        await self._limits.start(js)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-
-    async def _follow(self, watcher: Any) -> None:
-        try:
-            while True:
-                try:
-                    entry = await watcher.updates(timeout=None)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:  # keep following: a missed change would mis-limit
-                    _log.exception("following rate limits failed, retrying")
-                    await asyncio.sleep(1.0)
-                    continue
-                if entry is not None:
-                    self._apply(entry)
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
-
-    def _apply(self, entry: KeyValue.Entry) -> None:
-        self.record(entry.key, entry.value if entry.operation is None else None)
+        await self._limits.stop()
