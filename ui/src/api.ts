@@ -91,6 +91,7 @@ export type JobStatus =
   | 'pending'
   | 'queued'
   | 'waiting'
+  | 'parked'
   | 'running'
   | 'retrying'
   | 'succeeded'

@@ -82,6 +82,10 @@ export function applyJob(job: JobLive, record: EventRecord): JobLive {
     case 'JobRetryScheduled':
       next = { ...job, status: 'retrying' };
       break;
+    case 'JobParked':
+      // InProgress: the attempt is looked at again later, holding no worker meanwhile.
+      next = { ...job, status: 'parked', worker_id: null, outputs: (d.outputs as Record<string, string>) ?? {} };
+      break;
     case 'JobWaiting':
       // wait_for: the engine holds it until a signal or a webhook (or its timeout), no worker.
       next = { ...job, status: 'waiting', attempts: Number(d.attempt), worker_id: null };

@@ -5,6 +5,7 @@ export const STATUSES = [
   'pending',
   'queued',
   'waiting',
+  'parked',
   'running',
   'retrying',
   'succeeded',
@@ -20,6 +21,8 @@ const ICON_PATHS: Record<string, string> = {
   pending: 'M8 2.5a5.5 5.5 0 1 0 0.01 0Z',
   queued: 'M8 2.5a5.5 5.5 0 1 0 0.01 0ZM8 5v3.5l2.5 1.5',
   running: 'M5.5 3.5v9l7-4.5Z',
+  // parked by its handler (InProgress): looked at again later, on no worker: a pause sign
+  parked: 'M8 2.5a5.5 5.5 0 1 0 0.01 0ZM6.5 5.5v5M9.5 5.5v5',
   // waiting for the outside world (a signal, a webhook): an hourglass
   waiting: 'M4.5 2.5h7M4.5 13.5h7M5 2.5c0 3.5 6 3.5 6 5.5s-6 2-6 5.5M11 2.5c0 3.5-6 3.5-6 5.5s6 2 6 5.5',
   retrying: 'M12.5 8a4.5 4.5 0 1 1-1.4-3.3M12 2.5v2.8H9.2',
