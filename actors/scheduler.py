@@ -15,7 +15,6 @@ start path (msg id, then CAS 0 on the workflow actor).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
@@ -36,11 +35,14 @@ from events.pull import PullFeed
 from events.requests import StartRequest, request_msg_id, workflow_id_for
 from events.schedule_store import ArmTick, ScheduleEntry, ScheduleStore, TickDue
 from events.store import EventStore
+from events.tasks import cancel_and_wait
 
 _log = structlog.get_logger("jetwork.scheduler")
 CONSUMER: Final = "scheduler"
 _ARM: Final = subjects.schedule_arm("")
 ACK_WAIT: Final = 10.0
+STOP_TIMEOUT: Final = 10.0
+"""Seconds ``stop`` waits for the ticker to end."""
 
 
 def tick_key(name: str, tick: datetime) -> str:
@@ -89,11 +91,10 @@ class Ticker:
         self._task = asyncio.create_task(self._loop(), name="jetwork-ticker")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        # Cancelled again until it ends: one cancellation can be swallowed by nats-py's requests
+        # on Python 3.11 (events/tasks.py); a single cancel left stop() waiting for ever.
+        await cancel_and_wait(self._task, timeout=STOP_TIMEOUT, what="schedule ticker")
+        self._task = None
         if self._feed is not None:
             await self._feed.stop()
             self._feed = None

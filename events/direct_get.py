@@ -137,7 +137,7 @@ class DirectReader:
                 subjects.direct_get(self._stream), orjson.dumps(request), reply=f"{inbox}.{token}"
             )
             # Not asyncio.wait_for: on Python 3.11 it swallows a cancellation that arrives with
-            # the reply (sdk/worker/tasks.py); asyncio.timeout does not.
+            # the reply (events/tasks.py); asyncio.timeout does not.
             async with asyncio.timeout(self._timeout):
                 status, remaining = await pending.done
         except TimeoutError:

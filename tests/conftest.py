@@ -13,9 +13,9 @@ from nats.aio.client import Client as NATS
 
 from events.connection import NatsSettings, connect
 from events.errors import StoreError
+from events.tasks import stack_of
 from events.topology import ensure_topology
 from sdk.embedded_server import EmbeddedServer
-from sdk.worker.tasks import stack_of
 from tests.jobs_harness import JobsHarness
 
 

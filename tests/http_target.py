@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,6 +23,9 @@ class Target:
         self.running_for = running_for
         self.hits: Counter[str] = Counter()
         self.url = ""
+        # Set when the server stops: a slow answer still pending ends with it (not 30 s later,
+        # writing to a closed connection while another test captures the output).
+        self.stopping = threading.Event()
 
 
 def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
@@ -37,7 +39,10 @@ def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
-            self.wfile.write(data)
+            try:
+                self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                return  # the client gave up (a cancelled or timed-out step): nothing to answer
 
         def do_GET(self) -> None:
             target.hits[self.path] += 1
@@ -49,8 +54,8 @@ def _handler(target: Target) -> type[BaseHTTPRequestHandler]:
                 done = target.hits[self.path] > target.running_for
                 self._answer(200, {"state": "done" if done else "running"})
             elif self.path == "/slow":
-                time.sleep(30)
-                self._answer(200, {})
+                if not target.stopping.wait(30):
+                    self._answer(200, {})
             else:
                 self._answer(404, {"error": "no such route"})
 
@@ -74,5 +79,6 @@ def serving(target: Target) -> Iterator[Target]:
     try:
         yield target
     finally:
+        target.stopping.set()
         server.shutdown()
         server.server_close()

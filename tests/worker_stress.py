@@ -29,11 +29,11 @@ from nats.aio.msg import Msg
 
 from events import subjects
 from events.connection import NatsSettings, connect
+from events.tasks import stack_of
 from events.topology import ensure_topology
 from sdk.embedded_server import EmbeddedServer
 from sdk.worker import Worker
 from sdk.worker.job_context import JobContext
-from sdk.worker.tasks import stack_of
 from tests.jobs_harness import JobsHarness, fast_config
 
 ENDED = ("JobSucceeded", "JobFailed", "JobCancelled")

@@ -21,8 +21,8 @@ from typing import Any, Final
 
 from nats.aio.client import Client as NATS
 
+from events.tasks import cancel_and_wait, stack_of
 from sdk.worker.attempt import Attempt
-from sdk.worker.tasks import cancel_and_wait, stack_of
 
 WATCHDOG_EVERY: Final = 1.0
 """Seconds between two looks for attempts stuck after their job ended."""

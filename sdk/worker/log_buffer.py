@@ -33,7 +33,7 @@ from typing import Final, Literal, Protocol
 
 import structlog
 
-from sdk.worker.tasks import wait_event
+from events.tasks import wait_event
 
 LogStream = Literal["stdout", "stderr", "log", "system"]
 """``stdout``/``stderr`` of a shell job, ``log`` for ``ctx.log`` lines, ``system`` for notes

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from nats.aio.client import Client as NATS
 
+from events.tasks import cancel_and_wait
 from sdk.worker.attempt import Attempt
 from sdk.worker.config import WorkerConfig
 from sdk.worker.leases import LeaseKeeper
@@ -27,7 +28,6 @@ from sdk.worker.pull import Puller
 from sdk.worker.rate_limits import RateLimiter
 from sdk.worker.slots import Lane
 from sdk.worker.stopping import wait_for_attempts
-from sdk.worker.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from sdk.worker.core import Phase

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from events.tasks import RECANCEL_EVERY
 from sdk.worker.attempt import Attempt
-from sdk.worker.tasks import RECANCEL_EVERY
 
 
 async def wait_for_attempts(

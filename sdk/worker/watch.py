@@ -20,8 +20,8 @@ from typing import Any, Final
 from actors.job import JobState
 from events.catalog import JobStatus
 from events.errors import JetworkError
+from events.tasks import cancel_and_wait, wait_event
 from sdk.worker.job_context import JobContext
-from sdk.worker.tasks import cancel_and_wait, wait_event
 
 STOP_TIMEOUT: Final = 2.0
 """Seconds ``stop()`` waits for the watcher (it is cancelled again and again meanwhile)."""

@@ -9,7 +9,7 @@ import sys
 import pytest
 import structlog
 
-from sdk.worker.tasks import cancel_and_wait, wait_event
+from events.tasks import cancel_and_wait, wait_event
 
 
 async def _cancel_as_the_result_arrives(wait: str) -> bool:

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 
 from events.catalog import JobSpec
+from events.tasks import cancel_and_wait
 from sdk.worker.job_context import JobContext
-from sdk.worker.tasks import cancel_and_wait
 
 MAX_ERROR_CHARS: Final = 4096
 """Error messages are cut to this many characters (keeping the end, where the cause is)."""
@@ -145,7 +145,7 @@ async def supervise(
 async def settle(work: asyncio.Future[Any], *, grace: float) -> bool:
     """Cancel ``work`` and wait up to ``grace`` seconds for it to end; True if it ended.
 
-    A handler may swallow one cancellation (see ``sdk/worker/tasks.py``): it is cancelled again
+    A handler may swallow one cancellation (see ``events/tasks.py``): it is cancelled again
     until it ends or the grace is over.
     """
     if isinstance(work, asyncio.Task):

@@ -24,7 +24,7 @@ import structlog
 RECANCEL_EVERY: Final = 0.05
 """Seconds between two cancellations of a task that has not ended yet."""
 
-_log = structlog.get_logger("jetwork.worker")
+_log = structlog.get_logger("jetwork.tasks")
 
 
 async def cancel_and_wait(
