@@ -10,7 +10,7 @@ from actors.definitions import format_duration
 from actors.definitions.durations import parse_duration
 from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
 from sdk.client import Client
-from sdk.client.rate_limits import RateLimitView
+from sdk.client.rate_limits import RateLimitView, limited_key
 
 
 def _labels(value: str | None) -> tuple[str, ...] | None:
@@ -91,6 +91,7 @@ def set_limit(
       jetwork limits set --handler charge --limit 100 --per 60s --reason "PSP quota"
       jetwork limits set --labels gpu --limit 4 --per 1s
     """
+    limited_key(handler, _labels(labels))  # what it covers, checked before connecting
 
     async def action(client: Client) -> str:
         return await client.set_rate_limit(
@@ -120,6 +121,7 @@ def delete_limit(
     Examples:
       jetwork limits delete --handler charge
     """
+    limited_key(handler, _labels(labels))
 
     async def action(client: Client) -> bool:
         return await client.delete_rate_limit(handler=handler, labels=_labels(labels))

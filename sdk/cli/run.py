@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -17,6 +18,7 @@ from actors.definitions import load_workflow_file
 from actors.definitions.input_schema import coerce
 from events.definition import WorkflowDefinition
 from events.definition_store import parse_reference
+from events.requests import TRACEPARENT_PATTERN
 from projections.views import WorkflowView
 from projections.waiting import describe_waiting
 from sdk.cli._common import json_option, make_console, nats_option, print_json, with_client
@@ -79,6 +81,17 @@ async def watch_live(
     return final
 
 
+def _check_traceparent(
+    _ctx: click.Context, _param: click.Parameter, value: str | None
+) -> str | None:
+    """A malformed ``--traceparent`` is a usage error before anything connects."""
+    if value is not None and not re.match(TRACEPARENT_PATTERN, value):
+        raise click.BadParameter(
+            f"{value!r} is not a W3C traceparent: 00-<32 hex trace id>-<16 hex span id>-<flags>"
+        )
+    return value
+
+
 @click.command()
 @click.argument(
     "file", metavar="FILE|NAME[@VERSION]", type=click.Path(dir_okay=False, path_type=Path)
@@ -106,6 +119,7 @@ async def watch_live(
     metavar="00-TRACE-SPAN-FLAGS",
     help="Join this W3C trace: the run's spans become part of it (docs/metrics.md). "
     "[env: TRACEPARENT]",
+    callback=_check_traceparent,
 )
 @nats_option
 @dry_run_options
