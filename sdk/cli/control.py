@@ -284,13 +284,18 @@ def restart(
 
 def parse_outputs(pairs: Iterable[str]) -> dict[str, str]:
     """``KEY=VALUE`` pairs, values as text (outputs are text, as ``::set-output``'s)."""
-    outputs: dict[str, str] = {}
+    return parse_pairs(pairs, flag="--output ", example="--output v=1")
+
+
+def parse_pairs(pairs: Iterable[str], *, flag: str = "", example: str) -> dict[str, str]:
+    """``KEY=VALUE`` pairs as text, each key once; ``flag`` names the option in messages."""
+    found: dict[str, str] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise InvalidArgument(f"--output {pair!r}: expected KEY=VALUE, e.g. --output v=1")
-        if key in outputs:
-            raise InvalidArgument(f"--output {key!r} is given twice")
-        outputs[key] = value
-    return outputs
+            raise InvalidArgument(f"{flag}{pair!r}: expected KEY=VALUE, e.g. {example}")
+        if key in found:
+            raise InvalidArgument(f"{flag}{key!r} is given twice")
+        found[key] = value
+    return found

@@ -13,7 +13,7 @@ from typing import Any
 import click
 import orjson
 
-from sdk.cli.control import _operator_options, _run
+from sdk.cli.control import _operator_options, _run, parse_pairs
 from sdk.client import Client
 from sdk.client.control import ControlResult
 from sdk.errors import InvalidArgument
@@ -73,19 +73,13 @@ def set_vars(
 
 def parse_vars(pairs: Iterable[str], *, as_json: bool = False) -> dict[str, Any]:
     """``KEY=VALUE`` pairs; values as text, or as JSON with ``as_json``."""
+    texts = parse_pairs(pairs, example="region=eu-west-1")
+    if not as_json:
+        return dict(texts)
     values: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, text = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise InvalidArgument(f"{pair!r}: expected KEY=VALUE, e.g. region=eu-west-1")
-        if key in values:
-            raise InvalidArgument(f"{key!r} is given twice")
-        if as_json:
-            try:
-                values[key] = orjson.loads(text)
-            except orjson.JSONDecodeError as error:
-                raise InvalidArgument(f"{key}: {text!r} is not JSON ({error})") from None
-        else:
-            values[key] = text
+    for key, text in texts.items():
+        try:
+            values[key] = orjson.loads(text)
+        except orjson.JSONDecodeError as error:
+            raise InvalidArgument(f"{key}: {text!r} is not JSON ({error})") from None
     return values
