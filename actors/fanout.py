@@ -15,7 +15,6 @@ queues or stops: a fan-out of 10,000 costs no more per event than one of 10.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -78,14 +77,17 @@ def start(
 
 
 def _earlier_instances(name: str, jobs: Mapping[str, JobState]) -> list[JobState]:
-    found: list[JobState] = []
-    for index in itertools.count():  # instances start in order: the first missing is the end
-        instance = jobs.get(instance_name(name, index))
-        if instance is None:
-            return found
-        if instance.status is not JobStatus.PENDING:
-            found.append(instance)
-    raise AssertionError("unreachable")
+    # Instances start in order, but one an operator skipped before its turn may lie beyond the
+    # first never started: look at every job once (a re-fan-out is an operator's rare retry).
+    prefix = f"{name}-"
+    found = [
+        (int(key[len(prefix) :]), instance)
+        for key, instance in jobs.items()
+        if key.startswith(prefix)
+        and key[len(prefix) :].isdigit()
+        and instance.status is not JobStatus.PENDING
+    ]
+    return [instance for _, instance in sorted(found, key=lambda pair: pair[0])]
 
 
 def _items(fan: FanOut, context: ExpressionContext) -> list[Any]:
@@ -138,8 +140,24 @@ def advance(
         return []  # its upstream does not change once it ran: not reached
     return [
         _queue(state, definition, spec, index, fan.items[index], verdict.context, jobs, now)
-        for index in range(fan.created, fan.created + room)
+        for index in _next_indices(current.job, fan, jobs, room)
     ]
+
+
+def _next_indices(
+    name: str, fan: FanOutState, jobs: Mapping[str, JobState], room: int
+) -> list[int]:
+    """The next ``room`` instances to queue, in item order, passing over those an operator
+    skipped before their turn (each is passed over once: queueing one after it moves
+    ``created`` past it)."""
+    found: list[int] = []
+    index = fan.created
+    while len(found) < room and index < fan.count:
+        instance = jobs.get(instance_name(name, index))
+        if instance is None or instance.status is JobStatus.PENDING:
+            found.append(index)
+        index += 1
+    return found
 
 
 def stop(state: WorkflowState, name: str, reason: str, now: datetime) -> list[JobEvent]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from actors.job import JobState
-from events.catalog import JobEvent, JobFannedOut, JobStatus
+from events.catalog import JobEvent, JobFannedOut, JobSkipped, JobStatus
 
 __all__ = ["FanOutState", "fold", "instance_name", "job_names", "parent_of"]
 
@@ -24,7 +24,9 @@ _ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
 class FanOutState:
     attempt: int  # the parent's attempt that fanned out (JobFannedOut.attempt)
     items: tuple[Any, ...]
-    created: int = 0  # instances 0 .. created-1 have had an event (they start in order)
+    # Instances 0 .. created-1 have been queued (they start in order); one after them may have
+    # been skipped by an operator already.
+    created: int = 0
     active: int = 0  # queued, running or retrying
     ended: int = 0
     failed: int = 0
@@ -74,9 +76,12 @@ def fold(
         return
     parent, index = found
     fan = fanouts[parent]
+    # An operator may skip an instance before its turn: it ends without being started, and the
+    # ones before it are still to be queued.
+    started = not isinstance(event, JobSkipped)
     fanouts[parent] = replace(
         fan,
-        created=max(fan.created, index + 1),
+        created=max(fan.created, index + 1) if started else fan.created,
         active=fan.active + (new in _ACTIVE) - (old in _ACTIVE),
         ended=fan.ended + new.is_terminal - old.is_terminal,
         failed=fan.failed + (new is JobStatus.FAILED) - (old is JobStatus.FAILED),
