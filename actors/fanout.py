@@ -258,8 +258,9 @@ def _ended(
             ", ..." if len(failed) > _NAMED_FAILURES else ""
         )
         error = f"{len(failed)} of {fan.count} instances failed: {named}"
-        if fan.created < fan.count:
-            error += f"; {fan.count - fan.created} not started (fail_fast)"
+        not_started = sum(i.status is JobStatus.PENDING for i in instances)
+        if not_started:  # (one skipped by an operator before its turn was not started either)
+            error += f"; {not_started} not started (fail_fast)"
         return JobFannedIn(
             **current.ids,
             attempt=current.attempt,

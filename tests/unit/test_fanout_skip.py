@@ -198,3 +198,19 @@ def test_a_retry_after_a_skip_before_its_turn_reopens_that_instance_too() -> Non
     sim.run()
     assert sim.state.status is WorkflowStatus.SUCCEEDED
     assert [sim.status_of(f"each-{i}") for i in range(4)] == ["succeeded"] * 4
+
+
+def test_fail_fast_counts_as_not_started_only_the_instances_never_queued_nor_skipped() -> None:
+    sim = FanOutSimulation()
+    sim.start(load_workflow_text(FOR_EACH.replace("fail_fast: false", "fail_fast: true")))
+    sim.advance()
+    sim.claim("list")
+    sim.finish("list", _items(*range(5)))
+    sim.advance()
+    sim.decide(skip("each-4"))
+    sim.claim("each-0")
+    sim.finish("each-0", "fatal")
+    sim.run()
+    assert sim.state.job("each").error == (
+        "1 of 5 instances failed: each-0; 2 not started (fail_fast)"
+    )
