@@ -185,7 +185,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
   }
 
   // An instance `<job>-<index>` opens in the panel as a job of its own; the graph marks its job.
-  const instance = job && !jobs.has(job) ? instanceOf(fans, job) : null;
+  const instance = job !== null && !jobs.has(job) ? instanceOf(fans, job) : null;
   const parent = instance ? graph.jobs.find((j) => j.name === instance[0]) : undefined;
   const structure = parent ? { ...parent, name: job! } : (graph.jobs.find((j) => j.name === job) ?? null);
   const liveJob = instance ? fans.get(instance[0])!.instances[instance[1]] : job ? jobs.get(job) : undefined;
