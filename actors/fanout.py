@@ -24,7 +24,7 @@ from actors import dag, job
 from actors.commands import CancelJob
 from actors.definitions import ExpressionContext, evaluate
 from actors.definitions._fields import describe, short
-from actors.fanout_state import FanOutState, instance_name
+from actors.fanout_state import FanOutState, instance_name, next_instances
 from actors.job import JobState
 from actors.workflow_state import WorkflowState
 from events.catalog import (
@@ -140,24 +140,8 @@ def advance(
         return []  # its upstream does not change once it ran: not reached
     return [
         _queue(state, definition, spec, index, fan.items[index], verdict.context, jobs, now)
-        for index in _next_indices(current.job, fan, jobs, room)
+        for index in next_instances(current.job, fan, jobs, room)
     ]
-
-
-def _next_indices(
-    name: str, fan: FanOutState, jobs: Mapping[str, JobState], room: int
-) -> list[int]:
-    """The next ``room`` instances to queue, in item order, passing over those an operator
-    skipped before their turn (each is passed over once: queueing one after it moves
-    ``created`` past it)."""
-    found: list[int] = []
-    index = fan.created
-    while len(found) < room and index < fan.count:
-        instance = jobs.get(instance_name(name, index))
-        if instance is None or instance.status is JobStatus.PENDING:
-            found.append(index)
-        index += 1
-    return found
 
 
 def stop(state: WorkflowState, name: str, reason: str, now: datetime) -> list[JobEvent]:

@@ -15,7 +15,7 @@ from typing import Any
 from actors.job import JobState
 from events.catalog import JobEvent, JobFannedOut, JobSkipped, JobStatus
 
-__all__ = ["FanOutState", "fold", "instance_name", "job_names", "parent_of"]
+__all__ = ["FanOutState", "fold", "instance_name", "job_names", "next_instances", "parent_of"]
 
 _ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
 
@@ -57,6 +57,22 @@ def job_names(order: tuple[str, ...], fanouts: Mapping[str, FanOutState]) -> Ite
         fan = fanouts.get(name)
         if fan is not None:
             yield from (instance_name(name, index) for index in range(fan.count))
+
+
+def next_instances(
+    name: str, fan: FanOutState, jobs: Mapping[str, JobState], room: int
+) -> list[int]:
+    """The next ``room`` instances of ``name`` to queue, in item order, passing over those an
+    operator skipped before their turn (each is passed over once: queueing one after it moves
+    ``created`` past it)."""
+    found: list[int] = []
+    index = fan.created
+    while len(found) < room and index < fan.count:
+        instance = jobs.get(instance_name(name, index))
+        if instance is None or instance.status is JobStatus.PENDING:
+            found.append(index)
+        index += 1
+    return found
 
 
 def fold(
