@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors import groups
 from actors.fanout_state import job_names
 from actors.job import JobState
 from actors.workflow import WorkflowState, stop_reason
@@ -208,8 +209,8 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         status=state.status.value,
         started_at=state.started_at,
         ended_at=state.ended_at,
-        # Why it ended, or while paused who paused it and why.
-        reason=state.end_reason or state.pause_note,
+        # Why it ended, while paused who paused it and why, while queued what it waits for.
+        reason=state.end_reason or state.pause_note or groups.queue_note(state),
         restarted_from=state.restarted_from,
         restarted_as=state.restarted_as,
         vars=dict(state.vars),
