@@ -113,6 +113,8 @@ class WorkflowView(_View):
     # every label its jobs need.
     inputs: dict[str, Any] = Field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    # Its workflow concurrency group, rendered, once queued (``actors.groups``).
+    group: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -133,6 +135,7 @@ class WorkflowSummary(_View):
     # As in ``WorkflowView``: what ``list`` filters on.
     inputs: dict[str, Any] = Field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    group: str | None = None  # its workflow concurrency group (status ``queued``: waits for it)
 
 
 def job_view(
@@ -229,6 +232,7 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         outputs=dict(state.outputs),
         inputs=dict(state.inputs),
         labels=tuple(sorted({lb for job in state.definition.jobs.values() for lb in job.labels})),
+        group=state.group,
     )
 
 
@@ -250,4 +254,5 @@ def summary(view: WorkflowView) -> WorkflowSummary:
         parent_workflow_id=view.parent.workflow_id if view.parent else None,
         inputs=view.inputs,
         labels=view.labels,
+        group=view.group,
     )

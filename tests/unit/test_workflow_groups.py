@@ -268,3 +268,23 @@ def test_the_group_timer_looks_again_while_queued_and_stops_once_admitted() -> N
     assert [t.timer_id() for t in reaction.timers] == [f"{WF}.group-r0-c2"]
     running = react(History(started(), queued(), admitted()).state, [Fired(timer)], at(11))
     assert running.group_calls == [] and running.timers == []
+
+
+# --- what status and list show ----------------------------------------------------------------
+
+
+def test_status_and_list_say_a_queued_run_waits_and_for_which_group() -> None:
+    from rich.console import Console
+
+    from projections.views import summary, workflow_view
+    from sdk.cli._render import summary_table
+
+    view = workflow_view(History(started(), queued()).state)
+    assert view.status == "queued" and view.group == "deploy-prod"
+    assert view.reason == "waiting for concurrency group deploy-prod (limit 1)"
+    console = Console(width=200, record=True)
+    console.print(summary_table([summary(view)]))
+    text = console.export_text()
+    assert "queued" in text and "(waiting for concurrency group deploy-prod)" in text
+    admitted_view = workflow_view(History(started(), queued(), admitted()).state)
+    assert admitted_view.status == "running" and admitted_view.reason is None
