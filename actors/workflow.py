@@ -330,6 +330,20 @@ def _failed_jobs(definition: WorkflowDefinition, jobs: Mapping[str, JobState]) -
     )
 
 
+def _stopped_job(definition: WorkflowDefinition, jobs: Mapping[str, JobState]) -> str | None:
+    """Why a job was cancelled although the workflow was not (only a newer member of its
+    concurrency group with ``cancel_in_progress`` asks that: ``sdk/worker/concurrency.py``)."""
+    for name, spec in definition.jobs.items():
+        current = jobs.get(name)
+        if (
+            current is not None
+            and current.status is JobStatus.CANCELLED
+            and spec.on_failure is not OnFailure.CONTINUE
+        ):
+            return f"job {name} was cancelled: {current.cancel_reason or 'cancelled'}"
+    return None
+
+
 def _ending(
     state: WorkflowState,
     definition: WorkflowDefinition,
@@ -343,6 +357,9 @@ def _ending(
     if failed:
         reason = f"{len(failed)} job(s) failed: {', '.join(failed)}"
         return WorkflowFailed(workflow_id=wf, reason=reason, failed_jobs=failed, ended_at=now)
+    stopped = _stopped_job(definition, jobs)
+    if stopped is not None:  # (a job group's cancel_in_progress newcomer superseded it)
+        return WorkflowCancelled(workflow_id=wf, reason=stopped, ended_at=now)
     try:
         outputs = subworkflows.render_outputs(definition, jobs, state.inputs)
     except ValueError as error:

@@ -6,7 +6,8 @@ sharing the 16 partitions) and a real worker running shell jobs:
 - runs started one after another are admitted in that order;
 - a failed, cancelled (queued or running) run gives its slot back;
 - ``cancel_in_progress``: a newcomer cancels the running member, whose history says why;
-- a slot left by a run whose end was never given back (its engine died) is found from the log.
+- a slot left by a run whose end was never given back (its engine died) is found from the log;
+- a job group's ``cancel_in_progress``: a newcomer's worker cancels the older running job.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from actors.group_queue import GroupQueue, Member
 from events import subjects
 from events.base import RecordedEvent
 from events.catalog import (
+    JobCancelled,
+    JobCancelRequested,
     JobStarted,
     JobSucceeded,
     WorkflowAdmitted,
@@ -239,3 +242,33 @@ async def test_a_grant_never_sent_is_found_by_the_next_look(
         assert engines  # (both ran throughout)
         await cancel_workflow(clean_nats, blocker)
         await cancel_workflow(clean_nats, wf)
+
+
+def job_group_definition(group: str, run: str) -> dict[str, Any]:
+    concurrency = {"group": group, "limit": 1, "cancel_in_progress": True}
+    return {"name": "job-group", "jobs": {"deploy": {"run": run, "concurrency": concurrency}}}
+
+
+async def test_a_job_group_s_newcomer_cancels_the_older_running_job_and_says_why(
+    clean_nats: NATS, nats_url: str
+) -> None:
+    store, group = EventStore(clean_nats), f"j{uuid.uuid4().hex[:8]}"
+    old, new = "wf-old-job", "wf-new-job"
+    async with two_engines(nats_url), a_worker(nats_url):
+        await start_workflow(clean_nats, old, job_group_definition(group, "sleep 30"))
+        await assert_eventually(lambda: _status(store, old, JobStarted), timeout=20)
+        await start_workflow(clean_nats, new, job_group_definition(group, "sleep 0.2"))
+        histories = await assert_eventually(
+            lambda: ended_all(store, [old, new]), timeout=60, interval=0.5
+        )
+    why = f"superseded by {new}/deploy in concurrency group {group} (cancel_in_progress)"
+    requested = first(histories[old], JobCancelRequested)
+    assert requested is not None and requested.reason == why
+    assert first(histories[old], JobCancelled).reason == why
+    ended = first(histories[old], _ENDS)
+    assert (
+        isinstance(ended, WorkflowCancelled) and ended.reason == f"job deploy was cancelled: {why}"
+    )
+    assert isinstance(first(histories[new], _ENDS), WorkflowSucceeded)
+    new_claim = first(histories[new], JobStarted)
+    assert new_claim.started_at >= first(histories[old], JobCancelled).at  # one at a time

@@ -288,3 +288,15 @@ def test_status_and_list_say_a_queued_run_waits_and_for_which_group() -> None:
     assert "queued" in text and "(waiting for concurrency group deploy-prod)" in text
     admitted_view = workflow_view(History(started(), queued(), admitted()).state)
     assert admitted_view.status == "running" and admitted_view.reason is None
+
+
+def test_a_job_cancelled_by_its_group_s_newcomer_ends_the_workflow_cancelled_saying_why() -> None:
+    plain = WorkflowStarted(workflow_id=WF, definition=dag(a={}), started_at=at(0))
+    history = History(plain)
+    history.add(*react(history.state, [], at(1)).decided)  # job a queued
+    why = "superseded by wf-2/a in concurrency group g (cancel_in_progress)"
+    cancelled = JobCancelled(workflow_id=WF, job="a", reason=why, at=at(3))
+    reaction = react(history.state, history.add(cancelled), at(3))
+    assert reaction.decided == [
+        WorkflowCancelled(workflow_id=WF, reason=f"job a was cancelled: {why}", ended_at=at(3))
+    ]
