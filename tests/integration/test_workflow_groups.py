@@ -272,3 +272,24 @@ async def test_a_job_group_s_newcomer_cancels_the_older_running_job_and_says_why
     assert isinstance(first(histories[new], _ENDS), WorkflowSucceeded)
     new_claim = first(histories[new], JobStarted)
     assert new_claim.started_at >= first(histories[old], JobCancelled).at  # one at a time
+
+
+async def test_the_queue_survives_every_engine_stopping_and_new_ones_starting(
+    clean_nats: NATS, nats_url: str
+) -> None:
+    store, group = EventStore(clean_nats), f"g{uuid.uuid4().hex[:8]}"
+    blocker, waiter = "wf-before-restart", "wf-waits-across"
+    async with a_worker(nats_url):
+        async with two_engines(nats_url):
+            await start_workflow(clean_nats, blocker, definition(group, 1, run="sleep 2"))
+            await assert_eventually(lambda: _status(store, blocker, JobStarted), timeout=20)
+            await start_workflow(clean_nats, waiter, definition(group, 1))
+            await assert_eventually(lambda: _status(store, waiter, WorkflowQueued), timeout=10)
+        # Every engine is gone while the blocker's job runs on; two new ones take over.
+        async with two_engines(nats_url):
+            histories = await assert_eventually(
+                lambda: ended_all(store, [blocker, waiter]), timeout=60, interval=0.5
+            )
+    ends = [first(histories[wf], _ENDS) for wf in (blocker, waiter)]
+    assert all(isinstance(end, WorkflowSucceeded) for end in ends), ends
+    assert first(histories[waiter], WorkflowAdmitted).at >= ends[0].ended_at
