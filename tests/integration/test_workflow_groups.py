@@ -293,3 +293,29 @@ async def test_the_queue_survives_every_engine_stopping_and_new_ones_starting(
     ends = [first(histories[wf], _ENDS) for wf in (blocker, waiter)]
     assert all(isinstance(end, WorkflowSucceeded) for end in ends), ends
     assert first(histories[waiter], WorkflowAdmitted).at >= ends[0].ended_at
+
+
+async def test_cancel_in_progress_under_a_crowd_keeps_one_running_and_the_newest_wins(
+    clean_nats: NATS, nats_url: str
+) -> None:
+    store, group = EventStore(clean_nats), f"g{uuid.uuid4().hex[:8]}"
+    ids = [f"wf-crowd-{n}" for n in range(8)]
+    crowd = definition(group, 1, run="sleep 1", cancel_in_progress=True)
+    async with two_engines(nats_url), a_worker(nats_url):
+        await asyncio.gather(*(start_workflow(clean_nats, wf, crowd) for wf in ids))
+        histories = await assert_eventually(lambda: ended_all(store, ids), timeout=90, interval=0.5)
+    spans, succeeded = [], []
+    for wf, events in histories.items():
+        end = first(events, _ENDS)
+        if isinstance(end, WorkflowSucceeded):
+            succeeded.append(wf)
+        else:
+            assert isinstance(end, WorkflowCancelled), (wf, end)
+            assert end.reason.startswith("superseded by wf-crowd-"), end.reason
+        admitted = first(events, WorkflowAdmitted)
+        if admitted is not None:
+            spans.append((admitted.at, end.ended_at))
+    assert most_at_once(spans) <= 1, sorted(spans)
+    # The last to enter the queue is superseded by nobody: it runs to its end. (Which one that
+    # is the log does not say: engines of different partitions race to enter.)
+    assert succeeded, {wf: type(first(events, _ENDS)).__name__ for wf, events in histories.items()}
