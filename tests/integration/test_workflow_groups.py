@@ -137,6 +137,14 @@ async def _queue_is_empty(nc: NATS, group: str) -> bool:
     return True
 
 
+async def _in_queue(nc: NATS, group: str, wf: str) -> bool:
+    """``wf`` entered the group's queue (its place in the line is taken)."""
+    entry = await (await nc.jetstream().key_value(subjects.KV_CONCURRENCY)).get(groups.key(group))
+    queue = GroupQueue.model_validate(orjson.loads(entry.value or b"{}"))
+    assert wf in {member.workflow_id for member in queue.members}, queue
+    return True
+
+
 async def _status(store: EventStore, wf: str, kind: type[Any]) -> bool:
     assert first(await history(store, wf), kind) is not None, wf
     return True
@@ -152,10 +160,10 @@ async def test_runs_are_admitted_in_the_order_they_queued_and_every_end_frees_th
         await start_workflow(clean_nats, ids[0], definition(group, 1, run="sleep 0.5; exit 3"))
         await assert_eventually(lambda: _status(store, ids[0], WorkflowAdmitted), timeout=10)
         await start_workflow(clean_nats, ids[1], definition(group, 1, run="sleep 30"))
+        await assert_eventually(lambda: _in_queue(clean_nats, f"{group}-prod", ids[1]))
         for wf in ids[2:]:
-            await assert_eventually(lambda: _status(store, ids[1], WorkflowQueued), timeout=10)
             await start_workflow(clean_nats, wf, definition(group, 1))
-            await assert_eventually(lambda wf=wf: _status(store, wf, WorkflowQueued), timeout=10)
+            await assert_eventually(lambda wf=wf: _in_queue(clean_nats, f"{group}-prod", wf))
         await cancel_workflow(clean_nats, ids[2], reason="not wanted")
         await assert_eventually(lambda: _status(store, ids[1], JobStarted), timeout=20)
         await cancel_workflow(clean_nats, ids[1], reason="stop it")
