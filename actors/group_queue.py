@@ -74,13 +74,18 @@ def enter(queue: GroupQueue, member: Member, *, limit: int, cancel_in_progress: 
     return Outcome(granted_queue, granted, superseded)
 
 
-def leave(queue: GroupQueue, workflow_id: str, *, now: float) -> Outcome:
-    """Every run of ``workflow_id`` leaves (it ended); the slots freed go to the next waiters."""
+def leave(queue: GroupQueue, workflow_id: str, run: int, *, now: float) -> Outcome:
+    """Run ``run`` of ``workflow_id`` leaves (it ended), and any earlier run still listed; a
+    later run (queued again by a retry) keeps its place. The slots freed go to the next waiters."""
+
+    def stays(member: Member) -> bool:
+        return member.workflow_id != workflow_id or member.run > run
+
     kept = GroupQueue(
         limit=queue.limit,
         cancel_in_progress=queue.cancel_in_progress,
-        holders=tuple(m for m in queue.holders if m.workflow_id != workflow_id),
-        waiting=tuple(m for m in queue.waiting if m.workflow_id != workflow_id),
+        holders=tuple(m for m in queue.holders if stays(m)),
+        waiting=tuple(m for m in queue.waiting if stays(m)),
     )
     granted_queue, granted = _grant(kept, now=now)
     return Outcome(granted_queue, granted)

@@ -61,9 +61,10 @@ class Enter:
 
 @dataclass(frozen=True, slots=True)
 class Leave:
-    """Every run of ``workflow_id`` leaves ``group``: it ended."""
+    """Run ``run`` of ``workflow_id`` (and any earlier one) leaves ``group``: it ended."""
 
     workflow_id: str
+    run: int
     group: str
 
 
@@ -159,7 +160,7 @@ def calls(state: WorkflowState, decided: Sequence[Event], *, look: bool) -> list
     if state.group is None or state.status is None or definition is None:
         return []
     if any(isinstance(event, _ENDINGS) for event in decided) or (look and state.status.is_terminal):
-        return [Leave(state.workflow_id, state.group)]
+        return [Leave(state.workflow_id, state.queued_run, state.group)]
     queued = any(isinstance(event, WorkflowQueued) for event in decided)
     if state.status is WorkflowStatus.QUEUED and (queued or look):
         concurrency = definition.concurrency

@@ -84,7 +84,7 @@ class Groups:
 
     async def leave(self, call: groups.Leave) -> None:
         def decide(queue: GroupQueue) -> Outcome:
-            return group_queue.leave(queue, call.workflow_id, now=self._clock())
+            return group_queue.leave(queue, call.workflow_id, call.run, now=self._clock())
 
         outcome = await self._change(call.group, decide, stale_check=False)
         if outcome is not None:

@@ -167,7 +167,7 @@ def test_a_member_entering_again_keeps_its_place() -> None:
 
 def test_leaving_gives_the_slot_to_the_oldest_waiter() -> None:
     queue = fill(1, "w1", "w2", "w3")
-    outcome = group_queue.leave(queue, "w1", now=5.0)
+    outcome = group_queue.leave(queue, "w1", 0, now=5.0)
     assert names(outcome.granted) == ["w2"]
     assert names(outcome.queue.holders) == ["w2"] and names(outcome.queue.waiting) == ["w3"]
     assert outcome.queue.holders[0].since == 5.0  # (its slot counts from the grant)
@@ -175,7 +175,7 @@ def test_leaving_gives_the_slot_to_the_oldest_waiter() -> None:
 
 def test_a_waiter_that_leaves_loses_its_place_and_frees_nothing() -> None:
     queue = fill(1, "w1", "w2", "w3")
-    outcome = group_queue.leave(queue, "w2", now=5.0)
+    outcome = group_queue.leave(queue, "w2", 0, now=5.0)
     assert outcome.granted == () and names(outcome.queue.waiting) == ["w3"]
 
 
@@ -184,6 +184,13 @@ def test_a_new_run_of_a_workflow_replaces_its_old_entry() -> None:
     outcome = group_queue.enter(queue, member("w1", run=1), limit=1, cancel_in_progress=False)
     assert names(outcome.queue.holders) == ["w2"] and outcome.granted[0].workflow_id == "w2"
     assert [(m.workflow_id, m.run) for m in outcome.queue.waiting] == [("w1", 1)]
+
+
+def test_an_earlier_run_leaving_late_leaves_the_retried_run_in_place() -> None:
+    queue = fill(1, "w1", "w2")
+    again = group_queue.enter(queue, member("w1", run=1), limit=1, cancel_in_progress=False)
+    late = group_queue.leave(again.queue, "w1", 0, now=5.0)
+    assert [(m.workflow_id, m.run) for m in late.queue.members] == [("w2", 0), ("w1", 1)]
 
 
 def test_stale_members_are_dropped_and_their_slots_granted() -> None:
@@ -200,7 +207,7 @@ def test_the_holders_never_exceed_the_limit(limit: int) -> None:
         queue = group_queue.enter(queue, member(name), limit=limit, cancel_in_progress=False).queue
         assert len(queue.holders) <= limit
         if step % 3 == 2:
-            queue = group_queue.leave(queue, queue.holders[0].workflow_id, now=step).queue
+            queue = group_queue.leave(queue, queue.holders[0].workflow_id, 0, now=step).queue
             assert len(queue.holders) <= limit
 
 
@@ -212,7 +219,7 @@ def test_cancel_in_progress_supersedes_the_older_members() -> None:
     third = group_queue.enter(outcome.queue, member("w3"), limit=1, cancel_in_progress=True)
     assert names(third.superseded) == ["w1", "w2"]
     # The slot goes to the newest: a superseded waiter never gets one.
-    freed = group_queue.leave(third.queue, "w1", now=3.0)
+    freed = group_queue.leave(third.queue, "w1", 0, now=3.0)
     assert names(freed.granted) == ["w3"] and names(freed.queue.waiting) == ["w2"]
 
 
@@ -246,7 +253,7 @@ def test_a_grant_to_a_run_that_ended_gives_the_slot_back() -> None:
     admit = Admit(AdmitRequest(workflow_id=WF, run=0, group="deploy-prod"))
     reaction = react(state, [admit], at(3))
     assert reaction.decided == [] or all(isinstance(e, JobCancelled) for e in reaction.decided)
-    assert reaction.group_calls == [groups.Leave(WF, "deploy-prod")]
+    assert reaction.group_calls == [groups.Leave(WF, 0, "deploy-prod")]
 
 
 def test_the_end_of_a_run_gives_its_slot_back() -> None:
@@ -258,7 +265,7 @@ def test_the_end_of_a_run_gives_its_slot_back() -> None:
         at(4),
     )
     assert isinstance(reaction.decided[-1], WorkflowSucceeded)
-    assert reaction.group_calls == [groups.Leave(WF, "deploy-prod")]
+    assert reaction.group_calls == [groups.Leave(WF, 0, "deploy-prod")]
 
 
 def test_the_group_timer_looks_again_while_queued_and_stops_once_admitted() -> None:
