@@ -84,12 +84,14 @@ def gate(state: WorkflowState, now: datetime) -> list[Event] | None:
     if definition is None or definition.concurrency is None:
         return None
     wf = state.workflow_id
-    if state.status is WorkflowStatus.QUEUED:
-        if state.cancel_reason is not None:  # no job ran: it ends at once
+    if state.admitted_run == state.retries and state.status is not WorkflowStatus.QUEUED:
+        return None
+    # Queued, or paused before it could queue (a pause in the start's batch): it queues at the
+    # resume. Either way no job ran, so a cancel ends it at once.
+    if state.status in (WorkflowStatus.QUEUED, WorkflowStatus.PAUSED):
+        if state.cancel_reason is not None:
             return [WorkflowCancelled(workflow_id=wf, reason=state.cancel_reason, ended_at=now)]
         return []
-    if state.admitted_run == state.retries:
-        return None
     concurrency = definition.concurrency
     try:
         group = render_group(concurrency.group, state)

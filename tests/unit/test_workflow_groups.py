@@ -102,6 +102,17 @@ def test_a_queued_run_cannot_be_paused() -> None:
     )
 
 
+def test_a_run_paused_before_it_queued_queues_at_the_resume() -> None:
+    from actors.engine.reactions import Control
+    from events.requests import PauseRequest, ResumeRequest
+
+    paused = react(History(started()).state, [Control(PauseRequest(workflow_id=WF))], at(1))
+    assert kinds(paused.decided) == [("WorkflowPaused", "wf")]
+    history = History(started(), *paused.decided)
+    resumed = react(history.state, [Control(ResumeRequest(workflow_id=WF))], at(2))
+    assert kinds(resumed.decided) == [("WorkflowResumed", "wf"), ("WorkflowQueued", "wf")]
+
+
 def test_a_group_that_renders_to_no_name_fails_the_run() -> None:
     definition = grouped(Concurrency(group="deploy ${{ inputs.env }}"))
     given = WFA.given(started(definition))
