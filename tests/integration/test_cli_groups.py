@@ -1,7 +1,7 @@
-"""Workflow concurrency groups through the ``jetwork`` entry point, on a real engine and
-projector: a run waiting for its group is ``queued`` in ``status`` and ``list`` (saying for
-which group), a cancel of the running one lets it start, and a bad ``concurrency`` is refused
-with its location."""
+"""Workflow concurrency groups through the ``jetwork`` entry point (``examples/deploy.yaml``),
+on a real engine and projector: a run waiting for its group is ``queued`` in ``status`` and
+``list`` (saying for which group), a cancel of the running one lets it start, and a bad
+``concurrency`` is refused with its location."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from projections.projector import Projector
 from tests.eventually import assert_eventually
 from tests.integration.test_cli import Cli, cli, failed, ok, started  # noqa: F401  (fixtures)
 from tests.integration.test_client import FAST_PROJECTOR
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "deploy.yaml"
 
 
 def deploy_file(tmp_path: Path, concurrency: str = "{group: 'deploy-${{ inputs.env }}'}") -> Path:
@@ -33,20 +35,18 @@ async def status_of(cli: Cli, workflow_id: str) -> dict[str, object]:  # noqa: F
 
 async def test_a_run_waiting_for_its_group_is_queued_in_status_and_list_until_a_slot_frees(
     cli: Cli,  # noqa: F811
-    tmp_path: Path,
 ) -> None:
     await cli.runner.stop()  # nobody claims: the first run keeps its slot
     projector = Projector(cli.nc, settings=FAST_PROJECTOR)
     await projector.start()
     try:
-        path = deploy_file(tmp_path)
-        first = await started(cli, path)
+        first = await started(cli, EXAMPLE, "--input", "env=prod")
 
         async def running() -> bool:
             return (await status_of(cli, first))["status"] == "running"
 
         await assert_eventually(running)
-        second = await started(cli, path)
+        second = await started(cli, EXAMPLE, "--input", "env=prod")
 
         async def queued() -> dict[str, object]:
             view = await status_of(cli, second)
