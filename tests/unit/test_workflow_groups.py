@@ -318,3 +318,24 @@ def test_a_job_cancelled_by_its_group_s_newcomer_ends_the_workflow_cancelled_say
     assert reaction.decided == [
         WorkflowCancelled(workflow_id=WF, reason=f"job a was cancelled: {why}", ended_at=at(3))
     ]
+
+
+# --- the builder and what a start request carries -------------------------------------------
+
+
+def test_the_builder_s_group_survives_the_start_request_s_mapping() -> None:
+    from actors.definitions import parse_workflow
+    from actors.definitions.mapping import definition_mapping
+    from sdk.builder import Workflow
+
+    group = Concurrency(group="deploy-${{ inputs.env }}", limit=2, cancel_in_progress=True)
+    wf = Workflow("deploy", inputs={"env": "prod"}, concurrency=group)
+    wf.job("a", run="true", concurrency=Concurrency(group="db", cancel_in_progress=True))
+    built = wf.build()
+    assert built.concurrency == group
+    again = parse_workflow(definition_mapping(built))
+    assert again == built
+    assert again.jobs["a"].concurrency == Concurrency(group="db", cancel_in_progress=True)
+    short = Workflow("deploy", concurrency="deploy")
+    short.job("a", run="true")
+    assert short.build().concurrency == Concurrency(group="deploy", limit=1)
