@@ -25,7 +25,7 @@ from events.catalog import (
     WorkflowStatus,
     WorkflowSucceeded,
 )
-from events.definition import Concurrency, InputSpec, WorkflowDefinition
+from events.definition import Concurrency, InputSpec, RateLimit, WorkflowDefinition
 from events.errors import CommandRefused
 from events.requests import AdmitRequest
 from tests.unit.given_when_then import at
@@ -331,6 +331,7 @@ def test_the_builder_s_group_survives_the_start_request_s_mapping() -> None:
     group = Concurrency(group="deploy-${{ inputs.env }}", limit=2, cancel_in_progress=True)
     wf = Workflow("deploy", inputs={"env": "prod"}, concurrency=group)
     wf.job("a", run="true", concurrency=Concurrency(group="db", cancel_in_progress=True))
+    wf.job("b", run="true", rate_limit=RateLimit(limit=5, per=60))  # (was lost too)
     built = wf.build()
     assert built.concurrency == group
     again = parse_workflow(definition_mapping(built))
