@@ -150,6 +150,8 @@ def _pause(state: WorkflowState, cmd: PauseWorkflow) -> list[Event]:
         raise _refuse(state, cmd, _ended(state))
     if state.cancel_requested:
         raise _refuse(state, cmd, "it is being cancelled")
+    if state.status is WorkflowStatus.QUEUED:  # (no job runs yet; a resume would skip the line)
+        raise _refuse(state, cmd, f"it waits for concurrency group {state.group}: cancel it")
     if state.paused:
         return []  # paused already: what the operator wants holds
     return [
