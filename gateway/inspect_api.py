@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from actors import workflow
+from actors import groups, workflow
 from actors.fanout_state import job_names
 from actors.workflow import WorkflowState
 from events.base import RecordedEvent
@@ -88,7 +88,10 @@ class GraphOut(_Out):
     workflow_id: str
     name: str
     status: str
-    reason: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description="as the status object's: why it ended, who paused it, or what it waits for",
+    )
     started_at: datetime | None = None
     ended_at: datetime | None = None
     inputs: dict[str, Any] = Field(description="the inputs, defaults applied")
@@ -97,6 +100,9 @@ class GraphOut(_Out):
     jobs: list[GraphJob] = Field(description="in topological order")
     outputs: dict[str, str] = Field(
         default_factory=dict, description="the workflow's result, once it succeeded"
+    )
+    group: str | None = Field(
+        default=None, description="its workflow concurrency group (rendered), once queued"
     )
 
 
@@ -193,7 +199,7 @@ async def graph(request: Request) -> Response:
         workflow_id=state.workflow_id,
         name=state.definition.name,
         status=state.status.value,
-        reason=state.end_reason,
+        reason=state.end_reason or state.pause_note or groups.queue_note(state),
         started_at=state.started_at,
         ended_at=state.ended_at,
         inputs=dict(state.inputs),
@@ -201,6 +207,7 @@ async def graph(request: Request) -> Response:
         seq=history[-1].seq,
         jobs=jobs,
         outputs=dict(state.outputs),
+        group=state.group,
     )
     return Json(out.model_dump(mode="json", by_alias=True))
 

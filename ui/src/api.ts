@@ -144,6 +144,8 @@ export interface Graph {
   jobs: GraphJob[];
   /** The workflow's result, once it succeeded. */
   outputs?: Record<string, string>;
+  /** Its workflow concurrency group (rendered), once queued: status `queued` waits for it. */
+  group?: string | null;
 }
 
 export interface EventRecord {
@@ -162,6 +164,8 @@ export interface Summary {
   started_at: string | null;
   ended_at: string | null;
   job_counts: Record<string, number>;
+  /** Its workflow concurrency group (status `queued`: waits for a slot of it). */
+  group?: string | null;
 }
 
 export interface ListPage {

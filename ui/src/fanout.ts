@@ -96,3 +96,40 @@ export function ended(fan: Fan): number {
   const c = fan.counts;
   return (c.succeeded ?? 0) + (c.failed ?? 0) + (c.skipped ?? 0) + (c.cancelled ?? 0);
 }
+
+/** Every job by status as the status object counts them: each job of the definition (a
+ * fanned-out job too, running until its instances end) and each instance of a fan-out. */
+export function countAll(jobs: Map<string, JobLive>, fans: Fans): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const job of jobs.values()) out[job.status] = (out[job.status] ?? 0) + 1;
+  for (const fan of fans.values()) {
+    for (const [status, n] of Object.entries(fan.counts)) if (n) out[status] = (out[status] ?? 0) + n;
+  }
+  return out;
+}
+
+/** The first `limit` jobs and instances whose name contains `text` (case ignored), each job
+ * followed by its instances, with their status. Instance names are made as they are compared:
+ * 10,000 of them are a few milliseconds. */
+export function findJobs(
+  jobs: Map<string, JobLive>,
+  fans: Fans,
+  text: string,
+  limit: number,
+): [string, string][] {
+  const wanted = text.toLowerCase();
+  const found: [string, string][] = [];
+  for (const [name, job] of jobs) {
+    if (name.toLowerCase().includes(wanted)) found.push([name, job.status]);
+    if (found.length >= limit) return found;
+    const fan = fans.get(name);
+    if (!fan) continue;
+    for (let i = 0; i < fan.instances.length; i++) {
+      const instance = instanceName(name, i);
+      if (!instance.toLowerCase().includes(wanted)) continue;
+      found.push([instance, fan.instances[i].status]);
+      if (found.length >= limit) return found;
+    }
+  }
+  return found;
+}
