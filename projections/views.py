@@ -81,6 +81,9 @@ class JobView(_View):
     wait: JobWait | None = None
     # A ``workflow:`` job: its current or last child run; a ``loop:`` job: its iteration.
     child_workflow_id: str | None = None
+    # What the child runs, as the run pinned it: ``deploy@3`` (a registered definition) or the
+    # file's reference (``./child.yaml``).
+    child_workflow: str | None = None
     iteration: int | None = None
     # A ``sleep``/``until`` job: when it wakes (it waits for no worker).
     sleeping_until: datetime | None = None
@@ -145,7 +148,14 @@ def job_view(
     if state.child_id is None and not looping:
         return view
     iteration = state.iteration if looping else None
-    return view.model_copy(update={"child_workflow_id": state.child_id, "iteration": iteration})
+    child = state.spec.workflow if state.child_id is not None else None
+    return view.model_copy(
+        update={
+            "child_workflow_id": state.child_id,
+            "child_workflow": child,
+            "iteration": iteration,
+        }
+    )
 
 
 def _job_view(
