@@ -8,6 +8,12 @@ workflow is cancelled; and once they have all ended records the job's result
 (``JobFannedIn``): ``needs.<job>.outputs.<key>`` is a JSON list of the instances' values in item
 order, and the job failed if an instance failed (unless ``on_failure: continue``).
 
+A fanned-out ``workflow:`` job runs one child workflow per instance (``subworkflows.start`` on
+the instance: ``SubWorkflowStarted`` instead of ``JobQueued``), its ``with`` rendered with the
+instance's item; the child's outputs are the instance's. At most ``max_parallel`` children run at
+once, ``CHILDREN_AT_ONCE`` when it is not set: the parent re-sends every running child's start
+with each of its reactions (``subworkflows.outbox``), so that cost is bounded too.
+
 Each decision reads the tally in ``WorkflowState.fanouts`` and touches only the instances it
 queues or stops: a fan-out of 10,000 costs no more per event than one of 10.
 """
@@ -21,7 +27,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from actors import dag, job
+from actors import dag, job, subworkflows
 from actors.commands import CancelJob
 from actors.definitions import ExpressionContext, evaluate
 from actors.definitions._fields import describe, short
@@ -40,9 +46,11 @@ from events.catalog import (
 )
 from events.definition import FanOut, JobDefinition, OnFailure, WorkflowDefinition
 
-__all__ = ["MAX_INSTANCES", "advance", "start", "stop"]
+__all__ = ["CHILDREN_AT_ONCE", "MAX_INSTANCES", "advance", "parallel_limit", "start", "stop"]
 
 MAX_INSTANCES: Final = 100_000
+CHILDREN_AT_ONCE: Final = 20
+"""How many children a fanned-out ``workflow:`` job runs at once without ``max_parallel``."""
 _NAMED_FAILURES: Final = 5
 _FAIL_FAST: Final = "fail_fast: another instance failed"
 
@@ -127,8 +135,9 @@ def advance(
     if fan.ended == fan.count:
         return [_ended(current, spec, fan, jobs, None, now)]
     room = fan.count - fan.created
-    if spec.fan_out.max_parallel is not None:
-        room = min(room, spec.fan_out.max_parallel - fan.active)
+    limit = parallel_limit(spec)
+    if limit is not None:
+        room = min(room, limit - fan.active)
     if room <= 0:
         return []
     verdict = dag.judge(
@@ -140,6 +149,14 @@ def advance(
         _queue(state, definition, spec, index, fan.items[index], verdict.context, jobs, now)
         for index in range(fan.created, fan.created + room)
     ]
+
+
+def parallel_limit(spec: JobDefinition) -> int | None:
+    """How many instances of ``spec`` may be active at once (None: no limit)."""
+    assert spec.fan_out is not None
+    if spec.fan_out.max_parallel is not None:
+        return spec.fan_out.max_parallel
+    return CHILDREN_AT_ONCE if spec.workflow is not None else None
 
 
 def stop(state: WorkflowState, name: str, reason: str, now: datetime) -> list[JobEvent]:
@@ -206,6 +223,9 @@ def _queue(
         rendered = dag.render_spec(spec, dataclasses.replace(context, instance=own), jobs)
     except ValueError as error:
         return _failed_before_queued(instance, f"cannot render the job: {error}", now)
+    if spec.workflow is not None:  # its child starts (or it fails: inputs the child refuses)
+        [started] = subworkflows.start(instance, spec, rendered, definition, now)
+        return started
     return JobQueued(
         **instance.ids,
         attempt=instance.attempt + 1,

@@ -15,9 +15,11 @@ from typing import Any
 from actors.job import JobState
 from events.catalog import JobEvent, JobFannedOut, JobStatus
 
-__all__ = ["FanOutState", "fold", "instance_name", "job_names", "parent_of"]
+__all__ = ["ACTIVE", "FanOutState", "fold", "instance_name", "job_names", "parent_of"]
 
-_ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
+"""The statuses the tally counts as ``active``."""
+_ACTIVE = ACTIVE
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,6 +28,12 @@ MAX_MATRIX: Final = 10_000
 # most 128 characters).
 _MAX_FANNED_NAME: Final = 120
 _SINGLE_TEMPLATE: Final = re.compile(r"^\s*\$\{\{.*\}\}\s*$", re.DOTALL)
+_NOT_FANNED: Final = {
+    "wait_for": "a signal or webhook cannot address one instance; fan out a workflow: job "
+    "whose child waits instead",
+    "loop": "each instance cannot loop on its own; fan out a workflow: job whose child has the "
+    "loop: job instead",
+}
 
 
 def read_fan_out(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: ProblemLog) -> None:
@@ -38,9 +44,11 @@ def read_fan_out(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: Prob
             if body.get(key) is not None:
                 log.add((*path, key), "only a job with strategy.matrix or for_each fans out")
         return
-    for key in ("wait_for", "workflow", "loop"):  # (not yet: each instance would need its own)
+    # A fan-out of ``workflow:`` runs one child per instance. Not built yet: a wait per
+    # instance (how a signal would name one) and a loop per instance.
+    for key, why in _NOT_FANNED.items():
         if body.get(key) is not None:
-            log.add(path, f"set {key} or a fan-out (strategy.matrix, for_each), not both")
+            log.add((*path, key), f"{key} cannot be combined with a fan-out yet: {why}")
     fan_out: dict[str, Any] = {}
     options: dict[str, tuple[object, Path]] = {}
     if strategy is not None:
