@@ -189,3 +189,18 @@ def test_a_fan_out_with_wait_for_or_loop_is_refused_where_it_is_written(
     with pytest.raises(InvalidWorkflow) as caught:
         parse_workflow({"name": "w", "jobs": {"j": body}})
     assert problem in caught.value.problems
+
+
+def test_the_builder_fans_out_a_sub_workflow_as_the_yaml_does() -> None:
+    from sdk.builder import ITEM, Workflow
+
+    child = parse_workflow(CHILD_RAW)
+    wf = Workflow("parent")
+    wf.job("sub", workflow=child, for_each=["ann", "bo"], max_parallel=1, with_={"who": ITEM})
+    built = wf.build()
+    assert built.jobs["sub"].workflow == "child" and built.workflows["child"] == child
+    owner = Owner()
+    reaction = owner.when(start(built))
+    assert [(s.workflow_id, s.inputs) for s in starts(reaction)] == [
+        (child_id(PARENT, "sub-0", 1), {"who": "ann"})
+    ]
