@@ -12,7 +12,9 @@ A fanned-out ``workflow:`` job runs one child workflow per instance (``subworkfl
 the instance: ``SubWorkflowStarted`` instead of ``JobQueued``), its ``with`` rendered with the
 instance's item; the child's outputs are the instance's. At most ``max_parallel`` children run at
 once, ``CHILDREN_AT_ONCE`` when it is not set: the parent re-sends every running child's start
-with each of its reactions (``subworkflows.outbox``), so that cost is bounded too.
+with each of its reactions (``subworkflows.outbox``), so that cost is bounded too. A fanned-out
+``wait_for`` job has each instance wait (``JobWaiting``) for the signal its rendered name gives
+(``approve-${{ item }}``), or for a request to its own webhook URL.
 
 Each decision reads the tally in ``WorkflowState.fanouts`` and touches only the instances it
 queues or stops: a fan-out of 10,000 costs no more per event than one of 10.
@@ -27,7 +29,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from actors import dag, job, subworkflows
+from actors import dag, job, signals, subworkflows
 from actors.commands import CancelJob
 from actors.definitions import ExpressionContext, evaluate
 from actors.definitions._fields import describe, short
@@ -226,6 +228,11 @@ def _queue(
     if spec.workflow is not None:  # its child starts (or it fails: inputs the child refuses)
         [started] = subworkflows.start(instance, spec, rendered, definition, now)
         return started
+    if spec.wait_for is not None:  # it waits for its own signal (or its own webhook request)
+        try:
+            return signals.waiting(instance, spec, dataclasses.replace(context, instance=own), now)
+        except ValueError as error:
+            return _failed_before_queued(instance, f"cannot render the job: {error}", now)
     return JobQueued(
         **instance.ids,
         attempt=instance.attempt + 1,

@@ -17,8 +17,8 @@ from events.catalog import JobEvent, JobFannedOut, JobStatus
 
 __all__ = ["ACTIVE", "FanOutState", "fold", "instance_name", "job_names", "parent_of"]
 
-ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
-"""The statuses the tally counts as ``active``."""
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING, JobStatus.WAITING})
+"""The statuses the tally counts as ``active`` (a ``wait_for`` instance waits)."""
 _ACTIVE = ACTIVE
 
 

@@ -29,8 +29,6 @@ MAX_MATRIX: Final = 10_000
 _MAX_FANNED_NAME: Final = 120
 _SINGLE_TEMPLATE: Final = re.compile(r"^\s*\$\{\{.*\}\}\s*$", re.DOTALL)
 _NOT_FANNED: Final = {
-    "wait_for": "a signal or webhook cannot address one instance; fan out a workflow: job "
-    "whose child waits instead",
     "loop": "each instance cannot loop on its own; fan out a workflow: job whose child has the "
     "loop: job instead",
 }
@@ -44,8 +42,8 @@ def read_fan_out(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: Prob
             if body.get(key) is not None:
                 log.add((*path, key), "only a job with strategy.matrix or for_each fans out")
         return
-    # A fan-out of ``workflow:`` runs one child per instance. Not built yet: a wait per
-    # instance (how a signal would name one) and a loop per instance.
+    # A fan-out of ``workflow:`` runs one child per instance, of ``wait_for`` one wait per
+    # instance (a signal's name templated with the item). Not built yet: a loop per instance.
     for key, why in _NOT_FANNED.items():
         if body.get(key) is not None:
             log.add((*path, key), f"{key} cannot be combined with a fan-out yet: {why}")

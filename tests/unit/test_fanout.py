@@ -111,10 +111,6 @@ jobs:
         ("{for_each: [1], if: 'item == 1', run: x}", "jobs.j.if: item is not known in if"),
         ("{if: 'index == 1', run: x}", "jobs.j.if: index is only known in a job with"),
         (
-            "{for_each: [1], wait_for: {signal: go}}",
-            "jobs.j.wait_for: wait_for cannot be combined with a fan-out yet",
-        ),
-        (
             "{for_each: [1], run: x, loop: {until: 'true', max_iterations: 2}}",
             "loop cannot be combined with a fan-out yet",
         ),
