@@ -17,14 +17,18 @@ from click.testing import CliRunner
 from nats.aio.client import Client as NATS
 
 from actors.engine import Engine
+from actors.scheduler import Ticker, run_id
+from events import subjects
 from events.catalog import JobStarted, SubWorkflowStarted, WorkflowStarted, WorkflowSucceeded
 from events.errors import InvalidWorkflow
+from events.schedule_store import TickDue
 from events.store import EventStore
 from sdk.cli import main
 from sdk.client import Client
 from sdk.worker import Worker
-from tests.engine_harness import ended, types
+from tests.engine_harness import ended, succeed, types
 from tests.eventually import assert_eventually
+from tests.integration.test_control import Rig, rig  # noqa: F401  (the fixture)
 from tests.integration.test_end_to_end import finished
 from tests.integration.test_gateway_api import http  # noqa: F401  (the fixture)
 from tests.integration.test_subworkflows import FAST, assert_invariants, event
@@ -177,3 +181,36 @@ async def _with(store: EventStore, wf: str, kind: type[Any]) -> list[Any]:
     history = await store.history(wf)
     assert any(isinstance(r.event, kind) for r in history), f"no {kind.__name__} yet"
     return history
+
+
+async def test_a_schedule_tick_runs_the_version_registered_at_the_tick_or_says_why_not(
+    rig: Rig,  # noqa: F811
+) -> None:
+    await rig.start(succeed)
+    client = rig.client
+    leaf = {"name": "leaf", "jobs": {"a": {"run": "echo one"}}}
+    await client.register_definition(leaf)
+    every = {"schedule": [{"every": "1h"}]}
+    with pytest.raises(InvalidWorkflow, match=r"jobs\.s\.workflow: no definition named 'nobody'"):
+        await client.add_schedule({"name": "bad", "jobs": {"s": {"workflow": "nobody"}}, **every})
+    await client.add_schedule({"name": "nightly", "jobs": {"s": {"workflow": "leaf"}}, **every})
+    await client.register_definition({**leaf, "jobs": {"a": {"run": "echo two"}}})
+    entry = await client.schedule("nightly")
+    first = entry.next_tick
+    assert first is not None
+    ticker = Ticker(rig.nc, clock=lambda: first)
+    plan = await ticker.tick(TickDue(name="nightly", generation=entry.generation, due=first))
+    assert plan is not None and plan.run == entry.next_tick
+    history = await rig.until(run_id("nightly", plan.run), "wf.WorkflowStarted")
+    assert event(history, WorkflowStarted).definition.jobs["s"].workflow == "leaf@2"
+    # The name gone from the registry (an operator purged it): the next tick starts nothing.
+    kv = await rig.nc.jetstream().key_value(subjects.KV_DEFINITIONS)
+    for key in ("leaf.1", "leaf.2"):
+        await kv.purge(key)
+    due = plan.next
+    late = Ticker(rig.nc, clock=lambda: due)
+    assert await late.tick(TickDue(name="nightly", generation=entry.generation, due=due))
+    after = await client.schedule("nightly")
+    assert after.note is not None and after.note.startswith("tick not run: jobs.s.workflow: ")
+    assert after.last_run == run_id("nightly", plan.run)  # still the run before
+    assert not await rig.store.history(run_id("nightly", due))
