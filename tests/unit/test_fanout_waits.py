@@ -24,7 +24,7 @@ from events.catalog import (
 )
 from events.definition import WorkflowDefinition
 from events.errors import InvalidWorkflow
-from events.requests import CancelRequest, SignalRequest
+from events.requests import CancelRequest, HookRequest, SignalRequest
 from tests.unit.given_when_then import at
 from tests.unit.test_subworkflows import PARENT, Owner, of_type, start
 
@@ -193,3 +193,32 @@ def test_a_signal_template_reads_only_what_its_job_knows() -> None:
     )
     [waiting] = of_type(Owner().when(start(plain)).decided, JobWaiting)
     assert waiting.signal == "go-eu"
+
+
+def test_a_fanned_out_webhook_wait_matches_each_instance_on_its_own_item() -> None:
+    definition = parse_workflow(
+        {
+            "name": "paid",
+            "jobs": {
+                "pay": {
+                    "for_each": ["o-1", "o-2"],
+                    "wait_for": {"webhook": {"match": {"order": "${{ item }}"}}},
+                }
+            },
+        }
+    )
+    owner = Owner()
+    reaction = owner.when(start(definition))
+    assert [(w.job, w.match) for w in of_type(reaction.decided, JobWaiting)] == [
+        ("pay-0", {"order": "o-1"}),
+        ("pay-1", {"order": "o-2"}),
+    ]
+    wrong = HookRequest(workflow_id=PARENT, job="pay-1", attempt=1, body={"order": "o-1"})
+    reaction = owner.when(Control(wrong), now=1)
+    assert 'order is "o-1", expected "o-2"' in reaction.refused[0]
+    right = HookRequest(workflow_id=PARENT, job="pay-1", attempt=1, body={"order": "o-2"})
+    reaction = owner.when(Control(right), now=2)
+    [succeeded] = of_type(reaction.decided, JobSucceeded)
+    assert (succeeded.job, succeeded.outputs) == ("pay-1", {"order": "o-2"})
+    unknown = HookRequest(workflow_id=PARENT, job="pay-7", attempt=1, body={})
+    assert "it has no job 'pay-7'" in owner.when(Control(unknown), now=3).refused[0]
