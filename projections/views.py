@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from actors.fanout_state import job_names
+from actors.fanout_state import job_names, parent_of
 from actors.job import JobState
 from actors.workflow import WorkflowState, stop_reason
 from events.catalog import JobStatus, ParentLink
@@ -205,6 +205,15 @@ def _job_view(
     )
 
 
+def _loops(state: WorkflowState, name: str) -> bool:
+    """Whether ``name`` (a job, or an instance of a fanned-out one) has a ``loop:``."""
+    assert state.definition is not None
+    found = parent_of(state.fanouts, name) if name not in state.definition.jobs else None
+    spec = state.definition.jobs.get(found[0] if found else name)
+    # (A fanned-out job's instances loop, each on its own; the job itself has no iteration.)
+    return spec is not None and spec.loop is not None and (found is not None or not spec.fan_out)
+
+
 def workflow_view(state: WorkflowState) -> WorkflowView:
     """The view of a started workflow (``state.status`` must be set)."""
     if state.status is None or state.definition is None:
@@ -229,8 +238,7 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
                 state.job(name),
                 stopped=stopped,
                 stopped_at=state.ended_at,
-                looping=name in state.definition.jobs
-                and state.definition.jobs[name].loop is not None,
+                looping=_loops(state, name),
             )
             for name in job_names(state.order, state.fanouts)
         },

@@ -28,10 +28,6 @@ MAX_MATRIX: Final = 10_000
 # most 128 characters).
 _MAX_FANNED_NAME: Final = 120
 _SINGLE_TEMPLATE: Final = re.compile(r"^\s*\$\{\{.*\}\}\s*$", re.DOTALL)
-_NOT_FANNED: Final = {
-    "loop": "each instance cannot loop on its own; fan out a workflow: job whose child has the "
-    "loop: job instead",
-}
 
 
 def read_fan_out(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: ProblemLog) -> None:
@@ -43,10 +39,7 @@ def read_fan_out(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: Prob
                 log.add((*path, key), "only a job with strategy.matrix or for_each fans out")
         return
     # A fan-out of ``workflow:`` runs one child per instance, of ``wait_for`` one wait per
-    # instance (a signal's name templated with the item). Not built yet: a loop per instance.
-    for key, why in _NOT_FANNED.items():
-        if body.get(key) is not None:
-            log.add((*path, key), f"{key} cannot be combined with a fan-out yet: {why}")
+    # instance (a signal's name templated with the item), of ``loop:`` one loop per instance.
     fan_out: dict[str, Any] = {}
     options: dict[str, tuple[object, Path]] = {}
     if strategy is not None:

@@ -110,10 +110,6 @@ jobs:
         ("{for_each: '${{ item }}', run: x}", "jobs.j.for_each: item is not known in for_each"),
         ("{for_each: [1], if: 'item == 1', run: x}", "jobs.j.if: item is not known in if"),
         ("{if: 'index == 1', run: x}", "jobs.j.if: index is only known in a job with"),
-        (
-            "{for_each: [1], run: x, loop: {until: 'true', max_iterations: 2}}",
-            "loop cannot be combined with a fan-out yet",
-        ),
         ("{strategy: {matrix: {os: [a]}, }, for_each: [1], run: x}", "matrix or for_each, not"),
         ("{strategy: {matrix: {os: [a], exclude: [{os: a}]}}, run: x}", "no combination left"),
     ],

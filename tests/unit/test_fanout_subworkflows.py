@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from actors._child_runs import child_id
 from actors.definitions import parse_workflow
 from actors.engine.reactions import Cancel, ChildEnded
@@ -22,7 +20,6 @@ from events.catalog import (
     WorkflowStatus,
 )
 from events.definition import WorkflowDefinition
-from events.errors import InvalidWorkflow
 from events.requests import CancelRequest, ChildEndedRequest, StartRequest
 from tests.unit.test_subworkflows import CHILD_RAW, PARENT, Owner, of_type, start
 
@@ -163,18 +160,19 @@ def test_a_matrix_instance_whose_inputs_the_child_refuses_fails_before_its_child
     assert not of_type(reaction.decided, SubWorkflowStarted)
 
 
-def test_a_fan_out_with_a_loop_is_refused_where_it_is_written() -> None:
-    body = {
-        "strategy": {"matrix": {"x": [1]}},
-        "run": "true",
-        "loop": {"until": "outputs.done == 'true'", "max_iterations": 2},
-    }
-    with pytest.raises(InvalidWorkflow) as caught:
-        parse_workflow({"name": "w", "jobs": {"j": body}})
-    assert caught.value.problems == [
-        "jobs.j.loop: loop cannot be combined with a fan-out yet: each instance cannot loop on "
-        "its own; fan out a workflow: job whose child has the loop: job instead"
+def test_a_looping_fan_out_of_sub_workflows_runs_a_new_child_per_iteration() -> None:
+    owner = Owner()
+    loop = {"until": "outputs.greeting == 'enough'", "max_iterations": 3}
+    owner.when(start(fanned(["ann"], loop=loop, **{"with": {"who": "${{ loop.iteration }}"}})))
+    reaction = owner.when(ended(0, "succeeded", outputs={"greeting": "more"}))
+    [again] = of_type(reaction.decided, SubWorkflowStarted)
+    assert (again.job, again.attempt) == ("sub-0", 2)
+    assert [(s.workflow_id, s.inputs) for s in starts(reaction)] == [
+        (child_id(PARENT, "sub-0", 2), {"who": "2"})
     ]
+    reaction = owner.when(ended(0, "succeeded", attempt=2, outputs={"greeting": "enough"}))
+    [fanned_in] = of_type(reaction.decided, JobFannedIn)
+    assert fanned_in.succeeded and fanned_in.outputs == {"greeting": '["enough"]'}
 
 
 def test_the_builder_fans_out_a_sub_workflow_as_the_yaml_does() -> None:
