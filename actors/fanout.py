@@ -14,7 +14,9 @@ instance's item; the child's outputs are the instance's. At most ``max_parallel`
 once, ``CHILDREN_AT_ONCE`` when it is not set: the parent re-sends every running child's start
 with each of its reactions (``subworkflows.outbox``), so that cost is bounded too. A fanned-out
 ``wait_for`` job has each instance wait (``JobWaiting``) for the signal its rendered name gives
-(``approve-${{ item }}``), or for a request to its own webhook URL.
+(``approve-${{ item }}``), or for a request to its own webhook URL. A fanned-out ``loop:`` job
+has each instance loop on its own (``loops`` decides ``JobLooped`` on the instance; it is queued
+again here, before instances not started yet, with ``loop.iteration`` rendered).
 
 Each decision reads the tally in ``WorkflowState.fanouts`` and touches only the instances it
 queues or stops: a fan-out of 10,000 costs no more per event than one of 10.
