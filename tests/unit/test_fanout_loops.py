@@ -141,3 +141,17 @@ def test_status_shows_each_instances_iteration() -> None:
     view = workflow_view(owner.state)
     assert (view.jobs["poll-0"].iteration, view.jobs["poll-1"].iteration) == (1, 2)
     assert view.jobs["poll"].iteration is None  # the instances loop, not the job
+
+
+def test_the_python_builder_defines_a_fan_out_of_loops() -> None:
+    from sdk.builder import ITEM, Loop, Workflow
+
+    wf = Workflow("polls")
+    poll = wf.job(
+        "poll",
+        for_each=["a", "b"],
+        run=f"poll {ITEM} {Loop.ITERATION}",
+        loop=Loop(until="outputs.state == format('done-{0}', item)", max_iterations=3),
+    )
+    wf.job("after", needs=[poll], run=f"echo {poll.output('state')}")
+    assert wf.build() == polls(["a", "b"])

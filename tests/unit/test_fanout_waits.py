@@ -222,3 +222,27 @@ def test_a_fanned_out_webhook_wait_matches_each_instance_on_its_own_item() -> No
     assert (succeeded.job, succeeded.outputs) == ("pay-1", {"order": "o-2"})
     unknown = HookRequest(workflow_id=PARENT, job="pay-7", attempt=1, body={})
     assert "it has no job 'pay-7'" in owner.when(Control(unknown), now=3).refused[0]
+
+
+def test_the_python_builder_defines_the_example() -> None:
+    from pathlib import Path
+
+    from actors.definitions import load_workflow_file
+    from sdk.builder import ITEM, Input, WaitFor, Workflow
+
+    wf = Workflow(
+        "rollout",
+        inputs={
+            "regions": Input(default='["eu", "us", "ap"]', description="a JSON list of regions")
+        },
+        outputs={"by": "${{ needs.deploy.outputs.by }}"},
+    )
+    approve = wf.job(
+        "approve",
+        for_each="${{ fromJSON(inputs.regions) }}",
+        wait_for=WaitFor(signal=f"approve-{ITEM}", timeout="1h"),
+    )
+    wf.job("deploy", needs=[approve], env={"BY": approve.output("by")},
+           run='echo "::set-output by=$BY"')  # fmt: skip
+    example = Path(__file__).parents[2] / "examples" / "rollout.yaml"
+    assert wf.build() == load_workflow_file(example)
