@@ -13,6 +13,7 @@ Sub-workflows and loops::
     child = Workflow("child", inputs={"who": Input(required=True)}, outputs={"greeting": ...})
     parent = Workflow("parent")
     sub = parent.job("sub", workflow=child, with_={"who": "ann"})   # or workflow="./child.yaml"
+    parent.job("ship", workflow="deploy@3")   # a registered definition, looked up at the start
     parent.job("poll", run=f"./poll.sh {Loop.ITERATION}",
                loop=Loop(until="outputs.done == 'true'", max_iterations=20))
 
@@ -42,6 +43,7 @@ from events.definition import (
     RetryPolicy,
     WorkflowDefinition,
 )
+from events.definition_refs import is_file_reference
 from events.errors import InvalidWorkflow
 from sdk.builder_http import Http, Poll
 
@@ -273,8 +275,10 @@ class Workflow:
     ) -> JobRef:
         """Add a job; give exactly one of ``run`` (a shell command), ``uses`` (a handler),
         ``wait_for`` (a job that waits for a signal, on no worker), ``workflow`` (a
-        sub-workflow: a ``Workflow``, a definition, or a YAML file's path, read now; ``with_`` is
-        its inputs), ``set_`` (outputs computed from expressions, no worker), ``sleep`` or
+        sub-workflow: a ``Workflow``, a definition, a YAML file's path, read now, or a registered
+        definition's ``"NAME"``/``"NAME@VERSION"``, looked up when the workflow is started; a
+        text ending in ``.yaml``/``.yml`` or holding a ``/`` is a path; ``with_`` is its
+        inputs), ``set_`` (outputs computed from expressions, no worker), ``sleep`` or
         ``until`` (a durable wait, no worker), ``http`` (a request jetwork makes, ``Http``).
         ``loop`` runs the job again until its condition holds. ``needs_at_least=(2, [a, b, c])``:
         ready once 2 of them succeeded.
@@ -350,7 +354,10 @@ class Workflow:
         return raw
 
     def _embed(self, child: Workflow | WorkflowDefinition | str | os.PathLike[str]) -> str:
-        """Embed a sub-workflow; returns the reference its job names it by."""
+        """Embed a sub-workflow; returns the reference its job names it by (a registered
+        definition's name stays a reference: ``Client.start`` looks it up and pins it)."""
+        if isinstance(child, str) and not is_file_reference(child):
+            return child
         if isinstance(child, Workflow):
             ref, raw = child.name, child.to_dict()
         elif isinstance(child, WorkflowDefinition):

@@ -100,7 +100,9 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
         fields["outputs"], expressions = read_outputs(raw["outputs"], log)
         check_outputs(expressions, jobs, log)
     check_output_keys(jobs, fields.get("outputs", {}), log)
-    fields["workflows"] = read_workflows(raw.get("workflows"), jobs, log, parse_workflow)
+    fields["workflows"] = read_workflows(
+        raw.get("workflows"), jobs, log, parse_workflow, own_name=fields["name"]
+    )
     log.raise_if_any()
     return _assemble(fields, jobs, log)
 

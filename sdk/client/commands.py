@@ -21,7 +21,7 @@ from sdk.client.definitions import (
     resolve_definition,
 )
 from sdk.client.handle import RunHandle
-from sdk.client.registry import resolve_source
+from sdk.client.registry import resolve_named_children, resolve_source
 from sdk.client.translate import translated
 from sdk.errors import InvalidArgument
 from telemetry import tracing
@@ -47,13 +47,17 @@ class ClientCommands(ClientBase):
 
         ``workflow_or_path`` is a YAML file's path, a registered definition's ``name`` or
         ``name@version`` (an existing file of that name wins), a ``WorkflowDefinition``, a
-        builder ``Workflow`` or a raw mapping. Raises ``InvalidWorkflow`` listing every problem
-        (with file and line for files) before anything is sent. With an ``idempotency_key`` the
-        id is derived from the key, so starting again with the same key returns the same
-        workflow. The run joins the caller's trace: ``traceparent`` (W3C), else the current
-        OpenTelemetry span's, when there is one (``telemetry/tracing.py``).
+        builder ``Workflow`` or a raw mapping. Sub-workflows named ``workflow: NAME[@VERSION]``
+        are looked up in the registry now and pinned (``deploy`` runs as ``deploy@3`` however
+        many versions are registered later). Raises ``InvalidWorkflow`` listing every problem
+        (with file and line for files; an unknown name at its job) before anything is sent.
+        With an ``idempotency_key`` the id is derived from the key, so starting again with the
+        same key returns the same workflow. The run joins the caller's trace: ``traceparent``
+        (W3C), else the current OpenTelemetry span's, when there is one
+        (``telemetry/tracing.py``).
         """
         definition = resolve_definition(await resolve_source(self, workflow_or_path))
+        definition = await resolve_named_children(self, definition)
         given = dict(inputs or {})
         checked_inputs(definition, given)
         workflow_id = (
