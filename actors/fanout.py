@@ -203,7 +203,12 @@ def _queue(
     instance = state.job(instance_name(spec.name, index))
     own = {"index": index, ("matrix" if spec.fan_out.is_matrix else "item"): item}
     try:
-        rendered = dag.render_spec(spec, dataclasses.replace(context, instance=own), jobs)
+        rendered = dag.render_spec(
+            spec,
+            dataclasses.replace(context, instance=own),
+            jobs,
+            workflow_priority=definition.priority,
+        )
     except ValueError as error:
         return _failed_before_queued(instance, f"cannot render the job: {error}", now)
     return JobQueued(

@@ -113,7 +113,7 @@ class JobsHarness:
         return queued
 
     async def _append_and_dispatch(self, queued: JobQueued) -> None:
-        await self.labelsets.register([queued.labelset_token])
+        await self.labelsets.register([queued.route])
         actor = ActorRef.job(queued.workflow_id, queued.job)
         await self.store.append(
             actor,

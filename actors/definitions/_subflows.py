@@ -34,6 +34,7 @@ _WORKER_ONLY: Final = (
     "at",
     "rate_limit",
     "concurrency",
+    "priority",
 )
 
 
