@@ -110,8 +110,8 @@ class LabelSet(BaseModel):
         level = labelset.priority
         if level is not None and (priority.problem(level) or priority.level(level) is None):
             raise InvalidDispatch(
-                f"label set entry {labelset.token!r}: {level!r} is no priority level "
-                f"(one of {priority.LOWEST}..{priority.HIGHEST} but the default, {priority.DEFAULT})"
+                f"label set entry {labelset.token!r}: {level!r} is no priority level (one of "
+                f"{priority.LOWEST}..{priority.HIGHEST} but the default, {priority.DEFAULT})"
             )
         return labelset
 
