@@ -69,6 +69,7 @@ class JobsHarness:
         not_before: datetime | None = None,
         rate_limit: RateLimit | None = None,
         concurrency: Concurrency | None = None,
+        priority: int | None = None,
     ) -> JobQueued:
         """Append ``JobQueued`` (CAS on the actor's current last sequence): that dispatches it."""
         spec = JobSpec(
@@ -81,6 +82,7 @@ class JobsHarness:
             upstream_outputs=upstream_outputs or {},
             rate_limit=rate_limit,
             concurrency=concurrency,
+            priority=priority,
         )
         queued = JobQueued(
             workflow_id=workflow_id,

@@ -344,6 +344,7 @@ class Worker(WorkerShutdown):
         """A priority level of a label set: its levels are pulled highest first, as a Ladder
         (which takes over the default level's Puller if that one pulled on its own)."""
         await puller.start(pulling=False)
+        await puller.ensure()  # now, not when a slot frees: the consumer delivers all it missed
         if isinstance(current, Ladder):
             current.add(puller)
             return
