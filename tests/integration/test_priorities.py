@@ -159,3 +159,29 @@ async def test_a_start_priority_out_of_range_is_refused_before_sending(nats_url:
     async with Client.connect(nats_url) as client:
         with pytest.raises(InvalidArgument, match="priority must be a whole number from 1"):
             await client.start({"name": "x", "jobs": {"a": {"run": "true"}}}, priority=11)
+
+
+async def test_a_gateway_claim_takes_the_highest_level_holding_a_dispatch(
+    clean_nats: NATS,
+) -> None:
+    from gateway.pulling import OneShotPuller
+
+    base = LabelSet.of(["gw-prio"])
+    levels = [base, LabelSet.of(["gw-prio"], level=2), LabelSet.of(["gw-prio"], level=9)]
+    js = clean_nats.jetstream()
+    # Queued low first: stream order is the opposite of priority order.
+    for n, labelset in enumerate([levels[1], levels[1], levels[0], levels[2], levels[2]]):
+        suffix = labelset.route.removeprefix(base.token)
+        await js.publish(f"evt.0.wf{n}.job.j.JobQueued.{base.token}{suffix}", str(n).encode())
+    puller = OneShotPuller(clean_nats, consumer_lease=30, often=0.0)  # nothing kept at hand
+    got = []
+    try:
+        for _ in range(5):
+            pulled = await puller.pull_one(levels, wait=0)
+            assert pulled is not None
+            got.append(int(pulled.msg.data))
+            await pulled.msg.ack()
+        assert await puller.pull_one(levels, wait=0) is None
+    finally:
+        await puller.stop()
+    assert got == [3, 4, 2, 0, 1]
