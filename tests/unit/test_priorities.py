@@ -204,3 +204,17 @@ def test_a_retry_is_queued_at_the_priority_of_the_attempt_before() -> None:
     )
     assert isinstance(again, JobQueued) and again.spec.priority == 2
     assert again.subject().endswith(".JobQueued.~.p2")
+
+
+def test_the_builder_sets_workflow_and_job_priorities_with_the_same_checks() -> None:
+    from sdk.builder import Workflow
+
+    wf = Workflow("ranked", priority=3)
+    wf.job("a", run="true", priority=9)
+    wf.job("b", run="true")
+    built = wf.build()
+    assert (built.priority, built.jobs["a"].priority, built.jobs["b"].priority) == (3, 9, None)
+    bad = Workflow("ranked")
+    bad.job("a", run="true", priority=0)
+    with pytest.raises(InvalidWorkflow, match=r"jobs\.a\.priority: must be a whole number"):
+        bad.build()
