@@ -16,7 +16,7 @@ from actors.engine import Engine, EngineSettings
 from events import subjects
 from events.catalog import JobQueued, JobStarted, JobSucceeded
 from events.dispatch import LabelSet
-from events.store import EventStore
+from events.store import ActorRef, EventStore
 from sdk import Client
 from sdk.worker import Worker
 from tests.eventually import assert_eventually
@@ -55,18 +55,12 @@ async def consumers_exist(nc: NATS, labelsets: list[LabelSet]) -> bool:
 async def start_order(harness: JobsHarness, wf: str, jobs: list[str]) -> list[str]:
     starts: list[tuple[int, str]] = []
     for job in jobs:
-        recorded = await harness.store.load(harness_actor(wf, job))
+        recorded = await harness.store.load(ActorRef.job(wf, job))
         seqs = [r.seq for r in recorded if isinstance(r.event, JobStarted)]
         assert seqs, f"{job} has not started"
         assert any(isinstance(r.event, JobSucceeded) for r in recorded), f"{job} not done"
         starts.append((seqs[0], job))
     return [job for _, job in sorted(starts)]
-
-
-def harness_actor(wf: str, job: str):  # type: ignore[no-untyped-def]
-    from events.store import ActorRef
-
-    return ActorRef.job(wf, job)
 
 
 async def test_one_free_slot_takes_the_highest_priority_first_and_fifo_within_one(
@@ -185,3 +179,39 @@ async def test_a_gateway_claim_takes_the_highest_level_holding_a_dispatch(
     finally:
         await puller.stop()
     assert got == [3, 4, 2, 0, 1]
+
+
+async def test_an_http_start_sets_the_runs_priority_and_a_bad_one_is_a_422(
+    clean_nats: NATS, nats_url: str
+) -> None:
+    import httpx
+
+    from tests.gateway_harness import running_engine, running_gateway
+
+    workflow = {"name": "over-http", "jobs": {"a": {"run": "true", "labels": ["http"]}}}
+    store = EventStore(clean_nats)
+    async with (
+        running_engine(clean_nats),
+        running_gateway(nats_url) as gateway,
+        httpx.AsyncClient(base_url=gateway.url, timeout=30) as http,
+    ):
+        started = await http.post("/api/workflows", json={"workflow": workflow, "priority": 9})
+        assert started.status_code == 201, started.text
+        wf = started.json()["workflow_id"]
+
+        async def queued() -> JobQueued | None:
+            found = [r.event for r in await store.history(wf) if isinstance(r.event, JobQueued)]
+            return found[0] if found else None
+
+        event = await assert_eventually(queued, timeout=15)
+        assert event.spec.priority == 9 and event.route == "http.p9"
+        for body in ({"priority": 0}, {"priority": "9"}, {"priority": 11}):
+            refused = await http.post("/api/workflows", json={"workflow": workflow, **body})
+            assert refused.status_code == 422, refused.text
+            assert "priority" in refused.text
+        yaml = await http.post(
+            "/api/workflows?priority=high",
+            content="name: y\njobs:\n  a: {run: 'true'}\n",
+            headers={"Content-Type": "text/yaml"},
+        )
+        assert yaml.status_code == 422 and "priority must be a number" in yaml.text
