@@ -291,6 +291,8 @@ class JobQueued(JobEvent):
         return self.queued_at
 
     def subject(self) -> str:
+        if self.spec.priority is None:  # the hot path: no priority anywhere
+            return subjects.job_queued(self.workflow_id, self.job, self.labelset_token)
         level = priority_rules.level(self.spec.priority)
         return subjects.job_queued(self.workflow_id, self.job, self.labelset_token, level)
 
@@ -303,8 +305,10 @@ class JobQueued(JobEvent):
     def route(self) -> str:
         """What its subject says after ``JobQueued.``: the label set's token, and its priority
         level when that is not the default (``gpu``, ``gpu.p9``). One dispatch consumer each."""
-        level = priority_rules.level(self.spec.priority)
         token = self.labelset_token
+        if self.spec.priority is None:
+            return token
+        level = priority_rules.level(self.spec.priority)
         return token if level is None else f"{token}.{priority_rules.token(level)}"
 
 
