@@ -51,7 +51,7 @@ from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
 from sdk.worker.handler_schemas import published_schemas
 from sdk.worker.handlers import HandlerRegistry
-from sdk.worker.ladder import Ladder
+from sdk.worker.ladder import Ladder, join_ladder
 from sdk.worker.leases import LeaseKeeper
 from sdk.worker.lifecycle import Listener, for_handler
 from sdk.worker.metered import observed
@@ -334,32 +334,15 @@ class Worker(WorkerShutdown):
         if current is None and labelset.priority is None:
             self._pullers[labelset.token] = puller  # no priorities: pulled on its own
             await puller.start()
-        else:
-            await self._add_level(puller, current, lane, paused=paused)
+        else:  # a priority level: the set's levels are pulled highest first
+            self._pullers[labelset.token] = await join_ladder(
+                current,
+                puller,
+                poll_interval=lane.config.poll_interval,
+                peers=lambda: len(self._pullers),
+                paused=paused,
+            )
         self._log.info("serving label set", labelset=labelset.route, consumer=labelset.consumer)
-
-    async def _add_level(
-        self, puller: Puller, current: Puller | Ladder | None, lane: Lane, *, paused: bool
-    ) -> None:
-        """A priority level of a label set: its levels are pulled highest first, as a Ladder
-        (which takes over the default level's Puller if that one pulled on its own)."""
-        await puller.start(pulling=False)
-        await puller.ensure()  # now, not when a slot frees: the consumer delivers all it missed
-        if isinstance(current, Ladder):
-            current.add(puller)
-            return
-        ladder = Ladder(
-            slots=lane.slots,
-            poll_interval=lane.config.poll_interval,
-            peers=lambda: len(self._pullers),
-        )
-        if current is not None:
-            await current.stop_pulling()
-            ladder.add(current)
-        ladder.add(puller)
-        ladder.set_paused(paused)
-        self._pullers[puller.labelset.token] = ladder
-        await ladder.start()
 
     # --- jobs ----------------------------------------------------------------------------------
 

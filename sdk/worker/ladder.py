@@ -159,3 +159,29 @@ class Ladder:
             now = time.monotonic()
             for level in self.levels:
                 level.give_up_stalled(now)
+
+
+async def join_ladder(
+    current: Puller | Ladder | None,
+    level: Puller,
+    *,
+    poll_interval: float,
+    peers: Callable[[], int],
+    paused: bool,
+) -> Ladder:
+    """Add a priority ``level`` (a ``Puller`` not started yet) to its label set's ladder:
+    ``current``, or a new one that takes over ``current``, the default level's ``Puller``
+    pulling on its own until now. Returns the ladder now pulling the label set."""
+    await level.start(pulling=False)
+    await level.ensure()  # now, not when a slot frees: the consumer delivers all it missed
+    if isinstance(current, Ladder):
+        current.add(level)
+        return current
+    ladder = Ladder(slots=level.slots, poll_interval=poll_interval, peers=peers)
+    if current is not None:
+        await current.stop_pulling()
+        ladder.add(current)
+    ladder.add(level)
+    ladder.set_paused(paused)
+    await ladder.start()
+    return ladder

@@ -305,7 +305,7 @@ class Puller:
             await self._nc.publish(
                 self._next_subject, orjson.dumps(body), reply=f"{self._inbox}.{request.token}"
             )
-        except NatsError as exc:
+        except NatsError as exc:  # e.g. the connection is closed or reconnecting
             self._request = None
             self._on_poll_failed(PollFailed(self.labelset.token, repr(exc)))
             _log.warning("pull request failed", labelset=self.labelset.route, error=repr(exc))
@@ -340,26 +340,13 @@ class Puller:
     async def _pull(self) -> None:
         free = max(0, self.slots.free) + max(0, self.prefetch - len(self._waiting))
         batch = min(MAX_PULL_BATCH, max(1, free // max(1, self._peers())))
-        token = str(next(self._ids))
-        request = _Request(token=token, batch=batch)
-        self._request = request
-        body = {"batch": batch, "expires": int(self._poll * NANOS)}
+        request = await self._send(batch, {"batch": batch, "expires": int(self._poll * NANOS)})
+        if request is None:
+            return
         try:
-            await self._nc.publish(
-                self._next_subject, orjson.dumps(body), reply=f"{self._inbox}.{token}"
-            )
             await asyncio.wait_for(request.done.wait(), self._poll + WATCHDOG_MARGIN)
         except TimeoutError:
-            self.stalls += 1
-            _log.warning(
-                "pull request got no answer, pulling again",
-                labelset=self.labelset.token,
-                waited=self._poll + WATCHDOG_MARGIN,
-            )
-        except NatsError as exc:  # e.g. the connection is closed or reconnecting
-            self._on_poll_failed(PollFailed(self.labelset.token, repr(exc)))
-            _log.warning("pull request failed", labelset=self.labelset.token, error=repr(exc))
-            await asyncio.sleep(min(1.0, self._poll))
+            self._stalled()
         finally:
             self._request = None
 
