@@ -93,6 +93,40 @@ async def test_one_free_slot_takes_the_highest_priority_first_and_fifo_within_on
     assert order == expected_order(MIXED)
 
 
+async def test_two_busy_workers_freed_together_take_the_high_jobs_before_the_low(
+    harness: JobsHarness, nats_url: str, tmp_path: Path
+) -> None:
+    """Two workers race: each takes the highest level it sees, so the high jobs start first,
+    give or take the jobs in flight between the two (a dispatch a busy worker was sent and
+    releases is invisible to the other meanwhile): at most one per worker."""
+    label, workers = f"prio2-{uuid.uuid4().hex[:8]}", 2
+    gate = tmp_path / "open"
+    config = {"labels": frozenset([label]), "max_concurrent_jobs": 1}
+    pair = [Worker(fast_config(nats_url, **config)) for _ in range(workers)]
+    async with running(*pair):
+        blockers = [f"blocker{n}" for n in range(workers)]
+        for blocker in blockers:
+            wait = f"until [ -e {gate} ]; do sleep 0.02; done"
+            await harness.queue("wf", blocker, run=wait, labels=[label])
+
+        async def all_blocked() -> bool:
+            return all([await harness.events("wf", b, JobStarted) for b in blockers])
+
+        await assert_eventually(all_blocked, timeout=15)
+        queued = [(f"low{n}", 1) for n in range(6)] + [(f"high{n}", 10) for n in range(6)]
+        for job, priority in queued:
+            await harness.queue("wf", job, run="true", labels=[label], priority=priority)
+        labelsets = [LabelSet.of([label], level=p) for p in (1, 10)]
+        await assert_eventually(lambda: consumers_exist(harness.nc, labelsets), timeout=15)
+        gate.touch()
+        jobs = [job for job, _ in queued]
+        order = await assert_eventually(
+            lambda: start_order(harness, "wf", jobs), timeout=30, interval=0.1
+        )
+    first_low = next(index for index, job in enumerate(order) if job.startswith("low"))
+    assert first_low >= 6 - workers, order
+
+
 async def test_jobs_queued_at_one_priority_keep_the_label_sets_own_consumer(
     harness: JobsHarness,
 ) -> None:
