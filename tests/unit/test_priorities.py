@@ -218,3 +218,20 @@ def test_the_builder_sets_workflow_and_job_priorities_with_the_same_checks() -> 
     bad.job("a", run="true", priority=0)
     with pytest.raises(InvalidWorkflow, match=r"jobs\.a\.priority: must be a whole number"):
         bad.build()
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [("11", "11 is not in the range 1<=x<=10"), ("high", "'high'")]
+)
+def test_a_run_priority_out_of_range_is_a_usage_error_before_connecting(
+    value: str, shown: str
+) -> None:
+    from click.testing import CliRunner
+
+    from sdk.cli import main
+
+    nowhere = ["--nats", "nats://127.0.0.1:1"]
+    result = CliRunner().invoke(main, ["run", "examples/hello.yaml", "--priority", value, *nowhere])
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for '--priority'" in result.output and shown in result.output
+    assert "cannot reach" not in result.output
