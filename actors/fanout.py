@@ -15,7 +15,6 @@ queues or stops: a fan-out of 10,000 costs no more per event than one of 10.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import json
 from collections.abc import Mapping
 from datetime import datetime
@@ -25,7 +24,7 @@ from actors import dag, job
 from actors.commands import CancelJob
 from actors.definitions import ExpressionContext, evaluate
 from actors.definitions._fields import describe, short
-from actors.fanout_state import FanOutState, instance_name
+from actors.fanout_state import FanOutState, instance_name, next_instances
 from actors.job import JobState
 from actors.workflow_state import WorkflowState
 from events.catalog import (
@@ -78,14 +77,17 @@ def start(
 
 
 def _earlier_instances(name: str, jobs: Mapping[str, JobState]) -> list[JobState]:
-    found: list[JobState] = []
-    for index in itertools.count():  # instances start in order: the first missing is the end
-        instance = jobs.get(instance_name(name, index))
-        if instance is None:
-            return found
-        if instance.status is not JobStatus.PENDING:
-            found.append(instance)
-    raise AssertionError("unreachable")
+    # Instances start in order, but one an operator skipped before its turn may lie beyond the
+    # first never started: look at every job once (a re-fan-out is an operator's rare retry).
+    prefix = f"{name}-"
+    found = [
+        (int(key[len(prefix) :]), instance)
+        for key, instance in jobs.items()
+        if key.startswith(prefix)
+        and key[len(prefix) :].isdigit()
+        and instance.status is not JobStatus.PENDING
+    ]
+    return [instance for _, instance in sorted(found, key=lambda pair: pair[0])]
 
 
 def _items(fan: FanOut, context: ExpressionContext) -> list[Any]:
@@ -138,7 +140,7 @@ def advance(
         return []  # its upstream does not change once it ran: not reached
     return [
         _queue(state, definition, spec, index, fan.items[index], verdict.context, jobs, now)
-        for index in range(fan.created, fan.created + room)
+        for index in next_instances(current.job, fan, jobs, room)
     ]
 
 
@@ -245,8 +247,9 @@ def _ended(
             ", ..." if len(failed) > _NAMED_FAILURES else ""
         )
         error = f"{len(failed)} of {fan.count} instances failed: {named}"
-        if fan.created < fan.count:
-            error += f"; {fan.count - fan.created} not started (fail_fast)"
+        not_started = sum(i.status is JobStatus.PENDING for i in instances)
+        if not_started:  # (one skipped by an operator before its turn was not started either)
+            error += f"; {not_started} not started (fail_fast)"
         return JobFannedIn(
             **current.ids,
             attempt=current.attempt,

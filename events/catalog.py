@@ -54,6 +54,8 @@ _TERMINAL_JOB = frozenset(
 
 
 class WorkflowStatus(StrEnum):
+    # Waiting for a slot of its concurrency group (``WorkflowQueued``): no job runs yet.
+    QUEUED = "queued"
     RUNNING = "running"
     PAUSED = "paused"
     SUCCEEDED = "succeeded"
@@ -137,6 +139,27 @@ class WorkflowStarted(WorkflowEvent):
     traceparent: str | None = None
     # A sub-workflow: the parent's job whose attempt runs it (``actors.subworkflows``).
     parent: ParentLink | None = None
+
+
+class WorkflowQueued(WorkflowEvent):
+    """The run waits for a slot of its concurrency group ``group`` (rendered) before any job is
+    queued; ``run``: the operator retries before it (0: the first run), each run queues anew."""
+
+    type: Literal["WorkflowQueued"] = "WorkflowQueued"
+    group: str
+    limit: int = Field(ge=1)
+    cancel_in_progress: bool = False
+    run: int = 0
+    at: datetime
+
+
+class WorkflowAdmitted(WorkflowEvent):
+    """Run ``run`` holds a slot of its concurrency group: its jobs may run (``actors.groups``)."""
+
+    type: Literal["WorkflowAdmitted"] = "WorkflowAdmitted"
+    group: str
+    run: int = 0
+    at: datetime
 
 
 class WorkflowCancelRequested(WorkflowEvent):
@@ -567,6 +590,8 @@ WORKFLOW_EVENTS: tuple[type[WorkflowEvent], ...] = (
     SignalReceived,
     SignalConsumed,
     WorkflowDeleted,
+    WorkflowQueued,
+    WorkflowAdmitted,
 )
 JOB_EVENTS: tuple[type[JobEvent], ...] = (
     JobQueued,

@@ -70,11 +70,15 @@ class RateLimit(_Frozen):
 
 class Concurrency(_Frozen):
     """At most ``limit`` attempts of the jobs in ``group`` run at once, across every worker and
-    gateway (``sdk/worker/concurrency.py``). In a definition ``group`` is a template
-    (``deploy-${{ inputs.env }}``); in a queued job's spec it is rendered."""
+    gateway (``sdk/worker/concurrency.py``); on a whole workflow, at most ``limit`` runs of the
+    group (``actors/groups.py``). In a definition ``group`` is a template
+    (``deploy-${{ inputs.env }}``); in a queued job's spec it is rendered.
+    ``cancel_in_progress``: a newcomer cancels the group's older members instead of waiting
+    behind them (GitHub Actions' ``cancel-in-progress``)."""
 
     group: str = Field(min_length=1)
     limit: int = Field(default=1, ge=1)
+    cancel_in_progress: bool = False
 
 
 class InputSpec(_Frozen):
@@ -209,6 +213,8 @@ class WorkflowDefinition(_Frozen):
     # Child definitions of ``workflow:`` jobs, by the reference the job gives (its path as written):
     # embedded when the workflow is started, so that its history is self-contained.
     workflows: dict[str, WorkflowDefinition] = Field(default_factory=dict)
+    # At most ``limit`` runs of the group at once, across every engine (``actors/groups.py``).
+    concurrency: Concurrency | None = None
 
     # Definitions by name and version, and schedules (``jetwork definitions``/``schedules``):
     # the registered version this definition is (or the file's ``version:``), and its ticks.

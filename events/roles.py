@@ -178,6 +178,7 @@ def _engine() -> Permissions:
             *_kv_writes(subjects.KV_PARTITIONS),
             *_kv_writes(subjects.KV_LABELSETS),
             *_kv_writes(subjects.KV_SCHEDULES),  # the ticker records each tick it handled
+            *_kv_writes(subjects.KV_CONCURRENCY),  # workflow concurrency groups' queues
         ),
         subscribe=(f"{inbox_prefix('engine')}.>",),
         deny_publish=_STREAM_ADMIN,

@@ -5,7 +5,8 @@ log (``Client.history``) and the projections (``Client.list``, ``Client.workers`
   the stream sequence the view was folded to, so a client follows ``/api/events`` from there
   (``Last-Event-ID``) with no gap and no replay;
 - one **job**: its definition, rendered command, and every claim (epoch, attempt, worker, how it
-  ended), the rejected late results too;
+  ended), the rejected late results too; a fan-out's instance ``<job>-<index>`` as any job (and
+  whose instance it is), a fanned-out job with its instances (``gateway.instances``);
 - **queued label sets**: the jobs queued right now grouped by what a worker must offer to run
   them, with the live workers that serve each (none: the jobs wait for a worker that may never
   come).
@@ -14,6 +15,7 @@ log (``Client.history``) and the projections (``Client.list``, ``Client.workers`
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import datetime
 from typing import Any, Final
 
@@ -22,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from actors import workflow
+from actors.fanout_state import job_names
 from actors.workflow import WorkflowState
 from events.base import RecordedEvent
 from events.catalog import (
@@ -37,6 +40,15 @@ from events.catalog import (
 from events.definition import AtLeast
 from events.dispatch import capabilities, requirement_set, serves
 from gateway.context import context
+from gateway.instances import (
+    InstanceOf,
+    InstanceRow,
+    LogLinks,
+    instance_of,
+    instance_rows,
+    instance_views,
+    log_links,
+)
 from gateway.web import Json
 from projections.views import JobView, job_view
 from sdk.errors import JobNotFound
@@ -64,6 +76,11 @@ class GraphJob(_Out):
     view: JobView = Field(description="the job in the status object")
     needs_at_least: AtLeast | None = Field(
         default=None, description="edges: `count` of the jobs `of` are enough (an n-of-m join)"
+    )
+    instances: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="a fanned-out job (matrix, for_each): its instances' views in item order "
+        "(instance i is `<name>-<i>`), their empty fields left out; null before it fans out",
     )
 
 
@@ -119,6 +136,16 @@ class JobDetailOut(_Out):
     view: JobView
     claims: list[ClaimRecord]
     rejected: list[RejectedRecord]
+    logs: LogLinks
+    instance_of: InstanceOf | None = Field(
+        default=None, description="an instance `<job>-<index>`: its fanned-out job and item"
+    )
+    instances: list[InstanceRow] | None = Field(
+        default=None, description="a fanned-out job: its instances in item order"
+    )
+    instance_counts: dict[str, int] | None = Field(
+        default=None, description="a fanned-out job: its instances by status"
+    )
 
 
 class QueuedLabelSet(_Out):
@@ -159,6 +186,7 @@ async def graph(request: Request) -> Response:
                 if_=spec.if_,
                 view=job_view(state.job(name)),
                 needs_at_least=spec.needs_at_least,
+                instances=instance_views(state, name),
             )
         )
     out = GraphOut(
@@ -181,12 +209,14 @@ async def job_detail(request: Request) -> Response:
     state, history = await _state(request)
     assert state.definition is not None
     name = request.path_params["job"]
-    if name not in state.definition.jobs:
+    parent = instance_of(state, name)
+    if name not in state.definition.jobs and parent is None:
         raise JobNotFound(state.workflow_id, name, state.definition.jobs)
-    spec = state.definition.jobs[name]
+    spec = state.definition.jobs[parent.job if parent is not None else name]
     events = [r.event for r in history if isinstance(r.event, JobEvent) and r.event.job == name]
     claims, rejected = claims_of(events)
     job = state.job(name)
+    rows = instance_rows(state, name)
     out = JobDetailOut(
         workflow_id=state.workflow_id,
         job=name,
@@ -200,6 +230,10 @@ async def job_detail(request: Request) -> Response:
         view=job_view(job),
         claims=claims,
         rejected=rejected,
+        logs=log_links(state.workflow_id, name),
+        instance_of=parent,
+        instances=rows,
+        instance_counts=None if rows is None else dict(Counter(row.status for row in rows)),
     )
     return Json(out.model_dump(mode="json", by_alias=True))
 
@@ -267,11 +301,17 @@ async def label_sets(request: Request) -> Response:
         state = workflow.replay(history, WorkflowState(workflow_id=workflow_id))
         if state.definition is None:
             return []
-        return [
+        found = [
             requirement_set(job.labels, job.uses)
             for name, job in state.definition.jobs.items()
             if state.job(name).status is JobStatus.QUEUED
         ]
+        # Fan-out instances: their labels as rendered (a matrix value may name one).
+        for name in job_names(state.order, state.fanouts):
+            current = state.job(name)
+            if name not in state.definition.jobs and current.status is JobStatus.QUEUED:
+                found.append(requirement_set(current.spec.labels, current.spec.uses))
+        return found
 
     found = await asyncio.gather(*(queued_in(wf) for wf in scanned), return_exceptions=True)
     counts: dict[frozenset[str], int] = {}

@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from actors import groups
 from actors.fanout_state import job_names
 from actors.job import JobState
 from actors.workflow import WorkflowState, stop_reason
@@ -112,6 +113,8 @@ class WorkflowView(_View):
     # every label its jobs need.
     inputs: dict[str, Any] = Field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    # Its workflow concurrency group, rendered, once queued (``actors.groups``).
+    group: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -132,6 +135,7 @@ class WorkflowSummary(_View):
     # As in ``WorkflowView``: what ``list`` filters on.
     inputs: dict[str, Any] = Field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    group: str | None = None  # its workflow concurrency group (status ``queued``: waits for it)
 
 
 def job_view(
@@ -208,8 +212,8 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         status=state.status.value,
         started_at=state.started_at,
         ended_at=state.ended_at,
-        # Why it ended, or while paused who paused it and why.
-        reason=state.end_reason or state.pause_note,
+        # Why it ended, while paused who paused it and why, while queued what it waits for.
+        reason=state.end_reason or state.pause_note or groups.queue_note(state),
         restarted_from=state.restarted_from,
         restarted_as=state.restarted_as,
         vars=dict(state.vars),
@@ -228,6 +232,7 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         outputs=dict(state.outputs),
         inputs=dict(state.inputs),
         labels=tuple(sorted({lb for job in state.definition.jobs.values() for lb in job.labels})),
+        group=state.group,
     )
 
 
@@ -249,4 +254,5 @@ def summary(view: WorkflowView) -> WorkflowSummary:
         parent_workflow_id=view.parent.workflow_id if view.parent else None,
         inputs=view.inputs,
         labels=view.labels,
+        group=view.group,
     )

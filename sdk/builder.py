@@ -195,12 +195,15 @@ class Workflow:
         dispatch_timeout: Duration | None = None,
         vars: Mapping[str, Any] | None = None,
         outputs: Mapping[str, str] | None = None,
+        concurrency: Concurrency | str | None = None,
         priority: int | None = None,
     ) -> None:
         """``inputs`` maps names to an ``Input`` or, for short, to a default value;
         ``dispatch_timeout`` is the default of every job's; ``vars`` are the workflow variables
         a run starts with (``${{ vars.NAME }}``, changed by ``jetwork set``); ``outputs`` is the
         workflow's result (templates over ``needs.<job>``, e.g. ``build.output("artifact")``);
+        ``concurrency``: at most ``limit`` runs of the group at once (``Concurrency(group=
+        "deploy-${{ inputs.env }}", limit=1, cancel_in_progress=False)``, or a group's name);
         ``priority`` (1..10) is the default of every job's."""
         self.name = name
         self._inputs: dict[str, Input] = {}
@@ -213,6 +216,7 @@ class Workflow:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._outputs = dict(outputs or {})
         self._workflows: dict[str, dict[str, Any]] = {}  # embedded sub-workflows
+        self._concurrency = _group_mapping(concurrency)
         self._priority = priority
 
     def input(
@@ -306,10 +310,7 @@ class Workflow:
         _put(raw, "at", at.isoformat() if isinstance(at, datetime) else at)
         if rate_limit is not None:
             raw["rate_limit"] = {"limit": rate_limit.limit, "per": rate_limit.per}
-        if isinstance(concurrency, Concurrency):
-            raw["concurrency"] = {"group": concurrency.group, "limit": concurrency.limit}
-        elif concurrency is not None:
-            raw["concurrency"] = concurrency
+        _put(raw, "concurrency", _group_mapping(concurrency))
         _put(raw, "wait_for", None if wait_for is None else wait_for.to_dict())
         _put(raw, "workflow", None if workflow is None else self._embed(workflow))
         _put(raw, "loop", None if loop is None else loop.to_dict())
@@ -351,6 +352,7 @@ class Workflow:
             raw["outputs"] = dict(self._outputs)
         if self._workflows:
             raw["workflows"] = dict(self._workflows)
+        _put(raw, "concurrency", self._concurrency)
         if self._priority is not None:
             raw["priority"] = self._priority
         return raw
@@ -412,3 +414,9 @@ def _input_fields(spec: Input | Any) -> dict[str, Any]:
     if isinstance(spec, Input):
         return spec.model_dump(exclude_unset=True)
     return {"default": spec}
+
+
+def _group_mapping(concurrency: Concurrency | str | None) -> dict[str, Any] | str | None:
+    if isinstance(concurrency, Concurrency):
+        return concurrency.model_dump(mode="json")
+    return concurrency

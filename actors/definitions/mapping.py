@@ -45,6 +45,8 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
         raw["version"] = definition.version
     if definition.schedule:
         raw["schedule"] = [rule.model_dump(exclude_defaults=True) for rule in definition.schedule]
+    if definition.concurrency is not None:
+        raw["concurrency"] = definition.concurrency.model_dump(mode="json")
     return raw
 
 
@@ -74,6 +76,9 @@ def _job_mapping(job: JobDefinition) -> dict[str, Any]:
         raw.update(fan_out_mapping(job.fan_out))
     if job.http is not None:
         raw["http"] = job.http.model_dump(mode="json", exclude_defaults=True)
+    for key in ("concurrency", "rate_limit"):
+        if key in dumped:
+            raw[key] = dumped[key]
     return raw
 
 

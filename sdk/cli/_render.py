@@ -264,6 +264,8 @@ def summary_table(rows: Sequence[WorkflowSummary]) -> Table:
         )
         if row.parent_workflow_id:
             counts += f" (sub-workflow of {row.parent_workflow_id})"
+        if row.status == "queued" and row.group:
+            counts += f" (waiting for concurrency group {row.group})"
         table.add_row(
             row.workflow_id,
             row.name,

@@ -264,7 +264,9 @@ class Worker(WorkerShutdown):
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
         await self.pauses.start(js)
         await self.limiter.start(js)
-        await self.groups.start(js, self._env.store)
+        await self.groups.start(
+            js, self._env.store, notify=functools.partial(nc.publish, payload=b"")
+        )
         await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
         kv = await js.key_value(subjects.KV_LABELSETS)
         await self._follow_initial_labelsets(kv)

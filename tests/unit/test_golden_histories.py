@@ -351,6 +351,35 @@ def fanned_out() -> Simulation:
     return sim
 
 
+def fan_out_skipped() -> Simulation:
+    """An operator skips one fan-out instance that failed (with an output for its slot) and one
+    before its turn (max_parallel 2); the fan-out succeeds with both slots filled by hand."""
+    definition = parse_workflow(
+        {
+            "name": "skipped",
+            "jobs": {
+                "each": {
+                    "for_each": [1, 2, 3, 4],
+                    "max_parallel": 2,
+                    "fail_fast": False,
+                    "run": "./each.sh ${{ item }}",
+                },
+                "gather": {"needs": ["each"], "run": "./gather.sh '${{ needs.each.outputs.v }}'"},
+            },
+        }
+    )
+    sim = FanOutSimulation(workflow_id="wf-skipped")
+    sim.start(definition)
+    sim.advance()
+    sim.claim("each-0")
+    sim.finish("each-0", "fatal")
+    sim.tick(1)
+    sim.decide(SkipJob(**sim.ids, job="each-0", by="ops", outputs={"v": "none"}, now=sim.now))
+    sim.decide(SkipJob(**sim.ids, job="each-3", by="ops", now=sim.now))
+    sim.run({"each-1": [{"v": "two"}], "each-2": [{"v": "three"}]})
+    return sim
+
+
 def sub_workflow() -> Simulation:
     """A parent's workflow job: its first child run fails, the retry's second child succeeds and
     its outputs flow to the job, the dependent and the parent's outputs."""
@@ -420,6 +449,7 @@ SCENARIOS: dict[str, Callable[[], Simulation]] = {
     "looped": looped,
     "sub_workflow": sub_workflow,
     "fanned_out": fanned_out,
+    "fan_out_skipped": fan_out_skipped,
     "parked": parked,
     "operated": operated,
     "signalled": signalled,

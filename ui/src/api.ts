@@ -126,6 +126,9 @@ export interface GraphJob {
   run: string | null;
   if: string | null;
   view: JobView;
+  /** A fanned-out job (matrix, for_each): its instances' views in item order, their null
+   * fields left out (instance i is `<name>-<i>`); null before it fans out. */
+  instances?: Partial<JobView>[] | null;
 }
 
 export interface Graph {
@@ -190,6 +193,10 @@ export interface JobDetail {
   command: string | null;
   view: JobView;
   claims: Claim[];
+  /** An instance `<job>-<index>` of a fan-out: its fanned-out job and item. */
+  instance_of?: { job: string; index: number; item: unknown } | null;
+  /** A fanned-out job: its instances in item order. */
+  instances?: { name: string; index: number; item: unknown; status: JobStatus; attempts: number }[] | null;
   rejected: {
     attempt: number;
     epoch: number;

@@ -101,6 +101,27 @@ export function applyJob(job: JobLive, record: EventRecord): JobLive {
     case 'JobCancelled':
       next = { ...job, status: 'cancelled', last_end: s(d.at) };
       break;
+    case 'JobFannedOut':
+      // a matrix or for_each job: it runs until its instances (fanout.ts) have ended.
+      next = {
+        ...job,
+        status: 'running',
+        attempts: Number(d.attempt),
+        started_at: s(d.at),
+        outputs: {},
+        error: null,
+        last_end: null,
+      };
+      break;
+    case 'JobFannedIn':
+      next = {
+        ...job,
+        status: d.succeeded ? 'succeeded' : 'failed',
+        outputs: (d.outputs as Record<string, string>) ?? {},
+        error: s(d.error),
+        last_end: s(d.ended_at),
+      };
+      break;
     default:
       return job;
   }

@@ -8,6 +8,8 @@ import { ApiError, get, post } from '../api';
 import { Dag } from '../dag/Dag';
 import type { Layout } from '../dag/layout';
 import { BIG, layout as computeLayout, elkReadyAt, sketch, warmUp } from '../dag/layout';
+import type { Fans } from '../fanout';
+import { applyFans, fansOf, instanceOf } from '../fanout';
 import type { JobLive, WorkflowLive } from '../fold';
 import { applyJob, applyWorkflow, counts, jobOf, live } from '../fold';
 import { between, stamp } from '../format';
@@ -42,6 +44,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
   const [graph, setGraph] = useState<Graph | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
   const [jobs, setJobs] = useState<Map<string, JobLive>>(new Map());
+  const [fans, setFans] = useState<Fans>(new Map());
   const [wf, setWf] = useState<WorkflowLive | null>(null);
   const [dag, setDag] = useState<Layout | null>(null);
   const [connection, setConnection] = useState('connecting');
@@ -80,6 +83,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
         }
         return next ?? current;
       });
+      setFans((current) => applyFans(current, batch));
       setWf((current) => current && batch.reduce(applyWorkflow, current));
       setLiveEvents((current) => current.concat(batch));
     };
@@ -92,6 +96,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
         fetched.current = performance.now() - opened.current;
         setGraph(loaded);
         setJobs(new Map(loaded.jobs.map((j) => [j.name, live(j.view)])));
+        setFans(fansOf(loaded.jobs));
         setWf({
           status: loaded.status,
           reason: loaded.reason,
@@ -179,22 +184,34 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
     );
   }
 
-  const structure = graph.jobs.find((j) => j.name === job) ?? null;
+  // An instance `<job>-<index>` opens in the panel as a job of its own; the graph marks its job.
+  const instance = job !== null && !jobs.has(job) ? instanceOf(fans, job) : null;
+  const parent = instance ? graph.jobs.find((j) => j.name === instance[0]) : undefined;
+  const structure = parent ? { ...parent, name: job! } : (graph.jobs.find((j) => j.name === job) ?? null);
+  const liveJob = instance ? fans.get(instance[0])!.instances[instance[1]] : job ? jobs.get(job) : undefined;
   return (
     <main id="main" class="page workflow-page">
       <WorkflowHeader graph={graph} wf={wf} jobs={jobs} connection={connection} tick={tick} />
       <div class="split">
         <section class="graph-pane" aria-label="Graph">
           {dag ? (
-            <Dag key={id} layout={dag} jobs={jobs} selected={job} onOpen={open} onClose={close} tick={tick} />
+            <Dag key={id} layout={dag} jobs={jobs} fans={fans} selected={instance ? instance[0] : job} onOpen={open} onClose={close} tick={tick} />
           ) : (
             <p class="placeholder" role="status">Laying out {graph.jobs.length} jobs…</p>
           )}
         </section>
         <aside class="side" aria-label="Details">
           {job ? (
-            structure ? (
-              <JobPanel workflowId={id} job={structure} live={jobs.get(job)!} onClose={close} workflowStatus={wf.status} />
+            structure && liveJob ? (
+              <JobPanel
+                workflowId={id}
+                job={structure}
+                live={liveJob}
+                onClose={close}
+                workflowStatus={wf.status}
+                fan={fans.get(job)}
+                instance={instance}
+              />
             ) : (
               <p>
                 No job named <code>{job}</code> in this workflow. <a href={workflowHref(id)}>Back</a>
