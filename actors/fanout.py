@@ -251,7 +251,7 @@ def _queue(
     own = {"index": index, ("matrix" if spec.fan_out.is_matrix else "item"): item}
     own_context = loops.context_for(spec, instance, dataclasses.replace(context, instance=own))
     try:
-        rendered = dag.render_spec(spec, own_context, jobs)
+        rendered = dag.render_spec(spec, own_context, jobs, workflow_priority=definition.priority)
     except ValueError as error:
         return _failed_before_queued(instance, f"cannot render the job: {error}", now)
     if spec.workflow is not None:  # its child starts (or it fails: inputs the child refuses)

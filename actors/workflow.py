@@ -287,7 +287,12 @@ def _carry_out(
     if inline is not None:
         return inline
     try:
-        rendered = dag.render_spec(spec, loops.context_for(spec, current, verdict.context), jobs)
+        rendered = dag.render_spec(
+            spec,
+            loops.context_for(spec, current, verdict.context),
+            jobs,
+            workflow_priority=definition.priority,
+        )
     except ValueError as error:
         return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
     if spec.workflow is not None:

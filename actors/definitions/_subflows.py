@@ -39,6 +39,7 @@ _WORKER_ONLY: Final = (
     "at",
     "rate_limit",
     "concurrency",
+    "priority",
 )
 
 

@@ -24,6 +24,7 @@ _WORKER_FIELDS: Final = (
     "timeout",
     "dispatch_timeout",
     "rate_limit",
+    "priority",
 )
 
 
