@@ -246,7 +246,7 @@ class ViewStore:
         self, view: WorkflowView, body: bytes, seq: int, headers: dict[str, str], prev: Written
     ) -> Written | None:
         """A big view: its own key (in chunks beyond a message), the summary beside it (None:
-        the view key changed since ``prev``)."""
+        the view key changed since ``prev``, or a newer small view is stored)."""
         wf = view.workflow_id
         index_seq = int(headers[_INDEX])
         chunk_seq = 0
@@ -260,7 +260,7 @@ class ViewStore:
             self._compare_and_set(key, body, headers, prev.view_rev),
             self._write_summary(view, seq, index_seq, prev.summary_rev),
         )
-        if view_rev is None:
+        if view_rev is None or summary_rev is None:
             return None
         return Written(seq, view_rev, summary_rev, index_seq, view.status, chunk_seq)
 
@@ -289,7 +289,10 @@ class ViewStore:
         """Bound the index entries stored so far (``projections.index``): call after a batch."""
         await self._index.mark()
 
-    async def _write_summary(self, view: WorkflowView, seq: int, index_seq: int, rev: int) -> int:
+    async def _write_summary(
+        self, view: WorkflowView, seq: int, index_seq: int, rev: int
+    ) -> int | None:
+        """Newest-wins; the summary key's revision, or None when it holds a newer small view."""
         body = WorkflowSummary.__pydantic_serializer__.to_json(summary(view))
         headers = {_SEQ: str(seq), _INDEX: str(index_seq)}
         key = summary_key(self.generation, view.workflow_id)
@@ -300,7 +303,9 @@ class ViewStore:
             stored = await self._kv.last(KV_PREFIX + key)
             rev = stored.seq if stored is not None else 0
             if stored is not None and _int(stored, _SEQ) >= seq:
-                return rev
+                # A newer summary, or a newer small view (which never touches the view key):
+                # this write is obsolete even if its view key's compare-and-set went through.
+                return rev if stored.headers.get(_BODY) != _INLINE else None
         raise StoreError(f"writing the summary of {view.workflow_id} kept conflicting")
 
     async def _compare_and_set(

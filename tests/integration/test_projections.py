@@ -761,7 +761,7 @@ async def test_a_view_moves_between_its_summary_key_and_its_own_key_as_it_grows(
     written = await store.write(small, 10, Written())
     assert await keys() == {"s"}  # one value
     assert (await store.view("grows"), (await store.written("grows")).seq) == (small, 10)
-    written = await store.write(big, 20, written)
+    written = after_big = await store.write(big, 20, written)
     assert await keys() == {"v", "s"}
     assert await store.view("grows") == big
     assert (await store.summaries(["grows"]))["grows"].summary == summary(big)
@@ -771,6 +771,12 @@ async def test_a_view_moves_between_its_summary_key_and_its_own_key_as_it_grows(
     assert (await store.view("grows"), written.seq) == (small_again, 30)  # the older big one stays
     assert (await store.summaries(["grows"]))["grows"].summary == summary(small_again)
     assert (await store.written("grows")).status == "succeeded"
+    # A stale big write: its view key's compare-and-set goes through (the small view never
+    # touched it), yet it loses to the newer small view, and its index entry is taken back.
+    assert (await store.write(view(401, "failed"), 25, after_big)).seq == 30
+    assert await store.view("grows") == small_again
+    index = await clean_nats.jetstream().stream_info(subjects.INDEX_STREAM)
+    assert index.state.messages == 1  # the succeeded entry only
     await store.remove("grows", written)
     assert await store.view("grows") is None and await store.summaries(["grows"]) == {}
 
