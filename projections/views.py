@@ -19,6 +19,9 @@ from actors.job import JobState
 from actors.workflow import WorkflowState, stop_reason
 from events.catalog import JobStatus, ParentLink
 
+# Each job status's name, once: an enum member's ``.value`` costs a property call each time.
+_JOB_STATUSES: tuple[str, ...] = tuple(status.value for status in JobStatus)
+
 
 class _View(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -267,7 +270,7 @@ def summary(view: WorkflowView) -> WorkflowSummary:
         status=view.status,
         started_at=view.started_at,
         ended_at=view.ended_at,
-        job_counts={status.value: counts.get(status.value, 0) for status in JobStatus},
+        job_counts={status: counts.get(status, 0) for status in _JOB_STATUSES},
         waiting_for=tuple(waiting[key] for key in sorted(waiting, key=str)),
         parent_workflow_id=view.parent.workflow_id if view.parent else None,
         inputs=view.inputs,
