@@ -22,7 +22,6 @@ levels of one label set; a worker's different label sets are still pulled side b
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Final
@@ -30,11 +29,15 @@ from typing import Final
 import structlog
 
 from events.dispatch import LabelSet
+from events.tasks import cancel_and_wait
 from sdk.worker.pull import MAX_PULL_BATCH, WATCHDOG_MARGIN, Puller
 from sdk.worker.slots import Slots
 
 ENSURE_RETRY: Final = 1.0
 """Seconds between attempts to ensure a level's consumer that could not be ensured."""
+
+STOP_TIMEOUT: Final = 2.0
+"""Seconds a stopping ladder's loop has to end (``events/tasks.py``: cancelled until it does)."""
 
 _log = structlog.get_logger("jetwork.worker")
 
@@ -100,11 +103,8 @@ class Ladder:
         )
 
     async def stop(self) -> None:
-        self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._stopping = True  # ends the loop at its next step even if a cancellation is lost
+        await cancel_and_wait(self._task, timeout=STOP_TIMEOUT, what="priority ladder")
         await asyncio.gather(*(level.stop() for level in self.levels))
 
     async def _loop(self) -> None:
