@@ -1,7 +1,9 @@
 """``jetwork run FILE --dry-run [--mock JOB='{"out": "v"}']… [--fail JOB]…``: decide the whole
 workflow in this process (``sdk.dry_run``), with no server and no workers, and print which jobs
 would run, be skipped or fail, and why, and the final status. Exit 0 when the workflow would
-succeed, 1 otherwise (as ``run --wait``)."""
+succeed, 1 otherwise (as ``run --wait``). A fan-out's instances are printed below their job, a
+child run's jobs below its ``workflow:`` job, and what the dry run could not decide as the
+engine would (a registered child) on ``note:`` lines."""
 
 from __future__ import annotations
 
