@@ -19,7 +19,8 @@ class DryRunJob:
     would run, rendered; ``mocked``: its outputs came from ``mocks``; ``failed_on_purpose``: it
     was in ``failures``. A fanned-out job has ``instances`` (each a job of the result, named
     ``<job>-<index>``, with ``instance_of``); a ``workflow:`` job names its child ``workflow``
-    and has ``child``, the dry run of its last child run (None when mocked or registered).
+    and has ``child``, the dry run of its last child run (None when mocked or registered); a
+    ``wait_for`` job says what it ``waits_for`` (answered at once with its mock as the data).
     """
 
     name: str
@@ -36,6 +37,7 @@ class DryRunJob:
     instance_of: str | None = None
     workflow: str | None = None
     child: DryRun | None = None
+    waits_for: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -53,6 +55,8 @@ class DryRunJob:
             out["instances"] = self.instances
         if self.instance_of is not None:
             out["instance_of"] = self.instance_of
+        if self.waits_for is not None:
+            out["waits_for"] = self.waits_for
         if self.workflow is not None:
             out["workflow"] = self.workflow
             out["child"] = self.child.to_json_dict() if self.child is not None else None

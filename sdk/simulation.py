@@ -13,7 +13,8 @@ its job or for it alone (``test-2``); a ``for_each`` over an upstream job's outp
 mock. A ``workflow:`` job's child run is decided here too, recursively, from the definition the
 file embeds (its result under the job), unless it is mocked as one unit; a registered definition
 (``workflow: NAME``) is not read without a server: it counts as succeeding with no outputs, or
-with its mock, and the job says so.
+with its mock, and the job says so. A ``wait_for`` job's signal (or webhook request) arrives at
+once with its mock as the data; failing it fails the wait as a timeout would.
 
 A job the simulator cannot play (a kind of job it does not know, or one whose decisions raise)
 is reported as ``unsupported`` with the reason and counts as failed; the dry run goes on.
@@ -28,12 +29,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from actors import job as job_actor
-from actors import subworkflows, workflow
-from actors.commands import Advance, ClaimJob, CompleteJob, FailJob, RequeueJob, StartWorkflow
+from actors import signals, subworkflows, workflow
+from actors.commands import (
+    Advance,
+    ClaimJob,
+    CompleteJob,
+    FailJob,
+    HookWorkflow,
+    RequeueJob,
+    SignalWorkflow,
+    StartWorkflow,
+)
 from actors.fanout_state import job_names, parent_of
 from actors.workflow_state import WorkflowState
 from events.base import Event
-from events.catalog import JobQueued, JobStatus, SubWorkflowStarted
+from events.catalog import JobFailed, JobQueued, JobStatus, JobWaiting, SubWorkflowStarted
 from events.definition import WorkflowDefinition
 from events.requests import ChildEndedRequest
 from sdk._dry_run_result import DryRun, DryRunJob
@@ -109,7 +119,8 @@ class _Simulation:
         self.ran: list[str] = []
         self.unsupported: dict[str, str] = {}
         self.children: dict[str, DryRun] = {}  # job -> the dry run of its last child
-        self.registered: dict[str, str] = {}  # job -> why its child was not decided here
+        self.registered: dict[str, str] = {}  # job -> the registered child not decided here
+        self.waits: dict[str, str] = {}  # job -> what it waited for, answered with no data
 
     def play(self, inputs: Mapping[str, Any]) -> DryRun:
         start = StartWorkflow(
@@ -124,7 +135,9 @@ class _Simulation:
                 workflow.decide(self.state, Advance(workflow_id=_WORKFLOW_ID, now=self._tick()))
             )
             named = dict.fromkeys(
-                e.job for e in [*touched, *decided] if isinstance(e, JobQueued | SubWorkflowStarted)
+                e.job
+                for e in [*touched, *decided]
+                if isinstance(e, JobQueued | SubWorkflowStarted | JobWaiting)
             )
             touched = []
             listed = set(self.state.order)
@@ -136,7 +149,10 @@ class _Simulation:
             children = [n for n in children if self._job(n).child_id is not None]
             for name in children:
                 self._play_child(name)
-            if not decided and not queued and not children:
+            waiting = [n for n in candidates if self._playable(n, JobStatus.WAITING)]
+            for name in waiting:
+                self._play_wait(name)
+            if not decided and not queued and not children and not waiting:
                 break
         return self._result()
 
@@ -265,6 +281,39 @@ class _Simulation:
         reason = f"its dry run ended {result.status}: {result.reason or 'no end reached'}"
         return ChildEndedRequest(**ids, status="failed", reason=reason)
 
+    def _play_wait(self, name: str) -> None:
+        """The signal (or webhook request) a ``wait_for`` job waits for arrives, with the job's
+        mock as its data; with ``--fail`` the wait fails as a timeout would."""
+        current = self._job(name)
+        wait = current.wait
+        assert wait is not None
+        self.ran.append(name)
+        what = _waited(wait)
+        answer = "no data" if wait.signal is not None else "only what it matches"
+        if self._fails(name):
+            error = f"failed on purpose (dry run): no {what} arrived"
+            ids = {**current.ids, "attempt": current.attempt, "epoch": current.epoch}
+            failed = JobFailed(
+                **ids, error=error, retryable=False, timed_out=True, ended_at=self._tick()
+            )
+            self._apply([failed])
+            return
+        mock = self._mock(name)
+        if mock is None:
+            self.waits[name] = f"{what}: treated as arriving with {answer}"
+        data: dict[str, Any] = dict(mock or {})
+        now = self._tick()
+        if wait.signal is not None:
+            signal = SignalWorkflow(workflow_id=_WORKFLOW_ID, name=wait.signal, data=data,
+                                    by=_WORKER, now=now)  # fmt: skip
+            self._apply(workflow.decide(self.state, signal))
+            self._apply(signals.resolve(self.state, now))
+        else:
+            body = {**(wait.match or {}), **data}
+            hook = HookWorkflow(workflow_id=_WORKFLOW_ID, job=name, attempt=current.attempt,
+                                body=body, by=_WORKER, now=now)  # fmt: skip
+            self._apply(workflow.decide(self.state, hook))
+
     def _result(self) -> DryRun:
         names = list(job_names(self.state.order, self.state.fanouts))
         jobs = {name: self._job_result(name) for name in names}
@@ -278,6 +327,17 @@ class _Simulation:
             "a server: treated as succeeding with no outputs; --mock "
             f"{self._parent(name) or name}='{{...}}' gives its outputs"
             for name, ref in self.registered.items()
+        ]
+        notes += [
+            f"{name}: waits for {what}; --mock {name}='{{...}}' gives its data"
+            for name, what in self.waits.items()
+            if self._parent(name) is None  # (instances: one note for their job)
+        ]
+        fanned_waits = sorted({p for n in self.waits if (p := self._parent(n)) is not None})
+        notes += [
+            f"{parent}: its instances' waits are treated as answered with no data; "
+            f"--mock {parent}='{{...}}' (or {parent}-INDEX) gives their data"
+            for parent in fanned_waits
         ]
         notes += self._for_each_hints()
         notes += [
@@ -342,10 +402,16 @@ class _Simulation:
             instance_of=parent,
             workflow=spec.workflow or (definition.workflow if definition is not None else None),
             child=self.children.get(name),
+            waits_for=_waited(current.wait) if current.wait is not None else None,
         )
 
 
+def _waited(wait: JobWaiting) -> str:
+    return f"signal {wait.signal!r}" if wait.signal is not None else "a webhook request"
+
+
 _NO_TARGETS = Targets(mocks={}, failures=frozenset())
+_PLAYED_EVENTS = (JobQueued, SubWorkflowStarted, JobWaiting)  # what names an instance to play
 _REGISTERED = "a registered definition: not read without a server (see the note)"
 
 

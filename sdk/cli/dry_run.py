@@ -126,6 +126,8 @@ def _detail(job: DryRunJob) -> str:
             what += f" (its run below: {job.child.status})"
         elif job.reason:  # a registered definition, not read here
             what += f" ({job.reason})"
+    elif job.waits_for is not None:
+        what = f"waits for {job.waits_for}"
     else:
         what = f"run: {job.run}" if job.run is not None else f"uses: {job.uses}"
     if job.outputs:

@@ -157,3 +157,47 @@ def test_a_large_fan_out_stays_quick() -> None:
     raw["jobs"]["each"]["max_parallel"] = 50
     result = dry_run(raw, mocks={"list": {"items": list(range(2000))}})
     assert result.status == "succeeded" and result.job("each").instances == 2000
+
+
+def test_a_wait_is_answered_with_its_mock_or_no_data_and_said_to_be() -> None:
+    result = dry_run("examples/approval.yaml", mocks={"approve": {"by": "ann"}})
+    approve = result.job("approve")
+    assert (approve.status, approve.waits_for, approve.mocked) == (
+        "succeeded",
+        "signal 'approve'",
+        True,
+    )
+    assert approve.outputs == {"by": "ann"}
+    assert result.notes == () and result.status == "succeeded"
+    plain = dry_run("examples/approval.yaml")
+    assert plain.notes == (
+        "approve: waits for signal 'approve': treated as arriving with no data; "
+        "--mock approve='{...}' gives its data",
+    )
+
+
+def test_a_failed_wait_fails_as_its_timeout_would() -> None:
+    result = dry_run("examples/approval.yaml", failures=["approve"])
+    assert result.job("approve").reason == (
+        "failed on purpose (dry run): no signal 'approve' arrived"
+    )
+    assert (result.status, result.job("deploy").status) == ("failed", "skipped")
+
+
+def test_a_fan_out_of_waits_answers_each_instance() -> None:
+    result = dry_run("examples/rollout.yaml", mocks={"approve-1": {"by": "bo"}})
+    assert result.status == "succeeded"
+    assert [result.job(f"approve-{i}").waits_for for i in range(3)] == [
+        "signal 'approve-eu'",
+        "signal 'approve-us'",
+        "signal 'approve-ap'",
+    ]
+    assert result.job("approve").outputs == {"by": '[null,"bo",null]'}
+    assert [note.split(":")[0] for note in result.notes] == ["approve"]
+
+
+def test_a_webhook_wait_is_answered_with_what_it_matches() -> None:
+    result = dry_run("examples/webhook.yaml", inputs={"order": "7"})
+    assert result.job("paid").outputs == {"type": "payment_received", "order": "7"}
+    assert result.job("paid").waits_for == "a webhook request"
+    assert "treated as arriving with only what it matches" in result.notes[0]
