@@ -28,9 +28,10 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from actors import inline_steps, signals, subworkflows, workflow
 from actors import job as job_actor
-from actors import signals, subworkflows, workflow
 from actors.commands import (
+    AdmitWorkflow,
     Advance,
     ClaimJob,
     CompleteJob,
@@ -43,7 +44,14 @@ from actors.commands import (
 from actors.fanout_state import job_names, parent_of
 from actors.workflow_state import WorkflowState
 from events.base import Event
-from events.catalog import JobFailed, JobQueued, JobStatus, JobWaiting, SubWorkflowStarted
+from events.catalog import (
+    JobFailed,
+    JobQueued,
+    JobStatus,
+    JobWaiting,
+    SubWorkflowStarted,
+    WorkflowStatus,
+)
 from events.definition import WorkflowDefinition
 from events.requests import ChildEndedRequest
 from sdk._dry_run_result import DryRun, DryRunJob
@@ -121,6 +129,7 @@ class _Simulation:
         self.children: dict[str, DryRun] = {}  # job -> the dry run of its last child
         self.registered: dict[str, str] = {}  # job -> the registered child not decided here
         self.waits: dict[str, str] = {}  # job -> what it waited for, answered with no data
+        self.group: str | None = None  # the concurrency group it was admitted to
 
     def play(self, inputs: Mapping[str, Any]) -> DryRun:
         start = StartWorkflow(
@@ -134,6 +143,7 @@ class _Simulation:
             decided = self._apply(
                 workflow.decide(self.state, Advance(workflow_id=_WORKFLOW_ID, now=self._tick()))
             )
+            decided += self._admitted()
             named = dict.fromkeys(
                 e.job
                 for e in [*touched, *decided]
@@ -155,6 +165,14 @@ class _Simulation:
             if not decided and not queued and not children and not waiting:
                 break
         return self._result()
+
+    def _admitted(self) -> list[Event]:
+        """A run queued for a slot of its concurrency group is alone in it here: admitted."""
+        if self.state.status is not WorkflowStatus.QUEUED or self.state.group is None:
+            return []
+        self.group = self.state.group
+        admit = AdmitWorkflow(workflow_id=_WORKFLOW_ID, run=self.state.queued_run, now=self._tick())
+        return self._apply(workflow.decide(self.state, admit))
 
     def _playable(self, name: str, status: JobStatus) -> bool:
         return self._job(name).status is status and name not in self.unsupported
@@ -182,6 +200,11 @@ class _Simulation:
         return self.targets.mock_for(name, self._parent(name))
 
     def _play_job(self, name: str) -> None:
+        until = self._job(name).sleep_until
+        if until is not None:  # a sleep (or until:): its moment comes at once, logically
+            self.now = max(self.now, until)
+            self._apply(list(inline_steps.wake(self._job(name), self._job(name).attempt, self.now)))
+            return
         try:
             why = _cannot_play(self._job(name))
             if why is not None:
@@ -340,6 +363,11 @@ class _Simulation:
             for parent in fanned_waits
         ]
         notes += self._for_each_hints()
+        if self.group is not None:
+            notes.append(
+                f"concurrency group {self.group!r}: admitted at once (no other run here; a real "
+                "run waits for a slot)"
+            )
         notes += [
             f"{name}: no such instance ran; its mock or failure was not used"
             for name in sorted(self.targets.instance_names())

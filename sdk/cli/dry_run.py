@@ -128,8 +128,10 @@ def _detail(job: DryRunJob) -> str:
             what += f" ({job.reason})"
     elif job.waits_for is not None:
         what = f"waits for {job.waits_for}"
-    else:
-        what = f"run: {job.run}" if job.run is not None else f"uses: {job.uses}"
+    elif job.run is not None:
+        what = f"run: {job.run}"
+    else:  # (a set:, sleep: or until: step has neither: jetwork decides it)
+        what = f"uses: {job.uses}" if job.uses is not None else "no worker: decided by jetwork"
     if job.outputs:
         shown = ", ".join(f"{key}={value}" for key, value in job.outputs.items())
         what += f"  → outputs {shown}" + (" (mocked)" if job.mocked else "")

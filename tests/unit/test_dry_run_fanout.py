@@ -201,3 +201,15 @@ def test_a_webhook_wait_is_answered_with_what_it_matches() -> None:
     assert result.job("paid").outputs == {"type": "payment_received", "order": "7"}
     assert result.job("paid").waits_for == "a webhook request"
     assert "treated as arriving with only what it matches" in result.notes[0]
+
+
+def test_a_sleep_ends_at_once_and_a_concurrency_group_admits_the_lone_run() -> None:
+    steps = dry_run("examples/steps.yaml")
+    assert (steps.status, steps.job("pause").status) == ("succeeded", "succeeded")
+    assert steps.job("publish").status == "succeeded"
+    deploy = dry_run("examples/deploy.yaml")
+    assert deploy.status == "succeeded"
+    assert deploy.notes == (
+        "concurrency group 'deploy-staging': admitted at once (no other run here; a real run "
+        "waits for a slot)",
+    )
