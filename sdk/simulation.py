@@ -439,7 +439,6 @@ def _waited(wait: JobWaiting) -> str:
 
 
 _NO_TARGETS = Targets(mocks={}, failures=frozenset())
-_PLAYED_EVENTS = (JobQueued, SubWorkflowStarted, JobWaiting)  # what names an instance to play
 _REGISTERED = "a registered definition: not read without a server (see the note)"
 
 
