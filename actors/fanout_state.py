@@ -25,8 +25,12 @@ __all__ = [
     "parent_of",
 ]
 
-ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING, JobStatus.WAITING})
-"""The statuses the tally counts as ``active`` (a ``wait_for`` instance waits)."""
+ACTIVE = frozenset(
+    {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING, JobStatus.WAITING, JobStatus.PARKED}
+)
+"""The statuses the tally counts as ``active``: a ``wait_for`` instance waits, and a parked one
+(``InProgress``, an ``http:`` step between polls) is still going — it holds its place under
+``max_parallel`` and a stop must withdraw it, or its callback would run it after the stop."""
 _ACTIVE = ACTIVE
 
 
@@ -37,7 +41,7 @@ class FanOutState:
     # Instances 0 .. created-1 have been queued (they start in order); one after them may have
     # been skipped by an operator already.
     created: int = 0
-    active: int = 0  # queued, running or retrying
+    active: int = 0  # queued, running, retrying, waiting or parked (ACTIVE)
     ended: int = 0
     failed: int = 0
 

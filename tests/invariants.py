@@ -503,6 +503,11 @@ def _check_queued(
     if event.attempt == 1 and state.status is JobStatus.PENDING:
         return
     looped = state.status is JobStatus.PENDING and state.iteration > 1  # after ``JobLooped``
+    if state.status is JobStatus.PARKED and (event.attempt, event.poll_count) == (
+        state.attempt,
+        state.poll_count,
+    ):
+        return  # its callback queued the parked attempt again (``actors.parking``)
     if looped and event.attempt == state.attempt + 1:
         return
     if state.status is JobStatus.RETRYING and event.attempt == state.attempt + 1:

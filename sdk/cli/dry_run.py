@@ -1,12 +1,14 @@
 """``jetwork run FILE --dry-run [--mock JOB='{"out": "v"}']… [--fail JOB]…``: decide the whole
 workflow in this process (``sdk.dry_run``), with no server and no workers, and print which jobs
 would run, be skipped or fail, and why, and the final status. Exit 0 when the workflow would
-succeed, 1 otherwise (as ``run --wait``)."""
+succeed, 1 otherwise (as ``run --wait``). A fan-out's instances are printed below their job, a
+child run's jobs below its ``workflow:`` job, and what the dry run could not decide as the
+engine would (a registered child) on ``note:`` lines."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -30,14 +32,16 @@ def dry_run_options(function: F) -> F:
         "failures",
         multiple=True,
         metavar="JOB",
-        help="With --dry-run: every attempt of JOB fails (repeatable).",
+        help="With --dry-run: every attempt of JOB fails (repeatable); JOB-INDEX: one instance "
+        "of a fanned-out job.",
     )(function)
     function = click.option(
         "--mock",
         "mocks",
         multiple=True,
         metavar="JOB=JSON",
-        help='With --dry-run: JOB succeeds with these outputs, e.g. build=\'{"artifact": "a"}\'.',
+        help='With --dry-run: JOB succeeds with these outputs, e.g. build=\'{"artifact": "a"}\' '
+        "(every instance of a fanned-out JOB, or JOB-INDEX: one; a workflow: job's whole child).",
     )(function)
     decorated: F = click.option(
         "--dry-run",
@@ -83,6 +87,8 @@ def run_dry(
         console = make_console()
         console.print(Text(f"dry run of {result.workflow} (no server, no workers)"))
         console.print(_table(result))
+        for note in result.notes:
+            console.print(Text(f"note: {note}"))
         ending = Text("would end: ")
         ending.append(result.status, style=STATUS_STYLES.get(result.status, ""))
         ending.append(f" ({result.reason})" if result.reason else "")
@@ -94,16 +100,38 @@ def _table(result: DryRun) -> Table:
     table = Table(box=None, pad_edge=False)
     for column in ("job", "would be", "attempts", "what / why"):
         table.add_column(column)
-    for job in result.jobs.values():
+    for depth, job in _rows(result, 0):
         status = Text(job.status, style=STATUS_STYLES.get(job.status, ""))
-        table.add_row(Text(job.name), status, str(job.attempts or ""), Text(_detail(job)))
+        name = "  " * depth + job.name
+        table.add_row(Text(name), status, str(job.attempts or ""), Text(_detail(job)))
     return table
+
+
+def _rows(result: DryRun, depth: int) -> Iterator[tuple[int, DryRunJob]]:
+    """Each job, its instances indented below it, a child run's jobs below its job."""
+    for job in result.jobs.values():
+        yield (depth + (job.instance_of is not None), job)
+        if job.child is not None:
+            yield from _rows(job.child, depth + 1 + (job.instance_of is not None))
 
 
 def _detail(job: DryRunJob) -> str:
     if job.status in ("skipped", "cancelled", "unsupported", "pending", "failed"):
         return job.reason or ""
-    what = f"run: {job.run}" if job.run is not None else f"uses: {job.uses}"
+    if job.instances is not None:
+        what = f"fan-out: {job.instances} instance{'s' if job.instances != 1 else ''}"
+    elif job.workflow is not None:
+        what = f"workflow: {job.workflow}"
+        if job.child is not None:
+            what += f" (its run below: {job.child.status})"
+        elif job.reason:  # a registered definition, not read here
+            what += f" ({job.reason})"
+    elif job.waits_for is not None:
+        what = f"waits for {job.waits_for}"
+    elif job.run is not None:
+        what = f"run: {job.run}"
+    else:  # (a set:, sleep: or until: step has neither: jetwork decides it)
+        what = f"uses: {job.uses}" if job.uses is not None else "no worker: decided by jetwork"
     if job.outputs:
         shown = ", ".join(f"{key}={value}" for key, value in job.outputs.items())
         what += f"  → outputs {shown}" + (" (mocked)" if job.mocked else "")

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from actors import fanout_state
 from actors.commands import Advance
 from events.base import Event
-from events.catalog import JobStatus, WorkflowStatus
+from events.catalog import WorkflowStatus
 from tests.unit.simulation import Outcome, Simulation
 
 
@@ -45,9 +45,8 @@ class FanOutSimulation(Simulation):
         raise AssertionError("the workflow did not settle")
 
     def _watch_parallel(self) -> None:
-        active = {JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING}
         instances = [n for n in self.names() if n not in self.state.order]
-        now = sum(self.state.job(n).status in active for n in instances)
+        now = sum(self.state.job(n).status in fanout_state.ACTIVE for n in instances)
         self.most_active = max(self.most_active, now)
 
     def status_of(self, name: str) -> str:
