@@ -97,6 +97,9 @@ class JobSpec(BaseModel):
     workflow: str | None = None
     # An http step's request, rendered (``events.http_step``); ``uses`` is then HTTP_HANDLER.
     http: HttpStep | None = None
+    # The run's namespace (``WorkflowStarted.namespace``; None: the default one), a member of
+    # the job's label set so that only its namespace's workers claim it (``events.namespaces``).
+    namespace: str | None = None
 
 
 class ParentLink(BaseModel):
@@ -133,6 +136,8 @@ class WorkflowStarted(WorkflowEvent):
     traceparent: str | None = None
     # A sub-workflow: the parent's job whose attempt runs it (``actors.subworkflows``).
     parent: ParentLink | None = None
+    # The namespace it runs in; None: the default one (``events.namespaces``).
+    namespace: str | None = None
 
 
 class WorkflowCancelRequested(WorkflowEvent):
@@ -292,7 +297,7 @@ class JobQueued(JobEvent):
     @property
     def labelset_token(self) -> str:
         """The label set whose workers may claim it (the last token of its subject)."""
-        return token_of(self.spec.labels, self.spec.uses)
+        return token_of(self.spec.labels, self.spec.uses, self.spec.namespace)
 
 
 class JobSkipped(JobEvent):

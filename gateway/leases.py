@@ -58,7 +58,7 @@ from gateway.pulling import OneShotPuller
 from sdk.worker import lifecycle
 from sdk.worker.claims import Action, ClaimOutcome, Dispatch, claim_dispatch, now, record_result
 from sdk.worker.concurrency import RECHECK as GROUP_RECHECK
-from sdk.worker.concurrency import ConcurrencyGroups, Holder
+from sdk.worker.concurrency import ConcurrencyGroups, Holder, group_key
 from sdk.worker.executors.base import clip_error
 from sdk.worker.log_buffer import LogChunk
 from sdk.worker.logs import log_publisher
@@ -198,8 +198,8 @@ class Leases:
             lease_ttl=lease_ttl,
         )
         if not outcome.claimed:
-            if dispatch.queued.spec.concurrency is not None:
-                await self.groups.leave(dispatch.queued.spec.concurrency.group, holder)
+            if (key := group_key(dispatch.queued.spec)) is not None:
+                await self.groups.leave(key, holder)
             await self._settle(msg, outcome)
             return None
         state = outcome.state
@@ -221,7 +221,7 @@ class Leases:
             claim_seq=state.last_seq,
             ack=msg.reply if by_deadline else "",
             traceparent=dispatch.queued.spec.traceparent,
-            group=group.group if (group := dispatch.queued.spec.concurrency) else None,
+            group=group_key(dispatch.queued.spec),
         )
         await self.keeping.hold(msg, lease, granted, kept=kept)
         waited = (granted - dispatch.queued.claimable_from()).total_seconds()

@@ -112,6 +112,8 @@ class WorkflowView(_View):
     # every label its jobs need.
     inputs: dict[str, Any] = Field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    # The namespace it runs in (``events.namespaces``).
+    namespace: str = "default"
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -132,6 +134,7 @@ class WorkflowSummary(_View):
     # As in ``WorkflowView``: what ``list`` filters on.
     inputs: dict[str, Any] = Field(default_factory=dict)
     labels: tuple[str, ...] = ()
+    namespace: str = "default"
 
 
 def job_view(
@@ -228,6 +231,7 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         outputs=dict(state.outputs),
         inputs=dict(state.inputs),
         labels=tuple(sorted({lb for job in state.definition.jobs.values() for lb in job.labels})),
+        namespace=state.namespace or "default",
     )
 
 
@@ -249,4 +253,5 @@ def summary(view: WorkflowView) -> WorkflowSummary:
         parent_workflow_id=view.parent.workflow_id if view.parent else None,
         inputs=view.inputs,
         labels=view.labels,
+        namespace=view.namespace,
     )

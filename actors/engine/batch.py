@@ -258,6 +258,9 @@ class Batch(Intake):
                 # sender without ``reply_to`` can still find out why nothing happened.
                 await self._answer_control(item.request, error=refused[id(item)])
                 await self._refuse(msg, refused[id(item)])
+            elif isinstance(item, Start) and id(item) in refused:  # its id is another namespace's
+                await self._answer(item.request, accepted=False, error=refused[id(item)])
+                await self._refuse(msg, refused[id(item)])
             else:
                 await msg.ack()
 

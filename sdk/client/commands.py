@@ -57,7 +57,9 @@ class ClientCommands(ClientBase):
         given = dict(inputs or {})
         checked_inputs(definition, given)
         workflow_id = (
-            workflow_id_for(idempotency_key) if idempotency_key is not None else new_workflow_id()
+            workflow_id_for(idempotency_key, namespace=self._ns)
+            if idempotency_key is not None
+            else new_workflow_id()
         )
         try:
             request = StartRequest(
@@ -66,6 +68,7 @@ class ClientCommands(ClientBase):
                 inputs=given,
                 idempotency_key=idempotency_key,
                 traceparent=traceparent or tracing.current_traceparent(),
+                namespace=self._ns,
             )
             payload = request.model_dump_json().encode()
         except ValueError as exc:  # pydantic: a key too long, inputs that are not JSON data

@@ -42,7 +42,7 @@ from events.errors import PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
 from sdk.worker.claims import Action, Dispatch, claim_dispatch, now, record_result, refresh
 from sdk.worker.concurrency import RECHECK as GROUP_RECHECK
-from sdk.worker.concurrency import ConcurrencyGroups, Holder
+from sdk.worker.concurrency import ConcurrencyGroups, Holder, group_key
 from sdk.worker.config import WorkerConfig
 from sdk.worker.dispatch_message import DispatchMessage
 from sdk.worker.executors import ExecutionResult, Executor, Failed
@@ -280,10 +280,10 @@ class Attempt(DispatchMessage):
 
     async def _leave_group(self) -> None:
         holder, self._holder = self._holder, None
-        group = self.dispatch.queued.spec.concurrency if self.dispatch is not None else None
+        group = group_key(self.dispatch.queued.spec) if self.dispatch is not None else None
         if holder is not None and group is not None:
             try:
-                await self.env.groups.leave(group.group, holder)
+                await self.env.groups.leave(group, holder)
             except Exception as exc:  # a stale slot is found and dropped by the next one waiting
                 self._log.warning("concurrency slot not given back", error=repr(exc))
 

@@ -29,7 +29,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict
 
-from events import subjects
+from events import namespaces, subjects
 from events.catalog import JobSpec
 from events.store import ActorRef, EventStore
 
@@ -69,6 +69,14 @@ def encode(holders: list[Holder]) -> bytes:
 IsRunning = Callable[[Holder], Awaitable[bool]]
 
 
+def group_key(spec: JobSpec) -> str | None:
+    """The KV key of the job's group (None: it has none), in its namespace: two namespaces'
+    groups of one name are two groups (``ns.<namespace>.<group>``: ``events.namespaces``)."""
+    if spec.concurrency is None:
+        return None
+    return namespaces.key_prefix(spec.namespace) + spec.concurrency.group
+
+
 class ConcurrencyGroups:
     """Takes and gives back slots of concurrency groups in KV ``jw_concurrency``."""
 
@@ -83,13 +91,13 @@ class ConcurrencyGroups:
 
     async def enter(self, spec: JobSpec, holder: Holder) -> bool:
         """True when ``holder`` has a slot of the job's group (or it has none); False: full."""
-        group = spec.concurrency
-        if group is None:
+        group, key = spec.concurrency, group_key(spec)
+        if group is None or key is None:
             return True
         assert self._slots is not None, "start() the groups first"
         for _ in range(_TRIES):
             try:
-                entry = await self._slots.get(group.group)
+                entry = await self._slots.get(key)
                 holders, revision = decode(entry.value), entry.revision or 0
             except KeyNotFoundError:
                 holders, revision = [], 0
@@ -98,7 +106,7 @@ class ConcurrencyGroups:
                 holders = await self._without_stale(holders)
             if len(holders) >= group.limit:
                 return False
-            if await self._write(group.group, [*holders, holder], revision):
+            if await self._write(key, [*holders, holder], revision):
                 return True
         return False  # lost every race: treated as full, tried again shortly
 

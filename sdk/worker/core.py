@@ -140,7 +140,7 @@ class Worker(WorkerShutdown):
     @property
     def capabilities(self) -> frozenset[str]:
         """Labels plus ``@<name>`` per registered handler: what this worker can run."""
-        return capabilities(self.config.labels, self.registry.names)
+        return capabilities(self.config.labels, self.registry.names, self.config.namespace)
 
     def _nats_settings(self) -> NatsSettings:
         return NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}")
@@ -395,6 +395,7 @@ class Worker(WorkerShutdown):
             running=[job for job in running if job is not None],
             paused=self.pauses.paused,
             schemas=published_schemas(self.registry),
+            namespace=self.config.namespace,
         )
 
 
