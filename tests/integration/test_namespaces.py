@@ -1,0 +1,210 @@
+"""Namespaces on a real nats-server, with a real engine, projector and workers: two namespaces'
+workflows do not see each other in list, status or any command by id; a worker of one namespace
+never claims another's jobs; rate limits and idempotency keys are per namespace."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+from click.testing import CliRunner
+from nats.aio.client import Client as NATS
+
+from actors.engine import Engine
+from events.catalog import JobStarted, WorkflowStarted
+from events.errors import WorkflowNotFound
+from events.requests import StartAnswer, StartRequest, workflow_id_for
+from projections.projector import Projector
+from sdk.cli import main
+from sdk.client import Client
+from sdk.worker import Worker
+from tests.engine_harness import RecordingDispatcher, running_engine
+from tests.eventually import assert_eventually
+from tests.integration.test_client import FAST_PROJECTOR
+from tests.jobs_harness import fast_config, running
+
+
+def flow(label: str) -> dict[str, object]:
+    return {"name": "ns-flow", "jobs": {"a": {"run": "echo a", "labels": [label]}}}
+
+
+@dataclass
+class Stack:
+    nc: NATS
+    engine: Engine
+    default: Client
+    team_a: Client
+    team_b: Client
+
+
+@pytest.fixture
+async def stack(clean_nats: NATS) -> AsyncIterator[Stack]:
+    engine = await running_engine(clean_nats, RecordingDispatcher())
+    projector = Projector(clean_nats, settings=FAST_PROJECTOR)
+    await projector.start()
+    default = Client(clean_nats)
+    try:
+        yield Stack(
+            clean_nats,
+            engine,
+            default,
+            default.in_namespace("team-a"),
+            default.in_namespace("team-b"),
+        )
+    finally:
+        await projector.stop()
+        await engine.stop()
+
+
+def label() -> str:
+    return f"ns-{uuid.uuid4().hex[:8]}"
+
+
+async def test_namespaces_do_not_see_each_others_workflows(stack: Stack, nats_url: str) -> None:
+    lb = label()
+    worker_a = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-a"))
+    worker_b = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-b"))
+    async with running(worker_a, worker_b):
+        a = await stack.team_a.start(flow(lb))
+        b = await stack.team_b.start(flow(lb))
+        assert (await a.wait(timeout=15)).namespace == "team-a"
+        assert (await b.wait(timeout=15)).namespace == "team-b"
+    started = (await stack.team_a.history(a.workflow_id))[0].event
+    assert isinstance(started, WorkflowStarted) and started.namespace == "team-a"
+
+    # status, history, exists and commands by id: another namespace's workflow is not there
+    for other, wf in ((stack.team_b, a.workflow_id), (stack.default, a.workflow_id)):
+        with pytest.raises(WorkflowNotFound):
+            await other.status(wf)
+        with pytest.raises(WorkflowNotFound):
+            await other.history(wf)
+        with pytest.raises(WorkflowNotFound):
+            await other.cancel(wf)
+        assert await other.exists(wf) is False
+    assert await stack.team_a.exists(a.workflow_id)
+
+    async def listed() -> bool:
+        rows_a = await stack.team_a.list()
+        rows_b = await stack.team_b.list()
+        return [r.workflow_id for r in rows_a] == [a.workflow_id] and [
+            r.workflow_id for r in rows_b
+        ] == [b.workflow_id]
+
+    await assert_eventually(listed, timeout=10)
+    assert [r.namespace for r in await stack.team_a.list(status="succeeded")] == ["team-a"]
+    assert [r.workflow_id for r in await stack.team_a.list(name="ns-flow")] == [a.workflow_id]
+    assert await stack.team_a.list(status="running") == []
+    assert await stack.default.list(name="ns-flow") == []  # neither is the default's
+
+
+async def test_a_worker_claims_only_its_namespaces_jobs(stack: Stack, nats_url: str) -> None:
+    lb = label()
+    a_worker = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-a"))
+    async with running(a_worker):
+        b_run = await stack.team_b.start(flow(lb))
+        default_run = await stack.default.start(flow(lb))
+        a_run = await stack.team_a.start(flow(lb))
+        assert (await a_run.wait(timeout=15)).status == "succeeded"
+        # team-a's worker serves the same labels, yet never takes team-b's or the default's job
+        for client, run in ((stack.team_b, b_run), (stack.default, default_run)):
+            view = await client.status(run.workflow_id)
+            assert view.jobs["a"].status == "queued", view
+            assert view.jobs["a"].waiting_for is not None
+            assert view.jobs["a"].waiting_for.live_workers == 0
+        workers = await stack.team_a.workers()
+        assert [w.namespace for w in workers] == ["team-a"]
+        assert await stack.team_b.workers() == []
+        assert [ls.namespace for ls in workers.unserved] == []
+    b_worker = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-b"))
+    async with running(b_worker):
+        assert (await b_run.wait(timeout=15)).status == "succeeded"
+    history = await stack.team_b.history(b_run.workflow_id)
+    claims = [r.event for r in history if isinstance(r.event, JobStarted)]
+    assert [c.worker_id for c in claims] == [b_worker.worker_id]
+    assert (await stack.default.status(default_run.workflow_id)).jobs["a"].status == "queued"
+    await stack.default.cancel(default_run.workflow_id)
+
+
+async def test_ids_and_idempotency_keys_are_per_namespace(stack: Stack) -> None:
+    first = await stack.team_a.start(flow(label()), idempotency_key="order-42")
+    again = await stack.team_a.start(flow(label()), idempotency_key="order-42")
+    other = await stack.team_b.start(flow(label()), idempotency_key="order-42")
+    assert first.workflow_id == again.workflow_id
+    assert other.workflow_id != first.workflow_id
+    assert workflow_id_for("order-42") not in (first.workflow_id, other.workflow_id)
+    # The engine refuses an id another namespace has, whoever sends the start.
+
+    async def started() -> bool:
+        try:
+            return bool(await stack.team_a.history(first.workflow_id))
+        except WorkflowNotFound:  # (WorkflowNotStarted: its start waits for the engine)
+            return False
+
+    await assert_eventually(started, timeout=10)
+    inbox = stack.nc.new_inbox()
+    answers = await stack.nc.subscribe(inbox, max_msgs=1)
+    request = StartRequest(
+        workflow_id=first.workflow_id,
+        definition=flow(label()),
+        namespace="team-b",
+        reply_to=inbox,
+    )
+    await stack.nc.jetstream().publish(request.subject(), request.model_dump_json().encode())
+    answer = StartAnswer.model_validate_json((await answers.next_msg(timeout=10)).data)
+    assert answer.accepted is False
+    assert answer.error is not None and "taken in another namespace" in answer.error
+    assert (await stack.team_a.status(first.workflow_id)).namespace == "team-a"
+    for run, client in ((first, stack.team_a), (other, stack.team_b)):
+        await client.cancel(run.workflow_id)
+
+
+async def test_rate_limits_are_per_namespace(stack: Stack, nats_url: str) -> None:
+    lb = label()
+    await stack.team_a.set_rate_limit(limit=1, per=3600, labels=(lb,))
+    assert [v.name for v in await stack.team_a.rate_limits()] == [lb]
+    assert await stack.team_b.rate_limits() == []
+    assert lb not in [v.name for v in await stack.default.rate_limits()]
+    worker_a = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-a"))
+    worker_b = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-b"))
+    async with running(worker_a, worker_b):
+        a_runs = [await stack.team_a.start(flow(lb)) for _ in range(2)]
+        b_runs = [await stack.team_b.start(flow(lb)) for _ in range(2)]
+        for run in b_runs:  # team-b has no limit: both run
+            assert (await run.wait(timeout=15)).status == "succeeded"
+
+        async def one_of_a_ran() -> bool:
+            views = [await stack.team_a.status(r.workflow_id) for r in a_runs]
+            return sorted(v.status for v in views) == ["running", "succeeded"]
+
+        await assert_eventually(one_of_a_ran, timeout=15)
+        [view] = await stack.team_a.rate_limits()
+        assert (view.started_in_window, view.full) == (1, True)
+        assert await stack.team_a.delete_rate_limit(labels=(lb,)) is True
+        for run in a_runs:
+            assert (await run.wait(timeout=15)).status == "succeeded"
+
+
+async def test_the_cli_takes_namespace_as_option_and_variable(stack: Stack, nats_url: str) -> None:
+    run = await stack.team_a.start(flow(label()))
+    runner = CliRunner()
+
+    def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
+        done = runner.invoke(main, [*args, "--nats", nats_url], env=env)
+        return done.exit_code, done.output
+
+    code, out = await asyncio.to_thread(cli, "status", run.workflow_id, "--namespace", "team-a")
+    assert code == 0 and run.workflow_id in out, out
+    code, out = await asyncio.to_thread(
+        cli, "status", run.workflow_id, env={"JETWORK_NAMESPACE": "team-a"}
+    )
+    assert code == 0, out
+    code, out = await asyncio.to_thread(cli, "status", run.workflow_id)
+    assert code == 1 and "not found" in out, out
+    code, out = await asyncio.to_thread(cli, "list", "--namespace", "bad.name")
+    assert code == 2 and "not a valid namespace" in out, out
+    code, out = await asyncio.to_thread(cli, "list", env={"JETWORK_NAMESPACE": "bad name"})
+    assert code == 1 and "JETWORK_NAMESPACE" in out, out
+    await stack.team_a.cancel(run.workflow_id)
