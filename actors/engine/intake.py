@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from actors.appends import Append
 from actors.engine.definition_cache import DefinitionCache
 from actors.engine.labelsets import LabelSets
+from actors.engine.quotas import Quotas
 from actors.engine.reactions import Cancel, ChildEnded, Control, Fired, Item, Reaction, Start
 from actors.engine.states import States, skip_over
 from actors.engine.timers import TIMERS, AnyTimer, Timers
@@ -78,6 +79,8 @@ class Context:
     stopping: Callable[[], bool]
     decision_id: Callable[[], str]
     """A new id for one workflow's decision, unique across engines (prefixes its msg ids)."""
+    quotas: Quotas | None = None
+    """Namespaces' workflow quotas (``quotas.py``); None: not enforced (tests' bare contexts)."""
 
 
 class Intake:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+import nats.errors
+from nats.js.errors import KeyNotFoundError
+
+from events import subjects
 from events.errors import JetworkError
+from events.quotas import OverQuota, QuotaExceeded, QuotaRecord, quota_key
 from events.requests import (
     CancelRequest,
+    StartAnswer,
     StartRequest,
     new_workflow_id,
     request_msg_id,
@@ -30,6 +37,7 @@ if TYPE_CHECKING:
     from sdk.client.core import Client
 
 _PUBLISH_ATTEMPTS = 3
+_ANSWER_TIMEOUT = 10.0
 
 
 class ClientCommands(ClientBase):
@@ -73,8 +81,46 @@ class ClientCommands(ClientBase):
             payload = request.model_dump_json().encode()
         except ValueError as exc:  # pydantic: a key too long, inputs that are not JSON data
             raise InvalidArgument(f"cannot send this start request: {exc}") from None
-        await self._send(request.subject(), payload, request_msg_id(request), "starting")
+        if await self._refused_over_quota():
+            # The engine decides (under compare-and-set); its answer says whether it refused.
+            await self._start_answered(request, idempotency_key)
+        else:
+            await self._send(request.subject(), payload, request_msg_id(request), "starting")
         return RunHandle(cast("Client", self), workflow_id)
+
+    async def _refused_over_quota(self) -> bool:
+        """True when the client's namespace refuses starts over a workflow quota: then a start
+        waits for the engine's answer, to raise ``QuotaExceeded`` with its reason."""
+        kv = await self._nc.jetstream().key_value(subjects.KV_CONTROL)
+        with translated("reading the namespace's quota", url=self._url):
+            try:
+                entry = await kv.get(quota_key(self._namespace))
+            except KeyNotFoundError:
+                return False
+        try:
+            record = QuotaRecord.model_validate_json(entry.value or b"")
+        except ValueError:
+            return False
+        return record.max_running_workflows is not None and record.over_quota is OverQuota.REFUSE
+
+    async def _start_answered(self, request: StartRequest, key: str | None) -> None:
+        inbox = self._nc.new_inbox()
+        answered = request.model_copy(update={"reply_to": inbox})
+        with translated(f"starting {request.workflow_id}", url=self._url):
+            answers = await self._nc.subscribe(inbox, max_msgs=1)
+        try:
+            payload = answered.model_dump_json().encode()
+            await self._send(request.subject(), payload, request_msg_id(request), "starting")
+            try:
+                msg = await answers.next_msg(timeout=_ANSWER_TIMEOUT)
+            except nats.errors.TimeoutError:
+                return  # no engine answered in time: the start waits in the stream
+        finally:
+            with contextlib.suppress(Exception):
+                await answers.unsubscribe()
+        answer = StartAnswer.model_validate_json(msg.data)
+        if not answer.accepted:
+            raise QuotaExceeded(answer.error or f"the start of {request.workflow_id} was refused")
 
     async def cancel(
         self, workflow_id: str, *, reason: str = "cancelled by user", force: bool = False

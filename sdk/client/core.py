@@ -38,6 +38,7 @@ from sdk.client.definitions import WorkflowSource
 from sdk.client.deleting import ClientDeletion
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
+from sdk.client.namespaces import ClientNamespaces
 from sdk.client.progress import ClientProgress
 from sdk.client.rate_limits import ClientRateLimits
 from sdk.client.registry import ClientRegistry
@@ -54,6 +55,7 @@ class Client(
     ClientDeletion,
     ClientWorkerControl,
     ClientRateLimits,
+    ClientNamespaces,
     ClientStreams,
     ClientRegistry,
     ClientProgress,

@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict
 from events import namespaces, subjects
 from events.catalog import JobSpec
 from events.store import ActorRef, EventStore
+from sdk.worker.namespace_jobs import NamespaceJobQuotas
 
 _log = structlog.get_logger("jetwork.worker")
 RECHECK: Final = 1.0
@@ -84,16 +85,22 @@ class ConcurrencyGroups:
         self._clock = clock
         self._slots: KeyValue | None = None
         self._store: EventStore | None = None
+        self.quotas = NamespaceJobQuotas()
 
     async def start(self, js: JetStreamContext, store: EventStore) -> None:
         self._slots = await js.key_value(subjects.KV_CONCURRENCY)
         self._store = store
+        await self.quotas.start(js)
 
     async def enter(self, spec: JobSpec, holder: Holder) -> bool:
         """True when ``holder`` has a slot of the job's group (or it has none); False: full."""
         group, key = spec.concurrency, group_key(spec)
         if group is None or key is None:
             return True
+        return await self.take(key, group.limit, holder)
+
+    async def take(self, key: str, limit: int, holder: Holder) -> bool:
+        """True when ``holder`` has a slot of the group at ``key`` (at most ``limit``)."""
         assert self._slots is not None, "start() the groups first"
         for _ in range(_TRIES):
             try:
@@ -102,9 +109,9 @@ class ConcurrencyGroups:
             except KeyNotFoundError:
                 holders, revision = [], 0
             holders = [h for h in holders if not h.same_job(holder)]
-            if len(holders) >= group.limit:
+            if len(holders) >= limit:
                 holders = await self._without_stale(holders)
-            if len(holders) >= group.limit:
+            if len(holders) >= limit:
                 return False
             if await self._write(key, [*holders, holder], revision):
                 return True
