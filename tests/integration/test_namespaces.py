@@ -8,18 +8,22 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
+import orjson
 import pytest
 from click.testing import CliRunner
 from nats.aio.client import Client as NATS
 
 from actors.engine import Engine
-from events.catalog import JobStarted, WorkflowStarted
+from events.catalog import JobStarted, JobSucceeded, WorkflowStarted
 from events.errors import WorkflowNotFound
+from events.quotas import QuotaExceeded
 from events.requests import StartAnswer, StartRequest, workflow_id_for
 from projections.projector import Projector
 from sdk.cli import main
 from sdk.client import Client
+from sdk.errors import WorkflowNotStarted
 from sdk.worker import Worker
 from tests.engine_harness import RecordingDispatcher, running_engine
 from tests.eventually import assert_eventually
@@ -208,3 +212,164 @@ async def test_the_cli_takes_namespace_as_option_and_variable(stack: Stack, nats
     code, out = await asyncio.to_thread(cli, "list", env={"JETWORK_NAMESPACE": "bad name"})
     assert code == 1 and "JETWORK_NAMESPACE" in out, out
     await stack.team_a.cancel(run.workflow_id)
+
+
+# --- quotas -----------------------------------------------------------------------------------
+
+
+def gated(lb: str) -> dict[str, object]:
+    """A workflow whose one job waits for a file to exist: it runs until the test lets it end."""
+    return {
+        "name": "gated",
+        "inputs": {"gate": {"required": True}},
+        "jobs": {
+            "a": {
+                "run": "while [ ! -e ${{ inputs.gate }} ]; do sleep 0.05; done",
+                "labels": [lb],
+            }
+        },
+    }
+
+
+async def test_a_quota_of_one_running_workflow_makes_the_next_start_wait(
+    stack: Stack, nats_url: str, tmp_path: Path
+) -> None:
+    ns = f"q-{uuid.uuid4().hex[:6]}"
+    client, lb = stack.default.in_namespace(ns), label()
+    await client.set_quota(ns, max_running_workflows=1)
+    gate_1, gate_2 = tmp_path / "one", tmp_path / "two"
+    worker = Worker(
+        fast_config(nats_url, labels=frozenset([lb]), namespace=ns, max_concurrent_jobs=4)
+    )
+    async with running(worker):
+        first = await client.start(gated(lb), inputs={"gate": str(gate_1)})
+
+        async def first_running() -> bool:
+            try:
+                view = await client.status(first.workflow_id)
+            except WorkflowNotFound:
+                return False
+            return view.jobs["a"].status == "running"
+
+        await assert_eventually(first_running, timeout=15)
+        second = await client.start(gated(lb), inputs={"gate": str(gate_2)})
+        gate_2.touch()  # the second could end at once: only the quota holds it back
+        # Held back: its start waits in the commands stream while the first runs.
+        for _ in range(3):
+            with pytest.raises(WorkflowNotStarted):
+                await client.status(second.workflow_id)
+            [row] = await client.quotas()
+            assert (row.namespace, row.running_workflows) == (ns, 1)
+            await asyncio.sleep(0.5)  # (time for the engine to try again: it must not start)
+        gate_1.touch()
+        assert (await first.wait(timeout=15)).status == "succeeded"
+        second_view = await second.wait(timeout=15)
+        assert second_view.status == "succeeded"
+    first_end = (await client.status(first.workflow_id)).ended_at
+    assert first_end is not None and second_view.started_at is not None
+    assert second_view.started_at >= first_end
+    await assert_eventually(
+        lambda: _running_workflows(client, ns, 0), timeout=10, message="place not given back"
+    )
+    assert await client.delete_quota(ns) is True
+
+
+async def _running_workflows(client: Client, ns: str, count: int) -> bool:
+    return [(r.namespace, r.running_workflows) for r in await client.quotas()] == [(ns, count)]
+
+
+async def test_a_refusing_quota_refuses_the_start_with_a_clear_error(
+    stack: Stack, nats_url: str, tmp_path: Path
+) -> None:
+    ns = f"q-{uuid.uuid4().hex[:6]}"
+    client, lb = stack.default.in_namespace(ns), label()
+    await client.set_quota(ns, max_running_workflows=1, over_quota="refuse")
+    first = await client.start(gated(lb), inputs={"gate": str(tmp_path / "never")})
+    with pytest.raises(QuotaExceeded, match=f"namespace '{ns}' runs 1 workflow") as refused:
+        await client.start(gated(lb), inputs={"gate": str(tmp_path / "never")})
+    assert "jetwork namespaces set" in str(refused.value)
+    # Another namespace is not bound by it.
+    other = await stack.team_a.start(gated(lb), inputs={"gate": str(tmp_path / "never")})
+    wf_file = tmp_path / "quick.yaml"
+    wf_file.write_text("name: quick\njobs:\n  a:\n    run: 'true'\n")
+    done = await asyncio.to_thread(
+        CliRunner().invoke, main, ["run", str(wf_file), "--namespace", ns, "--nats", nats_url]
+    )
+    assert done.exit_code == 1 and "quota" in done.output, done.output
+    await client.cancel(first.workflow_id)
+    await stack.team_a.cancel(other.workflow_id)
+
+    async def admitted_again() -> bool:
+        try:
+            run = await client.start(flow(lb))
+        except QuotaExceeded:
+            return False
+        await client.cancel(run.workflow_id)
+        return True
+
+    # The cancelled workflow's place is given back: a start is admitted again.
+    await assert_eventually(admitted_again, timeout=15, interval=0.5)
+    await client.delete_quota(ns)
+
+
+async def test_a_quota_of_running_jobs_holds_across_workers(stack: Stack, nats_url: str) -> None:
+    ns = f"q-{uuid.uuid4().hex[:6]}"
+    client, lb = stack.default.in_namespace(ns), label()
+    await client.set_quota(ns, max_running_jobs=2)
+    wide = {
+        "name": "wide",
+        "jobs": {f"j{n}": {"run": "sleep 0.3", "labels": [lb]} for n in range(6)},
+    }
+    workers = [
+        Worker(fast_config(nats_url, labels=frozenset([lb]), namespace=ns, max_concurrent_jobs=4))
+        for _ in range(2)
+    ]
+    async with running(*workers):
+        run = await client.start(wide)
+        assert (await run.wait(timeout=30)).status == "succeeded"
+    history = await client.history(run.workflow_id)
+    spans = []
+    for name in wide["jobs"]:  # type: ignore[attr-defined]
+        start = next(
+            r.event.started_at
+            for r in history
+            if isinstance(r.event, JobStarted) and r.event.job == name
+        )
+        end = next(
+            r.event.ended_at
+            for r in history
+            if isinstance(r.event, JobSucceeded) and r.event.job == name
+        )
+        spans.append((start, end))
+    most = max(sum(1 for s, e in spans if s <= at < e) for at, _ in spans)
+    assert most <= 2, spans
+    assert await client.delete_quota(ns) is True
+
+
+async def test_namespaces_cli_sets_lists_and_deletes_quotas(stack: Stack, nats_url: str) -> None:
+    ns = f"q-{uuid.uuid4().hex[:6]}"
+    runner = CliRunner()
+
+    def cli(*args: str) -> tuple[int, str]:
+        done = runner.invoke(main, [*args, "--nats", nats_url])
+        return done.exit_code, done.output
+
+    code, out = await asyncio.to_thread(
+        cli, "namespaces", "set", ns, "--max-running-workflows", "3", "--over-quota", "refuse"
+    )
+    assert code == 0 and "at most 3 running workflows" in out, out
+    code, out = await asyncio.to_thread(cli, "namespaces", "--json")
+    assert code == 0, out
+    [row] = [r for r in orjson.loads(out)["namespaces"] if r["namespace"] == ns]
+    assert row["max_running_workflows"] == 3 and row["over_quota"] == "refuse"
+    assert row["running_workflows"] == 0 and row["max_running_jobs"] is None
+    code, out = await asyncio.to_thread(cli, "namespaces", "set", ns)
+    assert code == 2 and "--max-running-workflows" in out, out
+    code, out = await asyncio.to_thread(
+        cli, "namespaces", "set", "bad.name", "--max-running-jobs", "1"
+    )
+    assert code == 2 and "not a valid namespace" in out, out
+    code, out = await asyncio.to_thread(cli, "namespaces", "delete", ns)
+    assert code == 0 and "quota lifted" in out, out
+    code, out = await asyncio.to_thread(cli, "namespaces", "delete", ns)
+    assert code == 0 and "had no quota" in out, out
