@@ -13,7 +13,7 @@ from starlette.responses import Response
 from events.dispatch import capabilities
 from events.store import ActorRef
 from events.subjects import is_valid_token
-from gateway.context import context
+from gateway.context import context, request_namespace
 from gateway.leases import Claim
 from gateway.models import (
     ClaimBody,
@@ -58,7 +58,7 @@ async def claim(request: Request) -> Response:
     )
     claimed = await ctx.leases.claim(
         worker_id=body.worker_id,
-        capabilities=capabilities(body.labels, body.handlers),
+        capabilities=capabilities(body.labels, body.handlers, request_namespace(request)),
         lease_ttl=body.lease_ttl_secs,
         wait=body.wait_secs,
         gone=request.is_disconnected if body.wait_secs > 0 else None,
