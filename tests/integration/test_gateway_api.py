@@ -19,6 +19,7 @@ from gateway.settings import GatewaySettings
 from projections.projector import Projector
 from tests.eventually import assert_eventually
 from tests.gateway_harness import (
+    claim,
     claim_eventually,
     finished,
     running_engine,
@@ -323,3 +324,38 @@ async def test_the_openapi_document_and_reference_page_cover_every_route(
     page = await http.get("/docs")
     assert page.headers["content-type"].startswith("text/html")
     assert "/api/jobs/{lease_id}/heartbeat" in page.text
+
+
+async def test_a_namespace_by_header_or_query_parameter(
+    http: httpx.AsyncClient, clean_nats: NATS
+) -> None:
+    team = {"Jetwork-Namespace": "team-a"}
+    started = await http.post("/api/workflows", json={"workflow": HELLO}, headers=team)
+    assert started.status_code == 201, started.text
+    wf = started.json()["workflow_id"]
+    assert (await http.get(f"/api/workflows/{wf}")).status_code == 404  # not the default's
+    shown = await http.get(f"/api/workflows/{wf}?namespace=team-a")
+    assert shown.status_code == 200 and shown.json()["namespace"] == "team-a"
+
+    async def listed() -> Any:
+        rows = (await http.get("/api/workflows", headers=team)).json()["workflows"]
+        return rows if [r["workflow_id"] for r in rows] == [wf] else None
+
+    await assert_eventually(listed)
+    default_rows = (await http.get("/api/workflows")).json()["workflows"]
+    assert wf not in [r["workflow_id"] for r in default_rows]
+    # An HTTP worker claims the namespace's jobs only when it names the namespace.
+    assert await claim(http, "w-default", ["http"]) is None
+
+    async def team_claim() -> Any:
+        body = {"worker_id": "w-team", "labels": ["http"], "lease_ttl_secs": 30}
+        return (await http.post("/api/jobs/claim?namespace=team-a", json=body)).json()
+
+    claimed = await assert_eventually(team_claim, timeout=15)
+    assert claimed["lease"]["workflow_id"] == wf
+    bad = await http.get("/api/workflows?namespace=no.good")
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_namespace"
+    key = {"workflow": HELLO, "idempotency_key": "k-1"}
+    first = await http.post("/api/workflows", json=key, headers=team)
+    other = await http.post("/api/workflows", json=key)
+    assert first.json()["workflow_id"] != other.json()["workflow_id"]

@@ -16,10 +16,12 @@ from click.testing import CliRunner
 from nats.aio.client import Client as NATS
 
 from actors.engine import Engine
+from actors.engine.quotas import Quotas
 from events.catalog import JobStarted, JobSucceeded, WorkflowStarted
 from events.errors import WorkflowNotFound
 from events.quotas import QuotaExceeded
 from events.requests import StartAnswer, StartRequest, workflow_id_for
+from events.store import EventStore
 from projections.projector import Projector
 from sdk.cli import main
 from sdk.client import Client
@@ -373,3 +375,25 @@ async def test_namespaces_cli_sets_lists_and_deletes_quotas(stack: Stack, nats_u
     assert code == 0 and "quota lifted" in out, out
     code, out = await asyncio.to_thread(cli, "namespaces", "delete", ns)
     assert code == 0 and "had no quota" in out, out
+
+
+async def test_engines_racing_for_a_quota_never_exceed_it(clean_nats: NATS) -> None:
+    """Four engines' quota books (as four engines owning different partitions have) admit 24
+    new workflows at once against a quota of 3: exactly 3 are admitted; once they end, others."""
+    ns = f"q-{uuid.uuid4().hex[:6]}"
+    await Client(clean_nats).set_quota(ns, max_running_workflows=3)
+    books = [Quotas(clean_nats, EventStore(clean_nats)) for _ in range(4)]
+    ids = [f"wf-race-{ns}-{n}" for n in range(24)]
+    held = await asyncio.gather(*(books[n % 4].enter(ns, wf) for n, wf in enumerate(ids)))
+    admitted = [wf for wf, verdict in zip(ids, held, strict=True) if verdict is None]
+    assert len(admitted) == 3, held
+    assert all(verdict is None or verdict.wait for verdict in held)
+    [row] = [r for r in await Client(clean_nats).quotas() if r.namespace == ns]
+    assert row.running_workflows == 3
+    # Admitted again: a redelivered start keeps its place; the quota still holds the others.
+    assert await books[1].enter(ns, admitted[0]) is None
+    assert await books[2].enter(ns, ids[-1] + "-x") is not None
+    for n, wf in enumerate(admitted):
+        await books[n % 4].leave(ns, wf)
+    again = await asyncio.gather(*(books[n % 4].enter(ns, wf) for n, wf in enumerate(ids)))
+    assert sum(verdict is None for verdict in again) == 3

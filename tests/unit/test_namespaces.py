@@ -169,3 +169,48 @@ def test_a_start_whose_id_another_namespace_has_is_refused() -> None:
     default.add(queued("a"))
     refused = react(default.state, [start("team-a")], at(1))
     assert refused.refused and refused.created == {} and refused.decided == []
+
+
+# --- quotas -----------------------------------------------------------------------------------
+
+
+def test_a_quota_admits_up_to_its_limit_and_keeps_a_holders_place() -> None:
+    from events.quotas import WorkflowHolder, admit
+
+    one = admit([], "wf-1", 2, now=1.0)
+    assert one == [WorkflowHolder(workflow_id="wf-1", since=1.0)]
+    two = admit(one, "wf-2", 2, now=2.0)
+    assert two is not None and [h.workflow_id for h in two] == ["wf-1", "wf-2"]
+    assert admit(two, "wf-3", 2, now=3.0) is None  # full
+    assert admit(two, "wf-1", 2, now=3.0) is two  # a redelivered start keeps its place
+
+
+def test_quota_records_holders_and_refusals() -> None:
+    from pydantic import ValidationError
+
+    from events.quotas import (
+        OverQuota,
+        QuotaRecord,
+        WorkflowHolder,
+        decode_holders,
+        encode_holders,
+        jobs_group,
+        quota_key,
+        refusal,
+        workflows_key,
+    )
+
+    record = QuotaRecord(max_running_workflows=1, over_quota=OverQuota.REFUSE)
+    assert QuotaRecord.model_validate_json(record.encode()) == record
+    with pytest.raises(ValidationError):
+        QuotaRecord(max_running_jobs=0)
+    holders = [WorkflowHolder(workflow_id="wf-1", since=5.0)]
+    assert decode_holders(encode_holders(holders)) == holders and decode_holders(None) == []
+    assert (quota_key("t"), workflows_key("t"), jobs_group("t")) == (
+        "quota.t",
+        "workflows.t",
+        "jobs.t",
+    )
+    message = refusal("team-a", "wf-9", 1)
+    assert "'wf-9'" in message and "namespace 'team-a' runs 1 workflow" in message
+    assert "jetwork namespaces set team-a --max-running-workflows N" in message
