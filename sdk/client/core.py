@@ -76,9 +76,9 @@ class Client(
         Raises ``ServerUnavailable`` when the server cannot be reached. ``namespace``: the one
         it works in (else ``--namespace`` / ``JETWORK_NAMESPACE``, else ``default``).
         """
-        if namespace:
-            namespaces.require(namespace)  # before connecting
-        return _Connecting(NatsSettings.from_env(url=url, name=name), namespace)
+        # Checked before connecting: a bad --namespace or JETWORK_NAMESPACE connects nowhere.
+        resolved = namespaces.require(namespace) if namespace else namespaces.process_namespace()
+        return _Connecting(NatsSettings.from_env(url=url, name=name), resolved)
 
     def in_namespace(self, namespace: str) -> Client:
         """A client of another namespace on this client's connection (closing it leaves the

@@ -213,6 +213,11 @@ async def test_the_cli_takes_namespace_as_option_and_variable(stack: Stack, nats
     assert code == 2 and "not a valid namespace" in out, out
     code, out = await asyncio.to_thread(cli, "list", env={"JETWORK_NAMESPACE": "bad name"})
     assert code == 1 and "JETWORK_NAMESPACE" in out, out
+    nowhere = await asyncio.to_thread(  # refused before connecting: no server is asked
+        runner.invoke, main, ["list", "--nats", "nats://127.0.0.1:1"],
+        env={"JETWORK_NAMESPACE": "bad name"},
+    )  # fmt: skip
+    assert nowhere.exit_code == 1 and "JETWORK_NAMESPACE" in nowhere.output, nowhere.output
     await stack.team_a.cancel(run.workflow_id)
 
 
