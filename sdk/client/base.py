@@ -45,6 +45,9 @@ class ClientBase:
             namespaces.require(namespace) if namespace else namespaces.process_namespace()
         )
         self._ns = namespaces.stored(self._namespace)
+        # Whether the namespace refuses starts over its quota, and when that was read
+        # (``ClientCommands.start``; forgotten when this client changes a quota).
+        self._refusing: tuple[float, bool] | None = None
         self._url = url or _connected_url(nc)
         self._owns_connection = owns_connection
         self._store = EventStore(nc)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 _PUBLISH_ATTEMPTS = 3
 _ANSWER_TIMEOUT = 10.0
+_QUOTA_TTL = 1.0
 
 
 class ClientCommands(ClientBase):
@@ -91,17 +93,26 @@ class ClientCommands(ClientBase):
     async def _refused_over_quota(self) -> bool:
         """True when the client's namespace refuses starts over a workflow quota: then a start
         waits for the engine's answer, to raise ``QuotaExceeded`` with its reason."""
-        kv = await self._nc.jetstream().key_value(subjects.KV_CONTROL)
+        now = time.monotonic()
+        if self._refusing is not None and now - self._refusing[0] < _QUOTA_TTL:
+            return self._refusing[1]  # read less than a second ago: starts in a loop pay once
+        refusing = False
         with translated("reading the namespace's quota", url=self._url):
+            kv = await self._nc.jetstream().key_value(subjects.KV_CONTROL)
             try:
                 entry = await kv.get(quota_key(self._namespace))
             except KeyNotFoundError:
-                return False
-        try:
-            record = QuotaRecord.model_validate_json(entry.value or b"")
-        except ValueError:
-            return False
-        return record.max_running_workflows is not None and record.over_quota is OverQuota.REFUSE
+                entry = None
+        if entry is not None and entry.value:
+            try:
+                record = QuotaRecord.model_validate_json(entry.value)
+            except ValueError:
+                record = None
+            refusing = record is not None and (
+                record.max_running_workflows is not None and record.over_quota is OverQuota.REFUSE
+            )
+        self._refusing = (now, refusing)
+        return refusing
 
     async def _start_answered(self, request: StartRequest, key: str | None) -> None:
         inbox = self._nc.new_inbox()

@@ -83,6 +83,7 @@ class ClientNamespaces(ClientReads):
         with translated(f"setting the quota of {namespace}", url=self._url):
             kv = await self._nc.jetstream().key_value(subjects.KV_CONTROL)
             await kv.put(quota_key(namespace), record.encode())
+        self._refusing = None
         return await self._quota_view(namespace, record)
 
     async def delete_quota(self, namespace: str) -> bool:
@@ -97,6 +98,7 @@ class ClientNamespaces(ClientReads):
             if not entry.value:
                 return False
             await kv.delete(quota_key(namespace))
+        self._refusing = None
         return True
 
     async def quota(self, namespace: str | None = None) -> QuotaRecord | None:

@@ -5,6 +5,7 @@ never claims another's jobs; rate limits and idempotency keys are per namespace.
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from events.quotas import QuotaExceeded
 from events.requests import StartAnswer, StartRequest, workflow_id_for
 from events.store import EventStore
 from projections.projector import Projector
+from projections.views import WorkflowView
 from sdk.cli import main
 from sdk.client import Client
 from sdk.errors import WorkflowNotStarted
@@ -63,6 +65,15 @@ async def stack(clean_nats: NATS) -> AsyncIterator[Stack]:
     finally:
         await projector.stop()
         await engine.stop()
+
+
+async def _queued(client: Client, workflow_id: str) -> WorkflowView | None:
+    """The workflow's view once started (its job queued), else None."""
+    try:
+        view = await client.status(workflow_id)
+    except WorkflowNotStarted:
+        return None
+    return view if view.jobs["a"].status == "queued" else None
 
 
 def label() -> str:
@@ -116,7 +127,7 @@ async def test_a_worker_claims_only_its_namespaces_jobs(stack: Stack, nats_url: 
         assert (await a_run.wait(timeout=15)).status == "succeeded"
         # team-a's worker serves the same labels, yet never takes team-b's or the default's job
         for client, run in ((stack.team_b, b_run), (stack.default, default_run)):
-            view = await client.status(run.workflow_id)
+            view = await assert_eventually(functools.partial(_queued, client, run.workflow_id))
             assert view.jobs["a"].status == "queued", view
             assert view.jobs["a"].waiting_for is not None
             assert view.jobs["a"].waiting_for.live_workers == 0
@@ -196,6 +207,14 @@ async def test_rate_limits_are_per_namespace(stack: Stack, nats_url: str) -> Non
 async def test_the_cli_takes_namespace_as_option_and_variable(stack: Stack, nats_url: str) -> None:
     run = await stack.team_a.start(flow(label()))
     runner = CliRunner()
+
+    async def started() -> bool:
+        try:
+            return bool(await stack.team_a.status(run.workflow_id))
+        except WorkflowNotStarted:
+            return False
+
+    await assert_eventually(started, timeout=10)
 
     def cli(*args: str, env: dict[str, str] | None = None) -> tuple[int, str]:
         done = runner.invoke(main, [*args, "--nats", nats_url], env=env)
