@@ -353,6 +353,14 @@ async def test_a_namespace_by_header_or_query_parameter(
 
     claimed = await assert_eventually(team_claim, timeout=15)
     assert claimed["lease"]["workflow_id"] == wf
+
+    async def team_workers() -> Any:
+        found = (await http.get("/api/workers", headers=team)).json()["workers"]
+        return [w["worker_id"] for w in found] == ["w-team"]
+
+    await assert_eventually(team_workers, timeout=15)  # written by the presence refresh
+    default_workers = (await http.get("/api/workers")).json()["workers"]
+    assert "w-team" not in [w["worker_id"] for w in default_workers]
     bad = await http.get("/api/workflows?namespace=no.good")
     assert bad.status_code == 422 and bad.json()["code"] == "invalid_namespace"
     key = {"workflow": HELLO, "idempotency_key": "k-1"}
