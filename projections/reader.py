@@ -116,12 +116,14 @@ class Views:
         limit: int = 50,
         where: ListFilter | None = None,
         namespace: str | None = None,
+        every_namespace: bool = False,
     ) -> builtins.list[WorkflowSummary]:
         """Summaries newest first (by ``started_at``), optionally of one status and/or name,
         and matching ``where`` (``projections.search``), of one namespace (None: the default
-        one; ``events.namespaces``)."""
+        one; ``events.namespaces``), or of all with ``every_namespace`` (the retention's sweep:
+        then the index is read, the recent lists being each namespace's own)."""
         namespace = None if namespace == namespaces.DEFAULT else namespace
-        shown = namespaces.shown(namespace)
+        shown = None if every_namespace else namespaces.shown(namespace)
         if status is not None and status not in _STATUSES:
             raise ValueError(f"unknown status {status!r} (one of: {', '.join(sorted(_STATUSES))})")
         if limit < 1:
@@ -129,9 +131,10 @@ class Views:
         store = await self._store()
         where = where or ListFilter()
         recent_list = None
-        if self._use_recent and not where.active:
+        use_recent = self._use_recent and not every_namespace
+        if use_recent and not where.active:
             recent_list = recent.list_id(status=status, name=name, namespace=namespace)
-        elif self._use_recent and status is None:  # filters: the newest of every status first
+        elif use_recent and status is None:  # filters: the newest of every status first
             every = recent.list_id(status=None, name=name, namespace=namespace)
             assert every is not None  # (every status: an insert-only list)
             newest = await store.recent(every)
@@ -167,7 +170,7 @@ class Views:
                     continue
                 if name is not None and found.summary.name != name:
                     continue  # a hashed name token shared by two names
-                if found.summary.namespace != shown:
+                if shown is not None and found.summary.namespace != shown:
                     continue  # another namespace's
                 if not where.takes_row(found.summary):
                     continue
