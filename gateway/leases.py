@@ -188,6 +188,12 @@ class Leases:
         if not await self.groups.enter(dispatch.queued.spec, holder):
             await quietly(msg.nak(delay=GROUP_RECHECK))  # its concurrency group is full
             return None
+        quota = await self.groups.quotas.slot(dispatch.queued.spec)
+        if quota is not None and not await self.groups.take(*quota, holder):
+            if (key := group_key(dispatch.queued.spec)) is not None:
+                await self.groups.leave(key, holder)
+            await quietly(msg.nak(delay=GROUP_RECHECK))  # its namespace runs its quota of jobs
+            return None
         labelset = dispatch.queued.labelset_token
         outcome = await claim_dispatch(
             self._store,
@@ -200,6 +206,8 @@ class Leases:
         if not outcome.claimed:
             if (key := group_key(dispatch.queued.spec)) is not None:
                 await self.groups.leave(key, holder)
+            if quota is not None:
+                await self.groups.leave(quota[0], holder)
             await self._settle(msg, outcome)
             return None
         state = outcome.state
@@ -222,6 +230,7 @@ class Leases:
             ack=msg.reply if by_deadline else "",
             traceparent=dispatch.queued.spec.traceparent,
             group=group_key(dispatch.queued.spec),
+            quota=quota[0] if quota is not None else None,
         )
         await self.keeping.hold(msg, lease, granted, kept=kept)
         waited = (granted - dispatch.queued.claimable_from()).total_seconds()
@@ -393,11 +402,12 @@ class LeaseHandle:
     async def _leave_group(self) -> None:
         """Give the attempt's concurrency slot back (a stale one is dropped by the next waiter)."""
         lease = self.lease
-        if lease.group is not None:
-            holder = Holder(workflow_id=lease.workflow_id, job=lease.job, attempt=lease.attempt,
-                            worker_id=lease.worker_id, since=0.0)  # fmt: skip
-            with contextlib.suppress(Exception):
-                await self._leases.groups.leave(lease.group, holder)
+        holder = Holder(workflow_id=lease.workflow_id, job=lease.job, attempt=lease.attempt,
+                        worker_id=lease.worker_id, since=0.0)  # fmt: skip
+        for key in (lease.group, lease.quota):
+            if key is not None:
+                with contextlib.suppress(Exception):
+                    await self._leases.groups.leave(key, holder)
 
     def _claimed(self) -> JobState:
         """The job as this lease's claim left it (enough to decide a success on)."""

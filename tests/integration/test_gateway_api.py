@@ -367,3 +367,32 @@ async def test_a_namespace_by_header_or_query_parameter(
     first = await http.post("/api/workflows", json=key, headers=team)
     other = await http.post("/api/workflows", json=key)
     assert first.json()["workflow_id"] != other.json()["workflow_id"]
+
+
+async def test_http_workers_are_bound_by_their_namespaces_job_quota(
+    http: httpx.AsyncClient, clean_nats: NATS
+) -> None:
+    from sdk.client import Client
+
+    await Client(clean_nats).set_quota("team-q", max_running_jobs=1)
+    two = {"name": "two", "jobs": {"a": {"run": "a", "labels": ["http"]},
+                                   "b": {"run": "b", "labels": ["http"]}}}  # fmt: skip
+    started = await http.post(
+        "/api/workflows", json={"workflow": two}, headers={"Jetwork-Namespace": "team-q"}
+    )
+    assert started.status_code == 201, started.text
+    body = {"worker_id": "w-q", "labels": ["http"], "lease_ttl_secs": 30}
+
+    async def claimed() -> Any:
+        return (await http.post("/api/jobs/claim?namespace=team-q", json=body)).json()
+
+    first = await assert_eventually(claimed, timeout=15)
+    # The namespace runs its quota of jobs: the other is held back while the first runs.
+    for _ in range(3):
+        assert await claimed() is None
+    done = await http.post(f"/api/jobs/{first['lease']['lease_id']}/complete", json={})
+    assert done.status_code == 200, done.text
+    second = await assert_eventually(claimed, timeout=15)
+    assert {first["job"]["job_id"], second["job"]["job_id"]} == {"a", "b"}
+    await http.post(f"/api/jobs/{second['lease']['lease_id']}/complete", json={})
+    await Client(clean_nats).delete_quota("team-q")
