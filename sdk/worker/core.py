@@ -107,7 +107,10 @@ class Worker(WorkerShutdown):
         self.limiter = RateLimiter()
         self.groups = ConcurrencyGroups()
         self.pauses = Pauses(
-            self.worker_id, on_change=self._apply_pauses, handlers=lambda: self.registry.names
+            self.worker_id,
+            on_change=self._apply_pauses,
+            handlers=lambda: self.registry.names,
+            namespace=self.config.namespace,
         )
         self._slots = Slots(self.config.max_concurrent_jobs)
         metrics.SLOTS.labels(self.worker_id).set(self._slots.size)

@@ -214,3 +214,17 @@ def test_quota_records_holders_and_refusals() -> None:
     message = refusal("team-a", "wf-9", 1)
     assert "'wf-9'" in message and "namespace 'team-a' runs 1 workflow" in message
     assert "jetwork namespaces set team-a --max-running-workflows N" in message
+
+
+def test_a_handlers_pause_switch_is_its_namespaces() -> None:
+    from sdk.worker.pausing import Pauses, handler_key
+
+    assert handler_key("charge") == "pause.handler.charge"
+    assert handler_key("charge", "default") == "pause.handler.charge"
+    assert handler_key("charge", "team-a") == "pause.ns.team-a.handler.charge"
+    default = Pauses("w-1", handlers=lambda: ["charge"])
+    team_a = Pauses("w-2", handlers=lambda: ["charge"], namespace="team-a")
+    for pauses in (default, team_a):
+        pauses.record(handler_key("charge", "team-a"), True)
+    assert team_a.applies_to("charge") and team_a.paused == ("@charge",)
+    assert not default.applies_to("charge") and default.paused == ()
