@@ -31,11 +31,12 @@ import structlog
 from nats.aio.msg import Msg
 from nats.errors import ConnectionReconnectingError, NoRespondersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from actors.engine.intake import Context, Intake, Work
 from actors.engine.quotas import RECHECK as QUOTA_RECHECK
-from actors.engine.reactions import Control, Fired, Item, Reaction, Start, react
+from actors.engine.quotas import Held
+from actors.engine.reactions import Cancel, Control, Fired, Item, Reaction, Start, react
 from actors.engine.states import absorb
 from actors.engine.timers import DispatchTimeoutTimer, JobTimeoutTimer, LeaseTimer
 from actors.subworkflows import outbox_msg_id
@@ -197,6 +198,10 @@ class Batch(Intake):
             if held is None:
                 kept.append(work)
                 continue
+            reason = held.reason
+            if held.wait and await self._command_waits(subjects.command("cancel", work.wf_id)):
+                # Cancelled while it waited: it never starts (the cancel finds no workflow).
+                held = Held(wait=False, reason=f"cancelled while its start waited: {reason}")
             for msg, item in [(m, i) for m, i in work.messages if isinstance(i, Start)]:
                 assert isinstance(item, Start)
                 if held.wait:
@@ -348,7 +353,21 @@ class Batch(Intake):
         await asyncio.sleep(min(2.0, 0.05 * 2**work.failures))
         return True
 
+    async def _command_waits(self, subject: str) -> bool:
+        """Whether a command waits on ``subject`` in the commands stream (one direct get)."""
+        try:
+            await self._ctx.nc.jetstream().get_last_msg(subjects.COMMANDS_STREAM, subject)
+        except NotFoundError:
+            return False
+        return True
+
     async def _unknown_workflow(self, msg: Msg, item: Item) -> None:
+        if isinstance(item, Cancel) and await self._command_waits(
+            subjects.command("start", item.request.workflow_id)
+        ):
+            # Its start waits for its namespace's quota: kept until that start sees it.
+            await msg.nak(delay=QUOTA_RECHECK)
+            return
         if msg.metadata.num_delivered >= _NOT_FOUND_TRIES:
             error = str(WorkflowNotFound(msg.subject.rsplit(".", 1)[-1]))
             if isinstance(item, Control):

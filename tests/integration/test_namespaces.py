@@ -424,3 +424,47 @@ async def test_engines_racing_for_a_quota_never_exceed_it(clean_nats: NATS) -> N
         await books[n % 4].leave(ns, wf)
     again = await asyncio.gather(*(books[n % 4].enter(ns, wf) for n, wf in enumerate(ids)))
     assert sum(verdict is None for verdict in again) == 3
+
+
+async def test_a_start_waiting_for_its_quota_can_be_cancelled(
+    stack: Stack, nats_url: str, tmp_path: Path
+) -> None:
+    ns = f"q-{uuid.uuid4().hex[:6]}"
+    client, lb = stack.default.in_namespace(ns), label()
+    await client.set_quota(ns, max_running_workflows=1)
+    gate = tmp_path / "gate"
+    worker = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace=ns))
+    async with running(worker):
+        first = await client.start(gated(lb), inputs={"gate": str(gate)})
+        await assert_eventually(functools.partial(_has_started, client, first.workflow_id))
+        second = await client.start(gated(lb), inputs={"gate": str(gate)})
+        await client.cancel(second.workflow_id)  # its start waits: the cancel is kept for it
+
+        async def start_withdrawn() -> bool:
+            try:
+                await client.status(second.workflow_id)
+            except WorkflowNotStarted:
+                return False
+            except WorkflowNotFound:
+                return True
+            return False
+
+        await assert_eventually(start_withdrawn, timeout=15)
+        letters = await client.dead_letters()
+        assert any(
+            "cancelled while its start waited" in letter.reason
+            and second.workflow_id in letter.subject
+            for letter in letters
+        ), letters
+        gate.touch()
+        assert (await first.wait(timeout=15)).status == "succeeded"
+    with pytest.raises(WorkflowNotFound):
+        await client.history(second.workflow_id)  # it never started
+    await client.delete_quota(ns)
+
+
+async def _has_started(client: Client, workflow_id: str) -> bool:
+    try:
+        return bool(await client.status(workflow_id))
+    except WorkflowNotStarted:
+        return False
