@@ -109,6 +109,7 @@ class StartWorkflow(WorkflowCommand):
     restarted_from: str | None = None
     traceparent: str | None = None
     parent: ParentLink | None = None
+    namespace: str | None = None  # None: the default namespace (``events.namespaces``)
 
 
 class CancelWorkflow(WorkflowCommand):

@@ -58,8 +58,8 @@ def tick_key(name: str, tick: datetime) -> str:
     return f"schedule:{name}:{stamp}"
 
 
-def run_id(name: str, tick: datetime) -> str:
-    return workflow_id_for(tick_key(name, tick))
+def run_id(name: str, tick: datetime, namespace: str | None = None) -> str:
+    return workflow_id_for(tick_key(name, tick), namespace=namespace)
 
 
 class Ticker:
@@ -178,10 +178,11 @@ class Ticker:
             _log.warning("tick not run", schedule=entry.name, error=str(error))
             return "; ".join(error.problems)
         request = StartRequest(
-            workflow_id=workflow_id_for(key),
+            workflow_id=workflow_id_for(key, namespace=entry.namespace),
             definition=definition_mapping(definition),
             inputs=entry.inputs,
             idempotency_key=key,
+            namespace=entry.namespace,  # the namespace it was added in (None: the default)
         )
         await self._js.publish(
             request.subject(),
@@ -224,7 +225,9 @@ def _after(
         update={
             "next_tick": plan.next,
             "last_tick": plan.run or entry.last_tick,
-            "last_run": run_id(entry.name, plan.run) if plan.run else entry.last_run,
+            "last_run": run_id(entry.name, plan.run, entry.namespace)
+            if plan.run
+            else entry.last_run,
             "skipped": entry.skipped + (1 if plan.run is None or plan.missed else 0),
             "note": note,
         }

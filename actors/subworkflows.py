@@ -193,6 +193,7 @@ def _child_start(
         inputs=dict(current.spec.with_),
         parent=ParentLink(workflow_id=state.workflow_id, job=current.job, attempt=current.attempt),
         traceparent=state.traceparent,  # the child's spans join the parent's trace
+        namespace=state.namespace,  # a child runs in its parent's namespace
     )
 
 

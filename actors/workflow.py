@@ -51,7 +51,7 @@ from actors.commands import (
 from actors.definitions import format_duration, validate_inputs
 from actors.job import JobState
 from actors.workflow_state import WorkflowState
-from events import subjects
+from events import namespaces, subjects
 from events.base import Event, RecordedEvent
 from events.catalog import (
     JobEvent,
@@ -148,6 +148,7 @@ def _start(state: WorkflowState, cmd: StartWorkflow) -> list[Event]:
             restarted_from=cmd.restarted_from,
             traceparent=cmd.traceparent,
             parent=cmd.parent,
+            namespace=namespaces.stored(cmd.namespace),
         )
     ]
 
@@ -206,17 +207,17 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
         decided += events
     if all(jobs[name].status.is_terminal for name in state.order):
         decided.append(_ending(state, state.definition, jobs, now))
-    return _in_callers_trace(decided, state.traceparent)
+    return _stamped(decided, state.traceparent, state.namespace)
 
 
-def _in_callers_trace(decided: list[Event], traceparent: str | None) -> list[Event]:
-    """Queued jobs carry the caller's trace context to their workers (retries keep the spec)."""
-    if traceparent is None:
+def _stamped(decided: list[Event], traceparent: str | None, namespace: str | None) -> list[Event]:
+    """Queued jobs carry the caller's trace context to their workers, and the run's namespace
+    to its label set (retries keep the spec). The default namespace and no trace cost nothing."""
+    if traceparent is None and namespace is None:
         return decided
+    update = {"traceparent": traceparent, "namespace": namespace}
     return [
-        event.model_copy(
-            update={"spec": event.spec.model_copy(update={"traceparent": traceparent})}
-        )
+        event.model_copy(update={"spec": event.spec.model_copy(update=update)})
         if isinstance(event, JobQueued)
         else event
         for event in decided
@@ -430,6 +431,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
                 started_at=event.started_at,
                 restarted_from=event.restarted_from,
                 traceparent=event.traceparent,
+                namespace=event.namespace,
                 vars=dict(event.definition.vars),
                 parent=event.parent,
                 order=order,

@@ -42,6 +42,8 @@ class WorkflowState:
     restarted_as: str | None = None
     # The caller's trace context, copied into every job's spec (``JobSpec.traceparent``).
     traceparent: str | None = None
+    # The namespace it runs in (None: the default one), copied into every job's spec.
+    namespace: str | None = None
     # Workflow variables (``${{ vars.KEY }}``): the definition's ``vars:``, then ``jetwork set``.
     vars: Mapping[str, Any] = field(default_factory=dict)
     # A sub-workflow's parent job (``actors.subworkflows``); the outputs it succeeded with.

@@ -103,6 +103,9 @@ class JobSpec(BaseModel):
     # The job's priority (its own, else its workflow's; None: the default, ``events.priority``):
     # a priority other than the default routes the dispatch to a consumer of its own.
     priority: int | None = Field(default=None, ge=priority_rules.LOWEST, le=priority_rules.HIGHEST)
+    # The run's namespace (``WorkflowStarted.namespace``; None: the default one), a member of
+    # the job's label set so that only its namespace's workers claim it (``events.namespaces``).
+    namespace: str | None = None
 
 
 class ParentLink(BaseModel):
@@ -139,6 +142,8 @@ class WorkflowStarted(WorkflowEvent):
     traceparent: str | None = None
     # A sub-workflow: the parent's job whose attempt runs it (``actors.subworkflows``).
     parent: ParentLink | None = None
+    # The namespace it runs in; None: the default one (``events.namespaces``).
+    namespace: str | None = None
 
 
 class WorkflowQueued(WorkflowEvent):
@@ -322,7 +327,7 @@ class JobQueued(JobEvent):
     @property
     def labelset_token(self) -> str:
         """The label set whose workers may claim it (the token after ``JobQueued``)."""
-        return token_of(self.spec.labels, self.spec.uses)
+        return token_of(self.spec.labels, self.spec.uses, self.spec.namespace)
 
     @property
     def route(self) -> str:

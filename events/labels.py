@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterable
 from typing import Final
 
-from events import subjects
+from events import namespaces, subjects
 
 EMPTY_TOKEN: Final = "~"
 """The token of the empty requirement set: a job that runs on any worker."""
@@ -23,22 +23,35 @@ CONSUMER_PREFIX: Final = "ls-"
 _HASH_HEX_DIGITS: Final = 16  # 64 bits: collisions are negligible for any real number of sets
 
 
-def requirement_set(labels: Iterable[str], uses: str | None = None) -> frozenset[str]:
-    """What a worker must offer to run a job: its labels, plus ``@<uses>`` for a handler job."""
+def requirement_set(
+    labels: Iterable[str], uses: str | None = None, namespace: str | None = None
+) -> frozenset[str]:
+    """What a worker must offer to run a job: its labels, plus ``@<uses>`` for a handler job,
+    plus ``ns:<namespace>`` outside the default namespace (``events.namespaces``)."""
     reqs = {subjects.require_token(label, what="label") for label in labels}
     if uses:
         reqs.add(HANDLER_PREFIX + subjects.require_token(uses, what="handler name"))
+    ns = namespaces.member(namespace)
+    if ns is not None:
+        reqs.add(ns)
     return frozenset(reqs)
 
 
-def capabilities(labels: Iterable[str], handlers: Iterable[str] = ()) -> frozenset[str]:
-    """What a worker offers: its labels plus ``@<name>`` for every registered handler."""
-    return frozenset(labels) | {HANDLER_PREFIX + name for name in handlers}
+def capabilities(
+    labels: Iterable[str], handlers: Iterable[str] = (), namespace: str | None = None
+) -> frozenset[str]:
+    """What a worker offers: its labels plus ``@<name>`` for every registered handler, plus
+    ``ns:<namespace>`` for a worker outside the default namespace."""
+    caps = frozenset(labels) | {HANDLER_PREFIX + name for name in handlers}
+    ns = namespaces.member(namespace)
+    return caps if ns is None else caps | {ns}
 
 
 def serves(caps: frozenset[str], reqs: frozenset[str]) -> bool:
-    """True when a worker with capabilities ``caps`` may run jobs requiring ``reqs``."""
-    return reqs <= caps
+    """True when a worker with capabilities ``caps`` may run jobs requiring ``reqs``: it offers
+    every requirement and both are of one namespace (a worker of ``team-a`` offers more than a
+    default job requires, yet must not take it)."""
+    return reqs <= caps and namespaces.of_members(caps) == namespaces.of_members(reqs)
 
 
 def labelset_token(reqs: Iterable[str]) -> str:
@@ -51,9 +64,9 @@ def labelset_token(reqs: Iterable[str]) -> str:
     return SEPARATOR.join(members) if members else EMPTY_TOKEN
 
 
-def token_of(labels: Iterable[str], uses: str | None = None) -> str:
-    """The label set token of a job with these labels and handler."""
-    return labelset_token(requirement_set(labels, uses))
+def token_of(labels: Iterable[str], uses: str | None = None, namespace: str | None = None) -> str:
+    """The label set token of a job with these labels and handler, in this namespace."""
+    return labelset_token(requirement_set(labels, uses, namespace))
 
 
 def parse_token(token: str) -> frozenset[str]:

@@ -45,6 +45,8 @@ class StartRequest(_Request):
     traceparent: str | None = Field(default=None, pattern=TRACEPARENT_PATTERN)
     # A sub-workflow: the parent job's attempt it runs for (the parent's engine sends this start).
     parent: ParentLink | None = None
+    # The namespace to run it in (``events.namespaces``); None or "default": the default one.
+    namespace: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
     def subject(self) -> str:
         return subjects.command("start", self.workflow_id)
@@ -217,9 +219,13 @@ def new_workflow_id() -> str:
     return f"wf-{uuid.uuid4().hex[:20]}"
 
 
-def workflow_id_for(idempotency_key: str) -> str:
-    """The one workflow id an idempotency key stands for (so a repeated start lands on it)."""
-    return "wf-k" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+def workflow_id_for(idempotency_key: str, *, namespace: str | None = None) -> str:
+    """The one workflow id an idempotency key stands for (so a repeated start lands on it).
+
+    Keys are per namespace: outside the default one (``None``) the key is hashed with the
+    namespace's name, so two teams using the key ``order-42`` get two workflows."""
+    scoped = idempotency_key if namespace is None else f"{namespace}\x00{idempotency_key}"
+    return "wf-k" + hashlib.sha256(scoped.encode()).hexdigest()[:24]
 
 
 def request_msg_id(request: AnyRequest) -> str:

@@ -150,6 +150,7 @@ def _client() -> Permissions:
             *_kv_reads(subjects.KV_PARTITIONS),
             *_kv_reads(subjects.KV_RATES),
             *_kv_reads(subjects.KV_CONCURRENCY),
+            *_kv_reads(subjects.KV_QUOTAS),
             # Pausing a worker or a handler is an operator's switch in jw_control.
             *_kv_writes(subjects.KV_CONTROL),
             *_kv_reads(subjects.KV_CONTROL),
@@ -179,6 +180,7 @@ def _engine() -> Permissions:
             *_kv_writes(subjects.KV_LABELSETS),
             *_kv_writes(subjects.KV_SCHEDULES),  # the ticker records each tick it handled
             *_kv_writes(subjects.KV_CONCURRENCY),  # workflow concurrency groups' queues
+            *_kv_writes(subjects.KV_QUOTAS),  # namespaces' running workflows (events/quotas.py)
         ),
         subscribe=(f"{inbox_prefix('engine')}.>",),
         deny_publish=_STREAM_ADMIN,

@@ -59,9 +59,15 @@ class ScheduleEntry(BaseModel):
     # Ticks that started no run: missed while nothing could start them, or overlapping a run.
     skipped: int = 0
     note: str | None = None
+    # The namespace its runs start in (the one it was added in; None: the default).
+    namespace: str | None = None
 
-    def same_content(self, definition: WorkflowDefinition, inputs: dict[str, Any]) -> bool:
-        return self.definition == definition and self.inputs == inputs
+    def same_content(
+        self, definition: WorkflowDefinition, inputs: dict[str, Any], namespace: str | None = None
+    ) -> bool:
+        return (
+            self.definition == definition and self.inputs == inputs and self.namespace == namespace
+        )
 
 
 class TickDue(BaseModel):
@@ -121,13 +127,14 @@ class ScheduleStore:
         *,
         now: datetime,
         first_tick: datetime,
+        namespace: str | None = None,
     ) -> tuple[ScheduleEntry, bool]:
         """Add or replace the schedule ``name``; False when it holds this content already (its
         pending tick is armed again, harmlessly: the same one replaces itself)."""
         kv = await self._bucket()
         for _ in range(_CAS_ATTEMPTS):
             found = await self.get(name)
-            if found is not None and found[0].same_content(definition, inputs):
+            if found is not None and found[0].same_content(definition, inputs, namespace):
                 entry = found[0]
                 if not entry.paused:
                     await self.request_arm(entry)  # harmless: the same tick replaces itself
@@ -141,6 +148,7 @@ class ScheduleStore:
                 next_tick=first_tick,
                 paused=found[0].paused if found is not None else False,
                 paused_by=found[0].paused_by if found is not None else None,
+                namespace=namespace,
             )
             try:
                 if found is None:

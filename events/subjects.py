@@ -48,6 +48,8 @@ KV_CONCURRENCY: Final = "jw_concurrency"
 # Definitions by name and version, and schedules (events/definition_store.py, schedule_store.py).
 KV_DEFINITIONS: Final = "jw_definitions"
 KV_SCHEDULES: Final = "jw_schedules"
+# Namespaces' running workflows, counted against their quotas (events/quotas.py).
+KV_QUOTAS: Final = "jw_quotas"
 
 PARTITIONS: Final = 16
 """How many partitions workflows are hashed into; one engine owns a partition at a time.

@@ -185,6 +185,7 @@ class Topology:
             bucket(subjects.KV_CONCURRENCY, "concurrency groups: the attempts holding a slot"),
             bucket(subjects.KV_DEFINITIONS, "workflow definitions by name and version"),
             bucket(subjects.KV_SCHEDULES, "schedules: what they start, when, and their last tick"),
+            bucket(subjects.KV_QUOTAS, "namespace quotas: the running workflows they count"),
         ]
 
 

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from actors.definitions import load_workflow_text, parse_workflow
+from events import namespaces
 from events.definition import WorkflowDefinition
 from events.requests import workflow_id_for
 from gateway.context import context
@@ -53,7 +54,7 @@ async def start(request: Request) -> Response:
         priority = body.priority or 0
     checked_inputs(definition, inputs)
     if key is not None:
-        existing = workflow_id_for(key)
+        existing = workflow_id_for(key, namespace=namespaces.stored(ctx.client.namespace))
         if await ctx.client.exists(existing):
             return Json(_started(request, existing, created=False), status_code=200)
     # A caller inside a trace of its own sends its W3C trace context: the run joins it.

@@ -51,6 +51,8 @@ class LeaseId:
     traceparent: str | None = None
     """The run's caller trace context (``JobSpec.traceparent``), so the gateway's spans of the
     attempt join the caller's trace."""
+    quota: str | None = None
+    """The job's namespace's running-jobs group (``events/quotas.py``), given back likewise."""
 
 
 class LeaseSigner:
@@ -76,7 +78,7 @@ class LeaseSigner:
             lease.dispatch_seq,
             lease.claim_seq,
         ]
-        optional = [lease.ack, lease.traceparent or "", lease.group or ""]
+        optional = [lease.ack, lease.traceparent or "", lease.group or "", lease.quota or ""]
         while optional and not optional[-1]:  # ids without them are as short as before
             optional.pop()
         fields += optional
@@ -97,7 +99,7 @@ class LeaseSigner:
         try:
             fields = orjson.loads(_unb64(payload))
             wf, job, attempt, epoch, worker, labelset, ttl, granted, seq, claimed = fields[:10]
-            ack, traceparent, group = [*fields[10:], "", "", ""][:3]
+            ack, traceparent, group, quota = [*fields[10:], "", "", "", ""][:4]
             return LeaseId(
                 workflow_id=str(wf),
                 job=str(job),
@@ -112,6 +114,7 @@ class LeaseSigner:
                 ack=str(ack),
                 traceparent=str(traceparent) or None,
                 group=str(group) or None,
+                quota=str(quota) or None,
             )
         except (binascii.Error, ValueError, TypeError, orjson.JSONDecodeError):
             return None  # signed by us, so never expected: treat as unknown

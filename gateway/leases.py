@@ -59,7 +59,7 @@ from gateway.pulling import OneShotPuller
 from sdk.worker import lifecycle
 from sdk.worker.claims import Action, ClaimOutcome, Dispatch, claim_dispatch, now, record_result
 from sdk.worker.concurrency import RECHECK as GROUP_RECHECK
-from sdk.worker.concurrency import ConcurrencyGroups, Holder
+from sdk.worker.concurrency import ConcurrencyGroups, Holder, group_key
 from sdk.worker.executors.base import clip_error
 from sdk.worker.log_buffer import LogChunk
 from sdk.worker.logs import log_publisher
@@ -190,6 +190,12 @@ class Leases:
         if not await self.groups.enter(dispatch.queued.spec, holder):
             await quietly(msg.nak(delay=GROUP_RECHECK))  # its concurrency group is full
             return None
+        quota = await self.groups.quotas.slot(dispatch.queued.spec)
+        if quota is not None and not await self.groups.take(*quota, holder):
+            if (key := group_key(dispatch.queued.spec)) is not None:
+                await self.groups.leave(key, holder)
+            await quietly(msg.nak(delay=GROUP_RECHECK))  # its namespace runs its quota of jobs
+            return None
         labelset = dispatch.queued.labelset_token
         outcome = await claim_dispatch(
             self._store,
@@ -200,8 +206,10 @@ class Leases:
             lease_ttl=lease_ttl,
         )
         if not outcome.claimed:
-            if dispatch.queued.spec.concurrency is not None:
-                await self.groups.leave(dispatch.queued.spec.concurrency.group, holder)
+            if (key := group_key(dispatch.queued.spec)) is not None:
+                await self.groups.leave(key, holder)
+            if quota is not None:
+                await self.groups.leave(quota[0], holder)
             await self._settle(msg, outcome)
             return None
         state = outcome.state
@@ -223,7 +231,8 @@ class Leases:
             claim_seq=state.last_seq,
             ack=msg.reply if by_deadline else "",
             traceparent=dispatch.queued.spec.traceparent,
-            group=group.group if (group := dispatch.queued.spec.concurrency) else None,
+            group=group_key(dispatch.queued.spec),
+            quota=quota[0] if quota is not None else None,
         )
         await self.keeping.hold(msg, lease, granted, kept=kept)
         waited = (granted - dispatch.queued.claimable_from()).total_seconds()
@@ -395,11 +404,12 @@ class LeaseHandle:
     async def _leave_group(self) -> None:
         """Give the attempt's concurrency slot back (a stale one is dropped by the next waiter)."""
         lease = self.lease
-        if lease.group is not None:
-            holder = Holder(workflow_id=lease.workflow_id, job=lease.job, attempt=lease.attempt,
-                            worker_id=lease.worker_id, since=0.0)  # fmt: skip
-            with contextlib.suppress(Exception):
-                await self._leases.groups.leave(lease.group, holder)
+        holder = Holder(workflow_id=lease.workflow_id, job=lease.job, attempt=lease.attempt,
+                        worker_id=lease.worker_id, since=0.0)  # fmt: skip
+        for key in (lease.group, lease.quota):
+            if key is not None:
+                with contextlib.suppress(Exception):
+                    await self._leases.groups.leave(key, holder)
 
     def _claimed(self) -> JobState:
         """The job as this lease's claim left it (enough to decide a success on)."""

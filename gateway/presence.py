@@ -37,6 +37,7 @@ class _Seen:
     last_call: float = field(default_factory=time.monotonic)
     written: float = 0.0
     running: dict[tuple[str, str], tuple[RunningJob, float]] = field(default_factory=dict)
+    namespace: str = "default"  # the one its calls named (``Jetwork-Namespace``)
 
 
 class HttpPresence:
@@ -56,9 +57,17 @@ class HttpPresence:
                 await self._task
 
     async def register(
-        self, worker_id: str, *, labels: tuple[str, ...], handlers: tuple[str, ...], address: str
+        self,
+        worker_id: str,
+        *,
+        labels: tuple[str, ...],
+        handlers: tuple[str, ...],
+        address: str,
+        namespace: str | None = None,
     ) -> None:
-        self._seen[worker_id] = _Seen(labels, handlers, address, datetime.now(UTC))
+        seen = _Seen(labels, handlers, address, datetime.now(UTC))
+        seen.namespace = namespace or "default"
+        self._seen[worker_id] = seen
         await self._write(worker_id)
 
     def called(
@@ -68,6 +77,7 @@ class HttpPresence:
         labels: tuple[str, ...] | None = None,
         handlers: tuple[str, ...] = (),
         address: str = "",
+        namespace: str | None = None,
     ) -> None:
         """The worker called; a worker that never registered here is known from now on."""
         seen = self._seen.get(worker_id)
@@ -75,6 +85,8 @@ class HttpPresence:
             seen = self._seen[worker_id] = _Seen(labels or (), handlers, address, datetime.now(UTC))
         elif labels is not None:
             seen.labels, seen.handlers = labels, handlers
+        if namespace is not None:
+            seen.namespace = namespace
         seen.last_call = time.monotonic()
 
     def running(self, worker_id: str, job: RunningJob, *, ttl: float) -> None:
@@ -114,6 +126,7 @@ class HttpPresence:
             running=tuple(job for job, _ in seen.running.values()),
             host=f"http {seen.address}".strip(),
             pid=0,
+            namespace=seen.namespace,
         )
         seen.written = moment
         try:

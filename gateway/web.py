@@ -18,6 +18,8 @@ from starlette.responses import Response
 
 from events.definition_store import DefinitionConflict, DefinitionNotFound
 from events.errors import CommandRefused, InvalidWorkflow, JetworkError, WorkflowNotFound
+from events.namespaces import InvalidNamespace
+from events.quotas import QuotaExceeded
 from gateway.auth import Role, Tokens, bearer
 from gateway.leases import LeaseGone, LeaseUnknown
 from sdk.errors import InvalidArgument, JobNotFound, WorkflowNotStarted
@@ -86,6 +88,10 @@ def translate(exc: Exception) -> ApiError:
             return ApiError(404, "unknown_definition", str(exc))
         case DefinitionConflict():
             return ApiError(409, "conflict", str(exc))
+        case InvalidNamespace():
+            return ApiError(422, "invalid_namespace", str(exc))
+        case QuotaExceeded():
+            return ApiError(429, "over_quota", str(exc))
         case HTTPException():
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
             headers = dict(exc.headers) if exc.headers else None

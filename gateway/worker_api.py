@@ -13,7 +13,7 @@ from starlette.responses import Response
 from events.dispatch import capabilities
 from events.store import ActorRef
 from events.subjects import is_valid_token
-from gateway.context import context
+from gateway.context import context, request_namespace
 from gateway.leases import Claim
 from gateway.models import (
     ClaimBody,
@@ -43,6 +43,7 @@ async def register(request: Request) -> Response:
         labels=tuple(body.labels),
         handlers=tuple(body.handlers),
         address=_address(request),
+        namespace=request_namespace(request),
     )
     return Json({"worker_id": body.worker_id, "registered": True})
 
@@ -50,15 +51,17 @@ async def register(request: Request) -> Response:
 async def claim(request: Request) -> Response:
     ctx = context(request)
     body = validated(ClaimBody, await read_json(request, ctx.settings.max_body))
+    namespace = request_namespace(request)
     ctx.presence.called(
         body.worker_id,
         labels=tuple(body.labels),
         handlers=tuple(body.handlers),
         address=_address(request),
+        namespace=namespace,
     )
     claimed = await ctx.leases.claim(
         worker_id=body.worker_id,
-        capabilities=capabilities(body.labels, body.handlers),
+        capabilities=capabilities(body.labels, body.handlers, namespace),
         lease_ttl=body.lease_ttl_secs,
         wait=body.wait_secs,
         gone=request.is_disconnected if body.wait_secs > 0 else None,

@@ -19,9 +19,9 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from events import subjects
+from events import namespaces, subjects
 from events.catalog import WorkflowStatus
-from events.dispatch import InvalidDispatch, LabelSet, serves
+from events.dispatch import InvalidDispatch, LabelSet, capabilities, serves
 from events.errors import StoreError
 from projections import index, recent
 from projections._nats import Direct, Publisher
@@ -30,7 +30,7 @@ from projections.positions import lag
 from projections.search import ListFilter, from_recent
 from projections.store import ViewStore
 from projections.views import WorkflowSummary, WorkflowView
-from projections.waiting import UnservedLabelSet, live_capabilities
+from projections.waiting import UnservedLabelSet
 
 _log = structlog.get_logger("jetwork.projections")
 _STATUSES = frozenset(status.value for status in WorkflowStatus)
@@ -66,6 +66,7 @@ class WorkerInfo(BaseModel):
     paused: tuple[str, ...] = ()  # "worker" and/or "@<handler>": no new claims there
     # Handler -> {"input": JSON Schema | null, "output": … | null, "takes_inputs": bool}.
     handler_schemas: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    namespace: str = "default"  # the one whose jobs it claims (events/namespaces.py)
     stale: bool = False
 
 
@@ -114,9 +115,15 @@ class Views:
         name: str | None = None,
         limit: int = 50,
         where: ListFilter | None = None,
+        namespace: str | None = None,
+        every_namespace: bool = False,
     ) -> builtins.list[WorkflowSummary]:
         """Summaries newest first (by ``started_at``), optionally of one status and/or name,
-        and matching ``where`` (``projections.search``)."""
+        and matching ``where`` (``projections.search``), of one namespace (None: the default
+        one; ``events.namespaces``), or of all with ``every_namespace`` (the retention's sweep:
+        then the index is read, the recent lists being each namespace's own)."""
+        namespace = None if namespace == namespaces.DEFAULT else namespace
+        shown = None if every_namespace else namespaces.shown(namespace)
         if status is not None and status not in _STATUSES:
             raise ValueError(f"unknown status {status!r} (one of: {', '.join(sorted(_STATUSES))})")
         if limit < 1:
@@ -124,10 +131,13 @@ class Views:
         store = await self._store()
         where = where or ListFilter()
         recent_list = None
-        if self._use_recent and not where.active:
-            recent_list = recent.list_id(status=status, name=name)
-        elif self._use_recent and status is None:  # filters: the newest of every status first
-            newest = await store.recent(recent.list_id(status=None, name=name) or "all")
+        use_recent = self._use_recent and not every_namespace
+        if use_recent and not where.active:
+            recent_list = recent.list_id(status=status, name=name, namespace=namespace)
+        elif use_recent and status is None:  # filters: the newest of every status first
+            every = recent.list_id(status=None, name=name, namespace=namespace)
+            assert every is not None  # (every status: an insert-only list)
+            newest = await store.recent(every)
             if newest is None:
                 return []  # no workflow ever joined this list
             found = await from_recent(store, newest, where, name=name, limit=limit)
@@ -160,6 +170,8 @@ class Views:
                     continue
                 if name is not None and found.summary.name != name:
                     continue  # a hashed name token shared by two names
+                if shown is not None and found.summary.namespace != shown:
+                    continue  # another namespace's
                 if not where.takes_row(found.summary):
                     continue
                 rows.append((entry, found.summary))
@@ -206,7 +218,11 @@ class Views:
 
         ``workers``: the live workers if just read (else they are read here).
         """
-        live = live_capabilities(workers if workers is not None else await self.workers())
+        live = [
+            capabilities(w.labels, w.handlers, w.namespace)
+            for w in (workers if workers is not None else await self.workers())
+            if not w.stale
+        ]
         unserved = [
             labelset
             for labelset in await self.labelsets()

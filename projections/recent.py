@@ -35,22 +35,25 @@ _ATTEMPTS = 20
 _OPEN = frozenset(status.value for status in WorkflowStatus if status.is_open)
 
 
-def list_id(*, status: str | None, name: str | None) -> str | None:
+def list_id(*, status: str | None, name: str | None, namespace: str | None = None) -> str | None:
     """The recent list serving this filter; None for ``running`` and ``paused`` (not
-    insert-only)."""
+    insert-only). Outside the default namespace (``None``) the lists are the namespace's own,
+    ``x.<namespace>.<list>``: a namespace's workflows join none of another's."""
     if status in _OPEN:
         return None
     if status is None:
-        return "all" if name is None else f"n.{name_token(name)}"
-    return f"s.{status}" if name is None else f"sn.{status}.{name_token(name)}"
+        found = "all" if name is None else f"n.{name_token(name)}"
+    else:
+        found = f"s.{status}" if name is None else f"sn.{status}.{name_token(name)}"
+    return found if namespace is None else f"x.{namespace}.{found}"
 
 
-def lists_of(name: str, status: str) -> list[str]:
+def lists_of(name: str, status: str, namespace: str | None = None) -> list[str]:
     token = name_token(name)
     lists = ["all", f"n.{token}"]
     if status not in _OPEN:
         lists += [f"s.{status}", f"sn.{status}.{token}"]
-    return lists
+    return lists if namespace is None else [f"x.{namespace}.{each}" for each in lists]
 
 
 def recent_key(generation: int, list_name: str) -> str:
@@ -131,8 +134,10 @@ class RecentWriter:
         self._docs: OrderedDict[str, _Doc] = OrderedDict()
         self._loading: dict[str, asyncio.Lock] = {}
 
-    async def note(self, wf: str, *, name: str, status: str, started_us: int) -> None:
-        for list_name in lists_of(name, status):
+    async def note(
+        self, wf: str, *, name: str, status: str, started_us: int, namespace: str | None = None
+    ) -> None:
+        for list_name in lists_of(name, status, namespace):
             doc = await self._doc(list_name)
             doc.add(wf, started_us)
 

@@ -121,6 +121,8 @@ class WorkflowView(_View):
     labels: tuple[str, ...] = ()
     # Its workflow concurrency group, rendered, once queued (``actors.groups``).
     group: str | None = None
+    # The namespace it runs in (``events.namespaces``).
+    namespace: str = "default"
 
     def to_json_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -142,6 +144,7 @@ class WorkflowSummary(_View):
     inputs: dict[str, Any] = Field(default_factory=dict)
     labels: tuple[str, ...] = ()
     group: str | None = None  # its workflow concurrency group (status ``queued``: waits for it)
+    namespace: str = "default"
 
 
 def job_view(
@@ -254,6 +257,7 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
         inputs=dict(state.inputs),
         labels=tuple(sorted({lb for job in state.definition.jobs.values() for lb in job.labels})),
         group=state.group,
+        namespace=state.namespace or "default",
     )
 
 
@@ -276,4 +280,5 @@ def summary(view: WorkflowView) -> WorkflowSummary:
         inputs=view.inputs,
         labels=view.labels,
         group=view.group,
+        namespace=view.namespace,
     )

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from pydantic import BaseModel, ConfigDict
 
+from events import namespaces
 from events.dispatch import HANDLER_PREFIX, capabilities, requirement_set, serves
 from projections.views import JobView, WaitingFor, WorkflowSummary, WorkflowView
 
@@ -33,16 +34,23 @@ class UnservedLabelSet(BaseModel):
     labels: tuple[str, ...] = ()
     handler: str | None = None
     waiting: int = 0
+    namespace: str = "default"
 
     @classmethod
     def of(cls, requirements: Iterable[str], *, token: str, waiting: int) -> UnservedLabelSet:
         reqs = sorted(requirements)
         handlers = [r.removeprefix(HANDLER_PREFIX) for r in reqs if r.startswith(HANDLER_PREFIX)]
+        ns = namespaces.of_members(reqs)
         return cls(
             token=token,
-            labels=tuple(r for r in reqs if not r.startswith(HANDLER_PREFIX)),
+            labels=tuple(
+                r
+                for r in reqs
+                if not r.startswith(HANDLER_PREFIX) and not r.startswith(namespaces.MEMBER_PREFIX)
+            ),
             handler=handlers[0] if handlers else None,
             waiting=waiting,
+            namespace=namespaces.shown(ns),
         )
 
     def describe(self) -> str:

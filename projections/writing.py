@@ -123,6 +123,7 @@ class HeldViews:
                 name=state.definition.name,
                 status=state.status.value,
                 started_us=micros(state.started_at),
+                namespace=state.namespace,
             )
         return written
 

@@ -185,7 +185,9 @@ class Retention:
         done: list[str] = []
         for status in _TERMINAL:
             while True:
-                rows = await self._views.list(status=status, limit=_SWEEP_BATCH, where=where)
+                rows = await self._views.list(
+                    status=status, limit=_SWEEP_BATCH, where=where, every_namespace=True
+                )
                 fresh = [row.workflow_id for row in rows if row.workflow_id not in done]
                 for wf in fresh:
                     with contextlib.suppress(WorkflowNotFound, CommandRefused):  # gone, reopened

@@ -21,6 +21,7 @@ Step 1 (and the answers and refusals every step sends) is ``Intake``, in ``intak
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import random
 from collections.abc import Awaitable
@@ -30,15 +31,17 @@ import structlog
 from nats.aio.msg import Msg
 from nats.errors import ConnectionReconnectingError, NoRespondersError, OutboundBufferLimitError
 from nats.errors import TimeoutError as NatsTimeoutError
-from nats.js.errors import NoStreamResponseError, ServiceUnavailableError
+from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavailableError
 
 from actors.engine.intake import Context, Intake, Work
-from actors.engine.reactions import Control, Fired, Item, Start, react
+from actors.engine.quotas import RECHECK as QUOTA_RECHECK
+from actors.engine.quotas import Held
+from actors.engine.reactions import Cancel, Control, Fired, Item, Reaction, Start, react
 from actors.engine.states import absorb
 from actors.engine.timers import DispatchTimeoutTimer, JobTimeoutTimer, LeaseTimer
 from actors.subworkflows import outbox_msg_id
 from actors.workflow import WorkflowState
-from events import subjects
+from events import namespaces, subjects
 from events.base import Event, RecordedEvent
 from events.catalog import (
     JobQueued,
@@ -54,6 +57,8 @@ from events.store import ActorRef
 from telemetry import metrics, tracing
 
 __all__ = ["Batch", "Context", "Work"]
+
+_ENDS: Final = (WorkflowSucceeded, WorkflowFailed, WorkflowCancelled)
 
 _log = structlog.get_logger("jetwork.engine")
 # A workflow whose processing keeps failing for a reason that does not pass: dead-lettered.
@@ -95,6 +100,7 @@ class Batch(Intake):
         works = self._still_owned(list(self._works.values()))
         while works and not self._ctx.stopping():
             await self._load([work for work in works if work.state is None])
+            works = await self._within_quotas(works)
             for work in works:
                 self._decide(work)
             await self._ctx.labelsets.register(
@@ -167,6 +173,48 @@ class Batch(Intake):
                 work.error = exc
 
         await _gather([load(work) for work in works])
+
+    async def _within_quotas(self, works: list[Work]) -> list[Work]:
+        """Take a quota place for each new workflow a start creates in a namespace with a
+        workflow quota (``quotas.py``); a start over quota is held back or refused here, before
+        anything is decided, and leaves its work (a work left with nothing is done)."""
+        quotas = self._ctx.quotas
+        if quotas is None:
+            return works
+        kept = []
+        for work in works:
+            state = work.state
+            start = next((item for item in work.items if isinstance(item, Start)), None)
+            if start is None or state is None or state.status is not None:
+                kept.append(work)
+                continue
+            namespace = namespaces.shown(start.request.namespace)
+            try:
+                held = await quotas.enter(namespace, work.wf_id)
+            except Exception as exc:  # a store outage: retried like any failed decision
+                work.error = exc
+                kept.append(work)
+                continue
+            if held is None:
+                kept.append(work)
+                continue
+            reason = held.reason
+            if held.wait and await self._command_waits(subjects.command("cancel", work.wf_id)):
+                # Cancelled while it waited: it never starts (the cancel finds no workflow).
+                held = Held(wait=False, reason=f"cancelled while its start waited: {reason}")
+            for msg, item in [(m, i) for m, i in work.messages if isinstance(i, Start)]:
+                assert isinstance(item, Start)
+                if held.wait:
+                    with contextlib.suppress(Exception):
+                        await msg.nak(delay=QUOTA_RECHECK)
+                else:
+                    await self._answer(item.request, accepted=False, error=held.reason)
+                    await self._refuse(msg, held.reason)
+            work.items = [item for item in work.items if not isinstance(item, Start)]
+            work.messages = [(m, i) for m, i in work.messages if not isinstance(i, Start)]
+            if work.items:
+                kept.append(work)
+        return kept
 
     def _decide(self, work: Work) -> None:
         if work.state is None:
@@ -252,6 +300,7 @@ class Batch(Intake):
             await self._answer_control(control.request, changed=changed)
         unknown = {id(work.items[index]) for index in reaction.unknown}
         refused = {id(work.items[index]): why for index, why in reaction.refused.items()}
+        await self._leave_quota(reaction)
         for msg, item in work.messages:
             if id(item) in unknown:
                 await self._unknown_workflow(msg, item)
@@ -260,8 +309,23 @@ class Batch(Intake):
                 # sender without ``reply_to`` can still find out why nothing happened.
                 await self._answer_control(item.request, error=refused[id(item)])
                 await self._refuse(msg, refused[id(item)])
+            elif isinstance(item, Start) and id(item) in refused:  # its id is another namespace's
+                await self._answer(item.request, accepted=False, error=refused[id(item)])
+                await self._refuse(msg, refused[id(item)])
             else:
                 await msg.ack()
+
+    async def _leave_quota(self, reaction: Reaction) -> None:
+        """The workflow's quota place is given back once its end is stored."""
+        if self._ctx.quotas is None or not any(isinstance(e, _ENDS) for e in reaction.decided):
+            return
+        try:
+            await self._ctx.quotas.leave(
+                namespaces.shown(reaction.state.namespace), reaction.state.workflow_id
+            )
+        except Exception as exc:  # found and dropped by the next start the quota holds back
+            _log.warning("quota place not given back", workflow=reaction.state.workflow_id,
+                         error=repr(exc))  # fmt: skip
 
     async def _failed(self, work: Work) -> bool:
         """Handle a workflow whose batch failed; True to try it again now."""
@@ -291,7 +355,21 @@ class Batch(Intake):
         await asyncio.sleep(min(2.0, 0.05 * 2**work.failures))
         return True
 
+    async def _command_waits(self, subject: str) -> bool:
+        """Whether a command waits on ``subject`` in the commands stream (one direct get)."""
+        try:
+            await self._ctx.nc.jetstream().get_last_msg(subjects.COMMANDS_STREAM, subject)
+        except NotFoundError:
+            return False
+        return True
+
     async def _unknown_workflow(self, msg: Msg, item: Item) -> None:
+        if isinstance(item, Cancel) and await self._command_waits(
+            subjects.command("start", item.request.workflow_id)
+        ):
+            # Its start waits for its namespace's quota: kept until that start sees it.
+            await msg.nak(delay=QUOTA_RECHECK)
+            return
         if msg.metadata.num_delivered >= _NOT_FOUND_TRIES:
             error = str(WorkflowNotFound(msg.subject.rsplit(".", 1)[-1]))
             if isinstance(item, Control):

@@ -28,6 +28,7 @@ from actors.engine.definition_cache import DefinitionCache
 from actors.engine.groups import Groups
 from actors.engine.inbox import Inbox
 from actors.engine.labelsets import LabelSets
+from actors.engine.quotas import Quotas
 from actors.engine.settings import EngineSettings
 from actors.engine.states import States
 from actors.engine.timers import AnyTimer, Timers
@@ -91,6 +92,7 @@ class Engine:
             clock=clock,
             stopping=self._stopping.is_set,
             decision_id=functools.partial(next, _decision_ids(self.engine_id)),
+            quotas=Quotas(nc, self._store),
         )
         self._loop_task: asyncio.Task[None] | None = None
         metrics.ENGINE_PARTITIONS.set_function(lambda: len(self._ownership.partitions))

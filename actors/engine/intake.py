@@ -20,6 +20,7 @@ from actors.appends import Append
 from actors.engine.definition_cache import DefinitionCache
 from actors.engine.groups import Groups
 from actors.engine.labelsets import LabelSets
+from actors.engine.quotas import Quotas
 from actors.engine.reactions import (
     Admit,
     Cancel,
@@ -90,6 +91,8 @@ class Context:
     stopping: Callable[[], bool]
     decision_id: Callable[[], str]
     """A new id for one workflow's decision, unique across engines (prefixes its msg ids)."""
+    quotas: Quotas | None = None
+    """Namespaces' workflow quotas (``quotas.py``); None: not enforced (tests' bare contexts)."""
 
 
 class Intake:

@@ -47,7 +47,7 @@ from actors.engine.timers import (
     WorkflowTimeoutTimer,
 )
 from actors.workflow import WorkflowState
-from events import subjects
+from events import namespaces, subjects
 from events.base import Event, RecordedEvent
 from events.catalog import (
     JobCancelled,
@@ -147,7 +147,8 @@ class Reaction:
     applied: dict[int, bool] = field(default_factory=dict)
     """Index of each ``Control`` item applied -> whether it changed anything."""
     refused: dict[int, str] = field(default_factory=dict)
-    """Index of each ``Control`` item refused -> why (``CommandRefused``)."""
+    """Index of each ``Control`` item refused -> why (``CommandRefused``), and of each ``Start``
+    whose id another namespace has."""
     starts: list[StartRequest] = field(default_factory=list)
     """Starts to send: the new run of each restart applied (again for a redelivered restart,
     whose start may not have been sent: a start is idempotent and its publish de-duplicated)."""
@@ -184,6 +185,10 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
             reaction.state = workflow.replay(unfolded, reaction.state)
             unfolded = []
         if isinstance(item, Start):
+            taken = _taken_elsewhere(reaction.state, item.request)
+            if taken is not None:
+                reaction.refused[index] = taken
+                continue
             decided = workflow.decide(reaction.state, _start_command(item, now))
             reaction.created[index] = bool(decided)
             triggers += _apply(reaction, decided)
@@ -266,6 +271,18 @@ def _apply(reaction: Reaction, events: Iterable[Event]) -> list[Event]:
     return decided
 
 
+def _taken_elsewhere(state: WorkflowState, request: StartRequest) -> str | None:
+    """Why a start is refused when its id names a workflow of another namespace (None: it
+    does not). Ids are global (one actor each), so the same id cannot run in two namespaces;
+    the refusal does not say which namespace has it."""
+    if state.status is None or state.namespace == namespaces.stored(request.namespace):
+        return None
+    return (
+        f"cannot start workflow {request.workflow_id!r} in namespace "
+        f"{namespaces.shown(request.namespace)!r}: the id is taken in another namespace"
+    )
+
+
 def _start_command(item: Start, now: datetime) -> StartWorkflow:
     request = item.request
     return StartWorkflow(
@@ -276,6 +293,7 @@ def _start_command(item: Start, now: datetime) -> StartWorkflow:
         restarted_from=request.restarted_from,
         traceparent=request.traceparent,
         parent=request.parent,
+        namespace=request.namespace,
         now=now,
     )
 
@@ -288,6 +306,7 @@ def restart_start(state: WorkflowState, request: RestartRequest) -> StartRequest
         definition=definition_mapping(state.definition),
         inputs=dict(state.inputs),
         restarted_from=state.workflow_id,
+        namespace=state.namespace,
     )
 
 

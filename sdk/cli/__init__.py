@@ -17,6 +17,7 @@ from sdk.cli import (
     limits,
     listing,
     logs,
+    namespaces,
     projections,
     run,
     schedules,
@@ -76,6 +77,7 @@ main.add_command(limits.limits)
 main.add_command(definitions.definitions)
 main.add_command(schedules.schedules)
 main.add_command(delete.delete)
+main.add_command(namespaces.namespaces)
 
 
 def entry() -> None:

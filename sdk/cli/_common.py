@@ -20,6 +20,8 @@ import structlog
 from rich.console import Console
 
 from events.errors import JetworkError
+from events.namespaces import ENV as NAMESPACE_ENV
+from events.namespaces import InvalidNamespace, set_process_namespace
 from events.nats_auth import ENV as AUTH_ENV
 from events.nats_auth import NatsAuth, current_process_auth, set_process_auth
 from sdk.client import Client
@@ -36,6 +38,7 @@ class JetworkGroup(click.Group):
 
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         set_process_auth(NatsAuth())  # what this command's options say, nothing left before
+        set_process_namespace(None)
         return super().make_context(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -49,6 +52,7 @@ class JetworkGroup(click.Group):
             ctx.exit(130)
         finally:
             set_process_auth(NatsAuth())  # main() called in-process (tests) leaves none behind
+            set_process_namespace(None)
 
 
 def report_error(exc: JetworkError) -> None:
@@ -99,7 +103,29 @@ def nats_auth_options(function: F) -> F:
             flag, metavar=metavar, expose_value=False, callback=remember(field),
             help=f"{help_text} [env: {AUTH_ENV[field]}]",
         )(function)  # fmt: skip
-    return function
+    return namespace_option(function)
+
+
+def namespace_option(function: F) -> F:
+    """``--namespace NAME`` (over ``JETWORK_NAMESPACE``, else ``default``): the namespace every
+    client and worker of this command works in (``events/namespaces.py``). Checked at once, so
+    a bad name is refused before anything connects."""
+
+    def remember(_: click.Context, __: click.Parameter, value: str | None) -> None:
+        if value:
+            try:
+                set_process_namespace(value)
+            except InvalidNamespace as exc:
+                raise click.BadParameter(str(exc)) from None
+
+    decorated: F = click.option(
+        "--namespace",
+        metavar="NAME",
+        expose_value=False,
+        callback=remember,
+        help=f"the namespace to work in (default: default) [env: {NAMESPACE_ENV}]",
+    )(function)
+    return decorated
 
 
 def json_option(what: str) -> Callable[[F], F]:

@@ -11,6 +11,7 @@ import click
 import structlog
 
 from events.errors import JetworkError, ServerRefused, ServerUnavailable
+from events.namespaces import current_namespace
 from sdk.cli._common import make_console, nats_auth_options
 from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.runtime import run_service
@@ -143,6 +144,7 @@ def worker(
         "worker_id": worker_id,
         "env_clear": env_clear,
         "env_allow": env_allow,
+        "namespace": current_namespace(),  # --namespace (else JETWORK_NAMESPACE, via from_env)
     }
     try:
         config = WorkerConfig.from_env(**{k: v for k, v in overrides.items() if v is not None})

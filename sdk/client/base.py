@@ -9,14 +9,15 @@ import contextlib
 from collections.abc import AsyncGenerator
 from typing import cast
 
+import orjson
 from nats.aio.client import Client as NATS
 from nats.js.errors import NotFoundError
 
 from actors import workflow
 from actors.workflow import WorkflowState
-from events import subjects
+from events import namespaces, subjects
 from events.base import RecordedEvent
-from events.catalog import WorkflowDeleted
+from events.catalog import WorkflowDeleted, WorkflowStarted
 from events.errors import UndecodableEvent, WorkflowNotFound
 from events.store import ActorRef, EventStore
 from projections.reader import Views, WorkerInfo
@@ -29,8 +30,24 @@ from sdk.errors import WorkflowNotStarted
 class ClientBase:
     """The connection a ``Client`` works on, and the lookups shared by its commands and reads."""
 
-    def __init__(self, nc: NATS, *, url: str | None = None, owns_connection: bool = False) -> None:
+    def __init__(
+        self,
+        nc: NATS,
+        *,
+        url: str | None = None,
+        owns_connection: bool = False,
+        namespace: str | None = None,
+    ) -> None:
         self._nc = nc
+        # The namespace this client works in: given, else --namespace / JETWORK_NAMESPACE, else
+        # "default". ``_ns`` is what its events record (None for the default namespace).
+        self._namespace = (
+            namespaces.require(namespace) if namespace else namespaces.process_namespace()
+        )
+        self._ns = namespaces.stored(self._namespace)
+        # Whether the namespace refuses starts over its quota, and when that was read
+        # (``ClientCommands.start``; forgotten when this client changes a quota).
+        self._refusing: tuple[float, bool] | None = None
         self._url = url or _connected_url(nc)
         self._owns_connection = owns_connection
         self._store = EventStore(nc)
@@ -42,6 +59,11 @@ class ClientBase:
     def url(self) -> str:
         """The NATS server this client talks to."""
         return self._url
+
+    @property
+    def namespace(self) -> str:
+        """The namespace this client starts, lists and addresses workflows in."""
+        return self._namespace
 
     @property
     def nc(self) -> NATS:
@@ -74,11 +96,15 @@ class ClientBase:
         state = workflow.replay(loaded.events, WorkflowState(workflow_id=workflow_id))
         if state.status is None:
             await self._raise_not_found(workflow_id)
+        if state.namespace != self._ns:
+            raise WorkflowNotFound(workflow_id)  # another namespace's: not there for this one
         return state
 
     async def _live_workers(self) -> builtins.list[WorkerInfo]:
+        """The live workers of the client's namespace (the only ones its jobs can get)."""
         with translated("listing workers", url=self._url):
-            return await self._reader().workers()
+            found = await self._reader().workers()
+        return [w for w in found if w.namespace == self._namespace]
 
     async def _with_live_workers(self, view: WorkflowView) -> WorkflowView:
         """``view`` with each queued job's ``waiting_for.live_workers`` counted."""
@@ -99,17 +125,36 @@ class ClientBase:
                 return  # garbage on its subject: something was appended, so it exists
         if last is None or isinstance(last.event, WorkflowDeleted):  # deleted: a tombstone only
             raise WorkflowNotFound(workflow_id)
+        await self._require_namespace(workflow_id)
+
+    async def _require_namespace(self, workflow_id: str) -> None:
+        """``WorkflowNotFound`` when the workflow started in another namespace than the
+        client's (one direct get: its ``WorkflowStarted`` is the only event on its subject)."""
+        subject = subjects.workflow_event(workflow_id, "WorkflowStarted")
+        with translated(f"reading workflow {workflow_id}", url=self._url):
+            try:
+                found = await self._store.read(subject)
+            except UndecodableEvent:
+                return
+        started = found[0].event if found else None
+        if isinstance(started, WorkflowStarted) and started.namespace != self._ns:
+            raise WorkflowNotFound(workflow_id)
 
     async def _start_pending(self, workflow_id: str) -> bool:
+        """True when a start request of this workflow in the client's namespace waits."""
         js = self._nc.jetstream()
         with translated(f"looking for the start of {workflow_id}", url=self._url):
             try:
-                await js.get_last_msg(
+                pending = await js.get_last_msg(
                     subjects.COMMANDS_STREAM, subjects.command("start", workflow_id)
                 )
             except NotFoundError:
                 return False
-        return True
+        try:
+            named = orjson.loads(pending.data or b"{}").get("namespace")
+        except (orjson.JSONDecodeError, AttributeError):
+            return True  # garbage: the engine will say
+        return (None if named == namespaces.DEFAULT else named) == self._ns
 
     async def _raise_not_found(self, workflow_id: str) -> None:
         if await self._start_pending(workflow_id):

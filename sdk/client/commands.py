@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+import nats.errors
+from nats.js.errors import KeyNotFoundError
+
 from events import priority as priority_rules
+from events import subjects
 from events.definition import WorkflowDefinition
 from events.errors import JetworkError
+from events.quotas import OverQuota, QuotaExceeded, QuotaRecord, quota_key
 from events.requests import (
     CancelRequest,
+    StartAnswer,
     StartRequest,
     new_workflow_id,
     request_msg_id,
@@ -32,6 +40,8 @@ if TYPE_CHECKING:
     from sdk.client.core import Client
 
 _PUBLISH_ATTEMPTS = 3
+_ANSWER_TIMEOUT = 10.0
+_QUOTA_TTL = 1.0
 
 
 class ClientCommands(ClientBase):
@@ -67,7 +77,9 @@ class ClientCommands(ClientBase):
         given = dict(inputs or {})
         checked_inputs(definition, given)
         workflow_id = (
-            workflow_id_for(idempotency_key) if idempotency_key is not None else new_workflow_id()
+            workflow_id_for(idempotency_key, namespace=self._ns)
+            if idempotency_key is not None
+            else new_workflow_id()
         )
         try:
             request = StartRequest(
@@ -76,12 +88,60 @@ class ClientCommands(ClientBase):
                 inputs=given,
                 idempotency_key=idempotency_key,
                 traceparent=traceparent or tracing.current_traceparent(),
+                namespace=self._ns,
             )
             payload = request.model_dump_json().encode()
         except ValueError as exc:  # pydantic: a key too long, inputs that are not JSON data
             raise InvalidArgument(f"cannot send this start request: {exc}") from None
-        await self._send(request.subject(), payload, request_msg_id(request), "starting")
+        if await self._refused_over_quota():
+            # The engine decides (under compare-and-set); its answer says whether it refused.
+            await self._start_answered(request, idempotency_key)
+        else:
+            await self._send(request.subject(), payload, request_msg_id(request), "starting")
         return RunHandle(cast("Client", self), workflow_id)
+
+    async def _refused_over_quota(self) -> bool:
+        """True when the client's namespace refuses starts over a workflow quota: then a start
+        waits for the engine's answer, to raise ``QuotaExceeded`` with its reason."""
+        now = time.monotonic()
+        if self._refusing is not None and now - self._refusing[0] < _QUOTA_TTL:
+            return self._refusing[1]  # read less than a second ago: starts in a loop pay once
+        refusing = False
+        with translated("reading the namespace's quota", url=self._url):
+            kv = await self._nc.jetstream().key_value(subjects.KV_CONTROL)
+            try:
+                entry = await kv.get(quota_key(self._namespace))
+            except KeyNotFoundError:
+                entry = None
+        if entry is not None and entry.value:
+            try:
+                record = QuotaRecord.model_validate_json(entry.value)
+            except ValueError:
+                record = None
+            refusing = record is not None and (
+                record.max_running_workflows is not None and record.over_quota is OverQuota.REFUSE
+            )
+        self._refusing = (now, refusing)
+        return refusing
+
+    async def _start_answered(self, request: StartRequest, key: str | None) -> None:
+        inbox = self._nc.new_inbox()
+        answered = request.model_copy(update={"reply_to": inbox})
+        with translated(f"starting {request.workflow_id}", url=self._url):
+            answers = await self._nc.subscribe(inbox, max_msgs=1)
+        try:
+            payload = answered.model_dump_json().encode()
+            await self._send(request.subject(), payload, request_msg_id(request), "starting")
+            try:
+                msg = await answers.next_msg(timeout=_ANSWER_TIMEOUT)
+            except nats.errors.TimeoutError:
+                return  # no engine answered in time: the start waits in the stream
+        finally:
+            with contextlib.suppress(Exception):
+                await answers.unsubscribe()
+        answer = StartAnswer.model_validate_json(msg.data)
+        if not answer.accepted:
+            raise QuotaExceeded(answer.error or f"the start of {request.workflow_id} was refused")
 
     async def cancel(
         self, workflow_id: str, *, reason: str = "cancelled by user", force: bool = False

@@ -28,6 +28,7 @@ from typing import Any
 
 import orjson
 
+from events import namespaces
 from events.connection import NatsSettings, connect
 from events.errors import ServerRefused, ServerUnavailable
 from projections.views import WorkflowView
@@ -37,6 +38,7 @@ from sdk.client.definitions import WorkflowSource
 from sdk.client.deleting import ClientDeletion
 from sdk.client.handle import RunHandle
 from sdk.client.logs import Claim, LogLine
+from sdk.client.namespaces import ClientNamespaces
 from sdk.client.progress import ClientProgress
 from sdk.client.rate_limits import ClientRateLimits
 from sdk.client.registry import ClientRegistry
@@ -53,6 +55,7 @@ class Client(
     ClientDeletion,
     ClientWorkerControl,
     ClientRateLimits,
+    ClientNamespaces,
     ClientStreams,
     ClientRegistry,
     ClientProgress,
@@ -64,13 +67,23 @@ class Client(
     """
 
     @classmethod
-    def connect(cls, url: str | None = None, *, name: str = "jetwork-client") -> _Connecting:
+    def connect(
+        cls, url: str | None = None, *, name: str = "jetwork-client", namespace: str | None = None
+    ) -> _Connecting:
         """Connect to ``url``, else ``JETWORK_NATS_URL``, else ``nats://127.0.0.1:4222``.
 
         Await it (``client = await Client.connect()``) or use it as an async context manager.
-        Raises ``ServerUnavailable`` when the server cannot be reached.
+        Raises ``ServerUnavailable`` when the server cannot be reached. ``namespace``: the one
+        it works in (else ``--namespace`` / ``JETWORK_NAMESPACE``, else ``default``).
         """
-        return _Connecting(NatsSettings.from_env(url=url, name=name))
+        # Checked before connecting: a bad --namespace or JETWORK_NAMESPACE connects nowhere.
+        resolved = namespaces.require(namespace) if namespace else namespaces.process_namespace()
+        return _Connecting(NatsSettings.from_env(url=url, name=name), resolved)
+
+    def in_namespace(self, namespace: str) -> Client:
+        """A client of another namespace on this client's connection (closing it leaves the
+        connection open)."""
+        return Client(self._nc, url=self._url, namespace=namespace)
 
     async def __aenter__(self) -> Client:
         return self
@@ -87,8 +100,9 @@ class Client(
 class _Connecting:
     """``Client.connect(...)``: awaitable, and an async context manager that closes on exit."""
 
-    def __init__(self, settings: NatsSettings) -> None:
+    def __init__(self, settings: NatsSettings, namespace: str | None = None) -> None:
         self._settings = settings
+        self._namespace = namespace
         self._client: Client | None = None
 
     async def _open(self) -> Client:
@@ -102,7 +116,13 @@ class _Connecting:
                 f"cannot reach the NATS server at {self._settings.url}. Is `jetwork server` "
                 "running? Point at another server with --nats URL or JETWORK_NATS_URL."
             ) from None
-        return Client(nc, url=self._settings.url, owns_connection=True)
+        try:
+            return Client(
+                nc, url=self._settings.url, owns_connection=True, namespace=self._namespace
+            )
+        except BaseException:
+            await nc.close()
+            raise
 
     def __await__(self) -> Generator[Any, None, Client]:
         return self._open().__await__()

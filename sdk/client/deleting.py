@@ -25,6 +25,7 @@ class ClientDeletion(ClientBase):
         whatever an interrupted deletion left.
         """
         require_id(workflow_id)
+        await self._require_namespace(workflow_id)  # another namespace's: not found
         with translated(f"deleting workflow {workflow_id}", url=self._url):
             return await delete_workflow(
                 self._nc, self._store, workflow_id, by=by or default_operator(), reason=reason

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from nats.js.errors import KeyNotFoundError, NoKeysError
 
-from events import subjects
+from events import namespaces, subjects
 from events.definition import MAX_RATE_WINDOW, RateLimit
 from events.labels import token_of
 from sdk.client.control import default_operator
@@ -80,6 +80,7 @@ class ClientRateLimits(ClientReads):
         """At most ``limit`` starts of ``handler``'s jobs (or the label set ``labels``' jobs) per
         ``per`` seconds, across every worker. Returns the key set (``limit.handler.<name>``)."""
         kind, name = limited_key(handler, labels)
+        kind = namespaces.key_prefix(self._ns) + kind  # the client's namespace's limit
         if limit < 1 or not 0 < per <= MAX_RATE_WINDOW:
             raise InvalidArgument(
                 f"a limit is >= 1 per a window of up to 1d, got {limit} per {per}s"
@@ -96,7 +97,8 @@ class ClientRateLimits(ClientReads):
         self, *, handler: str | None = None, labels: tuple[str, ...] | None = None
     ) -> bool:
         """Lift an operator's limit; False if there was none."""
-        key = limit_key(*limited_key(handler, labels))
+        kind, name = limited_key(handler, labels)
+        key = limit_key(namespaces.key_prefix(self._ns) + kind, name)
         with translated("deleting a rate limit", url=self._url):
             kv = await self._nc.jetstream().key_value(subjects.KV_CONTROL)
             try:
@@ -109,13 +111,15 @@ class ClientRateLimits(ClientReads):
         return True
 
     async def rate_limits(self) -> list[RateLimitView]:
-        """Every operator's limit, with the starts counted in its current window."""
+        """Every operator's limit in the client's namespace, with the starts counted in its
+        current window."""
+        scope = PREFIX + namespaces.key_prefix(self._ns)
         with translated("reading rate limits", url=self._url):
             js = self._nc.jetstream()
             control = await js.key_value(subjects.KV_CONTROL)
             counters = await js.key_value(subjects.KV_RATES)
             try:
-                keys = [k for k in await control.keys() if k.startswith(PREFIX)]
+                keys = [k for k in await control.keys() if _in_scope(k, scope)]
             except NoKeysError:  # nats-py's answer for an empty bucket
                 keys = []
             views = []
@@ -127,17 +131,28 @@ class ClientRateLimits(ClientReads):
                 if not entry.value:
                     continue
                 views.append(
-                    await _view(key, LimitRecord.model_validate_json(entry.value), counters)
+                    await _view(key, scope, LimitRecord.model_validate_json(entry.value), counters)
                 )
         return views
 
 
-async def _view(key: str, record: LimitRecord, counters: Any) -> RateLimitView:
-    kind, name = key.removeprefix(PREFIX).split(".", 1)
+def _in_scope(key: str, scope: str) -> bool:
+    """A limit key of this scope (``limit.`` + the namespace's prefix), not of another namespace
+    (``limit.ns.<other>.``, which the default scope's prefix also begins)."""
+    if not key.startswith(scope):
+        return False
+    return key.removeprefix(scope).split(".", 1)[0] in ("handler", "labels")
+
+
+async def _view(key: str, scope: str, record: LimitRecord, counters: Any) -> RateLimitView:
+    kind, name = key.removeprefix(scope).split(".", 1)
     at = time.time()
     window = window_of(at, record.per)
+    counted_as = scope.removeprefix(PREFIX) + kind
     try:
-        counted = int((await counters.get(counter_key(kind, name, record.per, window))).value or 0)
+        counted = int(
+            (await counters.get(counter_key(counted_as, name, record.per, window))).value or 0
+        )
     except KeyNotFoundError:
         counted = 0
     return RateLimitView(kind, name, record.limit, record.per, counted,

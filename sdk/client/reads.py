@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from events.base import RecordedEvent
-from events.catalog import WorkflowStatus
+from events.catalog import WorkflowStarted, WorkflowStatus
 from events.dead_letters import DeadLetter, list_dead_letters
 from events.errors import WorkflowNotFound
 from projections.rebuild import RebuildStats, rebuild
@@ -64,6 +64,9 @@ class ClientReads(ClientBase):
             events = await self._store.history(workflow_id)
         if not events:
             await self._raise_not_found(workflow_id)
+        first = events[0].event
+        if isinstance(first, WorkflowStarted) and first.namespace != self._ns:
+            raise WorkflowNotFound(workflow_id)  # another namespace's
         return events
 
     async def dead_letters(self, limit: int = 100) -> builtins.list[DeadLetter]:
@@ -111,7 +114,9 @@ class ClientReads(ClientBase):
         if limit < 1:
             raise InvalidArgument(f"limit must be at least 1, got {limit}")
         with translated("listing workflows", url=self._url):
-            rows = await self._reader().list(status=status, name=name, limit=limit, where=where)
+            rows = await self._reader().list(
+                status=status, name=name, limit=limit, where=where, namespace=self._ns
+            )
         if not any(row.waiting_for for row in rows):
             return rows
         live = live_capabilities(await self._live_workers())
@@ -124,8 +129,12 @@ class ClientReads(ClientBase):
         that no live (not stale) worker serves: work that waits until such a worker starts.
         """
         with translated("listing workers", url=self._url):
-            found = await self._reader().workers()
-            return WorkerList(found, unserved=await self._reader().unserved(found))
+            every = await self._reader().workers()
+            unserved = await self._reader().unserved(every)
+        return WorkerList(
+            [w for w in every if w.namespace == self._namespace],
+            unserved=[ls for ls in unserved if ls.namespace == self._namespace],
+        )
 
     async def lag(self) -> int:
         """Events the projector has not applied yet (what ``list`` may be missing)."""

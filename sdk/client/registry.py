@@ -104,7 +104,12 @@ class ClientRegistry(ClientBase):
         now = datetime.now(UTC)
         with translated(f"adding schedule {key}", url=self._url):
             return await ScheduleStore(self._nc.jetstream()).put_new(
-                key, definition, given, now=now, first_tick=next_tick(definition.schedule, now)
+                key,
+                definition,
+                given,
+                now=now,
+                first_tick=next_tick(definition.schedule, now),
+                namespace=self._ns,  # its runs start in the client's namespace
             )
 
     async def schedules(self) -> builtins.list[ScheduleEntry]:

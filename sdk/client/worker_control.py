@@ -59,7 +59,7 @@ class ClientWorkerControl(ClientReads):
             what = "worker id" if worker_id is not None else "handler name"
             raise InvalidArgument(f"{name!r} is not a valid {what} (letters, digits, _ and -)")
         if handler is not None:
-            return handler_key(handler)
+            return handler_key(handler, self._ns)  # the handler in the client's namespace
         if must_be_live and worker_id not in {w.worker_id for w in await self.workers()}:
             raise InvalidArgument(
                 f"no live worker has id {worker_id!r} (`jetwork workers` lists them; "

@@ -42,7 +42,7 @@ from events.errors import PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
 from sdk.worker.claims import Action, Dispatch, claim_dispatch, now, record_result, refresh
 from sdk.worker.concurrency import RECHECK as GROUP_RECHECK
-from sdk.worker.concurrency import ConcurrencyGroups, Holder
+from sdk.worker.concurrency import ConcurrencyGroups, Holder, group_key
 from sdk.worker.config import WorkerConfig
 from sdk.worker.dispatch_message import DispatchMessage
 from sdk.worker.executors import ExecutionResult, Executor, Failed
@@ -120,6 +120,7 @@ class Attempt(DispatchMessage):
         self._ack_when_abandoned = False
         self._check_at_once = False  # a cancel notice arrived before the run started
         self._holder: Holder | None = None  # this attempt's slot of its concurrency group
+        self._quota_slot: tuple[str, Holder] | None = None  # of its namespace's running jobs
         self._watcher: Watcher | None = None
         self._log: Any = _log.bind(worker_id=env.worker_id, dispatch_seq=self.dispatch_seq)
 
@@ -264,27 +265,38 @@ class Attempt(DispatchMessage):
         the message is released and tried again shortly."""
         assert self.dispatch is not None
         spec = self.dispatch.queued.spec
-        if spec.concurrency is None:
+        quota = await self.env.groups.quotas.slot(spec)
+        if spec.concurrency is None and quota is None:
             return True
         holder = Holder(workflow_id=self.dispatch.workflow_id, job=self.dispatch.job,
                         attempt=self.dispatch.queued.attempt, worker_id=self.env.worker_id,
                         since=time.time(),
                         queued_at=self.dispatch.queued.queued_at.timestamp())  # fmt: skip
-        if await self.env.groups.enter(spec, holder):
-            self._holder = holder
-            return True
-        self._log.debug("concurrency group full", group=spec.concurrency.group)
+        if quota is None or await self.env.groups.take(*quota, holder):
+            if quota is not None:
+                self._quota_slot = (quota[0], holder)
+            if spec.concurrency is None or await self.env.groups.enter(spec, holder):
+                self._holder = holder if spec.concurrency is not None else None
+                return True
+            await self._leave_group()  # the namespace's slot back: its group is full
+        self._log.debug("concurrency group or namespace quota full", namespace=spec.namespace)
         self.settled = True
         with contextlib.suppress(Exception):
             await self.msg.nak(delay=GROUP_RECHECK)
         return False
 
     async def _leave_group(self) -> None:
+        quota, self._quota_slot = self._quota_slot, None
+        if quota is not None:
+            try:
+                await self.env.groups.leave(*quota)
+            except Exception as exc:  # a stale slot is found and dropped by the next one waiting
+                self._log.warning("namespace quota slot not given back", error=repr(exc))
         holder, self._holder = self._holder, None
-        group = self.dispatch.queued.spec.concurrency if self.dispatch is not None else None
+        group = group_key(self.dispatch.queued.spec) if self.dispatch is not None else None
         if holder is not None and group is not None:
             try:
-                await self.env.groups.leave(group.group, holder)
+                await self.env.groups.leave(group, holder)
             except Exception as exc:  # a stale slot is found and dropped by the next one waiting
                 self._log.warning("concurrency slot not given back", error=repr(exc))
 

@@ -39,10 +39,11 @@ from pydantic import BaseModel, ConfigDict
 
 from actors import job
 from actors.commands import CancelJob
-from events import subjects
+from events import namespaces, subjects
 from events.catalog import JobSpec
 from events.errors import ConcurrencyConflict
 from events.store import ActorRef, EventStore
+from sdk.worker.namespace_jobs import NamespaceJobQuotas
 
 _log = structlog.get_logger("jetwork.worker")
 RECHECK: Final = 1.0
@@ -82,6 +83,14 @@ def encode(holders: list[Holder]) -> bytes:
 IsRunning = Callable[[Holder], Awaitable[bool]]
 
 
+def group_key(spec: JobSpec) -> str | None:
+    """The KV key of the job's group (None: it has none), in its namespace: two namespaces'
+    groups of one name are two groups (``ns.<namespace>.<group>``: ``events.namespaces``)."""
+    if spec.concurrency is None:
+        return None
+    return namespaces.key_prefix(spec.namespace) + spec.concurrency.group
+
+
 class ConcurrencyGroups:
     """Takes and gives back slots of concurrency groups in KV ``jw_concurrency``."""
 
@@ -90,6 +99,7 @@ class ConcurrencyGroups:
         self._slots: KeyValue | None = None
         self._store: EventStore | None = None
         self._notify: Callable[[str], Awaitable[None]] | None = None
+        self.quotas = NamespaceJobQuotas()
 
     async def start(
         self,
@@ -103,27 +113,38 @@ class ConcurrencyGroups:
         self._slots = await js.key_value(subjects.KV_CONCURRENCY)
         self._store = store
         self._notify = notify
+        await self.quotas.start(js)
 
     async def enter(self, spec: JobSpec, holder: Holder) -> bool:
         """True when ``holder`` has a slot of the job's group (or it has none); False: full."""
-        group = spec.concurrency
-        if group is None:
+        group, key = spec.concurrency, group_key(spec)
+        if group is None or key is None:
             return True
+        superseding = group.group if group.cancel_in_progress else None
+        return await self.take(key, group.limit, holder, superseding=superseding)
+
+    async def take(
+        self, key: str, limit: int, holder: Holder, *, superseding: str | None = None
+    ) -> bool:
+        """True when ``holder`` has a slot of the group at ``key`` (at most ``limit``).
+
+        ``superseding``: the group's name when it has ``cancel_in_progress`` — a full group then
+        asks its older holders to stop (``_supersede``) before the newcomer is told to wait."""
         assert self._slots is not None, "start() the groups first"
         for _ in range(_TRIES):
             try:
-                entry = await self._slots.get(group.group)
+                entry = await self._slots.get(key)
                 holders, revision = decode(entry.value), entry.revision or 0
             except KeyNotFoundError:
                 holders, revision = [], 0
             holders = [h for h in holders if not h.same_job(holder)]
-            if len(holders) >= group.limit:
+            if len(holders) >= limit:
                 holders = await self._without_stale(holders)
-            if len(holders) >= group.limit:
-                if group.cancel_in_progress:
-                    await self._supersede(holders, holder, group.group, group.limit)
+            if len(holders) >= limit:
+                if superseding is not None:
+                    await self._supersede(holders, holder, superseding, limit)
                 return False
-            if await self._write(group.group, [*holders, holder], revision):
+            if await self._write(key, [*holders, holder], revision):
                 return True
         return False  # lost every race: treated as full, tried again shortly
 

@@ -122,6 +122,8 @@ class WorkerConfig:
     the worker's own."""
     env_allow: tuple[str, ...] = ()
     """With ``env_clear``: the worker's variables a job keeps (``NAME``, or ``PREFIX*``)."""
+    namespace: str = "default"
+    """The namespace whose jobs this worker claims (no other's: ``events/namespaces.py``)."""
 
     def __post_init__(self) -> None:
         allow: Any = self.env_allow

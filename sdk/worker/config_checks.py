@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
+from events import namespaces
 from events.subjects import is_valid_token
 from sdk.worker.config_env import split_list
 
@@ -53,6 +54,10 @@ def config_problems(cfg: WorkerConfig) -> list[str]:
             "use 1-128 letters, digits, '_' or '-'"
         )
     problems.extend(_label_problems(cfg.labels))
+    try:
+        namespaces.require(cfg.namespace)
+    except namespaces.InvalidNamespace as exc:
+        problems.append(str(exc))
     for name in _POSITIVE_SECONDS:
         value = getattr(cfg, name)
         if not _is_number(value) or value <= 0:

@@ -36,6 +36,7 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "max_log_bytes": "JETWORK_WORKER_MAX_LOG_BYTES",
     "env_clear": "JETWORK_WORKER_ENV_CLEAR",
     "env_allow": "JETWORK_WORKER_ENV_ALLOW",
+    "namespace": "JETWORK_NAMESPACE",
 }
 """Field name → general environment variable."""
 
@@ -48,7 +49,7 @@ def handler_env_var(handler: str, field_name: str) -> str:
 
 
 WORKER_WIDE_FIELDS: Final = frozenset(
-    {"nats_url", "worker_id", "labels", "shutdown_grace", "env_clear", "env_allow"}
+    {"nats_url", "worker_id", "labels", "shutdown_grace", "env_clear", "env_allow", "namespace"}
 )
 """Settings of the whole worker: one connection, one identity, one label set, one shutdown, one
 environment for its shell jobs."""
@@ -172,5 +173,6 @@ PARSERS: Final[Mapping[str, Callable[[str], Any]]] = {
     "max_log_bytes": parse_size,
     "env_clear": _parse_bool,
     "env_allow": _parse_names,
+    "namespace": str,
 }
 """Field name → the parser of its variables' values (``ValueError`` saying what is expected)."""

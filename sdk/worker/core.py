@@ -108,7 +108,10 @@ class Worker(WorkerShutdown):
         self.limiter = RateLimiter()
         self.groups = ConcurrencyGroups()
         self.pauses = Pauses(
-            self.worker_id, on_change=self._apply_pauses, handlers=lambda: self.registry.names
+            self.worker_id,
+            on_change=self._apply_pauses,
+            handlers=lambda: self.registry.names,
+            namespace=self.config.namespace,
         )
         self._slots = Slots(self.config.max_concurrent_jobs)
         metrics.SLOTS.labels(self.worker_id).set(self._slots.size)
@@ -143,7 +146,7 @@ class Worker(WorkerShutdown):
     @property
     def capabilities(self) -> frozenset[str]:
         """Labels plus ``@<name>`` per registered handler: what this worker can run."""
-        return capabilities(self.config.labels, self.registry.names)
+        return capabilities(self.config.labels, self.registry.names, self.config.namespace)
 
     def _nats_settings(self) -> NatsSettings:
         return NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}")
@@ -414,6 +417,7 @@ class Worker(WorkerShutdown):
             running=[job for job in running if job is not None],
             paused=self.pauses.paused,
             schemas=published_schemas(self.registry),
+            namespace=self.config.namespace,
         )
 
 

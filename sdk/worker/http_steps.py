@@ -1,7 +1,8 @@
 """The worker inside ``jetwork server`` that runs ``http:`` steps (``HttpExecutor``).
 
 It serves one label set, ``@jetwork-http`` (never the jobs without labels, which every other
-worker's capabilities cover), so the request is made by jetwork itself while the engine goes on
+worker's capabilities cover), in every namespace (``events/namespaces.py``), so the request is
+made by jetwork itself while the engine goes on
 deciding: the step is a job like any other, leased, heartbeated, timed out, retried, cancelled.
 Settings: ``JETWORK_HTTP_STEP_CONCURRENCY`` (requests at once, default 16) and
 ``JETWORK_HTTP_STEP_ALLOW`` (``sdk.worker.executors.http_step``).
@@ -18,6 +19,7 @@ from typing import Any, Final
 from events.connection import NatsSettings
 from events.http_step import HTTP_HANDLER
 from events.labels import HANDLER_PREFIX
+from events.namespaces import MEMBER_PREFIX
 from events.nats_auth import NatsAuth
 from sdk.worker.config import WorkerConfig
 from sdk.worker.core import Worker
@@ -54,7 +56,9 @@ class HttpStepWorker(Worker):
         return replace(super()._nats_settings(), auth=self._auth)
 
     def serves(self, requirements: frozenset[str]) -> bool:
-        return requirements == _REQUIREMENTS
+        # Every namespace's http steps (``ns:<name>`` beside ``@jetwork-http``): jetwork itself
+        # makes the request, for whichever namespace the step runs in.
+        return {r for r in requirements if not r.startswith(MEMBER_PREFIX)} == _REQUIREMENTS
 
     async def stop(self, *, graceful: bool = True) -> None:
         try:

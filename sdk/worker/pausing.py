@@ -18,7 +18,7 @@ import structlog
 from nats.js import JetStreamContext
 from pydantic import BaseModel, ConfigDict
 
-from events import subjects
+from events import namespaces, subjects
 from sdk.worker.control_keys import ControlKeys
 
 _log = structlog.get_logger("jetwork.worker")
@@ -29,8 +29,10 @@ def worker_key(worker_id: str) -> str:
     return f"{PREFIX}worker.{worker_id}"
 
 
-def handler_key(handler: str) -> str:
-    return f"{PREFIX}handler.{handler}"
+def handler_key(handler: str, namespace: str | None = None) -> str:
+    """A handler's switch, in its namespace (``pause.ns.<namespace>.handler.<name>`` outside the
+    default one: pausing a handler pauses it there only)."""
+    return f"{PREFIX}{namespaces.key_prefix(namespace)}handler.{handler}"
 
 
 class PauseRecord(BaseModel):
@@ -56,8 +58,10 @@ class Pauses:
         on_change: Callable[[], None] = lambda: None,
         *,
         handlers: Callable[[], Iterable[str]] = tuple,
+        namespace: str | None = None,
     ) -> None:
         self._worker_id = worker_id
+        self._namespace = namespace
         self._on_change = on_change
         self._handlers = handlers
         self._keys: set[str] = set()
@@ -69,7 +73,7 @@ class Pauses:
         """Is a label set of ``handler`` (None: label-routed jobs) paused on this worker?"""
         if worker_key(self._worker_id) in self._keys:
             return True
-        return handler is not None and handler_key(handler) in self._keys
+        return handler is not None and handler_key(handler, self._namespace) in self._keys
 
     @property
     def paused(self) -> tuple[str, ...]:
@@ -77,7 +81,9 @@ class Pauses:
         worker's handlers that is paused (a pause of a handler it lacks is not shown here)."""
         names = ["worker"] if worker_key(self._worker_id) in self._keys else []
         names += [
-            f"@{name}" for name in sorted(self._handlers()) if handler_key(name) in self._keys
+            f"@{name}"
+            for name in sorted(self._handlers())
+            if handler_key(name, self._namespace) in self._keys
         ]
         return tuple(names)
 

@@ -51,6 +51,7 @@ class WorkerPresence(BaseModel):
     paused: tuple[str, ...] = ()  # "worker" and/or "@<handler>" (sdk/worker/pausing.py)
     # Each handler's input/output models as JSON Schema (sdk/worker/handler_schemas.py).
     handler_schemas: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    namespace: str = "default"  # whose jobs it claims (events/namespaces.py)
 
     def encode(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))
@@ -78,6 +79,7 @@ class PresenceBoard:
         running: Iterable[RunningJob],
         paused: Iterable[str] = (),
         schemas: Mapping[str, dict[str, Any]] | None = None,
+        namespace: str = "default",
     ) -> None:
         """Write (or refresh) the entry, stamped with ``last_seen`` = now."""
         presence = WorkerPresence(
@@ -92,6 +94,7 @@ class PresenceBoard:
             pid=os.getpid(),
             paused=tuple(paused),
             handler_schemas=dict(schemas or {}),
+            namespace=namespace,
         )
         try:
             kv = await self._bucket()

@@ -31,7 +31,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from pydantic import BaseModel, ConfigDict
 
-from events import subjects
+from events import namespaces, subjects
 from events.catalog import JobSpec
 from events.definition import RateLimit
 from events.labels import token_of
@@ -49,10 +49,12 @@ def limit_key(kind: str, name: str) -> str:
 
 
 def limited_as(spec: JobSpec) -> tuple[str, str]:
-    """What a job's starts count against: its handler, else its label set's token."""
+    """What a job's starts count against: its handler, else its label set's token, in its
+    namespace (kind ``ns.<namespace>.handler`` outside the default one: ``events.namespaces``)."""
+    scope = namespaces.key_prefix(spec.namespace)
     if spec.uses is not None:
-        return "handler", spec.uses
-    return "labels", token_of(spec.labels, None)
+        return scope + "handler", spec.uses
+    return scope + "labels", token_of(spec.labels, None)
 
 
 def window_of(at: float, per: float) -> int:

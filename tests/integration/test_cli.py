@@ -40,7 +40,7 @@ from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 
 VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs",
              "restarted_from", "restarted_as", "vars", "parent", "outputs", "version",
-             "inputs", "labels", "group"}  # fmt: skip
+             "inputs", "labels", "group", "namespace"}  # fmt: skip
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
             "reason", "waiting_for", "wait", "child_workflow_id", "child_workflow", "iteration",
             "sleeping_until", "poll_count", "callback_at"}  # fmt: skip

@@ -48,7 +48,7 @@ async def _projected(views: Views, *wfs: str) -> None:
         for wf in wfs:
             view = await views.get(wf)
             assert view is not None and view.ended_at is not None, (wf, view)
-        listed = {row.workflow_id for row in await views.list(limit=100)}
+        listed = {row.workflow_id for row in await views.list(limit=100, every_namespace=True)}
         assert set(wfs) <= listed, listed
         return True
 
@@ -123,24 +123,27 @@ async def test_retention_deletes_only_the_workflows_that_ended_before_it(
     done = {"name": "done", "jobs": {"b": {"run": "echo b"}}}
     await start_workflow(rig.nc, "wf-old", done)
     await rig.until("wf-old", "wf.WorkflowSucceeded")
+    await start_workflow(rig.nc, "wf-old-ns", done, namespace="team-a")  # every namespace's
+    await rig.until("wf-old-ns", "wf.WorkflowSucceeded")
     await start_workflow(rig.nc, "wf-new", done)
     await rig.until("wf-new", "wf.WorkflowSucceeded")
     await start_workflow(rig.nc, "wf-open", ONE)  # a hangs: it stays running
-    await _projected(views, "wf-old", "wf-new")
+    await _projected(views, "wf-old", "wf-new", "wf-old-ns")
     await rig.until("wf-open", "job.a.JobQueued")
     old = (await rig.client.status("wf-old")).ended_at
     new = (await rig.client.status("wf-new")).ended_at
     assert old is not None and new is not None and old < new
     keep = timedelta(days=30)
-    # The clock the sweep reads: 30 days after a moment between the two ends.
-    now: datetime = old + (new - old) / 2 + keep
+    # The clock the sweep reads: 30 days after a moment just before the new one's end.
+    now: datetime = new - timedelta(milliseconds=1) + keep
     open_before = await rig.history("wf-open")
     retention = Retention(rig.nc, retention=keep, clock=lambda: now)
     try:
-        assert await retention.sweep() == ["wf-old"]
+        assert sorted(await retention.sweep()) == ["wf-old", "wf-old-ns"]
     finally:
         await retention.stop()
     assert types(await rig.history("wf-old")) == ["wf.WorkflowDeleted"]
+    assert types(await rig.history("wf-old-ns")) == ["wf.WorkflowDeleted"]
     assert (await rig.client.status("wf-new")).status == "succeeded"
     assert [r.seq for r in await rig.history("wf-open")] == [r.seq for r in open_before]
 

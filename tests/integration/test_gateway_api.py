@@ -19,6 +19,7 @@ from gateway.settings import GatewaySettings
 from projections.projector import Projector
 from tests.eventually import assert_eventually
 from tests.gateway_harness import (
+    claim,
     claim_eventually,
     finished,
     running_engine,
@@ -323,3 +324,75 @@ async def test_the_openapi_document_and_reference_page_cover_every_route(
     page = await http.get("/docs")
     assert page.headers["content-type"].startswith("text/html")
     assert "/api/jobs/{lease_id}/heartbeat" in page.text
+
+
+async def test_a_namespace_by_header_or_query_parameter(
+    http: httpx.AsyncClient, clean_nats: NATS
+) -> None:
+    team = {"Jetwork-Namespace": "team-a"}
+    started = await http.post("/api/workflows", json={"workflow": HELLO}, headers=team)
+    assert started.status_code == 201, started.text
+    wf = started.json()["workflow_id"]
+    assert (await http.get(f"/api/workflows/{wf}")).status_code == 404  # not the default's
+    shown = await http.get(f"/api/workflows/{wf}?namespace=team-a")
+    assert shown.status_code == 200 and shown.json()["namespace"] == "team-a"
+
+    async def listed() -> Any:
+        rows = (await http.get("/api/workflows", headers=team)).json()["workflows"]
+        return rows if [r["workflow_id"] for r in rows] == [wf] else None
+
+    await assert_eventually(listed)
+    default_rows = (await http.get("/api/workflows")).json()["workflows"]
+    assert wf not in [r["workflow_id"] for r in default_rows]
+    # An HTTP worker claims the namespace's jobs only when it names the namespace.
+    assert await claim(http, "w-default", ["http"]) is None
+
+    async def team_claim() -> Any:
+        body = {"worker_id": "w-team", "labels": ["http"], "lease_ttl_secs": 30}
+        return (await http.post("/api/jobs/claim?namespace=team-a", json=body)).json()
+
+    claimed = await assert_eventually(team_claim, timeout=15)
+    assert claimed["lease"]["workflow_id"] == wf
+
+    async def team_workers() -> Any:
+        found = (await http.get("/api/workers", headers=team)).json()["workers"]
+        return [w["worker_id"] for w in found] == ["w-team"]
+
+    await assert_eventually(team_workers, timeout=15)  # written by the presence refresh
+    default_workers = (await http.get("/api/workers")).json()["workers"]
+    assert "w-team" not in [w["worker_id"] for w in default_workers]
+    bad = await http.get("/api/workflows?namespace=no.good")
+    assert bad.status_code == 422 and bad.json()["code"] == "invalid_namespace"
+    key = {"workflow": HELLO, "idempotency_key": "k-1"}
+    first = await http.post("/api/workflows", json=key, headers=team)
+    other = await http.post("/api/workflows", json=key)
+    assert first.json()["workflow_id"] != other.json()["workflow_id"]
+
+
+async def test_http_workers_are_bound_by_their_namespaces_job_quota(
+    http: httpx.AsyncClient, clean_nats: NATS
+) -> None:
+    from sdk.client import Client
+
+    await Client(clean_nats).set_quota("team-q", max_running_jobs=1)
+    two = {"name": "two", "jobs": {"a": {"run": "a", "labels": ["http"]},
+                                   "b": {"run": "b", "labels": ["http"]}}}  # fmt: skip
+    started = await http.post(
+        "/api/workflows", json={"workflow": two}, headers={"Jetwork-Namespace": "team-q"}
+    )
+    assert started.status_code == 201, started.text
+    body = {"worker_id": "w-q", "labels": ["http"], "lease_ttl_secs": 30}
+
+    async def claimed() -> Any:
+        return (await http.post("/api/jobs/claim?namespace=team-q", json=body)).json()
+
+    first = await assert_eventually(claimed, timeout=15)
+    # The namespace runs its quota of jobs: the other is held back while the first runs.
+    for _ in range(3):
+        assert await claimed() is None
+    done = await http.post(f"/api/jobs/{first['lease']['lease_id']}/complete", json={})
+    assert done.status_code == 200, done.text
+    second = await assert_eventually(claimed, timeout=15)
+    assert {first["job"]["job_id"], second["job"]["job_id"]} == {"a", "b"}
+    await http.post(f"/api/jobs/{second['lease']['lease_id']}/complete", json={})
+    await Client(clean_nats).delete_quota("team-q")

@@ -254,3 +254,19 @@ async def test_cancelling_a_workflow_stops_a_request_in_flight(
         await worker.stop()
     assert ended(history) == "WorkflowCancelled"
     assert any(r.event.event_type == "JobCancelled" for r in history)
+
+
+async def test_the_servers_http_worker_runs_every_namespaces_steps(
+    clean_nats: NATS, nats_url: str, engine: Engine, target: Target
+) -> None:
+    definition = {"name": "http-ns", "jobs": {"call": {"http": {"url": f"{target.url}/ok"}}}}
+    worker = await http_worker(nats_url)
+    try:
+        await start_workflow(clean_nats, "wf-http-ns", definition, namespace="team-a")
+        history = await finished(clean_nats, "wf-http-ns")
+    finally:
+        await worker.stop()
+    assert ended(history) == "WorkflowSucceeded"
+    [called] = ends(history, "call")
+    assert called.worker_id == worker.worker_id
+    assert not worker.serves(frozenset({"@jetwork-http", "gpu"}))

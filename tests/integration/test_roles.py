@@ -253,3 +253,31 @@ async def test_a_client_sets_a_rate_limit_and_a_worker_counts_against_it(
     assert await limiter.admit(spec) is not None  # the window is full
     await limiter.stop()
     assert worker.refused == [] and client.refused == []
+
+
+async def test_quotas_by_role_a_client_sets_the_engine_and_a_worker_count_against_it(
+    connect_as: ConnectAs,
+) -> None:
+    from actors.engine.quotas import Quotas
+    from events.catalog import JobSpec
+    from events.store import EventStore
+    from sdk.client import Client
+    from sdk.worker.concurrency import ConcurrencyGroups, Holder
+
+    client = await connect_as("client")
+    engine, worker = await connect_as("engine"), await connect_as("worker")
+    await Client(client.nc).set_quota("roles-ns", max_running_workflows=1, max_running_jobs=1)
+    book = Quotas(engine.nc, EventStore(engine.nc))
+    assert await book.enter("roles-ns", "wf-roles-q1") is None  # jw_quotas written as the engine
+    assert await book.enter("roles-ns", "wf-roles-q2") is not None
+    groups = ConcurrencyGroups()
+    await groups.start(worker.nc.jetstream(), EventStore(worker.nc))
+    spec = JobSpec(run="true", namespace="roles-ns")
+    slot = await groups.quotas.slot(spec)  # the quota read from jw_control as a worker
+    assert slot == ("jobs.roles-ns", 1)
+    assert await groups.take(*slot, Holder(workflow_id="wf-roles-q1", job="a", attempt=1,
+                                           worker_id="w", since=0.0)) is True  # fmt: skip
+    [row] = [r for r in await Client(client.nc).quotas() if r.namespace == "roles-ns"]
+    assert (row.running_workflows, row.running_jobs) == (1, 1)  # jw_quotas read as a client
+    await book.leave("roles-ns", "wf-roles-q1")
+    assert engine.refused == [] and worker.refused == [] and client.refused == []

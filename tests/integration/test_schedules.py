@@ -339,3 +339,28 @@ async def test_an_older_tick_armed_by_a_racing_request_does_not_end_the_schedule
         await ScheduleStore(rig.nc.jetstream()).arm(entry, entry.last_tick)
         seen = len(await started_runs(rig, "raced"))
         await assert_eventually(lambda: _runs_at_least(rig, "raced", seen + 2), timeout=15)
+
+
+async def test_a_schedule_added_in_a_namespace_starts_its_runs_there(
+    rig: Rig, nats_url: str
+) -> None:
+    await rig.start(succeed)
+    team = rig.client.in_namespace("team-sched")
+    entry, _ = await team.add_schedule(flow("teamly", "tick", schedule=[{"every": "1s"}]))
+    assert entry.namespace == "team-sched"
+    async with tickers(nats_url, 1):
+
+        async def one_run() -> list[str]:
+            runs = await started_runs(rig, "teamly")
+            return [wf for ids in runs.values() for wf in ids]
+
+        [wf, *_] = await assert_eventually(one_run, timeout=15)
+    assert (await team.status(wf)).namespace == "team-sched"
+    started = await team.history(wf)
+    assert isinstance(started[0].event, WorkflowStarted)
+    assert wf in {run_id("teamly", tick, "team-sched") for tick in await _ticks(rig, "teamly")}
+    await team.delete_schedule("teamly")
+
+
+async def _ticks(rig: Rig, schedule: str) -> list[datetime]:
+    return list(await started_runs(rig, schedule))

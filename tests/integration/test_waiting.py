@@ -96,7 +96,13 @@ async def test_a_job_no_live_worker_serves_says_what_it_waits_for(
         ]
         workers = json.loads(ok(await invoke("workers", "--json", "--nats", nats_url)).stdout)
         assert workers["unserved"] == [
-            {"token": "gpu", "labels": ["gpu"], "handler": None, "waiting": 1}
+            {
+                "token": "gpu",
+                "labels": ["gpu"],
+                "handler": None,
+                "waiting": 1,
+                "namespace": "default",
+            }
         ]
         assert "label gpu" in ok(await invoke("workers", "--nats", nats_url)).stdout
 

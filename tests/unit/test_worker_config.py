@@ -133,6 +133,7 @@ def test_from_env_reads_every_general_variable() -> None:
         "JETWORK_WORKER_MAX_LOG_BYTES": "10MiB",
         "JETWORK_WORKER_ENV_CLEAR": "yes",
         "JETWORK_WORKER_ENV_ALLOW": "AWS_*, DOCKER_HOST",
+        "JETWORK_NAMESPACE": "team-a",
     }
     assert set(env) == set(ENV_VARS.values())
     cfg = WorkerConfig.from_env(env)
@@ -157,6 +158,7 @@ def test_from_env_reads_every_general_variable() -> None:
         max_log_bytes=10 * 1024 * KIB,
         env_clear=True,
         env_allow=("AWS_*", "DOCKER_HOST"),
+        namespace="team-a",
     )
 
 
