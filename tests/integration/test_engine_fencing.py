@@ -20,6 +20,7 @@ from actors.commands import ClaimJob, FailJob
 from actors.engine.batch import Batch, Context
 from actors.engine.definition_cache import DefinitionCache
 from actors.engine.engine import utc_now
+from actors.engine.groups import Groups
 from actors.engine.labelsets import LabelSets
 from actors.engine.states import States
 from actors.engine.timers import RetryTimer, Timers
@@ -56,6 +57,7 @@ def context(nc: NATS, pipeline: Pipeline, holds: Callable[[int], bool]) -> Conte
         labelsets=LabelSets(nc),
         pipeline=pipeline,
         timers=Timers(nc, on_fire=lambda _: None),
+        groups=Groups(nc, EventStore(nc)),
         holds=holds,
         clock=utc_now,
         stopping=lambda: False,
