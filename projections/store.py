@@ -22,12 +22,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import structlog
 from nats.aio.client import Client as NATS
 
 from events import subjects
 from events.errors import StoreError
+from projections import keys
 from projections._nats import Direct, Publisher, Stored, describe, error_code
 from projections.index import IndexWriter
 from projections.recent import Recent, recent_key
@@ -36,6 +38,7 @@ from projections.views import WorkflowSummary, WorkflowView, summary
 
 _log = structlog.get_logger("jetwork.projector")
 
+T = TypeVar("T")
 KV_STREAM = f"KV_{subjects.KV_WORKFLOWS}"
 KV_PREFIX = f"$KV.{subjects.KV_WORKFLOWS}."
 _CONFLICT_CODES = frozenset({10071, 10164})
@@ -59,6 +62,7 @@ class Written:
     index_seq: int = 0
     status: str | None = None
     chunk_seq: int = 0  # the sequence naming the view's chunks; 0: not chunked
+    key_seqs: tuple[int, ...] = ()  # its secondary index entries (``projections.keys``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +132,7 @@ class ViewStore:
             index_seq=_int(view, _INDEX),
             status=view.headers.get(_STATUS),
             chunk_seq=_int(view, _SEQ) if chunks else 0,
+            key_seqs=keys.decode_seqs(view.headers.get(keys.HEADER)),
         )
 
     async def view(self, wf: str) -> WorkflowView | None:
@@ -180,12 +185,24 @@ class ViewStore:
         wrong view. Returns what is stored afterwards.
         """
         wf = view.workflow_id
+        added: tuple[int, ...] = ()  # secondary entries this call published
         for _ in range(_ATTEMPTS):
             index_seq, stale = prev.index_seq, 0
-            if prev.status != view.status:
-                index_seq = await self._index.add(view, replacing=prev.index_seq)
+            adding = not prev.view_rev and not added
+            if prev.status != view.status or adding:
+                # A first view also gets its secondary entries: what it is listed under never
+                # changes afterwards (``projections.keys``), so later writes only carry them on.
+                index_seq, added = await asyncio.gather(
+                    self._index.add(view, replacing=prev.index_seq)
+                    if prev.status != view.status
+                    else _same(index_seq),
+                    keys.add(self._publisher, self.generation, view) if adding else _same(added),
+                )
                 stale = prev.index_seq if prev.index_seq != index_seq else 0
+            key_seqs = prev.key_seqs or added
             headers = {_SEQ: str(seq), _INDEX: str(index_seq), _STATUS: view.status}
+            if key_seqs:
+                headers[keys.HEADER] = keys.encode_seqs(key_seqs)
             if stale:
                 headers[_STALE] = str(stale)
             body = WorkflowView.__pydantic_serializer__.to_json(view)
@@ -204,15 +221,23 @@ class ViewStore:
                 current = await self.written(wf)
                 if current.seq >= seq:  # a newer view is stored: ours is obsolete
                     await self._discard(wf, index_seq, chunk_seq, current)
+                    await self._drop_keys(added, current.key_seqs)
                     return current
                 prev = current  # an older one was written since we looked: write over it
                 continue
             if stale:
                 await self._index.remove(stale)
+            await self._drop_keys(added, key_seqs)
             if prev.chunk_seq and prev.chunk_seq != chunk_seq:
                 await self._purge_chunks(wf, prev.chunk_seq)
-            return Written(seq, view_rev, summary_rev, index_seq, view.status, chunk_seq)
+            return Written(seq, view_rev, summary_rev, index_seq, view.status, chunk_seq, key_seqs)
         raise StoreError(f"writing the view of {wf} kept conflicting", retryable=True)
+
+    async def _drop_keys(self, added: tuple[int, ...], kept: tuple[int, ...]) -> None:
+        """Delete the secondary entries this write published that the stored view does not
+        name (another writer's view came first with its own)."""
+        for seq in sorted(set(added) - set(kept)):
+            await self._index.remove(seq)
 
     async def remove(self, wf: str, prev: Written) -> Written:
         """Remove everything stored of a deleted workflow: its index entry first (an entry
@@ -222,13 +247,18 @@ class ViewStore:
         streams (``events.roles``); readers take a marker for "no such key"."""
         if prev.index_seq:
             await self._index.remove(prev.index_seq)
-        keys = [summary_key(self.generation, wf)]
         stored = await self._kv.last(KV_PREFIX + view_key(self.generation, wf))
+        key_seqs = set(prev.key_seqs)
+        if stored is not None and not stored.is_tombstone:
+            key_seqs |= set(keys.decode_seqs(stored.headers.get(keys.HEADER)))
+        for seq in sorted(key_seqs):
+            await self._index.remove(seq)
+        names = [summary_key(self.generation, wf)]
         if stored is not None and _int(stored, _CHUNKS):
             seq = _int(stored, _SEQ)
-            keys += [_chunk_key(self.generation, wf, seq, i) for i in range(_int(stored, _CHUNKS))]
-        keys.append(view_key(self.generation, wf))  # last: it is what says the workflow is there
-        for key in keys:
+            names += [_chunk_key(self.generation, wf, seq, i) for i in range(_int(stored, _CHUNKS))]
+        names.append(view_key(self.generation, wf))  # last: it is what says the workflow is there
+        for key in names:
             marker = await self._publisher.send(KV_PREFIX + key, b"", {"KV-Operation": "DEL"})
             reply = await self._publisher.wait(marker, f"removing {key}")
             if "error" in reply:
@@ -306,6 +336,10 @@ async def purge_generation(publisher: Publisher, generation: int) -> None:
     """Delete every view, summary and index entry of ``generation``."""
     await purge(publisher, KV_STREAM, KV_PREFIX + f"g{generation}.>")
     await purge(publisher, subjects.INDEX_STREAM, f"wfidx.g{generation}.>")
+
+
+async def _same(value: T) -> T:
+    return value
 
 
 def _int(stored: Stored, header: str) -> int:

@@ -1,0 +1,287 @@
+"""Secondary index entries: what ``jetwork list --parent/--input/--label/--until`` reads instead
+of scanning the whole index.
+
+The status index (``projections.index``) orders a workflow by its last status change, so a
+filter that few workflows match, or a start window far in the past, reads back through every
+workflow. A workflow's parent, inputs, labels and start never change, so its first view in a
+generation also gets one small message on ``JW_INDEX`` per thing a filter may ask about, each
+``{"wf", "started"}``, on a subject of its own (one token longer than a status entry, so no
+status filter matches it):
+
+- ``wfidx.g<n>.k.p.<parent id>``: a sub-workflow of that parent;
+- ``wfidx.g<n>.k.i.<hash>``: input ``KEY`` with text ``VALUE`` (``search.input_text``), the
+  hash being the first 32 hex of SHA-256 over ``KEY``, a NUL and ``VALUE``;
+- ``wfidx.g<n>.k.l.<label>``: a label some job needs (hashed like a name when not a token);
+- ``wfidx.g<n>.k.h.<hour>`` and ``wfidx.g<n>.k.s.<hour>.<slot>``: started in that hour (since
+  the epoch), and in that 10-second slot of it.
+
+The view keeps their sequences (header ``Jw-Keys``) so that a deleted workflow's are deleted
+with it; a rebuild writes its generation's; purging a generation removes them with the rest.
+They are hints like status entries: a row is listed only from the workflow's stored summary,
+which every condition is checked on again, so a leftover of a crashed write is never shown.
+
+A listing counts the entries of each subject its filter names (one direct get each) and, when
+the smallest holds at most ``AT_ONCE``, reads just those, newest first; a bigger one only when
+the recent lists cannot answer (the matches are not among the newest) and it holds at most
+``AT_MOST`` and, with a status, no more than the status's index entries. A window of start
+times reads the hours it spans, newest first (one ``STREAM.INFO`` lists the hours that have
+any), and the 10-second slots of a big hour, until ``limit`` rows are found: a bucket holds
+only workflows started before every bucket read so far, so the first ``limit`` rows in that
+order are the newest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import orjson
+import structlog
+
+from events import subjects
+from events.errors import StoreError
+from projections._nats import Direct, Publisher, Stored, describe
+from projections.index import micros, name_token
+from projections.search import ListFilter, input_text
+from projections.views import WorkflowView
+
+_log = structlog.get_logger("jetwork.projections")
+T = TypeVar("T")
+
+HOUR_US = 3_600_000_000
+SLOT_US = 10_000_000
+# Entries of one subject worth reading whole before anything else (a few requests: every entry
+# is a message of its own), and at most (when the recent lists cannot answer).
+AT_ONCE = 512
+AT_MOST = 20_000
+_SMALL_HOUR = 1024  # an hour with more entries is read slot by slot
+_CHUNK = 256  # summaries read per request
+HEADER = "Jw-Keys"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    seq: int
+    workflow_id: str
+    started_us: int
+
+
+def _hashed(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def parent_subject(generation: int, parent: str) -> str:
+    return f"wfidx.g{generation}.k.p.{name_token(parent)}"
+
+
+def input_subject(generation: int, key: str, text: str) -> str:
+    return f"wfidx.g{generation}.k.i.{_hashed(key + chr(0) + text)}"
+
+
+def label_subject(generation: int, label: str) -> str:
+    return f"wfidx.g{generation}.k.l.{name_token(label)}"
+
+
+def hour_subject(generation: int, hour: int) -> str:
+    return f"wfidx.g{generation}.k.h.{hour}"
+
+
+def slot_subject(generation: int, hour: int, slot: int) -> str:
+    return f"wfidx.g{generation}.k.s.{hour}.{slot}"
+
+
+def key_subjects(generation: int, view: WorkflowView) -> list[str]:
+    """Every secondary subject ``view`` is listed under (sorted, no repeats)."""
+    found = {input_subject(generation, k, input_text(v)) for k, v in view.inputs.items()}
+    found |= {label_subject(generation, label) for label in view.labels}
+    if view.parent is not None:
+        found.add(parent_subject(generation, view.parent.workflow_id))
+    if view.started_at is not None:
+        started = micros(view.started_at)
+        hour = started // HOUR_US
+        found.add(hour_subject(generation, hour))
+        found.add(slot_subject(generation, hour, started % HOUR_US // SLOT_US))
+    return sorted(found)
+
+
+def entry_body(view: WorkflowView) -> bytes:
+    return orjson.dumps({"wf": view.workflow_id, "started": micros(view.started_at)})
+
+
+def decode(stored: Stored) -> KeyEntry | None:
+    try:
+        doc = orjson.loads(stored.data)
+        return KeyEntry(stored.seq, str(doc["wf"]), int(doc["started"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        _log.warning("skipping a malformed key entry", subject=stored.subject, seq=stored.seq)
+        return None
+
+
+def encode_seqs(seqs: Sequence[int]) -> str:
+    return ",".join(map(str, seqs))
+
+
+def decode_seqs(text: str | None) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in (text or "").split(",") if part)
+    except ValueError:
+        return ()
+
+
+async def add(publisher: Publisher, generation: int, view: WorkflowView) -> tuple[int, ...]:
+    """Publish the view's secondary entries (pipelined); their sequences. The msg id names the
+    generation, workflow and subject: a repeat after a lost ack finds the same entry."""
+    body = entry_body(view)
+    wf = view.workflow_id
+    answers = [
+        await publisher.send(subject, body, {"Nats-Msg-Id": f"g{generation}:{wf}:{subject}"})
+        for subject in key_subjects(generation, view)
+    ]
+    seqs = []
+    for answer in answers:
+        reply = await publisher.wait(answer, f"indexing workflow {wf}")
+        if "error" in reply:
+            raise StoreError(f"indexing workflow {wf} failed: {describe(reply)}", retryable=True)
+        seqs.append(int(reply["seq"]))
+    return tuple(seqs)
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+# Rows for entries (newest first), in their order, dropping those that do not match.
+Accept = Callable[[list[KeyEntry]], Awaitable[list[T]]]
+
+
+def filter_subjects(generation: int, where: ListFilter) -> list[str]:
+    """The secondary subjects every match of ``where`` is listed under."""
+    found = [input_subject(generation, key, text) for key, text in where.inputs.items()]
+    found += [label_subject(generation, label) for label in where.labels]
+    if where.parent is not None:
+        found.append(parent_subject(generation, where.parent))
+    return found
+
+
+async def fewest(direct: Direct, generation: int, where: ListFilter) -> tuple[int, str] | None:
+    """The subject ``where`` names with the fewest entries, and how many (one direct get per
+    subject, concurrently); None when it names none."""
+    named = filter_subjects(generation, where)
+    if not named:
+        return None
+    counts = await asyncio.gather(*(_count(direct, subject) for subject in named))
+    return min(zip(counts, named, strict=True))
+
+
+async def read(
+    direct: Direct, subject: str, where: ListFilter, *, limit: int, accept: Accept[T]
+) -> list[T]:
+    """The ``limit`` newest matches among the entries of ``subject`` (read whole)."""
+    return await _take(_usable(await direct.all(subject), where), accept, limit)
+
+
+async def _count(direct: Direct, subject: str) -> int:
+    found, pending = await direct.next(subject, from_seq=1, limit=1)
+    return len(found) + pending
+
+
+def _usable(messages: list[Stored], where: ListFilter) -> list[KeyEntry]:
+    """Entries within the start bounds, one per workflow, newest first."""
+    entries = {
+        entry.workflow_id: entry
+        for entry in map(decode, messages)
+        if entry is not None and where.takes_start(entry.started_us)
+    }
+    return sorted(entries.values(), key=lambda e: (e.started_us, e.workflow_id), reverse=True)
+
+
+async def _take(entries: list[KeyEntry], accept: Accept[T], limit: int) -> list[T]:
+    rows: list[T] = []
+    for at in range(0, len(entries), _CHUNK):
+        rows += await accept(entries[at : at + _CHUNK])
+        if len(rows) >= limit:
+            break
+    return rows[:limit]
+
+
+async def by_time(
+    direct: Direct,
+    publisher: Publisher,
+    generation: int,
+    where: ListFilter,
+    *,
+    limit: int,
+    accept: Accept[T],
+) -> list[T]:
+    until = micros(where.until)
+    since = micros(where.since) if where.since is not None else None
+    hours = await _subject_counts(publisher, f"wfidx.g{generation}.k.h.*")
+    spanned = sorted(
+        (
+            (int(subject.rsplit(".", 1)[1]), count)
+            for subject, count in hours.items()
+            if subject.rsplit(".", 1)[1].isdigit()
+        ),
+        reverse=True,
+    )
+    rows: list[T] = []
+    seen: set[str] = set()
+    for hour, count in spanned:
+        if hour > until // HOUR_US:
+            continue
+        if since is not None and hour < since // HOUR_US:
+            break
+        if count <= _SMALL_HOUR:
+            buckets = [hour_subject(generation, hour)]
+        else:
+            buckets = await _slots(publisher, generation, hour, since=since, until=until)
+        for bucket in buckets:
+            entries = [
+                entry
+                for entry in _usable(await direct.all(bucket), where)
+                if entry.workflow_id not in seen
+            ]
+            seen.update(entry.workflow_id for entry in entries)
+            rows += await _take(entries, accept, limit - len(rows))
+            if len(rows) >= limit:
+                return rows
+    return rows
+
+
+async def _slots(
+    publisher: Publisher, generation: int, hour: int, *, since: int | None, until: int
+) -> list[str]:
+    """The hour's slots that have entries and meet the window, newest first."""
+    found = await _subject_counts(publisher, f"wfidx.g{generation}.k.s.{hour}.*")
+    base = hour * HOUR_US
+    slots = sorted(
+        (
+            int(subject.rsplit(".", 1)[1])
+            for subject in found
+            if subject.rsplit(".", 1)[1].isdigit()
+        ),
+        reverse=True,
+    )
+    return [
+        slot_subject(generation, hour, slot)
+        for slot in slots
+        if base + slot * SLOT_US <= until and (since is None or base + (slot + 1) * SLOT_US > since)
+    ]
+
+
+async def _subject_counts(publisher: Publisher, filter_subject: str) -> dict[str, int]:
+    """The subjects of ``JW_INDEX`` matching the filter and their message counts (paged)."""
+    counts: dict[str, int] = {}
+    while True:
+        request: dict[str, Any] = {"subjects_filter": filter_subject, "offset": len(counts)}
+        reply = await publisher.call(
+            f"$JS.API.STREAM.INFO.{subjects.INDEX_STREAM}", request, "reading the index"
+        )
+        if "error" in reply:
+            raise StoreError(f"reading the index failed: {describe(reply)}", retryable=True)
+        page = reply.get("state", {}).get("subjects") or {}
+        counts.update({str(k): int(v) for k, v in page.items()})
+        total = int(reply.get("total", 0) or 0)
+        if not page or len(counts) >= total:
+            return counts
