@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from events.definition_store import DefinitionConflict, DefinitionNotFound
 from events.errors import CommandRefused, InvalidWorkflow, JetworkError, WorkflowNotFound
+from events.schedule_store import ScheduleNotFound
 from gateway.auth import Role, Tokens, bearer
 from gateway.leases import LeaseGone, LeaseUnknown
 from sdk.errors import InvalidArgument, JobNotFound, WorkflowNotStarted
@@ -86,6 +87,8 @@ def translate(exc: Exception) -> ApiError:
             return ApiError(404, "unknown_definition", str(exc))
         case DefinitionConflict():
             return ApiError(409, "conflict", str(exc))
+        case ScheduleNotFound():
+            return ApiError(404, "unknown_schedule", str(exc))
         case HTTPException():
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
             headers = dict(exc.headers) if exc.headers else None
