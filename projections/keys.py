@@ -12,8 +12,9 @@ status filter matches it):
 - ``wfidx.g<n>.k.i.<hash>``: input ``KEY`` with text ``VALUE`` (``search.input_text``), the
   hash being the first 32 hex of SHA-256 over ``KEY``, a NUL and ``VALUE``;
 - ``wfidx.g<n>.k.l.<label>``: a label some job needs (hashed like a name when not a token);
-- ``wfidx.g<n>.k.h.<hour>`` and ``wfidx.g<n>.k.s.<hour>.<slot>``: started in that hour (since
-  the epoch), and in that 10-second slot of it.
+- ``wfidx.g<n>.k.t0.<hour>``, ``wfidx.g<n>.k.t1.<hour>.<minute>`` and
+  ``wfidx.g<n>.k.t2.<minute>.<second>``: started in that hour, minute and second (each numbered
+  from the epoch, under the bucket above it).
 
 The view keeps their sequences (header ``Jw-Keys``) so that a deleted workflow's are deleted
 with it; a rebuild writes its generation's; purging a generation removes them with the rest.
@@ -25,9 +26,9 @@ the smallest holds at most ``AT_ONCE``, reads just those, newest first; a bigger
 the recent lists cannot answer (the matches are not among the newest) and it holds at most
 ``AT_MOST`` and, with a status, no more than the status's index entries. A window of start
 times reads the hours it spans, newest first (one ``STREAM.INFO`` lists the hours that have
-any), and the 10-second slots of a big hour, until ``limit`` rows are found: a bucket holds
-only workflows started before every bucket read so far, so the first ``limit`` rows in that
-order are the newest.
+any), a big hour by its minutes and a big minute by its seconds (listed the same way), until
+``limit`` rows are found: a bucket holds only workflows started before every bucket read so
+far, so the first ``limit`` rows in that order are the newest.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 import orjson
 import structlog
@@ -51,13 +52,12 @@ from projections.views import WorkflowView
 _log = structlog.get_logger("jetwork.projections")
 T = TypeVar("T")
 
-HOUR_US = 3_600_000_000
-SLOT_US = 10_000_000
+_LEVELS = (3600, 60, 1)  # seconds a start bucket spans: hours, minutes, seconds
 # Entries of one subject worth reading whole before anything else (a few requests: every entry
 # is a message of its own), and at most (when the recent lists cannot answer).
 AT_ONCE = 512
 AT_MOST = 20_000
-_SMALL_HOUR = 1024  # an hour with more entries is read slot by slot
+_SMALL_BUCKET = 256  # a start bucket with more entries is read by the buckets below it
 _CHUNK = 256  # summaries read per request
 HEADER = "Jw-Keys"
 
@@ -85,12 +85,20 @@ def label_subject(generation: int, label: str) -> str:
     return f"wfidx.g{generation}.k.l.{name_token(label)}"
 
 
-def hour_subject(generation: int, hour: int) -> str:
-    return f"wfidx.g{generation}.k.h.{hour}"
+def time_subjects(generation: int, started_us: int) -> list[str]:
+    """The start's hour, minute and second (numbered from the epoch), each under the one
+    above it, so that the buckets of one are listed by one filter."""
+    hour, minute, second = (started_us // (size * 1_000_000) for size in _LEVELS)
+    return [
+        f"wfidx.g{generation}.k.t0.{hour}",
+        f"wfidx.g{generation}.k.t1.{hour}.{minute}",
+        f"wfidx.g{generation}.k.t2.{minute}.{second}",
+    ]
 
 
-def slot_subject(generation: int, hour: int, slot: int) -> str:
-    return f"wfidx.g{generation}.k.s.{hour}.{slot}"
+def time_filter(generation: int, level: int, parent: int | None) -> str:
+    """Every bucket of ``level`` (under bucket ``parent`` of the level above)."""
+    return f"wfidx.g{generation}.k.t{level}." + ("*" if parent is None else f"{parent}.*")
 
 
 def key_subjects(generation: int, view: WorkflowView) -> list[str]:
@@ -100,10 +108,7 @@ def key_subjects(generation: int, view: WorkflowView) -> list[str]:
     if view.parent is not None:
         found.add(parent_subject(generation, view.parent.workflow_id))
     if view.started_at is not None:
-        started = micros(view.started_at)
-        hour = started // HOUR_US
-        found.add(hour_subject(generation, hour))
-        found.add(slot_subject(generation, hour, started % HOUR_US // SLOT_US))
+        found.update(time_subjects(generation, micros(view.started_at)))
     return sorted(found)
 
 
@@ -214,60 +219,60 @@ async def by_time(
     limit: int,
     accept: Accept[T],
 ) -> list[T]:
-    until = micros(where.until)
-    since = micros(where.since) if where.since is not None else None
-    hours = await _subject_counts(publisher, f"wfidx.g{generation}.k.h.*")
-    spanned = sorted(
-        (
-            (int(subject.rsplit(".", 1)[1]), count)
-            for subject, count in hours.items()
-            if subject.rsplit(".", 1)[1].isdigit()
-        ),
-        reverse=True,
-    )
-    rows: list[T] = []
-    seen: set[str] = set()
-    for hour, count in spanned:
-        if hour > until // HOUR_US:
-            continue
-        if since is not None and hour < since // HOUR_US:
-            break
-        if count <= _SMALL_HOUR:
-            buckets = [hour_subject(generation, hour)]
-        else:
-            buckets = await _slots(publisher, generation, hour, since=since, until=until)
-        for bucket in buckets:
-            entries = [
-                entry
-                for entry in _usable(await direct.all(bucket), where)
-                if entry.workflow_id not in seen
-            ]
-            seen.update(entry.workflow_id for entry in entries)
-            rows += await _take(entries, accept, limit - len(rows))
-            if len(rows) >= limit:
-                return rows
-    return rows
+    """The ``limit`` newest matches of ``where`` (which has an ``until``) by the start buckets:
+    the hours with entries (one ``STREAM.INFO``), newest first; a big one by its minutes, a big
+    minute by its seconds."""
+    walk = _TimeWalk(direct, publisher, generation, where, limit=limit, accept=accept)
+    await walk.buckets(0, time_filter(generation, 0, None))
+    return walk.rows[:limit]
 
 
-async def _slots(
-    publisher: Publisher, generation: int, hour: int, *, since: int | None, until: int
-) -> list[str]:
-    """The hour's slots that have entries and meet the window, newest first."""
-    found = await _subject_counts(publisher, f"wfidx.g{generation}.k.s.{hour}.*")
-    base = hour * HOUR_US
-    slots = sorted(
-        (
-            int(subject.rsplit(".", 1)[1])
-            for subject in found
-            if subject.rsplit(".", 1)[1].isdigit()
-        ),
-        reverse=True,
-    )
-    return [
-        slot_subject(generation, hour, slot)
-        for slot in slots
-        if base + slot * SLOT_US <= until and (since is None or base + (slot + 1) * SLOT_US > since)
-    ]
+class _TimeWalk(Generic[T]):
+    def __init__(
+        self,
+        direct: Direct,
+        publisher: Publisher,
+        generation: int,
+        where: ListFilter,
+        *,
+        limit: int,
+        accept: Accept[T],
+    ) -> None:
+        self._direct, self._publisher, self._generation = direct, publisher, generation
+        self._where, self._limit, self._accept = where, limit, accept
+        self._until = micros(where.until)
+        self._since = micros(where.since) if where.since is not None else None
+        self.rows: list[T] = []
+
+    async def buckets(self, level: int, filter_subject: str) -> bool:
+        """Read the buckets of ``level`` on ``filter_subject`` that meet the window, newest
+        first; True once ``limit`` rows are found (nothing older can displace them)."""
+        size = _LEVELS[level] * 1_000_000
+        counts = await _subject_counts(self._publisher, filter_subject)
+        found = sorted(
+            ((int(s.rsplit(".", 1)[1]), s, n) for s, n in counts.items() if _numbered(s)),
+            reverse=True,
+        )
+        for number, subject, count in found:
+            if number * size > self._until:
+                continue
+            if self._since is not None and (number + 1) * size <= self._since:
+                break
+            if count <= _SMALL_BUCKET or level == len(_LEVELS) - 1:
+                if await self._read(subject):
+                    return True
+            elif await self.buckets(level + 1, time_filter(self._generation, level + 1, number)):
+                return True
+        return False
+
+    async def _read(self, subject: str) -> bool:
+        entries = _usable(await self._direct.all(subject), self._where)
+        self.rows += await _take(entries, self._accept, self._limit - len(self.rows))
+        return len(self.rows) >= self._limit
+
+
+def _numbered(subject: str) -> bool:
+    return subject.rsplit(".", 1)[1].isdigit()
 
 
 async def _subject_counts(publisher: Publisher, filter_subject: str) -> dict[str, int]:

@@ -99,21 +99,21 @@ async def test_since_stops_the_scan_at_the_marks(clean_nats: NATS, client: Clien
 
 
 @pytest.mark.parametrize(
-    ("small_hour", "at_once"), [(1024, 512), (0, 512), (1024, 0)], ids=["hours", "slots", "later"]
+    ("small_bucket", "at_once"), [(256, 512), (0, 512), (256, 0)], ids=["hours", "seconds", "later"]
 )
 async def test_the_recent_lists_the_keys_and_the_index_give_the_same_rows(
     clean_nats: NATS,
     client: Client,
-    small_hour: int,
+    small_bucket: int,
     at_once: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # small_hour 0: every hour is read by its 10-second slots, as a busy hour would be; at_once
+    # small_bucket 0: every hour is read by its minutes and seconds, as a busy one would be; at_once
     # 0: secondary entries are read only after the recent lists could not answer (many of them).
-    monkeypatch.setattr(keys, "_SMALL_HOUR", small_hour)
+    monkeypatch.setattr(keys, "_SMALL_BUCKET", small_bucket)
     monkeypatch.setattr(keys, "AT_ONCE", at_once)
     fast, scan = Views(clean_nats), Views(clean_nats, recent_lists=False, secondary=False)
-    keyed = Views(clean_nats, recent_lists=False)  # start windows by the hours and slots
+    keyed = Views(clean_nats, recent_lists=False)  # start windows by the time buckets
     hour = timedelta(hours=1)
     filters = [
         ListFilter(since=T0 + hour),

@@ -30,10 +30,17 @@ def test_a_view_is_listed_under_every_filter_it_matches() -> None:
         inputs={"env": "prod", "n": "3", "tags": '["a","b"]'}, labels=("gpu",), parent="wf-0"
     )
     assert set(keys.filter_subjects(7, where)) <= listed
-    hour = int(STARTED.timestamp()) // 3600
-    assert keys.hour_subject(7, hour) in listed
-    assert keys.slot_subject(7, hour, (25 * 60 + 37) // 10) in listed
-    assert len(listed) == 3 + 2 + 1 + 2
+    second = int(STARTED.timestamp())
+    hour, minute = second // 3600, second // 60
+    assert {
+        f"wfidx.g7.k.t0.{hour}",
+        f"wfidx.g7.k.t1.{hour}.{minute}",
+        f"wfidx.g7.k.t2.{minute}.{second}",
+    } <= listed
+    assert len(listed) == 3 + 2 + 1 + 3
+    # Each bucket is listed by the filter of the buckets under the one above it.
+    assert keys.time_filter(7, 0, None) == "wfidx.g7.k.t0.*"
+    assert keys.time_filter(7, 2, minute) == f"wfidx.g7.k.t2.{minute}.*"
 
 
 def test_a_filter_it_does_not_match_names_a_subject_it_is_not_under() -> None:
@@ -48,7 +55,7 @@ def test_a_filter_it_does_not_match_names_a_subject_it_is_not_under() -> None:
 
 
 def test_a_view_without_inputs_labels_or_parent_has_only_its_start() -> None:
-    assert [s.split(".")[3] for s in keys.key_subjects(1, _view())] == ["h", "s"]
+    assert [s.split(".")[3] for s in keys.key_subjects(1, _view())] == ["t0", "t1", "t2"]
     assert keys.key_subjects(1, _view(started_at=None)) == []
 
 

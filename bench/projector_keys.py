@@ -1,0 +1,142 @@
+"""What the listing's secondary entries cost the projector (not a test, not in ``make bench``).
+
+``python -m bench.projector_keys [--workflows 3000] [--runs 3] [--sync 2m]``
+
+Appends the full histories of ``workflows`` three-job workflows (started, then each job queued,
+started and succeeded, then succeeded: 11 events) to the event log, twice: plain (no inputs,
+no labels, no parent: only the two start entries), and dressed (three inputs and a label), and
+times a projector catching up on each from nothing (events/s, best and median of ``runs``
+fresh servers), with the number of ``JW_INDEX`` messages it left. The file imports nothing of
+``bench``, so the same file measures another checkout too::
+
+    PYTHONPATH=/path/to/other/checkout python bench/projector_keys.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from nats.aio.client import Client as NATS
+
+import projections
+from actors.definitions import parse_workflow
+from events import subjects
+from events.catalog import (
+    JobQueued,
+    JobSpec,
+    JobStarted,
+    JobSucceeded,
+    WorkflowStarted,
+    WorkflowSucceeded,
+)
+from events.connection import NatsSettings, connect
+from events.store import ActorRef, EventStore
+from events.topology import ensure_topology
+from projections import Projector, Views
+from sdk.embedded_server import EmbeddedServer
+
+JOBS = ("a", "b", "c")
+BASE = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+async def append(nc: NATS, workflows: int, *, dressed: bool) -> int:
+    events = EventStore(nc)
+    jobs = {job: {"run": "true", **({"labels": ["gpu"]} if dressed else {})} for job in JOBS}
+    inputs = {key: {"default": ""} for key in ("env", "team", "n")} if dressed else {}
+    definition = parse_workflow({"name": "bench", "inputs": inputs, "jobs": jobs})
+    limit = asyncio.Semaphore(128)
+
+    async def one(i: int) -> None:
+        wf, now = f"ev-{i:05d}", BASE + timedelta(seconds=i)
+        given = {"env": ("prod", "dev")[i % 2], "team": f"t{i % 20}", "n": i} if dressed else {}
+        async with limit:
+            first = await events.append(
+                ActorRef.workflow(wf),
+                [
+                    WorkflowStarted(
+                        workflow_id=wf, definition=definition, started_at=now, inputs=given
+                    )
+                ],
+                expected_seq=0,
+                command_id=f"{wf}-start",
+            )
+            for job in JOBS:
+                ids = {"workflow_id": wf, "job": job}
+                await events.append(
+                    ActorRef.job(wf, job),
+                    [
+                        JobQueued(**ids, attempt=1, spec=JobSpec(run="true"), queued_at=now),
+                        JobStarted(
+                            **ids, attempt=1, epoch=1, worker_id="w", lease_ttl=30, started_at=now
+                        ),
+                        JobSucceeded(**ids, attempt=1, epoch=1, ended_at=now),
+                    ],
+                    expected_seq=0,
+                    command_id=f"{wf}-{job}",
+                )
+            await events.append(
+                ActorRef.workflow(wf),
+                [WorkflowSucceeded(workflow_id=wf, ended_at=now)],
+                expected_seq=first,
+                command_id=f"{wf}-end",
+            )
+
+    await asyncio.gather(*(one(i) for i in range(workflows)))
+    return workflows * (2 + 3 * len(JOBS))
+
+
+async def once(workflows: int, *, dressed: bool, sync: str) -> tuple[int, float, int]:
+    """Events projected, seconds, index messages, on a fresh server."""
+    with tempfile.TemporaryDirectory() as data:
+        server = EmbeddedServer(data_dir=Path(data), sync_interval=sync)
+        server.start()
+        try:
+            nc = await connect(NatsSettings(url=server.url, name="bench-projector-keys"))
+            await ensure_topology(nc.jetstream())
+            total = await append(nc, workflows, dressed=dressed)
+            views = Views(nc, timeout=60)
+            projector = Projector(nc)
+            began = time.perf_counter()
+            await projector.start()
+            await views.wait_caught_up(timeout=3600, interval=0.05)
+            seconds = time.perf_counter() - began
+            await projector.stop()
+            info = await nc.jetstream().stream_info(subjects.INDEX_STREAM)
+            await views.close()
+            await nc.close()
+            return total, seconds, int(info.state.messages)
+        finally:
+            server.stop()
+
+
+async def run(workflows: int, runs: int, sync: str) -> None:
+    print(f"projections from {Path(projections.__file__).parent}")
+    for dressed in (False, True):
+        rates, index = [], 0
+        for _ in range(runs):
+            total, seconds, index = await once(workflows, dressed=dressed, sync=sync)
+            rates.append(total / seconds)
+        label = "3 inputs + a label" if dressed else "no inputs/labels"
+        print(
+            f"{label:20s} {workflows} workflows: best {max(rates):8,.0f} events/s, "
+            f"median {statistics.median(rates):8,.0f} events/s; JW_INDEX holds {index} messages"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.projector_keys", description=__doc__)
+    parser.add_argument("--workflows", type=int, default=3000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sync", default="2m", help="nats-server sync_interval")
+    args = parser.parse_args()
+    asyncio.run(run(args.workflows, args.runs, args.sync))
+
+
+if __name__ == "__main__":
+    main()
