@@ -159,13 +159,11 @@ async def next_mark(direct: Reads, generation: int) -> dict[str, int] | None:
     through, bound = (newest.through, newest.bound_us) if newest is not None else (0, 0)
     covered, cursor = through, through + 1
     while True:
-        # Status entries only: marks are one token shorter, secondary entries
-        # (``projections.keys``) longer.
         batch, pending = await direct.next(
-            entry_filter(generation, status=None, name=None), from_seq=cursor, limit=_PAGE
+            generation_filter(generation), from_seq=cursor, limit=_PAGE
         )
         for stored in batch:
-            entry = decode_entry(stored)
+            entry = decode_entry(stored) if stored.subject != marks else None
             if entry is not None:
                 covered, bound = stored.seq, max(bound, entry.started_us)
         if not batch or pending == 0:

@@ -4,16 +4,16 @@ of scanning the whole index.
 The status index (``projections.index``) orders a workflow by its last status change, so a
 filter that few workflows match, or a start window far in the past, reads back through every
 workflow. A workflow's parent, inputs, labels and start never change, so its first view in a
-generation also gets one small message on ``JW_INDEX`` per thing a filter may ask about, each
-``{"wf", "started"}``, on a subject of its own (one token longer than a status entry, so no
-status filter matches it):
+generation also gets one small message per thing a filter may ask about, each ``{"wf",
+"started"}``, on a subject of its own in stream ``JW_KEYS`` (apart from ``JW_INDEX``, whose
+status scans would otherwise step over them):
 
-- ``wfidx.g<n>.k.p.<parent id>``: a sub-workflow of that parent;
-- ``wfidx.g<n>.k.i.<hash>``: input ``KEY`` with text ``VALUE`` (``search.input_text``), the
+- ``wfkey.g<n>.p.<parent id>``: a sub-workflow of that parent;
+- ``wfkey.g<n>.i.<hash>``: input ``KEY`` with text ``VALUE`` (``search.input_text``), the
   hash being the first 32 hex of SHA-256 over ``KEY``, a NUL and ``VALUE``;
-- ``wfidx.g<n>.k.l.<label>``: a label some job needs (hashed like a name when not a token);
-- ``wfidx.g<n>.k.t0.<hour>``, ``wfidx.g<n>.k.t1.<hour>.<minute>`` and
-  ``wfidx.g<n>.k.t2.<minute>.<second>``: started in that hour, minute and second (each numbered
+- ``wfkey.g<n>.l.<label>``: a label some job needs (hashed like a name when not a token);
+- ``wfkey.g<n>.t0.<hour>``, ``wfkey.g<n>.t1.<hour>.<minute>`` and
+  ``wfkey.g<n>.t2.<minute>.<second>``: started in that hour, minute and second (each numbered
   from the epoch, under the bucket above it).
 
 The view keeps their sequences (header ``Jw-Keys``) so that a deleted workflow's are deleted
@@ -44,12 +44,14 @@ import structlog
 
 from events import subjects
 from events.errors import StoreError
-from projections._nats import Direct, Publisher, Stored, describe
+from projections._nats import Direct, Publisher, Stored, describe, error_code
 from projections.index import micros, name_token
 from projections.search import ListFilter, input_text
 from projections.views import WorkflowView
 
 _log = structlog.get_logger("jetwork.projections")
+# Deleting a message that is not there (any more) is done already (``projections.index``).
+ALREADY_GONE = frozenset({10057, 10043})
 T = TypeVar("T")
 
 _LEVELS = (3600, 60, 1)  # seconds a start bucket spans: hours, minutes, seconds
@@ -74,15 +76,15 @@ def _hashed(text: str) -> str:
 
 
 def parent_subject(generation: int, parent: str) -> str:
-    return f"wfidx.g{generation}.k.p.{name_token(parent)}"
+    return f"wfkey.g{generation}.p.{name_token(parent)}"
 
 
 def input_subject(generation: int, key: str, text: str) -> str:
-    return f"wfidx.g{generation}.k.i.{_hashed(key + chr(0) + text)}"
+    return f"wfkey.g{generation}.i.{_hashed(key + chr(0) + text)}"
 
 
 def label_subject(generation: int, label: str) -> str:
-    return f"wfidx.g{generation}.k.l.{name_token(label)}"
+    return f"wfkey.g{generation}.l.{name_token(label)}"
 
 
 def time_subjects(generation: int, started_us: int) -> list[str]:
@@ -90,15 +92,15 @@ def time_subjects(generation: int, started_us: int) -> list[str]:
     above it, so that the buckets of one are listed by one filter."""
     hour, minute, second = (started_us // (size * 1_000_000) for size in _LEVELS)
     return [
-        f"wfidx.g{generation}.k.t0.{hour}",
-        f"wfidx.g{generation}.k.t1.{hour}.{minute}",
-        f"wfidx.g{generation}.k.t2.{minute}.{second}",
+        f"wfkey.g{generation}.t0.{hour}",
+        f"wfkey.g{generation}.t1.{hour}.{minute}",
+        f"wfkey.g{generation}.t2.{minute}.{second}",
     ]
 
 
 def time_filter(generation: int, level: int, parent: int | None) -> str:
     """Every bucket of ``level`` (under bucket ``parent`` of the level above)."""
-    return f"wfidx.g{generation}.k.t{level}." + ("*" if parent is None else f"{parent}.*")
+    return f"wfkey.g{generation}.t{level}." + ("*" if parent is None else f"{parent}.*")
 
 
 def key_subjects(generation: int, view: WorkflowView) -> list[str]:
@@ -152,6 +154,21 @@ async def add(publisher: Publisher, generation: int, view: WorkflowView) -> tupl
             raise StoreError(f"indexing workflow {wf} failed: {describe(reply)}", retryable=True)
         seqs.append(int(reply["seq"]))
     return tuple(seqs)
+
+
+async def remove(publisher: Publisher, seq: int) -> None:
+    """Delete an entry (idempotent; ``no_erase`` as for status entries)."""
+    reply = await publisher.call(
+        f"$JS.API.STREAM.MSG.DELETE.{subjects.KEYS_STREAM}",
+        {"seq": seq, "no_erase": True},
+        f"deleting secondary index entry {seq}",
+    )
+    if "error" in reply and error_code(reply) not in ALREADY_GONE:
+        raise StoreError(f"deleting secondary index entry {seq} failed: {describe(reply)}")
+
+
+def generation_filter(generation: int) -> str:
+    return f"wfkey.g{generation}.>"
 
 
 # --- reading ---------------------------------------------------------------------------------
@@ -276,12 +293,12 @@ def _numbered(subject: str) -> bool:
 
 
 async def _subject_counts(publisher: Publisher, filter_subject: str) -> dict[str, int]:
-    """The subjects of ``JW_INDEX`` matching the filter and their message counts (paged)."""
+    """The subjects of ``JW_KEYS`` matching the filter and their message counts (paged)."""
     counts: dict[str, int] = {}
     while True:
         request: dict[str, Any] = {"subjects_filter": filter_subject, "offset": len(counts)}
         reply = await publisher.call(
-            f"$JS.API.STREAM.INFO.{subjects.INDEX_STREAM}", request, "reading the index"
+            f"$JS.API.STREAM.INFO.{subjects.KEYS_STREAM}", request, "reading the index"
         )
         if "error" in reply:
             raise StoreError(f"reading the index failed: {describe(reply)}", retryable=True)

@@ -120,6 +120,7 @@ class Views:
         self._publisher = Publisher(nc, timeout=timeout)
         self._generations = Generations(nc, publisher=self._publisher, timeout=timeout)
         self._index = Direct(nc, subjects.INDEX_STREAM, timeout=timeout)
+        self._keys = Direct(nc, subjects.KEYS_STREAM, timeout=timeout)
         self._workers = Direct(nc, f"KV_{subjects.KV_WORKERS}", timeout=timeout)
         self._labelsets = Direct(nc, f"KV_{subjects.KV_LABELSETS}", timeout=timeout)
         self._stores: dict[int, ViewStore] = {}
@@ -152,10 +153,10 @@ class Views:
         store = await self._store(pointer.generation)
         where = where or ListFilter()
         keyed = self._use_keys and pointer.keyed and where.active
-        fewest = await keys.fewest(self._index, store.generation, where) if keyed else None
+        fewest = await keys.fewest(self._keys, store.generation, where) if keyed else None
         rows_of = _key_rows(store, status=status, name=name, where=where)
         if fewest is not None and fewest[0] <= keys.AT_ONCE:
-            return await keys.read(self._index, fewest[1], where, limit=limit, accept=rows_of)
+            return await keys.read(self._keys, fewest[1], where, limit=limit, accept=rows_of)
         recent_list = None
         if self._use_recent and not where.active:
             recent_list = recent.list_id(status=status, name=name)
@@ -182,11 +183,11 @@ class Views:
         # The matches are not among the newest: secondary entries, if few enough to read
         # whole (with a status: no more than its index entries), or the start window's.
         if fewest is not None and await self._worth_reading(fewest[0], store, status, name):
-            return await keys.read(self._index, fewest[1], where, limit=limit, accept=rows_of)
+            return await keys.read(self._keys, fewest[1], where, limit=limit, accept=rows_of)
         if keyed and status is None and where.until is not None:
             generation = store.generation
             return await keys.by_time(
-                self._index, self._publisher, generation, where, limit=limit, accept=rows_of
+                self._keys, self._publisher, generation, where, limit=limit, accept=rows_of
             )
 
         async def accept(
@@ -327,7 +328,7 @@ class Views:
             await store.close()
         self._stores = {}
         await self._generations.close()
-        for inbox in (self._index, self._workers, self._labelsets, self._publisher):
+        for inbox in (self._index, self._keys, self._workers, self._labelsets, self._publisher):
             await inbox.close()
 
     async def _store(self, generation: int | None = None) -> ViewStore:

@@ -237,7 +237,7 @@ class ViewStore:
         """Delete the secondary entries this write published that the stored view does not
         name (another writer's view came first with its own)."""
         for seq in sorted(set(added) - set(kept)):
-            await self._index.remove(seq)
+            await keys.remove(self._publisher, seq)
 
     async def remove(self, wf: str, prev: Written) -> Written:
         """Remove everything stored of a deleted workflow: its index entry first (an entry
@@ -252,7 +252,7 @@ class ViewStore:
         if stored is not None and not stored.is_tombstone:
             key_seqs |= set(keys.decode_seqs(stored.headers.get(keys.HEADER)))
         for seq in sorted(key_seqs):
-            await self._index.remove(seq)
+            await keys.remove(self._publisher, seq)
         names = [summary_key(self.generation, wf)]
         if stored is not None and _int(stored, _CHUNKS):
             seq = _int(stored, _SEQ)
@@ -333,9 +333,10 @@ async def purge(publisher: Publisher, stream: str, filter_subject: str) -> None:
 
 
 async def purge_generation(publisher: Publisher, generation: int) -> None:
-    """Delete every view, summary and index entry of ``generation``."""
+    """Delete every view, summary, index entry and secondary entry of ``generation``."""
     await purge(publisher, KV_STREAM, KV_PREFIX + f"g{generation}.>")
     await purge(publisher, subjects.INDEX_STREAM, f"wfidx.g{generation}.>")
+    await purge(publisher, subjects.KEYS_STREAM, keys.generation_filter(generation))
 
 
 async def _same(value: T) -> T:

@@ -448,8 +448,7 @@ class IndexSnapshot:
         self._named = named
         self._matching: dict[str, tuple[list[int], list[Stored]]] = {}
         marks = [m for m in messages if m.subject.endswith(".bounds")]
-        # Status entries: marks are one token shorter, secondary entries (projections.keys) longer.
-        self.last_entry = max(m.seq for m in messages if m.subject.count(".") == 3)
+        self.last_entry = max(m.seq for m in messages if not m.subject.endswith(".bounds"))
         self.marked = max((mark.through for mark in map(decode_mark, marks) if mark), default=0)
 
     @classmethod

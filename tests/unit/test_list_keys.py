@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 from events.catalog import ParentLink
 from projections import keys
-from projections.index import entry_filter
 from projections.search import ListFilter
 from projections.views import WorkflowView
 
@@ -33,14 +32,14 @@ def test_a_view_is_listed_under_every_filter_it_matches() -> None:
     second = int(STARTED.timestamp())
     hour, minute = second // 3600, second // 60
     assert {
-        f"wfidx.g7.k.t0.{hour}",
-        f"wfidx.g7.k.t1.{hour}.{minute}",
-        f"wfidx.g7.k.t2.{minute}.{second}",
+        f"wfkey.g7.t0.{hour}",
+        f"wfkey.g7.t1.{hour}.{minute}",
+        f"wfkey.g7.t2.{minute}.{second}",
     } <= listed
     assert len(listed) == 3 + 2 + 1 + 3
     # Each bucket is listed by the filter of the buckets under the one above it.
-    assert keys.time_filter(7, 0, None) == "wfidx.g7.k.t0.*"
-    assert keys.time_filter(7, 2, minute) == f"wfidx.g7.k.t2.{minute}.*"
+    assert keys.time_filter(7, 0, None) == "wfkey.g7.t0.*"
+    assert keys.time_filter(7, 2, minute) == f"wfkey.g7.t2.{minute}.*"
 
 
 def test_a_filter_it_does_not_match_names_a_subject_it_is_not_under() -> None:
@@ -55,14 +54,13 @@ def test_a_filter_it_does_not_match_names_a_subject_it_is_not_under() -> None:
 
 
 def test_a_view_without_inputs_labels_or_parent_has_only_its_start() -> None:
-    assert [s.split(".")[3] for s in keys.key_subjects(1, _view())] == ["t0", "t1", "t2"]
+    assert [s.split(".")[2] for s in keys.key_subjects(1, _view())] == ["t0", "t1", "t2"]
     assert keys.key_subjects(1, _view(started_at=None)) == []
 
 
-def test_no_status_filter_reads_a_secondary_subject() -> None:
-    wanted = entry_filter(1, status=None, name=None).split(".")
+def test_secondary_subjects_are_apart_from_the_status_index() -> None:
     for subject in keys.key_subjects(1, _view(inputs={"a": "b"}, labels=("x",))):
-        assert len(subject.split(".")) > len(wanted), subject
+        assert subject.startswith("wfkey.g1."), subject
 
 
 def test_the_sequences_named_by_a_view_header() -> None:
