@@ -111,9 +111,8 @@ class Views:
         secondary: bool = True,
     ) -> None:
         self._nc = nc
-        # False: always scan the index (for comparisons)
-        self._use_recent = recent_lists
-        self._use_keys = secondary
+        self._use_recent = recent_lists  # False: always scan the index (for comparisons)
+        self._use_keys = secondary  # False: never read the secondary entries (the same)
         self._stale_after = timedelta(seconds=stale_after)
         self._timeout = timeout
         self._clock = clock

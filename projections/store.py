@@ -240,8 +240,9 @@ class ViewStore:
             await keys.remove(self._publisher, seq)
 
     async def remove(self, wf: str, prev: Written) -> Written:
-        """Remove everything stored of a deleted workflow: its index entry first (an entry
-        without a summary is never shown), then its summary, chunks and view. Idempotent.
+        """Remove everything stored of a deleted workflow: its index and secondary entries first
+        (an entry without a summary is never shown), then its summary, chunks and view.
+        Idempotent.
 
         KV delete markers, not purges: the projector's role may write keys but not purge
         streams (``events.roles``); readers take a marker for "no such key"."""
