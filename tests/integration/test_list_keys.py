@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from events import subjects
@@ -20,7 +21,9 @@ from projections.search import ListFilter
 from projections.views import WorkflowSummary
 from tests.engine_harness import Outcome, start_workflow
 from tests.eventually import assert_eventually
+from tests.gateway_harness import start
 from tests.integration.test_control import Rig, rig  # noqa: F401  (the fixture)
+from tests.integration.test_gateway_api import http  # noqa: F401  (the fixture)
 from tests.integration.test_projections import FAST
 
 FAILING = {"wf-k1", "wf-k2"}
@@ -204,3 +207,40 @@ async def test_a_rebuild_writes_the_secondary_entries_of_its_generation(
     prod = ListFilter(inputs={"env": "prod"})
     assert await _same_as_scan(views, scan, prod) == ["wf-k3", "wf-k2", "wf-k0"]
     assert await _same_as_scan(views, scan, ListFilter(parent="wf-kp")) == [child]
+
+
+async def test_pages_of_a_filtered_listing_over_http(http: httpx.AsyncClient) -> None:  # noqa: F811
+    """``next`` links keep every filter, repeated ones too, page after page."""
+    definition = {
+        "name": "paged",
+        "inputs": {"env": {}, "team": {}},
+        "jobs": {"a": {"run": "echo", "labels": ["nobody-serves-this"]}},
+    }
+    started = []
+    for n, (env, team) in enumerate([("prod", "a"), ("prod", "b"), ("prod", "a"), ("dev", "a")]):
+        wf = await start(
+            http, definition, inputs={"env": env, "team": team}, idempotency_key=f"p{n}"
+        )
+        started.append(wf)
+
+    async def listed() -> bool:
+        rows = (await http.get("/api/workflows", params={"name": "paged"})).json()["workflows"]
+        assert len(rows) == 4, rows
+        return True
+
+    await assert_eventually(listed, timeout=15)
+    expected = [started[2], started[0]]  # env=prod and team=a, newest first
+    query = [("input", "env=prod"), ("input", "team=a"), ("label", "nobody-serves-this")]
+    for extra in ([], [("status", "running")]):
+        seen, url = [], "/api/workflows"
+        page = await http.get(url, params=[*query, *extra, ("limit", "1")])
+        while True:
+            assert page.status_code == 200, page.text
+            seen += [row["workflow_id"] for row in page.json()["workflows"]]
+            following = page.json()["next"]
+            if following is None:
+                break
+            page = await http.get(following)
+        assert seen == expected, (extra, seen)
+    none = await http.get("/api/workflows", params=[*query, ("status", "failed")])
+    assert none.json()["workflows"] == []
