@@ -5,9 +5,11 @@
 Appends the full histories of ``workflows`` three-job workflows (started, then each job queued,
 started and succeeded, then succeeded: 11 events) to the event log, twice: plain (no inputs,
 no labels, no parent: only the start's entries), and dressed (three inputs and a label), and
-times a projector catching up on each from nothing (events/s, best and median of ``runs``
-fresh servers), with the number of index messages it left (``JW_INDEX`` and ``JW_KEYS``). The
-file imports nothing of ``bench``, so the same file measures another checkout too::
+times a projector catching up on each from nothing, on ``runs`` fresh servers: events/s (best
+and median: wall time, which the load of a shared machine moves a lot), and the CPU it cost per
+workflow, of this process (the projector) and of nats-server (median; far steadier), with the
+number of index messages it left (``JW_INDEX`` and ``JW_KEYS``). The file imports nothing of
+``bench``, so the same file measures another checkout too::
 
     PYTHONPATH=/path/to/other/checkout python bench/projector_keys.py
 """
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import tempfile
 import time
@@ -90,8 +93,18 @@ async def append(nc: NATS, workflows: int, *, dressed: bool) -> int:
     return workflows * (2 + 3 * len(JOBS))
 
 
-async def once(workflows: int, *, dressed: bool, sync: str) -> tuple[int, float, int]:
-    """Events projected, seconds, index messages, on a fresh server."""
+def _cpu(pid: int | None) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far (Linux ``/proc``)."""
+    if pid is None:
+        return 0.0
+    with open(f"/proc/{pid}/stat", "rb") as handle:
+        fields = handle.read().decode().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def once(workflows: int, *, dressed: bool, sync: str) -> tuple[int, float, float, float, int]:
+    """Events projected, seconds, CPU seconds of the projector's process and of nats-server,
+    index messages; on a fresh server."""
     with tempfile.TemporaryDirectory() as data:
         server = EmbeddedServer(data_dir=Path(data), sync_interval=sync)
         server.start()
@@ -101,10 +114,11 @@ async def once(workflows: int, *, dressed: bool, sync: str) -> tuple[int, float,
             total = await append(nc, workflows, dressed=dressed)
             views = Views(nc, timeout=60)
             projector = Projector(nc)
-            began = time.perf_counter()
+            began, own, server_cpu = time.perf_counter(), time.process_time(), _cpu(server.pid)
             await projector.start()
             await views.wait_caught_up(timeout=3600, interval=0.05)
             seconds = time.perf_counter() - began
+            own, server_cpu = time.process_time() - own, _cpu(server.pid) - server_cpu
             await projector.stop()
             streams = await nc.jetstream().streams_info()
             index = sum(
@@ -114,7 +128,7 @@ async def once(workflows: int, *, dressed: bool, sync: str) -> tuple[int, float,
             )
             await views.close()
             await nc.close()
-            return total, seconds, index
+            return total, seconds, own, server_cpu, index
         finally:
             server.stop()
 
@@ -122,14 +136,19 @@ async def once(workflows: int, *, dressed: bool, sync: str) -> tuple[int, float,
 async def run(workflows: int, runs: int, sync: str) -> None:
     print(f"projections from {Path(projections.__file__).parent}")
     for dressed in (False, True):
-        rates, index = [], 0
+        rates, own, server, index = [], [], [], 0
         for _ in range(runs):
-            total, seconds, index = await once(workflows, dressed=dressed, sync=sync)
+            total, seconds, mine, theirs, index = await once(workflows, dressed=dressed, sync=sync)
             rates.append(total / seconds)
+            own.append(mine * 1000 / workflows)
+            server.append(theirs * 1000 / workflows)
         label = "3 inputs + a label" if dressed else "no inputs/labels"
         print(
             f"{label:20s} {workflows} workflows: best {max(rates):8,.0f} events/s, "
-            f"median {statistics.median(rates):8,.0f} events/s; index messages: {index}"
+            f"median {statistics.median(rates):8,.0f} events/s; CPU ms per workflow: projector "
+            f"{statistics.median(own):.2f}, nats-server {statistics.median(server):.2f}; "
+            f"index messages: {index}",
+            flush=True,
         )
 
 
