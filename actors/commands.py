@@ -200,6 +200,13 @@ class Advance(WorkflowCommand):
     type: Literal["Advance"] = "Advance"
 
 
+class AdmitWorkflow(WorkflowCommand):
+    """Run ``run`` of the workflow was given a slot of its concurrency group (``actors.groups``)."""
+
+    type: Literal["AdmitWorkflow"] = "AdmitWorkflow"
+    run: int = Field(ge=0)
+
+
 class TimeoutWorkflow(WorkflowCommand):
     """The workflow's durable timeout timer fired."""
 
@@ -261,4 +268,6 @@ AnyOperatorCommand = (
     | HookWorkflow
     | SetVariables
 )
-AnyWorkflowCommand = StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow | AnyOperatorCommand
+AnyWorkflowCommand = (
+    StartWorkflow | CancelWorkflow | Advance | TimeoutWorkflow | AdmitWorkflow | AnyOperatorCommand
+)

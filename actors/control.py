@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from actors import signals, variables
+from actors import fanout_state, signals, variables
 from actors._state import updated
 from actors.commands import (
     AnyOperatorCommand,
@@ -150,6 +150,8 @@ def _pause(state: WorkflowState, cmd: PauseWorkflow) -> list[Event]:
         raise _refuse(state, cmd, _ended(state))
     if state.cancel_requested:
         raise _refuse(state, cmd, "it is being cancelled")
+    if state.status is WorkflowStatus.QUEUED:  # (no job runs yet; a resume would skip the line)
+        raise _refuse(state, cmd, f"it waits for concurrency group {state.group}: cancel it")
     if state.paused:
         return []  # paused already: what the operator wants holds
     return [
@@ -183,8 +185,7 @@ def _resume(state: WorkflowState, cmd: ResumeWorkflow) -> list[Event]:
 def _skip(state: WorkflowState, cmd: SkipJob) -> list[Event]:
     assert state.status is not None
     if cmd.job not in state.order:
-        known = ", ".join(sorted(state.order)) or "none"
-        raise _refuse(state, cmd, f"it has no job {cmd.job!r} (its jobs: {known})")
+        _refuse_unknown_instance(state, cmd)
     if state.status.is_terminal:
         hint = "; `jetwork retry` runs its failed jobs again" if state.status in _RETRYABLE else ""
         raise _refuse(state, cmd, _ended(state) + hint)
@@ -207,6 +208,33 @@ def _skip(state: WorkflowState, cmd: SkipJob) -> list[Event]:
             outputs=dict(cmd.outputs),
         )
     ]
+
+
+def _refuse_unknown_instance(state: WorkflowState, cmd: SkipJob) -> None:
+    """Let ``cmd.job`` through if it names an instance ``<job>-<index>`` of a fanned-out job that
+    runs now (skipping it ends that instance; its slot in the gathered outputs gets ``outputs``);
+    refuse it, saying why, otherwise."""
+    found = fanout_state.parent_of(state.fanouts, cmd.job)
+    if found is None:
+        known = ", ".join(sorted(state.order)) or "none"
+        head, _, tail = cmd.job.rpartition("-")
+        fan = state.fanouts.get(head)
+        if fan is not None and tail.isdigit():
+            raise _refuse(
+                state,
+                cmd,
+                f"job {head!r} has {fan.count} instances ({head}-0 to {head}-{fan.count - 1}), "
+                f"no {cmd.job!r}",
+            )
+        raise _refuse(state, cmd, f"it has no job {cmd.job!r} (its jobs: {known})")
+    parent = state.job(found[0])
+    if parent.status is not JobStatus.RUNNING:
+        raise _refuse(
+            state,
+            cmd,
+            f"job {found[0]!r} is {parent.status}; an instance can be skipped while its fan-out "
+            "runs",
+        )
 
 
 def _retry(state: WorkflowState, cmd: RetryWorkflow) -> list[Event]:

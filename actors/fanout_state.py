@@ -13,18 +13,30 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from actors.job import JobState
-from events.catalog import JobEvent, JobFannedOut, JobStatus
+from events.catalog import JobEvent, JobFannedOut, JobSkipped, JobStatus
 
-__all__ = ["FanOutState", "fold", "instance_name", "job_names", "parent_of"]
+__all__ = [
+    "ACTIVE",
+    "FanOutState",
+    "fold",
+    "instance_name",
+    "job_names",
+    "next_instances",
+    "parent_of",
+]
 
-_ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING, JobStatus.WAITING})
+"""The statuses the tally counts as ``active`` (a ``wait_for`` instance waits)."""
+_ACTIVE = ACTIVE
 
 
 @dataclass(frozen=True, slots=True)
 class FanOutState:
     attempt: int  # the parent's attempt that fanned out (JobFannedOut.attempt)
     items: tuple[Any, ...]
-    created: int = 0  # instances 0 .. created-1 have had an event (they start in order)
+    # Instances 0 .. created-1 have been queued (they start in order); one after them may have
+    # been skipped by an operator already.
+    created: int = 0
     active: int = 0  # queued, running or retrying
     ended: int = 0
     failed: int = 0
@@ -57,6 +69,22 @@ def job_names(order: tuple[str, ...], fanouts: Mapping[str, FanOutState]) -> Ite
             yield from (instance_name(name, index) for index in range(fan.count))
 
 
+def next_instances(
+    name: str, fan: FanOutState, jobs: Mapping[str, JobState], room: int
+) -> list[int]:
+    """The next ``room`` instances of ``name`` to queue, in item order, passing over those an
+    operator skipped before their turn (each is passed over once: queueing one after it moves
+    ``created`` past it)."""
+    found: list[int] = []
+    index = fan.created
+    while len(found) < room and index < fan.count:
+        instance = jobs.get(instance_name(name, index))
+        if instance is None or instance.status is JobStatus.PENDING:
+            found.append(index)
+        index += 1
+    return found
+
+
 def fold(
     fanouts: MutableMapping[str, FanOutState], before: JobState, after: JobState, event: JobEvent
 ) -> None:
@@ -74,9 +102,12 @@ def fold(
         return
     parent, index = found
     fan = fanouts[parent]
+    # An operator may skip an instance before its turn: it ends without being started, and the
+    # ones before it are still to be queued.
+    started = not isinstance(event, JobSkipped)
     fanouts[parent] = replace(
         fan,
-        created=max(fan.created, index + 1),
+        created=max(fan.created, index + 1) if started else fan.created,
         active=fan.active + (new in _ACTIVE) - (old in _ACTIVE),
         ended=fan.ended + new.is_terminal - old.is_terminal,
         failed=fan.failed + (new is JobStatus.FAILED) - (old is JobStatus.FAILED),

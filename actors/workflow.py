@@ -20,6 +20,7 @@ from actors import (
     dag,
     fanout,
     fanout_state,
+    groups,
     inline_steps,
     job,
     loops,
@@ -30,6 +31,7 @@ from actors import (
 from actors._state import updated
 from actors.appends import Append, plan_appends
 from actors.commands import (
+    AdmitWorkflow,
     Advance,
     AnyWorkflowCommand,
     CancelJob,
@@ -60,12 +62,14 @@ from events.catalog import (
     JobStatus,
     SignalConsumed,
     SignalReceived,
+    WorkflowAdmitted,
     WorkflowCancelled,
     WorkflowCancelRequested,
     WorkflowDeleted,
     WorkflowEvent,
     WorkflowFailed,
     WorkflowPaused,
+    WorkflowQueued,
     WorkflowRerun,
     WorkflowRestarted,
     WorkflowResumed,
@@ -90,6 +94,8 @@ __all__ = [
 
 # An in-process timer runs on the loop's clock, which may be a hair ahead of the wall clock.
 _TIMER_TOLERANCE = timedelta(seconds=1)
+# A run waiting for its concurrency group's slot times out too: the timeout counts from the start.
+_TIMED = frozenset({WorkflowStatus.RUNNING, WorkflowStatus.QUEUED})
 _ACTIVE = frozenset(
     {JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.RUNNING, JobStatus.WAITING, JobStatus.PARKED}
 )
@@ -111,6 +117,8 @@ def decide(state: WorkflowState, command: AnyWorkflowCommand) -> list[Event]:
             return _advance(state, command.now)
         case TimeoutWorkflow():
             return _timeout(state, command.now)
+        case AdmitWorkflow():
+            return groups.admit(state, command)
         case (
             PauseWorkflow()
             | ResumeWorkflow()
@@ -163,6 +171,9 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
         return []
     if state.status.is_terminal:
         return _stop_leftovers(state, stop_reason(state.end_reason), now)
+    held = groups.gate(state, now)  # a run of a concurrency group waits for its slot first
+    if held is not None:
+        return held
     if state.paused and not state.cancel_requested:
         return []  # an operator holds it: nothing moves until the resume (a cancel still does)
     # A working copy (a C-level dict copy: cheaper than any overlay): later jobs are judged on
@@ -265,18 +276,23 @@ def _carry_out(
         case dag.Verdict.ERROR:
             return [_failed_before_queued(current, verdict.reason, now)]
     assert verdict.context is not None  # RUN always carries the context it was judged in
+    if spec.fan_out is not None:  # (its instances wait, or run their sub-workflows)
+        return fanout.start(current, spec, verdict.context, jobs, now)
     if spec.wait_for is not None:
         try:
             return [signals.waiting(current, spec, verdict.context, now)]
         except ValueError as error:
             return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
-    if spec.fan_out is not None:
-        return fanout.start(current, spec, verdict.context, jobs, now)
     inline = inline_steps.carry_out(current, spec, verdict.context, now)
     if inline is not None:
         return inline
     try:
-        rendered = dag.render_spec(spec, loops.context_for(spec, current, verdict.context), jobs)
+        rendered = dag.render_spec(
+            spec,
+            loops.context_for(spec, current, verdict.context),
+            jobs,
+            workflow_priority=definition.priority,
+        )
     except ValueError as error:
         return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
     if spec.workflow is not None:
@@ -319,6 +335,20 @@ def _failed_jobs(definition: WorkflowDefinition, jobs: Mapping[str, JobState]) -
     )
 
 
+def _stopped_job(definition: WorkflowDefinition, jobs: Mapping[str, JobState]) -> str | None:
+    """Why a job was cancelled although the workflow was not (only a newer member of its
+    concurrency group with ``cancel_in_progress`` asks that: ``sdk/worker/concurrency.py``)."""
+    for name, spec in definition.jobs.items():
+        current = jobs.get(name)
+        if (
+            current is not None
+            and current.status is JobStatus.CANCELLED
+            and spec.on_failure is not OnFailure.CONTINUE
+        ):
+            return f"job {name} was cancelled: {current.cancel_reason or 'cancelled'}"
+    return None
+
+
 def _ending(
     state: WorkflowState,
     definition: WorkflowDefinition,
@@ -332,6 +362,9 @@ def _ending(
     if failed:
         reason = f"{len(failed)} job(s) failed: {', '.join(failed)}"
         return WorkflowFailed(workflow_id=wf, reason=reason, failed_jobs=failed, ended_at=now)
+    stopped = _stopped_job(definition, jobs)
+    if stopped is not None:  # (a job group's cancel_in_progress newcomer superseded it)
+        return WorkflowCancelled(workflow_id=wf, reason=stopped, ended_at=now)
     try:
         outputs = subworkflows.render_outputs(definition, jobs, state.inputs)
     except ValueError as error:
@@ -342,7 +375,7 @@ def _ending(
 
 def _timeout(state: WorkflowState, now: datetime) -> list[Event]:
     definition = state.definition
-    if state.status is not WorkflowStatus.RUNNING or definition is None:
+    if state.status not in _TIMED or definition is None:
         return []  # ended, or paused: a resume past the deadline times it out then
     deadline = state.timeout_deadline()
     if definition.timeout is None or deadline is None or now < deadline - _TIMER_TOLERANCE:
@@ -425,6 +458,8 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
             return signals.evolve(state, event)
         case WorkflowVariablesSet():
             return variables.evolve(state, event)
+        case WorkflowQueued() | WorkflowAdmitted():
+            return groups.evolve(state, event)
         case WorkflowDeleted():
             # Its history before the tombstone is purged: it reads as never started, so every
             # command (a retry, a rerun, a start under its id) is refused from here on.

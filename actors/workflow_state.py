@@ -55,6 +55,12 @@ class WorkflowState:
     signal_ids: frozenset[str] = frozenset()
     # Each fanned-out job's items and its instances' tally (``actors.fanout_state``).
     fanouts: Mapping[str, FanOutState] = field(default_factory=dict)
+    # A workflow concurrency group (``actors.groups``): its rendered name and limit once queued,
+    # and the runs (``retries`` at the time) last queued and admitted; -1: none.
+    group: str | None = None
+    group_limit: int = 1
+    queued_run: int = -1
+    admitted_run: int = -1
     # Deleted (``WorkflowDeleted``): nothing of it is left but the tombstone; not found.
     deleted: bool = False
     # Stream sequences (set by ``replay`` from RecordedEvents; 0 = none): the workflow actor's

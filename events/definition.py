@@ -70,11 +70,15 @@ class RateLimit(_Frozen):
 
 class Concurrency(_Frozen):
     """At most ``limit`` attempts of the jobs in ``group`` run at once, across every worker and
-    gateway (``sdk/worker/concurrency.py``). In a definition ``group`` is a template
-    (``deploy-${{ inputs.env }}``); in a queued job's spec it is rendered."""
+    gateway (``sdk/worker/concurrency.py``); on a whole workflow, at most ``limit`` runs of the
+    group (``actors/groups.py``). In a definition ``group`` is a template
+    (``deploy-${{ inputs.env }}``); in a queued job's spec it is rendered.
+    ``cancel_in_progress``: a newcomer cancels the group's older members instead of waiting
+    behind them (GitHub Actions' ``cancel-in-progress``)."""
 
     group: str = Field(min_length=1)
     limit: int = Field(default=1, ge=1)
+    cancel_in_progress: bool = False
 
 
 class InputSpec(_Frozen):
@@ -167,6 +171,9 @@ class JobDefinition(_Frozen):
     needs_at_least: AtLeast | None = None
     # An http step (``events.http_step``): run by jetwork server's built-in worker.
     http: HttpStep | None = None
+    # Dispatched before the lower ones when workers are scarce (``events.priority``); None: the
+    # workflow's priority.
+    priority: int | None = Field(default=None, ge=1, le=10)
 
     @functools.cached_property
     def upstream(self) -> tuple[str, ...]:
@@ -206,11 +213,15 @@ class WorkflowDefinition(_Frozen):
     # Child definitions of ``workflow:`` jobs, by the reference the job gives (its path as written):
     # embedded when the workflow is started, so that its history is self-contained.
     workflows: dict[str, WorkflowDefinition] = Field(default_factory=dict)
+    # At most ``limit`` runs of the group at once, across every engine (``actors/groups.py``).
+    concurrency: Concurrency | None = None
 
     # Definitions by name and version, and schedules (``jetwork definitions``/``schedules``):
     # the registered version this definition is (or the file's ``version:``), and its ticks.
     version: int | None = Field(default=None, ge=1)
     schedule: tuple[ScheduleRule, ...] = ()
+    # The default priority of its jobs (``events.priority``); a start may set it for one run.
+    priority: int | None = Field(default=None, ge=1, le=10)
 
     @functools.cached_property
     def loop_jobs(self) -> tuple[str, ...]:

@@ -150,6 +150,18 @@ class ChildEndedRequest(_Request):
         return subjects.command("child_ended", self.workflow_id)
 
 
+class AdmitRequest(_Request):
+    """Run ``run`` of the workflow was given a slot of its concurrency group ``group``: sent by
+    whichever engine changed the group's queue (``actors/engine/groups.py``)."""
+
+    type: Literal["admit"] = "admit"
+    run: int = Field(ge=0)
+    group: str = Field(pattern=_TOKEN)
+
+    def subject(self) -> str:
+        return subjects.command("admit", self.workflow_id)
+
+
 ControlRequest = (
     PauseRequest
     | ResumeRequest
@@ -197,7 +209,7 @@ class StartAnswer(BaseModel):
     error: str | None = None
 
 
-AnyRequest = StartRequest | CancelRequest | ControlRequest | ChildEndedRequest
+AnyRequest = StartRequest | CancelRequest | ControlRequest | ChildEndedRequest | AdmitRequest
 REQUESTS: TypeAdapter[AnyRequest] = TypeAdapter(Annotated[AnyRequest, Field(discriminator="type")])
 
 
@@ -215,5 +227,7 @@ def request_msg_id(request: AnyRequest) -> str:
     # request is one of many of its kind (pause, resume, pause again): its own id tells them apart.
     if isinstance(request, ChildEndedRequest):
         return f"{request.type}.{request.child_id}"
+    if isinstance(request, AdmitRequest):
+        return f"admit.{request.workflow_id}.r{request.run}"
     own = getattr(request, "signal_id", None) or getattr(request, "request_id", None)
     return f"{request.type}.{request.workflow_id}" + (f".{own}" if own else "")

@@ -5,7 +5,8 @@ log (``Client.history``) and the projections (``Client.list``, ``Client.workers`
   the stream sequence the view was folded to, so a client follows ``/api/events`` from there
   (``Last-Event-ID``) with no gap and no replay;
 - one **job**: its definition, rendered command, and every claim (epoch, attempt, worker, how it
-  ended), the rejected late results too;
+  ended), the rejected late results too; a fan-out's instance ``<job>-<index>`` as any job (and
+  whose instance it is), a fanned-out job with its instances (``gateway.instances``);
 - **queued label sets**: the jobs queued right now grouped by what a worker must offer to run
   them, with the live workers that serve each (none: the jobs wait for a worker that may never
   come).
@@ -14,6 +15,7 @@ log (``Client.history``) and the projections (``Client.list``, ``Client.workers`
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from datetime import datetime
 from typing import Any, Final
 
@@ -21,7 +23,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from actors import workflow
+from actors import groups, workflow
+from actors.fanout_state import job_names
 from actors.workflow import WorkflowState
 from events.base import RecordedEvent
 from events.catalog import (
@@ -37,6 +40,15 @@ from events.catalog import (
 from events.definition import AtLeast
 from events.dispatch import capabilities, requirement_set, serves
 from gateway.context import context
+from gateway.instances import (
+    InstanceOf,
+    InstanceRow,
+    LogLinks,
+    instance_of,
+    instance_rows,
+    instance_views,
+    log_links,
+)
 from gateway.web import Json
 from projections.views import JobView, job_view
 from sdk.errors import JobNotFound
@@ -65,13 +77,21 @@ class GraphJob(_Out):
     needs_at_least: AtLeast | None = Field(
         default=None, description="edges: `count` of the jobs `of` are enough (an n-of-m join)"
     )
+    instances: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="a fanned-out job (matrix, for_each): its instances' views in item order "
+        "(instance i is `<name>-<i>`), their empty fields left out; null before it fans out",
+    )
 
 
 class GraphOut(_Out):
     workflow_id: str
     name: str
     status: str
-    reason: str | None = None
+    reason: str | None = Field(
+        default=None,
+        description="as the status object's: why it ended, who paused it, or what it waits for",
+    )
     started_at: datetime | None = None
     ended_at: datetime | None = None
     inputs: dict[str, Any] = Field(description="the inputs, defaults applied")
@@ -80,6 +100,9 @@ class GraphOut(_Out):
     jobs: list[GraphJob] = Field(description="in topological order")
     outputs: dict[str, str] = Field(
         default_factory=dict, description="the workflow's result, once it succeeded"
+    )
+    group: str | None = Field(
+        default=None, description="its workflow concurrency group (rendered), once queued"
     )
 
 
@@ -119,6 +142,16 @@ class JobDetailOut(_Out):
     view: JobView
     claims: list[ClaimRecord]
     rejected: list[RejectedRecord]
+    logs: LogLinks
+    instance_of: InstanceOf | None = Field(
+        default=None, description="an instance `<job>-<index>`: its fanned-out job and item"
+    )
+    instances: list[InstanceRow] | None = Field(
+        default=None, description="a fanned-out job: its instances in item order"
+    )
+    instance_counts: dict[str, int] | None = Field(
+        default=None, description="a fanned-out job: its instances by status"
+    )
 
 
 class QueuedLabelSet(_Out):
@@ -159,13 +192,14 @@ async def graph(request: Request) -> Response:
                 if_=spec.if_,
                 view=job_view(state.job(name)),
                 needs_at_least=spec.needs_at_least,
+                instances=instance_views(state, name),
             )
         )
     out = GraphOut(
         workflow_id=state.workflow_id,
         name=state.definition.name,
         status=state.status.value,
-        reason=state.end_reason,
+        reason=state.end_reason or state.pause_note or groups.queue_note(state),
         started_at=state.started_at,
         ended_at=state.ended_at,
         inputs=dict(state.inputs),
@@ -173,6 +207,7 @@ async def graph(request: Request) -> Response:
         seq=history[-1].seq,
         jobs=jobs,
         outputs=dict(state.outputs),
+        group=state.group,
     )
     return Json(out.model_dump(mode="json", by_alias=True))
 
@@ -181,12 +216,14 @@ async def job_detail(request: Request) -> Response:
     state, history = await _state(request)
     assert state.definition is not None
     name = request.path_params["job"]
-    if name not in state.definition.jobs:
+    parent = instance_of(state, name)
+    if name not in state.definition.jobs and parent is None:
         raise JobNotFound(state.workflow_id, name, state.definition.jobs)
-    spec = state.definition.jobs[name]
+    spec = state.definition.jobs[parent.job if parent is not None else name]
     events = [r.event for r in history if isinstance(r.event, JobEvent) and r.event.job == name]
     claims, rejected = claims_of(events)
     job = state.job(name)
+    rows = instance_rows(state, name)
     out = JobDetailOut(
         workflow_id=state.workflow_id,
         job=name,
@@ -200,6 +237,10 @@ async def job_detail(request: Request) -> Response:
         view=job_view(job),
         claims=claims,
         rejected=rejected,
+        logs=log_links(state.workflow_id, name),
+        instance_of=parent,
+        instances=rows,
+        instance_counts=None if rows is None else dict(Counter(row.status for row in rows)),
     )
     return Json(out.model_dump(mode="json", by_alias=True))
 
@@ -267,11 +308,17 @@ async def label_sets(request: Request) -> Response:
         state = workflow.replay(history, WorkflowState(workflow_id=workflow_id))
         if state.definition is None:
             return []
-        return [
+        found = [
             requirement_set(job.labels, job.uses)
             for name, job in state.definition.jobs.items()
             if state.job(name).status is JobStatus.QUEUED
         ]
+        # Fan-out instances: their labels as rendered (a matrix value may name one).
+        for name in job_names(state.order, state.fanouts):
+            current = state.job(name)
+            if name not in state.definition.jobs and current.status is JobStatus.QUEUED:
+                found.append(requirement_set(current.spec.labels, current.spec.uses))
+        return found
 
     found = await asyncio.gather(*(queued_in(wf) for wf in scanned), return_exceptions=True)
     counts: dict[frozenset[str], int] = {}

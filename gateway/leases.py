@@ -30,6 +30,7 @@ current answers ``LeaseGone`` (409) and changes nothing, except that a late resu
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -114,7 +115,8 @@ class Leases:
 
     async def start(self) -> None:
         await self.limiter.start(self._js)
-        await self.groups.start(self._js, self._store)
+        notify = functools.partial(self._nc.publish, payload=b"")
+        await self.groups.start(self._js, self._store, notify=notify)
 
     async def stop(self) -> None:
         """Stop pulling (what the server still sends is released)."""
@@ -431,7 +433,8 @@ class LeaseHandle:
 def group_holder(dispatch: Dispatch, worker_id: str) -> Holder:
     queued = dispatch.queued
     return Holder(workflow_id=queued.workflow_id, job=queued.job, attempt=queued.attempt,
-                  worker_id=worker_id, since=time.time())  # fmt: skip
+                  worker_id=worker_id, since=time.time(),
+                  queued_at=queued.queued_at.timestamp())  # fmt: skip
 
 
 def utc_ms(moment: datetime) -> int:

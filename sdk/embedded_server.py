@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import signal
 import socket
@@ -57,11 +58,48 @@ def find_nats_server() -> Path:
     )
 
 
+_PORTS_HANDED_OUT: set[int] = set()
+_LOWEST_PORT = 10_000  # above the well-known and most registered services' ports
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (Linux; a common default else)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32_768, 60_999
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """A loopback port nothing listens on, for a server about to start.
+
+    Picked below the ephemeral range: a port the kernel hands out (``bind(0)``) is free again the
+    moment it is returned, and any outgoing connection — a test's NATS clients make many — may
+    take it as its local port before the server binds it ("address already in use": a cluster
+    node exited at start-up in a full test run). Ports outside the range are only ever taken by
+    listeners. The same process never gets a port twice.
+    """
+    low, _ = _ephemeral_range()
+    candidates = list(range(_LOWEST_PORT, low)) if low - _LOWEST_PORT >= 1_000 else []
+    random.shuffle(candidates)
+    for port in candidates[:200]:
+        if port not in _PORTS_HANDED_OUT and _bindable(port):
+            _PORTS_HANDED_OUT.add(port)
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:  # a narrowed range: as before
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        picked: int = sock.getsockname()[1]
+        return picked
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 def port_is_free(port: int) -> bool:

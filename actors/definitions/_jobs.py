@@ -11,6 +11,7 @@ from actors.definitions._problems import Path, ProblemLog
 from actors.definitions._waits import read_wait
 from actors.definitions.durations import format_duration
 from actors.definitions.http_step import read_http
+from events import priority
 from events.definition import MAX_RATE_WINDOW, Backoff, OnFailure
 
 JOB_FIELDS: Final = (
@@ -43,6 +44,7 @@ JOB_FIELDS: Final = (
     "until",
     "needs_at_least",
     "http",
+    "priority",
 )
 RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
 RATE_LIMIT_FIELDS: Final = ("limit", "per")
@@ -102,6 +104,8 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
             draft.fields["rate_limit"] = limit
     if body.get("concurrency") is not None:
         _read_concurrency(body["concurrency"], (*path, "concurrency"), draft, log)
+    if body.get("priority") is not None:
+        draft.fields["priority"] = read_priority(body["priority"], (*path, "priority"), log)
     from actors.definitions._subflows import read_subflow
 
     read_subflow(body, path, draft, log)
@@ -211,22 +215,37 @@ def _read_on_failure(value: object, path: Path, draft: JobDraft, log: ProblemLog
 
 
 def _read_concurrency(value: object, path: Path, draft: JobDraft, log: ProblemLog) -> None:
-    """``concurrency: deploy`` or ``{group: "deploy-${{ inputs.env }}", limit: 1}``."""
+    found, template = read_concurrency(value, path, log)
+    if template is not None:
+        draft.expressions.append(Expression((*path, "group"), template, is_condition=False))
+    if found is not None:
+        draft.fields["concurrency"] = found
+
+
+def read_concurrency(
+    value: object, path: Path, log: ProblemLog
+) -> tuple[dict[str, Any] | None, str | None]:
+    """``concurrency: deploy`` or ``{group: "deploy-${{ inputs.env }}", limit: 1,
+    cancel_in_progress: false}`` (a job's or a workflow's): the fields, and the group's template
+    when it has one (its references are checked where it is read)."""
     if isinstance(value, str):
         value = {"group": value}
     if not isinstance(value, Mapping):
         log.add(
-            path, f"expected a group name or a mapping {{group, limit}}, got {f.describe(value)}"
+            path,
+            "expected a group name or a mapping {group, limit, cancel_in_progress}, "
+            f"got {f.describe(value)}",
         )
-        return
+        return None, None
     f.check_fields(value, path, CONCURRENCY_FIELDS, log)
     found: dict[str, Any] = {}
+    template = None
     group = value.get("group")
     if group is None:
         log.add((*path, "group"), "missing: the group's name, e.g. group: deploy-${{ inputs.env }}")
     elif f.text(group, (*path, "group"), log, what="group") is not None:
         if "${{" in group:
-            draft.expressions.append(Expression((*path, "group"), group, is_condition=False))
+            template = group
             found["group"] = group
         elif f.token(group, (*path, "group"), log, what="group name") is not None:
             found["group"] = group
@@ -235,13 +254,22 @@ def _read_concurrency(value: object, path: Path, draft: JobDraft, log: ProblemLo
         log.add((*path, "limit"), f"must be a whole number >= 1, got {f.short(limit)}")
     else:
         found["limit"] = limit
-    if value.get("cancel_in_progress"):
-        log.add(
-            (*path, "cancel_in_progress"),
-            "not supported yet: the rest of a group waits; cancel older runs yourself",
-        )
-    if len(found) == 2:
-        draft.fields["concurrency"] = found
+    cancel = value.get("cancel_in_progress", False)
+    if not isinstance(cancel, bool):
+        log.add((*path, "cancel_in_progress"), f"must be true or false, got {f.short(cancel)}")
+    else:
+        found["cancel_in_progress"] = cancel
+    return (found if len(found) == 3 else None), template
+
+
+def read_priority(value: object, path: Path, log: ProblemLog) -> int | None:
+    """``priority: 1..10``: dispatched before lower ones when workers are scarce."""
+    why = priority.problem(value)
+    if why is not None:
+        log.add(path, why)
+        return None
+    assert isinstance(value, int)
+    return value
 
 
 def read_rate_limit(value: object, path: Path, log: ProblemLog) -> dict[str, Any] | None:

@@ -60,12 +60,28 @@ def check_workflow_env(
 ) -> None:
     """Workflow ``env`` is rendered before any job has run: it may use inputs, not needs."""
     for key, value in env.items():
-        expression = Expression(("env", key), value, is_condition=False)
-        paths = _readable_paths(expression, log)
-        if any(path[0] == "needs" for path in paths):
-            log.add(expression.path, "needs is not available in workflow env: no job has run yet")
-        for problem in _input_problems(paths, inputs) + _var_problems(paths, declared_vars):
-            log.add(expression.path, problem)
+        check_workflow_template(
+            ("env", key), value, inputs, log, what="workflow env", declared_vars=declared_vars
+        )
+
+
+def check_workflow_template(
+    where: tuple[str, ...],
+    template: str,
+    inputs: Collection[str],
+    log: ProblemLog,
+    *,
+    what: str,
+    declared_vars: Collection[str] | None = None,
+) -> None:
+    """A workflow-level template (``env``, ``concurrency.group``) is rendered before any job
+    has run: it may use inputs and variables, not needs."""
+    expression = Expression(where, template, is_condition=False)
+    paths = _readable_paths(expression, log)
+    if any(path[0] == "needs" for path in paths):
+        log.add(expression.path, f"needs is not available in {what}: no job has run yet")
+    for problem in _input_problems(paths, inputs) + _var_problems(paths, declared_vars):
+        log.add(expression.path, problem)
 
 
 def _readable_paths(expression: Expression, log: ProblemLog) -> set[tuple[str, ...]]:

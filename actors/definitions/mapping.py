@@ -31,7 +31,7 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
         raw["env"] = dict(definition.env)
     if definition.vars:
         raw["vars"] = dict(definition.vars)
-    for key in ("timeout", "dispatch_timeout"):
+    for key in ("timeout", "dispatch_timeout", "priority"):
         if getattr(definition, key) is not None:
             raw[key] = getattr(definition, key)
     raw["jobs"] = {name: _job_mapping(job) for name, job in definition.jobs.items()}
@@ -45,6 +45,8 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
         raw["version"] = definition.version
     if definition.schedule:
         raw["schedule"] = [rule.model_dump(exclude_defaults=True) for rule in definition.schedule]
+    if definition.concurrency is not None:
+        raw["concurrency"] = definition.concurrency.model_dump(mode="json")
     return raw
 
 
@@ -54,6 +56,8 @@ def _job_mapping(job: JobDefinition) -> dict[str, Any]:
     for key in ("run", "uses", "if", "timeout", "dispatch_timeout", "delay", "at", "workflow"):
         if key in dumped:
             raw[key] = dumped[key]
+    if job.priority is not None:
+        raw["priority"] = job.priority
     for key in ("set", "sleep", "until", "needs_at_least"):  # actors.inline_steps, actors.quorum
         if key in dumped:
             raw[key] = dumped[key]
@@ -72,6 +76,9 @@ def _job_mapping(job: JobDefinition) -> dict[str, Any]:
         raw.update(fan_out_mapping(job.fan_out))
     if job.http is not None:
         raw["http"] = job.http.model_dump(mode="json", exclude_defaults=True)
+    for key in ("concurrency", "rate_limit"):
+        if key in dumped:
+            raw[key] = dumped[key]
     return raw
 
 

@@ -16,12 +16,13 @@ from actors.definitions import _fields as f
 from actors.definitions import input_schema
 from actors.definitions._fanout import check_fan_out, read_fan_out
 from actors.definitions._graph import report_cycles
-from actors.definitions._jobs import JobDraft, read_job
+from actors.definitions._jobs import JobDraft, read_concurrency, read_job, read_priority
 from actors.definitions._problems import Path, ProblemLog
 from actors.definitions._references import (
     check_job_expressions,
     check_job_needs,
     check_workflow_env,
+    check_workflow_template,
 )
 from actors.definitions._schedule import read_schedule, read_version
 from actors.definitions._steps import check_output_keys, read_steps
@@ -46,6 +47,8 @@ WORKFLOW_FIELDS: Final = (
     "jobs",
     "outputs",
     "workflows",
+    "concurrency",
+    "priority",
 )
 REGISTRY_FIELDS: Final = ("version", "schedule")  # actors.definitions._schedule
 # ``required`` is both the input's (true/false) and, as a list, an object's (JSON Schema's).
@@ -85,6 +88,10 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
     for key in ("timeout", "dispatch_timeout"):
         if raw.get(key) is not None:
             fields[key] = f.duration(raw[key], (key,), log, positive=True)
+    if raw.get("concurrency") is not None:
+        _read_workflow_concurrency(raw["concurrency"], fields, inputs, log, declared)
+    if raw.get("priority") is not None:
+        fields["priority"] = read_priority(raw["priority"], ("priority",), log)
     jobs = _read_jobs(raw.get("jobs"), inputs, log, declared)
     if raw.get("version") is not None:
         fields["version"] = read_version(raw["version"], log)
@@ -96,9 +103,29 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
         fields["outputs"], expressions = read_outputs(raw["outputs"], log)
         check_outputs(expressions, jobs, log)
     check_output_keys(jobs, fields.get("outputs", {}), log)
-    fields["workflows"] = read_workflows(raw.get("workflows"), jobs, log, parse_workflow)
+    fields["workflows"] = read_workflows(
+        raw.get("workflows"), jobs, log, parse_workflow, own_name=fields["name"]
+    )
     log.raise_if_any()
     return _assemble(fields, jobs, log)
+
+
+def _read_workflow_concurrency(
+    value: object,
+    fields: dict[str, Any],
+    inputs: Mapping[str, Any],
+    log: ProblemLog,
+    declared: tuple[str, ...] | None,
+) -> None:
+    """The workflow's own group (``actors.groups``): rendered at the start, from inputs and
+    variables only."""
+    found, template = read_concurrency(value, ("concurrency",), log)
+    if template is not None:
+        where = ("concurrency", "group")
+        what = "a workflow's concurrency group"
+        check_workflow_template(where, template, inputs, log, what=what, declared_vars=declared)
+    if found is not None:
+        fields["concurrency"] = found
 
 
 def _workflow_name(value: object, log: ProblemLog) -> str | None:

@@ -98,7 +98,7 @@ class Batch(Intake):
             for work in works:
                 self._decide(work)
             await self._ctx.labelsets.register(
-                event.labelset_token
+                event.route
                 for work in works
                 if work.reaction is not None
                 for event in work.reaction.decided
@@ -234,6 +234,8 @@ class Batch(Intake):
             headers = {"Nats-Msg-Id": outbox_msg_id(command)}
             data = command.model_dump_json().encode()
             await self._ctx.nc.jetstream().publish(command.subject(), data, headers=headers)
+        for call in reaction.group_calls:  # (after its timers: a lost call, the next look does)
+            await self._ctx.groups.run(call)
         # Only now: a state in memory says its events were reacted to (a redelivery of one is
         # skipped), so it must not be kept before what they ask for (a timer) is stored.
         self._ctx.states.put(absorb(reaction.state, work.landed), tenure=work.tenure)

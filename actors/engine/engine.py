@@ -25,6 +25,7 @@ from nats.aio.client import Client as NATS
 
 from actors.engine.batch import Batch, Context
 from actors.engine.definition_cache import DefinitionCache
+from actors.engine.groups import Groups
 from actors.engine.inbox import Inbox
 from actors.engine.labelsets import LabelSets
 from actors.engine.settings import EngineSettings
@@ -77,6 +78,7 @@ class Engine:
             renew_every=settings.renew_every,
         )
         self._stopping = asyncio.Event()
+        self._groups = Groups(nc, self._store)
         self._context = Context(
             nc=nc,
             states=self._states,
@@ -84,6 +86,7 @@ class Engine:
             labelsets=LabelSets(nc),
             pipeline=self._pipeline,
             timers=self._timers,
+            groups=self._groups,
             holds=self._ownership.holds,
             clock=clock,
             stopping=self._stopping.is_set,
@@ -105,6 +108,7 @@ class Engine:
     async def start(self) -> None:
         self._stopping.clear()
         await self._pipeline.start()
+        await self._groups.start()
         self._loop_task = asyncio.create_task(self._process_forever())
         await self._ownership.start()
         await self._ownership.wait_cycle()  # the partitions it can take are its own now

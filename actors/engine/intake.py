@@ -18,8 +18,18 @@ from pydantic import ValidationError
 
 from actors.appends import Append
 from actors.engine.definition_cache import DefinitionCache
+from actors.engine.groups import Groups
 from actors.engine.labelsets import LabelSets
-from actors.engine.reactions import Cancel, ChildEnded, Control, Fired, Item, Reaction, Start
+from actors.engine.reactions import (
+    Admit,
+    Cancel,
+    ChildEnded,
+    Control,
+    Fired,
+    Item,
+    Reaction,
+    Start,
+)
 from actors.engine.states import States, skip_over
 from actors.engine.timers import TIMERS, AnyTimer, Timers
 from actors.workflow import WorkflowState
@@ -31,6 +41,7 @@ from events.errors import InvalidWorkflow, UndecodableEvent
 from events.pipeline import Pipeline
 from events.requests import (
     REQUESTS,
+    AdmitRequest,
     CancelRequest,
     ChildEndedRequest,
     ControlAnswer,
@@ -73,6 +84,7 @@ class Context:
     labelsets: LabelSets
     pipeline: Pipeline
     timers: Timers
+    groups: Groups
     holds: Callable[[int], bool]
     clock: Callable[[], datetime]
     stopping: Callable[[], bool]
@@ -159,6 +171,9 @@ class Intake:
             return
         if isinstance(request, ChildEndedRequest):
             self._add(request.workflow_id, ChildEnded(request), msg)
+            return
+        if isinstance(request, AdmitRequest):
+            self._add(request.workflow_id, Admit(request), msg)
             return
         if not isinstance(request, StartRequest):
             self._add(request.workflow_id, Control(request), msg)

@@ -17,9 +17,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from actors import inline_steps, job, subworkflows, workflow
+from actors import groups, inline_steps, job, subworkflows, workflow
 from actors.appends import Append
 from actors.commands import (
+    AdmitWorkflow,
     Advance,
     CancelWorkflow,
     ExpireLease,
@@ -37,6 +38,7 @@ from actors.engine.timers import (
     AnyTimer,
     CallbackTimer,
     DispatchTimeoutTimer,
+    GroupTimer,
     JobTimeoutTimer,
     LeaseTimer,
     RetryTimer,
@@ -60,14 +62,17 @@ from events.catalog import (
     JobStatus,
     JobWaiting,
     WorkflowEvent,
+    WorkflowQueued,
     WorkflowRerun,
     WorkflowResumed,
     WorkflowRetried,
     WorkflowStarted,
+    WorkflowStatus,
 )
 from events.definition import WorkflowDefinition
 from events.errors import CommandRefused, WorkflowNotFound
 from events.requests import (
+    AdmitRequest,
     AnyRequest,
     CancelRequest,
     ChildEndedRequest,
@@ -116,7 +121,14 @@ class ChildEnded:
     request: ChildEndedRequest
 
 
-Item = RecordedEvent | Start | Cancel | Control | Fired | ChildEnded
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """A run of this workflow was given a slot of its concurrency group (``actors.groups``)."""
+
+    request: AdmitRequest
+
+
+Item = RecordedEvent | Start | Cancel | Control | Fired | ChildEnded | Admit
 
 
 @dataclass
@@ -141,6 +153,10 @@ class Reaction:
     whose start may not have been sent: a start is idempotent and its publish de-duplicated)."""
     outbox: list[AnyRequest] = field(default_factory=list)
     """Sub-workflow commands the state asks for (``subworkflows.outbox``), sent every time."""
+    group_calls: list[groups.GroupCall] = field(default_factory=list)
+    """What to do in the workflow's concurrency group's queue (``actors.groups.calls``)."""
+    group_look: bool = False
+    """A group timer fired or a grant came: look at the group again whatever was decided."""
 
     def stages(self, base: WorkflowState) -> list[list[Append]]:
         """The decided events as CAS appends, stage by stage (see ``stages``)."""
@@ -193,11 +209,17 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
                 reaction.starts.append(restart_start(reaction.state, item.request))
         elif isinstance(item, ChildEnded):
             triggers += _apply(reaction, subworkflows.settle(reaction.state, item.request, now))
+        elif isinstance(item, Admit):
+            wf, run = item.request.workflow_id, item.request.run
+            admit = AdmitWorkflow(workflow_id=wf, run=run, now=now)
+            reaction.group_look = True  # (a grant to a run that ended: its slot goes back)
+            triggers += _apply(reaction, workflow.decide(reaction.state, admit))
         else:
             triggers += _apply(reaction, _fire(reaction, item.timer, now))
     if unfolded:
         reaction.state = workflow.replay(unfolded, reaction.state)
     _settle(reaction, triggers, now)
+    reaction.group_calls = groups.calls(reaction.state, reaction.decided, look=reaction.group_look)
     if reaction.state.parent is not None or (
         reaction.state.definition is not None and reaction.state.definition.workflow_jobs
     ):
@@ -298,6 +320,13 @@ def _fire(reaction: Reaction, timer: AnyTimer, now: datetime) -> list[Event]:
         return list(job.decide(state.job(timer.job), dispatch))
     if isinstance(timer, SleepTimer):
         return list(inline_steps.wake(state.job(timer.job), timer.attempt, now))
+    if isinstance(timer, GroupTimer):
+        if state.queued_run == timer.run and state.status is WorkflowStatus.QUEUED:
+            reaction.group_look = True  # still waiting: look again, and again later
+            reaction.timers.append(group_timer(state, now, check=timer.check + 1))
+        elif state.status is not None and state.status.is_terminal:
+            reaction.group_look = True  # (its slot given back, once more)
+        return []
     if state.paused:
         return []  # the retry waits: the resume queues it (its moment has passed by then)
     requeue = RequeueJob(workflow_id=wf, job=timer.job, attempt=timer.attempt, now=now)
@@ -339,6 +368,8 @@ def _plan(reaction: Reaction, triggers: list[Event], now: datetime) -> list[tupl
             requeue += _due_retries(state, now)
         elif isinstance(event, JobQueued):
             _plan_job_timeout(state, event, reaction)
+        elif isinstance(event, WorkflowQueued) and state.queued_run == event.run:
+            reaction.timers.append(group_timer(state, now, check=1))
         elif isinstance(event, JobWaiting):
             reaction.timers += filter(None, [waits.plan(state, event)])
         elif isinstance(event, JobSleepStarted):
@@ -373,6 +404,12 @@ def _plan(reaction: Reaction, triggers: list[Event], now: datetime) -> list[tupl
         ):
             reaction.cancel_notices.append(event.job)
     return requeue
+
+
+def group_timer(state: WorkflowState, now: datetime, *, check: int) -> GroupTimer:
+    """The next look at the group of a queued run (``actors.groups.RECHECK`` from now)."""
+    due = now + timedelta(seconds=groups.RECHECK)
+    return GroupTimer(workflow_id=state.workflow_id, run=state.queued_run, check=check, due=due)
 
 
 def callback_timer(state: WorkflowState, event: JobParked) -> CallbackTimer:

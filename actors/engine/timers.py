@@ -137,6 +137,18 @@ class CallbackTimer(_Timer):
         return f"{self.workflow_id}.{self.job}.callback-a{self.attempt}-p{self.poll_count}"
 
 
+class GroupTimer(_Timer):
+    """Run ``run`` of a workflow waiting for its concurrency group looks at the group again
+    (``actors.groups``); ``check`` numbers the looks, so that each is armed once."""
+
+    kind: Literal["group"] = "group"
+    run: int
+    check: int
+
+    def timer_id(self) -> str:
+        return f"{self.workflow_id}.group-r{self.run}-c{self.check}"
+
+
 AnyTimer = (
     WorkflowTimeoutTimer
     | JobTimeoutTimer
@@ -146,6 +158,7 @@ AnyTimer = (
     | WaitTimeoutTimer
     | SleepTimer
     | CallbackTimer
+    | GroupTimer
 )
 TIMERS: TypeAdapter[AnyTimer] = TypeAdapter(Annotated[AnyTimer, Field(discriminator="kind")])
 

@@ -119,11 +119,16 @@ def workflow_table(
             styled_status(job.status),
             attempt,
             elapsed(job.started_at, job.ended_at, now),
-            f"child {job.child_workflow_id}" if job.child_workflow_id else job.worker_id or "",
+            _child(job) if job.child_workflow_id else job.worker_id or "",
             _detail(job),
         ]
         table.add_row(*row)
     return table
+
+
+def _child(job: JobView) -> str:
+    what = f" ({job.child_workflow})" if job.child_workflow else ""
+    return f"child {job.child_workflow_id}{what}"
 
 
 def workflow_panel(
@@ -264,6 +269,8 @@ def summary_table(rows: Sequence[WorkflowSummary]) -> Table:
         )
         if row.parent_workflow_id:
             counts += f" (sub-workflow of {row.parent_workflow_id})"
+        if row.status == "queued" and row.group:
+            counts += f" (waiting for concurrency group {row.group})"
         table.add_row(
             row.workflow_id,
             row.name,

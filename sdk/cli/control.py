@@ -166,9 +166,14 @@ def skip(
     not ended (pause it first to skip a failed job before its dependents are judged). Refused
     for a running, succeeded or cancelled job and an unknown job name.
 
+    JOB may be one instance `<job>-<index>` of a fanned-out job (matrix, for_each) while its
+    fan-out runs: its slot in the gathered outputs gets these outputs (null without), and the
+    fanned-out job counts it as succeeded.
+
     \b
     Examples:
       jetwork skip "$id" flaky --output value=7 --reason "known outage"
+      jetwork skip "$id" test-3 -o report=none --reason "that platform is down"
       jetwork pause "$id"; jetwork skip "$id" build -o artifact=app.tgz; jetwork resume "$id"
     """
     given = parse_outputs(outputs)

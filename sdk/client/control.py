@@ -129,7 +129,9 @@ class ClientControl(ClientBase):
         answer_timeout: float = DEFAULT_ANSWER_TIMEOUT,
     ) -> ControlResult:
         """Record a pending, queued, waiting or failed job as skipped by an operator: its
-        dependents proceed as if it had succeeded with ``outputs``.
+        dependents proceed as if it had succeeded with ``outputs``. ``job`` may be one instance
+        ``<job>-<index>`` of a fan-out that runs: its slot in the gathered outputs gets
+        ``outputs`` (null for a key not given) and the fanned-out job counts it as succeeded.
 
         Raises ``JobNotFound`` for a job the workflow does not have, ``CommandRefused`` for a
         job that is running or has ended otherwise, or a workflow that has ended.
@@ -266,7 +268,9 @@ class ClientControl(ClientBase):
         restarted_as = fields.get("restarted_as")
         if state is not None:
             job = fields.get("job")
-            if job is not None and job not in state.order:
+            # (A fan-out's instance ``<job>-<index>`` may be skipped: the actor says when.)
+            instance = kind is SkipRequest and (job or "").rpartition("-")[0] in state.fanouts
+            if job is not None and job not in state.order and not instance:
                 raise JobNotFound(workflow_id, job, state.order)
             # The actor's own decision on the log as it is: a refusal raises here.
             if not workflow.decide(state, control_command(request, datetime.now(UTC))):

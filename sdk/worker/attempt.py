@@ -268,7 +268,8 @@ class Attempt(DispatchMessage):
             return True
         holder = Holder(workflow_id=self.dispatch.workflow_id, job=self.dispatch.job,
                         attempt=self.dispatch.queued.attempt, worker_id=self.env.worker_id,
-                        since=time.time())  # fmt: skip
+                        since=time.time(),
+                        queued_at=self.dispatch.queued.queued_at.timestamp())  # fmt: skip
         if await self.env.groups.enter(spec, holder):
             self._holder = holder
             return True

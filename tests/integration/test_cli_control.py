@@ -176,3 +176,52 @@ async def test_restart_prints_the_new_run_and_status_links_both_ways(
     assert history[0]["data"]["inputs"] == {"who": "moon"}  # the same inputs
     as_json = json.loads(ok(await cli("restart", workflow_id, "--json")).stdout)
     assert as_json["command"] == "restart" and as_json["restarted_as"] not in (new, None)
+
+
+def instance_fails_or_hangs(state: JobState) -> Outcome:
+    """t-0 fails for good, t-2 hangs (until the test completes it), the others greet."""
+    if state.job == "t-0":
+        return Outcome(error="t-0 broke", retryable=False)
+    if state.job == "t-2":
+        return Outcome(hang=True)
+    return Outcome(outputs={"greeting": f"hello from {state.job}"})
+
+
+async def test_skip_one_fan_out_instance_fills_its_slot_and_the_fan_out_succeeds(
+    cli: Cli,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "fan.yaml"
+    path.write_text(
+        "name: fan\n"
+        "inputs: {items: {type: string}}\n"
+        "jobs:\n"
+        "  t: {for_each: '${{ fromJSON(inputs.items) }}', fail_fast: false, run: echo}\n"
+        "  after: {needs: [t], run: 'echo ${{ needs.t.outputs.greeting }}'}\n"
+    )
+    cli.runner.behaviour = instance_fails_or_hangs
+    workflow_id = await started(cli, path, "-i", 'items=["a","b","c"]')
+    await assert_eventually(lambda: cli.runner.hanging, message="t-2 never started")
+
+    async def t0_failed() -> bool:
+        jobs = (await status_of(cli, workflow_id))["jobs"]
+        return isinstance(jobs, dict) and jobs["t-0"]["status"] == "failed"
+
+    await assert_eventually(t0_failed)
+    failed(await cli("skip", workflow_id, "t-2"), "job 't-2' is running")
+    failed(await cli("skip", workflow_id, "t-3"), "job 't' has 3 instances (t-0 to t-2), no 't-3'")
+    result = ok(await cli("skip", workflow_id, "t-0", "-o", "greeting=skipped", "--json"))
+    assert json.loads(result.stdout)["changed"] is True
+    _, name, epoch = cli.runner.hanging[0]
+    await cli.runner.complete(workflow_id, name, epoch, greeting="late")
+
+    async def succeeded() -> dict[str, object] | None:
+        view = await status_of(cli, workflow_id)
+        return view if view["status"] == "succeeded" else None
+
+    view = await assert_eventually(succeeded, message="the workflow did not succeed")
+    jobs = view["jobs"]
+    assert isinstance(jobs, dict)
+    assert jobs["t-0"]["status"] == "skipped" and jobs["t-0"]["reason"].startswith("skipped by")
+    assert jobs["t"]["status"] == "succeeded"
+    assert json.loads(jobs["t"]["outputs"]["greeting"]) == ["skipped", "hello from t-1", "late"]

@@ -174,6 +174,51 @@ async def test_polling_until_the_remote_job_is_done(
     assert "polled 2 times" in gave_up.error
 
 
+async def test_between_polls_the_step_is_parked_and_its_slot_serves_another(
+    clean_nats: NATS, nats_url: str, engine: Engine, target: Target
+) -> None:
+    until = "${{ fromJSON(response.body).state == 'done' }}"
+
+    def polling(name: str) -> dict[str, Any]:
+        poll = {"interval": "1s", "until": until, "max_polls": 5}
+        return {"http": {"url": f"{target.url}/job/{name}", "poll": poll}}
+
+    definition = {"name": "http-park", "jobs": {"a": polling("a"), "b": polling("b")}}
+    # One request at a time: a step holding its slot between polls would make the other wait.
+    worker = await http_worker(nats_url, JETWORK_HTTP_STEP_CONCURRENCY="1")
+    try:
+        await start_workflow(clean_nats, "wf-http-park", definition)
+        history = await finished(clean_nats, "wf-http-park")
+    finally:
+        await worker.stop()
+    assert ended(history) == "WorkflowSucceeded"
+    for name in ("a", "b"):
+        kinds = [
+            r.event.event_type
+            for r in history
+            if getattr(r.event, "job", None) == name and r.event.event_type.startswith("Job")
+        ]
+        assert kinds == ["JobQueued", "JobStarted", "JobParked"] * 2 + [
+            "JobQueued",
+            "JobStarted",
+            "JobSucceeded",
+        ]
+        [done] = ends(history, name)
+        assert done.outputs["polls"] == "3" and done.attempt == 1
+    parked = [r.event for r in history if r.event.event_type == "JobParked"]
+    assert [p.outputs for p in parked if p.job == "a"] == [
+        {"status": "200", "polls": "1"},
+        {"status": "200", "polls": "2"},
+    ]
+    # Each ran while the other was parked: neither finished before the other's first request.
+    order = [(r.event.event_type, getattr(r.event, "job", None)) for r in history]
+    first_started = min(order.index(("JobStarted", n)) for n in ("a", "b"))
+    second_started = max(order.index(("JobStarted", n)) for n in ("a", "b"))
+    first_done = min(order.index(("JobSucceeded", n)) for n in ("a", "b"))
+    assert first_started < second_started < first_done
+    assert target.hits["/job/a"] == target.hits["/job/b"] == 3
+
+
 async def test_a_host_off_the_allow_list_is_refused(
     clean_nats: NATS, nats_url: str, engine: Engine, target: Target
 ) -> None:

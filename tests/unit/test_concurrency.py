@@ -35,7 +35,7 @@ def test_a_name_alone_is_a_group_of_one() -> None:
         ({"limit": 2}, "jobs.deploy.concurrency.group: missing"),
         ({"group": "a b"}, "jobs.deploy.concurrency.group: "),
         ({"group": "g", "limit": 0}, "jobs.deploy.concurrency.limit: must be a whole number"),
-        ({"group": "g", "cancel_in_progress": True}, "jobs.deploy.concurrency.cancel_in_progress"),
+        ({"group": "g", "cancel_in_progress": "yes"}, "jobs.deploy.concurrency.cancel_in_progress"),
         ({"group": "g-${{ inputs.nope }}"}, "jobs.deploy.concurrency.group: inputs.nope"),
         ({"group": "g", "size": 2}, "jobs.deploy.concurrency.size: unknown field"),
     ],

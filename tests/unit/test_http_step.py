@@ -14,7 +14,7 @@ from actors.definitions.http_step import check_until, poll_done
 from events.catalog import JobSpec
 from events.errors import InvalidWorkflow
 from events.http_step import HTTP_HANDLER, HttpPoll, HttpStep
-from sdk.worker.executors import Failed, Succeeded
+from sdk.worker.executors import Failed, Parked, Succeeded
 from sdk.worker.executors.http_step import (
     HttpExecutor,
     StepRefused,
@@ -227,6 +227,32 @@ async def test_a_body_over_the_output_limit_fails_without_retry(ctx: JobContext)
     await executor.aclose()
     assert isinstance(result, Failed) and not result.retryable
     assert "over the worker's max_output_bytes of 1000" in result.error
+
+
+async def test_a_poll_not_done_parks_the_job_and_the_next_run_makes_the_next_request() -> None:
+    states = iter(["running", "running", "done"])
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, json={"state": next(states)}))
+    executor = HttpExecutor(environ={}, transport=transport)
+    until = "${{ fromJSON(response.body).state == 'done' }}"
+    spec = spec_of(url="https://api.example.com/job", poll=HttpPoll(interval=5, until=until))
+    first = await executor.execute(spec, JobContext(workflow_id="wf1", job="call"))
+    assert first == Parked(after=5, outputs={"status": "200", "polls": "1"})
+    second = await executor.execute(spec, JobContext(workflow_id="wf1", job="call", poll_count=1))
+    assert second == Parked(after=5, outputs={"status": "200", "polls": "2"})
+    third = await executor.execute(spec, JobContext(workflow_id="wf1", job="call", poll_count=2))
+    await executor.aclose()
+    assert third == Succeeded(outputs={"status": "200", "body": '{"state":"done"}', "polls": "3"})
+
+
+async def test_the_last_allowed_poll_fails_instead_of_parking() -> None:
+    transport = httpx.MockTransport(lambda _: httpx.Response(200, json={"state": "running"}))
+    executor = HttpExecutor(environ={}, transport=transport)
+    poll = HttpPoll(interval=5, until="${{ response.status == 201 }}", max_polls=3)
+    spec = spec_of(url="https://api.example.com/job", poll=poll)
+    result = await executor.execute(spec, JobContext(workflow_id="wf1", job="call", poll_count=2))
+    await executor.aclose()
+    assert isinstance(result, Failed) and result.retryable
+    assert result.error.startswith("polled 3 times")
 
 
 def test_a_start_request_carries_the_step() -> None:

@@ -126,6 +126,9 @@ export interface GraphJob {
   run: string | null;
   if: string | null;
   view: JobView;
+  /** A fanned-out job (matrix, for_each): its instances' views in item order, their null
+   * fields left out (instance i is `<name>-<i>`); null before it fans out. */
+  instances?: Partial<JobView>[] | null;
 }
 
 export interface Graph {
@@ -141,6 +144,8 @@ export interface Graph {
   jobs: GraphJob[];
   /** The workflow's result, once it succeeded. */
   outputs?: Record<string, string>;
+  /** Its workflow concurrency group (rendered), once queued: status `queued` waits for it. */
+  group?: string | null;
 }
 
 export interface EventRecord {
@@ -159,6 +164,8 @@ export interface Summary {
   started_at: string | null;
   ended_at: string | null;
   job_counts: Record<string, number>;
+  /** Its workflow concurrency group (status `queued`: waits for a slot of it). */
+  group?: string | null;
 }
 
 export interface ListPage {
@@ -190,6 +197,10 @@ export interface JobDetail {
   command: string | null;
   view: JobView;
   claims: Claim[];
+  /** An instance `<job>-<index>` of a fan-out: its fanned-out job and item. */
+  instance_of?: { job: string; index: number; item: unknown } | null;
+  /** A fanned-out job: its instances in item order. */
+  instances?: { name: string; index: number; item: unknown; status: JobStatus; attempts: number }[] | null;
   rejected: {
     attempt: number;
     epoch: number;

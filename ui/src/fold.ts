@@ -1,6 +1,6 @@
 // Events applied to the views the page shows: the job view of the status object (README,
 // "Status JSON") as the job actor's evolve makes it, and the workflow's status and reason.
-import type { EventRecord, JobStatus, JobView } from './api';
+import type { EventRecord, JobView } from './api';
 import { TERMINAL } from './status';
 
 export interface JobLive extends JobView {
@@ -16,6 +16,8 @@ export interface WorkflowLive {
   cancel_requested: boolean;
   /** The workflow's result (its definition's outputs), once it succeeded. */
   outputs: Record<string, string>;
+  /** Its workflow concurrency group (rendered), once queued for it. */
+  group: string | null;
 }
 
 export function jobOf(record: EventRecord): string | null {
@@ -101,6 +103,27 @@ export function applyJob(job: JobLive, record: EventRecord): JobLive {
     case 'JobCancelled':
       next = { ...job, status: 'cancelled', last_end: s(d.at) };
       break;
+    case 'JobFannedOut':
+      // a matrix or for_each job: it runs until its instances (fanout.ts) have ended.
+      next = {
+        ...job,
+        status: 'running',
+        attempts: Number(d.attempt),
+        started_at: s(d.at),
+        outputs: {},
+        error: null,
+        last_end: null,
+      };
+      break;
+    case 'JobFannedIn':
+      next = {
+        ...job,
+        status: d.succeeded ? 'succeeded' : 'failed',
+        outputs: (d.outputs as Record<string, string>) ?? {},
+        error: s(d.error),
+        last_end: s(d.ended_at),
+      };
+      break;
     default:
       return job;
   }
@@ -128,6 +151,16 @@ export function applyWorkflow(wf: WorkflowLive, record: EventRecord): WorkflowLi
       return { ...wf, status: 'paused', reason: operatorNote('paused', d.by, d.reason) };
     case 'WorkflowResumed':
       return { ...wf, status: 'running', reason: null };
+    case 'WorkflowQueued':
+      // A concurrency group's run waits for a slot (the status object's words for why).
+      return {
+        ...wf,
+        status: 'queued',
+        group: s(d.group),
+        reason: `waiting for concurrency group ${s(d.group)} (limit ${Number(d.limit)})`,
+      };
+    case 'WorkflowAdmitted':
+      return { ...wf, status: 'running', reason: null, group: s(d.group) };
     case 'WorkflowRetried':
     case 'WorkflowRerun':
       return { ...wf, status: 'running', reason: null, ended_at: null, cancel_requested: false, outputs: {} };
@@ -140,10 +173,4 @@ export function applyWorkflow(wf: WorkflowLive, record: EventRecord): WorkflowLi
 function operatorNote(what: string, by: unknown, reason: unknown): string {
   const why = s(reason);
   return `${what} by ${s(by) ?? 'unknown'}${why ? `: ${why}` : ''}`;
-}
-
-export function counts(jobs: Iterable<{ status: JobStatus }>): Record<string, number> {
-  const out: Record<string, number> = {};
-  for (const job of jobs) out[job.status] = (out[job.status] ?? 0) + 1;
-  return out;
 }

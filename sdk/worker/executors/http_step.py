@@ -11,7 +11,11 @@ label set ``@jetwork-http``, so an http step is leased, timed out, retried and c
 - The response's status must be in ``expect_status`` (default: any 2xx), else the attempt fails
   (retryably: the job's ``retry`` decides). Outputs: ``status`` and ``body`` (text).
 - ``poll``: the request is repeated every ``interval`` until ``until`` holds for ``response``
-  (``status``, ``body``, ``headers``), at most ``max_polls`` times, holding the job's lease.
+  (``status``, ``body``, ``headers``), at most ``max_polls`` times. Between two polls the job is
+  parked as a handler's ``InProgress`` parks it (``actors.parking``): no worker slot, no lease,
+  a durable timer of the engine queues it again, and the next run makes the next request
+  (``ctx.poll_count`` says how many were made). An interval under ``PARK_AT_LEAST`` is waited in
+  the slot: the round trip through the log (four events and a timer) costs about what it saves.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from sdk.worker.config import KIB
 from sdk.worker.executors.base import (
     ExecutionResult,
     Failed,
+    Parked,
     Succeeded,
     clip_error,
     outputs_size,
@@ -47,6 +52,8 @@ from sdk.worker.job_context import JobContext
 ALLOW_ENV: Final = "JETWORK_HTTP_STEP_ALLOW"
 _HIDDEN: Final = frozenset(NATS_AUTH_ENV.values())
 _BODY_EXCERPT: Final = 300
+PARK_AT_LEAST: Final = 1.0
+"""Seconds between polls from which the job is parked between them rather than waiting."""
 
 
 class StepRefused(JetworkError):
@@ -149,7 +156,8 @@ class HttpExecutor:
         self, step: HttpStep, headers: dict[str, str], ctx: JobContext
     ) -> ExecutionResult:
         polls = step.poll.max_polls if step.poll is not None else 1
-        for number in range(1, polls + 1):
+        # Polls made by earlier runs of this attempt, each parked after its request.
+        for number in range(ctx.poll_count + 1, polls + 1):
             response = await self._request(step, headers, ctx)
             if isinstance(response, Failed):
                 return response
@@ -163,6 +171,9 @@ class HttpExecutor:
                 return done
             if done:
                 return self._succeeded({**outputs, "polls": str(number)})
+            if number < polls and step.poll.interval >= PARK_AT_LEAST:
+                progress = {"status": outputs["status"], "polls": str(number)}
+                return Parked(after=step.poll.interval, outputs=progress)
             if number < polls:
                 await asyncio.sleep(step.poll.interval)
         until = step.poll.until if step.poll is not None else ""

@@ -1,18 +1,23 @@
 // The live DAG: one node per job (name, status icon and word, attempt, duration), edges for
-// `needs` (solid) and `needs_any` (dashed). Drag to pan, wheel or +/- to zoom, 0 to fit; arrow
+// `needs` (solid) and `needs_any` (dashed). A fanned-out job is one node drawn as a stack, with
+// its instances counted and a bar of their statuses (fanout.ts); its panel lists them. Drag to pan, wheel or +/- to zoom, 0 to fit; arrow
 // keys move between jobs, Enter opens one, Escape closes it.
 import type { JSX } from 'preact';
 import { memo } from 'preact/compat';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
+import type { Fan, Fans } from '../fanout';
+import { ended } from '../fanout';
 import type { JobLive } from '../fold';
 import { between } from '../format';
-import { cls, iconPath } from '../status';
+import { cls, iconPath, STATUSES } from '../status';
 import type { Layout, Placed } from './layout';
 import { NODE_H, NODE_W } from './layout';
 
 interface Props {
   layout: Layout;
   jobs: Map<string, JobLive>;
+  /** Fanned-out jobs' instances, by job. */
+  fans: Fans;
   selected: string | null;
   onOpen: (job: string) => void;
   onClose: () => void;
@@ -34,7 +39,7 @@ const MARGIN = 300;
 
 type Box = [number, number, number, number];
 
-export function Dag({ layout, jobs, selected, onOpen, onClose, tick }: Props): JSX.Element {
+export function Dag({ layout, jobs, fans, selected, onOpen, onClose, tick }: Props): JSX.Element {
   const pane = useRef<HTMLDivElement>(null);
   const stage = useRef<SVGGElement>(null);
   const view = useRef<View>({ x: 0, y: 0, k: 1 });
@@ -270,6 +275,7 @@ export function Dag({ layout, jobs, selected, onOpen, onClose, tick }: Props): J
                     id={`node-${index.get(node.name)?.i}`}
                     node={node}
                     job={job}
+                    fan={fans.get(node.name)}
                     selected={node.name === selected}
                     focused={node.name === focused}
                     tick={job.status === 'running' ? tick : 0}
@@ -301,38 +307,79 @@ interface NodeProps {
   id: string;
   node: Placed;
   job: JobLive;
+  fan?: Fan;
   selected: boolean;
   focused: boolean;
   tick: number;
 }
 
-const Node = memo(function Node({ id, node, job, selected, focused }: NodeProps) {
+const Node = memo(function Node({ id, node, job, fan, selected, focused }: NodeProps) {
   const name = node.name.length > MAX_NAME ? node.name.slice(0, MAX_NAME - 1) + '…' : node.name;
   const took = between(job.started_at, job.status === 'running' ? null : job.ended_at);
-  const detail = [job.status, job.attempts ? `attempt ${job.attempts}` : '', took]
-    .filter(Boolean)
-    .join(' · ');
+  const detail = fan
+    ? [job.status, `${ended(fan)}/${fan.instances.length} done`, fan.counts.failed ? `${fan.counts.failed} failed` : '']
+        .filter(Boolean)
+        .join(' · ')
+    : [job.status, job.attempts ? `attempt ${job.attempts}` : '', took].filter(Boolean).join(' · ');
+  const spoken = fan ? `${job.status}; ${fan.instances.length} instances: ${countWords(fan)}` : detail;
   return (
     <g
       id={id}
-      class={`node st-${cls(job.status)}${selected ? ' selected' : ''}${focused ? ' focused' : ''}`}
+      class={`node st-${cls(job.status)}${fan ? ' fanned' : ''}${selected ? ' selected' : ''}${focused ? ' focused' : ''}`}
       transform={`translate(${node.x},${node.y})`}
       data-job={node.name}
       data-status={job.status}
+      data-instances={fan?.instances.length}
       role="button"
-      aria-label={`job ${node.name}: ${detail}`}
+      aria-label={`job ${node.name}: ${spoken}`}
     >
-      <title>{`${node.name}\n${detail}${job.error ? `\n${job.error}` : ''}`}</title>
+      <title>{`${node.name}\n${spoken}${job.error ? `\n${job.error}` : ''}`}</title>
+      {fan && fan.instances.length > 1 && (
+        <>
+          <rect class="box stack" x="6" y="-6" width={NODE_W} height={NODE_H} rx="6" />
+          <rect class="box stack" x="3" y="-3" width={NODE_W} height={NODE_H} rx="6" />
+        </>
+      )}
       <rect class="box" width={NODE_W} height={NODE_H} rx="6" />
       <rect class="stripe" width="5" height={NODE_H} rx="2" />
       <g transform="translate(13,9)" class="node-icon">
         <path d={iconPath(job.status)} />
       </g>
       <text class="node-name" x="36" y="22" {...fit(name, 7.9)}>{name}</text>
-      <text class="node-detail" x="36" y="41" {...fit(detail, 6.2)}>{detail}</text>
+      <text class="node-detail" x="36" y={fan ? 38 : 41} {...fit(detail, 6.2)}>{detail}</text>
+      {fan && <FanBar fan={fan} />}
     </g>
   );
 });
+
+/** The instances' statuses as one bar under the text: a segment per status, as wide as its
+ * share (words in the node's label and title, the panel's list; colour is not the only cue). */
+function FanBar({ fan }: { fan: Fan }): JSX.Element {
+  const total = Math.max(1, fan.instances.length);
+  let x = 36;
+  const segments: JSX.Element[] = [];
+  for (const status of STATUSES) {
+    const n = fan.counts[status] ?? 0;
+    if (!n) continue;
+    const width = (BAR_W * n) / total;
+    segments.push(<rect class={`seg st-${status}`} data-status={status} data-count={n} x={x} y={NODE_H - 11} width={width} height="6" />);
+    x += width;
+  }
+  return (
+    <g class="fan-bar" aria-hidden="true">
+      <rect class="track" x="36" y={NODE_H - 11} width={BAR_W} height="6" rx="1" />
+      {segments}
+    </g>
+  );
+}
+
+const BAR_W = NODE_W - 36 - 10;
+
+function countWords(fan: Fan): string {
+  return STATUSES.filter((s) => fan.counts[s])
+    .map((s) => `${fan.counts[s]} ${s}`)
+    .join(', ');
+}
 
 /** Room for text right of the icon; a longer text is squeezed into it rather than overflow. */
 const TEXT_ROOM = NODE_W - 36 - 8;

@@ -27,11 +27,14 @@ export function JobActions({
   job,
   jobStatus,
   workflowStatus,
+  instance = false,
 }: {
   workflowId: string;
   job: string;
   jobStatus: string;
   workflowStatus: string;
+  /** A fan-out's instance: it can be skipped, not rerun (its fanned-out job can). */
+  instance?: boolean;
 }): JSX.Element | null {
   const [skipping, setSkipping] = useState(false);
   const [outputs, setOutputs] = useState('');
@@ -39,7 +42,7 @@ export function JobActions({
   const [done, setDone] = useState<string | null>(null);
   const base = `/api/workflows/${encodeURIComponent(workflowId)}`;
   const canSkip = OPEN.has(workflowStatus) && SKIPPABLE.has(jobStatus);
-  const canRerun = ENDED.has(workflowStatus);
+  const canRerun = ENDED.has(workflowStatus) && !instance;
   if (!canSkip && !canRerun && !error && !done) return null;
 
   const act = async (what: () => Promise<unknown>, said: string) => {

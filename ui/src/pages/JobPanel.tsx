@@ -4,10 +4,13 @@ import type { JSX } from 'preact';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import type { GraphJob, JobDetail, LogLine } from '../api';
 import { get } from '../api';
+import type { Fan } from '../fanout';
 import type { JobLive } from '../fold';
 import { between, clock, stamp } from '../format';
 import { openStream } from '../sse';
 import { Status } from '../status';
+import { jobHref } from '../router';
+import { Instances } from './Instances';
 import { JobActions } from './JobActions';
 
 const MAX_LINES = 20_000;
@@ -18,12 +21,18 @@ export function JobPanel({
   live,
   onClose,
   workflowStatus = '',
+  fan,
+  instance = null,
 }: {
   workflowId: string;
   job: GraphJob;
   live: JobLive;
   onClose: () => void;
   workflowStatus?: string;
+  /** A fanned-out job: its instances. */
+  fan?: Fan;
+  /** An instance: its fanned-out job and index. */
+  instance?: [string, number] | null;
 }): JSX.Element {
   const [detail, setDetail] = useState<JobDetail | null>(null);
   const base = `/api/workflows/${encodeURIComponent(workflowId)}/jobs/${encodeURIComponent(job.name)}`;
@@ -48,24 +57,42 @@ export function JobPanel({
     <div class="job-panel">
       <div class="job-head">
         <h2 ref={heading} tabIndex={-1}>
-          <span class="muted">job</span> {job.name}
+          <span class="muted">{instance ? 'instance' : 'job'}</span> {job.name}
         </h2>
         <button type="button" class="close" onClick={onClose} aria-label="Close the job (Escape)" title="Close (Escape)">×</button>
       </div>
+      {instance && (
+        <p class="instance-of">
+          Instance {instance[1]} of <a href={jobHref(workflowId, instance[0])}>{instance[0]}</a>
+          {detail?.instance_of && (
+            <>
+              {' '}· item <code>{JSON.stringify(detail.instance_of.item)}</code>
+            </>
+          )}
+        </p>
+      )}
       <dl class="facts">
         <div><dt>Status</dt><dd><Status status={live.status} /></dd></div>
         <div><dt>Attempt</dt><dd>{live.attempts || '–'}</dd></div>
         <div><dt>Duration</dt><dd>{between(live.started_at, live.status === 'running' ? null : live.ended_at)}</dd></div>
         <div><dt>Worker</dt><dd class="mono">{live.worker_id ?? '–'}</dd></div>
       </dl>
-      <JobActions workflowId={workflowId} job={job.name} jobStatus={live.status} workflowStatus={workflowStatus} />
+      <JobActions
+        workflowId={workflowId}
+        job={job.name}
+        jobStatus={live.status}
+        workflowStatus={workflowStatus}
+        instance={instance !== null}
+      />
+      {fan && <Instances workflowId={workflowId} job={job.name} fan={fan} />}
       {live.error && (
         <section>
           <h3>Error</h3>
           <pre class="error-text">{live.error}</pre>
         </section>
       )}
-      <Logs url={`${base}/logs/stream`} claims={detail?.claims ?? []} />
+      {/* A fanned-out job runs nothing itself: each instance has its claims and log. */}
+      {!fan && <Logs url={`${base}/logs/stream`} claims={detail?.claims ?? []} />}
       {Object.keys(live.outputs).length > 0 && (
         <section>
           <h3>Outputs</h3>
@@ -97,7 +124,7 @@ export function JobPanel({
           </tbody>
         </table>
       </section>
-      <section>
+      {!fan && <section>
         <h3>Claims</h3>
         {detail && detail.claims.length ? (
           <table class="claims">
@@ -128,7 +155,7 @@ export function JobPanel({
             {detail.rejected.map((r) => `epoch ${r.epoch} (${r.worker_id ?? '?'}: ${r.outcome}, ${r.reason})`).join('; ')}
           </p>
         )}
-      </section>
+      </section>}
     </div>
   );
 }

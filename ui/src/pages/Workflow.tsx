@@ -8,8 +8,10 @@ import { ApiError, get, post } from '../api';
 import { Dag } from '../dag/Dag';
 import type { Layout } from '../dag/layout';
 import { BIG, layout as computeLayout, elkReadyAt, sketch, warmUp } from '../dag/layout';
+import type { Fans } from '../fanout';
+import { applyFans, countAll, fansOf, findJobs, instanceOf } from '../fanout';
 import type { JobLive, WorkflowLive } from '../fold';
-import { applyJob, applyWorkflow, counts, jobOf, live } from '../fold';
+import { applyJob, applyWorkflow, jobOf, live } from '../fold';
 import { between, stamp } from '../format';
 import { jobHref, navigate, workflowHref } from '../router';
 import { openStream } from '../sse';
@@ -42,6 +44,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
   const [graph, setGraph] = useState<Graph | null>(null);
   const [problem, setProblem] = useState<string | null>(null);
   const [jobs, setJobs] = useState<Map<string, JobLive>>(new Map());
+  const [fans, setFans] = useState<Fans>(new Map());
   const [wf, setWf] = useState<WorkflowLive | null>(null);
   const [dag, setDag] = useState<Layout | null>(null);
   const [connection, setConnection] = useState('connecting');
@@ -80,6 +83,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
         }
         return next ?? current;
       });
+      setFans((current) => applyFans(current, batch));
       setWf((current) => current && batch.reduce(applyWorkflow, current));
       setLiveEvents((current) => current.concat(batch));
     };
@@ -92,6 +96,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
         fetched.current = performance.now() - opened.current;
         setGraph(loaded);
         setJobs(new Map(loaded.jobs.map((j) => [j.name, live(j.view)])));
+        setFans(fansOf(loaded.jobs));
         setWf({
           status: loaded.status,
           reason: loaded.reason,
@@ -99,6 +104,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
           ended_at: loaded.ended_at,
           cancel_requested: false,
           outputs: loaded.outputs ?? {},
+          group: loaded.group ?? null,
         });
         stream = openStream(`/api/events?workflow_id=${encodeURIComponent(id)}`, {
           lastEventId: String(loaded.seq),
@@ -156,7 +162,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
     });
   }, [dag, graph]);
 
-  const running = wf?.status === 'running';
+  const running = wf?.status === 'running' || wf?.status === 'queued';
   useEffect(() => {
     if (!running) return;
     const timer = setInterval(() => setTick((n) => n + 1), 1000);
@@ -179,22 +185,34 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
     );
   }
 
-  const structure = graph.jobs.find((j) => j.name === job) ?? null;
+  // An instance `<job>-<index>` opens in the panel as a job of its own; the graph marks its job.
+  const instance = job !== null && !jobs.has(job) ? instanceOf(fans, job) : null;
+  const parent = instance ? graph.jobs.find((j) => j.name === instance[0]) : undefined;
+  const structure = parent ? { ...parent, name: job! } : (graph.jobs.find((j) => j.name === job) ?? null);
+  const liveJob = instance ? fans.get(instance[0])!.instances[instance[1]] : job ? jobs.get(job) : undefined;
   return (
     <main id="main" class="page workflow-page">
-      <WorkflowHeader graph={graph} wf={wf} jobs={jobs} connection={connection} tick={tick} />
+      <WorkflowHeader graph={graph} wf={wf} jobs={jobs} fans={fans} connection={connection} tick={tick} />
       <div class="split">
         <section class="graph-pane" aria-label="Graph">
           {dag ? (
-            <Dag key={id} layout={dag} jobs={jobs} selected={job} onOpen={open} onClose={close} tick={tick} />
+            <Dag key={id} layout={dag} jobs={jobs} fans={fans} selected={instance ? instance[0] : job} onOpen={open} onClose={close} tick={tick} />
           ) : (
             <p class="placeholder" role="status">Laying out {graph.jobs.length} jobs…</p>
           )}
         </section>
         <aside class="side" aria-label="Details">
           {job ? (
-            structure ? (
-              <JobPanel workflowId={id} job={structure} live={jobs.get(job)!} onClose={close} workflowStatus={wf.status} />
+            structure && liveJob ? (
+              <JobPanel
+                workflowId={id}
+                job={structure}
+                live={liveJob}
+                onClose={close}
+                workflowStatus={wf.status}
+                fan={fans.get(job)}
+                instance={instance}
+              />
             ) : (
               <p>
                 No job named <code>{job}</code> in this workflow. <a href={workflowHref(id)}>Back</a>
@@ -216,7 +234,7 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
                 ))}
               </div>
               {tab === 'overview' ? (
-                <Overview graph={graph} wf={wf} jobs={jobs} />
+                <Overview graph={graph} wf={wf} jobs={jobs} fans={fans} />
               ) : (
                 <History workflowId={id} live={live_events} />
               )}
@@ -232,12 +250,14 @@ function WorkflowHeader({
   graph,
   wf,
   jobs,
+  fans,
   connection,
   tick,
 }: {
   graph: Graph;
   wf: WorkflowLive;
   jobs: Map<string, JobLive>;
+  fans: Fans;
   connection: string;
   tick: number;
 }): JSX.Element {
@@ -245,8 +265,9 @@ function WorkflowHeader({
   const [reason, setReason] = useState('cancelled from the web UI');
   const [force, setForce] = useState(false);
   const [error, setError] = useState<string | null>(null);
-  const by = useMemo(() => counts(jobs.values()), [jobs]);
-  const total = jobs.size;
+  // Every job of the status object: a fanned-out job once, and each of its instances once.
+  const by = useMemo(() => countAll(jobs, fans), [jobs, fans]);
+  const total = Object.values(by).reduce((a, b) => a + b, 0);
   const done = (by.succeeded ?? 0) + (by.failed ?? 0) + (by.skipped ?? 0) + (by.cancelled ?? 0);
   const shown = wf.status === 'running' && wf.cancel_requested ? 'cancel requested' : wf.status;
   void tick;
@@ -301,7 +322,13 @@ function WorkflowHeader({
       <dl class="facts">
         <div><dt>Started</dt><dd>{stamp(wf.started_at)}</dd></div>
         <div><dt>Duration</dt><dd>{between(wf.started_at, wf.ended_at)}</dd></div>
-        <div>
+        {wf.group && (
+          <div class="group" title="workflow concurrency group">
+            <dt>Concurrency group</dt>
+            <dd class="mono">{wf.group}</dd>
+          </div>
+        )}
+        <div class="jobs">
           <dt>Jobs</dt>
           <dd>
             {done} of {total} done
@@ -320,7 +347,7 @@ function WorkflowHeader({
         </div>
         <div class="live" title="live updates from the events stream">
           <dt class="sr-only">Live</dt>
-          <dd>{wf.status === 'running' || wf.status === 'paused' ? (connection === 'open' ? '● live' : `○ ${connection}`) : ''}</dd>
+          <dd>{wf.status === 'running' || wf.status === 'paused' || wf.status === 'queued' ? (connection === 'open' ? '● live' : `○ ${connection}`) : ''}</dd>
         </div>
       </dl>
       <div class="actions">
@@ -337,7 +364,7 @@ function WorkflowHeader({
           <button type="button" onClick={restart}>Restart as a new run</button>
         )}
         {!asking && error && <span class="error" role="alert">{error}</span>}
-        {(wf.status === 'running' || wf.status === 'paused') && !asking && (
+        {(wf.status === 'running' || wf.status === 'paused' || wf.status === 'queued') && !asking && (
           <button type="button" class="danger" onClick={() => setAsking(true)} disabled={wf.cancel_requested}>
             {wf.cancel_requested ? 'Cancel requested' : 'Cancel workflow…'}
           </button>
@@ -360,13 +387,22 @@ function WorkflowHeader({
   );
 }
 
-function Overview({ graph, wf, jobs }: { graph: Graph; wf: WorkflowLive; jobs: Map<string, JobLive> }): JSX.Element {
+function Overview({
+  graph,
+  wf,
+  jobs,
+  fans,
+}: {
+  graph: Graph;
+  wf: WorkflowLive;
+  jobs: Map<string, JobLive>;
+  fans: Fans;
+}): JSX.Element {
   const [find, setFind] = useState('');
   const outputs = [...jobs.entries()].filter(([, j]) => Object.keys(j.outputs).length);
   const inputs = Object.entries(graph.inputs);
-  const matches = find
-    ? graph.jobs.filter((j) => j.name.toLowerCase().includes(find.toLowerCase())).slice(0, 40)
-    : [];
+  // The jobs and the fan-outs' instances (`<job>-<index>`) whose names hold what is typed.
+  const matches = find ? findJobs(jobs, fans, find, 40) : [];
   return (
     <div class="overview">
       {wf.reason && (
@@ -420,17 +456,16 @@ function Overview({ graph, wf, jobs }: { graph: Graph; wf: WorkflowLive; jobs: M
             </tbody>
           </table>
         ) : (
-          <p class="muted">{wf.status === 'running' ? 'none yet' : 'none'}</p>
+          <p class="muted">{wf.status === 'running' || wf.status === 'queued' ? 'none yet' : 'none'}</p>
         )}
       </section>
       <section>
         <h2><label for="find-job">Find a job</label></h2>
-        <input id="find-job" type="search" placeholder="name…" value={find} onInput={(e) => setFind(e.currentTarget.value)} />
+        <input id="find-job" type="search" placeholder="name, or job-3…" value={find} onInput={(e) => setFind(e.currentTarget.value)} />
         <ul class="job-list">
-          {matches.map((j) => (
+          {matches.map(([name, status]) => (
             <li>
-              <a href={jobHref(graph.workflow_id, j.name)}>{j.name}</a>{' '}
-              <Status status={jobs.get(j.name)?.status ?? 'pending'} />
+              <a href={jobHref(graph.workflow_id, name)}>{name}</a> <Status status={status} />
             </li>
           ))}
         </ul>

@@ -90,7 +90,7 @@ export function WorkflowsPage({ query }: { query: URLSearchParams }): JSX.Elemen
           Status{' '}
           <select value={status} onChange={(e) => setFilter('status', e.currentTarget.value)}>
             <option value="">any</option>
-            {['running', 'paused', 'succeeded', 'failed', 'cancelled'].map((s) => (
+            {['queued', 'running', 'paused', 'succeeded', 'failed', 'cancelled'].map((s) => (
               <option value={s}>{s}</option>
             ))}
           </select>
@@ -150,7 +150,12 @@ function Row({ row }: { row: Summary }): JSX.Element {
   const done = (c.succeeded ?? 0) + (c.failed ?? 0) + (c.skipped ?? 0) + (c.cancelled ?? 0);
   return (
     <tr class="wf-row" data-workflow={row.workflow_id} data-status={row.status}>
-      <td><Status status={row.status} /></td>
+      <td>
+        <Status status={row.status} />
+        {row.status === 'queued' && row.group && (
+          <div class="group small muted">waiting for concurrency group <span class="mono">{row.group}</span></div>
+        )}
+      </td>
       <td><a href={workflowHref(row.workflow_id)}>{row.name}</a></td>
       <td class="mono small"><a href={workflowHref(row.workflow_id)} tabIndex={-1}>{row.workflow_id}</a></td>
       <td class="progress-cell">
