@@ -13,7 +13,8 @@ Keys of generation ``n`` (``projections.generations``):
 
 Bookkeeping rides in headers, so it is read without parsing a view: ``Jw-Seq`` (the stream
 sequence of the last event the view reflects), ``Jw-Index-Seq`` (the workflow's entry in the
-listing index), ``Jw-Stale-Index`` (an entry being retired) and ``Jw-Status``.
+listing index), ``Jw-Stale-Index`` (an entry being retired), ``Jw-Status`` and ``Jw-Keys`` (its
+secondary entries, ``projections.keys``).
 
 Readers take whichever of the two keys holds the newest view (``Jw-Seq``): a workflow whose view
 grew past ``INLINE_VIEW`` moves to the view key, and an older value left in the other key is
