@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -165,6 +165,11 @@ async def remove(publisher: Publisher, seq: int) -> None:
     )
     if "error" in reply and error_code(reply) not in ALREADY_GONE:
         raise StoreError(f"deleting secondary index entry {seq} failed: {describe(reply)}")
+
+
+async def remove_all(publisher: Publisher, seqs: Iterable[int]) -> None:
+    for seq in sorted(set(seqs)):
+        await remove(publisher, seq)
 
 
 def generation_filter(generation: int) -> str:

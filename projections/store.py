@@ -238,23 +238,18 @@ class ViewStore:
                 if current.seq >= seq:  # a newer view is stored: ours is obsolete
                     chunk_seq = seq if not inline and len(body) > self._max_value else 0
                     await self._discard(wf, index_seq, chunk_seq, current)
-                    await self._drop_keys(added, current.key_seqs)
+                    # Another writer's view came first, with its own secondary entries.
+                    await keys.remove_all(self._publisher, set(added) - set(current.key_seqs))
                     return current
                 prev = current  # an older one was written since we looked: write over it
                 continue
             if stale:
                 await self._index.remove(stale)
-            await self._drop_keys(added, key_seqs)
+            await keys.remove_all(self._publisher, set(added) - set(key_seqs))
             if prev.chunk_seq and prev.chunk_seq != written.chunk_seq:
                 await self._purge_chunks(wf, prev.chunk_seq)
             return replace(written, key_seqs=key_seqs)
         raise StoreError(f"writing the view of {wf} kept conflicting", retryable=True)
-
-    async def _drop_keys(self, added: tuple[int, ...], kept: tuple[int, ...]) -> None:
-        """Delete the secondary entries this write published that the stored view does not
-        name (another writer's view came first with its own)."""
-        for seq in sorted(set(added) - set(kept)):
-            await keys.remove(self._publisher, seq)
 
     async def _write_inline(
         self, view: WorkflowView, body: bytes, seq: int, headers: dict[str, str], prev: Written
@@ -307,8 +302,7 @@ class ViewStore:
         for either in found.values():  # a small view's are in its summary key's headers
             if not either.is_tombstone:
                 key_seqs |= set(keys.decode_seqs(either.headers.get(keys.HEADER)))
-        for seq in sorted(key_seqs):
-            await keys.remove(self._publisher, seq)
+        await keys.remove_all(self._publisher, key_seqs)
         names = [summary_key(self.generation, wf)]
         if stored is not None and _int(stored, _CHUNKS):
             seq = _int(stored, _SEQ)
