@@ -224,11 +224,14 @@ def _usable(messages: list[Stored], where: ListFilter) -> list[KeyEntry]:
 
 
 async def _take(entries: list[KeyEntry], accept: Accept[T], limit: int) -> list[T]:
+    """The first ``limit`` rows of ``entries``: as many summaries read as rows still wanted
+    (at least 32, at most 256 a request), since most entries match."""
     rows: list[T] = []
-    for at in range(0, len(entries), _CHUNK):
-        rows += await accept(entries[at : at + _CHUNK])
-        if len(rows) >= limit:
-            break
+    at = 0
+    while at < len(entries) and len(rows) < limit:
+        size = min(_CHUNK, max(32, limit - len(rows)))
+        rows += await accept(entries[at : at + size])
+        at += size
     return rows[:limit]
 
 
