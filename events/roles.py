@@ -196,6 +196,7 @@ def _projector() -> Permissions:
             "$JS.ACK.>",
             "$JS.FC.>",
             "wfidx.>",
+            "wfkey.>",
             "dlq.>",
             *_kv_writes(subjects.KV_WORKFLOWS),
             *_kv_writes(subjects.KV_PROJECTOR),

@@ -73,6 +73,7 @@ class Topology:
             self.logs(),
             self.dead_letters(),
             self.index(),
+            self.keys(),
         ]
 
     def events(self) -> StreamConfig:
@@ -149,6 +150,21 @@ class Topology:
             name=subjects.INDEX_STREAM,
             description="jetwork projections: workflow listing index",
             subjects=[subjects.INDEX_ALL],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=self.replicas,
+            duplicate_window=DUPLICATE_WINDOW,
+            allow_direct=True,
+        )
+
+    def keys(self) -> StreamConfig:
+        # The listing's secondary entries (projections/keys.py): per parent, input, label and
+        # start bucket, on wfkey.<generation>.<kind>.…; apart from JW_INDEX so that its status
+        # scans stay as dense as before. Deleted with their workflow; rebuildable from the log.
+        return StreamConfig(
+            name=subjects.KEYS_STREAM,
+            description="jetwork projections: secondary listing entries",
+            subjects=[subjects.KEYS_ALL],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             num_replicas=self.replicas,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 from typing import Any, Final
+from urllib.parse import urlencode
 
 import orjson
 from starlette.requests import Request
@@ -113,9 +114,10 @@ async def list_workflows(request: Request) -> Response:
     more = len(rows) > offset + limit
     following = None
     if more:
-        query = {k: v for k, v in params.items() if k != "cursor"}
-        query["cursor"] = _encode_cursor(offset + limit)
-        following = str(request.url.replace_query_params(**query))
+        # Every pair: repeated filters (input, label) must all reach the next page.
+        query = [(k, v) for k, v in params.multi_items() if k != "cursor"]
+        query.append(("cursor", _encode_cursor(offset + limit)))
+        following = str(request.url.replace(query=urlencode(query)))
     return Json(
         {
             "workflows": [row.model_dump(mode="json") for row in page],

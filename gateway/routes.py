@@ -18,6 +18,7 @@ from gateway import (
     inspect_api,
     metrics_api,
     registry_api,
+    schedules_api,
     signals_api,
     streams,
     worker_api,
@@ -71,6 +72,7 @@ class Op:
 
 W, C, A = Role.WORKER, Role.CLIENT, Role.ADMIN
 _WF = "/api/workflows/{workflow_id}"
+_SCHEDULE = "/api/schedules/{name}"
 _LOGS_QUERY = (
     ("follow", "1: server-sent events, the lines so far then new ones until the job ends"),
 )
@@ -182,6 +184,25 @@ OPERATIONS: tuple[Op, ...] = (
     Op("GET", "/api/definitions/{reference}", registry_api.show, C,
        "A registered definition: name (the latest version) or name@version", "definitions",
        "show_definition"),
+    # --- schedules (gateway/schedules_api.py) ---
+    Op("POST", "/api/schedules", schedules_api.add, C,
+       "Add a schedule: a run of the workflow (it needs a schedule:) with these inputs at each "
+       "tick (201; 200: it held this already; 422: every problem). JSON {workflow, inputs, "
+       "name} or a YAML body with ?input=KEY=VALUE&name=", "schedules", "add_schedule",
+       body=schedules_api.AddScheduleBody),
+    Op("GET", "/api/schedules", schedules_api.list_schedules, C,
+       "Every schedule by name, with its next tick", "schedules", "list_schedules"),
+    Op("GET", _SCHEDULE, schedules_api.show, C, "A schedule (404: unknown)", "schedules",
+       "show_schedule"),
+    Op("POST", _SCHEDULE + "/pause", schedules_api.pause, C,
+       "Start no run for its ticks until resumed (changed: false if paused already)",
+       "schedules", "pause_schedule", body=schedules_api.PauseScheduleBody),
+    Op("POST", _SCHEDULE + "/resume", schedules_api.resume, C,
+       "Tick again from its next tick (ticks while paused never run; changed: false if it was "
+       "not paused)", "schedules", "resume_schedule"),
+    Op("DELETE", _SCHEDULE, schedules_api.delete, C,
+       "Remove a schedule: no run starts for it any more (the runs it started go on)",
+       "schedules", "delete_schedule"),
     Op("GET", "/api/events", streams.event_stream, C,
        "Events as they are appended (server-sent events; Last-Event-ID resumes)", "events",
        "events", query=_EVENTS_QUERY, stream=True),

@@ -20,6 +20,7 @@ from events.definition_store import DefinitionConflict, DefinitionNotFound
 from events.errors import CommandRefused, InvalidWorkflow, JetworkError, WorkflowNotFound
 from events.namespaces import InvalidNamespace
 from events.quotas import QuotaExceeded
+from events.schedule_store import ScheduleNotFound
 from gateway.auth import Role, Tokens, bearer
 from gateway.leases import LeaseGone, LeaseUnknown
 from sdk.errors import InvalidArgument, JobNotFound, WorkflowNotStarted
@@ -92,6 +93,8 @@ def translate(exc: Exception) -> ApiError:
             return ApiError(422, "invalid_namespace", str(exc))
         case QuotaExceeded():
             return ApiError(429, "over_quota", str(exc))
+        case ScheduleNotFound():
+            return ApiError(404, "unknown_schedule", str(exc))
         case HTTPException():
             code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http")
             headers = dict(exc.headers) if exc.headers else None

@@ -39,6 +39,10 @@ class Pointer:
     generation: int = 1
     floor: int = 1
     revision: int = 0  # of the KV entry; 0 when it was never written
+    # Every view of the generation was written with its secondary entries (``projections.keys``):
+    # it was created by this code, not by a projector from before them (an upgrade lists by
+    # scanning until ``jetwork projections rebuild``).
+    keyed: bool = False
 
 
 class Generations:
@@ -59,14 +63,17 @@ class Generations:
         if stored is None or stored.is_tombstone:
             return Pointer()
         doc = orjson.loads(stored.data)
-        return Pointer(int(doc["generation"]), int(doc.get("floor", 1)), stored.seq)
+        generation = int(doc["generation"])
+        keyed = doc.get("keyed") == generation
+        return Pointer(generation, int(doc.get("floor", 1)), stored.seq, keyed)
 
     async def ensure(self) -> Pointer:
         """The current generation, recorded as generation 1 when there is none yet."""
         pointer = await self.current()
         if pointer.revision:
             return pointer
-        await self._put(_POINTER, {"generation": 1, "floor": 1}, expected=0, tolerate=True)
+        doc = {"generation": 1, "floor": 1, "keyed": 1}
+        await self._put(_POINTER, doc, expected=0, tolerate=True)
         return await self.current()
 
     async def allocate(self) -> int:
@@ -90,9 +97,9 @@ class Generations:
                     f"projection generation {pointer.generation} became current while "
                     f"generation {generation} was being built"
                 )
-            doc = {"generation": generation, "floor": pointer.floor}
+            doc = {"generation": generation, "floor": pointer.floor, "keyed": generation}
             if await self._put(_POINTER, doc, expected=pointer.revision):
-                return Pointer(generation, pointer.floor, 0)
+                return Pointer(generation, pointer.floor, 0, keyed=True)
         raise StoreError("could not switch the projection generation (too much contention)")
 
     async def raise_floor(self, floor: int) -> None:
@@ -102,6 +109,8 @@ class Generations:
             if pointer.floor >= floor or not pointer.revision:
                 return
             doc = {"generation": pointer.generation, "floor": floor}
+            if pointer.keyed:
+                doc["keyed"] = pointer.generation
             if await self._put(_POINTER, doc, expected=pointer.revision):
                 return
 

@@ -23,7 +23,7 @@ from events import namespaces, subjects
 from events.catalog import WorkflowStatus
 from events.dispatch import InvalidDispatch, LabelSet, capabilities, serves
 from events.errors import StoreError
-from projections import index, recent
+from projections import index, keys, recent
 from projections._nats import Direct, Publisher
 from projections.generations import Generations
 from projections.positions import lag
@@ -70,6 +70,30 @@ class WorkerInfo(BaseModel):
     stale: bool = False
 
 
+def _key_rows(
+    store: ViewStore, *, status: str | None, name: str | None, where: ListFilter
+) -> keys.Accept[WorkflowSummary]:
+    """The rows of secondary entries: their stored summaries, where they match everything."""
+
+    async def accept(entries: builtins.list[keys.KeyEntry]) -> builtins.list[WorkflowSummary]:
+        stored = await store.summaries([entry.workflow_id for entry in entries])
+        rows = []
+        for entry in entries:
+            found = stored.get(entry.workflow_id)
+            if found is None:
+                continue  # deleted, or a leftover of a crashed write
+            row = found.summary
+            if status is not None and row.status != status:
+                continue
+            if name is not None and row.name != name:
+                continue
+            if where.takes_start(index.micros(row.started_at)) and where.takes_row(row):
+                rows.append(row)
+        return rows
+
+    return accept
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -85,15 +109,18 @@ class Views:
         timeout: float = 5.0,
         clock: Callable[[], datetime] = _utc_now,
         recent_lists: bool = True,
+        secondary: bool = True,
     ) -> None:
         self._nc = nc
         self._use_recent = recent_lists  # False: always scan the index (for comparisons)
+        self._use_keys = secondary  # False: never read the secondary entries (the same)
         self._stale_after = timedelta(seconds=stale_after)
         self._timeout = timeout
         self._clock = clock
         self._publisher = Publisher(nc, timeout=timeout)
         self._generations = Generations(nc, publisher=self._publisher, timeout=timeout)
         self._index = Direct(nc, subjects.INDEX_STREAM, timeout=timeout)
+        self._keys = Direct(nc, subjects.KEYS_STREAM, timeout=timeout)
         self._workers = Direct(nc, f"KV_{subjects.KV_WORKERS}", timeout=timeout)
         self._labelsets = Direct(nc, f"KV_{subjects.KV_LABELSETS}", timeout=timeout)
         self._stores: dict[int, ViewStore] = {}
@@ -128,8 +155,14 @@ class Views:
             raise ValueError(f"unknown status {status!r} (one of: {', '.join(sorted(_STATUSES))})")
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        store = await self._store()
+        pointer = await self._generations.current()
+        store = await self._store(pointer.generation)
         where = where or ListFilter()
+        keyed = self._use_keys and pointer.keyed and where.active
+        fewest = await keys.fewest(self._keys, store.generation, where) if keyed else None
+        rows_of = _key_rows(store, status=status, name=name, where=where)
+        if fewest is not None and fewest[0] <= keys.AT_ONCE:
+            return await keys.read(self._keys, fewest[1], where, limit=limit, accept=rows_of)
         recent_list = None
         use_recent = self._use_recent and not every_namespace
         if use_recent and not where.active:
@@ -155,6 +188,16 @@ class Views:
                     return kept
                 # A member left the status (an operator's retry) or was deleted: the list no
                 # longer holds the newest ``limit`` of it, the index does.
+
+        # The matches are not among the newest: secondary entries, if few enough to read
+        # whole (with a status: no more than its index entries), or the start window's.
+        if fewest is not None and await self._worth_reading(fewest[0], store, status, name):
+            return await keys.read(self._keys, fewest[1], where, limit=limit, accept=rows_of)
+        if keyed and status is None and where.until is not None:
+            generation = store.generation
+            return await keys.by_time(
+                self._keys, self._publisher, generation, where, limit=limit, accept=rows_of
+            )
 
         async def accept(
             entries: builtins.list[index.IndexEntry],
@@ -187,6 +230,19 @@ class Views:
             first_window=max(256, limit),
             since_us=where.since_us,
         )
+
+    async def _worth_reading(
+        self, entries: int, store: ViewStore, status: str | None, name: str | None
+    ) -> bool:
+        if entries > keys.AT_MOST:
+            return False
+        return status is None or entries <= await self._count(store.generation, status, name)
+
+    async def _count(self, generation: int, status: str, name: str | None) -> int:
+        """The workflows in ``status`` (of ``name``): its index entries."""
+        subject = index.entry_filter(generation, status=status, name=name)
+        found, pending = await self._index.next(subject, from_seq=1, limit=1)
+        return len(found) + pending
 
     async def _rows(
         self, store: ViewStore, entries: builtins.list[tuple[int, str]], name: str | None
@@ -293,11 +349,12 @@ class Views:
             await store.close()
         self._stores = {}
         await self._generations.close()
-        for inbox in (self._index, self._workers, self._labelsets, self._publisher):
+        for inbox in (self._index, self._keys, self._workers, self._labelsets, self._publisher):
             await inbox.close()
 
-    async def _store(self) -> ViewStore:
-        generation = await self.generation()
+    async def _store(self, generation: int | None = None) -> ViewStore:
+        if generation is None:
+            generation = await self.generation()
         store = self._stores.get(generation)
         if store is None:
             for old in self._stores.values():  # a rebuild switched generations

@@ -13,7 +13,8 @@ Keys of generation ``n`` (``projections.generations``):
 
 Bookkeeping rides in headers, so it is read without parsing a view: ``Jw-Seq`` (the stream
 sequence of the last event the view reflects), ``Jw-Index-Seq`` (the workflow's entry in the
-listing index), ``Jw-Stale-Index`` (an entry being retired) and ``Jw-Status``.
+listing index), ``Jw-Stale-Index`` (an entry being retired), ``Jw-Status`` and ``Jw-Keys`` (its
+secondary entries, ``projections.keys``).
 
 Readers take whichever of the two keys holds the newest view (``Jw-Seq``): a workflow whose view
 grew past ``INLINE_VIEW`` moves to the view key, and an older value left in the other key is
@@ -28,13 +29,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
 import structlog
 from nats.aio.client import Client as NATS
 
 from events import subjects
 from events.errors import StoreError
+from projections import keys
 from projections._nats import Direct, Publisher, Stored, describe, error_code
 from projections.index import IndexWriter
 from projections.recent import Recent, recent_key
@@ -43,6 +46,7 @@ from projections.views import WorkflowSummary, WorkflowView, summary
 
 _log = structlog.get_logger("jetwork.projector")
 
+T = TypeVar("T")
 KV_STREAM = f"KV_{subjects.KV_WORKFLOWS}"
 KV_PREFIX = f"$KV.{subjects.KV_WORKFLOWS}."
 _CONFLICT_CODES = frozenset({10071, 10164})
@@ -71,6 +75,7 @@ class Written:
     index_seq: int = 0
     status: str | None = None
     chunk_seq: int = 0  # the sequence naming the view's chunks; 0: not chunked
+    key_seqs: tuple[int, ...] = ()  # its secondary index entries (``projections.keys``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,6 +151,7 @@ class ViewStore:
             index_seq=_int(newest, _INDEX),
             status=newest.headers.get(_STATUS),
             chunk_seq=_int(chunked, _SEQ) if chunked is not None else 0,
+            key_seqs=keys.decode_seqs(newest.headers.get(keys.HEADER)),
         )
 
     async def view(self, wf: str) -> WorkflowView | None:
@@ -203,12 +209,24 @@ class ViewStore:
         wf = view.workflow_id
         body = WorkflowView.__pydantic_serializer__.to_json(view)
         inline = len(body) <= self._inline
+        added: tuple[int, ...] = ()  # secondary entries this call published
         for _ in range(_ATTEMPTS):
             index_seq, stale = prev.index_seq, 0
-            if prev.status != view.status:
-                index_seq = await self._index.add(view, replacing=prev.index_seq)
+            adding = not prev.seq and not added  # nothing stored: its first view
+            if prev.status != view.status or adding:
+                # A first view also gets its secondary entries: what it is listed under never
+                # changes afterwards (``projections.keys``), so later writes only carry them on.
+                index_seq, added = await asyncio.gather(
+                    self._index.add(view, replacing=prev.index_seq)
+                    if prev.status != view.status
+                    else _same(index_seq),
+                    keys.add(self._publisher, self.generation, view) if adding else _same(added),
+                )
                 stale = prev.index_seq if prev.index_seq != index_seq else 0
+            key_seqs = prev.key_seqs or added
             headers = {_SEQ: str(seq), _INDEX: str(index_seq), _STATUS: view.status}
+            if key_seqs:
+                headers[keys.HEADER] = keys.encode_seqs(key_seqs)
             if stale:
                 headers[_STALE] = str(stale)
             if inline:
@@ -220,14 +238,17 @@ class ViewStore:
                 if current.seq >= seq:  # a newer view is stored: ours is obsolete
                     chunk_seq = seq if not inline and len(body) > self._max_value else 0
                     await self._discard(wf, index_seq, chunk_seq, current)
+                    # Another writer's view came first, with its own secondary entries.
+                    await keys.remove_all(self._publisher, set(added) - set(current.key_seqs))
                     return current
                 prev = current  # an older one was written since we looked: write over it
                 continue
             if stale:
                 await self._index.remove(stale)
+            await keys.remove_all(self._publisher, set(added) - set(key_seqs))
             if prev.chunk_seq and prev.chunk_seq != written.chunk_seq:
                 await self._purge_chunks(wf, prev.chunk_seq)
-            return written
+            return replace(written, key_seqs=key_seqs)
         raise StoreError(f"writing the view of {wf} kept conflicting", retryable=True)
 
     async def _write_inline(
@@ -265,20 +286,29 @@ class ViewStore:
         return Written(seq, view_rev, summary_rev, index_seq, view.status, chunk_seq)
 
     async def remove(self, wf: str, prev: Written) -> Written:
-        """Remove everything stored of a deleted workflow: its index entry first (an entry
-        without a summary is never shown), then its summary, chunks and view. Idempotent.
+        """Remove everything stored of a deleted workflow: its index and secondary entries first
+        (an entry without a summary is never shown), then its summary, chunks and view.
+        Idempotent.
 
         KV delete markers, not purges: the projector's role may write keys but not purge
         streams (``events.roles``); readers take a marker for "no such key"."""
         if prev.index_seq:
             await self._index.remove(prev.index_seq)
-        keys = [summary_key(self.generation, wf)]
-        stored = await self._kv.last(KV_PREFIX + view_key(self.generation, wf))
+        view_subject = KV_PREFIX + view_key(self.generation, wf)
+        summary_subject = KV_PREFIX + summary_key(self.generation, wf)
+        found = await self._kv.last_of_each([view_subject, summary_subject])
+        stored = found.get(view_subject)
+        key_seqs = set(prev.key_seqs)
+        for either in found.values():  # a small view's are in its summary key's headers
+            if not either.is_tombstone:
+                key_seqs |= set(keys.decode_seqs(either.headers.get(keys.HEADER)))
+        await keys.remove_all(self._publisher, key_seqs)
+        names = [summary_key(self.generation, wf)]
         if stored is not None and _int(stored, _CHUNKS):
             seq = _int(stored, _SEQ)
-            keys += [_chunk_key(self.generation, wf, seq, i) for i in range(_int(stored, _CHUNKS))]
-        keys.append(view_key(self.generation, wf))  # last: it is what says the workflow is there
-        for key in keys:
+            names += [_chunk_key(self.generation, wf, seq, i) for i in range(_int(stored, _CHUNKS))]
+        names.append(view_key(self.generation, wf))  # last: it is what says the workflow is there
+        for key in names:
             marker = await self._publisher.send(KV_PREFIX + key, b"", {"KV-Operation": "DEL"})
             reply = await self._publisher.wait(marker, f"removing {key}")
             if "error" in reply:
@@ -358,9 +388,14 @@ async def purge(publisher: Publisher, stream: str, filter_subject: str) -> None:
 
 
 async def purge_generation(publisher: Publisher, generation: int) -> None:
-    """Delete every view, summary and index entry of ``generation``."""
+    """Delete every view, summary, index entry and secondary entry of ``generation``."""
     await purge(publisher, KV_STREAM, KV_PREFIX + f"g{generation}.>")
     await purge(publisher, subjects.INDEX_STREAM, f"wfidx.g{generation}.>")
+    await purge(publisher, subjects.KEYS_STREAM, keys.generation_filter(generation))
+
+
+async def _same(value: T) -> T:
+    return value
 
 
 def newest_view(view: Stored | None, stored_summary: Stored | None) -> Stored | None:

@@ -10,8 +10,9 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from events.catalog import ParentLink
-from projections import Views
+from projections import Views, keys
 from projections._nats import Direct, Publisher
+from projections.generations import Generations
 from projections.index import micros
 from projections.recent import RecentWriter
 from projections.search import ListFilter
@@ -38,6 +39,10 @@ def _view(i: int, **fields: object) -> WorkflowView:
 
 @pytest.fixture
 async def client(clean_nats: NATS) -> AsyncIterator[Client]:
+    # A generation made by this code: every view gets its secondary entries (projections.keys).
+    generations = Generations(clean_nats)
+    assert (await generations.ensure()).keyed
+    await generations.close()
     store = ViewStore(clean_nats, generation=1)
     views = [
         _view(0, inputs={"env": "prod", "n": 1}, labels=("linux",)),
@@ -85,7 +90,7 @@ async def test_each_filter_and_their_combination(client: Client) -> None:
 
 async def test_since_stops_the_scan_at_the_marks(clean_nats: NATS, client: Client) -> None:
     # Same answer with and without the recent lists; since bounds the scan (marks written).
-    views = Views(clean_nats, recent_lists=False)
+    views = Views(clean_nats, recent_lists=False, secondary=False)
     try:
         rows = await views.list(where=ListFilter(since=T0 + timedelta(hours=3)))
         assert [row.workflow_id for row in rows] == ["wf-3"]
@@ -93,10 +98,22 @@ async def test_since_stops_the_scan_at_the_marks(clean_nats: NATS, client: Clien
         await views.close()
 
 
-async def test_the_recent_lists_and_the_index_give_the_same_rows(
-    clean_nats: NATS, client: Client
+@pytest.mark.parametrize(
+    ("small_bucket", "at_once"), [(256, 512), (0, 512), (256, 0)], ids=["hours", "seconds", "later"]
+)
+async def test_the_recent_lists_the_keys_and_the_index_give_the_same_rows(
+    clean_nats: NATS,
+    client: Client,
+    small_bucket: int,
+    at_once: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    fast, scan = Views(clean_nats), Views(clean_nats, recent_lists=False)
+    # small_bucket 0: every hour is read by its minutes and seconds, as a busy one would be; at_once
+    # 0: secondary entries are read only after the recent lists could not answer (many of them).
+    monkeypatch.setattr(keys, "_SMALL_BUCKET", small_bucket)
+    monkeypatch.setattr(keys, "AT_ONCE", at_once)
+    fast, scan = Views(clean_nats), Views(clean_nats, recent_lists=False, secondary=False)
+    keyed = Views(clean_nats, recent_lists=False)  # start windows by the time buckets
     hour = timedelta(hours=1)
     filters = [
         ListFilter(since=T0 + hour),
@@ -104,15 +121,24 @@ async def test_the_recent_lists_and_the_index_give_the_same_rows(
         ListFilter(since=T0 + hour, until=T0 + 2 * hour),
         ListFilter(inputs={"env": "prod"}),
         ListFilter(labels=("gpu",)),
-        ListFilter(parent=CHILD_OF_0),
+        ListFilter(parent="wf-0"),
+        ListFilter(parent="wf-0", until=T0 + 2 * hour),
         ListFilter(inputs={"env": "staging"}),
+        ListFilter(inputs={"n": "3"}, labels=("gpu",)),
+        ListFilter(until=T0 + 3 * hour - timedelta(seconds=1)),
+        ListFilter(until=T0 - hour),
+        ListFilter(since=T0 + hour, until=T0 + hour + timedelta(seconds=5)),
     ]
     try:
         for where in filters:
             for limit in (1, 2, 50):
                 expected = await scan.list(where=where, limit=limit)
                 assert await fast.list(where=where, limit=limit) == expected, (where, limit)
+                assert await keyed.list(where=where, limit=limit) == expected, (where, limit)
                 assert await fast.list(where=where, limit=limit, name="etl") == expected
+                for status in ("succeeded", "failed"):
+                    rows = await scan.list(where=where, limit=limit, status=status)
+                    assert await fast.list(where=where, limit=limit, status=status) == rows
     finally:
-        await fast.close()
-        await scan.close()
+        for views in (fast, scan, keyed):
+            await views.close()

@@ -1,0 +1,317 @@
+"""Secondary index entries: what ``jetwork list --parent/--input/--label/--until`` reads instead
+of scanning the whole index.
+
+The status index (``projections.index``) orders a workflow by its last status change, so a
+filter that few workflows match, or a start window far in the past, reads back through every
+workflow. A workflow's parent, inputs, labels and start never change, so its first view in a
+generation also gets one small message per thing a filter may ask about, each ``{"wf",
+"started"}``, on a subject of its own in stream ``JW_KEYS`` (apart from ``JW_INDEX``, whose
+status scans would otherwise step over them):
+
+- ``wfkey.g<n>.p.<parent id>``: a sub-workflow of that parent;
+- ``wfkey.g<n>.i.<hash>``: input ``KEY`` with text ``VALUE`` (``search.input_text``), the
+  hash being the first 32 hex of SHA-256 over ``KEY``, a NUL and ``VALUE``;
+- ``wfkey.g<n>.l.<label>``: a label some job needs (hashed like a name when not a token);
+- ``wfkey.g<n>.t0.<hour>``, ``wfkey.g<n>.t1.<hour>.<minute>`` and
+  ``wfkey.g<n>.t2.<minute>.<second>``: started in that hour, minute and second (each numbered
+  from the epoch, under the bucket above it).
+
+The view keeps their sequences (header ``Jw-Keys``) so that a deleted workflow's are deleted
+with it; a rebuild writes its generation's; purging a generation removes them with the rest.
+They are hints like status entries: a row is listed only from the workflow's stored summary,
+which every condition is checked on again, so a leftover of a crashed write is never shown.
+
+A listing counts the entries of each subject its filter names (one direct get each) and, when
+the smallest holds at most ``AT_ONCE``, reads just those, newest first; a bigger one only when
+the recent lists cannot answer (the matches are not among the newest) and it holds at most
+``AT_MOST`` and, with a status, no more than the status's index entries. A window of start
+times reads the hours it spans, newest first (one ``STREAM.INFO`` lists the hours that have
+any), a big hour by its minutes and a big minute by its seconds (listed the same way), until
+``limit`` rows are found: a bucket holds only workflows started before every bucket read so
+far, so the first ``limit`` rows in that order are the newest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+import orjson
+import structlog
+
+from events import subjects
+from events.errors import StoreError
+from projections._nats import Direct, Publisher, Stored, describe, error_code
+from projections.index import micros, name_token
+from projections.search import ListFilter, input_text
+from projections.views import WorkflowView
+
+_log = structlog.get_logger("jetwork.projections")
+# Deleting a message that is not there (any more) is done already (``projections.index``).
+ALREADY_GONE = frozenset({10057, 10043})
+T = TypeVar("T")
+
+_LEVELS = (3600, 60, 1)  # seconds a start bucket spans: hours, minutes, seconds
+# Entries of one subject worth reading whole before anything else (a few requests: every entry
+# is a message of its own), and at most (when the recent lists cannot answer).
+AT_ONCE = 512
+AT_MOST = 20_000
+_SMALL_BUCKET = 256  # a start bucket with more entries is read by the buckets below it
+_CHUNK = 256  # summaries read per request
+HEADER = "Jw-Keys"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyEntry:
+    seq: int
+    workflow_id: str
+    started_us: int
+
+
+def _hashed(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def parent_subject(generation: int, parent: str) -> str:
+    return f"wfkey.g{generation}.p.{name_token(parent)}"
+
+
+def input_subject(generation: int, key: str, text: str) -> str:
+    return f"wfkey.g{generation}.i.{_hashed(key + chr(0) + text)}"
+
+
+def label_subject(generation: int, label: str) -> str:
+    return f"wfkey.g{generation}.l.{name_token(label)}"
+
+
+def time_subjects(generation: int, started_us: int) -> list[str]:
+    """The start's hour, minute and second (numbered from the epoch), each under the one
+    above it, so that the buckets of one are listed by one filter."""
+    hour, minute, second = (started_us // (size * 1_000_000) for size in _LEVELS)
+    return [
+        f"wfkey.g{generation}.t0.{hour}",
+        f"wfkey.g{generation}.t1.{hour}.{minute}",
+        f"wfkey.g{generation}.t2.{minute}.{second}",
+    ]
+
+
+def time_filter(generation: int, level: int, parent: int | None) -> str:
+    """Every bucket of ``level`` (under bucket ``parent`` of the level above)."""
+    return f"wfkey.g{generation}.t{level}." + ("*" if parent is None else f"{parent}.*")
+
+
+def key_subjects(generation: int, view: WorkflowView) -> list[str]:
+    """Every secondary subject ``view`` is listed under (sorted, no repeats)."""
+    found = {input_subject(generation, k, input_text(v)) for k, v in view.inputs.items()}
+    found |= {label_subject(generation, label) for label in view.labels}
+    if view.parent is not None:
+        found.add(parent_subject(generation, view.parent.workflow_id))
+    if view.started_at is not None:
+        found.update(time_subjects(generation, micros(view.started_at)))
+    return sorted(found)
+
+
+def entry_body(view: WorkflowView) -> bytes:
+    return orjson.dumps({"wf": view.workflow_id, "started": micros(view.started_at)})
+
+
+def decode(stored: Stored) -> KeyEntry | None:
+    try:
+        doc = orjson.loads(stored.data)
+        return KeyEntry(stored.seq, str(doc["wf"]), int(doc["started"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        _log.warning("skipping a malformed key entry", subject=stored.subject, seq=stored.seq)
+        return None
+
+
+def encode_seqs(seqs: Sequence[int]) -> str:
+    return ",".join(map(str, seqs))
+
+
+def decode_seqs(text: str | None) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in (text or "").split(",") if part)
+    except ValueError:
+        return ()
+
+
+async def add(publisher: Publisher, generation: int, view: WorkflowView) -> tuple[int, ...]:
+    """Publish the view's secondary entries (pipelined); their sequences. The msg id names the
+    generation, workflow and subject: a repeat after a lost ack finds the same entry."""
+    body = entry_body(view)
+    wf = view.workflow_id
+    answers = [
+        await publisher.send(subject, body, {"Nats-Msg-Id": f"g{generation}:{wf}:{subject}"})
+        for subject in key_subjects(generation, view)
+    ]
+    seqs = []
+    for answer in answers:
+        reply = await publisher.wait(answer, f"indexing workflow {wf}")
+        if "error" in reply:
+            raise StoreError(f"indexing workflow {wf} failed: {describe(reply)}", retryable=True)
+        seqs.append(int(reply["seq"]))
+    return tuple(seqs)
+
+
+async def remove(publisher: Publisher, seq: int) -> None:
+    """Delete an entry (idempotent; ``no_erase`` as for status entries)."""
+    reply = await publisher.call(
+        f"$JS.API.STREAM.MSG.DELETE.{subjects.KEYS_STREAM}",
+        {"seq": seq, "no_erase": True},
+        f"deleting secondary index entry {seq}",
+    )
+    if "error" in reply and error_code(reply) not in ALREADY_GONE:
+        raise StoreError(f"deleting secondary index entry {seq} failed: {describe(reply)}")
+
+
+async def remove_all(publisher: Publisher, seqs: Iterable[int]) -> None:
+    for seq in sorted(set(seqs)):
+        await remove(publisher, seq)
+
+
+def generation_filter(generation: int) -> str:
+    return f"wfkey.g{generation}.>"
+
+
+# --- reading ---------------------------------------------------------------------------------
+
+# Rows for entries (newest first), in their order, dropping those that do not match.
+Accept = Callable[[list[KeyEntry]], Awaitable[list[T]]]
+
+
+def filter_subjects(generation: int, where: ListFilter) -> list[str]:
+    """The secondary subjects every match of ``where`` is listed under."""
+    found = [input_subject(generation, key, text) for key, text in where.inputs.items()]
+    found += [label_subject(generation, label) for label in where.labels]
+    if where.parent is not None:
+        found.append(parent_subject(generation, where.parent))
+    return found
+
+
+async def fewest(direct: Direct, generation: int, where: ListFilter) -> tuple[int, str] | None:
+    """The subject ``where`` names with the fewest entries, and how many (one direct get per
+    subject, concurrently); None when it names none."""
+    named = filter_subjects(generation, where)
+    if not named:
+        return None
+    counts = await asyncio.gather(*(_count(direct, subject) for subject in named))
+    return min(zip(counts, named, strict=True))
+
+
+async def read(
+    direct: Direct, subject: str, where: ListFilter, *, limit: int, accept: Accept[T]
+) -> list[T]:
+    """The ``limit`` newest matches among the entries of ``subject`` (read whole)."""
+    return await _take(_usable(await direct.all(subject), where), accept, limit)
+
+
+async def _count(direct: Direct, subject: str) -> int:
+    found, pending = await direct.next(subject, from_seq=1, limit=1)
+    return len(found) + pending
+
+
+def _usable(messages: list[Stored], where: ListFilter) -> list[KeyEntry]:
+    """Entries within the start bounds, one per workflow, newest first."""
+    entries = {
+        entry.workflow_id: entry
+        for entry in map(decode, messages)
+        if entry is not None and where.takes_start(entry.started_us)
+    }
+    return sorted(entries.values(), key=lambda e: (e.started_us, e.workflow_id), reverse=True)
+
+
+async def _take(entries: list[KeyEntry], accept: Accept[T], limit: int) -> list[T]:
+    """The first ``limit`` rows of ``entries``: as many summaries read as rows still wanted
+    (at least 32, at most 256 a request), since most entries match."""
+    rows: list[T] = []
+    at = 0
+    while at < len(entries) and len(rows) < limit:
+        size = min(_CHUNK, max(32, limit - len(rows)))
+        rows += await accept(entries[at : at + size])
+        at += size
+    return rows[:limit]
+
+
+async def by_time(
+    direct: Direct,
+    publisher: Publisher,
+    generation: int,
+    where: ListFilter,
+    *,
+    limit: int,
+    accept: Accept[T],
+) -> list[T]:
+    """The ``limit`` newest matches of ``where`` (which has an ``until``) by the start buckets:
+    the hours with entries (one ``STREAM.INFO``), newest first; a big one by its minutes, a big
+    minute by its seconds."""
+    walk = _TimeWalk(direct, publisher, generation, where, limit=limit, accept=accept)
+    await walk.buckets(0, time_filter(generation, 0, None))
+    return walk.rows[:limit]
+
+
+class _TimeWalk(Generic[T]):
+    def __init__(
+        self,
+        direct: Direct,
+        publisher: Publisher,
+        generation: int,
+        where: ListFilter,
+        *,
+        limit: int,
+        accept: Accept[T],
+    ) -> None:
+        self._direct, self._publisher, self._generation = direct, publisher, generation
+        self._where, self._limit, self._accept = where, limit, accept
+        self._until = micros(where.until)
+        self._since = micros(where.since) if where.since is not None else None
+        self.rows: list[T] = []
+
+    async def buckets(self, level: int, filter_subject: str) -> bool:
+        """Read the buckets of ``level`` on ``filter_subject`` that meet the window, newest
+        first; True once ``limit`` rows are found (nothing older can displace them)."""
+        size = _LEVELS[level] * 1_000_000
+        counts = await _subject_counts(self._publisher, filter_subject)
+        found = sorted(
+            ((int(s.rsplit(".", 1)[1]), s, n) for s, n in counts.items() if _numbered(s)),
+            reverse=True,
+        )
+        for number, subject, count in found:
+            if number * size > self._until:
+                continue
+            if self._since is not None and (number + 1) * size <= self._since:
+                break
+            if count <= _SMALL_BUCKET or level == len(_LEVELS) - 1:
+                if await self._read(subject):
+                    return True
+            elif await self.buckets(level + 1, time_filter(self._generation, level + 1, number)):
+                return True
+        return False
+
+    async def _read(self, subject: str) -> bool:
+        entries = _usable(await self._direct.all(subject), self._where)
+        self.rows += await _take(entries, self._accept, self._limit - len(self.rows))
+        return len(self.rows) >= self._limit
+
+
+def _numbered(subject: str) -> bool:
+    return subject.rsplit(".", 1)[1].isdigit()
+
+
+async def _subject_counts(publisher: Publisher, filter_subject: str) -> dict[str, int]:
+    """The subjects of ``JW_KEYS`` matching the filter and their message counts (paged)."""
+    counts: dict[str, int] = {}
+    while True:
+        request: dict[str, Any] = {"subjects_filter": filter_subject, "offset": len(counts)}
+        reply = await publisher.call(
+            f"$JS.API.STREAM.INFO.{subjects.KEYS_STREAM}", request, "reading the index"
+        )
+        if "error" in reply:
+            raise StoreError(f"reading the index failed: {describe(reply)}", retryable=True)
+        page = reply.get("state", {}).get("subjects") or {}
+        counts.update({str(k): int(v) for k, v in page.items()})
+        total = int(reply.get("total", 0) or 0)
+        if not page or len(counts) >= total:
+            return counts
