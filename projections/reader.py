@@ -71,9 +71,15 @@ class WorkerInfo(BaseModel):
 
 
 def _key_rows(
-    store: ViewStore, *, status: str | None, name: str | None, where: ListFilter
+    store: ViewStore,
+    *,
+    status: str | None,
+    name: str | None,
+    where: ListFilter,
+    shown: str | None,
 ) -> keys.Accept[WorkflowSummary]:
-    """The rows of secondary entries: their stored summaries, where they match everything."""
+    """The rows of secondary entries: their stored summaries, where they match everything.
+    ``shown``: the namespace whose rows are kept (None: every namespace's)."""
 
     async def accept(entries: builtins.list[keys.KeyEntry]) -> builtins.list[WorkflowSummary]:
         stored = await store.summaries([entry.workflow_id for entry in entries])
@@ -87,6 +93,8 @@ def _key_rows(
                 continue
             if name is not None and row.name != name:
                 continue
+            if shown is not None and row.namespace != shown:
+                continue  # another namespace's (the entries are not per namespace)
             if where.takes_start(index.micros(row.started_at)) and where.takes_row(row):
                 rows.append(row)
         return rows
@@ -160,7 +168,7 @@ class Views:
         where = where or ListFilter()
         keyed = self._use_keys and pointer.keyed and where.active
         fewest = await keys.fewest(self._keys, store.generation, where) if keyed else None
-        rows_of = _key_rows(store, status=status, name=name, where=where)
+        rows_of = _key_rows(store, status=status, name=name, where=where, shown=shown)
         if fewest is not None and fewest[0] <= keys.AT_ONCE:
             return await keys.read(self._keys, fewest[1], where, limit=limit, accept=rows_of)
         recent_list = None

@@ -115,6 +115,10 @@ async def test_namespaces_do_not_see_each_others_workflows(stack: Stack, nats_ur
     assert [r.workflow_id for r in await stack.team_a.list(name="ns-flow")] == [a.workflow_id]
     assert await stack.team_a.list(status="running") == []
     assert await stack.default.list(name="ns-flow") == []  # neither is the default's
+    # filters answered from the secondary keys (both workflows need the label): per namespace too
+    assert [r.workflow_id for r in await stack.team_a.list(labels=[lb])] == [a.workflow_id]
+    assert [r.workflow_id for r in await stack.team_b.list(labels=[lb])] == [b.workflow_id]
+    assert await stack.default.list(labels=[lb]) == []
 
 
 async def test_a_worker_claims_only_its_namespaces_jobs(stack: Stack, nats_url: str) -> None:
