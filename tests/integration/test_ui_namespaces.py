@@ -29,8 +29,8 @@ def flow(name: str, run: str) -> dict[str, Any]:
     return {"name": name, "jobs": {"work": {"run": run, "labels": ["linux"]}}}
 
 
-async def start_in(stack: Stack, namespace: str, workflow: dict[str, Any]) -> str:
-    answer = await stack.http.post(
+async def start_in(running: Stack, namespace: str, workflow: dict[str, Any]) -> str:
+    answer = await running.http.post(
         "/api/workflows", json={"workflow": workflow}, headers={"Jetwork-Namespace": namespace}
     )
     assert answer.status_code == 201, answer.text
