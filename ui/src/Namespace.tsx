@@ -8,7 +8,8 @@ import { get, NAMESPACE_NAME, urlNamespace } from './api';
 import { navigate } from './router';
 
 const OTHER = '\u0000other';
-const REFRESH_MS = 5000;
+// The quota's running counts move; the list rarely does (it is read again when the select is opened).
+const REFRESH_MS = 10_000;
 
 /** Go to `name`: the same page there, except a workflow's (it is another namespace's). */
 export function switchNamespace(name: string): void {
@@ -23,6 +24,7 @@ export function NamespacePicker(): JSX.Element {
   const [typed, setTyped] = useState('');
   const [problem, setProblem] = useState<string | null>(null);
 
+  const [reload, setReload] = useState(0);
   useEffect(() => {
     let cancelled = false;
     const load = () =>
@@ -35,7 +37,7 @@ export function NamespacePicker(): JSX.Element {
       cancelled = true;
       clearInterval(timer);
     };
-  }, [wanted]);
+  }, [wanted, reload]);
 
   const current = known?.current ?? wanted ?? '';
   const names = new Set((known?.namespaces ?? []).map((n) => n.namespace));
@@ -62,6 +64,7 @@ export function NamespacePicker(): JSX.Element {
         <select
           aria-label="Namespace"
           value={typing ? OTHER : current}
+          onFocus={() => setReload((n) => n + 1)}
           onChange={(e) => {
             const value = e.currentTarget.value;
             if (value === OTHER) setTyping(true);
@@ -71,6 +74,7 @@ export function NamespacePicker(): JSX.Element {
             }
           }}
         >
+          {current === '' && <option value="">the gateway's</option>}
           {[...names].sort().map((name) => (
             <option value={name}>{name}</option>
           ))}
