@@ -165,6 +165,21 @@ async def workers(request: Request) -> Response:
     return Json({"workers": [info.model_dump(mode="json") for info in found]})
 
 
+async def list_namespaces(request: Request) -> Response:
+    """``GET /api/namespaces``: the namespaces known (``Client.namespaces``), each with its live
+    workers and its quota (with what it runs now) if it has one, and the namespace this request
+    works in (the gateway's own unless it named one): the UI's namespace selector."""
+    ctx = context(request)
+    known = await ctx.client.namespaces()
+    return Json(
+        {
+            "namespaces": [each.to_json_dict() for each in known],
+            "current": ctx.client.namespace,
+            "gateway": request.app.state.gateway.client.namespace,
+        }
+    )
+
+
 async def dead_letters(request: Request) -> Response:
     limit = _int(request.query_params.get("limit"), "limit", default=100, low=1, high=10_000)
     letters = await context(request).client.dead_letters(limit=limit)

@@ -26,6 +26,7 @@ from starlette.responses import Response
 from actors import groups, workflow
 from actors.fanout_state import job_names
 from actors.workflow import WorkflowState
+from events import namespaces
 from events.base import RecordedEvent
 from events.catalog import (
     JobCancelled,
@@ -104,6 +105,7 @@ class GraphOut(_Out):
     group: str | None = Field(
         default=None, description="its workflow concurrency group (rendered), once queued"
     )
+    namespace: str = Field(default="default", description="the namespace it runs in")
 
 
 class ClaimRecord(_Out):
@@ -208,6 +210,7 @@ async def graph(request: Request) -> Response:
         jobs=jobs,
         outputs=dict(state.outputs),
         group=state.group,
+        namespace=namespaces.shown(state.namespace),
     )
     return Json(out.model_dump(mode="json", by_alias=True))
 

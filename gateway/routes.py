@@ -207,6 +207,10 @@ OPERATIONS: tuple[Op, ...] = (
        "Events as they are appended (server-sent events; Last-Event-ID resumes)", "events",
        "events", query=_EVENTS_QUERY, stream=True),
     Op("GET", "/api/workers", client_api.workers, C, "Live workers", "operations", "workers"),
+    Op("GET", "/api/namespaces", client_api.list_namespaces, C,
+       "The namespaces known (default, those with a quota, workers or workflows), each with its "
+       "live workers and quota (running / max), and the one the request works in", "operations",
+       "namespaces"),
     Op("GET", "/api/label-sets", inspect_api.label_sets, C,
        "Queued jobs by label set, with the live workers serving each (none: nobody does)",
        "operations", "label_sets", response=LabelSetsOut),

@@ -108,6 +108,9 @@ async def event_stream(request: Request) -> Response:
         )
     except ValueError as exc:
         raise ApiError(422, "invalid_argument", str(exc)) from None
+    workflow_id = params.get("workflow_id")
+    if workflow_id:  # another namespace's workflow is not found here (404), as its status
+        await ctx.client.require_in_namespace(workflow_id)
     from_seq: int | None = 1 if params.get("from_start") in {"1", "true", "yes"} else None
     last = request.headers.get("last-event-id")
     if last is not None and last.strip().isdigit():

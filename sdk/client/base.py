@@ -127,6 +127,11 @@ class ClientBase:
             raise WorkflowNotFound(workflow_id)
         await self._require_namespace(workflow_id)
 
+    async def require_in_namespace(self, workflow_id: str) -> None:
+        """``WorkflowNotFound`` if the workflow started in another namespace (one not started yet
+        passes: a subscription may come before the start)."""
+        await self._require_namespace(workflow_id)
+
     async def _require_namespace(self, workflow_id: str) -> None:
         """``WorkflowNotFound`` when the workflow started in another namespace than the
         client's (one direct get: its ``WorkflowStarted`` is the only event on its subject)."""

@@ -21,6 +21,7 @@ from events.quotas import (
     quota_key,
     workflows_key,
 )
+from projections.recent import recent_key
 from sdk.client.control import default_operator
 from sdk.client.reads import ClientReads
 from sdk.client.translate import translated
@@ -53,7 +54,50 @@ class NamespaceQuota:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class KnownNamespace:
+    """A namespace ``Client.namespaces`` knows of, with its quota if it has one."""
+
+    namespace: str
+    workers: int  # its live workers (not stale)
+    quota: NamespaceQuota | None
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "workers": self.workers,
+            "quota": None if self.quota is None else self.quota.to_json_dict(),
+        }
+
+
 class ClientNamespaces(ClientReads):
+    async def namespaces(self) -> builtins.list[KnownNamespace]:
+        """The namespaces known, by name: ``default``, the client's own, those with a quota, those
+        of registered workers and those workflows were started in (their recent lists,
+        ``projections.recent``: one key listing, whatever the number of workflows). A name
+        nothing was ever done in is in none of these; it is still a namespace one may work in."""
+        quotas = {quota.namespace: quota for quota in await self.quotas()}
+        with translated("listing namespaces", url=self._url):
+            reader = self._reader()
+            workers = await reader.workers()
+            generation = await reader.generation()
+            keys = await _keys(
+                await self._nc.jetstream().key_value(subjects.KV_WORKFLOWS),
+                recent_key(generation, "x.*.all"),
+            )
+        names = {namespaces.DEFAULT, self._namespace, *quotas}
+        names.update(w.namespace for w in workers)
+        prefix = recent_key(generation, "x.")
+        names.update(k.removeprefix(prefix).removesuffix(".all") for k in keys)
+        live: dict[str, int] = {}
+        for w in workers:
+            if not w.stale:
+                live[w.namespace] = live.get(w.namespace, 0) + 1
+        return [
+            KnownNamespace(namespace=name, workers=live.get(name, 0), quota=quotas.get(name))
+            for name in sorted(names)
+        ]
+
     async def set_quota(
         self,
         namespace: str,
@@ -158,3 +202,18 @@ async def _value(kv: Any, key: str) -> bytes | None:
         return None
     value: bytes | None = entry.value
     return value
+
+
+async def _keys(kv: Any, pattern: str) -> builtins.list[str]:
+    """The keys matching ``pattern``, filtered by the server (``KeyValue.keys`` reads every key
+    of the bucket and filters here: one per workflow)."""
+    watcher = await kv.watch(pattern, ignore_deletes=True, meta_only=True)
+    found = []
+    try:
+        async for entry in watcher:
+            if entry is None:  # the end of what is stored
+                break
+            found.append(entry.key)
+    finally:
+        await watcher.stop()
+    return found

@@ -37,9 +37,19 @@ export function onTokenChange(listener: Listener): () => void {
   return () => tokenListeners.delete(listener);
 }
 
+/** The namespace the page works in: the URL's `?namespace=` (links carry it, so they are
+ * shareable); null: the gateway's own. Every request and stream names it (Jetwork-Namespace). */
+export function urlNamespace(): string | null {
+  return new URLSearchParams(location.search).get('namespace') || null;
+}
+
+export const NAMESPACE_NAME = /^[A-Za-z0-9_-]{1,64}$/;
+
 export function headers(extra: Record<string, string> = {}): Record<string, string> {
   const t = token();
-  return t ? { ...extra, Authorization: `Bearer ${t}` } : extra;
+  const ns = urlNamespace();
+  const named = ns ? { ...extra, 'Jetwork-Namespace': ns } : extra;
+  return t ? { ...named, Authorization: `Bearer ${t}` } : named;
 }
 
 export async function errorOf(response: Response): Promise<ApiError> {
@@ -146,6 +156,8 @@ export interface Graph {
   outputs?: Record<string, string>;
   /** Its workflow concurrency group (rendered), once queued: status `queued` waits for it. */
   group?: string | null;
+  /** The namespace it runs in. */
+  namespace?: string;
 }
 
 export interface EventRecord {
@@ -247,4 +259,25 @@ export interface DeadLetter {
   payload: string;
   payload_size: number;
   at: string;
+}
+
+export interface NamespaceQuota {
+  max_running_workflows: number | null;
+  max_running_jobs: number | null;
+  over_quota: string;
+  running_workflows: number;
+  running_jobs: number;
+}
+
+export interface KnownNamespace {
+  namespace: string;
+  workers: number;
+  quota: NamespaceQuota | null;
+}
+
+export interface NamespacesOut {
+  namespaces: KnownNamespace[];
+  /** The one the request worked in; `gateway`: the gateway's own. */
+  current: string;
+  gateway: string;
 }

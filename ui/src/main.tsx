@@ -1,14 +1,15 @@
 // The shell: navigation, the token prompt (when the gateway has tokens) and the pages.
 import type { JSX } from 'preact';
-import { render } from 'preact';
+import { Fragment, render } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { isTokenWanted, onTokenChange, setToken, token } from './api';
+import { isTokenWanted, onTokenChange, setToken, token, urlNamespace } from './api';
 import { DeadLettersPage } from './pages/DeadLetters';
 import { StartPage } from './pages/Start';
 import { WorkersPage } from './pages/Workers';
 import { WorkflowPage } from './pages/Workflow';
 import { WorkflowsPage } from './pages/Workflows';
-import { route, useLocation } from './router';
+import { NamespacePicker } from './Namespace';
+import { route, useLocation, withNamespace } from './router';
 import './styles.css';
 
 function App(): JSX.Element {
@@ -28,7 +29,7 @@ function App(): JSX.Element {
   }, [path]);
 
   const nav = (href: string, label: string, active: boolean) => (
-    <a href={href} aria-current={active ? 'page' : undefined}>{label}</a>
+    <a href={withNamespace(href)} aria-current={active ? 'page' : undefined}>{label}</a>
   );
   let page: JSX.Element;
   switch (current.page) {
@@ -52,7 +53,7 @@ function App(): JSX.Element {
       page = (
         <main id="main" class="page">
           <h1>Not found</h1>
-          <p>No page at <code>{path}</code>. <a href="/">Workflows</a></p>
+          <p>No page at <code>{path}</code>. <a href={withNamespace('/')}>Workflows</a></p>
         </main>
       );
   }
@@ -60,19 +61,21 @@ function App(): JSX.Element {
     <>
       <a class="skip" href="#main">Skip to the content</a>
       <nav class="top" aria-label="Main">
-        <a class="brand" href="/">jetwork</a>
+        <a class="brand" href={withNamespace('/')}>jetwork</a>
         {nav('/', 'Workflows', current.page === 'workflows' || current.page === 'workflow')}
         {nav('/workers', 'Workers', current.page === 'workers')}
         {nav('/dead-letters', 'Dead letters', current.page === 'dead-letters')}
         {nav('/start', 'Start', current.page === 'start')}
         <span class="spacer" />
+        <NamespacePicker />
         <a href="/docs">API</a>
         {token() && (
           <button type="button" class="link" onClick={() => setToken(null)}>Forget token</button>
         )}
       </nav>
       {isTokenWanted() && <TokenPrompt />}
-      {page}
+      {/* Keyed by namespace: another namespace's page loads afresh (its lists, its streams). */}
+      <Fragment key={urlNamespace() ?? ''}>{page}</Fragment>
     </>
   );
 }

@@ -1,10 +1,23 @@
 // Real paths (/, /workflows/<id>, /workflows/<id>/jobs/<job>, /workers, /dead-letters, /start),
 // each served as the same page by the gateway; links are plain <a href> taken over here.
 import { useEffect, useState } from 'preact/hooks';
+import { urlNamespace } from './api';
 
 const listeners = new Set<() => void>();
 
+/** `href` (a page of the UI) in the page's namespace, unless it names one itself. */
+export function withNamespace(href: string): string {
+  const ns = urlNamespace();
+  if (ns === null || href.startsWith('#')) return href;
+  const url = new URL(href, location.href);
+  if (url.origin !== location.origin || url.pathname.startsWith('/api')) return href;
+  if (url.searchParams.has('namespace')) return href;
+  url.searchParams.set('namespace', ns);
+  return url.pathname + url.search + url.hash;
+}
+
 export function navigate(href: string, replace = false): void {
+  href = withNamespace(href);
   if (href === location.pathname + location.search) return;
   if (replace) history.replaceState(null, '', href);
   else history.pushState(null, '', href);
@@ -55,6 +68,6 @@ export function route(path: string): Route {
   return { page: 'missing' };
 }
 
-export const workflowHref = (id: string) => `/workflows/${encodeURIComponent(id)}`;
+export const workflowHref = (id: string) => withNamespace(`/workflows/${encodeURIComponent(id)}`);
 export const jobHref = (id: string, job: string) =>
-  `/workflows/${encodeURIComponent(id)}/jobs/${encodeURIComponent(job)}`;
+  withNamespace(`/workflows/${encodeURIComponent(id)}/jobs/${encodeURIComponent(job)}`);

@@ -4,7 +4,7 @@
 import type { JSX } from 'preact';
 import { useCallback, useEffect, useMemo, useRef, useState } from 'preact/hooks';
 import type { EventRecord, Graph } from '../api';
-import { ApiError, get, post } from '../api';
+import { ApiError, get, post, urlNamespace } from '../api';
 import { Dag } from '../dag/Dag';
 import type { Layout } from '../dag/layout';
 import { BIG, layout as computeLayout, elkReadyAt, sketch, warmUp } from '../dag/layout';
@@ -13,7 +13,7 @@ import { applyFans, countAll, fansOf, findJobs, instanceOf } from '../fanout';
 import type { JobLive, WorkflowLive } from '../fold';
 import { applyJob, applyWorkflow, jobOf, live } from '../fold';
 import { between, stamp } from '../format';
-import { jobHref, navigate, workflowHref } from '../router';
+import { jobHref, navigate, withNamespace, workflowHref } from '../router';
 import { openStream } from '../sse';
 import { Status, STATUSES, StatusIcon } from '../status';
 import { History } from './History';
@@ -178,9 +178,10 @@ export function WorkflowPage({ id, job }: { id: string; job: string | null }): J
   if (!graph || !wf) {
     return (
       <main id="main" class="page">
-        <p><a href="/">← Workflows</a></p>
+        <p><a href={withNamespace('/')}>← Workflows</a></p>
         <h1 class="mono">{id}</h1>
         <p role="status">{problem ?? 'Loading…'}</p>
+        {problem && urlNamespace() && <p class="muted">Looked for in namespace {urlNamespace()}.</p>}
       </main>
     );
   }
@@ -312,12 +313,13 @@ function WorkflowHeader({
   return (
     <header class="wf-header">
       <div class="crumbs">
-        <a href="/">← Workflows</a>
+        <a href={withNamespace('/')}>← Workflows</a>
       </div>
       <div class="wf-title">
         <h1>{graph.name}</h1>
         <Status status={shown} />
         <span class="mono muted" title="workflow id">{graph.workflow_id}</span>
+        <span class="chip" title="the namespace it runs in">namespace {graph.namespace ?? 'default'}</span>
       </div>
       <dl class="facts">
         <div><dt>Started</dt><dd>{stamp(wf.started_at)}</dd></div>

@@ -6,7 +6,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import type { ListPage, Summary } from '../api';
 import { get } from '../api';
 import { ago, between, stamp } from '../format';
-import { navigate, workflowHref } from '../router';
+import { navigate, withNamespace, workflowHref } from '../router';
 import { Status, STATUSES, StatusIcon } from '../status';
 
 const REFRESH_MS = 2000;
@@ -83,7 +83,7 @@ export function WorkflowsPage({ query }: { query: URLSearchParams }): JSX.Elemen
     <main id="main" class="page">
       <div class="page-head">
         <h1>Workflows</h1>
-        <a class="button primary" href="/start">Start a workflow</a>
+        <a class="button primary" href={withNamespace('/start')}>Start a workflow</a>
       </div>
       <form class="filters" role="search" onSubmit={(e) => e.preventDefault()}>
         <label>
@@ -112,7 +112,7 @@ export function WorkflowsPage({ query }: { query: URLSearchParams }): JSX.Elemen
         !problem && <p role="status">Loading…</p>
       ) : rows.length === 0 ? (
         <p class="empty">
-          No workflows{status || name ? ' match these filters' : ' yet'}. <a href="/start">Start one</a>, or run{' '}
+          No workflows{status || name ? ' match these filters' : ' yet'}. <a href={withNamespace('/start')}>Start one</a>, or run{' '}
           <code>jetwork run examples/diamond.yaml</code>.
         </p>
       ) : (
