@@ -268,12 +268,17 @@ class Attempt(DispatchMessage):
             return True
         holder = Holder(workflow_id=self.dispatch.workflow_id, job=self.dispatch.job,
                         attempt=self.dispatch.queued.attempt, worker_id=self.env.worker_id,
-                        since=time.time(),
+                        since=time.time(), seq=self.dispatch_seq,
                         queued_at=self.dispatch.queued.queued_at.timestamp())  # fmt: skip
-        if await self.env.groups.enter(spec, holder):
+        entry = await self.env.groups.enter(spec, holder)
+        if entry == "held":
             self._holder = holder
             return True
-        self._log.debug("concurrency group full", group=spec.concurrency.group)
+        if entry == "withdrawn":  # superseded while it waited: its job is done with it
+            self._log.info("superseded while waiting", group=spec.concurrency.group)
+            await self._ack()
+            return False
+        self._log.debug("waiting for its concurrency group", group=spec.concurrency.group)
         self.settled = True
         with contextlib.suppress(Exception):
             await self.msg.nak(delay=GROUP_RECHECK)
