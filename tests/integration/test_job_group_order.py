@@ -21,12 +21,12 @@ from nats.aio.client import Client as NATS
 from nats.js.errors import KeyNotFoundError
 
 from events import subjects
-from events.catalog import JobStarted, JobSucceeded
+from events.catalog import JobCancelled, JobStarted, JobSucceeded
 from events.definition import Concurrency
 from sdk.worker import Worker
 from sdk.worker.group_line import WAIT_STALE, Holder, Line, decode, encode
 from tests.eventually import assert_eventually
-from tests.jobs_harness import JobsHarness, fast_config, running
+from tests.jobs_harness import JobsHarness, fast_config, running, unfinished_dispatches
 
 REPO = Path(__file__).resolve().parents[2]
 Span = tuple[str, float, float]  # job, started, ended (epoch s) of its successful attempt
@@ -175,3 +175,46 @@ async def test_a_worker_killed_while_holding_the_slot_does_not_block_the_line(
     assert_one_at_a_time(spans)
     reruns = await harness.events("wf", "j0", JobStarted)
     assert reruns[0].worker_id == claim.worker_id and len(reruns) == 2
+
+
+async def test_cancel_in_progress_cancels_the_older_members_running_or_waiting(
+    harness: JobsHarness, nats_url: str, tmp_path: Path
+) -> None:
+    label = f"cip-{uuid.uuid4().hex[:8]}"
+    group = Concurrency(group=f"g-{uuid.uuid4().hex[:10]}", limit=1, cancel_in_progress=True)
+    jobs = ["j0", "j1", "j2", "j3", "j4"]
+    worker = Worker(fast_config(nats_url, labels=frozenset([label]), max_concurrent_jobs=4))
+    async with running(worker):
+        await harness.queue("wf", "j0", run=blocked_until(tmp_path / "never"), labels=[label],
+                            concurrency=group)  # fmt: skip
+        await assert_eventually(lambda: harness.events("wf", "j0", JobStarted), timeout=30)
+        for job in jobs[1:]:
+            await harness.queue("wf", job, run="sleep 1", labels=[label], concurrency=group)
+
+        async def ended() -> dict[str, list[str]]:
+            types = {job: await harness.types("wf", job) for job in jobs}
+            assert "JobSucceeded" in types["j4"], types
+            assert all("JobCancelled" in types[job] for job in jobs[:-1]), types
+            assert await unfinished_dispatches(harness.nc) == 0  # withdrawn ones acked too
+            return types
+
+        types = await assert_eventually(ended, timeout=60, interval=0.2)
+    why = f"superseded by wf/j4 in concurrency group {group.group} (cancel_in_progress)"
+    cancels = [e for job in jobs[:-1] for e in await harness.events("wf", job, JobCancelled)]
+    assert all(c.reason.startswith("superseded by wf/j") for c in cancels), cancels
+    assert (await harness.events("wf", "j3", JobCancelled))[0].reason == why, types
+    spans = []
+    for job in jobs:
+        starts = await harness.events("wf", job, JobStarted)
+        ends = [e for e in await harness.events("wf", job) if e.event_type in _ENDS]
+        spans += [(job, s.started_at.timestamp(), _end_time(ends[-1])) for s in starts]
+    assert_one_at_a_time(sorted(spans, key=lambda span: span[1]))
+    assert await line_of(harness.nc, group.group) == Line()
+
+
+_ENDS = frozenset({"JobSucceeded", "JobCancelled"})
+
+
+def _end_time(event: Any) -> float:
+    moment = event.ended_at if isinstance(event, JobSucceeded) else event.at
+    return float(moment.timestamp())
