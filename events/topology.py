@@ -182,7 +182,7 @@ class Topology:
             ),
             # Rate-limit windows (sdk/worker/rate_limits.py): no window is longer than a day.
             bucket(subjects.KV_RATES, "rate limits: starts counted per window", ttl=86400),
-            bucket(subjects.KV_CONCURRENCY, "concurrency groups: holders and waiting lines"),
+            bucket(subjects.KV_CONCURRENCY, "concurrency groups: the attempts holding a slot"),
             bucket(subjects.KV_DEFINITIONS, "workflow definitions by name and version"),
             bucket(subjects.KV_SCHEDULES, "schedules: what they start, when, and their last tick"),
         ]
