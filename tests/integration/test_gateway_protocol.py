@@ -19,7 +19,7 @@ from events.catalog import JobResultRejected, JobStarted
 from events.dispatch import LabelSet
 from events.store import EventStore
 from gateway.serve import HttpGateway
-from sdk.worker import Worker
+from sdk.worker import Worker, group_line
 from sdk.worker.consumers import ensure_consumer
 from tests.eventually import assert_eventually
 from tests.gateway_harness import (
@@ -384,3 +384,36 @@ async def test_http_workers_may_serve_named_handlers(stack: Stack) -> None:
     history = await finished(stack.store, wf)
     succeeded = next(r.event for r in history if r.event.event_type == "JobSucceeded")
     assert succeeded.result == {"path": "out.png", "bytes": 12}
+
+
+async def test_http_workers_get_a_job_group_s_waiting_jobs_in_queue_order(stack: Stack) -> None:
+    group = f"g-{os.getpid()}-{id(stack)}"
+    deploy = {"run": "deploy", "labels": ["http"], "concurrency": {"group": group, "limit": 1}}
+    one = {"name": "grouped", "jobs": {"deploy": deploy}}
+    workflows = []
+    for _ in range(3):  # queued one after the other: their JobQueued in this order
+        workflows.append(await start(stack.http, one))
+
+        async def queued(wf: str = workflows[-1]) -> bool:
+            return "JobQueued" in types_of(await stack.store.history(wf))
+
+        await assert_eventually(queued)
+    first = await claim_eventually(stack.http, "w1", ["http"])
+    assert first["job"]["workflow_id"] == workflows[0]
+    kv = await stack.nc.jetstream().key_value(subjects.KV_CONCURRENCY)
+
+    async def both_waiting() -> bool:
+        assert await claim(stack.http, "w2", ["http"]) is None  # the group is full
+        assert len(group_line.decode((await kv.get(group)).value).waiting) == 2
+        return True
+
+    await assert_eventually(both_waiting, timeout=20)
+    served = []
+    lease = first["lease"]["lease_id"]
+    for _ in workflows[1:]:
+        done = await stack.http.post(f"/api/jobs/{lease}/complete", json={})
+        assert done.status_code == 200, done.text
+        following = await claim_eventually(stack.http, "w1", ["http"])
+        served.append(following["job"]["workflow_id"])
+        lease = following["lease"]["lease_id"]
+    assert served == workflows[1:]
