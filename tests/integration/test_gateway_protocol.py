@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -387,33 +388,39 @@ async def test_http_workers_may_serve_named_handlers(stack: Stack) -> None:
 
 
 async def test_http_workers_get_a_job_group_s_waiting_jobs_in_queue_order(stack: Stack) -> None:
+    """Across label sets: the job queued second (label ``a``) is served before the third (label
+    ``b``), even to a worker that can only run the third."""
     group = f"g-{os.getpid()}-{id(stack)}"
-    deploy = {"run": "deploy", "labels": ["http"], "concurrency": {"group": group, "limit": 1}}
-    one = {"name": "grouped", "jobs": {"deploy": deploy}}
+
+    def one(label: str) -> dict[str, Any]:
+        deploy = {"run": "deploy", "labels": [label], "concurrency": {"group": group, "limit": 1}}
+        return {"name": "grouped", "jobs": {"deploy": deploy}}
+
     workflows = []
-    for _ in range(3):  # queued one after the other: their JobQueued in this order
-        workflows.append(await start(stack.http, one))
+    for label in ("a", "a", "b"):  # queued one after the other: their JobQueued in this order
+        workflows.append(await start(stack.http, one(label)))
 
         async def queued(wf: str = workflows[-1]) -> bool:
             return "JobQueued" in types_of(await stack.store.history(wf))
 
         await assert_eventually(queued)
-    first = await claim_eventually(stack.http, "w1", ["http"])
+    first = await claim_eventually(stack.http, "wa", ["a"])
     assert first["job"]["workflow_id"] == workflows[0]
     kv = await stack.nc.jetstream().key_value(subjects.KV_CONCURRENCY)
 
-    async def both_waiting() -> bool:
-        assert await claim(stack.http, "w2", ["http"]) is None  # the group is full
+    async def all_waiting() -> bool:
+        assert await claim(stack.http, "wa", ["a"]) is None  # the group is full
+        assert await claim(stack.http, "wb", ["b"]) is None
         assert len(group_line.decode((await kv.get(group)).value).waiting) == 2
         return True
 
-    await assert_eventually(both_waiting, timeout=20)
-    served = []
-    lease = first["lease"]["lease_id"]
-    for _ in workflows[1:]:
-        done = await stack.http.post(f"/api/jobs/{lease}/complete", json={})
-        assert done.status_code == 200, done.text
-        following = await claim_eventually(stack.http, "w1", ["http"])
-        served.append(following["job"]["workflow_id"])
-        lease = following["lease"]["lease_id"]
-    assert served == workflows[1:]
+    await assert_eventually(all_waiting, timeout=20)
+    done = await stack.http.post(f"/api/jobs/{first['lease']['lease_id']}/complete", json={})
+    assert done.status_code == 200, done.text
+    assert await claim(stack.http, "wb", ["b"], wait=3) is None  # the second is owed the slot
+    second = await claim_eventually(stack.http, "wa", ["a"])
+    assert second["job"]["workflow_id"] == workflows[1]
+    done = await stack.http.post(f"/api/jobs/{second['lease']['lease_id']}/complete", json={})
+    assert done.status_code == 200, done.text
+    third = await claim_eventually(stack.http, "wb", ["b"])
+    assert third["job"]["workflow_id"] == workflows[2]
