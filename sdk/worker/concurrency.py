@@ -102,8 +102,8 @@ class ConcurrencyGroups:
             if not outcome.entered and len(outcome.line.holders) >= group.limit:
                 gone = await self._stale(outcome.line.holders)
                 if gone:
-                    line = group_line.without(line, gone)
-                    outcome = self._decide(line, holder, group.limit, group.cancel_in_progress)
+                    kept = group_line.without(line, gone)
+                    outcome = self._decide(kept, holder, group.limit, group.cancel_in_progress)
             if outcome.line != line and not await self._write(group.group, outcome.line, revision):
                 continue  # raced: read again and decide again
             if outcome.superseded:
