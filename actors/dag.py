@@ -30,7 +30,7 @@ from actors.definitions import (
     uses_status_function,
 )
 from actors.definitions.http_step import render_http
-from events import subjects
+from events import priority, subjects
 from events.catalog import JobSpec, JobStatus
 from events.definition import Concurrency, JobDefinition, WorkflowDefinition
 from events.errors import InvalidWorkflow
@@ -213,9 +213,14 @@ def _ancestor_failed(
 
 
 def render_spec(
-    job: JobDefinition, context: ExpressionContext, jobs: Mapping[str, Upstream]
+    job: JobDefinition,
+    context: ExpressionContext,
+    jobs: Mapping[str, Upstream],
+    *,
+    workflow_priority: int | None = None,
 ) -> JobSpec:
-    """The job's spec with ``${{ }}`` rendered in ``run``, ``env``, ``with`` and ``labels``.
+    """The job's spec with ``${{ }}`` rendered in ``run``, ``env``, ``with`` and ``labels``;
+    its priority is its own, else ``workflow_priority``.
 
     Raises ``ValueError`` (``ExpressionError``) when a template cannot be evaluated.
     """
@@ -230,6 +235,7 @@ def render_spec(
         rate_limit=job.rate_limit,
         concurrency=_rendered_group(job.concurrency, context),
         http=render_http(job.http, context) if job.http is not None else None,
+        priority=priority.effective(job.priority, workflow_priority),
     )
 
 

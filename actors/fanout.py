@@ -8,6 +8,16 @@ workflow is cancelled; and once they have all ended records the job's result
 (``JobFannedIn``): ``needs.<job>.outputs.<key>`` is a JSON list of the instances' values in item
 order, and the job failed if an instance failed (unless ``on_failure: continue``).
 
+A fanned-out ``workflow:`` job runs one child workflow per instance (``subworkflows.start`` on
+the instance: ``SubWorkflowStarted`` instead of ``JobQueued``), its ``with`` rendered with the
+instance's item; the child's outputs are the instance's. At most ``max_parallel`` children run at
+once, ``CHILDREN_AT_ONCE`` when it is not set: the parent re-sends every running child's start
+with each of its reactions (``subworkflows.outbox``), so that cost is bounded too. A fanned-out
+``wait_for`` job has each instance wait (``JobWaiting``) for the signal its rendered name gives
+(``approve-${{ item }}``), or for a request to its own webhook URL. A fanned-out ``loop:`` job
+has each instance loop on its own (``loops`` decides ``JobLooped`` on the instance; it is queued
+again here, before instances not started yet, with ``loop.iteration`` rendered).
+
 Each decision reads the tally in ``WorkflowState.fanouts`` and touches only the instances it
 queues or stops: a fan-out of 10,000 costs no more per event than one of 10.
 """
@@ -20,7 +30,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
-from actors import dag, job
+from actors import dag, job, loops, signals, subworkflows
 from actors.commands import CancelJob
 from actors.definitions import ExpressionContext, evaluate
 from actors.definitions._fields import describe, short
@@ -39,9 +49,11 @@ from events.catalog import (
 )
 from events.definition import FanOut, JobDefinition, OnFailure, WorkflowDefinition
 
-__all__ = ["MAX_INSTANCES", "advance", "start", "stop"]
+__all__ = ["CHILDREN_AT_ONCE", "MAX_INSTANCES", "advance", "parallel_limit", "start", "stop"]
 
 MAX_INSTANCES: Final = 100_000
+CHILDREN_AT_ONCE: Final = 20
+"""How many children a fanned-out ``workflow:`` job runs at once without ``max_parallel``."""
 _NAMED_FAILURES: Final = 5
 _FAIL_FAST: Final = "fail_fast: another instance failed"
 
@@ -62,6 +74,11 @@ def start(
     assert fan is not None
     try:
         items = _items(fan, context)
+        if spec.loop is not None and len(items) > loops.LOOPED_INSTANCES:
+            raise ValueError(
+                f"{len(items)} items; a fan-out with loop: runs at most "
+                f"{loops.LOOPED_INSTANCES} instances"
+            )
     except ValueError as error:
         error_text = f"jobs.{current.job}.for_each: {error}"
         return [_failed_before_queued(current, error_text, now)]
@@ -120,17 +137,21 @@ def advance(
     assert spec.fan_out is not None
     if fan is None or fan.attempt != current.attempt:
         return []  # its JobFannedOut is not folded yet
+    looped = spec.loop is not None
     why_stop = _stop_reason(state, definition, spec, jobs, fan)
     if why_stop is not None:
-        stopping = _stop_instances(state, current.job, fan, jobs, why_stop, now)
+        stopping = _stop_instances(state, current.job, fan, jobs, why_stop, now, looped=looped)
         if stopping or fan.active:
             return stopping
         return [_ended(current, spec, fan, jobs, why_stop, now)]
-    if fan.ended == fan.count:
+    # A loop's instances pending again (``loops``: their next iteration) go first.
+    again = _looped_again(current.job, fan, jobs) if looped else []
+    if fan.ended == fan.count and not again:
         return [_ended(current, spec, fan, jobs, None, now)]
-    room = fan.count - fan.created
-    if spec.fan_out.max_parallel is not None:
-        room = min(room, spec.fan_out.max_parallel - fan.active)
+    room = fan.count - fan.created + len(again)
+    limit = parallel_limit(spec)
+    if limit is not None:
+        room = min(room, limit - fan.active)
     if room <= 0:
         return []
     verdict = dag.judge(
@@ -138,17 +159,38 @@ def advance(
     )
     if verdict.context is None:
         return []  # its upstream does not change once it ran: not reached
+    indexes = again[:room]
+    indexes += next_instances(current.job, fan, jobs, room - len(indexes))
     return [
         _queue(state, definition, spec, index, fan.items[index], verdict.context, jobs, now)
-        for index in next_instances(current.job, fan, jobs, room)
+        for index in indexes
     ]
+
+
+def _looped_again(name: str, fan: FanOutState, jobs: Mapping[str, JobState]) -> list[int]:
+    """The instances of a ``loop:`` fan-out pending for their next iteration."""
+    found: list[int] = []
+    for index in range(fan.created):
+        instance = jobs.get(instance_name(name, index))
+        if instance is not None and instance.status is JobStatus.PENDING and instance.iteration > 1:
+            found.append(index)
+    return found
+
+
+def parallel_limit(spec: JobDefinition) -> int | None:
+    """How many instances of ``spec`` may be active at once (None: no limit)."""
+    assert spec.fan_out is not None
+    if spec.fan_out.max_parallel is not None:
+        return spec.fan_out.max_parallel
+    return CHILDREN_AT_ONCE if spec.workflow is not None else None
 
 
 def stop(state: WorkflowState, name: str, reason: str, now: datetime) -> list[JobEvent]:
     """The workflow ended: withdraw or stop every instance still going, and end the job."""
     fan = state.fanouts[name]
     current = state.job(name)
-    events = _stop_instances(state, name, fan, state.jobs, reason, now)
+    looped = state.definition is not None and state.definition.jobs[name].loop is not None
+    events = _stop_instances(state, name, fan, state.jobs, reason, now, looped=looped)
     return [*events, JobCancelled(**current.ids, reason=reason, at=now)]
 
 
@@ -179,8 +221,10 @@ def _stop_instances(
     jobs: Mapping[str, JobState],
     reason: str,
     now: datetime,
+    *,
+    looped: bool = False,
 ) -> list[JobEvent]:
-    if not fan.active:
+    if not fan.active and not looped:  # (a loop's instance may be pending between iterations)
         return []
     events: list[JobEvent] = []
     for index in range(fan.created):
@@ -202,12 +246,22 @@ def _queue(
     now: datetime,
 ) -> JobEvent:
     assert spec.fan_out is not None
-    instance = state.job(instance_name(spec.name, index))
+    name = instance_name(spec.name, index)
+    instance = jobs.get(name) or state.job(name)  # (a loop's: looped in this very Advance)
     own = {"index": index, ("matrix" if spec.fan_out.is_matrix else "item"): item}
+    own_context = loops.context_for(spec, instance, dataclasses.replace(context, instance=own))
     try:
-        rendered = dag.render_spec(spec, dataclasses.replace(context, instance=own), jobs)
+        rendered = dag.render_spec(spec, own_context, jobs, workflow_priority=definition.priority)
     except ValueError as error:
         return _failed_before_queued(instance, f"cannot render the job: {error}", now)
+    if spec.workflow is not None:  # its child starts (or it fails: inputs the child refuses)
+        [started] = subworkflows.start(instance, spec, rendered, definition, now)
+        return started
+    if spec.wait_for is not None:  # it waits for its own signal (or its own webhook request)
+        try:
+            return signals.waiting(instance, spec, own_context, now)
+        except ValueError as error:
+            return _failed_before_queued(instance, f"cannot render the job: {error}", now)
     return JobQueued(
         **instance.ids,
         attempt=instance.attempt + 1,
@@ -218,6 +272,7 @@ def _queue(
         queued_at=now,
         not_before=dag.not_before(spec, now),
         dispatch_timeout=spec.dispatch_timeout or definition.dispatch_timeout,
+        attempt_base=instance.attempt_base if spec.loop is not None else 0,
     )
 
 

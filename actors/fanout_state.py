@@ -15,9 +15,19 @@ from typing import Any
 from actors.job import JobState
 from events.catalog import JobEvent, JobFannedOut, JobSkipped, JobStatus
 
-__all__ = ["FanOutState", "fold", "instance_name", "job_names", "next_instances", "parent_of"]
+__all__ = [
+    "ACTIVE",
+    "FanOutState",
+    "fold",
+    "instance_name",
+    "job_names",
+    "next_instances",
+    "parent_of",
+]
 
-_ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING})
+ACTIVE = frozenset({JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.RETRYING, JobStatus.WAITING})
+"""The statuses the tally counts as ``active`` (a ``wait_for`` instance waits)."""
+_ACTIVE = ACTIVE
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,10 @@ tick, records what it did in the entry, and only then acknowledges the tick. The
 derived from the schedule's name and the tick's instant (idempotency key
 ``schedule:<name>:<tick>``), so a tick handled twice (redelivered after a ticker died, or by two
 tickers) starts one run: the second start lands on the same workflow and is de-duplicated by the
-start path (msg id, then CAS 0 on the workflow actor).
+start path (msg id, then CAS 0 on the workflow actor). Sub-workflows a schedule's definition
+names (``workflow: NAME``) are looked up at each tick, as a start by hand would: a tick runs the
+latest version registered then; a name no longer registered skips the tick, with the reason in
+the entry's note.
 """
 
 from __future__ import annotations
@@ -28,9 +31,13 @@ from pydantic import ValidationError
 
 from actors import workflow
 from actors.definitions.mapping import definition_mapping
+from actors.definitions.named import resolve_names
 from actors.schedules import TickPlan, plan_tick
 from actors.workflow import WorkflowState
 from events import subjects
+from events.definition import WorkflowDefinition
+from events.definition_store import DefinitionStore
+from events.errors import InvalidWorkflow
 from events.pull import PullFeed
 from events.requests import StartRequest, request_msg_id, workflow_id_for
 from events.schedule_store import ArmTick, ScheduleEntry, ScheduleStore, TickDue
@@ -148,19 +155,31 @@ class Ticker:
         plan = plan_tick(
             entry.definition.schedule, due=tick.due, now=self._clock(), previous_running=running
         )
+        refused = None
         if plan.run is not None:
-            await self._start(entry, plan.run)
+            refused = await self._start(entry, plan.run)
         await self._store.arm(entry, plan.next)
-        await self._store.change(entry.name, lambda current: _after(current, tick, plan))
+        await self._store.change(entry.name, lambda current: _after(current, tick, plan, refused))
         _log.info("tick", schedule=entry.name, due=str(tick.due), ran=str(plan.run),
                   next=str(plan.next), missed=plan.missed, overlapped=plan.overlapped)  # fmt: skip
         return plan
 
-    async def _start(self, entry: ScheduleEntry, tick: datetime) -> None:
+    async def _start(self, entry: ScheduleEntry, tick: datetime) -> str | None:
+        """Start the tick's run; why it could not start (a sub-workflow's name), or None."""
         key = tick_key(entry.name, tick)
+        store = DefinitionStore(self._js)
+
+        async def fetch(name: str, version: int | None) -> WorkflowDefinition:
+            return (await store.get(name, version)).definition
+
+        try:
+            definition = await resolve_names(entry.definition, fetch)
+        except InvalidWorkflow as error:
+            _log.warning("tick not run", schedule=entry.name, error=str(error))
+            return "; ".join(error.problems)
         request = StartRequest(
             workflow_id=workflow_id_for(key),
-            definition=definition_mapping(entry.definition),
+            definition=definition_mapping(definition),
             inputs=entry.inputs,
             idempotency_key=key,
         )
@@ -169,6 +188,7 @@ class Ticker:
             request.model_dump_json().encode(),
             headers={"Nats-Msg-Id": request_msg_id(request)},
         )
+        return None
 
     async def _running(self, workflow_id: str) -> bool:
         """Whether the schedule's previous run has not ended (or its start still waits)."""
@@ -185,11 +205,16 @@ class Ticker:
         return True
 
 
-def _after(entry: ScheduleEntry, tick: TickDue, plan: TickPlan) -> ScheduleEntry | None:
+def _after(
+    entry: ScheduleEntry, tick: TickDue, plan: TickPlan, refused: str | None = None
+) -> ScheduleEntry | None:
     if entry.generation != tick.generation:
         return None  # re-added meanwhile: its own tick is armed
     note = None
-    if plan.overlapped:
+    if refused is not None:
+        note = f"tick not run: {refused}"
+        plan = TickPlan(run=None, next=plan.next, missed=plan.missed, overlapped=False)
+    elif plan.overlapped:
         note = f"tick skipped: the previous run {entry.last_run} was still running"
     elif plan.missed:
         note = "ticks missed while no ticker ran" + (

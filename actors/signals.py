@@ -11,7 +11,9 @@ its ``on_failure`` applies as for any failure. A waiting job is cancelled as a q
 (nothing runs it to stop).
 
 A signal is refused (``CommandRefused``: the sender sees why, nothing is recorded) when the
-workflow has ended or is being cancelled, or when no job of it waits for that name.
+workflow has ended or is being cancelled, or when no job of it waits for that name. A name may
+be a template (``approve-${{ item }}``: each instance of a fan-out waits for its own), rendered
+when the wait starts; a signal whose name the template could give is kept until then.
 
 A job may wait for a webhook instead (``wait_for: {webhook: {match: {...}}}``): its ``match`` is
 rendered when the wait starts and kept in ``JobWaiting``; a request to the job's hook URL (the
@@ -21,6 +23,7 @@ as outputs (``decide_hook``); one that does not match is refused with why (``mat
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +33,7 @@ import orjson
 from actors._state import updated
 from actors.commands import HookWorkflow, SignalWorkflow
 from actors.definitions import ExpressionContext, format_duration, render
+from actors.fanout_state import job_names, parent_of
 from actors.job import JobState
 from actors.workflow_state import WorkflowState
 from events.base import Event
@@ -43,6 +47,7 @@ from events.catalog import (
 )
 from events.definition import JobDefinition, WorkflowDefinition
 from events.errors import CommandRefused
+from events.subjects import is_valid_token
 
 __all__ = [
     "decide_hook",
@@ -64,7 +69,8 @@ def waiting(
     current: JobState, spec: JobDefinition, context: ExpressionContext, now: datetime
 ) -> JobWaiting:
     """The start of ``spec``'s wait (its ``wait_for`` is set): the next attempt, on no worker.
-    Raises ``ValueError`` when a webhook's ``match`` template cannot be rendered."""
+    Raises ``ValueError`` when a webhook's ``match`` or the signal's name (a template, e.g.
+    ``approve-${{ item }}``) cannot be rendered, or the name renders to no valid name."""
     wait = spec.wait_for
     assert wait is not None
     match = None
@@ -77,12 +83,32 @@ def waiting(
     return JobWaiting(
         **current.ids,
         attempt=current.attempt + 1,
-        signal=wait.signal,
+        signal=_signal_name(wait.signal, context),
         match=match,
         deadline=now + timedelta(seconds=timeout) if timeout is not None else None,
         on_failure=spec.on_failure,
         at=now,
     )
+
+
+def _signal_name(name: str | None, context: ExpressionContext) -> str | None:
+    if name is None or "${{" not in name:
+        return name
+    rendered = render(name, context)
+    if not is_valid_token(rendered):
+        raise ValueError(
+            f"the signal name renders to {rendered[:80]!r}: use 1-128 letters, digits, _ or -"
+        )
+    return rendered
+
+
+def _accepts(waited: str, name: str) -> bool:
+    """Whether a job waiting for ``waited`` (a name, or a template: any text in place of each
+    ``${{ }}``) may be waiting for ``name``; a signal sent before its wait starts is kept."""
+    if "${{" not in waited:
+        return waited == name
+    parts = re.split(r"\$\{\{.*?\}\}", waited, flags=re.DOTALL)
+    return re.fullmatch(".+?".join(re.escape(part) for part in parts), name) is not None
 
 
 def waited_signals(definition: WorkflowDefinition) -> dict[str, str]:
@@ -106,7 +132,7 @@ def decide_signal(state: WorkflowState, cmd: SignalWorkflow) -> list[Event]:
     if state.cancel_requested:
         raise _refused(state, "it is being cancelled")
     names = sorted(set(waited_signals(state.definition).values()))
-    if cmd.name not in names:
+    if not any(_accepts(waited, cmd.name) for waited in names):
         waits = f"its jobs wait for: {', '.join(names)}" if names else "no job of it waits"
         raise _refused(state, f"no job of it waits for signal {cmd.name!r} ({waits})")
     return [
@@ -139,7 +165,7 @@ def resolve(state: WorkflowState, now: datetime) -> list[Event]:
         return []
     pending = list(state.signals)
     decided: list[Event] = []
-    for name in state.order:
+    for name in job_names(state.order, state.fanouts):  # (a fan-out's instances wait too)
         current = state.job(name)
         if current.status is not JobStatus.WAITING or current.wait is None:
             continue
@@ -204,7 +230,7 @@ def decide_hook(state: WorkflowState, cmd: HookWorkflow) -> list[Event]:
     """The job's ``JobSucceeded`` with the body as outputs, [] for the same body again (a
     redelivered request); refused when the wait is over or the body does not match."""
     assert state.status is not None
-    if cmd.job not in state.order:
+    if cmd.job not in state.order and parent_of(state.fanouts, cmd.job) is None:
         raise _refused(state, f"it has no job {cmd.job!r}", "hook")
     current = state.job(cmd.job)
     wait = current.wait

@@ -26,6 +26,8 @@ from actors._child_runs import child_id
 from actors.commands import FailJob
 from actors.definitions import ExpressionContext, render, validate_inputs
 from actors.definitions.mapping import definition_mapping
+from actors.fanout_state import ACTIVE as _ACTIVE
+from actors.fanout_state import instance_name
 from actors.job import JobState
 from actors.workflow_state import WorkflowState
 from events.base import Event
@@ -132,10 +134,7 @@ def outbox(state: WorkflowState) -> list[AnyRequest]:
     if definition is None:
         return []
     sent: list[AnyRequest] = []
-    for name in definition.workflow_jobs:
-        current = state.job(name)
-        if current.status is not JobStatus.RUNNING or current.child_id is None:
-            continue
+    for current in _running_children(state, definition):
         sent.append(_child_start(state, definition, current))
         if current.cancel_requested:
             reason = f"its parent {state.workflow_id} was cancelled: {current.cancel_reason}"
@@ -147,6 +146,33 @@ def outbox(state: WorkflowState) -> list[AnyRequest]:
     if state.parent is not None and state.status is not None and state.status.is_terminal:
         sent.append(_end_notice(state, state.parent))
     return sent
+
+
+def _running_children(state: WorkflowState, definition: WorkflowDefinition) -> list[JobState]:
+    """The jobs (fan-out instances included) whose child runs now."""
+    running: list[JobState] = []
+    for name in definition.workflow_jobs:
+        fan = state.fanouts.get(name)
+        if fan is None:
+            current = state.job(name)
+            if current.status is JobStatus.RUNNING and current.child_id is not None:
+                running.append(current)
+            continue
+        # Instances start in order and the active ones are mostly the latest: look back from
+        # the last one started until every active instance is found.
+        found: list[JobState] = []
+        for index in range(fan.created - 1, -1, -1):
+            if len(found) == fan.active:
+                break
+            instance = state.jobs.get(instance_name(name, index))
+            if instance is not None and instance.status in _ACTIVE:
+                found.append(instance)
+        running += [
+            instance
+            for instance in reversed(found)  # (in item order)
+            if instance.status is JobStatus.RUNNING and instance.child_id is not None
+        ]
+    return running
 
 
 def outbox_msg_id(command: AnyRequest) -> str:

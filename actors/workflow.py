@@ -276,18 +276,23 @@ def _carry_out(
         case dag.Verdict.ERROR:
             return [_failed_before_queued(current, verdict.reason, now)]
     assert verdict.context is not None  # RUN always carries the context it was judged in
+    if spec.fan_out is not None:  # (its instances wait, or run their sub-workflows)
+        return fanout.start(current, spec, verdict.context, jobs, now)
     if spec.wait_for is not None:
         try:
             return [signals.waiting(current, spec, verdict.context, now)]
         except ValueError as error:
             return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
-    if spec.fan_out is not None:
-        return fanout.start(current, spec, verdict.context, jobs, now)
     inline = inline_steps.carry_out(current, spec, verdict.context, now)
     if inline is not None:
         return inline
     try:
-        rendered = dag.render_spec(spec, loops.context_for(spec, current, verdict.context), jobs)
+        rendered = dag.render_spec(
+            spec,
+            loops.context_for(spec, current, verdict.context),
+            jobs,
+            workflow_priority=definition.priority,
+        )
     except ValueError as error:
         return [_failed_before_queued(current, f"cannot render the job: {error}", now)]
     if spec.workflow is not None:

@@ -26,6 +26,8 @@ redis-server and celery are installed; otherwise one line says how to enable it)
   store   the event store micro-benchmark alone (as before)
   fanout_dynamic  one for_each over 10,000 items (--fanout-items), no-op instances: the
           engine's time, CPU and RSS (not in `all`: about a minute)
+  priorities  S1 without priorities beside S1 with --priorities (1,5,10) in turn, runs
+          alternating: what a label set's priority levels cost (not in `all`)
 
 --quick shrinks every size (2,000 jobs, one run each, no shell jobs or best config, short S2,
 a 300-wide fan-out, a 20,000-event rebuild, 100,000 log lines, 1,000 cluster jobs) to check in
@@ -43,6 +45,7 @@ from bench import (
     fanout,
     gateway,
     logs,
+    priorities,
     recovery,
     scale_out,
     side_by_side,
@@ -232,6 +235,8 @@ async def _main(options: argparse.Namespace) -> list[Result]:
         await group("W worker side", lambda: worker_side(options))
     if chosen == "fanout_dynamic":
         await group("F fan-out", lambda: fan_out(options))
+    if chosen == "priorities":
+        await group("P priorities", lambda: _priorities(options))
     if chosen == "store":
         figures = await store_micro.run(count=options.count, sync_interval=options.sync)
         print(store_micro.report(figures, sync_interval=options.sync))
@@ -279,6 +284,16 @@ async def cluster_side(options: argparse.Namespace) -> list[Result]:
         workers=_workers(options),
         role_args=_role_args(options, "cluster"),
     )
+
+
+async def _priorities(options: argparse.Namespace) -> list[Result]:
+    async with deployment(
+        sync_interval=options.sync,
+        workers=_workers(options),
+        role_args=_role_args(options, "priorities"),
+    ) as dep:
+        await _warm_up(dep)
+        return await priorities.side_by_side(options, dep)
 
 
 async def worker_side(options: argparse.Namespace) -> list[Result]:

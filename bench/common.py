@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +191,12 @@ class Window:
 
 
 async def run_batch(
-    dep: Deployment, definition: dict[str, Any], count: int, *, what: str, timeout: float = 600
+    dep: Deployment,
+    definition: dict[str, Any] | Sequence[dict[str, Any]],
+    count: int,
+    *,
+    what: str,
+    timeout: float = 600,
 ) -> tuple[Batch, float]:
     """Start ``count`` workflows at once, wait for their ends; returns the batch and the quiet
     time (the engine and projector caught up)."""

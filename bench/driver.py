@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -149,11 +149,19 @@ class Driver:
         return request.subject(), request.model_dump_json().encode(), headers
 
     async def submit(
-        self, batch: Batch, definition: dict[str, Any], *, in_flight: int = 512
+        self,
+        batch: Batch,
+        definition: dict[str, Any] | Sequence[dict[str, Any]],
+        *,
+        in_flight: int = 512,
     ) -> None:
-        """Start every workflow of ``batch`` as fast as the server takes them (pipelined)."""
+        """Start every workflow of ``batch`` as fast as the server takes them (pipelined). A list
+        of definitions is taken in turn (workflow ``i`` gets ``definition[i % len]``)."""
         limit = asyncio.Semaphore(in_flight)
-        prepared = [self._request(wf, definition) for wf in batch.ids]
+        shapes = [definition] if isinstance(definition, dict) else list(definition)
+        prepared = [
+            self._request(wf, shapes[index % len(shapes)]) for index, wf in enumerate(batch.ids)
+        ]
 
         async def one(wf: str, request: tuple[str, bytes, dict[str, str]]) -> None:
             async with limit:

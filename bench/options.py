@@ -7,7 +7,7 @@ from typing import Any
 
 SCENARIOS = (
     "all", "s0", "s1", "s2", "s3", "s4", "s5", "gateway", "logs", "cluster", "worker", "store",
-    "fanout_dynamic",
+    "fanout_dynamic", "priorities",
 )  # fmt: skip
 # --quick: these sizes replace the defaults (flags given explicitly are kept).
 QUICK: dict[str, Any] = {
@@ -58,6 +58,9 @@ def parse(description: str | None) -> argparse.Namespace:
         help="runs of the other S1 figures: other sync intervals, best config, cluster (median)",
     )
     parser.add_argument("--slots", type=int, default=4, help="worker slots (S1-S3)")
+    parser.add_argument(
+        "--priorities", default="1,5,10", help="P: the workflows' priorities, taken in turn"
+    )
     parser.add_argument("--workers", type=int, default=1, help="worker processes (S1-S3)")
     parser.add_argument("--shell", type=int, default=1_000, help="S1 shell `true` jobs (0: none)")
     parser.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from typing import Any
 
 from bench.common import Deployment, Window, quiesce, run_batch
@@ -62,7 +63,7 @@ def _chain_hops(timelines: dict[str, WorkflowTimes], length: int) -> list[float]
 
 async def independent(
     dep: Deployment,
-    definition: dict[str, Any],
+    definition: dict[str, Any] | Sequence[dict[str, Any]],
     count: int,
     *,
     variant: str,

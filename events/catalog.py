@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from events import priority as priority_rules
 from events import subjects
 from events.base import Event
 from events.definition import (
@@ -99,6 +100,9 @@ class JobSpec(BaseModel):
     workflow: str | None = None
     # An http step's request, rendered (``events.http_step``); ``uses`` is then HTTP_HANDLER.
     http: HttpStep | None = None
+    # The job's priority (its own, else its workflow's; None: the default, ``events.priority``):
+    # a priority other than the default routes the dispatch to a consumer of its own.
+    priority: int | None = Field(default=None, ge=priority_rules.LOWEST, le=priority_rules.HIGHEST)
 
 
 class ParentLink(BaseModel):
@@ -310,12 +314,25 @@ class JobQueued(JobEvent):
         return self.queued_at
 
     def subject(self) -> str:
-        return subjects.job_queued(self.workflow_id, self.job, self.labelset_token)
+        if self.spec.priority is None:  # the hot path: no priority anywhere
+            return subjects.job_queued(self.workflow_id, self.job, self.labelset_token)
+        level = priority_rules.level(self.spec.priority)
+        return subjects.job_queued(self.workflow_id, self.job, self.labelset_token, level)
 
     @property
     def labelset_token(self) -> str:
-        """The label set whose workers may claim it (the last token of its subject)."""
+        """The label set whose workers may claim it (the token after ``JobQueued``)."""
         return token_of(self.spec.labels, self.spec.uses)
+
+    @property
+    def route(self) -> str:
+        """What its subject says after ``JobQueued.``: the label set's token, and its priority
+        level when that is not the default (``gpu``, ``gpu.p9``). One dispatch consumer each."""
+        token = self.labelset_token
+        if self.spec.priority is None:
+            return token
+        level = priority_rules.level(self.spec.priority)
+        return token if level is None else f"{token}.{priority_rules.token(level)}"
 
 
 class JobSkipped(JobEvent):

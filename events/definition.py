@@ -171,6 +171,9 @@ class JobDefinition(_Frozen):
     needs_at_least: AtLeast | None = None
     # An http step (``events.http_step``): run by jetwork server's built-in worker.
     http: HttpStep | None = None
+    # Dispatched before the lower ones when workers are scarce (``events.priority``); None: the
+    # workflow's priority.
+    priority: int | None = Field(default=None, ge=1, le=10)
 
     @functools.cached_property
     def upstream(self) -> tuple[str, ...]:
@@ -217,6 +220,8 @@ class WorkflowDefinition(_Frozen):
     # the registered version this definition is (or the file's ``version:``), and its ticks.
     version: int | None = Field(default=None, ge=1)
     schedule: tuple[ScheduleRule, ...] = ()
+    # The default priority of its jobs (``events.priority``); a start may set it for one run.
+    priority: int | None = Field(default=None, ge=1, le=10)
 
     @functools.cached_property
     def loop_jobs(self) -> tuple[str, ...]:

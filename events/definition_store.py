@@ -10,7 +10,6 @@ never changed: content that differs under an existing version is refused.
 from __future__ import annotations
 
 import hashlib
-import re
 from datetime import datetime
 from typing import Final
 
@@ -22,9 +21,9 @@ from pydantic import BaseModel, ConfigDict
 
 from events import subjects
 from events.definition import WorkflowDefinition
+from events.definition_refs import parse_reference as parse_reference  # (re-exported)
 from events.errors import JetworkError
 
-_REFERENCE: Final = re.compile(r"^([A-Za-z0-9_-]{1,128})(?:@([1-9][0-9]{0,8}))?\Z")
 _CREATE_ATTEMPTS: Final = 20
 
 
@@ -34,14 +33,6 @@ class DefinitionNotFound(JetworkError):
 
 class DefinitionConflict(JetworkError):
     """Another content is registered under this name and version already."""
-
-
-def parse_reference(text: str) -> tuple[str, int | None] | None:
-    """``name`` or ``name@version`` taken apart; None when ``text`` is neither."""
-    found = _REFERENCE.match(text)
-    if found is None:
-        return None
-    return found.group(1), int(found.group(2)) if found.group(2) else None
 
 
 def digest(definition: WorkflowDefinition) -> str:

@@ -1,22 +1,35 @@
-"""A faster header parser for nats-py, installed by ``events.connection``.
+"""A faster header parser and JetStream metadata parser for nats-py, installed by
+``events.connection``.
 
 nats-py 2.16 parses every message's headers with a per-character generator to reject names
 containing whitespace; every stored event carries several headers (msg id, CAS headers), so on
 the engine's and projector's hot paths that check alone cost ~15% of CPU (profiled). This
 version has the same behaviour (tested against the original in tests/unit/test_nats_speedups.py)
 with one compiled regex per name.
+
+Every JetStream delivery's metadata (sequences, pending count, time) is parsed from its reply
+subject by ``Msg.metadata``; nats-py builds two frozen dataclasses through their generated
+``__init__`` (an ``object.__setattr__`` per field), ~8 µs a message, which the projector pays for
+each event it folds. ``metadata_from_reply`` fills the same objects directly (~3 µs); tested
+equal to the original in tests/unit/test_nats_speedups.py.
 """
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.errors import ConnectionClosedError, MaxPayloadError
 
 _CRLF = b"\r\n"
 _WHITESPACE = re.compile(r"\s")
 _original = Client._parse_header_lines
+_Metadata = Msg.Metadata
+_SequencePair = Msg.Metadata.SequencePair
+_original_from_reply = Msg.Metadata._from_reply
+_V1_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>
 
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -42,8 +55,37 @@ def original_parse_header_lines(raw: bytes) -> dict[str, str]:
     return result
 
 
+def metadata_from_reply(reply: str) -> Msg.Metadata:
+    """``Msg.Metadata._from_reply``: the same checks (``NotJSMessageError``), the same object."""
+    tokens = _Metadata._get_metadata_fields(reply)
+    if len(tokens) == _V1_TOKENS:
+        domain = None
+        stream, consumer, delivered, sseq, cseq, stamp, pending = tokens[2:9]
+    else:
+        domain = "" if tokens[2] == "_" else tokens[2]
+        stream, consumer, delivered, sseq, cseq, stamp, pending = tokens[4:11]
+    pair = object.__new__(_SequencePair)
+    pair.__dict__.update(consumer=int(cseq), stream=int(sseq))
+    metadata = object.__new__(_Metadata)
+    metadata.__dict__.update(
+        sequence=pair,
+        num_pending=int(pending),
+        num_delivered=int(delivered),
+        timestamp=datetime.fromtimestamp(int(stamp) / 1_000_000_000.0, UTC),
+        stream=stream,
+        consumer=consumer,
+        domain=domain,
+    )
+    return metadata
+
+
+def original_metadata_from_reply(reply: str) -> Msg.Metadata:
+    return _original_from_reply(reply)
+
+
 def install() -> None:
     Client._parse_header_lines = staticmethod(parse_header_lines)  # type: ignore[method-assign]
+    Msg.Metadata._from_reply = staticmethod(metadata_from_reply)  # type: ignore[method-assign]
 
 
 def hpub_command(subject: str, reply: str, headers: bytes, payload: bytes) -> bytes:

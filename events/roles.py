@@ -69,10 +69,12 @@ def _dispatch_consumers() -> tuple[str, ...]:
     """Create, read, pull from and ack label-set consumers: consumers of the events stream whose
     filter is a label set's ``JobQueued`` subject (the filter is in the create subject:
     ``sdk/worker/consumers.py``). NATS wildcards match whole tokens, so consumer names cannot be
-    matched by their ``ls-`` prefix; the engine's consumers on the stream are denied by name."""
+    matched by their ``ls-`` prefix; the engine's consumers on the stream are denied by name.
+    A label set's priority levels (``events.priority``) filter one more token."""
     stream = subjects.EVENTS_STREAM
     return (
         f"$JS.API.CONSUMER.CREATE.{stream}.*.{subjects.queued_for('*')}",
+        f"$JS.API.CONSUMER.CREATE.{stream}.*.{subjects.queued_for('*')}.*",
         f"$JS.API.CONSUMER.INFO.{stream}.*",
         f"$JS.API.CONSUMER.MSG.NEXT.{stream}.*",
         f"$JS.ACK.{stream}.*.>",

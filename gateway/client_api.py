@@ -44,11 +44,13 @@ async def start(request: Request) -> Response:
         definition = load_workflow_text(text, source="body")
         inputs = parse_inputs(request.query_params.getlist("input"), definition)
         key = request.query_params.get("idempotency_key") or request.headers.get("idempotency-key")
+        priority = _int(request.query_params.get("priority"), "priority", default=0, low=1, high=10)
     else:
         body = validated(StartBody, await read_json(request, ctx.settings.max_body))
         definition = await _start_definition(ctx.client, body)
         inputs = dict(body.inputs)
         key = body.idempotency_key or request.headers.get("idempotency-key")
+        priority = body.priority or 0
     checked_inputs(definition, inputs)
     if key is not None:
         existing = workflow_id_for(key)
@@ -57,7 +59,11 @@ async def start(request: Request) -> Response:
     # A caller inside a trace of its own sends its W3C trace context: the run joins it.
     traceparent = request.headers.get("traceparent")
     handle = await ctx.client.start(
-        definition, inputs=inputs, idempotency_key=key, traceparent=traceparent
+        definition,
+        inputs=inputs,
+        idempotency_key=key,
+        traceparent=traceparent,
+        priority=priority or None,
     )
     return Json(_started(request, handle.workflow_id, created=True), status_code=201)
 

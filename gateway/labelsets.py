@@ -56,8 +56,9 @@ class LabelSets:
             await asyncio.wait_for(changed.wait(), timeout)
 
     def add(self, labelset: LabelSet) -> None:
-        if labelset.token not in self._known:
-            self._known[labelset.token] = labelset
+        # By consumer: a label set's priority levels are consumers of their own.
+        if labelset.consumer not in self._known:
+            self._known[labelset.consumer] = labelset
             changed, self._changed = self._changed, asyncio.Event()
             changed.set()
 

@@ -115,6 +115,14 @@ class StartBody(_Lenient):
     )
     inputs: dict[str, Any] = Field(default_factory=dict)
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=1024)
+    priority: int | None = Field(
+        default=None,
+        ge=1,
+        le=10,
+        strict=True,
+        description="this run's priority, 1..10 (replaces the workflow's; jobs with their own "
+        "keep it)",
+    )
 
 
 class StartOut(BaseModel):

@@ -263,15 +263,36 @@ class OneShotPuller:
         self._feeds.clear()
 
     async def pull_one(self, labelsets: Sequence[LabelSet], *, wait: float) -> Pulled | None:
-        """A dispatch from any of ``labelsets`` within ``wait`` seconds (0: what is there now)."""
+        """A dispatch from any of ``labelsets`` within ``wait`` seconds (0: what is there now).
+
+        With priority levels among them (``events.priority``), what the levels hold now is
+        taken highest first (a ``no_wait`` request per level until one has a dispatch), before
+        waiting on all of them.
+        """
         if not labelsets:
             return None
         feeds = [await self.feed(labelset) for labelset in labelsets]
+        if any(labelset.priority is not None for labelset in labelsets):
+            feeds.sort(key=lambda feed: feed.labelset.rank, reverse=True)
+            ranked = await self._highest_first(feeds)
+            return ranked if ranked is not None else await self._wait_for_one(feeds, wait=wait)
         for feed in feeds:
             at_hand = feed.take()
             if at_hand is not None:
                 await feed.top_up()
                 return at_hand
+        return await self._wait_for_one(feeds, wait=wait)
+
+    async def _highest_first(self, feeds: Sequence[Feed]) -> Pulled | None:
+        for feed in feeds:
+            at_hand = feed.take()
+            if at_hand is None:
+                at_hand = await self._wait_for_one([feed], wait=0)
+            if at_hand is not None:
+                return at_hand
+        return None
+
+    async def _wait_for_one(self, feeds: Sequence[Feed], *, wait: float) -> Pulled | None:
         loop = asyncio.get_running_loop()
         claim = _Claim(loop.create_future())
         for feed in feeds:

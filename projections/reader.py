@@ -212,9 +212,15 @@ class Views:
             for labelset in await self.labelsets()
             if not any(serves(caps, frozenset(labelset.requirements)) for caps in live)
         ]
+        # A label set's priority levels (``events.priority``) are one set to its workers.
+        waiting: dict[str, int] = {}
+        sets: dict[str, LabelSet] = {}
+        for ls in unserved:
+            waiting[ls.token] = waiting.get(ls.token, 0) + await self._waiting(ls)
+            sets.setdefault(ls.token, ls)
         found = [
-            UnservedLabelSet.of(ls.requirements, token=ls.token, waiting=await self._waiting(ls))
-            for ls in unserved
+            UnservedLabelSet.of(ls.requirements, token=token, waiting=waiting[token])
+            for token, ls in sets.items()
         ]
         return sorted((ls for ls in found if ls.waiting), key=lambda ls: ls.token)
 

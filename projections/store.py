@@ -5,12 +5,19 @@ Keys of generation ``n`` (``projections.generations``):
 - ``g<n>.v.<wf>``: the ``WorkflowView`` JSON, exactly the documented format. A view bigger than
   one message (``max_payload``) is cut into chunks ``g<n>.c.<wf>.<seq>.<i>`` and the view key
   holds none of the body, only the ``Jw-Chunks`` header.
-- ``g<n>.s.<wf>``: the ``WorkflowSummary`` JSON (what ``list`` returns: no jobs, small).
+- ``g<n>.s.<wf>``: the ``WorkflowSummary`` JSON (what ``list`` returns: no jobs, small), or,
+  for a view of at most ``INLINE_VIEW`` bytes (header ``Jw-Body: view``), the whole
+  ``WorkflowView``: one compare-and-set per write instead of two (view and summary), and the
+  reader derives the summary from it. Such a workflow's view key holds nothing newer.
 - ``g<n>.r.<list>``: the newest workflows of a listing (``projections.recent``).
 
 Bookkeeping rides in headers, so it is read without parsing a view: ``Jw-Seq`` (the stream
 sequence of the last event the view reflects), ``Jw-Index-Seq`` (the workflow's entry in the
 listing index), ``Jw-Stale-Index`` (an entry being retired) and ``Jw-Status``.
+
+Readers take whichever of the two keys holds the newest view (``Jw-Seq``): a workflow whose view
+grew past ``INLINE_VIEW`` moves to the view key, and an older value left in the other key is
+never shown.
 
 Every write is a compare-and-set on the key's revision. A writer that loses the race reads the
 stored ``Jw-Seq``: when it is not older than its own, the stored view stands (a redelivered or
@@ -44,6 +51,11 @@ _INDEX = "Jw-Index-Seq"
 _STALE = "Jw-Stale-Index"
 _STATUS = "Jw-Status"
 _CHUNKS = "Jw-Chunks"
+_BODY = "Jw-Body"  # "view": the summary key holds the whole view
+_INLINE = "view"
+# Views up to this size ride in the summary key (one write); bigger ones keep a key of their own
+# so that a listing, which reads summaries, does not read them whole.
+INLINE_VIEW = 8192
 _HEADROOM = 4096  # subject and headers travel with the value
 _ATTEMPTS = 20
 _READ_ATTEMPTS = 5
@@ -99,6 +111,7 @@ class ViewStore:
         self._index_reads = Direct(nc, subjects.INDEX_STREAM, timeout=timeout)
         self._index = IndexWriter(self._index_reads, self._publisher, generation=generation)
         self._max_value = max_value or int(nc.max_payload) - _HEADROOM
+        self._inline = min(INLINE_VIEW, self._max_value)
 
     async def close(self) -> None:
         """Drop the reply subscriptions of its requests (the publisher's only if it made it)."""
@@ -111,29 +124,37 @@ class ViewStore:
 
     async def written(self, wf: str) -> Written:
         """What is stored for ``wf``; finishes retiring an index entry a crash left behind."""
-        view, stored_summary = await asyncio.gather(
-            self._kv.last(KV_PREFIX + view_key(self.generation, wf)),
-            self._kv.last(KV_PREFIX + summary_key(self.generation, wf)),
-        )
-        if view is None or view.is_tombstone:
-            return Written()
-        stale = _int(view, _STALE)
+        view_subject = KV_PREFIX + view_key(self.generation, wf)
+        summary_subject = KV_PREFIX + summary_key(self.generation, wf)
+        found = await self._kv.last_of_each([view_subject, summary_subject])
+        view, stored_summary = found.get(view_subject), found.get(summary_subject)
+        # A key's revision counts even when it holds a delete marker: the next compare-and-set
+        # of that key expects it.
+        view_rev = view.seq if view is not None else 0
+        summary_rev = stored_summary.seq if stored_summary is not None else 0
+        chunked = view if view is not None and _int(view, _CHUNKS) else None
+        newest = newest_view(view, stored_summary)
+        if newest is None:
+            return Written(view_rev=view_rev, summary_rev=summary_rev)
+        stale = _int(newest, _STALE)
         if stale:
             await self._index.remove(stale)
-        chunks = _int(view, _CHUNKS)
         return Written(
-            seq=_int(view, _SEQ),
-            view_rev=view.seq,
-            summary_rev=stored_summary.seq if stored_summary is not None else 0,
-            index_seq=_int(view, _INDEX),
-            status=view.headers.get(_STATUS),
-            chunk_seq=_int(view, _SEQ) if chunks else 0,
+            seq=_int(newest, _SEQ),
+            view_rev=view_rev,
+            summary_rev=summary_rev,
+            index_seq=_int(newest, _INDEX),
+            status=newest.headers.get(_STATUS),
+            chunk_seq=_int(chunked, _SEQ) if chunked is not None else 0,
         )
 
     async def view(self, wf: str) -> WorkflowView | None:
+        view_subject = KV_PREFIX + view_key(self.generation, wf)
+        summary_subject = KV_PREFIX + summary_key(self.generation, wf)
         for _ in range(_READ_ATTEMPTS):
-            stored = await self._kv.last(KV_PREFIX + view_key(self.generation, wf))
-            if stored is None or stored.is_tombstone:
+            found = await self._kv.last_of_each([view_subject, summary_subject])
+            stored = newest_view(found.get(view_subject), found.get(summary_subject))
+            if stored is None:
                 return None
             chunks = _int(stored, _CHUNKS)
             if not chunks:
@@ -152,7 +173,7 @@ class ViewStore:
             if stored.is_tombstone or subject not in keys:
                 continue
             result[keys[subject]] = StoredSummary(
-                summary=WorkflowSummary.model_validate_json(stored.data),
+                summary=_summary_of(stored),
                 seq=_int(stored, _SEQ),
                 index_seq=_int(stored, _INDEX),
             )
@@ -180,6 +201,8 @@ class ViewStore:
         wrong view. Returns what is stored afterwards.
         """
         wf = view.workflow_id
+        body = WorkflowView.__pydantic_serializer__.to_json(view)
+        inline = len(body) <= self._inline
         for _ in range(_ATTEMPTS):
             index_seq, stale = prev.index_seq, 0
             if prev.status != view.status:
@@ -188,31 +211,58 @@ class ViewStore:
             headers = {_SEQ: str(seq), _INDEX: str(index_seq), _STATUS: view.status}
             if stale:
                 headers[_STALE] = str(stale)
-            body = WorkflowView.__pydantic_serializer__.to_json(view)
-            chunk_seq = 0
-            if len(body) > self._max_value:
-                chunk_seq = seq
-                headers[_CHUNKS] = str(await self._write_chunks(wf, seq, body))
-                body = b""
-            key = view_key(self.generation, wf)
-            # The summary is newest-wins on its own: it goes along with the view, not after it.
-            view_rev, summary_rev = await asyncio.gather(
-                self._compare_and_set(key, body, headers, prev.view_rev),
-                self._write_summary(view, seq, index_seq, prev.summary_rev),
-            )
-            if view_rev is None:
+            if inline:
+                written = await self._write_inline(view, body, seq, headers, prev)
+            else:
+                written = await self._write_apart(view, body, seq, headers, prev)
+            if written is None:
                 current = await self.written(wf)
                 if current.seq >= seq:  # a newer view is stored: ours is obsolete
+                    chunk_seq = seq if not inline and len(body) > self._max_value else 0
                     await self._discard(wf, index_seq, chunk_seq, current)
                     return current
                 prev = current  # an older one was written since we looked: write over it
                 continue
             if stale:
                 await self._index.remove(stale)
-            if prev.chunk_seq and prev.chunk_seq != chunk_seq:
+            if prev.chunk_seq and prev.chunk_seq != written.chunk_seq:
                 await self._purge_chunks(wf, prev.chunk_seq)
-            return Written(seq, view_rev, summary_rev, index_seq, view.status, chunk_seq)
+            return written
         raise StoreError(f"writing the view of {wf} kept conflicting", retryable=True)
+
+    async def _write_inline(
+        self, view: WorkflowView, body: bytes, seq: int, headers: dict[str, str], prev: Written
+    ) -> Written | None:
+        """A small view: one compare-and-set of the summary key, which holds the whole view
+        (None: the key changed since ``prev``)."""
+        key = summary_key(self.generation, view.workflow_id)
+        rev = await self._compare_and_set(key, body, {**headers, _BODY: _INLINE}, prev.summary_rev)
+        if rev is None:
+            return None
+        index_seq = int(headers[_INDEX])
+        return Written(seq, prev.view_rev, rev, index_seq, view.status, 0)
+
+    async def _write_apart(
+        self, view: WorkflowView, body: bytes, seq: int, headers: dict[str, str], prev: Written
+    ) -> Written | None:
+        """A big view: its own key (in chunks beyond a message), the summary beside it (None:
+        the view key changed since ``prev``, or a newer small view is stored)."""
+        wf = view.workflow_id
+        index_seq = int(headers[_INDEX])
+        chunk_seq = 0
+        if len(body) > self._max_value:
+            chunk_seq = seq
+            headers = {**headers, _CHUNKS: str(await self._write_chunks(wf, seq, body))}
+            body = b""
+        key = view_key(self.generation, wf)
+        # The summary is newest-wins on its own: it goes along with the view, not after it.
+        view_rev, summary_rev = await asyncio.gather(
+            self._compare_and_set(key, body, headers, prev.view_rev),
+            self._write_summary(view, seq, index_seq, prev.summary_rev),
+        )
+        if view_rev is None or summary_rev is None:
+            return None
+        return Written(seq, view_rev, summary_rev, index_seq, view.status, chunk_seq)
 
     async def remove(self, wf: str, prev: Written) -> Written:
         """Remove everything stored of a deleted workflow: its index entry first (an entry
@@ -239,7 +289,10 @@ class ViewStore:
         """Bound the index entries stored so far (``projections.index``): call after a batch."""
         await self._index.mark()
 
-    async def _write_summary(self, view: WorkflowView, seq: int, index_seq: int, rev: int) -> int:
+    async def _write_summary(
+        self, view: WorkflowView, seq: int, index_seq: int, rev: int
+    ) -> int | None:
+        """Newest-wins; the summary key's revision, or None when it holds a newer small view."""
         body = WorkflowSummary.__pydantic_serializer__.to_json(summary(view))
         headers = {_SEQ: str(seq), _INDEX: str(index_seq)}
         key = summary_key(self.generation, view.workflow_id)
@@ -250,7 +303,9 @@ class ViewStore:
             stored = await self._kv.last(KV_PREFIX + key)
             rev = stored.seq if stored is not None else 0
             if stored is not None and _int(stored, _SEQ) >= seq:
-                return rev
+                # A newer summary, or a newer small view (which never touches the view key):
+                # this write is obsolete even if its view key's compare-and-set went through.
+                return rev if stored.headers.get(_BODY) != _INLINE else None
         raise StoreError(f"writing the summary of {view.workflow_id} kept conflicting")
 
     async def _compare_and_set(
@@ -306,6 +361,24 @@ async def purge_generation(publisher: Publisher, generation: int) -> None:
     """Delete every view, summary and index entry of ``generation``."""
     await purge(publisher, KV_STREAM, KV_PREFIX + f"g{generation}.>")
     await purge(publisher, subjects.INDEX_STREAM, f"wfidx.g{generation}.>")
+
+
+def newest_view(view: Stored | None, stored_summary: Stored | None) -> Stored | None:
+    """Of a workflow's view key and summary key, the one holding its newest view (None: none)."""
+    if view is not None and view.is_tombstone:
+        view = None
+    inline = stored_summary
+    if inline is not None and (inline.is_tombstone or inline.headers.get(_BODY) != _INLINE):
+        inline = None
+    if view is None or inline is None:
+        return view or inline
+    return inline if _int(inline, _SEQ) > _int(view, _SEQ) else view
+
+
+def _summary_of(stored: Stored) -> WorkflowSummary:
+    if stored.headers.get(_BODY) == _INLINE:
+        return summary(WorkflowView.model_validate_json(stored.data))
+    return WorkflowSummary.model_validate_json(stored.data)
 
 
 def _int(stored: Stored, header: str) -> int:

@@ -14,10 +14,13 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors import groups
-from actors.fanout_state import job_names
+from actors.fanout_state import job_names, parent_of
 from actors.job import JobState
 from actors.workflow import WorkflowState, stop_reason
 from events.catalog import JobStatus, ParentLink
+
+# Each job status's name, once: an enum member's ``.value`` costs a property call each time.
+_JOB_STATUSES: tuple[str, ...] = tuple(status.value for status in JobStatus)
 
 
 class _View(BaseModel):
@@ -82,6 +85,9 @@ class JobView(_View):
     wait: JobWait | None = None
     # A ``workflow:`` job: its current or last child run; a ``loop:`` job: its iteration.
     child_workflow_id: str | None = None
+    # What the child runs, as the run pinned it: ``deploy@3`` (a registered definition) or the
+    # file's reference (``./child.yaml``).
+    child_workflow: str | None = None
     iteration: int | None = None
     # A ``sleep``/``until`` job: when it wakes (it waits for no worker).
     sleeping_until: datetime | None = None
@@ -149,7 +155,14 @@ def job_view(
     if state.child_id is None and not looping:
         return view
     iteration = state.iteration if looping else None
-    return view.model_copy(update={"child_workflow_id": state.child_id, "iteration": iteration})
+    child = state.spec.workflow if state.child_id is not None else None
+    return view.model_copy(
+        update={
+            "child_workflow_id": state.child_id,
+            "child_workflow": child,
+            "iteration": iteration,
+        }
+    )
 
 
 def _job_view(
@@ -199,6 +212,15 @@ def _job_view(
     )
 
 
+def _loops(state: WorkflowState, name: str) -> bool:
+    """Whether ``name`` (a job, or an instance of a fanned-out one) has a ``loop:``."""
+    assert state.definition is not None
+    found = parent_of(state.fanouts, name) if name not in state.definition.jobs else None
+    spec = state.definition.jobs.get(found[0] if found else name)
+    # (A fanned-out job's instances loop, each on its own; the job itself has no iteration.)
+    return spec is not None and spec.loop is not None and (found is not None or not spec.fan_out)
+
+
 def workflow_view(state: WorkflowState) -> WorkflowView:
     """The view of a started workflow (``state.status`` must be set)."""
     if state.status is None or state.definition is None:
@@ -223,8 +245,7 @@ def workflow_view(state: WorkflowState) -> WorkflowView:
                 state.job(name),
                 stopped=stopped,
                 stopped_at=state.ended_at,
-                looping=name in state.definition.jobs
-                and state.definition.jobs[name].loop is not None,
+                looping=_loops(state, name),
             )
             for name in job_names(state.order, state.fanouts)
         },
@@ -249,7 +270,7 @@ def summary(view: WorkflowView) -> WorkflowSummary:
         status=view.status,
         started_at=view.started_at,
         ended_at=view.ended_at,
-        job_counts={status.value: counts.get(status.value, 0) for status in JobStatus},
+        job_counts={status: counts.get(status, 0) for status in _JOB_STATUSES},
         waiting_for=tuple(waiting[key] for key in sorted(waiting, key=str)),
         parent_workflow_id=view.parent.workflow_id if view.parent else None,
         inputs=view.inputs,

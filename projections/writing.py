@@ -109,7 +109,7 @@ class HeldViews:
         assert store is not None
         if state.deleted:
             # Its tombstone (``WorkflowDeleted``): nothing of it may be shown any more.
-            return await store.remove(wf, written) if written.view_rev else written
+            return await store.remove(wf, written) if written.seq else written
         if state.status is not None and state.definition is not None:
             if state.stream_seq > written.seq:
                 if not written.seq:

@@ -13,6 +13,7 @@ Sub-workflows and loops::
     child = Workflow("child", inputs={"who": Input(required=True)}, outputs={"greeting": ...})
     parent = Workflow("parent")
     sub = parent.job("sub", workflow=child, with_={"who": "ann"})   # or workflow="./child.yaml"
+    parent.job("ship", workflow="deploy@3")   # a registered definition, looked up at the start
     parent.job("poll", run=f"./poll.sh {Loop.ITERATION}",
                loop=Loop(until="outputs.done == 'true'", max_iterations=20))
 
@@ -42,6 +43,7 @@ from events.definition import (
     RetryPolicy,
     WorkflowDefinition,
 )
+from events.definition_refs import is_file_reference
 from events.errors import InvalidWorkflow
 from sdk.builder_http import Http, Poll
 
@@ -196,13 +198,15 @@ class Workflow:
         vars: Mapping[str, Any] | None = None,
         outputs: Mapping[str, str] | None = None,
         concurrency: Concurrency | str | None = None,
+        priority: int | None = None,
     ) -> None:
         """``inputs`` maps names to an ``Input`` or, for short, to a default value;
         ``dispatch_timeout`` is the default of every job's; ``vars`` are the workflow variables
         a run starts with (``${{ vars.NAME }}``, changed by ``jetwork set``); ``outputs`` is the
         workflow's result (templates over ``needs.<job>``, e.g. ``build.output("artifact")``);
         ``concurrency``: at most ``limit`` runs of the group at once (``Concurrency(group=
-        "deploy-${{ inputs.env }}", limit=1, cancel_in_progress=False)``, or a group's name)."""
+        "deploy-${{ inputs.env }}", limit=1, cancel_in_progress=False)``, or a group's name);
+        ``priority`` (1..10) is the default of every job's."""
         self.name = name
         self._inputs: dict[str, Input] = {}
         for input_name, spec in (inputs or {}).items():
@@ -215,6 +219,7 @@ class Workflow:
         self._outputs = dict(outputs or {})
         self._workflows: dict[str, dict[str, Any]] = {}  # embedded sub-workflows
         self._concurrency = _group_mapping(concurrency)
+        self._priority = priority
 
     def input(
         self,
@@ -270,14 +275,18 @@ class Workflow:
         until: datetime | str | None = None,
         needs_at_least: tuple[int, Iterable[JobRef | str]] | None = None,
         http: Http | Mapping[str, Any] | None = None,
+        priority: int | None = None,
     ) -> JobRef:
         """Add a job; give exactly one of ``run`` (a shell command), ``uses`` (a handler),
         ``wait_for`` (a job that waits for a signal, on no worker), ``workflow`` (a
-        sub-workflow: a ``Workflow``, a definition, or a YAML file's path, read now; ``with_`` is
-        its inputs), ``set_`` (outputs computed from expressions, no worker), ``sleep`` or
+        sub-workflow: a ``Workflow``, a definition, a YAML file's path, read now, or a registered
+        definition's ``"NAME"``/``"NAME@VERSION"``, looked up when the workflow is started; a
+        text ending in ``.yaml``/``.yml`` or holding a ``/`` is a path; ``with_`` is its
+        inputs), ``set_`` (outputs computed from expressions, no worker), ``sleep`` or
         ``until`` (a durable wait, no worker), ``http`` (a request jetwork makes, ``Http``).
         ``loop`` runs the job again until its condition holds. ``needs_at_least=(2, [a, b, c])``:
-        ready once 2 of them succeeded.
+        ready once 2 of them succeeded. ``priority`` (1..10, over the workflow's): dispatched
+        before lower ones when workers are scarce.
 
         ``matrix`` (YAML's ``strategy.matrix``) or ``for_each`` (a list, or
         ``for_each_of(job, "items")``) runs it once per item as ``<name>-<index>``; read the item
@@ -320,6 +329,7 @@ class Workflow:
             count, of = needs_at_least
             raw["needs_at_least"] = {"count": count, "of": _names(of)}
         _put(raw, "http", http.to_dict() if isinstance(http, Http) else http)
+        _put(raw, "priority", priority)
         self._jobs[name] = raw
         return JobRef(name)
 
@@ -347,10 +357,15 @@ class Workflow:
         if self._workflows:
             raw["workflows"] = dict(self._workflows)
         _put(raw, "concurrency", self._concurrency)
+        if self._priority is not None:
+            raw["priority"] = self._priority
         return raw
 
     def _embed(self, child: Workflow | WorkflowDefinition | str | os.PathLike[str]) -> str:
-        """Embed a sub-workflow; returns the reference its job names it by."""
+        """Embed a sub-workflow; returns the reference its job names it by (a registered
+        definition's name stays a reference: ``Client.start`` looks it up and pins it)."""
+        if isinstance(child, str) and not is_file_reference(child):
+            return child
         if isinstance(child, Workflow):
             ref, raw = child.name, child.to_dict()
         elif isinstance(child, WorkflowDefinition):

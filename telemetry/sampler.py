@@ -84,8 +84,8 @@ class Sampler:
         except NotFoundError:  # no worker ever served it: nothing delivered, all waiting
             return
         pending = int(info.num_pending or 0)
-        metrics.QUEUE_DEPTH.labels(labelset.token).set(pending)
-        metrics.QUEUE_UNACKED.labels(labelset.token).set(int(info.num_ack_pending or 0))
+        metrics.QUEUE_DEPTH.labels(labelset.route).set(pending)
+        metrics.QUEUE_UNACKED.labels(labelset.route).set(int(info.num_ack_pending or 0))
         oldest = 0.0
         if pending and info.delivered is not None:
             first = await js.get_msg(
@@ -99,4 +99,4 @@ class Sampler:
             if isinstance(event, JobQueued):
                 waited = datetime.now(UTC) - event.claimable_from()
                 oldest = max(0.0, waited.total_seconds())
-        metrics.QUEUE_OLDEST_SECONDS.labels(labelset.token).set(oldest)
+        metrics.QUEUE_OLDEST_SECONDS.labels(labelset.route).set(oldest)

@@ -69,6 +69,7 @@ class JobsHarness:
         not_before: datetime | None = None,
         rate_limit: RateLimit | None = None,
         concurrency: Concurrency | None = None,
+        priority: int | None = None,
     ) -> JobQueued:
         """Append ``JobQueued`` (CAS on the actor's current last sequence): that dispatches it."""
         spec = JobSpec(
@@ -81,6 +82,7 @@ class JobsHarness:
             upstream_outputs=upstream_outputs or {},
             rate_limit=rate_limit,
             concurrency=concurrency,
+            priority=priority,
         )
         queued = JobQueued(
             workflow_id=workflow_id,
@@ -113,7 +115,7 @@ class JobsHarness:
         return queued
 
     async def _append_and_dispatch(self, queued: JobQueued) -> None:
-        await self.labelsets.register([queued.labelset_token])
+        await self.labelsets.register([queued.route])
         actor = ActorRef.job(queued.workflow_id, queued.job)
         await self.store.append(
             actor,

@@ -38,9 +38,8 @@ def read_fan_out(body: Mapping[Any, Any], path: Path, draft: JobDraft, log: Prob
             if body.get(key) is not None:
                 log.add((*path, key), "only a job with strategy.matrix or for_each fans out")
         return
-    for key in ("wait_for", "workflow", "loop"):  # (not yet: each instance would need its own)
-        if body.get(key) is not None:
-            log.add(path, f"set {key} or a fan-out (strategy.matrix, for_each), not both")
+    # A fan-out of ``workflow:`` runs one child per instance, of ``wait_for`` one wait per
+    # instance (a signal's name templated with the item), of ``loop:`` one loop per instance.
     fan_out: dict[str, Any] = {}
     options: dict[str, tuple[object, Path]] = {}
     if strategy is not None:

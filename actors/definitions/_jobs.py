@@ -11,6 +11,7 @@ from actors.definitions._problems import Path, ProblemLog
 from actors.definitions._waits import read_wait
 from actors.definitions.durations import format_duration
 from actors.definitions.http_step import read_http
+from events import priority
 from events.definition import MAX_RATE_WINDOW, Backoff, OnFailure
 
 JOB_FIELDS: Final = (
@@ -43,6 +44,7 @@ JOB_FIELDS: Final = (
     "until",
     "needs_at_least",
     "http",
+    "priority",
 )
 RETRY_FIELDS: Final = ("max_attempts", "backoff", "delay", "max_delay")
 RATE_LIMIT_FIELDS: Final = ("limit", "per")
@@ -102,6 +104,8 @@ def read_job(name: str, body: object, path: Path, log: ProblemLog) -> JobDraft:
             draft.fields["rate_limit"] = limit
     if body.get("concurrency") is not None:
         _read_concurrency(body["concurrency"], (*path, "concurrency"), draft, log)
+    if body.get("priority") is not None:
+        draft.fields["priority"] = read_priority(body["priority"], (*path, "priority"), log)
     from actors.definitions._subflows import read_subflow
 
     read_subflow(body, path, draft, log)
@@ -256,6 +260,16 @@ def read_concurrency(
     else:
         found["cancel_in_progress"] = cancel
     return (found if len(found) == 3 else None), template
+
+
+def read_priority(value: object, path: Path, log: ProblemLog) -> int | None:
+    """``priority: 1..10``: dispatched before lower ones when workers are scarce."""
+    why = priority.problem(value)
+    if why is not None:
+        log.add(path, why)
+        return None
+    assert isinstance(value, int)
+    return value
 
 
 def read_rate_limit(value: object, path: Path, log: ProblemLog) -> dict[str, Any] | None:

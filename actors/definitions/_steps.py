@@ -42,6 +42,7 @@ _WORKER_FIELDS: Final = (
     "for_each",
     "max_parallel",
     "fail_fast",
+    "priority",
 )
 _INLINE_KINDS: Final = ("set", "sleep", "until")
 AT_LEAST_FIELDS: Final = ("count", "of")

@@ -2,10 +2,14 @@
 its embedded ``workflows``, logging every problem with its location; and embedding the files
 that ``workflow:`` names (``embed_files``: the CLI and client read them, the engine never does).
 
-A ``workflow:`` job names a child definition by reference, its path as written (relative to the
-file that holds it). The start embeds each child in the parent's ``workflows`` (and each
-grandchild in its child's), so that the recorded definition is self-contained. A file that
-includes itself, directly or not, is refused; nesting is bounded by ``MAX_DEPTH``.
+A ``workflow:`` job names a child definition by reference: a file's path as written (relative to
+the file that holds it: a reference ending in ``.yaml``/``.yml`` or holding a ``/``), or a
+registered definition's ``NAME[@VERSION]`` (``events.definition_refs``). The start embeds each
+child in the parent's ``workflows`` (and each grandchild in its child's), so that the recorded
+definition is self-contained: files are read by ``embed_files``, names looked up by
+``actors.definitions.named`` (which pins the version). A definition as written may leave a name
+unresolved; the engine refuses one that still does (``unresolved``). A file that includes itself,
+directly or not, is refused; nesting is bounded by ``MAX_DEPTH``.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from actors.definitions import _fields as f
 from actors.definitions._jobs import Expression, JobDraft
 from actors.definitions._problems import Path, ProblemLog, format_path
 from events.definition import WorkflowDefinition
+from events.definition_refs import is_file_reference, parse_reference
 from events.errors import InvalidWorkflow
 
 MAX_DEPTH: Final = 5
@@ -34,6 +39,7 @@ _WORKER_ONLY: Final = (
     "at",
     "rate_limit",
     "concurrency",
+    "priority",
 )
 
 
@@ -91,9 +97,14 @@ def check_scoped_names(jobs: Mapping[str, JobDraft], log: ProblemLog) -> None:
 
 
 def read_workflows(
-    value: object, jobs: Mapping[str, JobDraft], log: ProblemLog, parse: Callable[..., Any]
+    value: object,
+    jobs: Mapping[str, JobDraft],
+    log: ProblemLog,
+    parse: Callable[..., Any],
+    own_name: str | None = None,
 ) -> dict[str, WorkflowDefinition]:
-    """The embedded child definitions, each validated; every ``workflow:`` must name one."""
+    """The embedded child definitions, each validated; every file ``workflow:`` must name one
+    (a registered name may wait for the start to resolve it)."""
     children: dict[str, WorkflowDefinition] = {}
     if value is not None and not isinstance(value, Mapping):
         log.add(
@@ -119,12 +130,48 @@ def read_workflows(
     for name, draft in jobs.items():
         ref = draft.fields.get("workflow")
         if ref is not None and ref not in children and not log:
-            log.add(
-                ("jobs", name, "workflow"),
-                f"{ref!r} is not embedded: start the workflow from its file (jetwork run, "
-                "Client.start), which reads the sub-workflow's file, or embed it in workflows:",
-            )
+            _check_reference(ref, ("jobs", name, "workflow"), own_name, log)
     return children
+
+
+def _check_reference(ref: str, where: Path, own_name: str | None, log: ProblemLog) -> None:
+    """A ``workflow:`` reference nothing embeds: a name to resolve at the start, or a problem."""
+    if is_file_reference(ref):
+        log.add(
+            where,
+            f"{ref!r} is not embedded: start the workflow from its file (jetwork run, "
+            "Client.start), which reads the sub-workflow's file, or embed it in workflows:",
+        )
+        return
+    parsed = parse_reference(ref)
+    if parsed is None:
+        log.add(
+            where,
+            f"{ref!r} is neither a file (a path ending in .yaml or .yml, or holding a /) nor a "
+            "registered definition's NAME or NAME@VERSION",
+        )
+    elif parsed[0] == own_name:
+        log.add(where, f"{ref} is this workflow's own name: a workflow cannot run itself")
+
+
+def unresolved(definition: WorkflowDefinition, prefix: str = "") -> list[str]:
+    """Every ``workflow:`` that names a registered definition not embedded yet, located: what
+    the engine refuses (the start resolves names: it reads the registry, the engine never)."""
+    problems: list[str] = []
+    for name, job in definition.jobs.items():
+        ref = job.workflow
+        if ref is None:
+            continue
+        child = definition.workflows.get(ref)
+        if child is None:
+            problems.append(
+                f"{prefix}jobs.{name}.workflow: {ref!r} names a registered definition that was "
+                "not resolved: start the workflow with jetwork run, Client.start or POST "
+                "/api/workflows, which look it up and pin its version, or embed it in workflows:"
+            )
+        else:
+            problems += unresolved(child, f"{prefix}jobs.{name}.workflow: in {ref}: ")
+    return problems
 
 
 def nesting(definition: WorkflowDefinition) -> int:
@@ -189,8 +236,8 @@ def embed_files(
     embedded: dict[str, Any] = given if isinstance(given, dict) else {}
     for name, body in raw["jobs"].items():
         ref = body.get("workflow") if isinstance(body, Mapping) else None
-        if not isinstance(ref, str) or ref in embedded:
-            continue
+        if not isinstance(ref, str) or ref in embedded or not is_file_reference(ref):
+            continue  # (a name is looked up in the registry at the start: ``named``)
         where: Path = ("jobs", name, "workflow")
         target = os.path.realpath(os.path.join(os.path.dirname(source), ref))
         if target in chain:
@@ -223,4 +270,5 @@ __all__ = [
     "read_outputs",
     "read_subflow",
     "read_workflows",
+    "unresolved",
 ]

@@ -1,5 +1,6 @@
 """Reading a job's ``wait_for:`` (``{signal: approve, timeout: 24h}`` or ``{webhook: {match:
-{...}}, timeout: 1h}``), logging every problem with its location. A waiting job runs on no
+{...}}, timeout: 1h}``), logging every problem with its location. A signal's name may be a
+template (``approve-${{ item }}``), rendered when the wait starts. A waiting job runs on no
 worker, so it has no ``run``, ``uses`` or worker-side fields."""
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ _WORKER_FIELDS: Final = (
     "timeout",
     "dispatch_timeout",
     "rate_limit",
+    "priority",
 )
 
 
@@ -53,6 +55,11 @@ def read_wait(
                 "or a webhook ({match: {...}})")  # fmt: skip
     elif signal is not None and webhook is not None:
         log.add(where, "set signal or webhook, not both")
+    elif isinstance(signal, str) and "${{" in signal:
+        # A template (``approve-${{ item }}``): rendered when the wait starts, so that each
+        # instance of a fan-out waits for a name of its own (``actors.signals``).
+        wait["signal"] = signal
+        templates.append(((*where, "signal"), signal))
     elif signal is not None:
         if f.token(signal, (*where, "signal"), log, what="signal name") is not None:
             wait["signal"] = signal

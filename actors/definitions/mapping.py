@@ -31,7 +31,7 @@ def definition_mapping(definition: WorkflowDefinition) -> dict[str, Any]:
         raw["env"] = dict(definition.env)
     if definition.vars:
         raw["vars"] = dict(definition.vars)
-    for key in ("timeout", "dispatch_timeout"):
+    for key in ("timeout", "dispatch_timeout", "priority"):
         if getattr(definition, key) is not None:
             raw[key] = getattr(definition, key)
     raw["jobs"] = {name: _job_mapping(job) for name, job in definition.jobs.items()}
@@ -56,6 +56,8 @@ def _job_mapping(job: JobDefinition) -> dict[str, Any]:
     for key in ("run", "uses", "if", "timeout", "dispatch_timeout", "delay", "at", "workflow"):
         if key in dumped:
             raw[key] = dumped[key]
+    if job.priority is not None:
+        raw["priority"] = job.priority
     for key in ("set", "sleep", "until", "needs_at_least"):  # actors.inline_steps, actors.quorum
         if key in dumped:
             raw[key] = dumped[key]

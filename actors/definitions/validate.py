@@ -16,7 +16,7 @@ from actors.definitions import _fields as f
 from actors.definitions import input_schema
 from actors.definitions._fanout import check_fan_out, read_fan_out
 from actors.definitions._graph import report_cycles
-from actors.definitions._jobs import JobDraft, read_concurrency, read_job
+from actors.definitions._jobs import JobDraft, read_concurrency, read_job, read_priority
 from actors.definitions._problems import Path, ProblemLog
 from actors.definitions._references import (
     check_job_expressions,
@@ -48,6 +48,7 @@ WORKFLOW_FIELDS: Final = (
     "outputs",
     "workflows",
     "concurrency",
+    "priority",
 )
 REGISTRY_FIELDS: Final = ("version", "schedule")  # actors.definitions._schedule
 # ``required`` is both the input's (true/false) and, as a list, an object's (JSON Schema's).
@@ -89,6 +90,8 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
             fields[key] = f.duration(raw[key], (key,), log, positive=True)
     if raw.get("concurrency") is not None:
         _read_workflow_concurrency(raw["concurrency"], fields, inputs, log, declared)
+    if raw.get("priority") is not None:
+        fields["priority"] = read_priority(raw["priority"], ("priority",), log)
     jobs = _read_jobs(raw.get("jobs"), inputs, log, declared)
     if raw.get("version") is not None:
         fields["version"] = read_version(raw["version"], log)
@@ -100,7 +103,9 @@ def build_definition(raw: object, log: ProblemLog) -> WorkflowDefinition:
         fields["outputs"], expressions = read_outputs(raw["outputs"], log)
         check_outputs(expressions, jobs, log)
     check_output_keys(jobs, fields.get("outputs", {}), log)
-    fields["workflows"] = read_workflows(raw.get("workflows"), jobs, log, parse_workflow)
+    fields["workflows"] = read_workflows(
+        raw.get("workflows"), jobs, log, parse_workflow, own_name=fields["name"]
+    )
     log.raise_if_any()
     return _assemble(fields, jobs, log)
 

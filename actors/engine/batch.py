@@ -98,7 +98,7 @@ class Batch(Intake):
             for work in works:
                 self._decide(work)
             await self._ctx.labelsets.register(
-                event.labelset_token
+                event.route
                 for work in works
                 if work.reaction is not None
                 for event in work.reaction.decided

@@ -5,7 +5,7 @@ filtered to ``evt.*.*.job.*.JobQueued.<token>``, delivering everything from the 
 label set it serves. Since its consumer delivers every ``JobQueued`` of the set whenever it is
 created, the record only has to appear eventually; the engine writes it before the set's first
 ``JobQueued`` anyway. Each engine remembers what it recorded, so this costs one KV create per
-label set and engine process.
+label set (priority level) and engine process.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from nats.js.kv import KeyValue
 from events import subjects
 from events.dispatch import LabelSet
 from events.errors import StoreError
-from events.labels import parse_token
 
 
 class LabelSets:
@@ -30,12 +29,14 @@ class LabelSets:
         self._known: set[str] = set()
         self._bucket: KeyValue | None = None
 
-    async def register(self, tokens: Iterable[str]) -> None:
-        """Record every label set among ``tokens`` not recorded by this process yet."""
-        for token in tokens:
-            if token not in self._known:
-                await self._create(LabelSet.of(parse_token(token)))
-                self._known.add(token)
+    async def register(self, routes: Iterable[str]) -> None:
+        """Record every label set among ``routes`` not recorded by this process yet: a route is
+        a ``JobQueued.route``, a label set's token or, at a priority other than the default, its
+        level (``gpu.p9``: an entry and a consumer of its own)."""
+        for route in routes:
+            if route not in self._known:
+                await self._create(LabelSet.of_route(route))
+                self._known.add(route)
 
     async def _create(self, labelset: LabelSet) -> None:
         try:

@@ -119,11 +119,16 @@ def workflow_table(
             styled_status(job.status),
             attempt,
             elapsed(job.started_at, job.ended_at, now),
-            f"child {job.child_workflow_id}" if job.child_workflow_id else job.worker_id or "",
+            _child(job) if job.child_workflow_id else job.worker_id or "",
             _detail(job),
         ]
         table.add_row(*row)
     return table
+
+
+def _child(job: JobView) -> str:
+    what = f" ({job.child_workflow})" if job.child_workflow else ""
+    return f"child {job.child_workflow_id}{what}"
 
 
 def workflow_panel(

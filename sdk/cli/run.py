@@ -121,6 +121,13 @@ def _check_traceparent(
     "[env: TRACEPARENT]",
     callback=_check_traceparent,
 )
+@click.option(
+    "--priority",
+    type=click.IntRange(1, 10),
+    metavar="1..10",
+    help="This run's priority: its jobs are dispatched before lower ones when workers are "
+    "scarce (replaces the workflow's priority; jobs with their own keep it).",
+)
 @nats_option
 @dry_run_options
 def run(
@@ -132,6 +139,7 @@ def run(
     timeout: float | None,
     traceparent: str | None,
     nats_url: str | None,
+    priority: int | None = None,
     dry_run: bool = False,
     mocks: tuple[str, ...] = (),
     failures: tuple[str, ...] = (),
@@ -151,6 +159,7 @@ def run(
       jetwork run examples/release.yaml -i version=1.2.0 --wait --json
       jetwork run examples/diamond.yaml --dry-run --mock left='{"value": "7"}' --fail flaky
       jetwork run nightly@2 --wait
+      jetwork run examples/diamond.yaml --priority 9
     """
     named = not file.exists() and parse_reference(str(file)) is not None
     if named and dry_run:
@@ -173,7 +182,11 @@ def run(
             definition = found
             given = parse_inputs(inputs, definition)  # typed as its inputs declare
         handle = await client.start(
-            definition, inputs=given, idempotency_key=idempotency_key, traceparent=traceparent
+            definition,
+            inputs=given,
+            idempotency_key=idempotency_key,
+            traceparent=traceparent,
+            priority=priority,
         )
         if not wait:
             if as_json:

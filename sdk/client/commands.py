@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from events import priority as priority_rules
+from events.definition import WorkflowDefinition
 from events.errors import JetworkError
 from events.requests import (
     CancelRequest,
@@ -21,7 +23,7 @@ from sdk.client.definitions import (
     resolve_definition,
 )
 from sdk.client.handle import RunHandle
-from sdk.client.registry import resolve_source
+from sdk.client.registry import resolve_named_children, resolve_source
 from sdk.client.translate import translated
 from sdk.errors import InvalidArgument
 from telemetry import tracing
@@ -42,18 +44,26 @@ class ClientCommands(ClientBase):
         inputs: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
         traceparent: str | None = None,
+        priority: int | None = None,
     ) -> RunHandle:
         """Validate a workflow and its inputs here, then ask the engine to start it.
 
         ``workflow_or_path`` is a YAML file's path, a registered definition's ``name`` or
         ``name@version`` (an existing file of that name wins), a ``WorkflowDefinition``, a
-        builder ``Workflow`` or a raw mapping. Raises ``InvalidWorkflow`` listing every problem
-        (with file and line for files) before anything is sent. With an ``idempotency_key`` the
-        id is derived from the key, so starting again with the same key returns the same
-        workflow. The run joins the caller's trace: ``traceparent`` (W3C), else the current
-        OpenTelemetry span's, when there is one (``telemetry/tracing.py``).
+        builder ``Workflow`` or a raw mapping. Sub-workflows named ``workflow: NAME[@VERSION]``
+        are looked up in the registry now and pinned (``deploy`` runs as ``deploy@3`` however
+        many versions are registered later). Raises ``InvalidWorkflow`` listing every problem
+        (with file and line for files; an unknown name at its job) before anything is sent.
+        With an ``idempotency_key`` the id is derived from the key, so starting again with the
+        same key returns the same workflow. The run joins the caller's trace: ``traceparent``
+        (W3C), else the current OpenTelemetry span's, when there is one
+        (``telemetry/tracing.py``).
+        ``priority`` (1..10) is this run's: it replaces the definition's top-level ``priority``
+        (jobs with their own keep theirs).
         """
         definition = resolve_definition(await resolve_source(self, workflow_or_path))
+        definition = await resolve_named_children(self, definition)
+        definition = with_priority(definition, priority)
         given = dict(inputs or {})
         checked_inputs(definition, given)
         workflow_id = (
@@ -102,3 +112,14 @@ class ClientCommands(ClientBase):
                 # The same msg id makes a retry after a lost ack harmless.
                 if not exc.retryable or attempt == _PUBLISH_ATTEMPTS:
                     raise
+
+
+def with_priority(definition: WorkflowDefinition, priority: int | None) -> WorkflowDefinition:
+    """``definition`` with a start's ``priority`` as its top-level one: a run's priority is
+    recorded in its ``WorkflowStarted`` with the definition, so a restart keeps it."""
+    if priority is None:
+        return definition
+    why = priority_rules.problem(priority)
+    if why is not None:
+        raise InvalidArgument(f"priority {why}")
+    return definition.model_copy(update={"priority": priority})

@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from actors.definitions.named import resolve_names
 from actors.schedules import next_tick
+from events.definition import WorkflowDefinition
 from events.definition_store import DefinitionNotFound, DefinitionStore, StoredDefinition
 from events.definition_store import parse_reference as _parse_reference
 from events.schedule_store import ScheduleEntry, ScheduleNotFound, ScheduleStore
@@ -96,6 +98,8 @@ class ClientRegistry(ClientBase):
             )
         given = dict(inputs or {})
         checked_inputs(definition, given)
+        # Sub-workflows by name are looked up at each tick; one unknown now is refused now.
+        await resolve_named_children(self, definition)
         key = _name(name or definition.name, what="schedule name")
         now = datetime.now(UTC)
         with translated(f"adding schedule {key}", url=self._url):
@@ -179,3 +183,17 @@ async def resolve_source(client: ClientBase, source: WorkflowSource) -> Workflow
         except DefinitionNotFound as exc:
             raise DefinitionNotFound(f"{exc} (and there is no file {source!r})") from None
     return stored.definition
+
+
+async def resolve_named_children(
+    client: ClientBase, definition: WorkflowDefinition
+) -> WorkflowDefinition:
+    """``definition`` with the registered definitions its ``workflow:`` jobs name embedded and
+    pinned to their version now (``actors.definitions.named``); raises ``InvalidWorkflow``."""
+    store = DefinitionStore(client.nc.jetstream())
+
+    async def fetch(name: str, version: int | None) -> WorkflowDefinition:
+        return (await store.get(name, version)).definition
+
+    with translated(f"resolving the sub-workflows of {definition.name}", url=client.url):
+        return await resolve_names(definition, fetch)

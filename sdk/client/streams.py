@@ -193,8 +193,9 @@ def event_filter(
             raise InvalidArgument(f"{event_type} is a workflow event: it has no job")
         return f"{prefix}.wf.{event_type}"
     if event_type in _JOB_EVENT_TYPES:
-        # A JobQueued subject has one more token: the label set it is dispatched to.
-        label_set = ".*" if event_type == subjects.JOB_QUEUED else ""
+        # A JobQueued subject has one or two more tokens: the label set it is dispatched to,
+        # and its priority level when not the default.
+        label_set = ".>" if event_type == subjects.JOB_QUEUED else ""
         return f"{prefix}.job.{job or '*'}.{event_type}{label_set}"
     known = ", ".join(sorted(_WORKFLOW_EVENT_TYPES | _JOB_EVENT_TYPES))
     raise InvalidArgument(f"unknown event type {event_type!r} (one of: {known})")

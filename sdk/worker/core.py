@@ -51,6 +51,7 @@ from sdk.worker.config import WorkerConfig
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
 from sdk.worker.handler_schemas import published_schemas
 from sdk.worker.handlers import HandlerRegistry
+from sdk.worker.ladder import Ladder, join_ladder
 from sdk.worker.leases import LeaseKeeper
 from sdk.worker.lifecycle import Listener, for_handler
 from sdk.worker.metered import observed
@@ -112,7 +113,9 @@ class Worker(WorkerShutdown):
         self._slots = Slots(self.config.max_concurrent_jobs)
         metrics.SLOTS.labels(self.worker_id).set(self._slots.size)
         metrics.SLOTS_BUSY.labels(self.worker_id).set_function(lambda: self._slots.used)
-        self._pullers: dict[str, Puller] = {}
+        # By label set token: its one consumer's Puller, or a Ladder over its priority levels.
+        self._pullers: dict[str, Puller | Ladder] = {}
+        self._consumers: set[str] = set()
         self._attempts: dict[Attempt, asyncio.Task[None]] = {}
         self._leases = LeaseKeeper(
             self._attempts,
@@ -310,9 +313,12 @@ class Worker(WorkerShutdown):
         except InvalidDispatch as exc:
             self._log.warning("ignoring label set entry", key=entry.key, error=str(exc))
             return
-        if labelset.token in self._pullers or not self.serves(frozenset(labelset.requirements)):
+        if labelset.consumer in self._consumers or not self.serves(
+            frozenset(labelset.requirements)
+        ):
             return
         assert self._nc is not None
+        self._consumers.add(labelset.consumer)
         lane = self._lanes[handler_of(labelset)]
         puller = Puller(
             self._nc,
@@ -324,10 +330,21 @@ class Worker(WorkerShutdown):
             peers=lambda: len(self._pullers),
             on_poll_failed=functools.partial(self.listeners.emit, "poll_failed"),
         )
-        self._pullers[labelset.token] = puller
-        puller.set_paused(self.pauses.applies_to(handler_of(labelset)))
-        await puller.start()
-        self._log.info("serving label set", labelset=labelset.token, consumer=labelset.consumer)
+        paused = self.pauses.applies_to(handler_of(labelset))
+        puller.set_paused(paused)
+        current = self._pullers.get(labelset.token)
+        if current is None and labelset.priority is None:
+            self._pullers[labelset.token] = puller  # no priorities: pulled on its own
+            await puller.start()
+        else:  # a priority level: the set's levels are pulled highest first
+            self._pullers[labelset.token] = await join_ladder(
+                current,
+                puller,
+                poll_interval=lane.config.poll_interval,
+                peers=lambda: len(self._pullers),
+                paused=paused,
+            )
+        self._log.info("serving label set", labelset=labelset.route, consumer=labelset.consumer)
 
     # --- jobs ----------------------------------------------------------------------------------
 

@@ -79,6 +79,7 @@ class _Request:
     batch: int
     delivered: int = 0
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    sent_at: float = 0.0  # monotonic; set for the long polls a ``Ladder`` does not wait on
 
 
 OnMessage = Callable[[Msg, "Puller"], None]
@@ -133,11 +134,18 @@ class Puller:
         self._resumed = asyncio.Event()
         self._resumed.set()
         slots.on_release(self._take_waiting)
+        self.prefetching = True
+        """False in a ``Ladder``: a dispatch held for the next free slot would start before a
+        higher priority's queued after it."""
+        self.on_request_end: Callable[[], None] | None = None
+        """Called when a pull request ends (a ``Ladder`` pulls its levels in turn)."""
 
     @property
     def prefetch(self) -> int:
         """How many dispatches may wait here for a slot: one per slot while jobs are short."""
-        return self.slots.size if self.slots.typical_hold < SHORT_JOB else 0
+        if self.slots.typical_hold < SHORT_JOB and self.prefetching:
+            return self.slots.size
+        return 0
 
     def _take_waiting(self) -> None:
         """A slot freed up: start the oldest waiting dispatch in it (or let the loop pull)."""
@@ -171,11 +179,25 @@ class Puller:
         """Set once the consumer exists (first successful ensure)."""
         return self._ensured
 
-    async def start(self) -> None:
+    async def start(self, *, pulling: bool = True) -> None:
+        """Subscribe to the answers; pull on its own (``pulling``) or as a ``Ladder``'s level."""
         self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
-        self._task = asyncio.get_running_loop().create_task(
-            self._loop(), name=f"jetwork-pull-{self.labelset.consumer}"
-        )
+        if pulling:
+            self._task = asyncio.get_running_loop().create_task(
+                self._loop(), name=f"jetwork-pull-{self.labelset.consumer}"
+            )
+
+    async def stop_pulling(self) -> None:
+        """Stop its own pull loop (a ``Ladder`` takes it over); what still arrives is handled as
+        before, and what it holds for a slot is released."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._request = None
+        while self._waiting:
+            self._give_back(self._waiting.popleft()[0])
 
     async def stop(self) -> None:
         """Stop pulling; whatever the server still sends for open requests is released (nak)."""
@@ -224,6 +246,81 @@ class Puller:
             self._room.clear()
             await self._room.wait()
 
+    @property
+    def missing(self) -> bool:
+        """The consumer must be ensured (again) before it is pulled."""
+        return self._missing
+
+    @property
+    def request_open(self) -> bool:
+        """A pull request is out and has not ended: whatever comes to the consumer comes here."""
+        request = self._request
+        return request is not None and not request.done.is_set()
+
+    async def ensure(self) -> bool:
+        """Ensure the consumer; False (logged) when it cannot be now."""
+        try:
+            await self._ensure()
+        except StoreError as exc:
+            _log.warning(
+                "cannot ensure consumer, retrying", labelset=self.labelset.route, error=str(exc)
+            )
+            return False
+        return True
+
+    async def pull_now(self, batch: int) -> None:
+        """One ``no_wait`` request: what the consumer holds now, up to ``batch``, and its end."""
+        request = await self._send(batch, {"batch": batch, "no_wait": True})
+        if request is None:
+            return
+        try:
+            async with asyncio.timeout(self._poll + WATCHDOG_MARGIN):
+                await request.done.wait()
+        except TimeoutError:
+            self._stalled()
+            self._request = None
+
+    async def long_poll(self, batch: int) -> None:
+        """Send a request that waits up to ``poll_interval`` for messages; not awaited: its end
+        calls ``on_request_end``."""
+        request = await self._send(batch, {"batch": batch, "expires": int(self._poll * NANOS)})
+        if request is not None:
+            request.sent_at = time.monotonic()
+
+    def give_up_stalled(self, now: float) -> bool:
+        """Abandon a long poll that neither delivered nor ended in time (the watchdog)."""
+        request = self._request
+        if request is None or request.done.is_set() or not request.sent_at:
+            return False
+        if now - request.sent_at < self._poll + WATCHDOG_MARGIN:
+            return False
+        self._stalled()
+        self._request = None
+        return True
+
+    async def _send(self, batch: int, body: dict[str, Any]) -> _Request | None:
+        request = _Request(token=str(next(self._ids)), batch=batch)
+        self._request = request
+        try:
+            await self._nc.publish(
+                self._next_subject, orjson.dumps(body), reply=f"{self._inbox}.{request.token}"
+            )
+        except NatsError as exc:  # e.g. the connection is closed or reconnecting
+            self._request = None
+            self._on_poll_failed(PollFailed(self.labelset.token, repr(exc)))
+            _log.warning("pull request failed", labelset=self.labelset.route, error=repr(exc))
+            await asyncio.sleep(min(1.0, self._poll))
+            return None
+        return request
+
+    def _stalled(self) -> None:
+        self.stalls += 1
+        _log.warning(
+            "pull request got no answer, pulling again",
+            labelset=self.labelset.route,
+            waited=self._poll + WATCHDOG_MARGIN,
+        )
+
     async def _ensure(self) -> None:
         lease = await ensure_consumer(
             self._nc, self.labelset, lease_ttl=self._wanted_lease, stream=self._stream
@@ -243,26 +340,13 @@ class Puller:
     async def _pull(self) -> None:
         free = max(0, self.slots.free) + max(0, self.prefetch - len(self._waiting))
         batch = min(MAX_PULL_BATCH, max(1, free // max(1, self._peers())))
-        token = str(next(self._ids))
-        request = _Request(token=token, batch=batch)
-        self._request = request
-        body = {"batch": batch, "expires": int(self._poll * NANOS)}
+        request = await self._send(batch, {"batch": batch, "expires": int(self._poll * NANOS)})
+        if request is None:
+            return
         try:
-            await self._nc.publish(
-                self._next_subject, orjson.dumps(body), reply=f"{self._inbox}.{token}"
-            )
             await asyncio.wait_for(request.done.wait(), self._poll + WATCHDOG_MARGIN)
         except TimeoutError:
-            self.stalls += 1
-            _log.warning(
-                "pull request got no answer, pulling again",
-                labelset=self.labelset.token,
-                waited=self._poll + WATCHDOG_MARGIN,
-            )
-        except NatsError as exc:  # e.g. the connection is closed or reconnecting
-            self._on_poll_failed(PollFailed(self.labelset.token, repr(exc)))
-            _log.warning("pull request failed", labelset=self.labelset.token, error=repr(exc))
-            await asyncio.sleep(min(1.0, self._poll))
+            self._stalled()
         finally:
             self._request = None
 
@@ -284,6 +368,8 @@ class Puller:
             request.delivered += 1
             if request.delivered >= request.batch:
                 request.done.set()
+                if self.on_request_end is not None:
+                    self.on_request_end()
         if self._stopping or self.paused:
             self._give_back(msg)
         elif self.slots.try_take():
@@ -312,6 +398,8 @@ class Puller:
             return
         if request is not None:
             request.done.set()
+            if self.on_request_end is not None:
+                self.on_request_end()
         if status in ("404", "408"):  # no messages / request expired: the normal end of a pull
             return
         description = (msg.headers or {}).get("Description", "")

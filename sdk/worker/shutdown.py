@@ -20,6 +20,7 @@ from nats.aio.client import Client as NATS
 from events.tasks import cancel_and_wait
 from sdk.worker.attempt import Attempt
 from sdk.worker.config import WorkerConfig
+from sdk.worker.ladder import Ladder
 from sdk.worker.leases import LeaseKeeper
 from sdk.worker.lifecycle import Listeners
 from sdk.worker.pausing import Pauses
@@ -52,7 +53,7 @@ class WorkerShutdown:
     _lanes: dict[str | None, Lane]
     _nc: NATS | None
     _presence: PresenceBoard | None
-    _pullers: dict[str, Puller]
+    _pullers: dict[str, Puller | Ladder]
     _attempts: dict[Attempt, asyncio.Task[None]]
     _leases: LeaseKeeper
     listeners: Listeners

@@ -40,9 +40,9 @@ from tests.integration.test_client import FAST_PROJECTOR, complete, publish_log
 
 VIEW_KEYS = {"workflow_id", "name", "status", "started_at", "ended_at", "reason", "jobs",
              "restarted_from", "restarted_as", "vars", "parent", "outputs", "version",
-             "inputs", "labels"}  # fmt: skip
+             "inputs", "labels", "group"}  # fmt: skip
 JOB_KEYS = {"status", "attempts", "outputs", "error", "worker_id", "started_at", "ended_at",
-            "reason", "waiting_for", "wait", "child_workflow_id", "iteration",
+            "reason", "waiting_for", "wait", "child_workflow_id", "child_workflow", "iteration",
             "sleeping_until", "poll_count", "callback_at"}  # fmt: skip
 COMMANDS = [
     ["run"], ["status"], ["list"], ["cancel"], ["logs"], ["history"], ["watch"],

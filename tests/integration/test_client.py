@@ -262,7 +262,7 @@ def test_event_filters() -> None:
     assert event_filter("wf-1", "build") == f"evt.{p}.wf-1.job.build.>"
     assert event_filter(None, "build") == "evt.*.*.job.build.>"
     assert event_filter(None, None, "JobFailed") == "evt.*.*.job.*.JobFailed"
-    assert event_filter(None, None, "JobQueued") == "evt.*.*.job.*.JobQueued.*"
+    assert event_filter(None, None, "JobQueued") == "evt.*.*.job.*.JobQueued.>"
     assert event_filter("wf-1", None, "WorkflowSucceeded") == f"evt.{p}.wf-1.wf.WorkflowSucceeded"
     assert event_filter("wf-1", "a", "JobStarted") == f"evt.{p}.wf-1.job.a.JobStarted"
     with pytest.raises(InvalidArgument, match="unknown event type 'JobExploded'"):

@@ -32,7 +32,7 @@ from projections import Projector, ProjectorSettings, Views, rebuild, summary, w
 from projections._nats import Direct, Publisher, Stored
 from projections.index import IndexEntry, IndexWriter, decode_mark, micros, newest
 from projections.recent import RecentWriter
-from projections.store import KV_PREFIX, KV_STREAM, ViewStore, Written
+from projections.store import INLINE_VIEW, KV_PREFIX, KV_STREAM, ViewStore, Written
 from projections.views import JobView, WorkflowView
 from tests.engine_harness import (
     InTestRunner,
@@ -260,14 +260,15 @@ async def test_a_running_workflow_is_written_once_for_its_held_events_and_its_en
     rig: Rig,
 ) -> None:
     """With a settle far longer than the test, only the end can cause a write: one write
-    carrying the whole history, not one per batch."""
+    carrying the whole history, not one per batch; and a small view is one value (its summary
+    key holds it), not a view and a summary."""
     views = Views(rig.nc)
     writes: list[bytes] = []
 
     async def on_write(msg: object) -> None:
         writes.append(getattr(msg, "data", b""))
 
-    sub = await rig.nc.subscribe(f"{KV_PREFIX}*.v.slow", cb=on_write)
+    sub = await rig.nc.subscribe(f"{KV_PREFIX}*.*.slow", cb=on_write)  # view and summary keys
     settings = ProjectorSettings(poll_interval=0.1, settle=60.0)
     try:
         async with projecting(rig.nc, settings):
@@ -346,7 +347,7 @@ async def test_replayed_and_stale_events_never_move_a_view_backwards(rig: Rig) -
 
     async def record(msg) -> None:
         key = msg.subject.removeprefix(f"$KV.{subjects.KV_WORKFLOWS}.")
-        if key.startswith("g1.v."):
+        if key.startswith(("g1.v.", "g1.s.")):
             writes.append((key, int(msg.headers["Jw-Seq"])))
 
     sub = await js.subscribe(
@@ -731,6 +732,53 @@ async def test_listing_many_views_is_exact_for_every_filter(clean_nats: NATS) ->
                     assert [r.workflow_id for r in rows] == [
                         v.workflow_id for v in matching[:limit]
                     ], (status, name, limit)
+
+
+async def test_a_view_moves_between_its_summary_key_and_its_own_key_as_it_grows(
+    clean_nats: NATS,
+) -> None:
+    """A small view is one value in the summary key; past ``INLINE_VIEW`` it gets its own key
+    and the summary goes beside it; readers always take the newest, whichever key holds it."""
+    store = ViewStore(clean_nats, generation=1)
+    kv = Direct(clean_nats, KV_STREAM)
+    started = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def view(jobs: int, status: str = "running") -> WorkflowView:
+        return WorkflowView(
+            workflow_id="grows",
+            name="n",
+            status=status,
+            started_at=started,
+            jobs={f"job{i:04d}": JobView(status="queued", attempts=0) for i in range(jobs)},
+        )
+
+    async def keys() -> set[str]:
+        found = await kv.last_of_each([f"{KV_PREFIX}g1.v.grows", f"{KV_PREFIX}g1.s.grows"])
+        return {s.subject.split(".")[3] for s in found.values() if not s.is_tombstone}
+
+    small, big, small_again = view(2), view(400), view(3, "succeeded")
+    assert len(big.model_dump_json()) > INLINE_VIEW > len(small.model_dump_json())
+    written = await store.write(small, 10, Written())
+    assert await keys() == {"s"}  # one value
+    assert (await store.view("grows"), (await store.written("grows")).seq) == (small, 10)
+    written = after_big = await store.write(big, 20, written)
+    assert await keys() == {"v", "s"}
+    assert await store.view("grows") == big
+    assert (await store.summaries(["grows"]))["grows"].summary == summary(big)
+    assert await store.write(small, 15, Written()) == await store.written("grows")  # stale: lost
+    assert await store.view("grows") == big
+    written = await store.write(small_again, 30, written)
+    assert (await store.view("grows"), written.seq) == (small_again, 30)  # the older big one stays
+    assert (await store.summaries(["grows"]))["grows"].summary == summary(small_again)
+    assert (await store.written("grows")).status == "succeeded"
+    # A stale big write: its view key's compare-and-set goes through (the small view never
+    # touched it), yet it loses to the newer small view, and its index entry is taken back.
+    assert (await store.write(view(401, "failed"), 25, after_big)).seq == 30
+    assert await store.view("grows") == small_again
+    index = await clean_nats.jetstream().stream_info(subjects.INDEX_STREAM)
+    assert index.state.messages == 1  # the succeeded entry only
+    await store.remove("grows", written)
+    assert await store.view("grows") is None and await store.summaries(["grows"]) == {}
 
 
 async def test_deleting_an_index_entry_that_is_gone_already_is_done(clean_nats: NATS) -> None:

@@ -117,6 +117,7 @@ async def test_a_worker_appends_job_results_and_nothing_else(connect_as: Connect
     assert ack.stream == subjects.EVENTS_STREAM
     await worker.refuses_publish(f"evt.{P}.{WF}.wf.WorkflowStarted")
     await worker.refuses_publish(job_event("a", "JobQueued.ls"))
+    await worker.refuses_publish(job_event("a", "JobQueued.ls.p9"))
     await worker.refuses_publish(f"cmd.{P}.start.{WF}")
     await worker.refuses_publish(f"cmdsched.{P}.x")
 
@@ -149,6 +150,11 @@ async def test_a_worker_creates_and_pulls_a_label_set_consumer(connect_as: Conne
     assert await ensure_consumer(worker.nc, labelset, lease_ttl=30) == 30
     info = await worker.api(f"$JS.API.CONSUMER.INFO.{subjects.EVENTS_STREAM}.{labelset.consumer}")
     assert info["name"] == labelset.consumer
+    # A priority level of the label set (events/priority.py) is a consumer of its own.
+    level = LabelSet.of(["roles-test"], level=9)
+    assert await ensure_consumer(worker.nc, level, lease_ttl=30) == 30
+    info = await worker.api(f"$JS.API.CONSUMER.INFO.{subjects.EVENTS_STREAM}.{level.consumer}")
+    assert info["name"] == level.consumer
     assert worker.refused == []
 
 

@@ -110,8 +110,6 @@ jobs:
         ("{for_each: '${{ item }}', run: x}", "jobs.j.for_each: item is not known in for_each"),
         ("{for_each: [1], if: 'item == 1', run: x}", "jobs.j.if: item is not known in if"),
         ("{if: 'index == 1', run: x}", "jobs.j.if: index is only known in a job with"),
-        ("{for_each: [1], wait_for: {signal: go}}", "jobs.j: set wait_for or a fan-out"),
-        ("{for_each: [1], run: x, loop: {until: 'true', max_iterations: 2}}", "set loop or a"),
         ("{strategy: {matrix: {os: [a]}, }, for_each: [1], run: x}", "matrix or for_each, not"),
         ("{strategy: {matrix: {os: [a], exclude: [{os: a}]}}, run: x}", "no combination left"),
     ],

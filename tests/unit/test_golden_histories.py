@@ -33,6 +33,7 @@ from actors.commands import (
     UnparkJob,
 )
 from actors.definitions import parse_workflow
+from actors.definitions.mapping import definition_mapping
 from actors.workflow import WorkflowState
 from events import codec
 from events.base import RecordedEvent
@@ -445,7 +446,103 @@ def steps() -> Simulation:
     return sim
 
 
+def fanned_children() -> Simulation:
+    """A fan-out of sub-workflows: one child per item, the first instance's child fails and its
+    retry's child succeeds; the children's outputs are gathered for the dependent."""
+    child = _definition("child", {"work": {}}, outputs={"out": "${{ needs.work.outputs.out }}"})
+    definition = parse_workflow(
+        {
+            "name": "fanned-children",
+            "jobs": {
+                "sub": {
+                    "for_each": ["ann", "bo"],
+                    "workflow": "./child.yaml",
+                    "with": {"who": "${{ item }}"},
+                    "retry": 2,
+                },
+                "after": {"needs": ["sub"], "run": "./after.sh '${{ needs.sub.outputs.out }}'"},
+            },
+            "workflows": {"./child.yaml": {**definition_mapping(child), "inputs": {"who": {}}}},
+        }
+    )
+    sim = FanOutSimulation(workflow_id="wf-fanned-children")
+    sim.start(definition)
+    sim.advance()
+
+    def ended(job: str, status: str, outputs: dict[str, str] | None = None) -> None:
+        sim.tick(5)
+        current = sim.state.job(job)
+        notice = ChildEndedRequest(
+            workflow_id="wf-fanned-children",
+            job=job,
+            attempt=current.attempt,
+            child_id=current.child_id or "",
+            status=status,  # type: ignore[arg-type]
+            reason="1 job(s) failed: work" if status == "failed" else None,
+            outputs=outputs or {},
+        )
+        sim.record(subworkflows.settle(sim.state, notice, sim.now))
+        sim.run()
+
+    ended("sub-0", "failed")
+    ended("sub-1", "succeeded", {"out": "bo!"})
+    ended("sub-0", "succeeded", {"out": "ann!"})
+    return sim
+
+
+def fanned_waits() -> Simulation:
+    """A fan-out of waits: each instance waits for the signal its item names; approve-us comes
+    first, approve-eu second; the dependent runs with both approvers."""
+    definition = parse_workflow(
+        {
+            "name": "fanned-waits",
+            "jobs": {
+                "approve": {
+                    "for_each": ["eu", "us"],
+                    "wait_for": {"signal": "approve-${{ item }}", "timeout": "1h"},
+                },
+                "deploy": {"needs": ["approve"], "run": "./deploy.sh"},
+            },
+        }
+    )
+    sim = FanOutSimulation(workflow_id="wf-fanned-waits")
+    sim.start(definition)
+    sim.advance()
+    for region, by in (("us", "bo"), ("eu", "ann")):
+        sim.tick(1)
+        sent = {"name": f"approve-{region}", "data": {"by": by}, "signal_id": region}
+        sim.decide(SignalWorkflow(**sim.ids, by=by, **sent, now=sim.now))
+        sim.record(signals.resolve(sim.state, sim.now))
+        sim.run()
+    return sim
+
+
+def fanned_loops() -> Simulation:
+    """A fan-out of loops: poll-0 needs two iterations, poll-1 one; the job fans in once both
+    loops have ended."""
+    definition = parse_workflow(
+        {
+            "name": "fanned-loops",
+            "jobs": {
+                "poll": {
+                    "for_each": ["a", "bb"],
+                    "loop": {"until": "outputs.done == 'true'", "max_iterations": 3},
+                    "run": "./poll.sh ${{ item }} ${{ loop.iteration }}",
+                },
+                "after": {"needs": ["poll"], "run": "./after.sh"},
+            },
+        }
+    )
+    sim = FanOutSimulation(workflow_id="wf-fanned-loops")
+    sim.start(definition)
+    sim.run({"poll-0": [{"done": "false"}, {"done": "true"}], "poll-1": [{"done": "true"}]})
+    return sim
+
+
 SCENARIOS: dict[str, Callable[[], Simulation]] = {
+    "fanned_children": fanned_children,
+    "fanned_waits": fanned_waits,
+    "fanned_loops": fanned_loops,
     "looped": looped,
     "sub_workflow": sub_workflow,
     "fanned_out": fanned_out,

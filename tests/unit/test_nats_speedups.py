@@ -1,11 +1,18 @@
-"""The faster header parser behaves exactly as nats-py's own."""
+"""The faster header and metadata parsers behave exactly as nats-py's own."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from nats.errors import NotJSMessageError
 
-from events.nats_speedups import original_parse_header_lines, parse_header_lines
+from events.nats_speedups import (
+    metadata_from_reply,
+    original_metadata_from_reply,
+    original_parse_header_lines,
+    parse_header_lines,
+)
 
 SAMPLES = [
     b"Nats-Msg-Id: abc:0\r\nNats-Expected-Last-Subject-Sequence: 12\r\n\r\n",
@@ -32,3 +39,24 @@ def test_any_bytes_parse_the_same(raw: bytes) -> None:
 def test_header_like_blocks_parse_the_same(pairs: list[tuple[str, str]]) -> None:
     raw = b"".join(f"{k}: {v}\r\n".encode("utf-8", "surrogatepass") for k, v in pairs)
     assert parse_header_lines(raw) == original_parse_header_lines(raw)
+
+
+REPLIES = [
+    "$JS.ACK.JW_EVENTS.OC_abcdefgh.1.123456.654321.1733520000123456789.17",  # v1, no domain
+    "$JS.ACK.hub.ACCHASH.JW_EVENTS.engine-p3-evt.2.9.8.1733520000123456789.0.rnd",  # v2, domain
+    "$JS.ACK._.ACCHASH.JW_EVENTS.engine-p3-evt.2.9.8.1733520000123456789.0",  # v2, "_": none
+]
+
+
+def test_metadata_is_the_same_object_as_nats_pys() -> None:
+    for reply in REPLIES:
+        fast, original = metadata_from_reply(reply), original_metadata_from_reply(reply)
+        assert fast == original and repr(fast) == repr(original) and hash(fast) == hash(original)
+
+
+def test_metadata_of_a_reply_that_is_not_jetstreams_is_refused_alike() -> None:
+    for reply in ["_INBOX.abc", "$JS.ACK.too.few", ""]:
+        with pytest.raises(NotJSMessageError):
+            metadata_from_reply(reply)
+        with pytest.raises(NotJSMessageError):
+            original_metadata_from_reply(reply)
