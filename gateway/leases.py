@@ -186,9 +186,13 @@ class Leases:
         if refusal is not None:  # a rate limit's window is full: again when it may be free
             await quietly(msg.nak(delay=refusal.wait))
             return None
-        holder = group_holder(dispatch, worker_id)
-        if not await self.groups.enter(dispatch.queued.spec, holder):
-            await quietly(msg.nak(delay=GROUP_RECHECK))  # its concurrency group is full
+        holder = group_holder(dispatch, worker_id, meta.sequence.stream)
+        entry = await self.groups.enter(dispatch.queued.spec, holder)
+        if entry == "withdrawn":  # superseded while it waited: its job is done with it
+            await quietly(msg.ack())
+            return None
+        if entry == "waiting":  # its place in its concurrency group's line is kept
+            await quietly(msg.nak(delay=GROUP_RECHECK))
             return None
         quota = await self.groups.quotas.slot(dispatch.queued.spec)
         if quota is not None and not await self.groups.take(*quota, holder):
@@ -440,10 +444,10 @@ class LeaseHandle:
         await self._leave_group()
 
 
-def group_holder(dispatch: Dispatch, worker_id: str) -> Holder:
+def group_holder(dispatch: Dispatch, worker_id: str, seq: int) -> Holder:
     queued = dispatch.queued
     return Holder(workflow_id=queued.workflow_id, job=queued.job, attempt=queued.attempt,
-                  worker_id=worker_id, since=time.time(),
+                  worker_id=worker_id, since=time.time(), seq=seq,
                   queued_at=queued.queued_at.timestamp())  # fmt: skip
 
 

@@ -26,7 +26,7 @@ from sdk.client.control import default_operator
 from sdk.client.reads import ClientReads
 from sdk.client.translate import translated
 from sdk.errors import InvalidArgument
-from sdk.worker.concurrency import decode as decode_job_holders
+from sdk.worker.group_line import decode as decode_job_line
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +190,7 @@ class ClientNamespaces(ClientReads):
             max_running_jobs=record.max_running_jobs,
             over_quota=record.over_quota.value,
             running_workflows=len(decode_holders(workflows)),
-            running_jobs=len(decode_job_holders(jobs)),
+            running_jobs=len(decode_job_line(jobs).holders),
             by=record.by,
         )
 

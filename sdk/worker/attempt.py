@@ -270,16 +270,29 @@ class Attempt(DispatchMessage):
             return True
         holder = Holder(workflow_id=self.dispatch.workflow_id, job=self.dispatch.job,
                         attempt=self.dispatch.queued.attempt, worker_id=self.env.worker_id,
-                        since=time.time(),
+                        since=time.time(), seq=self.dispatch_seq,
                         queued_at=self.dispatch.queued.queued_at.timestamp())  # fmt: skip
-        if quota is None or await self.env.groups.take(*quota, holder):
-            if quota is not None:
-                self._quota_slot = (quota[0], holder)
-            if spec.concurrency is None or await self.env.groups.enter(spec, holder):
-                self._holder = holder if spec.concurrency is not None else None
-                return True
-            await self._leave_group()  # the namespace's slot back: its group is full
-        self._log.debug("concurrency group or namespace quota full", namespace=spec.namespace)
+        if quota is not None:
+            if not await self.env.groups.take(*quota, holder):
+                self._log.debug("waiting for its namespace's job quota", namespace=spec.namespace)
+                return await self._wait_for_group()
+            self._quota_slot = (quota[0], holder)
+        if spec.concurrency is None:
+            return True
+        entry = await self.env.groups.enter(spec, holder)
+        if entry == "held":
+            self._holder = holder
+            return True
+        await self._leave_group()  # the namespace's slot back: its group has none for it
+        if entry == "withdrawn":  # superseded while it waited: its job is done with it
+            self._log.info("superseded while waiting", group=spec.concurrency.group)
+            await self._ack()
+            return False
+        self._log.debug("waiting for its concurrency group", group=spec.concurrency.group)
+        return await self._wait_for_group()
+
+    async def _wait_for_group(self) -> bool:
+        """Release the message to be offered again shortly (False: not entered)."""
         self.settled = True
         with contextlib.suppress(Exception):
             await self.msg.nak(delay=GROUP_RECHECK)

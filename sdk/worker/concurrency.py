@@ -2,24 +2,34 @@
 
 A job's ``concurrency: {group: "deploy-${{ inputs.env }}", limit: 1}`` (GitHub Actions'
 ``concurrency``) is rendered into its spec. Before a claim, a worker (or the gateway, for an HTTP
-worker) takes a slot of the group: KV ``jw_concurrency``, key ``<group>``, whose value lists the
-holders, changed by compare-and-set, so however many workers race a group never has more than
-``limit`` holders. A full group releases the dispatch (``nak``) and it is tried again after
-``RECHECK``; the slot is given back once the attempt's result is recorded, the attempt is
-abandoned, or its claim refused.
+worker) enters the attempt into the group's line: KV ``jw_concurrency``, key ``<group>``, whose
+value lists the holders and the waiters (``sdk/worker/group_line.py``: its rules, pure), changed
+by compare-and-set, so however many workers race a group never has more than ``limit`` holders.
 
-A holder that can no longer be running (its worker was killed, its lease ran out) is found from
-the log when the group is full: a slot older than ``STALE_AFTER`` whose job's newest event is
-not a running attempt's (``JobStarted``, ``JobCancelRequested``) is dropped. A job that holds a
-slot already (the same workflow and job, a claim again after a lost lease) takes it over.
-Waiting jobs are not served in order: whichever is offered first once a slot frees takes it.
+Waiting attempts are served in order: the line is ordered by each attempt's ``JobQueued`` stream
+sequence (the dispatch message's, the same on every worker), and an attempt takes a free slot
+only when no waiter queued before it is owed that slot; otherwise it keeps its place and its
+dispatch is released (``nak``) and offered again after ``RECHECK``. The slot is given back once
+the attempt's result is recorded, the attempt is abandoned, or its claim refused.
 
-With ``cancel_in_progress`` a newcomer that finds the group full asks the holders queued before
-it to stop, oldest first, as many as it needs (GitHub Actions' ``cancel-in-progress``): it
-appends ``JobCancelRequested`` (the reason names it) to each one's job actor under CAS and pushes
-the cancel notice; their workers stop them and record ``JobCancelled``, which gives the slot
-back, and the newcomer, released meanwhile, takes it at its next try. A holder queued after the
-newcomer is never cancelled by it, so two newcomers cannot cancel each other in turn.
+Nothing dead keeps a slot or a place for ever. A holder that can no longer be running (its
+worker was killed, its lease ran out) is found from the log when the group is full: a slot older
+than ``STALE_AFTER`` whose job's newest event is not a running attempt's (``JobStarted``,
+``JobCancelRequested``) is dropped. A job that holds a slot already (the same workflow and job,
+a claim again after a lost lease) takes it over. A waiter's place lasts while its dispatch keeps
+coming back: one not seen for ``group_line.WAIT_STALE`` (its workflow deleted, no worker left
+for its label set) is dropped by the next try, and gets its place back if it returns.
+The order holds among the attempts that have been offered: one queued a moment before another but
+offered to a worker after it (another label set busy, a slower worker) can be overtaken when it
+finds a free slot taken.
+
+With ``cancel_in_progress`` the group keeps its ``limit`` newest members, holding or waiting
+(GitHub Actions' ``cancel-in-progress``): the older ones are asked to stop, oldest first: the
+worker appends ``JobCancelRequested`` (a running one; the reason names the newest member) or
+``JobCancelled`` (a waiting one) to each one's job actor under CAS and pushes the cancel notice;
+their workers stop them and record ``JobCancelled``, which gives the slot back, and the newest,
+released meanwhile, takes it at its next try. A member is only ever cancelled for a newer one,
+so two members cannot cancel each other in turn.
 """
 
 from __future__ import annotations
@@ -28,14 +38,12 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Literal
 
-import orjson
 import structlog
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
-from pydantic import BaseModel, ConfigDict
 
 from actors import job
 from actors.commands import CancelJob
@@ -43,44 +51,19 @@ from events import namespaces, subjects
 from events.catalog import JobSpec
 from events.errors import ConcurrencyConflict
 from events.store import ActorRef, EventStore
+from sdk.worker import group_line
+from sdk.worker.group_line import Holder, Line
 from sdk.worker.namespace_jobs import NamespaceJobQuotas
+
+__all__ = ["RECHECK", "STALE_AFTER", "ConcurrencyGroups", "Entry", "Holder", "group_key"]
+
+Entry = Literal["held", "waiting", "withdrawn"]
 
 _log = structlog.get_logger("jetwork.worker")
 RECHECK: Final = 1.0
 STALE_AFTER: Final = 10.0
 _TRIES: Final = 16
 _RUNNING: Final = frozenset({"JobStarted", "JobCancelRequested"})
-
-
-class Holder(BaseModel):
-    """One slot of a group: which attempt holds it, on which worker, since when (epoch s)."""
-
-    model_config = ConfigDict(frozen=True, extra="ignore")
-
-    workflow_id: str
-    job: str
-    attempt: int
-    worker_id: str
-    since: float
-    # When its attempt was queued (epoch s): ``cancel_in_progress`` cancels the older ones.
-    queued_at: float = 0.0
-
-    def same_job(self, other: Holder) -> bool:
-        return (self.workflow_id, self.job) == (other.workflow_id, other.job)
-
-    def same_attempt(self, other: Holder) -> bool:
-        return self.same_job(other) and self.attempt == other.attempt
-
-
-def decode(value: bytes | None) -> list[Holder]:
-    return [Holder.model_validate(item) for item in orjson.loads(value)] if value else []
-
-
-def encode(holders: list[Holder]) -> bytes:
-    return orjson.dumps([holder.model_dump() for holder in holders])
-
-
-IsRunning = Callable[[Holder], Awaitable[bool]]
 
 
 def group_key(spec: JobSpec) -> str | None:
@@ -115,89 +98,104 @@ class ConcurrencyGroups:
         self._notify = notify
         await self.quotas.start(js)
 
-    async def enter(self, spec: JobSpec, holder: Holder) -> bool:
-        """True when ``holder`` has a slot of the job's group (or it has none); False: full."""
+    async def enter(self, spec: JobSpec, holder: Holder) -> Entry:
+        """``held`` when ``holder`` has a slot of the job's group (or it has none); ``waiting``:
+        it waits in its place in the group's line; ``withdrawn``: it was superseded
+        (``cancel_in_progress``) and its job no longer waits for this attempt (its dispatch is
+        done with)."""
         group, key = spec.concurrency, group_key(spec)
         if group is None or key is None:
-            return True
-        superseding = group.group if group.cancel_in_progress else None
-        return await self.take(key, group.limit, holder, superseding=superseding)
+            return "held"
+        return await self._enter(key, group.group, group.limit, group.cancel_in_progress, holder)
 
-    async def take(
-        self, key: str, limit: int, holder: Holder, *, superseding: str | None = None
-    ) -> bool:
-        """True when ``holder`` has a slot of the group at ``key`` (at most ``limit``).
+    async def take(self, key: str, limit: int, holder: Holder) -> bool:
+        """True when ``holder`` has a slot of the group at ``key`` (at most ``limit``; a
+        namespace's running jobs): the same line, in queue order, without cancel_in_progress."""
+        return await self._enter(key, key, limit, False, holder) == "held"
 
-        ``superseding``: the group's name when it has ``cancel_in_progress`` — a full group then
-        asks its older holders to stop (``_supersede``) before the newcomer is told to wait."""
+    async def _enter(
+        self, key: str, name: str, limit: int, cancel_in_progress: bool, holder: Holder
+    ) -> Entry:
         assert self._slots is not None, "start() the groups first"
         for _ in range(_TRIES):
-            try:
-                entry = await self._slots.get(key)
-                holders, revision = decode(entry.value), entry.revision or 0
-            except KeyNotFoundError:
-                holders, revision = [], 0
-            holders = [h for h in holders if not h.same_job(holder)]
-            if len(holders) >= limit:
-                holders = await self._without_stale(holders)
-            if len(holders) >= limit:
-                if superseding is not None:
-                    await self._supersede(holders, holder, superseding, limit)
-                return False
-            if await self._write(key, [*holders, holder], revision):
-                return True
-        return False  # lost every race: treated as full, tried again shortly
+            line, revision = await self._read(key)
+            outcome = self._decide(line, holder, limit, cancel_in_progress)
+            if not outcome.entered and len(outcome.line.holders) >= limit:
+                gone = await self._stale(outcome.line.holders)
+                if gone:
+                    kept = group_line.without(line, gone)
+                    outcome = self._decide(kept, holder, limit, cancel_in_progress)
+            if outcome.line != line and not await self._write(key, outcome.line, revision):
+                continue  # raced: read again and decide again
+            if outcome.superseded:
+                await self._supersede(outcome, name)
+                if any(
+                    s.same_attempt(holder) for s in outcome.superseded
+                ) and await self._withdrawn(holder):
+                    return "withdrawn"
+            return "held" if outcome.entered else "waiting"
+        return "waiting"  # lost every race: treated as full, tried again shortly
 
     async def leave(self, group: str, holder: Holder) -> None:
-        """Give the slot of ``holder``'s attempt back (nothing when it holds none)."""
+        """Give the slot (or the place) of ``holder``'s attempt back (nothing when it has none)."""
         if self._slots is None:
             return
         for _ in range(_TRIES):
-            try:
-                entry = await self._slots.get(group)
-            except KeyNotFoundError:
+            line, revision = await self._read(group)
+            if not revision:
                 return
-            holders = decode(entry.value)
-            kept = [h for h in holders if not h.same_attempt(holder)]
-            if len(kept) == len(holders) or await self._write(group, kept, entry.revision or 0):
+            kept = group_line.leave(line, holder)
+            if kept == line or await self._write(group, kept, revision):
                 return
         _log.warning("could not give a concurrency slot back", group=group)
 
-    async def _write(self, group: str, holders: list[Holder], revision: int) -> bool:
+    def _decide(
+        self, line: Line, holder: Holder, limit: int, cancel_in_progress: bool
+    ) -> group_line.Outcome:
+        return group_line.enter(
+            line, holder, limit=limit, cancel_in_progress=cancel_in_progress, now=self._clock()
+        )
+
+    async def _read(self, group: str) -> tuple[Line, int]:
+        assert self._slots is not None
+        try:
+            entry = await self._slots.get(group)
+        except KeyNotFoundError:
+            return Line(), 0
+        return group_line.decode(entry.value), entry.revision or 0
+
+    async def _write(self, group: str, line: Line, revision: int) -> bool:
         assert self._slots is not None
         with contextlib.suppress(KeyWrongLastSequenceError):
             if revision:
-                await self._slots.update(group, encode(holders), last=revision)
+                await self._slots.update(group, group_line.encode(line), last=revision)
             else:
-                await self._slots.create(group, encode(holders))
+                await self._slots.create(group, group_line.encode(line))
             return True
         return False
 
-    async def _without_stale(self, holders: list[Holder]) -> list[Holder]:
+    async def _stale(self, holders: tuple[Holder, ...]) -> list[Holder]:
         now = self._clock()
-        kept = []
+        gone = []
         for holder in holders:
-            if now - holder.since < STALE_AFTER or await self._running(holder):
-                kept.append(holder)
-            else:
+            if now - holder.since >= STALE_AFTER and not await self._running(holder):
                 _log.info("stale concurrency slot dropped", workflow_id=holder.workflow_id,
                           job=holder.job, attempt=holder.attempt)  # fmt: skip
-        return kept
+                gone.append(holder)
+        return gone
 
-    async def _supersede(
-        self, holders: list[Holder], newcomer: Holder, group: str, limit: int
-    ) -> None:
-        """Ask the holders queued before ``newcomer`` to stop, oldest first, to make it room."""
-        older = sorted((h for h in holders if h.queued_at < newcomer.queued_at),
-                       key=lambda h: h.queued_at)  # fmt: skip
+    async def _supersede(self, outcome: group_line.Outcome, group: str) -> None:
+        """Ask the members the group keeps no room for to stop, oldest first."""
+        members = sorted([*outcome.line.holders, *outcome.line.waiting], key=lambda m: m.place)
+        newest = members[-1] if members else outcome.superseded[-1]
         reason = (
-            f"superseded by {newcomer.workflow_id}/{newcomer.job} in concurrency group {group} "
+            f"superseded by {newest.workflow_id}/{newest.job} in concurrency group {group} "
             "(cancel_in_progress)"
         )
-        for holder in older[: len(holders) - limit + 1]:
+        for holder in outcome.superseded:
             try:
                 await self._cancel(holder, reason)
-            except Exception as exc:  # (tried again at the newcomer's next try)
+            except Exception as exc:  # (tried again at the next try)
                 _log.warning("could not cancel a superseded job", workflow_id=holder.workflow_id,
                              job=holder.job, error=repr(exc))  # fmt: skip
 
@@ -222,6 +220,14 @@ class ConcurrencyGroups:
             )
             if self._notify is not None:
                 await self._notify(subjects.cancel_notice(holder.workflow_id, holder.job))
+
+    async def _withdrawn(self, holder: Holder) -> bool:
+        assert self._store is not None
+        history = await self._store.load(ActorRef.job(holder.workflow_id, holder.job))
+        if not history:
+            return True
+        state = job.replay(history)
+        return state.attempt != holder.attempt or state.status.is_terminal
 
     async def _running(self, holder: Holder) -> bool:
         assert self._store is not None

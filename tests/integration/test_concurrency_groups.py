@@ -1,10 +1,13 @@
 """Concurrency groups on a real nats-server: however many workers race, a group never has more
-attempts running than its limit; a slot left by a dead worker is found stale from the log."""
+attempts running than its limit, and its waiters keep their order; a slot left by a dead worker is
+found stale from the log, a place not kept up expires."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 
@@ -12,7 +15,8 @@ from events.catalog import JobSpec, JobStarted, JobSucceeded
 from events.definition import Concurrency
 from events.store import EventStore
 from sdk.worker import Worker
-from sdk.worker.concurrency import ConcurrencyGroups, Holder
+from sdk.worker.concurrency import STALE_AFTER, ConcurrencyGroups, Holder
+from sdk.worker.group_line import WAIT_STALE
 from tests.eventually import assert_eventually
 from tests.jobs_harness import JobsHarness, fast_config, running
 
@@ -22,39 +26,45 @@ def group(limit: int) -> Concurrency:
 
 
 def holder(n: int, since: float = 1e12) -> Holder:
-    return Holder(workflow_id=f"wf-{n}", job="j", attempt=1, worker_id="w", since=since)
+    return Holder(workflow_id=f"wf-{n}", job="j", attempt=1, worker_id="w", since=since, seq=n,
+                  seen=since)  # fmt: skip
 
 
-async def started_groups(nc: NATS, count: int) -> list[ConcurrencyGroups]:
-    made = [ConcurrencyGroups() for _ in range(count)]
+async def started_groups(
+    nc: NATS, count: int, clock: Callable[[], float] = time.time
+) -> list[ConcurrencyGroups]:
+    made = [ConcurrencyGroups(clock) for _ in range(count)]
     for groups in made:
         await groups.start(nc.jetstream(), EventStore(nc))
     return made
 
 
-async def test_racing_entries_never_exceed_the_limit(clean_nats: NATS) -> None:
+async def test_racing_entries_never_exceed_the_limit_and_waiters_keep_their_order(
+    clean_nats: NATS,
+) -> None:
     spec = JobSpec(run="true", concurrency=group(limit=2))
     racers = await started_groups(clean_nats, 4)
     entered = await asyncio.gather(*(racers[n % 4].enter(spec, holder(n)) for n in range(20)))
-    assert sum(entered) == 2
-    first = next(n for n, ok in enumerate(entered) if ok)
-    assert not await racers[0].enter(spec, holder(99))  # full
-    await racers[1].leave(spec.concurrency.group, holder(first))  # type: ignore[union-attr]
-    assert await racers[0].enter(spec, holder(99))  # a slot given back is taken
+    assert entered.count("held") == 2 and entered.count("waiting") == 18
+    held = [n for n, entry in enumerate(entered) if entry == "held"]
+    next_in_line = min(n for n in range(20) if n not in held)
+    await racers[1].leave(spec.concurrency.group, holder(held[0]))  # type: ignore[union-attr]
+    assert await racers[0].enter(spec, holder(99)) == "waiting"  # behind the 18 already waiting
+    assert await racers[2].enter(spec, holder(next_in_line)) == "held"  # the first of them
 
 
-async def test_a_job_holding_a_slot_takes_it_again_and_a_stale_slot_is_dropped(
+async def test_a_job_holding_a_slot_takes_it_again_and_a_stale_slot_or_place_is_dropped(
     clean_nats: NATS,
 ) -> None:
     spec = JobSpec(run="true", concurrency=group(limit=1))
+    now = time.time()
     [groups] = await started_groups(clean_nats, 1)
-    assert await groups.enter(spec, holder(1))
-    assert await groups.enter(spec, holder(1))  # its own job again (a claim after a lost lease)
-    assert not await groups.enter(spec, holder(2))  # recent: kept, although wf-1 never started
-    [old] = await started_groups(clean_nats, 1)
-    await old.leave(spec.concurrency.group, holder(1))  # type: ignore[union-attr]
-    assert await groups.enter(spec, holder(3, since=0.0))  # a holder from long ago …
-    assert await groups.enter(spec, holder(4))  # … whose job is not running: dropped
+    assert await groups.enter(spec, holder(1, since=now)) == "held"
+    assert await groups.enter(spec, holder(1, since=now)) == "held"  # a claim after a lost lease
+    assert await groups.enter(spec, holder(2, since=now)) == "waiting"  # recent: wf-1 kept
+    [later] = await started_groups(clean_nats, 1, clock=lambda: now + WAIT_STALE + STALE_AFTER)
+    # wf-1 is listed for long and its job is not running (no event); wf-2 was not seen again.
+    assert await later.enter(spec, holder(3, since=now + WAIT_STALE + STALE_AFTER)) == "held"
 
 
 async def test_workers_never_run_more_of_a_group_than_its_limit(

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
@@ -19,7 +20,7 @@ from events.catalog import JobResultRejected, JobStarted
 from events.dispatch import LabelSet
 from events.store import EventStore
 from gateway.serve import HttpGateway
-from sdk.worker import Worker
+from sdk.worker import Worker, group_line
 from sdk.worker.consumers import ensure_consumer
 from tests.eventually import assert_eventually
 from tests.gateway_harness import (
@@ -384,3 +385,42 @@ async def test_http_workers_may_serve_named_handlers(stack: Stack) -> None:
     history = await finished(stack.store, wf)
     succeeded = next(r.event for r in history if r.event.event_type == "JobSucceeded")
     assert succeeded.result == {"path": "out.png", "bytes": 12}
+
+
+async def test_http_workers_get_a_job_group_s_waiting_jobs_in_queue_order(stack: Stack) -> None:
+    """Across label sets: the job queued second (label ``a``) is served before the third (label
+    ``b``), even to a worker that can only run the third."""
+    group = f"g-{os.getpid()}-{id(stack)}"
+
+    def one(label: str) -> dict[str, Any]:
+        deploy = {"run": "deploy", "labels": [label], "concurrency": {"group": group, "limit": 1}}
+        return {"name": "grouped", "jobs": {"deploy": deploy}}
+
+    workflows = []
+    for label in ("a", "a", "b"):  # queued one after the other: their JobQueued in this order
+        workflows.append(await start(stack.http, one(label)))
+
+        async def queued(wf: str = workflows[-1]) -> bool:
+            return "JobQueued" in types_of(await stack.store.history(wf))
+
+        await assert_eventually(queued)
+    first = await claim_eventually(stack.http, "wa", ["a"])
+    assert first["job"]["workflow_id"] == workflows[0]
+    kv = await stack.nc.jetstream().key_value(subjects.KV_CONCURRENCY)
+
+    async def all_waiting() -> bool:
+        assert await claim(stack.http, "wa", ["a"]) is None  # the group is full
+        assert await claim(stack.http, "wb", ["b"]) is None
+        assert len(group_line.decode((await kv.get(group)).value).waiting) == 2
+        return True
+
+    await assert_eventually(all_waiting, timeout=20)
+    done = await stack.http.post(f"/api/jobs/{first['lease']['lease_id']}/complete", json={})
+    assert done.status_code == 200, done.text
+    assert await claim(stack.http, "wb", ["b"], wait=3) is None  # the second is owed the slot
+    second = await claim_eventually(stack.http, "wa", ["a"])
+    assert second["job"]["workflow_id"] == workflows[1]
+    done = await stack.http.post(f"/api/jobs/{second['lease']['lease_id']}/complete", json={})
+    assert done.status_code == 200, done.text
+    third = await claim_eventually(stack.http, "wb", ["b"])
+    assert third["job"]["workflow_id"] == workflows[2]
