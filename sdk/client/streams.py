@@ -136,8 +136,11 @@ class ClientStreams(ClientReads):
         subscribed to before its start included: its events pass once it starts here). With
         ``from_start`` the matching events already in the log come first; ``from_seq`` starts
         at that stream sequence instead (a resume). Runs until the caller stops iterating.
-        Raises ``InvalidArgument`` for a bad id or an unknown type.
+        Raises ``InvalidArgument`` for a bad id or an unknown type, ``WorkflowNotFound`` for a
+        ``workflow_id`` started in another namespace.
         """
+        if workflow_id is not None:
+            await self._require_namespace(require_id(workflow_id))
         if from_seq is not None and from_seq < 1:
             raise InvalidArgument(f"from_seq must be at least 1, got {from_seq!r}")
         scope = NamespaceScope(self._store, self._ns)

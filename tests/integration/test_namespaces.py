@@ -216,11 +216,13 @@ async def test_rate_limits_are_per_namespace(stack: Stack, nats_url: str) -> Non
 
 
 async def test_the_cli_takes_namespace_as_option_and_variable(stack: Stack, nats_url: str) -> None:
+    before = await stack.default.start(flow(label()))  # the default's: first in the log
     run = await stack.team_a.start(flow(label()))
     runner = CliRunner()
 
     async def started() -> bool:
         try:
+            await stack.default.status(before.workflow_id)
             return bool(await stack.team_a.status(run.workflow_id))
         except WorkflowNotStarted:
             return False
@@ -239,6 +241,17 @@ async def test_the_cli_takes_namespace_as_option_and_variable(stack: Stack, nats
     assert code == 0, out
     code, out = await asyncio.to_thread(cli, "status", run.workflow_id)
     assert code == 1 and "not found" in out, out
+    # watch: the namespace's workflows' events only; another's workflow is not found
+    code, out = await asyncio.to_thread(
+        cli, "watch", "--type", "WorkflowStarted", "--from-start", "--count", "1", "--json",
+        "--namespace", "team-a",
+    )  # fmt: skip
+    assert code == 0 and orjson.loads(out.splitlines()[-1])["subject"].split(".")[2] == (
+        run.workflow_id
+    ), out
+    code, out = await asyncio.to_thread(cli, "watch", "--workflow", run.workflow_id)
+    assert code == 1 and "not found" in out, out
+    await stack.default.cancel(before.workflow_id)
     code, out = await asyncio.to_thread(cli, "list", "--namespace", "bad.name")
     assert code == 2 and "not a valid namespace" in out, out
     code, out = await asyncio.to_thread(cli, "list", env={"JETWORK_NAMESPACE": "bad name"})
@@ -529,6 +542,8 @@ async def test_subscribe_yields_only_its_namespaces_events(stack: Stack, nats_ur
     ours = {warm.workflow_id, a.workflow_id}
     assert {_workflow_of(r) for r in seen} == ours
     assert early == []  # team-b's workflow: nothing of it for team-a, though subscribed by id
+    with pytest.raises(WorkflowNotFound):  # now that it has started: not team-a's
+        await anext(stack.team_a.subscribe(workflow_id=b_id))
 
     # From the start, and filtered by type (no WorkflowStarted passes: each workflow looked up).
     for client, expected in ((stack.team_a, ours), (stack.team_b, {b.workflow_id})):
