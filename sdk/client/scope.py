@@ -35,8 +35,8 @@ class NamespaceScope:
 
     async def admits(self, recorded: RecordedEvent) -> bool:
         """Whether the event's workflow runs in the namespace. An event of a workflow with no
-        ``WorkflowStarted`` (a deleted one's tombstone) is not admitted, and not remembered:
-        the next event of that workflow asks again."""
+        ``WorkflowStarted`` (the tombstone of a deleted one whose start is purged) is not
+        admitted, and nothing is remembered: the next event of that workflow asks again."""
         event = recorded.event
         if isinstance(event, WorkflowStarted):
             self._remember(event.workflow_id, event.namespace)
