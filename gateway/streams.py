@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
-from typing import Any, Final, TypeVar, cast
+from typing import Any, Final, TypeVar
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from events.base import RecordedEvent
 from gateway.context import context
 from gateway.web import ApiError
 from sdk.cli._render import event_record
@@ -102,8 +101,8 @@ async def event_stream(request: Request) -> Response:
     (``workflow_id``, ``job``, ``type``, ``from_start``) and ``Last-Event-ID`` to resume."""
     ctx = context(request)
     params = request.query_params
-    try:
-        subject = event_filter(
+    try:  # a bad filter is a 422 before the stream starts
+        event_filter(
             params.get("workflow_id") or None, params.get("job") or None, params.get("type") or None
         )
     except ValueError as exc:
@@ -115,11 +114,14 @@ async def event_stream(request: Request) -> Response:
     last = request.headers.get("last-event-id")
     if last is not None and last.strip().isdigit():
         from_seq = int(last) + 1
-    store = ctx.leases.store
 
     async def body() -> AsyncGenerator[bytes, None]:
-        tail = cast(
-            AsyncGenerator[RecordedEvent, None], store.subscribe(subject, from_seq=from_seq)
+        # The client's subscription: only the request's namespace's workflows' events.
+        tail = ctx.client.subscribe(
+            workflow_id=params.get("workflow_id") or None,
+            job=params.get("job") or None,
+            event_type=params.get("type") or None,
+            from_seq=from_seq,
         )
         async with contextlib.aclosing(tail):
             async for recorded in with_keepalive(tail, KEEPALIVE):

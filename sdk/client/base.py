@@ -167,12 +167,13 @@ class ClientBase:
         raise WorkflowNotFound(workflow_id)
 
     async def _tail(
-        self, filter_subject: str, *, from_start: bool
+        self, filter_subject: str, *, from_start: bool, from_seq: int | None = None
     ) -> AsyncGenerator[RecordedEvent, None]:
+        start = from_seq if from_seq is not None else (1 if from_start else None)
         with translated(f"following {filter_subject}", url=self._url):
             tail = cast(
                 AsyncGenerator[RecordedEvent, None],
-                self._store.subscribe(filter_subject, from_seq=1 if from_start else None),
+                self._store.subscribe(filter_subject, from_seq=start),
             )
             async with contextlib.aclosing(tail) as events:
                 async for recorded in events:

@@ -20,6 +20,7 @@ from projections.views import WorkflowView, workflow_view
 from projections.waiting import describe_waiting
 from sdk.client.logs import Claim, LogLine, LogReader
 from sdk.client.reads import ClientReads
+from sdk.client.scope import NamespaceScope
 from sdk.client.translate import require_id, translated
 from sdk.client.workers import LiveWorkers
 from sdk.errors import InvalidArgument, JobNotFound, WaitTimeout
@@ -127,16 +128,33 @@ class ClientStreams(ClientReads):
         job: str | None = None,
         event_type: str | None = None,
         from_start: bool = False,
+        from_seq: int | None = None,
     ) -> AsyncGenerator[RecordedEvent, None]:
         """Yield events as they are appended, filtered by workflow, job and event type.
 
-        With ``from_start`` the matching events already in the log come first. Runs until the
-        caller stops iterating. Raises ``InvalidArgument`` for a bad id or an unknown type.
+        Only events of workflows started in the client's namespace come (a workflow id
+        subscribed to before its start included: its events pass once it starts here). With
+        ``from_start`` the matching events already in the log come first; ``from_seq`` starts
+        at that stream sequence instead (a resume). Runs until the caller stops iterating.
+        Raises ``InvalidArgument`` for a bad id or an unknown type, ``WorkflowNotFound`` for a
+        ``workflow_id`` started in another namespace.
         """
-        tail = self._tail(event_filter(workflow_id, job, event_type), from_start=from_start)
+        if workflow_id is not None:
+            await self._require_namespace(require_id(workflow_id))
+        if from_seq is not None and from_seq < 1:
+            raise InvalidArgument(f"from_seq must be at least 1, got {from_seq!r}")
+        scope = NamespaceScope(self._store, self._ns)
+        tail = self._tail(
+            event_filter(workflow_id, job, event_type),
+            from_start=from_start,
+            from_seq=from_seq,
+        )
         async with contextlib.aclosing(tail) as events:
             async for recorded in events:
-                yield recorded
+                with translated(f"reading workflow of event {recorded.seq}", url=self._url):
+                    admitted = await scope.admits(recorded)
+                if admitted:
+                    yield recorded
 
     async def logs(
         self, workflow_id: str, job: str, *, follow: bool = False

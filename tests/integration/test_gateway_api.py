@@ -396,3 +396,67 @@ async def test_http_workers_are_bound_by_their_namespaces_job_quota(
     assert {first["job"]["job_id"], second["job"]["job_id"]} == {"a", "b"}
     await http.post(f"/api/jobs/{second['lease']['lease_id']}/complete", json={})
     await Client(clean_nats).delete_quota("team-q")
+
+
+async def test_the_event_stream_is_the_namespaces(http: httpx.AsyncClient) -> None:
+    team_a = {"Jetwork-Namespace": "team-a"}
+    received: list[dict[str, Any]] = []
+
+    async def collect(url: str, headers: dict[str, str]) -> None:
+        async with http.stream("GET", url, headers=headers) as stream:
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    received.append(orjson.loads(line.removeprefix("data: ")))
+
+    async def start_in(namespace: str | None) -> str:
+        headers = {} if namespace is None else {"Jetwork-Namespace": namespace}
+        answer = await http.post("/api/workflows", json={"workflow": HELLO}, headers=headers)
+        assert answer.status_code == 201, answer.text
+        wf: str = answer.json()["workflow_id"]
+
+        async def queued() -> bool:  # started, its job's JobQueued in the log
+            shown = await http.get(f"/api/workflows/{wf}", headers=headers)
+            return shown.status_code == 200 and shown.json()["jobs"]["greet"]["status"] == "queued"
+
+        await assert_eventually(queued, timeout=15)
+        return wf
+
+    def workflows_seen() -> set[str]:
+        return {each["subject"].split(".")[2] for each in received}
+
+    live = asyncio.create_task(collect("/api/events", team_a))
+    try:
+        warm = await start_in("team-a")  # the live stream is open once it has seen this one
+
+        async def warmed() -> bool:
+            return warm in workflows_seen()
+
+        await assert_eventually(warmed, timeout=15)
+        others = {await start_in("team-b"), await start_in(None)}
+        last = await start_in("team-a")  # its events come after the others' in the log
+
+        async def seen_last() -> bool:
+            return any(
+                e["subject"].split(".")[2] == last and e["type"] == "JobQueued" for e in received
+            )
+
+        await assert_eventually(seen_last, timeout=15)
+    finally:
+        live.cancel()
+        await asyncio.gather(live, return_exceptions=True)
+    assert workflows_seen() == {warm, last}
+
+    # From the start, by header or query parameter: the same namespace's events only.
+    for url, headers in (
+        ("/api/events?from_start=1", team_a),
+        ("/api/events?from_start=1&namespace=team-a", {}),
+    ):
+        received.clear()
+        replay = asyncio.create_task(collect(url, headers))
+        try:
+            await assert_eventually(seen_last, timeout=15)
+        finally:
+            replay.cancel()
+            await asyncio.gather(replay, return_exceptions=True)
+        assert workflows_seen() == {warm, last}, url
+    assert not others & {warm, last}

@@ -5,6 +5,7 @@ never claims another's jobs; rate limits and idempotency keys are per namespace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import uuid
 from collections.abc import AsyncIterator
@@ -18,6 +19,8 @@ from nats.aio.client import Client as NATS
 
 from actors.engine import Engine
 from actors.engine.quotas import Quotas
+from events import subjects
+from events.base import RecordedEvent
 from events.catalog import JobStarted, JobSucceeded, WorkflowStarted
 from events.errors import WorkflowNotFound
 from events.quotas import QuotaExceeded
@@ -27,6 +30,7 @@ from projections.projector import Projector
 from projections.views import WorkflowView
 from sdk.cli import main
 from sdk.client import Client
+from sdk.client.scope import NamespaceScope
 from sdk.errors import WorkflowNotStarted
 from sdk.worker import Worker
 from tests.engine_harness import RecordingDispatcher, running_engine
@@ -212,11 +216,13 @@ async def test_rate_limits_are_per_namespace(stack: Stack, nats_url: str) -> Non
 
 
 async def test_the_cli_takes_namespace_as_option_and_variable(stack: Stack, nats_url: str) -> None:
+    before = await stack.default.start(flow(label()))  # the default's: first in the log
     run = await stack.team_a.start(flow(label()))
     runner = CliRunner()
 
     async def started() -> bool:
         try:
+            await stack.default.status(before.workflow_id)
             return bool(await stack.team_a.status(run.workflow_id))
         except WorkflowNotStarted:
             return False
@@ -235,6 +241,17 @@ async def test_the_cli_takes_namespace_as_option_and_variable(stack: Stack, nats
     assert code == 0, out
     code, out = await asyncio.to_thread(cli, "status", run.workflow_id)
     assert code == 1 and "not found" in out, out
+    # watch: the namespace's workflows' events only; another's workflow is not found
+    code, out = await asyncio.to_thread(
+        cli, "watch", "--type", "WorkflowStarted", "--from-start", "--count", "1", "--json",
+        "--namespace", "team-a",
+    )  # fmt: skip
+    assert code == 0 and orjson.loads(out.splitlines()[-1])["subject"].split(".")[2] == (
+        run.workflow_id
+    ), out
+    code, out = await asyncio.to_thread(cli, "watch", "--workflow", run.workflow_id)
+    assert code == 1 and "not found" in out, out
+    await stack.default.cancel(before.workflow_id)
     code, out = await asyncio.to_thread(cli, "list", "--namespace", "bad.name")
     assert code == 2 and "not a valid namespace" in out, out
     code, out = await asyncio.to_thread(cli, "list", env={"JETWORK_NAMESPACE": "bad name"})
@@ -472,3 +489,110 @@ async def _has_started(client: Client, workflow_id: str) -> bool:
         return bool(await client.status(workflow_id))
     except WorkflowNotStarted:
         return False
+
+
+def _workflow_of(recorded: RecordedEvent) -> str:
+    return recorded.subject.split(".")[2]
+
+
+async def test_subscribe_yields_only_its_namespaces_events(stack: Stack, nats_url: str) -> None:
+    lb = label()
+    seen: list[RecordedEvent] = []
+    # A subscription to an id before its workflow starts, in another namespace than the client's.
+    b_id = workflow_id_for("later", namespace="team-b")
+    early: list[RecordedEvent] = []
+
+    async def collect(into: list[RecordedEvent], events: AsyncIterator[RecordedEvent]) -> None:
+        async for recorded in events:
+            into.append(recorded)
+
+    live = asyncio.create_task(collect(seen, stack.team_a.subscribe()))
+    by_id = asyncio.create_task(collect(early, stack.team_a.subscribe(workflow_id=b_id)))
+    worker_a = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-a"))
+    worker_b = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-b"))
+    worker_d = Worker(fast_config(nats_url, labels=frozenset([lb])))
+    try:
+        async with running(worker_a, worker_b, worker_d):
+            # The live subscription is in place once it has seen a workflow of its own start.
+            warm = await stack.team_a.start(flow(lb))
+
+            async def warmed() -> bool:
+                return any(_workflow_of(r) == warm.workflow_id for r in seen)
+
+            await assert_eventually(warmed, timeout=15)
+            b = await stack.team_b.start(flow(lb), idempotency_key="later")
+            assert b.workflow_id == b_id
+            d = await stack.default.start(flow(lb))
+            assert (await b.wait(timeout=15)).status == "succeeded"
+            assert (await d.wait(timeout=15)).status == "succeeded"
+            a = await stack.team_a.start(flow(lb))  # after b's and d's events in the log
+            assert (await a.wait(timeout=15)).status == "succeeded"
+
+            async def a_ended() -> bool:
+                return any(
+                    _workflow_of(r) == a.workflow_id and r.event.event_type == "WorkflowSucceeded"
+                    for r in seen
+                )
+
+            await assert_eventually(a_ended, timeout=15)
+    finally:
+        for task in (live, by_id):
+            task.cancel()
+        await asyncio.gather(live, by_id, return_exceptions=True)
+    ours = {warm.workflow_id, a.workflow_id}
+    assert {_workflow_of(r) for r in seen} == ours
+    assert early == []  # team-b's workflow: nothing of it for team-a, though subscribed by id
+    with pytest.raises(WorkflowNotFound):  # now that it has started: not team-a's
+        await anext(stack.team_a.subscribe(workflow_id=b_id))
+
+    # From the start, and filtered by type (no WorkflowStarted passes: each workflow looked up).
+    for client, expected in ((stack.team_a, ours), (stack.team_b, {b.workflow_id})):
+        for event_type in (None, "JobSucceeded"):
+            replayed: list[RecordedEvent] = []
+            events = client.subscribe(event_type=event_type, from_start=True)
+            async with contextlib.aclosing(events):
+                async for recorded in events:
+                    replayed.append(recorded)
+                    done = {_workflow_of(r) for r in replayed if r.event.event_type in _ENDS}
+                    if done >= expected:
+                        break
+            assert {_workflow_of(r) for r in replayed} == expected, (client.namespace, event_type)
+    # The default namespace's client: the default's workflow only.
+    events = stack.default.subscribe(event_type="WorkflowSucceeded", from_start=True)
+    async with contextlib.aclosing(events):
+        first = await anext(events)
+    assert _workflow_of(first) == d.workflow_id
+
+
+_ENDS = frozenset({"WorkflowSucceeded", "JobSucceeded"})
+
+
+async def test_a_scope_looks_each_workflow_up_once(stack: Stack, nats_url: str) -> None:
+    lb = label()
+    worker_a = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-a"))
+    worker_b = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-b"))
+    async with running(worker_a, worker_b):
+        runs = [await stack.team_a.start(flow(lb)), await stack.team_b.start(flow(lb))]
+        for run in runs:
+            await run.wait(timeout=15)
+    store = EventStore(stack.nc)
+    events = [
+        e for run in runs for e in await store.read(subjects.workflow_events(run.workflow_id))
+    ]
+    assert len(events) > 4
+    # Without their WorkflowStarted (as a filtered stream sees them): one lookup per workflow.
+    unstarted = [r for r in events if not isinstance(r.event, WorkflowStarted)]
+    scope = NamespaceScope(store, "team-a")
+    admitted = [r for r in unstarted if await scope.admits(r)]
+    assert scope.lookups == 2
+    assert {_workflow_of(r) for r in admitted} == {runs[0].workflow_id}
+    # WorkflowStarted passing first fills the cache: no lookup at all.
+    scope = NamespaceScope(store, "team-b")
+    admitted = [r for r in events if await scope.admits(r)]
+    assert scope.lookups == 0
+    assert {_workflow_of(r) for r in admitted} == {runs[1].workflow_id}
+    # A bounded cache: a forgotten workflow is looked up again.
+    scope = NamespaceScope(store, "team-a", size=1)
+    for recorded in unstarted + unstarted:
+        await scope.admits(recorded)
+    assert scope.lookups == 2 + 2
