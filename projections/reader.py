@@ -184,6 +184,16 @@ class Views:
             found = await from_recent(store, newest, where, name=name, limit=limit)
             if found is not None:
                 return found
+        elif use_recent and (
+            ended := recent.list_id(status=status, name=name, namespace=namespace)
+        ):
+            # An ended status with filters: its own list, the newest that ever ended so.
+            newest = await store.recent(ended)
+            if newest is None:
+                return []  # no workflow ever joined this list
+            found = await from_recent(store, newest, where, name=name, limit=limit, status=status)
+            if found is not None:
+                return found
         if recent_list is not None:
             newest = await store.recent(recent_list)
             if newest is None:
