@@ -109,6 +109,13 @@ class ListFilter:
             return row.ended_at is not None and row.ended_at < self.ended_before
         return True
 
+    def precheck(self, status: str | None = None) -> Callable[[Any], bool] | None:
+        """``may_take`` for ``status``, or None when it would check nothing (decoding twice
+        would only cost)."""
+        if not self.inputs and status is None:
+            return None
+        return lambda doc: self.may_take(doc, status)
+
     def may_take(self, doc: Any, status: str | None = None) -> bool:
         """False only when the stored document (a view or a summary as JSON, decoded by
         orjson) cannot match: its status or an input differs. Building the summary of a view
@@ -159,9 +166,7 @@ async def from_recent(
     entries = [entry for entry in entries if where.takes_start(entry[0])]
     for at in range(0, len(entries), _CHUNK):
         chunk = entries[at : at + _CHUNK]
-        stored = await store.summaries(
-            [wf for _, wf in chunk], keep=lambda doc: where.may_take(doc, status)
-        )
+        stored = await store.summaries([wf for _, wf in chunk], keep=where.precheck(status))
         for _, wf in chunk:
             found = stored.get(wf)
             if found is None:
