@@ -119,7 +119,7 @@ class ListFilter:
     def may_take(self, doc: Any, status: str | None = None) -> bool:
         """False only when the stored document (a view or a summary as JSON, decoded by
         orjson) cannot match: its status or an input differs. Building the summary of a view
-        costs ten times the decoding, and a rare filter rejects most of what it reads; the
+        costs about 7 times the decoding, and a rare filter rejects most of what it reads; the
         rows kept are checked again in full (``takes_row``)."""
         if not isinstance(doc, dict):
             return True  # not a shape known here: the full check decides
