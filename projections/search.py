@@ -2,7 +2,8 @@
 
 Without a status, a filtered listing first walks the recent list of every status ("all", or the
 name's): it holds the newest workflows by start exactly, so the first ``limit`` matches in it
-are the newest matches of all (``from_recent``). When it holds fewer (a rare match, an ``until``
+are the newest matches of all (``from_recent``); with an ended status, that status's list the
+same way. When it holds fewer (a rare match, an ``until``
 older than its members) the listing reads the index newest first (``projections.index``). The
 start-time bounds are
 checked on the index entry itself (it carries the start), before any summary is read; ``since``
