@@ -82,12 +82,14 @@ def _key_rows(
     ``shown``: the namespace whose rows are kept (None: every namespace's)."""
 
     async def accept(entries: builtins.list[keys.KeyEntry]) -> builtins.list[WorkflowSummary]:
-        stored = await store.summaries([entry.workflow_id for entry in entries])
+        stored = await store.summaries(
+            [entry.workflow_id for entry in entries], keep=where.precheck(status)
+        )
         rows = []
         for entry in entries:
             found = stored.get(entry.workflow_id)
             if found is None:
-                continue  # deleted, or a leftover of a crashed write
+                continue  # deleted, a leftover of a crashed write, or cannot match
             row = found.summary
             if status is not None and row.status != status:
                 continue
@@ -184,6 +186,16 @@ class Views:
             found = await from_recent(store, newest, where, name=name, limit=limit)
             if found is not None:
                 return found
+        elif use_recent and (
+            ended := recent.list_id(status=status, name=name, namespace=namespace)
+        ):
+            # An ended status with filters: its own list, the newest that ever ended so.
+            newest = await store.recent(ended)
+            if newest is None:
+                return []  # no workflow ever joined this list
+            found = await from_recent(store, newest, where, name=name, limit=limit, status=status)
+            if found is not None:
+                return found
         if recent_list is not None:
             newest = await store.recent(recent_list)
             if newest is None:
@@ -211,7 +223,11 @@ class Views:
             entries: builtins.list[index.IndexEntry],
         ) -> builtins.list[tuple[index.IndexEntry, WorkflowSummary]]:
             entries = [entry for entry in entries if where.takes_entry(entry)]
-            stored = await store.summaries([entry.workflow_id for entry in entries])
+            # (The status is the entry's: a summary changing status right now is checked on
+            # its index entry, so only the filter is checked before the summary is built.)
+            stored = await store.summaries(
+                [entry.workflow_id for entry in entries], keep=where.precheck()
+            )
             rows = []
             for entry in entries:
                 found = stored.get(entry.workflow_id)

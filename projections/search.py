@@ -2,7 +2,8 @@
 
 Without a status, a filtered listing first walks the recent list of every status ("all", or the
 name's): it holds the newest workflows by start exactly, so the first ``limit`` matches in it
-are the newest matches of all (``from_recent``). When it holds fewer (a rare match, an ``until``
+are the newest matches of all (``from_recent``); with an ended status, that status's list the
+same way. When it holds fewer (a rare match, an ``until``
 older than its members) the listing reads the index newest first (``projections.index``). The
 start-time bounds are
 checked on the index entry itself (it carries the start), before any summary is read; ``since``
@@ -14,7 +15,7 @@ the index: bench/list_filters.py measures what that costs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -35,7 +36,9 @@ _CHUNK = 256
 
 
 class _Summaries(Protocol):
-    async def summaries(self, wfs: Sequence[str]) -> dict[str, StoredSummary]: ...
+    async def summaries(
+        self, wfs: Sequence[str], *, keep: Callable[[Any], bool] | None = None
+    ) -> dict[str, StoredSummary]: ...
 
 
 def parse_moment(text: str, *, now: datetime) -> datetime:
@@ -107,17 +110,50 @@ class ListFilter:
             return row.ended_at is not None and row.ended_at < self.ended_before
         return True
 
+    def precheck(self, status: str | None = None) -> Callable[[Any], bool] | None:
+        """``may_take`` for ``status``, or None when it would check nothing (decoding twice
+        would only cost)."""
+        if not self.inputs and status is None:
+            return None
+        return lambda doc: self.may_take(doc, status)
+
+    def may_take(self, doc: Any, status: str | None = None) -> bool:
+        """False only when the stored document (a view or a summary as JSON, decoded by
+        orjson) cannot match: its status or an input differs. Building the summary of a view
+        costs about 7 times the decoding, and a rare filter rejects most of what it reads; the
+        rows kept are checked again in full (``takes_row``)."""
+        if not isinstance(doc, dict):
+            return True  # not a shape known here: the full check decides
+        if status is not None and doc.get("status", status) != status:
+            return False
+        inputs = doc.get("inputs")
+        if not self.inputs or not isinstance(inputs, dict):
+            return True
+        for key, text in self.inputs.items():
+            if key not in inputs or input_text(inputs[key]) != text:
+                return False
+        return True
+
 
 async def from_recent(
-    store: _Summaries, newest: Recent, where: ListFilter, *, name: str | None, limit: int
+    store: _Summaries,
+    newest: Recent,
+    where: ListFilter,
+    *,
+    name: str | None,
+    limit: int,
+    status: str | None = None,
 ) -> list[WorkflowSummary] | None:
     """The ``limit`` newest rows matching ``where`` from a recent list (of every status: "all"
-    or one name's), or None when the list cannot tell (it dropped older members and holds
-    fewer matches than wanted: the index can).
+    or one name's; or of the ended ``status``: "s.<status>" or its name's), or None when the
+    list cannot tell (it dropped older members and holds fewer matches than wanted: the index
+    can).
 
     A recent list holds exactly the newest members by start, newest first, so the first
     ``limit`` matches in it are the newest matches of all; when it was never truncated, or
-    ``since`` stopped the walk inside it, what it holds is every match there is.
+    ``since`` stopped the walk inside it, what it holds is every match there is. A status's
+    list keeps a member an operator's retry took out of the status: ``status`` drops it (every
+    workflow in the status joined the list, so none is missed).
     """
     picked: list[WorkflowSummary] = []
     entries = newest.entries
@@ -131,12 +167,14 @@ async def from_recent(
     entries = [entry for entry in entries if where.takes_start(entry[0])]
     for at in range(0, len(entries), _CHUNK):
         chunk = entries[at : at + _CHUNK]
-        stored = await store.summaries([wf for _, wf in chunk])
+        stored = await store.summaries([wf for _, wf in chunk], keep=where.precheck(status))
         for _, wf in chunk:
             found = stored.get(wf)
             if found is None:
-                continue  # deleted, or not written yet
+                continue  # deleted, not written yet, or cannot match
             row = found.summary
+            if status is not None and row.status != status:
+                continue
             if (name is None or row.name == name) and where.takes_row(row):
                 picked.append(row)
                 if len(picked) == limit:

@@ -28,10 +28,11 @@ late event never moves a view backwards); otherwise it writes again on top of it
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TypeVar
+from typing import Any, TypeVar
 
+import orjson
 import structlog
 from nats.aio.client import Client as NATS
 
@@ -171,12 +172,19 @@ class ViewStore:
             # Rewritten while we read it (its chunks were replaced): read the new one.
         raise StoreError(f"the view of {wf} keeps changing while being read", retryable=True)
 
-    async def summaries(self, wfs: Sequence[str]) -> dict[str, StoredSummary]:
+    async def summaries(
+        self, wfs: Sequence[str], *, keep: Callable[[Any], bool] | None = None
+    ) -> dict[str, StoredSummary]:
+        """The stored summaries of ``wfs`` (those that have one). ``keep``: a cheap check on
+        the stored document decoded by orjson (``ListFilter.may_take``); those it refuses are
+        left out before the summary is built."""
         keys = {KV_PREFIX + summary_key(self.generation, wf): wf for wf in wfs}
         found = await self._kv.last_of_each(list(keys))
         result: dict[str, StoredSummary] = {}
         for subject, stored in found.items():
             if stored.is_tombstone or subject not in keys:
+                continue
+            if keep is not None and not keep(_loaded(stored.data)):
                 continue
             result[keys[subject]] = StoredSummary(
                 summary=_summary_of(stored),
@@ -414,6 +422,13 @@ def _summary_of(stored: Stored) -> WorkflowSummary:
     if stored.headers.get(_BODY) == _INLINE:
         return summary(WorkflowView.model_validate_json(stored.data))
     return WorkflowSummary.model_validate_json(stored.data)
+
+
+def _loaded(data: bytes) -> Any:
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None  # the full parse says what is wrong with it
 
 
 def _int(stored: Stored, header: str) -> int:

@@ -142,3 +142,69 @@ async def test_the_recent_lists_the_keys_and_the_index_give_the_same_rows(
     finally:
         for views in (fast, scan, keyed):
             await views.close()
+
+
+@pytest.mark.parametrize("size", [3, 1000], ids=["truncated", "whole"])
+async def test_an_ended_status_with_filters_reads_its_recent_list(
+    clean_nats: NATS, size: int
+) -> None:
+    # Twelve workflows, every third failed, the others succeeded; wf-7 failed and was then
+    # retried (running again: it stays in the failed list, which must not show it). A list of 3
+    # drops older members: it answers only while it holds enough matches, the index the rest.
+    generations = Generations(clean_nats)
+    await generations.ensure()
+    await generations.close()
+    store = ViewStore(clean_nats, generation=1)
+    recent = RecentWriter(
+        Direct(clean_nats, KV_STREAM),
+        Publisher(clean_nats),
+        prefix=KV_PREFIX,
+        generation=1,
+        size=size,
+    )
+    written: dict[int, Written] = {}
+    seq = 0
+
+    async def write(i: int, status: str) -> None:
+        nonlocal seq
+        seq += 1
+        env = "prod" if i % 2 else "dev"
+        view = _view(i, inputs={"env": env}, labels=("gpu",) if i % 4 else ())
+        ended = status in ("failed", "succeeded")
+        view = view.model_copy(
+            update={"status": status, "ended_at": view.ended_at if ended else None}
+        )
+        written[i] = await store.write(view, seq, written.get(i, Written()))
+        started = micros(view.started_at)
+        await recent.note(view.workflow_id, name=view.name, status=status, started_us=started)
+
+    for i in range(12):
+        await write(i, "failed" if i % 3 == 1 else "succeeded")
+    await write(7, "running")  # an operator's retry
+    await recent.flush()
+    await store.mark_index()
+    await store.close()
+    fast, scan = Views(clean_nats), Views(clean_nats, recent_lists=False, secondary=False)
+    filters = [
+        ListFilter(inputs={"env": "prod"}),
+        ListFilter(inputs={"env": "dev"}),
+        ListFilter(labels=("gpu",)),
+        ListFilter(inputs={"env": "prod"}, labels=("gpu",)),
+        ListFilter(inputs={"env": "staging"}),
+        ListFilter(since=T0 + timedelta(hours=5)),
+    ]
+    try:
+        prod_failed = await fast.list(status="failed", where=filters[0])
+        assert [row.workflow_id for row in prod_failed] == ["wf-1"]  # wf-7 runs again
+        for where in filters:
+            for status in ("failed", "succeeded", "running"):
+                for limit in (1, 2, 50):
+                    expected = await scan.list(where=where, limit=limit, status=status)
+                    found = await fast.list(where=where, limit=limit, status=status)
+                    assert found == expected, (where, status, limit)
+                    named = await fast.list(where=where, limit=limit, status=status, name="etl")
+                    assert named == expected, (where, status, limit)
+                    assert await fast.list(where=where, status=status, name="other") == []
+    finally:
+        for views in (fast, scan):
+            await views.close()
