@@ -61,6 +61,7 @@ from sdk.worker.claims import Action, ClaimOutcome, Dispatch, claim_dispatch, no
 from sdk.worker.concurrency import RECHECK as GROUP_RECHECK
 from sdk.worker.concurrency import ConcurrencyGroups, Holder, group_key
 from sdk.worker.executors.base import clip_error
+from sdk.worker.group_line import runs_elsewhere
 from sdk.worker.log_buffer import LogChunk
 from sdk.worker.logs import log_publisher
 from sdk.worker.rate_limits import RateLimiter
@@ -210,10 +211,11 @@ class Leases:
             lease_ttl=lease_ttl,
         )
         if not outcome.claimed:
-            if (key := group_key(dispatch.queued.spec)) is not None:
-                await self.groups.leave(key, holder)
-            if quota is not None:
-                await self.groups.leave(quota[0], holder)
+            if not runs_elsewhere(outcome.state, dispatch.queued.attempt):  # else: its slots
+                if (key := group_key(dispatch.queued.spec)) is not None:
+                    await self.groups.leave(key, holder)
+                if quota is not None:
+                    await self.groups.leave(quota[0], holder)
             await self._settle(msg, outcome)
             return None
         state = outcome.state

@@ -46,6 +46,7 @@ from sdk.worker.concurrency import ConcurrencyGroups, Holder, group_key
 from sdk.worker.config import WorkerConfig
 from sdk.worker.dispatch_message import DispatchMessage
 from sdk.worker.executors import ExecutionResult, Executor, Failed
+from sdk.worker.group_line import runs_elsewhere
 from sdk.worker.job_context import JobContext
 from sdk.worker.lifecycle import AttemptRef, JobEnded, JobStarted, LeaseLost, Listeners, ended
 from sdk.worker.log_buffer import LogBuffer
@@ -324,6 +325,8 @@ class Attempt(DispatchMessage):
             lease_ttl=self.lease_ttl,
         )
         self.state = outcome.state
+        if not outcome.claimed and runs_elsewhere(outcome.state, self.dispatch.queued.attempt):
+            self._holder = self._quota_slot = None  # its slots are the running claim's now
         if outcome.claimed:
             assert outcome.state is not None
             self.epoch = outcome.state.epoch

@@ -25,6 +25,9 @@ from typing import Final
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from actors.job import JobState
+from events.catalog import JobStatus
+
 WAIT_STALE: Final = 10.0
 """Seconds a waiter keeps its place without being seen (its dispatch comes back every second)."""
 REFRESH_AFTER: Final = 3.0
@@ -141,3 +144,11 @@ def _in_place(waiting: tuple[Holder, ...], newcomer: Holder, now: float) -> tupl
     since = known.since if known is not None else now
     placed = newcomer.model_copy(update={"since": since, "seen": now})
     return tuple(sorted([*others, placed], key=lambda m: m.place))
+
+
+def runs_elsewhere(state: JobState | None, attempt: int) -> bool:
+    """True when a refused claim found ``attempt`` running under another claim: a dispatch
+    delivered to two workers at once entered the group twice as the same job (one slot, taken
+    over), so the slot is the winner's now and the loser must not give it back (the limit
+    would be exceeded while the winner runs); the winner gives it back with its result."""
+    return state is not None and state.status is JobStatus.RUNNING and state.attempt == attempt

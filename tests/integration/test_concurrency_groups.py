@@ -11,12 +11,14 @@ from collections.abc import Callable
 
 from nats.aio.client import Client as NATS
 
-from events.catalog import JobSpec, JobStarted, JobSucceeded
+from actors._state import updated
+from actors.job import pending
+from events.catalog import JobSpec, JobStarted, JobStatus, JobSucceeded
 from events.definition import Concurrency
 from events.store import EventStore
 from sdk.worker import Worker
 from sdk.worker.concurrency import STALE_AFTER, ConcurrencyGroups, Holder
-from sdk.worker.group_line import WAIT_STALE
+from sdk.worker.group_line import WAIT_STALE, runs_elsewhere
 from tests.eventually import assert_eventually
 from tests.jobs_harness import JobsHarness, fast_config, running
 
@@ -96,3 +98,32 @@ async def test_workers_never_run_more_of_a_group_than_its_limit(
         running_now += step
         most = max(most, running_now)
     assert most <= 2, spans
+
+
+async def test_a_dispatch_entered_twice_keeps_its_one_slot_for_the_claim_that_won(
+    clean_nats: NATS,
+) -> None:
+    """One dispatch delivered to two workers at once: both enter as the same job (one slot,
+    taken over); the claim that loses finds the attempt running (``runs_elsewhere``) and does
+    not give the slot back, so a third job still waits while the winner runs."""
+    spec = JobSpec(run="true", concurrency=group(limit=1))
+    key = spec.concurrency.group  # type: ignore[union-attr]
+    first, second = await started_groups(clean_nats, 2)
+    winner = holder(1).model_copy(update={"worker_id": "w-1"})
+    loser = holder(1).model_copy(update={"worker_id": "w-2"})
+    assert await first.enter(spec, winner) == "held"
+    assert await second.enter(spec, loser) == "held"  # the same job: it takes the slot over
+    running = updated(pending("wf-1", "j"), status=JobStatus.RUNNING, attempt=1, worker_id="w-1")
+    assert runs_elsewhere(running, attempt=1)  # what the loser's refused claim finds
+    assert await second.enter(spec, holder(2)) == "waiting"  # the slot is still taken
+    await first.leave(key, winner)  # the winner's result: the slot is free again
+    assert await second.enter(spec, holder(2)) == "held"
+
+
+def test_a_refused_claim_gives_its_slot_back_unless_the_attempt_runs() -> None:
+    queued = updated(pending("wf-1", "j"), status=JobStatus.QUEUED, attempt=2)
+    assert not runs_elsewhere(None, attempt=1)
+    assert not runs_elsewhere(queued, attempt=2)  # refused for another reason: nobody runs it
+    assert not runs_elsewhere(updated(queued, status=JobStatus.RUNNING), attempt=1)  # a newer one
+    assert not runs_elsewhere(updated(queued, status=JobStatus.SUCCEEDED), attempt=2)
+    assert runs_elsewhere(updated(queued, status=JobStatus.RUNNING), attempt=2)
