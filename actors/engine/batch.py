@@ -36,7 +36,7 @@ from nats.js.errors import NoStreamResponseError, NotFoundError, ServiceUnavaila
 from actors.engine.intake import Context, Intake, Work
 from actors.engine.quotas import RECHECK as QUOTA_RECHECK
 from actors.engine.quotas import Held
-from actors.engine.reactions import Cancel, Control, Fired, Item, Reaction, Start, react
+from actors.engine.reactions import Control, Fired, Item, Reaction, Start, react
 from actors.engine.states import absorb
 from actors.engine.timers import DispatchTimeoutTimer, JobTimeoutTimer, LeaseTimer
 from actors.subworkflows import outbox_msg_id
@@ -303,7 +303,7 @@ class Batch(Intake):
         await self._leave_quota(reaction)
         for msg, item in work.messages:
             if id(item) in unknown:
-                await self._unknown_workflow(msg, item)
+                await self._unknown_workflow(msg, item, work.wf_id)
             elif isinstance(item, Control) and id(item) in refused:
                 # An operator's mistake, not garbage: answered, and dead-lettered so that a
                 # sender without ``reply_to`` can still find out why nothing happened.
@@ -363,15 +363,16 @@ class Batch(Intake):
             return False
         return True
 
-    async def _unknown_workflow(self, msg: Msg, item: Item) -> None:
-        if isinstance(item, Cancel) and await self._command_waits(
-            subjects.command("start", item.request.workflow_id)
-        ):
-            # Its start waits for its namespace's quota: kept until that start sees it.
+    async def _unknown_workflow(self, msg: Msg, item: Item, workflow_id: str) -> None:
+        if await self._command_waits(subjects.command("start", workflow_id)):
+            # Its start waits (for its namespace's quota, or for an engine to take its partition
+            # up after a kill): a cancel, a signal or any control is kept until the start is
+            # decided, never dead-lettered meanwhile (a signal sent right after its start was
+            # lost so in a chaos run: the wait then timed out).
             await msg.nak(delay=QUOTA_RECHECK)
             return
         if msg.metadata.num_delivered >= _NOT_FOUND_TRIES:
-            error = str(WorkflowNotFound(msg.subject.rsplit(".", 1)[-1]))
+            error = str(WorkflowNotFound(workflow_id))
             if isinstance(item, Control):
                 await self._answer_control(item.request, error=error)
             await self._refuse(msg, error)

@@ -8,9 +8,11 @@ import asyncio
 import contextlib
 import functools
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -18,6 +20,7 @@ from click.testing import CliRunner
 from nats.aio.client import Client as NATS
 
 from actors.engine import Engine
+from actors.engine.batch import _NOT_FOUND_TRIES, Batch
 from actors.engine.quotas import Quotas
 from events import subjects
 from events.base import RecordedEvent
@@ -596,3 +599,41 @@ async def test_a_scope_looks_each_workflow_up_once(stack: Stack, nats_url: str) 
     for recorded in unstarted + unstarted:
         await scope.admits(recorded)
     assert scope.lookups == 2 + 2
+
+
+async def test_a_signal_to_a_workflow_whose_start_waits_is_kept_for_it(
+    stack: Stack, nats_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signal (any control) reaching the engine before its workflow's start is decided waits
+    with the start, however often it comes back, instead of being dead-lettered as unknown after
+    ``_NOT_FOUND_TRIES`` deliveries (a chaos run lost a signal so: the start's append was
+    retried while a node was down, the wait then never got its signal)."""
+    seen: Counter[str] = Counter()
+    unknown = Batch._unknown_workflow
+
+    async def counted(self: Batch, msg: Any, item: Any, workflow_id: str) -> None:
+        seen[workflow_id] += 1
+        await unknown(self, msg, item, workflow_id)
+
+    monkeypatch.setattr(Batch, "_unknown_workflow", counted)
+    ns = f"q-{uuid.uuid4().hex[:6]}"
+    client, lb = stack.default.in_namespace(ns), label()
+    await client.set_quota(ns, max_running_workflows=1)
+    gate = tmp_path / "gate"
+    approval = {"name": "approval", "jobs": {"ok": {"wait_for": {"signal": "go", "timeout": "1h"}}}}
+    worker = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace=ns))
+    async with running(worker):
+        first = await client.start(gated(lb), inputs={"gate": str(gate)})
+        await assert_eventually(functools.partial(_has_started, client, first.workflow_id))
+        second = await client.start(approval)  # waits for the quota
+        await client.signal(second.workflow_id, "go", {"by": "ann"}, answer_timeout=0.2)
+        await assert_eventually(
+            lambda: seen[second.workflow_id] > _NOT_FOUND_TRIES, timeout=15,
+            message="the signal came back to the engine more often than an unknown one may",
+        )  # fmt: skip
+        gate.touch()
+        assert (await first.wait(timeout=15)).status == "succeeded"
+        view = await second.wait(timeout=15)
+    assert view.status == "succeeded" and view.jobs["ok"].outputs == {"by": "ann"}
+    assert not any(second.workflow_id in letter.subject for letter in await client.dead_letters())
+    await client.delete_quota(ns)
