@@ -24,6 +24,7 @@ import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from nats.aio.client import Client as NATS
 
@@ -37,6 +38,7 @@ from events.catalog import (
     WorkflowSucceeded,
 )
 from events.connection import NatsSettings, connect
+from events.definition import WorkflowDefinition
 from events.errors import StoreError
 from events.store import ActorRef, EventStore
 from events.topology import ensure_topology
@@ -145,6 +147,46 @@ async def naive_list(nc: NATS) -> list[WorkflowSummary]:
     return rows[:50]
 
 
+async def append_finished(
+    events: EventStore,
+    wf: str,
+    definition: WorkflowDefinition,
+    now: datetime,
+    inputs: dict[str, Any] | None = None,
+    jobs: tuple[str, ...] = JOBS,
+) -> None:
+    """One finished history: the workflow started, each of ``jobs`` queued, started and
+    succeeded, the workflow succeeded (what the projector folds in the benchmarks)."""
+    first = await events.append(
+        ActorRef.workflow(wf),
+        [
+            WorkflowStarted(
+                workflow_id=wf, definition=definition, started_at=now, inputs=inputs or {}
+            )
+        ],
+        expected_seq=0,
+        command_id=f"{wf}-start",
+    )
+    for job in jobs:
+        ids = {"workflow_id": wf, "job": job}
+        await events.append(
+            ActorRef.job(wf, job),
+            [
+                JobQueued(**ids, attempt=1, spec=JobSpec(run="true"), queued_at=now),
+                JobStarted(**ids, attempt=1, epoch=1, worker_id="w", lease_ttl=30, started_at=now),
+                JobSucceeded(**ids, attempt=1, epoch=1, ended_at=now),
+            ],
+            expected_seq=0,
+            command_id=f"{wf}-{job}",
+        )
+    await events.append(
+        ActorRef.workflow(wf),
+        [WorkflowSucceeded(workflow_id=wf, ended_at=now)],
+        expected_seq=first,
+        command_id=f"{wf}-end",
+    )
+
+
 async def projector_rate(nc: NATS, workflows: int) -> tuple[int, float]:
     """Append ``workflows`` finished three-job histories, then time a projector over them."""
     events = EventStore(nc)
@@ -152,39 +194,13 @@ async def projector_rate(nc: NATS, workflows: int) -> tuple[int, float]:
     limit = asyncio.Semaphore(128)
 
     async def one(i: int) -> None:
-        wf, now = f"ev-{i:05d}", BASE + timedelta(seconds=i)
         async with limit:
-            first = await events.append(
-                ActorRef.workflow(wf),
-                [WorkflowStarted(workflow_id=wf, definition=definition, started_at=now)],
-                expected_seq=0,
-                command_id=f"{wf}-start",
-            )
-            for job in JOBS:
-                ids = {"workflow_id": wf, "job": job}
-                await events.append(
-                    ActorRef.job(wf, job),
-                    [
-                        JobQueued(**ids, attempt=1, spec=JobSpec(run="true"), queued_at=now),
-                        JobStarted(
-                            **ids, attempt=1, epoch=1, worker_id="w", lease_ttl=30, started_at=now
-                        ),
-                        JobSucceeded(**ids, attempt=1, epoch=1, ended_at=now),
-                    ],
-                    expected_seq=0,
-                    command_id=f"{wf}-{job}",
-                )
-            await events.append(
-                ActorRef.workflow(wf),
-                [WorkflowSucceeded(workflow_id=wf, ended_at=now)],
-                expected_seq=first,
-                command_id=f"{wf}-end",
-            )
+            await append_finished(events, f"ev-{i:05d}", definition, BASE + timedelta(seconds=i))
 
     await asyncio.gather(*(one(i) for i in range(workflows)))
     total = workflows * (2 + 3 * len(JOBS))
-    views = Views(nc, consumer_prefix="bench")
-    projector = Projector(nc, settings=ProjectorSettings(consumer_prefix="bench"))
+    views = Views(nc)
+    projector = Projector(nc, settings=ProjectorSettings())
     began = time.perf_counter()
     await projector.start()
     await views.wait_caught_up(timeout=3600, interval=0.05)

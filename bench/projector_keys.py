@@ -29,16 +29,9 @@ from nats.aio.client import Client as NATS
 
 import projections
 from actors.definitions import parse_workflow
-from events.catalog import (
-    JobQueued,
-    JobSpec,
-    JobStarted,
-    JobSucceeded,
-    WorkflowStarted,
-    WorkflowSucceeded,
-)
+from bench.projections_scale import append_finished
 from events.connection import NatsSettings, connect
-from events.store import ActorRef, EventStore
+from events.store import EventStore
 from events.topology import ensure_topology
 from projections import Projector, Views
 from sdk.embedded_server import EmbeddedServer
@@ -58,36 +51,7 @@ async def append(nc: NATS, workflows: int, *, dressed: bool) -> int:
         wf, now = f"ev-{i:05d}", BASE + timedelta(seconds=i)
         given = {"env": ("prod", "dev")[i % 2], "team": f"t{i % 20}", "n": i} if dressed else {}
         async with limit:
-            first = await events.append(
-                ActorRef.workflow(wf),
-                [
-                    WorkflowStarted(
-                        workflow_id=wf, definition=definition, started_at=now, inputs=given
-                    )
-                ],
-                expected_seq=0,
-                command_id=f"{wf}-start",
-            )
-            for job in JOBS:
-                ids = {"workflow_id": wf, "job": job}
-                await events.append(
-                    ActorRef.job(wf, job),
-                    [
-                        JobQueued(**ids, attempt=1, spec=JobSpec(run="true"), queued_at=now),
-                        JobStarted(
-                            **ids, attempt=1, epoch=1, worker_id="w", lease_ttl=30, started_at=now
-                        ),
-                        JobSucceeded(**ids, attempt=1, epoch=1, ended_at=now),
-                    ],
-                    expected_seq=0,
-                    command_id=f"{wf}-{job}",
-                )
-            await events.append(
-                ActorRef.workflow(wf),
-                [WorkflowSucceeded(workflow_id=wf, ended_at=now)],
-                expected_seq=first,
-                command_id=f"{wf}-end",
-            )
+            await append_finished(events, wf, definition, now, given, jobs=JOBS)
 
     await asyncio.gather(*(one(i) for i in range(workflows)))
     return workflows * (2 + 3 * len(JOBS))
