@@ -17,6 +17,9 @@ from typing import Any, Generic, TypeVar
 
 import pytest
 
+from actors import workflow
+from actors.commands import AnyWorkflowCommand
+from actors.workflow import WorkflowState
 from events.base import Event
 
 S = TypeVar("S")
@@ -97,3 +100,14 @@ class When(Generic[S, C, E]):
         for event in self.events() if events is None else events:
             state = self.actor.evolve(state, event)
         return state
+
+
+def workflow_actor(
+    workflow_id: str = "wf-1",
+) -> Actor[WorkflowState, AnyWorkflowCommand, Event]:
+    """The workflow actor of ``workflow_id``, for given/when/then tests."""
+    return Actor(
+        initial=lambda: WorkflowState(workflow_id=workflow_id),
+        evolve=workflow.evolve,
+        decide=workflow.decide,
+    )

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from actors import job, workflow
-from actors.commands import Advance, AnyWorkflowCommand
+from actors.commands import Advance
 from actors.definitions import load_workflow_text, parse_workflow
 from actors.definitions.mapping import definition_mapping
 from actors.workflow import WorkflowState
@@ -27,12 +27,10 @@ from events.catalog import (
 from events.definition import WorkflowDefinition
 from events.errors import InvalidWorkflow
 from tests.unit.fanout_simulation import FanOutSimulation
-from tests.unit.given_when_then import T0, Actor, at
+from tests.unit.given_when_then import T0, at, workflow_actor
 
 WF = "wf-1"
-WFA: Actor[WorkflowState, AnyWorkflowCommand, Event] = Actor(
-    initial=lambda: WorkflowState(workflow_id=WF), evolve=workflow.evolve, decide=workflow.decide
-)
+WFA = workflow_actor(WF)
 
 FOR_EACH = """
 name: fan

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from actors import workflow
-from actors.commands import Advance, AnyWorkflowCommand, RetryWorkflow, SkipJob
+from actors.commands import Advance, RetryWorkflow, SkipJob
 from actors.definitions import load_workflow_text
 from actors.workflow import WorkflowState
 from events.base import Event
@@ -24,12 +24,10 @@ from events.catalog import (
 )
 from events.errors import CommandRefused
 from tests.unit.fanout_simulation import FanOutSimulation
-from tests.unit.given_when_then import T0, Actor, at
+from tests.unit.given_when_then import T0, at, workflow_actor
 
 WF = "wf-1"
-WFA: Actor[WorkflowState, AnyWorkflowCommand, Event] = Actor(
-    initial=lambda: WorkflowState(workflow_id=WF), evolve=workflow.evolve, decide=workflow.decide
-)
+WFA = workflow_actor(WF)
 
 FOR_EACH = """
 name: fan

@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 
-from actors import job, workflow
-from actors.commands import Advance, AnyJobCommand, AnyWorkflowCommand, RequeueJob, StartWorkflow
+from actors import job
+from actors.commands import Advance, AnyJobCommand, RequeueJob, StartWorkflow
 from actors.definitions import parse_workflow
 from actors.definitions.mapping import definition_mapping
 from actors.job import JobState
-from actors.workflow import WorkflowState
 from events import priority, subjects
 from events.base import Event
 from events.catalog import (
@@ -26,12 +25,10 @@ from events.catalog import (
 from events.definition import RetryPolicy
 from events.dispatch import InvalidDispatch, LabelSet
 from events.errors import InvalidWorkflow
-from tests.unit.given_when_then import T0, Actor, at
+from tests.unit.given_when_then import T0, Actor, at, workflow_actor
 
 WF = "wf-1"
-WFA: Actor[WorkflowState, AnyWorkflowCommand, Event] = Actor(
-    initial=lambda: WorkflowState(workflow_id=WF), evolve=workflow.evolve, decide=workflow.decide
-)
+WFA = workflow_actor(WF)
 JOB: Actor[JobState, AnyJobCommand, JobEvent] = Actor(
     initial=lambda: JobState(workflow_id=WF, job="j"), evolve=job.evolve, decide=job.decide
 )

@@ -15,7 +15,6 @@ from actors import workflow
 from actors.appends import plan_appends
 from actors.commands import (
     Advance,
-    AnyWorkflowCommand,
     CancelWorkflow,
     StartWorkflow,
     TimeoutWorkflow,
@@ -48,13 +47,11 @@ from events.definition import (
 )
 from events.errors import InvalidWorkflow, WorkflowNotFound
 from events.memory_store import matches
-from tests.unit.given_when_then import T0, Actor, at
+from tests.unit.given_when_then import T0, at, workflow_actor
 from tests.unit.simulation import Simulation
 
 WF = "wf-1"
-WFA: Actor[WorkflowState, AnyWorkflowCommand, Event] = Actor(
-    initial=lambda: WorkflowState(workflow_id=WF), evolve=workflow.evolve, decide=workflow.decide
-)
+WFA = workflow_actor(WF)
 
 
 def dag(
