@@ -118,6 +118,7 @@ class Ownership:
     # --- life ------------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Follow the ownership keys and start cycling; safe to call again after it failed."""
         self._kv = await self._nc.jetstream().key_value(subjects.KV_PARTITIONS)
         watcher = await self._kv.watch(f"{self._role}.>")
         self._tasks = [

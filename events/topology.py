@@ -224,10 +224,16 @@ async def ensure_topology(
     steps += [partial(_ensure_bucket, js, bucket) for bucket in topology.buckets()]
     deadline = time.monotonic() + patience
     for step in steps:
-        await _patiently(step, deadline)
+        await patiently(step, deadline, what="creating the streams and buckets")
 
 
-async def _patiently(step: Callable[[], Awaitable[None]], deadline: float) -> None:
+async def patiently(step: Callable[[], Awaitable[None]], deadline: float, *, what: str) -> None:
+    """Run ``step`` until it succeeds, retrying while JetStream does not answer (a timeout, no
+    responders, a 503, a dropped connection: a node restarting or a leader being elected) until
+    the monotonic ``deadline``; then a retryable ``StoreError`` saying what was being done.
+
+    ``step`` must be safe to run again after it failed part-way.
+    """
     pause = 0.25
     while True:
         try:
@@ -236,8 +242,7 @@ async def _patiently(step: Callable[[], Awaitable[None]], deadline: float) -> No
         except _TRANSIENT as exc:
             if time.monotonic() + pause > deadline:
                 raise StoreError(
-                    "JetStream did not answer while creating the streams and buckets: "
-                    f"{exc or type(exc).__name__}",
+                    f"JetStream did not answer while {what}: {exc or type(exc).__name__}",
                     retryable=True,
                 ) from None
             await asyncio.sleep(pause)

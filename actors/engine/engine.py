@@ -36,6 +36,7 @@ from events import subjects
 from events.ownership import Ownership
 from events.pipeline import Pipeline
 from events.store import EventStore
+from events.topology import TOPOLOGY_PATIENCE, patiently
 from telemetry import metrics
 
 _log = structlog.get_logger("jetwork.engine")
@@ -110,9 +111,12 @@ class Engine:
     async def start(self) -> None:
         self._stopping.clear()
         await self._pipeline.start()
-        await self._groups.start()
+        # Retried while JetStream does not answer: an engine (re)started while a cluster node is
+        # down waits for the leader elections instead of exiting.
+        deadline = time.monotonic() + TOPOLOGY_PATIENCE
+        await patiently(self._groups.start, deadline, what="opening the concurrency groups")
         self._loop_task = asyncio.create_task(self._process_forever())
-        await self._ownership.start()
+        await patiently(self._ownership.start, deadline, what="following partition ownership")
         await self._ownership.wait_cycle()  # the partitions it can take are its own now
         _log.info("engine started", engine=self.engine_id, partitions=self._ownership.partitions)
 

@@ -31,8 +31,13 @@ class ControlKeys:
         """Read the keys set now, then follow them."""
         kv = await js.key_value(subjects.KV_CONTROL)
         watcher: Any = await kv.watch(f"{self._prefix}>")
-        while (entry := await watcher.updates(timeout=5.0)) is not None:
-            self._apply(entry)
+        try:
+            while (entry := await watcher.updates(timeout=5.0)) is not None:
+                self._apply(entry)
+        except BaseException:  # the caller may start again (a node down): leave no watch behind
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+            raise
         self._task = asyncio.get_running_loop().create_task(self._follow(watcher))
 
     async def stop(self) -> None:

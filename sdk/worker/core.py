@@ -27,7 +27,9 @@ Stopping (signals, draining, aborting) is ``WorkerShutdown``, in ``sdk.worker.sh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
@@ -35,7 +37,7 @@ from typing import Any, Final, Literal, TypeVar
 import structlog
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
-from nats.js.kv import KeyValue
+from nats.js import JetStreamContext
 from pydantic import BaseModel
 
 from events import subjects
@@ -43,7 +45,7 @@ from events.connection import NatsSettings, connect
 from events.direct_get import DirectReader
 from events.dispatch import InvalidDispatch, LabelSet, capabilities, serves
 from events.store import EventStore
-from events.topology import ensure_topology
+from events.topology import TOPOLOGY_PATIENCE, ensure_topology, patiently
 from sdk.worker.attempt import Attempt, AttemptEnv
 from sdk.worker.claims import now
 from sdk.worker.concurrency import ConcurrencyGroups
@@ -265,15 +267,22 @@ class Worker(WorkerShutdown):
             logs_reader=DirectReader(nc, stream=subjects.LOGS_STREAM, timeout=5.0),
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
-        await self.pauses.start(js)
-        await self.limiter.start(js)
-        await self.groups.start(
-            js, self._env.store, notify=functools.partial(nc.publish, payload=b"")
-        )
+        # Each step is retried while JetStream does not answer: a worker (re)started while a
+        # cluster node is down waits for the leader elections instead of exiting.
+        deadline = time.monotonic() + TOPOLOGY_PATIENCE
+        notify = functools.partial(nc.publish, payload=b"")
+        for what, step in (
+            ("reading the worker pauses", functools.partial(self.pauses.start, js)),
+            ("reading the rate limits", functools.partial(self.limiter.start, js)),
+            (
+                "opening the concurrency groups",
+                functools.partial(self.groups.start, js, self._env.store, notify),
+            ),
+            ("following the label sets", functools.partial(self._follow_initial_labelsets, js)),
+            ("announcing the worker", self._announce),
+        ):
+            await patiently(step, deadline, what=what)
         await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
-        kv = await js.key_value(subjects.KV_LABELSETS)
-        await self._follow_initial_labelsets(kv)
-        await self._announce()
         loop = asyncio.get_running_loop()
         self._labelset_task = loop.create_task(self._follow_labelsets(), name="jw-labelsets")
         self._leases.start()
@@ -288,7 +297,11 @@ class Worker(WorkerShutdown):
         python = PythonExecutor.from_config(self.registry, config) if self.registry else None
         return RoutingExecutor(shell=ShellExecutor.from_config(config), python=python)
 
-    async def _follow_initial_labelsets(self, kv: KeyValue) -> None:
+    async def _follow_initial_labelsets(self, js: JetStreamContext) -> None:
+        if self._watcher is not None:  # an earlier try failed part-way
+            with contextlib.suppress(Exception):
+                await self._watcher.stop()
+        kv = await js.key_value(subjects.KV_LABELSETS)
         self._watcher = await kv.watchall()
         while (entry := await self._watcher.updates(timeout=READY_TIMEOUT)) is not None:
             await self._on_labelset(entry)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from pathlib import Path
 
 import pytest
@@ -13,9 +14,11 @@ from nats.js.api import RetentionPolicy, StorageType
 from events import subjects
 from events.connection import NatsSettings, connect
 from events.errors import StoreError
-from events.topology import PARTITIONS_KEY, Topology, ensure_topology
+from events.topology import PARTITIONS_KEY, Topology, ensure_topology, patiently
 from sdk.embedded_server import EmbeddedServer
+from sdk.worker.pausing import PauseRecord, Pauses, set_pause, worker_key
 from tests.cluster import LocalCluster
+from tests.eventually import assert_eventually
 
 
 async def test_ensure_topology_is_idempotent_and_complete(clean_nats: NATS) -> None:
@@ -120,3 +123,41 @@ async def test_start_up_gives_up_with_a_store_error_when_nothing_answers(tmp_pat
     finally:
         with contextlib.suppress(ConnectionError):  # nats-py's close flushes to a dead server
             await nc.close()
+
+
+async def test_a_worker_s_start_up_steps_wait_for_a_server_that_comes_back(tmp_path: Path) -> None:
+    # After the topology a worker opens watches (pauses, rate limits, label sets): a worker
+    # restarted while a cluster node is down once exited on a raw nats timeout there (CI,
+    # test_chaos_short). Each step is retried, and a step that failed part-way leaves no watch.
+    server = EmbeddedServer(data_dir=tmp_path / "nats", sync_interval="2m").start()
+    nc = await connect(NatsSettings(url=server.url, name="worker-step-patience"))
+    try:
+        js = nc.jetstream(timeout=1)
+        await ensure_topology(js)
+        server.stop()
+        pauses = Pauses("w1")
+        deadline = time.monotonic() + 30
+        following = asyncio.create_task(
+            patiently(lambda: pauses.start(js), deadline, what="reading the worker pauses")
+        )
+        await asyncio.sleep(1.5)  # the outage itself, not a synchronisation
+        assert not following.done()
+        server = EmbeddedServer(
+            data_dir=server.data_dir, port=server.port, sync_interval="2m"
+        ).start()
+        await asyncio.wait_for(following, 30)
+        await set_pause(js, worker_key("w1"), PauseRecord.now(by="test", reason="outage"))
+        await assert_eventually(lambda: pauses.applies_to(None), message="the pause was missed")
+        await pauses.stop()
+    finally:
+        await nc.close()
+        server.stop()
+
+
+async def test_a_start_up_step_gives_up_naming_what_it_was_doing() -> None:
+    async def step() -> None:
+        raise TimeoutError
+
+    with pytest.raises(StoreError, match="while reading the rate limits") as caught:
+        await patiently(step, 0.0, what="reading the rate limits")
+    assert caught.value.retryable
