@@ -39,7 +39,7 @@ import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import orjson
 import structlog
@@ -78,11 +78,27 @@ class BoundMark:
     bound_us: int
 
 
+class Entry(Protocol):
+    """What a backward scan needs of an entry (an ``IndexEntry``, a ``keys.KeyEntry``)."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def workflow_id(self) -> str: ...
+
+    @property
+    def started_us(self) -> int: ...
+
+
+E = TypeVar("E", bound=Entry)
+
+
 @dataclass(frozen=True, slots=True)
-class Window:
+class Window(Generic[E]):
     """Entries of one window (stream order) and what bounds every entry not yet returned."""
 
-    entries: list[IndexEntry]
+    entries: list[E]
     # Every entry still unread started at or before this (µs since the epoch); None: none left.
     older_bound_us: int | None
 
@@ -153,23 +169,78 @@ class Reads(Protocol):
 async def next_mark(direct: Reads, generation: int) -> dict[str, int] | None:
     """A mark over every entry stored now, from the newest mark and the entries after it; None
     when no entry came after it."""
-    marks = marks_subject(generation)
+    return await next_bound(
+        direct, marks=marks_subject(generation), everything=generation_filter(generation)
+    )
+
+
+def _started_of_entry(stored: Stored) -> int | None:
+    entry = decode_entry(stored)
+    return entry.started_us if entry is not None else None
+
+
+async def next_bound(
+    direct: Reads,
+    *,
+    marks: str,
+    everything: str,
+    started_of: Callable[[Stored], int | None] = _started_of_entry,
+) -> dict[str, int] | None:
+    """A mark (``{through, bound}``, published on ``marks``) over every entry on the filter
+    ``everything`` stored now, from the newest mark and the entries after it (``started_of``
+    reads an entry's start, None: not an entry); None when no entry came after it."""
     last = await direct.last(marks)
     newest = decode_mark(last) if last is not None else None
     through, bound = (newest.through, newest.bound_us) if newest is not None else (0, 0)
     covered, cursor = through, through + 1
     while True:
-        batch, pending = await direct.next(
-            generation_filter(generation), from_seq=cursor, limit=_PAGE
-        )
+        batch, pending = await direct.next(everything, from_seq=cursor, limit=_PAGE)
         for stored in batch:
-            entry = decode_entry(stored) if stored.subject != marks else None
-            if entry is not None:
-                covered, bound = stored.seq, max(bound, entry.started_us)
+            started = started_of(stored) if stored.subject != marks else None
+            if started is not None:
+                covered, bound = stored.seq, max(bound, started)
         if not batch or pending == 0:
             break
         cursor = batch[-1].seq + 1
     return {"through": covered, "bound": bound} if covered > through else None
+
+
+class BoundMarker:
+    """Marks bounds over the entries one writer adds on ``everything`` (``next_bound``). Marks
+    only make listings faster: a failure costs speed, never correctness."""
+
+    def __init__(
+        self,
+        direct: Reads,
+        publisher: Publisher,
+        *,
+        marks: str,
+        everything: str,
+        started_of: Callable[[Stored], int | None] = _started_of_entry,
+    ) -> None:
+        self._direct, self._publisher = direct, publisher
+        self._marks, self._everything, self._started_of = marks, everything, started_of
+        self._added = 0  # entries added since this writer's last mark
+
+    def added(self, count: int = 1) -> None:
+        self._added += count
+
+    async def mark(self) -> None:
+        """Mark a bound over every entry stored so far, if this writer added any since its
+        last mark (another writer's entries are marked by that writer, or by the next mark
+        anyone writes)."""
+        added = self._added
+        if not added:
+            return
+        doc = await next_bound(
+            self._direct, marks=self._marks, everything=self._everything,
+            started_of=self._started_of,
+        )  # fmt: skip
+        if doc is not None:
+            reply = await self._publisher.call(self._marks, doc, f"marking {self._marks}")
+            if "error" in reply:
+                raise StoreError(f"marking {self._marks} failed: {describe(reply)}")
+        self._added -= added
 
 
 class IndexWriter:
@@ -180,7 +251,12 @@ class IndexWriter:
         self._direct = direct
         self._publisher = publisher
         self._generation = generation
-        self._added = 0  # entries added since this writer's last mark
+        self._marker = BoundMarker(
+            direct,
+            publisher,
+            marks=marks_subject(generation),
+            everything=generation_filter(generation),
+        )
 
     async def add(self, view: WorkflowView, *, replacing: int = 0) -> int:
         """Publish the entry for the view's status; returns its stream sequence.
@@ -193,7 +269,7 @@ class IndexWriter:
         """
         wf, status = view.workflow_id, view.status
         doc = {"wf": wf, "name": view.name, "status": status, "started": micros(view.started_at)}
-        self._added += 1
+        self._marker.added()
         answer = await self._publisher.send(
             entry_subject(self._generation, status, view.name),
             orjson.dumps(doc),
@@ -215,21 +291,9 @@ class IndexWriter:
             raise StoreError(f"deleting index entry {seq} failed: {describe(reply)}")
 
     async def mark(self) -> None:
-        """Mark a bound over every entry stored so far, if this writer added any since its last
-        mark (another writer's entries are marked by that writer, or by the next mark anyone
-        writes). Marks only make listings faster: a failure costs speed, never correctness.
-        The projector calls it after each batch."""
-        added = self._added
-        if not added:
-            return
-        doc = await next_mark(self._direct, self._generation)
-        if doc is not None:
-            reply = await self._publisher.call(
-                marks_subject(self._generation), doc, "marking the index"
-            )
-            if "error" in reply:
-                raise StoreError(f"marking the index failed: {describe(reply)}")
-        self._added -= added
+        """Mark a bound over every entry stored so far (``BoundMarker``); the projector calls
+        it after each batch."""
+        await self._marker.mark()
 
 
 Accept = Callable[[list[IndexEntry]], Awaitable[list[tuple[IndexEntry, T]]]]
@@ -253,11 +317,12 @@ async def newest(
     no entry started before it is wanted, so the scan ends once the marks bound the rest below.
     """
     chosen: dict[str, tuple[IndexEntry, T]] = {}
-    windows = newest_first(
+    windows: AsyncIterator[Window[IndexEntry]] = newest_first(
         direct,
         entry_filter(generation, status=status, name=name),
         marks=marks_subject(generation),
         first_window=first_window,
+        decode=decode_entry,
     )
     async for window in windows:
         fresh = [entry for entry in window.entries if entry.workflow_id not in chosen]
@@ -275,10 +340,16 @@ async def newest(
 
 
 async def newest_first(
-    direct: Reads, filter_subject: str, *, marks: str, first_window: int = 256
-) -> AsyncIterator[Window]:
+    direct: Reads,
+    filter_subject: str,
+    *,
+    marks: str,
+    first_window: int = 256,
+    decode: Callable[[Stored], E | None] = decode_entry,  # type: ignore[assignment]
+) -> AsyncIterator[Window[E]]:
     """Windows of entries on ``filter_subject``, from the end of the stream backwards, each
-    with the bound the marks on ``marks`` give for the entries before it."""
+    with the bound the marks on ``marks`` give for the entries before it. ``first_window``
+    counts stream positions (entries of other subjects included)."""
     last = await direct.last(filter_subject)
     if last is None:
         return
@@ -296,12 +367,13 @@ async def newest_first(
         total = 1 + pending  # matches at lo or after
         found = await _window(direct, filter_subject, first, hi, expected=total - seen)
         seen = total
+        entries = [entry for entry in map(decode, found) if entry is not None]
         if lo == 1:
-            yield Window(found, None)
+            yield Window(entries, None)
             return
-        yield Window(found, bound)
+        yield Window(entries, bound)
         hi = lo - 1
-        if len(found) < first_window:
+        if len(entries) < first_window:
             size *= 4
 
 
@@ -321,7 +393,7 @@ async def _bound_before(direct: Reads, marks: str, lo: int) -> int:
 
 async def _window(
     direct: Reads, filter_subject: str, first: Stored, hi: int, *, expected: int
-) -> list[IndexEntry]:
+) -> list[Stored]:
     """The entries from ``first`` up to ``hi``. ``expected`` is a hint: entries come and go."""
     if first.seq > hi:
         return []
@@ -334,4 +406,4 @@ async def _window(
         if not batch or pending == 0 or batch[-1].seq >= hi:
             break
         cursor = batch[-1].seq + 1
-    return [entry for entry in map(decode_entry, messages) if entry is not None]
+    return messages

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -44,6 +44,7 @@ import structlog
 
 from events import subjects
 from events.errors import StoreError
+from projections import index
 from projections._nats import Direct, Publisher, Stored, describe, error_code
 from projections.index import micros, name_token
 from projections.search import ListFilter, input_text
@@ -59,6 +60,11 @@ _LEVELS = (3600, 60, 1)  # seconds a start bucket spans: hours, minutes, seconds
 # is a message of its own), and at most (when the recent lists cannot answer).
 AT_ONCE = 512
 AT_MOST = 20_000
+# Entries a backward walk (``newest``) hands over for their summaries before it gives up.
+WALK_BUDGET = 512
+# Its first window spans this many times the stream positions that hold ``limit`` entries of
+# its subject, were they spread evenly: most walks end in one window.
+_SPREAD = 2
 _SMALL_BUCKET = 256  # a start bucket with more entries is read by the buckets below it
 _CHUNK = 256  # summaries read per request
 HEADER = "Jw-Keys"
@@ -112,6 +118,28 @@ def key_subjects(generation: int, view: WorkflowView) -> list[str]:
     if view.started_at is not None:
         found.update(time_subjects(generation, micros(view.started_at)))
     return sorted(found)
+
+
+def marks_subject(generation: int) -> str:
+    """Bound marks over the generation's entries (``projections.index``): one token shorter
+    than every entry's subject, so no listing filter matches it."""
+    return f"wfkey.g{generation}.bounds"
+
+
+def marker(direct: Direct, publisher: Publisher, generation: int) -> index.BoundMarker:
+    """Marks bounds over the entries of ``generation``: ``newest`` stops reading on them."""
+    return index.BoundMarker(
+        direct,
+        publisher,
+        marks=marks_subject(generation),
+        everything=generation_filter(generation),
+        started_of=_started_of,
+    )
+
+
+def _started_of(stored: Stored) -> int | None:
+    entry = decode(stored)
+    return entry.started_us if entry is not None else None
 
 
 def entry_body(view: WorkflowView) -> bytes:
@@ -205,7 +233,61 @@ async def read(
     direct: Direct, subject: str, where: ListFilter, *, limit: int, accept: Accept[T]
 ) -> list[T]:
     """The ``limit`` newest matches among the entries of ``subject`` (read whole)."""
-    return await _take(_usable(await direct.all(subject), where), accept, limit)
+    return await _take(_usable(map(decode, await direct.all(subject)), where), accept, limit)
+
+
+async def newest(
+    direct: index.Reads,
+    generation: int,
+    subject: str,
+    where: ListFilter,
+    *,
+    limit: int,
+    accept: Accept[T],
+    started_of: Callable[[T], int],
+    expected: int,
+    budget: int = WALK_BUDGET,
+    min_window: int = 256,
+) -> list[T] | None:
+    """The ``limit`` newest matches among the entries of ``subject``, read backwards in
+    windows of stream positions (``projections.index.newest_first``) and, within a window,
+    newest first: it stops once ``limit`` rows started after everything still unread (the
+    bound marks bound the windows not read yet), so it reads about as many summaries as rows
+    wanted when most entries match. None when more than ``budget`` entries were handed to
+    ``accept`` without an answer (the matches are rare among them: a recent list or the start
+    buckets answer for less). ``expected``: entries the subject holds, to size the first
+    window."""
+    last = await direct.last(subject)
+    if last is None:
+        return []
+    first_window = max(min_window, last.seq * max(limit, 32) * _SPREAD // max(expected, 1))
+    windows: AsyncIterator[index.Window[KeyEntry]] = index.newest_first(
+        direct, subject, marks=marks_subject(generation), first_window=first_window, decode=decode
+    )
+    rows: list[T] = []
+    seen: set[str] = set()
+    taken = 0
+    async for window in windows:
+        fresh = [e for e in _usable(window.entries, where) if e.workflow_id not in seen]
+        seen.update(e.workflow_id for e in fresh)
+        bound = -1 if window.older_bound_us is None else window.older_bound_us
+        at = 0
+        while at < len(fresh):
+            wanted = limit - sum(started_of(row) > bound for row in rows)
+            chunk = fresh[at : at + min(_CHUNK, max(32, wanted))]
+            at += len(chunk)
+            taken += len(chunk)
+            rows += await accept(chunk)
+            # Every entry still unread started at or before ``floor``: the rest of this
+            # window (newest first) and every window before it.
+            floor = max(bound, fresh[at].started_us if at < len(fresh) else -1)
+            if sum(started_of(row) > floor for row in rows) >= limit:
+                return sorted(rows, key=started_of, reverse=True)[:limit]
+            if taken > budget:
+                return None
+        if window.older_bound_us is None or bound < where.since_us:
+            break  # nothing unread, or nothing unread started late enough
+    return sorted(rows, key=started_of, reverse=True)[:limit]
 
 
 async def _count(direct: Direct, subject: str) -> int:
@@ -213,11 +295,11 @@ async def _count(direct: Direct, subject: str) -> int:
     return len(found) + pending
 
 
-def _usable(messages: list[Stored], where: ListFilter) -> list[KeyEntry]:
+def _usable(found: Iterable[KeyEntry | None], where: ListFilter) -> list[KeyEntry]:
     """Entries within the start bounds, one per workflow, newest first."""
     entries = {
         entry.workflow_id: entry
-        for entry in map(decode, messages)
+        for entry in found
         if entry is not None and where.takes_start(entry.started_us)
     }
     return sorted(entries.values(), key=lambda e: (e.started_us, e.workflow_id), reverse=True)
@@ -291,7 +373,7 @@ class _TimeWalk(Generic[T]):
         return False
 
     async def _read(self, subject: str) -> bool:
-        entries = _usable(await self._direct.all(subject), self._where)
+        entries = _usable(map(decode, await self._direct.all(subject)), self._where)
         self.rows += await _take(entries, self._accept, self._limit - len(self.rows))
         return len(self.rows) >= self._limit
 

@@ -104,6 +104,10 @@ def _key_rows(
     return accept
 
 
+def _started_us(row: WorkflowSummary) -> int:
+    return index.micros(row.started_at)
+
+
 def _utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -173,6 +177,21 @@ class Views:
         rows_of = _key_rows(store, status=status, name=name, where=where, shown=shown)
         if fewest is not None and fewest[0] <= keys.AT_ONCE:
             return await keys.read(self._keys, fewest[1], where, limit=limit, accept=rows_of)
+        if fewest is not None and status is None and where.until is None and not every_namespace:
+            # Many entries: their newest ones, read backwards until the marks prove the rest
+            # older (about ``limit`` summaries when most match; None: they did not).
+            walked = await keys.newest(
+                self._keys,
+                store.generation,
+                fewest[1],
+                where,
+                limit=limit,
+                accept=rows_of,
+                started_of=_started_us,
+                expected=fewest[0],
+            )
+            if walked is not None:
+                return walked
         recent_list = None
         use_recent = self._use_recent and not every_namespace
         if use_recent and not where.active:

@@ -116,6 +116,8 @@ class ViewStore:
         self._publisher = publisher or Publisher(nc, timeout=timeout)
         self._index_reads = Direct(nc, subjects.INDEX_STREAM, timeout=timeout)
         self._index = IndexWriter(self._index_reads, self._publisher, generation=generation)
+        self._keys_reads = Direct(nc, subjects.KEYS_STREAM, timeout=timeout)
+        self._keys_marker = keys.marker(self._keys_reads, self._publisher, generation)
         self._max_value = max_value or int(nc.max_payload) - _HEADROOM
         self._inline = min(INLINE_VIEW, self._max_value)
 
@@ -123,6 +125,7 @@ class ViewStore:
         """Drop the reply subscriptions of its requests (the publisher's only if it made it)."""
         await self._kv.close()
         await self._index_reads.close()
+        await self._keys_reads.close()
         if self._own_publisher:
             await self._publisher.close()
 
@@ -231,6 +234,8 @@ class ViewStore:
                     keys.add(self._publisher, self.generation, view) if adding else _same(added),
                 )
                 stale = prev.index_seq if prev.index_seq != index_seq else 0
+                if adding:
+                    self._keys_marker.added(len(added))
             key_seqs = prev.key_seqs or added
             headers = {_SEQ: str(seq), _INDEX: str(index_seq), _STATUS: view.status}
             if key_seqs:
@@ -324,8 +329,9 @@ class ViewStore:
         return Written()
 
     async def mark_index(self) -> None:
-        """Bound the index entries stored so far (``projections.index``): call after a batch."""
-        await self._index.mark()
+        """Bound the index and secondary entries stored so far (``projections.index``,
+        ``projections.keys``): call after a batch."""
+        await asyncio.gather(self._index.mark(), self._keys_marker.mark())
 
     async def _write_summary(
         self, view: WorkflowView, seq: int, index_seq: int, rev: int

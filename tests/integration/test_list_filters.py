@@ -3,8 +3,10 @@ store the way the projector writes them, with start times the test chooses)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
@@ -208,3 +210,74 @@ async def test_an_ended_status_with_filters_reads_its_recent_list(
     finally:
         for views in (fast, scan):
             await views.close()
+
+
+async def test_a_filter_with_many_entries_walks_their_newest_back_to_the_marks(
+    clean_nats: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Subjects with more entries than AT_ONCE (8 here) are read backwards from their newest
+    # entry until the bound marks prove the rest older (keys.newest): the same rows as the
+    # index scan, with entries written out of start order, batch by batch, marked after each.
+    monkeypatch.setattr(keys, "AT_ONCE", 8)
+    monkeypatch.setattr(keys, "_SPREAD", 0)  # first windows of 256 positions: several windows
+    generations = Generations(clean_nats)
+    await generations.ensure()
+    await generations.close()
+    store = ViewStore(clean_nats, generation=1)
+    recent = RecentWriter(
+        Direct(clean_nats, KV_STREAM), Publisher(clean_nats), prefix=KV_PREFIX, generation=1
+    )
+    rng = random.Random(3)
+    for at in range(0, 300, 25):
+        batch = list(range(at, at + 25))  # about in start order, as workflows start
+        rng.shuffle(batch)
+        for seq, i in enumerate(batch, start=at + 1):
+            view = _view(
+                i,
+                inputs={"env": "prod" if i % 3 == 0 else "dev", "team": f"t{i % 7}"},
+                labels=("gpu",) if i % 5 == 0 else (),
+            )
+            await store.write(view, seq, Written())
+            started = micros(view.started_at)
+            await recent.note(view.workflow_id, name="etl", status="succeeded", started_us=started)
+        await recent.flush()
+        await store.mark_index()
+    await store.close()
+    walked: list[list[object] | None] = []
+    handed: list[int] = []  # entries each walk handed over for their summaries
+    real_newest = keys.newest
+
+    async def recording(*args: Any, accept: Any, **kwargs: Any) -> list[Any] | None:
+        handed.append(0)
+
+        async def counting(entries: list[keys.KeyEntry]) -> Any:
+            handed[-1] += len(entries)
+            return await accept(entries)
+
+        found = await real_newest(*args, accept=counting, **kwargs)
+        walked.append(found)
+        return found
+
+    monkeypatch.setattr(keys, "newest", recording)
+    fast, scan = Views(clean_nats), Views(clean_nats, recent_lists=False, secondary=False)
+    filters = [
+        ListFilter(inputs={"env": "prod"}),
+        ListFilter(inputs={"team": "t3"}),
+        ListFilter(labels=("gpu",)),
+        ListFilter(inputs={"env": "prod"}, labels=("gpu",)),
+        ListFilter(inputs={"env": "prod"}, since=T0 + timedelta(hours=250)),
+    ]
+    try:
+        for where in filters:
+            for limit in (1, 7, 50):
+                expected = await scan.list(where=where, limit=limit)
+                assert expected, (where, limit)
+                assert await fast.list(where=where, limit=limit) == expected, (where, limit)
+        assert walked and all(found is not None for found in walked)  # the walk answered each
+        handed.clear()
+        await fast.list(where=filters[0], limit=7)
+        # The marks ended it among the newest of env=prod's 100 entries, not after all of them.
+        assert handed and handed[0] < 60, handed
+    finally:
+        await fast.close()
+        await scan.close()
