@@ -170,7 +170,7 @@ async def next_mark(direct: Reads, generation: int) -> dict[str, int] | None:
     """A mark over every entry stored now, from the newest mark and the entries after it; None
     when no entry came after it."""
     return await next_bound(
-        direct, marks=marks_subject(generation), everything=generation_filter(generation)
+        direct, marks=marks_subject(generation), covering=generation_filter(generation)
     )
 
 
@@ -183,18 +183,20 @@ async def next_bound(
     direct: Reads,
     *,
     marks: str,
-    everything: str,
+    covering: str,
     started_of: Callable[[Stored], int | None] = _started_of_entry,
 ) -> dict[str, int] | None:
-    """A mark (``{through, bound}``, published on ``marks``) over every entry on the filter
-    ``everything`` stored now, from the newest mark and the entries after it (``started_of``
-    reads an entry's start, None: not an entry); None when no entry came after it."""
+    """A mark (``{through, bound}``, published on ``marks``) over every entry stored now, from
+    the newest mark and the entries on the filter ``covering`` after it (``started_of`` reads
+    an entry's start, None: not an entry); None when none came after it. ``covering`` may
+    leave entries out only if each of them is stored after an entry it matches that started
+    at the same moment (``projections.keys``: a workflow's start-hour entry comes first)."""
     last = await direct.last(marks)
     newest = decode_mark(last) if last is not None else None
     through, bound = (newest.through, newest.bound_us) if newest is not None else (0, 0)
     covered, cursor = through, through + 1
     while True:
-        batch, pending = await direct.next(everything, from_seq=cursor, limit=_PAGE)
+        batch, pending = await direct.next(covering, from_seq=cursor, limit=_PAGE)
         for stored in batch:
             started = started_of(stored) if stored.subject != marks else None
             if started is not None:
@@ -206,8 +208,8 @@ async def next_bound(
 
 
 class BoundMarker:
-    """Marks bounds over the entries one writer adds on ``everything`` (``next_bound``). Marks
-    only make listings faster: a failure costs speed, never correctness."""
+    """Marks bounds over the entries one writer adds (``next_bound``, reading ``covering``).
+    Marks only make listings faster: a failure costs speed, never correctness."""
 
     def __init__(
         self,
@@ -215,11 +217,11 @@ class BoundMarker:
         publisher: Publisher,
         *,
         marks: str,
-        everything: str,
+        covering: str,
         started_of: Callable[[Stored], int | None] = _started_of_entry,
     ) -> None:
         self._direct, self._publisher = direct, publisher
-        self._marks, self._everything, self._started_of = marks, everything, started_of
+        self._marks, self._covering, self._started_of = marks, covering, started_of
         self._added = 0  # entries added since this writer's last mark
 
     def added(self, count: int = 1) -> None:
@@ -233,7 +235,7 @@ class BoundMarker:
         if not added:
             return
         doc = await next_bound(
-            self._direct, marks=self._marks, everything=self._everything,
+            self._direct, marks=self._marks, covering=self._covering,
             started_of=self._started_of,
         )  # fmt: skip
         if doc is not None:
@@ -255,7 +257,7 @@ class IndexWriter:
             direct,
             publisher,
             marks=marks_subject(generation),
-            everything=generation_filter(generation),
+            covering=generation_filter(generation),
         )
 
     async def add(self, view: WorkflowView, *, replacing: int = 0) -> int:

@@ -22,7 +22,11 @@ They are hints like status entries: a row is listed only from the workflow's sto
 which every condition is checked on again, so a leftover of a crashed write is never shown.
 
 A listing counts the entries of each subject its filter names (one direct get each) and, when
-the smallest holds at most ``AT_ONCE``, reads just those, newest first; a bigger one only when
+the smallest holds at most ``AT_ONCE``, reads just those, newest first. Without a status or an
+``until``, a bigger one is walked backwards from its newest entry (``newest``) until the bound
+marks on ``wfkey.g<n>.bounds`` (written after each projector batch, as for the status index)
+prove that nothing unread started later than the rows found; a walk that finds matches rare
+gives up at ``WALK_BUDGET`` entries. A bigger one is read whole only when
 the recent lists cannot answer (the matches are not among the newest) and it holds at most
 ``AT_MOST`` and, with a status, no more than the status's index entries. A window of start
 times reads the hours it spans, newest first (one ``STREAM.INFO`` lists the hours that have
@@ -127,12 +131,14 @@ def marks_subject(generation: int) -> str:
 
 
 def marker(direct: Direct, publisher: Publisher, generation: int) -> index.BoundMarker:
-    """Marks bounds over the entries of ``generation``: ``newest`` stops reading on them."""
+    """Marks bounds over the entries of ``generation``: ``newest`` stops reading on them.
+    It reads back only the start-hour entries (one per workflow, of eight with three inputs
+    and a label): every other entry of a workflow is stored after its hour's (``add``)."""
     return index.BoundMarker(
         direct,
         publisher,
         marks=marks_subject(generation),
-        everything=generation_filter(generation),
+        covering=time_filter(generation, 0, None),
         started_of=_started_of,
     )
 
@@ -167,13 +173,25 @@ def decode_seqs(text: str | None) -> tuple[int, ...]:
 
 
 async def add(publisher: Publisher, generation: int, view: WorkflowView) -> tuple[int, ...]:
-    """Publish the view's secondary entries (pipelined); their sequences. The msg id names the
-    generation, workflow and subject: a repeat after a lost ack finds the same entry."""
+    """Publish the view's secondary entries; their sequences. The msg id names the generation,
+    workflow and subject: a repeat after a lost ack finds the same entry. The start hour's
+    entry is stored first, the others (pipelined) once it is: the bound marks read only the
+    hour entries (``marker``), which bounds every entry stored after one of them."""
+    named = key_subjects(generation, view)
+    hours = time_filter(generation, 0, None)[:-1]  # "wfkey.g<n>.t0."
+    hour = [subject for subject in named if subject.startswith(hours)]
+    first = await _publish(publisher, generation, view, hour)
+    return first + await _publish(publisher, generation, view, [s for s in named if s not in hour])
+
+
+async def _publish(
+    publisher: Publisher, generation: int, view: WorkflowView, named: list[str]
+) -> tuple[int, ...]:
     body = entry_body(view)
     wf = view.workflow_id
     answers = [
         await publisher.send(subject, body, {"Nats-Msg-Id": f"g{generation}:{wf}:{subject}"})
-        for subject in key_subjects(generation, view)
+        for subject in named
     ]
     seqs = []
     for answer in answers:

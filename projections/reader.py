@@ -177,9 +177,10 @@ class Views:
         rows_of = _key_rows(store, status=status, name=name, where=where, shown=shown)
         if fewest is not None and fewest[0] <= keys.AT_ONCE:
             return await keys.read(self._keys, fewest[1], where, limit=limit, accept=rows_of)
-        if fewest is not None and status is None and where.until is None and not every_namespace:
+        if fewest is not None and status is None and where.until is None and namespace is None:
             # Many entries: their newest ones, read backwards until the marks prove the rest
-            # older (about ``limit`` summaries when most match; None: they did not).
+            # older (about ``limit`` summaries when most match; None: they did not). Entries
+            # are not per namespace: another namespace's listing has a recent list of its own.
             walked = await keys.newest(
                 self._keys,
                 store.generation,

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NATS
 
+from events import subjects
 from events.catalog import ParentLink
 from projections import Views, keys
 from projections._nats import Direct, Publisher
@@ -243,6 +244,18 @@ async def test_a_filter_with_many_entries_walks_their_newest_back_to_the_marks(
         await recent.flush()
         await store.mark_index()
     await store.close()
+    # The marks read only the start-hour entries: each workflow's must be stored before its
+    # others, or a mark could bound an entry whose workflow's start it never read.
+    reader = Direct(clean_nats, subjects.KEYS_STREAM)
+    entries = await reader.all(keys.generation_filter(1))
+    await reader.close()
+    first: dict[str, str] = {}
+    for stored in sorted(entries, key=lambda stored: stored.seq):
+        entry = keys.decode(stored) if stored.subject != keys.marks_subject(1) else None
+        if entry is not None:
+            first.setdefault(entry.workflow_id, stored.subject)
+    assert len(first) == 300
+    assert all(subject.startswith("wfkey.g1.t0.") for subject in first.values()), first
     walked: list[list[object] | None] = []
     handed: list[int] = []  # entries each walk handed over for their summaries
     real_newest = keys.newest

@@ -18,7 +18,8 @@ from tests.unit.test_projection_index import MemoryStream
 
 EXAMPLES = int(os.environ.get("JW_EXAMPLES", "200"))
 WANTED = "wfkey.g1.i.wanted"
-SUBJECTS = (WANTED, "wfkey.g1.i.other", "wfkey.g1.l.gpu", "wfkey.g1.t0.1")
+HOUR = "wfkey.g1.t0.1"  # every workflow's start-hour entry, stored before its others
+SUBJECTS = (WANTED, "wfkey.g1.i.other", "wfkey.g1.l.gpu", "wfkey.g1.t1.1.2")
 
 
 class Keys:
@@ -31,15 +32,18 @@ class Keys:
         self.started[wf] = started
         if matches:
             self.matching.add(wf)
+        self.publish(wf, subjects)
+
+    def publish(self, wf: str, subjects: list[str]) -> None:
         for subject in subjects:
-            self.stream.publish(subject, {"wf": wf, "started": started})
+            self.stream.publish(subject, {"wf": wf, "started": self.started[wf]})
 
     def compute_mark(self) -> dict[str, int] | None:
         return asyncio.run(
             next_bound(
                 self.stream,
                 marks=keys.marks_subject(1),
-                everything=keys.generation_filter(1),
+                covering=keys.time_filter(1, 0, None),  # the hour entries only, as keys.marker
                 started_of=lambda stored: int(orjson.loads(stored.data)["started"]),
             )
         )
@@ -77,10 +81,13 @@ class Keys:
         return rows[:limit]
 
 
+# Workflows whose first views are written concurrently: each one's hour entry now, its other
+# entries (keys.add) some steps later, interleaved with other workflows' entries.
 history = st.lists(
     st.tuples(
         st.integers(min_value=-8, max_value=8),  # start time, as an offset from the step
-        st.sets(st.sampled_from(SUBJECTS)),  # what it is listed under
+        st.sets(st.sampled_from(SUBJECTS)),  # what else it is listed under
+        st.integers(min_value=0, max_value=5),  # how many steps later those entries are stored
         st.booleans(),  # whether the filter's other conditions keep it
         st.integers(min_value=-1, max_value=20),  # a mark computed now, published this much later
     ),
@@ -101,14 +108,22 @@ def test_the_walk_returns_exactly_the_newest_matches(
 ) -> None:
     store = Keys()
     marks: dict[int, list[dict[str, int] | None]] = {}
-    for step, (jitter, subjects, matches, mark) in enumerate(steps):
+    rest: dict[int, list[tuple[str, list[str]]]] = {}
+    for step, (jitter, subjects, later, matches, mark) in enumerate(steps):
         # Unique start times; one workflow from a clock far ahead, early in the stream.
         started = (100 + step + jitter + (1000 if step == outlier else 0)) * 100 + step
-        store.add(f"wf{step:03d}", started, sorted(subjects), matches)
+        wf = f"wf{step:03d}"
+        store.add(wf, started, [HOUR], matches)
+        rest.setdefault(step + later, []).append((wf, sorted(subjects)))
+        for waiting, others in rest.pop(step, []):
+            store.publish(waiting, others)
         if mark >= 0:
             marks.setdefault(step + mark, []).append(store.compute_mark())
         for doc in marks.pop(step, []):
             store.publish_mark(doc)
+    for pending in rest.values():
+        for waiting, others in pending:
+            store.publish(waiting, others)
     for docs in marks.values():
         for doc in docs:
             store.publish_mark(doc)
@@ -119,12 +134,12 @@ def test_the_walk_returns_exactly_the_newest_matches(
 def test_without_marks_the_walk_gives_up_at_its_budget_rather_than_read_everything() -> None:
     store = Keys()
     for step in range(1000):
-        store.add(f"wf{step:04d}", step, [WANTED, "wfkey.g1.t0.1"], matches=True)
+        store.add(f"wf{step:04d}", step, [HOUR, WANTED], matches=True)
     # No mark: nothing proves the unread entries older, so only reading all of them could.
     assert asyncio.run(store.walk(5, expected=1000, budget=40)) is None
     store.publish_mark(store.compute_mark())
     for step in range(1000, 1010):
-        store.add(f"wf{step:04d}", step, [WANTED], matches=True)
+        store.add(f"wf{step:04d}", step, [HOUR, WANTED], matches=True)
     store.publish_mark(store.compute_mark())
     before = store.stream.read
     assert asyncio.run(store.walk(5, expected=1010, budget=40)) == [
