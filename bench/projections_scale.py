@@ -46,7 +46,7 @@ from projections import Projector, ProjectorSettings, Views
 from projections._nats import Direct, Publisher
 from projections.index import micros
 from projections.recent import RecentWriter
-from projections.store import KV_PREFIX, KV_STREAM, ViewStore, Written
+from projections.store import KV_PREFIX, KV_STREAM, ViewStore, Written, summary_of
 from projections.views import JobView, WorkflowSummary, WorkflowView
 from sdk.embedded_server import EmbeddedServer
 
@@ -142,7 +142,7 @@ async def naive_list(nc: NATS) -> list[WorkflowSummary]:
     """What listing costs without the index: every summary read, then sorted."""
     direct = Direct(nc, KV_STREAM, timeout=60)
     stored = await direct.all("$KV.jw_workflows.g1.s.>")
-    rows = [WorkflowSummary.model_validate_json(message.data) for message in stored]
+    rows = [summary_of(message) for message in stored if not message.is_tombstone]
     rows.sort(key=lambda row: (row.started_at or BASE, row.workflow_id), reverse=True)
     return rows[:50]
 

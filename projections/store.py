@@ -190,7 +190,7 @@ class ViewStore:
             if keep is not None and not keep(_loaded(stored.data)):
                 continue
             result[keys[subject]] = StoredSummary(
-                summary=_summary_of(stored),
+                summary=summary_of(stored),
                 seq=_int(stored, _SEQ),
                 index_seq=_int(stored, _INDEX),
             )
@@ -424,7 +424,8 @@ def newest_view(view: Stored | None, stored_summary: Stored | None) -> Stored | 
     return inline if _int(inline, _SEQ) > _int(view, _SEQ) else view
 
 
-def _summary_of(stored: Stored) -> WorkflowSummary:
+def summary_of(stored: Stored) -> WorkflowSummary:
+    """The summary a summary key holds: a summary, or a small view stored whole."""
     if stored.headers.get(_BODY) == _INLINE:
         return summary(WorkflowView.model_validate_json(stored.data))
     return WorkflowSummary.model_validate_json(stored.data)
