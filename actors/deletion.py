@@ -46,6 +46,7 @@ def decide(state: WorkflowState, *, by: str, reason: str | None, at: datetime) -
         status=state.status.value,
         ended_at=state.ended_at,
         at=at,
+        namespace=state.namespace,
     )
 
 

@@ -518,6 +518,9 @@ class WorkflowDeleted(WorkflowEvent):
     status: str  # the status it ended with
     ended_at: datetime | None = None
     at: datetime
+    # The namespace it ran in (None: the default one): its WorkflowStarted, which says it too,
+    # is purged, and a namespace's subscribers still see the tombstone by this.
+    namespace: str | None = None
 
 
 # --- fan-out (matrix and for_each) --------------------------------------------------------------

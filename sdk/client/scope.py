@@ -14,7 +14,7 @@ from typing import Final
 
 from events import subjects
 from events.base import RecordedEvent
-from events.catalog import WorkflowStarted
+from events.catalog import WorkflowDeleted, WorkflowStarted
 from events.errors import UndecodableEvent
 from events.store import EventStore
 
@@ -34,12 +34,16 @@ class NamespaceScope:
         self.lookups = 0  # direct gets made (what the cache saves; read by tests)
 
     async def admits(self, recorded: RecordedEvent) -> bool:
-        """Whether the event's workflow runs in the namespace. An event of a workflow with no
-        ``WorkflowStarted`` (the tombstone of a deleted one whose start is purged) is not
-        admitted, and nothing is remembered: the next event of that workflow asks again."""
+        """Whether the event's workflow runs in the namespace. A deleted workflow's tombstone
+        says its namespace itself (its start is purged). Another event of a workflow with no
+        ``WorkflowStarted`` is not admitted, and nothing is remembered: the next event of that
+        workflow asks again."""
         event = recorded.event
         if isinstance(event, WorkflowStarted):
             self._remember(event.workflow_id, event.namespace)
+            return event.namespace == self._ns
+        if isinstance(event, WorkflowDeleted):
+            self._known.pop(event.workflow_id, None)  # no more of its events will come
             return event.namespace == self._ns
         workflow_id = _workflow_of(recorded.subject)
         if workflow_id is None:

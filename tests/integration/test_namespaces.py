@@ -24,7 +24,7 @@ from actors.engine.batch import _NOT_FOUND_TRIES, Batch
 from actors.engine.quotas import Quotas
 from events import subjects
 from events.base import RecordedEvent
-from events.catalog import JobStarted, JobSucceeded, WorkflowStarted
+from events.catalog import JobStarted, JobSucceeded, WorkflowDeleted, WorkflowStarted
 from events.errors import WorkflowNotFound
 from events.quotas import QuotaExceeded
 from events.requests import StartAnswer, StartRequest, workflow_id_for
@@ -637,3 +637,30 @@ async def test_a_signal_to_a_workflow_whose_start_waits_is_kept_for_it(
     assert view.status == "succeeded" and view.jobs["ok"].outputs == {"by": "ann"}
     assert not any(second.workflow_id in letter.subject for letter in await client.dead_letters())
     await client.delete_quota(ns)
+
+
+async def test_a_deleted_workflows_tombstone_reaches_its_namespaces_subscribers(
+    stack: Stack, nats_url: str
+) -> None:
+    # The tombstone's WorkflowStarted is purged with the rest of its history: the scope knows
+    # the namespace from the tombstone itself (it was dropped for every namespace before).
+    lb = label()
+    worker = Worker(fast_config(nats_url, labels=frozenset([lb]), namespace="team-b"))
+    async with running(worker):
+        run = await stack.team_b.start(flow(lb))
+        assert (await run.wait(timeout=15)).status == "succeeded"
+    await stack.team_b.delete(run.workflow_id, reason="test")
+    store = EventStore(stack.nc)
+    history = await store.read(subjects.workflow_events(run.workflow_id))
+    assert [r.event.event_type for r in history] == ["WorkflowDeleted"]  # the start is purged
+    tombstone = history[0]
+    assert isinstance(tombstone.event, WorkflowDeleted)
+    assert tombstone.event.namespace == "team-b"
+    assert await NamespaceScope(store, "team-b").admits(tombstone)
+    assert not await NamespaceScope(store, "team-a").admits(tombstone)
+    assert not await NamespaceScope(store, None).admits(tombstone)
+    # And through a namespaced subscription from the start.
+    events = stack.team_b.subscribe(workflow_id=run.workflow_id, from_start=True)
+    async with contextlib.aclosing(events):
+        first = await asyncio.wait_for(anext(events), 15)
+    assert first.event.event_type == "WorkflowDeleted"
