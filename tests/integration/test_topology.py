@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -91,20 +92,29 @@ async def test_a_process_with_default_settings_keeps_a_cluster_s_replicas(tmp_pa
             await nc.close()
 
 
+async def _through_an_outage(
+    server: EmbeddedServer, start: Callable[[], Awaitable[None]]
+) -> EmbeddedServer:
+    """Stop ``server``, start what ``start`` makes, check that it waits, bring the server back
+    (same data, same port) and wait for it to finish: the server running again."""
+    server.stop()
+    waiting = asyncio.ensure_future(start())
+    await asyncio.sleep(1.5)  # the outage itself, not a synchronisation
+    assert not waiting.done()
+    server = EmbeddedServer(data_dir=server.data_dir, port=server.port, sync_interval="2m").start()
+    await asyncio.wait_for(waiting, 30)
+    return server
+
+
 async def test_start_up_waits_for_a_server_that_comes_back(tmp_path: Path) -> None:
     # A process started while JetStream does not answer (a restarting server, a cluster electing
     # leaders) waits for it instead of crashing with a raw nats timeout.
     server = EmbeddedServer(data_dir=tmp_path / "nats", sync_interval="2m").start()
     nc = await connect(NatsSettings(url=server.url, name="topology-patience"))
     try:
-        server.stop()
-        creating = asyncio.create_task(ensure_topology(nc.jetstream(timeout=1), patience=30))
-        await asyncio.sleep(1.5)  # the outage itself, not a synchronisation
-        assert not creating.done()
-        server = EmbeddedServer(
-            data_dir=server.data_dir, port=server.port, sync_interval="2m"
-        ).start()
-        await asyncio.wait_for(creating, 30)
+        server = await _through_an_outage(
+            server, lambda: ensure_topology(nc.jetstream(timeout=1), patience=30)
+        )
         names = {info.config.name for info in await nc.jetstream().streams_info()}
         assert {config.name for config in Topology().streams()} <= names
     finally:
@@ -134,18 +144,12 @@ async def test_a_worker_s_start_up_steps_wait_for_a_server_that_comes_back(tmp_p
     try:
         js = nc.jetstream(timeout=1)
         await ensure_topology(js)
-        server.stop()
         pauses = Pauses("w1")
         deadline = time.monotonic() + 30
-        following = asyncio.create_task(
-            patiently(lambda: pauses.start(js), deadline, what="reading the worker pauses")
+        server = await _through_an_outage(
+            server,
+            lambda: patiently(lambda: pauses.start(js), deadline, what="reading the worker pauses"),
         )
-        await asyncio.sleep(1.5)  # the outage itself, not a synchronisation
-        assert not following.done()
-        server = EmbeddedServer(
-            data_dir=server.data_dir, port=server.port, sync_interval="2m"
-        ).start()
-        await asyncio.wait_for(following, 30)
         await set_pause(js, worker_key("w1"), PauseRecord.now(by="test", reason="outage"))
         await assert_eventually(lambda: pauses.applies_to(None), message="the pause was missed")
         await pauses.stop()
