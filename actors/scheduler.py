@@ -18,6 +18,7 @@ the entry's note.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final
@@ -43,6 +44,7 @@ from events.requests import StartRequest, request_msg_id, workflow_id_for
 from events.schedule_store import ArmTick, ScheduleEntry, ScheduleStore, TickDue
 from events.store import EventStore
 from events.tasks import cancel_and_wait
+from events.topology import TOPOLOGY_PATIENCE, patiently
 
 _log = structlog.get_logger("jetwork.scheduler")
 CONSUMER: Final = "scheduler"
@@ -80,18 +82,22 @@ class Ticker:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self._js.add_consumer(
-            subjects.COMMANDS_STREAM,
-            ConsumerConfig(
-                name=CONSUMER,
-                durable_name=CONSUMER,
-                ack_policy=AckPolicy.EXPLICIT,
-                deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self._ack_wait,
-                max_deliver=-1,
-                filter_subject=subjects.SCHEDULE_TICKS,
-            ),
+        config = ConsumerConfig(
+            name=CONSUMER,
+            durable_name=CONSUMER,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self._ack_wait,
+            max_deliver=-1,
+            filter_subject=subjects.SCHEDULE_TICKS,
         )
+
+        async def create() -> None:
+            await self._js.add_consumer(subjects.COMMANDS_STREAM, config)
+
+        # Retried while JetStream does not answer (a server restarted while a node is down).
+        deadline = time.monotonic() + TOPOLOGY_PATIENCE
+        await patiently(create, deadline, what="creating the schedule ticks' consumer")
         self._feed = PullFeed(self._nc, stream=subjects.COMMANDS_STREAM, consumer=CONSUMER,
                               window=16, expires=5.0)  # fmt: skip
         await self._feed.start()
