@@ -40,6 +40,7 @@ from nats.js.kv import KeyValue
 from events import subjects
 from events.ownership import Ownership
 from events.store import EventStore
+from events.topology import TOPOLOGY_PATIENCE, patiently
 from projections._nats import Direct, Publisher
 from projections.batches import ProjectorBatches
 from projections.feeds import Feeds
@@ -151,9 +152,12 @@ class Projector(ProjectorBatches):
     # --- life cycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # Retried while JetStream does not answer: a projector (re)started while a cluster node
+        # is down waits for the leader elections instead of exiting.
+        deadline = time.monotonic() + TOPOLOGY_PATIENCE
         if self._follow:
-            self._generation = (await self._generations.ensure()).generation
-        await self._bind()
+            await patiently(self._ensure_generation, deadline, what="reading the generation")
+        await patiently(self._bind, deadline, what="opening the view store")
         self._stopping.clear()
         self._task = asyncio.create_task(self._consume())
         self._ownership = Ownership(
@@ -165,9 +169,12 @@ class Projector(ProjectorBatches):
             lease_ttl=self._settings.lease_ttl,
             renew_every=self._settings.renew_every,
         )
-        await self._ownership.start()
+        await patiently(self._ownership.start, deadline, what="following partition ownership")
         await self._ownership.wait_cycle()
         _log.info("projector started", generation=self._generation, partitions=self.partitions)
+
+    async def _ensure_generation(self) -> None:
+        self._generation = (await self._generations.ensure()).generation
 
     async def stop(self) -> None:
         """Write everything held and the positions, give the partitions up, and return."""
