@@ -188,7 +188,11 @@ async def test_pause_resume_and_delete(rig: Rig, nats_url: str) -> None:
 
         async def ticking_again() -> bool:
             new = set(await started_runs(rig, "pausable")) - settled
-            assert new and min(new) >= resumed.next_tick, (new, resumed.next_tick)  # type: ignore[operator]
+            assert resumed.next_tick is not None
+            # The run of the tick handled last before the pause may be appended by the engine
+            # only now (the ticker sends its start; the engine appends it): at most that one.
+            late = {tick for tick in new if tick < resumed.next_tick}
+            assert len(late) <= 1 and new - late, (new, resumed.next_tick)
             return True
 
         await assert_eventually(ticking_again, timeout=15)
