@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
@@ -98,6 +99,7 @@ class JobContext:
     """When (``time.monotonic()``) the executor saw the job's own work end: its process exited,
     its handler returned. The worker's watchdog checks that the attempt moves on after it."""
     _loop: asyncio.AbstractEventLoop | None = field(init=False, default=None, repr=False)
+    _stop_listeners: list[Callable[[], None]] = field(init=False, default_factory=list, repr=False)
     _thread_lock: threading.Lock = field(init=False, default_factory=threading.Lock, repr=False)
     _unsynced: int = field(init=False, default=0, repr=False)
 
@@ -151,10 +153,22 @@ class JobContext:
         if self.cancel_reason is None:
             self.cancel_reason = reason
         self.cancelled.set()
+        self._stopping()
 
     def mark_lease_lost(self) -> None:
         """The worker lost the lease: the executor stops the job and nothing is reported."""
         self.lease_lost.set()
+        self._stopping()
+
+    def on_stop(self, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call ``listener`` (on the event loop) when the job is cancelled or its lease lost;
+        returns what forgets it. The executors wait on this instead of a task per event."""
+        self._stop_listeners.append(listener)
+        return functools.partial(_forget, self._stop_listeners, listener)
+
+    def _stopping(self) -> None:
+        for listener in list(self._stop_listeners):
+            listener()
 
     @property
     def is_cancelled(self) -> bool:
@@ -180,6 +194,11 @@ class JobContext:
         while not room.wait(0.5):
             if loop.is_closed() or self.lease_lost.is_set():
                 return
+
+
+def _forget(listeners: list[Callable[[], None]], listener: Callable[[], None]) -> None:
+    with contextlib.suppress(ValueError):
+        listeners.remove(listener)
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
