@@ -11,13 +11,10 @@ So the index keeps few subjects and many messages:
   time (running, paused, its end; an operator's retry makes an ended workflow run again).
   Filters (``wfidx.g1.failed.*``, ``wfidx.g1.*.release``) match at most statuses x names
   subjects.
-- Bound marks on ``wfidx.g<generation>.bounds``: ``{through, bound}`` says that every entry at
-  or before stream sequence ``through`` started at or before ``bound``. A mark is a fact read
-  from the stream, not a writer's memory: its writer takes the newest mark and reads every entry
-  after it up to the end (``through``: the last one it read). Entries are never added at or
-  before a sequence that exists already and deletions only remove some, so a mark stays true
-  however many projectors write entries or marks, in whatever order, and however late it is
-  published. A projector marks after each batch that added entries.
+- Bound marks on ``wfidx.g<generation>.bounds`` (``projections.bounds``): ``{through, bound}``
+  says that every entry at or before stream sequence ``through`` started at or before
+  ``bound``, read from the stream, so true whoever writes entries or marks. A projector marks
+  after each batch that added entries.
 - A listing reads the filter backwards in windows of stream positions (direct get, which starts
   at a sequence and goes forward: a probe of one message gives the number of matches from there
   on, a second request fetches exactly the window's). Alongside the probe it reads the first
@@ -34,12 +31,11 @@ is never shown.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import TypeVar
 
 import orjson
 import structlog
@@ -47,17 +43,15 @@ import structlog
 from events import subjects
 from events.errors import StoreError
 from projections._nats import Direct, Publisher, Stored, describe, error_code
+from projections.bounds import BoundMarker, Reads, Window, newest_first, next_bound
 from projections.views import WorkflowView
 
 _log = structlog.get_logger("jetwork.projector")
 T = TypeVar("T")
-_PAGE = 1000
-_UNKNOWN_BOUND = 1 << 62  # no conclusion possible: keep reading
 # Deleting a message that is not there (any more) is done already: nats-server 2.15 answers
 # 10043 ("sequence not found") for one deleted inside the stream, 10057 ("no message found") for
 # one below the stream's first sequence.
 _ALREADY_GONE = frozenset({10057, 10043})
-_MARKS_READ = 8  # marks read after a window's start to find one that reaches it
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,40 +61,6 @@ class IndexEntry:
     name: str
     status: str
     started_us: int
-
-
-@dataclass(frozen=True, slots=True)
-class BoundMark:
-    """Every entry at or before stream sequence ``through`` started at or before ``bound_us``."""
-
-    seq: int
-    through: int
-    bound_us: int
-
-
-class Entry(Protocol):
-    """What a backward scan needs of an entry (an ``IndexEntry``, a ``keys.KeyEntry``)."""
-
-    @property
-    def seq(self) -> int: ...
-
-    @property
-    def workflow_id(self) -> str: ...
-
-    @property
-    def started_us(self) -> int: ...
-
-
-E = TypeVar("E", bound=Entry)
-
-
-@dataclass(frozen=True, slots=True)
-class Window(Generic[E]):
-    """Entries of one window (stream order) and what bounds every entry not yet returned."""
-
-    entries: list[E]
-    # Every entry still unread started at or before this (µs since the epoch); None: none left.
-    older_bound_us: int | None
 
 
 def micros(moment: datetime | None) -> int:
@@ -147,102 +107,20 @@ def decode_entry(stored: Stored) -> IndexEntry | None:
         return None
 
 
-def decode_mark(stored: Stored) -> BoundMark | None:
-    try:
-        doc = orjson.loads(stored.data)
-        return BoundMark(seq=stored.seq, through=int(doc["through"]), bound_us=int(doc["bound"]))
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
-        _log.warning("skipping a malformed bound mark", subject=stored.subject, seq=stored.seq)
-        return None
-
-
-class Reads(Protocol):
-    """The two direct gets the scan and the marks need (``projections._nats.Direct``)."""
-
-    async def last(self, subject: str) -> Stored | None: ...
-
-    async def next(
-        self, filter_subject: str, *, from_seq: int, limit: int
-    ) -> tuple[list[Stored], int]: ...
-
-
 async def next_mark(direct: Reads, generation: int) -> dict[str, int] | None:
     """A mark over every entry stored now, from the newest mark and the entries after it; None
     when no entry came after it."""
     return await next_bound(
-        direct, marks=marks_subject(generation), covering=generation_filter(generation)
+        direct,
+        marks=marks_subject(generation),
+        covering=generation_filter(generation),
+        started_of=_started_of_entry,
     )
 
 
 def _started_of_entry(stored: Stored) -> int | None:
     entry = decode_entry(stored)
     return entry.started_us if entry is not None else None
-
-
-async def next_bound(
-    direct: Reads,
-    *,
-    marks: str,
-    covering: str,
-    started_of: Callable[[Stored], int | None] = _started_of_entry,
-) -> dict[str, int] | None:
-    """A mark (``{through, bound}``, published on ``marks``) over every entry stored now, from
-    the newest mark and the entries on the filter ``covering`` after it (``started_of`` reads
-    an entry's start, None: not an entry); None when none came after it. ``covering`` may
-    leave entries out only if each of them is stored after an entry it matches that started
-    at the same moment (``projections.keys``: a workflow's start-hour entry comes first)."""
-    last = await direct.last(marks)
-    newest = decode_mark(last) if last is not None else None
-    through, bound = (newest.through, newest.bound_us) if newest is not None else (0, 0)
-    covered, cursor = through, through + 1
-    while True:
-        batch, pending = await direct.next(covering, from_seq=cursor, limit=_PAGE)
-        for stored in batch:
-            started = started_of(stored) if stored.subject != marks else None
-            if started is not None:
-                covered, bound = stored.seq, max(bound, started)
-        if not batch or pending == 0:
-            break
-        cursor = batch[-1].seq + 1
-    return {"through": covered, "bound": bound} if covered > through else None
-
-
-class BoundMarker:
-    """Marks bounds over the entries one writer adds (``next_bound``, reading ``covering``).
-    Marks only make listings faster: a failure costs speed, never correctness."""
-
-    def __init__(
-        self,
-        direct: Reads,
-        publisher: Publisher,
-        *,
-        marks: str,
-        covering: str,
-        started_of: Callable[[Stored], int | None] = _started_of_entry,
-    ) -> None:
-        self._direct, self._publisher = direct, publisher
-        self._marks, self._covering, self._started_of = marks, covering, started_of
-        self._added = 0  # entries added since this writer's last mark
-
-    def added(self, count: int = 1) -> None:
-        self._added += count
-
-    async def mark(self) -> None:
-        """Mark a bound over every entry stored so far, if this writer added any since its
-        last mark (another writer's entries are marked by that writer, or by the next mark
-        anyone writes)."""
-        added = self._added
-        if not added:
-            return
-        doc = await next_bound(
-            self._direct, marks=self._marks, covering=self._covering,
-            started_of=self._started_of,
-        )  # fmt: skip
-        if doc is not None:
-            reply = await self._publisher.call(self._marks, doc, f"marking {self._marks}")
-            if "error" in reply:
-                raise StoreError(f"marking {self._marks} failed: {describe(reply)}")
-        self._added -= added
 
 
 class IndexWriter:
@@ -258,6 +136,7 @@ class IndexWriter:
             publisher,
             marks=marks_subject(generation),
             covering=generation_filter(generation),
+            started_of=_started_of_entry,
         )
 
     async def add(self, view: WorkflowView, *, replacing: int = 0) -> int:
@@ -339,73 +218,3 @@ async def newest(
         chosen.values(), key=lambda pair: (pair[0].started_us, pair[0].workflow_id), reverse=True
     )
     return [row for _, row in ranked[:limit]]
-
-
-async def newest_first(
-    direct: Reads,
-    filter_subject: str,
-    *,
-    marks: str,
-    first_window: int = 256,
-    decode: Callable[[Stored], E | None] = decode_entry,  # type: ignore[assignment]
-) -> AsyncIterator[Window[E]]:
-    """Windows of entries on ``filter_subject``, from the end of the stream backwards, each
-    with the bound the marks on ``marks`` give for the entries before it. ``first_window``
-    counts stream positions (entries of other subjects included)."""
-    last = await direct.last(filter_subject)
-    if last is None:
-        return
-    hi = last.seq  # the window ends here
-    seen = 0  # matches after ``hi``, all returned already
-    size = first_window
-    while True:
-        lo = max(1, hi - size + 1)
-        (probe, pending), bound = await asyncio.gather(
-            direct.next(filter_subject, from_seq=lo, limit=1), _bound_before(direct, marks, lo)
-        )
-        if not probe:
-            return  # everything was deleted meanwhile
-        first = probe[0]
-        total = 1 + pending  # matches at lo or after
-        found = await _window(direct, filter_subject, first, hi, expected=total - seen)
-        seen = total
-        entries = [entry for entry in map(decode, found) if entry is not None]
-        if lo == 1:
-            yield Window(entries, None)
-            return
-        yield Window(entries, bound)
-        hi = lo - 1
-        if len(entries) < first_window:
-            size *= 4
-
-
-async def _bound_before(direct: Reads, marks: str, lo: int) -> int:
-    """A bound on the start of every entry before ``lo``: the tightest of the first marks at
-    or after ``lo`` whose ``through`` reaches it (a mark is stored after what it covers)."""
-    if lo <= 1:
-        return 0
-    found, _ = await direct.next(marks, from_seq=lo, limit=_MARKS_READ)
-    bounds = [
-        mark.bound_us
-        for mark in map(decode_mark, found)
-        if mark is not None and mark.through >= lo - 1
-    ]
-    return min(bounds, default=_UNKNOWN_BOUND)
-
-
-async def _window(
-    direct: Reads, filter_subject: str, first: Stored, hi: int, *, expected: int
-) -> list[Stored]:
-    """The entries from ``first`` up to ``hi``. ``expected`` is a hint: entries come and go."""
-    if first.seq > hi:
-        return []
-    messages = [first]
-    cursor = first.seq + 1
-    while cursor <= hi:
-        wanted = min(_PAGE, max(16, expected - len(messages) + 16))
-        batch, pending = await direct.next(filter_subject, from_seq=cursor, limit=wanted)
-        messages += [message for message in batch if message.seq <= hi]
-        if not batch or pending == 0 or batch[-1].seq >= hi:
-            break
-        cursor = batch[-1].seq + 1
-    return messages

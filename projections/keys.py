@@ -48,7 +48,7 @@ import structlog
 
 from events import subjects
 from events.errors import StoreError
-from projections import index
+from projections import bounds
 from projections._nats import Direct, Publisher, Stored, describe, error_code
 from projections.index import micros, name_token
 from projections.search import ListFilter, input_text
@@ -130,11 +130,11 @@ def marks_subject(generation: int) -> str:
     return f"wfkey.g{generation}.bounds"
 
 
-def marker(direct: Direct, publisher: Publisher, generation: int) -> index.BoundMarker:
+def marker(direct: Direct, publisher: Publisher, generation: int) -> bounds.BoundMarker:
     """Marks bounds over the entries of ``generation``: ``newest`` stops reading on them.
     It reads back only the start-hour entries (one per workflow, of eight with three inputs
     and a label): every other entry of a workflow is stored after its hour's (``add``)."""
-    return index.BoundMarker(
+    return bounds.BoundMarker(
         direct,
         publisher,
         marks=marks_subject(generation),
@@ -255,7 +255,7 @@ async def read(
 
 
 async def newest(
-    direct: index.Reads,
+    direct: bounds.Reads,
     generation: int,
     subject: str,
     where: ListFilter,
@@ -268,7 +268,7 @@ async def newest(
     min_window: int = 256,
 ) -> list[T] | None:
     """The ``limit`` newest matches among the entries of ``subject``, read backwards in
-    windows of stream positions (``projections.index.newest_first``) and, within a window,
+    windows of stream positions (``projections.bounds.newest_first``) and, within a window,
     newest first: it stops once ``limit`` rows started after everything still unread (the
     bound marks bound the windows not read yet), so it reads about as many summaries as rows
     wanted when most entries match. None when more than ``budget`` entries were handed to
@@ -279,7 +279,7 @@ async def newest(
     if last is None:
         return []
     first_window = max(min_window, last.seq * max(limit, 32) * _SPREAD // max(expected, 1))
-    windows: AsyncIterator[index.Window[KeyEntry]] = index.newest_first(
+    windows: AsyncIterator[bounds.Window[KeyEntry]] = bounds.newest_first(
         direct, subject, marks=marks_subject(generation), first_window=first_window, decode=decode
     )
     rows: list[T] = []

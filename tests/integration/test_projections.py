@@ -30,7 +30,8 @@ from events.connection import NatsSettings, connect
 from events.store import ActorRef, EventStore
 from projections import Projector, ProjectorSettings, Views, rebuild, summary, workflow_view
 from projections._nats import Direct, Publisher, Stored
-from projections.index import IndexEntry, IndexWriter, decode_mark, micros, newest
+from projections.bounds import decode_mark
+from projections.index import IndexEntry, IndexWriter, micros, newest
 from projections.recent import RecentWriter
 from projections.store import INLINE_VIEW, KV_PREFIX, KV_STREAM, ViewStore, Written
 from projections.views import JobView, WorkflowView

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from projections import keys
-from projections.index import next_bound
+from projections.bounds import next_bound
 from projections.search import ListFilter
 from tests.unit.test_projection_index import MemoryStream
 
