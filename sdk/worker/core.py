@@ -271,6 +271,8 @@ class Worker(WorkerShutdown):
         # cluster node is down waits for the leader elections instead of exiting.
         deadline = time.monotonic() + TOPOLOGY_PATIENCE
         notify = functools.partial(nc.publish, payload=b"")
+        # Before the label sets: a job claimed at once must not miss its cancel notice.
+        await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
         for what, step in (
             ("reading the worker pauses", functools.partial(self.pauses.start, js)),
             ("reading the rate limits", functools.partial(self.limiter.start, js)),
@@ -282,7 +284,6 @@ class Worker(WorkerShutdown):
             ("announcing the worker", self._announce),
         ):
             await patiently(step, deadline, what=what)
-        await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
         loop = asyncio.get_running_loop()
         self._labelset_task = loop.create_task(self._follow_labelsets(), name="jw-labelsets")
         self._leases.start()
