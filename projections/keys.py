@@ -125,7 +125,7 @@ def key_subjects(generation: int, view: WorkflowView) -> list[str]:
 
 
 def marks_subject(generation: int) -> str:
-    """Bound marks over the generation's entries (``projections.index``): one token shorter
+    """Bound marks over the generation's entries (``projections.bounds``): one token shorter
     than every entry's subject, so no listing filter matches it."""
     return f"wfkey.g{generation}.bounds"
 
@@ -262,7 +262,7 @@ async def newest(
     *,
     limit: int,
     accept: Accept[T],
-    started_of: Callable[[T], int],
+    rank: Callable[[T], tuple[int, str]],
     expected: int,
     budget: int = WALK_BUDGET,
     min_window: int = 256,
@@ -273,8 +273,9 @@ async def newest(
     bound marks bound the windows not read yet), so it reads about as many summaries as rows
     wanted when most entries match. None when more than ``budget`` entries were handed to
     ``accept`` without an answer (the matches are rare among them: a recent list or the start
-    buckets answer for less). ``expected``: entries the subject holds, to size the first
-    window."""
+    buckets answer for less). ``rank``: a row's start (µs) and workflow id, its place newest
+    first as every listing orders rows. ``expected``: entries the subject holds, to size the
+    first window."""
     last = await direct.last(subject)
     if last is None:
         return []
@@ -291,7 +292,7 @@ async def newest(
         bound = -1 if window.older_bound_us is None else window.older_bound_us
         at = 0
         while at < len(fresh):
-            wanted = limit - sum(started_of(row) > bound for row in rows)
+            wanted = limit - sum(rank(row)[0] > bound for row in rows)
             chunk = fresh[at : at + min(_CHUNK, max(32, wanted))]
             at += len(chunk)
             taken += len(chunk)
@@ -299,13 +300,13 @@ async def newest(
             # Every entry still unread started at or before ``floor``: the rest of this
             # window (newest first) and every window before it.
             floor = max(bound, fresh[at].started_us if at < len(fresh) else -1)
-            if sum(started_of(row) > floor for row in rows) >= limit:
-                return sorted(rows, key=started_of, reverse=True)[:limit]
+            if sum(rank(row)[0] > floor for row in rows) >= limit:
+                return sorted(rows, key=rank, reverse=True)[:limit]
             if taken > budget:
                 return None
         if window.older_bound_us is None or bound < where.since_us:
             break  # nothing unread, or nothing unread started late enough
-    return sorted(rows, key=started_of, reverse=True)[:limit]
+    return sorted(rows, key=rank, reverse=True)[:limit]
 
 
 async def _count(direct: Direct, subject: str) -> int:

@@ -104,8 +104,9 @@ def _key_rows(
     return accept
 
 
-def _started_us(row: WorkflowSummary) -> int:
-    return index.micros(row.started_at)
+def _rank(row: WorkflowSummary) -> tuple[int, str]:
+    """A row's place in a listing, newest first: its start, then its id (as the index's)."""
+    return index.micros(row.started_at), row.workflow_id
 
 
 def _utc_now() -> datetime:
@@ -188,7 +189,7 @@ class Views:
                 where,
                 limit=limit,
                 accept=rows_of,
-                started_of=_started_us,
+                rank=_rank,
                 expected=fewest[0],
             )
             if walked is not None:

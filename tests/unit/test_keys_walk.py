@@ -65,7 +65,7 @@ class Keys:
             ListFilter(),
             limit=limit,
             accept=accept,
-            started_of=self.started.__getitem__,
+            rank=lambda wf: (self.started[wf], wf),
             expected=expected,
             budget=budget,
             min_window=min_window,
@@ -77,7 +77,7 @@ class Keys:
             for m in self.stream.messages.values()
             if m.subject == WANTED
         }
-        rows = sorted(wanted & self.matching, key=self.started.__getitem__, reverse=True)
+        rows = sorted(wanted & self.matching, key=lambda wf: (self.started[wf], wf), reverse=True)
         return rows[:limit]
 
 
@@ -110,8 +110,9 @@ def test_the_walk_returns_exactly_the_newest_matches(
     marks: dict[int, list[dict[str, int] | None]] = {}
     rest: dict[int, list[tuple[str, list[str]]]] = {}
     for step, (jitter, subjects, later, matches, mark) in enumerate(steps):
-        # Unique start times; one workflow from a clock far ahead, early in the stream.
-        started = (100 + step + jitter + (1000 if step == outlier else 0)) * 100 + step
+        # Start times that may tie (ordered by id then); one workflow from a clock far ahead,
+        # early in the stream.
+        started = 100 + step + jitter + (1000 if step == outlier else 0)
         wf = f"wf{step:03d}"
         store.add(wf, started, [HOUR], matches)
         rest.setdefault(step + later, []).append((wf, sorted(subjects)))
