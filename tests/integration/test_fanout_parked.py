@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from nats.aio.client import Client as NATS
 
-from actors.engine import Engine, EngineSettings
+from actors.engine import Engine
 from events.base import RecordedEvent
 from events.store import EventStore
 from sdk import InProgress
@@ -19,18 +19,14 @@ from sdk.worker import Worker
 from sdk.worker.job_context import JobContext
 from tests.engine_harness import cancel_workflow, ended, start_workflow, types
 from tests.eventually import assert_eventually
-from tests.integration.test_fanout import assert_consistent, finished, most_active, outputs_of
+from tests.integration.test_fanout import (
+    assert_consistent,
+    engine,  # noqa: F401  (the fixture)
+    finished,
+    most_active,
+    outputs_of,
+)
 from tests.jobs_harness import fast_config
-
-SETTINGS = EngineSettings(ack_wait=5.0, poll_interval=0.2)
-
-
-@pytest.fixture
-async def engine(clean_nats: NATS) -> AsyncIterator[Engine]:
-    running = Engine(clean_nats, settings=SETTINGS)
-    await running.start()
-    yield running
-    await running.stop()
 
 
 @pytest.fixture
@@ -82,7 +78,10 @@ def _fan(name: str, items: list[str], after: str, max_parallel: int) -> dict[str
 
 
 async def test_parked_instances_count_toward_max_parallel_and_their_results_are_gathered(
-    clean_nats: NATS, engine: Engine, worker: Worker, runs: list[tuple[str, int]]
+    clean_nats: NATS,
+    engine: Engine,  # noqa: F811
+    worker: Worker,
+    runs: list[tuple[str, int]],
 ) -> None:
     definition = _fan("park-fan", ["a", "b", "c", "d", "e"], "300ms", max_parallel=2)
     await start_workflow(clean_nats, "wf-park-fan", definition)
@@ -100,7 +99,7 @@ async def test_parked_instances_count_toward_max_parallel_and_their_results_are_
 
 async def test_fail_fast_withdraws_a_parked_instance(
     clean_nats: NATS,
-    engine: Engine,
+    engine: Engine,  # noqa: F811
     worker: Worker,
     runs: list[tuple[str, int]],
     gate: asyncio.Event,
@@ -125,7 +124,9 @@ async def test_fail_fast_withdraws_a_parked_instance(
 
 
 async def test_cancelling_the_workflow_withdraws_parked_instances(
-    clean_nats: NATS, engine: Engine, worker: Worker
+    clean_nats: NATS,
+    engine: Engine,  # noqa: F811
+    worker: Worker,
 ) -> None:
     definition = _fan("park-cancel", ["a", "b", "c"], "1h", max_parallel=2)
     store = EventStore(clean_nats)

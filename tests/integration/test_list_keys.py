@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from events import subjects
-from projections import Projector, Views, keys
+from projections import Views, keys
 from projections._nats import Direct
 from projections.generations import Generations
 from projections.rebuild import rebuild
@@ -23,6 +23,7 @@ from tests.engine_harness import Outcome, start_workflow
 from tests.eventually import assert_eventually
 from tests.gateway_harness import start
 from tests.integration.test_control import Rig, rig  # noqa: F401  (the fixture)
+from tests.integration.test_deletion import views  # noqa: F401  (the fixture)
 from tests.integration.test_gateway_api import http  # noqa: F401  (the fixture)
 from tests.integration.test_projections import FAST
 
@@ -48,18 +49,6 @@ def _behaviour(state: Any) -> Outcome:
     if state.workflow_id in FAILING:
         return Outcome(error="boom", retryable=False)
     return Outcome()
-
-
-@pytest.fixture
-async def views(rig: Rig) -> AsyncIterator[Views]:  # noqa: F811
-    projector = Projector(rig.nc, settings=FAST)
-    await projector.start()
-    views = Views(rig.nc)
-    try:
-        yield views
-    finally:
-        await views.close()
-        await projector.stop()
 
 
 @pytest.fixture
@@ -106,7 +95,10 @@ def _ids(rows: list[WorkflowSummary]) -> list[str]:
 
 
 async def _same_as_scan(
-    views: Views, others: list[Views], where: ListFilter, **options: Any
+    views: Views,  # noqa: F811
+    others: list[Views],
+    where: ListFilter,
+    **options: Any,
 ) -> list[str]:
     found = await views.list(where=where, **options)
     for other in others:
@@ -125,7 +117,7 @@ async def _entries(rig: Rig, subject: str) -> int:  # noqa: F811
 
 async def test_filters_from_the_secondary_entries(
     rig: Rig,  # noqa: F811
-    views: Views,
+    views: Views,  # noqa: F811
     scan: list[Views],
 ) -> None:
     child = await _run_all(rig, views)
@@ -170,7 +162,7 @@ async def test_filters_from_the_secondary_entries(
 
 async def test_deleted_workflows_leave_the_secondary_entries(
     rig: Rig,  # noqa: F811
-    views: Views,
+    views: Views,  # noqa: F811
     scan: list[Views],
 ) -> None:
     await _run_all(rig, views)
@@ -192,7 +184,7 @@ async def test_deleted_workflows_leave_the_secondary_entries(
 
 async def test_a_rebuild_writes_the_secondary_entries_of_its_generation(
     rig: Rig,  # noqa: F811
-    views: Views,
+    views: Views,  # noqa: F811
     scan: list[Views],
 ) -> None:
     child = await _run_all(rig, views)
