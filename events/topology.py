@@ -146,25 +146,21 @@ class Topology:
         # The projections' listing index (projections/index.py): one small entry per workflow on
         # wfidx.<generation>.<status>.<name>, deleted when superseded, so it is not append-only.
         # Rebuildable from the log like every projection.
-        return StreamConfig(
-            name=subjects.INDEX_STREAM,
-            description="jetwork projections: workflow listing index",
-            subjects=[subjects.INDEX_ALL],
-            retention=RetentionPolicy.LIMITS,
-            storage=StorageType.FILE,
-            num_replicas=self.replicas,
-            duplicate_window=DUPLICATE_WINDOW,
-            allow_direct=True,
-        )
+        return self._listing(subjects.INDEX_STREAM, subjects.INDEX_ALL, "workflow listing index")
 
     def keys(self) -> StreamConfig:
         # The listing's secondary entries (projections/keys.py): per parent, input, label and
         # start bucket, on wfkey.<generation>.<kind>.…; apart from JW_INDEX so that its status
         # scans stay as dense as before. Deleted with their workflow; rebuildable from the log.
+        return self._listing(subjects.KEYS_STREAM, subjects.KEYS_ALL, "secondary listing entries")
+
+    def _listing(self, name: str, subject: str, what: str) -> StreamConfig:
+        """A stream of listing entries: small messages deleted when superseded, read by
+        direct get, rebuildable from the log."""
         return StreamConfig(
-            name=subjects.KEYS_STREAM,
-            description="jetwork projections: secondary listing entries",
-            subjects=[subjects.KEYS_ALL],
+            name=name,
+            description=f"jetwork projections: {what}",
+            subjects=[subject],
             retention=RetentionPolicy.LIMITS,
             storage=StorageType.FILE,
             num_replicas=self.replicas,
