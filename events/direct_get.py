@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ _SINGLE_GETS_UP_TO = 8
 # Waiting out a lagging replica: first pause, doubled each time, given up after this much.
 _LAG_FIRST_WAIT = 0.002
 _LAG_PATIENCE = 1.0
+_NATS_STAMP_LENGTH = len("2026-12-07T04:43:51.612840599Z")
+_FRACTION = re.compile(r"(\d*)(.*)")  # a timestamp's fraction digits, then its zone
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,11 +213,15 @@ def _stored(msg: Msg) -> StoredMessage:
 
 def parse_nats_time(value: str) -> datetime:
     """Parse JetStream's RFC 3339 timestamps, which carry nanoseconds (Python takes micro)."""
+    if len(value) == _NATS_STAMP_LENGTH and value[-1] == "Z" and value[19] == ".":
+        # What nats-server writes (UTC, nine digits): a cut and one C call, per event read.
+        return datetime.fromisoformat(value[:26] + "+00:00")
     if not value:
         return datetime.fromtimestamp(0, UTC)
     head, _, rest = value.partition(".")
     if not rest:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    digits = "".join(ch for ch in rest if ch.isdigit())
-    zone = rest[len(digits) :].replace("Z", "+00:00") or "+00:00"
+    fraction = _FRACTION.match(rest)
+    digits, zone = (fraction.group(1), fraction.group(2)) if fraction else ("", rest)
+    zone = zone.replace("Z", "+00:00") or "+00:00"
     return datetime.fromisoformat(f"{head}.{digits[:6].ljust(6, '0')}{zone}")

@@ -25,6 +25,10 @@ from nats.errors import ConnectionClosedError, MaxPayloadError
 
 _CRLF = b"\r\n"
 _WHITESPACE = re.compile(r"\s")
+# What ``bytes.strip()`` strips (``str.strip()`` also strips \x1c-\x1f, which bytes keep).
+_ASCII_WHITESPACE = " \t\n\r\x0b\x0c"
+_CLEAN_NAMES: set[str] = set()  # header names known to hold no whitespace
+_CLEAN_NAMES_KEPT = 256  # bounded: a publisher may send any names
 _original = Client._parse_header_lines
 _Metadata = Msg.Metadata
 _SequencePair = Msg.Metadata.SequencePair
@@ -33,6 +37,29 @@ _V1_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<
 
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
+    # Headers are ASCII nearly always: then one decode of the block and str operations, with
+    # the names already seen free of whitespace remembered; any other byte takes the slow path.
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return _parse_header_bytes(raw)
+    out: dict[str, str] = {}
+    clean = _CLEAN_NAMES
+    for line in text.split("\r\n"):
+        name, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = name.strip(_ASCII_WHITESPACE)
+        if key not in clean:
+            if _WHITESPACE.search(key):
+                continue
+            if len(clean) < _CLEAN_NAMES_KEPT:
+                clean.add(key)
+        out[key] = value.strip(_ASCII_WHITESPACE)
+    return out
+
+
+def _parse_header_bytes(raw: bytes) -> dict[str, str]:
     out: dict[str, str] = {}
     for line in raw.split(_CRLF):
         if not line:

@@ -21,6 +21,7 @@ SAMPLES = [
     b"\xffbad: x\r\nok: \xff\xfe\r\n",
     b"no-colon-line\r\n: empty-name\r\n",
     b"Sep\x1carated: x\r\n",
+    b"\x1cEdge\x0b: \x1fvalue\x0c\r\n\x0bName: v\r\n",
     b"",
 ]
 
@@ -39,6 +40,20 @@ def test_any_bytes_parse_the_same(raw: bytes) -> None:
 def test_header_like_blocks_parse_the_same(pairs: list[tuple[str, str]]) -> None:
     raw = b"".join(f"{k}: {v}\r\n".encode("utf-8", "surrogatepass") for k, v in pairs)
     assert parse_header_lines(raw) == original_parse_header_lines(raw)
+
+
+_ASCII = st.characters(max_codepoint=127)
+
+
+@given(st.lists(st.tuples(st.text(_ASCII, max_size=20), st.text(_ASCII, max_size=40)), max_size=8))
+def test_ascii_blocks_with_any_control_characters_parse_the_same(
+    pairs: list[tuple[str, str]],
+) -> None:
+    # The ASCII fast path strips with str methods: \x0b, \x0c and \x1c-\x1f must be treated
+    # as bytes.strip() and the original's whitespace check treat them.
+    raw = b"".join(f"{k}:{v}\r\n".encode() for k, v in pairs)
+    assert parse_header_lines(raw) == original_parse_header_lines(raw)
+    assert parse_header_lines(raw) == original_parse_header_lines(raw)  # names now remembered
 
 
 REPLIES = [
