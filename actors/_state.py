@@ -34,3 +34,16 @@ def updated(state: T, **changes: Any) -> T:
     fields.update(state.__dict__)
     fields.update(changes)
     return new
+
+
+def stamped(before: T, after: T, last_seq: int) -> T:
+    """``after`` (what an ``evolve`` made of ``before``) with its ``last_seq`` set.
+
+    A fold stamps every recorded event's sequence on the actor's state: ``updated`` would copy
+    the state a second time per event (~1.3 µs for a job's, a third of the fold). An ``evolve``
+    returns either ``before`` itself (nothing changed) or a copy it made and nobody else holds
+    yet, which may take the sequence in place."""
+    if after is before:
+        return updated(before, last_seq=last_seq)
+    after.__dict__["last_seq"] = last_seq
+    return after

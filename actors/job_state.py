@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from actors._state import updated
+from actors._state import stamped, updated
 from events.base import RecordedEvent
 from events.catalog import (
     JobCancelled,
@@ -339,9 +339,9 @@ def replay(events: Iterable[JobEvent | RecordedEvent], state: JobState | None = 
             raise TypeError(f"not a job event: {event.event_type}")
         if current is None:
             current = pending(event.workflow_id, event.job)
-        current = evolve(current, event)
-        if isinstance(item, RecordedEvent):
-            current = updated(current, last_seq=item.seq)
+        changed = evolve(current, event)
+        seq = item.seq if isinstance(item, RecordedEvent) else 0
+        current = stamped(current, changed, seq) if seq else changed
     if current is None:
         raise ValueError("replay of no events needs an initial state")
     return current

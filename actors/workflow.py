@@ -28,7 +28,7 @@ from actors import (
     subworkflows,
     variables,
 )
-from actors._state import updated
+from actors._state import stamped, updated
 from actors.appends import Append, plan_appends
 from actors.commands import (
     AdmitWorkflow,
@@ -501,7 +501,7 @@ def replay(
             before = jobs.get(event.job) or current.job(event.job)
             if not seq or seq > before.last_seq:  # else folded already (a host's own append)
                 changed = job.evolve(before, event)
-                jobs[event.job] = updated(changed, last_seq=seq) if seq else changed
+                jobs[event.job] = stamped(before, changed, seq) if seq else changed
                 if fanouts is not None or current.fanouts or isinstance(event, JobFannedOut):
                     fanouts = dict(current.fanouts) if fanouts is None else fanouts
                     fanout_state.fold(fanouts, before, changed, event)

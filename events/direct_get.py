@@ -22,8 +22,9 @@ from nats.aio.subscription import Subscription
 
 from events import subjects
 from events.errors import StoreError
+from events.inline_delivery import subscribe_inline
 
-_READ_BATCH = 1000
+_READ_BATCH = 10_000
 # Up to this many messages pending, single indexed gets beat a batch (see ``_read_once``).
 _SINGLE_GETS_UP_TO = 8
 # Waiting out a lagging replica: first pause, doubled each time, given up after this much.
@@ -162,7 +163,9 @@ class DirectReader:
             async with self._inbox_lock:
                 if self._inbox is None:
                     inbox = self._nc.new_inbox()
-                    self._subscription = await self._nc.subscribe(f"{inbox}.*", cb=self._on_reply)
+                    self._subscription = await subscribe_inline(
+                        self._nc, f"{inbox}.*", self._on_reply
+                    )
                     self._inbox = inbox
         return self._inbox
 
@@ -174,7 +177,7 @@ class DirectReader:
             with contextlib.suppress(Exception):  # a closed connection has none left anyway
                 await subscription.unsubscribe()
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_reply(self, msg: Msg) -> None:
         # Runs once per reply message: collect here, wake the reader only at the end of a batch.
         pending = self._replies.get(msg.subject.rsplit(".", 1)[-1])
         if pending is None or pending.done.done():

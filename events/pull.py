@@ -21,6 +21,8 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from events.inline_delivery import subscribe_inline
+
 _NANOS = 1_000_000_000
 _ENDED = frozenset({"404", "408", "409"})  # no messages / request expired / request ended
 
@@ -57,7 +59,7 @@ class PullFeed:
 
     async def start(self) -> None:
         self._inbox = self._nc.new_inbox()
-        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_message)
+        self._sub = await subscribe_inline(self._nc, f"{self._inbox}.*", self._on_message)
 
     async def stop(self) -> None:
         if self._sub is not None:
@@ -107,7 +109,7 @@ class PullFeed:
             self._next_subject, orjson.dumps(pull), reply=f"{self._inbox}.{token}"
         )
 
-    async def _on_message(self, msg: Msg) -> None:
+    def _on_message(self, msg: Msg) -> None:
         status = msg.headers.get("Status") if msg.headers else None
         if status is None:
             # Delivered messages keep their own subject, so which request they answer is not

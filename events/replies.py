@@ -19,6 +19,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 
+from events.inline_delivery import subscribe_inline
 from events.nats_speedups import check_payload, hpub_command, publish_with_headers
 
 _NO_RESPONDERS = "503"
@@ -109,10 +110,10 @@ class Replies:
         async with self._opening:
             if not self._prefix:
                 prefix = self._nc.new_inbox()
-                self._subscription = await self._nc.subscribe(f"{prefix}.*", cb=self._on_reply)
+                self._subscription = await subscribe_inline(self._nc, f"{prefix}.*", self._on_reply)
                 self._prefix = prefix
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_reply(self, msg: Msg) -> None:
         answer = self._waiting.get(msg.subject.rsplit(".", 1)[-1])
         if answer is None or answer.done():
             return

@@ -21,6 +21,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from events.errors import StoreError
+from events.inline_delivery import subscribe_inline
 from events.store import parse_nats_time
 
 _MULTI_LAST_CHUNK = 200  # subjects per multi-last request (the server caps a request's size)
@@ -72,7 +73,9 @@ class Inbox:
             async with self._lock:
                 if self._prefix is None:
                     prefix = self._nc.new_inbox()
-                    self._subscription = await self._nc.subscribe(f"{prefix}.*", cb=self._on_reply)
+                    self._subscription = await subscribe_inline(
+                        self._nc, f"{prefix}.*", self._on_reply
+                    )
                     self._prefix = prefix
         token = str(next(self._tokens))
         return token, f"{self._prefix}.{token}"
@@ -85,7 +88,7 @@ class Inbox:
             with contextlib.suppress(Exception):  # a closed connection has none left anyway
                 await subscription.unsubscribe()
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_reply(self, msg: Msg) -> None:
         self.on_reply(msg.subject.rsplit(".", 1)[-1], msg)
 
     def on_reply(self, token: str, msg: Msg) -> None:

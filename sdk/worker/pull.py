@@ -34,6 +34,7 @@ from nats.errors import Error as NatsError
 from events import subjects
 from events.dispatch import LabelSet
 from events.errors import StoreError
+from events.inline_delivery import subscribe_inline
 from sdk.worker.consumers import MAX_ACK_PENDING, NANOS, ensure_consumer
 from sdk.worker.lifecycle import PollFailed
 from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
@@ -181,7 +182,7 @@ class Puller:
 
     async def start(self, *, pulling: bool = True) -> None:
         """Subscribe to the answers; pull on its own (``pulling``) or as a ``Ladder``'s level."""
-        self._sub = await self._nc.subscribe(f"{self._inbox}.*", cb=self._on_reply)
+        self._sub = await subscribe_inline(self._nc, f"{self._inbox}.*", self._on_reply)
         if pulling:
             self._task = asyncio.get_running_loop().create_task(
                 self._loop(), name=f"jetwork-pull-{self.labelset.consumer}"
@@ -350,13 +351,13 @@ class Puller:
         finally:
             self._request = None
 
-    async def _on_reply(self, msg: Msg) -> None:
+    def _on_reply(self, msg: Msg) -> None:
         try:
-            await self._handle_reply(msg)
+            self._handle_reply(msg)
         except Exception:  # nats-py would swallow it silently
             _log.exception("handling a pulled message failed", labelset=self.labelset.token)
 
-    async def _handle_reply(self, msg: Msg) -> None:
+    def _handle_reply(self, msg: Msg) -> None:
         request = self._request
         status = msg.headers.get("Status") if msg.headers and not msg.reply else None
         if status is not None:
