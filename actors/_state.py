@@ -26,13 +26,15 @@ def _field_names(cls: type) -> frozenset[str]:
 def updated(state: T, **changes: Any) -> T:
     """A copy of the frozen dataclass ``state`` with ``changes`` applied (no validation)."""
     cls = state.__class__
-    if not changes.keys() <= _field_names(cls):
-        unknown = sorted(changes.keys() - _field_names(cls))
-        raise TypeError(f"{cls.__name__} has no field(s) {unknown}")
     new = object.__new__(cls)
     fields = new.__dict__
     fields.update(state.__dict__)
     fields.update(changes)
+    # An instance's dict holds exactly its fields: a name that is not one made it longer
+    # (cheaper than checking the names first, which cost a tenth of a fold).
+    if len(fields) != len(_field_names(cls)):
+        unknown = sorted(changes.keys() - _field_names(cls))
+        raise TypeError(f"{cls.__name__} has no field(s) {unknown}")
     return new
 
 

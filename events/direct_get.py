@@ -17,12 +17,11 @@ from typing import Any
 
 import orjson
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 from events import subjects
 from events.errors import StoreError
-from events.inline_delivery import subscribe_inline
+from events.inline_delivery import subscribe_raw
 
 _READ_BATCH = 10_000
 # Up to this many messages pending, single indexed gets beat a batch (see ``_read_once``).
@@ -163,9 +162,7 @@ class DirectReader:
             async with self._inbox_lock:
                 if self._inbox is None:
                     inbox = self._nc.new_inbox()
-                    self._subscription = await subscribe_inline(
-                        self._nc, f"{inbox}.*", self._on_reply
-                    )
+                    self._subscription = await subscribe_raw(self._nc, f"{inbox}.*", self._on_reply)
                     self._inbox = inbox
         return self._inbox
 
@@ -177,18 +174,18 @@ class DirectReader:
             with contextlib.suppress(Exception):  # a closed connection has none left anyway
                 await subscription.unsubscribe()
 
-    def _on_reply(self, msg: Msg) -> None:
+    def _on_reply(self, subject: bytes, data: bytes, headers: dict[str, str] | None) -> None:
         # Runs once per reply message: collect here, wake the reader only at the end of a batch.
-        pending = self._replies.get(msg.subject.rsplit(".", 1)[-1])
+        pending = self._replies.get(subject[subject.rfind(b".") + 1 :].decode())
         if pending is None or pending.done.done():
             return
-        status = msg.headers.get("Status") if msg.headers else None
+        status = headers.get("Status") if headers else None
         if status is None:
-            pending.messages.append(_stored(msg))
+            pending.messages.append(_stored(data, headers or {}))
             if not pending.batched:
                 pending.done.set_result((None, 0))
             return
-        remaining = int(msg.headers.get("Nats-Num-Pending", "0") or 0)  # type: ignore[union-attr]
+        remaining = int(headers.get("Nats-Num-Pending", "0") or 0)  # type: ignore[union-attr]
         pending.done.set_result((status, remaining))
 
 
@@ -203,12 +200,11 @@ class _PendingRead:
         )
 
 
-def _stored(msg: Msg) -> StoredMessage:
-    headers = dict(msg.headers or {})
+def _stored(data: bytes, headers: dict[str, str]) -> StoredMessage:
     return StoredMessage(
         seq=int(headers["Nats-Sequence"]),
         subject=headers["Nats-Subject"],
-        data=msg.data,
+        data=data,
         headers=headers,
         time=parse_nats_time(headers.get("Nats-Time-Stamp", "")),
     )

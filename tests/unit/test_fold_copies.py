@@ -67,3 +67,9 @@ def test_an_unchanged_state_is_copied_not_stamped() -> None:
     assert after == _State(1, last_seq=7) and before.last_seq == 3
     fresh = updated(before, value=2)
     assert stamped(before, fresh, 9) is fresh and fresh.last_seq == 9 and before.last_seq == 3
+
+
+def test_a_change_to_a_field_that_does_not_exist_is_refused() -> None:
+    with pytest.raises(TypeError, match=r"_State has no field\(s\) \['valeu'\]"):
+        updated(_State(1), valeu=2)
+    assert updated(_State(1), value=2, last_seq=4) == _State(2, last_seq=4)
