@@ -55,7 +55,8 @@ class Feeds:
     async def shut(self, partition: int) -> None:
         subscription = self._subscriptions.pop(partition, None)
         self.caught_up.pop(partition, None)
-        self.inbox = [(p, msg) for p, msg in self.inbox if p != partition]
+        if subscription is not None:  # (opening one must not go through everything delivered)
+            self.inbox = [(p, msg) for p, msg in self.inbox if p != partition]
         if subscription is not None:
             with contextlib.suppress(Exception):
                 await subscription.unsubscribe()
