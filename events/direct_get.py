@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import re
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,7 +30,10 @@ _SINGLE_GETS_UP_TO = 8
 # Waiting out a lagging replica: first pause, doubled each time, given up after this much.
 _LAG_FIRST_WAIT = 0.002
 _LAG_PATIENCE = 1.0
+_EPOCH = datetime.fromtimestamp(0, UTC)
 _NATS_STAMP_LENGTH = len("2026-12-07T04:43:51.612840599Z")
+_MULTI_LAST_CHUNK = 200  # subjects per multi-last request (the server caps a request's size)
+_GONE = frozenset({"DEL", "PURGE"})  # KV operations that mean "no value"
 _FRACTION = re.compile(r"(\d*)(.*)")  # a timestamp's fraction digits, then its zone
 
 
@@ -41,7 +45,12 @@ class StoredMessage:
     subject: str
     data: bytes
     headers: dict[str, str]
-    time: datetime
+    time: datetime = _EPOCH  # (hand-made ones need not say)
+
+    @property
+    def is_tombstone(self) -> bool:
+        """A KV delete or purge marker: the key has no value."""
+        return self.headers.get("KV-Operation") in _GONE
 
 
 class DirectReader:
@@ -55,6 +64,7 @@ class DirectReader:
         self._inbox: str | None = None
         self._subscription: Subscription | None = None
         self._inbox_lock = asyncio.Lock()
+        self._tokens = itertools.count()
 
     async def read_raw(
         self, filter_subject: str, *, from_seq: int = 1, min_seq: int = 0
@@ -129,10 +139,41 @@ class DirectReader:
         batch, _ = await self.batch({"last_by_subj": filter_subject})
         return batch[0] if batch else None
 
+    async def next(
+        self, filter_subject: str, *, from_seq: int, limit: int
+    ) -> tuple[list[StoredMessage], int]:
+        """Up to ``limit`` messages on ``filter_subject`` from ``from_seq`` on, in stream order,
+        and how many more match after the last one returned (one request: mind the server's
+        scan, ``_read_once``)."""
+        request = {"seq": max(1, from_seq), "next_by_subj": filter_subject, "batch": limit}
+        return await self.batch(request)
+
+    async def all(self, filter_subject: str, *, page: int = 1000) -> list[StoredMessage]:
+        """Every message on ``filter_subject`` (for small sets: live workers, one generation)."""
+        found: list[StoredMessage] = []
+        next_seq = 1
+        while True:
+            batch, pending = await self.next(filter_subject, from_seq=next_seq, limit=page)
+            found += batch
+            if not batch or pending == 0:
+                return found
+            next_seq = batch[-1].seq + 1
+
+    async def last_of_each(self, subjects: Sequence[str]) -> dict[str, StoredMessage]:
+        """The newest message of each literal subject that has one (one request per chunk)."""
+        chunks = [
+            list(subjects[i : i + _MULTI_LAST_CHUNK])
+            for i in range(0, len(subjects), _MULTI_LAST_CHUNK)
+        ]
+        replies = await asyncio.gather(
+            *(self.batch({"multi_last": chunk, "batch": len(chunk)}) for chunk in chunks)
+        )
+        return {stored.subject: stored for found, _ in replies for stored in found}
+
     async def batch(self, request: dict[str, Any]) -> tuple[list[StoredMessage], int]:
         """One direct-get request; the replies are collected by ``_on_reply`` up to the end."""
         inbox = await self._reply_inbox()
-        token = uuid.uuid4().hex
+        token = str(next(self._tokens))
         pending = _PendingRead(batched="batch" in request)
         self._replies[token] = pending
         try:

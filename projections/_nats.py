@@ -3,7 +3,8 @@
 Everything here is one request (and, for reads, a batch of replies) on a long-lived wildcard
 inbox: no consumer is ever created to read, and writes are pipelined (``send`` returns once the
 message is buffered, the ack arrives on a future). nats-py exceptions stop at this module: callers
-see ``StoreError``.
+see ``StoreError``. Reads are the event store's own direct-get reader (``Direct`` is
+``events.direct_get.DirectReader`` on a named stream): one implementation of the protocol.
 """
 
 from __future__ import annotations
@@ -11,8 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -20,41 +19,12 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from events.direct_get import DirectReader, StoredMessage
 from events.errors import StoreError
 from events.inline_delivery import subscribe_inline
-from events.store import parse_nats_time
 
-_MULTI_LAST_CHUNK = 200  # subjects per multi-last request (the server caps a request's size)
-_GONE = frozenset({"DEL", "PURGE"})  # KV operations that mean "no value"
-
-
-@dataclass(frozen=True, slots=True)
-class Stored:
-    """A message read back by direct get."""
-
-    seq: int
-    subject: str
-    data: bytes
-    headers: dict[str, str]
-
-    @property
-    def is_tombstone(self) -> bool:
-        return self.headers.get("KV-Operation") in _GONE
-
-    @property
-    def timestamp(self) -> float:
-        return parse_nats_time(self.headers.get("Nats-Time-Stamp", "")).timestamp()
-
-
-class _Read:
-    __slots__ = ("batched", "done", "messages")
-
-    def __init__(self, *, batched: bool) -> None:
-        self.batched = batched
-        self.messages: list[Stored] = []
-        self.done: asyncio.Future[tuple[str | None, int]] = (
-            asyncio.get_running_loop().create_future()
-        )
+# The one direct-get reader (``events.direct_get``) serves the projections too.
+Stored = StoredMessage
 
 
 class Inbox:
@@ -95,85 +65,12 @@ class Inbox:
         raise NotImplementedError
 
 
-class Direct(Inbox):
-    """Direct gets on one stream (needs ``allow_direct``)."""
+class Direct(DirectReader):
+    """Direct gets on one stream (needs ``allow_direct``): ``events.direct_get.DirectReader``."""
 
     def __init__(self, nc: NATS, stream: str, *, timeout: float = 5.0) -> None:
-        super().__init__(nc, timeout=timeout)
-        self._api = f"$JS.API.DIRECT.GET.{stream}"
+        super().__init__(nc, stream=stream, timeout=timeout)
         self.stream = stream
-        self._reads: dict[str, _Read] = {}
-
-    async def last(self, subject: str) -> Stored | None:
-        """The newest message on ``subject`` (wildcards allowed), if any."""
-        found, _ = await self._request({"last_by_subj": subject})
-        return found[0] if found else None
-
-    async def get(self, seq: int) -> Stored | None:
-        found, _ = await self._request({"seq": seq})
-        return found[0] if found else None
-
-    async def next(
-        self, filter_subject: str, *, from_seq: int, limit: int
-    ) -> tuple[list[Stored], int]:
-        """Up to ``limit`` messages on ``filter_subject`` from ``from_seq`` on, in stream order,
-        and how many more match after the last one returned."""
-        request = {"seq": max(1, from_seq), "next_by_subj": filter_subject, "batch": limit}
-        return await self._request(request)
-
-    async def all(self, filter_subject: str, *, page: int = 1000) -> list[Stored]:
-        """Every message on ``filter_subject`` (for small sets: live workers, one generation)."""
-        found: list[Stored] = []
-        next_seq = 1
-        while True:
-            batch, pending = await self.next(filter_subject, from_seq=next_seq, limit=page)
-            found += batch
-            if not batch or pending == 0:
-                return found
-            next_seq = batch[-1].seq + 1
-
-    async def last_of_each(self, subjects: Sequence[str]) -> dict[str, Stored]:
-        """The newest message of each literal subject that has one (one request per chunk)."""
-        chunks = [
-            list(subjects[i : i + _MULTI_LAST_CHUNK])
-            for i in range(0, len(subjects), _MULTI_LAST_CHUNK)
-        ]
-        replies = await asyncio.gather(
-            *(self._request({"multi_last": chunk, "batch": len(chunk)}) for chunk in chunks)
-        )
-        return {stored.subject: stored for found, _ in replies for stored in found}
-
-    async def _request(self, request: dict[str, Any]) -> tuple[list[Stored], int]:
-        token, reply = await self.reply_subject()
-        pending = _Read(batched="batch" in request)
-        self._reads[token] = pending
-        try:
-            await self._nc.publish(self._api, orjson.dumps(request), reply=reply)
-            status, remaining = await asyncio.wait_for(pending.done, self.timeout)
-        except TimeoutError:
-            raise StoreError(f"reading {self.stream} timed out", retryable=True) from None
-        except Exception as exc:
-            raise _store_error(f"reading {self.stream}", exc) from None
-        finally:
-            self._reads.pop(token, None)
-        if status in (None, "204", "404"):
-            return pending.messages, remaining
-        if status == "503":
-            raise StoreError(f"stream {self.stream} not found: is the topology created?")
-        raise StoreError(f"direct get on {self.stream} failed: status {status}", retryable=True)
-
-    def on_reply(self, token: str, msg: Msg) -> None:
-        pending = self._reads.get(token)
-        if pending is None or pending.done.done():
-            return
-        headers = msg.headers or {}
-        status = headers.get("Status")
-        if status is None:
-            pending.messages.append(_stored(msg))
-            if not pending.batched:
-                pending.done.set_result((None, 0))
-            return
-        pending.done.set_result((status, int(headers.get("Nats-Num-Pending", "0") or 0)))
 
 
 class Publisher(Inbox):
@@ -237,16 +134,6 @@ def error_code(answer: dict[str, Any]) -> int:
 def describe(answer: dict[str, Any]) -> str:
     error = answer.get("error") or {}
     return f"{error.get('description', 'unknown error')} ({error_code(answer)})"
-
-
-def _stored(msg: Msg) -> Stored:
-    headers = dict(msg.headers or {})
-    return Stored(
-        seq=int(headers.get("Nats-Sequence", "0")),
-        subject=headers.get("Nats-Subject", ""),
-        data=msg.data,
-        headers=headers,
-    )
 
 
 def _store_error(what: str, exc: Exception) -> StoreError:
