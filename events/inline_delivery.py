@@ -23,9 +23,8 @@ from nats.aio.subscription import Subscription
 InlineHandler = Callable[[Msg], None]
 # A handler of undecoded messages: subject, payload, headers (parsed, None when there are none).
 RawHandler = Callable[[bytes, bytes, dict[str, str] | None], None]
-_Delivery = Callable[[Client, int, bytes, bytes, bytes, dict[str, str] | None], None]
 
-_DELIVERY = "_jetwork_inline"  # the attribute of a nats-py Subscription holding the delivery
+_DELIVERY = "_jetwork_inline"  # the attribute of a nats-py Subscription: (handler, raw)
 _queued_process_msg = Client._process_msg
 
 
@@ -33,65 +32,48 @@ async def _process_msg(
     self: Client, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
 ) -> None:
     sub = self._subs.get(sid)
-    deliver: _Delivery | None = getattr(sub, _DELIVERY, None)
-    if deliver is None:
+    delivery: tuple[Callable[..., None], bool] | None = getattr(sub, _DELIVERY, None)
+    if delivery is None:
         await _queued_process_msg(self, sid, subject, reply, data, headers)
         return
     self.stats["in_msgs"] += 1
     self.stats["in_bytes"] += len(data)
     hdr = await self._process_headers(headers)
+    handler, raw = delivery
     try:
-        deliver(self, sid, subject, reply, data, hdr)
+        if raw:
+            handler(subject, data, hdr)
+        else:
+            handler(self._build_message(sid, subject, reply, data, hdr))
     except Exception as exc:
         await self._error_cb(exc)
 
 
 async def subscribe_inline(nc: Client, subject: str, handler: InlineHandler) -> Subscription:
     """Subscribe ``handler`` to ``subject`` (no queue group, no message limit)."""
-
-    def deliver(
-        client: Client,
-        sid: int,
-        subject: bytes,
-        reply: bytes,
-        data: bytes,
-        headers: dict[str, str] | None,
-    ) -> None:
-        handler(client._build_message(sid, subject, reply, data, headers))
-
-    return await _subscribe(nc, subject, deliver, handler)
+    return await _subscribe(nc, subject, handler, handler, raw=False)
 
 
 async def subscribe_raw(nc: Client, subject: str, handler: RawHandler) -> Subscription:
     """Like ``subscribe_inline``, without the ``Msg``: for a handler that files thousands of
     replies a second and needs only their bytes and headers (a direct-get batch)."""
 
-    def deliver(
-        client: Client,
-        sid: int,
-        subject: bytes,
-        reply: bytes,
-        data: bytes,
-        headers: dict[str, str] | None,
-    ) -> None:
-        handler(subject, data, headers)
-
     def from_msg(msg: Msg) -> None:
         handler(msg.subject.encode(), msg.data, msg.headers)
 
-    return await _subscribe(nc, subject, deliver, from_msg)
+    return await _subscribe(nc, subject, handler, from_msg, raw=True)
 
 
 async def _subscribe(
-    nc: Client, subject: str, deliver: _Delivery, handler: InlineHandler
+    nc: Client, subject: str, handler: Callable[..., None], queued: InlineHandler, *, raw: bool
 ) -> Subscription:
-    async def queued(msg: Msg) -> None:
+    async def early(msg: Msg) -> None:
         # Only what arrives before the delivery is set below (nothing, for an inbox whose
         # requests are sent after this returns) comes this way.
-        handler(msg)
+        queued(msg)
 
-    subscription = await nc.subscribe(subject, cb=queued)
-    setattr(subscription, _DELIVERY, deliver)
+    subscription = await nc.subscribe(subject, cb=early)
+    setattr(subscription, _DELIVERY, (handler, raw))
     return subscription
 
 

@@ -4,37 +4,19 @@ handed out before may change afterwards, and the result equals a copy per event.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
-import orjson
 import pytest
 
 from actors import job_state, workflow
 from actors._state import stamped, updated
-from events import codec
-from events.base import RecordedEvent
 from events.catalog import JobEvent
-
-GOLDEN = Path(__file__).parent.parent / "golden"
-
-
-def _golden(path: Path) -> list[RecordedEvent]:
-    document = orjson.loads(path.read_bytes())
-    return [
-        RecordedEvent(
-            seq=item["seq"],
-            subject=item["subject"],
-            time=datetime.fromisoformat(item["time"]),
-            event=codec.decode(orjson.dumps(item["event"]), subject=item["subject"]),
-        )
-        for item in document["events"]
-    ]
+from tests.unit.golden import GOLDEN, load_golden
 
 
 @pytest.mark.parametrize("path", sorted(GOLDEN.glob("*.json")), ids=lambda p: p.stem)
 def test_states_handed_out_never_change_and_equal_a_copy_per_event(path: Path) -> None:
-    log = _golden(path)
+    log, _ = load_golden(path.stem)
     handed_out = []
     state = None
     for record in log:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,7 +34,6 @@ from actors.definitions import parse_workflow
 from actors.definitions.mapping import definition_mapping
 from actors.workflow import WorkflowState
 from events import codec
-from events.base import RecordedEvent
 from events.catalog import JobEvent
 from events.definition import (
     AtLeast,
@@ -53,9 +50,8 @@ from events.definition import (
 from events.http_step import HttpStep
 from events.requests import ChildEndedRequest
 from tests.unit.fanout_simulation import FanOutSimulation
+from tests.unit.golden import GOLDEN, load_golden
 from tests.unit.simulation import Simulation
-
-GOLDEN = Path(__file__).parent.parent / "golden"
 
 
 def _definition(name: str, jobs: dict[str, dict[str, Any]], **extra: Any) -> WorkflowDefinition:
@@ -601,25 +597,11 @@ def _write(name: str, sim: Simulation) -> None:
     (GOLDEN / f"{name}.json").write_bytes(data + b"\n")
 
 
-def _load(name: str) -> tuple[list[RecordedEvent], dict[str, Any]]:
-    document = orjson.loads((GOLDEN / f"{name}.json").read_bytes())
-    recorded = [
-        RecordedEvent(
-            seq=item["seq"],
-            subject=item["subject"],
-            time=datetime.fromisoformat(item["time"]),
-            event=codec.decode(orjson.dumps(item["event"]), subject=item["subject"]),
-        )
-        for item in document["events"]
-    ]
-    return recorded, document["expected"]
-
-
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_golden_history_replays_to_its_recorded_state(name: str) -> None:
     if os.environ.get("JW_REGENERATE_GOLDEN") == "1":
         _write(name, SCENARIOS[name]())
-    recorded, expected = _load(name)
+    recorded, expected = load_golden(name)
     state = workflow.replay(recorded)
     assert orjson.loads(orjson.dumps(_summary(state))) == expected
     assert all(r.subject == r.event.subject() for r in recorded if hasattr(r.event, "subject"))
@@ -646,7 +628,7 @@ def test_golden_history_replays_to_its_recorded_state(name: str) -> None:
 
 
 def test_a_golden_history_still_fences_a_stale_claim() -> None:
-    recorded, _ = _load("fenced")
+    recorded, _ = load_golden("fenced")
     state = workflow.replay(recorded).job("work")
     stale = ClaimJob(
         workflow_id="wf-fenced",

@@ -8,15 +8,11 @@ and the sequences that show it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import orjson
 import pytest
 
 from actors.commands import CompleteJob
-from events import codec
 from events.base import Event, RecordedEvent
 from events.catalog import (
     JobEvent,
@@ -32,9 +28,8 @@ from events.catalog import (
 from events.definition import JobDefinition, OnFailure, RetryPolicy, WorkflowDefinition
 from tests.invariants import Report, check_history
 from tests.unit.given_when_then import at
+from tests.unit.golden import load_golden
 from tests.unit.simulation import Simulation
-
-GOLDEN = Path(__file__).parent.parent / "golden"
 
 
 def _definition(jobs: dict[str, dict[str, Any]], **extra: Any) -> WorkflowDefinition:
@@ -43,19 +38,6 @@ def _definition(jobs: dict[str, dict[str, Any]], **extra: Any) -> WorkflowDefini
         jobs={n: JobDefinition(name=n, **{"run": "true", **kw}) for n, kw in jobs.items()},
         **extra,
     )
-
-
-def _golden(name: str) -> list[RecordedEvent]:
-    document = orjson.loads((GOLDEN / f"{name}.json").read_bytes())
-    return [
-        RecordedEvent(
-            seq=item["seq"],
-            subject=item["subject"],
-            time=datetime.fromisoformat(item["time"]),
-            event=codec.decode(orjson.dumps(item["event"]), subject=item["subject"]),
-        )
-        for item in document["events"]
-    ]
 
 
 def _renumber(events: Sequence[Event | RecordedEvent]) -> list[RecordedEvent]:
@@ -148,7 +130,7 @@ RUNS: dict[str, Callable[[], Simulation]] = {
     "name", ["release", "skip_chain", "fenced", "cancelled", "timed_out", "steps"]
 )
 def test_golden_histories_hold_every_invariant(name: str) -> None:
-    report = check_history(_golden(name))
+    report = check_history(load_golden(name)[0])
     assert report.violations == [], "\n".join(map(str, report.violations))
     assert report.workflows == 1
 
