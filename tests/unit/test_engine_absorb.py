@@ -19,7 +19,8 @@ from actors.workflow import WorkflowState
 from events import subjects
 from events.base import RecordedEvent
 from events.catalog import JobEvent
-from tests.unit.test_golden_histories import SCENARIOS, _load
+from tests.unit.golden import load_golden
+from tests.unit.test_golden_histories import SCENARIOS
 
 
 def actor_filter(record: RecordedEvent) -> str:
@@ -35,7 +36,7 @@ def without_stream_seq(state: WorkflowState) -> WorkflowState:
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
 def test_a_decided_event_absorbed_is_the_straight_fold(name: str) -> None:
-    recorded, _ = _load(name)
+    recorded, _ = load_golden(name)
     for prefix in range(1, len(recorded)):
         state = workflow.replay(recorded[:prefix])
         record = recorded[prefix]

@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from nats.errors import NotJSMessageError
+from nats.aio.client import Client
+from nats.errors import BadHeaderError, NotJSMessageError
 
 from events.nats_speedups import (
+    encode_headers,
+    hpub_command,
     metadata_from_reply,
     original_metadata_from_reply,
     original_parse_header_lines,
@@ -75,3 +78,41 @@ def test_metadata_of_a_reply_that_is_not_jetstreams_is_refused_alike() -> None:
             metadata_from_reply(reply)
         with pytest.raises(NotJSMessageError):
             original_metadata_from_reply(reply)
+
+
+async def _nats_py_publish_bytes(headers: dict[str, str]) -> bytes:
+    """What nats-py's own publish would write for these headers (its socket left out)."""
+    client = Client()
+    written: list[bytes] = []
+
+    async def capture(command: bytes, priority: bool = False) -> None:
+        written.append(command)
+
+    client._send_command = capture  # type: ignore[method-assign]
+    client._flush_queue = None
+    await client._send_publish("subj", "reply.1", b"body", 4, headers)
+    return written[0]
+
+
+@given(st.dictionaries(st.text(max_size=12), st.text(max_size=30), max_size=6))
+async def test_headers_encode_as_nats_py_encodes_them(headers: dict[str, str]) -> None:
+    try:
+        expected: bytes | type[Exception] = await _nats_py_publish_bytes(headers)
+    except BadHeaderError:
+        expected = BadHeaderError
+    if expected is BadHeaderError:
+        with pytest.raises(BadHeaderError):
+            encode_headers(headers)
+    else:
+        assert hpub_command("subj", "reply.1", encode_headers(headers), b"body") == expected
+
+
+async def test_usual_headers_encode_as_nats_py_encodes_them() -> None:
+    for headers in [
+        {"Nats-Msg-Id": "g1:wf-1:wfkey.g1.t0.493", "Nats-Expected-Last-Subject-Sequence": "0"},
+        {" Jw-Seq ": " 12 ", "Jw-Status": "line\r\nbreak"},
+        {"": "skipped", "A": ""},
+    ]:
+        assert hpub_command("subj", "reply.1", encode_headers(headers), b"body") == (
+            await _nats_py_publish_bytes(headers)
+        )
