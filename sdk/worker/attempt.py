@@ -232,6 +232,11 @@ class Attempt(DispatchMessage):
             await self._leave_group()
             self.settled = True
             self._enter("done")
+            # Nothing reads them once the attempt is done, and they refer back to it (the log
+            # buffer's keep_trying, the watcher's callbacks): dropped, the attempt and what it
+            # made are freed by reference counting instead of waiting for the collector.
+            self.ctx = None
+            self._watcher = None
 
     # --- claim ---------------------------------------------------------------------------------
 

@@ -94,7 +94,6 @@ class JobContext:
     """The outputs of the last ``InProgress`` (empty on the first run)."""
     progress_sink: ProgressSink | None = None
     """Where ``progress`` frames go (``sdk.worker.progress``; None: nowhere)."""
-    log: JobLogger = field(init=False)
     ended_at: float | None = field(init=False, default=None)
     """When (``time.monotonic()``) the executor saw the job's own work end: its process exited,
     its handler returned. The worker's watchdog checks that the attempt moves on after it."""
@@ -104,11 +103,16 @@ class JobContext:
     _unsynced: int = field(init=False, default=0, repr=False)
 
     def __post_init__(self) -> None:
-        self.log = JobLogger(self)
         try:
             self._loop = asyncio.get_running_loop()
         except RuntimeError:
             self._loop = None
+
+    @property
+    def log(self) -> JobLogger:
+        """The job's logger (``ctx.log.info(...)``). Made on each use, not kept: a logger kept
+        here would refer back to the context, a cycle only the collector frees, per job."""
+        return JobLogger(self)
 
     def emit(self, stream: LogStream, line: str, *, dropped_bytes: int = 0) -> None:
         """Send one line to the job's log sink, from the event loop or from any thread.

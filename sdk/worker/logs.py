@@ -12,7 +12,7 @@ themselves and carry no id.)
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import orjson
 from nats.js import JetStreamContext
@@ -108,8 +108,6 @@ def log_publisher(
     several times) is split in halves until each part fits; a single line that still does not
     fit is cut (``max_log_line_bytes`` above the server's limit).
     """
-    subject = subjects.log(workflow_id, job)
-    limit = max_payload - HEADER_MARGIN
     head = {
         "workflow_id": workflow_id,
         "job": job,
@@ -117,26 +115,53 @@ def log_publisher(
         "epoch": epoch,
         "worker_id": worker_id,
     }
+    msg_id = f"{workflow_id}.{job}.{attempt}.{epoch}" if msg_ids else None
+    return _LogPublisher(js, subjects.log(workflow_id, job), head, max_payload, timeout, msg_id)
 
-    def encode(chunks: Sequence[LogChunk]) -> bytes:
+
+class _LogPublisher:
+    """``log_publisher``'s callback. A class, not a closure: a closure that calls itself (the
+    halving below) is a reference cycle, left for the collector after every attempt."""
+
+    __slots__ = ("_head", "_js", "_limit", "_msg_id", "_subject", "_timeout")
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        subject: str,
+        head: dict[str, Any],
+        max_payload: int,
+        timeout: float,
+        msg_id: str | None,
+    ) -> None:
+        self._js = js
+        self._subject = subject
+        self._head = head
+        self._limit = max_payload - HEADER_MARGIN
+        self._timeout = timeout
+        self._msg_id = msg_id  # its prefix; None: no msg ids
+
+    def _encode(self, chunks: Sequence[LogChunk]) -> bytes:
         lines = [{"seq": c.seq, "stream": c.stream, "line": c.line, "ts": c.ts} for c in chunks]
-        return orjson.dumps({**head, "chunks": lines})
+        return orjson.dumps({**self._head, "chunks": lines})
 
-    async def publish(chunks: Sequence[LogChunk]) -> None:
-        data = encode(chunks)
+    async def __call__(self, chunks: Sequence[LogChunk]) -> None:
+        data = self._encode(chunks)
+        limit = self._limit
         if len(data) > limit and len(chunks) > 1:
             middle = len(chunks) // 2
-            await publish(chunks[:middle])
-            await publish(chunks[middle:])
+            await self(chunks[:middle])
+            await self(chunks[middle:])
             return
         if len(data) > limit:
             (chunk,) = chunks
             line, _ = truncate_line(chunk.line, max(1, limit // 8))
-            data = encode([LogChunk(seq=chunk.seq, stream=chunk.stream, line=line, ts=chunk.ts)])
-        if not msg_ids:
-            await js.publish(subject, data, timeout=timeout)
+            data = self._encode(
+                [LogChunk(seq=chunk.seq, stream=chunk.stream, line=line, ts=chunk.ts)]
+            )
+        if self._msg_id is None:
+            await self._js.publish(self._subject, data, timeout=self._timeout)
             return
-        msg_id = f"{workflow_id}.{job}.{attempt}.{epoch}.{chunks[0].seq}"
-        await js.publish(subject, data, timeout=timeout, headers={"Nats-Msg-Id": msg_id})
-
-    return publish
+        msg_id = f"{self._msg_id}.{chunks[0].seq}"
+        headers = {"Nats-Msg-Id": msg_id}
+        await self._js.publish(self._subject, data, timeout=self._timeout, headers=headers)

@@ -58,7 +58,11 @@ class ProgressStream:
         self._lock = threading.Lock()
         self._loop = asyncio.get_running_loop()
         self._queue: asyncio.Queue[tuple[int, bytes]] = asyncio.Queue()
-        self._task = self._loop.create_task(self._publish_all(), name="jw-progress")
+        # Started by the first frame: most jobs publish none. A task per attempt, cancelled at
+        # its close, left a cycle for the collector (its CancelledError's traceback holds the
+        # frame that holds this stream, which held the task): ~60 objects of garbage per job.
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
 
     def append(self, frame: Mapping[str, Any]) -> None:
         """Merge ``frame`` into the summary and queue it; raises ``TypeError``/``ValueError``
@@ -80,19 +84,30 @@ class ProgressStream:
                 )
             self.summary, self.seq = summary, seq
         if _running_loop() is self._loop:
-            self._queue.put_nowait((seq, body))
+            self._enqueue((seq, body))
         else:
             with contextlib.suppress(RuntimeError):  # the attempt is over: nowhere to go
-                self._loop.call_soon_threadsafe(self._queue.put_nowait, (seq, body))
+                self._loop.call_soon_threadsafe(self._enqueue, (seq, body))
+
+    def _enqueue(self, item: tuple[int, bytes]) -> None:
+        if self._closed:
+            return  # (as before: a frame after the close was never published)
+        self._queue.put_nowait(item)
+        if self._task is None:
+            self._task = self._loop.create_task(self._publish_all(), name="jw-progress")
 
     async def close(self) -> None:
         """Publish what is queued (up to ``CLOSE_TIMEOUT``), then stop."""
+        self._closed = True
+        task, self._task = self._task, None
+        if task is None:
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(CLOSE_TIMEOUT):
                 await self._queue.join()
-        self._task.cancel()
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+            await task
 
     async def _publish_all(self) -> None:
         while True:
