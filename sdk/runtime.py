@@ -21,9 +21,8 @@ T = TypeVar("T")
 # 50,000 until 2026-12-07: a young collection then had ~40,000 objects to look at (the worker
 # left ~60 objects of cyclic garbage per job, since removed: docs/performance.md) and paused
 # its process 15-25 ms, once every few hundred jobs, which the idle hops' p99 showed (a 450-hop
-# run's
-# slowest hop 17-25 ms; 3.6 ms at 5,000). Measured alternating, S1's CPU per job did not move
-# (2.10/2.18 ms against 2.18/2.15) and a rebuild's rose ~3%.
+# run's slowest hop 17-25 ms; 3.6 ms at 5,000). Measured alternating, S1's CPU per job did not
+# move (2.10/2.18 ms against 2.18/2.15) and a rebuild's rose ~3%.
 GC_THRESHOLDS = (5_000, 20, 100)
 
 
