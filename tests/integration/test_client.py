@@ -236,6 +236,17 @@ async def test_subscribe_filters_by_workflow_job_and_type(rig: Rig) -> None:
 
     collector = asyncio.create_task(collect())
     of_job_a = asyncio.create_task(everything_from_start())
+
+    async def both_consumers_exist() -> bool:
+        # The live one sees only what is appended after its consumer exists: complete the job
+        # before that, and its JobSucceeded is (rightly) never seen.
+        infos = await rig.nc.jetstream().consumers_info(subjects.EVENTS_STREAM)
+        filters = [
+            [i.config.filter_subject or "", *(i.config.filter_subjects or [])] for i in infos
+        ]
+        return sum(any(wf in f for f in each) for each in filters) >= 2
+
+    await assert_eventually(both_consumers_exist, message="the subscriptions never started")
     rig.runner.behaviour = greet
     _, name, epoch = rig.runner.hanging[0]
     await complete(rig.runner, wf, name, epoch)

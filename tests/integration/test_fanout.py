@@ -329,8 +329,18 @@ async def test_following_a_large_fan_out_draws_a_view_per_burst(
     }
     await start_workflow(clean_nats, "wf-large", definition)
     client = Client(clean_nats)
+    store = EventStore(clean_nats)
+
+    async def ended() -> bool:
+        history = await store.history("wf-large")
+        return bool(history) and history[-1].event.event_type == "WorkflowSucceeded"
+
+    # Followed once its 904 events are all in the log: they arrive as bursts, whatever the
+    # speed of this machine (followed live, a follower quicker than the workers sees them one
+    # by one, and draws as many views, as it should).
+    await assert_eventually(ended, timeout=60, message="the fan-out never ended")
     views = [view async for view in client.follow("wf-large")]
-    history = await EventStore(clean_nats).history("wf-large")
+    history = await store.history("wf-large")
     assert views[-1].status == "succeeded"
     assert len(views[-1].jobs) == 301
     assert len(views) < len(history)  # (it was one view per event)
