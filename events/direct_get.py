@@ -257,7 +257,7 @@ def parse_nats_time(value: str) -> datetime:
         # What nats-server writes (UTC, nine digits): a cut and one C call, per event read.
         return datetime.fromisoformat(value[:26] + "+00:00")
     if not value:
-        return datetime.fromtimestamp(0, UTC)
+        return _EPOCH
     head, _, rest = value.partition(".")
     if not rest:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))

@@ -28,16 +28,26 @@ from events.nats_speedups import check_publish, encode_headers, publish_with_hea
 Stored = StoredMessage
 
 
-class Inbox:
-    """One wildcard reply subscription shared by every request of one client object."""
+class Direct(DirectReader):
+    """Direct gets on one stream (needs ``allow_direct``): ``events.direct_get.DirectReader``."""
 
-    def __init__(self, nc: NATS, *, timeout: float) -> None:
+    def __init__(self, nc: NATS, stream: str, *, timeout: float = 5.0) -> None:
+        super().__init__(nc, stream=stream, timeout=timeout)
+        self.stream = stream
+
+
+class Publisher:
+    """Requests whose answers are JSON (JetStream publishes and API calls), pipelined on one
+    wildcard reply subscription."""
+
+    def __init__(self, nc: NATS, *, timeout: float = 5.0) -> None:
         self._nc = nc
         self.timeout = timeout
-        self._prefix: str | None = None
+        self._prefix: str | None = None  # of the one wildcard reply subscription, once open
         self._subscription: Subscription | None = None
         self._lock = asyncio.Lock()
         self._tokens = itertools.count()
+        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def reply_subject(self) -> tuple[str, str]:
         if self._prefix is None:
@@ -58,28 +68,6 @@ class Inbox:
         if subscription is not None:
             with contextlib.suppress(Exception):  # a closed connection has none left anyway
                 await subscription.unsubscribe()
-
-    def _on_reply(self, msg: Msg) -> None:
-        self.on_reply(msg.subject.rsplit(".", 1)[-1], msg)
-
-    def on_reply(self, token: str, msg: Msg) -> None:
-        raise NotImplementedError
-
-
-class Direct(DirectReader):
-    """Direct gets on one stream (needs ``allow_direct``): ``events.direct_get.DirectReader``."""
-
-    def __init__(self, nc: NATS, stream: str, *, timeout: float = 5.0) -> None:
-        super().__init__(nc, stream=stream, timeout=timeout)
-        self.stream = stream
-
-
-class Publisher(Inbox):
-    """Requests whose answers are JSON (JetStream publishes and API calls), pipelined."""
-
-    def __init__(self, nc: NATS, *, timeout: float = 5.0) -> None:
-        super().__init__(nc, timeout=timeout)
-        self._answers: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     async def send(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
@@ -124,8 +112,8 @@ class Publisher(Inbox):
     async def call(self, subject: str, request: dict[str, Any], what: str) -> dict[str, Any]:
         return await self.wait(await self.send(subject, orjson.dumps(request)), what)
 
-    def on_reply(self, token: str, msg: Msg) -> None:
-        answer = self._answers.get(token)
+    def _on_reply(self, msg: Msg) -> None:
+        answer = self._answers.get(msg.subject.rsplit(".", 1)[-1])
         if answer is None or answer.done():
             return
         status = msg.headers.get("Status") if msg.headers else None
