@@ -20,7 +20,7 @@ _ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
 
 def encode(event: Event) -> bytes:
     """Serialise an event to JSON bytes (aliases used, so ``with``/``if`` keep their names)."""
-    return event.__pydantic_serializer__.to_json(event, by_alias=True)
+    return event.__pydantic_serializer__.to_json(event, by_alias=True, exclude_none=True)
 
 
 def decode(data: bytes, *, subject: str = "?", seq: int = 0) -> Event:
