@@ -18,7 +18,7 @@ without reading them all (the status index, ``projections.index``; the secondary
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -159,11 +159,12 @@ async def newest_first(
     *,
     marks: str,
     first_window: int = 256,
-    decode: Callable[[Stored], E | None],
+    decode: Callable[[Stored], Iterable[E]],
 ) -> AsyncIterator[Window[E]]:
     """Windows of entries on ``filter_subject``, from the end of the stream backwards, each
     with the bound the marks on ``marks`` give for the entries before it. ``first_window``
-    counts stream positions (entries of other subjects included)."""
+    counts stream positions (entries of other subjects included). ``decode``: the entries a
+    message holds (a group of secondary entries holds several, ``projections.keys``)."""
     last = await direct.last(filter_subject)
     if last is None:
         return
@@ -181,7 +182,7 @@ async def newest_first(
         total = 1 + pending  # matches at lo or after
         found = await _window(direct, filter_subject, first, hi, expected=total - seen)
         seen = total
-        entries = [entry for entry in map(decode, found) if entry is not None]
+        entries = [entry for stored in found for entry in decode(stored)]
         if lo == 1:
             yield Window(entries, None)
             return

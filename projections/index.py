@@ -118,6 +118,11 @@ async def next_mark(direct: Reads, generation: int) -> dict[str, int] | None:
     )
 
 
+def _entries(stored: Stored) -> list[IndexEntry]:
+    entry = decode_entry(stored)
+    return [entry] if entry is not None else []
+
+
 def _started_of_entry(stored: Stored) -> int | None:
     entry = decode_entry(stored)
     return entry.started_us if entry is not None else None
@@ -203,7 +208,7 @@ async def newest(
         entry_filter(generation, status=status, name=name),
         marks=marks_subject(generation),
         first_window=first_window,
-        decode=decode_entry,
+        decode=_entries,
     )
     async for window in windows:
         fresh = [entry for entry in window.entries if entry.workflow_id not in chosen]

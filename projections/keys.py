@@ -16,8 +16,14 @@ status scans would otherwise step over them):
   ``wfkey.g<n>.t2.<minute>.<second>``: started in that hour, minute and second (each numbered
   from the epoch, under the bucket above it).
 
-The view keeps their sequences (header ``Jw-Keys``) so that a deleted workflow's are deleted
-with it; a rebuild writes its generation's; purging a generation removes them with the rest.
+Entries are written in groups: the first views a writer stores at about the same moment
+(``KeyWriter``: every view a batch writes at once) share one message per subject, ``{"wfs":
+[[wf, started], ...]}`` of at most ``GROUP`` workflows, instead of a message per workflow and
+subject (an S1 workflow's three start buckets were three messages of its projector's eight). A
+message of one ``{"wf", "started"}``, as written before, reads the same. The view keeps the
+sequences of its groups (header ``Jw-Keys``); deleting a workflow deletes a group once every other
+workflow in it is deleted too (``ViewStore.remove``), so a group never loses a live member's
+entry; a rebuild writes its generation's; purging a generation removes them with the rest.
 They are hints like status entries: a row is listed only from the workflow's stored summary,
 which every condition is checked on again, so a leftover of a crashed write is never shown.
 
@@ -72,6 +78,7 @@ _SPREAD = 2
 _SMALL_BUCKET = 256  # a start bucket with more entries is read by the buckets below it
 _CHUNK = 256  # summaries read per request
 HEADER = "Jw-Keys"
+GROUP = 256  # workflows one entry message holds at most (~60 bytes each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,21 +151,30 @@ def marker(direct: Direct, publisher: Publisher, generation: int) -> bounds.Boun
 
 
 def _started_of(stored: Stored) -> int | None:
-    entry = decode(stored)
-    return entry.started_us if entry is not None else None
+    """The latest start in a group: it bounds every workflow the group lists."""
+    return max((entry.started_us for entry in decode(stored)), default=None)
 
 
-def entry_body(view: WorkflowView) -> bytes:
-    return orjson.dumps({"wf": view.workflow_id, "started": micros(view.started_at)})
+def group_body(members: Sequence[tuple[str, int]]) -> bytes:
+    """A group's message: its workflows and their starts (µs), ``[[wf, started], ...]``."""
+    return orjson.dumps({"wfs": members})
 
 
-def decode(stored: Stored) -> KeyEntry | None:
+def decode(stored: Stored) -> list[KeyEntry]:
+    """The entries one message holds: a group's, or the one of a message written before groups
+    (``{"wf", "started"}``); none of a malformed one."""
     try:
         doc = orjson.loads(stored.data)
-        return KeyEntry(stored.seq, str(doc["wf"]), int(doc["started"]))
+        if "wfs" in doc:
+            return [KeyEntry(stored.seq, str(wf), int(started)) for wf, started in doc["wfs"]]
+        return [KeyEntry(stored.seq, str(doc["wf"]), int(doc["started"]))]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         _log.warning("skipping a malformed key entry", subject=stored.subject, seq=stored.seq)
-        return None
+        return []
+
+
+def _decode_all(found: Iterable[Stored]) -> Iterable[KeyEntry]:
+    return (entry for stored in found for entry in decode(stored))
 
 
 def encode_seqs(seqs: Sequence[int]) -> str:
@@ -172,38 +188,102 @@ def decode_seqs(text: str | None) -> tuple[int, ...]:
         return ()
 
 
-async def add(publisher: Publisher, generation: int, view: WorkflowView) -> tuple[int, ...]:
-    """Publish the view's secondary entries; their sequences. The msg id names the generation,
-    workflow and subject: a repeat after a lost ack finds the same entry. The start hour's
-    entry is stored first, the others (pipelined) once it is: the bound marks read only the
-    hour entries (``marker``), which bounds every entry stored after one of them."""
-    named = key_subjects(generation, view)
-    hours = time_filter(generation, 0, None)[:-1]  # "wfkey.g<n>.t0."
-    hour = [subject for subject in named if subject.startswith(hours)]
-    first = await _publish(publisher, generation, view, hour)
-    return first + await _publish(publisher, generation, view, [s for s in named if s not in hour])
+class KeyWriter:
+    """Publishes the secondary entries of first views, grouped: the views ``add``ed while the
+    event loop goes round once (every first view a batch writes at once) share one message per
+    subject. A group's start-hour messages are stored first, the others (pipelined) once they
+    are: the bound marks read only the hour entries (``marker``), which bounds every entry
+    stored after one of them."""
+
+    def __init__(self, publisher: Publisher, generation: int) -> None:
+        self._publisher = publisher
+        self._generation = generation
+        self._pending: list[tuple[WorkflowView, asyncio.Future[tuple[int, ...]]]] = []
+        self._flushes: set[asyncio.Task[None]] = set()
+
+    async def add(self, view: WorkflowView) -> tuple[int, ...]:
+        """Publish the view's entries (with those of the views added alongside); the sequences
+        of the messages that hold them."""
+        loop = asyncio.get_running_loop()
+        listed: asyncio.Future[tuple[int, ...]] = loop.create_future()
+        self._pending.append((view, listed))
+        if len(self._pending) == 1:
+            # After the writers already scheduled for this turn of the loop have added theirs.
+            loop.call_soon(self._flush)
+        return await listed
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        task = asyncio.create_task(self._publish(pending))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _publish(
+        self, pending: list[tuple[WorkflowView, asyncio.Future[tuple[int, ...]]]]
+    ) -> None:
+        try:
+            held = await self._publish_groups([view for view, _ in pending])
+        except Exception as exc:  # each writer fails, keeps its view held and tries again
+            for _, listed in pending:
+                if not listed.done():
+                    listed.set_exception(exc)
+            return
+        for view, listed in pending:
+            if not listed.done():
+                listed.set_result(tuple(held[view.workflow_id]))
+
+    async def _publish_groups(self, views: list[WorkflowView]) -> dict[str, list[int]]:
+        members: dict[str, dict[str, int]] = {}  # subject -> its workflows and their starts
+        for view in views:
+            for subject in key_subjects(self._generation, view):
+                members.setdefault(subject, {})[view.workflow_id] = micros(view.started_at)
+        held: dict[str, list[int]] = {view.workflow_id: [] for view in views}
+        hours = time_filter(self._generation, 0, None)[:-1]  # "wfkey.g<n>.t0."
+        first = {s: m for s, m in members.items() if s.startswith(hours)}
+        await self._publish_subjects(first, held)
+        await self._publish_subjects({s: m for s, m in members.items() if s not in first}, held)
+        return held
+
+    async def _publish_subjects(
+        self, members: dict[str, dict[str, int]], held: dict[str, list[int]]
+    ) -> None:
+        groups = [
+            (subject, chunk)
+            for subject, starts in members.items()
+            for chunk in _chunks(sorted(starts.items()), GROUP)
+        ]
+        answers = [
+            await self._publisher.send(
+                subject,
+                group_body(chunk),
+                {"Nats-Msg-Id": _group_id(self._generation, subject, chunk)},
+            )
+            for subject, chunk in groups
+        ]
+        for (subject, chunk), answer in zip(groups, answers, strict=True):
+            reply = await self._publisher.wait(answer, f"indexing {len(chunk)} workflows")
+            if "error" in reply:
+                raise StoreError(
+                    f"indexing {len(chunk)} workflows on {subject} failed: {describe(reply)}",
+                    retryable=True,
+                )
+            for wf, _ in chunk:
+                held[wf].append(int(reply["seq"]))
 
 
-async def _publish(
-    publisher: Publisher, generation: int, view: WorkflowView, named: list[str]
-) -> tuple[int, ...]:
-    body = entry_body(view)
-    wf = view.workflow_id
-    answers = [
-        await publisher.send(subject, body, {"Nats-Msg-Id": f"g{generation}:{wf}:{subject}"})
-        for subject in named
-    ]
-    seqs = []
-    for answer in answers:
-        reply = await publisher.wait(answer, f"indexing workflow {wf}")
-        if "error" in reply:
-            raise StoreError(f"indexing workflow {wf} failed: {describe(reply)}", retryable=True)
-        seqs.append(int(reply["seq"]))
-    return tuple(seqs)
+def _chunks(items: list[tuple[str, int]], size: int) -> Iterable[list[tuple[str, int]]]:
+    return (items[at : at + size] for at in range(0, len(items), size))
+
+
+def _group_id(generation: int, subject: str, chunk: list[tuple[str, int]]) -> str:
+    """The msg id of a group: the same for the same workflows on the same subject, so a repeat
+    after a lost ack finds the message stored already."""
+    digest = hashlib.sha256("\0".join(wf for wf, _ in chunk).encode()).hexdigest()[:32]
+    return f"g{generation}:{subject}:{digest}"
 
 
 async def remove(publisher: Publisher, seq: int) -> None:
-    """Delete an entry (idempotent; ``no_erase`` as for status entries)."""
+    """Delete an entry group (idempotent; ``no_erase`` as for status entries)."""
     reply = await publisher.call(
         f"$JS.API.STREAM.MSG.DELETE.{subjects.KEYS_STREAM}",
         {"seq": seq, "no_erase": True},
@@ -211,11 +291,6 @@ async def remove(publisher: Publisher, seq: int) -> None:
     )
     if "error" in reply and error_code(reply) not in ALREADY_GONE:
         raise StoreError(f"deleting secondary index entry {seq} failed: {describe(reply)}")
-
-
-async def remove_all(publisher: Publisher, seqs: Iterable[int]) -> None:
-    for seq in sorted(set(seqs)):
-        await remove(publisher, seq)
 
 
 def generation_filter(generation: int) -> str:
@@ -251,7 +326,7 @@ async def read(
     direct: Direct, subject: str, where: ListFilter, *, limit: int, accept: Accept[T]
 ) -> list[T]:
     """The ``limit`` newest matches among the entries of ``subject`` (read whole)."""
-    return await _take(_usable(map(decode, await direct.all(subject)), where), accept, limit)
+    return await _take(_usable(_decode_all(await direct.all(subject)), where), accept, limit)
 
 
 async def newest(
@@ -314,13 +389,9 @@ async def _count(direct: Direct, subject: str) -> int:
     return len(found) + pending
 
 
-def _usable(found: Iterable[KeyEntry | None], where: ListFilter) -> list[KeyEntry]:
+def _usable(found: Iterable[KeyEntry], where: ListFilter) -> list[KeyEntry]:
     """Entries within the start bounds, one per workflow, newest first."""
-    entries = {
-        entry.workflow_id: entry
-        for entry in found
-        if entry is not None and where.takes_start(entry.started_us)
-    }
+    entries = {entry.workflow_id: entry for entry in found if where.takes_start(entry.started_us)}
     return sorted(entries.values(), key=lambda e: (e.started_us, e.workflow_id), reverse=True)
 
 
@@ -392,7 +463,7 @@ class _TimeWalk(Generic[T]):
         return False
 
     async def _read(self, subject: str) -> bool:
-        entries = _usable(map(decode, await self._direct.all(subject)), self._where)
+        entries = _usable(_decode_all(await self._direct.all(subject)), self._where)
         self.rows += await _take(entries, self._accept, self._limit - len(self.rows))
         return len(self.rows) >= self._limit
 

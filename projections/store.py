@@ -118,6 +118,7 @@ class ViewStore:
         self._index = IndexWriter(self._index_reads, self._publisher, generation=generation)
         self._keys_reads = Direct(nc, subjects.KEYS_STREAM, timeout=timeout)
         self._keys_marker = keys.marker(self._keys_reads, self._publisher, generation)
+        self._keys = keys.KeyWriter(self._publisher, generation)
         self._max_value = max_value or int(nc.max_payload) - _HEADROOM
         self._inline = min(INLINE_VIEW, self._max_value)
 
@@ -231,7 +232,7 @@ class ViewStore:
                     self._index.add(view, replacing=prev.index_seq)
                     if prev.status != view.status
                     else _same(index_seq),
-                    keys.add(self._publisher, self.generation, view) if adding else _same(added),
+                    self._keys.add(view) if adding else _same(added),
                 )
                 stale = prev.index_seq if prev.index_seq != index_seq else 0
                 if adding:
@@ -251,14 +252,13 @@ class ViewStore:
                 if current.seq >= seq:  # a newer view is stored: ours is obsolete
                     chunk_seq = seq if not inline and len(body) > self._max_value else 0
                     await self._discard(wf, index_seq, chunk_seq, current)
-                    # Another writer's view came first, with its own secondary entries.
-                    await keys.remove_all(self._publisher, set(added) - set(current.key_seqs))
+                    # Another writer's view came first, with its own secondary entries; ours
+                    # stay (shared with other workflows: a listing reads a workflow once).
                     return current
                 prev = current  # an older one was written since we looked: write over it
                 continue
             if stale:
                 await self._index.remove(stale)
-            await keys.remove_all(self._publisher, set(added) - set(key_seqs))
             if prev.chunk_seq and prev.chunk_seq != written.chunk_seq:
                 await self._purge_chunks(wf, prev.chunk_seq)
             return replace(written, key_seqs=key_seqs)
@@ -315,7 +315,7 @@ class ViewStore:
         for either in found.values():  # a small view's are in its summary key's headers
             if not either.is_tombstone:
                 key_seqs |= set(keys.decode_seqs(either.headers.get(keys.HEADER)))
-        await keys.remove_all(self._publisher, key_seqs)
+        await self._release_keys(wf, key_seqs)
         names = [summary_key(self.generation, wf)]
         if stored is not None and _int(stored, _CHUNKS):
             seq = _int(stored, _SEQ)
@@ -327,6 +327,20 @@ class ViewStore:
             if "error" in reply:
                 raise StoreError(f"removing {key} failed: {describe(reply)}", retryable=True)
         return Written()
+
+    async def _release_keys(self, wf: str, seqs: set[int]) -> None:
+        """Delete the secondary entry groups of a deleted workflow that list no other workflow
+        still stored. A member whose summary is not a delete marker (still there, or not
+        written yet: its group may be newer than its first view) keeps the group."""
+        for seq in sorted(seqs):
+            stored = await self._keys_reads.get(seq)
+            if stored is None:
+                continue  # deleted already
+            others = {entry.workflow_id for entry in keys.decode(stored)} - {wf}
+            names = [KV_PREFIX + summary_key(self.generation, other) for other in others]
+            found = await self._kv.last_of_each(names) if names else {}
+            if all(name in found and found[name].is_tombstone for name in names):
+                await keys.remove(self._publisher, seq)
 
     async def mark_index(self) -> None:
         """Bound the index and secondary entries stored so far (``projections.index``,

@@ -107,10 +107,10 @@ async def _same_as_scan(
 
 
 async def _entries(rig: Rig, subject: str) -> int:  # noqa: F811
+    """The workflows listed under ``subject`` (entries written together share a message)."""
     direct = Direct(rig.nc, subjects.KEYS_STREAM)
     try:
-        found, pending = await direct.next(subject, from_seq=1, limit=1)
-        return len(found) + pending
+        return sum(len(keys.decode(stored)) for stored in await direct.all(subject))
     finally:
         await direct.close()
 

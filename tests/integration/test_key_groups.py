@@ -1,0 +1,134 @@
+"""Secondary entries written in groups (``projections.keys.KeyWriter``) on a real server: views
+written together share one message per subject, a workflow's start-hour group is stored before
+its others, listings find every workflow, and a deleted workflow's group goes only with its last
+member."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+
+from nats.aio.client import Client as NATS
+
+from events import subjects
+from projections import Views, keys
+from projections._nats import Direct, Stored
+from projections.generations import Generations
+from projections.search import ListFilter
+from projections.store import ViewStore, Written
+from projections.views import WorkflowView
+
+T0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
+
+
+def _view(i: int) -> WorkflowView:
+    started = T0 + timedelta(milliseconds=i)  # all within one second
+    return WorkflowView(
+        workflow_id=f"wf-{i:03}",
+        name="etl",
+        status="succeeded",
+        started_at=started,
+        ended_at=started + timedelta(minutes=1),
+        inputs={"env": "prod" if i % 2 else "dev"},
+        labels=("gpu",) if i % 3 == 0 else (),
+    )
+
+
+async def _store(nc: NATS) -> ViewStore:
+    generations = Generations(nc)
+    assert (await generations.ensure()).keyed
+    await generations.close()
+    return ViewStore(nc, generation=1)
+
+
+async def _entry_messages(nc: NATS) -> list[Stored]:
+    reader = Direct(nc, subjects.KEYS_STREAM)
+    try:
+        found = await reader.all(keys.generation_filter(1))
+    finally:
+        await reader.close()
+    return [stored for stored in found if stored.subject != keys.marks_subject(1)]
+
+
+async def test_views_written_together_share_a_message_per_subject(clean_nats: NATS) -> None:
+    store = await _store(clean_nats)
+    views = [_view(i) for i in range(300)]
+    written = await asyncio.gather(*(store.write(v, 1, Written()) for v in views))
+    await store.mark_index()
+    await store.close()
+
+    stored = await _entry_messages(clean_nats)
+    listed: dict[str, set[str]] = defaultdict(set)  # subject -> workflows
+    held_by: dict[str, list[int]] = defaultdict(list)  # workflow -> messages listing it
+    for message in sorted(stored, key=lambda m: m.seq):
+        for entry in keys.decode(message):
+            listed[message.subject].add(entry.workflow_id)
+            held_by[entry.workflow_id].append(message.seq)
+    subjects_by_seq = {message.seq: message.subject for message in stored}
+    every = {v.workflow_id for v in views}
+    # Each subject lists exactly its workflows, in as few messages as GROUP allows.
+    for view in views:
+        for subject in keys.key_subjects(1, view):
+            assert view.workflow_id in listed[subject]
+    assert listed[keys.input_subject(1, "env", "prod")] == {f"wf-{i:03}" for i in range(1, 300, 2)}
+    assert len(listed[keys.label_subject(1, "gpu")]) == 100
+    per_subject: dict[str, int] = defaultdict(int)
+    for message in stored:
+        per_subject[message.subject] += 1
+    hour = keys.time_subjects(1, int(T0.timestamp() * 1_000_000))[0]
+    assert per_subject[hour] == -(-300 // keys.GROUP), per_subject  # 2 messages, not 300
+    assert len(stored) < 20, per_subject
+    # The marks read only the hour entries: each workflow's hour group comes first.
+    for wf in every:
+        assert subjects_by_seq[held_by[wf][0]] == hour, wf
+    # Each view names the messages that list it, and only those.
+    for view, result in zip(views, written, strict=True):
+        assert sorted(result.key_seqs) == sorted(held_by[view.workflow_id]), view.workflow_id
+
+    fast, scan = Views(clean_nats), Views(clean_nats, recent_lists=False, secondary=False)
+    try:
+        for where in (ListFilter(inputs={"env": "prod"}), ListFilter(labels=("gpu",))):
+            expected = await scan.list(where=where, limit=500)
+            assert await fast.list(where=where, limit=500) == expected
+            assert len(expected) in (150, 100)
+    finally:
+        await fast.close()
+        await scan.close()
+
+
+async def test_a_group_is_deleted_with_its_last_member(clean_nats: NATS) -> None:
+    store = await _store(clean_nats)
+    views = [_view(i) for i in (0, 6, 12)]  # one group per subject: dev, gpu, the three times
+    written = await asyncio.gather(*(store.write(v, 1, Written()) for v in views))
+    groups = {message.seq for message in await _entry_messages(clean_nats)}
+    assert len(groups) == 5, groups
+
+    for view, result in zip(views[:2], written[:2], strict=True):
+        await store.remove(view.workflow_id, result)
+        # A member is still stored: every group stays, the survivor is still listed by it.
+        assert {message.seq for message in await _entry_messages(clean_nats)} == groups
+    scan = Views(clean_nats, recent_lists=False, secondary=False)
+    fast = Views(clean_nats)
+    try:
+        where = ListFilter(labels=("gpu",))
+        rows = await fast.list(where=where)
+        assert [row.workflow_id for row in rows] == ["wf-012"]
+        assert rows == await scan.list(where=where)
+    finally:
+        await fast.close()
+        await scan.close()
+
+    await store.remove(views[2].workflow_id, written[2])
+    assert await _entry_messages(clean_nats) == []
+    await store.close()
+
+
+def test_a_message_of_one_entry_as_written_before_groups_reads_the_same() -> None:
+    def stored(seq: int, data: bytes) -> Stored:
+        return Stored(seq=seq, subject="wfkey.g1.l.gpu", data=data, headers={})
+
+    assert keys.decode(stored(7, b'{"wf":"wf-1","started":42}')) == [keys.KeyEntry(7, "wf-1", 42)]
+    group = stored(8, keys.group_body([("wf-1", 42), ("wf-2", 43)]))
+    assert keys.decode(group) == [keys.KeyEntry(8, "wf-1", 42), keys.KeyEntry(8, "wf-2", 43)]
+    assert keys.decode(stored(9, b'{"wfs": [["wf-1"]]}')) == []
