@@ -215,7 +215,9 @@ class DirectReader:
             with contextlib.suppress(Exception):  # a closed connection has none left anyway
                 await subscription.unsubscribe()
 
-    def _on_reply(self, subject: bytes, data: bytes, headers: dict[str, str] | None) -> None:
+    def _on_reply(
+        self, subject: bytes, _reply: bytes, data: bytes, headers: dict[str, str] | None
+    ) -> None:
         # Runs once per reply message: collect here, wake the reader only at the end of a batch.
         pending = self._replies.get(subject[subject.rfind(b".") + 1 :].decode())
         if pending is None or pending.done.done():

@@ -21,8 +21,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
 InlineHandler = Callable[[Msg], None]
-# A handler of undecoded messages: subject, payload, headers (parsed, None when there are none).
-RawHandler = Callable[[bytes, bytes, dict[str, str] | None], None]
+# A handler of undecoded messages: subject, reply subject, payload, headers (parsed, None when
+# there are none).
+RawHandler = Callable[[bytes, bytes, bytes, dict[str, str] | None], None]
 
 _DELIVERY = "_jetwork_inline"  # the attribute of a nats-py Subscription: (handler, raw)
 _queued_process_msg = Client._process_msg
@@ -42,7 +43,7 @@ async def _process_msg(
     handler, raw = delivery
     try:
         if raw:
-            handler(subject, data, hdr)
+            handler(subject, reply, data, hdr)
         else:
             handler(self._build_message(sid, subject, reply, data, hdr))
     except Exception as exc:
@@ -56,10 +57,10 @@ async def subscribe_inline(nc: Client, subject: str, handler: InlineHandler) -> 
 
 async def subscribe_raw(nc: Client, subject: str, handler: RawHandler) -> Subscription:
     """Like ``subscribe_inline``, without the ``Msg``: for a handler that files thousands of
-    replies a second and needs only their bytes and headers (a direct-get batch)."""
+    messages a second and needs only their bytes and headers (a direct-get batch, a feed)."""
 
     def from_msg(msg: Msg) -> None:
-        handler(msg.subject.encode(), msg.data, msg.headers)
+        handler(msg.subject.encode(), msg.reply.encode(), msg.data, msg.headers)
 
     return await _subscribe(nc, subject, handler, from_msg, raw=True)
 

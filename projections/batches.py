@@ -13,10 +13,10 @@ import time
 from collections import defaultdict
 
 import structlog
-from nats.aio.msg import Msg
 
 from actors.workflow import WorkflowState
 from events import subjects
+from events.ordered_feed import Delivered
 from projections.feeds import Feeds
 from projections.folding import Folder, is_birth
 from projections.store import Written
@@ -53,7 +53,7 @@ class ProjectorBatches(HeldViews):
             assert self._positions is not None
             await self._positions.save()
 
-    async def _handle(self, taken: list[tuple[int, Msg]]) -> None:
+    async def _handle(self, taken: list[tuple[int, Delivered]]) -> None:
         """Fold the batch onto each workflow's state, then write what is not held.
 
         Only reads (a workflow not in memory) and writes are I/O, done concurrently; folding
@@ -61,7 +61,7 @@ class ProjectorBatches(HeldViews):
         now = time.monotonic()
         positions = self._positions
         assert positions is not None
-        groups: dict[str, list[Msg]] = defaultdict(list)
+        groups: dict[str, list[Delivered]] = defaultdict(list)
         partition_of: dict[str, int] = {}
         for partition, msg in taken:
             wf = subjects.workflow_of(msg.subject)
@@ -74,7 +74,7 @@ class ProjectorBatches(HeldViews):
         now_due: list[str] = []
         for wf, group in groups.items():
             partition = partition_of[wf]
-            positions.unwritten(partition, wf, group[0].metadata.sequence.stream)
+            positions.unwritten(partition, wf, group[0].seq)
             tracked = self._cache.get(wf)
             if tracked is None:  # its read failed: its events come again from the position
                 continue
@@ -84,13 +84,13 @@ class ProjectorBatches(HeldViews):
             self._holds.add(wf, len(group), now)  # kept in memory until written
             self._remember(wf, Tracked(state, tracked.written, partition))
         for partition, msg in taken:
-            positions.given(partition, msg.metadata.sequence.stream)
+            positions.given(partition, msg.seq)
         urgent = set(now_due)
         due = [wf for wf in self._holds.due(now, self._settle) if wf not in urgent]
         await self._write_held(now_due + due)
         await self._flush_recent()
 
-    def _known(self, wf: str, first: Msg) -> bool:
+    def _known(self, wf: str, first: Delivered) -> bool:
         """In memory, or born in this batch (nothing before it to read)."""
         if wf in self._cache:
             return True

@@ -1,72 +1,79 @@
 """The events of the partitions one projector owns, in order, without acks.
 
-One ordered consumer per partition (``evt.<p>.>``, from its position on): push, flow
-controlled, recreated by nats-py from the last sequence it delivered whenever a gap or a stall
-shows, so a partition's events arrive exactly once each and in log order, with nothing for the
-server to track but a delivery pointer. Every feed appends to one shared inbox and wakes the
-projector's loop.
+One ordered feed per partition (``evt.<p>.>``, from its position on:
+``events.ordered_feed``): an ephemeral push consumer whose deliveries are filed in the read
+loop, recreated from the last sequence handed over whenever a gap or a stall shows, so a
+partition's events arrive exactly once each and in log order, with nothing for the server to
+track but a delivery pointer. Every feed appends to one shared inbox and wakes the projector's
+loop; while the inbox holds more than ``HIGH_WATER`` events, flow control holds the servers'
+deliveries back until the projector has taken them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from typing import Any
 
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from events import subjects
+from events.ordered_feed import Delivered, OrderedFeed
+
+HIGH_WATER = 20_000  # events in the inbox past which the feeds wait for the projector
 
 
 class Feeds:
     def __init__(self, nc: NATS) -> None:
         self._nc = nc
-        self._subscriptions: dict[int, Any] = {}
-        self.inbox: list[tuple[int, Msg]] = []
+        self._feeds: dict[int, OrderedFeed] = {}
+        self.inbox: list[tuple[int, Delivered]] = []
         self.wakeup = asyncio.Event()
         # Per partition: whether the last event given had nothing after it (num_pending 0).
         self.caught_up: dict[int, bool] = {}
 
     @property
     def partitions(self) -> list[int]:
-        return sorted(self._subscriptions)
+        return sorted(self._feeds)
 
     async def open(self, partition: int, *, after: int) -> None:
         """Deliver the partition's events from sequence ``after + 1`` on."""
         await self.shut(partition)
 
-        async def deliver(msg: Msg) -> None:
-            self.inbox.append((partition, msg))
-            self.caught_up[partition] = msg.metadata.num_pending == 0
+        def deliver(event: Delivered) -> None:
+            self.inbox.append((partition, event))
+            self.caught_up[partition] = event.pending == 0
             self.wakeup.set()
 
         self.caught_up[partition] = False
-        self._subscriptions[partition] = await self._nc.jetstream().subscribe(
-            f"evt.{partition}.>",
+        feed = OrderedFeed(
+            self._nc,
             stream=subjects.EVENTS_STREAM,
-            cb=deliver,
-            ordered_consumer=True,
-            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
-            config=ConsumerConfig(opt_start_seq=after + 1),
+            filter_subject=f"evt.{partition}.>",
+            after=after,
+            deliver=deliver,
+            may_flow=self._may_flow,
         )
+        await feed.start()
+        self._feeds[partition] = feed
+
+    def _may_flow(self) -> bool:
+        return len(self.inbox) < HIGH_WATER
 
     async def shut(self, partition: int) -> None:
-        subscription = self._subscriptions.pop(partition, None)
+        feed = self._feeds.pop(partition, None)
         self.caught_up.pop(partition, None)
-        if subscription is not None:  # (opening one must not go through everything delivered)
-            self.inbox = [(p, msg) for p, msg in self.inbox if p != partition]
-        if subscription is not None:
-            with contextlib.suppress(Exception):
-                await subscription.unsubscribe()
+        if feed is not None:  # (opening one must not go through everything delivered)
+            self.inbox = [(p, event) for p, event in self.inbox if p != partition]
+            await feed.stop()
 
     async def close(self) -> None:
-        for partition in list(self._subscriptions):
+        for partition in list(self._feeds):
             await self.shut(partition)
 
-    def take(self, limit: int) -> list[tuple[int, Msg]]:
+    def take(self, limit: int) -> list[tuple[int, Delivered]]:
         taken, self.inbox = self.inbox[:limit], self.inbox[limit:]
         if not self.inbox:
             self.wakeup.clear()
+        if self._may_flow():
+            for feed in self._feeds.values():
+                feed.resume()
         return taken

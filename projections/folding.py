@@ -2,8 +2,9 @@
 
 The log is the reference: ``from_log`` reads what the workflow appended after the state's
 stream sequence (one direct get) and folds it. Reading costs the server a scan of the stream's
-tail, though, so when the projector knows a batch continues exactly where the state left off,
-``from_messages`` folds the batch's own messages instead (``Continuity`` says when).
+tail, though, so for a workflow whose state the projector holds (its feed hands over every event
+of the partition once, in order: ``events.ordered_feed``), ``from_messages`` folds the batch's
+own messages instead.
 
 Messages that are not events, and events the fold refuses, are skipped and logged (once per
 stream sequence), never fatal.
@@ -18,7 +19,6 @@ from collections.abc import Sequence
 
 import structlog
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
 
 from actors.workflow import WorkflowState, replay
 from events import subjects
@@ -26,6 +26,7 @@ from events.base import RecordedEvent
 from events.codec import decode
 from events.dead_letters import report_undecodable_event
 from events.errors import UndecodableEvent
+from events.ordered_feed import Delivered
 from events.store import EventStore
 
 _log = structlog.get_logger("jetwork.projector")
@@ -53,13 +54,12 @@ class Folder:
             state = self._fold(state, loaded.events)
         return _past(state, loaded.last_seq)
 
-    def from_messages(self, state: WorkflowState, messages: Sequence[Msg]) -> WorkflowState:
+    def from_messages(self, state: WorkflowState, messages: Sequence[Delivered]) -> WorkflowState:
         """``state`` with the messages it does not reflect yet (all of its workflow, in order)."""
         recorded: list[RecordedEvent] = []
         last = state.stream_seq
         for msg in messages:
-            meta = msg.metadata
-            seq = meta.sequence.stream
+            seq = msg.seq
             if seq <= state.stream_seq:
                 continue  # read from the log already
             last = seq
@@ -68,7 +68,7 @@ class Folder:
             except UndecodableEvent as exc:
                 self._garbage(seq, str(exc), msg.subject, msg.data)
                 continue
-            recorded.append(RecordedEvent(seq, msg.subject, meta.timestamp, event))
+            recorded.append(RecordedEvent(seq, msg.subject, msg.time, event))
         if recorded:
             state = self._fold(state, recorded)
         return _past(state, last)
@@ -101,7 +101,7 @@ class Folder:
             task.add_done_callback(self._reports.discard)
 
 
-def is_birth(wf: str, msg: Msg) -> bool:
+def is_birth(wf: str, msg: Delivered) -> bool:
     """Whether ``msg`` is the workflow's first event: its start, appended under "no event yet".
 
     Only the engine's start decision appends there with expected sequence 0, and job actors
@@ -119,45 +119,3 @@ def is_birth(wf: str, msg: Msg) -> bool:
 def _past(state: WorkflowState, seq: int) -> WorkflowState:
     # Skipped messages count too: the next read starts after them.
     return dataclasses.replace(state, stream_seq=seq) if seq > state.stream_seq else state
-
-
-class Continuity:
-    """Tracks when a batch may be folded from the messages in hand instead of the log.
-
-    The consumer delivers the events stream in order, and its filter (``evt.>``) is all the
-    stream holds, with nothing ever deleted: a batch whose sequences run on without a gap from
-    the last one handled holds *every* event appended in that range. A workflow state brought up
-    to date in the current ``epoch`` (read from the log, or folded from such batches) therefore
-    reflects everything up to the previous batch, and can take this batch's messages as they are.
-    Anything else (a gap, a redelivery, a batch that failed, the first batch, another projector
-    sharing the consumer) starts a new epoch: every state goes back to the log once before the
-    fast path applies to it again.
-    """
-
-    def __init__(self) -> None:
-        self.epoch = 0
-        self._through: int | None = None
-
-    def begin(self, messages: Sequence[Msg]) -> bool:
-        """Whether ``messages`` continue the last batch (same epoch); else a new epoch."""
-        through = self._through
-        if through is None and messages and messages[0].metadata.sequence.stream == 1:
-            through = 0  # the very start of the log: nothing came before
-        continued = through is not None
-        expected = (through or 0) + 1
-        for msg in messages:
-            if not continued or msg.metadata.sequence.stream != expected:
-                continued = False
-                break
-            expected += 1
-        if not continued:
-            self.epoch += 1
-        return continued
-
-    def end(self, messages: Sequence[Msg], *, complete: bool) -> None:
-        """``complete``: every message of the batch was projected (and is being acked)."""
-        if complete and messages:
-            self._through = messages[-1].metadata.sequence.stream
-        else:
-            self.epoch += 1
-            self._through = None

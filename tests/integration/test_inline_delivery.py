@@ -42,14 +42,14 @@ async def test_messages_reach_the_handler_in_order_and_stop_at_unsubscribe(nc: N
 
 
 async def test_raw_handlers_get_the_bytes_and_parsed_headers(nc: NATS) -> None:
-    seen: list[tuple[bytes, bytes, dict[str, str] | None]] = []
-    await subscribe_raw(nc, "inline.t2.*", lambda s, d, h: seen.append((s, d, h)))
+    seen: list[tuple[bytes, bytes, bytes, dict[str, str] | None]] = []
+    await subscribe_raw(nc, "inline.t2.*", lambda s, r, d, h: seen.append((s, r, d, h)))
     await nc.publish("inline.t2.a", b"one", headers={"Nats-Sequence": "7", "X": "y"})
-    await nc.publish("inline.t2.b", b"two")
+    await nc.publish("inline.t2.b", b"two", reply="answer.here")
     await assert_eventually(lambda: len(seen) == 2)
     assert seen == [
-        (b"inline.t2.a", b"one", {"Nats-Sequence": "7", "X": "y"}),
-        (b"inline.t2.b", b"two", None),
+        (b"inline.t2.a", b"", b"one", {"Nats-Sequence": "7", "X": "y"}),
+        (b"inline.t2.b", b"answer.here", b"two", None),
     ]
 
 

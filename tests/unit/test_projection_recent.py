@@ -1,18 +1,18 @@
-"""Recent lists (newest K of an insert-only listing) and the batch continuity rules."""
+"""Recent lists (newest K of an insert-only listing) and what makes a workflow's birth."""
 
 from __future__ import annotations
 
 import os
 import random
-from dataclasses import dataclass
-from types import SimpleNamespace
+from datetime import UTC, datetime
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from events import subjects
-from projections.folding import Continuity, is_birth
+from events.ordered_feed import Delivered
+from projections.folding import is_birth
 from projections.projector import ProjectorSettings
 from projections.recent import Recent, _Doc, decode, list_id, lists_of
 
@@ -77,42 +77,11 @@ def test_which_lists_serve_which_filter() -> None:
     assert lists_of("etl", "cancelled") == ["all", "n.etl", "s.cancelled", "sn.cancelled.etl"]
 
 
-@dataclass
-class FakeMsg:
-    seq: int
-    subject: str = subjects.workflow_event("wf", "WorkflowStarted")
-    headers: dict[str, str] | None = None
-
-    @property
-    def metadata(self) -> SimpleNamespace:
-        return SimpleNamespace(sequence=SimpleNamespace(stream=self.seq))
-
-
-def batch(*seqs: int) -> list[FakeMsg]:
-    return [FakeMsg(seq) for seq in seqs]
-
-
-def test_batches_continue_only_without_gaps_and_failures() -> None:
-    continuity = Continuity()
-    assert not continuity.begin(batch(5, 6))  # nothing known before
-    first_epoch = continuity.epoch
-    continuity.end(batch(5, 6), complete=True)
-    assert continuity.begin(batch(7, 8, 9))
-    assert continuity.epoch == first_epoch
-    continuity.end(batch(7, 8, 9), complete=True)
-    assert not continuity.begin(batch(11, 12))  # a gap: 10 is elsewhere
-    assert continuity.epoch == first_epoch + 1
-    continuity.end(batch(11, 12), complete=False)  # a workflow failed: naked
-    assert not continuity.begin(batch(13))
-    continuity.end(batch(13), complete=True)
-    assert not continuity.begin(batch(14, 16))  # a hole inside the batch
-    continuity.end(batch(14, 16), complete=True)
-    assert not continuity.begin(batch(10))  # a redelivery
-
-
-def test_the_very_start_of_the_log_continues_nothing() -> None:
-    continuity = Continuity()
-    assert continuity.begin(batch(1, 2, 3))
+def birth(
+    headers: dict[str, str] | None,
+    subject: str = subjects.workflow_event("wf", "WorkflowStarted"),
+) -> Delivered:
+    return Delivered(subject, b"{}", headers, seq=1, time=datetime.now(UTC), pending=0)
 
 
 def test_a_birth_is_a_start_appended_under_no_event_yet() -> None:
@@ -120,15 +89,11 @@ def test_a_birth_is_a_start_appended_under_no_event_yet() -> None:
         "Nats-Expected-Last-Subject-Sequence": "0",
         "Nats-Expected-Last-Subject-Sequence-Subject": subjects.workflow_actor_filter("wf"),
     }
-    assert is_birth("wf", FakeMsg(1, headers=headers))
-    assert not is_birth(
-        "wf", FakeMsg(1, headers={**headers, "Nats-Expected-Last-Subject-Sequence": "4"})
-    )
-    assert not is_birth("wf", FakeMsg(1, headers=None))
-    assert not is_birth(
-        "wf", FakeMsg(1, subject=subjects.job_event("wf", "a", "JobStarted"), headers=headers)
-    )
-    assert not is_birth("other", FakeMsg(1, headers=headers))
+    assert is_birth("wf", birth(headers))
+    assert not is_birth("wf", birth({**headers, "Nats-Expected-Last-Subject-Sequence": "4"}))
+    assert not is_birth("wf", birth(None))
+    assert not is_birth("wf", birth(headers, subjects.job_event("wf", "a", "JobStarted")))
+    assert not is_birth("other", birth(headers))
 
 
 def test_settings_from_the_environment() -> None:
