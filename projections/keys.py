@@ -16,14 +16,15 @@ status scans would otherwise step over them):
   ``wfkey.g<n>.t2.<minute>.<second>``: started in that hour, minute and second (each numbered
   from the epoch, under the bucket above it).
 
-Entries are written in groups: the first views a writer stores at about the same moment
-(``KeyWriter``: every view a batch writes at once) share one message per subject, ``{"wfs":
-[[wf, started], ...]}`` of at most ``GROUP`` workflows, instead of a message per workflow and
-subject (an S1 workflow's three start buckets were three messages of its projector's eight). A
-message of one ``{"wf", "started"}``, as written before, reads the same. The view keeps the
-sequences of its groups (header ``Jw-Keys``); deleting a workflow deletes a group once every other
-workflow in it is deleted too (``ViewStore.remove``), so a group never loses a live member's
-entry; a rebuild writes its generation's; purging a generation removes them with the rest.
+Entries are written in groups (``projections.grouping``): the first views a writer stores at
+about the same moment (every view a batch writes at once) share one message per subject,
+``{"wfs": [[wf, started], ...]}`` of at most 256 workflows, instead of a message per workflow
+and subject (an S1 workflow's three start buckets were three of its projector's eight
+messages). A message of one ``{"wf", "started"}``, as written before, reads the same. The
+view keeps the sequences of its groups (header ``Jw-Keys``); deleting a workflow deletes a
+group once every other workflow in it is deleted too (``ViewStore.remove``), so a group never
+loses a live member's entry; a rebuild writes its generation's; purging a generation removes
+them with the rest. A listing counts messages: a subject's "entries" below are its messages.
 They are hints like status entries: a row is listed only from the workflow's stored summary,
 which every condition is checked on again, so a leftover of a crashed write is never shown.
 
@@ -56,6 +57,7 @@ from events import subjects
 from events.errors import StoreError
 from projections import bounds
 from projections._nats import Direct, Publisher, Stored, describe, error_code
+from projections.grouping import Grouped, chunks, group_id
 from projections.index import micros, name_token
 from projections.search import ListFilter, input_text
 from projections.views import WorkflowView
@@ -78,7 +80,6 @@ _SPREAD = 2
 _SMALL_BUCKET = 256  # a start bucket with more entries is read by the buckets below it
 _CHUNK = 256  # summaries read per request
 HEADER = "Jw-Keys"
-GROUP = 256  # workflows one entry message holds at most (~60 bytes each)
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,50 +190,23 @@ def decode_seqs(text: str | None) -> tuple[int, ...]:
 
 
 class KeyWriter:
-    """Publishes the secondary entries of first views, grouped: the views ``add``ed while the
-    event loop goes round once (every first view a batch writes at once) share one message per
-    subject. A group's start-hour messages are stored first, the others (pipelined) once they
-    are: the bound marks read only the hour entries (``marker``), which bounds every entry
-    stored after one of them."""
+    """Publishes the secondary entries of first views in groups (``projections.grouping``):
+    the views added in one turn of the event loop share one message per subject. The groups'
+    start-hour messages are stored first, the others (pipelined) once they are: the bound
+    marks read only the hour entries (``marker``), which bounds every entry stored after one
+    of them."""
 
     def __init__(self, publisher: Publisher, generation: int) -> None:
         self._publisher = publisher
         self._generation = generation
-        self._pending: list[tuple[WorkflowView, asyncio.Future[tuple[int, ...]]]] = []
-        self._flushes: set[asyncio.Task[None]] = set()
+        self._grouped: Grouped[WorkflowView, tuple[int, ...]] = Grouped(self._publish_groups)
 
     async def add(self, view: WorkflowView) -> tuple[int, ...]:
         """Publish the view's entries (with those of the views added alongside); the sequences
         of the messages that hold them."""
-        loop = asyncio.get_running_loop()
-        listed: asyncio.Future[tuple[int, ...]] = loop.create_future()
-        self._pending.append((view, listed))
-        if len(self._pending) == 1:
-            # After the writers already scheduled for this turn of the loop have added theirs.
-            loop.call_soon(self._flush)
-        return await listed
+        return await self._grouped.add(view)
 
-    def _flush(self) -> None:
-        pending, self._pending = self._pending, []
-        task = asyncio.create_task(self._publish(pending))
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _publish(
-        self, pending: list[tuple[WorkflowView, asyncio.Future[tuple[int, ...]]]]
-    ) -> None:
-        try:
-            held = await self._publish_groups([view for view, _ in pending])
-        except Exception as exc:  # each writer fails, keeps its view held and tries again
-            for _, listed in pending:
-                if not listed.done():
-                    listed.set_exception(exc)
-            return
-        for view, listed in pending:
-            if not listed.done():
-                listed.set_result(tuple(held[view.workflow_id]))
-
-    async def _publish_groups(self, views: list[WorkflowView]) -> dict[str, list[int]]:
+    async def _publish_groups(self, views: list[WorkflowView]) -> list[tuple[int, ...]]:
         members: dict[str, dict[str, int]] = {}  # subject -> its workflows and their starts
         for view in views:
             for subject in key_subjects(self._generation, view):
@@ -242,7 +216,7 @@ class KeyWriter:
         first = {s: m for s, m in members.items() if s.startswith(hours)}
         await self._publish_subjects(first, held)
         await self._publish_subjects({s: m for s, m in members.items() if s not in first}, held)
-        return held
+        return [tuple(held[view.workflow_id]) for view in views]
 
     async def _publish_subjects(
         self, members: dict[str, dict[str, int]], held: dict[str, list[int]]
@@ -250,16 +224,14 @@ class KeyWriter:
         groups = [
             (subject, chunk)
             for subject, starts in members.items()
-            for chunk in _chunks(sorted(starts.items()), GROUP)
+            for chunk in chunks(sorted(starts.items()))
         ]
-        answers = [
-            await self._publisher.send(
-                subject,
-                group_body(chunk),
-                {"Nats-Msg-Id": _group_id(self._generation, subject, chunk)},
+        answers = []
+        for subject, chunk in groups:
+            msg_id = group_id(f"g{self._generation}:{subject}", (wf for wf, _ in chunk))
+            answers.append(
+                await self._publisher.send(subject, group_body(chunk), {"Nats-Msg-Id": msg_id})
             )
-            for subject, chunk in groups
-        ]
         for (subject, chunk), answer in zip(groups, answers, strict=True):
             reply = await self._publisher.wait(answer, f"indexing {len(chunk)} workflows")
             if "error" in reply:
@@ -269,17 +241,6 @@ class KeyWriter:
                 )
             for wf, _ in chunk:
                 held[wf].append(int(reply["seq"]))
-
-
-def _chunks(items: list[tuple[str, int]], size: int) -> Iterable[list[tuple[str, int]]]:
-    return (items[at : at + size] for at in range(0, len(items), size))
-
-
-def _group_id(generation: int, subject: str, chunk: list[tuple[str, int]]) -> str:
-    """The msg id of a group: the same for the same workflows on the same subject, so a repeat
-    after a lost ack finds the message stored already."""
-    digest = hashlib.sha256("\0".join(wf for wf, _ in chunk).encode()).hexdigest()[:32]
-    return f"g{generation}:{subject}:{digest}"
 
 
 async def remove(publisher: Publisher, seq: int) -> None:

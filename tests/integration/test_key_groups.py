@@ -15,6 +15,7 @@ from events import subjects
 from projections import Views, keys
 from projections._nats import Direct, Stored
 from projections.generations import Generations
+from projections.grouping import GROUP
 from projections.search import ListFilter
 from projections.store import ViewStore, Written
 from projections.views import WorkflowView
@@ -77,7 +78,7 @@ async def test_views_written_together_share_a_message_per_subject(clean_nats: NA
     for message in stored:
         per_subject[message.subject] += 1
     hour = keys.time_subjects(1, int(T0.timestamp() * 1_000_000))[0]
-    assert per_subject[hour] == -(-300 // keys.GROUP), per_subject  # 2 messages, not 300
+    assert per_subject[hour] == -(-300 // GROUP), per_subject  # 2 messages, not 300
     assert len(stored) < 20, per_subject
     # The marks read only the hour entries: each workflow's hour group comes first.
     for wf in every:
