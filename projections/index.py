@@ -41,9 +41,11 @@ import orjson
 import structlog
 
 from events import subjects
+from events.catalog import WorkflowStatus
 from events.errors import StoreError
 from projections._nats import Direct, Publisher, Stored, describe, error_code
 from projections.bounds import BoundMarker, Reads, Window, newest_first, next_bound
+from projections.grouping import Grouped, chunks, group_id
 from projections.views import WorkflowView
 
 _log = structlog.get_logger("jetwork.projector")
@@ -52,6 +54,10 @@ T = TypeVar("T")
 # 10043 ("sequence not found") for one deleted inside the stream, 10057 ("no message found") for
 # one below the stream's first sequence.
 _ALREADY_GONE = frozenset({10057, 10043})
+# Statuses whose entries are written in groups: a workflow seldom leaves one (a retry) and its
+# entry is then released only once no other workflow of its group is listed by it
+# (``ViewStore``).
+ENDED = frozenset(status.value for status in WorkflowStatus if status.is_terminal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +98,21 @@ def generation_filter(generation: int) -> str:
     return f"wfidx.g{generation}.>"
 
 
-def decode_entry(stored: Stored) -> IndexEntry | None:
+def decode_entries(stored: Stored) -> list[IndexEntry]:
+    """The entries a message holds: a group's (workflows that ended together), or the one of a
+    single entry; none of a malformed one."""
     try:
         doc = orjson.loads(stored.data)
-        return IndexEntry(
-            seq=stored.seq,
-            workflow_id=str(doc["wf"]),
-            name=str(doc["name"]),
-            status=str(doc["status"]),
-            started_us=int(doc["started"]),
-        )
+        name, status = str(doc["name"]), str(doc["status"])
+        if "wfs" in doc:
+            return [
+                IndexEntry(stored.seq, str(wf), name, status, int(started))
+                for wf, started in doc["wfs"]
+            ]
+        return [IndexEntry(stored.seq, str(doc["wf"]), name, status, int(doc["started"]))]
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         _log.warning("skipping a malformed index entry", subject=stored.subject, seq=stored.seq)
-        return None
+        return []
 
 
 async def next_mark(direct: Reads, generation: int) -> dict[str, int] | None:
@@ -118,14 +126,9 @@ async def next_mark(direct: Reads, generation: int) -> dict[str, int] | None:
     )
 
 
-def _entries(stored: Stored) -> list[IndexEntry]:
-    entry = decode_entry(stored)
-    return [entry] if entry is not None else []
-
-
 def _started_of_entry(stored: Stored) -> int | None:
-    entry = decode_entry(stored)
-    return entry.started_us if entry is not None else None
+    """The latest start in a message: it bounds every workflow the message lists."""
+    return max((entry.started_us for entry in decode_entries(stored)), default=None)
 
 
 class IndexWriter:
@@ -143,9 +146,12 @@ class IndexWriter:
             covering=generation_filter(generation),
             started_of=_started_of_entry,
         )
+        self._ended: Grouped[tuple[WorkflowView, int], int] = Grouped(self._publish_ended)
 
     async def add(self, view: WorkflowView, *, replacing: int = 0) -> int:
-        """Publish the entry for the view's status; returns its stream sequence.
+        """Publish the entry for the view's status; returns its stream sequence. An ended
+        workflow's entry is published in a group with those of the other workflows that ended
+        alongside (``ENDED``): one message per status and name for a batch's ends.
 
         ``replacing``: the sequence of the entry it supersedes (0: the workflow's first). The msg
         id names the status and that entry, so it is the same for every attempt of one change (a
@@ -153,6 +159,8 @@ class IndexWriter:
         another) and differs when a workflow enters a status again (paused and resumed, retried):
         the same id would be de-duplicated to the entry deleted since.
         """
+        if view.status in ENDED:
+            return await self._ended.add((view, replacing))
         wf, status = view.workflow_id, view.status
         doc = {"wf": wf, "name": view.name, "status": status, "started": micros(view.started_at)}
         self._marker.added()
@@ -165,6 +173,43 @@ class IndexWriter:
         if "error" in reply:
             raise StoreError(f"indexing workflow {wf} failed: {describe(reply)}", retryable=True)
         return int(reply["seq"])
+
+    async def _publish_ended(self, items: list[tuple[WorkflowView, int]]) -> list[int]:
+        """The entries of ``items`` (views and the entries they replace), grouped by subject;
+        each one's group sequence."""
+        by_subject: dict[str, dict[str, tuple[WorkflowView, int]]] = {}
+        for view, replacing in items:
+            subject = entry_subject(self._generation, view.status, view.name)
+            by_subject.setdefault(subject, {})[view.workflow_id] = (view, replacing)
+        groups = [
+            (subject, chunk)
+            for subject, members in by_subject.items()
+            for chunk in chunks(sorted(members.values(), key=lambda m: m[0].workflow_id))
+        ]
+        answers = []
+        for subject, chunk in groups:
+            first = chunk[0][0]
+            doc = {
+                "name": first.name,
+                "status": first.status,
+                "wfs": [[view.workflow_id, micros(view.started_at)] for view, _ in chunk],
+            }
+            ids = (f"{view.workflow_id}:{replacing}" for view, replacing in chunk)
+            msg_id = group_id(f"g{self._generation}:{subject}", ids)
+            self._marker.added(len(chunk))
+            answers.append(
+                await self._publisher.send(subject, orjson.dumps(doc), {"Nats-Msg-Id": msg_id})
+            )
+        seqs: dict[str, int] = {}
+        for (subject, chunk), answer in zip(groups, answers, strict=True):
+            reply = await self._publisher.wait(answer, f"indexing {len(chunk)} workflows")
+            if "error" in reply:
+                raise StoreError(
+                    f"indexing {len(chunk)} workflows on {subject} failed: {describe(reply)}",
+                    retryable=True,
+                )
+            seqs.update((view.workflow_id, int(reply["seq"])) for view, _ in chunk)
+        return [seqs[view.workflow_id] for view, _ in items]
 
     async def remove(self, seq: int) -> None:
         """Delete an entry (idempotent). ``no_erase``: overwriting the bytes is 8x slower."""
@@ -208,7 +253,7 @@ async def newest(
         entry_filter(generation, status=status, name=name),
         marks=marks_subject(generation),
         first_window=first_window,
-        decode=_entries,
+        decode=decode_entries,
     )
     async for window in windows:
         fresh = [entry for entry in window.entries if entry.workflow_id not in chosen]

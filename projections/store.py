@@ -38,7 +38,7 @@ from nats.aio.client import Client as NATS
 
 from events import subjects
 from events.errors import StoreError
-from projections import keys
+from projections import index, keys
 from projections._nats import Direct, Publisher, Stored, describe, error_code
 from projections.index import IndexWriter
 from projections.recent import Recent, recent_key
@@ -148,7 +148,7 @@ class ViewStore:
             return Written(view_rev=view_rev, summary_rev=summary_rev)
         stale = _int(newest, _STALE)
         if stale:
-            await self._index.remove(stale)
+            await self._release_index(wf, stale, None)
         return Written(
             seq=_int(newest, _SEQ),
             view_rev=view_rev,
@@ -251,14 +251,14 @@ class ViewStore:
                 current = await self.written(wf)
                 if current.seq >= seq:  # a newer view is stored: ours is obsolete
                     chunk_seq = seq if not inline and len(body) > self._max_value else 0
-                    await self._discard(wf, index_seq, chunk_seq, current)
+                    await self._discard(wf, index_seq, view.status, chunk_seq, current)
                     # Another writer's view came first, with its own secondary entries; ours
                     # stay (shared with other workflows: a listing reads a workflow once).
                     return current
                 prev = current  # an older one was written since we looked: write over it
                 continue
             if stale:
-                await self._index.remove(stale)
+                await self._release_index(wf, stale, prev.status)
             if prev.chunk_seq and prev.chunk_seq != written.chunk_seq:
                 await self._purge_chunks(wf, prev.chunk_seq)
             return replace(written, key_seqs=key_seqs)
@@ -299,14 +299,13 @@ class ViewStore:
         return Written(seq, view_rev, summary_rev, index_seq, view.status, chunk_seq)
 
     async def remove(self, wf: str, prev: Written) -> Written:
-        """Remove everything stored of a deleted workflow: its index and secondary entries first
-        (an entry without a summary is never shown), then its summary, chunks and view.
-        Idempotent.
+        """Remove everything stored of a deleted workflow: its summary, chunks and view, then
+        its index and secondary entries (an entry without a summary is never shown; a group's
+        last member, deleted alongside, sees the others' delete markers only once its own is
+        written). Idempotent.
 
         KV delete markers, not purges: the projector's role may write keys but not purge
         streams (``events.roles``); readers take a marker for "no such key"."""
-        if prev.index_seq:
-            await self._index.remove(prev.index_seq)
         view_subject = KV_PREFIX + view_key(self.generation, wf)
         summary_subject = KV_PREFIX + summary_key(self.generation, wf)
         found = await self._kv.last_of_each([view_subject, summary_subject])
@@ -315,7 +314,6 @@ class ViewStore:
         for either in found.values():  # a small view's are in its summary key's headers
             if not either.is_tombstone:
                 key_seqs |= set(keys.decode_seqs(either.headers.get(keys.HEADER)))
-        await self._release_keys(wf, key_seqs)
         names = [summary_key(self.generation, wf)]
         if stored is not None and _int(stored, _CHUNKS):
             seq = _int(stored, _SEQ)
@@ -326,7 +324,25 @@ class ViewStore:
             reply = await self._publisher.wait(marker, f"removing {key}")
             if "error" in reply:
                 raise StoreError(f"removing {key} failed: {describe(reply)}", retryable=True)
+        if prev.index_seq:
+            await self._release_index(wf, prev.index_seq, prev.status)
+        await self._release_keys(wf, key_seqs)
         return Written()
+
+    async def _release_index(self, wf: str, seq: int, status: str | None) -> None:
+        """Retire ``wf``'s index entry ``seq`` (of ``status``; None: not known). A workflow's
+        own entry is deleted; a group of ended workflows (``index.ENDED``) once no other
+        workflow it lists is listed by it (its summary names another entry, or none)."""
+        if status is not None and status not in index.ENDED:
+            await self._index.remove(seq)
+            return
+        stored = await self._index_reads.get(seq)
+        if stored is None:
+            return  # deleted already
+        others = {entry.workflow_id for entry in index.decode_entries(stored)} - {wf}
+        summaries = await self._summaries_of(others)
+        if not any(not s.is_tombstone and _int(s, _INDEX) == seq for s in summaries.values()):
+            await self._index.remove(seq)
 
     async def _release_keys(self, wf: str, seqs: set[int]) -> None:
         """Delete the secondary entry groups of a deleted workflow that list no other workflow
@@ -337,10 +353,18 @@ class ViewStore:
             if stored is None:
                 continue  # deleted already
             others = {entry.workflow_id for entry in keys.decode(stored)} - {wf}
-            names = [KV_PREFIX + summary_key(self.generation, other) for other in others]
-            found = await self._kv.last_of_each(names) if names else {}
-            if all(name in found and found[name].is_tombstone for name in names):
+            summaries = await self._summaries_of(others)
+            if len(summaries) == len(others) and all(s.is_tombstone for s in summaries.values()):
                 await keys.remove(self._publisher, seq)
+
+    async def _lists_only(self, seq: int, wf: str) -> bool:
+        """Whether the index message ``seq`` lists no workflow but ``wf`` (or is gone)."""
+        stored = await self._index_reads.get(seq)
+        return stored is None or {e.workflow_id for e in index.decode_entries(stored)} <= {wf}
+
+    async def _summaries_of(self, wfs: set[str]) -> dict[str, Stored]:
+        names = [KV_PREFIX + summary_key(self.generation, wf) for wf in wfs]
+        return await self._kv.last_of_each(names) if names else {}
 
     async def mark_index(self) -> None:
         """Bound the index and secondary entries stored so far (``projections.index``,
@@ -393,9 +417,13 @@ class ViewStore:
                 raise StoreError(f"writing the view of {wf} failed: {describe(reply)}")
         return len(parts)
 
-    async def _discard(self, wf: str, index_seq: int, chunk_seq: int, current: Written) -> None:
-        """Remove what a write that lost to a newer view had already put in place."""
-        if index_seq and index_seq != current.index_seq:
+    async def _discard(
+        self, wf: str, index_seq: int, status: str, chunk_seq: int, current: Written
+    ) -> None:
+        """Remove what a write that lost to a newer view had already put in place. A group of
+        ended workflows that lists others stays: they may be being written now."""
+        ours = index_seq and index_seq != current.index_seq
+        if ours and (status not in index.ENDED or await self._lists_only(index_seq, wf)):
             await self._index.remove(index_seq)
         if chunk_seq and chunk_seq != current.chunk_seq:
             await self._purge_chunks(wf, chunk_seq)

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from projections._nats import Stored
 from projections.index import (
     IndexEntry,
-    decode_entry,
+    decode_entries,
     entry_filter,
     entry_subject,
     marks_subject,
@@ -260,8 +260,41 @@ def test_marks_every_64_entries_keep_a_shallow_listing_to_a_window_or_two() -> N
 
 def test_entries_of_the_old_format_still_decode() -> None:
     doc = {"wf": "a", "name": "build", "status": "running", "started": 5, "bound": 9}
-    entry = decode_entry(Stored(3, entry_subject(1, "running", "build"), orjson.dumps(doc), {}))
-    assert entry == IndexEntry(3, "a", "build", "running", 5)
+    entry = decode_entries(Stored(3, entry_subject(1, "running", "build"), orjson.dumps(doc), {}))
+    assert entry == [IndexEntry(3, "a", "build", "running", 5)]
+
+
+def test_a_group_of_ended_workflows_decodes_to_an_entry_each() -> None:
+    doc = {"name": "build", "status": "failed", "wfs": [["a", 5], ["b", 7]]}
+    stored = Stored(4, entry_subject(1, "failed", "build"), orjson.dumps(doc), {})
+    assert decode_entries(stored) == [
+        IndexEntry(4, "a", "build", "failed", 5),
+        IndexEntry(4, "b", "build", "failed", 7),
+    ]
+    broken = Stored(5, entry_subject(1, "failed", "build"), b'{"name": "build"}', {})
+    assert decode_entries(broken) == []
+
+
+def test_the_scan_over_groups_lists_only_the_members_still_listed_by_them() -> None:
+    # Ten workflows ended together (one group), then two were retried (running again: their
+    # summaries name their new entries); marks published as a projector does.
+    index = Index()
+    group = index.stream.publish(
+        entry_subject(1, "succeeded", "build"),
+        {"name": "build", "status": "succeeded", "wfs": [[f"wf{i}", i] for i in range(10)]},
+    )
+    for i in range(10):
+        index.workflows[f"wf{i}"] = Workflow(f"wf{i}", "build", i, "succeeded", entry=group)
+    index.publish_mark(index.compute_mark())
+    for i in (9, 4):
+        retried = index.workflows[f"wf{i}"]
+        retried.entry = 0  # the group stays: it lists others still
+        index.enter(retried, "running")
+    index.publish_mark(index.compute_mark())
+    for limit in (1, 3, 20):
+        for status in ("succeeded", "running", None):
+            got = asyncio.run(index.listing(status, None, limit, 2))
+            assert got == index.truth(status, None, limit), (status, limit)
 
 
 def test_an_entry_the_reader_rejects_is_not_listed_and_does_not_count() -> None:

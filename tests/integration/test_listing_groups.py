@@ -1,7 +1,7 @@
-"""Secondary entries written in groups (``projections.keys.KeyWriter``) on a real server: views
-written together share one message per subject, a workflow's start-hour group is stored before
-its others, listings find every workflow, and a deleted workflow's group goes only with its last
-member."""
+"""Listing entries written in groups (``projections.grouping``) on a real server: views written
+together share one secondary entry message per subject and one status entry per ended status and
+name; a workflow's start-hour group is stored before its others; listings find every workflow; a
+retried workflow leaves its group to the others; a group goes only with its last member."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from nats.aio.client import Client as NATS
 
 from events import subjects
-from projections import Views, keys
+from projections import Views, index, keys
 from projections._nats import Direct, Stored
 from projections.generations import Generations
 from projections.grouping import GROUP
@@ -23,14 +23,14 @@ from projections.views import WorkflowView
 T0 = datetime(2026, 12, 1, 10, tzinfo=UTC)
 
 
-def _view(i: int) -> WorkflowView:
+def _view(i: int, status: str = "succeeded") -> WorkflowView:
     started = T0 + timedelta(milliseconds=i)  # all within one second
     return WorkflowView(
         workflow_id=f"wf-{i:03}",
         name="etl",
-        status="succeeded",
+        status=status,
         started_at=started,
-        ended_at=started + timedelta(minutes=1),
+        ended_at=started + timedelta(minutes=1) if status != "running" else None,
         inputs={"env": "prod" if i % 2 else "dev"},
         labels=("gpu",) if i % 3 == 0 else (),
     )
@@ -50,6 +50,19 @@ async def _entry_messages(nc: NATS) -> list[Stored]:
     finally:
         await reader.close()
     return [stored for stored in found if stored.subject != keys.marks_subject(1)]
+
+
+async def _index_messages(nc: NATS) -> list[Stored]:
+    reader = Direct(nc, subjects.INDEX_STREAM)
+    try:
+        found = await reader.all(index.generation_filter(1))
+    finally:
+        await reader.close()
+    return [stored for stored in found if stored.subject != index.marks_subject(1)]
+
+
+async def _ids(views: Views, status: str) -> list[str]:
+    return [row.workflow_id for row in await views.list(status=status, limit=1000)]
 
 
 async def test_views_written_together_share_a_message_per_subject(clean_nats: NATS) -> None:
@@ -122,6 +135,7 @@ async def test_a_group_is_deleted_with_its_last_member(clean_nats: NATS) -> None
 
     await store.remove(views[2].workflow_id, written[2])
     assert await _entry_messages(clean_nats) == []
+    assert await _index_messages(clean_nats) == []  # their status group went with the last
     await store.close()
 
 
@@ -133,3 +147,61 @@ def test_a_message_of_one_entry_as_written_before_groups_reads_the_same() -> Non
     group = stored(8, keys.group_body([("wf-1", 42), ("wf-2", 43)]))
     assert keys.decode(group) == [keys.KeyEntry(8, "wf-1", 42), keys.KeyEntry(8, "wf-2", 43)]
     assert keys.decode(stored(9, b'{"wfs": [["wf-1"]]}')) == []
+
+
+async def test_workflows_that_end_together_share_a_status_entry(clean_nats: NATS) -> None:
+    store = await _store(clean_nats)
+    views = [_view(i, "failed" if i % 10 == 0 else "succeeded") for i in range(300)]
+    written = await asyncio.gather(*(store.write(v, 1, Written()) for v in views))
+    await store.mark_index()
+    stored = await _index_messages(clean_nats)
+    # 270 succeeded in two groups, 30 failed in one: three messages, not 300.
+    assert sorted(m.subject for m in stored) == [
+        index.entry_subject(1, "failed", "etl"),
+        *[index.entry_subject(1, "succeeded", "etl")] * 2,
+    ]
+    held = {e.workflow_id: e.seq for m in stored for e in index.decode_entries(m)}
+    assert {r.index_seq for r in written} == {m.seq for m in stored}
+    assert all(held[v.workflow_id] == r.index_seq for v, r in zip(views, written, strict=True))
+
+    scan = Views(clean_nats, recent_lists=False, secondary=False)  # the status index alone
+    try:
+        newest_first = [v.workflow_id for v in reversed(views)]
+        failed = [wf for wf in newest_first if int(wf[3:]) % 10 == 0]
+        assert await _ids(scan, "failed") == failed
+        assert await _ids(scan, "succeeded") == [wf for wf in newest_first if wf not in failed]
+
+        # Two are retried: running again, each with an entry of its own; their group stays
+        # for the others, and lists them only.
+        retried = [views[20], views[7]]
+        for old, result in zip(retried, (written[20], written[7]), strict=True):
+            again = _view(int(old.workflow_id[3:]), "running")
+            await store.write(again, 2, result)
+        assert {m.seq for m in stored} <= {m.seq for m in await _index_messages(clean_nats)}
+        assert await _ids(scan, "running") == ["wf-020", "wf-007"]
+        assert await _ids(scan, "failed") == [wf for wf in failed if wf != "wf-020"]
+        assert "wf-007" not in await _ids(scan, "succeeded")
+    finally:
+        await scan.close()
+        await store.close()
+
+
+async def test_a_status_group_goes_when_no_member_is_listed_by_it(clean_nats: NATS) -> None:
+    store = await _store(clean_nats)
+    views = [_view(i) for i in range(3)]
+    written = list(await asyncio.gather(*(store.write(v, 1, Written()) for v in views)))
+    (group,) = {r.index_seq for r in written}
+    # One retried (its own running entry), one deleted: the third still keeps the group.
+    rerun = await store.write(_view(0, "running"), 2, written[0])
+    await store.remove(views[1].workflow_id, written[1])
+    assert group in {m.seq for m in await _index_messages(clean_nats)}
+    # The last one retried too: nobody is listed by the group any more.
+    await store.write(_view(2, "running"), 2, written[2])
+    remaining = await _index_messages(clean_nats)
+    assert group not in {m.seq for m in remaining}
+    assert sorted(e.workflow_id for m in remaining for e in index.decode_entries(m)) == [
+        "wf-000",
+        "wf-002",
+    ]
+    assert rerun.index_seq in {m.seq for m in remaining}
+    await store.close()
