@@ -10,7 +10,9 @@ So the index keeps few subjects and many messages:
   publishes the new entry and deletes the one before by sequence: a workflow has one entry at a
   time (running, paused, its end; an operator's retry makes an ended workflow run again).
   Filters (``wfidx.g1.failed.*``, ``wfidx.g1.*.release``) match at most statuses x names
-  subjects.
+  subjects. The entries of ended workflows are written in groups (``ENDED``,
+  ``projections.grouping``): the workflows a batch ends share one message per status and name,
+  released by ``ViewStore`` once none of them is listed by it any more.
 - Bound marks on ``wfidx.g<generation>.bounds`` (``projections.bounds``): ``{through, bound}``
   says that every entry at or before stream sequence ``through`` started at or before
   ``bound``, read from the stream, so true whoever writes entries or marks. A projector marks
