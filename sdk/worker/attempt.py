@@ -45,7 +45,7 @@ from sdk.worker.concurrency import RECHECK as GROUP_RECHECK
 from sdk.worker.concurrency import ConcurrencyGroups, Holder, group_key
 from sdk.worker.config import WorkerConfig
 from sdk.worker.dispatch_message import DispatchMessage
-from sdk.worker.executors import ExecutionResult, Executor, Failed
+from sdk.worker.executors import ExecutionResult, Executor, Failed, Parked, Succeeded
 from sdk.worker.group_line import runs_elsewhere
 from sdk.worker.job_context import JobContext
 from sdk.worker.lifecycle import AttemptRef, JobEnded, JobStarted, LeaseLost, Listeners, ended
@@ -479,7 +479,9 @@ class Attempt(DispatchMessage):
             if held_by_another(self.state, self.dispatch_seq, self.epoch):
                 return
         else:
-            self._log.info(
+            # Successes at debug: a busy worker tells them in ``Tally``'s periodic line.
+            log = self._log.debug if isinstance(result, Succeeded | Parked) else self._log.info
+            log(
                 "job finished",
                 outcome=result.kind,
                 seconds=round(seconds, 3),

@@ -64,6 +64,7 @@ from sdk.worker.rate_limits import RateLimiter
 from sdk.worker.shutdown import WorkerShutdown
 from sdk.worker.signals import listen_for_shutdown
 from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
+from sdk.worker.tally import Tally
 from telemetry import metrics
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -107,6 +108,8 @@ class Worker(WorkerShutdown):
         self._env: AttemptEnv | None = None
         self._presence: PresenceBoard | None = None
         self.listeners = observed()
+        self.tally = Tally()
+        self.tally.attach(self.listeners)
         self.limiter = RateLimiter()
         self.groups = ConcurrencyGroups()
         self.pauses = Pauses(
@@ -415,6 +418,9 @@ class Worker(WorkerShutdown):
         self._after_tick()  # presence shows what is paused
 
     def _after_tick(self) -> None:
+        finished = self.tally.due()
+        if finished is not None:
+            self._log.info("jobs finished", **finished)
         # Presence is a KV request: never let a slow one delay the next lease renewal.
         if self._announcing is None or self._announcing.done():
             self._announcing = asyncio.get_running_loop().create_task(self._announce())

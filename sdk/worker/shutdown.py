@@ -29,6 +29,7 @@ from sdk.worker.pull import Puller
 from sdk.worker.rate_limits import RateLimiter
 from sdk.worker.slots import Lane
 from sdk.worker.stopping import wait_for_attempts
+from sdk.worker.tally import Tally
 
 if TYPE_CHECKING:
     from sdk.worker.core import Phase
@@ -57,6 +58,7 @@ class WorkerShutdown:
     _attempts: dict[Attempt, asyncio.Task[None]]
     _leases: LeaseKeeper
     listeners: Listeners
+    tally: Tally
     pauses: Pauses
     limiter: RateLimiter
     _labelset_task: asyncio.Task[None] | None
@@ -163,7 +165,7 @@ class WorkerShutdown:
                     await self._presence.delete()
         await self._close_connection()
         self.phase = "stopped"
-        self._log.info("worker stopped", aborted=self.aborted)
+        self._log.info("worker stopped", aborted=self.aborted, jobs=self.tally.totals())
         self._closed.set()
 
     def _budget(self, timeout: float) -> float:

@@ -183,7 +183,8 @@ async def test_sigterm_finishes_the_running_job_and_exits_0(clean_nats: NATS, sp
     with pytest.raises(KeyNotFoundError):
         await kv.get("w-term")  # a clean exit removes the worker at once
     output = worker.output()
-    assert "job finished" in output and "Traceback" not in output
+    assert "worker stopped" in output and "Traceback" not in output, output
+    assert "succeeded': 1" in output.split("worker stopped")[1], output
 
 
 async def test_a_second_sigterm_aborts_and_lets_the_lease_lapse(
