@@ -14,6 +14,9 @@ import hashlib
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
+from events.errors import StoreError
+from projections._nats import Publisher, describe
+
 I = TypeVar("I")  # noqa: E741  (an item added)
 R = TypeVar("R")  # what its writer gets back
 T = TypeVar("T")
@@ -66,3 +69,24 @@ def group_id(prefix: str, members: Iterable[str]) -> str:
     message stored already."""
     digest = hashlib.sha256("\0".join(members).encode()).hexdigest()[:32]
     return f"{prefix}:{digest}"
+
+
+async def publish_groups(
+    publisher: Publisher, groups: Sequence[tuple[str, bytes, str, int]]
+) -> list[int]:
+    """Publish ``(subject, body, msg id, workflows listed)`` messages pipelined; their
+    sequences, in order."""
+    answers = [
+        await publisher.send(subject, body, {"Nats-Msg-Id": msg_id})
+        for subject, body, msg_id, _ in groups
+    ]
+    seqs = []
+    for (subject, _, _, count), answer in zip(groups, answers, strict=True):
+        reply = await publisher.wait(answer, f"indexing {count} workflows")
+        if "error" in reply:
+            raise StoreError(
+                f"indexing {count} workflows on {subject} failed: {describe(reply)}",
+                retryable=True,
+            )
+        seqs.append(int(reply["seq"]))
+    return seqs

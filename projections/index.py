@@ -47,7 +47,7 @@ from events.catalog import WorkflowStatus
 from events.errors import StoreError
 from projections._nats import Direct, Publisher, Stored, describe, error_code
 from projections.bounds import BoundMarker, Reads, Window, newest_first, next_bound
-from projections.grouping import Grouped, chunks, group_id
+from projections.grouping import Grouped, chunks, group_id, publish_groups
 from projections.views import WorkflowView
 
 _log = structlog.get_logger("jetwork.projector")
@@ -188,7 +188,7 @@ class IndexWriter:
             for subject, members in by_subject.items()
             for chunk in chunks(sorted(members.values(), key=lambda m: m[0].workflow_id))
         ]
-        answers = []
+        messages = []
         for subject, chunk in groups:
             first = chunk[0][0]
             doc = {
@@ -198,19 +198,13 @@ class IndexWriter:
             }
             ids = (f"{view.workflow_id}:{replacing}" for view, replacing in chunk)
             msg_id = group_id(f"g{self._generation}:{subject}", ids)
+            messages.append((subject, orjson.dumps(doc), msg_id, len(chunk)))
             self._marker.added(len(chunk))
-            answers.append(
-                await self._publisher.send(subject, orjson.dumps(doc), {"Nats-Msg-Id": msg_id})
-            )
         seqs: dict[str, int] = {}
-        for (subject, chunk), answer in zip(groups, answers, strict=True):
-            reply = await self._publisher.wait(answer, f"indexing {len(chunk)} workflows")
-            if "error" in reply:
-                raise StoreError(
-                    f"indexing {len(chunk)} workflows on {subject} failed: {describe(reply)}",
-                    retryable=True,
-                )
-            seqs.update((view.workflow_id, int(reply["seq"])) for view, _ in chunk)
+        for (_, chunk), seq in zip(
+            groups, await publish_groups(self._publisher, messages), strict=True
+        ):
+            seqs.update((view.workflow_id, seq) for view, _ in chunk)
         return [seqs[view.workflow_id] for view, _ in items]
 
     async def remove(self, seq: int) -> None:

@@ -57,7 +57,7 @@ from events import subjects
 from events.errors import StoreError
 from projections import bounds
 from projections._nats import Direct, Publisher, Stored, describe, error_code
-from projections.grouping import Grouped, chunks, group_id
+from projections.grouping import Grouped, chunks, group_id, publish_groups
 from projections.index import micros, name_token
 from projections.search import ListFilter, input_text
 from projections.views import WorkflowView
@@ -226,21 +226,20 @@ class KeyWriter:
             for subject, starts in members.items()
             for chunk in chunks(sorted(starts.items()))
         ]
-        answers = []
-        for subject, chunk in groups:
-            msg_id = group_id(f"g{self._generation}:{subject}", (wf for wf, _ in chunk))
-            answers.append(
-                await self._publisher.send(subject, group_body(chunk), {"Nats-Msg-Id": msg_id})
+        messages = [
+            (
+                subject,
+                group_body(chunk),
+                group_id(f"g{self._generation}:{subject}", (wf for wf, _ in chunk)),
+                len(chunk),
             )
-        for (subject, chunk), answer in zip(groups, answers, strict=True):
-            reply = await self._publisher.wait(answer, f"indexing {len(chunk)} workflows")
-            if "error" in reply:
-                raise StoreError(
-                    f"indexing {len(chunk)} workflows on {subject} failed: {describe(reply)}",
-                    retryable=True,
-                )
+            for subject, chunk in groups
+        ]
+        for (_, chunk), seq in zip(
+            groups, await publish_groups(self._publisher, messages), strict=True
+        ):
             for wf, _ in chunk:
-                held[wf].append(int(reply["seq"]))
+                held[wf].append(seq)
 
 
 async def remove(publisher: Publisher, seq: int) -> None:

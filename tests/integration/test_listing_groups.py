@@ -43,22 +43,25 @@ async def _store(nc: NATS) -> ViewStore:
     return ViewStore(nc, generation=1)
 
 
-async def _entry_messages(nc: NATS) -> list[Stored]:
-    reader = Direct(nc, subjects.KEYS_STREAM)
+async def _messages(nc: NATS, stream: str, every: str, marks: str) -> list[Stored]:
+    reader = Direct(nc, stream)
     try:
-        found = await reader.all(keys.generation_filter(1))
+        found = await reader.all(every)
     finally:
         await reader.close()
-    return [stored for stored in found if stored.subject != keys.marks_subject(1)]
+    return [stored for stored in found if stored.subject != marks]
+
+
+async def _entry_messages(nc: NATS) -> list[Stored]:
+    return await _messages(
+        nc, subjects.KEYS_STREAM, keys.generation_filter(1), keys.marks_subject(1)
+    )
 
 
 async def _index_messages(nc: NATS) -> list[Stored]:
-    reader = Direct(nc, subjects.INDEX_STREAM)
-    try:
-        found = await reader.all(index.generation_filter(1))
-    finally:
-        await reader.close()
-    return [stored for stored in found if stored.subject != index.marks_subject(1)]
+    return await _messages(
+        nc, subjects.INDEX_STREAM, index.generation_filter(1), index.marks_subject(1)
+    )
 
 
 async def _ids(views: Views, status: str) -> list[str]:
