@@ -107,7 +107,11 @@ class OrderedFeed:
         self.resets = 0
 
     async def start(self) -> None:
-        await self._create()
+        try:
+            await self._create()
+        except BaseException:
+            await self._drop_consumer()
+            raise
         self._watchdog = asyncio.get_running_loop().create_task(self._watch())
 
     async def stop(self) -> None:

@@ -8,9 +8,11 @@ import contextlib
 import time
 from pathlib import Path
 
+import pytest
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
 
 from events.connection import NatsSettings, connect
 from events.ordered_feed import Delivered, OrderedFeed, parse_reply
@@ -160,3 +162,12 @@ def test_reply_subjects_of_both_layouts() -> None:
     )  # fmt: skip
     assert parse_reply("_INBOX.abc") is None
     assert parse_reply("$JS.ACK.S.c.1.x.7.1.3") is None
+
+
+async def test_a_feed_that_cannot_start_leaves_no_subscription(nc: NATS) -> None:
+    await nc.jetstream().account_info()  # nats-py's own reply inbox for requests, made once
+    before = len(nc._subs)
+    feed = OrderedFeed(nc, stream="NO_SUCH_STREAM", filter_subject="x.>", after=0, deliver=print)
+    with pytest.raises(NotFoundError):
+        await feed.start()
+    assert len(nc._subs) == before
