@@ -10,9 +10,10 @@ So the index keeps few subjects and many messages:
   publishes the new entry and deletes the one before by sequence: a workflow has one entry at a
   time (running, paused, its end; an operator's retry makes an ended workflow run again).
   Filters (``wfidx.g1.failed.*``, ``wfidx.g1.*.release``) match at most statuses x names
-  subjects. The entries of ended workflows are written in groups (``ENDED``,
-  ``projections.grouping``): the workflows a batch ends share one message per status and name,
-  released by ``ViewStore`` once none of them is listed by it any more.
+  subjects. Entries are written in groups (``projections.grouping``): the workflows whose
+  status a batch changes share one message per status and name, deleted by ``ViewStore`` once
+  none of them is listed by it any more (open statuses followed in memory, ended ones checked
+  on their summaries).
 - Bound marks on ``wfidx.g<generation>.bounds`` (``projections.bounds``): ``{through, bound}``
   says that every entry at or before stream sequence ``through`` started at or before
   ``bound``, read from the stream, so true whoever writes entries or marks. A projector marks
@@ -56,9 +57,9 @@ T = TypeVar("T")
 # 10043 ("sequence not found") for one deleted inside the stream, 10057 ("no message found") for
 # one below the stream's first sequence.
 _ALREADY_GONE = frozenset({10057, 10043})
-# Statuses whose entries are written in groups: a workflow seldom leaves one (a retry) and its
-# entry is then released only once no other workflow of its group is listed by it
-# (``ViewStore``).
+# Ended statuses: a workflow seldom leaves one (a retry, a deletion), and its group is then
+# released once no other workflow of it is listed by it, read from their summaries; the groups
+# of open statuses are followed in memory (``IndexWriter.members``).
 ENDED = frozenset(status.value for status in WorkflowStatus if status.is_terminal)
 
 
@@ -148,35 +149,46 @@ class IndexWriter:
             covering=generation_filter(generation),
             started_of=_started_of_entry,
         )
-        self._ended: Grouped[tuple[WorkflowView, int], int] = Grouped(self._publish_ended)
+        self._grouped: Grouped[tuple[WorkflowView, int], int] = Grouped(self._publish)
+        # Groups of open statuses (running, paused, queued) this writer published or learned,
+        # and their workflows still listed by them: a group is deleted when the last leaves.
+        self._open: dict[int, set[str]] = {}
 
     async def add(self, view: WorkflowView, *, replacing: int = 0) -> int:
-        """Publish the entry for the view's status; returns its stream sequence. An ended
-        workflow's entry is published in a group with those of the other workflows that ended
-        alongside (``ENDED``): one message per status and name for a batch's ends.
+        """Publish the entry for the view's status, in a group with those of the other
+        workflows added alongside (one message per status and name for a batch's changes);
+        returns the group's stream sequence.
 
         ``replacing``: the sequence of the entry it supersedes (0: the workflow's first). The msg
-        id names the status and that entry, so it is the same for every attempt of one change (a
-        retry after a lost ack or a crash finds the entry already published instead of adding
-        another) and differs when a workflow enters a status again (paused and resumed, retried):
-        the same id would be de-duplicated to the entry deleted since.
+        id names each workflow and that entry, so it is the same for every attempt of one change
+        (a retry after a lost ack finds the group already published instead of adding another)
+        and differs when a workflow enters a status again (paused and resumed, retried): the
+        same id would be de-duplicated to the entry deleted since.
         """
-        if view.status in ENDED:
-            return await self._ended.add((view, replacing))
-        wf, status = view.workflow_id, view.status
-        doc = {"wf": wf, "name": view.name, "status": status, "started": micros(view.started_at)}
-        self._marker.added()
-        answer = await self._publisher.send(
-            entry_subject(self._generation, status, view.name),
-            orjson.dumps(doc),
-            {"Nats-Msg-Id": f"g{self._generation}:{wf}:{status}:{replacing}"},
-        )
-        reply = await self._publisher.wait(answer, f"indexing workflow {wf}")
-        if "error" in reply:
-            raise StoreError(f"indexing workflow {wf} failed: {describe(reply)}", retryable=True)
-        return int(reply["seq"])
+        return await self._grouped.add((view, replacing))
 
-    async def _publish_ended(self, items: list[tuple[WorkflowView, int]]) -> list[int]:
+    def members(self, seq: int) -> set[str] | None:
+        """The workflows still listed by open group ``seq``, as far as this writer knows."""
+        return self._open.get(seq)
+
+    def learned(self, seq: int, listed: set[str]) -> None:
+        """What a read of the summaries found listed by open group ``seq``."""
+        if listed:
+            self._open[seq] = listed
+
+    def left(self, seq: int, wf: str) -> bool:
+        """``wf`` is no longer listed by ``seq``; whether the group is now empty (it was known
+        and nobody is left: delete it)."""
+        members = self._open.get(seq)
+        if members is None:
+            return False
+        members.discard(wf)
+        if members:
+            return False
+        del self._open[seq]
+        return True
+
+    async def _publish(self, items: list[tuple[WorkflowView, int]]) -> list[int]:
         """The entries of ``items`` (views and the entries they replace), grouped by subject;
         each one's group sequence."""
         by_subject: dict[str, dict[str, tuple[WorkflowView, int]]] = {}
@@ -201,10 +213,11 @@ class IndexWriter:
             messages.append((subject, orjson.dumps(doc), msg_id, len(chunk)))
             self._marker.added(len(chunk))
         seqs: dict[str, int] = {}
-        for (_, chunk), seq in zip(
-            groups, await publish_groups(self._publisher, messages), strict=True
-        ):
+        published = await publish_groups(self._publisher, messages)
+        for (_, chunk), seq in zip(groups, published, strict=True):
             seqs.update((view.workflow_id, seq) for view, _ in chunk)
+            if chunk[0][0].status not in ENDED:
+                self._open.setdefault(seq, set()).update(view.workflow_id for view, _ in chunk)
         return [seqs[view.workflow_id] for view, _ in items]
 
     async def remove(self, seq: int) -> None:

@@ -28,6 +28,7 @@ late event never moves a view backwards); otherwise it writes again on top of it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
@@ -148,7 +149,7 @@ class ViewStore:
             return Written(view_rev=view_rev, summary_rev=summary_rev)
         stale = _int(newest, _STALE)
         if stale:
-            await self._release_index(wf, stale, None)
+            await self._release_index(wf, stale)
         return Written(
             seq=_int(newest, _SEQ),
             view_rev=view_rev,
@@ -243,22 +244,32 @@ class ViewStore:
                 headers[keys.HEADER] = keys.encode_seqs(key_seqs)
             if stale:
                 headers[_STALE] = str(stale)
-            if inline:
-                written = await self._write_inline(view, body, seq, headers, prev)
-            else:
-                written = await self._write_apart(view, body, seq, headers, prev)
+            fresh = index_seq if index_seq != prev.index_seq else 0  # our new entry, if any
+            try:
+                if inline:
+                    written = await self._write_inline(view, body, seq, headers, prev)
+                else:
+                    written = await self._write_apart(view, body, seq, headers, prev)
+            except Exception:
+                if fresh:  # the view will not name it: its group need not wait for us
+                    with contextlib.suppress(Exception):
+                        await self._abandon(wf, fresh)
+                raise
             if written is None:
                 current = await self.written(wf)
+                if fresh and fresh != current.index_seq:
+                    await self._abandon(wf, fresh)
                 if current.seq >= seq:  # a newer view is stored: ours is obsolete
-                    chunk_seq = seq if not inline and len(body) > self._max_value else 0
-                    await self._discard(wf, index_seq, view.status, chunk_seq, current)
+                    chunked = not inline and len(body) > self._max_value
+                    if chunked and seq != current.chunk_seq:  # ours, not the stored view's
+                        await self._purge_chunks(wf, seq)
                     # Another writer's view came first, with its own secondary entries; ours
                     # stay (shared with other workflows: a listing reads a workflow once).
                     return current
                 prev = current  # an older one was written since we looked: write over it
                 continue
             if stale:
-                await self._release_index(wf, stale, prev.status)
+                await self._release_index(wf, stale)
             if prev.chunk_seq and prev.chunk_seq != written.chunk_seq:
                 await self._purge_chunks(wf, prev.chunk_seq)
             return replace(written, key_seqs=key_seqs)
@@ -325,23 +336,42 @@ class ViewStore:
             if "error" in reply:
                 raise StoreError(f"removing {key} failed: {describe(reply)}", retryable=True)
         if prev.index_seq:
-            await self._release_index(wf, prev.index_seq, prev.status)
+            await self._release_index(wf, prev.index_seq)
         await self._release_keys(wf, key_seqs)
         return Written()
 
-    async def _release_index(self, wf: str, seq: int, status: str | None) -> None:
-        """Retire ``wf``'s index entry ``seq`` (of ``status``; None: not known). A workflow's
-        own entry is deleted; a group of ended workflows (``index.ENDED``) once no other
-        workflow it lists is listed by it (its summary names another entry, or none)."""
-        if status is not None and status not in index.ENDED:
-            await self._index.remove(seq)
+    async def _release_index(self, wf: str, seq: int) -> None:
+        """``wf`` is no longer listed by index entry ``seq``: delete it once no workflow is. An
+        open group this writer follows is settled in memory; any other entry is read, with the
+        summaries of the workflows it lists (an open group is followed from then on)."""
+        if self._index.members(seq) is not None:
+            if self._index.left(seq, wf):
+                await self._index.remove(seq)
             return
         stored = await self._index_reads.get(seq)
         if stored is None:
             return  # deleted already
-        others = {entry.workflow_id for entry in index.decode_entries(stored)} - {wf}
+        entries = index.decode_entries(stored)
+        others = {entry.workflow_id for entry in entries} - {wf}
         summaries = await self._summaries_of(others)
-        if not any(not s.is_tombstone and _int(s, _INDEX) == seq for s in summaries.values()):
+        listed = {
+            other
+            for other, summary in summaries.items()
+            if not summary.is_tombstone and _int(summary, _INDEX) == seq
+        }
+        if not listed:
+            await self._index.remove(seq)
+        elif entries[0].status not in index.ENDED:
+            self._index.learned(seq, listed)
+
+    async def _abandon(self, wf: str, seq: int) -> None:
+        """Our new index entry ``seq`` will not be named by ``wf``'s view (the write failed or
+        lost). Others of its group may be being written right now: a group not followed in
+        memory goes only if it lists nobody else."""
+        if self._index.members(seq) is not None:
+            if self._index.left(seq, wf):
+                await self._index.remove(seq)
+        elif await self._lists_only(seq, wf):
             await self._index.remove(seq)
 
     async def _release_keys(self, wf: str, seqs: set[int]) -> None:
@@ -363,8 +393,10 @@ class ViewStore:
         return stored is None or {e.workflow_id for e in index.decode_entries(stored)} <= {wf}
 
     async def _summaries_of(self, wfs: set[str]) -> dict[str, Stored]:
-        names = [KV_PREFIX + summary_key(self.generation, wf) for wf in wfs]
-        return await self._kv.last_of_each(names) if names else {}
+        """The stored summary key of each workflow that has one, by workflow id."""
+        names = {KV_PREFIX + summary_key(self.generation, wf): wf for wf in wfs}
+        found = await self._kv.last_of_each(list(names)) if names else {}
+        return {names[subject]: stored for subject, stored in found.items()}
 
     async def mark_index(self) -> None:
         """Bound the index and secondary entries stored so far (``projections.index``,
@@ -416,17 +448,6 @@ class ViewStore:
             if "error" in reply:
                 raise StoreError(f"writing the view of {wf} failed: {describe(reply)}")
         return len(parts)
-
-    async def _discard(
-        self, wf: str, index_seq: int, status: str, chunk_seq: int, current: Written
-    ) -> None:
-        """Remove what a write that lost to a newer view had already put in place. A group of
-        ended workflows that lists others stays: they may be being written now."""
-        ours = index_seq and index_seq != current.index_seq
-        if ours and (status not in index.ENDED or await self._lists_only(index_seq, wf)):
-            await self._index.remove(index_seq)
-        if chunk_seq and chunk_seq != current.chunk_seq:
-            await self._purge_chunks(wf, chunk_seq)
 
     async def _purge_chunks(self, wf: str, seq: int) -> None:
         await self._purge(KV_STREAM, KV_PREFIX + f"g{self.generation}.c.{wf}.{seq}.>")

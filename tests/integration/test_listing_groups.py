@@ -9,9 +9,11 @@ import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from nats.aio.client import Client as NATS
 
 from events import subjects
+from events.errors import StoreError
 from projections import Views, index, keys
 from projections._nats import Direct, Stored
 from projections.generations import Generations
@@ -207,4 +209,76 @@ async def test_a_status_group_goes_when_no_member_is_listed_by_it(clean_nats: NA
         "wf-002",
     ]
     assert rerun.index_seq in {m.seq for m in remaining}
+    await store.close()
+
+
+async def _running_group(store: ViewStore, count: int) -> tuple[list[Written], int]:
+    written = list(
+        await asyncio.gather(
+            *(store.write(_view(i, "running"), 1, Written()) for i in range(count))
+        )
+    )
+    (group,) = {result.index_seq for result in written}
+    return written, group
+
+
+async def test_a_running_group_goes_with_the_last_workflow_it_lists(clean_nats: NATS) -> None:
+    store = await _store(clean_nats)
+    written, group = await _running_group(store, 5)
+    scan = Views(clean_nats, recent_lists=False, secondary=False)
+    try:
+        running = [f"wf-{i:03}" for i in range(5)]
+        for i in (3, 0, 4, 1):  # they end one by one
+            await store.write(_view(i), 2, written[i])
+            running.remove(f"wf-{i:03}")
+            assert group in {m.seq for m in await _index_messages(clean_nats)}
+            assert await _ids(scan, "running") == running[::-1]
+        await store.write(_view(2), 2, written[2])
+        assert group not in {m.seq for m in await _index_messages(clean_nats)}
+        assert await _ids(scan, "running") == []
+        assert len(await _ids(scan, "succeeded")) == 5
+    finally:
+        await scan.close()
+        await store.close()
+
+
+async def test_a_new_writer_learns_a_running_group_from_the_summaries(clean_nats: NATS) -> None:
+    first = await _store(clean_nats)
+    written, group = await _running_group(first, 4)
+    await first.write(_view(0), 2, written[0])
+    await first.close()
+    # A restarted projector: nothing in memory about the group.
+    second = ViewStore(clean_nats, generation=1)
+    for i in (1, 2):
+        await second.write(_view(i), 2, written[i])
+        assert group in {m.seq for m in await _index_messages(clean_nats)}
+    await second.write(_view(3), 2, written[3])
+    assert group not in {m.seq for m in await _index_messages(clean_nats)}
+    await second.close()
+
+
+async def test_a_write_that_fails_leaves_its_group_to_the_others(
+    clean_nats: NATS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = await _store(clean_nats)
+    real = ViewStore._compare_and_set
+
+    async def failing(self: ViewStore, key: str, *args: object, **kwargs: object) -> int | None:
+        if key.endswith("wf-001"):
+            raise StoreError("the server went away", retryable=True)
+        return await real(self, key, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ViewStore, "_compare_and_set", failing)
+    views = [_view(i, "running") for i in range(3)]
+    results = await asyncio.gather(
+        *(store.write(v, 1, Written()) for v in views), return_exceptions=True
+    )
+    assert isinstance(results[1], StoreError)
+    written = [r for r in results if isinstance(r, Written)]
+    (group,) = {r.index_seq for r in written}
+    monkeypatch.setattr(ViewStore, "_compare_and_set", real)
+    for i, result in zip((0, 2), written, strict=True):
+        await store.write(_view(i), 2, result)
+    # wf-001's view never named the group: it went with the two that did.
+    assert group not in {m.seq for m in await _index_messages(clean_nats)}
     await store.close()
