@@ -3,8 +3,9 @@
 nats-py's ``request`` costs, per call, a random inbox token, a header encoding pass, and an
 ``asyncio.wait_for`` (a task and a timer); the appends of engines and workers are requests on the
 hot path. ``Replies`` keeps one wildcard subscription, numbers its requests, encodes headers in
-one step and arms a plain timer that fails the future on time. Callers may send many requests
-before awaiting any (pipelining): answers are matched by token, in any order.
+one step and fails a future not answered in time (``events.deadlines``: one timer for all).
+Callers may send many requests before awaiting any (pipelining): answers are matched by token,
+in any order.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import NoRespondersError
 
+from events.deadlines import Deadlines
 from events.inline_delivery import subscribe_inline
 from events.nats_speedups import check_payload, hpub_command, publish_with_headers
 
@@ -40,7 +42,7 @@ class Replies:
         self._subscription: Subscription | None = None
         self._tokens = itertools.count()
         self._waiting: dict[str, asyncio.Future[Msg]] = {}
-        self._token_of: dict[int, str] = {}  # id(answer) -> its token
+        self._deadlines = Deadlines(self._waiting)
         self._opening = asyncio.Lock()
 
     async def send(
@@ -49,8 +51,8 @@ class Replies:
         """Publish; the future resolves with the reply, or fails with ``TimeoutError`` (or
         ``NoRespondersError`` when nothing listens on ``subject``)."""
         await self.ready()
-        answer = self._expect(timeout)
-        reply = f"{self._prefix}.{self._token_of[id(answer)]}"
+        token, answer = self._expect(timeout)
+        reply = f"{self._prefix}.{token}"
         try:
             if headers is None:
                 await self._nc.publish(subject, payload, reply=reply)
@@ -72,25 +74,15 @@ class Replies:
         """The protocol bytes of a request, and the future of its answer, without sending it
         (``write_now`` does, or ``forget`` when it is not sent). After ``ready``."""
         check_payload(self._nc, payload)
-        answer = self._expect(timeout)
-        token = self._token_of[id(answer)]
+        token, answer = self._expect(timeout)
         return hpub_command(subject, f"{self._prefix}.{token}", headers, payload), answer
 
-    def _expect(self, timeout: float) -> asyncio.Future[Msg]:
+    def _expect(self, timeout: float) -> tuple[str, asyncio.Future[Msg]]:
         token = str(next(self._tokens))
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[Msg] = loop.create_future()
+        answer: asyncio.Future[Msg] = asyncio.get_running_loop().create_future()
         self._waiting[token] = answer
-        self._token_of[id(answer)] = token
-        timer = loop.call_later(timeout, _expire, answer)
-
-        def settled(_: asyncio.Future[Msg]) -> None:
-            timer.cancel()
-            self._waiting.pop(token, None)
-            self._token_of.pop(id(answer), None)
-
-        answer.add_done_callback(settled)
-        return answer
+        self._deadlines.watch(token, answer, timeout)
+        return token, answer
 
     async def request(
         self, subject: str, payload: bytes, *, headers: bytes | None, timeout: float
@@ -103,8 +95,10 @@ class Replies:
         if subscription is not None:
             with contextlib.suppress(Exception):  # a closed connection has none left anyway
                 await subscription.unsubscribe()
+        self._deadlines.cancel()
         for answer in list(self._waiting.values()):
             answer.cancel()
+        self._waiting.clear()
 
     async def _open(self) -> None:
         async with self._opening:
@@ -114,7 +108,7 @@ class Replies:
                 self._prefix = prefix
 
     def _on_reply(self, msg: Msg) -> None:
-        answer = self._waiting.get(msg.subject.rsplit(".", 1)[-1])
+        answer = self._waiting.pop(msg.subject.rsplit(".", 1)[-1], None)
         if answer is None or answer.done():
             return
         if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS and not msg.data:
@@ -122,7 +116,3 @@ class Replies:
         else:
             answer.set_result(msg)
 
-
-def _expire(answer: asyncio.Future[Msg]) -> None:
-    if not answer.done():
-        answer.set_exception(TimeoutError("no answer in time"))
