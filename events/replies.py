@@ -115,4 +115,3 @@ class Replies:
             answer.set_exception(NoRespondersError())
         else:
             answer.set_result(msg)
-
