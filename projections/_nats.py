@@ -118,7 +118,6 @@ class Publisher:
             answer.set_result({"error": {"code": 0, "description": "answer is not JSON"}})
 
 
-
 def error_code(answer: dict[str, Any]) -> int:
     error = answer.get("error")
     return int(error.get("err_code", 0) or error.get("code", 0)) if error else 0

@@ -8,7 +8,6 @@ least recently used dropped, held ones kept) and writes the held ones when they 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -132,7 +131,18 @@ class HeldViews:
         self._cache.move_to_end(wf)
         excess = len(self._cache) - self._settings.cache_size
         if excess > 0:
-            # The least recently used go, except held ones: their state is what gets written.
-            oldest = itertools.islice(self._cache, excess + len(self._holds))
-            for old in [wf for wf in oldest if wf not in self._holds][:excess]:
-                del self._cache[old]
+            self._evict(excess)
+
+    def _evict(self, count: int) -> None:
+        """Drop the ``count`` least recently used states, except held ones (their state is what
+        gets written), looking from the oldest only as far as that takes: the held ones are
+        mostly the newest, so this costs about ``count`` steps, not one per held workflow (a
+        rebuild of 40,000 workflows spent a third of its time on that scan)."""
+        victims = []
+        for wf in self._cache:
+            if wf not in self._holds:
+                victims.append(wf)
+                if len(victims) == count:
+                    break
+        for wf in victims:
+            del self._cache[wf]
