@@ -344,9 +344,7 @@ class ViewStore:
         """``wf`` is no longer listed by index entry ``seq``: delete it once no workflow is. An
         open group this writer follows is settled in memory; any other entry is read, with the
         summaries of the workflows it lists (an open group is followed from then on)."""
-        if self._index.members(seq) is not None:
-            if self._index.left(seq, wf):
-                await self._index.remove(seq)
+        if await self._left_followed_group(wf, seq):
             return
         stored = await self._index_reads.get(seq)
         if stored is None:
@@ -368,11 +366,17 @@ class ViewStore:
         """Our new index entry ``seq`` will not be named by ``wf``'s view (the write failed or
         lost). Others of its group may be being written right now: a group not followed in
         memory goes only if it lists nobody else."""
-        if self._index.members(seq) is not None:
-            if self._index.left(seq, wf):
-                await self._index.remove(seq)
-        elif await self._lists_only(seq, wf):
+        if not await self._left_followed_group(wf, seq) and await self._lists_only(seq, wf):
             await self._index.remove(seq)
+
+    async def _left_followed_group(self, wf: str, seq: int) -> bool:
+        """If ``seq`` is an open group this writer follows: ``wf`` has left it, and it is
+        deleted when nobody is left (True). False: not followed here."""
+        if self._index.members(seq) is None:
+            return False
+        if self._index.left(seq, wf):
+            await self._index.remove(seq)
+        return True
 
     async def _release_keys(self, wf: str, seqs: set[int]) -> None:
         """Delete the secondary entry groups of a deleted workflow that list no other workflow
