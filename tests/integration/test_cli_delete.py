@@ -39,8 +39,14 @@ async def test_delete_refuses_an_open_workflow_then_deletes_it_once_ended(
             return True
 
         await assert_eventually(listed, timeout=15)
-        out = ok(await cli("list", "--since", "1h", "--until", "2099-01-01T00:00:00Z", "--json"))
-        assert {row["workflow_id"] for row in json.loads(out.stdout)} == {wf, kept}
+
+        async def in_window() -> bool:  # (kept's view may be written a batch after wf's)
+            window = ("list", "--since", "1h", "--until", "2099-01-01T00:00:00Z", "--json")
+            out = ok(await cli(*window))
+            assert {row["workflow_id"] for row in json.loads(out.stdout)} == {wf, kept}
+            return True
+
+        await assert_eventually(in_window, timeout=15)
         result = await cli("list", "--since", "yesterday")
         assert result.exit_code == 2 and "neither a duration" in result.output
 
