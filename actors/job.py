@@ -42,6 +42,7 @@ from actors.job_state import (
     replay,
 )
 from events.catalog import (
+    Claim,
     JobCancelled,
     JobCancelRequested,
     JobEvent,
@@ -56,7 +57,16 @@ from events.catalog import (
 from events.definition import OnFailure
 from events.errors import JetworkError
 
-__all__ = ["ActorIds", "ClaimRefused", "JobState", "decide", "evolve", "pending", "replay"]
+__all__ = [
+    "ActorIds",
+    "ClaimRefused",
+    "JobState",
+    "carry_claim",
+    "decide",
+    "evolve",
+    "pending",
+    "replay",
+]
 
 _WITHDRAWABLE = frozenset(
     {JobStatus.PENDING, JobStatus.QUEUED, JobStatus.RETRYING, JobStatus.WAITING, JobStatus.PARKED}
@@ -130,6 +140,28 @@ def _claim(state: JobState, cmd: ClaimJob) -> list[JobEvent]:
             retryable=True,
         )
     raise ClaimRefused(_why_not_claimable(state, cmd))
+
+
+def carry_claim(started: JobStarted, results: list[JobEvent]) -> list[JobEvent] | None:
+    """``results`` (decided on the state after the claim ``started``) with the claim carried by
+    the first one (``events.catalog.Claim``): what a worker appends, in one write, for a run
+    that ended within its claim window. None when the first result cannot carry it: only a
+    ``JobSucceeded`` or ``JobFailed`` of the claim's own epoch and worker can."""
+    first = results[0] if results else None
+    if (
+        not isinstance(first, JobSucceeded | JobFailed)
+        or first.epoch != started.epoch
+        or first.attempt != started.attempt
+        or first.worker_id != started.worker_id
+    ):
+        return None
+    claim = Claim(
+        delivery=started.delivery,
+        dispatch_seq=started.dispatch_seq,
+        lease_ttl=started.lease_ttl,
+        started_at=started.started_at,
+    )
+    return [first.model_copy(update={"claimed": claim}), *results[1:]]
 
 
 def _is_redelivery(state: JobState, cmd: ClaimJob) -> bool:

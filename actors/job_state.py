@@ -134,6 +134,25 @@ def pending(workflow_id: str, job: str) -> JobState:
 # --- evolve ---------------------------------------------------------------------------------
 
 
+def _claimed(state: JobState, event: JobSucceeded | JobFailed) -> JobState:
+    """``state`` after the ``JobStarted`` a result recorded with its claim stands for
+    (``events.catalog.implied_start``), applied field by field: no event model is built."""
+    claim = event.claimed
+    if claim is None or event.worker_id is None:
+        return state
+    return updated(
+        state,
+        status=JobStatus.RUNNING,
+        attempt=event.attempt,
+        epoch=event.epoch,
+        worker_id=event.worker_id,
+        delivery=claim.delivery,
+        dispatch_seq=claim.dispatch_seq,
+        lease_ttl=claim.lease_ttl,
+        started_at=claim.started_at,
+    )
+
+
 def evolve(state: JobState, event: JobEvent) -> JobState:
     """The state after ``event``. Trusts the log: it never refuses a recorded fact."""
     match event:
@@ -197,6 +216,8 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 started_at=event.started_at,
             )
         case JobSucceeded():
+            if event.claimed is not None:
+                state = _claimed(state, event)
             return _settle(
                 state,
                 event.epoch,
@@ -208,6 +229,8 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 attempt=max(state.attempt, event.attempt),  # a set job has no JobQueued
             )
         case JobFailed():
+            if event.claimed is not None:
+                state = _claimed(state, event)
             status = JobStatus.RETRYING if event.will_retry else JobStatus.FAILED
             return _settle(
                 state,

@@ -374,6 +374,24 @@ class JobStarted(JobEvent):
     started_at: datetime
 
 
+class Claim(BaseModel):
+    """The claim a result carries when the worker recorded both at once (a short job).
+
+    A worker may run a job it was dispatched before appending its ``JobStarted``: when the run
+    ends within the worker's ``claim_window``, the claim rides in the result's ``claimed`` and
+    the result is appended under the sequence of the ``JobQueued`` it was dispatched (the same
+    compare-and-set the claim would have made). Such a result stands for the ``JobStarted``
+    followed by itself (``implied_start``); a longer run appends its ``JobStarted`` first.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    delivery: int = 1
+    dispatch_seq: int = 0
+    lease_ttl: float
+    started_at: datetime
+
+
 class JobSucceeded(JobEvent):
     type: Literal["JobSucceeded"] = "JobSucceeded"
     attempt: int
@@ -382,6 +400,8 @@ class JobSucceeded(JobEvent):
     outputs: dict[str, str] = Field(default_factory=dict)
     result: Any = None
     ended_at: datetime
+    claimed: Claim | None = None
+    """Set when this result also records its claim (``Claim``)."""
 
 
 class JobFailed(JobEvent):
@@ -401,6 +421,26 @@ class JobFailed(JobEvent):
     timed_out: bool = False
     will_retry: bool = False
     ended_at: datetime
+    claimed: Claim | None = None
+    """Set when this result also records its claim (``Claim``)."""
+
+
+def implied_start(event: JobSucceeded | JobFailed) -> JobStarted | None:
+    """The ``JobStarted`` a result recorded with its claim stands for; None for any other."""
+    claim = event.claimed
+    if claim is None or event.worker_id is None:
+        return None
+    return JobStarted(
+        workflow_id=event.workflow_id,
+        job=event.job,
+        attempt=event.attempt,
+        epoch=event.epoch,
+        worker_id=event.worker_id,
+        delivery=claim.delivery,
+        dispatch_seq=claim.dispatch_seq,
+        lease_ttl=claim.lease_ttl,
+        started_at=claim.started_at,
+    )
 
 
 class JobRetryScheduled(JobEvent):

@@ -36,7 +36,7 @@ import argparse
 import asyncio
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from actors import dag, job, workflow
 from actors.commands import Advance
@@ -66,6 +66,7 @@ from events.catalog import (
     WorkflowStarted,
     WorkflowStatus,
     WorkflowSucceeded,
+    implied_start,
 )
 from events.definition import OnFailure
 from events.store import EventStore
@@ -397,6 +398,11 @@ def _check_job(
     for record in records:
         event = record.event
         trail = _lines([r for r in records if r.seq <= record.seq])
+        implied = implied_start(event) if isinstance(event, JobSucceeded | JobFailed) else None
+        if implied is not None:  # a result that records its claim too: the claim first
+            claim = replace(record, event=implied)
+            max_epoch = _check_started(report, wf, name, state, claim, claims, trail, max_epoch)
+            state = job.evolve(state, implied)
         match event:
             case JobQueued():
                 _check_queued(report, wf, name, state, record, trail)
@@ -406,16 +412,9 @@ def _check_job(
                 if walk.decided_seq is None:
                     walk.decided_seq = record.seq
             case JobStarted():
-                if event.epoch <= max_epoch:
-                    report.add(
-                        wf,
-                        name,
-                        "epochs increase",
-                        f"epoch {event.epoch} after epoch {max_epoch}",
-                        *trail,
-                    )
-                max_epoch = max(max_epoch, event.epoch)
-                _check_claim(report, wf, name, state, record, claims, trail)
+                max_epoch = _check_started(
+                    report, wf, name, state, record, claims, trail, max_epoch
+                )
             case SubWorkflowStarted():
                 if walk.decided_seq is None:
                     walk.decided_seq = record.seq
@@ -530,6 +529,27 @@ def _check_queued(
         f"attempt {event.attempt} queued while the job is {state.status} (attempt {state.attempt})",
         *trail,
     )
+
+
+def _check_started(
+    report: Report,
+    wf: str,
+    name: str,
+    state: JobState,
+    record: RecordedEvent,
+    claims: dict[tuple[int, int], RecordedEvent],
+    trail: list[str],
+    max_epoch: int,
+) -> int:
+    """Check a claim (a ``JobStarted``, or the one a result carries); the highest epoch since."""
+    event = record.event
+    assert isinstance(event, JobStarted)
+    if event.epoch <= max_epoch:
+        report.add(
+            wf, name, "epochs increase", f"epoch {event.epoch} after epoch {max_epoch}", *trail
+        )
+    _check_claim(report, wf, name, state, record, claims, trail)
+    return max(max_epoch, event.epoch)
 
 
 def _check_claim(

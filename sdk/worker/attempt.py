@@ -34,13 +34,27 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from actors._state import updated
 from actors.job import JobState
 from events.catalog import JobEvent, JobResultRejected
+from events.catalog import JobStarted as ClaimEvent
 from events.direct_get import DirectReader
 from events.dispatch import InvalidDispatch
-from events.errors import PayloadTooLarge, StoreError
+from events.errors import ConcurrencyConflict, JetworkError, PayloadTooLarge, StoreError
 from events.store import ActorRef, EventStore
-from sdk.worker.claims import Action, Dispatch, claim_dispatch, now, record_result, refresh
+from sdk.worker.claims import (
+    Action,
+    Dispatch,
+    ResultCommand,
+    append_claimed_result,
+    claim_dispatch,
+    claim_id,
+    claim_locally,
+    load_job,
+    now,
+    record_result,
+    refresh,
+)
 from sdk.worker.concurrency import RECHECK as GROUP_RECHECK
 from sdk.worker.concurrency import ConcurrencyGroups, Holder, group_key
 from sdk.worker.config import WorkerConfig
@@ -85,6 +99,10 @@ class AttemptEnv:
     logs_reader: DirectReader | None = None  # JW_LOGS: where a parked job's progress resumes
 
 
+class _ClaimVoid(Exception):
+    """The run's claim, decided before it ran and appended after, was refused by the log."""
+
+
 class Attempt(DispatchMessage):
     """The life of one dispatch message on this worker."""
 
@@ -123,6 +141,10 @@ class Attempt(DispatchMessage):
         self._holder: Holder | None = None  # this attempt's slot of its concurrency group
         self._quota_slot: tuple[str, Holder] | None = None  # of its namespace's running jobs
         self._watcher: Watcher | None = None
+        self._unclaimed: ClaimEvent | None = None
+        """The claim decided but not appended yet (``claim_window``): see ``_claim_later``."""
+        self._claiming: asyncio.Task[bool] | None = None
+        self._claim_due: asyncio.TimerHandle | None = None
         self._log: Any = _log.bind(worker_id=env.worker_id, dispatch_seq=self.dispatch_seq)
 
     @property
@@ -321,6 +343,8 @@ class Attempt(DispatchMessage):
 
     async def _claim(self) -> bool:
         assert self.dispatch is not None
+        if self._claim_later():
+            return self._granted(took_over=False)
         outcome = await claim_dispatch(
             self.env.store,
             self.dispatch,
@@ -333,14 +357,7 @@ class Attempt(DispatchMessage):
         if not outcome.claimed and runs_elsewhere(outcome.state, self.dispatch.queued.attempt):
             self._holder = self._quota_slot = None  # its slots are the running claim's now
         if outcome.claimed:
-            assert outcome.state is not None
-            self.epoch = outcome.state.epoch
-            self._log = self._log.bind(attempt=outcome.state.attempt, epoch=self.epoch)
-            self._log.debug("job claimed", delivery=self.delivery, lease_ttl=self.lease_ttl)
-            waited = (now() - self.dispatch.queued.claimable_from()).total_seconds()
-            started = JobStarted(self.ref, waited=waited, took_over=outcome.took_over)
-            self.env.listeners.emit("job_started", started)
-            return True
+            return self._granted(took_over=outcome.took_over)
         match outcome.action:
             case Action.ACK:
                 if outcome.cancelled:
@@ -356,6 +373,18 @@ class Attempt(DispatchMessage):
                 self._log.warning("claim refused for now, releasing", reason=outcome.reason)
                 await self._release()
         return False
+
+    def _granted(self, *, took_over: bool) -> bool:
+        """This attempt runs the job under ``self.state``'s epoch (claimed, or to be)."""
+        assert self.dispatch is not None and self.state is not None
+        self.epoch = self.state.epoch
+        self._log = self._log.bind(attempt=self.state.attempt, epoch=self.epoch)
+        self._log.debug("job claimed", delivery=self.delivery, lease_ttl=self.lease_ttl,
+                        appended=self._unclaimed is None)  # fmt: skip
+        waited = (now() - self.dispatch.queued.claimable_from()).total_seconds()
+        started = JobStarted(self.ref, waited=waited, took_over=took_over)
+        self.env.listeners.emit("job_started", started)
+        return True
 
     # --- run -----------------------------------------------------------------------------------
 
@@ -389,6 +418,9 @@ class Attempt(DispatchMessage):
         )
         if self._check_at_once:  # a cancel notice arrived while claiming
             watcher.poke()
+        if self._unclaimed is not None:
+            loop = asyncio.get_running_loop()
+            self._claim_due = loop.call_later(self.config.claim_window, self._start_claiming)
         self._enter("running")
         try:
             result = await self.executor.execute(state.spec, ctx)
@@ -397,6 +429,9 @@ class Attempt(DispatchMessage):
             result = Failed(f"the worker's executor raised {exc!r}", retryable=True)
         finally:
             ctx.mark_ended()
+            if self._claim_due is not None:
+                self._claim_due.cancel()
+                self._claim_due = None
             self._enter("finishing")
             await watcher.stop()
             self._enter("flushing")
@@ -416,6 +451,7 @@ class Attempt(DispatchMessage):
             worker_id=self.env.worker_id,
             limit=int(self.env.nc.max_payload) - HEADER_MARGIN,
             poll_count=state.poll_count,
+            claimed=self._claimed if self._unclaimed is not None else None,
         )
 
     def _log_buffer(self, state: JobState) -> LogBuffer:
@@ -431,10 +467,12 @@ class Attempt(DispatchMessage):
             max_payload=int(self.env.nc.max_payload),
             keep_trying=lambda: self._lost is None,
             give_up_after=max(LOG_GIVE_UP_AFTER, self.lease_ttl),
+            claimed=self._claimed if self._unclaimed is not None else None,
         )
 
     async def _refreshed(self) -> JobState:
-        await self._refresh()
+        if await self._claimed():
+            await self._refresh()
         assert self.state is not None
         return self.state
 
@@ -462,6 +500,12 @@ class Attempt(DispatchMessage):
             try:
                 events = await self._record(result)
                 break
+            except _ClaimVoid:
+                self._ended(JobEnded(self.ref, "abandoned", duration=None))
+                self._log.warning("job ran, but its claim did not count", reason=self._lost or "")
+                if self._ack_when_abandoned:
+                    await self._ack()
+                return
             except PayloadTooLarge as exc:
                 result = Failed(str(exc), retryable=False)
             except StoreError as exc:
@@ -499,5 +543,104 @@ class Attempt(DispatchMessage):
             worker_id=self.env.worker_id,
             now=now(),
         )
+        if self._unclaimed is not None and self._claiming is None:
+            recorded = await self._record_with_claim(self._unclaimed, command)
+            if recorded is not None:
+                return recorded
+        if not await self._claimed():
+            raise _ClaimVoid
         events, self.state = await record_result(self.env.store, self.state, command)
         return events
+
+    async def _record_with_claim(
+        self, started: ClaimEvent, command: ResultCommand
+    ) -> list[JobEvent] | None:
+        """Append the result with its claim inside (one write); None when it cannot carry it.
+        Raises ``_ClaimVoid`` when the log moved since the dispatch: the claim did not count."""
+        assert self.dispatch is not None and self.state is not None
+        try:
+            recorded = await append_claimed_result(
+                self.env.store, self.dispatch, started, self.state, command
+            )
+        except ConcurrencyConflict:
+            await self._claim_refused()
+            raise _ClaimVoid from None
+        if recorded is None:
+            return None
+        self._unclaimed = None
+        events, self.state = recorded
+        return events
+
+    # --- a claim appended later (``claim_window``) ---------------------------------------------
+
+    def _claim_later(self) -> bool:
+        """Decide this first delivery's claim now and append it only if the run outlasts
+        ``claim_window``: a shorter run appends it inside its result (``_record_with_claim``),
+        one write instead of two. The dispatch's ack deadline is the lease either way; until the
+        claim is appended the log shows the job queued, so what must not happen under an
+        unrecorded claim (logs, progress, a cancel check) appends it first (``_claimed``)."""
+        assert self.dispatch is not None
+        if (
+            self.config.claim_window <= 0
+            or self.delivery != 1
+            or self._holder is not None
+            or self._quota_slot is not None
+        ):
+            return False
+        local = claim_locally(
+            self.dispatch,
+            worker_id=self.env.worker_id,
+            delivery=self.delivery,
+            dispatch_seq=self.dispatch_seq,
+            lease_ttl=self.lease_ttl,
+        )
+        if local is None:
+            return False
+        self._unclaimed, self.state = local
+        return True
+
+    def _start_claiming(self) -> None:
+        if self._unclaimed is not None and self._claiming is None:
+            self._claiming = asyncio.get_running_loop().create_task(self._append_claim())
+
+    async def _claimed(self) -> bool:
+        """True once this run's claim is in the log (appending it now if it waits); False when
+        the log refused it (the lease is then lost: the run does not count)."""
+        self._start_claiming()
+        claiming = self._claiming
+        return True if claiming is None else await asyncio.shield(claiming)
+
+    async def _append_claim(self) -> bool:
+        started, state = self._unclaimed, self.state
+        assert started is not None and state is not None and self.dispatch is not None
+        command_id = claim_id(self.dispatch, dispatch_seq=self.dispatch_seq, delivery=self.delivery)
+        try:
+            seq = await self.env.store.append(
+                self.actor, [started], expected_seq=self.dispatch_seq, command_id=command_id
+            )
+        except ConcurrencyConflict:
+            await self._claim_refused()
+            return False
+        except JetworkError as exc:  # the store kept failing: the message goes back at its lease
+            self._unclaimed = None
+            self.lose_lease(f"its claim could not be recorded: {exc}")
+            return False
+        self._unclaimed = None
+        self.state = updated(state, last_seq=seq)
+        return True
+
+    async def _claim_refused(self) -> None:
+        """The log moved since the dispatch (a cancel, an end decided elsewhere): the claim
+        that waited does not count. Stop the run; ack the message unless another holds it."""
+        self._unclaimed = None
+        try:
+            assert self.dispatch is not None
+            state = await load_job(self.env.store, self.dispatch, dispatch_seq=self.dispatch_seq)
+        except JetworkError as exc:
+            self.lose_lease(f"its claim was refused, and the job cannot be read: {exc}")
+            return
+        if state is not None:
+            self.state = state
+            self._moved_on(state)
+        else:
+            self.lose_lease("its claim was refused")

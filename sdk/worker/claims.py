@@ -20,8 +20,8 @@ from nats.aio.msg import Msg
 
 from actors._state import updated
 from actors.commands import ClaimJob, CompleteJob, ConfirmCancelled, FailJob, ParkJob
-from actors.job import ClaimRefused, JobState, decide, evolve, pending, replay
-from events.catalog import JobCancelled, JobEvent, JobQueued, JobStatus
+from actors.job import ClaimRefused, JobState, carry_claim, decide, evolve, pending, replay
+from events.catalog import JobCancelled, JobEvent, JobQueued, JobStarted, JobStatus
 from events.codec import decode
 from events.dispatch import InvalidDispatch
 from events.errors import ConcurrencyConflict, JetworkError, StoreError, UndecodableEvent
@@ -135,7 +135,7 @@ async def claim_dispatch(
                 actor,
                 events,
                 expected_seq=state.last_seq,
-                command_id=f"{dispatch.msg_id}.d{dispatch_seq}.{delivery}.claim",
+                command_id=claim_id(dispatch, dispatch_seq=dispatch_seq, delivery=delivery),
             )
         except ClaimRefused as refused:
             if refused.retryable and attempt < CLAIM_TRIES:
@@ -154,6 +154,68 @@ async def claim_dispatch(
             )
         return ClaimOutcome(True, state, took_over=was_running)
     return ClaimOutcome(False, None, Action.RELEASE, f"the claim conflicted {CLAIM_TRIES} times")
+
+
+def claim_id(dispatch: Dispatch, *, dispatch_seq: int, delivery: int) -> str:
+    """The command id of one delivery's claim: the same whether it is appended alone or later."""
+    return f"{dispatch.msg_id}.d{dispatch_seq}.{delivery}.claim"
+
+
+def claim_locally(
+    dispatch: Dispatch, *, worker_id: str, delivery: int, dispatch_seq: int, lease_ttl: float
+) -> tuple[JobStarted, JobState] | None:
+    """The claim of a first delivery decided from the dispatch alone, not appended: its
+    ``JobStarted`` and the job's state after it, whose ``last_seq`` is still the dispatch's
+    (what the claim, appended later or inside the result, expects). None when the dispatch
+    alone does not make a plain claim (a sleep, a refusal): claim the usual way then."""
+    queued = dispatch.queued
+    state = updated(
+        evolve(pending(queued.workflow_id, queued.job), queued),
+        epoch=queued.prior_epoch,
+        last_seq=dispatch_seq,
+    )
+    command = ClaimJob(
+        workflow_id=queued.workflow_id,
+        job=queued.job,
+        attempt=queued.attempt,
+        worker_id=worker_id,
+        delivery=delivery,
+        dispatch_seq=dispatch_seq,
+        lease_ttl=lease_ttl,
+        now=now(),
+    )
+    try:
+        events = decide(state, command)
+    except ClaimRefused:
+        return None
+    started = events[0] if len(events) == 1 else None
+    if not isinstance(started, JobStarted):
+        return None
+    return started, updated(evolve(state, started), last_seq=dispatch_seq)
+
+
+async def append_claimed_result(
+    store: EventStore,
+    dispatch: Dispatch,
+    started: JobStarted,
+    state: JobState,
+    command: ResultCommand,
+) -> tuple[list[JobEvent], JobState] | None:
+    """Append the result ``command`` with its claim ``started`` inside (``carry_claim``) under
+    the dispatch's sequence; ``state`` is the one ``claim_locally`` made. None when the result
+    cannot carry the claim (append the claim first then). Raises ``ConcurrencyConflict`` when
+    the log moved since the dispatch: the claim, and so the run, did not count."""
+    events = carry_claim(started, decide(state, command))
+    if events is None:
+        return None
+    claimed = claim_id(dispatch, dispatch_seq=started.dispatch_seq, delivery=started.delivery)
+    seq = await store.append(
+        ActorRef.job(dispatch.workflow_id, dispatch.job),
+        events,
+        expected_seq=started.dispatch_seq,
+        command_id=f"{claimed}.ran",
+    )
+    return events, replace(replay(events, state), last_seq=seq)
 
 
 def _refusal(

@@ -96,6 +96,10 @@ class WorkerConfig:
     """Seconds between lease renewals of a running job; must be less than ``lease_ttl``."""
     cancellation_check_interval: float = 2.0
     """Upper bound, in seconds, for a cancel request to reach a running job."""
+    claim_window: float = 0.1
+    """Seconds a first delivery may run before its claim (``JobStarted``) is appended: a run
+    that ends sooner appends its claim inside its result, one write instead of two (``0``:
+    claim before every run). Logs, progress and a cancel check append the claim first."""
     log_batch_interval: float = 0.5
     """Seconds a log line may wait before its batch is published."""
     max_concurrent_jobs: int = 1

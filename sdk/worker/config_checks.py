@@ -72,6 +72,13 @@ def config_problems(cfg: WorkerConfig) -> list[str]:
         problems.append(
             f"shutdown_grace must be None or a number of seconds >= 0, got {cfg.shutdown_grace!r}"
         )
+    if not _is_number(cfg.claim_window) or cfg.claim_window < 0:
+        problems.append(f"claim_window must be a number of seconds >= 0, got {cfg.claim_window!r}")
+    elif _is_number(cfg.lease_ttl) and cfg.claim_window >= cfg.lease_ttl / 2:
+        problems.append(
+            f"claim_window ({cfg.claim_window:g}s) must be less than half of lease_ttl "
+            f"({cfg.lease_ttl:g}s): a run's claim must be in the log long before its lease can end"
+        )
     if not _is_number(cfg.kill_grace) or cfg.kill_grace < 0:
         problems.append(f"kill_grace must be a number of seconds >= 0, got {cfg.kill_grace!r}")
     if (

@@ -23,6 +23,7 @@ ENV_VARS: Final[Mapping[str, str]] = {
     "poll_interval": "JETWORK_WORKER_POLL_INTERVAL",
     "heartbeat_interval": "JETWORK_WORKER_HEARTBEAT_INTERVAL",
     "cancellation_check_interval": "JETWORK_WORKER_CANCELLATION_CHECK_INTERVAL",
+    "claim_window": "JETWORK_WORKER_CLAIM_WINDOW",
     "log_batch_interval": "JETWORK_WORKER_LOG_BATCH_INTERVAL",
     "max_concurrent_jobs": "JETWORK_WORKER_CONCURRENCY",
     "shutdown_grace": "JETWORK_WORKER_SHUTDOWN_GRACE",
@@ -56,7 +57,8 @@ environment for its shell jobs."""
 HANDLER_FIELDS: Final = tuple(name for name in ENV_VARS if name not in WORKER_WIDE_FIELDS)
 """Settings a handler's jobs may override: the lease and poll of its consumer (``lease_ttl``,
 ``poll_interval``), its concurrency within the worker's (``max_concurrent_jobs``), how often its
-jobs are renewed and checked (``heartbeat_interval``, ``cancellation_check_interval``), and
+jobs are renewed and checked (``heartbeat_interval``, ``cancellation_check_interval``,
+``claim_window``), and
 its jobs' log and output limits (``log_*``, ``max_*``, ``kill_grace``)."""
 
 
@@ -160,6 +162,7 @@ PARSERS: Final[Mapping[str, Callable[[str], Any]]] = {
     "poll_interval": parse_duration,
     "heartbeat_interval": parse_duration,
     "cancellation_check_interval": parse_duration,
+    "claim_window": parse_duration,
     "log_batch_interval": parse_duration,
     "max_concurrent_jobs": _parse_int,
     "shutdown_grace": _parse_optional_duration,

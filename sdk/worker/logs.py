@@ -11,7 +11,7 @@ themselves and carry no id.)
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import orjson
@@ -63,10 +63,12 @@ def attempt_log(
     max_payload: int,
     keep_trying: Callable[[], bool],
     give_up_after: float,
+    claimed: Callable[[], Awaitable[bool]] | None = None,
 ) -> LogBuffer:
     """The ``LogBuffer`` of one claim of a job, publishing to ``log.<wf>.<job>`` with the
-    worker's (or the job's handler's) log settings."""
-    publisher = log_publisher(
+    worker's (or the job's handler's) log settings. ``claimed``: a claim not appended yet
+    (``WorkerConfig.claim_window``), appended before the first batch (``ClaimedFirst``)."""
+    publisher: FlushCallback = log_publisher(
         js,
         workflow_id=workflow_id,
         job=job,
@@ -76,6 +78,8 @@ def attempt_log(
         max_payload=max_payload,
         msg_ids=True,
     )
+    if claimed is not None:
+        publisher = ClaimedFirst(publisher, claimed)
     return LogBuffer(
         publisher,
         interval=config.log_batch_interval,
@@ -117,6 +121,22 @@ def log_publisher(
     }
     msg_id = f"{workflow_id}.{job}.{attempt}.{epoch}" if msg_ids else None
     return _LogPublisher(js, subjects.log(workflow_id, job), head, max_payload, timeout, msg_id)
+
+
+class ClaimedFirst:
+    """A flush callback that has its attempt's claim appended before it publishes: a run's
+    lines are only ever published under a claim the log holds, so an epoch names one run.
+    A claim the log refused (the run does not count) leaves its lines unpublished."""
+
+    __slots__ = ("_claimed", "_publish")
+
+    def __init__(self, publish: FlushCallback, claimed: Callable[[], Awaitable[bool]]) -> None:
+        self._publish = publish
+        self._claimed = claimed
+
+    async def __call__(self, chunks: Sequence[LogChunk]) -> None:
+        if await self._claimed():
+            await self._publish(chunks)
 
 
 class _LogPublisher:

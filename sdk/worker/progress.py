@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import orjson
@@ -47,8 +47,11 @@ class ProgressStream:
         limit: int,
         summary: dict[str, Any] | None = None,
         seq: int = 0,
+        claimed: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self._js = js
+        self._claimed = claimed
+        """A claim not appended yet: appended before the first frame (as ``logs.ClaimedFirst``)."""
         self._subject = subjects.progress(workflow_id, job)
         self._head = {"workflow_id": workflow_id, "job": job, "attempt": attempt,
                       "epoch": epoch, "worker_id": worker_id}  # fmt: skip
@@ -112,6 +115,9 @@ class ProgressStream:
     async def _publish_all(self) -> None:
         while True:
             seq, body = await self._queue.get()
+            if self._claimed is not None and not await self._claimed():
+                self._queue.task_done()
+                continue  # the run does not count: its frames are not published
             msg_id = f"{self._subject}.{self._head['attempt']}.{self._head['epoch']}.{seq}"
             try:
                 await self._js.publish(self._subject, body, headers={"Nats-Msg-Id": msg_id})
@@ -133,6 +139,7 @@ async def progress_stream(
     worker_id: str,
     limit: int,
     poll_count: int,
+    claimed: Callable[[], Awaitable[bool]] | None = None,
 ) -> ProgressStream:
     """The stream of an attempt; one run again after ``InProgress`` (``poll_count`` > 0) starts
     from the summary and sequence its earlier runs left (``reader``: JW_LOGS)."""
@@ -146,7 +153,8 @@ async def progress_stream(
                 if previous.get("attempt") == attempt:
                     summary, seq = dict(previous["summary"]), int(previous["seq"])
     return ProgressStream(js, workflow_id=workflow_id, job=job, attempt=attempt, epoch=epoch,
-                          worker_id=worker_id, limit=limit, summary=summary, seq=seq)  # fmt: skip
+                          worker_id=worker_id, limit=limit, summary=summary, seq=seq,
+                          claimed=claimed)  # fmt: skip
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

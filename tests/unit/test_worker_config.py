@@ -121,6 +121,7 @@ def test_from_env_reads_every_general_variable() -> None:
         "JETWORK_WORKER_POLL_INTERVAL": "500ms",
         "JETWORK_WORKER_HEARTBEAT_INTERVAL": "20s",
         "JETWORK_WORKER_CANCELLATION_CHECK_INTERVAL": "1.5",
+        "JETWORK_WORKER_CLAIM_WINDOW": "20ms",
         "JETWORK_WORKER_LOG_BATCH_INTERVAL": "250ms",
         "JETWORK_WORKER_SHUTDOWN_GRACE": "2m",
         "JETWORK_WORKER_KILL_GRACE": "3",
@@ -146,6 +147,7 @@ def test_from_env_reads_every_general_variable() -> None:
         poll_interval=0.5,
         heartbeat_interval=20.0,
         cancellation_check_interval=1.5,
+        claim_window=0.02,
         log_batch_interval=0.25,
         shutdown_grace=120.0,
         kill_grace=3.0,
@@ -166,6 +168,7 @@ def test_from_env_reads_every_general_variable() -> None:
     ("env", "problem"),
     [
         ({"JETWORK_WORKER_ENV_CLEAR": "maybe"}, "JETWORK_WORKER_ENV_CLEAR='maybe': not a yes/no"),
+        ({"JETWORK_WORKER_CLAIM_WINDOW": "20s"}, "claim_window (20s) must be less than half"),
         ({"JETWORK_WORKER_ENV_ALLOW": "HOME"}, "env_allow is set but env_clear is not"),
         (
             {"JETWORK_WORKER_ENV_CLEAR": "1", "JETWORK_WORKER_ENV_ALLOW": "OK,1BAD,A-B"},
