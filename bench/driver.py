@@ -247,3 +247,6 @@ def _apply(wf: WorkflowTimes, parsed: subjects.EventSubject, body: dict[str, Any
     elif kind in ("JobSucceeded", "JobFailed"):
         job.ended = _time(body.get("ended_at"))
         job.outcome = kind
+        claimed = body.get("claimed")
+        if isinstance(claimed, dict):  # a short run's claim, recorded with its result
+            job.started = _time(claimed.get("started_at"))

@@ -8,6 +8,7 @@ Add a field with a default to evolve a schema; bump ``v`` when meaning changes.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
@@ -423,6 +424,17 @@ class JobFailed(JobEvent):
     ended_at: datetime
     claimed: Claim | None = None
     """Set when this result also records its claim (``Claim``)."""
+
+
+def with_implied_starts(events: Iterable[JobEvent]) -> Iterator[JobEvent]:
+    """``events`` with the ``JobStarted`` each result recorded with its claim stands for put
+    before it: for readers that count claims (attempt records, claim-to-result latencies)."""
+    for event in events:
+        if isinstance(event, JobSucceeded | JobFailed):
+            started = implied_start(event)
+            if started is not None:
+                yield started
+        yield event
 
 
 def implied_start(event: JobSucceeded | JobFailed) -> JobStarted | None:

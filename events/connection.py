@@ -7,8 +7,8 @@ import contextlib
 import os
 import ssl
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -44,6 +44,9 @@ class NatsSettings:
     reconnect_wait: float = 0.25
     # Who this process is to NATS (None: the process's, from options or JETWORK_NATS_* variables).
     auth: NatsAuth | None = None
+    # Told when the connection drops and when it is back (a worker's notices: sdk.worker.revoked).
+    on_disconnect: Callable[[], None] | None = field(default=None, compare=False)
+    on_reconnect: Callable[[], None] | None = field(default=None, compare=False)
 
     @classmethod
     def from_env(
@@ -71,12 +74,16 @@ async def connect(settings: NatsSettings) -> NATS:
     client: list[NATS] = []
 
     async def on_disconnect() -> None:
+        if settings.on_disconnect is not None:
+            settings.on_disconnect()
         if not connected or (client and (client[0].is_closed or client[0].is_draining)):
             return  # our own close(): not worth a warning
         _log.warning("nats disconnected", url=settings.url, client=settings.name)
 
     async def on_reconnect() -> None:
         _log.info("nats reconnected", url=settings.url, client=settings.name)
+        if settings.on_reconnect is not None:
+            settings.on_reconnect()
 
     last_report = [0.0]
     first_errors: list[Exception] = []  # what the first attempts met (an auth refusal …)

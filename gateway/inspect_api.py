@@ -37,6 +37,7 @@ from events.catalog import (
     JobStarted,
     JobStatus,
     JobSucceeded,
+    with_implied_starts,
 )
 from events.definition import AtLeast
 from events.dispatch import capabilities, requirement_set, serves
@@ -259,7 +260,7 @@ def claims_of(events: list[JobEvent]) -> tuple[list[ClaimRecord], list[RejectedR
         if claim is not None and claim["outcome"] == "running":
             claim.update(outcome=outcome, ended_at=at, error=error)
 
-    for event in events:
+    for event in with_implied_starts(events):
         match event:
             case JobStarted():
                 for open_claim in claims.values():

@@ -18,12 +18,13 @@ from actors.commands import CancelJob, TimeoutJob
 from actors.engine.labelsets import LabelSets
 from actors.job import decide, replay
 from events import subjects
-from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec
+from events.catalog import JobEvent, JobQueued, JobRetryScheduled, JobSpec, JobStarted
 from events.definition import Concurrency, RateLimit, RetryPolicy
 from events.labels import CONSUMER_PREFIX
 from events.store import ActorRef, EventStore
 from sdk.worker import Worker
 from sdk.worker.config import WorkerConfig
+from tests.claims import claims
 
 E = TypeVar("E", bound=JobEvent)
 
@@ -154,7 +155,11 @@ class JobsHarness:
         )
 
     async def events(self, workflow_id: str, job: str, kind: type[E] | None = None) -> list[Any]:
+        """The job actor's events (of ``kind``). Asked for ``JobStarted``: every claim, also one
+        a short run's result carries (``tests.claims``)."""
         recorded = await self.store.load(ActorRef.job(workflow_id, job))
+        if kind is JobStarted:
+            return claims(recorded)
         events = [r.event for r in recorded]
         return [e for e in events if kind is None or isinstance(e, kind)]
 

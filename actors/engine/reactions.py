@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Final
 
 from actors import groups, inline_steps, job, subworkflows, workflow
 from actors.appends import Append
@@ -53,11 +54,13 @@ from events.catalog import (
     JobCancelled,
     JobCancelRequested,
     JobEvent,
+    JobFailed,
     JobFannedIn,
     JobFannedOut,
     JobParked,
     JobQueued,
     JobRetryScheduled,
+    JobSkipped,
     JobSleepStarted,
     JobStatus,
     JobWaiting,
@@ -224,12 +227,29 @@ def react(state: WorkflowState, items: Sequence[Item], now: datetime) -> Reactio
     if unfolded:
         reaction.state = workflow.replay(unfolded, reaction.state)
     _settle(reaction, triggers, now)
+    _notice_jobs_ended_here(reaction)
     reaction.group_calls = groups.calls(reaction.state, reaction.decided, look=reaction.group_look)
     if reaction.state.parent is not None or (
         reaction.state.definition is not None and reaction.state.definition.workflow_jobs
     ):
         reaction.outbox = subworkflows.outbox(reaction.state)
     return reaction
+
+
+def _notice_jobs_ended_here(reaction: Reaction) -> None:
+    """A cancel notice for every job this reaction ended (cancelled, failed, skipped).
+
+    A worker may run a job its log still shows queued: a short run's claim is appended with its
+    result (``WorkerConfig.claim_window``). The notice makes it look at the log now and stop; a
+    worker not yet delivered the job remembers it (``sdk.worker.revoked``) and claims it first.
+    """
+    notices = reaction.cancel_notices
+    for event in reaction.decided:
+        if isinstance(event, _ENDED_HERE) and event.job not in notices:
+            notices.append(event.job)
+
+
+_ENDED_HERE: Final = (JobCancelled, JobFailed, JobSkipped)
 
 
 def _settle(reaction: Reaction, triggers: list[Event], now: datetime) -> None:

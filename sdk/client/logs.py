@@ -30,7 +30,7 @@ from nats.aio.msg import Msg
 from actors import job
 from events import subjects
 from events.base import RecordedEvent
-from events.catalog import JobStarted
+from events.catalog import JobEvent, JobStarted, with_implied_starts
 from events.store import ActorRef, EventStore, StoredMessage
 
 _log = structlog.get_logger("jetwork.client")
@@ -207,7 +207,9 @@ class LogReader:
             yield from lines
             return
         order = self._claims
-        order.learn(r.event for r in events if isinstance(r.event, JobStarted))
+        # A short run records its claim inside its result (no ``JobStarted`` of its own).
+        job_events = [r.event for r in events if isinstance(r.event, JobEvent)]
+        order.learn(e for e in with_implied_starts(job_events) if isinstance(e, JobStarted))
         for line in lines:
             yield from order.before(line)
             yield line

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 import structlog
@@ -69,6 +69,7 @@ from sdk.worker.presence import RunningJob
 from sdk.worker.progress import ProgressStream, progress_stream
 from sdk.worker.rate_limits import RateLimiter
 from sdk.worker.results import held_by_another, result_command
+from sdk.worker.revoked import Revoked
 from sdk.worker.watch import STOP_TIMEOUT as WATCHER_STOP_TIMEOUT
 from sdk.worker.watch import Watcher
 
@@ -97,6 +98,7 @@ class AttemptEnv:
     limiter: RateLimiter
     groups: ConcurrencyGroups
     logs_reader: DirectReader | None = None  # JW_LOGS: where a parked job's progress resumes
+    revoked: Revoked = field(default_factory=Revoked)  # who may run before its claim is appended
 
 
 class _ClaimVoid(Exception):
@@ -585,6 +587,9 @@ class Attempt(DispatchMessage):
             or self.delivery != 1
             or self._holder is not None
             or self._quota_slot is not None
+            or not self.env.revoked.may_run_unclaimed(
+                self.dispatch.workflow_id, self.dispatch.job, self.dispatch_seq
+            )
         ):
             return False
         local = claim_locally(

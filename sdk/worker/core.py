@@ -61,6 +61,7 @@ from sdk.worker.pausing import Pauses
 from sdk.worker.presence import PresenceBoard
 from sdk.worker.pull import Puller
 from sdk.worker.rate_limits import RateLimiter
+from sdk.worker.revoked import Revoked
 from sdk.worker.shutdown import WorkerShutdown
 from sdk.worker.signals import listen_for_shutdown
 from sdk.worker.slots import Lane, Slots, handler_of, lanes_for
@@ -112,6 +113,8 @@ class Worker(WorkerShutdown):
         self.tally.attach(self.listeners)
         self.limiter = RateLimiter()
         self.groups = ConcurrencyGroups()
+        self.revoked = Revoked()
+        """Jobs the engine ended, told by cancel notices: which dispatches may run unclaimed."""
         self.pauses = Pauses(
             self.worker_id,
             on_change=self._apply_pauses,
@@ -125,6 +128,7 @@ class Worker(WorkerShutdown):
         self._pullers: dict[str, Puller | Ladder] = {}
         self._consumers: set[str] = set()
         self._attempts: dict[Attempt, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[None]] = set()
         self._leases = LeaseKeeper(
             self._attempts,
             period=self._heartbeat_period,
@@ -154,7 +158,30 @@ class Worker(WorkerShutdown):
         return capabilities(self.config.labels, self.registry.names, self.config.namespace)
 
     def _nats_settings(self) -> NatsSettings:
-        return NatsSettings(url=self.config.nats_url, name=f"jw-{self.worker_id}")
+        return NatsSettings(
+            url=self.config.nats_url,
+            name=f"jw-{self.worker_id}",
+            on_disconnect=self.revoked.deaf,
+            on_reconnect=self._listen_again,
+        )
+
+    def _listen_again(self) -> None:
+        """Back after a drop: notices resume from the stream's end now (``revoked.py``)."""
+        if self._nc is not None:
+            task = asyncio.get_running_loop().create_task(self._listening(self._nc))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _listening(self, nc: NATS) -> None:
+        """Note from which stream sequence on every cancel notice reaches this worker: the
+        stream's end once the notice subscription is in place (flushed)."""
+        try:
+            await nc.flush(timeout=5)
+            info = await nc.jetstream().stream_info(subjects.EVENTS_STREAM)
+        except Exception as exc:  # stays deaf: every dispatch is claimed first meanwhile
+            self._log.warning("cannot read the events stream's end", error=repr(exc))
+            return
+        self.revoked.listening(int(info.state.last_seq))
 
     def serves(self, requirements: frozenset[str]) -> bool:
         """Whether this worker pulls the jobs of a label set with ``requirements``."""
@@ -268,6 +295,7 @@ class Worker(WorkerShutdown):
             limiter=self.limiter,
             groups=self.groups,
             logs_reader=DirectReader(nc, stream=subjects.LOGS_STREAM, timeout=5.0),
+            revoked=self.revoked,
         )
         self._presence = PresenceBoard(js, worker_id=self.worker_id)
         # Each step is retried while JetStream does not answer: a worker (re)started while a
@@ -276,6 +304,7 @@ class Worker(WorkerShutdown):
         notify = functools.partial(nc.publish, payload=b"")
         # Before the label sets: a job claimed at once must not miss its cancel notice.
         await nc.subscribe(subjects.CANCEL_NOTICES_ALL, cb=self._on_cancel_notice)
+        await self._listening(nc)
         for what, step in (
             ("reading the worker pauses", functools.partial(self.pauses.start, js)),
             ("reading the rate limits", functools.partial(self.limiter.start, js)),
@@ -397,6 +426,7 @@ class Worker(WorkerShutdown):
         if len(parts) != 4:
             return
         key = (parts[2], parts[3])
+        self.revoked.told(*key)
         for attempt in list(self._attempts):
             if attempt.key == key:
                 attempt.check_now()

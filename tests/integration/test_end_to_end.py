@@ -17,11 +17,11 @@ from pydantic import BaseModel
 
 from actors.engine import Engine, EngineSettings
 from events.base import RecordedEvent
-from events.catalog import JobStarted
 from events.store import EventStore
 from sdk.worker import Worker
 from sdk.worker.handlers import PermanentError
 from sdk.worker.job_context import JobContext
+from tests.claims import claims
 from tests.engine_harness import cancel_workflow, ended, start_workflow, types
 from tests.eventually import assert_eventually
 from tests.integration.test_worker_processes import ready, spawn  # noqa: F401  (fixture)
@@ -57,9 +57,7 @@ async def finished(store: EventStore, wf: str, timeout: float = 30) -> list[Reco
 
 
 def started_by(history: list[RecordedEvent], job: str) -> list[str | None]:
-    return [
-        r.event.worker_id for r in history if isinstance(r.event, JobStarted) and r.event.job == job
-    ]
+    return [claim.worker_id for claim in claims(history, job)]
 
 
 async def test_labels_handlers_and_outputs_across_two_workers(
@@ -134,11 +132,11 @@ async def test_retry_with_backoff_and_a_permanent_failure(
         await worker.stop()
     assert ended(history) == "WorkflowSucceeded"  # doomed fails, but on_failure: continue
     kinds = types(history)
-    assert kinds.count("job.flaky.JobStarted") == 2
+    assert len(claims(history, "flaky")) == 2
     assert kinds.count("job.flaky.JobRetryScheduled") == 1
     failed = next(r.event for r in history if r.subject.endswith("flaky.JobFailed"))
     assert "exit code 3" in failed.error
-    assert kinds.count("job.doomed.JobStarted") == 1  # permanent: never retried
+    assert len(claims(history, "doomed")) == 1  # permanent: never retried
     doomed = next(r.event for r in history if r.subject.endswith("doomed.JobFailed"))
     assert not doomed.retryable
     assert "this input can never work" in doomed.error

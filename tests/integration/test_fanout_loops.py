@@ -11,9 +11,10 @@ from nats.aio.client import Client as NATS
 from actors.definitions import load_workflow_file
 from actors.definitions.mapping import definition_mapping
 from actors.engine import Engine
-from events.catalog import JobLooped, JobStarted, WorkflowSucceeded
+from events.catalog import JobLooped, WorkflowSucceeded
 from events.store import EventStore
 from sdk.worker import Worker
+from tests.claims import claims
 from tests.engine_harness import ended, start_workflow, types
 from tests.eventually import assert_eventually
 from tests.integration.test_end_to_end import finished
@@ -49,11 +50,7 @@ async def test_each_instance_loops_on_its_own_across_an_engine_killed_mid_way(
     # "a" is done at iteration 2, "bb" at 3, "ccc" at 4: each instance looped on its own.
     assert json.loads(event(history, WorkflowSucceeded).outputs["rounds"]) == ["2", "3", "4"]
     for index, runs in enumerate([2, 3, 4]):
-        started = [
-            r.event
-            for r in history
-            if isinstance(r.event, JobStarted) and r.event.job == f"poll-{index}"
-        ]
+        started = claims(history, f"poll-{index}")
         assert len({s.attempt for s in started}) == runs, (index, started)
     looped = [r.event for r in history if isinstance(r.event, JobLooped)]
     assert sorted((e.job, e.iteration) for e in looped) == [

@@ -16,12 +16,13 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from events import subjects
-from events.catalog import JobResultRejected, JobStarted
+from events.catalog import JobResultRejected
 from events.dispatch import LabelSet
 from events.store import EventStore
 from gateway.serve import HttpGateway
 from sdk.worker import Worker, group_line
 from sdk.worker.consumers import ensure_consumer
+from tests.claims import claims
 from tests.eventually import assert_eventually
 from tests.gateway_harness import (
     claim,
@@ -164,7 +165,7 @@ async def test_heartbeats_keep_a_lease_longer_than_its_ttl(stack: Stack) -> None
     done = await stack.http.post(f"/api/jobs/{lease_id}/complete", json={})
     assert done.status_code == 200
     history = await finished(stack.store, wf)
-    assert [r.event.epoch for r in history if isinstance(r.event, JobStarted)] == [1]
+    assert [claim.epoch for claim in claims(history)] == [1]
 
 
 async def test_a_nats_worker_takes_over_an_expired_http_lease(stack: Stack) -> None:
@@ -176,9 +177,7 @@ async def test_a_nats_worker_takes_over_an_expired_http_lease(stack: Stack) -> N
         history = await finished(stack.store, wf)
     finally:
         await worker.stop()
-    started = [
-        (r.event.worker_id, r.event.epoch) for r in history if isinstance(r.event, JobStarted)
-    ]
+    started = [(claim.worker_id, claim.epoch) for claim in claims(history)]
     assert started == [("vanishes", 1), ("w-native", 2)]
     assert types_of(history)[-1] == "WorkflowSucceeded"
 
@@ -212,7 +211,7 @@ async def test_retryable_failures_follow_the_retry_policy_and_permanent_ones_do_
     )
     history = await finished(stack.store, wf)
     assert types_of(history)[-1] == "WorkflowFailed"
-    assert types_of(history, "doomed").count("JobStarted") == 1  # attempts were left: not retried
+    assert len(claims(history, "doomed")) == 1  # attempts were left: not retried
     status = (await stack.http.get(f"/api/workflows/{wf}")).json()
     assert status["jobs"]["doomed"]["error"] == "bad config"
     assert status["jobs"]["flaky"]["status"] == "succeeded"

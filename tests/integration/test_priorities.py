@@ -19,6 +19,7 @@ from events.dispatch import LabelSet
 from events.store import ActorRef, EventStore
 from sdk import Client
 from sdk.worker import Worker
+from tests.claims import claim_records
 from tests.eventually import assert_eventually
 from tests.jobs_harness import JobsHarness, fast_config, running
 
@@ -56,7 +57,7 @@ async def start_order(harness: JobsHarness, wf: str, jobs: list[str]) -> list[st
     starts: list[tuple[int, str]] = []
     for job in jobs:
         recorded = await harness.store.load(ActorRef.job(wf, job))
-        seqs = [r.seq for r in recorded if isinstance(r.event, JobStarted)]
+        seqs = [seq for seq, _ in claim_records(recorded)]
         assert seqs, f"{job} has not started"
         assert any(isinstance(r.event, JobSucceeded) for r in recorded), f"{job} not done"
         starts.append((seqs[0], job))

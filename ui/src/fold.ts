@@ -30,6 +30,14 @@ export function live(view: JobView): JobLive {
 
 const s = (value: unknown): string | null => (typeof value === 'string' ? value : null);
 
+/** ``job`` after the claim a result records with itself (``claimed``: a run that ended within
+ * its worker's claim window appends no ``JobStarted`` of its own), else ``job``. */
+function claimed(job: JobLive, d: Record<string, unknown>): JobLive {
+  const claim = d.claimed as Record<string, unknown> | null | undefined;
+  if (!claim || typeof d.worker_id !== 'string') return job;
+  return { ...job, attempts: Number(d.attempt), worker_id: d.worker_id, started_at: s(claim.started_at) };
+}
+
 /** The job's view after ``record`` (a new object when it changed, else the same one). */
 export function applyJob(job: JobLive, record: EventRecord): JobLive {
   const d = record.data;
@@ -62,7 +70,7 @@ export function applyJob(job: JobLive, record: EventRecord): JobLive {
       break;
     case 'JobSucceeded':
       next = {
-        ...job,
+        ...claimed(job, d),
         status: 'succeeded',
         outputs: (d.outputs as Record<string, string>) ?? {},
         error: null,
@@ -71,7 +79,7 @@ export function applyJob(job: JobLive, record: EventRecord): JobLive {
       break;
     case 'JobFailed':
       next = {
-        ...job,
+        ...claimed(job, d),
         status: d.will_retry ? 'retrying' : 'failed',
         error: s(d.error),
         last_end: s(d.ended_at),
