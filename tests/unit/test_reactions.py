@@ -219,6 +219,17 @@ def test_a_cancel_withdraws_queued_jobs_and_ends_the_workflow_in_one_decision() 
     ]
     plan = reaction.stages(history.state)
     assert [len(stage) for stage in plan] == [1, 2, 1]  # wf | a, b | wf
+    # A worker may be running "a" before its claim is appended (claim_window): told to look.
+    assert reaction.cancel_notices == ["a", "b"]
+
+
+def test_a_result_that_ends_nothing_elsewhere_pushes_no_notice() -> None:
+    history = History(started(dag(a={}, b={"needs": ("a",)})), queued("a"))
+    before = history.state
+    result = history.add(succeeded("a"))
+    reaction = when(before, *result)
+    assert kinds(reaction.decided) == [("JobQueued", "b")]
+    assert reaction.cancel_notices == []
 
 
 def test_stages_put_the_workflow_actor_alone_between_runs_of_jobs() -> None:
