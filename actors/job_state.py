@@ -140,9 +140,8 @@ def _claimed(state: JobState, event: JobSucceeded | JobFailed) -> JobState:
     claim = event.claimed
     if claim is None or event.worker_id is None:
         return state
-    return updated(
+    return _running(
         state,
-        status=JobStatus.RUNNING,
         attempt=event.attempt,
         epoch=event.epoch,
         worker_id=event.worker_id,
@@ -151,6 +150,11 @@ def _claimed(state: JobState, event: JobSucceeded | JobFailed) -> JobState:
         lease_ttl=claim.lease_ttl,
         started_at=claim.started_at,
     )
+
+
+def _running(state: JobState, **claim: Any) -> JobState:
+    """``state`` under a claim: its attempt, epoch, worker, delivery, dispatch, lease, start."""
+    return updated(state, status=JobStatus.RUNNING, **claim)
 
 
 def evolve(state: JobState, event: JobEvent) -> JobState:
@@ -204,9 +208,8 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
         case JobReopened():
             return _reopened(state)
         case JobStarted():
-            return updated(
+            return _running(
                 state,
-                status=JobStatus.RUNNING,
                 attempt=event.attempt,
                 epoch=event.epoch,
                 worker_id=event.worker_id,

@@ -548,7 +548,7 @@ def _check_started(
         report.add(
             wf, name, "epochs increase", f"epoch {event.epoch} after epoch {max_epoch}", *trail
         )
-    _check_claim(report, wf, name, state, record, claims, trail)
+    _check_claim(report, wf, name, state, record, event, claims, trail)
     return max(max_epoch, event.epoch)
 
 
@@ -558,11 +558,10 @@ def _check_claim(
     name: str,
     state: JobState,
     record: RecordedEvent,
+    event: JobStarted,
     claims: dict[tuple[int, int], RecordedEvent],
     trail: list[str],
 ) -> None:
-    event = record.event
-    assert isinstance(event, JobStarted)
     report.executions += 1
     key = (event.attempt, event.dispatch_seq)
     if state.status is JobStatus.QUEUED and event.attempt == state.attempt:

@@ -118,16 +118,7 @@ async def claim_dispatch(
         try:
             state = await load_job(store, dispatch, dispatch_seq=dispatch_seq, quick=quick)
             quick = False  # a conflict or a refusal: look at the whole history next time
-            command = ClaimJob(
-                workflow_id=dispatch.workflow_id,
-                job=dispatch.job,
-                attempt=dispatch.attempt,
-                worker_id=worker_id,
-                delivery=delivery,
-                dispatch_seq=dispatch_seq,
-                lease_ttl=lease_ttl,
-                now=now(),
-            )
+            command = _claim_command(dispatch, worker_id, delivery, dispatch_seq, lease_ttl)
             if state is None:
                 raise ClaimRefused("the job has no events yet", retryable=True)
             events = decide(state, command)
@@ -156,6 +147,28 @@ async def claim_dispatch(
     return ClaimOutcome(False, None, Action.RELEASE, f"the claim conflicted {CLAIM_TRIES} times")
 
 
+def _from_dispatch(dispatch: Dispatch, dispatch_seq: int) -> JobState:
+    """The job's state from its delivered ``JobQueued`` alone (see ``load_job``)."""
+    queued = dispatch.queued
+    state = evolve(pending(queued.workflow_id, queued.job), queued)
+    return updated(state, epoch=queued.prior_epoch, last_seq=dispatch_seq)
+
+
+def _claim_command(
+    dispatch: Dispatch, worker_id: str, delivery: int, dispatch_seq: int, lease_ttl: float
+) -> ClaimJob:
+    return ClaimJob(
+        workflow_id=dispatch.workflow_id,
+        job=dispatch.job,
+        attempt=dispatch.attempt,
+        worker_id=worker_id,
+        delivery=delivery,
+        dispatch_seq=dispatch_seq,
+        lease_ttl=lease_ttl,
+        now=now(),
+    )
+
+
 def claim_id(dispatch: Dispatch, *, dispatch_seq: int, delivery: int) -> str:
     """The command id of one delivery's claim: the same whether it is appended alone or later."""
     return f"{dispatch.msg_id}.d{dispatch_seq}.{delivery}.claim"
@@ -168,22 +181,8 @@ def claim_locally(
     ``JobStarted`` and the job's state after it, whose ``last_seq`` is still the dispatch's
     (what the claim, appended later or inside the result, expects). None when the dispatch
     alone does not make a plain claim (a sleep, a refusal): claim the usual way then."""
-    queued = dispatch.queued
-    state = updated(
-        evolve(pending(queued.workflow_id, queued.job), queued),
-        epoch=queued.prior_epoch,
-        last_seq=dispatch_seq,
-    )
-    command = ClaimJob(
-        workflow_id=queued.workflow_id,
-        job=queued.job,
-        attempt=queued.attempt,
-        worker_id=worker_id,
-        delivery=delivery,
-        dispatch_seq=dispatch_seq,
-        lease_ttl=lease_ttl,
-        now=now(),
-    )
+    state = _from_dispatch(dispatch, dispatch_seq)
+    command = _claim_command(dispatch, worker_id, delivery, dispatch_seq, lease_ttl)
     try:
         events = decide(state, command)
     except ClaimRefused:
@@ -244,9 +243,7 @@ async def load_job(
     (a redelivery finds the earlier claim that way); a conflict reads the whole history.
     """
     if quick:
-        queued = dispatch.queued
-        state = evolve(pending(queued.workflow_id, queued.job), queued)
-        return updated(state, epoch=queued.prior_epoch, last_seq=dispatch_seq)
+        return _from_dispatch(dispatch, dispatch_seq)
     events = await store.load(ActorRef.job(dispatch.workflow_id, dispatch.job))
     return replay(events) if events else None
 
