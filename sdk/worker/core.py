@@ -166,11 +166,29 @@ class Worker(WorkerShutdown):
         )
 
     def _listen_again(self) -> None:
-        """Back after a drop: notices resume from the stream's end now (``revoked.py``)."""
+        """Back after a drop: notices resume from the stream's end now (``revoked.py``), and
+        the label sets are watched afresh."""
         if self._nc is not None:
-            task = asyncio.get_running_loop().create_task(self._listening(self._nc))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            for work in (self._listening(self._nc), self._watch_labelsets_again()):
+                task = asyncio.get_running_loop().create_task(work)
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+
+    async def _watch_labelsets_again(self) -> None:
+        """nats-py's KV watch does not always come back after the server restarted (its
+        ephemeral consumer went with it), and a label set registered after that would strand
+        its jobs: watch again from the start; the label sets served already stay as they are."""
+        assert self._nc is not None
+        old = self._watcher
+        try:
+            kv = await self._nc.jetstream().key_value(subjects.KV_LABELSETS)
+            self._watcher = await kv.watchall()
+        except Exception as exc:  # the old watch goes on; the next reconnection tries again
+            self._log.warning("cannot watch the label sets again", error=repr(exc))
+            return
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.stop()  # wakes the follower, which then reads the new watch
 
     async def _listening(self, nc: NATS) -> None:
         """Note from which stream sequence on every cancel notice reaches this worker: the
@@ -346,7 +364,7 @@ class Worker(WorkerShutdown):
         while True:
             try:
                 entry = await self._watcher.updates(timeout=None)
-                if entry is not None:
+                if getattr(entry, "key", None) is not None:  # not a marker (end of values, stop)
                     await self._on_labelset(entry)
             except asyncio.CancelledError:
                 raise
