@@ -14,13 +14,14 @@ from typing import Any
 import structlog
 from nats.aio.client import Client as NATS
 
-from events import flusher, inline_delivery, nats_speedups
+from events import flusher, inline_delivery, nats_speedups, wire_parser
 from events.errors import ServerRefused, ServerUnavailable
 from events.nats_auth import NatsAuth, process_auth
 
 nats_speedups.install()
 inline_delivery.install()
 flusher.install()
+wire_parser.install()
 
 DEFAULT_URL = "nats://127.0.0.1:4222"
 _log = structlog.get_logger("jetwork.nats")

@@ -29,25 +29,48 @@ _DELIVERY = "_jetwork_inline"  # the attribute of a nats-py Subscription: (handl
 _queued_process_msg = Client._process_msg
 
 
-async def _process_msg(
-    self: Client, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
-) -> None:
-    sub = self._subs.get(sid)
-    delivery: tuple[Callable[..., None], bool] | None = getattr(sub, _DELIVERY, None)
-    if delivery is None:
-        await _queued_process_msg(self, sid, subject, reply, data, headers)
-        return
-    self.stats["in_msgs"] += 1
-    self.stats["in_bytes"] += len(data)
-    hdr = await self._process_headers(headers)
+Delivery = tuple[Callable[..., None], bool]  # the handler, and whether it takes raw bytes
+
+
+def inline_delivery(nc: Client, sid: int) -> Delivery | None:
+    """How subscription ``sid`` takes its messages in the read loop, or None (nats-py's queue)."""
+    return getattr(nc._subs.get(sid), _DELIVERY, None)
+
+
+def deliver(
+    nc: Client,
+    delivery: Delivery,
+    sid: int,
+    subject: bytes,
+    reply: bytes,
+    data: bytes,
+    headers: dict[str, str] | None,
+) -> Exception | None:
+    """Hand one message to an inline handler; what it raised, for the error callback."""
+    nc.stats["in_msgs"] += 1
+    nc.stats["in_bytes"] += len(data)
     handler, raw = delivery
     try:
         if raw:
-            handler(subject, reply, data, hdr)
+            handler(subject, reply, data, headers)
         else:
-            handler(self._build_message(sid, subject, reply, data, hdr))
+            handler(nc._build_message(sid, subject, reply, data, headers))
     except Exception as exc:
-        await self._error_cb(exc)
+        return exc
+    return None
+
+
+async def _process_msg(
+    self: Client, sid: int, subject: bytes, reply: bytes, data: bytes, headers: bytes
+) -> None:
+    delivery = inline_delivery(self, sid)
+    if delivery is None:
+        await _queued_process_msg(self, sid, subject, reply, data, headers)
+        return
+    hdr = await self._process_headers(headers)
+    failed = deliver(self, delivery, sid, subject, reply, data, hdr)
+    if failed is not None:
+        await self._error_cb(failed)
 
 
 async def subscribe_inline(nc: Client, subject: str, handler: InlineHandler) -> Subscription:

@@ -28,6 +28,7 @@ from nats.errors import (
     MaxPayloadError,
     OutboundBufferLimitError,
 )
+from nats.js.api import Header
 
 _CRLF = b"\r\n"
 _WHITESPACE = re.compile(r"\s")
@@ -43,6 +44,11 @@ _Metadata = Msg.Metadata
 _SequencePair = Msg.Metadata.SequencePair
 _original_from_reply = Msg.Metadata._from_reply
 _V1_TOKENS = 9  # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<time>.<pending>
+_HEADER_LINE_SIZE = len(b"NATS/1.0")
+_SPACE = ord(" ")
+_STATUS_SIZE = 3  # 100, 204, 404, 503...
+_STATUS = Header.STATUS.value
+_DESCRIPTION = Header.DESCRIPTION
 
 
 def parse_header_lines(raw: bytes) -> dict[str, str]:
@@ -84,6 +90,36 @@ def _parse_header_bytes(raw: bytes) -> dict[str, str]:
             continue
         out[key] = value.strip().decode("utf-8", "replace")
     return out
+
+
+def process_headers(raw: bytes | None) -> dict[str, str] | None:
+    """``Client._process_headers`` without its coroutine (it awaits nothing when nats-py has no
+    ``fast_mail_parser``, which ``wire_parser`` checks): the message's headers, its inline status
+    (``NATS/1.0 204 EOB``) as ``Status`` and ``Description``. Tested equal to nats-py's."""
+    if not raw:
+        return None
+    hdr: dict[str, str] | None = None
+    rest = raw[_HEADER_LINE_SIZE:]
+    if rest[0] == _SPACE:  # an inline status, perhaps with headers after it
+        line = raw[_HEADER_LINE_SIZE + 1 :]
+        status = line[:_STATUS_SIZE].strip().decode()
+        description = line[_STATUS_SIZE + 1 : len(line) - 4]
+        hdr = {_STATUS: status} if status.isdigit() else {}
+        rest = rest[rest.find(_CRLF) + 2 :]
+        if description:
+            cut = description.find(_CRLF)
+            if cut > 0:
+                hdr[_DESCRIPTION] = description[:cut].decode()
+                hdr.update(parse_header_lines(description[cut + 2 :]))
+            else:
+                hdr[_DESCRIPTION] = description.decode()
+    if len(rest) <= len(_CRLF):
+        return hdr
+    parsed = parse_header_lines(raw[_HEADER_LINE_SIZE + 2 :])
+    if hdr:
+        hdr.update(parsed)
+        return hdr
+    return parsed or None
 
 
 def original_parse_header_lines(raw: bytes) -> dict[str, str]:

@@ -15,6 +15,7 @@ from events.nats_speedups import (
     original_metadata_from_reply,
     original_parse_header_lines,
     parse_header_lines,
+    process_headers,
 )
 
 SAMPLES = [
@@ -116,3 +117,33 @@ async def test_usual_headers_encode_as_nats_py_encodes_them() -> None:
         assert hpub_command("subj", "reply.1", encode_headers(headers), b"body") == (
             await _nats_py_publish_bytes(headers)
         )
+
+
+STATUS_SAMPLES = [
+    b"NATS/1.0\r\nNats-Sequence: 7\r\nNats-Subject: evt.a\r\n\r\n",
+    b"NATS/1.0 204 EOB\r\nNats-Num-Pending: 0\r\nNats-Last-Sequence: 9\r\n\r\n",
+    b"NATS/1.0 404 No Messages\r\n\r\n",
+    b"NATS/1.0 503\r\n\r\n",
+    b"NATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 1016\r\nNats-Last-Stream: 1024\r\n\r\n",
+    b"NATS/1.0 408 Request Timeout\r\nNats-Pending-Messages: 1\r\nNats-Pending-Bytes: 0\r\n\r\n",
+    b"NATS/1.0 abc\r\n\r\n",
+    b"NATS/1.0\r\n\r\n",
+    b"",
+]
+
+
+async def test_headers_with_and_without_a_status_are_processed_as_nats_py_does() -> None:
+    client = Client()
+    for raw in STATUS_SAMPLES:
+        assert process_headers(raw) == await client._process_headers(raw), raw
+
+
+@given(
+    st.sampled_from([b"", b" 204", b" 404 No Messages", b" 100 Idle Heartbeat", b" 12x"]),
+    st.lists(st.tuples(st.text(_ASCII, max_size=12), st.text(_ASCII, max_size=20)), max_size=4),
+)
+async def test_any_status_and_header_lines_are_processed_as_nats_py_does(
+    status: bytes, pairs: list[tuple[str, str]]
+) -> None:
+    raw = b"NATS/1.0" + status + b"\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in pairs)
+    assert process_headers(raw + b"\r\n") == await Client()._process_headers(raw + b"\r\n")
