@@ -134,22 +134,22 @@ def pending(workflow_id: str, job: str) -> JobState:
 # --- evolve ---------------------------------------------------------------------------------
 
 
-def _claimed(state: JobState, event: JobSucceeded | JobFailed) -> JobState:
-    """``state`` after the ``JobStarted`` a result recorded with its claim stands for
-    (``events.catalog.implied_start``), applied field by field: no event model is built."""
+def _claim_fields(event: JobSucceeded | JobFailed) -> dict[str, Any]:
+    """What the ``JobStarted`` a result recorded with its claim stands for
+    (``events.catalog.implied_start``) sets, field by field: no event model is built, and the
+    result's own copy of the state takes them (one copy per event, not two)."""
     claim = event.claimed
     if claim is None or event.worker_id is None:
-        return state
-    return _running(
-        state,
-        attempt=event.attempt,
-        epoch=event.epoch,
-        worker_id=event.worker_id,
-        delivery=claim.delivery,
-        dispatch_seq=claim.dispatch_seq,
-        lease_ttl=claim.lease_ttl,
-        started_at=claim.started_at,
-    )
+        return {}
+    return {
+        "attempt": event.attempt,
+        "epoch": event.epoch,
+        "worker_id": event.worker_id,
+        "delivery": claim.delivery,
+        "dispatch_seq": claim.dispatch_seq,
+        "lease_ttl": claim.lease_ttl,
+        "started_at": claim.started_at,
+    }
 
 
 def _running(state: JobState, **claim: Any) -> JobState:
@@ -219,8 +219,11 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 started_at=event.started_at,
             )
         case JobSucceeded():
-            if event.claimed is not None:
-                state = _claimed(state, event)
+            changes = _claim_fields(event) or {
+                # A state that did not see the claim; a set job has no JobQueued.
+                "epoch": max(state.epoch, event.epoch),
+                "attempt": max(state.attempt, event.attempt),
+            }
             return _settle(
                 state,
                 event.epoch,
@@ -228,21 +231,13 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 event.ended_at,
                 outputs=event.outputs,
                 error=None,
-                epoch=max(state.epoch, event.epoch),  # a state that did not see the claim
-                attempt=max(state.attempt, event.attempt),  # a set job has no JobQueued
+                **changes,
             )
         case JobFailed():
-            if event.claimed is not None:
-                state = _claimed(state, event)
             status = JobStatus.RETRYING if event.will_retry else JobStatus.FAILED
+            changes = _claim_fields(event) or {"epoch": max(state.epoch, event.epoch)}
             return _settle(
-                state,
-                event.epoch,
-                FAILED,
-                event.ended_at,
-                status,
-                error=event.error,
-                epoch=max(state.epoch, event.epoch),  # (the engine's: it skips claims)
+                state, event.epoch, FAILED, event.ended_at, status, error=event.error, **changes
             )
         case JobRetryScheduled():
             return updated(state, status=JobStatus.RETRYING, not_before=event.not_before)
