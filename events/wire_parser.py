@@ -79,17 +79,19 @@ def _take_message_line(self: Parser, line: bytes) -> bool:
     else:
         return False
     # subject, sid, an optional reply subject, then the header size (HMSG) and the total size
-    if len(tokens) not in (2 + sizes, 3 + sizes):
+    count = len(tokens)
+    if count != 2 + sizes and count != 3 + sizes:
         return False
-    numbers = (tokens[1], *tokens[-sizes:])
-    if not all(n.isdigit() for n in numbers):
+    sid, needed = tokens[1], tokens[-1]
+    header_size = tokens[-2] if sizes == 2 else b"0"
+    if not (sid.isdigit() and needed.isdigit() and header_size.isdigit()):
         return False
     args: dict[str, Any] = self.msg_arg
     args["subject"] = tokens[0]
-    args["sid"] = int(tokens[1])
-    args["reply"] = tokens[2] if len(tokens) == 3 + sizes else b""
-    self.needed = int(tokens[-1])
-    self.header_needed = int(tokens[-2]) if sizes == 2 else 0
+    args["sid"] = int(sid)
+    args["reply"] = tokens[2] if count == 3 + sizes else b""
+    self.needed = int(needed)
+    self.header_needed = int(header_size)
     self.state = AWAITING_MSG_PAYLOAD
     return True
 
