@@ -1,13 +1,17 @@
 """The gateway's ASGI application: routes from ``gateway.routes``, started on one NATS connection.
 
 ``create_app(settings, nats_url=...)`` connects at start-up (or uses ``nc``), ensures the streams
-and buckets, follows the label sets in use and serves until shut down.
+and buckets, follows the label sets in use and serves until shut down. After a reconnection of
+its connection its KV watches are made afresh (``watch_again``; the owner of a connection handed
+in calls it from that connection's ``on_reconnect``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -23,6 +27,7 @@ from events import subjects
 from events.connection import NatsSettings, connect
 from events.errors import JetworkError
 from events.hooks import GATEWAY_SECRET_KEY, HookSigner
+from events.nats_auth import NatsAuth
 from events.topology import ensure_topology
 from gateway.context import GatewayContext
 from gateway.labelsets import LabelSets
@@ -70,7 +75,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         own = nc is None
-        conn = nc or await connect(NatsSettings.from_env(url=nats_url, name="jetwork-gateway"))
+        conn = nc or await connect(
+            gateway_nats(nats_url, on_reconnect=functools.partial(watch_again, app))
+        )
         labelsets: LabelSets | None = None
         presence: HttpPresence | None = None
         try:
@@ -118,6 +125,26 @@ def create_app(
         Exception: on_error,
     }
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+
+
+def gateway_nats(
+    nats_url: str | None,
+    *,
+    auth: NatsAuth | None = None,
+    on_reconnect: Callable[[], None] | None = None,
+) -> NatsSettings:
+    """The gateway's own connection (``JETWORK_NATS_URL`` unless ``nats_url``)."""
+    settings = NatsSettings.from_env(url=nats_url, name="jetwork-gateway")
+    return replace(settings, auth=auth, on_reconnect=on_reconnect)
+
+
+def watch_again(app: Starlette) -> None:
+    """The gateway's hook for a reconnection: its label sets and rate limits are watched
+    afresh (``Leases.watch_again``). Before the gateway has started there is nothing to do:
+    its start reads them afresh."""
+    gateway: GatewayContext | None = getattr(app.state, "gateway", None)
+    if gateway is not None:
+        gateway.leases.watch_again()
 
 
 async def shared_secret(nc: NATS) -> bytes:

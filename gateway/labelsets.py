@@ -1,20 +1,21 @@
 """The label sets in use (KV ``jw_labelsets``), followed live: which consumers a claim pulls.
 
 A cache of KV, nothing more: every gateway follows the bucket from its start, as workers do,
-so a label set the engine registers while a claim long-polls is seen by the next claim.
+so a label set the engine registers while a claim long-polls is seen by the next claim. The
+bucket is watched afresh after a reconnection (``watch_again``; ``sdk/worker/control_keys.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
 
 import structlog
 from nats.js import JetStreamContext
 
 from events import subjects
 from events.dispatch import InvalidDispatch, LabelSet, serves
+from sdk.worker.control_keys import ControlKeys
 
 _log = structlog.get_logger("jetwork.gateway")
 
@@ -24,24 +25,20 @@ class LabelSets:
         self._js = js
         self._known: dict[str, LabelSet] = {}
         self._changed = asyncio.Event()
-        self._watcher: Any = None
-        self._task: asyncio.Task[None] | None = None
+        self._keys = ControlKeys(
+            "", self._on_value, what="label sets", bucket=subjects.KV_LABELSETS
+        )
 
-    async def start(self, *, initial_timeout: float = 5.0) -> None:
-        kv = await self._js.key_value(subjects.KV_LABELSETS)
-        self._watcher = await kv.watchall()
-        while (entry := await self._watcher.updates(timeout=initial_timeout)) is not None:
-            self._on_entry(entry)
-        self._task = asyncio.get_running_loop().create_task(self._follow(), name="jw-gw-labelsets")
+    async def start(self) -> None:
+        await self._keys.start(self._js)
+
+    async def watch_again(self) -> None:
+        """After a reconnection: the label sets registered meanwhile are seen (the cache
+        keeps every one it had)."""
+        await self._keys.watch_again(self._js)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._watcher is not None:
-            with contextlib.suppress(Exception):
-                await self._watcher.stop()
+        await self._keys.stop()
 
     def serving(self, capabilities: frozenset[str]) -> list[LabelSet]:
         """The label sets whose jobs a worker with ``capabilities`` may run."""
@@ -62,22 +59,10 @@ class LabelSets:
             changed, self._changed = self._changed, asyncio.Event()
             changed.set()
 
-    def _on_entry(self, entry: Any) -> None:
-        if entry.value is None or entry.operation is not None:
-            return  # a delete marker: consumers stay until operators remove them
+    def _on_value(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            return  # deleted: consumers stay until operators remove them
         try:
-            self.add(LabelSet.decode(entry.value))
+            self.add(LabelSet.decode(value))
         except InvalidDispatch as exc:
-            _log.warning("ignoring label set entry", key=entry.key, error=str(exc))
-
-    async def _follow(self) -> None:
-        while True:
-            try:
-                entry = await self._watcher.updates(timeout=None)
-                if entry is not None:
-                    self._on_entry(entry)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # never stop following: a missed label set strands its jobs
-                _log.exception("following label sets failed, retrying")
-                await asyncio.sleep(1.0)
+            _log.warning("ignoring label set entry", key=key, error=str(exc))

@@ -29,6 +29,7 @@ current answers ``LeaseGone`` (409) and changes nothing, except that a late resu
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import time
@@ -60,6 +61,7 @@ from sdk.worker import lifecycle
 from sdk.worker.claims import Action, ClaimOutcome, Dispatch, claim_dispatch, now, record_result
 from sdk.worker.concurrency import RECHECK as GROUP_RECHECK
 from sdk.worker.concurrency import ConcurrencyGroups, Holder, group_key
+from sdk.worker.control_keys import watched_again
 from sdk.worker.executors.base import clip_error
 from sdk.worker.group_line import runs_elsewhere
 from sdk.worker.log_buffer import LogChunk
@@ -109,6 +111,7 @@ class Leases:
         self.limiter = RateLimiter()
         self.groups = ConcurrencyGroups()
         self.listeners = observed_gateway()
+        self._watching_again: set[asyncio.Task[None]] = set()
 
     @property
     def store(self) -> EventStore:
@@ -118,6 +121,18 @@ class Leases:
         await self.limiter.start(self._js)
         notify = functools.partial(self._nc.publish, payload=b"")
         await self.groups.start(self._js, self._store, notify=notify)
+
+    def watch_again(self) -> None:
+        """After a reconnection (the connection's ``on_reconnect``): the label sets and the
+        operators' rate limits are watched afresh, as a worker's are: nats-py's KV watches do
+        not always come back after a server restart (``sdk/worker/control_keys.py``)."""
+        for what, again in (
+            ("the label sets", self._labelsets.watch_again),
+            ("the rate limits", functools.partial(self.limiter.watch_again, self._js)),
+        ):
+            task = asyncio.get_running_loop().create_task(watched_again(what, again, log=_log))
+            self._watching_again.add(task)
+            task.add_done_callback(self._watching_again.discard)
 
     async def stop(self) -> None:
         """Stop pulling (what the server still sends is released)."""

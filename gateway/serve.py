@@ -12,10 +12,12 @@ from typing import Final
 import structlog
 import uvicorn
 from nats.aio.client import Client as NATS
+from starlette.applications import Starlette
 
-from events.connection import NatsSettings, connect
+from events.connection import connect
 from events.errors import JetworkError
-from gateway.app import create_app
+from events.nats_auth import NatsAuth
+from gateway.app import create_app, gateway_nats, watch_again
 from gateway.settings import GatewaySettings
 
 STOP_GRACE: Final = 3.0
@@ -33,19 +35,33 @@ class HttpGateway:
     """The gateway on ``settings.host:settings.port`` (port 0: any free one, see ``url``)."""
 
     def __init__(
-        self, settings: GatewaySettings, *, nats_url: str | None = None, nc: NATS | None = None
+        self,
+        settings: GatewaySettings,
+        *,
+        nats_url: str | None = None,
+        nc: NATS | None = None,
+        auth: NatsAuth | None = None,
     ) -> None:
         self.settings = settings
         self._nats_url = nats_url
         self._nc = nc
+        self._auth = auth
         self._owns_connection = nc is None
+        self._app: Starlette | None = None
         self._server: _Server | None = None
         self._socket: socket.socket | None = None
         self._task: asyncio.Task[None] | None = None
 
+    def watch_again(self) -> None:
+        """The hook for a reconnection of the gateway's connection (set on the one it opens;
+        the owner of a connection handed in calls it): its KV watches are made afresh."""
+        if self._app is not None:
+            watch_again(self._app)
+
     def _make_server(self, nc: NATS) -> _Server:
+        self._app = create_app(self.settings, nc=nc)
         config = uvicorn.Config(
-            create_app(self.settings, nc=nc),
+            self._app,
             http="httptools",
             lifespan="on",
             access_log=False,
@@ -80,7 +96,7 @@ class HttpGateway:
         if self._nc is None:  # before uvicorn: an unreachable server is one clear error
             try:
                 self._nc = await connect(
-                    NatsSettings.from_env(url=self._nats_url, name="jetwork-gateway")
+                    gateway_nats(self._nats_url, auth=self._auth, on_reconnect=self.watch_again)
                 )
             except BaseException:
                 self._socket.close()

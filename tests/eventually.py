@@ -6,18 +6,34 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
 
+@overload
 async def assert_eventually(
-    probe: Callable[[], T | Awaitable[T]],
+    probe: Callable[[], Awaitable[T | None]],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+@overload
+async def assert_eventually(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float = ...,
+    interval: float = ...,
+    message: str = ...,
+) -> T: ...
+async def assert_eventually(
+    probe: Callable[[], Any],
     *,
     timeout: float = 10.0,
     interval: float = 0.02,
     message: str = "condition never became true",
-) -> T:
+) -> Any:
     """Call ``probe`` until it returns a truthy value (returned) or raises no AssertionError.
 
     ``probe`` may be sync or async. On timeout the last AssertionError (or ``message``) is raised.
@@ -30,7 +46,7 @@ async def assert_eventually(
             if inspect.isawaitable(result):
                 result = await result
             if result:
-                return result  # type: ignore[return-value]
+                return result
             last_error = None
         except AssertionError as exc:
             last_error = exc

@@ -275,10 +275,9 @@ async def _serve(url: str, console: Console, parts: Parts, roles: RoleSecrets | 
         if parts.http is not None:
             from gateway.serve import HttpGateway
 
-            if roles is None:
-                http = HttpGateway(parts.http, nats_url=url)
-            else:
-                http = HttpGateway(parts.http, nc=await connections.as_role("gateway"))
+            # Its own connection: the gateway watches its KV buckets afresh on reconnection.
+            auth = roles.auth("gateway") if roles is not None else None
+            http = HttpGateway(parts.http, nats_url=url, auth=auth)
             services.append(http)
         for service in services:
             await service.start()

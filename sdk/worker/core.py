@@ -30,7 +30,7 @@ import asyncio
 import contextlib
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import datetime
 from typing import Any, Final, Literal, TypeVar
 
@@ -50,6 +50,7 @@ from sdk.worker.attempt import Attempt, AttemptEnv
 from sdk.worker.claims import now
 from sdk.worker.concurrency import ConcurrencyGroups
 from sdk.worker.config import WorkerConfig
+from sdk.worker.control_keys import watched_again
 from sdk.worker.executors import Executor, PythonExecutor, RoutingExecutor, ShellExecutor
 from sdk.worker.handler_schemas import published_schemas
 from sdk.worker.handlers import HandlerRegistry
@@ -167,25 +168,32 @@ class Worker(WorkerShutdown):
 
     def _listen_again(self) -> None:
         """Back after a drop: notices resume from the stream's end now (``revoked.py``), and
-        the label sets are watched afresh."""
-        if self._nc is not None:
-            for work in (self._listening(self._nc), self._watch_labelsets_again()):
-                task = asyncio.get_running_loop().create_task(work)
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+        the label sets, pauses and rate limits are watched afresh: nats-py's KV watches do not
+        always come back after a server restart (``control_keys.py``), and a label set
+        registered or a pause lifted after it would not reach this worker."""
+        if self._nc is None:
+            return
+        js = self._nc.jetstream()
+        self._in_background(self._listening(self._nc))
+        for what, again in (
+            ("the label sets", self._watch_labelsets_again),
+            ("the worker pauses", functools.partial(self.pauses.watch_again, js)),
+            ("the rate limits", functools.partial(self.limiter.watch_again, js)),
+        ):
+            self._in_background(watched_again(what, again, log=self._log))
+
+    def _in_background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _watch_labelsets_again(self) -> None:
-        """nats-py's KV watch does not always come back after the server restarted (its
-        ephemeral consumer went with it), and a label set registered after that would strand
-        its jobs: watch again from the start; the label sets served already stay as they are."""
+        """From the start: the label sets served already stay as they are. (Not a
+        ``ControlKeys``: a label set's puller is started by its follower, which awaits.)"""
         assert self._nc is not None
-        old = self._watcher
-        try:
-            kv = await self._nc.jetstream().key_value(subjects.KV_LABELSETS)
-            self._watcher = await kv.watchall()
-        except Exception as exc:  # the old watch goes on; the next reconnection tries again
-            self._log.warning("cannot watch the label sets again", error=repr(exc))
-            return
+        kv = await self._nc.jetstream().key_value(subjects.KV_LABELSETS)
+        watcher = await kv.watchall()
+        old, self._watcher = self._watcher, watcher
         if old is not None:
             with contextlib.suppress(Exception):
                 await old.stop()  # wakes the follower, which then reads the new watch

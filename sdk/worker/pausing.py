@@ -101,6 +101,10 @@ class Pauses:
         """Read the switches set now, then follow them."""
         await self._switches.start(js)
 
+    async def watch_again(self, js: JetStreamContext) -> None:
+        """Follow the switches afresh after a reconnection (``control_keys.py``)."""
+        await self._switches.watch_again(js)
+
     async def stop(self) -> None:
         await self._switches.stop()
 

@@ -163,5 +163,9 @@ class RateLimiter:
         self._counters = await js.key_value(subjects.KV_RATES)
         await self._limits.start(js)
 
+    async def watch_again(self, js: JetStreamContext) -> None:
+        """Follow the operators' limits afresh after a reconnection (``control_keys.py``)."""
+        await self._limits.watch_again(js)
+
     async def stop(self) -> None:
         await self._limits.stop()

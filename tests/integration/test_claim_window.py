@@ -14,13 +14,12 @@ from nats.aio.client import Client as NATS
 
 from events import subjects
 from events.catalog import Claim, JobStarted, JobSucceeded
-from events.connection import NatsSettings, connect
 from events.dispatch import LabelSet
-from sdk.embedded_server import EmbeddedServer
 from sdk.worker import Worker
 from sdk.worker.job_context import JobContext
 from tests.eventually import assert_eventually
 from tests.jobs_harness import JobsHarness, fast_config, running
+from tests.restarts import connected, own_server, restart_under
 
 ANY = LabelSet.of(())
 
@@ -164,22 +163,12 @@ async def test_a_worker_is_deaf_while_disconnected_and_listens_again_once_back(
 ) -> None:
     # Its first label set is registered after the server's restart: the worker must watch the
     # label sets again (nats-py's watch did not always come back), and run the job unclaimed.
-    server = EmbeddedServer(data_dir=tmp_path / "nats", sync_interval="always").start()
-    worker = Worker(fast_config(server.url))
-    nc = None
-    try:
-        await worker.start()
-        assert worker.revoked.listening_from is not None
-        server.kill()
-        await assert_eventually(lambda: worker.revoked.listening_from is None, timeout=10)
-        server.start()  # same port and store: the worker reconnects
-        await assert_eventually(lambda: worker.revoked.listening_from is not None, timeout=15)
-        nc = await connect(NatsSettings(url=server.url, name="test-harness"))
-        harness = JobsHarness(nc)
-        await harness.queue("wf", "after", run="true")
-        await types_become(harness, "wf", "after", ["JobQueued", "JobSucceeded"])
-    finally:
-        await worker.stop()
-        if nc is not None:
-            await nc.close()
-        server.stop()
+    with own_server(tmp_path / "nats") as server:
+        worker = Worker(fast_config(server.url))
+        async with running(worker):
+            assert worker.revoked.listening_from is not None
+            await restart_under(worker, server)  # deaf while the server is down, then back
+            async with connected(server) as nc:
+                harness = JobsHarness(nc)
+                await harness.queue("wf", "after", run="true")
+                await types_become(harness, "wf", "after", ["JobQueued", "JobSucceeded"])
