@@ -87,6 +87,10 @@ class Positions:
             return min(given, min(waiting.values()) - 1)
         return given
 
+    def due_in(self) -> float:
+        """Seconds until the next write of the positions may happen (0 or less: now)."""
+        return self._next_write - time.monotonic()
+
     async def save(self, *, force: bool = False) -> None:
         """Write the positions that moved, at most every ``every`` seconds (or now: ``force``)."""
         now = time.monotonic()

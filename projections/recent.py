@@ -141,6 +141,11 @@ class RecentWriter:
             doc = await self._doc(list_name)
             doc.add(wf, started_us)
 
+    @property
+    def dirty(self) -> bool:
+        """Notes not written yet."""
+        return any(doc.pending for doc in self._docs.values())
+
     async def flush(self) -> None:
         dirty = [(name, doc) for name, doc in self._docs.items() if doc.pending]
         await asyncio.gather(*(self._write(name, doc) for name, doc in dirty))

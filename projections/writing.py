@@ -52,11 +52,12 @@ class HeldViews:
     views_created: int
 
     async def _release(self, *, everything: bool = False) -> None:
-        """Write the held views that are due (or all of them)."""
+        """Write the held views that are due (or all of them, then the recent lists)."""
         now = time.monotonic()
         due = self._holds.everything() if everything else self._holds.due(now, self._settle)
         if due:
             await self._write_held(due)
+        if everything:
             await self._flush_recent()
 
     async def _flush_recent(self) -> None:
