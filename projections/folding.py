@@ -13,13 +13,13 @@ stream sequence), never fatal.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import structlog
 from nats.aio.client import Client as NATS
 
+from actors._state import updated
 from actors.workflow import WorkflowState, replay
 from events import subjects
 from events.base import RecordedEvent
@@ -118,4 +118,4 @@ def is_birth(wf: str, msg: Delivered) -> bool:
 
 def _past(state: WorkflowState, seq: int) -> WorkflowState:
     # Skipped messages count too: the next read starts after them.
-    return dataclasses.replace(state, stream_seq=seq) if seq > state.stream_seq else state
+    return updated(state, stream_seq=seq) if seq > state.stream_seq else state

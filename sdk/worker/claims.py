@@ -11,7 +11,7 @@ A dispatch is the ``JobQueued`` event itself, delivered by its label set's consu
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Final
@@ -138,7 +138,7 @@ async def claim_dispatch(
         except JetworkError as exc:  # the store failed, or the log holds an undecodable event
             return ClaimOutcome(False, state, Action.RELEASE, f"cannot claim: {exc}")
         was_running = state.status is JobStatus.RUNNING
-        state = replace(replay(events, state), last_seq=seq)
+        state = updated(replay(events, state), last_seq=seq)
         if isinstance(events[-1], JobCancelled):
             return ClaimOutcome(
                 False, state, Action.ACK, "cancelled before it ran again", cancelled=True
@@ -214,7 +214,7 @@ async def append_claimed_result(
         expected_seq=started.dispatch_seq,
         command_id=f"{claimed}.ran",
     )
-    return events, replace(replay(events, state), last_seq=seq)
+    return events, updated(replay(events, state), last_seq=seq)
 
 
 def _refusal(
@@ -286,5 +286,5 @@ async def record_result(
         except ConcurrencyConflict:
             state = await refresh(store, state)
             continue
-        return events, replace(replay(events, state), last_seq=seq)
+        return events, updated(replay(events, state), last_seq=seq)
     raise StoreError(f"the result of {actor.filter} kept conflicting", retryable=True)
