@@ -146,6 +146,13 @@ def judge(
         return Judgement(Verdict.ERROR, f"cannot read condition: {error}")
     if cancelled and not status_aware:
         return Judgement(Verdict.CANCEL, "the workflow was cancelled")
+    if job.needs_at_least is None and not all(
+        jobs[name].status.is_terminal for name in reversed(job.upstream)
+    ):
+        # Not settled (``quorum.settled``), found without building the upstream map: a
+        # fan-in's job waits for a thousand, asked after each end; from the last listed, the
+        # likeliest to be still open, one look is usually enough.
+        return WAIT
     upstream = {name: jobs[name] for name in job.upstream}
     if not quorum.settled(job, upstream):
         return WAIT

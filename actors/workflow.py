@@ -205,7 +205,9 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
             assert copy is not None
             copy[event.job] = job.evolve(copy.get(event.job) or state.job(event.job), event)
         decided += events
-    if all(jobs[name].status.is_terminal for name in state.order):
+    # From the end of the order: its last jobs (a fan-in, a chain's tail) end last, so a
+    # workflow still running is seen at once, not after all the jobs that ended.
+    if all(jobs[name].status.is_terminal for name in reversed(state.order)):
         decided.append(_ending(state, state.definition, jobs, now))
     return _stamped(decided, state.traceparent, state.namespace)
 
