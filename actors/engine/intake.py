@@ -31,7 +31,7 @@ from actors.engine.reactions import (
     Reaction,
     Start,
 )
-from actors.engine.states import States, skip_over
+from actors.engine.states import States, lacks_earlier_part, skip_over
 from actors.engine.timers import TIMERS, AnyTimer, Timers
 from actors.workflow import WorkflowState
 from events import subjects
@@ -144,6 +144,9 @@ class Intake:
         # delivery): what it asks for is judged on the current state, so a moment passed causes
         # nothing, and one not reacted to yet (a retry's timer) is never skipped.
         cached = self._ctx.states.get(parsed.workflow_id)
+        if cached is not None and lacks_earlier_part(cached, parsed.job, seq, msg.headers):
+            self._ctx.states.drop(parsed.workflow_id)  # read from the log with this message
+            cached = None
         try:
             event = decode(msg.data, subject=msg.subject, seq=seq)
         except UndecodableEvent as exc:

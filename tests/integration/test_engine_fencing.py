@@ -205,6 +205,50 @@ async def test_results_left_while_the_lease_lapsed_are_not_skipped_when_newer_on
     assert [(q.attempt, q.prior_epoch) for q in queued] == [(1, 0), (2, 1)]
 
 
+async def test_a_retry_whose_failure_went_to_another_engine_is_queued_after_its_epoch(
+    clean_nats: NATS,
+) -> None:
+    """The engines of a partition pull from one durable consumer: a result delivered to an
+    engine that no longer owns the partition is left unacknowledged and comes back after its
+    ack wait, behind newer ones. Found by the short chaos run (seed 877968865): the owner got
+    the retry's ``JobRetryScheduled`` without the ``JobFailed`` appended with it, folded it
+    onto its state, skipped the failure when it came back, and queued the retry with
+    ``prior_epoch`` 0, so its claim took the failed attempt's epoch. The owner now sees that
+    the first part of the retry's append is missing and reads the workflow from the log."""
+    nc, store, wf = clean_nats, EventStore(clean_nats), "wf-failure-elsewhere"
+    ctx = context(nc, Pipeline(nc, store), lambda _: True)  # the owner's memory
+    await start_workflow(nc, wf, RETRIED)
+    commands = await nc.jetstream().pull_subscribe(
+        subjects.partition_commands(subjects.partition_of(wf)), durable="elsewhere-cmd",
+        stream=subjects.COMMANDS_STREAM,
+    )  # fmt: skip
+    [start] = await commands.fetch(1, timeout=5)
+    await settle_all(ctx, [start])  # queued attempt 1: the owner holds the workflow's state
+    results = await nc.jetstream().pull_subscribe(
+        f"evt.*.{wf}.job.*.*", durable="elsewhere-evt", stream=subjects.EVENTS_STREAM,
+        config=ConsumerConfig(ack_wait=1.0, filter_subjects=[
+            subjects.job_event(wf, "a", "JobFailed"),
+            subjects.job_event(wf, "a", "JobRetryScheduled"),
+        ]),
+    )  # fmt: skip
+    await worker_fails_attempt_1(store, wf)
+
+    [failed] = await results.fetch(1, timeout=5)  # delivered to another engine: left
+    assert failed.subject.endswith(".JobFailed")
+    [retry_scheduled] = await results.fetch(1, timeout=5)  # the newer one reaches the owner
+    await settle_all(ctx, [retry_scheduled])
+    [failed_again] = await results.fetch(1, timeout=10)
+    assert failed_again.metadata.num_delivered == 2
+    await settle_all(ctx, [failed_again])
+
+    timer = RetryTimer(workflow_id=wf, job="a", attempt=2, due=utc_now())
+    batch = Batch(ctx)
+    await batch.take([], [timer])
+    await batch.settle()
+    queued = [r.event for r in await store.history(wf) if isinstance(r.event, JobQueued)]
+    assert [(q.attempt, q.prior_epoch) for q in queued] == [(1, 0), (2, 1)]
+
+
 async def settle_all(ctx: Context, messages: list[Msg]) -> None:
     batch = Batch(ctx)
     await batch.take(messages, [])

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from actors.engine.states import States
+from actors._state import updated
+from actors.engine.states import BATCH_POSITION, States, lacks_earlier_part
 from actors.workflow import WorkflowState
 from events.subjects import partition_of
 
@@ -55,3 +56,24 @@ def test_a_state_decided_under_the_current_tenure_is_kept() -> None:
     other = workflow_in(4)
     memory.put(WorkflowState(workflow_id=other), tenure=memory.tenure(4))  # other partitions
     assert memory.get(other) is not None
+
+
+def _with_job_at(seq: int) -> WorkflowState:
+    state = WorkflowState(workflow_id="wf")
+    return updated(state, jobs={"a": updated(state.job("a"), last_seq=seq)})
+
+
+def test_a_later_part_of_an_atomic_append_asks_for_the_part_before_it() -> None:
+    second = {BATCH_POSITION: "2"}
+    # JobFailed at 729, JobRetryScheduled at 730: the state must hold 729 to fold 730.
+    assert lacks_earlier_part(_with_job_at(717), "a", 730, second)
+    assert not lacks_earlier_part(_with_job_at(729), "a", 730, second)
+    assert not lacks_earlier_part(_with_job_at(740), "a", 730, second)  # read from the log
+
+
+def test_a_single_append_or_a_first_part_asks_for_nothing() -> None:
+    # A result after a claim the engine never follows (JobStarted) is not a gap.
+    assert not lacks_earlier_part(_with_job_at(717), "a", 730, None)
+    assert not lacks_earlier_part(_with_job_at(717), "a", 730, {"Nats-Msg-Id": "x"})
+    assert not lacks_earlier_part(_with_job_at(717), "a", 730, {BATCH_POSITION: "1"})
+    assert not lacks_earlier_part(_with_job_at(717), "a", 730, {BATCH_POSITION: "x"})
