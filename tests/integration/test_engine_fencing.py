@@ -171,21 +171,7 @@ async def test_results_left_while_the_lease_lapsed_are_not_skipped_when_newer_on
     nc, store, wf = clean_nats, EventStore(clean_nats), "wf-lapsed-results"
     lease = {"held": True}
     ctx = context(nc, Pipeline(nc, store), lambda _: lease["held"])  # one engine's memory
-    await start_workflow(nc, wf, RETRIED)
-    commands = await nc.jetstream().pull_subscribe(
-        subjects.partition_commands(subjects.partition_of(wf)), durable="lapsed-cmd",
-        stream=subjects.COMMANDS_STREAM,
-    )  # fmt: skip
-    [start] = await commands.fetch(1, timeout=5)
-    await settle_all(ctx, [start])  # queued attempt 1: the engine holds the workflow's state
-    results = await nc.jetstream().pull_subscribe(
-        f"evt.*.{wf}.job.*.*", durable="lapsed-evt", stream=subjects.EVENTS_STREAM,
-        config=ConsumerConfig(ack_wait=1.0, filter_subjects=[
-            subjects.job_event(wf, "a", "JobFailed"),
-            subjects.job_event(wf, "a", "JobRetryScheduled"),
-        ]),
-    )  # fmt: skip
-    await worker_fails_attempt_1(store, wf)
+    results = await attempt_1_failed_under(nc, ctx, store, wf)
 
     [failed] = await results.fetch(1, timeout=5)
     lease["held"] = False
@@ -193,16 +179,7 @@ async def test_results_left_while_the_lease_lapsed_are_not_skipped_when_newer_on
     lease["held"] = True
     [retry_scheduled] = await results.fetch(1, timeout=5)  # the newer one comes first
     await settle_all(ctx, [retry_scheduled])
-    [failed_again] = await results.fetch(1, timeout=10)
-    assert failed_again.metadata.num_delivered == 2
-    await settle_all(ctx, [failed_again])
-
-    timer = RetryTimer(workflow_id=wf, job="a", attempt=2, due=utc_now())
-    batch = Batch(ctx)
-    await batch.take([], [timer])
-    await batch.settle()
-    queued = [r.event for r in await store.history(wf) if isinstance(r.event, JobQueued)]
-    assert [(q.attempt, q.prior_epoch) for q in queued] == [(1, 0), (2, 1)]
+    await retry_queued_after_the_failed_epoch(ctx, store, wf, results)
 
 
 async def test_a_retry_whose_failure_went_to_another_engine_is_queued_after_its_epoch(
@@ -217,30 +194,46 @@ async def test_a_retry_whose_failure_went_to_another_engine_is_queued_after_its_
     the first part of the retry's append is missing and reads the workflow from the log."""
     nc, store, wf = clean_nats, EventStore(clean_nats), "wf-failure-elsewhere"
     ctx = context(nc, Pipeline(nc, store), lambda _: True)  # the owner's memory
+    results = await attempt_1_failed_under(nc, ctx, store, wf)
+
+    [failed] = await results.fetch(1, timeout=5)  # delivered to another engine: left
+    assert failed.subject.endswith(".JobFailed")
+    [retry_scheduled] = await results.fetch(1, timeout=5)  # the newer one reaches the owner
+    await settle_all(ctx, [retry_scheduled])
+    await retry_queued_after_the_failed_epoch(ctx, store, wf, results)
+
+
+async def attempt_1_failed_under(
+    nc: NATS, ctx: Context, store: EventStore, wf: str
+) -> JetStreamContext.PullSubscription:
+    """A ``RETRIED`` workflow started and settled by ``ctx`` (it holds the workflow's state),
+    then attempt 1 failed by a worker; returns a pull on the job's failure and retry events."""
     await start_workflow(nc, wf, RETRIED)
     commands = await nc.jetstream().pull_subscribe(
-        subjects.partition_commands(subjects.partition_of(wf)), durable="elsewhere-cmd",
+        subjects.partition_commands(subjects.partition_of(wf)), durable=f"{wf}-cmd",
         stream=subjects.COMMANDS_STREAM,
     )  # fmt: skip
     [start] = await commands.fetch(1, timeout=5)
-    await settle_all(ctx, [start])  # queued attempt 1: the owner holds the workflow's state
+    await settle_all(ctx, [start])  # queued attempt 1
     results = await nc.jetstream().pull_subscribe(
-        f"evt.*.{wf}.job.*.*", durable="elsewhere-evt", stream=subjects.EVENTS_STREAM,
+        f"evt.*.{wf}.job.*.*", durable=f"{wf}-evt", stream=subjects.EVENTS_STREAM,
         config=ConsumerConfig(ack_wait=1.0, filter_subjects=[
             subjects.job_event(wf, "a", "JobFailed"),
             subjects.job_event(wf, "a", "JobRetryScheduled"),
         ]),
     )  # fmt: skip
     await worker_fails_attempt_1(store, wf)
+    return results
 
-    [failed] = await results.fetch(1, timeout=5)  # delivered to another engine: left
-    assert failed.subject.endswith(".JobFailed")
-    [retry_scheduled] = await results.fetch(1, timeout=5)  # the newer one reaches the owner
-    await settle_all(ctx, [retry_scheduled])
+
+async def retry_queued_after_the_failed_epoch(
+    ctx: Context, store: EventStore, wf: str, results: JetStreamContext.PullSubscription
+) -> None:
+    """The failure comes back (its ack wait passed), then the retry's timer fires: attempt 2
+    is queued after the epoch attempt 1's claim took."""
     [failed_again] = await results.fetch(1, timeout=10)
     assert failed_again.metadata.num_delivered == 2
     await settle_all(ctx, [failed_again])
-
     timer = RetryTimer(workflow_id=wf, job="a", attempt=2, due=utc_now())
     batch = Batch(ctx)
     await batch.take([], [timer])
