@@ -132,6 +132,7 @@ class RecentWriter:
         self._size = size
         self._cached = cached
         self._docs: OrderedDict[str, _Doc] = OrderedDict()
+        self._dirty = False
         self._loading: dict[str, asyncio.Lock] = {}
 
     async def note(
@@ -140,15 +141,18 @@ class RecentWriter:
         for list_name in lists_of(name, status, namespace):
             doc = await self._doc(list_name)
             doc.add(wf, started_us)
+            self._dirty = self._dirty or bool(doc.pending)
 
     @property
     def dirty(self) -> bool:
-        """Notes not written yet."""
-        return any(doc.pending for doc in self._docs.values())
+        """Notes not written yet (asked once per loop of the projector: no scan of the docs)."""
+        return self._dirty
 
     async def flush(self) -> None:
         dirty = [(name, doc) for name, doc in self._docs.items() if doc.pending]
         await asyncio.gather(*(self._write(name, doc) for name, doc in dirty))
+        # (Once per flush: a note taken meanwhile, or a write that failed, stays pending.)
+        self._dirty = any(doc.pending for doc in self._docs.values())
         while len(self._docs) > self._cached:
             name, doc = next(iter(self._docs.items()))
             if doc.pending:
