@@ -152,11 +152,6 @@ def _claim_fields(event: JobSucceeded | JobFailed) -> dict[str, Any]:
     }
 
 
-def _running(state: JobState, **claim: Any) -> JobState:
-    """``state`` under a claim: its attempt, epoch, worker, delivery, dispatch, lease, start."""
-    return updated(state, status=JobStatus.RUNNING, **claim)
-
-
 def evolve(state: JobState, event: JobEvent) -> JobState:
     """The state after ``event``. Trusts the log: it never refuses a recorded fact."""
     match event:
@@ -208,8 +203,9 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
         case JobReopened():
             return _reopened(state)
         case JobStarted():
-            return _running(
+            return updated(
                 state,
+                status=JobStatus.RUNNING,
                 attempt=event.attempt,
                 epoch=event.epoch,
                 worker_id=event.worker_id,

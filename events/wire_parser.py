@@ -28,7 +28,6 @@ _HMSG = b"HMSG "
 _MSG = b"MSG "
 _CRLF = b"\r\n"
 _CRLF_SIZE = 2
-_WITHOUT_REPLY = 3  # MSG <subject> <sid> <size>; HMSG adds the header size
 
 
 async def parse(self: Parser, data: bytes = b"") -> None:

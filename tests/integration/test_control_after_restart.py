@@ -11,6 +11,8 @@ bound under nats-py's own recovery: these tests fail without the fresh watch.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from events.catalog import JobSpec, JobStarted, JobSucceeded
 from events.dispatch import LabelSet
 from events.topology import ensure_topology
 from sdk.client import Client
+from sdk.embedded_server import EmbeddedServer
 from sdk.worker import Worker
 from sdk.worker.job_context import JobContext
 from sdk.worker.rate_limits import limit_key, limited_as
@@ -44,6 +47,22 @@ def greeter(url: str) -> Worker:
     return worker
 
 
+@asynccontextmanager
+async def greeter_on_own_server(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[EmbeddedServer, Worker, JobsHarness, Client]]:
+    """A server of the test's own (to kill and restart), a greeter worker and a client on it."""
+    with own_server(tmp_path / "nats") as server:
+        worker = greeter(server.url)
+        async with running(worker), connected(server) as nc:
+            yield server, worker, JobsHarness(nc), Client(nc)
+
+
+async def greet_paused(client: Client, worker: Worker) -> None:
+    await client.pause_workers(handler="greet")
+    await assert_eventually(lambda: worker.pauses.applies_to("greet"), timeout=PROMPTLY)
+
+
 async def succeeded(harness: JobsHarness, wf: str, job: str) -> None:
     await assert_eventually(lambda: harness.events(wf, job, JobSucceeded), timeout=15)
 
@@ -62,39 +81,31 @@ async def held_back(harness: JobsHarness, wf: str, job: str) -> None:
 async def test_a_pause_set_after_a_restart_stops_a_worker_that_lived_through_it(
     tmp_path: Path,
 ) -> None:
-    with own_server(tmp_path / "nats") as server:
-        worker = greeter(server.url)
-        async with running(worker), connected(server) as nc:
-            harness, client = JobsHarness(nc), Client(nc)
-            await restart_under(worker, server)
-            await harness.queue("wf", "before", uses="greet")  # served after the restart
-            await succeeded(harness, "wf", "before")
+    async with greeter_on_own_server(tmp_path) as (server, worker, harness, client):
+        await restart_under(worker, server)
+        await harness.queue("wf", "before", uses="greet")  # served after the restart
+        await succeeded(harness, "wf", "before")
 
-            await client.pause_workers(handler="greet")
-            await assert_eventually(lambda: worker.pauses.applies_to("greet"), timeout=PROMPTLY)
-            await harness.queue("wf", "paused", uses="greet")
-            await held_back(harness, "wf", "paused")
-            assert await client.resume_workers(handler="greet") is True
-            await succeeded(harness, "wf", "paused")
+        await greet_paused(client, worker)
+        await harness.queue("wf", "paused", uses="greet")
+        await held_back(harness, "wf", "paused")
+        assert await client.resume_workers(handler="greet") is True
+        await succeeded(harness, "wf", "paused")
 
 
 async def test_a_pause_lifted_after_a_restart_lets_a_worker_that_lived_through_it_resume(
     tmp_path: Path,
 ) -> None:
     # The worst case: without the lift, the paused handler's jobs would wait for ever.
-    with own_server(tmp_path / "nats") as server:
-        worker = greeter(server.url)
-        async with running(worker), connected(server) as nc:
-            harness, client = JobsHarness(nc), Client(nc)
-            await client.pause_workers(handler="greet")
-            await assert_eventually(lambda: worker.pauses.applies_to("greet"), timeout=PROMPTLY)
-            await harness.queue("wf", "waits", uses="greet")
-            await held_back(harness, "wf", "waits")
+    async with greeter_on_own_server(tmp_path) as (server, worker, harness, client):
+        await greet_paused(client, worker)
+        await harness.queue("wf", "waits", uses="greet")
+        await held_back(harness, "wf", "waits")
 
-            await restart_under(worker, server)
-            assert await client.resume_workers(handler="greet") is True
-            await assert_eventually(lambda: not worker.pauses.applies_to("greet"), timeout=PROMPTLY)
-            await succeeded(harness, "wf", "waits")
+        await restart_under(worker, server)
+        assert await client.resume_workers(handler="greet") is True
+        await assert_eventually(lambda: not worker.pauses.applies_to("greet"), timeout=PROMPTLY)
+        await succeeded(harness, "wf", "waits")
 
 
 async def test_a_pause_missing_from_a_restored_store_is_lifted(tmp_path: Path) -> None:
