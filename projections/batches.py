@@ -14,7 +14,7 @@ from collections import defaultdict
 
 import structlog
 
-from actors.workflow import WorkflowState
+from actors.workflow_state import blank
 from events import subjects
 from events.ordered_feed import Delivered
 from projections.feeds import Feeds
@@ -112,7 +112,7 @@ class ProjectorBatches(HeldViews):
             # Nothing stored either, normally; if something is, the first write's
             # compare-and-set finds it.
             partition = subjects.partition_of(wf)
-            self._remember(wf, Tracked(WorkflowState(workflow_id=wf), Written(), partition))
+            self._remember(wf, Tracked(blank(wf), Written(), partition))
             return True
         return False
 
@@ -123,7 +123,7 @@ class ProjectorBatches(HeldViews):
         try:
             async with self._limit:
                 written = await store.written(wf)
-                state = await self._folder.from_log(WorkflowState(workflow_id=wf))
+                state = await self._folder.from_log(blank(wf))
         except Exception as exc:
             _log.warning("reading a workflow failed, will retry", workflow=wf, error=repr(exc))
             return

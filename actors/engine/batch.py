@@ -41,6 +41,7 @@ from actors.engine.states import absorb
 from actors.engine.timers import DispatchTimeoutTimer, JobTimeoutTimer, LeaseTimer
 from actors.subworkflows import outbox_msg_id
 from actors.workflow import WorkflowState
+from actors.workflow_state import blank
 from events import namespaces, subjects
 from events.base import Event, RecordedEvent
 from events.catalog import (
@@ -159,7 +160,7 @@ class Batch(Intake):
     async def _load(self, works: list[Work]) -> None:
         async def load(work: Work) -> None:
             if work.fresh:
-                work.state = WorkflowState(workflow_id=work.wf_id)
+                work.state = blank(work.wf_id)
                 return
             states = self._ctx.states
             try:

@@ -21,6 +21,7 @@ from actors import workflow
 from actors._state import updated
 from actors.appends import Append
 from actors.workflow import WorkflowState
+from actors.workflow_state import blank
 from events import subjects
 from events.base import RecordedEvent
 from events.codec import decode
@@ -89,7 +90,7 @@ class States:
         events = subjects.workflow_events(wf_id)
         min_seq = max(min_seq, await self._store.newest_seq(events))
         messages = await self._store.read_raw(events, min_seq=min_seq)
-        state = WorkflowState(workflow_id=wf_id)
+        state = blank(wf_id)
         recorded: list[RecordedEvent] = []
         garbage: list[StoredMessage] = []
         for message in messages:
