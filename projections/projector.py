@@ -30,7 +30,7 @@ import os
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import structlog
@@ -217,8 +217,9 @@ class Projector(ProjectorBatches):
         self._stopping.set()
         self._feeds.wakeup.set()
 
-    async def catch_up(self) -> None:
-        """Project every partition from its position to the end of the log, then return.
+    async def catch_up(self, partitions: Iterable[int] | None = None) -> None:
+        """Project every partition (or those of ``partitions``: a rebuild shared by processes)
+        from its position to the end of the log, then return.
 
         Writes are held much longer than live: a rebuild writes each workflow about once."""
         if self._follow and not self._generation:
@@ -226,7 +227,7 @@ class Projector(ProjectorBatches):
         await self._bind()
         self._settle = max(self._settings.settle, 10.0)
         try:
-            for partition in range(subjects.PARTITIONS):
+            for partition in range(subjects.PARTITIONS) if partitions is None else partitions:
                 await self._gained(partition)
             while True:
                 await self._next_batch_handled()

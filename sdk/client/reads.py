@@ -12,7 +12,7 @@ from events.base import RecordedEvent
 from events.catalog import WorkflowStarted, WorkflowStatus
 from events.dead_letters import DeadLetter, list_dead_letters
 from events.errors import WorkflowNotFound
-from projections.rebuild import RebuildStats, rebuild
+from projections.rebuild import RebuildStats, default_processes, rebuild
 from projections.search import ListFilter, input_text
 from projections.views import WorkflowSummary, WorkflowView, workflow_view
 from projections.waiting import live_capabilities, summary_with_live_workers
@@ -141,7 +141,11 @@ class ClientReads(ClientBase):
         with translated("reading the projector's lag", url=self._url):
             return await self._reader().lag()
 
-    async def rebuild_projections(self) -> RebuildStats:
-        """Rebuild every view from the event log into a new generation and switch to it."""
+    async def rebuild_projections(self, *, processes: int | None = None) -> RebuildStats:
+        """Rebuild every view from the event log into a new generation and switch to it.
+
+        ``processes``: how many processes share the work, this one included (default: one per
+        core, ``projections.rebuild.default_processes``); the helpers connect as this process
+        does."""
         with translated("rebuilding projections", url=self._url):
-            return await rebuild(self._nc)
+            return await rebuild(self._nc, processes=processes or default_processes())

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 from nats.aio.client import Client as NATS
+from structlog.testing import capture_logs
 
 from actors.definitions import parse_workflow
 from actors.job import JobState
@@ -385,7 +386,10 @@ async def test_replayed_and_stale_events_never_move_a_view_backwards(rig: Rig) -
         assert len(seqs) == len(set(seqs)), f"{key} was written twice for one sequence"
 
 
-async def test_rebuild_yields_the_live_views_and_the_projector_moves_to_them(rig: Rig) -> None:
+@pytest.mark.parametrize("processes", [1, 3], ids=["alone", "with-two-helpers"])
+async def test_rebuild_yields_the_live_views_and_the_projector_moves_to_them(
+    rig: Rig, processes: int
+) -> None:
     views = Views(rig.nc)
     async with projecting(rig.nc) as live:
         wfs = await rig.mixed()
@@ -395,8 +399,11 @@ async def test_rebuild_yields_the_live_views_and_the_projector_moves_to_them(rig
         listing = await views.list()
         failed = await views.list(status="failed")
 
-        stats = await rebuild(rig.nc, settings=FAST)
+        with capture_logs() as logs:
+            stats = await rebuild(rig.nc, settings=FAST, processes=processes)
 
+        assert stats.processes == processes
+        assert not [log for log in logs if log["log_level"] == "warning"]  # the helpers did it
         assert stats.generation == 2
         assert await views.generation() == 2
         assert stats.workflows == len(wfs)
@@ -595,9 +602,10 @@ async def test_two_projectors_sharing_the_work_list_exactly_through_the_index(
 async def test_rebuild_without_a_live_projector_then_a_projector_continues(rig: Rig) -> None:
     views = Views(rig.nc)
     wfs = await rig.mixed()
-    assert await views.lag() == sum([len(await rig.store.history(wf)) for wf in wfs])
-    stats = await rebuild(rig.nc, settings=FAST)
-    assert stats.generation == 2
+    events = sum([len(await rig.store.history(wf)) for wf in wfs])
+    assert await views.lag() == events
+    stats = await rebuild(rig.nc, settings=FAST, processes=2)
+    assert (stats.generation, stats.events, stats.workflows) == (2, events, len(wfs))
     assert await views.lag() == 0
     await views_equal_folds(rig, views, wfs)
     await rig.run("later", FLAKY)
@@ -605,6 +613,23 @@ async def test_rebuild_without_a_live_projector_then_a_projector_continues(rig: 
     async with projecting(rig.nc) as projector:
         assert projector.generation == 2
         await views_equal_folds(rig, views, [*wfs, "later"])
+
+
+async def test_a_rebuild_helper_that_fails_has_its_partitions_projected_by_the_rebuild(
+    rig: Rig,
+) -> None:
+    views = Views(rig.nc)
+    wfs = await rig.mixed()
+    assert len({subjects.partition_of(wf) for wf in wfs}) > 1  # (both shares have work)
+    events = sum([len(await rig.store.history(wf)) for wf in wfs])
+    # The helper is told a server nothing listens on: it cannot connect and exits.
+    with capture_logs() as logs:
+        stats = await rebuild(rig.nc, settings=FAST, processes=2, url="nats://127.0.0.1:1")
+    [failed] = [log for log in logs if log["log_level"] == "warning"]
+    assert "cannot reach the NATS server at nats://127.0.0.1:1" in failed["error"]
+    assert (stats.generation, stats.events, stats.workflows) == (2, events, len(wfs))
+    assert await views.lag() == 0
+    await views_equal_folds(rig, views, wfs)
 
 
 async def test_garbage_on_the_event_stream_is_skipped_and_the_projector_keeps_going(
