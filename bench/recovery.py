@@ -104,6 +104,7 @@ async def open_workflows(dep: Deployment, count: int) -> list[Result]:
     shows when it processes again. Last, a worker with the label arrives and the jobs drain.
     """
     prefix = dep.next_prefix("s5")
+    await dep.driver.observe(queued=True)
     batch = dep.driver.expect((f"{prefix}-{i}" for i in range(count)), queued=count)
     window = Window(dep).open()
     began = time.time()

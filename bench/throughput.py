@@ -103,6 +103,7 @@ async def open_loop(
     """Start one single-job workflow every ``1/rate`` s for ``seconds``; latencies per job."""
     count = int(rate * seconds)
     seq0 = await dep.driver.last_seq()
+    await dep.driver.observe(jobs=True)  # (completion visible: when the driver saw each end)
     window = Window(dep).open()
     batch = dep.driver.expect(f"{dep.next_prefix('s2')}-{i}" for i in range(count))
     lag = await dep.driver.submit_open_loop(batch, definition, rate=rate)

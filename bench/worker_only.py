@@ -53,6 +53,7 @@ async def drain(
     when the timing started (the first append)."""
     prefix = dep.next_prefix("wo")
     ids = [f"{prefix}-{i}" for i in range(count)]
+    await dep.driver.observe(jobs=True)
     batch = dep.driver.expect(ids, jobs=count)
     window = Window(dep).open()
     began = time.time()
