@@ -34,12 +34,17 @@ class Grouped(Generic[I, R]):
         self._running: set[asyncio.Task[None]] = set()
 
     async def add(self, item: I) -> R:
+        return await self.enqueue(item)
+
+    def enqueue(self, item: I) -> asyncio.Future[R]:
+        """``add`` without its coroutine: the item's result to await (a writer adding to two
+        groups awaits both futures, without a task for each)."""
         loop = asyncio.get_running_loop()
         result: asyncio.Future[R] = loop.create_future()
         self._pending.append((item, result))
         if len(self._pending) == 1:
             loop.call_soon(self._flush)
-        return await result
+        return result
 
     def _flush(self) -> None:
         pending, self._pending = self._pending, []

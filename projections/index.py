@@ -34,6 +34,7 @@ is never shown.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -165,7 +166,11 @@ class IndexWriter:
         and differs when a workflow enters a status again (paused and resumed, retried): the
         same id would be de-duplicated to the entry deleted since.
         """
-        return await self._grouped.add((view, replacing))
+        return await self.enqueue(view, replacing=replacing)
+
+    def enqueue(self, view: WorkflowView, *, replacing: int = 0) -> asyncio.Future[int]:
+        """``add`` without its coroutine (``Grouped.enqueue``)."""
+        return self._grouped.enqueue((view, replacing))
 
     def members(self, seq: int) -> set[str] | None:
         """The workflows still listed by open group ``seq``, as far as this writer knows."""

@@ -204,7 +204,11 @@ class KeyWriter:
     async def add(self, view: WorkflowView) -> tuple[int, ...]:
         """Publish the view's entries (with those of the views added alongside); the sequences
         of the messages that hold them."""
-        return await self._grouped.add(view)
+        return await self.enqueue(view)
+
+    def enqueue(self, view: WorkflowView) -> asyncio.Future[tuple[int, ...]]:
+        """``add`` without its coroutine (``Grouped.enqueue``)."""
+        return self._grouped.enqueue(view)
 
     async def _publish_groups(self, views: list[WorkflowView]) -> list[tuple[int, ...]]:
         members: dict[str, dict[str, int]] = {}  # subject -> its workflows and their starts

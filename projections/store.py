@@ -48,7 +48,8 @@ from projections.views import WorkflowSummary, WorkflowView, summary
 
 _log = structlog.get_logger("jetwork.projector")
 
-T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 KV_STREAM = f"KV_{subjects.KV_WORKFLOWS}"
 KV_PREFIX = f"$KV.{subjects.KV_WORKFLOWS}."
 _CONFLICT_CODES = frozenset({10071, 10164})
@@ -229,12 +230,14 @@ class ViewStore:
             if prev.status != view.status or adding:
                 # A first view also gets its secondary entries: what it is listed under never
                 # changes afterwards (``projections.keys``), so later writes only carry them on.
-                index_seq, added = await asyncio.gather(
-                    self._index.add(view, replacing=prev.index_seq)
+                # Both groups' futures at once, no task each (a view written per workflow).
+                entry = (
+                    self._index.enqueue(view, replacing=prev.index_seq)
                     if prev.status != view.status
-                    else _same(index_seq),
-                    self._keys.add(view) if adding else _same(added),
+                    else None
                 )
+                entries = self._keys.enqueue(view) if adding else None
+                index_seq, added = await _both(entry, index_seq, entries, added)
                 stale = prev.index_seq if prev.index_seq != index_seq else 0
                 if adding:
                     self._keys_marker.added(len(added))
@@ -475,8 +478,23 @@ async def purge_generation(publisher: Publisher, generation: int) -> None:
     await purge(publisher, subjects.KEYS_STREAM, keys.generation_filter(generation))
 
 
-async def _same(value: T) -> T:
-    return value
+async def _both(
+    first: asyncio.Future[A] | None, otherwise: A, second: asyncio.Future[B] | None, or_else: B
+) -> tuple[A, B]:
+    """The results of two futures (None: the value beside it), as ``asyncio.gather`` of them
+    would give: the first error raised, the other one's retrieved (not reported as lost)."""
+    try:
+        one = otherwise if first is None else await first
+    except BaseException:
+        if second is not None:
+            second.add_done_callback(_retrieve)
+        raise
+    return one, or_else if second is None else await second
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def newest_view(view: Stored | None, stored_summary: Stored | None) -> Stored | None:
