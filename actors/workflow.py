@@ -12,7 +12,8 @@ again after its events are recorded yields nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import datetime, timedelta
 
 from actors import (
@@ -188,7 +189,7 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
     if state.definition.loop_jobs:  # (loops.advance folds what it decides into the copy)
         jobs = copy = dict(state.jobs)
         decided += loops.advance(state, state.definition, copy, now)
-    for name in state.order:
+    for name in _to_look_at(state, cancelling, fanning):
         current = jobs[name]
         # Only pending jobs, active ones while cancelling, and running fan-outs can have
         # anything to do: the check stays inline because this loop runs after every event.
@@ -210,6 +211,29 @@ def _advance(state: WorkflowState, now: datetime) -> list[Event]:
     if all(jobs[name].status.is_terminal for name in reversed(state.order)):
         decided.append(_ending(state, state.definition, jobs, now))
     return _stamped(decided, state.traceparent, state.namespace)
+
+
+def _to_look_at(
+    state: WorkflowState, cancelling: bool, fanning: Mapping[str, fanout_state.FanOutState]
+) -> Sequence[str]:
+    """The jobs that may have something to do, in ``order``: the pending ones and the running
+    fan-outs (``state.waiting``); every job while cancelling, when it is not known, or when the
+    workflow has loops (an iteration makes its body's jobs pending again in the working copy)."""
+    if (
+        state.waiting is None
+        or cancelling
+        or state.definition is None
+        or state.definition.loop_jobs
+    ):
+        return state.order
+    if not fanning:
+        if len(state.waiting) == len(state.order):
+            return state.order  # (all pending: a new workflow)
+        candidates: AbstractSet[str] = state.waiting
+    else:
+        candidates = state.waiting | fanning.keys()
+    rank = state.rank
+    return sorted((name for name in candidates if name in rank), key=rank.__getitem__)
 
 
 def _stamped(decided: list[Event], traceparent: str | None, namespace: str | None) -> list[Event]:
@@ -424,6 +448,7 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
     match event:
         case WorkflowStarted():
             order = dag.topological_order(event.definition)
+            jobs = {name: state.job(name) for name in order} | dict(state.jobs)
             return updated(
                 state,
                 status=WorkflowStatus.RUNNING,
@@ -437,7 +462,9 @@ def evolve(state: WorkflowState, event: Event) -> WorkflowState:
                 vars=dict(event.definition.vars),
                 parent=event.parent,
                 order=order,
-                jobs={name: state.job(name) for name in order} | dict(state.jobs),
+                rank={name: place for place, name in enumerate(order)},
+                jobs=jobs,
+                waiting=frozenset(n for n in order if jobs[n].status is JobStatus.PENDING),
             )
         case WorkflowCancelRequested():
             # A forced request after a plain one keeps the first reason: it explains the end.
@@ -490,6 +517,7 @@ def replay(
     current = state
     jobs: dict[str, JobState] | None = None  # the working copy, while job events run
     fanouts: dict[str, fanout_state.FanOutState] | None = None  # (the same, for the tallies)
+    touched: set[str] = set()  # the jobs the working copy changed (for ``waiting``)
     stream_seq = 0
     for item in events:
         event = item.event if isinstance(item, RecordedEvent) else item
@@ -504,13 +532,15 @@ def replay(
             if not seq or seq > before.last_seq:  # else folded already (a host's own append)
                 changed = job.evolve(before, event)
                 jobs[event.job] = stamped(before, changed, seq) if seq else changed
+                touched.add(event.job)
                 if fanouts is not None or current.fanouts or isinstance(event, JobFannedOut):
                     fanouts = dict(current.fanouts) if fanouts is None else fanouts
                     fanout_state.fold(fanouts, before, changed, event)
         else:
             if jobs is not None:
-                current, jobs = _with_jobs(current, jobs, fanouts), None
+                current, jobs = _with_jobs(current, jobs, fanouts, touched), None
                 fanouts = None
+                touched = set()
             if not seq or seq > current.last_seq:
                 current = evolve(current, event)
                 current = updated(current, last_seq=seq) if seq else current
@@ -518,7 +548,7 @@ def replay(
     if current is None:
         raise ValueError("replay of no events needs an initial state")
     if jobs is not None:
-        current = _with_jobs(current, jobs, fanouts)
+        current = _with_jobs(current, jobs, fanouts, touched)
     return updated(current, stream_seq=stream_seq) if stream_seq else current
 
 
@@ -526,7 +556,21 @@ def _with_jobs(
     state: WorkflowState,
     jobs: dict[str, JobState],
     fanouts: dict[str, fanout_state.FanOutState] | None,
+    touched: set[str],
 ) -> WorkflowState:
+    waiting = _still_waiting(state, jobs, touched)
     if fanouts is None:
-        return updated(state, jobs=jobs)
-    return updated(state, jobs=jobs, fanouts=fanouts)
+        return updated(state, jobs=jobs, waiting=waiting)
+    return updated(state, jobs=jobs, fanouts=fanouts, waiting=waiting)
+
+
+def _still_waiting(
+    state: WorkflowState, jobs: Mapping[str, JobState], touched: set[str]
+) -> frozenset[str] | None:
+    """``state.waiting`` after the jobs ``touched`` changed: each of them in it if pending now
+    (a job reopened by a retry), out of it if not (fan-out instances, not in ``order``, never)."""
+    if state.waiting is None:
+        return None
+    rank = state.rank
+    now_pending = {n for n in touched if n in rank and jobs[n].status is JobStatus.PENDING}
+    return (state.waiting - touched) | now_pending

@@ -28,6 +28,12 @@ class WorkflowState:
     idempotency_key: str | None = None
     started_at: datetime | None = None
     order: tuple[str, ...] = ()  # the jobs in topological order
+    rank: Mapping[str, int] = field(default_factory=dict)  # each job's place in ``order``
+    # The jobs of ``order`` that may be pending (every pending one is in it), kept by the fold
+    # (``workflow.replay``), so that deciding after an event looks at those rather than at every
+    # job of a big workflow; None: not known, every job is looked at. Whatever builds a state
+    # with other job states than the fold's sets it to None.
+    waiting: frozenset[str] | None = None
     jobs: Mapping[str, JobState] = field(default_factory=dict)
     cancel_reason: str | None = None
     cancel_forced: bool = False
