@@ -403,6 +403,7 @@ class Worker(WorkerShutdown):
             poll_interval=lane.config.poll_interval,
             on_message=self._on_dispatch,
             peers=lambda: len(self._pullers),
+            delivering_peers=lambda: sum(p.delivering for p in self._pullers.values()),
             on_poll_failed=functools.partial(self.listeners.emit, "poll_failed"),
         )
         paused = self.pauses.applies_to(handler_of(labelset))

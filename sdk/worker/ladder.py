@@ -69,6 +69,11 @@ class Ladder:
         return self.levels[0].labelset
 
     @property
+    def delivering(self) -> bool:
+        """Whether a level's last ended pull delivered a message."""
+        return any(level.delivering for level in self.levels)
+
+    @property
     def lease_ttl(self) -> float:
         return min(level.lease_ttl for level in self.levels)
 

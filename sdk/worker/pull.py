@@ -7,9 +7,13 @@ parked in a client-side queue while its lease runs out, and a request that never
 status after a reconnect, the reported fetch stalls) is abandoned by a watchdog.
 
 A pull asks for at most as many messages as the worker has free slots (shared between all its
-consumers; a handler allowed fewer jobs at once than the worker also needs one of its own). A
-message that arrives when no slot is left (several consumers raced for the last one) is released
-with ``nak`` for another worker; it was never claimed, so that is harmless.
+consumers; a handler allowed fewer jobs at once than the worker also needs one of its own),
+divided between the consumers whose last pull delivered something. A consumer whose last pull
+came back empty while others deliver asks for one message: an idle label set does not halve
+the batches of a busy one (a worker that had run one shell job pulled its no-op jobs two at a
+time instead of four, measured: docs/performance.md). A message that arrives when no slot is
+left (several consumers raced for the last one) is released with ``nak`` for another worker;
+it was never claimed, so that is harmless.
 
 Slots and lanes are in ``sdk.worker.slots``, the consumers' creation in ``sdk.worker.consumers``.
 """
@@ -59,6 +63,9 @@ SHORT_JOB: Final = 0.2
 in the worker for the next free slot, saving a pull's round trip per job. Longer jobs are not:
 a message waiting behind a long job is better taken by an idle worker."""
 MAX_PULL_BATCH: Final = 256
+DELIVERING_WITHIN: Final = 1.0
+"""A consumer that delivered nothing for this long is idle: a pull's share of the free slots
+goes to the consumers that deliver (``Puller._pull``)."""
 WATCHDOG_MARGIN: Final = 2.0
 """Seconds past a pull request's expiry after which it is given up for lost."""
 DRAIN_TIMEOUT: Final = 2.0
@@ -103,6 +110,7 @@ class Puller:
         poll_interval: float,
         on_message: OnMessage,
         peers: Callable[[], int] = lambda: 1,
+        delivering_peers: Callable[[], int] | None = None,
         stream: str = subjects.EVENTS_STREAM,
         on_poll_failed: Callable[[PollFailed], None] = lambda _: None,
     ) -> None:
@@ -116,6 +124,9 @@ class Puller:
         self._poll = poll_interval
         self._on_message = on_message
         self._peers = peers
+        # The pullers sharing the slots whose last pull delivered (None: count them all).
+        self._delivering_peers = delivering_peers or peers
+        self._last_delivery = time.monotonic()  # (a new consumer counts as delivering)
         self._stream = stream
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{labelset.consumer}"
         self._inbox = nc.new_inbox()
@@ -340,7 +351,11 @@ class Puller:
 
     async def _pull(self) -> None:
         free = max(0, self.slots.free) + max(0, self.prefetch - len(self._waiting))
-        batch = min(MAX_PULL_BATCH, max(1, free // max(1, self._peers())))
+        busy = self._delivering_peers()
+        if busy and not self.delivering:
+            batch = 1  # idle while others deliver: wait for one, leave the slots to them
+        else:
+            batch = min(MAX_PULL_BATCH, max(1, free // max(1, busy or self._peers())))
         request = await self._send(batch, {"batch": batch, "expires": int(self._poll * NANOS)})
         if request is None:
             return
@@ -365,12 +380,11 @@ class Puller:
                 request = None  # the end of an earlier request the watchdog gave up on
             self._on_status(status, msg, request)
             return
+        self._last_delivery = time.monotonic()
         if request is not None:
             request.delivered += 1
             if request.delivered >= request.batch:
-                request.done.set()
-                if self.on_request_end is not None:
-                    self.on_request_end()
+                self._request_ended(request)
         if self._stopping or self.paused:
             self._give_back(msg)
         elif self.slots.try_take():
@@ -379,6 +393,18 @@ class Puller:
             self._waiting.append((msg, time.monotonic()))
         else:
             self._give_back(msg)
+
+    @property
+    def delivering(self) -> bool:
+        """Whether the consumer delivered a message in the last ``DELIVERING_WITHIN`` seconds.
+        (Not "its last pull delivered": a long poll that got some of its batch stays open until
+        it expires, seconds after the label set's last job.)"""
+        return time.monotonic() - self._last_delivery < DELIVERING_WITHIN
+
+    def _request_ended(self, request: _Request) -> None:
+        request.done.set()
+        if self.on_request_end is not None:
+            self.on_request_end()
 
     def _start(self, msg: Msg) -> None:
         try:
@@ -398,9 +424,7 @@ class Puller:
         if status == "100":  # idle heartbeat
             return
         if request is not None:
-            request.done.set()
-            if self.on_request_end is not None:
-                self.on_request_end()
+            self._request_ended(request)
         if status in ("404", "408"):  # no messages / request expired: the normal end of a pull
             return
         description = (msg.headers or {}).get("Description", "")
