@@ -4,7 +4,7 @@
 2. Project the whole log into it with the live projector's own code, every partition from its
    start to the end it finds (``Projector.catch_up``), then store its positions. With
    ``processes`` > 1 the partitions are shared out: this process projects one share and helper
-   processes the others (``projections.rebuild_helper``), so the reading and folding, which are
+   processes the others (``projections.rebuild_share``), so the reading and folding, which are
    Python's and single-threaded, run on every core. A helper that fails has its share projected
    again here, from the positions it saved. The live projector keeps the current generation up
    to date meanwhile: readers never see a half-built generation.

@@ -1,8 +1,9 @@
 """A rebuild's helper processes: each projects its share of the partitions into the generation
 being built (``projections.rebuild``), so that a rebuild reads and folds on every core.
 
-Parent side: ``help_with`` starts ``python -m projections.rebuild_helper`` for a share and waits
-for its statistics. The helper connects as this process does (``JETWORK_NATS_URL`` and the
+``help_with`` starts ``python -m projections.rebuild_share`` for a share and waits for its
+statistics (that module is the helper process: not imported by the package, so ``-m`` runs it
+once). The helper connects as this process does (``JETWORK_NATS_URL`` and the
 ``JETWORK_NATS_*`` variables of ``events.nats_auth``, set from this process's settings), runs
 ``Projector.catch_up`` on its partitions and prints one JSON line: what it projected.
 
@@ -14,7 +15,6 @@ projected again from there (``rebuild`` does, in its own process).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import os
@@ -23,11 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
-import structlog
 
-from events.connection import NatsSettings, connect
 from events.nats_auth import ENV, NatsAuth, process_auth
-from projections.projector import Projector, ProjectorSettings
+from projections.projector import ProjectorSettings
 
 _STDERR_SHOWN = 2000  # characters of a failed helper's output kept for its error
 
@@ -64,7 +62,7 @@ async def help_with(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "projections.rebuild_helper",
+        "projections.rebuild_share",
         "--generation",
         str(generation),
         "--partitions",
@@ -98,44 +96,3 @@ def _auth_variables(auth: NatsAuth) -> dict[str, str]:
         for name, variable in ENV.items()
         if (value := getattr(auth, name)) is not None
     }
-
-
-# --- the helper process ----------------------------------------------------------------------
-
-
-async def _project(generation: int, partitions: list[int], settings: ProjectorSettings) -> Share:
-    nc = await connect(NatsSettings.from_env(name="jetwork-rebuild-helper"))
-    try:
-        projector = Projector(nc, settings=settings, generation=generation)
-        try:
-            await projector.catch_up(partitions)
-        finally:
-            await projector.close()
-        return Share(events=projector.events_seen, workflows=projector.views_created)
-    finally:
-        await nc.close()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m projections.rebuild_helper",
-        description="Project some partitions into a generation being rebuilt (started by "
-        "`jetwork projections rebuild`, not by hand).",
-    )
-    parser.add_argument("--generation", type=int, required=True)
-    parser.add_argument("--partitions", required=True, help="comma-separated, e.g. 1,3,5")
-    parser.add_argument("--settings", default="{}", help="ProjectorSettings as JSON")
-    args = parser.parse_args(argv)
-    partitions = [int(p) for p in args.partitions.split(",") if p]
-    settings = ProjectorSettings(**orjson.loads(args.settings))
-    # Logs to stderr (the parent shows them if the helper fails); stdout is the statistics.
-    structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.stderr))
-    from sdk.runtime import run_service  # (the helper's loop: uvloop, the tuned collector)
-
-    share = run_service(_project(args.generation, partitions, settings))
-    sys.stdout.write(orjson.dumps(dataclasses.asdict(share)).decode() + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -115,6 +115,12 @@ async def test_a_token_and_a_user_with_a_password(serve: Serve) -> None:
         jetwork, "workers", "--nats", users.url, "--nats-user", "ops"
     )
     assert code == 1 and "JETWORK_NATS_USER and JETWORK_NATS_PASSWORD go together" in out
+    # A rebuild's helper processes connect with the same proof (given as options here).
+    code, out = await asyncio.to_thread(
+        jetwork, "projections", "rebuild", "--processes", "2", "--json", "--nats", users.url,
+        "--nats-user", "ops", "--nats-password", "pa55word",
+    )  # fmt: skip
+    assert code == 0 and '"processes": 2' in out and "helper failed" not in out, out
 
 
 async def test_an_nkey_and_a_worker_process(serve: Serve, tmp_path: Path) -> None:
