@@ -39,13 +39,12 @@ class Share:
 
 
 class HelperFailed(Exception):
-    """A helper exited without its statistics; ``output`` says why (its last lines)."""
+    """A helper exited without its statistics; the message says why (its last output)."""
 
     def __init__(self, partitions: Sequence[int], code: int | None, output: str) -> None:
         super().__init__(
             f"the rebuild helper for partitions {list(partitions)} exited with {code}: {output}"
         )
-        self.output = output
 
 
 async def help_with(
