@@ -39,3 +39,12 @@ def test_a_null_inside_free_form_data_is_kept() -> None:
     changed = started.model_copy(update={"inputs": {"kept": None, "deep": {"also": None}}})
     assert orjson.loads(codec.encode(changed))["inputs"] == {"kept": None, "deep": {"also": None}}
     assert codec.decode(codec.encode(changed)) == changed
+
+
+def test_default_looking_values_inside_free_form_data_are_kept() -> None:
+    recorded, _ = load_golden(NAMES[0])
+    started = recorded[0].event
+    inputs = {"zero": 0, "empty": {}, "no": False, "list": [], "deep": {"retry": {}}}
+    changed = started.model_copy(update={"inputs": inputs})
+    assert orjson.loads(codec.encode(changed))["inputs"] == inputs
+    assert codec.decode(codec.encode(changed)) == changed
