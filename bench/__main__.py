@@ -12,7 +12,7 @@ redis-server and celery are installed; otherwise one line says how to enable it)
   s1      10,000 single-job workflows, no-op Python jobs, 4 worker slots, beside the thin loop
           and Celery (median of 3 at the headline sync interval, 2m; one run at the others, and
           in the best config)
-  s2      open-loop arrivals at 50 and 500 jobs/s: dispatch and completion latency
+  s2      open-loop arrivals at 50, 500 and 1,000 jobs/s: dispatch and completion latency
   s3      one 1 -> 1,000 -> 1 fan-out/in and 100 chains x 10 jobs beside Celery's chord and
           chains (median of 3), idle hops
   s4      rebuild one 1,000-job workflow's state; rebuild all projections over >= 100k events

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Final
 
 from bench.common import Deployment, Window, quiesce, run_batch
 from bench.driver import Batch, WorkflowTimes
@@ -135,7 +135,26 @@ async def open_loop(
     result.latency_ms["submit → workflow end visible"] = percentiles(
         at - batch.submitted[wf] for wf, (_, at) in batch.ended.items()
     )
+    if rate >= S2_TARGET_RATE:
+        result.notes.append(_s2_target(result, rate))
     return result
+
+
+S2_TARGET_RATE: Final = 1000.0
+"""Issue 11's S2 target: this many jobs/s offered are served without a growing backlog..."""
+S2_TARGET_P99_MS: Final = 10.0
+"""...with the dispatch (job ready → worker start) p99 at most this."""
+
+
+def _s2_target(result: Result, rate: float) -> str:
+    served = result.figures["jobs/s"]
+    p99 = result.latency_ms["job ready → worker start"].get("p99", float("inf"))
+    # Served: the jobs ended within 2% of the time it took to offer them.
+    met = served >= 0.98 * rate and p99 <= S2_TARGET_P99_MS
+    return (
+        f"target: {S2_TARGET_RATE:,.0f} jobs/s served (here {served:,.0f}) with dispatch p99 "
+        f"≤ {S2_TARGET_P99_MS:g} ms (here {p99:g} ms): {'met' if met else 'not met'}"
+    )
 
 
 # --- S3 ----------------------------------------------------------------------------------------
