@@ -127,6 +127,8 @@ class Puller:
         # The pullers sharing the slots whose last pull delivered (None: count them all).
         self._delivering_peers = delivering_peers or peers
         self._last_delivery = time.monotonic()  # (a new consumer counts as delivering)
+        # Whether the consumer held more after its latest delivery (its ``num_pending``).
+        self._backlog = True
         self._stream = stream
         self._next_subject = f"$JS.API.CONSUMER.MSG.NEXT.{stream}.{labelset.consumer}"
         self._inbox = nc.new_inbox()
@@ -381,6 +383,7 @@ class Puller:
             self._on_status(status, msg, request)
             return
         self._last_delivery = time.monotonic()
+        self._backlog = msg.metadata.num_pending > 0
         if request is not None:
             request.delivered += 1
             if request.delivered >= request.batch:
@@ -396,9 +399,13 @@ class Puller:
 
     @property
     def delivering(self) -> bool:
-        """Whether the consumer delivered a message in the last ``DELIVERING_WITHIN`` seconds.
-        (Not "its last pull delivered": a long poll that got some of its batch stays open until
-        it expires, seconds after the label set's last job.)"""
+        """Whether the consumer delivered a message in the last ``DELIVERING_WITHIN`` seconds
+        and held more after it. (Not "its last pull delivered": a long poll that got some of its
+        batch stays open until it expires, seconds after the label set's last job. And not for
+        a second after its last job: a label set whose burst just ended would keep half the
+        slots from the one that starts then, as S3's fan-out after S1's shell jobs showed.)"""
+        if not self._backlog:
+            return False
         return time.monotonic() - self._last_delivery < DELIVERING_WITHIN
 
     def _request_ended(self, request: _Request) -> None:

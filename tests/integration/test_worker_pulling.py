@@ -61,3 +61,34 @@ async def test_an_idle_label_set_leaves_the_free_slots_to_the_one_that_delivers(
             await assert_eventually(lambda: harness.events("wf-a", "j80", JobSucceeded))
     finally:
         await watching.unsubscribe()
+
+
+async def test_a_label_set_whose_last_delivery_emptied_it_is_idle_at_once(
+    harness: JobsHarness, nats_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Only "it held nothing more" can make it idle here: a delivery counts for a minute.
+    monkeypatch.setattr(pull, "DELIVERING_WITHIN", 60.0, raising=False)
+    worker = Worker(fast_config(nats_url, worker_id="w", labels={"linux"}, max_concurrent_jobs=4))
+    release = asyncio.Event()
+
+    @worker.job("work")
+    async def work(_: _Nothing) -> None:
+        await release.wait()
+
+    async with running(worker):
+        await harness.queue("wf-b", "j", uses="work", labels=["linux"])
+        [puller] = await assert_eventually(lambda: _pullers_that_delivered(worker))
+        # Its one job was the last it held: it leaves the free slots to the others at once,
+        # not a minute (in production a second) after this delivery.
+        assert not puller.delivering
+        release.set()
+
+
+def _pullers_that_delivered(worker: Worker) -> list[pull.Puller]:
+    found = [
+        p
+        for p in worker._pullers.values()  # (what the worker decides from)
+        if isinstance(p, pull.Puller) and p.slots.free < p.slots.size
+    ]
+    assert found, "no label set has delivered yet"
+    return found
