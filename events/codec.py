@@ -16,6 +16,9 @@ EVENT_TYPES: frozenset[str] = frozenset(cls.__name__ for cls in _ALL_EVENTS)
 
 AnyEvent = Annotated[Union[_ALL_EVENTS], Field(discriminator="type")]  # type: ignore[valid-type]  # noqa: UP007
 _ADAPTER: TypeAdapter[Event] = TypeAdapter(AnyEvent)
+# pydantic-core's validator itself: ``TypeAdapter.validate_json`` adds ~0.5 µs of Python per call
+# (its keyword arguments passed on), an eighth of decoding a ``JobSucceeded``.
+_VALIDATE_JSON = _ADAPTER.validator.validate_json
 
 
 def encode(event: Event) -> bytes:
@@ -45,7 +48,8 @@ def _head(cls: type[Event], version: int) -> bytes:
 def decode(data: bytes, *, subject: str = "?", seq: int = 0) -> Event:
     """Parse one stored event; raise ``UndecodableEvent`` naming the subject and sequence."""
     try:
-        return _ADAPTER.validate_json(data)
+        event: Event = _VALIDATE_JSON(data)
+        return event
     except ValidationError as exc:
         reason = _bounded(_explain(data, exc))
         raise UndecodableEvent(subject=subject, seq=seq, reason=reason) from None
