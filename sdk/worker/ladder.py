@@ -70,7 +70,7 @@ class Ladder:
 
     @property
     def delivering(self) -> bool:
-        """Whether a level's last ended pull delivered a message."""
+        """Whether a level delivers (``Puller.delivering``)."""
         return any(level.delivering for level in self.levels)
 
     @property

@@ -8,12 +8,12 @@ status after a reconnect, the reported fetch stalls) is abandoned by a watchdog.
 
 A pull asks for at most as many messages as the worker has free slots (shared between all its
 consumers; a handler allowed fewer jobs at once than the worker also needs one of its own),
-divided between the consumers whose last pull delivered something. A consumer whose last pull
-came back empty while others deliver asks for one message: an idle label set does not halve
-the batches of a busy one (a worker that had run one shell job pulled its no-op jobs two at a
-time instead of four, measured: docs/performance.md). A message that arrives when no slot is
-left (several consumers raced for the last one) is released with ``nak`` for another worker;
-it was never claimed, so that is harmless.
+divided between the consumers that deliver (``Puller.delivering``: a message in the last second,
+and more pending after it). A consumer that does not while others do asks for one message: an
+idle label set does not halve the batches of a busy one (a worker that had run one shell job
+pulled its no-op jobs two at a time instead of four, measured: docs/performance.md). A message
+that arrives when no slot is left (several consumers raced for the last one) is released with
+``nak`` for another worker; it was never claimed, so that is harmless.
 
 Slots and lanes are in ``sdk.worker.slots``, the consumers' creation in ``sdk.worker.consumers``.
 """
@@ -124,7 +124,7 @@ class Puller:
         self._poll = poll_interval
         self._on_message = on_message
         self._peers = peers
-        # The pullers sharing the slots whose last pull delivered (None: count them all).
+        # How many of the pullers sharing the slots deliver (None: count them all).
         self._delivering_peers = delivering_peers or peers
         self._last_delivery = time.monotonic()  # (a new consumer counts as delivering)
         # Whether the consumer held more after its latest delivery (its ``num_pending``).

@@ -78,12 +78,12 @@ def test_every_event_names_its_type_after_its_class(event: type[BaseModel]) -> N
 
 def test_encode_writes_the_version_and_the_type_first_and_leaves_defaults_out() -> None:
     recorded, _ = load_golden(sorted(path.stem for path in GOLDEN.glob("*.json"))[0])
+    defaults = current_defaults()
     for item in recorded:
         data = codec.encode(item.event)
         document = orjson.loads(data)
         assert list(document)[:2] == ["v", "type"], data[:80]
         assert document["type"] == item.event.event_type
-        defaults = current_defaults()
         left_in = [
             key
             for key, value in document.items()
