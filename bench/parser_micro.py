@@ -17,7 +17,7 @@ from nats.protocol.parser import Parser
 
 import events.connection  # noqa: F401 - installs jetwork's speedups, the parser among them
 from events import wire_parser
-from events.inline_delivery import _DELIVERY
+from events.inline_delivery import _DELIVERY, AS_RAW
 from events.nats_speedups import encode_headers
 
 MESSAGES = 2_000
@@ -51,7 +51,7 @@ def stream(count: int = MESSAGES) -> bytes:
 async def per_message(parse: Callable[..., Awaitable[None]], wire: bytes) -> float:
     client = Client()
     subscription: Any = type("Subscription", (), {})()
-    setattr(subscription, _DELIVERY, (lambda *_: None, True))
+    setattr(subscription, _DELIVERY, (lambda *_: None, AS_RAW))
     client._subs[SID] = subscription
     parser = Parser(client)
     reads = [wire[at : at + READ] for at in range(0, len(wire), READ)]

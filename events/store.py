@@ -283,11 +283,11 @@ class EventStore:
 
     async def _holds_our_write(self, seq: int, msg_id: str) -> bool:
         message = await self._reader.get(seq, exists=True)
-        return message is not None and message.headers.get(_MSG_ID) == msg_id
+        return message is not None and message.msg_id == msg_id
 
     async def _find_own_write(self, actor: ActorRef, msg_id: str) -> int | None:
         last = await self._last_message(actor.filter)
-        if last is not None and last.headers.get(_MSG_ID) == msg_id:
+        if last is not None and last.msg_id == msg_id:
             return last.seq
         return None
 
@@ -365,7 +365,7 @@ class EventStore:
             subject=message.subject,
             time=message.time,
             event=event,
-            msg_id=message.headers.get(_MSG_ID),
+            msg_id=message.msg_id,
         )
 
     # --- live subscription ---------------------------------------------------------------------

@@ -6,7 +6,7 @@ to parse the headers. Measured on a direct-get batch of 2,006 stored events, tha
 message before any jetwork code runs, and every process pays it on every message it receives
 (acks, deliveries, events). Here a ``MSG``/``HMSG`` line is split at its spaces, the buffer is
 cut once per call, and a message for an inline subscription (``events.inline_delivery``) is
-handed over without a coroutine.
+handed over without a coroutine (and with its header block unparsed, if it asks so).
 
 Anything else (``PING``, ``INFO``, ``-ERR``, a malformed line) goes to nats-py's own parser,
 which takes the buffer from there with the same state (``state``, ``msg_arg``, ``needed``):
@@ -20,7 +20,7 @@ from typing import Any
 import nats.aio.client
 from nats.protocol.parser import AWAITING_CONTROL_LINE, AWAITING_MSG_PAYLOAD, Parser
 
-from events.inline_delivery import deliver, inline_delivery
+from events.inline_delivery import AS_BLOCK, deliver, inline_delivery
 from events.nats_speedups import process_headers
 
 _original_parse = Parser.parse
@@ -50,7 +50,7 @@ async def parse(self: Parser, data: bytes = b"") -> None:
                     if self.buf is not buf:  # the connection was reset meanwhile
                         return
                     continue
-                hdr = process_headers(headers)
+                hdr = headers if delivery[1] == AS_BLOCK else process_headers(headers)
                 failed = deliver(nc, delivery, sid, subject, reply, payload, hdr)
                 if failed is not None:
                     await nc._error_cb(failed)

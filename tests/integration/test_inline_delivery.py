@@ -11,7 +11,7 @@ from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
 
 from events.connection import NatsSettings, connect
-from events.inline_delivery import subscribe_inline, subscribe_raw
+from events.inline_delivery import subscribe_block, subscribe_inline, subscribe_raw
 from sdk.embedded_server import EmbeddedServer
 from tests.eventually import assert_eventually
 
@@ -50,6 +50,18 @@ async def test_raw_handlers_get_the_bytes_and_parsed_headers(nc: NATS) -> None:
     assert seen == [
         (b"inline.t2.a", b"", b"one", {"Nats-Sequence": "7", "X": "y"}),
         (b"inline.t2.b", b"answer.here", b"two", None),
+    ]
+
+
+async def test_block_handlers_get_the_header_block_as_it_came(nc: NATS) -> None:
+    seen: list[tuple[bytes, bytes, bytes, bytes | None]] = []
+    await subscribe_block(nc, "inline.t4.*", lambda s, r, d, h: seen.append((s, r, d, h)))
+    await nc.publish("inline.t4.a", b"one", headers={"Nats-Sequence": "7", "X": "y"})
+    await nc.publish("inline.t4.b", b"two", reply="answer.here")
+    await assert_eventually(lambda: len(seen) == 2)
+    assert seen == [
+        (b"inline.t4.a", b"", b"one", b"NATS/1.0\r\nNats-Sequence: 7\r\nX: y\r\n\r\n"),
+        (b"inline.t4.b", b"answer.here", b"two", None),
     ]
 
 

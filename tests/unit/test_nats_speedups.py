@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from nats.aio.client import Client
 from nats.errors import BadHeaderError, NotJSMessageError
 
+from events.inline_delivery import header_block
 from events.nats_speedups import (
     encode_headers,
     hpub_command,
@@ -147,3 +148,23 @@ async def test_any_status_and_header_lines_are_processed_as_nats_py_does(
 ) -> None:
     raw = b"NATS/1.0" + status + b"\r\n" + b"".join(f"{k}: {v}\r\n".encode() for k, v in pairs)
     assert process_headers(raw + b"\r\n") == await Client()._process_headers(raw + b"\r\n")
+
+
+@given(
+    st.dictionaries(st.from_regex(r"\A[A-Za-z][A-Za-z0-9-]{0,10}\Z"), st.text(_ASCII.filter(
+        lambda c: c not in "\r\n"), max_size=20).map(str.strip), max_size=5),
+    st.one_of(st.none(), st.sampled_from(["100", "204", "404", "503"])),
+    st.sampled_from(["", "No Messages", "EOB"]),
+)
+def test_parsed_headers_made_a_block_again_parse_the_same(
+    headers: dict[str, str], status: str | None, description: str
+) -> None:
+    # For a block handler's message that came through nats-py's queue (already parsed). A status
+    # with other headers has a description in all nats-py parses (a quirk of its parser).
+    given_headers = {k: v for k, v in headers.items() if k not in ("Status", "Description")}
+    if status is not None and (description or not given_headers):
+        given_headers = {"Status": status, **given_headers}
+        if description:
+            given_headers["Description"] = description
+    block = header_block(given_headers or None) if given_headers else None
+    assert process_headers(block) == (given_headers or None)

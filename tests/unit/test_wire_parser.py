@@ -10,7 +10,7 @@ from nats.aio.client import Client
 from nats.protocol.parser import Parser
 
 from events import wire_parser
-from events.inline_delivery import _DELIVERY
+from events.inline_delivery import _DELIVERY, AS_MSG, AS_RAW
 
 INLINE_SID, RAW_SID, QUEUED_SID = 1, 2, 3
 
@@ -23,8 +23,8 @@ class Recorder(Client):
         self.seen: list[tuple[Any, ...]] = []
         for sid in (INLINE_SID, RAW_SID, QUEUED_SID):
             self._subs[sid] = _Sub()  # type: ignore[assignment]  # only the delivery is read
-        setattr(self._subs[INLINE_SID], _DELIVERY, (self._inline, False))
-        setattr(self._subs[RAW_SID], _DELIVERY, (self._raw, True))
+        setattr(self._subs[INLINE_SID], _DELIVERY, (self._inline, AS_MSG))
+        setattr(self._subs[RAW_SID], _DELIVERY, (self._raw, AS_RAW))
         self._error_cb = self._record_error
 
     def _inline(self, msg: Any) -> None:
