@@ -11,10 +11,10 @@ import asyncio
 import contextlib
 import itertools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, TypeVar, overload
 
 import orjson
 from nats.aio.client import Client as NATS
@@ -47,6 +47,15 @@ _SERVER_HEADERS = re.compile(
     rb"\nNats-Subject: ([^\r\n]*)\r\nNats-Sequence: ([0-9]+)\r\nNats-Time-Stamp: ([^\r\n]*)\r\n"
     rb"(?:Nats-Num-Pending: [0-9]+\r\nNats-Last-Sequence: [0-9]+\r\n)?\r\n\Z"
 )
+
+
+class _HasSeq(Protocol):
+    @property
+    def seq(self) -> int: ...
+
+
+Sequenced = TypeVar("Sequenced", bound=_HasSeq)  # what a read makes of each message
+Converted = TypeVar("Converted")
 
 
 @dataclass(slots=True)
@@ -96,7 +105,25 @@ class DirectReader:
     async def read_raw(
         self, filter_subject: str, *, from_seq: int = 1, min_seq: int = 0
     ) -> list[StoredMessage]:
-        """Every message on ``filter_subject`` from ``from_seq``, in order.
+        """Every message on ``filter_subject`` from ``from_seq``, in order (``read``)."""
+        return await self.read(filter_subject, _as_stored, from_seq=from_seq, min_seq=min_seq)
+
+    async def read(
+        self,
+        filter_subject: str,
+        convert: Callable[[StoredMessage], Sequenced],
+        *,
+        from_seq: int = 1,
+        min_seq: int = 0,
+    ) -> list[Sequenced]:
+        """Every message on ``filter_subject`` from ``from_seq``, in order, each made what
+        ``convert`` makes of it (an event: ``EventStore.read``) as it arrives.
+
+        Converting on arrival: the server sends a long batch over a time the reader would
+        otherwise spend waiting (a history of 2,006 events: the server's ~21 ms of sending
+        against ~19 ms of the reader's taking the messages in), so decoding then is nearly free,
+        where decoding after the last message added its ~8 ms to every read. What ``convert``
+        raises ends the read with it.
 
         ``min_seq``: a sequence on this filter the reader knows exists (the event it reacts to,
         its own append). On a replicated stream any replica answers a direct get and a follower
@@ -105,9 +132,9 @@ class DirectReader:
         """
         delay = _LAG_FIRST_WAIT
         while True:
-            messages = await self._read_once(filter_subject, from_seq)
-            if not min_seq or min_seq < from_seq or (messages and messages[-1].seq >= min_seq):
-                return messages
+            items = await self._read_once(filter_subject, from_seq, convert)
+            if not min_seq or min_seq < from_seq or (items and items[-1].seq >= min_seq):
+                return items
             if delay > _LAG_PATIENCE:
                 raise StoreError(
                     f"no replica of {self._stream} has sequence {min_seq} of {filter_subject} "
@@ -117,7 +144,9 @@ class DirectReader:
             await asyncio.sleep(delay)
             delay *= 2
 
-    async def _read_once(self, filter_subject: str, from_seq: int) -> list[StoredMessage]:
+    async def _read_once(
+        self, filter_subject: str, from_seq: int, convert: Callable[[StoredMessage], Sequenced]
+    ) -> list[Sequenced]:
         """Every message on the filter from ``from_seq``, as the answering replica has them.
 
         Why not one big batch: in batch mode nats-server 2.15 finds the first match through
@@ -129,20 +158,21 @@ class DirectReader:
         scan stops at the last match instead of the end of the stream.
         """
         first, pending = await self.batch(
-            {"seq": max(1, from_seq), "next_by_subj": filter_subject, "batch": 1}
+            {"seq": max(1, from_seq), "next_by_subj": filter_subject, "batch": 1}, convert
         )
-        messages = list(first)
-        while messages and pending > 0:
-            request: dict[str, Any] = {"seq": messages[-1].seq + 1, "next_by_subj": filter_subject}
+        items = list(first)
+        while items and pending > 0:
+            request: dict[str, Any] = {"seq": items[-1].seq + 1, "next_by_subj": filter_subject}
             if pending <= _SINGLE_GETS_UP_TO:
-                found, _ = await self.batch(request)
+                found, _ = await self.batch(request, convert)
                 pending -= 1
             else:
-                found, pending = await self.batch({**request, "batch": min(pending, _READ_BATCH)})
+                batch = {**request, "batch": min(pending, _READ_BATCH)}
+                found, pending = await self.batch(batch, convert)
             if not found:
                 break
-            messages.extend(found)
-        return messages
+            items.extend(found)
+        return items
 
     async def get(self, seq: int, *, exists: bool = False) -> StoredMessage | None:
         """The message at ``seq``, or None.
@@ -197,11 +227,24 @@ class DirectReader:
         )
         return {stored.subject: stored for found, _ in replies for stored in found}
 
-    async def batch(self, request: dict[str, Any]) -> tuple[list[StoredMessage], int]:
-        """One direct-get request; the replies are collected by ``_on_reply`` up to the end."""
+    @overload
+    async def batch(self, request: dict[str, Any]) -> tuple[list[StoredMessage], int]: ...
+
+    @overload
+    async def batch(
+        self, request: dict[str, Any], convert: Callable[[StoredMessage], Converted]
+    ) -> tuple[list[Converted], int]: ...
+
+    async def batch(
+        self,
+        request: dict[str, Any],
+        convert: Callable[[StoredMessage], Any] | None = None,
+    ) -> tuple[list[Any], int]:
+        """One direct-get request; the replies are collected by ``_on_reply`` up to the end,
+        each made what ``convert`` makes of it as it arrives (as they are by default)."""
         inbox = await self._reply_inbox()
         token = str(next(self._tokens))
-        pending = _PendingRead(batched="batch" in request)
+        pending = _PendingRead(batched="batch" in request, convert=convert)
         self._replies[token] = pending
         try:
             await self._nc.publish(
@@ -244,9 +287,7 @@ class DirectReader:
             with contextlib.suppress(Exception):  # a closed connection has none left anyway
                 await subscription.unsubscribe()
 
-    def _on_reply(
-        self, subject: bytes, _reply: bytes, data: bytes, block: bytes | None
-    ) -> None:
+    def _on_reply(self, subject: bytes, _reply: bytes, data: bytes, block: bytes | None) -> None:
         # Runs once per reply message: collect here, wake the reader only at the end of a batch.
         pending = self._replies.get(subject[subject.rfind(b".") + 1 :].decode())
         if pending is None or pending.done.done():
@@ -265,20 +306,32 @@ class DirectReader:
                 StoreError(f"direct get on {self._stream}: a reply that is not a message ({exc})")
             )
             return
-        pending.messages.append(message)
+        if pending.convert is not None:
+            try:
+                pending.messages.append(pending.convert(message))
+            except Exception as exc:  # the reader raises it (a message that is no event...)
+                pending.done.set_exception(exc)
+                return
+        else:
+            pending.messages.append(message)
         if not pending.batched:
             pending.done.set_result((None, 0))
 
 
 class _PendingRead:
-    __slots__ = ("batched", "done", "messages")
+    __slots__ = ("batched", "convert", "done", "messages")
 
-    def __init__(self, *, batched: bool) -> None:
+    def __init__(self, *, batched: bool, convert: Callable[[StoredMessage], Any] | None) -> None:
         self.batched = batched
-        self.messages: list[StoredMessage] = []
+        self.convert = convert
+        self.messages: list[Any] = []
         self.done: asyncio.Future[tuple[str | None, int]] = (
             asyncio.get_running_loop().create_future()
         )
+
+
+def _as_stored(message: StoredMessage) -> StoredMessage:
+    return message
 
 
 def stored_message(data: bytes, block: bytes | None) -> StoredMessage:
@@ -304,8 +357,8 @@ def _fields_found(block: bytes) -> tuple[int, str, str, str | None] | None:
     A parse of every header cost ~2 µs a message, which a history's reads paid for every
     event. nats-server adds its headers after the stored ones, in this order: taken only when
     they end the block, so no later line names them again (the last wins in a parse too). The
-    msg id, a stored header, is taken only from a block that names it once. Same values as a parse of every header
-    (tests/unit/test_direct_get_fields.py)."""
+    msg id, a stored header, is taken only from a block that names it once. Same values as a
+    parse of every header (tests/unit/test_direct_get_fields.py)."""
     server = _SERVER_HEADERS.match(block, block.rfind(b"\r\nNats-Subject: ") + 1)
     if server is None or not block.isascii() or not block.startswith(_PLAIN_FIRST_LINE):
         return None

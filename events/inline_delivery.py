@@ -15,6 +15,7 @@ callback, as nats-py does with a callback's errors.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -62,7 +63,8 @@ def deliver(
         if mode:
             handler(subject, reply, data, headers)
         else:
-            handler(nc._build_message(sid, subject, reply, data, headers))
+            parsed = cast(dict[str, str] | None, headers)  # (a block only for AS_BLOCK)
+            handler(nc._build_message(sid, subject, reply, data, parsed))
     except Exception as exc:
         return exc
     return None

@@ -309,8 +309,9 @@ class EventStore:
     ) -> list[RecordedEvent]:
         """Decode every event on ``filter_subject`` from ``from_seq``; raise on a bad one."""
         min_seq = await self.newest_seq(filter_subject) if current else 0
-        messages = await self.read_raw(filter_subject, from_seq=from_seq, min_seq=min_seq)
-        return [self._decode(message) for message in messages]
+        return await self._reader.read(
+            filter_subject, self._decode, from_seq=from_seq, min_seq=min_seq
+        )
 
     async def newest_seq(self, filter_subject: str) -> int:
         """The newest sequence on ``filter_subject`` as the stream's leader has it (0: none)."""

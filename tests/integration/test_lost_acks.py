@@ -11,7 +11,7 @@ or a collision with someone else's msg id (clustered path).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,11 @@ class LaggingReader(DirectReader):
 
     hidden = 0
 
-    async def batch(self, request: dict[str, Any]) -> tuple[list[StoredMessage], int]:
-        messages, pending = await super().batch(request)
+    async def batch(
+        self, request: dict[str, Any], convert: Callable[[StoredMessage], Any] | None = None
+    ) -> tuple[list[Any], int]:
+        # (items converted as they arrived: StoredMessage or RecordedEvent, both with a time)
+        messages, pending = await super().batch(request, convert or (lambda message: message))
         horizon = datetime.now(UTC).timestamp() - LAG
         visible = [m for m in messages if m.time.timestamp() <= horizon]
         if len(visible) < len(messages):

@@ -16,6 +16,7 @@ follower that far behind. The engine must still finish every workflow.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,8 +47,11 @@ class LaggingReader(DirectReader):
         self.lag = lag
         self.hidden = 0
 
-    async def batch(self, request: dict[str, Any]) -> tuple[list[StoredMessage], int]:
-        messages, pending = await super().batch(request)
+    async def batch(
+        self, request: dict[str, Any], convert: Callable[[StoredMessage], Any] | None = None
+    ) -> tuple[list[Any], int]:
+        # (items converted as they arrived: StoredMessage or RecordedEvent, both with a time)
+        messages, pending = await super().batch(request, convert or (lambda message: message))
         if "batch" not in request:
             return messages, pending
         horizon = datetime.now(UTC).timestamp() - self.lag

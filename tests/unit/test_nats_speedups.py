@@ -151,8 +151,11 @@ async def test_any_status_and_header_lines_are_processed_as_nats_py_does(
 
 
 @given(
-    st.dictionaries(st.from_regex(r"\A[A-Za-z][A-Za-z0-9-]{0,10}\Z"), st.text(_ASCII.filter(
-        lambda c: c not in "\r\n"), max_size=20).map(str.strip), max_size=5),
+    st.dictionaries(
+        st.from_regex(r"\A[A-Za-z][A-Za-z0-9-]{0,10}\Z"),
+        st.text(_ASCII.filter(lambda c: c not in "\r\n"), max_size=20).map(str.strip),
+        max_size=5,
+    ),
     st.one_of(st.none(), st.sampled_from(["100", "204", "404", "503"])),
     st.sampled_from(["", "No Messages", "EOB"]),
 )
