@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from events import subjects
 from events.connection import NatsSettings, connect
 from events.topology import Topology, ensure_topology
 from projections.generations import Generations
-from projections.positions import lag
+from projections.positions import LagProbe
 
 QUIET_TIMEOUT: Final = 180.0
 NOOP: Final[dict[str, Any]] = {"name": "noop", "jobs": {"j": {"uses": "noop"}}}
@@ -132,11 +133,17 @@ async def quiesce(nc: NATS, *, timeout: float = QUIET_TIMEOUT) -> float:
         generation = (await generations.current()).generation
     finally:
         await generations.close()
+    probe = _lag_probes.get(nc)
+    if probe is None:  # kept for the connection: each quiesce then scans only what is new
+        probe = _lag_probes[nc] = LagProbe(nc)
     while time.monotonic() < deadline:
-        if not await lag(nc, generation):
+        if not await probe.lag(generation):
             return time.time()
         await asyncio.sleep(0.1)
     raise TimeoutError(f"the projector did not catch up within {timeout:.0f}s")
+
+
+_lag_probes: weakref.WeakKeyDictionary[NATS, LagProbe] = weakref.WeakKeyDictionary()
 
 
 @dataclass

@@ -11,7 +11,11 @@ writes make that harmless.
 
 ``pending`` answers the readers' question "how many events are not in the views yet": per
 partition, the events after its stored position (one direct get each, which reports how many
-more match).
+more match). The server answers it by scanning the partition's subjects from that position to
+the end of the stream: ~2 ms of its CPU per partition on a stream of 120,000 events. A caller that
+asks again and again (the web UI through the gateway, the metrics sampler, a benchmark waiting
+for quiet) uses a ``LagProbe``, which scans only what was appended since it last found a
+partition clean.
 """
 
 from __future__ import annotations
@@ -104,15 +108,17 @@ class Positions:
                 self._stored[partition] = position
 
 
-async def stored_positions(kv: KeyValue, generation: int) -> dict[int, int]:
-    """Every partition's stored position in ``generation`` (0 when none)."""
-    found: dict[int, int] = {}
-    for partition in range(subjects.PARTITIONS):
-        try:
-            entry = await kv.get(position_key(generation, partition))
-            found[partition] = int(entry.value or b"0")
-        except KeyNotFoundError:
-            found[partition] = 0
+async def stored_positions(direct: Direct, generation: int) -> dict[int, int]:
+    """Every partition's stored position in ``generation`` (0 when none): one request for
+    all, to the KV's stream (``direct`` reads ``KV_jw_projector``)."""
+    keys = {
+        f"$KV.{subjects.KV_PROJECTOR}.{position_key(generation, p)}": p
+        for p in range(subjects.PARTITIONS)
+    }
+    found = dict.fromkeys(range(subjects.PARTITIONS), 0)
+    for subject, stored in (await direct.last_of_each(list(keys))).items():
+        if not stored.is_tombstone:
+            found[keys[subject]] = int(stored.data or b"0")
     return found
 
 
@@ -133,5 +139,55 @@ async def pending(nc: NATS, positions: dict[int, int], *, timeout: float = 5.0) 
 
 async def lag(nc: NATS, generation: int, *, timeout: float = 5.0) -> int:
     """Events not reflected in ``generation``'s stored views yet, over every partition."""
-    kv = await nc.jetstream().key_value(subjects.KV_PROJECTOR)
-    return await pending(nc, await stored_positions(kv, generation), timeout=timeout)
+    probe = LagProbe(nc, timeout=timeout)
+    try:
+        return await probe.lag(generation)
+    finally:
+        await probe.close()
+
+
+class LagProbe:
+    """``lag`` for a caller that asks again and again: what it found before narrows the scan.
+
+    When a partition had no event after its position ``P`` up to the stream's last sequence
+    ``L`` (read before that scan), no later answer needs to look at ``(P, L]`` again while the
+    position is at least ``P``: the scan starts after ``max(position, L)``, and none is made when
+    the stream has nothing after that. Positions only grow within a generation; one that went
+    back, or another generation, is scanned in full again.
+    """
+
+    def __init__(self, nc: NATS, *, timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._timeout = timeout
+        self._direct = Direct(nc, subjects.EVENTS_STREAM, timeout=timeout)
+        self._positions = Direct(nc, f"KV_{subjects.KV_PROJECTOR}", timeout=timeout)
+        self._generation: int | None = None
+        self._clean: dict[int, tuple[int, int]] = {}  # partition -> (position, clean through)
+
+    async def lag(self, generation: int) -> int:
+        """Events not reflected in ``generation``'s stored views yet, over every partition."""
+        if generation != self._generation:
+            self._generation, self._clean = generation, {}
+        positions = await stored_positions(self._positions, generation)
+        # Read after the positions: an event appended meanwhile is above one or the other.
+        info = await self._nc.jetstream().stream_info(subjects.EVENTS_STREAM)
+        last = int(info.state.last_seq)
+        total = 0
+        for partition, position in positions.items():
+            start = position
+            known = self._clean.get(partition)
+            if known is not None and position >= known[0]:
+                start = max(position, known[1])
+            count = await self._after(partition, start) if start < last else 0
+            if count == 0:
+                self._clean[partition] = (position, last)
+            total += count
+        return total
+
+    async def _after(self, partition: int, seq: int) -> int:
+        found, more = await self._direct.next(f"evt.{partition}.>", from_seq=seq + 1, limit=1)
+        return len(found) + more
+
+    async def close(self) -> None:
+        await self._direct.close()
+        await self._positions.close()

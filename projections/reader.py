@@ -26,7 +26,7 @@ from events.errors import StoreError
 from projections import index, keys, recent
 from projections._nats import Direct, Publisher
 from projections.generations import Generations
-from projections.positions import lag
+from projections.positions import LagProbe
 from projections.search import ListFilter, from_recent
 from projections.store import ViewStore
 from projections.views import WorkflowSummary, WorkflowView
@@ -138,6 +138,7 @@ class Views:
         self._keys = Direct(nc, subjects.KEYS_STREAM, timeout=timeout)
         self._workers = Direct(nc, f"KV_{subjects.KV_WORKERS}", timeout=timeout)
         self._labelsets = Direct(nc, f"KV_{subjects.KV_LABELSETS}", timeout=timeout)
+        self._lag_probe = LagProbe(nc, timeout=timeout)
         self._stores: dict[int, ViewStore] = {}
 
     async def generation(self) -> int:
@@ -372,7 +373,7 @@ class Views:
     async def lag(self) -> int:
         """Events not projected yet: after the current generation's stored positions."""
         try:
-            return await lag(self._nc, await self.generation(), timeout=self._timeout)
+            return await self._lag_probe.lag(await self.generation())
         except StoreError:
             raise
         except Exception as exc:
@@ -394,6 +395,7 @@ class Views:
             await store.close()
         self._stores = {}
         await self._generations.close()
+        await self._lag_probe.close()
         for inbox in (self._index, self._keys, self._workers, self._labelsets, self._publisher):
             await inbox.close()
 
