@@ -146,7 +146,7 @@ async def test_a_group_is_deleted_with_its_last_member(clean_nats: NATS) -> None
 
 def test_a_message_of_one_entry_as_written_before_groups_reads_the_same() -> None:
     def stored(seq: int, data: bytes) -> Stored:
-        return Stored(seq=seq, subject="wfkey.g1.l.gpu", data=data, headers={})
+        return Stored(seq=seq, subject="wfkey.g1.l.gpu", data=data, header_block=None)
 
     assert keys.decode(stored(7, b'{"wf":"wf-1","started":42}')) == [keys.KeyEntry(7, "wf-1", 42)]
     group = stored(8, keys.group_body([("wf-1", 42), ("wf-2", 43)]))

@@ -50,7 +50,7 @@ class MemoryStream:
     def publish(self, subject: str, doc: dict[str, object]) -> int:
         self.last_seq += 1
         data = orjson.dumps(doc)
-        self.messages[self.last_seq] = Stored(self.last_seq, subject, data, {})
+        self.messages[self.last_seq] = Stored(self.last_seq, subject, data, None)
         return self.last_seq
 
     async def last(self, subject: str) -> Stored | None:
@@ -260,18 +260,18 @@ def test_marks_every_64_entries_keep_a_shallow_listing_to_a_window_or_two() -> N
 
 def test_entries_of_the_old_format_still_decode() -> None:
     doc = {"wf": "a", "name": "build", "status": "running", "started": 5, "bound": 9}
-    entry = decode_entries(Stored(3, entry_subject(1, "running", "build"), orjson.dumps(doc), {}))
+    entry = decode_entries(Stored(3, entry_subject(1, "running", "build"), orjson.dumps(doc), None))
     assert entry == [IndexEntry(3, "a", "build", "running", 5)]
 
 
 def test_a_group_of_ended_workflows_decodes_to_an_entry_each() -> None:
     doc = {"name": "build", "status": "failed", "wfs": [["a", 5], ["b", 7]]}
-    stored = Stored(4, entry_subject(1, "failed", "build"), orjson.dumps(doc), {})
+    stored = Stored(4, entry_subject(1, "failed", "build"), orjson.dumps(doc), None)
     assert decode_entries(stored) == [
         IndexEntry(4, "a", "build", "failed", 5),
         IndexEntry(4, "b", "build", "failed", 7),
     ]
-    broken = Stored(5, entry_subject(1, "failed", "build"), b'{"name": "build"}', {})
+    broken = Stored(5, entry_subject(1, "failed", "build"), b'{"name": "build"}', None)
     assert decode_entries(broken) == []
 
 
