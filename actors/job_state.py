@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypedDict
 
-from actors._state import stamped, updated
+from actors._state import stamped, updated, updated_by
 from events.base import RecordedEvent
 from events.catalog import (
     JobCancelled,
@@ -41,6 +41,7 @@ from events.definition import OnFailure, RetryPolicy
 SUCCEEDED = "succeeded"
 FAILED = "failed"
 CANCELLED = "cancelled"
+_OUTCOME_STATUS = {outcome: JobStatus(outcome) for outcome in (SUCCEEDED, FAILED, CANCELLED)}
 
 # Shared defaults: both are frozen, and a workflow creates a pending state for every job.
 _NO_SPEC = JobSpec()
@@ -220,28 +221,20 @@ def evolve(state: JobState, event: JobEvent) -> JobState:
                 "epoch": max(state.epoch, event.epoch),
                 "attempt": max(state.attempt, event.attempt),
             }
-            return _settle(
-                state,
-                event.epoch,
-                SUCCEEDED,
-                event.ended_at,
-                outputs=event.outputs,
-                error=None,
-                **changes,
-            )
+            changes["outputs"], changes["error"] = event.outputs, None
+            return _settle(state, event.epoch, SUCCEEDED, event.ended_at, None, changes)
         case JobFailed():
             status = JobStatus.RETRYING if event.will_retry else JobStatus.FAILED
             changes = _claim_fields(event) or {"epoch": max(state.epoch, event.epoch)}
-            return _settle(
-                state, event.epoch, FAILED, event.ended_at, status, error=event.error, **changes
-            )
+            changes["error"] = event.error
+            return _settle(state, event.epoch, FAILED, event.ended_at, status, changes)
         case JobRetryScheduled():
             return updated(state, status=JobStatus.RETRYING, not_before=event.not_before)
         case JobCancelRequested():
             return updated(state, cancel_reason=event.reason)
         case JobCancelled():
             reason = state.cancel_reason or event.reason
-            return _settle(state, state.epoch, CANCELLED, event.at, cancel_reason=reason)
+            return _settle(state, state.epoch, CANCELLED, event.at, None, {"cancel_reason": reason})
         case JobResultRejected():
             return updated(state, rejections=state.rejections + 1)
         case JobWaiting():
@@ -331,17 +324,17 @@ def _settle(
     settled_epoch: int,
     outcome: str,
     at: datetime,
-    status: JobStatus | None = None,
-    **changes: Any,
+    status: JobStatus | None,
+    changes: dict[str, Any],
 ) -> JobState:
-    return updated(
-        state,
-        status=status or JobStatus(outcome),
-        settled_epoch=settled_epoch,
-        settled_outcome=outcome,
-        ended_at=at,
-        **changes,
-    )
+    """``state`` settled with ``outcome``, with ``changes`` (a dict of the caller's own, taken
+    over: a result is every job's most frequent event, and passing its ~12 changes on as keyword
+    arguments twice cost more than the copy of the state, ~1.5 µs a result)."""
+    changes["status"] = status or _OUTCOME_STATUS[outcome]  # (the enum's call is ~0.4 µs)
+    changes["settled_epoch"] = settled_epoch
+    changes["settled_outcome"] = outcome
+    changes["ended_at"] = at
+    return updated_by(state, changes)
 
 
 def replay(events: Iterable[JobEvent | RecordedEvent], state: JobState | None = None) -> JobState:

@@ -520,15 +520,17 @@ def replay(
     touched: set[str] = set()  # the jobs the working copy changed (for ``waiting``)
     stream_seq = 0
     for item in events:
-        event = item.event if isinstance(item, RecordedEvent) else item
-        seq = item.seq if isinstance(item, RecordedEvent) else 0
-        if not isinstance(event, WorkflowEvent | JobEvent):
-            raise TypeError(f"not a workflow or job event: {event.event_type}")
-        if current is None:
-            current = blank(event.workflow_id)
+        if isinstance(item, RecordedEvent):
+            event, seq = item.event, item.seq
+        else:
+            event, seq = item, 0
         if isinstance(event, JobEvent):
-            jobs = dict(current.jobs) if jobs is None else jobs
-            before = jobs.get(event.job) or current.job(event.job)
+            if current is None:
+                current = blank(event.workflow_id)
+            if jobs is None:
+                jobs = dict(current.jobs)
+            # (the working copy has every job the state has: not in it is pending)
+            before = jobs.get(event.job) or job.pending(current.workflow_id, event.job)
             if not seq or seq > before.last_seq:  # else folded already (a host's own append)
                 changed = job.evolve(before, event)
                 jobs[event.job] = stamped(before, changed, seq) if seq else changed
@@ -536,7 +538,9 @@ def replay(
                 if fanouts is not None or current.fanouts or isinstance(event, JobFannedOut):
                     fanouts = dict(current.fanouts) if fanouts is None else fanouts
                     fanout_state.fold(fanouts, before, changed, event)
-        else:
+        elif isinstance(event, WorkflowEvent):
+            if current is None:
+                current = blank(event.workflow_id)
             if jobs is not None:
                 current, jobs = _with_jobs(current, jobs, fanouts, touched), None
                 fanouts = None
@@ -544,6 +548,8 @@ def replay(
             if not seq or seq > current.last_seq:
                 current = evolve(current, event)
                 current = updated(current, last_seq=seq) if seq else current
+        else:
+            raise TypeError(f"not a workflow or job event: {event.event_type}")
         stream_seq = seq or stream_seq
     if current is None:
         raise ValueError("replay of no events needs an initial state")
