@@ -336,7 +336,7 @@ def _as_stored(message: StoredMessage) -> StoredMessage:
 
 def stored_message(data: bytes, block: bytes | None) -> StoredMessage:
     """The message a direct get returned with ``block`` as its headers (ValueError: no
-    sequence, subject or time, which every stored message has)."""
+    sequence or subject, which every stored message has)."""
     found = _fields_found(block) if block is not None else None
     if found is not None:
         seq, subject, stamp, msg_id = found

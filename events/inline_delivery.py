@@ -32,9 +32,9 @@ BlockHandler = Callable[[bytes, bytes, bytes, bytes | None], None]
 _DELIVERY = "_jetwork_inline"  # the attribute of a nats-py Subscription: (handler, mode)
 _queued_process_msg = Client._process_msg
 
-# What a handler takes: a nats-py ``Msg``; bytes and parsed headers; bytes and the header block.
 _STATUS, _DESCRIPTION = Header.STATUS.value, Header.DESCRIPTION.value
 
+# What a handler takes: a nats-py ``Msg``; bytes and parsed headers; bytes and the header block.
 AS_MSG, AS_RAW, AS_BLOCK = 0, 1, 2
 Delivery = tuple[Callable[..., None], int]  # the handler, and what it takes (``AS_*``)
 
