@@ -40,3 +40,28 @@ class RecordedEvent:
     time: datetime
     event: Event
     msg_id: str | None = None
+
+
+_new = object.__new__
+_SLOTS = RecordedEvent.__dict__  # its slots' descriptors
+_SET_SEQ = _SLOTS["seq"].__set__
+_SET_SUBJECT = _SLOTS["subject"].__set__
+_SET_TIME = _SLOTS["time"].__set__
+_SET_EVENT = _SLOTS["event"].__set__
+_SET_MSG_ID = _SLOTS["msg_id"].__set__
+
+
+def recorded(
+    seq: int, subject: str, time: datetime, event: Event, msg_id: str | None
+) -> RecordedEvent:
+    """``RecordedEvent(...)`` for readers of many events (a history's every event): the same
+    frozen object, its slots filled directly instead of by the frozen ``__init__``'s
+    ``object.__setattr__`` per field (0.34 µs instead of 0.85, ~1 ms for a 2,006-event
+    history)."""
+    record: RecordedEvent = _new(RecordedEvent)
+    _SET_SEQ(record, seq)
+    _SET_SUBJECT(record, subject)
+    _SET_TIME(record, time)
+    _SET_EVENT(record, event)
+    _SET_MSG_ID(record, msg_id)
+    return record

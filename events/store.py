@@ -29,7 +29,7 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from events import subjects
-from events.base import Event, RecordedEvent
+from events.base import Event, RecordedEvent, recorded
 from events.codec import decode, encode
 from events.direct_get import DirectReader, StoredMessage, parse_nats_time
 from events.errors import ConcurrencyConflict, PayloadTooLarge, StoreError, UndecodableEvent
@@ -360,14 +360,9 @@ class EventStore:
         return last.seq if last else 0
 
     def _decode(self, message: StoredMessage) -> RecordedEvent:
-        event = decode(message.data, subject=message.subject, seq=message.seq)
-        return RecordedEvent(
-            seq=message.seq,
-            subject=message.subject,
-            time=message.time,
-            event=event,
-            msg_id=message.msg_id,
-        )
+        seq, subject = message.seq, message.subject
+        event = decode(message.data, subject=subject, seq=seq)
+        return recorded(seq, subject, message.time, event, message.msg_id)
 
     # --- live subscription ---------------------------------------------------------------------
 
