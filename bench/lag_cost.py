@@ -62,9 +62,16 @@ async def measure(batches: int) -> None:
             await probe.close()
 
 
+def _batches(text: str) -> int:
+    count = int(text)
+    if count < 0:
+        raise argparse.ArgumentTypeError(f"--batches must be 0 or more, not {count}")
+    return count
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--batches", type=int, default=3, help="10,000-workflow batches first")
+    parser.add_argument("--batches", type=_batches, default=3, help="10,000-workflow batches first")
     run_service(measure(parser.parse_args().batches))
 
 

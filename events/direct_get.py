@@ -89,6 +89,10 @@ class StoredMessage:
         return self.headers.get("KV-Operation") in _GONE
 
 
+def _as_is(message: StoredMessage) -> StoredMessage:
+    return message
+
+
 class DirectReader:
     """Direct-get reads of one stream (needs ``allow_direct``)."""
 
@@ -106,7 +110,7 @@ class DirectReader:
         self, filter_subject: str, *, from_seq: int = 1, min_seq: int = 0
     ) -> list[StoredMessage]:
         """Every message on ``filter_subject`` from ``from_seq``, in order (``read``)."""
-        return await self.read(filter_subject, _as_stored, from_seq=from_seq, min_seq=min_seq)
+        return await self.read(filter_subject, _as_is, from_seq=from_seq, min_seq=min_seq)
 
     async def read(
         self,
@@ -238,7 +242,7 @@ class DirectReader:
     async def batch(
         self,
         request: dict[str, Any],
-        convert: Callable[[StoredMessage], Any] | None = None,
+        convert: Callable[[StoredMessage], Any] = _as_is,
     ) -> tuple[list[Any], int]:
         """One direct-get request; the replies are collected by ``_on_reply`` up to the end,
         each made what ``convert`` makes of it as it arrives (as they are by default)."""
@@ -306,14 +310,11 @@ class DirectReader:
                 StoreError(f"direct get on {self._stream}: a reply that is not a message ({exc})")
             )
             return
-        if pending.convert is not None:
-            try:
-                pending.messages.append(pending.convert(message))
-            except Exception as exc:  # the reader raises it (a message that is no event...)
-                pending.done.set_exception(exc)
-                return
-        else:
-            pending.messages.append(message)
+        try:
+            pending.messages.append(pending.convert(message))
+        except Exception as exc:  # the reader raises it (a message that is no event...)
+            pending.done.set_exception(exc)
+            return
         if not pending.batched:
             pending.done.set_result((None, 0))
 
@@ -321,17 +322,13 @@ class DirectReader:
 class _PendingRead:
     __slots__ = ("batched", "convert", "done", "messages")
 
-    def __init__(self, *, batched: bool, convert: Callable[[StoredMessage], Any] | None) -> None:
+    def __init__(self, *, batched: bool, convert: Callable[[StoredMessage], Any]) -> None:
         self.batched = batched
         self.convert = convert
         self.messages: list[Any] = []
         self.done: asyncio.Future[tuple[str | None, int]] = (
             asyncio.get_running_loop().create_future()
         )
-
-
-def _as_stored(message: StoredMessage) -> StoredMessage:
-    return message
 
 
 def stored_message(data: bytes, block: bytes | None) -> StoredMessage:

@@ -28,7 +28,6 @@ from nats.js.errors import KeyNotFoundError
 from nats.js.kv import KeyValue
 
 from events import subjects
-from events.errors import StoreError
 from projections._nats import Direct
 
 
@@ -126,15 +125,15 @@ async def pending(nc: NATS, positions: dict[int, int], *, timeout: float = 5.0) 
     """How many events lie after the given positions (what the views do not reflect yet)."""
     direct = Direct(nc, subjects.EVENTS_STREAM, timeout=timeout)
     try:
-        total = 0
-        for partition, position in positions.items():
-            found, more = await direct.next(f"evt.{partition}.>", from_seq=position + 1, limit=1)
-            total += len(found) + more
-        return total
-    except StoreError:
-        raise
+        return sum([await events_after(direct, p, position) for p, position in positions.items()])
     finally:
         await direct.close()
+
+
+async def events_after(direct: Direct, partition: int, seq: int) -> int:
+    """How many events of ``partition`` the stream holds after sequence ``seq`` (one request)."""
+    found, more = await direct.next(f"evt.{partition}.>", from_seq=seq + 1, limit=1)
+    return len(found) + more
 
 
 async def lag(nc: NATS, generation: int, *, timeout: float = 5.0) -> int:
@@ -178,15 +177,11 @@ class LagProbe:
             known = self._clean.get(partition)
             if known is not None and position >= known[0]:
                 start = max(position, known[1])
-            count = await self._after(partition, start) if start < last else 0
+            count = await events_after(self._direct, partition, start) if start < last else 0
             if count == 0:
                 self._clean[partition] = (position, last)
             total += count
         return total
-
-    async def _after(self, partition: int, seq: int) -> int:
-        found, more = await self._direct.next(f"evt.{partition}.>", from_seq=seq + 1, limit=1)
-        return len(found) + more
 
     async def close(self) -> None:
         await self._direct.close()
