@@ -25,6 +25,7 @@ from actors.engine import Engine, EngineSettings
 from events.connection import NatsSettings, connect
 from events.topology import ensure_topology
 from projections.projector import Projector, ProjectorSettings
+from projections.yielding import lower_cpu_priority
 from sdk.runtime import run_service
 from sdk.worker import Worker
 from sdk.worker.config import WorkerConfig
@@ -173,6 +174,8 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="pyinstrument output file")
     args = parser.parse_args()
     configure_logging(args.log_level)
+    if args.role == "projector":  # as `jetwork projector` does
+        lower_cpu_priority(ProjectorSettings.from_env().nice)
     run_service(ROLES[args.role](args))
 
 

@@ -65,6 +65,11 @@ class NatsAuth:
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> NatsAuth:
         return cls(**{name: environ.get(var) or None for name, var in ENV.items()})
 
+    def environment(self) -> dict[str, str]:
+        """These settings as the ``JETWORK_NATS_*`` variables ``from_env`` reads (a child
+        process's): every one of them, empty where unset, so none is inherited."""
+        return {var: getattr(self, name) or "" for name, var in ENV.items()}
+
     def merged(self, other: NatsAuth) -> NatsAuth:
         """These settings, with ``other``'s where these have none (options over variables)."""
         return NatsAuth(**{f.name: getattr(self, f.name) or getattr(other, f.name)

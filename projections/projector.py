@@ -51,6 +51,7 @@ from projections.positions import Positions, pending
 from projections.recent import DEFAULT_SIZE, RecentWriter
 from projections.store import KV_PREFIX, KV_STREAM, ViewStore, purge_generation
 from projections.writing import Tracked
+from projections.yielding import check_niceness
 
 _log = structlog.get_logger("jetwork.projector")
 
@@ -85,6 +86,9 @@ class ProjectorSettings:
     # Partition leases (shared with other projectors).
     lease_ttl: float = 4.0
     renew_every: float = 1.0
+    # The niceness a projector in a process of its own takes (``projections.yielding``): under
+    # contention the engine, workers and nats-server go first. 0: the process's as it is.
+    nice: int = 10
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] = os.environ) -> ProjectorSettings:
@@ -102,7 +106,14 @@ class ProjectorSettings:
             concurrency=int(number("JETWORK_PROJECTOR_CONCURRENCY", cls.concurrency)),
             cache_size=int(number("JETWORK_PROJECTOR_CACHE_SIZE", cls.cache_size)),
             settle=number("JETWORK_PROJECTOR_SETTLE", cls.settle),
+            nice=_niceness(number("JETWORK_PROJECTOR_NICE", cls.nice)),
         )
+
+
+def _niceness(value: float) -> int:
+    if value != int(value):
+        raise ValueError(f"JETWORK_PROJECTOR_NICE={value:g}: a whole number")
+    return check_niceness(int(value), what="JETWORK_PROJECTOR_NICE")
 
 
 class Projector(ProjectorBatches):

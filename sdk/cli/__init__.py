@@ -19,6 +19,7 @@ from sdk.cli import (
     logs,
     namespaces,
     projections,
+    projector,
     run,
     schedules,
     server,
@@ -54,6 +55,7 @@ main.add_command(demo.demo)
 main.add_command(worker.worker)
 main.add_command(server.server)
 main.add_command(gateway.gateway)
+main.add_command(projector.projector)
 main.add_command(run.run)
 main.add_command(status.status)
 main.add_command(listing.list_workflows)

@@ -23,12 +23,14 @@ from actors.engine import Engine, EngineSettings
 from actors.scheduler import Ticker
 from events.connection import NatsSettings, connect
 from events.errors import JetworkError
+from events.nats_auth import process_auth
 from events.topology import ensure_topology
-from projections.projector import Projector, ProjectorSettings
+from projections.projector import ProjectorSettings
 from sdk.auth_setup import RoleSecrets
 from sdk.cli._common import configure_logging, log_format_option, make_console, nats_option
 from sdk.cli._metrics import metrics_option, serving_metrics
 from sdk.cli.gateway import gateway_settings, http_options
+from sdk.cli.projector_process import ProjectorProcess
 from sdk.deletion import Retention
 from sdk.embedded_server import EmbeddedServer
 from sdk.runtime import run_service
@@ -180,6 +182,7 @@ def server(
                 http,
                 sample_every if metrics else None,
                 retention=retention,
+                log_format=log_format,
             ),
             roles=RoleSecrets.generate(data_dir / "auth") if auth else None,
             data_dir=data_dir,
@@ -197,6 +200,7 @@ class Parts:
     http: GatewaySettings | None
     sample_every: float | None  # seconds between samples of queue depth and projector lag
     retention: timedelta | None = None  # delete workflows ended longer ago (sdk.deletion)
+    log_format: str = "console"  # the projector process's too
 
 
 def _run_server(
@@ -259,8 +263,10 @@ async def _serve(url: str, console: Console, parts: Parts, roles: RoleSecrets | 
         services.append(Engine(engine_nc, settings=parts.engine))
         services.append(Ticker(engine_nc))  # schedules: a run per tick (actors/scheduler.py)
         if projector_settings is not None:
-            projector_nc = await connections.as_role("projector")
-            services.append(Projector(projector_nc, settings=projector_settings))
+            # Its own process, at a lower CPU priority: the execution path goes first (and it
+            # reads its settings from the environment, checked above).
+            identity = roles.auth("projector") if roles is not None else process_auth()
+            services.append(ProjectorProcess(url, auth=identity, log_format=parts.log_format))
         if parts.sample_every is not None:
             # It reads consumers' states and the projections: the admin's, not a narrower role.
             services.append(Sampler(await connections.as_role("admin"), every=parts.sample_every))
@@ -281,7 +287,7 @@ async def _serve(url: str, console: Console, parts: Parts, roles: RoleSecrets | 
             services.append(http)
         for service in services:
             await service.start()
-        what = "engine and projector" if projector_settings is not None else "engine"
+        what = "engine and projector (its own process)" if projector_settings else "engine"
         console.print(f"[green]ready[/]: {what} on {url} (Ctrl-C to stop)")
         if http is not None:
             console.print(f"HTTP gateway on [bold]{http.url}[/] (API reference: {http.url}/docs)")

@@ -49,7 +49,7 @@ COMMANDS = [
     ["dead-letters"], ["server"], ["workers"], ["projections", "rebuild"], ["demo"], ["worker"],
     ["pause"], ["resume"], ["skip"], ["retry"], ["rerun"], ["restart"], ["signal"], ["set"],
     ["handlers"],
-    ["delete"],
+    ["delete"], ["projector"],
 ]  # fmt: skip
 # Every command that connects to a server, with the arguments it needs to get that far.
 CONNECTING = [
@@ -59,7 +59,7 @@ CONNECTING = [
     ["skip", "wf-x", "a"], ["retry", "wf-x"], ["rerun", "wf-x", "--from", "a"], ["restart", "wf-x"],
     ["signal", "wf-x", "go"],
     ["set", "wf-x", "k=v"], ["handlers"],
-    ["delete", "wf-x"],
+    ["delete", "wf-x"], ["projector"],
 ]  # fmt: skip
 UNREACHABLE = "nats://127.0.0.1:1"
 
