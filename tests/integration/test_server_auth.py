@@ -119,6 +119,12 @@ async def test_workers_and_clients_run_with_their_roles_and_nothing_is_refused(
                  ["workers"], ["rerun", workflow_id, "--from", "report"]):  # fmt: skip
         done = await secured.jetwork("client", *args)
         assert done.code == 0, f"{args}: {done.out}{done.err}"
+
+    async def listed() -> bool:  # projected by the server's projector process, as its role
+        rows = json.loads((await secured.jetwork("client", "list", "--json")).out)
+        return workflow_id in [row["workflow_id"] for row in rows]
+
+    await assert_eventually(listed, timeout=60, interval=0.2)
     assert secured.violations() == []
 
 
