@@ -108,7 +108,12 @@ async def _stop_when_stdin_closes() -> None:
     killed outright (SIGKILL) leaves no orphan projector behind."""
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    try:
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    except (OSError, ValueError, NotImplementedError) as exc:  # not a pipe; or no such loop API
+        _log.warning("cannot watch stdin: this projector outlives its parent if that is killed",
+                     error=repr(exc))  # fmt: skip
+        return
     while await reader.read(4096):
         pass
     _log.info("the process that started this projector is gone: stopping")
