@@ -4,7 +4,8 @@ Why not in the server's process: there it shared one core (one interpreter lock)
 and could not yield to it. Its own process runs on another core when there is one, at a lower CPU
 priority (``projections.yielding``): the execution path goes first, views catch up after a burst.
 
-The server supervises it: started before the server says it is ready, started again when it
+The server supervises it: started before the server says it is ready (a start that fails is
+tried again for up to ``READY_TIMEOUT``: NATS may be restarting), started again when it
 exits on its own (after ``RESTART_AFTER``, doubling up to ``RESTART_AFTER_MAX``), stopped with
 the server. Its stdin is a pipe from the server: if the server dies without stopping it (SIGKILL),
 the pipe closes and the projector stops itself, so none is left orphaned.
@@ -35,10 +36,18 @@ _log = structlog.get_logger("jetwork.server")
 class ProjectorProcess:
     """Start, watch and stop one ``jetwork projector`` child connected to ``url``."""
 
-    def __init__(self, url: str, *, auth: NatsAuth | None, log_format: str = "console") -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        auth: NatsAuth | None,
+        log_format: str = "console",
+        ready_timeout: float = READY_TIMEOUT,
+    ) -> None:
         self._url = url
         self._auth = auth
         self._log_format = log_format
+        self._ready_timeout = ready_timeout
         self._process: asyncio.subprocess.Process | None = None
         self._watch: asyncio.Task[None] | None = None
         self._drain: asyncio.Task[None] | None = None
@@ -51,8 +60,23 @@ class ProjectorProcess:
         return process.pid if process is not None and process.returncode is None else None
 
     async def start(self) -> None:
-        """Start the projector and wait until it projects; raise (with its last words) if not."""
-        await self._spawn()
+        """Start the projector and wait until it projects. A start that fails is tried again
+        (NATS may be restarting under the server: the child's first connection gives up fast)
+        until ``ready_timeout`` has passed; then this raises, its log above."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._ready_timeout
+        delay = RESTART_AFTER
+        while True:
+            try:
+                await self._spawn(timeout=max(1.0, deadline - loop.time()))
+                break
+            except JetworkError as exc:
+                if loop.time() + delay >= deadline:
+                    raise
+                _log.warning("the projector process did not start: trying again",
+                             error=str(exc), after_seconds=delay)  # fmt: skip
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESTART_AFTER_MAX)
         self._watch = asyncio.create_task(self._restart_when_it_exits(), name="jw-projector-proc")
 
     async def stop(self) -> None:
@@ -73,7 +97,7 @@ class ProjectorProcess:
             process.kill()
             await process.wait()
 
-    async def _spawn(self) -> None:
+    async def _spawn(self, *, timeout: float = READY_TIMEOUT) -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sdk.cli", "projector", "--with-parent",
             "--log-format", self._log_format,
@@ -84,7 +108,7 @@ class ProjectorProcess:
         self.starts += 1
         assert process.stdout is not None
         try:
-            await asyncio.wait_for(_ready(process.stdout), READY_TIMEOUT)
+            await asyncio.wait_for(_ready(process.stdout), timeout)
         except (TimeoutError, EOFError):
             if process.returncode is None:
                 process.kill()

@@ -17,7 +17,12 @@ import pytest
 from nats.aio.client import Client as NATS
 
 from actors.engine import Engine
+from events.connection import NatsSettings, connect
+from events.errors import JetworkError
+from events.topology import ensure_topology
+from sdk.cli.projector_process import ProjectorProcess
 from sdk.client import Client
+from sdk.embedded_server import EmbeddedServer, free_port
 from tests.chaos_processes import clean_env, jetwork
 from tests.eventually import assert_eventually
 from tests.integration.test_server_orphans import alive
@@ -195,3 +200,37 @@ async def test_a_bad_niceness_is_a_one_line_error_before_anything_starts(
         assert "JETWORK_PROJECTOR_NICE=" in text and value in text and says in text, text
         assert text.count("\n") == 1, text  # one line: nothing was started
     assert not (tmp_path / "nats").exists()  # the server started no nats-server
+
+
+async def test_a_projector_started_while_nats_is_down_starts_once_it_is_back(
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    url = f"nats://127.0.0.1:{port}"
+    child = ProjectorProcess(url, auth=None, ready_timeout=120)
+    starting = asyncio.create_task(child.start())
+    server = EmbeddedServer(data_dir=tmp_path / "nats", port=port, sync_interval="2m")
+    try:
+        # A first child gave up on the server (its first connection fails fast): another follows.
+        await assert_eventually(lambda: child.starts >= 2, timeout=60)
+        assert not starting.done()
+        server.start()
+        nc = await connect(NatsSettings(url=url))
+        try:
+            await ensure_topology(nc.jetstream())
+        finally:
+            await nc.close()
+        await asyncio.wait_for(starting, 120)
+        assert child.pid is not None and niceness(child.pid) == 10
+    finally:
+        starting.cancel()
+        await child.stop()
+        server.stop()
+
+
+async def test_a_projector_that_cannot_start_is_a_clear_error_in_the_end() -> None:
+    child = ProjectorProcess("nats://127.0.0.1:1", auth=None, ready_timeout=3)
+    with pytest.raises(JetworkError, match="the projector process did not start"):
+        await child.start()
+    assert child.starts >= 2  # tried again before giving up
+    assert child.pid is None
