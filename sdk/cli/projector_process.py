@@ -103,6 +103,9 @@ class ProjectorProcess:
             "--log-format", self._log_format,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
             env=child_environment(os.environ, self._url, self._auth),
+            # Its own session: Ctrl-C in a terminal reaches the server alone, which stops it
+            # in its turn (a child stopping first would look like a crash, and be restarted).
+            start_new_session=True,
         )  # fmt: skip
         self._process = process
         self.starts += 1

@@ -127,17 +127,22 @@ async def test_the_server_runs_its_projector_apart_restarts_it_and_leaves_no_orp
             os.kill(projector, signal.SIGKILL)
 
 
-async def test_the_server_stops_its_projector_when_it_stops(tmp_path: Path) -> None:
+@pytest.mark.parametrize("how", ["SIGTERM", "Ctrl-C"])
+async def test_the_server_stops_its_projector_when_it_stops(tmp_path: Path, how: str) -> None:
     server = await asyncio.create_subprocess_exec(
         *jetwork("server", "--port", "0", "--data-dir", str(tmp_path / "jw"),
                  "--sync-interval", "2m", "--no-http"),
         stdin=DEVNULL, stdout=DEVNULL, stderr=PIPE, env=clean_env(),
+        start_new_session=True,  # a process group of its own, as a terminal gives a command
     )  # fmt: skip
     assert server.stderr is not None
     try:
         await ready_url(server.stderr)
         projector = await the_projector_of(server.pid)
-        server.send_signal(signal.SIGTERM)
+        if how == "SIGTERM":
+            server.send_signal(signal.SIGTERM)
+        else:  # a terminal's Ctrl-C: SIGINT to every process of the foreground group
+            os.killpg(server.pid, signal.SIGINT)
         _, rest = await asyncio.wait_for(server.communicate(), 60)
         assert server.returncode == 0, rest
         assert b"exited: starting another" not in rest  # stopping it is no crash to restart
