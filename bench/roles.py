@@ -90,7 +90,9 @@ async def run_engine(args: argparse.Namespace) -> None:
 
 async def run_projector(args: argparse.Namespace) -> None:
     async def start(nc: Any) -> Projector:
-        projector = Projector(nc, settings=ProjectorSettings.from_env())
+        settings = ProjectorSettings.from_env()
+        lower_cpu_priority(settings.nice)  # once connected, as `jetwork projector` does
+        projector = Projector(nc, settings=settings)
         await projector.start()
         return projector
 
@@ -174,8 +176,6 @@ def main() -> None:
     parser.add_argument("--profile", default=None, help="pyinstrument output file")
     args = parser.parse_args()
     configure_logging(args.log_level)
-    if args.role == "projector":  # as `jetwork projector` does
-        lower_cpu_priority(ProjectorSettings.from_env().nice)
     run_service(ROLES[args.role](args))
 
 
